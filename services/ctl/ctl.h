@@ -1,0 +1,13 @@
+/* weirctl's verbs: each lives in its own ctl-VERB.c and is listed in main.c's table. */
+#pragma once
+
+#include <stdbool.h>
+
+typedef struct ctl_context {
+        const char *config_path; /* resolved: --config, $WEIR_CONFIG or the default */
+        bool json;               /* --json given before the verb */
+} ctl_context;
+
+/* Each verb gets argv starting at its own name (argv[0] == "config", ...) and returns the process
+ * exit status: 0 success, 1 failure, 2 usage error. */
+int ctl_config(const ctl_context *ctx, int argc, char **argv);
