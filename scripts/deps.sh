@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Installs what weir needs to build (and, with "check"/"demo", to test or run the demo) on Debian 12.
+# Says what it installs; installs nothing when everything is present; never calls apt under
+# `nix develop` (IN_NIX_SHELL), where the flake's devShell provides the same tools.
+set -euo pipefail
+
+what=${1:-build}
+
+build_pkgs=(meson ninja-build pkg-config gcc libraft-dev libuv1-dev libfuse3-dev fuse3
+            libcurl4-openssl-dev libmicrohttpd-dev libjansson-dev libyaml-dev libsystemd-dev
+            libcmocka-dev clang-format)
+check_pkgs=(python3-pytest nginx apache2 dbus clang libclang-rt-14-dev curl nix-bin systemd
+            iproute2 psmisc procps)
+demo_pkgs=(nginx curl fuse3 psmisc procps)
+
+case "$what" in
+build) pkgs=("${build_pkgs[@]}") ;;
+check) pkgs=("${build_pkgs[@]}" "${check_pkgs[@]}") ;;
+demo) pkgs=("${build_pkgs[@]}" "${demo_pkgs[@]}") ;;
+*)
+        echo "usage: $0 build|check|demo" >&2
+        exit 2
+        ;;
+esac
+
+if [ -n "${IN_NIX_SHELL:-}" ]; then
+        exit 0
+fi
+
+if ! command -v dpkg-query >/dev/null 2>&1; then
+        for p in raft libuv fuse3 libcurl libmicrohttpd jansson yaml-0.1 libsystemd cmocka; do
+                pkg-config --exists "$p" || {
+                        echo "deps: not a Debian system and pkg-config cannot find '$p'." >&2
+                        echo "deps: install it, or use 'nix develop'." >&2
+                        exit 1
+                }
+        done
+        exit 0
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+        status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+        [ "$status" = installed ] || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${#missing[@]} Debian package(s) for '$what': ${missing[*]}"
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null 2>&1 || {
+                echo "deps: need root (or sudo) to run apt-get; install them by hand." >&2
+                exit 1
+        }
+        sudo=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+# Services that packages would start (nginx, apache2) are not wanted: tests run private ones.
+"${sudo[@]}" env RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "deps: done."

@@ -1,0 +1,80 @@
+"""Shared pytest setup for weir's integration tests: where the build is, and a last sweep.
+
+Each test module starts its own daemons, HTTP servers and mounts on its own loopback range
+(127.0.1.x masters, 127.0.2.x workers, 127.0.3.x stores, 127.0.4.x FUSE) and stops them in
+fixture finalizers. The session-end sweep below is the safety net: whatever a crashed test left
+(a weir process, a FUSE mount under the temp dir) is removed, and reported.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+BUILD_DIR = os.path.abspath(os.environ.get("WEIR_BUILD_DIR", os.path.join(ROOT, "build")))
+
+sys.path.insert(0, HERE)
+
+
+def weir_binary(name):
+    """Path of a built weir program; skips the test if it was not built."""
+    for sub in ("services/master", "services/worker", "services/fuse", "services/ctl",
+                "services/generator"):
+        path = os.path.join(BUILD_DIR, sub, name)
+        if os.access(path, os.X_OK):
+            return path
+    pytest.skip(f"{name} is not built in {BUILD_DIR} (run 'make' first)")
+
+
+@pytest.fixture(scope="session")
+def build_dir():
+    if not os.path.isdir(BUILD_DIR):
+        pytest.skip(f"no build directory {BUILD_DIR} (run 'make' first)")
+    return BUILD_DIR
+
+
+def _stray_processes():
+    """weir processes started from this build directory that are still alive."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            exe = os.readlink(f"/proc/{pid}/exe")
+        except OSError:
+            continue
+        if exe.startswith(BUILD_DIR + "/"):
+            found.append((int(pid), exe))
+    return found
+
+
+def _stray_mounts():
+    mounts = []
+    try:
+        with open("/proc/self/mounts") as f:
+            for line in f:
+                dev, mnt, fstype = line.split()[:3]
+                if fstype.startswith("fuse") and dev.startswith("weir") and "/pytest-" in mnt:
+                    mounts.append(mnt.encode().decode("unicode_escape"))
+    except OSError:
+        pass
+    return mounts
+
+
+def pytest_sessionfinish(session, exitstatus):
+    strays = _stray_processes()
+    for pid, _ in strays:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    mounts = _stray_mounts()
+    for mnt in mounts:
+        subprocess.run(["umount", "-l", mnt], check=False, capture_output=True)
+    if strays or mounts:
+        sys.stderr.write(f"\nconftest: removed leftovers: processes {strays}, mounts {mounts}\n")
+        session.exitstatus = 1
