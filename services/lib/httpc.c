@@ -1,0 +1,274 @@
+/* libcurl JSON client: one easy handle per httpc, reused for keep-alive. */
+#include <curl/curl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cleanup.h"
+#include "httpc.h"
+#include "log.h"
+
+#define HTTPC_DEFAULT_TIMEOUT_MS 5000
+#define HTTPC_DEFAULT_CONNECT_MS 1000
+#define HTTPC_DEFAULT_REDIRECTS  5
+#define HTTPC_DEFAULT_MAX_BODY   (64u << 20)
+
+struct httpc {
+        CURL *curl;
+        char *token_header;
+        long timeout_ms;
+        long connect_ms;
+        long max_redirects;
+        size_t max_body;
+        char errbuf[CURL_ERROR_SIZE];
+};
+
+typedef struct httpc_buf {
+        char *data;
+        size_t len, cap, max;
+        bool overflow;
+} httpc_buf;
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static CURLcode global_result;
+
+static void global_init_once(void)
+{
+        global_result = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+int httpc_global_init(void)
+{
+        pthread_once(&global_once, global_init_once);
+        return global_result == CURLE_OK ? 0 : -EIO;
+}
+
+httpc *httpc_new(void)
+{
+        if (httpc_global_init() < 0)
+                return NULL;
+        httpc *c = calloc(1, sizeof(*c));
+        if (!c)
+                return NULL;
+        c->curl = curl_easy_init();
+        if (!c->curl) {
+                free(c);
+                return NULL;
+        }
+        c->timeout_ms = HTTPC_DEFAULT_TIMEOUT_MS;
+        c->connect_ms = HTTPC_DEFAULT_CONNECT_MS;
+        c->max_redirects = HTTPC_DEFAULT_REDIRECTS;
+        c->max_body = HTTPC_DEFAULT_MAX_BODY;
+        return c;
+}
+
+httpc *httpc_free(httpc *c)
+{
+        if (!c)
+                return NULL;
+        curl_easy_cleanup(c->curl);
+        if (c->token_header) {
+                explicit_bzero(c->token_header, strlen(c->token_header));
+                free(c->token_header);
+        }
+        free(c);
+        return NULL;
+}
+
+int httpc_set_token(httpc *c, const char *token)
+{
+        char *h = NULL;
+
+        if (token && token[0] && asprintf(&h, "Authorization: Bearer %s", token) < 0)
+                return -ENOMEM;
+        if (c->token_header) {
+                explicit_bzero(c->token_header, strlen(c->token_header));
+                free(c->token_header);
+        }
+        c->token_header = h;
+        return 0;
+}
+
+void httpc_set_timeout(httpc *c, long total_ms, long connect_ms)
+{
+        c->timeout_ms = total_ms > 0 ? total_ms : HTTPC_DEFAULT_TIMEOUT_MS;
+        c->connect_ms = connect_ms > 0 ? connect_ms : HTTPC_DEFAULT_CONNECT_MS;
+}
+
+void httpc_set_max_redirects(httpc *c, long n)
+{
+        c->max_redirects = n < 0 ? 0 : n;
+}
+
+void httpc_set_max_body(httpc *c, size_t max_body_size)
+{
+        c->max_body = max_body_size;
+}
+
+const char *httpc_last_error(const httpc *c)
+{
+        return c->errbuf;
+}
+
+static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+        httpc_buf *b = userdata;
+        size_t n = size * nmemb;
+
+        if (n > b->max - b->len) {
+                b->overflow = true;
+                return 0; /* makes curl fail with CURLE_WRITE_ERROR */
+        }
+        if (b->len + n + 1 > b->cap) {
+                size_t cap = MAX(b->cap * 2, b->len + n + 1);
+                char *d = realloc(b->data, cap);
+                if (!d)
+                        return 0;
+                b->data = d;
+                b->cap = cap;
+        }
+        memcpy(b->data + b->len, ptr, n);
+        b->len += n;
+        b->data[b->len] = 0;
+        return n;
+}
+
+static int curl_code_to_errno(CURLcode cc)
+{
+        switch (cc) {
+        case CURLE_OK:
+                return 0;
+        case CURLE_COULDNT_CONNECT:
+                return -ECONNREFUSED;
+        case CURLE_OPERATION_TIMEDOUT:
+                return -ETIMEDOUT;
+        case CURLE_COULDNT_RESOLVE_HOST:
+                return -EHOSTUNREACH;
+        case CURLE_URL_MALFORMAT:
+        case CURLE_UNSUPPORTED_PROTOCOL:
+                return -EINVAL;
+        case CURLE_TOO_MANY_REDIRECTS:
+                return -ELOOP;
+        case CURLE_OUT_OF_MEMORY:
+                return -ENOMEM;
+        case CURLE_SEND_ERROR:
+        case CURLE_RECV_ERROR:
+        case CURLE_GOT_NOTHING:
+                return -ECONNRESET;
+        default:
+                return -EIO;
+        }
+}
+
+void httpc_response_done(httpc_response *r)
+{
+        if (!r)
+                return;
+        json_decref(r->json);
+        free(r->body);
+        free(r->url);
+        *r = (httpc_response){};
+}
+
+int httpc_request(httpc *c, const char *method, const char *url, const json_t *body,
+                  httpc_response *ret)
+{
+        _cleanup_free_ char *payload = NULL;
+        struct curl_slist *headers = NULL;
+        httpc_buf buf = {.max = c->max_body};
+        CURL *e = c->curl;
+        CURLcode cc;
+        int r;
+
+        c->errbuf[0] = 0;
+        curl_easy_reset(e); /* keeps the connection cache: keep-alive survives */
+        curl_easy_setopt(e, CURLOPT_URL, url);
+        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->connect_ms);
+        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, c->max_redirects > 0 ? 1L : 0L);
+        curl_easy_setopt(e, CURLOPT_MAXREDIRS, c->max_redirects);
+        /* The token goes to every master the redirects lead to: all are cluster members. */
+        curl_easy_setopt(e, CURLOPT_UNRESTRICTED_AUTH, 1L);
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, &buf);
+        curl_easy_setopt(e, CURLOPT_USERAGENT, "weir");
+#if LIBCURL_VERSION_NUM >= 0x075500
+        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+#endif
+
+        headers = curl_slist_append(headers, "Accept: application/json");
+        if (c->token_header)
+                headers = curl_slist_append(headers, c->token_header);
+        if (body || strcmp(method, "GET") != 0) {
+                if (body) {
+                        payload = json_dumps(body, JSON_COMPACT);
+                        if (!payload) {
+                                curl_slist_free_all(headers);
+                                return -ENOMEM;
+                        }
+                }
+                headers = curl_slist_append(headers, "Content-Type: application/json");
+                if (strcmp(method, "GET") != 0) {
+                        curl_easy_setopt(e, CURLOPT_POSTFIELDS, payload ? payload : "");
+                        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE,
+                                         (long)(payload ? strlen(payload) : 0));
+                }
+        }
+        /* Avoids "Expect: 100-continue" round trips on larger bodies. */
+        headers = curl_slist_append(headers, "Expect:");
+        if (!headers)
+                return -ENOMEM;
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+        if (strcmp(method, "GET") == 0)
+                curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+        else if (strcmp(method, "POST") != 0)
+                curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+
+        cc = curl_easy_perform(e);
+        curl_slist_free_all(headers);
+        if (cc != CURLE_OK) {
+                free(buf.data);
+                if (buf.overflow)
+                        return -E2BIG;
+                r = curl_code_to_errno(cc);
+                if (!c->errbuf[0])
+                        snprintf(c->errbuf, sizeof(c->errbuf), "%s", curl_easy_strerror(cc));
+                log_debug("httpc: %s %s: %s", method, url, c->errbuf);
+                return r;
+        }
+
+        httpc_response res = {};
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &res.status);
+        char *eff = NULL;
+        curl_easy_getinfo(e, CURLINFO_EFFECTIVE_URL, &eff);
+        res.url = strdup(eff ? eff : url);
+        res.body = buf.data ? buf.data : strdup("");
+        res.body_len = buf.len;
+        if (!res.url || !res.body) {
+                httpc_response_done(&res);
+                return -ENOMEM;
+        }
+        if (res.body_len > 0)
+                res.json = json_loadb(res.body, res.body_len, 0, NULL);
+        *ret = res;
+        return 0;
+}
+
+int httpc_get(httpc *c, const char *url, httpc_response *ret)
+{
+        return httpc_request(c, "GET", url, NULL, ret);
+}
+
+int httpc_post(httpc *c, const char *url, const json_t *body, httpc_response *ret)
+{
+        return httpc_request(c, "POST", url, body, ret);
+}
+
+int httpc_put(httpc *c, const char *url, const json_t *body, httpc_response *ret)
+{
+        return httpc_request(c, "PUT", url, body, ret);
+}
