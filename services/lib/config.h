@@ -160,3 +160,9 @@ size_t config_n_masters(const config *c);
 
 /* The config path from --config, else $WEIR_CONFIG, else CONFIG_DEFAULT_PATH. */
 const char *config_resolve_path(const char *arg);
+
+/* The directory of tier T on node NODE: "<path>/weir/<node>" (several nodes may share a host). */
+int config_tier_dir(const config_tier *t, const char *node, char **ret);
+
+/* Where node N mounts DATASET: "<mountRoot>/<dataset>". */
+int config_fuse_mount_point(const config_node *n, const char *dataset, char **ret);

@@ -1,0 +1,2390 @@
+/* The cluster YAML: libyaml events -> a small bounded tree -> a validated, immutable struct config. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include "cleanup.h"
+#include "config.h"
+#include "log.h"
+#include "parse.h"
+
+/* Limits on the YAML tree itself, beyond config.h's: together they bound memory and time. */
+#define YAML_MAX_NODES          200000u  /* per stream */
+#define YAML_MAX_EXPANDED       1000000u /* per document, every alias counted as a copy */
+#define YAML_MAX_ANCHORS        1024u    /* per document */
+#define MAP_MAX_KEYS            512u     /* in a mapping that weir interprets */
+#define CONFIG_MAX_DIAGS        1000u
+#define NAME_MAX_LEN            255u
+#define DEFAULT_REPLICAS        1u
+#define DEFAULT_HIGH            0.95
+#define DEFAULT_LOW             0.7
+#define DEFAULT_ELECTION        300u
+#define DEFAULT_HEARTBEAT       50u
+#define DEFAULT_FUSE_TIMEOUT_MS 60000u
+#define MIN_BLOCK_SIZE          (4ull << 10)
+#define MAX_BLOCK_SIZE          (1ull << 30)
+
+typedef enum ynode_type {
+        YNODE_SCALAR,
+        YNODE_MAP,
+        YNODE_SEQ,
+} ynode_type;
+
+/* One YAML node. Aliases share the anchored node; every node is owned by loader.ynodes. */
+typedef struct ynode {
+        ynode_type type;
+        unsigned line, column; /* 1-based */
+        char *value;           /* scalars: the text, NUL-terminated */
+        size_t len;
+        bool plain;           /* unquoted scalar: may be null */
+        struct ynode **items; /* sequence: the items; mapping: key, value, key, value, ... */
+        size_t n_items, n_alloc;
+        uint64_t weight; /* nodes in the subtree, aliases expanded */
+} ynode;
+
+typedef struct anchor {
+        char *name;
+        ynode *node;
+} anchor;
+
+typedef struct node_info {
+        const ynode *item, *name, *roles;
+        bool has_roles, role_master, role_worker, role_fuse;
+        bool has_data_dir, has_runtime_dir, has_mount_root;
+        bool has_raft_port, has_master_port, has_worker_port;
+} node_info;
+
+typedef struct dataset_info {
+        const ynode *name;
+} dataset_info;
+
+typedef struct runtime_info {
+        const ynode *name, *kind, *master_replicas, *levels;
+} runtime_info;
+
+typedef struct option_list {
+        config_option *items;
+        const ynode **where;
+        size_t n, alloc, alloc_where;
+} option_list;
+
+typedef struct loader {
+        const char *name; /* for messages */
+        char *dir;        /* relative secret files are read from here */
+        const char *data; /* the buffer, for locating reader errors */
+        size_t size;
+
+        config_diag *diags;
+        size_t n_diags, n_diags_alloc, n_dropped, n_errors;
+        bool oom;
+
+        ynode **ynodes;
+        size_t n_ynodes, n_ynodes_alloc;
+        ynode *docs[CONFIG_MAX_DOCUMENTS];
+        size_t n_docs;
+        anchor anchors[YAML_MAX_ANCHORS];
+        size_t n_anchors;
+        uint64_t doc_weight;
+
+        config *c;
+        const ynode *cluster_doc;
+        const ynode *cluster_nodes;
+        node_info *node_info;
+        dataset_info *dataset_info;
+        size_t n_datasets_alloc, n_dataset_info_alloc;
+        runtime_info *runtime_info;
+        size_t n_runtimes_alloc, n_runtime_info_alloc;
+
+        /* Cluster-level defaults for the nodes. */
+        char *data_dir, *runtime_dir, *mount_root;
+        uint16_t raft_port, master_port, worker_port;
+} loader;
+
+static const char *const medium_names[] = {
+        [CONFIG_MEDIUM_MEM] = "MEM",
+        [CONFIG_MEDIUM_SSD] = "SSD",
+        [CONFIG_MEDIUM_HDD] = "HDD",
+};
+
+const char *config_medium_to_string(config_medium m)
+{
+        if ((size_t)m >= ELEMENTSOF(medium_names))
+                return NULL;
+        return medium_names[m];
+}
+
+/* ---- small helpers ---------------------------------------------------------------------- */
+
+static bool streq(const char *a, const char *b)
+{
+        return strcmp(a, b) == 0;
+}
+
+static bool grow(void **p, size_t *alloc, size_t need, size_t size)
+{
+        size_t n;
+        void *q;
+
+        if (need <= *alloc)
+                return true;
+        n = MAX(need, *alloc * 2);
+        n = MAX(n, (size_t)8);
+        if (n > SIZE_MAX / size)
+                return false;
+        q = realloc(*p, n * size);
+        if (!q)
+                return false;
+        *p = q;
+        *alloc = n;
+        return true;
+}
+
+#define GROW(p, alloc, need) grow((void **)&(p), &(alloc), (need), sizeof(*(p)))
+
+static char *l_strdup(loader *l, const char *s)
+{
+        char *r;
+
+        if (!s)
+                return NULL;
+        r = strdup(s);
+        if (!r)
+                l->oom = true;
+        return r;
+}
+
+static void diag_va(loader *l, bool warning, unsigned line, unsigned column, const char *format,
+                    va_list ap)
+{
+        char *msg;
+
+        if (!warning)
+                l->n_errors++;
+        if (l->n_diags >= CONFIG_MAX_DIAGS) {
+                l->n_dropped++;
+                return;
+        }
+        if (!GROW(l->diags, l->n_diags_alloc, l->n_diags + 1) || vasprintf(&msg, format, ap) < 0) {
+                l->oom = true;
+                return;
+        }
+        l->diags[l->n_diags++] = (config_diag){
+                .warning = warning,
+                .line = line,
+                .column = column,
+                .message = msg,
+        };
+}
+
+_printf_(5, 6) static void diag(loader *l, bool warning, unsigned line, unsigned column,
+                                const char *format, ...)
+{
+        va_list ap;
+
+        va_start(ap, format);
+        diag_va(l, warning, line, column, format, ap);
+        va_end(ap);
+}
+
+_printf_(3, 4) static void error_at(loader *l, const ynode *n, const char *format, ...)
+{
+        va_list ap;
+
+        va_start(ap, format);
+        diag_va(l, false, n ? n->line : 1, n ? n->column : 1, format, ap);
+        va_end(ap);
+}
+
+_printf_(3, 4) static void warning_at(loader *l, const ynode *n, const char *format, ...)
+{
+        va_list ap;
+
+        va_start(ap, format);
+        diag_va(l, true, n ? n->line : 1, n ? n->column : 1, format, ap);
+        va_end(ap);
+}
+
+/* ---- YAML events to a tree -------------------------------------------------------------- */
+
+static void ynode_free(ynode *n)
+{
+        free(n->value);
+        free(n->items);
+        free(n);
+}
+
+static ynode *ynode_new(loader *l, ynode_type type, const yaml_mark_t *mark)
+{
+        ynode *n;
+
+        if (!GROW(l->ynodes, l->n_ynodes_alloc, l->n_ynodes + 1))
+                return NULL;
+        n = calloc(1, sizeof(*n));
+        if (!n)
+                return NULL;
+        n->type = type;
+        n->line = (unsigned)MIN(mark->line + 1, (size_t)UINT32_MAX);
+        n->column = (unsigned)MIN(mark->column + 1, (size_t)UINT32_MAX);
+        n->weight = 1;
+        l->ynodes[l->n_ynodes++] = n;
+        return n;
+}
+
+static void anchors_clear(loader *l)
+{
+        for (size_t i = 0; i < l->n_anchors; i++)
+                free(l->anchors[i].name);
+        l->n_anchors = 0;
+}
+
+static int anchor_add(loader *l, const char *name, ynode *n)
+{
+        if (!name)
+                return 0;
+        if (l->n_anchors >= YAML_MAX_ANCHORS) {
+                error_at(l, n, "more than %u anchors in one document", YAML_MAX_ANCHORS);
+                return -EINVAL;
+        }
+        l->anchors[l->n_anchors].name = strdup(name);
+        if (!l->anchors[l->n_anchors].name)
+                return -ENOMEM;
+        l->anchors[l->n_anchors++].node = n;
+        return 0;
+}
+
+static ynode *anchor_find(loader *l, const char *name)
+{
+        /* The latest definition wins: YAML allows redefining an anchor. */
+        for (size_t i = l->n_anchors; i > 0; i--)
+                if (streq(l->anchors[i - 1].name, name))
+                        return l->anchors[i - 1].node;
+        return NULL;
+}
+
+/* Line and column of byte OFFSET, for libyaml's reader errors which only carry an offset. */
+static void offset_to_mark(const loader *l, size_t offset, unsigned *line, unsigned *column)
+{
+        unsigned ln = 1, col = 1;
+
+        for (size_t i = 0; i < offset && i < l->size; i++) {
+                if (l->data[i] == '\n') {
+                        ln++;
+                        col = 1;
+                } else if (((unsigned char)l->data[i] & 0xc0) != 0x80)
+                        col++;
+        }
+        *line = ln;
+        *column = col;
+}
+
+/* The one place libyaml's errors are translated. */
+static int yaml_error(loader *l, const yaml_parser_t *p)
+{
+        const char *problem = p->problem ? p->problem : "unknown error";
+        unsigned line, column;
+
+        if (p->error == YAML_MEMORY_ERROR)
+                return -ENOMEM;
+        if (p->error == YAML_READER_ERROR) {
+                offset_to_mark(l, p->problem_offset, &line, &column);
+                diag(l, false, line, column, "invalid YAML: %s", problem);
+                return -EINVAL;
+        }
+        line = (unsigned)p->problem_mark.line + 1;
+        column = (unsigned)p->problem_mark.column + 1;
+        if (p->context)
+                diag(l, false, line, column, "invalid YAML: %s (%s at %u:%u)", problem, p->context,
+                     (unsigned)p->context_mark.line + 1, (unsigned)p->context_mark.column + 1);
+        else
+                diag(l, false, line, column, "invalid YAML: %s", problem);
+        return -EINVAL;
+}
+
+static int weigh(loader *l, ynode *n, uint64_t w)
+{
+        l->doc_weight += w;
+        if (l->doc_weight > YAML_MAX_EXPANDED) {
+                error_at(l, n,
+                         "document too large once its aliases are expanded (more than %u nodes)",
+                         YAML_MAX_EXPANDED);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+typedef struct tree_stack {
+        ynode *node[CONFIG_MAX_DEPTH];
+        char *anchor[CONFIG_MAX_DEPTH];
+        size_t depth;
+        ynode *root;
+} tree_stack;
+
+static int tree_attach(tree_stack *s, ynode *n)
+{
+        ynode *p;
+
+        if (s->depth == 0) {
+                s->root = n;
+                return 0;
+        }
+        p = s->node[s->depth - 1];
+        if (!GROW(p->items, p->n_alloc, p->n_items + 1))
+                return -ENOMEM;
+        p->items[p->n_items++] = n;
+        return 0;
+}
+
+static int tree_event(loader *l, tree_stack *s, yaml_event_t *e, bool *done)
+{
+        ynode *n;
+        int r;
+
+        switch (e->type) {
+        case YAML_STREAM_START_EVENT:
+                return 0;
+        case YAML_STREAM_END_EVENT:
+                *done = true;
+                return 0;
+        case YAML_DOCUMENT_START_EVENT:
+                if (l->n_docs >= CONFIG_MAX_DOCUMENTS) {
+                        diag(l, false, (unsigned)e->start_mark.line + 1,
+                             (unsigned)e->start_mark.column + 1,
+                             "more than %u documents in one file", CONFIG_MAX_DOCUMENTS);
+                        return -EINVAL;
+                }
+                anchors_clear(l);
+                l->doc_weight = 0;
+                s->root = NULL;
+                s->depth = 0;
+                return 0;
+        case YAML_DOCUMENT_END_EVENT:
+                l->docs[l->n_docs++] = s->root;
+                return 0;
+        case YAML_ALIAS_EVENT:
+                n = anchor_find(l, (const char *)e->data.alias.anchor);
+                if (!n) {
+                        diag(l, false, (unsigned)e->start_mark.line + 1,
+                             (unsigned)e->start_mark.column + 1, "undefined alias '*%s'",
+                             (const char *)e->data.alias.anchor);
+                        return -EINVAL;
+                }
+                r = weigh(l, n, n->weight);
+                if (r < 0)
+                        return r;
+                return tree_attach(s, n);
+        case YAML_SCALAR_EVENT:
+        case YAML_SEQUENCE_START_EVENT:
+        case YAML_MAPPING_START_EVENT:
+                break;
+        case YAML_SEQUENCE_END_EVENT:
+        case YAML_MAPPING_END_EVENT: {
+                _cleanup_free_ char *a = NULL;
+
+                if (s->depth == 0)
+                        return -EINVAL; /* libyaml never does this */
+                s->depth--;
+                n = s->node[s->depth];
+                a = TAKE_PTR(s->anchor[s->depth]);
+                for (size_t i = 0; i < n->n_items; i++)
+                        n->weight = MIN(n->weight + n->items[i]->weight,
+                                        (uint64_t)YAML_MAX_EXPANDED + 1);
+                return anchor_add(l, a, n);
+        }
+        default:
+                return 0;
+        }
+
+        if (l->n_ynodes >= YAML_MAX_NODES) {
+                diag(l, false, (unsigned)e->start_mark.line + 1, (unsigned)e->start_mark.column + 1,
+                     "more than %u YAML nodes in one file", YAML_MAX_NODES);
+                return -EINVAL;
+        }
+
+        if (e->type == YAML_SCALAR_EVENT) {
+                if (e->data.scalar.length > CONFIG_MAX_STRING) {
+                        diag(l, false, (unsigned)e->start_mark.line + 1,
+                             (unsigned)e->start_mark.column + 1, "string longer than %u bytes",
+                             CONFIG_MAX_STRING);
+                        return -EINVAL;
+                }
+                n = ynode_new(l, YNODE_SCALAR, &e->start_mark);
+                if (!n)
+                        return -ENOMEM;
+                n->value = malloc(e->data.scalar.length + 1);
+                if (!n->value)
+                        return -ENOMEM;
+                memcpy(n->value, e->data.scalar.value, e->data.scalar.length);
+                n->value[e->data.scalar.length] = 0;
+                n->len = e->data.scalar.length;
+                n->plain = e->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+                r = weigh(l, n, 1);
+                if (r < 0)
+                        return r;
+                r = tree_attach(s, n);
+                if (r < 0)
+                        return r;
+                return anchor_add(l, (const char *)e->data.scalar.anchor, n);
+        }
+
+        if (s->depth >= CONFIG_MAX_DEPTH) {
+                diag(l, false, (unsigned)e->start_mark.line + 1, (unsigned)e->start_mark.column + 1,
+                     "nested deeper than %u levels", CONFIG_MAX_DEPTH);
+                return -EINVAL;
+        }
+        n = ynode_new(l, e->type == YAML_SEQUENCE_START_EVENT ? YNODE_SEQ : YNODE_MAP,
+                      &e->start_mark);
+        if (!n)
+                return -ENOMEM;
+        r = weigh(l, n, 1);
+        if (r < 0)
+                return r;
+        r = tree_attach(s, n);
+        if (r < 0)
+                return r;
+        {
+                const yaml_char_t *a = e->type == YAML_SEQUENCE_START_EVENT
+                                               ? e->data.sequence_start.anchor
+                                               : e->data.mapping_start.anchor;
+                s->anchor[s->depth] = NULL;
+                if (a) {
+                        s->anchor[s->depth] = strdup((const char *)a);
+                        if (!s->anchor[s->depth])
+                                return -ENOMEM;
+                }
+        }
+        s->node[s->depth++] = n;
+        return 0;
+}
+
+static int tree_build(loader *l)
+{
+        yaml_parser_t parser;
+        tree_stack s = {};
+        bool done = false;
+        int r = 0;
+
+        if (!yaml_parser_initialize(&parser))
+                return -ENOMEM;
+        yaml_parser_set_input_string(&parser, (const unsigned char *)l->data, l->size);
+        while (!done) {
+                yaml_event_t e;
+
+                if (!yaml_parser_parse(&parser, &e)) {
+                        r = yaml_error(l, &parser);
+                        break;
+                }
+                r = tree_event(l, &s, &e, &done);
+                yaml_event_delete(&e);
+                if (r < 0)
+                        break;
+        }
+        for (size_t i = 0; i < s.depth; i++)
+                free(s.anchor[i]);
+        anchors_clear(l);
+        yaml_parser_delete(&parser);
+        return r;
+}
+
+/* ---- reading the tree ------------------------------------------------------------------- */
+
+static bool is_null(const ynode *n)
+{
+        return n->type == YNODE_SCALAR && n->plain &&
+               (n->len == 0 || streq(n->value, "~") || streq(n->value, "null") ||
+                streq(n->value, "Null") || streq(n->value, "NULL"));
+}
+
+static const char *describe(const ynode *n)
+{
+        switch (n->type) {
+        case YNODE_MAP:
+                return "a mapping";
+        case YNODE_SEQ:
+                return "a list";
+        default:
+                return is_null(n) ? "nothing" : "a scalar";
+        }
+}
+
+typedef struct field {
+        const char *key;
+        const ynode **value;
+} field;
+
+/* Copies the values of FIELDS' keys out of MAP and warns about any other key, naming the Fluid
+ * ones (FLUID) as such. False when MAP is not a usable mapping (an error was reported). */
+static bool pick(loader *l, const ynode *map, const char *what, const field *fields,
+                 const char *const *fluid)
+{
+        size_t n;
+
+        if (map->type != YNODE_MAP) {
+                error_at(l, map, "%s: expected a mapping, got %s", what, describe(map));
+                return false;
+        }
+        n = map->n_items / 2;
+        if (n > MAP_MAX_KEYS) {
+                error_at(l, map, "%s: more than %u keys", what, MAP_MAX_KEYS);
+                return false;
+        }
+        for (size_t i = 0; i < n; i++) {
+                const ynode *key = map->items[2 * i];
+                bool known = false;
+
+                if (key->type != YNODE_SCALAR) {
+                        error_at(l, key, "%s: keys must be strings, got %s", what, describe(key));
+                        return false;
+                }
+                for (size_t j = 0; j < i; j++)
+                        if (streq(map->items[2 * j]->value, key->value)) {
+                                error_at(l, key, "%s: duplicate key '%s' (first at %u:%u)", what,
+                                         key->value, map->items[2 * j]->line,
+                                         map->items[2 * j]->column);
+                                return false;
+                        }
+                for (const field *f = fields; f->key; f++)
+                        if (streq(f->key, key->value)) {
+                                *f->value = map->items[2 * i + 1];
+                                known = true;
+                                break;
+                        }
+                if (known)
+                        continue;
+                for (const char *const *k = fluid; k && *k; k++)
+                        if (streq(*k, key->value)) {
+                                warning_at(l, key,
+                                           "%s: '%s' is a Fluid setting that weir does not use, "
+                                           "ignoring",
+                                           what, key->value);
+                                known = true;
+                                break;
+                        }
+                if (!known)
+                        warning_at(l, key, "%s: unknown key '%s', ignoring", what, key->value);
+        }
+        return true;
+}
+
+static const char *get_str(loader *l, const ynode *n, const char *what)
+{
+        if (n->type != YNODE_SCALAR || is_null(n)) {
+                error_at(l, n, "%s: expected a string, got %s", what, describe(n));
+                return NULL;
+        }
+        if (strlen(n->value) != n->len) {
+                error_at(l, n, "%s: contains a NUL character", what);
+                return NULL;
+        }
+        return n->value;
+}
+
+static bool get_uint(loader *l, const ynode *n, const char *what, uint64_t max, uint64_t *ret)
+{
+        uint64_t v;
+
+        if (n->type != YNODE_SCALAR || is_null(n)) {
+                error_at(l, n, "%s: expected a number, got %s", what, describe(n));
+                return false;
+        }
+        if (parse_u64(n->value, &v) < 0 || v > max) {
+                error_at(l, n, "%s: expected a whole number between 0 and %llu (got '%s')", what,
+                         (unsigned long long)max, n->value);
+                return false;
+        }
+        *ret = v;
+        return true;
+}
+
+static bool get_port(loader *l, const ynode *n, const char *what, uint16_t *ret)
+{
+        uint64_t v;
+
+        if (n->type != YNODE_SCALAR || is_null(n)) {
+                error_at(l, n, "%s: expected a port number, got %s", what, describe(n));
+                return false;
+        }
+        if (parse_u64(n->value, &v) < 0 || v < 1 || v > 65535) {
+                error_at(l, n, "%s must be a port number between 1 and 65535 (got '%s')", what,
+                         n->value);
+                return false;
+        }
+        *ret = (uint16_t)v;
+        return true;
+}
+
+static bool get_duration(loader *l, const ynode *n, const char *what, uint64_t *ret)
+{
+        if (n->type != YNODE_SCALAR || is_null(n)) {
+                error_at(l, n, "%s: expected a duration, got %s", what, describe(n));
+                return false;
+        }
+        if (parse_duration_ms(n->value, ret) < 0) {
+                error_at(l, n, "%s: expected a duration such as 300ms, 2s, 5m or 1h (got '%s')",
+                         what, n->value);
+                return false;
+        }
+        return true;
+}
+
+static bool name_ok(const char *s)
+{
+        size_t len = strlen(s);
+
+        if (len == 0 || len > NAME_MAX_LEN || streq(s, ".") || streq(s, ".."))
+                return false;
+        for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+                if (*p == '/' || *p <= ' ' || *p == 0x7f)
+                        return false;
+        return true;
+}
+
+/* A name that becomes a directory, a systemd instance name and a URL path segment. */
+static const char *get_name(loader *l, const ynode *n, const char *what)
+{
+        const char *s = get_str(l, n, what);
+
+        if (!s)
+                return NULL;
+        if (s[0] == 0) {
+                error_at(l, n, "%s must not be empty", what);
+                return NULL;
+        }
+        if (!name_ok(s)) {
+                error_at(l, n,
+                         "%s '%s' cannot be used as a directory name (1-%u bytes, no '/', spaces "
+                         "or control characters, not '.' or '..')",
+                         what, s, NAME_MAX_LEN);
+                return NULL;
+        }
+        return s;
+}
+
+static const char *get_abs_path(loader *l, const ynode *n, const char *what)
+{
+        const char *s = get_str(l, n, what);
+
+        if (!s)
+                return NULL;
+        if (s[0] != '/') {
+                error_at(l, n, "%s must be an absolute path (got '%s')", what, s);
+                return NULL;
+        }
+        return s;
+}
+
+/* ---- Cluster ---------------------------------------------------------------------------- */
+
+static const char *const k8s_metadata[] = {
+        "namespace",       "labels",     "annotations",       "uid",
+        "resourceVersion", "generation", "creationTimestamp", "generateName",
+        "ownerReferences", "finalizers", "managedFields",     NULL,
+};
+
+static const char *get_metadata_name(loader *l, const ynode *doc, const ynode *metadata,
+                                     const char *kind, const ynode **ret_node)
+{
+        const ynode *name = NULL;
+        const field fields[] = {{"name", &name}, {}};
+        char what[64];
+
+        if (!metadata) {
+                error_at(l, doc, "%s: missing 'metadata' with the name", kind);
+                return NULL;
+        }
+        snprintf(what, sizeof(what), "%s metadata", kind);
+        if (!pick(l, metadata, what, fields, k8s_metadata))
+                return NULL;
+        if (!name) {
+                error_at(l, metadata, "%s: missing 'name'", what);
+                return NULL;
+        }
+        *ret_node = name;
+        snprintf(what, sizeof(what), "%s name", kind);
+        return get_name(l, name, what);
+}
+
+static void load_node(loader *l, const ynode *item, size_t idx)
+{
+        const ynode *name = NULL, *address = NULL, *roles = NULL, *data_dir = NULL,
+                    *runtime_dir = NULL, *mount_root = NULL, *raft_port = NULL, *master_port = NULL,
+                    *worker_port = NULL;
+        const field fields[] = {
+                {"name", &name},
+                {"address", &address},
+                {"roles", &roles},
+                {"dataDir", &data_dir},
+                {"runtimeDir", &runtime_dir},
+                {"mountRoot", &mount_root},
+                {"raftPort", &raft_port},
+                {"masterPort", &master_port},
+                {"workerPort", &worker_port},
+                {},
+        };
+        config_node *node = &l->c->nodes[l->c->n_nodes];
+        node_info *info = &l->node_info[l->c->n_nodes];
+        const char *s;
+
+        *info = (node_info){.item = item};
+        if (!pick(l, item, "node", fields, NULL))
+                return;
+        if (!name) {
+                error_at(l, item, "node %zu: missing 'name'", idx + 1);
+                return;
+        }
+        s = get_name(l, name, "node name");
+        if (!s)
+                return;
+        for (size_t i = 0; i < l->c->n_nodes; i++)
+                if (streq(l->c->nodes[i].name, s)) {
+                        error_at(l, name, "duplicate node name '%s' (first at %u:%u)", s,
+                                 l->node_info[i].name->line, l->node_info[i].name->column);
+                        return;
+                }
+        info->name = name;
+        if (!address) {
+                error_at(l, item, "node '%s': missing 'address' (an IP address or host name)", s);
+                return;
+        }
+        {
+                const char *a = get_str(l, address, "address");
+
+                if (!a)
+                        return;
+                if (a[0] == 0 || strpbrk(a, " \t/[]")) {
+                        error_at(l, address,
+                                 "address: expected an IPv4 or IPv6 address or a host name, "
+                                 "without port or brackets (got '%s')",
+                                 a);
+                        return;
+                }
+                node->address = l_strdup(l, a);
+        }
+        node->name = l_strdup(l, s);
+
+        if (roles) {
+                info->has_roles = true;
+                info->roles = roles;
+                if (roles->type != YNODE_SEQ) {
+                        error_at(l, roles,
+                                 "roles: expected a list of master, worker and fuse, got %s",
+                                 describe(roles));
+                } else
+                        for (size_t i = 0; i < roles->n_items; i++) {
+                                const ynode *r = roles->items[i];
+                                const char *v = get_str(l, r, "roles");
+                                bool *flag;
+
+                                if (!v)
+                                        continue;
+                                if (streq(v, "master"))
+                                        flag = &info->role_master;
+                                else if (streq(v, "worker"))
+                                        flag = &info->role_worker;
+                                else if (streq(v, "fuse"))
+                                        flag = &info->role_fuse;
+                                else {
+                                        error_at(l, r,
+                                                 "roles: unknown role '%s'; expected master, "
+                                                 "worker or fuse",
+                                                 v);
+                                        continue;
+                                }
+                                if (*flag)
+                                        error_at(l, r, "roles: '%s' given twice", v);
+                                *flag = true;
+                        }
+        }
+        if (data_dir && (s = get_abs_path(l, data_dir, "dataDir"))) {
+                node->data_dir = l_strdup(l, s);
+                info->has_data_dir = true;
+        }
+        if (runtime_dir && (s = get_abs_path(l, runtime_dir, "runtimeDir"))) {
+                node->runtime_dir = l_strdup(l, s);
+                info->has_runtime_dir = true;
+        }
+        if (mount_root && (s = get_abs_path(l, mount_root, "mountRoot"))) {
+                node->mount_root = l_strdup(l, s);
+                info->has_mount_root = true;
+        }
+        if (raft_port)
+                info->has_raft_port = get_port(l, raft_port, "raftPort", &node->raft_port);
+        if (master_port)
+                info->has_master_port = get_port(l, master_port, "masterPort", &node->master_port);
+        if (worker_port)
+                info->has_worker_port = get_port(l, worker_port, "workerPort", &node->worker_port);
+        l->c->n_nodes++;
+}
+
+static void load_cluster(loader *l, const ynode *doc, const ynode *kind, const ynode *metadata,
+                         const ynode *spec)
+{
+        const ynode *nodes = NULL, *token_file = NULL, *raft = NULL, *data_dir = NULL,
+                    *runtime_dir = NULL, *mount_root = NULL, *raft_port = NULL, *master_port = NULL,
+                    *worker_port = NULL, *name_node = NULL;
+        const field fields[] = {
+                {"nodes", &nodes},
+                {"tokenFile", &token_file},
+                {"raft", &raft},
+                {"dataDir", &data_dir},
+                {"runtimeDir", &runtime_dir},
+                {"mountRoot", &mount_root},
+                {"raftPort", &raft_port},
+                {"masterPort", &master_port},
+                {"workerPort", &worker_port},
+                {},
+        };
+        config *c = l->c;
+        const char *name, *s;
+
+        if (l->cluster_doc) {
+                error_at(l, kind,
+                         "a second Cluster document (the first is at %u:%u); "
+                         "expected exactly one",
+                         l->cluster_doc->line, l->cluster_doc->column);
+                return;
+        }
+        l->cluster_doc = doc;
+        name = get_metadata_name(l, doc, metadata, "Cluster", &name_node);
+        if (name)
+                c->cluster_name = l_strdup(l, name);
+        if (!spec) {
+                error_at(l, doc, "Cluster: missing 'spec' with the nodes");
+                return;
+        }
+        if (!pick(l, spec, "Cluster spec", fields, NULL))
+                return;
+
+        if (data_dir && (s = get_abs_path(l, data_dir, "dataDir")))
+                l->data_dir = l_strdup(l, s);
+        if (runtime_dir && (s = get_abs_path(l, runtime_dir, "runtimeDir")))
+                l->runtime_dir = l_strdup(l, s);
+        if (mount_root && (s = get_abs_path(l, mount_root, "mountRoot")))
+                l->mount_root = l_strdup(l, s);
+        if (raft_port)
+                get_port(l, raft_port, "raftPort", &l->raft_port);
+        if (master_port)
+                get_port(l, master_port, "masterPort", &l->master_port);
+        if (worker_port)
+                get_port(l, worker_port, "workerPort", &l->worker_port);
+
+        if (token_file && (s = get_str(l, token_file, "tokenFile"))) {
+                if (s[0] == 0)
+                        error_at(l, token_file, "tokenFile must not be empty");
+                else if (s[0] == '/')
+                        c->token_file = l_strdup(l, s);
+                else if (asprintf(&c->token_file, "%s/%s", l->dir, s) < 0) {
+                        c->token_file = NULL;
+                        l->oom = true;
+                }
+        }
+
+        if (raft) {
+                const ynode *election = NULL, *heartbeat = NULL;
+                const field raft_fields[] = {
+                        {"electionTimeout", &election},
+                        {"heartbeatTimeout", &heartbeat},
+                        {},
+                };
+
+                if (pick(l, raft, "raft", raft_fields, NULL)) {
+                        uint64_t v;
+
+                        if (election && get_duration(l, election, "raft.electionTimeout", &v)) {
+                                if (v < 10 || v > 60000)
+                                        error_at(l, election,
+                                                 "raft.electionTimeout must be between 10ms and "
+                                                 "60s (got %llums)",
+                                                 (unsigned long long)v);
+                                else
+                                        c->election_timeout_ms = v;
+                        }
+                        if (heartbeat && get_duration(l, heartbeat, "raft.heartbeatTimeout", &v)) {
+                                if (v < 1 || v > 60000)
+                                        error_at(l, heartbeat,
+                                                 "raft.heartbeatTimeout must be between 1ms and "
+                                                 "60s (got %llums)",
+                                                 (unsigned long long)v);
+                                else
+                                        c->heartbeat_timeout_ms = v;
+                        }
+                        if (c->heartbeat_timeout_ms >= c->election_timeout_ms)
+                                error_at(l, heartbeat ? heartbeat : election,
+                                         "raft.heartbeatTimeout (%llums) must be shorter than "
+                                         "raft.electionTimeout (%llums)",
+                                         (unsigned long long)c->heartbeat_timeout_ms,
+                                         (unsigned long long)c->election_timeout_ms);
+                }
+        }
+
+        if (!nodes) {
+                error_at(l, spec, "Cluster spec: missing 'nodes', the list of hosts");
+                return;
+        }
+        l->cluster_nodes = nodes;
+        if (nodes->type != YNODE_SEQ) {
+                error_at(l, nodes, "nodes: expected a list of nodes, got %s", describe(nodes));
+                return;
+        }
+        if (nodes->n_items == 0) {
+                error_at(l, nodes, "nodes: expected at least one node");
+                return;
+        }
+        if (nodes->n_items > CONFIG_MAX_NODES) {
+                error_at(l, nodes, "nodes: more than %u nodes", CONFIG_MAX_NODES);
+                return;
+        }
+        c->nodes = calloc(nodes->n_items, sizeof(*c->nodes));
+        l->node_info = calloc(nodes->n_items, sizeof(*l->node_info));
+        if (!c->nodes || !l->node_info) {
+                l->oom = true;
+                return;
+        }
+        for (size_t i = 0; i < nodes->n_items; i++)
+                load_node(l, nodes->items[i], i);
+}
+
+/* ---- Dataset ---------------------------------------------------------------------------- */
+
+static const char *const fluid_dataset_spec[] = {
+        "owner",    "nodeAffinity", "tolerations",         "accessModes",
+        "runtimes", "placement",    "dataRestoreLocation", NULL,
+};
+
+static const char *const fluid_mount[] = {"path", "readOnly", "shared", NULL};
+
+static void option_list_done(option_list *o)
+{
+        for (size_t i = 0; i < o->n; i++) {
+                free(o->items[i].key);
+                if (o->items[i].value && o->items[i].secret)
+                        explicit_bzero(o->items[i].value, strlen(o->items[i].value));
+                free(o->items[i].value);
+        }
+        free(o->items);
+        free(o->where);
+        *o = (option_list){};
+}
+
+static bool option_add(loader *l, option_list *o, const ynode *where, const char *key,
+                       const char *value, bool secret)
+{
+        for (size_t i = 0; i < o->n; i++)
+                if (streq(o->items[i].key, key)) {
+                        error_at(l, where, "option '%s' given twice (first at %u:%u)", key,
+                                 o->where[i]->line, o->where[i]->column);
+                        return false;
+                }
+        if (o->n >= CONFIG_MAX_OPTIONS) {
+                error_at(l, where, "more than %u options for one mount", CONFIG_MAX_OPTIONS);
+                return false;
+        }
+        if (!GROW(o->items, o->alloc, o->n + 1) || !GROW(o->where, o->alloc_where, o->n + 1)) {
+                l->oom = true;
+                return false;
+        }
+        o->items[o->n] = (config_option){
+                .key = strdup(key),
+                .value = strdup(value),
+                .secret = secret,
+        };
+        o->where[o->n] = where;
+        if (!o->items[o->n].key || !o->items[o->n].value) {
+                free(o->items[o->n].key);
+                free(o->items[o->n].value);
+                l->oom = true;
+                return false;
+        }
+        o->n++;
+        return true;
+}
+
+/* Keys whose plain values are credentials: they are flagged secret so they are never printed. */
+static bool key_looks_secret(const char *key)
+{
+        static const char *const words[] = {"secret",     "password",  "passwd",     "token",
+                                            "credential", "accesskey", "access.key", "access_key",
+                                            "privatekey", NULL};
+
+        for (const char *const *w = words; *w; w++)
+                if (strcasestr(key, *w))
+                        return true;
+        return false;
+}
+
+static void load_options(loader *l, option_list *o, const ynode *map, const char *what)
+{
+        if (map->type != YNODE_MAP) {
+                error_at(l, map, "%s: expected a mapping of option names to values, got %s", what,
+                         describe(map));
+                return;
+        }
+        if (map->n_items / 2 > CONFIG_MAX_OPTIONS) {
+                error_at(l, map, "%s: more than %u options", what, CONFIG_MAX_OPTIONS);
+                return;
+        }
+        for (size_t i = 0; i + 1 < map->n_items; i += 2) {
+                const ynode *k = map->items[i], *v = map->items[i + 1];
+                const char *key = get_str(l, k, what), *value;
+
+                if (!key)
+                        continue;
+                if (key[0] == 0) {
+                        error_at(l, k, "%s: option names must not be empty", what);
+                        continue;
+                }
+                if (v->type != YNODE_SCALAR) {
+                        error_at(l, v, "%s: option '%s': expected a string, got %s", what, key,
+                                 describe(v));
+                        continue;
+                }
+                value = is_null(v) ? "" : v->value;
+                if (strlen(value) != v->len && !is_null(v)) {
+                        error_at(l, v, "%s: option '%s' contains a NUL character", what, key);
+                        continue;
+                }
+                option_add(l, o, k, key, value, key_looks_secret(key));
+        }
+}
+
+/* Reads a secret file: a regular file of at most CONFIG_MAX_SECRET bytes, one trailing newline
+ * dropped. Never blocks (O_NONBLOCK against FIFOs) and never prints the content. */
+static int read_secret(const char *path, char **ret)
+{
+        _cleanup_close_ int fd = -1;
+        _cleanup_free_ char *buf = NULL;
+        struct stat st;
+        size_t n = 0;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (S_ISDIR(st.st_mode))
+                return -EISDIR;
+        if (!S_ISREG(st.st_mode))
+                return -EBADFD;
+        if (st.st_size > CONFIG_MAX_SECRET)
+                return -EFBIG;
+        buf = malloc(CONFIG_MAX_SECRET + 2);
+        if (!buf)
+                return -ENOMEM;
+        for (;;) {
+                ssize_t k = read(fd, buf + n, CONFIG_MAX_SECRET + 1 - n);
+
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0)
+                        break;
+                n += (size_t)k;
+                if (n > CONFIG_MAX_SECRET)
+                        return -EFBIG;
+        }
+        if (memchr(buf, 0, n))
+                return -EBADMSG;
+        if (n > 0 && buf[n - 1] == '\n')
+                n--;
+        if (n > 0 && buf[n - 1] == '\r')
+                n--;
+        buf[n] = 0;
+        *ret = TAKE_PTR(buf);
+        return 0;
+}
+
+static const char *secret_error(int r)
+{
+        switch (r) {
+        case -EFBIG:
+                return "larger than 64 KiB";
+        case -EBADFD:
+                return "not a regular file";
+        case -EBADMSG:
+                return "contains a NUL byte";
+        default:
+                return strerror(-r);
+        }
+}
+
+static void load_encrypt_option(loader *l, option_list *o, const ynode *item, const char *what)
+{
+        const ynode *name = NULL, *value_from = NULL, *value_file = NULL;
+        const field fields[] = {
+                {"name", &name},
+                {"valueFrom", &value_from},
+                {"valueFile", &value_file},
+                {},
+        };
+        _cleanup_free_ char *path = NULL;
+        char *value = NULL;
+        const ynode *where;
+        const char *key;
+        int r;
+
+        if (!pick(l, item, what, fields, NULL))
+                return;
+        if (!name) {
+                error_at(l, item, "%s: missing 'name', the option it sets", what);
+                return;
+        }
+        key = get_str(l, name, what);
+        if (!key)
+                return;
+        if (key[0] == 0) {
+                error_at(l, name, "%s: option names must not be empty", what);
+                return;
+        }
+        if (!!value_from == !!value_file) {
+                error_at(l, item,
+                         "%s '%s': expected exactly one of valueFrom.secretKeyRef or valueFile",
+                         what, key);
+                return;
+        }
+        if (value_from) {
+                const ynode *ref = NULL, *sname = NULL, *skey = NULL;
+                const field from_fields[] = {{"secretKeyRef", &ref}, {}};
+                const field ref_fields[] = {{"name", &sname}, {"key", &skey}, {}};
+                const char *sn, *sk;
+
+                if (!pick(l, value_from, "valueFrom", from_fields, NULL))
+                        return;
+                if (!ref) {
+                        error_at(l, value_from, "valueFrom: missing 'secretKeyRef'");
+                        return;
+                }
+                if (!pick(l, ref, "secretKeyRef", ref_fields, NULL))
+                        return;
+                if (!sname || !skey) {
+                        error_at(l, ref, "secretKeyRef: expected both 'name' and 'key'");
+                        return;
+                }
+                sn = get_name(l, sname, "secretKeyRef.name");
+                sk = get_name(l, skey, "secretKeyRef.key");
+                if (!sn || !sk)
+                        return;
+                if (asprintf(&path, "%s/secrets/%s/%s", l->dir, sn, sk) < 0) {
+                        path = NULL;
+                        l->oom = true;
+                        return;
+                }
+                where = ref;
+        } else {
+                const char *f = get_str(l, value_file, "valueFile");
+
+                if (!f)
+                        return;
+                if (f[0] == 0) {
+                        error_at(l, value_file, "valueFile must not be empty");
+                        return;
+                }
+                if (f[0] == '/')
+                        path = strdup(f);
+                else if (asprintf(&path, "%s/%s", l->dir, f) < 0)
+                        path = NULL;
+                if (!path) {
+                        l->oom = true;
+                        return;
+                }
+                where = value_file;
+        }
+        r = read_secret(path, &value);
+        if (r == -ENOMEM) {
+                l->oom = true;
+                return;
+        }
+        if (r < 0) {
+                error_at(l, where, "cannot read secret file '%s' for option '%s': %s", path, key,
+                         secret_error(r));
+                return;
+        }
+        option_add(l, o, name, key, value, true);
+        explicit_bzero(value, strlen(value));
+        free(value);
+}
+
+static void load_encrypt_options(loader *l, option_list *o, const ynode *seq, const char *what)
+{
+        if (seq->type != YNODE_SEQ) {
+                error_at(l, seq, "%s: expected a list of {name, valueFrom or valueFile}, got %s",
+                         what, describe(seq));
+                return;
+        }
+        if (seq->n_items > CONFIG_MAX_OPTIONS) {
+                error_at(l, seq, "%s: more than %u options", what, CONFIG_MAX_OPTIONS);
+                return;
+        }
+        for (size_t i = 0; i < seq->n_items; i++)
+                load_encrypt_option(l, o, seq->items[i], what);
+}
+
+static const struct {
+        const char *name;
+        config_scheme scheme;
+} schemes[] = {
+        {"http", CONFIG_SCHEME_HTTP},  {"https", CONFIG_SCHEME_HTTPS}, {"s3", CONFIG_SCHEME_S3},
+        {"oss", CONFIG_SCHEME_OSS},    {"cos", CONFIG_SCHEME_COS},     {"file", CONFIG_SCHEME_FILE},
+        {"local", CONFIG_SCHEME_FILE},
+};
+
+/* Checks URL's scheme and shape; derives the default mount name (last path segment, else the
+ * host or bucket) into *ret_name (malloc'd). */
+static bool check_url(loader *l, const ynode *where, const char *url, config_scheme *ret_scheme,
+                      char **ret_name)
+{
+        const char *sep = strstr(url, "://"), *rest, *path, *last, *end;
+        size_t slen;
+
+        if (!sep || sep == url) {
+                error_at(l, where,
+                         "mountPoint '%s' is not a URL; expected SCHEME://... with scheme http, "
+                         "https, s3, oss, cos, file or local",
+                         url);
+                return false;
+        }
+        slen = (size_t)(sep - url);
+        for (size_t i = 0; i < ELEMENTSOF(schemes); i++)
+                if (strlen(schemes[i].name) == slen &&
+                    strncasecmp(url, schemes[i].name, slen) == 0) {
+                        *ret_scheme = schemes[i].scheme;
+                        goto found;
+                }
+        error_at(l, where,
+                 "mountPoint '%s': unsupported scheme '%.*s'; expected http, https, s3, oss, cos, "
+                 "file or local",
+                 url, (int)MIN(slen, (size_t)32), url);
+        return false;
+
+found:
+        rest = sep + 3;
+        if (*ret_scheme == CONFIG_SCHEME_FILE) {
+                if (rest[0] != '/') {
+                        error_at(l, where,
+                                 "mountPoint '%s': %.*s:// needs an absolute path, e.g. "
+                                 "local:///srv/data",
+                                 url, (int)slen, url);
+                        return false;
+                }
+                path = rest;
+        } else {
+                path = strchr(rest, '/');
+                if (!path)
+                        path = rest + strlen(rest);
+                if (path == rest) {
+                        error_at(l, where, "mountPoint '%s': missing the %s after '://'", url,
+                                 *ret_scheme <= CONFIG_SCHEME_HTTPS ? "host" : "bucket");
+                        return false;
+                }
+        }
+        /* The default name: the last non-empty path segment, else the host or bucket. */
+        end = path + strlen(path);
+        while (end > path && end[-1] == '/')
+                end--;
+        last = end;
+        while (last > path && last[-1] != '/')
+                last--;
+        if (last == end) {
+                last = rest;
+                end = path;
+        }
+        {
+                const char *q = memchr(last, '?', (size_t)(end - last));
+
+                if (q)
+                        end = q;
+        }
+        *ret_name = strndup(last, (size_t)(end - last));
+        if (!*ret_name) {
+                l->oom = true;
+                return false;
+        }
+        return true;
+}
+
+static void load_mount(loader *l, config_dataset *d, const ynode **names, const ynode *item,
+                       const option_list *shared)
+{
+        const ynode *mount_point = NULL, *name = NULL, *options = NULL, *encrypt = NULL;
+        const field fields[] = {
+                {"mountPoint", &mount_point},
+                {"name", &name},
+                {"options", &options},
+                {"encryptOptions", &encrypt},
+                {},
+        };
+        _cleanup_free_ char *derived = NULL;
+        option_list o = {};
+        config_scheme scheme;
+        const char *url, *n;
+        config_mount *m;
+
+        if (!pick(l, item, "mount", fields, fluid_mount))
+                return;
+        if (!mount_point) {
+                error_at(l, item, "mount: missing 'mountPoint', the URL of the remote store");
+                return;
+        }
+        url = get_str(l, mount_point, "mountPoint");
+        if (!url || !check_url(l, mount_point, url, &scheme, &derived))
+                return;
+        if (name)
+                n = get_name(l, name, "mount name");
+        else {
+                n = derived;
+                if (!name_ok(n)) {
+                        error_at(l, mount_point,
+                                 "mountPoint '%s': cannot derive a mount name from it; set 'name'",
+                                 url);
+                        return;
+                }
+        }
+        if (!n)
+                return;
+        for (size_t i = 0; i < d->n_mounts; i++)
+                if (streq(d->mounts[i].name, n)) {
+                        const ynode *w = name ? name : mount_point;
+
+                        error_at(l, w, "duplicate mount name '%s' in dataset '%s' (first at %u:%u)",
+                                 n, d->name, names[i]->line, names[i]->column);
+                        return;
+                }
+
+        if (options)
+                load_options(l, &o, options, "options");
+        if (encrypt)
+                load_encrypt_options(l, &o, encrypt, "encryptOptions");
+        /* Fluid's sharedOptions apply to every mount; the mount's own options take precedence. */
+        for (size_t i = 0; i < shared->n; i++)
+                if (!config_mount_option(&(config_mount){.options = o.items, .n_options = o.n},
+                                         shared->items[i].key))
+                        option_add(l, &o, shared->where[i], shared->items[i].key,
+                                   shared->items[i].value, shared->items[i].secret);
+
+        m = &d->mounts[d->n_mounts];
+        *m = (config_mount){
+                .name = l_strdup(l, n),
+                .mount_point = l_strdup(l, url),
+                .scheme = scheme,
+                .options = o.items,
+                .n_options = o.n,
+        };
+        free(o.where);
+        names[d->n_mounts] = name ? name : mount_point;
+        d->n_mounts++;
+}
+
+static void load_dataset(loader *l, const ynode *doc, const ynode *metadata, const ynode *spec)
+{
+        const ynode *mounts = NULL, *block_size = NULL, *sync = NULL, *shared = NULL,
+                    *shared_enc = NULL, *name_node = NULL;
+        const field fields[] = {
+                {"mounts", &mounts},
+                {"blockSize", &block_size},
+                {"syncInterval", &sync},
+                {"sharedOptions", &shared},
+                {"sharedEncryptOptions", &shared_enc},
+                {},
+        };
+        _cleanup_free_ const ynode **names = NULL;
+        option_list shared_opts = {};
+        config *c = l->c;
+        config_dataset *d;
+        const char *name;
+
+        name = get_metadata_name(l, doc, metadata, "Dataset", &name_node);
+        if (!name)
+                return;
+        for (size_t i = 0; i < c->n_datasets; i++)
+                if (streq(c->datasets[i].name, name)) {
+                        error_at(l, name_node, "duplicate dataset name '%s' (first at %u:%u)", name,
+                                 l->dataset_info[i].name->line, l->dataset_info[i].name->column);
+                        return;
+                }
+        if (c->n_datasets >= CONFIG_MAX_DATASETS) {
+                error_at(l, doc, "more than %u datasets", CONFIG_MAX_DATASETS);
+                return;
+        }
+        if (!spec) {
+                error_at(l, doc, "Dataset '%s': missing 'spec' with the mounts", name);
+                return;
+        }
+        if (!pick(l, spec, "Dataset spec", fields, fluid_dataset_spec))
+                return;
+        if (!GROW(c->datasets, l->n_datasets_alloc, c->n_datasets + 1) ||
+            !GROW(l->dataset_info, l->n_dataset_info_alloc, c->n_datasets + 1)) {
+                l->oom = true;
+                return;
+        }
+        d = &c->datasets[c->n_datasets];
+        *d = (config_dataset){
+                .name = l_strdup(l, name),
+                .block_size = CONFIG_DEFAULT_BLOCK_SIZE,
+        };
+        l->dataset_info[c->n_datasets] = (dataset_info){.name = name_node};
+        c->n_datasets++;
+
+        if (block_size) {
+                uint64_t v;
+
+                if (block_size->type != YNODE_SCALAR || is_null(block_size) ||
+                    parse_size(block_size->value, &v) < 0)
+                        error_at(l, block_size,
+                                 "blockSize: expected a size such as 4Mi, 16Mi or 64Mi (got %s)",
+                                 block_size->type == YNODE_SCALAR ? block_size->value
+                                                                  : describe(block_size));
+                else if (v < MIN_BLOCK_SIZE || v > MAX_BLOCK_SIZE || v % 4096 != 0)
+                        error_at(l, block_size,
+                                 "blockSize must be a multiple of 4Ki between 4Ki and 1Gi (got %s)",
+                                 block_size->value);
+                else
+                        d->block_size = v;
+        }
+        if (sync)
+                get_duration(l, sync, "syncInterval", &d->sync_interval_ms);
+
+        if (shared)
+                load_options(l, &shared_opts, shared, "sharedOptions");
+        if (shared_enc)
+                load_encrypt_options(l, &shared_opts, shared_enc, "sharedEncryptOptions");
+
+        if (!mounts)
+                error_at(l, spec, "Dataset '%s': missing 'mounts', the list of mount points", name);
+        else if (mounts->type != YNODE_SEQ)
+                error_at(l, mounts, "mounts: expected a list of mounts, got %s", describe(mounts));
+        else if (mounts->n_items == 0)
+                error_at(l, mounts, "mounts: expected at least one mount");
+        else if (mounts->n_items > CONFIG_MAX_MOUNTS)
+                error_at(l, mounts, "mounts: more than %u mounts in one dataset",
+                         CONFIG_MAX_MOUNTS);
+        else {
+                d->mounts = calloc(mounts->n_items, sizeof(*d->mounts));
+                names = calloc(mounts->n_items, sizeof(*names));
+                if (!d->mounts || !names)
+                        l->oom = true;
+                else
+                        for (size_t i = 0; i < mounts->n_items; i++)
+                                load_mount(l, d, names, mounts->items[i], &shared_opts);
+        }
+        option_list_done(&shared_opts);
+}
+
+/* ---- Runtimes --------------------------------------------------------------------------- */
+
+static const char *const fluid_runtime_spec[] = {
+        "worker",
+        "properties",
+        "jvmOptions",
+        "jobMaster",
+        "jobWorker",
+        "apiGateway",
+        "initUsers",
+        "data",
+        "runAs",
+        "disablePrometheus",
+        "hadoopConfig",
+        "podMetadata",
+        "volumes",
+        "management",
+        "imagePullSecrets",
+        "secret",
+        "user",
+        "networkmode",
+        "alluxioVersion",
+        "goosefsVersion",
+        "jindoVersion",
+        "version",
+        "labels",
+        "logConfig",
+        "cleanCachePolicy",
+        "runtimeManagement",
+        "tolerations",
+        "nodeSelector",
+        NULL,
+};
+
+static const char *const fluid_component[] = {
+        "image",
+        "imageTag",
+        "imagePullPolicy",
+        "imagePullSecrets",
+        "jvmOptions",
+        "properties",
+        "env",
+        "resources",
+        "nodeSelector",
+        "ports",
+        "volumeMounts",
+        "podMetadata",
+        "disabled",
+        "networkmode",
+        "journal",
+        "options",
+        "labels",
+        "args",
+        "cleanPolicy",
+        "global",
+        "metrics",
+        "launchMode",
+        "tolerations",
+        "annotations",
+        NULL,
+};
+
+static const char *const fluid_level[] = {"volumeType", "volumeSource", "quotaList", NULL};
+
+static bool get_ratio(loader *l, const ynode *n, const char *what, double *ret)
+{
+        if (n->type != YNODE_SCALAR || is_null(n) || parse_ratio(n->value, ret) < 0) {
+                error_at(l, n, "%s: expected a number in (0, 1] such as 0.95 or \"0.95\" (got %s)",
+                         what, n->type == YNODE_SCALAR && !is_null(n) ? n->value : describe(n));
+                return false;
+        }
+        return true;
+}
+
+static int tier_compare(const void *a, const void *b)
+{
+        const config_tier *x = a, *y = b;
+
+        return (int)x->medium - (int)y->medium;
+}
+
+static void load_level(loader *l, config_runtime *rt, const ynode *item)
+{
+        const ynode *medium = NULL, *path = NULL, *quota = NULL, *high = NULL, *low = NULL;
+        const field fields[] = {
+                {"mediumtype", &medium}, {"path", &path}, {"quota", &quota},
+                {"high", &high},         {"low", &low},   {},
+        };
+        config_tier t = {.high = DEFAULT_HIGH, .low = DEFAULT_LOW};
+        const char *s, *p;
+        bool ok = true;
+
+        if (!pick(l, item, "tieredstore level", fields, fluid_level))
+                return;
+        if (!medium || !path || !quota) {
+                error_at(l, item, "tieredstore level: missing '%s'",
+                         !medium ? "mediumtype"
+                         : !path ? "path"
+                                 : "quota");
+                return;
+        }
+        s = get_str(l, medium, "mediumtype");
+        if (!s)
+                return;
+        if (streq(s, "MEM"))
+                t.medium = CONFIG_MEDIUM_MEM;
+        else if (streq(s, "SSD"))
+                t.medium = CONFIG_MEDIUM_SSD;
+        else if (streq(s, "HDD"))
+                t.medium = CONFIG_MEDIUM_HDD;
+        else {
+                error_at(l, medium, "mediumtype must be MEM, SSD or HDD (got '%s')", s);
+                ok = false;
+        }
+        p = get_abs_path(l, path, "path");
+        if (!p)
+                ok = false;
+        else if (strchr(p, ',')) {
+                error_at(l, path,
+                         "path '%s': several paths in one level are not supported; write one "
+                         "level per path",
+                         p);
+                ok = false;
+        }
+        if (quota->type != YNODE_SCALAR || is_null(quota) ||
+            parse_size(quota->value, &t.quota) < 0) {
+                error_at(l, quota,
+                         "quota: expected a size such as 2G, 2Gi, 512Mi or a number of bytes "
+                         "(got %s)",
+                         quota->type == YNODE_SCALAR && !is_null(quota) ? quota->value
+                                                                        : describe(quota));
+                ok = false;
+        } else if (t.quota == 0) {
+                error_at(l, quota, "quota must be larger than 0");
+                ok = false;
+        }
+        if (high && !get_ratio(l, high, "high", &t.high))
+                ok = false;
+        if (low && !get_ratio(l, low, "low", &t.low))
+                ok = false;
+        if (ok && !(t.low < t.high)) {
+                error_at(l, low ? low : high, "low (%g) must be less than high (%g)", t.low,
+                         t.high);
+                ok = false;
+        }
+        if (!ok)
+                return;
+        for (size_t i = 0; i < rt->n_tiers; i++)
+                if (streq(rt->tiers[i].path, p)) {
+                        error_at(l, path, "path '%s' is used by two levels", p);
+                        return;
+                }
+        t.path = l_strdup(l, p);
+        if (!t.path)
+                return;
+        rt->tiers[rt->n_tiers++] = t;
+}
+
+static void load_runtime(loader *l, const ynode *doc, const ynode *kind_node, const char *kind,
+                         const ynode *metadata, const ynode *spec)
+{
+        const ynode *replicas = NULL, *master = NULL, *tieredstore = NULL, *fuse = NULL,
+                    *name_node = NULL;
+        const field fields[] = {
+                {"replicas", &replicas},
+                {"master", &master},
+                {"tieredstore", &tieredstore},
+                {"fuse", &fuse},
+                {},
+        };
+        config *c = l->c;
+        config_runtime *rt;
+        runtime_info *info;
+        const char *name;
+        uint64_t v;
+
+        name = get_metadata_name(l, doc, metadata, kind, &name_node);
+        if (!name)
+                return;
+        for (size_t i = 0; i < c->n_runtimes; i++)
+                if (streq(c->runtimes[i].name, name)) {
+                        error_at(l, name_node,
+                                 "a second runtime for dataset '%s' (the first, %s, is at %u:%u)",
+                                 name, c->runtimes[i].kind, l->runtime_info[i].name->line,
+                                 l->runtime_info[i].name->column);
+                        return;
+                }
+        if (c->n_runtimes >= CONFIG_MAX_DATASETS) {
+                error_at(l, doc, "more than %u runtimes", CONFIG_MAX_DATASETS);
+                return;
+        }
+        if (!spec) {
+                error_at(l, doc, "%s '%s': missing 'spec'", kind, name);
+                return;
+        }
+        if (!pick(l, spec, "runtime spec", fields, fluid_runtime_spec))
+                return;
+        if (!GROW(c->runtimes, l->n_runtimes_alloc, c->n_runtimes + 1) ||
+            !GROW(l->runtime_info, l->n_runtime_info_alloc, c->n_runtimes + 1)) {
+                l->oom = true;
+                return;
+        }
+        rt = &c->runtimes[c->n_runtimes];
+        info = &l->runtime_info[c->n_runtimes];
+        *rt = (config_runtime){
+                .name = l_strdup(l, name),
+                .kind = l_strdup(l, kind),
+                .replicas = DEFAULT_REPLICAS,
+                .master_replicas = 1,
+                .attr_timeout_ms = DEFAULT_FUSE_TIMEOUT_MS,
+                .entry_timeout_ms = DEFAULT_FUSE_TIMEOUT_MS,
+        };
+        *info = (runtime_info){.name = name_node, .kind = kind_node};
+        c->n_runtimes++;
+
+        if (replicas && get_uint(l, replicas, "replicas", CONFIG_MAX_NODES, &v)) {
+                if (v == 0)
+                        error_at(l, replicas,
+                                 "replicas (the number of workers) must be at "
+                                 "least 1 (got 0)");
+                else
+                        rt->replicas = (unsigned)v;
+        }
+
+        if (master) {
+                const ynode *mr = NULL;
+                const field master_fields[] = {{"replicas", &mr}, {}};
+
+                if (pick(l, master, "master", master_fields, fluid_component) && mr) {
+                        info->master_replicas = mr;
+                        if (mr->type != YNODE_SCALAR || is_null(mr) ||
+                            parse_u64(mr->value, &v) < 0 || v % 2 == 0 || v > CONFIG_MAX_NODES)
+                                error_at(l, mr,
+                                         "master.replicas must be 1 or an odd number >= 3 (got "
+                                         "%s)",
+                                         mr->type == YNODE_SCALAR && !is_null(mr) ? mr->value
+                                                                                  : describe(mr));
+                        else
+                                rt->master_replicas = (unsigned)v;
+                }
+        }
+
+        if (fuse) {
+                const ynode *attr = NULL, *entry = NULL;
+                const field fuse_fields[] = {
+                        {"attrTimeout", &attr},
+                        {"entryTimeout", &entry},
+                        {},
+                };
+
+                if (pick(l, fuse, "fuse", fuse_fields, fluid_component)) {
+                        if (attr)
+                                get_duration(l, attr, "fuse.attrTimeout", &rt->attr_timeout_ms);
+                        if (entry)
+                                get_duration(l, entry, "fuse.entryTimeout", &rt->entry_timeout_ms);
+                }
+        }
+
+        if (!tieredstore) {
+                error_at(l, spec, "%s '%s': missing 'tieredstore' with the cache levels", kind,
+                         name);
+                return;
+        }
+        {
+                const ynode *levels = NULL;
+                const field ts_fields[] = {{"levels", &levels}, {}};
+
+                if (!pick(l, tieredstore, "tieredstore", ts_fields, NULL))
+                        return;
+                if (!levels) {
+                        error_at(l, tieredstore, "tieredstore: missing 'levels'");
+                        return;
+                }
+                info->levels = levels;
+                if (levels->type != YNODE_SEQ) {
+                        error_at(l, levels, "levels: expected a list of levels, got %s",
+                                 describe(levels));
+                        return;
+                }
+                if (levels->n_items == 0) {
+                        error_at(l, levels, "levels: expected at least one level");
+                        return;
+                }
+                if (levels->n_items > CONFIG_MAX_TIERS) {
+                        error_at(l, levels, "levels: more than %u levels", CONFIG_MAX_TIERS);
+                        return;
+                }
+                rt->tiers = calloc(levels->n_items, sizeof(*rt->tiers));
+                if (!rt->tiers) {
+                        l->oom = true;
+                        return;
+                }
+                for (size_t i = 0; i < levels->n_items; i++)
+                        load_level(l, rt, levels->items[i]);
+                /* Fastest first: the worker evicts from one level to the next. qsort is not
+                 * stable, so ties keep their order by a stable insertion sort instead. */
+                for (size_t i = 1; i < rt->n_tiers; i++)
+                        for (size_t j = i;
+                             j > 0 && tier_compare(&rt->tiers[j - 1], &rt->tiers[j]) > 0; j--) {
+                                config_tier tmp = rt->tiers[j];
+
+                                rt->tiers[j] = rt->tiers[j - 1];
+                                rt->tiers[j - 1] = tmp;
+                        }
+        }
+}
+
+/* ---- documents -------------------------------------------------------------------------- */
+
+static const char *const runtime_kinds[] = {
+        "Runtime", "AlluxioRuntime", "GooseFSRuntime", "JindoRuntime", NULL,
+};
+
+static void load_document(loader *l, const ynode *doc)
+{
+        const ynode *api = NULL, *kind = NULL, *metadata = NULL, *spec = NULL;
+        const field fields[] = {
+                {"apiVersion", &api}, {"kind", &kind}, {"metadata", &metadata}, {"spec", &spec}, {},
+        };
+        static const char *const fluid_top[] = {"status", NULL};
+        const char *k, *a;
+        bool is_cluster, is_dataset, is_runtime = false;
+
+        if (!doc || is_null(doc))
+                return; /* an empty document, e.g. after a trailing '---' */
+        if (doc->type != YNODE_MAP) {
+                error_at(l, doc,
+                         "a document must be a mapping with apiVersion, kind, metadata and spec, "
+                         "got %s",
+                         describe(doc));
+                return;
+        }
+        if (!pick(l, doc, "document", fields, fluid_top))
+                return;
+        if (!kind) {
+                error_at(l, doc,
+                         "missing 'kind'; expected Cluster, Dataset, Runtime, AlluxioRuntime, "
+                         "GooseFSRuntime or JindoRuntime");
+                return;
+        }
+        k = get_str(l, kind, "kind");
+        if (!k)
+                return;
+        is_cluster = streq(k, "Cluster");
+        is_dataset = streq(k, "Dataset");
+        for (const char *const *r = runtime_kinds; *r; r++)
+                if (streq(*r, k))
+                        is_runtime = true;
+        if (!is_cluster && !is_dataset && !is_runtime) {
+                error_at(l, kind,
+                         "unknown kind '%s'; expected Cluster, Dataset, Runtime, AlluxioRuntime, "
+                         "GooseFSRuntime or JindoRuntime",
+                         k);
+                return;
+        }
+        if (!api) {
+                error_at(l, doc, "%s: missing 'apiVersion' (expected %s)", k,
+                         is_cluster ? "weir.io/v1" : "data.fluid.io/v1alpha1 or weir.io/v1");
+                return;
+        }
+        a = get_str(l, api, "apiVersion");
+        if (!a)
+                return;
+        if (is_cluster ? !streq(a, "weir.io/v1")
+                       : !streq(a, "weir.io/v1") && !streq(a, "data.fluid.io/v1alpha1")) {
+                error_at(l, api, "apiVersion '%s' is not supported for kind %s; expected %s", a, k,
+                         is_cluster ? "weir.io/v1" : "data.fluid.io/v1alpha1 or weir.io/v1");
+                return;
+        }
+        if (is_cluster)
+                load_cluster(l, doc, kind, metadata, spec);
+        else if (is_dataset)
+                load_dataset(l, doc, metadata, spec);
+        else
+                load_runtime(l, doc, kind, k, metadata, spec);
+}
+
+/* ---- resolving the plan ----------------------------------------------------------------- */
+
+static bool tiers_equal(const config_runtime *a, const config_runtime *b)
+{
+        if (a->n_tiers != b->n_tiers)
+                return false;
+        for (size_t i = 0; i < a->n_tiers; i++)
+                if (a->tiers[i].medium != b->tiers[i].medium ||
+                    !streq(a->tiers[i].path, b->tiers[i].path) ||
+                    a->tiers[i].quota != b->tiers[i].quota ||
+                    a->tiers[i].high != b->tiers[i].high || a->tiers[i].low != b->tiers[i].low)
+                        return false;
+        return true;
+}
+
+static void resolve_runtimes(loader *l, const ynode **ret_mr_where)
+{
+        config *c = l->c;
+        size_t first_mr = SIZE_MAX;
+
+        c->master_replicas = 1;
+        c->worker_replicas = 0;
+        for (size_t i = 0; i < c->n_runtimes; i++) {
+                config_runtime *rt = &c->runtimes[i];
+                const runtime_info *info = &l->runtime_info[i];
+                bool bound = false;
+
+                for (size_t j = 0; j < c->n_datasets; j++)
+                        if (streq(c->datasets[j].name, rt->name)) {
+                                c->datasets[j].runtime = rt;
+                                bound = true;
+                        }
+                if (!bound)
+                        error_at(l, info->name,
+                                 "%s '%s' has no Dataset named '%s'; a runtime binds to the "
+                                 "dataset of the same name",
+                                 rt->kind, rt->name, rt->name);
+
+                if (i == 0) {
+                        c->master_replicas = rt->master_replicas;
+                        first_mr = 0;
+                } else if (rt->master_replicas != c->master_replicas) {
+                        const runtime_info *f = &l->runtime_info[first_mr];
+                        const ynode *w = info->master_replicas ? info->master_replicas : info->name;
+                        const ynode *fw = f->master_replicas ? f->master_replicas : f->name;
+
+                        error_at(l, w,
+                                 "master.replicas of %s '%s' (%u) differs from %s '%s' (%u, at "
+                                 "%u:%u); all runtimes share the masters and must agree",
+                                 rt->kind, rt->name, rt->master_replicas,
+                                 c->runtimes[first_mr].kind, c->runtimes[first_mr].name,
+                                 c->master_replicas, fw->line, fw->column);
+                }
+                c->worker_replicas = MAX(c->worker_replicas, rt->replicas);
+                if (i > 0 && c->runtimes[0].n_tiers > 0 && rt->n_tiers > 0 &&
+                    !tiers_equal(&c->runtimes[0], rt))
+                        warning_at(l, info->levels ? info->levels : info->name,
+                                   "tieredstore of %s '%s' differs from %s '%s' (at %u:%u); the "
+                                   "workers share one cache and use the first runtime's levels, "
+                                   "ignoring",
+                                   rt->kind, rt->name, c->runtimes[0].kind, c->runtimes[0].name,
+                                   l->runtime_info[0].name->line, l->runtime_info[0].name->column);
+        }
+        if (c->n_runtimes > 0) {
+                c->tiers = c->runtimes[0].tiers;
+                c->n_tiers = c->runtimes[0].n_tiers;
+                const runtime_info *f = &l->runtime_info[0];
+                *ret_mr_where = f->master_replicas ? f->master_replicas : f->name;
+        }
+}
+
+static void resolve_placement(loader *l, const ynode *mr_where)
+{
+        config *c = l->c;
+        unsigned masters = 0, workers = 0, capable_m = 0, capable_w = 0;
+        const ynode *where = mr_where ? mr_where : l->cluster_nodes;
+
+        if (c->master_replicas > c->n_nodes) {
+                error_at(l, where,
+                         "master.replicas (%u) must not be larger than the number of nodes (%zu)",
+                         c->master_replicas, c->n_nodes);
+                return;
+        }
+        /* Nodes with roles run exactly those; the others fill up masters and workers in order. */
+        for (size_t i = 0; i < c->n_nodes; i++) {
+                const node_info *info = &l->node_info[i];
+
+                if (info->has_roles) {
+                        c->nodes[i].master = info->role_master;
+                        c->nodes[i].worker = info->role_worker;
+                        c->nodes[i].fuse = info->role_fuse;
+                        masters += info->role_master;
+                        workers += info->role_worker;
+                        capable_m += info->role_master;
+                        capable_w += info->role_worker;
+                } else {
+                        capable_m++;
+                        capable_w++;
+                }
+        }
+        if (masters > c->master_replicas) {
+                error_at(l, where,
+                         "%u nodes have the role master but master.replicas is %u; they must "
+                         "agree",
+                         masters, c->master_replicas);
+                return;
+        }
+        if (capable_m < c->master_replicas) {
+                error_at(l, where,
+                         "master.replicas is %u but only %u nodes may run a master (the others "
+                         "list roles without master)",
+                         c->master_replicas, capable_m);
+                return;
+        }
+        if (workers > c->worker_replicas && c->n_runtimes > 0) {
+                error_at(l, l->runtime_info[0].name,
+                         "%u nodes have the role worker but replicas (workers) is %u; they must "
+                         "agree",
+                         workers, c->worker_replicas);
+                return;
+        }
+        if (capable_w < c->worker_replicas) {
+                error_at(l, l->runtime_info[0].name,
+                         "replicas (workers) is %u but only %u nodes may run a worker",
+                         c->worker_replicas, capable_w);
+                return;
+        }
+        for (size_t i = 0; i < c->n_nodes; i++) {
+                if (l->node_info[i].has_roles)
+                        continue;
+                c->nodes[i].fuse = true;
+                if (masters < c->master_replicas) {
+                        c->nodes[i].master = true;
+                        masters++;
+                }
+                if (workers < c->worker_replicas) {
+                        c->nodes[i].worker = true;
+                        workers++;
+                }
+        }
+        for (size_t i = 0, id = 1; i < c->n_nodes; i++)
+                if (c->nodes[i].master)
+                        c->nodes[i].raft_id = (unsigned)id++;
+}
+
+typedef struct endpoint {
+        size_t node;
+        const char *what;
+        uint16_t port;
+} endpoint;
+
+static void resolve_ports(loader *l)
+{
+        config *c = l->c;
+        _cleanup_free_ endpoint *e = calloc(c->n_nodes * 3 + 1, sizeof(*e));
+        size_t n = 0;
+
+        if (!e) {
+                l->oom = true;
+                return;
+        }
+        for (size_t i = 0; i < c->n_nodes; i++) {
+                if (c->nodes[i].master) {
+                        e[n++] = (endpoint){i, "raft", c->nodes[i].raft_port};
+                        e[n++] = (endpoint){i, "master API", c->nodes[i].master_port};
+                }
+                if (c->nodes[i].worker)
+                        e[n++] = (endpoint){i, "worker API", c->nodes[i].worker_port};
+        }
+        for (size_t i = 0; i < n; i++)
+                for (size_t j = 0; j < i; j++) {
+                        const config_node *a = &c->nodes[e[j].node], *b = &c->nodes[e[i].node];
+
+                        if (e[i].port != e[j].port || !streq(a->address, b->address))
+                                continue;
+                        error_at(l, l->node_info[e[i].node].item,
+                                 "node '%s': %s port %s:%u is already used by the %s of node '%s'",
+                                 b->name, e[i].what, b->address, e[i].port, e[j].what, a->name);
+                        break;
+                }
+        /* Several nodes on one host need their own directories. */
+        for (size_t i = 0; i < c->n_nodes; i++)
+                for (size_t j = 0; j < i; j++) {
+                        const config_node *a = &c->nodes[j], *b = &c->nodes[i];
+
+                        if (!streq(a->address, b->address))
+                                continue;
+                        if (streq(a->data_dir, b->data_dir) ||
+                            streq(a->runtime_dir, b->runtime_dir))
+                                error_at(l, l->node_info[i].item,
+                                         "nodes '%s' and '%s' share the address %s and a %s; "
+                                         "nodes on one host need their own",
+                                         a->name, b->name, a->address,
+                                         streq(a->data_dir, b->data_dir) ? "dataDir"
+                                                                         : "runtimeDir");
+                }
+}
+
+static void resolve(loader *l)
+{
+        config *c = l->c;
+        const ynode *mr_where = NULL;
+
+        if (!l->cluster_doc) {
+                diag(l, false, 1, 1,
+                     "no Cluster document; add one (apiVersion: weir.io/v1, kind: Cluster) "
+                     "listing the nodes");
+        }
+        for (size_t i = 0; i < c->n_nodes; i++) {
+                config_node *n = &c->nodes[i];
+                const node_info *info = &l->node_info[i];
+
+                if (!info->has_data_dir)
+                        n->data_dir =
+                                l_strdup(l, l->data_dir ? l->data_dir : CONFIG_DEFAULT_DATA_DIR);
+                if (!info->has_runtime_dir)
+                        n->runtime_dir = l_strdup(l, l->runtime_dir ? l->runtime_dir
+                                                                    : CONFIG_DEFAULT_RUNTIME_DIR);
+                if (!info->has_mount_root)
+                        n->mount_root = l_strdup(l, l->mount_root ? l->mount_root
+                                                                  : CONFIG_DEFAULT_MOUNT_ROOT);
+                if (!info->has_raft_port)
+                        n->raft_port = l->raft_port;
+                if (!info->has_master_port)
+                        n->master_port = l->master_port;
+                if (!info->has_worker_port)
+                        n->worker_port = l->worker_port;
+        }
+        resolve_runtimes(l, &mr_where);
+        if (c->n_runtimes == 0 && c->n_datasets > 0)
+                diag(l, true, l->dataset_info[0].name->line, l->dataset_info[0].name->column,
+                     "no runtime document: no workers will run and datasets are read from the "
+                     "remote store without a cache");
+        if (l->n_errors > 0 || l->oom || c->n_nodes == 0)
+                return; /* placement on a broken config would only add noise */
+        resolve_placement(l, mr_where);
+        if (l->n_errors > 0 || l->oom)
+                return;
+        resolve_ports(l);
+}
+
+/* ---- entry points ----------------------------------------------------------------------- */
+
+static void diags_sort(config_diag *d, size_t n)
+{
+        /* Insertion sort: stable, and n is bounded by CONFIG_MAX_DIAGS. */
+        for (size_t i = 1; i < n; i++)
+                for (size_t j = i; j > 0; j--) {
+                        config_diag *a = &d[j - 1], *b = &d[j];
+                        config_diag tmp;
+
+                        if (a->line < b->line || (a->line == b->line && a->column <= b->column))
+                                break;
+                        tmp = *a;
+                        *a = *b;
+                        *b = tmp;
+                }
+}
+
+static void loader_done(loader *l)
+{
+        for (size_t i = 0; i < l->n_ynodes; i++)
+                ynode_free(l->ynodes[i]);
+        free(l->ynodes);
+        anchors_clear(l);
+        for (size_t i = 0; i < l->n_diags; i++)
+                free(l->diags[i].message);
+        free(l->diags);
+        free(l->dir);
+        free(l->node_info);
+        free(l->dataset_info);
+        free(l->runtime_info);
+        free(l->data_dir);
+        free(l->runtime_dir);
+        free(l->mount_root);
+        config_free(l->c);
+}
+
+static char *dir_of(const char *name)
+{
+        const char *slash = strrchr(name, '/');
+
+        if (!slash)
+                return strdup(".");
+        if (slash == name)
+                return strdup("/");
+        return strndup(name, (size_t)(slash - name));
+}
+
+int config_load_buffer(const char *name, const char *data, size_t len, config **ret,
+                       config_diags *diags)
+{
+        loader l = {
+                .name = name ? name : "<buffer>",
+                .data = data,
+                .size = len,
+                .raft_port = CONFIG_DEFAULT_RAFT_PORT,
+                .master_port = CONFIG_DEFAULT_MASTER_PORT,
+                .worker_port = CONFIG_DEFAULT_WORKER_PORT,
+        };
+        int r = 0;
+
+        if (diags)
+                *diags = (config_diags){};
+        l.dir = dir_of(l.name);
+        l.c = calloc(1, sizeof(*l.c));
+        if (!l.dir || !l.c) {
+                loader_done(&l);
+                return -ENOMEM;
+        }
+        l.c->path = strdup(l.name);
+        l.c->election_timeout_ms = DEFAULT_ELECTION;
+        l.c->heartbeat_timeout_ms = DEFAULT_HEARTBEAT;
+        l.c->master_replicas = 1;
+        if (!l.c->path)
+                l.oom = true;
+
+        if (len > CONFIG_MAX_FILE_SIZE) {
+                diag(&l, false, 1, 1, "file larger than %u bytes", CONFIG_MAX_FILE_SIZE);
+                r = -EINVAL;
+        } else
+                r = tree_build(&l);
+        if (r >= 0) {
+                for (size_t i = 0; i < l.n_docs && !l.oom; i++)
+                        load_document(&l, l.docs[i]);
+                if (!l.oom)
+                        resolve(&l);
+        }
+        if (l.oom)
+                r = -ENOMEM;
+        else if (r >= 0 && l.n_errors > 0)
+                r = -EINVAL;
+
+        if (l.n_dropped > 0 && l.n_diags > 0) {
+                unsigned line = l.diags[l.n_diags - 1].line;
+
+                l.n_diags--; /* make room for the summary */
+                free(l.diags[l.n_diags].message);
+                diag(&l, false, line, 1, "too many problems; %zu more not shown", l.n_dropped + 1);
+        }
+        diags_sort(l.diags, l.n_diags);
+        log_debug("%s: %zu diagnostics, %zu errors", l.name, l.n_diags, l.n_errors);
+        if (diags) {
+                diags->items = TAKE_PTR(l.diags);
+                diags->n = l.n_diags;
+                l.n_diags = 0;
+        }
+        if (r >= 0 && ret)
+                *ret = TAKE_PTR(l.c);
+        loader_done(&l);
+        return r;
+}
+
+int config_load(const char *path, config **ret, config_diags *diags)
+{
+        _cleanup_close_ int fd = -1;
+        _cleanup_free_ char *buf = NULL;
+        size_t n = 0, alloc = 0;
+
+        if (diags)
+                *diags = (config_diags){};
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return log_debug_errno(errno, "Failed to open %s: %m", path);
+        /* Read at most one byte past the limit, so that pipes work and huge files stop early. */
+        for (;;) {
+                ssize_t k;
+
+                if (n == alloc) {
+                        if (alloc > CONFIG_MAX_FILE_SIZE)
+                                break;
+                        if (!GROW(buf, alloc,
+                                  MIN(MAX(alloc * 2, (size_t)65536),
+                                      (size_t)CONFIG_MAX_FILE_SIZE + 1)))
+                                return -ENOMEM;
+                }
+                k = read(fd, buf + n, alloc - n);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return log_debug_errno(errno, "Failed to read %s: %m", path);
+                }
+                if (k == 0)
+                        break;
+                n += (size_t)k;
+        }
+        return config_load_buffer(path, buf ? buf : "", n, ret, diags);
+}
+
+static void config_runtime_done(config_runtime *rt)
+{
+        free(rt->name);
+        free(rt->kind);
+        for (size_t i = 0; i < rt->n_tiers; i++)
+                free(rt->tiers[i].path);
+        free(rt->tiers);
+}
+
+static void config_mount_done(config_mount *m)
+{
+        option_list o = {.items = m->options, .n = m->n_options};
+
+        free(m->name);
+        free(m->mount_point);
+        option_list_done(&o);
+}
+
+config *config_free(config *c)
+{
+        if (!c)
+                return NULL;
+        free(c->path);
+        free(c->cluster_name);
+        for (size_t i = 0; i < c->n_nodes; i++) {
+                free(c->nodes[i].name);
+                free(c->nodes[i].address);
+                free(c->nodes[i].data_dir);
+                free(c->nodes[i].runtime_dir);
+                free(c->nodes[i].mount_root);
+        }
+        free(c->nodes);
+        for (size_t i = 0; i < c->n_datasets; i++) {
+                for (size_t j = 0; j < c->datasets[i].n_mounts; j++)
+                        config_mount_done(&c->datasets[i].mounts[j]);
+                free(c->datasets[i].mounts);
+                free(c->datasets[i].name);
+        }
+        free(c->datasets);
+        for (size_t i = 0; i < c->n_runtimes; i++)
+                config_runtime_done(&c->runtimes[i]);
+        free(c->runtimes);
+        free(c->token_file);
+        free(c);
+        return NULL;
+}
+
+void config_diags_done(config_diags *d)
+{
+        if (!d)
+                return;
+        for (size_t i = 0; i < d->n; i++)
+                free(d->items[i].message);
+        free(d->items);
+        *d = (config_diags){};
+}
+
+void config_diags_print(const config_diags *d, const char *file)
+{
+        if (!d)
+                return;
+        for (size_t i = 0; i < d->n; i++)
+                fprintf(stderr, "%s:%u:%u: %s: %s\n", file, d->items[i].line, d->items[i].column,
+                        d->items[i].warning ? "warning" : "error", d->items[i].message);
+}
+
+const char *config_mount_option(const config_mount *m, const char *key)
+{
+        for (size_t i = 0; i < m->n_options; i++)
+                if (streq(m->options[i].key, key))
+                        return m->options[i].value;
+        return NULL;
+}
+
+const config_node *config_find_node(const config *c, const char *name)
+{
+        for (size_t i = 0; i < c->n_nodes; i++)
+                if (streq(c->nodes[i].name, name))
+                        return &c->nodes[i];
+        return NULL;
+}
+
+const config_dataset *config_find_dataset(const config *c, const char *name)
+{
+        for (size_t i = 0; i < c->n_datasets; i++)
+                if (streq(c->datasets[i].name, name))
+                        return &c->datasets[i];
+        return NULL;
+}
+
+const config_node *config_master_by_raft_id(const config *c, unsigned raft_id)
+{
+        if (raft_id == 0)
+                return NULL;
+        for (size_t i = 0; i < c->n_nodes; i++)
+                if (c->nodes[i].master && c->nodes[i].raft_id == raft_id)
+                        return &c->nodes[i];
+        return NULL;
+}
+
+size_t config_n_masters(const config *c)
+{
+        size_t n = 0;
+
+        for (size_t i = 0; i < c->n_nodes; i++)
+                n += c->nodes[i].master;
+        return n;
+}
+
+const char *config_resolve_path(const char *arg)
+{
+        const char *e;
+
+        if (arg && arg[0])
+                return arg;
+        e = getenv("WEIR_CONFIG");
+        if (e && e[0])
+                return e;
+        return CONFIG_DEFAULT_PATH;
+}
+
+int config_tier_dir(const config_tier *t, const char *node, char **ret)
+{
+        size_t len = strlen(t->path);
+        char *s;
+
+        while (len > 1 && t->path[len - 1] == '/')
+                len--;
+        if (asprintf(&s, "%.*s%sweir/%s", (int)len, t->path, len == 1 ? "" : "/", node) < 0)
+                return -ENOMEM;
+        *ret = s;
+        return 0;
+}
+
+int config_fuse_mount_point(const config_node *n, const char *dataset, char **ret)
+{
+        size_t len = strlen(n->mount_root);
+        char *s;
+
+        while (len > 1 && n->mount_root[len - 1] == '/')
+                len--;
+        if (asprintf(&s, "%.*s%s%s", (int)len, n->mount_root, len == 1 ? "" : "/", dataset) < 0)
+                return -ENOMEM;
+        *ret = s;
+        return 0;
+}
