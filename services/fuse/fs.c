@@ -1,0 +1,994 @@
+/* The FUSE file system of one dataset: the low-level operations, the session and its mount. */
+#include "fuse-version.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "block.h"
+#include "cleanup.h"
+#include "fs.h"
+#include "inode.h"
+#include "log.h"
+#include "meta.h"
+#include "prefetch.h"
+#include "reader.h"
+
+#define FS_MAX_READ      (1u << 20) /* what libfuse 3.14 and the kernel default allow */
+#define FS_STATUS_TTL_MS 5000
+#define FS_BLKSIZE       (1u << 20) /* st_blksize: cp and friends read 1 MiB at a time */
+
+#define XATTR_UFS     "user.weir.ufs"
+#define XATTR_CACHED  "user.weir.cached"
+#define XATTR_VERSION "user.weir.version"
+
+typedef struct fs_file {
+        reader_file file;
+        pthread_mutex_t lock; /* guards window */
+        prefetch_window window;
+} fs_file;
+
+typedef struct inval_item {
+        struct inval_item *next;
+        uint64_t ino;
+} inval_item;
+
+struct fs {
+        const config *config;
+        const config_node *node;
+        const config_dataset *dataset;
+        fs_options opts;
+        uint64_t block_size;
+        unsigned prefetch_window; /* blocks */
+
+        meta *meta;
+        reader *reader;
+        prefetch *prefetch;
+        inode_table *inodes;
+
+        struct fuse_session *se;
+        char *mountpoint;
+        bool signals_set;
+
+        /* lock guards live, ended, the invalidation queue and the cached totals */
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        bool initialized; /* FUSE_INIT answered */
+        bool ended;       /* the loop returned */
+        inval_item *inval_head;
+        bool inval_stop;
+        pthread_t inval_thread;
+        bool inval_started;
+        meta_dataset_info totals;
+        uint64_t totals_ms;
+        bool totals_valid;
+};
+
+static fs *req_fs(fuse_req_t req)
+{
+        return fuse_req_userdata(req);
+}
+
+/* --- kernel cache invalidation ---------------------------------------------------------------- */
+
+/* notify_inval_inode must not run inside a request on the same inode (it may wait for it), so a
+ * thread of its own sends them. */
+static void *inval_thread(void *userdata)
+{
+        fs *f = userdata;
+
+        pthread_mutex_lock(&f->lock);
+        for (;;) {
+                inval_item *i;
+                int r;
+
+                while (!f->inval_stop && !f->inval_head)
+                        pthread_cond_wait(&f->cond, &f->lock);
+                if (f->inval_stop)
+                        break;
+                i = f->inval_head;
+                f->inval_head = i->next;
+                pthread_mutex_unlock(&f->lock);
+                r = fuse_lowlevel_notify_inval_inode(f->se, i->ino, 0, 0);
+                if (r < 0 && r != -ENOENT)
+                        log_debug_errno(r, "Invalidating inode %" PRIu64 ": %m", i->ino);
+                free(i);
+                pthread_mutex_lock(&f->lock);
+        }
+        pthread_mutex_unlock(&f->lock);
+        return NULL;
+}
+
+static void queue_inval(fs *f, uint64_t ino)
+{
+        inval_item *i = calloc(1, sizeof(*i));
+
+        if (!i)
+                return;
+        log_info("A new version of inode %" PRIu64 " appeared: dropping its cached pages.", ino);
+        i->ino = ino;
+        pthread_mutex_lock(&f->lock);
+        i->next = f->inval_head;
+        f->inval_head = i;
+        pthread_cond_broadcast(&f->cond);
+        pthread_mutex_unlock(&f->lock);
+}
+
+/* --- attributes ------------------------------------------------------------------------------- */
+
+static void fill_stat(const meta_entry *e, uint64_t ino, struct stat *st)
+{
+        *st = (struct stat){};
+        st->st_ino = ino;
+        if (e->dir) {
+                st->st_mode = S_IFDIR | 0555;
+                st->st_nlink = 2;
+        } else {
+                st->st_mode = S_IFREG | 0444;
+                st->st_nlink = 1;
+                st->st_size = (off_t)e->size;
+                st->st_blocks = (blkcnt_t)((e->size + 511) / 512);
+        }
+        st->st_blksize = FS_BLKSIZE;
+        st->st_mtim.tv_sec = (time_t)e->mtime;
+        st->st_mtim.tv_nsec = (long)((e->mtime - (double)(time_t)e->mtime) * 1e9);
+        st->st_atim = st->st_ctim = st->st_mtim;
+}
+
+static double ms_to_s(uint64_t ms)
+{
+        return (double)ms / 1000.0;
+}
+
+/* Registers one kernel lookup of PATH with entry E and fills *ret. */
+static int make_entry(fs *f, const char *path, const meta_entry *e, struct fuse_entry_param *ret)
+{
+        bool changed = false;
+        uint64_t ino;
+        int r = inode_table_ref(f->inodes, path, e->dir ? 0 : e->version, &ino, &changed);
+
+        if (r < 0)
+                return r;
+        if (changed)
+                queue_inval(f, ino);
+        *ret = (struct fuse_entry_param){
+                .ino = ino,
+                .generation = 1,
+                .attr_timeout = ms_to_s(f->opts.attr_timeout_ms),
+                .entry_timeout = ms_to_s(f->opts.entry_timeout_ms),
+        };
+        fill_stat(e, ino, &ret->attr);
+        return 0;
+}
+
+/* --- operations ------------------------------------------------------------------------------- */
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+        fs *f = userdata;
+
+        /* read-ahead as large as the kernel offers; reads may arrive in parallel */
+        conn->max_readahead = conn->max_readahead ? conn->max_readahead : FS_MAX_READ;
+        if (conn->capable & FUSE_CAP_ASYNC_READ)
+                conn->want |= FUSE_CAP_ASYNC_READ;
+        if (conn->capable & FUSE_CAP_READDIRPLUS)
+                conn->want |= FUSE_CAP_READDIRPLUS;
+        if (conn->capable & FUSE_CAP_READDIRPLUS_AUTO)
+                conn->want |= FUSE_CAP_READDIRPLUS_AUTO;
+        if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+                conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+        conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+        conn->max_background = 64;
+        conn->congestion_threshold = 48;
+        conn->time_gran = 1;
+        log_debug("FUSE protocol %u.%u, max_readahead %u, max_read %u", conn->proto_major,
+                  conn->proto_minor, conn->max_readahead, conn->max_read);
+
+        pthread_mutex_lock(&f->lock);
+        f->initialized = true;
+        pthread_cond_broadcast(&f->cond);
+        pthread_mutex_unlock(&f->lock);
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+        fs *f = req_fs(req);
+        _cleanup_free_ char *dir = NULL, *path = NULL;
+        struct fuse_entry_param ep;
+        meta_entry e = {};
+        int r;
+
+        r = inode_table_path(f->inodes, parent, &dir);
+        if (r < 0)
+                goto fail;
+        path = inode_path_join(dir, name);
+        if (!path) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        r = meta_stat(f->meta, path, false, &e);
+        if (r < 0)
+                goto fail;
+        r = make_entry(f, path, &e, &ep);
+        meta_entry_done(&e);
+        if (r < 0)
+                goto fail;
+        fuse_reply_entry(req, &ep);
+        return;
+fail:
+        fuse_reply_err(req, -r);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+        (void)inode_table_forget(req_fs(req)->inodes, ino, nlookup);
+        fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+        for (size_t i = 0; i < count; i++)
+                (void)inode_table_forget(req_fs(req)->inodes, forgets[i].ino, forgets[i].nlookup);
+        fuse_reply_none(req);
+}
+
+/* The current entry of INO: cached up to the attr timeout; a new version invalidates pages. */
+static int inode_entry(fs *f, fuse_ino_t ino, char **ret_path, meta_entry *ret)
+{
+        _cleanup_free_ char *path = NULL;
+        bool changed = false;
+        int r;
+
+        r = inode_table_path(f->inodes, ino, &path);
+        if (r < 0)
+                return r;
+        r = meta_stat(f->meta, path, false, ret);
+        if (r < 0)
+                return r;
+        if (!ret->dir && inode_table_set_version(f->inodes, ino, ret->version, &changed) == 0 &&
+            changed)
+                queue_inval(f, ino);
+        if (ret_path)
+                *ret_path = TAKE_PTR(path);
+        return 0;
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+        fs *f = req_fs(req);
+        struct stat st;
+        meta_entry e = {};
+        int r = inode_entry(f, ino, NULL, &e);
+
+        if (r < 0) {
+                fuse_reply_err(req, -r);
+                return;
+        }
+        fill_stat(&e, ino, &st);
+        meta_entry_done(&e);
+        fuse_reply_attr(req, &st, ms_to_s(f->opts.attr_timeout_ms));
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+        fs *f = req_fs(req);
+        _cleanup_free_ char *path = NULL;
+        meta_listing *l = NULL;
+        int r;
+
+        r = inode_table_path(f->inodes, ino, &path);
+        if (r >= 0)
+                r = meta_list(f->meta, path, &l);
+        if (r < 0) {
+                fuse_reply_err(req, -r);
+                return;
+        }
+        /* the snapshot taken here keeps readdir offsets stable for this stream */
+        fi->fh = (uintptr_t)l;
+        fi->keep_cache = 1;
+        fi->cache_readdir = 1;
+        if (fuse_reply_open(req, fi) < 0)
+                meta_listing_unref(l);
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                       struct fuse_file_info *fi, bool plus)
+{
+        fs *f = req_fs(req);
+        meta_listing *l = (meta_listing *)(uintptr_t)fi->fh;
+        _cleanup_free_ char *dir = NULL, *buf = NULL;
+        size_t used = 0;
+        int r;
+
+        r = inode_table_path(f->inodes, ino, &dir);
+        if (r < 0) {
+                fuse_reply_err(req, -r);
+                return;
+        }
+        buf = malloc(size);
+        if (!buf) {
+                fuse_reply_err(req, ENOMEM);
+                return;
+        }
+        /* offsets: 1 = ".", 2 = "..", 3 + i = entry i */
+        for (uint64_t o = (uint64_t)off; o < 2 + l->n; o++) {
+                size_t need;
+
+                if (o < 2) {
+                        struct stat st = {.st_ino = ino, .st_mode = S_IFDIR};
+                        struct fuse_entry_param ep = {.attr = st};
+
+                        need = plus ? fuse_add_direntry_plus(req, buf + used, size - used,
+                                                             o == 0 ? "." : "..", &ep, (off_t)o + 1)
+                                    : fuse_add_direntry(req, buf + used, size - used,
+                                                        o == 0 ? "." : "..", &st, (off_t)o + 1);
+                } else {
+                        const meta_entry *e = &l->entries[o - 2];
+                        struct fuse_entry_param ep = {};
+                        _cleanup_free_ char *path = NULL;
+
+                        if (!plus) {
+                                struct stat st = {.st_mode = e->dir ? S_IFDIR : S_IFREG};
+
+                                need = fuse_add_direntry(req, buf + used, size - used, e->name, &st,
+                                                         (off_t)o + 1);
+                        } else {
+                                path = inode_path_join(dir, e->name);
+                                if (!path || make_entry(f, path, e, &ep) < 0)
+                                        break;
+                                need = fuse_add_direntry_plus(req, buf + used, size - used, e->name,
+                                                              &ep, (off_t)o + 1);
+                                if (need > size - used)
+                                        /* not sent: the kernel never saw this lookup */
+                                        (void)inode_table_forget(f->inodes, ep.ino, 1);
+                        }
+                }
+                if (need > size - used)
+                        break;
+                used += need;
+        }
+        fuse_reply_buf(req, buf, used);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                       struct fuse_file_info *fi)
+{
+        do_readdir(req, ino, size, off, fi, false);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                           struct fuse_file_info *fi)
+{
+        do_readdir(req, ino, size, off, fi, true);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+        meta_listing_unref((meta_listing *)(uintptr_t)fi->fh);
+        fuse_reply_err(req, 0);
+}
+
+static fs_file *fs_file_free(fs_file *h)
+{
+        if (h) {
+                reader_file_done(&h->file);
+                pthread_mutex_destroy(&h->lock);
+                free(h);
+        }
+        return NULL;
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+        fs *f = req_fs(req);
+        _cleanup_free_ char *path = NULL;
+        meta_entry e = {};
+        bool keep = false;
+        fs_file *h;
+        int r;
+
+        if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+                fuse_reply_err(req, EROFS);
+                return;
+        }
+        r = inode_entry(f, ino, &path, &e);
+        if (r < 0) {
+                fuse_reply_err(req, -r);
+                return;
+        }
+        if (e.dir) {
+                meta_entry_done(&e);
+                fuse_reply_err(req, EISDIR);
+                return;
+        }
+        h = calloc(1, sizeof(*h));
+        if (!h) {
+                meta_entry_done(&e);
+                fuse_reply_err(req, ENOMEM);
+                return;
+        }
+        pthread_mutex_init(&h->lock, NULL);
+        prefetch_window_init(&h->window, f->prefetch_window);
+        h->file = (reader_file){
+                .path = TAKE_PTR(path),
+                .file_id = e.file_id,
+                .version = e.version,
+                .size = e.size,
+                .mtime = (int64_t)e.mtime,
+                .etag = TAKE_PTR(e.etag),
+                .block_size = f->block_size,
+        };
+        meta_entry_done(&e);
+        /* Content is immutable per version: the kernel keeps what it cached of this version. */
+        (void)inode_table_open(f->inodes, ino, h->file.version, &keep);
+        fi->keep_cache = keep;
+        fi->noflush = 1;
+        fi->fh = (uintptr_t)h;
+        if (fuse_reply_open(req, fi) < 0)
+                fs_file_free(h);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    struct fuse_file_info *fi)
+{
+        fs *f = req_fs(req);
+        fs_file *h = (fs_file *)(uintptr_t)fi->fh;
+        _cleanup_free_ char *buf = NULL;
+        uint64_t first, end;
+        ssize_t n;
+
+        if (off < 0) {
+                fuse_reply_err(req, EINVAL);
+                return;
+        }
+        if (f->prefetch) {
+                pthread_mutex_lock(&h->lock);
+                prefetch_window_advance(&h->window, (uint64_t)off, size, h->file.block_size,
+                                        block_count(h->file.size, h->file.block_size), &first,
+                                        &end);
+                pthread_mutex_unlock(&h->lock);
+                for (uint64_t i = first; i < end; i++)
+                        prefetch_queue(f->prefetch, &h->file, i);
+        }
+        buf = malloc(size ? size : 1);
+        if (!buf) {
+                fuse_reply_err(req, ENOMEM);
+                return;
+        }
+        n = reader_read(f->reader, &h->file, (uint64_t)off, size, buf);
+        if (n < 0) {
+                fuse_reply_err(req, n == -ESTALE ? EIO : (int)-n);
+                return;
+        }
+        fuse_reply_buf(req, buf, (size_t)n);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+        fs_file_free((fs_file *)(uintptr_t)fi->fh);
+        fuse_reply_err(req, 0);
+}
+
+static int refresh_totals(fs *f, meta_dataset_info *ret)
+{
+        uint64_t now = meta_now_ms();
+        meta_dataset_info d;
+        int r;
+
+        pthread_mutex_lock(&f->lock);
+        if (f->totals_valid && now - f->totals_ms < FS_STATUS_TTL_MS) {
+                *ret = f->totals;
+                pthread_mutex_unlock(&f->lock);
+                return 0;
+        }
+        pthread_mutex_unlock(&f->lock);
+        r = meta_dataset(f->meta, &d);
+        pthread_mutex_lock(&f->lock);
+        if (r >= 0) {
+                f->totals = d;
+                f->totals_ms = now;
+                f->totals_valid = true;
+        }
+        if (f->totals_valid)
+                *ret = f->totals;
+        else
+                *ret = (meta_dataset_info){};
+        pthread_mutex_unlock(&f->lock);
+        return r;
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+        fs *f = req_fs(req);
+        meta_dataset_info d;
+        struct statvfs sv = {
+                .f_bsize = 4096,
+                .f_frsize = 4096,
+                .f_namemax = 255,
+                .f_flag = ST_RDONLY,
+        };
+
+        (void)refresh_totals(f, &d);
+        sv.f_blocks = (d.total_size + 4095) / 4096;
+        sv.f_files = d.total_files;
+        fuse_reply_statfs(req, &sv);
+}
+
+static int xattr_value(fs *f, fuse_ino_t ino, const char *name, char **ret)
+{
+        _cleanup_free_ char *path = NULL;
+        meta_entry e = {};
+        int r;
+
+        r = inode_entry(f, ino, &path, &e);
+        if (r < 0)
+                return r;
+        if (strcmp(name, XATTR_UFS) == 0) {
+                r = e.ufs_url ? ((*ret = strdup(e.ufs_url)) ? 0 : -ENOMEM) : -ENODATA;
+        } else if (strcmp(name, XATTR_VERSION) == 0 && !e.dir) {
+                r = asprintf(ret, "%" PRIu64, e.version) < 0 ? -ENOMEM : 0;
+        } else if (strcmp(name, XATTR_CACHED) == 0 && !e.dir) {
+                uint64_t n = block_count(e.size, f->block_size), have = 0;
+                meta_locations *l = NULL;
+
+                r = meta_blocks(f->meta, e.file_id, e.version, &l);
+                if (r >= 0) {
+                        for (uint64_t i = 0; i < n; i++) {
+                                size_t k;
+
+                                (void)meta_locations_find(l, i, &k);
+                                have += k > 0;
+                        }
+                        meta_locations_unref(l);
+                        r = asprintf(ret, "%.4f", n ? (double)have / (double)n : 1.0) < 0 ? -ENOMEM
+                                                                                          : 0;
+                }
+        } else {
+                r = -ENODATA;
+        }
+        meta_entry_done(&e);
+        return r;
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+        _cleanup_free_ char *value = NULL;
+        int r = xattr_value(req_fs(req), ino, name, &value);
+        size_t len;
+
+        if (r < 0) {
+                fuse_reply_err(req, -r);
+                return;
+        }
+        len = strlen(value);
+        if (size == 0)
+                fuse_reply_xattr(req, len);
+        else if (size < len)
+                fuse_reply_err(req, ERANGE);
+        else
+                fuse_reply_buf(req, value, len);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+        static const char files[] = XATTR_UFS "\0" XATTR_CACHED "\0" XATTR_VERSION "\0";
+        static const char dirs[] = XATTR_UFS "\0";
+        fs *f = req_fs(req);
+        meta_entry e = {};
+        const char *names;
+        size_t len;
+        int r = inode_entry(f, ino, NULL, &e);
+
+        if (r < 0) {
+                fuse_reply_err(req, -r);
+                return;
+        }
+        names = e.dir ? dirs : files;
+        len = e.dir ? sizeof(dirs) - 1 : sizeof(files) - 1;
+        if (!e.ufs_url) {
+                names += sizeof(XATTR_UFS);
+                len -= sizeof(XATTR_UFS);
+        }
+        meta_entry_done(&e);
+        if (size == 0)
+                fuse_reply_xattr(req, len);
+        else if (size < len)
+                fuse_reply_err(req, ERANGE);
+        else
+                fuse_reply_buf(req, names, len);
+}
+
+static void op_erofs(fuse_req_t req)
+{
+        fuse_reply_err(req, EROFS);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+                       struct fuse_file_info *fi)
+{
+        op_erofs(req);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+        op_erofs(req);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+        op_erofs(req);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+        op_erofs(req);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                      const char *newname, unsigned int flags)
+{
+        op_erofs(req);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                      struct fuse_file_info *fi)
+{
+        op_erofs(req);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+                     struct fuse_file_info *fi)
+{
+        op_erofs(req);
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+                        size_t size, int flags)
+{
+        op_erofs(req);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+        op_erofs(req);
+}
+
+static const struct fuse_lowlevel_ops fs_ops = {
+        .init = op_init,
+        .lookup = op_lookup,
+        .forget = op_forget,
+        .forget_multi = op_forget_multi,
+        .getattr = op_getattr,
+        .opendir = op_opendir,
+        .readdir = op_readdir,
+        .readdirplus = op_readdirplus,
+        .releasedir = op_releasedir,
+        .open = op_open,
+        .read = op_read,
+        .release = op_release,
+        .statfs = op_statfs,
+        .getxattr = op_getxattr,
+        .listxattr = op_listxattr,
+        .setattr = op_setattr,
+        .mknod = op_mknod,
+        .mkdir = op_mkdir,
+        .unlink = op_unlink,
+        .rmdir = op_unlink,
+        .rename = op_rename,
+        .create = op_create,
+        .write = op_write,
+        .setxattr = op_setxattr,
+        .removexattr = op_removexattr,
+};
+
+/* --- lifecycle -------------------------------------------------------------------------------- */
+
+static void fuse_log_to_ours(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+        char buf[1024];
+        size_t n;
+
+        vsnprintf(buf, sizeof(buf), fmt, ap);
+        n = strlen(buf);
+        if (n > 0 && buf[n - 1] == '\n')
+                buf[n - 1] = 0;
+        log_full((int)level, "libfuse: %s", buf);
+}
+
+int fs_new(const config *c, const config_node *node, const config_dataset *d, const fs_options *o,
+           fs **ret)
+{
+        meta_options mo = {
+                .attr_timeout_ms = o->attr_timeout_ms,
+                .entry_timeout_ms = o->entry_timeout_ms,
+                .retry_ms = o->retry_ms,
+        };
+        reader_options ro = {
+                .retry_ms = o->retry_ms,
+                .stall_ms = 10000,
+                .fd_cache = 64,
+                .store_fallback = true,
+        };
+        fs *f = calloc(1, sizeof(*f));
+        int r;
+
+        if (!f)
+                return -ENOMEM;
+        f->config = c;
+        f->node = node;
+        f->dataset = d;
+        f->opts = *o;
+        f->block_size = d->block_size ? d->block_size : CONFIG_DEFAULT_BLOCK_SIZE;
+        f->prefetch_window = (unsigned)MAX(o->prefetch_bytes / f->block_size, 1);
+        pthread_mutex_init(&f->lock, NULL);
+        pthread_cond_init(&f->cond, NULL);
+        fuse_set_log_func(fuse_log_to_ours);
+
+        r = meta_new(c, d, &mo, &f->meta);
+        if (r >= 0)
+                r = reader_new(c, node, d, f->meta, &ro, &f->reader);
+        if (r >= 0 && o->prefetch_threads > 0)
+                r = prefetch_new(f->reader, o->prefetch_threads, &f->prefetch);
+        if (r >= 0 && !(f->inodes = inode_table_new()))
+                r = -ENOMEM;
+        if (r < 0) {
+                fs_free(f);
+                return r;
+        }
+        *ret = f;
+        return 0;
+}
+
+fs *fs_free(fs *f)
+{
+        if (!f)
+                return NULL;
+        fs_unmount(f);
+        prefetch_free(f->prefetch);
+        reader_free(f->reader);
+        meta_free(f->meta);
+        inode_table_free(f->inodes);
+        pthread_cond_destroy(&f->cond);
+        pthread_mutex_destroy(&f->lock);
+        free(f->mountpoint);
+        free(f);
+        return NULL;
+}
+
+static int run_fusermount_uz(const char *mountpoint)
+{
+        pid_t pid = fork();
+        int status;
+
+        if (pid < 0)
+                return -errno;
+        if (pid == 0) {
+                execlp("fusermount3", "fusermount3", "-uz", mountpoint, (char *)NULL);
+                _exit(127);
+        }
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return -errno;
+        return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
+}
+
+/* A daemon killed with SIGKILL leaves its mount behind: every access fails with ENOTCONN. */
+static int clear_stale_mount(const char *mountpoint)
+{
+        struct stat st;
+        int r;
+
+        if (stat(mountpoint, &st) >= 0 || errno != ENOTCONN)
+                return 0;
+        log_notice("%s is a stale FUSE mount (transport endpoint not connected), unmounting it.",
+                   mountpoint);
+        if (umount2(mountpoint, MNT_DETACH) < 0) {
+                r = -errno;
+                log_debug_errno(r, "umount2(%s, MNT_DETACH): %m, trying fusermount3 -uz",
+                                mountpoint);
+                r = run_fusermount_uz(mountpoint);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot unmount the stale mount at %s: %m",
+                                               mountpoint);
+        }
+        return 0;
+}
+
+static int mkdir_p(const char *path)
+{
+        _cleanup_free_ char *p = strdup(path);
+
+        if (!p)
+                return -ENOMEM;
+        for (char *s = p + 1; *s; s++) {
+                if (*s != '/')
+                        continue;
+                *s = 0;
+                if (mkdir(p, 0755) < 0 && errno != EEXIST)
+                        return -errno;
+                *s = '/';
+        }
+        if (mkdir(p, 0755) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}
+
+/* Raises the kernel read-ahead of the mount's backing device (128 KiB by default) so that a
+ * sequential reader keeps several 1 MiB requests in flight. */
+static void set_read_ahead(fs *f)
+{
+        char path[128], val[32];
+        struct stat st;
+        _cleanup_close_ int fd = -1;
+        int n;
+
+        if (f->opts.read_ahead_kb == 0 || stat(f->mountpoint, &st) < 0)
+                return;
+        snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", major(st.st_dev),
+                 minor(st.st_dev));
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+        n = snprintf(val, sizeof(val), "%u", f->opts.read_ahead_kb);
+        if (fd < 0 || write(fd, val, n) != n)
+                log_debug("Cannot set %s: %m, keeping the kernel's read-ahead", path);
+}
+
+int fs_mount(fs *f, const char *mountpoint)
+{
+        _cleanup_free_ char *fsname = NULL, *opts = NULL;
+        struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+        int r;
+
+        f->mountpoint = strdup(mountpoint);
+        if (!f->mountpoint)
+                return log_oom();
+        r = clear_stale_mount(mountpoint);
+        if (r < 0)
+                return r;
+        r = mkdir_p(mountpoint);
+        if (r < 0)
+                return log_error_errno(r, "Cannot create the mountpoint %s: %m", mountpoint);
+
+        if (asprintf(&opts,
+                     "ro,fsname=weir:%s,subtype=weir,default_permissions,allow_other,"
+                     "max_read=%u",
+                     f->dataset->name, FS_MAX_READ) < 0)
+                return log_oom();
+        if (fuse_opt_add_arg(&args, "weir-fuse") < 0 || fuse_opt_add_arg(&args, "-o") < 0 ||
+            fuse_opt_add_arg(&args, opts) < 0 ||
+            (f->opts.debug && fuse_opt_add_arg(&args, "-d") < 0)) {
+                fuse_opt_free_args(&args);
+                return log_oom();
+        }
+        f->se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), f);
+        fuse_opt_free_args(&args);
+        if (!f->se)
+                return log_error_errno(EINVAL, "Cannot create the FUSE session.");
+        if (fuse_set_signal_handlers(f->se) < 0)
+                return log_error_errno(EIO, "Cannot install the signal handlers.");
+        f->signals_set = true;
+        if (fuse_session_mount(f->se, mountpoint) < 0)
+                return log_error_errno(EIO, "Cannot mount %s (is /dev/fuse there?).", mountpoint);
+
+        r = pthread_create(&f->inval_thread, NULL, inval_thread, f);
+        if (r != 0)
+                return log_error_errno(r, "Cannot start a thread: %m");
+        f->inval_started = true;
+#if !HAVE_FUSE_PASSTHROUGH
+        log_info("FUSE passthrough is not available (libfuse %s < 3.17): local blocks are read "
+                 "through the daemon.",
+                 fuse_pkgversion());
+#endif
+        return 0;
+}
+
+int fs_run(fs *f)
+{
+        struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+        int r;
+
+        if (!cfg)
+                return log_oom();
+        fuse_loop_cfg_set_max_threads(cfg, f->opts.max_threads);
+        fuse_loop_cfg_set_idle_threads(cfg, MIN(f->opts.max_threads, 10u));
+        fuse_loop_cfg_set_clone_fd(cfg, 1);
+        r = fuse_session_loop_mt(f->se, cfg);
+        fuse_loop_cfg_destroy(cfg);
+
+        pthread_mutex_lock(&f->lock);
+        f->ended = true;
+        pthread_cond_broadcast(&f->cond);
+        pthread_mutex_unlock(&f->lock);
+        if (r < 0)
+                return log_error_errno(r, "The FUSE loop failed: %m");
+        return 0;
+}
+
+void fs_unmount(fs *f)
+{
+        if (f->inval_started) {
+                pthread_mutex_lock(&f->lock);
+                f->inval_stop = true;
+                pthread_cond_broadcast(&f->cond);
+                pthread_mutex_unlock(&f->lock);
+                pthread_join(f->inval_thread, NULL);
+                f->inval_started = false;
+                while (f->inval_head) {
+                        inval_item *i = f->inval_head;
+
+                        f->inval_head = i->next;
+                        free(i);
+                }
+        }
+        if (!f->se)
+                return;
+        if (f->signals_set)
+                fuse_remove_signal_handlers(f->se);
+        fuse_session_unmount(f->se);
+        fuse_session_destroy(f->se);
+        f->se = NULL;
+}
+
+int fs_wait_live(fs *f, uint64_t timeout_ms)
+{
+        _cleanup_free_ char *parent = NULL;
+        struct timespec deadline;
+        struct stat st, pst;
+
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += (time_t)(timeout_ms / 1000);
+        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+        if (deadline.tv_nsec >= 1000000000) {
+                deadline.tv_sec++;
+                deadline.tv_nsec -= 1000000000;
+        }
+        pthread_mutex_lock(&f->lock);
+        while (!f->initialized && !f->ended)
+                if (pthread_cond_timedwait(&f->cond, &f->lock, &deadline) == ETIMEDOUT)
+                        break;
+        if (!f->initialized) {
+                bool ended = f->ended;
+
+                pthread_mutex_unlock(&f->lock);
+                return ended ? -ESHUTDOWN : -ETIMEDOUT;
+        }
+        pthread_mutex_unlock(&f->lock);
+        /* INIT answered; the mount answers once the kernel processed the reply. A mounted
+         * root has another device than the directory it covers (no master call needed). */
+        parent = inode_path_join(f->mountpoint, "..");
+        if (!parent)
+                return -ENOMEM;
+        if (stat(f->mountpoint, &st) < 0 || stat(parent, &pst) < 0)
+                return -errno;
+        if (st.st_dev == pst.st_dev)
+                return -ENOTCONN;
+        set_read_ahead(f);
+        return 0;
+}
+
+void fs_get_status(fs *f, fs_status *ret)
+{
+        meta_dataset_info d;
+
+        (void)refresh_totals(f, &d);
+        *ret = (fs_status){
+                .mounted = f->se != NULL,
+                .mountpoint = f->mountpoint,
+                .dataset = f->dataset->name,
+                .files = d.total_files,
+                .total_size = d.total_size,
+                .cached = d.cached,
+                .inodes = inode_table_size(f->inodes),
+        };
+        reader_get_stats(f->reader, &ret->reads);
+}

@@ -1,0 +1,51 @@
+/* The FUSE file system of one dataset: the low-level operations, the session and its mount. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "reader.h"
+
+typedef struct fs_options {
+        uint64_t attr_timeout_ms;
+        uint64_t entry_timeout_ms;
+        uint64_t retry_ms;    /* failover and worker loss: how long before EIO */
+        unsigned max_threads; /* FUSE request threads */
+        unsigned prefetch_threads;
+        uint64_t prefetch_bytes; /* read-ahead window at its widest */
+        unsigned read_ahead_kb;  /* kernel read-ahead of the mount (bdi), 0 = leave */
+        bool debug;
+} fs_options;
+
+typedef struct fs_status {
+        bool mounted;
+        const char *mountpoint;
+        const char *dataset;
+        uint64_t files; /* in the dataset, from the master; 0 when unknown */
+        uint64_t total_size;
+        uint64_t cached; /* bytes cached on workers, from the master */
+        uint64_t inodes; /* known to the kernel */
+        reader_stats reads;
+} fs_status;
+
+typedef struct fs fs;
+
+/* All borrowed: they must outlive it. */
+int fs_new(const config *c, const config_node *node, const config_dataset *d, const fs_options *o,
+           fs **ret);
+fs *fs_free(fs *f);
+
+/* Lazily unmounts a stale mount at MOUNTPOINT (a killed daemon's), creates the directory, and
+ * mounts. Signal handlers for SIGTERM/SIGINT/SIGHUP end the loop. */
+int fs_mount(fs *f, const char *mountpoint);
+/* Serves requests with a thread pool until a signal or an unmount. */
+int fs_run(fs *f);
+void fs_unmount(fs *f);
+
+/* Blocks until the kernel finished FUSE_INIT and the mountpoint answers stat() as a FUSE mount
+ * (or TIMEOUT_MS passed: -ETIMEDOUT; the loop ended: -ESHUTDOWN). From another thread. */
+int fs_wait_live(fs *f, uint64_t timeout_ms);
+
+/* Fills RET (strings borrowed from F); asks the master for totals at most every few seconds. */
+void fs_get_status(fs *f, fs_status *ret);

@@ -1,0 +1,184 @@
+/* weir-fuse: mounts one dataset of the cluster read-only, as local files. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+
+#include "cleanup.h"
+#include "config.h"
+#include "dbus.h"
+#include "fs.h"
+#include "http.h"
+#include "httpc.h"
+#include "log.h"
+#include "parse.h"
+#include "weir-build.h"
+
+/* Fluid's read-only FUSE keeps entries and attributes for two hours. */
+#define DEFAULT_CACHE_TIMEOUT_MS (7200ull * 1000)
+#define DEFAULT_RETRY_MS         30000
+
+static const char *arg_config = NULL;
+static const char *arg_node = NULL;
+static const char *arg_dataset = NULL;
+static const char *arg_mountpoint = NULL;
+static bool arg_debug = false;
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(config *, config_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(fs *, fs_free);
+
+static void help(void)
+{
+        printf("Usage: weir-fuse --config FILE --node NAME --dataset NAME [--mountpoint DIR]\n"
+               "\n"
+               "Mounts dataset NAME of the cluster read-only (default at the node's mount root\n"
+               "/DATASET), reading blocks from the workers and metadata from the master leader.\n"
+               "\n"
+               "  -c --config FILE      the cluster YAML (default $WEIR_CONFIG or %s)\n"
+               "  -n --node NAME        this node's name in the YAML\n"
+               "  -d --dataset NAME     the dataset to mount\n"
+               "  -m --mountpoint DIR   where to mount it\n"
+               "     --debug            log every FUSE request\n"
+               "  -h --help             this help\n"
+               "     --version          the version\n"
+               "\n"
+               "Environment: WEIR_LOG_LEVEL, WEIR_FUSE_RETRY (how long reads and metadata calls\n"
+               "retry through failovers before failing, default 30s).\n",
+               CONFIG_DEFAULT_PATH);
+}
+
+static int parse_args(int argc, char **argv)
+{
+        enum { ARG_VERSION = 0x100, ARG_DEBUG };
+        static const struct option options[] = {
+                {"config", required_argument, NULL, 'c'},
+                {"node", required_argument, NULL, 'n'},
+                {"dataset", required_argument, NULL, 'd'},
+                {"mountpoint", required_argument, NULL, 'm'},
+                {"debug", no_argument, NULL, ARG_DEBUG},
+                {"help", no_argument, NULL, 'h'},
+                {"version", no_argument, NULL, ARG_VERSION},
+                {},
+        };
+        int c;
+
+        while ((c = getopt_long(argc, argv, "c:n:d:m:h", options, NULL)) >= 0)
+                switch (c) {
+                case 'c':
+                        arg_config = optarg;
+                        break;
+                case 'n':
+                        arg_node = optarg;
+                        break;
+                case 'd':
+                        arg_dataset = optarg;
+                        break;
+                case 'm':
+                        arg_mountpoint = optarg;
+                        break;
+                case ARG_DEBUG:
+                        arg_debug = true;
+                        break;
+                case 'h':
+                        help();
+                        return 0;
+                case ARG_VERSION:
+                        printf("weir-fuse %s\n", WEIR_VERSION);
+                        return 0;
+                default:
+                        return -EINVAL;
+                }
+        if (optind < argc || !arg_node || !arg_dataset) {
+                fprintf(stderr, "weir-fuse: --node and --dataset are required (see --help).\n");
+                return -EINVAL;
+        }
+        return 1;
+}
+
+static int run(int argc, char **argv)
+{
+        _cleanup_(config_freep) config *c = NULL;
+        _cleanup_(fs_freep) fs *f = NULL;
+        _cleanup_free_ char *mountpoint = NULL;
+        config_diags diags = {};
+        const config_node *node;
+        const config_dataset *d;
+        const char *path, *e;
+        fs_options o = {
+                .attr_timeout_ms = DEFAULT_CACHE_TIMEOUT_MS,
+                .entry_timeout_ms = DEFAULT_CACHE_TIMEOUT_MS,
+                .retry_ms = DEFAULT_RETRY_MS,
+                .max_threads = 32,
+                .prefetch_threads = 4,
+                .prefetch_bytes = 64ull << 20,
+                .read_ahead_kb = 16384,
+        };
+        dbus *bus = NULL;
+        int r;
+
+        log_setup("weir-fuse");
+        r = parse_args(argc, argv);
+        if (r <= 0)
+                return r;
+
+        path = config_resolve_path(arg_config);
+        r = config_load(path, &c, &diags);
+        config_diags_print(&diags, path);
+        config_diags_done(&diags);
+        if (r < 0)
+                return log_error_errno(r, "Cannot load %s: %m", path);
+        node = config_find_node(c, arg_node);
+        if (!node)
+                return log_error_errno(EINVAL, "%s names no node '%s'.", path, arg_node);
+        d = config_find_dataset(c, arg_dataset);
+        if (!d)
+                return log_error_errno(EINVAL, "%s names no dataset '%s'.", path, arg_dataset);
+        if (d->runtime && d->runtime->attr_timeout_ms)
+                o.attr_timeout_ms = d->runtime->attr_timeout_ms;
+        if (d->runtime && d->runtime->entry_timeout_ms)
+                o.entry_timeout_ms = d->runtime->entry_timeout_ms;
+        e = getenv("WEIR_FUSE_RETRY");
+        if (e && parse_duration_ms(e, &o.retry_ms) < 0)
+                return log_error_errno(EINVAL, "Bad WEIR_FUSE_RETRY=%s.", e);
+        o.debug = arg_debug;
+
+        if (arg_mountpoint)
+                mountpoint = strdup(arg_mountpoint);
+        else if (asprintf(&mountpoint, "%s/%s", node->mount_root, d->name) < 0)
+                mountpoint = NULL;
+        if (!mountpoint)
+                return log_oom();
+
+        /* a worker or master dying mid-request must not kill us */
+        signal(SIGPIPE, SIG_IGN);
+        if (http_global_init() < 0 || httpc_global_init() < 0)
+                return log_error_errno(EIO, "Cannot initialise libcurl.");
+
+        r = fs_new(c, node, d, &o, &f);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up the file system: %m");
+        r = fs_mount(f, mountpoint);
+        if (r < 0)
+                return r;
+        r = dbus_new(f, &bus);
+        if (r < 0)
+                return log_error_errno(r, "Cannot start the status thread: %m");
+
+        r = fs_run(f);
+
+        (void)sd_notify(false, "STOPPING=1");
+        log_info("Unmounting %s.", mountpoint);
+        dbus_free(bus);
+        fs_unmount(f);
+        return r;
+}
+
+int main(int argc, char **argv)
+{
+        int r = run(argc, argv);
+
+        return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}

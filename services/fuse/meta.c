@@ -1,0 +1,795 @@
+/* Metadata from the master leader (docs/api.md), cached with the entry/attr timeouts. */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cleanup.h"
+#include "hmap.h"
+#include "http.h"
+#include "httpc.h"
+#include "log.h"
+#include "meta.h"
+
+#define META_CALL_TIMEOUT_MS 5000 /* one request to one master */
+#define META_MAX_REDIRECTS   5
+#define META_BLOCKS_TTL_MS   1000
+#define META_API_MAX         300
+
+typedef struct stat_item {
+        char *path; /* the map's key */
+        uint64_t fetched_ms;
+        meta_entry entry;
+} stat_item;
+
+typedef struct listing_item {
+        char *path; /* the map's key */
+        meta_listing *listing;
+} listing_item;
+
+typedef struct blocks_item {
+        uint64_t key; /* hash of (file, version) is not unique: check both */
+        uint64_t file_id, version;
+        meta_locations *loc;
+} blocks_item;
+
+struct meta {
+        const config *config;
+        const config_dataset *dataset;
+        meta_options opts;
+        char **masters; /* "HOST:PORT" of every master */
+        size_t n_masters;
+        char *dataset_escaped;
+
+        /* lock guards leader, the three caches and every item in them */
+        pthread_mutex_t lock;
+        char leader[META_API_MAX]; /* "" when unknown */
+        size_t next_master;        /* where to start when the leader is unknown */
+        hmap stats;                /* path -> stat_item */
+        hmap listings;             /* path -> listing_item */
+        hmap blocks;               /* file_id -> blocks_item (one version per file) */
+};
+
+uint64_t meta_now_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void meta_entry_done(meta_entry *e)
+{
+        free(e->name);
+        free(e->etag);
+        free(e->ufs_url);
+        *e = (meta_entry){};
+}
+
+static int strdup_null(const char *s, char **ret)
+{
+        *ret = NULL;
+        if (s && !(*ret = strdup(s)))
+                return -ENOMEM;
+        return 0;
+}
+
+int meta_entry_copy(const meta_entry *src, meta_entry *ret)
+{
+        meta_entry e = *src;
+
+        e.name = e.etag = e.ufs_url = NULL;
+        if (strdup_null(src->name, &e.name) < 0 || strdup_null(src->etag, &e.etag) < 0 ||
+            strdup_null(src->ufs_url, &e.ufs_url) < 0) {
+                meta_entry_done(&e);
+                return -ENOMEM;
+        }
+        *ret = e;
+        return 0;
+}
+
+static int json_u64(json_t *o, const char *key, bool required, uint64_t *ret)
+{
+        json_t *v = json_object_get(o, key);
+
+        if (!v || json_is_null(v)) {
+                *ret = 0;
+                return required ? -EBADMSG : 0;
+        }
+        if (json_is_integer(v) && json_integer_value(v) >= 0) {
+                *ret = (uint64_t)json_integer_value(v);
+                return 0;
+        }
+        if (json_is_real(v) && json_real_value(v) >= 0 && json_real_value(v) < 1.8e19) {
+                *ret = (uint64_t)json_real_value(v);
+                return 0;
+        }
+        return -EBADMSG;
+}
+
+static const char *json_str(json_t *o, const char *key)
+{
+        return json_string_value(json_object_get(o, key));
+}
+
+int meta_entry_from_json(json_t *o, meta_entry *ret)
+{
+        meta_entry e = {};
+        const char *name = json_str(o, "name"), *type = json_str(o, "type");
+        json_t *mtime = json_object_get(o, "mtime");
+        int r;
+
+        if (!json_is_object(o) || !name || !type || !*name || strchr(name, '/') ||
+            strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+                return -EBADMSG;
+        if (strcmp(type, "dir") == 0)
+                e.dir = true;
+        else if (strcmp(type, "file") != 0)
+                return -EBADMSG;
+        r = json_u64(o, "size", !e.dir, &e.size);
+        if (r < 0)
+                return r;
+        r = json_u64(o, "file_id", !e.dir, &e.file_id);
+        if (r < 0)
+                return r;
+        r = json_u64(o, "version", false, &e.version);
+        if (r < 0)
+                return r;
+        if (!e.dir && e.file_id == 0)
+                return -EBADMSG;
+        e.mtime = json_is_number(mtime) ? json_number_value(mtime) : 0;
+        if (strdup_null(name, &e.name) < 0 || strdup_null(json_str(o, "etag"), &e.etag) < 0 ||
+            strdup_null(json_str(o, "ufs_url"), &e.ufs_url) < 0) {
+                meta_entry_done(&e);
+                return -ENOMEM;
+        }
+        *ret = e;
+        return 0;
+}
+
+meta_listing *meta_listing_ref(meta_listing *l)
+{
+        if (l)
+                __atomic_add_fetch(&l->refcount, 1, __ATOMIC_RELAXED);
+        return l;
+}
+
+meta_listing *meta_listing_unref(meta_listing *l)
+{
+        if (!l || __atomic_sub_fetch(&l->refcount, 1, __ATOMIC_ACQ_REL) > 0)
+                return NULL;
+        for (size_t i = 0; i < l->n; i++)
+                meta_entry_done(&l->entries[i]);
+        free(l->entries);
+        free(l);
+        return NULL;
+}
+
+meta_locations *meta_locations_unref(meta_locations *l)
+{
+        if (!l || __atomic_sub_fetch(&l->refcount, 1, __ATOMIC_ACQ_REL) > 0)
+                return NULL;
+        for (size_t i = 0; i < l->n; i++) {
+                for (size_t j = 0; j < l->blocks[i].n_nodes; j++)
+                        free(l->blocks[i].nodes[j]);
+                free(l->blocks[i].nodes);
+        }
+        free(l->blocks);
+        free(l);
+        return NULL;
+}
+
+char *const *meta_locations_find(const meta_locations *l, uint64_t index, size_t *ret_n)
+{
+        size_t lo = 0, hi = l ? l->n : 0;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+
+                if (l->blocks[mid].index == index) {
+                        *ret_n = l->blocks[mid].n_nodes;
+                        return l->blocks[mid].nodes;
+                }
+                if (l->blocks[mid].index < index)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        *ret_n = 0;
+        return NULL;
+}
+
+static char *api_address(const char *address, uint16_t port)
+{
+        char *s = NULL;
+        bool v6 = strchr(address, ':') != NULL;
+
+        if (asprintf(&s, v6 ? "[%s]:%u" : "%s:%u", address, port) < 0)
+                return NULL;
+        return s;
+}
+
+int meta_new(const config *c, const config_dataset *d, const meta_options *o, meta **ret)
+{
+        meta *m = calloc(1, sizeof(*m));
+
+        if (!m)
+                return -ENOMEM;
+        m->config = c;
+        m->dataset = d;
+        m->opts = *o;
+        pthread_mutex_init(&m->lock, NULL);
+        hmap_init(&m->stats, true);
+        hmap_init(&m->listings, true);
+        hmap_init(&m->blocks, false);
+        m->masters = calloc(c->n_nodes ? c->n_nodes : 1, sizeof(char *));
+        m->dataset_escaped = http_escape(d->name);
+        if (!m->masters || !m->dataset_escaped) {
+                meta_free(m);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < c->n_nodes; i++) {
+                if (!c->nodes[i].master)
+                        continue;
+                m->masters[m->n_masters] =
+                        api_address(c->nodes[i].address, c->nodes[i].master_port);
+                if (!m->masters[m->n_masters++]) {
+                        meta_free(m);
+                        return -ENOMEM;
+                }
+        }
+        if (m->n_masters == 0) {
+                meta_free(m);
+                return log_error_errno(EINVAL, "The cluster YAML names no master.");
+        }
+        *ret = m;
+        return 0;
+}
+
+meta *meta_free(meta *m)
+{
+        size_t it;
+
+        if (!m)
+                return NULL;
+        for (hmap_node *n = hmap_first(&m->stats, &it); n; n = hmap_next(&m->stats, n, &it)) {
+                stat_item *s = n->value;
+
+                meta_entry_done(&s->entry);
+                free(s->path);
+                free(s);
+        }
+        for (hmap_node *n = hmap_first(&m->listings, &it); n; n = hmap_next(&m->listings, n, &it)) {
+                listing_item *l = n->value;
+
+                meta_listing_unref(l->listing);
+                free(l->path);
+                free(l);
+        }
+        for (hmap_node *n = hmap_first(&m->blocks, &it); n; n = hmap_next(&m->blocks, n, &it)) {
+                blocks_item *b = n->value;
+
+                meta_locations_unref(b->loc);
+                free(b);
+        }
+        hmap_done(&m->stats);
+        hmap_done(&m->listings);
+        hmap_done(&m->blocks);
+        for (size_t i = 0; i < m->n_masters; i++)
+                free(m->masters[i]);
+        free(m->masters);
+        free(m->dataset_escaped);
+        pthread_mutex_destroy(&m->lock);
+        free(m);
+        return NULL;
+}
+
+/* "http://HOST:PORT/..." -> "HOST:PORT" into BUF. */
+static int location_api(const char *location, char *buf, size_t len)
+{
+        const char *p = location, *e;
+
+        if (strncmp(p, "http://", 7) != 0)
+                return -EINVAL;
+        p += 7;
+        e = strchr(p, '/');
+        if (!e)
+                e = p + strlen(p);
+        if (e == p || (size_t)(e - p) >= len)
+                return -EINVAL;
+        memcpy(buf, p, e - p);
+        buf[e - p] = 0;
+        return 0;
+}
+
+static void pick_target(meta *m, char *buf, size_t len)
+{
+        pthread_mutex_lock(&m->lock);
+        if (m->leader[0]) {
+                snprintf(buf, len, "%s", m->leader);
+        } else {
+                snprintf(buf, len, "%s", m->masters[m->next_master % m->n_masters]);
+        }
+        pthread_mutex_unlock(&m->lock);
+}
+
+/* TARGET did not answer as leader: forget it and move on to the next master. */
+static void target_failed(meta *m, const char *target)
+{
+        pthread_mutex_lock(&m->lock);
+        if (strcmp(m->leader, target) == 0)
+                m->leader[0] = 0;
+        for (size_t i = 0; i < m->n_masters; i++)
+                if (strcmp(m->masters[i], target) == 0) {
+                        m->next_master = i + 1;
+                        break;
+                }
+        pthread_mutex_unlock(&m->lock);
+}
+
+static void set_leader(meta *m, const char *api)
+{
+        pthread_mutex_lock(&m->lock);
+        snprintf(m->leader, sizeof(m->leader), "%s", api);
+        pthread_mutex_unlock(&m->lock);
+}
+
+static void sleep_ms(uint64_t ms)
+{
+        struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
+}
+
+static pthread_key_t httpc_key;
+static pthread_once_t httpc_key_once = PTHREAD_ONCE_INIT;
+
+static void httpc_key_destroy(void *p)
+{
+        httpc_free(p);
+}
+
+static void httpc_key_init(void)
+{
+        (void)pthread_key_create(&httpc_key, httpc_key_destroy);
+}
+
+/* httpc handles are per thread: FUSE and prefetch threads each keep their own connections. */
+static httpc *thread_httpc(void)
+{
+        httpc *c;
+
+        pthread_once(&httpc_key_once, httpc_key_init);
+        c = pthread_getspecific(httpc_key);
+        if (c)
+                return c;
+        c = httpc_new();
+        if (!c)
+                return NULL;
+        httpc_set_timeout(c, META_CALL_TIMEOUT_MS, 1000);
+        httpc_set_max_redirects(c, META_MAX_REDIRECTS);
+        if (pthread_setspecific(httpc_key, c) != 0)
+                return httpc_free(c);
+        return c;
+}
+
+int meta_call(meta *m, const char *path_query, json_t **ret)
+{
+        uint64_t deadline = meta_now_ms() + m->opts.retry_ms, backoff = 50;
+        httpc *c = thread_httpc();
+        int last = -EHOSTUNREACH;
+        size_t tried = 0;
+
+        if (!c)
+                return -ENOMEM;
+        for (;;) {
+                char target[META_API_MAX], api[META_API_MAX];
+                _cleanup_free_ char *url = NULL;
+                httpc_response rep = {};
+                int r;
+
+                pick_target(m, target, sizeof(target));
+                if (asprintf(&url, "http://%s%s", target, path_query) < 0)
+                        return -ENOMEM;
+                r = httpc_get(c, url, &rep);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0) {
+                        /* refused, timed out, reset, too many redirects: try another master */
+                        log_debug_errno(r, "GET %s: %m (%s)", url, httpc_last_error(c));
+                        last = r;
+                } else if (rep.status == 200) {
+                        if (!rep.json) {
+                                httpc_response_done(&rep);
+                                return log_warning_errno(EBADMSG, "Bad JSON from %s", url);
+                        }
+                        /* the effective URL after redirects names the leader */
+                        if (rep.url && location_api(rep.url, api, sizeof(api)) == 0)
+                                set_leader(m, api);
+                        *ret = json_incref(rep.json);
+                        httpc_response_done(&rep);
+                        return 0;
+                } else if (rep.status == 404) {
+                        httpc_response_done(&rep);
+                        return -ENOENT;
+                } else if (rep.status >= 400 && rep.status < 500) {
+                        log_warning("GET %s: HTTP %ld: %.200s", url, rep.status,
+                                    rep.body ? rep.body : "");
+                        httpc_response_done(&rep);
+                        return -EIO;
+                } else {
+                        /* 503 during an election, 5xx from a dying master */
+                        log_debug("GET %s: HTTP %ld, trying another master", url, rep.status);
+                        last = rep.status == 503 ? -EAGAIN : -EIO;
+                }
+                httpc_response_done(&rep);
+                target_failed(m, target);
+                if (meta_now_ms() >= deadline)
+                        return log_warning_errno(last,
+                                                 "No master answered %s within %" PRIu64 " ms: %m",
+                                                 path_query, m->opts.retry_ms);
+                if (++tried % m->n_masters == 0) {
+                        sleep_ms(backoff);
+                        backoff = MIN(backoff * 2, 500);
+                }
+        }
+}
+
+static const char *parent_split(const char *path, char *parent, size_t len)
+{
+        const char *slash = strrchr(path, '/');
+        size_t n = slash ? (size_t)(slash - path) : 0;
+
+        if (n == 0)
+                n = 1; /* "/x" -> "/" */
+        if (n >= len)
+                return NULL;
+        memcpy(parent, path, n);
+        parent[n] = 0;
+        return slash ? slash + 1 : path;
+}
+
+/* Stores ENTRY for PATH in the stat cache (lock held). */
+static int cache_stat_locked(meta *m, const char *path, const meta_entry *e, uint64_t now)
+{
+        stat_item *s = hmap_get_str(&m->stats, path);
+        meta_entry copy;
+        int r = meta_entry_copy(e, &copy);
+
+        if (r < 0)
+                return r;
+        if (s) {
+                meta_entry_done(&s->entry);
+                s->entry = copy;
+                s->fetched_ms = now;
+                return 0;
+        }
+        s = calloc(1, sizeof(*s));
+        if (!s || !(s->path = strdup(path))) {
+                free(s);
+                meta_entry_done(&copy);
+                return -ENOMEM;
+        }
+        s->entry = copy;
+        s->fetched_ms = now;
+        r = hmap_put_str(&m->stats, s->path, s, NULL);
+        if (r < 0) {
+                meta_entry_done(&s->entry);
+                free(s->path);
+                free(s);
+        }
+        return r;
+}
+
+static void uncache_stat_locked(meta *m, const char *path)
+{
+        stat_item *s = hmap_remove_str(&m->stats, path);
+
+        if (s) {
+                meta_entry_done(&s->entry);
+                free(s->path);
+                free(s);
+        }
+}
+
+static bool listing_has(const meta_listing *l, const char *name)
+{
+        size_t lo = 0, hi = l->n;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                int c = strcmp(l->entries[mid].name, name);
+
+                if (c == 0)
+                        return true;
+                if (c < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return false;
+}
+
+int meta_stat(meta *m, const char *path, bool fresh, meta_entry *ret)
+{
+        _cleanup_free_ char *esc = NULL, *query = NULL;
+        char parent[4096];
+        const char *name;
+        uint64_t now = meta_now_ms();
+        json_t *j = NULL;
+        meta_entry e;
+        int r;
+
+        if (strcmp(path, "/") == 0) {
+                *ret = (meta_entry){.dir = true, .version = 1};
+                return (ret->name = strdup("/")) ? 0 : -ENOMEM;
+        }
+        name = parent_split(path, parent, sizeof(parent));
+        if (!name)
+                return -ENAMETOOLONG;
+        if (!fresh) {
+                stat_item *s;
+                listing_item *l;
+
+                pthread_mutex_lock(&m->lock);
+                s = hmap_get_str(&m->stats, path);
+                if (s && now - s->fetched_ms < m->opts.attr_timeout_ms) {
+                        r = meta_entry_copy(&s->entry, ret);
+                        pthread_mutex_unlock(&m->lock);
+                        return r;
+                }
+                l = hmap_get_str(&m->listings, parent);
+                if (l && now - l->listing->fetched_ms < m->opts.entry_timeout_ms &&
+                    !listing_has(l->listing, name)) {
+                        pthread_mutex_unlock(&m->lock);
+                        return -ENOENT;
+                }
+                pthread_mutex_unlock(&m->lock);
+        }
+        esc = http_escape(path);
+        if (!esc || asprintf(&query, "/v1/datasets/%s/stat?path=%s", m->dataset_escaped, esc) < 0)
+                return -ENOMEM;
+        r = meta_call(m, query, &j);
+        if (r == -ENOENT) {
+                pthread_mutex_lock(&m->lock);
+                uncache_stat_locked(m, path);
+                pthread_mutex_unlock(&m->lock);
+        }
+        if (r < 0)
+                return r;
+        r = meta_entry_from_json(j, &e);
+        json_decref(j);
+        if (r < 0)
+                return log_warning_errno(r, "Bad ENTRY from the master for %s", path);
+        pthread_mutex_lock(&m->lock);
+        (void)cache_stat_locked(m, path, &e, now);
+        pthread_mutex_unlock(&m->lock);
+        *ret = e;
+        return 0;
+}
+
+static int entry_compare(const void *a, const void *b)
+{
+        return strcmp(((const meta_entry *)a)->name, ((const meta_entry *)b)->name);
+}
+
+int meta_list(meta *m, const char *path, meta_listing **ret)
+{
+        _cleanup_free_ char *esc = NULL, *query = NULL;
+        uint64_t now = meta_now_ms();
+        meta_listing *l;
+        listing_item *item;
+        json_t *j = NULL, *entries;
+        int r;
+
+        pthread_mutex_lock(&m->lock);
+        item = hmap_get_str(&m->listings, path);
+        if (item && now - item->listing->fetched_ms < m->opts.entry_timeout_ms) {
+                *ret = meta_listing_ref(item->listing);
+                pthread_mutex_unlock(&m->lock);
+                return 0;
+        }
+        pthread_mutex_unlock(&m->lock);
+
+        esc = http_escape(path);
+        if (!esc || asprintf(&query, "/v1/datasets/%s/ls?path=%s", m->dataset_escaped, esc) < 0)
+                return -ENOMEM;
+        r = meta_call(m, query, &j);
+        if (r < 0)
+                return r;
+        entries = json_object_get(j, "entries");
+        if (!json_is_array(entries)) {
+                json_decref(j);
+                return log_warning_errno(EBADMSG, "Bad listing from the master for %s", path);
+        }
+        l = calloc(1, sizeof(*l));
+        if (!l || !(l->entries = calloc(json_array_size(entries) + 1, sizeof(meta_entry)))) {
+                free(l);
+                json_decref(j);
+                return -ENOMEM;
+        }
+        l->refcount = 1;
+        l->fetched_ms = now;
+        for (size_t i = 0; i < json_array_size(entries); i++) {
+                r = meta_entry_from_json(json_array_get(entries, i), &l->entries[l->n]);
+                if (r == -ENOMEM) {
+                        json_decref(j);
+                        meta_listing_unref(l);
+                        return r;
+                }
+                if (r < 0) {
+                        log_warning_errno(r, "Bad entry %zu in the listing of %s, ignoring", i,
+                                          path);
+                        continue;
+                }
+                l->n++;
+        }
+        json_decref(j);
+        qsort(l->entries, l->n, sizeof(meta_entry), entry_compare);
+
+        pthread_mutex_lock(&m->lock);
+        for (size_t i = 0; i < l->n; i++) {
+                _cleanup_free_ char *child = NULL;
+
+                if (asprintf(&child, "%s%s%s", path, strcmp(path, "/") == 0 ? "" : "/",
+                             l->entries[i].name) < 0)
+                        break;
+                (void)cache_stat_locked(m, child, &l->entries[i], now);
+        }
+        item = hmap_get_str(&m->listings, path);
+        if (item) {
+                meta_listing_unref(item->listing);
+                item->listing = meta_listing_ref(l);
+        } else if ((item = calloc(1, sizeof(*item))) && (item->path = strdup(path)) &&
+                   hmap_put_str(&m->listings, item->path, item, NULL) == 0) {
+                item->listing = meta_listing_ref(l);
+        } else if (item) {
+                free(item->path);
+                free(item);
+        }
+        pthread_mutex_unlock(&m->lock);
+        *ret = l;
+        return 0;
+}
+
+static int loc_compare(const void *a, const void *b)
+{
+        const struct meta_block_loc *x = a, *y = b;
+
+        return x->index < y->index ? -1 : x->index > y->index;
+}
+
+static int parse_locations(json_t *j, meta_locations **ret)
+{
+        json_t *locs = json_object_get(j, "locations"), *nodes;
+        meta_locations *l = calloc(1, sizeof(*l));
+        const char *key;
+        int r;
+
+        if (!l)
+                return -ENOMEM;
+        l->refcount = 1;
+        r = json_u64(j, "block_size", false, &l->block_size);
+        if (r < 0 || (locs && !json_is_object(locs))) {
+                meta_locations_unref(l);
+                return -EBADMSG;
+        }
+        l->blocks = calloc(json_object_size(locs) + 1, sizeof(*l->blocks));
+        if (!l->blocks) {
+                meta_locations_unref(l);
+                return -ENOMEM;
+        }
+        json_object_foreach(locs, key, nodes)
+        {
+                struct meta_block_loc *b = &l->blocks[l->n];
+                char *end;
+                unsigned long long idx;
+
+                errno = 0;
+                idx = strtoull(key, &end, 10);
+                if (errno || *end || end == key || !json_is_array(nodes))
+                        continue;
+                b->index = idx;
+                b->nodes = calloc(json_array_size(nodes) + 1, sizeof(char *));
+                if (!b->nodes) {
+                        meta_locations_unref(l);
+                        return -ENOMEM;
+                }
+                l->n++;
+                for (size_t i = 0; i < json_array_size(nodes); i++) {
+                        const char *s = json_string_value(json_array_get(nodes, i));
+
+                        if (s && !(b->nodes[b->n_nodes++] = strdup(s))) {
+                                meta_locations_unref(l);
+                                return -ENOMEM;
+                        }
+                }
+        }
+        qsort(l->blocks, l->n, sizeof(*l->blocks), loc_compare);
+        *ret = l;
+        return 0;
+}
+
+int meta_blocks(meta *m, uint64_t file_id, uint64_t version, meta_locations **ret)
+{
+        char query[128];
+        uint64_t now = meta_now_ms();
+        meta_locations *l;
+        blocks_item *b;
+        json_t *j = NULL;
+        int r;
+
+        pthread_mutex_lock(&m->lock);
+        b = hmap_get_u64(&m->blocks, file_id);
+        if (b && b->version == version && now - b->loc->fetched_ms < META_BLOCKS_TTL_MS) {
+                __atomic_add_fetch(&b->loc->refcount, 1, __ATOMIC_RELAXED);
+                *ret = b->loc;
+                pthread_mutex_unlock(&m->lock);
+                return 0;
+        }
+        pthread_mutex_unlock(&m->lock);
+
+        snprintf(query, sizeof(query), "/v1/blocks?file=%" PRIu64 "&version=%" PRIu64, file_id,
+                 version);
+        r = meta_call(m, query, &j);
+        if (r < 0)
+                return r;
+        r = parse_locations(j, &l);
+        json_decref(j);
+        if (r < 0)
+                return log_warning_errno(r, "Bad block locations from the master: %m");
+        l->fetched_ms = now;
+
+        pthread_mutex_lock(&m->lock);
+        b = hmap_get_u64(&m->blocks, file_id);
+        if (!b && (b = calloc(1, sizeof(*b))) && hmap_put_u64(&m->blocks, file_id, b, NULL) < 0) {
+                free(b);
+                b = NULL;
+        }
+        if (b) {
+                meta_locations_unref(b->loc);
+                b->file_id = file_id;
+                b->version = version;
+                b->loc = l;
+                __atomic_add_fetch(&l->refcount, 1, __ATOMIC_RELAXED);
+        }
+        pthread_mutex_unlock(&m->lock);
+        *ret = l;
+        return 0;
+}
+
+void meta_blocks_forget(meta *m, uint64_t file_id, uint64_t version)
+{
+        blocks_item *b;
+
+        pthread_mutex_lock(&m->lock);
+        b = hmap_get_u64(&m->blocks, file_id);
+        if (b && b->version == version) {
+                hmap_remove_u64(&m->blocks, file_id);
+                meta_locations_unref(b->loc);
+                free(b);
+        }
+        pthread_mutex_unlock(&m->lock);
+}
+
+int meta_dataset(meta *m, meta_dataset_info *ret)
+{
+        _cleanup_free_ char *query = NULL;
+        json_t *j = NULL;
+        int r;
+
+        if (asprintf(&query, "/v1/datasets/%s", m->dataset_escaped) < 0)
+                return -ENOMEM;
+        r = meta_call(m, query, &j);
+        if (r < 0)
+                return r;
+        *ret = (meta_dataset_info){};
+        (void)json_u64(j, "ufs_total_size", false, &ret->total_size);
+        (void)json_u64(j, "total_files", false, &ret->total_files);
+        (void)json_u64(j, "cached", false, &ret->cached);
+        json_decref(j);
+        return 0;
+}

@@ -1,0 +1,92 @@
+/* Metadata from the master leader (docs/api.md), cached with the entry/attr timeouts. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+/* ENTRY of docs/api.md. */
+typedef struct meta_entry {
+        char *name;
+        bool dir;
+        uint64_t size;
+        double mtime;
+        uint64_t file_id; /* 0 for directories */
+        uint64_t version;
+        char *etag;    /* NULL when the store gave none */
+        char *ufs_url; /* NULL when the master gave none */
+} meta_entry;
+
+void meta_entry_done(meta_entry *e);
+int meta_entry_copy(const meta_entry *src, meta_entry *ret);
+/* Parses an ENTRY object; -EBADMSG when required fields are missing or of the wrong type. */
+int meta_entry_from_json(json_t *o, meta_entry *ret);
+
+/* One directory listing, sorted by name, shared by refcount (a readdir stream holds one). */
+typedef struct meta_listing {
+        unsigned refcount; /* atomic */
+        uint64_t fetched_ms;
+        size_t n;
+        meta_entry *entries;
+} meta_listing;
+
+meta_listing *meta_listing_ref(meta_listing *l);
+meta_listing *meta_listing_unref(meta_listing *l);
+
+/* Where each block of one file version is cached: INDEX -> node names. */
+typedef struct meta_locations {
+        unsigned refcount; /* atomic */
+        uint64_t fetched_ms;
+        uint64_t block_size;
+        size_t n;
+        struct meta_block_loc {
+                uint64_t index;
+                size_t n_nodes;
+                char **nodes;
+        } * blocks; /* sorted by index */
+} meta_locations;
+
+meta_locations *meta_locations_unref(meta_locations *l);
+/* The nodes holding block INDEX; NULL with *ret_n = 0 when none. */
+char *const *meta_locations_find(const meta_locations *l, uint64_t index, size_t *ret_n);
+
+typedef struct meta_dataset_info {
+        uint64_t total_size;
+        uint64_t total_files;
+        uint64_t cached;
+} meta_dataset_info;
+
+typedef struct meta_options {
+        uint64_t attr_timeout_ms;
+        uint64_t entry_timeout_ms;
+        uint64_t retry_ms; /* how long a failover may take before a call fails */
+} meta_options;
+
+typedef struct meta meta;
+
+/* A client of the masters of CONFIG for DATASET (both borrowed: must outlive it). */
+int meta_new(const config *c, const config_dataset *d, const meta_options *o, meta **ret);
+meta *meta_free(meta *m);
+
+/* GET PATH_QUERY ("/v1/...") from the leader: follows 307s, tries other masters on connection
+ * errors and 503 until retry_ms have passed. 404 -> -ENOENT; other 4xx -> -EIO (logged);
+ * persistent unavailability -> -EHOSTUNREACH / the last transport error. */
+int meta_call(meta *m, const char *path_query, json_t **ret);
+
+/* ENTRY of dataset path PATH ("/" is the root directory; "/MOUNT/DIR/FILE"); served from cache
+ * when younger than the attr timeout unless FRESH. */
+int meta_stat(meta *m, const char *path, bool fresh, meta_entry *ret);
+/* The children of directory PATH; cached for the entry timeout. */
+int meta_list(meta *m, const char *path, meta_listing **ret);
+/* Block locations of a file version; cached for a second (blocks arrive as reads fill them). */
+int meta_blocks(meta *m, uint64_t file_id, uint64_t version, meta_locations **ret);
+/* Drops the cached locations of that file version (after a worker failed us). */
+void meta_blocks_forget(meta *m, uint64_t file_id, uint64_t version);
+/* GET /v1/datasets/NAME: totals. */
+int meta_dataset(meta *m, meta_dataset_info *ret);
+
+/* Milliseconds on CLOCK_MONOTONIC. */
+uint64_t meta_now_ms(void);
