@@ -180,6 +180,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 
         /* read-ahead as large as the kernel offers; reads may arrive in parallel */
         conn->max_readahead = conn->max_readahead ? conn->max_readahead : FS_MAX_READ;
+        conn->max_read = FS_MAX_READ; /* as in the mount options */
         if (conn->capable & FUSE_CAP_ASYNC_READ)
                 conn->want |= FUSE_CAP_ASYNC_READ;
         if (conn->capable & FUSE_CAP_READDIRPLUS)
@@ -542,6 +543,7 @@ static int xattr_value(fs *f, fuse_ino_t ino, const char *name, char **ret)
                 uint64_t n = block_count(e.size, f->block_size), have = 0;
                 meta_locations *l = NULL;
 
+                meta_blocks_forget(f->meta, e.file_id, e.version); /* a fresh answer */
                 r = meta_blocks(f->meta, e.file_id, e.version, &l);
                 if (r >= 0) {
                         for (uint64_t i = 0; i < n; i++) {

@@ -126,7 +126,8 @@ static int run(int argc, char **argv)
 
         path = config_resolve_path(arg_config);
         r = config_load(path, &c, &diags);
-        config_diags_print(&diags, path);
+        if (diags.n > 0)
+                config_diags_print(&diags, path);
         config_diags_done(&diags);
         if (r < 0)
                 return log_error_errno(r, "Cannot load %s: %m", path);

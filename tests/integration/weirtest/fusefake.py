@@ -1,0 +1,281 @@
+"""A stand-in master and worker for weir-fuse tests: the API of docs/api.md over a local tree.
+
+It lets the FUSE daemon's own behaviour (fd passing, redirects to a leader, a worker that dies,
+the store fallback) be tested exactly, apart from the real master and worker. Servers bind
+127.0.4.x only (the FUSE tests' range).
+"""
+
+import json
+import os
+import re
+import socket
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Tree:
+    """The dataset: mount NAME -> local directory; file ids and versions are assigned on sight."""
+
+    def __init__(self, dataset, mounts, block_size):
+        self.dataset = dataset
+        self.mounts = dict(mounts)  # name -> (local dir, store url)
+        self.block_size = block_size
+        self.ids = {}  # dataset path -> id
+        self.by_id = {}
+        self.versions = {}  # id -> version
+        self.locations = {}  # (id, version) -> {index: [node]}
+        self.lock = threading.Lock()
+
+    def local(self, path):
+        parts = [p for p in path.split("/") if p]
+        if not parts or parts[0] not in self.mounts:
+            return None
+        base = self.mounts[parts[0]][0]
+        if ".." in parts:
+            return None
+        return os.path.join(base, *parts[1:])
+
+    def entry(self, path):
+        parts = [p for p in path.split("/") if p]
+        if not parts:
+            return {"name": "/", "type": "dir", "size": 0, "mtime": 0}
+        local = self.local(path)
+        if local is None or not os.path.exists(local):
+            return None
+        st = os.stat(local)
+        e = {"name": parts[-1], "mtime": st.st_mtime}
+        url = self.mounts[parts[0]][1].rstrip("/") + "/" + urllib.parse.quote("/".join(parts[1:]))
+        e["ufs_url"] = url
+        if os.path.isdir(local):
+            e.update(type="dir", size=0)
+            return e
+        with self.lock:
+            fid = self.ids.get(path)
+            if fid is None:
+                fid = len(self.ids) + 1
+                self.ids[path] = fid
+                self.by_id[fid] = path
+                self.versions[fid] = 1
+            version = self.versions[fid]
+        e.update(type="file", size=st.st_size, file_id=fid, version=version,
+                 etag=f'"{st.st_size}-{st.st_mtime_ns}"')
+        return e
+
+    def listing(self, path):
+        parts = [p for p in path.split("/") if p]
+        if not parts:
+            return [self.entry("/" + m) for m in sorted(self.mounts)]
+        local = self.local(path)
+        if local is None or not os.path.isdir(local):
+            return None
+        return [self.entry(path.rstrip("/") + "/" + n) for n in sorted(os.listdir(local))]
+
+
+class Master:
+    """A fake master. LEADER (a callable returning this master's role) decides whether it
+    answers, redirects (307 to the leader's address) or refuses (503)."""
+
+    def __init__(self, tree, address, port, state):
+        self.tree, self.address, self.port, self.state = tree, address, port, state
+        self.requests = 0
+        master = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def reply(self, code, obj, headers=()):
+                body = json.dumps(obj).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                master.requests += 1
+                leader = master.state.get("leader")
+                me = f"{master.address}:{master.port}"
+                if leader is None:
+                    return self.reply(503, {"error": "no leader"}, [("Retry-After", "1")])
+                if leader != me:
+                    return self.reply(307, {}, [("Location", f"http://{leader}{self.path}")])
+                u = urllib.parse.urlsplit(self.path)
+                q = dict(urllib.parse.parse_qsl(u.query))
+                t = master.tree
+                m = re.fullmatch(r"/v1/datasets/([^/]+)(/ls|/stat)?", u.path)
+                if m and urllib.parse.unquote(m.group(1)) == t.dataset:
+                    if m.group(2) == "/ls":
+                        entries = t.listing(q.get("path", "/"))
+                        if entries is None:
+                            return self.reply(404, {"error": "no such directory"})
+                        return self.reply(200, {"path": q.get("path"), "entries": entries})
+                    if m.group(2) == "/stat":
+                        e = t.entry(q.get("path", "/"))
+                        if e is None:
+                            return self.reply(404, {"error": "no such file"})
+                        return self.reply(200, e)
+                    total = 0
+                    files = 0
+                    for name, (d, _) in t.mounts.items():
+                        for dp, dn, fn in os.walk(d):
+                            for f in fn:
+                                total += os.path.getsize(os.path.join(dp, f))
+                                files += 1
+                    return self.reply(200, {"name": t.dataset, "phase": "Bound",
+                                            "ufs_total_size": total, "total_files": files,
+                                            "cached": 0})
+                if u.path == "/v1/blocks":
+                    fid, ver = int(q["file"]), int(q["version"])
+                    with t.lock:
+                        locs = t.locations.get((fid, ver), {})
+                        locs = {str(k): list(v) for k, v in locs.items()}
+                    return self.reply(200, {"block_size": t.block_size, "locations": locs})
+                return self.reply(404, {"error": "no route"})
+
+        self.httpd = ThreadingHTTPServer((address, port), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class Worker:
+    """A fake worker: GET /v1/blocks/ID (Range honoured) caches the block into CACHE_DIR and
+    reports it to the tree's locations as NODE; worker.sock in RUNTIME_DIR hands out fds of
+    cached blocks. Counts what it served."""
+
+    def __init__(self, tree, node, address, port, cache_dir, runtime_dir=None):
+        self.tree, self.node = tree, node
+        self.address, self.port = address, port
+        self.cache_dir = cache_dir
+        self.runtime_dir = runtime_dir
+        self.served = 0
+        self.fills = 0
+        self.fd_opens = 0
+        os.makedirs(cache_dir, exist_ok=True)
+        worker = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                m = re.fullmatch(r"/v1/blocks/(\d+)-(\d+)-(\d+)", self.path)
+                if not m:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                data = worker.block(*map(int, m.groups()))
+                if data is None:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                rng = self.headers.get("Range")
+                code, lo, hi = 200, 0, len(data) - 1
+                if rng:
+                    a, b = rng.split("=")[1].split("-")
+                    lo, hi, code = int(a), min(int(b), len(data) - 1), 206
+                body = data[lo:hi + 1]
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                worker.served += len(body)
+
+        self.httpd = ThreadingHTTPServer((address, port), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.sock = None
+
+    def block_path(self, fid, ver, idx):
+        return os.path.join(self.cache_dir, f"{fid}-{ver}-{idx}")
+
+    def block(self, fid, ver, idx):
+        p = self.block_path(fid, ver, idx)
+        if not os.path.exists(p):
+            path = self.tree.by_id.get(fid)
+            if path is None:
+                return None
+            with open(self.tree.local(path), "rb") as f:
+                f.seek(idx * self.tree.block_size)
+                data = f.read(self.tree.block_size)
+            tmp = f"{p}.tmp.{threading.get_ident()}"
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.rename(tmp, p)
+            self.fills += 1
+            with self.tree.lock:
+                self.tree.locations.setdefault((fid, ver), {}).setdefault(idx, []).append(
+                    self.node)
+        with open(p, "rb") as f:
+            return f.read()
+
+    def serve_socket(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                line = b""
+                while not line.endswith(b"\n"):
+                    chunk = conn.recv(256)
+                    if not chunk:
+                        break
+                    line += chunk
+                m = re.fullmatch(rb"OPEN (\d+-\d+-\d+)\n", line)
+                if not m:
+                    conn.sendall(b"ERR bad request\n")
+                    continue
+                p = os.path.join(self.cache_dir, m.group(1).decode())
+                if not os.path.exists(p):
+                    conn.sendall(b"MISS\n")
+                    continue
+                fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    socket.send_fds(conn, [f"OK {os.fstat(fd).st_size}\n".encode()], [fd])
+                    self.fd_opens += 1
+                finally:
+                    os.close(fd)
+
+    def start(self):
+        self.thread.start()
+        if self.runtime_dir:
+            os.makedirs(self.runtime_dir, exist_ok=True)
+            path = os.path.join(self.runtime_dir, "worker.sock")
+            if os.path.exists(path):
+                os.unlink(path)
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.bind(path)
+            os.chmod(path, 0o600)
+            self.sock.listen(64)
+            threading.Thread(target=self.serve_socket, daemon=True).start()
+        return self
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        if self.sock:
+            self.sock.close()
+            try:
+                os.unlink(os.path.join(self.runtime_dir, "worker.sock"))
+            except OSError:
+                pass
+            self.sock = None
