@@ -66,7 +66,7 @@ typedef struct dataset_info {
 } dataset_info;
 
 typedef struct runtime_info {
-        const ynode *name, *kind, *master_replicas, *levels;
+        const ynode *name, *kind, *replicas, *master_replicas, *levels;
 } runtime_info;
 
 typedef struct option_list {
@@ -82,7 +82,7 @@ typedef struct loader {
         size_t size;
 
         config_diag *diags;
-        size_t n_diags, n_diags_alloc, n_dropped, n_errors;
+        size_t n_diags, n_diags_alloc, n_dropped, n_dropped_errors, n_errors;
         bool oom;
 
         ynode **ynodes;
@@ -169,6 +169,7 @@ static void diag_va(loader *l, bool warning, unsigned line, unsigned column, con
                 l->n_errors++;
         if (l->n_diags >= CONFIG_MAX_DIAGS) {
                 l->n_dropped++;
+                l->n_dropped_errors += !warning;
                 return;
         }
         if (!GROW(l->diags, l->n_diags_alloc, l->n_diags + 1) || vasprintf(&msg, format, ap) < 0) {
@@ -307,13 +308,13 @@ static int yaml_error(loader *l, const yaml_parser_t *p)
         return -EINVAL;
 }
 
-static int weigh(loader *l, ynode *n, uint64_t w)
+static int weigh(loader *l, const yaml_mark_t *mark, uint64_t w)
 {
         l->doc_weight += w;
         if (l->doc_weight > YAML_MAX_EXPANDED) {
-                error_at(l, n,
-                         "document too large once its aliases are expanded (more than %u nodes)",
-                         YAML_MAX_EXPANDED);
+                diag(l, false, (unsigned)mark->line + 1, (unsigned)mark->column + 1,
+                     "document too large once its aliases are expanded (more than %u nodes)",
+                     YAML_MAX_EXPANDED);
                 return -EINVAL;
         }
         return 0;
@@ -375,7 +376,7 @@ static int tree_event(loader *l, tree_stack *s, yaml_event_t *e, bool *done)
                              (const char *)e->data.alias.anchor);
                         return -EINVAL;
                 }
-                r = weigh(l, n, n->weight);
+                r = weigh(l, &e->start_mark, n->weight);
                 if (r < 0)
                         return r;
                 return tree_attach(s, n);
@@ -424,7 +425,7 @@ static int tree_event(loader *l, tree_stack *s, yaml_event_t *e, bool *done)
                 n->value[e->data.scalar.length] = 0;
                 n->len = e->data.scalar.length;
                 n->plain = e->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-                r = weigh(l, n, 1);
+                r = weigh(l, &e->start_mark, 1);
                 if (r < 0)
                         return r;
                 r = tree_attach(s, n);
@@ -442,7 +443,7 @@ static int tree_event(loader *l, tree_stack *s, yaml_event_t *e, bool *done)
                       &e->start_mark);
         if (!n)
                 return -ENOMEM;
-        r = weigh(l, n, 1);
+        r = weigh(l, &e->start_mark, 1);
         if (r < 0)
                 return r;
         r = tree_attach(s, n);
@@ -757,7 +758,9 @@ static void load_node(loader *l, const ynode *item, size_t idx)
 
                 if (!a)
                         return;
-                if (a[0] == 0 || strpbrk(a, " \t/[]")) {
+                /* One colon is HOST:PORT; IPv6 literals have at least two. */
+                if (a[0] == 0 || strpbrk(a, " \t/[]") ||
+                    (strchr(a, ':') && strchr(a, ':') == strrchr(a, ':'))) {
                         error_at(l, address,
                                  "address: expected an IPv4 or IPv6 address or a host name, "
                                  "without port or brackets (got '%s')",
@@ -1691,6 +1694,7 @@ static void load_runtime(loader *l, const ynode *doc, const ynode *kind_node, co
         *info = (runtime_info){.name = name_node, .kind = kind_node};
         c->n_runtimes++;
 
+        info->replicas = replicas;
         if (replicas && get_uint(l, replicas, "replicas", CONFIG_MAX_NODES, &v)) {
                 if (v == 0)
                         error_at(l, replicas,
@@ -1924,6 +1928,18 @@ static void resolve_runtimes(loader *l, const ynode **ret_mr_where)
         }
 }
 
+/* Where the runtime that asks for the most workers says so. */
+static const ynode *replicas_where(const loader *l)
+{
+        const config *c = l->c;
+
+        for (size_t i = 0; i < c->n_runtimes; i++)
+                if (c->runtimes[i].replicas == c->worker_replicas)
+                        return l->runtime_info[i].replicas ? l->runtime_info[i].replicas
+                                                           : l->runtime_info[i].name;
+        return l->cluster_nodes;
+}
+
 static void resolve_placement(loader *l, const ynode *mr_where)
 {
         config *c = l->c;
@@ -1954,6 +1970,14 @@ static void resolve_placement(loader *l, const ynode *mr_where)
                 }
         }
         if (masters > c->master_replicas) {
+                /* Point at the first node with the role master beyond master.replicas. */
+                unsigned seen = 0;
+
+                for (size_t i = 0; i < c->n_nodes; i++)
+                        if (l->node_info[i].role_master && ++seen > c->master_replicas) {
+                                where = l->node_info[i].roles;
+                                break;
+                        }
                 error_at(l, where,
                          "%u nodes have the role master but master.replicas is %u; they must "
                          "agree",
@@ -1968,14 +1992,14 @@ static void resolve_placement(loader *l, const ynode *mr_where)
                 return;
         }
         if (workers > c->worker_replicas && c->n_runtimes > 0) {
-                error_at(l, l->runtime_info[0].name,
+                error_at(l, replicas_where(l),
                          "%u nodes have the role worker but replicas (workers) is %u; they must "
                          "agree",
                          workers, c->worker_replicas);
                 return;
         }
         if (capable_w < c->worker_replicas) {
-                error_at(l, l->runtime_info[0].name,
+                error_at(l, replicas_where(l),
                          "replicas (workers) is %u but only %u nodes may run a worker",
                          c->worker_replicas, capable_w);
                 return;
@@ -2187,11 +2211,17 @@ int config_load_buffer(const char *name, const char *data, size_t len, config **
                 r = -EINVAL;
 
         if (l.n_dropped > 0 && l.n_diags > 0) {
-                unsigned line = l.diags[l.n_diags - 1].line;
+                /* The last slot becomes a summary, an error only when errors were dropped. */
+                config_diag *last = &l.diags[l.n_diags - 1];
+                char *msg;
 
-                l.n_diags--; /* make room for the summary */
-                free(l.diags[l.n_diags].message);
-                diag(&l, false, line, 1, "too many problems; %zu more not shown", l.n_dropped + 1);
+                if (asprintf(&msg, "too many problems; %zu more not shown", l.n_dropped + 1) >= 0) {
+                        free(last->message);
+                        *last = (config_diag){.warning = l.n_dropped_errors == 0 && last->warning,
+                                              .line = last->line,
+                                              .column = last->column,
+                                              .message = msg};
+                }
         }
         diags_sort(l.diags, l.n_diags);
         log_debug("%s: %zu diagnostics, %zu errors", l.name, l.n_diags, l.n_errors);

@@ -1,0 +1,81 @@
+#!/bin/sh
+# weirctl config check on every example (exit 0), on an invalid file (exit 1, diagnostics with
+# FILE:LINE:COL), and its usage errors (exit 2). Usage: config-check.sh WEIRCTL SOURCE_ROOT
+set -u
+weirctl=$1
+src=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+failed=0
+n=0
+
+check() { # NAME EXPECTED_STATUS COMMAND...
+        name=$1 want=$2
+        shift 2
+        n=$((n + 1))
+        "$@" >"$tmp/out" 2>"$tmp/err"
+        got=$?
+        if [ "$got" -eq "$want" ]; then
+                echo "ok $n - $name"
+        else
+                echo "not ok $n - $name: exit $got, expected $want"
+                sed 's/^/# /' "$tmp/out" "$tmp/err"
+                failed=1
+        fi
+}
+
+expect() { # NAME FILE PATTERN: the last command's FILE (out|err) contains PATTERN
+        n=$((n + 1))
+        if grep -qF -- "$3" "$tmp/$2"; then
+                echo "ok $n - $1"
+        else
+                echo "not ok $n - $1: '$3' not in std$2"
+                sed 's/^/# /' "$tmp/$2"
+                failed=1
+        fi
+}
+
+for f in "$src"/config/cluster.yaml "$src"/config/examples/*.yaml; do
+        check "valid: ${f#$src/}" 0 "$weirctl" config check "$f"
+        expect "plan printed: ${f#$src/}" out "weir-fuse@"
+        check "valid, json: ${f#$src/}" 0 "$weirctl" --json config check "$f"
+        if command -v python3 >/dev/null; then
+                cp "$tmp/out" "$tmp/json"
+                check "json parses: ${f#$src/}" 0 python3 -m json.tool "$tmp/json"
+        fi
+done
+
+bad=$src/tests/unit/fixtures/config/invalid-master-replicas.yaml
+check "invalid file" 1 "$weirctl" config check "$bad"
+expect "error with location" err "$bad:22:15: error: master.replicas must be 1 or an odd number >= 3 (got 2)"
+expect "warning with location" err "$bad:26:3: warning: runtime spec: unknown key 'bogus', ignoring"
+expect "summary" err "invalid (1 error)"
+check "invalid file, json" 1 "$weirctl" config check --json "$bad"
+expect "json says invalid" out '"valid": false'
+
+ex=$src/config/examples/three-master.yaml
+check "--node" 0 "$weirctl" config check "$ex" --node node2
+expect "--node shows the node" out "node node2 (192.168.1.146)"
+n=$((n + 1))
+if grep -q "node node1" "$tmp/out"; then
+        echo "not ok $n - --node shows only that node"; failed=1
+else
+        echo "ok $n - --node shows only that node"
+fi
+expect "raft id and API" out "raft id 2, raft 192.168.1.146:19200, API http://192.168.1.146:19998"
+check "unknown --node" 1 "$weirctl" config check "$ex" --node nope
+expect "unknown node lists nodes" err "nodes: node1 node2 node3"
+check "--config" 0 "$weirctl" --config "$ex" config check
+check "\$WEIR_CONFIG" 0 env WEIR_CONFIG="$ex" "$weirctl" config check
+check "FILE overrides --config" 1 "$weirctl" --config "$ex" config check "$bad"
+check "missing file" 1 "$weirctl" config check "$tmp/nonexistent.yaml"
+expect "missing file message" err "cannot read"
+check "extra argument" 2 "$weirctl" config check "$ex" "$ex"
+check "unknown option" 2 "$weirctl" config check --frobnicate
+check "no subcommand" 2 "$weirctl" config
+check "unknown subcommand" 2 "$weirctl" config fix
+check "--help" 0 "$weirctl" config check --help
+expect "--help text" out "Usage: weirctl"
+
+echo "1..$n"
+exit $failed
