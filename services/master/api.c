@@ -1,0 +1,780 @@
+/* The master's HTTP API (docs/api.md): reads on libmicrohttpd's threads, writes through raft. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cleanup.h"
+#include "httpc.h"
+#include "log.h"
+#include "manager-internal.h"
+#include "parse.h"
+
+#define WORKER_BODY_MAX  (8u << 20)
+#define WORKER_DEAD_S    15.0 /* a worker silent this long is not alive */
+#define PEER_TIMEOUT_MS  500
+#define PEER_CONNECT_MS  250
+#define MAX_BLOCK_REPORT (1u << 20)
+
+static double monotonic_s(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- leader gate ---- */
+
+/* Replies 307 to the leader or 503 when this node cannot serve a leader-only call. */
+static bool api_reply_not_leader(manager *m, httpd_request *req)
+{
+        manager_view v = manager_get_view(m);
+        char api[300], base[320];
+
+        if (v.leader_id && v.leader_id != m->node->raft_id &&
+            manager_api_address(m, v.leader_id, api, sizeof(api))) {
+                snprintf(base, sizeof(base), "http://%s", api);
+                httpd_reply_redirect(req, base);
+                return true;
+        }
+        httpd_reply_header(req, "Retry-After", "1");
+        httpd_reply_error(req, 503, "no leader is serving yet (election in progress); retry");
+        return true;
+}
+
+/* True when this node serves leader-only calls; otherwise the request was answered. */
+static bool api_leader_gate(manager *m, httpd_request *req)
+{
+        if (manager_get_view(m).serving)
+                return true;
+        api_reply_not_leader(m, req);
+        return false;
+}
+
+/* Answers a write's outcome; RESULT may carry a refusal {"error","status"}. */
+static void api_reply_write(manager *m, httpd_request *req, int status, json_t *result)
+{
+        switch (status) {
+        case 0: {
+                json_t *err = json_object_get(result, "error");
+                if (err) {
+                        json_int_t code = json_integer_value(json_object_get(result, "status"));
+                        httpd_reply_error(req, code >= 400 && code < 600 ? (unsigned)code : 400,
+                                          "%s", json_string_value(err));
+                } else
+                        httpd_reply_json(req, 200, json_incref(result));
+                return;
+        }
+        case -EAGAIN:
+                api_reply_not_leader(m, req);
+                return;
+        case -ECONNABORTED:
+                httpd_reply_header(req, "Retry-After", "1");
+                httpd_reply_error(req, 503,
+                                  "leadership lost while committing; outcome unknown, "
+                                  "retry");
+                return;
+        case -ECANCELED:
+                httpd_reply_header(req, "Retry-After", "1");
+                httpd_reply_error(req, 503, "master shutting down");
+                return;
+        default:
+                httpd_reply_error(req, 500, "write failed: %s", strerror(-status));
+        }
+}
+
+static void on_write_done(manager *m, int status, json_t *result, void *userdata)
+{
+        api_reply_write(m, userdata, status, result);
+}
+
+/* Submits CMD (taken) and answers REQ when it is committed. */
+static void api_submit(manager *m, httpd_request *req, json_t *cmd)
+{
+        if (!cmd) {
+                httpd_reply_error(req, 500, "out of memory");
+                return;
+        }
+        int r = manager_submit(m, cmd, on_write_done, req);
+        if (r < 0)
+                api_reply_write(m, req, r, NULL);
+}
+
+/* ---- status, health, metrics ---- */
+
+static json_t *api_status_json(manager *m)
+{
+        manager_view v = manager_get_view(m);
+        char api[300];
+        const config_node *leader = manager_master_node(m, v.leader_id);
+
+        manager_api_address(m, m->node->raft_id, api, sizeof(api));
+        return json_pack("{s:s,s:i,s:s,s:s,s:I,s:I,s:s?,s:b}", "node", m->node->name, "raft_id",
+                         (int)m->node->raft_id, "api", api, "role", manager_role_name(v.role),
+                         "term", (json_int_t)v.term, "applied", (json_int_t)v.applied, "leader",
+                         leader ? leader->name : NULL, "serving", v.serving);
+}
+
+static void h_healthz(httpd_request *req, void *userdata)
+{
+        httpd_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static void h_status(httpd_request *req, void *userdata)
+{
+        httpd_reply_json(req, 200, api_status_json(userdata));
+}
+
+char *api_metrics_text(manager *m)
+{
+        manager_view v = manager_get_view(m);
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
+        if (!f)
+                return NULL;
+        fprintf(f,
+                "# HELP weir_master_role Raft role: 0 unavailable, 1 follower, 2 candidate, 3 "
+                "leader.\n# TYPE weir_master_role gauge\nweir_master_role %d\n",
+                v.role);
+        fprintf(f,
+                "# HELP weir_master_serving 1 when this master serves leader-only calls.\n"
+                "# TYPE weir_master_serving gauge\nweir_master_serving %d\n",
+                v.serving ? 1 : 0);
+        fprintf(f,
+                "# HELP weir_master_term Current raft term.\n# TYPE weir_master_term gauge\n"
+                "weir_master_term %" PRIu64 "\n",
+                v.term);
+        fprintf(f,
+                "# HELP weir_master_leader_changes_total Leader changes seen by this master.\n"
+                "# TYPE weir_master_leader_changes_total counter\n"
+                "weir_master_leader_changes_total %" PRIu64 "\n",
+                v.leader_changes);
+        fprintf(f,
+                "# HELP weir_master_applied_index Last raft log index applied here.\n"
+                "# TYPE weir_master_applied_index gauge\nweir_master_applied_index %" PRIu64 "\n",
+                v.applied);
+        fprintf(f,
+                "# HELP weir_master_reachable_masters Masters answering health checks, this one "
+                "included.\n# TYPE weir_master_reachable_masters gauge\n"
+                "weir_master_reachable_masters %u\n",
+                v.reachable_masters);
+        if (m->httpd)
+                httpd_metrics_write(m->httpd, f);
+        if (fclose(f) != 0) {
+                free(buf);
+                return NULL;
+        }
+        return buf;
+}
+
+static void h_metrics(httpd_request *req, void *userdata)
+{
+        _cleanup_free_ char *text = api_metrics_text(userdata);
+        if (!text) {
+                httpd_reply_error(req, 500, "out of memory");
+                return;
+        }
+        httpd_reply_text(req, 200, "text/plain; version=0.0.4", text, strlen(text));
+}
+
+/* Asks every master for its status from this MHD thread (never the loop), with short
+ * timeouts, one after the other: a dead peer refuses at once, a hung one costs PEER_TIMEOUT. */
+static void h_masters(httpd_request *req, void *userdata)
+{
+        manager *m = userdata;
+        _cleanup_(json_decrefp) json_t *masters = json_array();
+        httpc *c = httpc_new();
+        const char *leader = NULL;
+        char leader_api[300] = "";
+
+        if (!masters || !c) {
+                httpc_free(c);
+                httpd_reply_error(req, 500, "out of memory");
+                return;
+        }
+        httpc_set_timeout(c, PEER_TIMEOUT_MS, PEER_CONNECT_MS);
+        httpc_set_max_redirects(c, 0);
+
+        manager_view v = manager_get_view(m);
+        if (v.leader_id) {
+                const config_node *l = manager_master_node(m, v.leader_id);
+                if (l) {
+                        leader = l->name;
+                        manager_api_address(m, v.leader_id, leader_api, sizeof(leader_api));
+                }
+        }
+        for (size_t i = 0; i < m->cfg->n_nodes; i++) {
+                const config_node *n = &m->cfg->nodes[i];
+                char api[300], url[400];
+                json_t *st = NULL;
+                if (!n->master)
+                        continue;
+                manager_api_address(m, n->raft_id, api, sizeof(api));
+                if (n == m->node)
+                        st = api_status_json(m);
+                else {
+                        httpc_response res = {};
+                        snprintf(url, sizeof(url), "http://%s/v1/status", api);
+                        if (httpc_get(c, url, &res) == 0 && res.status == 200 &&
+                            json_is_object(res.json))
+                                st = json_incref(res.json);
+                        httpc_response_done(&res);
+                }
+                json_t *e;
+                if (st) {
+                        e = json_pack("{s:s,s:s,s:O?,s:O?,s:O?,s:b}", "node", n->name, "api", api,
+                                      "role", json_object_get(st, "role"), "term",
+                                      json_object_get(st, "term"), "applied",
+                                      json_object_get(st, "applied"), "reachable", 1);
+                        const char *role = json_string_value(json_object_get(st, "role"));
+                        if (!leader && role && strcmp(role, "leader") == 0) {
+                                leader = n->name;
+                                snprintf(leader_api, sizeof(leader_api), "%s", api);
+                        }
+                        json_decref(st);
+                } else
+                        e = json_pack("{s:s,s:s,s:s,s:n,s:n,s:b}", "node", n->name, "api", api,
+                                      "role", "unreachable", "term", "applied", "reachable", 0);
+                json_array_append_new(masters, e);
+        }
+        httpc_free(c);
+        httpd_reply_json(req, 200,
+                         json_pack("{s:s?,s:s?,s:O}", "leader", leader, "leader_api",
+                                   leader ? leader_api : NULL, "masters", masters));
+}
+
+/* ---- datasets ---- */
+
+/* Soft-state figures of a dataset: cached bytes, capacity and hit ratio. Locked. */
+static void dataset_cache_fields_locked(manager *m, json_t *ds)
+{
+        double now = monotonic_s();
+        uint64_t capacity = 0, hits = 0, misses = 0, cached = 0;
+        const char *node, *key;
+        json_t *w, *b;
+        const char *name = json_string_value(json_object_get(ds, "name"));
+
+        json_object_foreach(m->soft_workers, node, w)
+        {
+                hits += (uint64_t)json_integer_value(json_object_get(w, "hits"));
+                misses += (uint64_t)json_integer_value(json_object_get(w, "misses"));
+                if (now - json_real_value(json_object_get(w, "seen")) > WORKER_DEAD_S)
+                        continue;
+                size_t i;
+                json_t *t;
+                json_array_foreach(json_object_get(w, "tiers"), i, t) capacity +=
+                        (uint64_t)json_integer_value(json_object_get(t, "quota"));
+        }
+        json_object_foreach(m->soft_blocks, key, b)
+        {
+                uint64_t file_id, version;
+                json_t *file = NULL;
+                if (sscanf(key, "%" SCNu64 "-%" SCNu64, &file_id, &version) != 2 ||
+                    fsm_file(m->fsm, file_id, &file) < 0)
+                        continue;
+                if (strcmp(json_string_value(json_object_get(file, "dataset")) ?: "", name) == 0 &&
+                    (uint64_t)json_integer_value(json_object_get(file, "version")) == version) {
+                        uint64_t bs =
+                                (uint64_t)json_integer_value(json_object_get(file, "block_size"));
+                        uint64_t size = (uint64_t)json_integer_value(json_object_get(file, "size"));
+                        const char *index;
+                        json_t *holders;
+                        json_object_foreach(b, index, holders)
+                        {
+                                uint64_t idx;
+                                if (json_object_size(holders) == 0 || bs == 0 ||
+                                    parse_u64(index, &idx) < 0 || idx * bs >= size)
+                                        continue;
+                                cached += MIN(bs, size - idx * bs);
+                        }
+                }
+                json_decref(file);
+        }
+        json_object_set_new(ds, "cached", json_integer((json_int_t)cached));
+        json_object_set_new(ds, "cache_capacity", json_integer((json_int_t)capacity));
+        json_object_set_new(ds, "hit_ratio",
+                            json_real(hits + misses ? (double)hits / (double)(hits + misses) : 0));
+}
+
+static void h_datasets(httpd_request *req, void *userdata)
+{
+        manager *m = userdata;
+        if (!api_leader_gate(m, req))
+                return;
+        pthread_mutex_lock(&m->state_lock);
+        json_t *all = fsm_datasets(m->fsm);
+        size_t i;
+        json_t *ds;
+        json_array_foreach(all, i, ds) dataset_cache_fields_locked(m, ds);
+        pthread_mutex_unlock(&m->state_lock);
+        if (!all) {
+                httpd_reply_error(req, 500, "out of memory");
+                return;
+        }
+        httpd_reply_json(req, 200, json_pack("{s:o}", "datasets", all));
+}
+
+static void reply_fsm_error(httpd_request *req, int r, const char *what)
+{
+        if (r == -ENOENT)
+                httpd_reply_error(req, 404, "no such %s", what);
+        else if (r == -ENOTDIR)
+                httpd_reply_error(req, 400, "not a directory");
+        else
+                httpd_reply_error(req, 500, "%s", strerror(-r));
+}
+
+typedef struct sync_call {
+        httpd_request *req;
+        char *dataset;
+} sync_call;
+
+static void sync_on_loop(manager *m, bool stopping, void *userdata)
+{
+        sync_call *s = userdata;
+        if (stopping) {
+                httpd_reply_header(s->req, "Retry-After", "1");
+                httpd_reply_error(s->req, 503, "master shutting down");
+        } else if (!manager_is_leader(m))
+                api_reply_not_leader(m, s->req);
+        else if (!m->sync_hooks.start)
+                httpd_reply_error(s->req, 501, "metadata sync is not available in this build");
+        else {
+                int r = m->sync_hooks.start(m, s->dataset, m->sync_hooks.userdata);
+                if (r >= 0)
+                        httpd_reply_json(s->req, 202, json_pack("{s:b}", "started", 1));
+                else if (r == -EBUSY)
+                        httpd_reply_error(s->req, 409, "a sync of %s is already running",
+                                          s->dataset);
+                else if (r == -ENOENT)
+                        httpd_reply_error(s->req, 404, "no such dataset");
+                else
+                        httpd_reply_error(s->req, 500, "sync failed to start: %s", strerror(-r));
+        }
+        free(s->dataset);
+        free(s);
+}
+
+static void h_dataset(httpd_request *req, void *userdata)
+{
+        manager *m = userdata;
+        const char *method = httpd_request_method(req);
+        const char *suffix = httpd_request_suffix(req);
+        char name[256];
+        int r;
+
+        if (!api_leader_gate(m, req))
+                return;
+        const char *slash = strchr(suffix, '/');
+        size_t nlen = slash ? (size_t)(slash - suffix) : strlen(suffix);
+        if (nlen == 0 || nlen >= sizeof(name)) {
+                httpd_reply_error(req, 404, "no such dataset");
+                return;
+        }
+        memcpy(name, suffix, nlen);
+        name[nlen] = 0;
+        const char *rest = slash ? slash + 1 : "";
+        bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+
+        if (get && rest[0] == 0) {
+                json_t *ds = NULL;
+                pthread_mutex_lock(&m->state_lock);
+                r = fsm_dataset(m->fsm, name, &ds);
+                if (r >= 0)
+                        dataset_cache_fields_locked(m, ds);
+                pthread_mutex_unlock(&m->state_lock);
+                if (r < 0)
+                        return reply_fsm_error(req, r, "dataset");
+                httpd_reply_json(req, 200, ds);
+                return;
+        }
+        if (get && (strcmp(rest, "ls") == 0 || strcmp(rest, "stat") == 0)) {
+                const char *path = httpd_request_query(req, "path") ?: "/";
+                json_t *out = NULL;
+                pthread_mutex_lock(&m->state_lock);
+                if (!fsm_has_dataset(m->fsm, name))
+                        r = -ENOENT;
+                else if (rest[0] == 'l')
+                        r = fsm_ls(m->fsm, name, path, &out);
+                else
+                        r = fsm_stat(m->fsm, name, path, &out);
+                bool has = fsm_has_dataset(m->fsm, name);
+                pthread_mutex_unlock(&m->state_lock);
+                if (r < 0)
+                        return reply_fsm_error(req, r, has ? "path" : "dataset");
+                httpd_reply_json(req, 200, out);
+                return;
+        }
+        if (get && strcmp(rest, "labels") == 0) {
+                json_t *labels = NULL;
+                pthread_mutex_lock(&m->state_lock);
+                r = fsm_labels(m->fsm, name, &labels);
+                pthread_mutex_unlock(&m->state_lock);
+                if (r < 0)
+                        return reply_fsm_error(req, r, "dataset");
+                httpd_reply_json(req, 200, json_pack("{s:o}", "labels", labels));
+                return;
+        }
+        if (strncmp(rest, "labels/", 7) == 0 && rest[7] &&
+            (strcmp(method, "PUT") == 0 || strcmp(method, "DELETE") == 0)) {
+                const char *key = rest + 7;
+                if (strcmp(method, "DELETE") == 0) {
+                        api_submit(m, req, fsm_cmd_label_delete(name, key));
+                        return;
+                }
+                json_t *value = json_object_get(httpd_request_json(req), "value");
+                if (!json_is_string(value)) {
+                        httpd_reply_error(req, 400, "body must be {\"value\": STRING}");
+                        return;
+                }
+                api_submit(m, req, fsm_cmd_label_set(name, key, json_string_value(value)));
+                return;
+        }
+        if (strcmp(rest, "sync") == 0 && strcmp(method, "POST") == 0) {
+                sync_call *s = calloc(1, sizeof(*s));
+                if (!s || !(s->dataset = strdup(name))) {
+                        free(s);
+                        httpd_reply_error(req, 500, "out of memory");
+                        return;
+                }
+                s->req = req;
+                r = manager_call_on_loop(m, sync_on_loop, s);
+                if (r < 0) {
+                        free(s->dataset);
+                        free(s);
+                        api_reply_write(m, req, r, NULL);
+                }
+                return;
+        }
+        httpd_reply_error(req, get ? 404 : 405, "no such call on a dataset");
+}
+
+static void h_file(httpd_request *req, void *userdata)
+{
+        manager *m = userdata;
+        uint64_t id;
+        json_t *out = NULL;
+
+        if (!api_leader_gate(m, req))
+                return;
+        if (parse_u64(httpd_request_suffix(req), &id) < 0) {
+                httpd_reply_error(req, 400, "file id must be a decimal number");
+                return;
+        }
+        pthread_mutex_lock(&m->state_lock);
+        int r = fsm_file(m->fsm, id, &out);
+        pthread_mutex_unlock(&m->state_lock);
+        if (r < 0)
+                return reply_fsm_error(req, r, "file");
+        httpd_reply_json(req, 200, out);
+}
+
+/* ---- workers and blocks (soft state on the leader) ---- */
+
+void api_soft_state_reset_locked(manager *m)
+{
+        json_object_clear(m->soft_workers);
+        json_object_clear(m->soft_blocks);
+}
+
+static int block_id_split(const char *id, char *ret_key, size_t len, char *ret_index, size_t ilen)
+{
+        uint64_t f, v, i;
+        if (!id || sscanf(id, "%" SCNu64 "-%" SCNu64 "-%" SCNu64, &f, &v, &i) != 3)
+                return -EINVAL;
+        snprintf(ret_key, len, "%" PRIu64 "-%" PRIu64, f, v);
+        snprintf(ret_index, ilen, "%" PRIu64, i);
+        return 0;
+}
+
+static void soft_block_set_locked(manager *m, const char *node, const char *id, bool add)
+{
+        char key[64], index[32];
+        if (block_id_split(id, key, sizeof(key), index, sizeof(index)) < 0)
+                return;
+        json_t *w = json_object_get(m->soft_workers, node);
+        json_t *fv = json_object_get(m->soft_blocks, key);
+        if (add) {
+                json_object_set_new(json_object_get(w, "blocks"), id, json_true());
+                if (!fv) {
+                        fv = json_object();
+                        json_object_set_new(m->soft_blocks, key, fv);
+                }
+                json_t *holders = json_object_get(fv, index);
+                if (!holders) {
+                        holders = json_object();
+                        json_object_set_new(fv, index, holders);
+                }
+                json_object_set_new(holders, node, json_true());
+        } else {
+                json_object_del(json_object_get(w, "blocks"), id);
+                json_t *holders = json_object_get(fv, index);
+                json_object_del(holders, node);
+                if (holders && json_object_size(holders) == 0)
+                        json_object_del(fv, index);
+                if (fv && json_object_size(fv) == 0)
+                        json_object_del(m->soft_blocks, key);
+        }
+}
+
+static void soft_worker_forget_locked(manager *m, const char *node)
+{
+        json_t *w = json_object_get(m->soft_workers, node);
+        if (!w)
+                return;
+        _cleanup_(json_decrefp) json_t *blocks = json_incref(json_object_get(w, "blocks"));
+        const char *id;
+        json_t *v;
+        void *tmp;
+        json_object_foreach_safe(blocks, tmp, id, v) soft_block_set_locked(m, node, id, false);
+        json_object_del(m->soft_workers, node);
+}
+
+typedef struct register_call {
+        httpd_request *req;
+        char *node;
+        json_t *body;
+} register_call;
+
+static void on_register_done(manager *m, int status, json_t *result, void *userdata)
+{
+        register_call *rc = userdata;
+
+        if (status == 0 && !json_object_get(result, "error")) {
+                pthread_mutex_lock(&m->state_lock);
+                soft_worker_forget_locked(m, rc->node);
+                json_t *w = json_pack("{s:f,s:O?,s:O?,s:O?,s:o}", "seen", monotonic_s(), "tiers",
+                                      json_object_get(rc->body, "tiers"), "hits",
+                                      json_object_get(rc->body, "hits"), "misses",
+                                      json_object_get(rc->body, "misses"), "blocks", json_object());
+                if (w && json_object_set_new(m->soft_workers, rc->node, w) == 0) {
+                        size_t i;
+                        json_t *b;
+                        json_array_foreach(json_object_get(rc->body, "blocks"), i, b)
+                                soft_block_set_locked(m, rc->node, json_string_value(b), true);
+                }
+                pthread_mutex_unlock(&m->state_lock);
+                httpd_reply_json(rc->req, 200, json_pack("{s:b}", "registered", 1));
+        } else
+                api_reply_write(m, rc->req, status, result);
+        free(rc->node);
+        json_decref(rc->body);
+        free(rc);
+}
+
+static bool valid_string_array(const json_t *a, size_t max)
+{
+        size_t i;
+        json_t *v;
+        if (!a)
+                return true;
+        if (!json_is_array(a) || json_array_size(a) > max)
+                return false;
+        json_array_foreach(a, i, v) if (!json_is_string(v)) return false;
+        return true;
+}
+
+static void h_worker_register(httpd_request *req, void *userdata)
+{
+        manager *m = userdata;
+        json_t *body = httpd_request_json(req);
+        const char *node = json_string_value(json_object_get(body, "node"));
+        const char *api = json_string_value(json_object_get(body, "api"));
+        json_t *tiers = json_object_get(body, "tiers");
+
+        if (!api_leader_gate(m, req))
+                return;
+        if (!node || !node[0] || strlen(node) > 255 || !api || !api[0] ||
+            (tiers && !json_is_array(tiers)) ||
+            !valid_string_array(json_object_get(body, "blocks"), MAX_BLOCK_REPORT)) {
+                httpd_reply_error(req, 400,
+                                  "body must be {\"node\",\"api\",\"tiers\":[...],"
+                                  "\"blocks\":[BLOCK_ID...]}");
+                return;
+        }
+        register_call *rc = calloc(1, sizeof(*rc));
+        if (!rc || !(rc->node = strdup(node))) {
+                free(rc);
+                httpd_reply_error(req, 500, "out of memory");
+                return;
+        }
+        rc->req = req;
+        rc->body = json_incref(body);
+        json_t *cmd = fsm_cmd_worker_register(node, api, tiers ?: json_array(), (double)time(NULL));
+        int r = cmd ? manager_submit(m, cmd, on_register_done, rc) : -ENOMEM;
+        if (r < 0) {
+                free(rc->node);
+                json_decref(rc->body);
+                free(rc);
+                api_reply_write(m, req, r, NULL);
+        }
+}
+
+static void h_worker_heartbeat(httpd_request *req, void *userdata)
+{
+        manager *m = userdata;
+        const char *suffix = httpd_request_suffix(req);
+        json_t *body = httpd_request_json(req);
+        char node[256];
+
+        if (!api_leader_gate(m, req))
+                return;
+        const char *slash = strchr(suffix, '/');
+        if (!slash || strcmp(slash, "/heartbeat") != 0 || slash == suffix ||
+            (size_t)(slash - suffix) >= sizeof(node)) {
+                httpd_reply_error(req, 404, "no such call on a worker");
+                return;
+        }
+        memcpy(node, suffix, (size_t)(slash - suffix));
+        node[slash - suffix] = 0;
+        if (!valid_string_array(json_object_get(body, "added"), MAX_BLOCK_REPORT) ||
+            !valid_string_array(json_object_get(body, "removed"), MAX_BLOCK_REPORT)) {
+                httpd_reply_error(req, 400, "added and removed must be arrays of block ids");
+                return;
+        }
+
+        pthread_mutex_lock(&m->state_lock);
+        json_t *w = json_object_get(m->soft_workers, node);
+        if (!w) {
+                pthread_mutex_unlock(&m->state_lock);
+                httpd_reply_error(req, 404, "unknown worker %s: register again", node);
+                return;
+        }
+        json_object_set_new(w, "seen", json_real(monotonic_s()));
+        static const char *const copy[] = {"tiers", "hits", "misses"};
+        for (size_t i = 0; i < ELEMENTSOF(copy); i++)
+                if (json_object_get(body, copy[i]))
+                        json_object_set(w, copy[i], json_object_get(body, copy[i]));
+        size_t i;
+        json_t *b;
+        json_array_foreach(json_object_get(body, "added"), i, b)
+                soft_block_set_locked(m, node, json_string_value(b), true);
+        json_array_foreach(json_object_get(body, "removed"), i, b)
+                soft_block_set_locked(m, node, json_string_value(b), false);
+        pthread_mutex_unlock(&m->state_lock);
+        httpd_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
+}
+
+static void h_workers(httpd_request *req, void *userdata)
+{
+        manager *m = userdata;
+        double now = monotonic_s();
+
+        if (!api_leader_gate(m, req))
+                return;
+        json_t *out = json_array();
+        pthread_mutex_lock(&m->state_lock);
+        json_t *registered = fsm_workers(m->fsm);
+        const char *node;
+        json_t *reg;
+        json_object_foreach(registered, node, reg)
+        {
+                json_t *w = json_object_get(m->soft_workers, node);
+                json_t *tiers = w ? json_object_get(w, "tiers") : json_object_get(reg, "tiers");
+                uint64_t capacity = 0, used = 0;
+                size_t i;
+                json_t *t;
+                json_array_foreach(tiers, i, t)
+                {
+                        capacity += (uint64_t)json_integer_value(json_object_get(t, "quota"));
+                        used += (uint64_t)json_integer_value(json_object_get(t, "used"));
+                }
+                double age = w ? now - json_real_value(json_object_get(w, "seen")) : -1;
+                json_array_append_new(
+                        out,
+                        json_pack("{s:s,s:O?,s:I,s:I,s:I,s:o,s:b,s:O?}", "node", node, "api",
+                                  json_object_get(reg, "api"), "capacity", (json_int_t)capacity,
+                                  "used", (json_int_t)used, "blocks",
+                                  (json_int_t)(w ? json_object_size(json_object_get(w, "blocks"))
+                                                 : 0),
+                                  "last_heartbeat_age", w ? json_real(age) : json_null(), "alive",
+                                  w && age <= WORKER_DEAD_S, "tiers", tiers));
+        }
+        pthread_mutex_unlock(&m->state_lock);
+        json_decref(registered);
+        httpd_reply_json(req, 200, json_pack("{s:o}", "workers", out));
+}
+
+static void h_blocks(httpd_request *req, void *userdata)
+{
+        manager *m = userdata;
+        uint64_t file_id, version;
+        json_t *file = NULL;
+        double now = monotonic_s();
+
+        if (!api_leader_gate(m, req))
+                return;
+        if (parse_u64(httpd_request_query(req, "file") ?: "", &file_id) < 0 ||
+            parse_u64(httpd_request_query(req, "version") ?: "", &version) < 0) {
+                httpd_reply_error(req, 400, "file and version must be decimal numbers");
+                return;
+        }
+        char key[64];
+        snprintf(key, sizeof(key), "%" PRIu64 "-%" PRIu64, file_id, version);
+        json_t *locations = json_object();
+        pthread_mutex_lock(&m->state_lock);
+        int r = fsm_file(m->fsm, file_id, &file);
+        const char *index;
+        json_t *holders;
+        json_object_foreach(json_object_get(m->soft_blocks, key), index, holders)
+        {
+                json_t *nodes = json_array();
+                const char *node;
+                json_t *v;
+                json_object_foreach(holders, node, v)
+                {
+                        json_t *w = json_object_get(m->soft_workers, node);
+                        if (w && now - json_real_value(json_object_get(w, "seen")) <= WORKER_DEAD_S)
+                                json_array_append_new(nodes, json_string(node));
+                }
+                if (json_array_size(nodes) > 0)
+                        json_object_set_new(locations, index, nodes);
+                else
+                        json_decref(nodes);
+        }
+        pthread_mutex_unlock(&m->state_lock);
+        if (r < 0) {
+                json_decref(locations);
+                return reply_fsm_error(req, r, "file");
+        }
+        json_t *out =
+                json_pack("{s:O?,s:O?,s:o}", "block_size", json_object_get(file, "block_size"),
+                          "version", json_object_get(file, "version"), "locations", locations);
+        json_decref(file);
+        httpd_reply_json(req, 200, out);
+}
+
+static const httpd_route api_routes[] = {
+        {"GET", "/healthz", h_healthz, 0, 0},
+        {"GET", "/metrics", h_metrics, 0, 0},
+        {"GET", "/v1/status", h_status, 0, 0},
+        {"GET", "/v1/masters", h_masters, 0, 0},
+        {"GET", "/v1/datasets", h_datasets, 0, 0},
+        {NULL, "/v1/datasets/", h_dataset, HTTPD_ROUTE_PREFIX | HTTPD_ROUTE_JSON, 0},
+        {"GET", "/v1/files/", h_file, HTTPD_ROUTE_PREFIX, 0},
+        {"GET", "/v1/workers", h_workers, 0, 0},
+        {"POST", "/v1/workers", h_worker_register, HTTPD_ROUTE_JSON, WORKER_BODY_MAX},
+        {"POST", "/v1/workers/", h_worker_heartbeat, HTTPD_ROUTE_PREFIX | HTTPD_ROUTE_JSON,
+         WORKER_BODY_MAX},
+        {"GET", "/v1/blocks", h_blocks, 0, 0},
+};
+
+int api_start(manager *m)
+{
+        httpd_config cfg = {
+                .name = "master API",
+                .address = m->node->address,
+                .port = m->node->master_port,
+                .token = m->token,
+        };
+        int r = httpd_new(&cfg, api_routes, ELEMENTSOF(api_routes), m, &m->httpd);
+        if (r < 0)
+                return log_error_errno(r, "Failed to serve the API on %s:%u: %m", m->node->address,
+                                       m->node->master_port);
+        log_info("API on http://%s:%u/%s", m->node->address, m->node->master_port,
+                 m->token ? " (token required for writes)" : "");
+        return 0;
+}

@@ -1,0 +1,142 @@
+/* weir-master: the Raft-replicated metadata service of one master node. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "httpc.h"
+#include "log.h"
+#include "manager.h"
+#include "parse.h"
+#include "weir-build.h"
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(config *, config_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(manager *, manager_free);
+
+static const char *arg_config = NULL;
+static const char *arg_node = NULL;
+static manager_options arg_options = {};
+
+static void help(void)
+{
+        printf("Usage: weir-master [--config FILE] --node NAME [--data-dir DIR]\n\n"
+               "Run the weir master of node NAME as described by the cluster YAML.\n\n"
+               "  -c, --config FILE   cluster YAML (default: $WEIR_CONFIG, else %s)\n"
+               "  -n, --node NAME     this node's name in the YAML\n"
+               "  -d, --data-dir DIR  the master's state directory (default: the node's\n"
+               "                      dataDir + /master)\n"
+               "  -h, --help          show this help\n"
+               "      --version       show the version\n",
+               CONFIG_DEFAULT_PATH);
+}
+
+static int parse_argv(int argc, char **argv)
+{
+        /* --snapshot-threshold/--snapshot-trailing are for tests: they make snapshots frequent. */
+        enum { ARG_VERSION = 0x100, ARG_SNAPSHOT_THRESHOLD, ARG_SNAPSHOT_TRAILING };
+        static const struct option options[] = {
+                {"config", required_argument, NULL, 'c'},
+                {"node", required_argument, NULL, 'n'},
+                {"data-dir", required_argument, NULL, 'd'},
+                {"help", no_argument, NULL, 'h'},
+                {"version", no_argument, NULL, ARG_VERSION},
+                {"snapshot-threshold", required_argument, NULL, ARG_SNAPSHOT_THRESHOLD},
+                {"snapshot-trailing", required_argument, NULL, ARG_SNAPSHOT_TRAILING},
+                {},
+        };
+        uint64_t u;
+        int c;
+
+        while ((c = getopt_long(argc, argv, "c:n:d:h", options, NULL)) >= 0) {
+                switch (c) {
+                case 'c':
+                        arg_config = optarg;
+                        break;
+                case 'n':
+                        arg_node = optarg;
+                        break;
+                case 'd':
+                        arg_options.data_dir = optarg;
+                        break;
+                case 'h':
+                        help();
+                        return 0;
+                case ARG_VERSION:
+                        printf("weir-master %s\n", WEIR_VERSION);
+                        return 0;
+                case ARG_SNAPSHOT_THRESHOLD:
+                case ARG_SNAPSHOT_TRAILING:
+                        if (parse_u64(optarg, &u) < 0 || u == 0 || u > 1000000) {
+                                log_error("Invalid snapshot setting '%s': expected 1..1000000.",
+                                          optarg);
+                                return -EINVAL;
+                        }
+                        if (c == ARG_SNAPSHOT_THRESHOLD)
+                                arg_options.snapshot_threshold = (unsigned)u;
+                        else
+                                arg_options.snapshot_trailing = (unsigned)u;
+                        break;
+                default:
+                        return -EINVAL;
+                }
+        }
+        if (optind < argc) {
+                log_error("Unexpected argument '%s'; see --help.", argv[optind]);
+                return -EINVAL;
+        }
+        if (!arg_node) {
+                log_error("--node NAME is required; see --help.");
+                return -EINVAL;
+        }
+        return 1;
+}
+
+static int run(int argc, char **argv)
+{
+        _cleanup_(config_freep) config *cfg = NULL;
+        _cleanup_(manager_freep) manager *m = NULL;
+        config_diags diags = {};
+        int r;
+
+        log_setup("weir-master");
+        r = parse_argv(argc, argv);
+        if (r <= 0)
+                return r;
+
+        const char *path = config_resolve_path(arg_config);
+        r = config_load(path, &cfg, &diags);
+        config_diags_print(&diags, path);
+        config_diags_done(&diags);
+        if (r < 0)
+                return log_error_errno(r, "Failed to load %s: %m", path);
+
+        const config_node *node = config_find_node(cfg, arg_node);
+        if (!node)
+                return log_error_errno(ENOENT, "Node '%s' is not in %s.", arg_node, path);
+        if (!node->master) {
+                char names[1024] = "";
+                for (size_t i = 0; i < cfg->n_nodes; i++)
+                        if (cfg->nodes[i].master) {
+                                size_t l = strlen(names);
+                                snprintf(names + l, sizeof(names) - l, "%s%s", l ? ", " : "",
+                                         cfg->nodes[i].name);
+                        }
+                return log_error_errno(EINVAL,
+                                       "Node '%s' runs no master in %s; the masters are: %s.",
+                                       arg_node, path, names);
+        }
+
+        r = httpc_global_init();
+        if (r < 0)
+                return log_error_errno(r, "Failed to initialise libcurl: %m");
+        r = manager_new(cfg, node, &arg_options, &m);
+        if (r < 0)
+                return r;
+        return manager_run(m);
+}
+
+int main(int argc, char **argv)
+{
+        return run(argc, argv) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}

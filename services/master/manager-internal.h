@@ -1,0 +1,112 @@
+/* The manager's fields, shared by manager.c (raft glue), api.c (HTTP) and dbus.c; not an API. */
+#pragma once
+
+#include <pthread.h>
+#include <raft.h>
+#include <raft/uv.h>
+#include <systemd/sd-bus.h>
+
+#include "httpd.h"
+#include "manager.h"
+
+typedef struct manager_call manager_call;
+
+/* What the loop publishes for the API threads (under state_lock). */
+typedef struct manager_view {
+        int role; /* RAFT_UNAVAILABLE .. RAFT_LEADER */
+        uint64_t term;
+        unsigned leader_id; /* 0 = none known */
+        bool serving;       /* leader with its barrier committed */
+        uint64_t applied;   /* raft_last_applied */
+        uint64_t leader_changes;
+        unsigned reachable_masters; /* this one included, from the prober */
+} manager_view;
+
+struct manager {
+        const config *cfg;
+        const config_node *node;
+        manager_options opts;
+        char *dir;      /* the master's directory */
+        char *raft_dir; /* DIR/raft */
+        int lock_fd;    /* flock'ed DIR/lock */
+        char *token;    /* bearer token, NULL = none */
+        char client_id[96];
+        uint64_t seq; /* loop thread only */
+        char raft_address[300];
+
+        uv_loop_t loop;
+        bool loop_initialised;
+        uv_signal_t sigterm, sigint;
+        uv_timer_t tick;
+        uv_timer_t watchdog;
+        uv_async_t wakeup;
+        unsigned open_handles; /* ours, closed by the shutdown chain */
+        uint64_t watchdog_usec;
+
+        struct raft raft;
+        struct raft_io io;
+        struct raft_uv_transport transport;
+        struct raft_fsm raft_fsm;
+        bool raft_initialised;
+        struct raft_barrier barrier;
+        bool barrier_pending;
+        struct raft_transfer transfer;
+        bool transfer_pending;
+        bool serving_local; /* loop thread's copy of view.serving */
+        unsigned term_poll;
+        int last_state;
+        unsigned last_leader;
+
+        httpd *httpd;
+        manager_sync_hooks sync_hooks;
+        bool ready_sent;
+        char status_text[256];
+
+        /* state_lock guards everything below. Why a lock and not only marshalling: reads are
+         * the bulk of API traffic and are answered directly on libmicrohttpd's threads from the
+         * state machine, without a trip through the loop; the loop thread takes the lock while
+         * raft applies or restores. Writes (raft_apply must run on the loop) are queued here and
+         * the loop is woken with uv_async. Never call raft or block while holding it. */
+        pthread_mutex_t state_lock;
+        fsm *fsm;
+        manager_view view;
+        bool stopping;
+        manager_call *queue_head, *queue_tail;
+        json_t *soft_workers; /* leader only: node -> {"seen","tiers","hits","misses","blocks"} */
+        json_t *soft_blocks;  /* leader only: "FILE-VERSION" -> {"INDEX": {"NODE": true}} */
+        pthread_cond_t prober_cond;
+
+        pthread_t prober;
+        bool prober_started;
+
+        sd_bus *bus;
+        uv_poll_t bus_poll;
+        uv_timer_t bus_timer;
+        bool bus_active;
+};
+
+/* Any thread: runs FN(m, userdata) on the loop thread (or with STOPPING=true during shutdown,
+ * so that waiting requests can be answered). */
+int manager_call_on_loop(manager *m, void (*fn)(manager *m, bool stopping, void *userdata),
+                         void *userdata);
+
+/* A copy of the published view. */
+manager_view manager_get_view(manager *m);
+const char *manager_role_name(int role);
+/* "HOST:PORT" of the master with RAFT_ID's API into BUF; NULL if unknown. */
+const char *manager_api_address(manager *m, unsigned raft_id, char *buf, size_t len);
+const config_node *manager_master_node(manager *m, unsigned raft_id);
+/* Hands leadership to RAFT_ID (0 = any voter). Loop thread. */
+int manager_transfer_leadership(manager *m, unsigned raft_id);
+
+/* api.c */
+int api_start(manager *m);
+/* The Prometheus text for /metrics (caller frees). */
+char *api_metrics_text(manager *m);
+/* Called by the loop when this node stops serving as leader: drops the soft state. */
+void api_soft_state_reset_locked(manager *m);
+
+/* dbus.c: connect to the system bus (logged once and ignored when there is none). */
+int dbus_start(manager *m);
+void dbus_emit_changed(manager *m);
+void dbus_stop(manager *m);

@@ -1,0 +1,68 @@
+/* The master daemon's one object: raft node, state machine, API server, bus and notify glue. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "fsm.h"
+
+typedef struct manager manager;
+
+typedef struct manager_options {
+        const char *data_dir;        /* the master's own directory; NULL = node data_dir/master */
+        unsigned snapshot_threshold; /* entries between snapshots; 0 = 1024 */
+        unsigned snapshot_trailing;  /* entries kept after a snapshot; 0 = threshold/2 */
+} manager_options;
+
+/* Takes nothing: CONFIG and NODE are borrowed and must outlive the manager. */
+int manager_new(const config *cfg, const config_node *node, const manager_options *opts,
+                manager **ret);
+manager *manager_free(manager *m);
+
+/* Binds, starts raft and the API, then runs the loop until SIGTERM/SIGINT and a clean close. */
+int manager_run(manager *m);
+
+/*
+ * Replicated writes. Outcome given to the callback (on the loop thread):
+ *   0             committed and applied; RESULT is the state machine's result (borrowed: take a
+ *                 reference to keep it), which may itself be {"error","status"} (refused)
+ *   -EAGAIN       this node is not a serving leader; nothing was appended (redirect or retry)
+ *   -ECONNABORTED leadership was lost while the entry was pending: outcome unknown; retrying
+ *                 the SAME command object (it keeps its request id) is safe
+ *   -ECANCELED    the daemon is shutting down
+ *   other -errno  not appended
+ */
+typedef void (*manager_apply_cb)(manager *m, int status, json_t *result, void *userdata);
+
+/* Loop thread only. CMD is borrowed; it is stamped with a request id on first use. */
+int manager_apply(manager *m, json_t *cmd, manager_apply_cb cb, void *userdata);
+
+/* Any thread: hands CMD (taken) to the loop, which calls manager_apply(); CB runs on the loop.
+ * On a synchronous failure (-ECANCELED when stopping, -ENOMEM) CB is not called. */
+int manager_submit(manager *m, json_t *cmd_take, manager_apply_cb cb, void *userdata);
+
+/* True when this node is the leader and has committed its barrier: leader-only calls served. */
+bool manager_is_leader(manager *m);
+
+/* The loop, for code that adds its own handles (the metadata sync's timers). */
+uv_loop_t *manager_loop(manager *m);
+const config *manager_config(manager *m);
+
+/*
+ * Metadata sync hook (services/master/sync.c): POST /v1/datasets/NAME/sync calls START on the
+ * loop thread of the leader; it returns 0 when a sync started (202) or -errno (-EBUSY: already
+ * running → 409, -ENOENT → 404). Without a hook the call answers 501. LEADER_CHANGED is
+ * called on the loop thread whenever this node starts or stops serving as leader.
+ */
+typedef struct manager_sync_hooks {
+        int (*start)(manager *m, const char *dataset, void *userdata);
+        void (*leader_changed)(manager *m, bool leader, void *userdata);
+        void *userdata;
+} manager_sync_hooks;
+void manager_set_sync_hooks(manager *m, const manager_sync_hooks *hooks);
+
+/* Runs FN with the state machine locked (state_lock) for reads from any thread. */
+void manager_read_fsm(manager *m, void (*fn)(const fsm *f, void *userdata), void *userdata);
