@@ -17,6 +17,7 @@ typedef struct ctl_verb {
 
 static const ctl_verb verbs[] = {
         { "config", ctl_config, "config check [FILE] [--node NAME] [--json]   validate and show the plan" },
+        { "ufs", ctl_ufs, "ufs ls|stat|cat URL [PATH]   query a remote store directly (debugging)" },
 };
 
 static void help(void)

@@ -8,10 +8,10 @@
 #include "config.h"
 
 /* Limits on what a store may hand us. */
-#define UFS_MAX_DEPTH       64        /* directory nesting followed by a sync */
-#define UFS_MAX_ENTRIES     1000000   /* entries in one listing */
-#define UFS_MAX_PAGE_SIZE   (64u << 20) /* bytes of one HTML index page or XML listing page */
-#define UFS_MAX_NAME        1024
+#define UFS_MAX_DEPTH     64          /* directory nesting followed by a sync */
+#define UFS_MAX_ENTRIES   1000000     /* entries in one listing */
+#define UFS_MAX_PAGE_SIZE (64u << 20) /* bytes of one HTML index page or XML listing page */
+#define UFS_MAX_NAME      1024
 
 /* What identifies one version of a file. A read under a version fails with -ESTALE when the store
  * now has another (ETag differs, or Last-Modified moved), never mixing bytes of two versions. */

@@ -1,0 +1,141 @@
+/* The http(s) backend: directory index pages for listings, HEAD for versions, ranged GET. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+#include "ufs-internal.h"
+
+typedef struct http_data {
+        char *base; /* the mount point, escaped where needed, ending in '/' */
+} http_data;
+
+static const ufs_http_auth http_auth = {.follow_redirects = true};
+
+static int http_open(ufs *u)
+{
+        _cleanup_free_ char *escaped = NULL;
+        http_data *d;
+        const char *host;
+        size_t n;
+
+        escaped = ufs_escape_loose(u->mount->mount_point);
+        if (!escaped)
+                return -ENOMEM;
+        host = strstr(escaped, "://");
+        if (!host || !host[3] || host[3] == '/' || strpbrk(escaped, "?#"))
+                return ufs_fail(u, -EINVAL, "Invalid URL \"%s\"", u->mount->mount_point);
+        d = calloc(1, sizeof *d);
+        if (!d)
+                return -ENOMEM;
+        u->data = d;
+        n = strlen(escaped);
+        if (asprintf(&d->base, "%s%s", escaped, escaped[n - 1] == '/' ? "" : "/") < 0) {
+                d->base = NULL;
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+static void http_free(ufs *u)
+{
+        http_data *d = u->data;
+
+        if (!d)
+                return;
+        free(d->base);
+        free(d);
+}
+
+static char *http_url(ufs *u, const char *path)
+{
+        http_data *d = u->data;
+        _cleanup_free_ char *escaped = ufs_escape(path, true);
+        char *s;
+
+        if (!escaped || asprintf(&s, "%s%s", d->base, escaped) < 0)
+                return NULL;
+        return s;
+}
+
+/* The path part of URL ("/a/b/" of "http://h:1/a/b/?x"), for absolute links in index pages. */
+static char *url_path(const char *url)
+{
+        const char *p = strstr(url, "://"), *e;
+
+        if (!p)
+                return NULL;
+        p = strchr(p + 3, '/');
+        if (!p)
+                return strdup("/");
+        e = p + strcspn(p, "?#");
+        return strndup(p, (size_t)(e - p));
+}
+
+static int http_list(ufs *u, const char *path, ufs_entry **ret_entries, size_t *ret_n)
+{
+        _cleanup_free_ char *url = NULL, *body = NULL, *effective = NULL, *type = NULL,
+                            *base_path = NULL;
+        size_t len;
+        long status;
+        int r;
+
+        url = http_url(u, path);
+        if (!url)
+                return -ENOMEM;
+        if (*path) {
+                char *s;
+
+                if (asprintf(&s, "%s/", url) < 0)
+                        return -ENOMEM;
+                free(url);
+                url = s;
+        }
+        r = ufs_http_get(u, &http_auth, url, &status, &body, &len, &effective, &type);
+        if (r < 0)
+                return r;
+        if (status != 200)
+                return ufs_fail(u, ufs_errno_from_status(status), "HTTP %ld from %s", status, url);
+        if (type && strncasecmp(type, "text/html", 9) != 0 &&
+            strncasecmp(type, "application/xhtml", 17) != 0)
+                return ufs_fail(u, -ENOTDIR, "%s is no directory index (Content-Type: %s)", url,
+                                type);
+        if (memchr(body, 0, len))
+                return ufs_fail(u, -EBADMSG, "%s is no directory index (binary)", url);
+        base_path = url_path(effective);
+        r = ufs_html_parse(body, len, base_path, ret_entries, ret_n);
+        if (r < 0)
+                return ufs_fail(u, r, "Cannot parse the index page %s: %s", url, strerror(-r));
+        return 0;
+}
+
+static int http_stat(ufs *u, const char *path, ufs_version *ret)
+{
+        _cleanup_free_ char *url = http_url(u, path);
+
+        if (!url)
+                return -ENOMEM;
+        return ufs_http_head(u, &http_auth, url, ret);
+}
+
+static int http_read(ufs *u, const char *path, const ufs_version *version, uint64_t offset,
+                     uint64_t len, ufs_sink sink, void *userdata)
+{
+        _cleanup_free_ char *url = http_url(u, path);
+
+        if (!url)
+                return -ENOMEM;
+        return ufs_http_read(u, &http_auth, url, version, offset, len, sink, userdata);
+}
+
+const ufs_backend ufs_backend_http = {
+        .name = "http",
+        .open = http_open,
+        .free = http_free,
+        .list = http_list,
+        .stat = http_stat,
+        .read = http_read,
+        .url = http_url,
+};

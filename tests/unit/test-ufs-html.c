@@ -1,0 +1,218 @@
+/* Unit tests for ufs-html.c: index pages of nginx, Apache (table, fancy, plain, mirror), Python. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "ufs/ufs-internal.h"
+
+#define FIXTURES SOURCE_ROOT "/tests/unit/fixtures/ufs/"
+
+/* The names every captured top-level page lists (tests/integration/weirtest/stores.py). */
+static const char *const top_names[] = {
+        "-leading-dash",
+        "50% off #1?.txt",
+        "UPPER.lower",
+        "a&b<c>'d\".txt",
+        "big",
+        "plus+semi;colon:eq=.dat",
+        "sub dir",
+        "tab-free,comma,name.csv",
+        "with space.txt",
+        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.long",
+        "émoji 🚀.txt",
+        "ünïcödé-文件.bin",
+};
+
+static char *read_fixture(const char *name, size_t *ret_len)
+{
+        char path[512];
+        FILE *f;
+        char *buf;
+        long n;
+
+        snprintf(path, sizeof path, FIXTURES "%s", name);
+        f = fopen(path, "re");
+        assert_non_null(f);
+        assert_int_equal(fseek(f, 0, SEEK_END), 0);
+        n = ftell(f);
+        assert_true(n >= 0);
+        rewind(f);
+        buf = malloc((size_t)n + 1);
+        assert_non_null(buf);
+        assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+        buf[n] = 0;
+        fclose(f);
+        *ret_len = (size_t)n;
+        return buf;
+}
+
+static const ufs_entry *find(const ufs_entry *e, size_t n, const char *name)
+{
+        for (size_t i = 0; i < n; i++)
+                if (strcmp(e[i].name, name) == 0)
+                        return &e[i];
+        return NULL;
+}
+
+/* Parses FIXTURE and checks it lists exactly top_names, "big" and "sub dir" as directories. */
+static void check_top(const char *fixture, bool sizes)
+{
+        size_t len, n;
+        char *page = read_fixture(fixture, &len);
+        ufs_entry *e;
+
+        assert_int_equal(ufs_html_parse(page, len, "/", &e, &n), 0);
+        assert_int_equal(n, ELEMENTSOF(top_names));
+        for (size_t i = 0; i < ELEMENTSOF(top_names); i++) {
+                const ufs_entry *x = find(e, n, top_names[i]);
+
+                if (!x)
+                        fail_msg("%s: missing \"%s\"", fixture, top_names[i]);
+                assert_int_equal(x->dir, strcmp(top_names[i], "big") == 0 ||
+                                                 strcmp(top_names[i], "sub dir") == 0);
+        }
+        /* Sorted by name, byte-wise. */
+        for (size_t i = 1; i < n; i++)
+                assert_true(strcmp(e[i - 1].name, e[i].name) < 0);
+        if (sizes) {
+                /* The fixture tree gives ODD_NAMES[j] 100 + j bytes. */
+                assert_int_equal(find(e, n, "with space.txt")->version.size, 100);
+                assert_int_equal(find(e, n, "ünïcödé-文件.bin")->version.size, 101);
+                assert_int_equal(find(e, n, "a&b<c>'d\".txt")->version.size, 102);
+                assert_true(find(e, n, "with space.txt")->version.mtime > 1700000000);
+        }
+        ufs_entries_free(e, n);
+        free(page);
+}
+
+static void test_nginx(void **state)
+{
+        check_top("nginx.html", true);
+}
+
+static void test_apache_table(void **state)
+{
+        check_top("apache-table.html", true);
+}
+
+static void test_apache_fancy(void **state)
+{
+        check_top("apache-fancy.html", true);
+}
+
+static void test_apache_plain(void **state)
+{
+        check_top("apache-plain.html", false);
+}
+
+static void test_python(void **state)
+{
+        check_top("python.html", false);
+}
+
+/* A subdirectory page: the parent link ("../" or the absolute "/") is not an entry; sizes as
+ * the server shows them (nginx exact, Apache rounded). */
+static void test_subdir_pages(void **state)
+{
+        static const struct {
+                const char *fixture;
+                uint64_t size;
+        } cases[] = {
+                {"nginx-big.html", 1234567},
+                {"apache-table-big.html", (uint64_t)(1.2 * 1024 * 1024)},
+                {"apache-fancy-big.html", (uint64_t)(1.2 * 1024 * 1024)},
+                {"apache-plain-big.html", 0},
+                {"python-big.html", 0},
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                size_t len, n;
+                char *page = read_fixture(cases[i].fixture, &len);
+                ufs_entry *e;
+
+                assert_int_equal(ufs_html_parse(page, len, "/big/", &e, &n), 0);
+                if (n != 1)
+                        fail_msg("%s: %zu entries", cases[i].fixture, n);
+                assert_string_equal(e[0].name, "one.bin");
+                assert_false(e[0].dir);
+                assert_int_equal(e[0].version.size, cases[i].size);
+                ufs_entries_free(e, n);
+                free(page);
+        }
+}
+
+static void test_apache_mirror(void **state)
+{
+        static const char *const names[] = {
+                "CHANGES.md",         "RELEASENOTES.md",        "api",
+                "café.txt",           "hbase-2.5.8-bin.tar.gz", "hbase-2.5.8-bin.tar.gz.asc",
+                "notes & errata.txt",
+        };
+        size_t len, n;
+        char *page = read_fixture("apache-mirror.html", &len);
+        ufs_entry *e;
+
+        assert_int_equal(ufs_html_parse(page, len, "/hbase/stable/", &e, &n), 0);
+        assert_int_equal(n, ELEMENTSOF(names));
+        for (size_t i = 0; i < n; i++)
+                assert_string_equal(e[i].name, names[i]);
+        assert_true(e[2].dir);
+        /* Icon and name both link: one entry, with the size of the row. */
+        assert_int_equal(e[4].version.size, 280ull << 20);
+        assert_int_equal(e[5].version.size, 833);
+        assert_int_equal(e[6].version.size, 12 * 1024);
+        /* "07-May-2024 18:46" and "2024-05-07 18:46" are the same minute. */
+        assert_int_equal(e[4].version.mtime, e[5].version.mtime);
+        assert_int_equal(e[5].version.mtime, 1715107560);
+        ufs_entries_free(e, n);
+
+        /* Without a base path absolute links count for nothing. */
+        assert_int_equal(ufs_html_parse(page, len, NULL, &e, &n), 0);
+        assert_int_equal(n, ELEMENTSOF(names) - 1);
+        assert_null(find(e, n, "CHANGES.md"));
+        ufs_entries_free(e, n);
+        free(page);
+}
+
+static void test_edge_cases(void **state)
+{
+        static const char *page = "<html><body><!-- <a href=\"commented.txt\">x</a> -->"
+                                  "<a title='a > b' href=\"quoted%20gt.txt\">q</a>"
+                                  "<a\nhref=\"newline.txt\">n</a>"
+                                  "<abbr href=\"abbr.txt\">not a link</abbr>"
+                                  "<a href=\"&#x2F;etc&#47;passwd\">entity slash</a>"
+                                  "<a href=\"&#47;\">root</a>"
+                                  "<a href=\"x&#233;.txt\">numeric entity</a>"
+                                  "<a href=\"unterminated.txt";
+        ufs_entry *e;
+        size_t n;
+
+        assert_int_equal(ufs_html_parse(page, strlen(page), "/data/", &e, &n), 0);
+        assert_int_equal(n, 3);
+        assert_string_equal(e[0].name, "newline.txt");
+        assert_string_equal(e[1].name, "quoted gt.txt");
+        assert_string_equal(e[2].name, "xé.txt");
+        ufs_entries_free(e, n);
+
+        assert_int_equal(ufs_html_parse("", 0, "/", &e, &n), 0);
+        assert_int_equal(n, 0);
+        ufs_entries_free(e, n);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_nginx),         cmocka_unit_test(test_apache_table),
+                cmocka_unit_test(test_apache_fancy),  cmocka_unit_test(test_apache_plain),
+                cmocka_unit_test(test_python),        cmocka_unit_test(test_subdir_pages),
+                cmocka_unit_test(test_apache_mirror), cmocka_unit_test(test_edge_cases),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
