@@ -7,6 +7,8 @@
 
 /* Where the node file lives unless $WEIR_NODE_FILE says otherwise. */
 #define GENERATOR_NODE_FILE "/etc/weir/node"
+/* The generators' normal output directory at boot (systemd.generator(7)). */
+#define GENERATOR_NORMAL_DIR "/run/systemd/generator"
 
 /* How this host was matched to a node, for the journal message. */
 typedef enum generator_match {
@@ -33,3 +35,8 @@ int generator_find_node(const config *c, const char *node_file, const char *host
  * what was written is removed again. */
 int generator_write(const config *c, const config_node *node, const char *dest,
                     const char *unit_dir);
+
+/* "weir-generator --rescan", run by weir-rescan.service after network-online.target: when the
+ * boot-time run found no node (an address that DHCP assigned later), reload systemd so that the
+ * generator runs again, and start weir.target if GENERATOR_DIR now pulls it in. Logs via log.h. */
+int generator_rescan(const char *generator_dir);

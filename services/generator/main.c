@@ -88,7 +88,8 @@ static int run(int argc, char **argv)
         int r;
 
         if (argc != 2 && argc != 4) {
-                gen_log(LOG_ERR, "Usage: weir-generator NORMAL_DIR [EARLY_DIR LATE_DIR]");
+                gen_log(LOG_ERR,
+                        "Usage: weir-generator NORMAL_DIR [EARLY_DIR LATE_DIR] | --rescan");
                 return -EINVAL;
         }
         dest = argv[1];
@@ -108,7 +109,6 @@ static int run(int argc, char **argv)
         }
         if (r < 0) {
                 log_diags(&diags, path);
-                errno = -r;
                 gen_log(LOG_ERR, "%s: %s; no weir units started.", path,
                         r == -EINVAL ? "invalid cluster configuration" : strerror(-r));
                 return 0;
@@ -126,7 +126,8 @@ static int run(int argc, char **argv)
         else if (r == -ENOENT)
                 gen_log(LOG_ERR,
                         "This host is none of the nodes in %s (no %s, no node named like the "
-                        "host, no node with an address of this host); no weir units started.",
+                        "host, no node with an address of this host yet); no weir units started. "
+                        "weir-rescan.service, where enabled, looks again once the network is up.",
                         path, node_file);
         else if (r < 0)
                 gen_log(LOG_ERR, "Failed to find this host in %s: %s; no weir units started.", path,
@@ -153,6 +154,11 @@ int main(int argc, char **argv)
         int r;
 
         log_setup("weir-generator");
+        if (argc == 2 && strcmp(argv[1], "--rescan") == 0) {
+                /* A service, not a generator: the journal is up and log.h writes to it. */
+                r = generator_rescan(env_or("WEIR_GENERATOR_DIR", GENERATOR_NORMAL_DIR));
+                return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+        }
         log_open();
         r = run(argc, argv);
         kmsg_fd = safe_close(kmsg_fd);

@@ -435,6 +435,37 @@ static void test_usage(void **state)
         assert_nothing_generated(f);
 }
 
+/* --rescan after the network came up: when the boot-time run already pulled weir.target in, it
+ * leaves systemd alone (no reload) and succeeds. */
+static void test_rescan_already_found(void **state)
+{
+        fixture *f = *state;
+        char env_dir[1024];
+        int status;
+        pid_t pid;
+
+        write_text(f->config, yaml_four);
+        write_text(f->node_file, "node3\n");
+        assert_int_equal(run_generator(f, true), 0);
+        assert_non_null(link_target(f, "multi-user.target.wants/weir.target"));
+
+        snprintf(env_dir, sizeof(env_dir), "WEIR_GENERATOR_DIR=%s", f->out);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                char *argv[] = {(char *)WEIR_GENERATOR, (char *)"--rescan", NULL};
+                /* No bus address: were it to try a reload, it would fail. */
+                char *envp[] = {env_dir, (char *)"DBUS_SYSTEM_BUS_ADDRESS=unix:path=/nonexistent",
+                                NULL};
+
+                execve(WEIR_GENERATOR, argv, envp);
+                _exit(127);
+        }
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 static void test_escape(void **state)
 {
         static const char *const cases[][2] = {
@@ -496,6 +527,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_failure_leaves_nothing, fixture_setup,
                                                 fixture_teardown),
                 cmocka_unit_test_setup_teardown(test_usage, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_rescan_already_found, fixture_setup,
+                                                fixture_teardown),
                 cmocka_unit_test(test_escape),
                 cmocka_unit_test_setup_teardown(test_find_by_hostname, fixture_setup,
                                                 fixture_teardown),

@@ -25,7 +25,8 @@ fi
 # verify checks that every Exec*= binary exists and is executable.
 mkdir -p "$tmp/units" "$tmp/gen"
 cp "$build/units/weir-master.service" "$build/units/weir-worker.service" \
-        "$build/units/weir-fuse@.service" "$src/units/weir.target" "$tmp/units/" ||
+        "$build/units/weir-fuse@.service" "$build/units/weir-rescan.service" \
+        "$src/units/weir.target" "$tmp/units/" ||
         fail "configured units missing in $build/units"
 missing=()
 for d in master worker fuse; do
@@ -48,6 +49,8 @@ if [ ${#missing[@]} -gt 0 ]; then
                 skip "not built in $build: ${missing[*]}"
         fi
 fi
+sed -i "s#^ExecStart=[^ ]*/weir-generator #ExecStart=$build/services/generator/weir-generator #" \
+        "$tmp/units/weir-rescan.service"
 if grep -n "$bindir/" "$tmp/units/"*.service; then
         fail "an Exec line still names an uninstalled binary (see above)"
 fi
@@ -92,7 +95,7 @@ done
 # appends the system's own path for network-online.target and the like). Any output is a
 # finding: systemd-analyze exits 0 on unknown keys and bad values, which it only prints.
 units=("$tmp/units/weir.target" "$tmp/units/weir-master.service" "$tmp/units/weir-worker.service"
-        "$tmp/units/weir-fuse@hbase\\x2ddata.service")
+        "$tmp/units/weir-fuse@hbase\\x2ddata.service" "$tmp/units/weir-rescan.service")
 out=$(SYSTEMD_UNIT_PATH="$tmp/gen:$tmp/units:" systemd-analyze verify --man=no "${units[@]}" 2>&1)
 rc=$?
 echo "systemd-analyze verify ${units[*]##*/}: exit $rc"
