@@ -1,0 +1,622 @@
+/* The worker's HTTP API (docs/api.md): blocks with Range and sendfile, loads, status, metrics. */
+#include <curl/curl.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cleanup.h"
+#include "fill.h"
+#include "log.h"
+#include "parse.h"
+#include "worker.h"
+
+#define API_READAHEAD      2     /* blocks filled ahead of a sequential reader */
+#define API_MAX_PATHS      10000 /* paths in one load request */
+#define API_MAX_DEPTH      64
+#define API_MAX_LOAD_FILES 1000000
+
+/* ---- blocks ---- */
+
+typedef struct block_request {
+        worker *w;
+        httpd_request *req;
+        store_key key;
+        unsigned attempts;
+} block_request;
+
+static unsigned errno_to_status(int r)
+{
+        switch (r) {
+        case -ESTALE:
+                return 409;
+        case -ENOENT:
+                return 404;
+        case -ERANGE:
+                return 416;
+        case -ENOSPC:
+                return 507;
+        case -ECANCELED:
+        case -EAGAIN:
+        case -EHOSTUNREACH:
+                return 503;
+        default:
+                return 502;
+        }
+}
+
+static int reply_errno(httpd_request *req, int r, const store_key *k)
+{
+        char kb[STORE_KEY_MAX];
+        unsigned status = errno_to_status(r);
+
+        if (status == 503)
+                (void)httpd_reply_header(req, "Retry-After", "1");
+        switch (r) {
+        case -ESTALE:
+                return httpd_reply_error(req, status,
+                                         "block %s: the file changed, version %" PRIu64
+                                         " is not current",
+                                         store_key_format(k, kb), k->version);
+        case -ERANGE:
+                return httpd_reply_error(req, status, "block %s: no such block in the file",
+                                         store_key_format(k, kb));
+        default:
+                return httpd_reply_error(req, status, "block %s: %s", store_key_format(k, kb),
+                                         strerror(-r));
+        }
+}
+
+/* Parses one "bytes=" range against SIZE. 0 and the range; 1 when there is no usable Range
+ * header (serve it all); -ERANGE when unsatisfiable. */
+static int parse_range(const char *h, uint64_t size, uint64_t *ret_off, uint64_t *ret_len)
+{
+        const char *dash;
+        uint64_t a, b;
+        char buf[32];
+
+        if (!h || strncmp(h, "bytes=", 6) != 0 || strchr(h, ','))
+                return 1; /* absent, another unit or several ranges: the whole block */
+        h += 6;
+        dash = strchr(h, '-');
+        if (!dash || (size_t)(dash - h) >= sizeof(buf))
+                return 1;
+        if (dash == h) { /* suffix: the last N bytes */
+                if (parse_u64(dash + 1, &b) < 0)
+                        return 1;
+                if (b == 0 || size == 0)
+                        return -ERANGE;
+                b = MIN(b, size);
+                *ret_off = size - b;
+                *ret_len = b;
+                return 0;
+        }
+        memcpy(buf, h, dash - h);
+        buf[dash - h] = 0;
+        if (parse_u64(buf, &a) < 0)
+                return 1;
+        if (a >= size)
+                return -ERANGE;
+        if (dash[1] == 0)
+                b = size - 1;
+        else if (parse_u64(dash + 1, &b) < 0 || b < a)
+                return 1;
+        b = MIN(b, size - 1);
+        *ret_off = a;
+        *ret_len = b - a + 1;
+        return 0;
+}
+
+/* Replies with the block when it is cached; -ENOENT (no reply) when it is not. */
+static int serve_cached(worker *w, httpd_request *req, const store_key *k, bool hit)
+{
+        char cr[96];
+        store_block *b;
+        uint64_t size, off = 0, len;
+        unsigned status = 200;
+        int fd, r;
+
+        r = store_open(w->store, k, &b, &fd, &size);
+        if (r < 0)
+                return r;
+        /* The descriptor stays valid after the pin: eviction only unlinks. */
+        store_release(w->store, b);
+        len = size;
+        r = parse_range(httpd_request_header(req, "Range"), size, &off, &len);
+        if (r == -ERANGE) {
+                safe_close(fd);
+                snprintf(cr, sizeof(cr), "bytes */%" PRIu64, size);
+                (void)httpd_reply_header(req, "Content-Range", cr);
+                (void)httpd_reply_error(req, 416, "range not satisfiable");
+                return 0;
+        }
+        if (r == 0) {
+                status = 206;
+                snprintf(cr, sizeof(cr), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, off,
+                         off + len - 1, size);
+                (void)httpd_reply_header(req, "Content-Range", cr);
+        }
+        (void)httpd_reply_header(req, "Accept-Ranges", "bytes");
+        (void)httpd_reply_header(req, "X-Weir-Cache", hit ? "hit" : "miss");
+        __atomic_add_fetch(&w->served_bytes, len, __ATOMIC_RELAXED);
+        (void)httpd_reply_fd(req, status, "application/octet-stream", fd, off, len);
+        return 0;
+}
+
+static int worker_fill(worker *w, const store_key *k, unsigned readahead, fill_done_fn done,
+                       void *userdata)
+{
+        int r;
+
+        /* fill_guard keeps w->fill alive while it is used; worker_free() takes it to stop. */
+        pthread_rwlock_rdlock(&w->fill_guard);
+        r = w->fill ? fill_block(w->fill, k, readahead, done, userdata) : -ECANCELED;
+        pthread_rwlock_unlock(&w->fill_guard);
+        return r;
+}
+
+static void block_filled(int r, void *userdata)
+{
+        block_request *br = userdata;
+        worker *w = br->w;
+
+        for (;;) {
+                if (r >= 0 && serve_cached(w, br->req, &br->key, false) >= 0)
+                        break;
+                if (r >= 0) {
+                        /* Evicted between its fill and this read: fill it again, once. */
+                        if (br->attempts++ < 1) {
+                                r = worker_fill(w, &br->key, 0, block_filled, br);
+                                if (r == 0)
+                                        return; /* called again */
+                                if (r > 0)
+                                        continue;
+                        } else
+                                r = -EAGAIN;
+                }
+                (void)reply_errno(br->req, r, &br->key);
+                break;
+        }
+        free(br);
+}
+
+static void handle_block(httpd_request *req, void *userdata)
+{
+        worker *w = userdata;
+        block_request *br;
+        store_key k;
+        int r;
+
+        if (store_key_parse(httpd_request_suffix(req), &k) < 0) {
+                (void)httpd_reply_error(req, 400, "invalid block id, expected FILE-VERSION-INDEX");
+                return;
+        }
+        if (serve_cached(w, req, &k, true) >= 0) {
+                __atomic_add_fetch(&w->hits, 1, __ATOMIC_RELAXED);
+                return;
+        }
+        __atomic_add_fetch(&w->misses, 1, __ATOMIC_RELAXED);
+        br = calloc(1, sizeof(*br));
+        if (!br) {
+                (void)httpd_reply_error(req, 500, "out of memory");
+                return;
+        }
+        *br = (block_request){.w = w, .req = req, .key = k};
+        r = worker_fill(w, &k, API_READAHEAD, block_filled, br);
+        if (r == 0)
+                return; /* suspended until block_filled() */
+        if (r > 0)
+                block_filled(0, br); /* cached meanwhile */
+        else {
+                (void)reply_errno(req, r, &k);
+                free(br);
+        }
+}
+
+/* ---- load ---- */
+
+typedef struct load {
+        worker *w;
+        httpd_request *req;
+        char *dataset;
+        char **paths;
+        size_t n_paths;
+        uint64_t block_size;
+        httpc *client;
+        pthread_mutex_t lock; /* guards the counters below */
+        pthread_cond_t cond;
+        uint64_t pending, blocks, files, bytes, cached, failed;
+} load;
+
+typedef struct load_block {
+        load *load;
+        uint64_t size;
+} load_block;
+
+static void load_account(load *l, uint64_t blocks_done, uint64_t bytes_done, uint64_t failed)
+{
+        worker *w = l->w;
+
+        pthread_mutex_lock(&w->load_lock);
+        w->load.blocks_done += blocks_done;
+        w->load.bytes_done += bytes_done;
+        w->load.failed += failed;
+        pthread_mutex_unlock(&w->load_lock);
+}
+
+static void load_block_done(int r, void *userdata)
+{
+        load_block *lb = userdata;
+        load *l = lb->load;
+
+        load_account(l, 1, r >= 0 ? lb->size : 0, r < 0);
+        pthread_mutex_lock(&l->lock);
+        if (r < 0)
+                l->failed++;
+        if (--l->pending == 0)
+                pthread_cond_signal(&l->cond);
+        pthread_mutex_unlock(&l->lock);
+        free(lb);
+}
+
+static int load_file(load *l, json_t *entry)
+{
+        json_int_t fid = json_integer_value(json_object_get(entry, "file_id"));
+        json_int_t ver = json_integer_value(json_object_get(entry, "version"));
+        json_int_t size = json_integer_value(json_object_get(entry, "size"));
+        uint64_t n;
+        worker *w = l->w;
+
+        if (fid <= 0 || ver <= 0 || size < 0)
+                return -EBADMSG;
+        if (l->files >= API_MAX_LOAD_FILES)
+                return -E2BIG;
+        n = size == 0 ? 1 : ((uint64_t)size - 1) / l->block_size + 1;
+        pthread_mutex_lock(&w->load_lock);
+        w->load.files++;
+        w->load.blocks += n;
+        w->load.bytes += (uint64_t)size;
+        pthread_mutex_unlock(&w->load_lock);
+        l->files++;
+        for (uint64_t i = 0; i < n; i++) {
+                store_key k = {(uint64_t)fid, (uint64_t)ver, i};
+                uint64_t off, len;
+                load_block *lb;
+                int r;
+
+                if (fill_block_range((uint64_t)size, l->block_size, i, &off, &len) < 0)
+                        break;
+                lb = calloc(1, sizeof(*lb));
+                if (!lb)
+                        return -ENOMEM;
+                *lb = (load_block){.load = l, .size = len};
+                pthread_mutex_lock(&l->lock);
+                l->pending++;
+                l->blocks++;
+                l->bytes += len;
+                pthread_mutex_unlock(&l->lock);
+                r = worker_fill(w, &k, 0, load_block_done, lb);
+                if (r != 0) {
+                        if (r > 0) {
+                                pthread_mutex_lock(&l->lock);
+                                l->cached++;
+                                pthread_mutex_unlock(&l->lock);
+                        }
+                        load_block_done(r > 0 ? 0 : r, lb);
+                }
+        }
+        return 0;
+}
+
+static int master_json(load *l, const char *what, const char *path, json_t **ret)
+{
+        _cleanup_free_ char *url = NULL;
+        char *esc_ds = curl_easy_escape(NULL, l->dataset, 0);
+        char *esc_path = curl_easy_escape(NULL, path, 0);
+        httpc_response resp = {};
+        int r;
+
+        if (!esc_ds || !esc_path ||
+            asprintf(&url, "/v1/datasets/%s/%s?path=%s", esc_ds, what, esc_path) < 0) {
+                curl_free(esc_ds);
+                curl_free(esc_path);
+                return -ENOMEM;
+        }
+        curl_free(esc_ds);
+        curl_free(esc_path);
+        r = mclient_request(l->w->mclient, l->client, "GET", url, NULL, &resp);
+        if (r < 0)
+                return r;
+        if (resp.status == 404 || !resp.json) {
+                httpc_response_done(&resp);
+                return -ENOENT;
+        }
+        if (resp.status != 200) {
+                httpc_response_done(&resp);
+                return -EIO;
+        }
+        *ret = json_incref(resp.json);
+        httpc_response_done(&resp);
+        return 0;
+}
+
+static int load_walk(load *l, const char *path, json_t *entry, unsigned depth)
+{
+        _cleanup_(json_decrefp) json_t *owned = NULL, *listing = NULL;
+        json_t *entries, *e;
+        const char *type;
+        size_t i;
+        int r;
+
+        if (depth > API_MAX_DEPTH)
+                return -ELOOP;
+        if (!entry && strcmp(path, "/") != 0) {
+                r = master_json(l, "stat", path, &owned);
+                if (r < 0)
+                        return r;
+                entry = owned;
+        }
+        type = entry ? json_string_value(json_object_get(entry, "type")) : "dir";
+        if (type && strcmp(type, "file") == 0)
+                return load_file(l, entry);
+        r = master_json(l, "ls", path, &listing);
+        if (r < 0)
+                return r;
+        entries = json_object_get(listing, "entries");
+        json_array_foreach(entries, i, e)
+        {
+                const char *name = json_string_value(json_object_get(e, "name"));
+                _cleanup_free_ char *child = NULL;
+
+                if (!name || !*name || strchr(name, '/') || strcmp(name, "..") == 0 ||
+                    strcmp(name, ".") == 0)
+                        continue;
+                if (asprintf(&child, "%s%s%s", path, path[strlen(path) - 1] == '/' ? "" : "/",
+                             name) < 0)
+                        return -ENOMEM;
+                r = load_walk(l, child, e, depth + 1);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static void load_free(load *l)
+{
+        for (size_t i = 0; i < l->n_paths; i++)
+                free(l->paths[i]);
+        free(l->paths);
+        free(l->dataset);
+        httpc_free(l->client);
+        pthread_cond_destroy(&l->cond);
+        pthread_mutex_destroy(&l->lock);
+        free(l);
+}
+
+static void *load_main(void *userdata)
+{
+        load *l = userdata;
+        worker *w = l->w;
+        int r = 0;
+
+        for (size_t i = 0; i < l->n_paths && r >= 0; i++)
+                r = load_walk(l, l->paths[i], NULL, 0);
+
+        pthread_mutex_lock(&l->lock);
+        while (l->pending > 0)
+                pthread_cond_wait(&l->cond, &l->lock);
+        pthread_mutex_unlock(&l->lock);
+
+        if (r < 0)
+                (void)httpd_reply_error(l->req, r == -ENOENT ? 404 : 502, "load of %s failed: %s",
+                                        l->dataset, strerror(-r));
+        else
+                (void)httpd_reply_json(
+                        l->req, 200,
+                        json_pack("{s:I,s:I,s:I,s:I,s:I}", "blocks", (json_int_t)l->blocks, "files",
+                                  (json_int_t)l->files, "bytes", (json_int_t)l->bytes, "cached",
+                                  (json_int_t)l->cached, "failed", (json_int_t)l->failed));
+        load_free(l);
+
+        pthread_mutex_lock(&w->load_lock);
+        w->load.active--;
+        w->loads_running--;
+        pthread_cond_broadcast(&w->load_cond);
+        pthread_mutex_unlock(&w->load_lock);
+        return NULL;
+}
+
+static void handle_load(httpd_request *req, void *userdata)
+{
+        worker *w = userdata;
+        json_t *body = httpd_request_json(req), *paths, *p;
+        const char *ds = json_string_value(json_object_get(body, "dataset"));
+        const config_dataset *d;
+        pthread_attr_t attr;
+        pthread_t tid;
+        load *l;
+        size_t i;
+        int r;
+
+        if (!ds || !(d = config_find_dataset(w->cfg, ds))) {
+                (void)httpd_reply_error(req, ds ? 404 : 400,
+                                        ds ? "no dataset %s" : "no dataset given", ds);
+                return;
+        }
+        paths = json_object_get(body, "paths");
+        if (paths && (!json_is_array(paths) || json_array_size(paths) > API_MAX_PATHS)) {
+                (void)httpd_reply_error(req, 400, "paths must be an array of at most %d paths",
+                                        API_MAX_PATHS);
+                return;
+        }
+        l = calloc(1, sizeof(*l));
+        if (!l) {
+                (void)httpd_reply_error(req, 500, "out of memory");
+                return;
+        }
+        pthread_mutex_init(&l->lock, NULL);
+        pthread_cond_init(&l->cond, NULL);
+        l->w = w;
+        l->req = req;
+        l->block_size = d->block_size ? d->block_size : CONFIG_DEFAULT_BLOCK_SIZE;
+        l->dataset = strdup(ds);
+        l->paths = calloc(json_array_size(paths) + 1, sizeof(*l->paths));
+        l->client = mclient_httpc(w->mclient);
+        if (!l->dataset || !l->paths || !l->client)
+                goto oom;
+        json_array_foreach(paths, i, p)
+        {
+                const char *s = json_string_value(p);
+
+                if (!s || s[0] != '/' || strstr(s, "/../") || strstr(s, "/./")) {
+                        load_free(l);
+                        (void)httpd_reply_error(req, 400, "paths must be absolute: /MOUNT/...");
+                        return;
+                }
+                if (!(l->paths[l->n_paths++] = strdup(s)))
+                        goto oom;
+        }
+        if (l->n_paths == 0 && !(l->paths[l->n_paths++] = strdup("/")))
+                goto oom;
+
+        pthread_mutex_lock(&w->load_lock);
+        w->load.active++;
+        w->loads_running++;
+        pthread_mutex_unlock(&w->load_lock);
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        r = pthread_create(&tid, &attr, load_main, l);
+        pthread_attr_destroy(&attr);
+        if (r != 0) {
+                pthread_mutex_lock(&w->load_lock);
+                w->load.active--;
+                w->loads_running--;
+                pthread_mutex_unlock(&w->load_lock);
+                load_free(l);
+                (void)httpd_reply_error(req, 500, "cannot start the load: %s", strerror(r));
+        }
+        return;
+oom:
+        load_free(l);
+        (void)httpd_reply_error(req, 500, "out of memory");
+}
+
+/* ---- status ---- */
+
+static void handle_healthz(httpd_request *req, void *userdata)
+{
+        (void)httpd_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static void handle_status(httpd_request *req, void *userdata)
+{
+        worker *w = userdata;
+        store_stats st;
+        fill_stats fs = {};
+        worker_load_stats ls;
+
+        store_get_stats(w->store, &st);
+        if (w->fill)
+                fill_get_stats(w->fill, &fs);
+        pthread_mutex_lock(&w->load_lock);
+        ls = w->load;
+        pthread_mutex_unlock(&w->load_lock);
+        (void)httpd_reply_json(
+                req, 200,
+                json_pack("{s:s,s:s,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:{s:I,s:I,s:I,s:I,"
+                          "s:I,s:I,s:I}}",
+                          "node", w->node->name, "api", w->api, "tiers", worker_tiers_json(w),
+                          "blocks", (json_int_t)st.blocks, "used", (json_int_t)st.used, "capacity",
+                          (json_int_t)st.quota, "hits",
+                          (json_int_t)__atomic_load_n(&w->hits, __ATOMIC_RELAXED), "misses",
+                          (json_int_t)__atomic_load_n(&w->misses, __ATOMIC_RELAXED), "store_bytes",
+                          (json_int_t)fs.store_bytes, "served_bytes",
+                          (json_int_t)__atomic_load_n(&w->served_bytes, __ATOMIC_RELAXED),
+                          "evictions", (json_int_t)st.evictions, "registered",
+                          w->reg ? reg_registered(w->reg) : false, "load", "active",
+                          (json_int_t)ls.active, "files", (json_int_t)ls.files, "blocks",
+                          (json_int_t)ls.blocks, "bytes", (json_int_t)ls.bytes, "blocks_done",
+                          (json_int_t)ls.blocks_done, "bytes_done", (json_int_t)ls.bytes_done,
+                          "failed", (json_int_t)ls.failed));
+}
+
+static void handle_metrics(httpd_request *req, void *userdata)
+{
+        worker *w = userdata;
+        _cleanup_free_ char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        store_stats st;
+        fill_stats fs = {};
+
+        if (!f) {
+                (void)httpd_reply_error(req, 500, "out of memory");
+                return;
+        }
+        store_get_stats(w->store, &st);
+        if (w->fill)
+                fill_get_stats(w->fill, &fs);
+        fprintf(f,
+                "# TYPE weir_worker_hits_total counter\nweir_worker_hits_total %" PRIu64 "\n"
+                "# TYPE weir_worker_misses_total counter\nweir_worker_misses_total %" PRIu64 "\n"
+                "# TYPE weir_worker_store_bytes_total counter\n"
+                "weir_worker_store_bytes_total %" PRIu64 "\n"
+                "# TYPE weir_worker_served_bytes_total counter\n"
+                "weir_worker_served_bytes_total %" PRIu64 "\n"
+                "# TYPE weir_worker_evictions_total counter\n"
+                "weir_worker_evictions_total %" PRIu64 "\n"
+                "# TYPE weir_worker_demotions_total counter\n"
+                "weir_worker_demotions_total %" PRIu64 "\n"
+                "# TYPE weir_worker_checksum_failures_total counter\n"
+                "weir_worker_checksum_failures_total %" PRIu64 "\n"
+                "# TYPE weir_worker_fills_total counter\nweir_worker_fills_total %" PRIu64 "\n"
+                "# TYPE weir_worker_fill_failures_total counter\n"
+                "weir_worker_fill_failures_total %" PRIu64 "\n"
+                "# TYPE weir_worker_fill_retries_total counter\n"
+                "weir_worker_fill_retries_total %" PRIu64 "\n"
+                "# TYPE weir_worker_blocks gauge\nweir_worker_blocks %" PRIu64 "\n",
+                __atomic_load_n(&w->hits, __ATOMIC_RELAXED),
+                __atomic_load_n(&w->misses, __ATOMIC_RELAXED), fs.store_bytes,
+                __atomic_load_n(&w->served_bytes, __ATOMIC_RELAXED), st.evictions, st.demotions,
+                st.checksum_failures, fs.fills, fs.failures, fs.retries, st.blocks);
+        fprintf(f, "# TYPE weir_worker_tier_used_bytes gauge\n");
+        for (size_t i = 0; i < st.n_levels; i++)
+                fprintf(f, "weir_worker_tier_used_bytes{tier=\"%s\",level=\"%zu\"} %" PRIu64 "\n",
+                        config_medium_to_string(st.levels[i].medium), i, st.levels[i].used);
+        fprintf(f, "# TYPE weir_worker_tier_quota_bytes gauge\n");
+        for (size_t i = 0; i < st.n_levels; i++)
+                fprintf(f, "weir_worker_tier_quota_bytes{tier=\"%s\",level=\"%zu\"} %" PRIu64 "\n",
+                        config_medium_to_string(st.levels[i].medium), i, st.levels[i].quota);
+        (void)httpd_metrics_write(w->httpd, f);
+        if (fclose(f) != 0) {
+                (void)httpd_reply_error(req, 500, "out of memory");
+                return;
+        }
+        (void)httpd_reply_text(req, 200, "text/plain; version=0.0.4", text, len);
+}
+
+static const httpd_route routes[] = {
+        {"GET", "/healthz", handle_healthz, 0, 0},
+        {"GET", "/metrics", handle_metrics, 0, 0},
+        {"GET", "/v1/status", handle_status, 0, 0},
+        {"GET", "/v1/blocks/", handle_block, HTTPD_ROUTE_PREFIX, 0},
+        {"POST", "/v1/load", handle_load, HTTPD_ROUTE_JSON, 0},
+};
+
+int api_start(worker *w)
+{
+        httpd_config hc = {
+                .name = "worker API",
+                .address = w->node->address,
+                .port = w->node->worker_port,
+                .token = w->token,
+                .threads = 8,
+                .metrics_prefix = "weir_http",
+        };
+        int r;
+
+        r = httpd_new(&hc, routes, ELEMENTSOF(routes), w, &w->httpd);
+        if (r < 0)
+                return log_error_errno(r, "Failed to serve the worker API on %s: %m", w->api);
+        return 0;
+}

@@ -1,0 +1,687 @@
+/* Fills (see fill.h). A pool of threads, each holding its own kept-alive store handles, takes
+ * tasks from one queue: "start" (resolve the file, reserve the block, split it into ranges) and
+ * "range" (fetch one range into the block's temporary file). Ranges go to the front of the queue
+ * so that started blocks finish before new ones start (bounded reservations, early first
+ * bytes); prefetches wait until nothing else is queued. The thread that finishes a block's last
+ * range commits it and tells the waiters. At most `threads` connections to the store exist.
+ *
+ * Locking: `lock` ("the fill lock") guards the queue, the job table (single flight), the
+ * metadata cache and the counters. Store I/O, network I/O and waiter callbacks run unlocked. */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "fill.h"
+#include "log.h"
+#include "ufs/ufs.h"
+
+#define FILL_JOB_BUCKETS    4096
+#define FILL_META_SLOTS     1024 /* direct-mapped cache of file metadata */
+#define FILL_UFS_PER_THREAD 16   /* store handles a thread keeps open (one per mount) */
+
+typedef struct fill_waiter {
+        fill_done_fn done;
+        void *userdata;
+        struct fill_waiter *next;
+} fill_waiter;
+
+typedef struct fill_job {
+        store_key key;
+        unsigned readahead;
+        fill_waiter *waiters;
+        struct fill_job *hash_next;
+        /* Set by the start task: */
+        store_write *write;
+        int fd;
+        fill_file file;
+        const config_mount *mount;
+        const char *rel; /* into file.path */
+        uint64_t offset, len;
+        unsigned ranges_left;
+        int error;
+} fill_job;
+
+typedef struct fill_task {
+        fill_job *job;
+        bool start;
+        uint64_t offset, len; /* a range, relative to the block */
+        struct fill_task *next;
+} fill_task;
+
+typedef struct fill_thread {
+        fill *fill;
+        unsigned index;
+        pthread_t tid;
+        bool started;
+        struct {
+                const config_mount *mount;
+                ufs *ufs;
+        } handles[FILL_UFS_PER_THREAD];
+        unsigned next_handle;
+} fill_thread;
+
+typedef struct meta_slot {
+        bool valid;
+        fill_file file;
+} meta_slot;
+
+struct fill {
+        const config *cfg;
+        store *store;
+        fill_options opts;
+        fill_resolve_fn resolve;
+        void *userdata;
+        fill_thread *threads;
+
+        pthread_mutex_t lock; /* "the fill lock"; guards everything below */
+        pthread_cond_t cond;  /* the queue got a task, or stopping */
+        bool stopping;
+        fill_task *head, *tail;       /* demand: starts at the tail, ranges at the head */
+        fill_task *pf_head, *pf_tail; /* prefetch starts */
+        fill_job *jobs[FILL_JOB_BUCKETS];
+        meta_slot meta[FILL_META_SLOTS];
+        fill_stats stats;
+};
+
+void fill_file_done(fill_file *f)
+{
+        free(f->etag);
+        free(f->dataset);
+        free(f->path);
+        *f = (fill_file){};
+}
+
+int fill_file_copy(const fill_file *from, fill_file *to)
+{
+        fill_file c = *from;
+
+        c.etag = from->etag ? strdup(from->etag) : NULL;
+        c.dataset = from->dataset ? strdup(from->dataset) : NULL;
+        c.path = from->path ? strdup(from->path) : NULL;
+        if ((from->etag && !c.etag) || (from->dataset && !c.dataset) || (from->path && !c.path)) {
+                fill_file_done(&c);
+                return -ENOMEM;
+        }
+        *to = c;
+        return 0;
+}
+
+int fill_block_range(uint64_t size, uint64_t block_size, uint64_t index, uint64_t *ret_offset,
+                     uint64_t *ret_len)
+{
+        uint64_t off;
+
+        if (block_size == 0)
+                return -EINVAL;
+        if (index > UINT64_MAX / block_size)
+                return -ERANGE;
+        off = index * block_size;
+        if (off >= size && !(size == 0 && index == 0))
+                return -ERANGE;
+        *ret_offset = off;
+        *ret_len = MIN(block_size, size - off);
+        return 0;
+}
+
+static size_t job_bucket(const store_key *k)
+{
+        return (size_t)((k->file_id * 0x9e3779b97f4a7c15ull) ^ (k->version * 31) ^
+                        (k->index * 0xbf58476d1ce4e5b9ull)) %
+               FILL_JOB_BUCKETS;
+}
+
+/* ---- queue (fill lock held) ---- */
+
+static void queue_push(fill *f, fill_task *t, bool front, bool prefetch)
+{
+        fill_task **head = prefetch ? &f->pf_head : &f->head;
+        fill_task **tail = prefetch ? &f->pf_tail : &f->tail;
+
+        if (front) {
+                t->next = *head;
+                *head = t;
+                if (!*tail)
+                        *tail = t;
+        } else {
+                t->next = NULL;
+                if (*tail)
+                        (*tail)->next = t;
+                else
+                        *head = t;
+                *tail = t;
+        }
+        pthread_cond_signal(&f->cond);
+}
+
+static fill_task *queue_pop(fill *f)
+{
+        fill_task **head = f->head ? &f->head : &f->pf_head;
+        fill_task **tail = f->head ? &f->tail : &f->pf_tail;
+        fill_task *t = *head;
+
+        if (t) {
+                *head = t->next;
+                if (!*head)
+                        *tail = NULL;
+        }
+        return t;
+}
+
+static fill_job *job_find(fill *f, const store_key *k)
+{
+        for (fill_job *j = f->jobs[job_bucket(k)]; j; j = j->hash_next)
+                if (store_key_equal(&j->key, k))
+                        return j;
+        return NULL;
+}
+
+static void job_unlink(fill *f, fill_job *job)
+{
+        for (fill_job **p = &f->jobs[job_bucket(&job->key)]; *p; p = &(*p)->hash_next)
+                if (*p == job) {
+                        *p = job->hash_next;
+                        return;
+                }
+}
+
+/* Enqueues a fill of K unless it is cached or queued; WAITER (may be NULL) is attached. */
+static int job_request_locked(fill *f, const store_key *k, unsigned readahead, fill_waiter *waiter,
+                              bool prefetch)
+{
+        fill_job *job = job_find(f, k);
+        fill_task *t;
+
+        if (job) {
+                if (waiter) {
+                        waiter->next = job->waiters;
+                        job->waiters = waiter;
+                }
+                return 0;
+        }
+        job = calloc(1, sizeof(*job));
+        t = calloc(1, sizeof(*t));
+        if (!job || !t) {
+                free(job);
+                free(t);
+                return -ENOMEM;
+        }
+        job->key = *k;
+        job->readahead = readahead;
+        job->fd = -1;
+        job->waiters = waiter;
+        if (waiter)
+                waiter->next = NULL;
+        job->hash_next = f->jobs[job_bucket(k)];
+        f->jobs[job_bucket(k)] = job;
+        f->stats.queued++;
+        t->job = job;
+        t->start = true;
+        queue_push(f, t, false, prefetch && !waiter);
+        return 0;
+}
+
+/* Ends JOB with R: unlinks it (so that a new request starts a new fill) and tells its waiters. */
+static void job_finish(fill *f, fill_job *job, int r)
+{
+        fill_waiter *w;
+
+        pthread_mutex_lock(&f->lock);
+        job_unlink(f, job);
+        w = job->waiters;
+        job->waiters = NULL;
+        f->stats.queued--;
+        if (r >= 0)
+                f->stats.fills++;
+        else
+                f->stats.failures++;
+        pthread_mutex_unlock(&f->lock);
+
+        if (r < 0 && r != -ECANCELED) {
+                char kb[STORE_KEY_MAX];
+
+                log_full_errno(r == -ESTALE || r == -ERANGE ? LOG_DEBUG : LOG_WARNING, r,
+                               "Failed to fill block %s: %m", store_key_format(&job->key, kb));
+        }
+        while (w) {
+                fill_waiter *next = w->next;
+
+                w->done(r, w->userdata);
+                free(w);
+                w = next;
+        }
+        fill_file_done(&job->file);
+        free(job);
+}
+
+int fill_block(fill *f, const store_key *k, unsigned readahead, fill_done_fn done, void *userdata)
+{
+        fill_waiter *w = NULL;
+        int r;
+
+        if (store_contains(f->store, k))
+                return 1;
+        if (done) {
+                w = calloc(1, sizeof(*w));
+                if (!w)
+                        return -ENOMEM;
+                w->done = done;
+                w->userdata = userdata;
+        }
+        pthread_mutex_lock(&f->lock);
+        r = f->stopping ? -ECANCELED : job_request_locked(f, k, readahead, w, !done);
+        pthread_mutex_unlock(&f->lock);
+        if (r < 0)
+                free(w);
+        return r;
+}
+
+/* ---- metadata ---- */
+
+void fill_forget_file(fill *f, uint64_t file_id)
+{
+        meta_slot *m = &f->meta[file_id % FILL_META_SLOTS];
+
+        pthread_mutex_lock(&f->lock);
+        if (m->valid && m->file.file_id == file_id) {
+                fill_file_done(&m->file);
+                m->valid = false;
+        }
+        pthread_mutex_unlock(&f->lock);
+}
+
+/* The file's metadata at version VERSION: from the cache, else from the resolver (once more when
+ * the cached version is another). -ESTALE when the master's version is not VERSION. */
+static int meta_get(fill_thread *th, uint64_t file_id, uint64_t version, fill_file *ret)
+{
+        fill *f = th->fill;
+        meta_slot *m = &f->meta[file_id % FILL_META_SLOTS];
+        fill_file got = {};
+        int r = -ENOENT;
+
+        pthread_mutex_lock(&f->lock);
+        if (m->valid && m->file.file_id == file_id && m->file.version == version)
+                r = fill_file_copy(&m->file, ret);
+        pthread_mutex_unlock(&f->lock);
+        if (r != -ENOENT)
+                return r;
+
+        r = f->resolve(f->userdata, th->index, file_id, &got);
+        if (r < 0)
+                return r;
+        if (got.block_size == 0 || !got.dataset || !got.path) {
+                fill_file_done(&got);
+                return -EBADMSG;
+        }
+        pthread_mutex_lock(&f->lock);
+        if (m->valid)
+                fill_file_done(&m->file);
+        m->valid = fill_file_copy(&got, &m->file) >= 0;
+        pthread_mutex_unlock(&f->lock);
+        if (got.version != version) {
+                fill_file_done(&got);
+                return -ESTALE;
+        }
+        *ret = got;
+        return 0;
+}
+
+/* The mount of a dataset path "/MOUNT/rest" and the part after it. */
+static int resolve_mount(const config *cfg, const fill_file *file, const config_mount **ret_mount,
+                         const char **ret_rel)
+{
+        const config_dataset *d = config_find_dataset(cfg, file->dataset);
+        const char *p = file->path, *slash;
+
+        if (!d || p[0] != '/')
+                return -ENOENT;
+        p++;
+        slash = strchr(p, '/');
+        if (!slash)
+                return -ENOENT;
+        for (size_t i = 0; i < d->n_mounts; i++)
+                if (strlen(d->mounts[i].name) == (size_t)(slash - p) &&
+                    strncmp(d->mounts[i].name, p, slash - p) == 0) {
+                        *ret_mount = &d->mounts[i];
+                        *ret_rel = slash + 1;
+                        return 0;
+                }
+        return -ENOENT;
+}
+
+static int thread_ufs(fill_thread *th, const config_mount *mount, ufs **ret)
+{
+        unsigned i;
+        int r;
+
+        for (i = 0; i < FILL_UFS_PER_THREAD; i++)
+                if (th->handles[i].mount == mount && th->handles[i].ufs) {
+                        *ret = th->handles[i].ufs;
+                        return 0;
+                }
+        i = th->next_handle++ % FILL_UFS_PER_THREAD;
+        th->handles[i].ufs = ufs_free(th->handles[i].ufs);
+        th->handles[i].mount = NULL;
+        r = ufs_open(mount, &th->handles[i].ufs);
+        if (r < 0)
+                return log_warning_errno(r, "Failed to open store %s: %m", mount->mount_point);
+        th->handles[i].mount = mount;
+        *ret = th->handles[i].ufs;
+        return 0;
+}
+
+static void thread_drop_ufs(fill_thread *th, ufs *u)
+{
+        for (unsigned i = 0; i < FILL_UFS_PER_THREAD; i++)
+                if (th->handles[i].ufs == u) {
+                        th->handles[i].ufs = ufs_free(u);
+                        th->handles[i].mount = NULL;
+                }
+}
+
+/* ---- tasks (no lock held) ---- */
+
+static void task_start(fill_thread *th, fill_job *job)
+{
+        fill *f = th->fill;
+        uint64_t n_blocks, part, n_parts;
+        int r;
+
+        r = meta_get(th, job->key.file_id, job->key.version, &job->file);
+        if (r >= 0)
+                r = fill_block_range(job->file.size, job->file.block_size, job->key.index,
+                                     &job->offset, &job->len);
+        if (r >= 0)
+                r = resolve_mount(f->cfg, &job->file, &job->mount, &job->rel);
+        if (r >= 0) {
+                r = store_begin(f->store, &job->key, job->len, &job->write);
+                if (r == -EEXIST) {
+                        job_finish(f, job, 0); /* filled meanwhile (a load racing a read) */
+                        return;
+                }
+        }
+        if (r < 0) {
+                job_finish(f, job, r);
+                return;
+        }
+        job->fd = store_write_fd(job->write);
+
+        /* Sequential readers: the next blocks of this file, as prefetches. */
+        n_blocks = job->file.size == 0 ? 1 : (job->file.size - 1) / job->file.block_size + 1;
+        if (job->readahead > 0) {
+                pthread_mutex_lock(&f->lock);
+                for (uint64_t i = 1; i <= job->readahead && job->key.index + i < n_blocks; i++) {
+                        store_key k = job->key;
+
+                        k.index += i;
+                        if (!store_contains(f->store, &k))
+                                (void)job_request_locked(f, &k, 0, NULL, true);
+                }
+                pthread_mutex_unlock(&f->lock);
+        }
+
+        /* Split into ranges of at least part_size, at most max_parts of them. */
+        n_parts = job->len <= f->opts.part_size ? 1 : (job->len - 1) / f->opts.part_size + 1;
+        n_parts = MIN(n_parts, (uint64_t)f->opts.max_parts);
+        part = n_parts <= 1 ? job->len : (job->len - 1) / n_parts + 1;
+        part = (part + 65535) & ~(uint64_t)65535; /* page- and record-friendly boundaries */
+        n_parts = job->len == 0 ? 1 : (job->len - 1) / part + 1;
+        job->ranges_left = (unsigned)n_parts;
+
+        pthread_mutex_lock(&f->lock);
+        /* Pushed to the front in reverse so that they run in order. */
+        for (uint64_t i = n_parts; i-- > 0;) {
+                fill_task *t = calloc(1, sizeof(*t));
+
+                if (!t) {
+                        /* Count it as done and failed; the others still run and end the job. */
+                        job->error = -ENOMEM;
+                        job->ranges_left--;
+                        continue;
+                }
+                t->job = job;
+                t->offset = i * part;
+                t->len = MIN(part, job->len - t->offset);
+                queue_push(f, t, true, false);
+        }
+        if (job->ranges_left == 0) {
+                pthread_mutex_unlock(&f->lock);
+                store_abort(f->store, job->write);
+                job_finish(f, job, -ENOMEM);
+                return;
+        }
+        pthread_mutex_unlock(&f->lock);
+}
+
+typedef struct range_sink {
+        fill *fill;
+        int fd;
+        uint64_t pos; /* file offset in the temporary block file */
+        uint64_t end;
+} range_sink;
+
+static int range_write(const void *data, size_t len, void *userdata)
+{
+        range_sink *s = userdata;
+        const uint8_t *p = data;
+
+        if (len > s->end - s->pos)
+                return -EIO; /* the store sent more than asked */
+        while (len > 0) {
+                ssize_t n = pwrite(s->fd, p, len, (off_t)s->pos);
+
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                p += n;
+                len -= (size_t)n;
+                s->pos += (uint64_t)n;
+                __atomic_add_fetch(&s->fill->stats.store_bytes, (uint64_t)n, __ATOMIC_RELAXED);
+        }
+        return 0;
+}
+
+static bool retryable(int r)
+{
+        return !(r == -ESTALE || r == -ENOENT || r == -EACCES || r == -EPERM || r == -ENOSPC ||
+                 r == -EDQUOT || r == -ENOMEM || r == -ECANCELED || r == -EPROTONOSUPPORT ||
+                 r == -EINVAL || r == -ERANGE);
+}
+
+static void sleep_ms(unsigned ms)
+{
+        struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
+}
+
+static void task_range(fill_thread *th, fill_task *t)
+{
+        fill *f = th->fill;
+        fill_job *job = t->job;
+        range_sink sink = {.fill = f, .fd = job->fd, .pos = t->offset, .end = t->offset + t->len};
+        ufs_version ver = {
+                .size = job->file.size, .mtime = job->file.mtime, .etag = job->file.etag};
+        unsigned delay = f->opts.backoff_ms;
+        bool last;
+        int r = 0;
+
+        for (unsigned attempt = 0; sink.pos < sink.end || t->len == 0; attempt++) {
+                ufs *u = NULL;
+
+                if (__atomic_load_n(&job->error, __ATOMIC_RELAXED) < 0 ||
+                    __atomic_load_n(&f->stopping, __ATOMIC_RELAXED)) {
+                        r = -ECANCELED; /* another range failed, or shutting down */
+                        break;
+                }
+                r = thread_ufs(th, job->mount, &u);
+                if (r >= 0) {
+                        /* Resumes after what earlier attempts wrote. */
+                        r = ufs_read(u, job->rel, &ver, job->offset + sink.pos, sink.end - sink.pos,
+                                     range_write, &sink);
+                        if (r < 0)
+                                log_debug_errno(r, "Store read of %s failed: %s (%m)", job->rel,
+                                                ufs_last_error(u));
+                }
+                if (r >= 0 || !retryable(r) || attempt >= f->opts.retries)
+                        break;
+                if (r != -EIO)
+                        thread_drop_ufs(th, u); /* a fresh connection next time */
+                pthread_mutex_lock(&f->lock);
+                f->stats.retries++;
+                pthread_mutex_unlock(&f->lock);
+                sleep_ms(delay + (unsigned)(rand() % (delay / 2 + 1)));
+                delay = MIN(delay * 2, 5000u);
+        }
+        if (r >= 0 && sink.pos != sink.end)
+                r = -EIO;
+        if (r == -ESTALE)
+                fill_forget_file(f, job->key.file_id);
+
+        pthread_mutex_lock(&f->lock);
+        if (r < 0 && job->error >= 0)
+                job->error = r;
+        last = --job->ranges_left == 0;
+        pthread_mutex_unlock(&f->lock);
+        free(t);
+        if (!last)
+                return;
+
+        r = job->error;
+        if (r >= 0)
+                r = store_commit(f->store, job->write);
+        else
+                store_abort(f->store, job->write);
+        job->write = NULL;
+        job_finish(f, job, r);
+}
+
+static void *thread_main(void *userdata)
+{
+        fill_thread *th = userdata;
+        fill *f = th->fill;
+
+        for (;;) {
+                fill_task *t;
+
+                pthread_mutex_lock(&f->lock);
+                while (!f->stopping && !f->head && !f->pf_head)
+                        pthread_cond_wait(&f->cond, &f->lock);
+                if (f->stopping) {
+                        pthread_mutex_unlock(&f->lock);
+                        break;
+                }
+                t = queue_pop(f);
+                pthread_mutex_unlock(&f->lock);
+
+                if (t->start) {
+                        task_start(th, t->job);
+                        free(t);
+                } else
+                        task_range(th, t);
+        }
+        for (unsigned i = 0; i < FILL_UFS_PER_THREAD; i++)
+                th->handles[i].ufs = ufs_free(th->handles[i].ufs);
+        return NULL;
+}
+
+int fill_new(const config *cfg, store *s, const fill_options *opts, fill_resolve_fn resolve,
+             void *userdata, fill **ret)
+{
+        fill *f = calloc(1, sizeof(*f));
+        int r;
+
+        if (!f)
+                return -ENOMEM;
+        f->cfg = cfg;
+        f->store = s;
+        f->resolve = resolve;
+        f->userdata = userdata;
+        f->opts = opts ? *opts : (fill_options){};
+        if (f->opts.threads == 0)
+                f->opts.threads = 16;
+        if (f->opts.part_size == 0)
+                f->opts.part_size = 2u << 20;
+        if (f->opts.max_parts == 0)
+                f->opts.max_parts = 8;
+        if (f->opts.backoff_ms == 0)
+                f->opts.backoff_ms = 100;
+        pthread_mutex_init(&f->lock, NULL);
+        pthread_cond_init(&f->cond, NULL);
+        f->threads = calloc(f->opts.threads, sizeof(*f->threads));
+        if (!f->threads) {
+                fill_free(f);
+                return -ENOMEM;
+        }
+        for (unsigned i = 0; i < f->opts.threads; i++) {
+                f->threads[i] = (fill_thread){.fill = f, .index = i};
+                r = -pthread_create(&f->threads[i].tid, NULL, thread_main, &f->threads[i]);
+                if (r < 0) {
+                        fill_free(f);
+                        return r;
+                }
+                f->threads[i].started = true;
+        }
+        *ret = f;
+        return 0;
+}
+
+static void fail_queued(fill *f, fill_task **head, fill_task **tail)
+{
+        while (*head) {
+                fill_task *t = *head;
+
+                *head = t->next;
+                if (t->start)
+                        job_finish(f, t->job, -ECANCELED);
+                else {
+                        /* Threads are joined: ranges of started jobs end them here. */
+                        fill_job *job = t->job;
+
+                        if (--job->ranges_left == 0) {
+                                store_abort(f->store, job->write);
+                                job_finish(f, job, -ECANCELED);
+                        }
+                }
+                free(t);
+        }
+        *tail = NULL;
+}
+
+fill *fill_free(fill *f)
+{
+        if (!f)
+                return NULL;
+        pthread_mutex_lock(&f->lock);
+        f->stopping = true;
+        pthread_cond_broadcast(&f->cond);
+        pthread_mutex_unlock(&f->lock);
+        for (unsigned i = 0; f->threads && i < f->opts.threads; i++)
+                if (f->threads[i].started)
+                        pthread_join(f->threads[i].tid, NULL);
+        fail_queued(f, &f->head, &f->tail);
+        fail_queued(f, &f->pf_head, &f->pf_tail);
+        for (size_t i = 0; i < FILL_META_SLOTS; i++)
+                if (f->meta[i].valid)
+                        fill_file_done(&f->meta[i].file);
+        free(f->threads);
+        pthread_cond_destroy(&f->cond);
+        pthread_mutex_destroy(&f->lock);
+        free(f);
+        return NULL;
+}
+
+void fill_get_stats(fill *f, fill_stats *ret)
+{
+        pthread_mutex_lock(&f->lock);
+        *ret = f->stats;
+        pthread_mutex_unlock(&f->lock);
+        ret->store_bytes = __atomic_load_n(&f->stats.store_bytes, __ATOMIC_RELAXED);
+}

@@ -1,0 +1,70 @@
+/* Fills cache misses from the remote store: one fetch per block however many wait for it, large
+ * blocks as parallel ranges over kept-alive connections, version preconditions, retries. */
+#pragma once
+
+#include <stdint.h>
+
+#include "config.h"
+#include "store.h"
+
+/* One version of one file, as the master describes it (GET /v1/files/ID). */
+typedef struct fill_file {
+        uint64_t file_id;
+        uint64_t version;
+        uint64_t size;
+        uint64_t block_size;
+        int64_t mtime;
+        char *etag;    /* NULL = none */
+        char *dataset; /* dataset name */
+        char *path;    /* "/MOUNT/dir/file" within the dataset */
+} fill_file;
+
+void fill_file_done(fill_file *f);
+int fill_file_copy(const fill_file *from, fill_file *to);
+
+/* Looks up FILE_ID (the master, in the daemon; a table, in tests). THREAD is the calling fill
+ * thread's index, 0 <= THREAD < threads, so that the resolver can keep one client per thread. */
+typedef int (*fill_resolve_fn)(void *userdata, unsigned thread, uint64_t file_id, fill_file *ret);
+
+typedef struct fill_options {
+        unsigned threads;    /* store connections open at once; default 16 */
+        uint64_t part_size;  /* blocks above this are fetched as parallel ranges; default 2 MiB */
+        unsigned max_parts;  /* ranges per block at most; default 8 */
+        unsigned retries;    /* attempts per range after the first; default 4 */
+        unsigned backoff_ms; /* first retry delay, doubled each time; default 100 */
+} fill_options;
+
+typedef struct fill_stats {
+        uint64_t store_bytes; /* bytes received from the store */
+        uint64_t fills;       /* blocks filled */
+        uint64_t failures;    /* fills that failed */
+        uint64_t retries;     /* ranges retried */
+        uint64_t queued;      /* blocks waiting or in progress */
+} fill_stats;
+
+typedef struct fill fill;
+
+int fill_new(const config *cfg, store *s, const fill_options *opts, fill_resolve_fn resolve,
+             void *userdata, fill **ret);
+/* Stops the threads; fills in progress are aborted and their waiters told -ECANCELED. */
+fill *fill_free(fill *f);
+
+/* Called once per fill_block() that returned 0, from a fill thread: 0 when the block is cached
+ * now, else -errno: -ESTALE (the file changed, or the version is not current), -ENOENT (file
+ * unknown or gone from the store), -ERANGE (no such block in the file), -EIO etc. */
+typedef void (*fill_done_fn)(int r, void *userdata);
+
+/* Makes sure block K gets cached. Returns 1 if it is cached already (DONE is not called), 0 when
+ * DONE will be called (or when DONE is NULL: a prefetch), -errno on failure. After a fill of K,
+ * the next READAHEAD blocks of the same file are filled too (sequential readers). */
+int fill_block(fill *f, const store_key *k, unsigned readahead, fill_done_fn done, void *userdata);
+
+/* Forgets cached metadata of FILE_ID (the store said it changed). */
+void fill_forget_file(fill *f, uint64_t file_id);
+
+void fill_get_stats(fill *f, fill_stats *ret);
+
+/* Block math shared with the API: the byte range of block INDEX in a file. -ERANGE when the
+ * file has no such block (an empty file has one empty block, index 0). */
+int fill_block_range(uint64_t size, uint64_t block_size, uint64_t index, uint64_t *ret_offset,
+                     uint64_t *ret_len);
