@@ -17,6 +17,8 @@ typedef struct ctl_verb {
 
 static const ctl_verb verbs[] = {
         { "config", ctl_config, "config check [FILE] [--node NAME] [--json]   validate and show the plan" },
+        { "masters", ctl_masters, "masters [--json]   the leader and every master (role, term, health)" },
+        { "status", ctl_status, "status   the local daemons' status over D-Bus" },
         { "ufs", ctl_ufs, "ufs ls|stat|cat URL [PATH]   query a remote store directly (debugging)" },
 };
 

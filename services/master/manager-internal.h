@@ -94,10 +94,10 @@ int manager_call_on_loop(manager *m, void (*fn)(manager *m, bool stopping, void 
 manager_view manager_get_view(manager *m);
 const char *manager_role_name(int role);
 /* "HOST:PORT" of the master with RAFT_ID's API into BUF; NULL if unknown. */
-const char *manager_api_address(manager *m, unsigned raft_id, char *buf, size_t len);
-const config_node *manager_master_node(manager *m, unsigned raft_id);
+const char *manager_api_address(manager *m, unsigned id, char *buf, size_t len);
+const config_node *manager_master_node(manager *m, unsigned id);
 /* Hands leadership to RAFT_ID (0 = any voter). Loop thread. */
-int manager_transfer_leadership(manager *m, unsigned raft_id);
+int manager_transfer_leadership(manager *m, unsigned id);
 
 /* api.c */
 int api_start(manager *m);

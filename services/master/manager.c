@@ -92,14 +92,14 @@ void manager_read_fsm(manager *m, void (*fn)(const fsm *f, void *userdata), void
         pthread_mutex_unlock(&m->state_lock);
 }
 
-const config_node *manager_master_node(manager *m, unsigned raft_id)
+const config_node *manager_master_node(manager *m, unsigned id)
 {
-        return raft_id ? config_master_by_raft_id(m->cfg, raft_id) : NULL;
+        return id ? config_master_by_raft_id(m->cfg, id) : NULL;
 }
 
-const char *manager_api_address(manager *m, unsigned raft_id, char *buf, size_t len)
+const char *manager_api_address(manager *m, unsigned id, char *buf, size_t len)
 {
-        const config_node *n = manager_master_node(m, raft_id);
+        const config_node *n = manager_master_node(m, id);
         if (!n)
                 return NULL;
         if (strchr(n->address, ':'))
@@ -561,14 +561,14 @@ static void on_transfer(struct raft_transfer *req)
         manager_update(m);
 }
 
-int manager_transfer_leadership(manager *m, unsigned raft_id)
+int manager_transfer_leadership(manager *m, unsigned id)
 {
         if (m->transfer_pending)
                 return -EBUSY;
         if (raft_state(&m->raft) != RAFT_LEADER)
                 return -EAGAIN;
         m->transfer.data = m;
-        int rv = raft_transfer(&m->raft, &m->transfer, raft_id, on_transfer);
+        int rv = raft_transfer(&m->raft, &m->transfer, id, on_transfer);
         if (rv != 0) {
                 log_warning("Leadership transfer refused: %s", raft_errmsg(&m->raft));
                 return rv == RAFT_NOTFOUND || rv == RAFT_BADID ? -ENOENT : -EIO;
