@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# make demo: Fluid's master high-availability walk-through, on one host.
+# Three nodes on 127.0.0.1-3 (config/demo.yaml), a sample dataset shaped like the seeds' hbase
+# set served by a private nginx, and every step printed with what to look at.
+#   scripts/demo.sh          run the demo (Ctrl-C tears everything down)
+#   scripts/demo.sh stop     tear down what a previous run left (make demo-stop)
+# DEMO_UFS=URL   use a real store instead of the generated dataset
+# DEMO_SCALE=N   divide the seeds' 550 MiB by N for the sample (default 8: ~69 MiB)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+top=$PWD
+BUILD=${BUILD:-build}
+DEMO=/tmp/weir-demo
+CONFIG=$DEMO/cluster.yaml
+SCALE=${DEMO_SCALE:-8}
+NGINX_ADDR=127.0.0.1:18080
+bin=$top/$BUILD/services
+
+bold() { if [ -t 1 ]; then printf '\033[1m%s\033[0m\n' "$*"; else printf '%s\n' "$*"; fi; }
+step() { echo; bold "==> $*"; }
+say() { printf '    %s\n' "$*"; }
+run() { printf '$ %s\n' "$*"; "$@"; }
+weirctl() { "$bin/ctl/weirctl" --config "$CONFIG" "$@"; }
+die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
+
+stop_all() {
+        local quiet=${1:-}
+        [ -d $DEMO ] || return 0
+        [ -n "$quiet" ] || echo "demo: stopping weir and nginx, unmounting, removing $DEMO"
+        if mountpoint -q $DEMO/mnt/hbase 2>/dev/null || grep -q " $DEMO/mnt/hbase " /proc/mounts; then
+                fusermount3 -uz $DEMO/mnt/hbase 2>/dev/null || umount -l $DEMO/mnt/hbase 2>/dev/null
+        fi
+        for f in $DEMO/pids/*.pid; do
+                [ -f "$f" ] && [ "$(cat "$f")" != $$ ] || continue
+                kill -TERM "$(cat "$f")" 2>/dev/null
+        done
+        sleep 0.5
+        for f in $DEMO/pids/*.pid; do
+                [ -f "$f" ] && [ "$(cat "$f")" != $$ ] || continue
+                kill -KILL "$(cat "$f")" 2>/dev/null
+        done
+        [ -f $DEMO/nginx/nginx.pid ] && kill -QUIT "$(cat $DEMO/nginx/nginx.pid)" 2>/dev/null
+        grep -q " $DEMO/mnt/hbase " /proc/mounts && umount -l $DEMO/mnt/hbase 2>/dev/null
+        rm -rf $DEMO
+}
+
+if [ "${1:-}" = stop ]; then
+        stop_all
+        exit 0
+fi
+
+# Start: leave nothing of an earlier run, tear down on Ctrl-C and on any exit.
+stop_all quiet
+trap 'echo; stop_all; exit 130' INT TERM
+trap 'stop_all quiet' EXIT
+
+[ "$(id -u)" -eq 0 ] || die "run as root: FUSE mounts and nginx on loopback need it"
+step "Build"
+[ -f $BUILD/build.ninja ] || meson setup $BUILD >/dev/null || die "meson setup failed"
+ninja -C $BUILD >/dev/null || die "build failed: run 'ninja -C $BUILD' to see why"
+say "built weir-master, weir-worker, weir-fuse and weirctl in $BUILD/"
+
+mkdir -p $DEMO/{pids,logs,nginx,www/hbase,mnt,shm} $DEMO/node{1,2,3}/{data,run}
+echo $$ >$DEMO/pids/demo.pid # so that 'make demo-stop' from another terminal ends this script too
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >$DEMO/token
+chmod 600 $DEMO/token
+sed "s|http://127.0.0.1:18080/hbase/|${DEMO_UFS:-http://$NGINX_ADDR/hbase/}|" config/demo.yaml >$CONFIG
+
+if [ -z "${DEMO_UFS:-}" ]; then
+        step "A sample dataset shaped like the seeds' hbase set, 1/$SCALE of its 550 MiB"
+        # name and size in KiB of the six files of hbase/stable in the seeds' example
+        while read -r name kib; do
+                head -c $((kib * 1024 / SCALE + 1)) /dev/urandom >$DEMO/www/hbase/$name
+        done <<'LIST'
+hbase-2.3.5-bin.tar.gz 269312
+hbase-2.3.5-client-bin.tar.gz 258048
+hbase-2.3.5-src.tar.gz 36864
+CHANGES.md 1126
+RELEASENOTES.md 650
+api_compare_2.3.4RC0_to_2.3.5RC0.html 29
+LIST
+        cat >$DEMO/nginx/nginx.conf <<CONF
+daemon on;
+pid $DEMO/nginx/nginx.pid;
+error_log $DEMO/nginx/error.log;
+events { worker_connections 256; }
+http {
+    access_log $DEMO/nginx/access.log;
+    client_body_temp_path $DEMO/nginx;
+    proxy_temp_path $DEMO/nginx;
+    fastcgi_temp_path $DEMO/nginx;
+    uwsgi_temp_path $DEMO/nginx;
+    scgi_temp_path $DEMO/nginx;
+    server {
+        listen $NGINX_ADDR;
+        root $DEMO/www;
+        autoindex on;
+    }
+}
+CONF
+        nginx -c $DEMO/nginx/nginx.conf || die "nginx failed to start; see $DEMO/nginx/error.log"
+        run ls -l $DEMO/www/hbase
+        say "served by nginx (autoindex) at http://$NGINX_ADDR/hbase/ -- the remote store"
+fi
+
+store_bytes() { # bytes nginx has sent so far for the dataset's files
+        awk '$7 ~ /^\/hbase\/./ { s += $10 } END { print s + 0 }' $DEMO/nginx/access.log 2>/dev/null
+}
+
+step "The cluster YAML: which node runs what"
+run weirctl config check
+
+step "Start three masters: Raft elects a leader"
+for n in 1 2 3; do
+        "$bin/master/weir-master" --config $CONFIG --node node$n >$DEMO/logs/master-node$n.log 2>&1 &
+        echo $! >$DEMO/pids/master-node$n.pid
+done
+for _ in $(seq 100); do
+        weirctl masters >/dev/null 2>&1 && weirctl masters | grep -q '^Current leader master: node' && break
+        sleep 0.2
+done
+run weirctl masters || die "no leader; see $DEMO/logs/master-*.log"
+say "one leader, two followers; 'Current leader master' is the node serving the cluster API"
+
+step "The dataset before any worker runs"
+run weirctl datasets
+
+step "Start two workers (node1, node2) and the FUSE mount on node1"
+for n in 1 2; do
+        "$bin/worker/weir-worker" --config $CONFIG --node node$n >$DEMO/logs/worker-node$n.log 2>&1 &
+        echo $! >$DEMO/pids/worker-node$n.pid
+done
+"$bin/fuse/weir-fuse" --config $CONFIG --node node1 --dataset hbase >$DEMO/logs/fuse-node1.log 2>&1 &
+echo $! >$DEMO/pids/fuse-node1.pid
+for _ in $(seq 150); do
+        weirctl datasets 2>/dev/null | grep -q Bound && grep -q " $DEMO/mnt/hbase " /proc/mounts && break
+        sleep 0.2
+done
+run weirctl datasets
+run weirctl runtime
+say "PHASE Bound: the metadata is synced from the store and workers serve"
+
+step "The dataset as ordinary files"
+run ls -l $DEMO/mnt/hbase/hbase
+run du -h $DEMO/mnt/hbase/hbase
+
+step "First copy: bytes come from the remote store into the workers' cache"
+before=$(store_bytes)
+t0=$(date +%s.%N)
+run cp -r $DEMO/mnt/hbase/hbase $DEMO/copy1 || die "cold copy failed"
+t1=$(date +%s.%N)
+cold=$(/usr/bin/python3 -c "print($t1-$t0)")
+say "cold copy: $(printf '%.2f' "$cold") s, store sent $(($(store_bytes) - before)) bytes"
+
+step "Second copy with the kernel page cache dropped: bytes come from the cache"
+sync; echo 3 >/proc/sys/vm/drop_caches
+before=$(store_bytes)
+t0=$(date +%s.%N)
+run cp -r $DEMO/mnt/hbase/hbase $DEMO/copy2 || die "warm copy failed"
+t1=$(date +%s.%N)
+warm=$(/usr/bin/python3 -c "print($t1-$t0)")
+say "warm copy: $(printf '%.2f' "$warm") s ($(/usr/bin/python3 -c "print(f'{$cold/$warm:.1f}')")x faster), store sent $(($(store_bytes) - before)) bytes"
+run diff -r $DEMO/www/hbase $DEMO/copy2 && say "byte-identical to the source"
+run weirctl datasets
+
+step "Failover: SIGKILL the leader while a copy runs"
+sync; echo 3 >/proc/sys/vm/drop_caches
+leader=$(weirctl masters | sed -n 's/^Current leader master: \([^:]*\):.*/\1/p')
+cp -r $DEMO/mnt/hbase/hbase $DEMO/copy3 &
+cp_pid=$!
+sleep 0.2
+say "killing weir-master on $leader (pid $(cat $DEMO/pids/master-$leader.pid))"
+kill -KILL "$(cat $DEMO/pids/master-$leader.pid)"
+wait $cp_pid && say "the copy finished without an error" || die "the copy failed during failover"
+run diff -r $DEMO/www/hbase $DEMO/copy3 && say "and its bytes are intact"
+for _ in $(seq 50); do
+        weirctl masters 2>/dev/null | grep -q '^Current leader master: node' && break
+        sleep 0.2
+done
+run weirctl masters
+say "a new leader took over; $leader shows unreachable until restarted:"
+"$bin/master/weir-master" --config $CONFIG --node "$leader" >>$DEMO/logs/master-$leader.log 2>&1 &
+echo $! >$DEMO/pids/master-$leader.pid
+sleep 1
+run weirctl masters
+
+step "Done"
+say "logs: $DEMO/logs/   the mount: $DEMO/mnt/hbase   try: $bin/ctl/weirctl --config $CONFIG masters"
+if [ -t 0 ]; then
+        say "The cluster keeps running. Press Ctrl-C (or run 'make demo-stop') to stop it."
+        while sleep 3600; do :; done
+fi
