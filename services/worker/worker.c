@@ -187,7 +187,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(worker *, worker_free);
 static int worker_open_store(worker *w)
 {
         store_level_spec specs[CONFIG_MAX_TIERS];
-        _cleanup_free_ char *dirs[CONFIG_MAX_TIERS] = {};
+        char *dirs[CONFIG_MAX_TIERS] = {};
         config_tier fallback = {.medium = CONFIG_MEDIUM_MEM,
                                 .path = (char *)"/dev/shm",
                                 .quota = 1ull << 30,
