@@ -16,10 +16,12 @@ typedef struct ctl_verb {
 } ctl_verb;
 
 static const ctl_verb verbs[] = {
-        { "config", ctl_config, "config check [FILE] [--node NAME] [--json]   validate and show the plan" },
-        { "masters", ctl_masters, "masters [--json]   the leader and every master (role, term, health)" },
-        { "status", ctl_status, "status   the local daemons' status over D-Bus" },
-        { "ufs", ctl_ufs, "ufs ls|stat|cat URL [PATH]   query a remote store directly (debugging)" },
+        {"config", ctl_config,
+         "config check [FILE] [--node NAME] [--json]   validate and show the plan"},
+        {"masters", ctl_masters,
+         "masters [--json]   the leader and every master (role, term, health)"},
+        {"status", ctl_status, "status   the local daemons' status over D-Bus"},
+        {"ufs", ctl_ufs, "ufs ls|stat|cat URL [PATH]   query a remote store directly (debugging)"},
 };
 
 static void help(void)
@@ -41,10 +43,10 @@ int main(int argc, char **argv)
 {
         enum { ARG_VERSION = 0x100, ARG_JSON };
         static const struct option options[] = {
-                { "config", required_argument, NULL, 'c' },
-                { "json", no_argument, NULL, ARG_JSON },
-                { "help", no_argument, NULL, 'h' },
-                { "version", no_argument, NULL, ARG_VERSION },
+                {"config", required_argument, NULL, 'c'},
+                {"json", no_argument, NULL, ARG_JSON},
+                {"help", no_argument, NULL, 'h'},
+                {"version", no_argument, NULL, ARG_VERSION},
                 {},
         };
         const char *arg_config = NULL;

@@ -15,16 +15,16 @@
 #define CONFIG_DEFAULT_BLOCK_SIZE  (16ull << 20)
 
 /* Input limits: a config larger or deeper than this is refused with an error, never parsed. */
-#define CONFIG_MAX_FILE_SIZE  (4u << 20)
-#define CONFIG_MAX_DOCUMENTS  256
-#define CONFIG_MAX_DEPTH      32
-#define CONFIG_MAX_STRING     4096
-#define CONFIG_MAX_NODES      1024
-#define CONFIG_MAX_DATASETS   256
-#define CONFIG_MAX_MOUNTS     256 /* per dataset */
-#define CONFIG_MAX_TIERS      8
-#define CONFIG_MAX_OPTIONS    128 /* per mount */
-#define CONFIG_MAX_SECRET     65536
+#define CONFIG_MAX_FILE_SIZE (4u << 20)
+#define CONFIG_MAX_DOCUMENTS 256
+#define CONFIG_MAX_DEPTH     32
+#define CONFIG_MAX_STRING    4096
+#define CONFIG_MAX_NODES     1024
+#define CONFIG_MAX_DATASETS  256
+#define CONFIG_MAX_MOUNTS    256 /* per dataset */
+#define CONFIG_MAX_TIERS     8
+#define CONFIG_MAX_OPTIONS   128 /* per mount */
+#define CONFIG_MAX_SECRET    65536
 
 typedef enum config_medium {
         CONFIG_MEDIUM_MEM,
@@ -44,8 +44,8 @@ typedef struct config_tier {
 
 typedef struct config_option {
         char *key;
-        char *value;  /* for valueFrom/secret files: the file's content, trailing newline removed */
-        bool secret;  /* never log or print the value */
+        char *value; /* for valueFrom/secret files: the file's content, trailing newline removed */
+        bool secret; /* never log or print the value */
 } config_option;
 
 typedef enum config_scheme {
@@ -58,7 +58,7 @@ typedef enum config_scheme {
 } config_scheme;
 
 typedef struct config_mount {
-        char *name;        /* top-level directory in the dataset; defaults to the URL's last segment */
+        char *name; /* top-level directory in the dataset; defaults to the URL's last segment */
         char *mount_point; /* the URL as written */
         config_scheme scheme;
         config_option *options;
@@ -78,13 +78,13 @@ typedef struct config_dataset {
 } config_dataset;
 
 typedef struct config_runtime {
-        char *name; /* == the dataset's name, as Fluid binds them */
-        char *kind; /* "AlluxioRuntime", "GooseFSRuntime", "JindoRuntime", "Runtime" */
-        unsigned replicas;        /* workers wanted */
+        char *name;        /* == the dataset's name, as Fluid binds them */
+        char *kind;        /* "AlluxioRuntime", "GooseFSRuntime", "JindoRuntime", "Runtime" */
+        unsigned replicas; /* workers wanted */
         unsigned master_replicas; /* 1 or odd >= 3 */
         config_tier *tiers;
         size_t n_tiers;
-        uint64_t attr_timeout_ms;  /* FUSE attr/entry cache; spec.fuse.attrTimeout */
+        uint64_t attr_timeout_ms; /* FUSE attr/entry cache; spec.fuse.attrTimeout */
         uint64_t entry_timeout_ms;
 } config_runtime;
 
@@ -119,7 +119,7 @@ typedef struct config {
         unsigned worker_replicas; /* max over runtimes */
         const config_tier *tiers; /* the workers' tiered store (see docs/config.md) */
         size_t n_tiers;
-        char *token_file;         /* spec.tokenFile; NULL = mutating calls unauthenticated */
+        char *token_file;              /* spec.tokenFile; NULL = mutating calls unauthenticated */
         uint64_t election_timeout_ms;  /* spec.raft.electionTimeout, default 300 */
         uint64_t heartbeat_timeout_ms; /* spec.raft.heartbeatTimeout, default 50 */
 } config;

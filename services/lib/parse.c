@@ -68,29 +68,29 @@ int parse_size(const char *s, uint64_t *ret)
                 const char *suffix;
                 double factor;
         } table[] = {
-                { "", 1.0 },
-                { "B", 1.0 },
-                { "K", 1e3 },
-                { "KB", 1e3 },
-                { "k", 1e3 },
-                { "M", 1e6 },
-                { "MB", 1e6 },
-                { "G", 1e9 },
-                { "GB", 1e9 },
-                { "T", 1e12 },
-                { "TB", 1e12 },
-                { "P", 1e15 },
-                { "PB", 1e15 },
-                { "Ki", 1024.0 },
-                { "KiB", 1024.0 },
-                { "Mi", 1048576.0 },
-                { "MiB", 1048576.0 },
-                { "Gi", 1073741824.0 },
-                { "GiB", 1073741824.0 },
-                { "Ti", 1099511627776.0 },
-                { "TiB", 1099511627776.0 },
-                { "Pi", 1125899906842624.0 },
-                { "PiB", 1125899906842624.0 },
+                {"", 1.0},
+                {"B", 1.0},
+                {"K", 1e3},
+                {"KB", 1e3},
+                {"k", 1e3},
+                {"M", 1e6},
+                {"MB", 1e6},
+                {"G", 1e9},
+                {"GB", 1e9},
+                {"T", 1e12},
+                {"TB", 1e12},
+                {"P", 1e15},
+                {"PB", 1e15},
+                {"Ki", 1024.0},
+                {"KiB", 1024.0},
+                {"Mi", 1048576.0},
+                {"MiB", 1048576.0},
+                {"Gi", 1073741824.0},
+                {"GiB", 1073741824.0},
+                {"Ti", 1099511627776.0},
+                {"TiB", 1099511627776.0},
+                {"Pi", 1125899906842624.0},
+                {"PiB", 1125899906842624.0},
         };
         const char *suffix;
         double v;
@@ -120,8 +120,8 @@ int parse_duration_ms(const char *s, uint64_t *ret)
                 const char *suffix;
                 double factor;
         } table[] = {
-                { "", 1000.0 },  { "ms", 1.0 },      { "s", 1000.0 },
-                { "m", 60000.0 }, { "min", 60000.0 }, { "h", 3600000.0 },
+                {"", 1000.0},   {"ms", 1.0},      {"s", 1000.0},
+                {"m", 60000.0}, {"min", 60000.0}, {"h", 3600000.0},
         };
         const char *suffix;
         double v;
@@ -161,7 +161,7 @@ int parse_ratio(const char *s, double *ret)
 
 const char *format_bytes(char *buf, size_t len, uint64_t bytes)
 {
-        static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+        static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
         double v = (double)bytes;
         size_t i = 0;
 

@@ -91,8 +91,8 @@ static void test_format_bytes(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_u64),      cmocka_unit_test(test_size),
-                cmocka_unit_test(test_duration), cmocka_unit_test(test_ratio),
+                cmocka_unit_test(test_u64),          cmocka_unit_test(test_size),
+                cmocka_unit_test(test_duration),     cmocka_unit_test(test_ratio),
                 cmocka_unit_test(test_format_bytes),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
