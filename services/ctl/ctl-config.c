@@ -78,6 +78,21 @@ static int print_node_text(const config *c, const config_node *n)
         return 0;
 }
 
+/* "off", "1h", "10m", "30s" or "250ms": the largest unit that divides it. */
+static void print_duration(uint64_t ms)
+{
+        if (ms == 0)
+                printf("off");
+        else if (ms % 3600000 == 0)
+                printf("every %lluh", (unsigned long long)(ms / 3600000));
+        else if (ms % 60000 == 0)
+                printf("every %llum", (unsigned long long)(ms / 60000));
+        else if (ms % 1000 == 0)
+                printf("every %llus", (unsigned long long)(ms / 1000));
+        else
+                printf("every %llums", (unsigned long long)ms);
+}
+
 static int print_text(const config *c, const config_node *only)
 {
         char size[FORMAT_BYTES_MAX];
@@ -103,11 +118,9 @@ static int print_text(const config *c, const config_node *only)
         for (size_t i = 0; i < c->n_datasets; i++) {
                 const config_dataset *d = &c->datasets[i];
 
-                printf("dataset %s: block size %s, sync %s", d->name,
-                       format_bytes(size, sizeof(size), d->block_size),
-                       d->sync_interval_ms ? "" : "off");
-                if (d->sync_interval_ms)
-                        printf("every %llums", (unsigned long long)d->sync_interval_ms);
+                printf("dataset %s: block size %s, sync ", d->name,
+                       format_bytes(size, sizeof(size), d->block_size));
+                print_duration(d->sync_interval_ms);
                 if (d->runtime)
                         printf(", runtime %s (%u worker%s)", d->runtime->kind, d->runtime->replicas,
                                d->runtime->replicas == 1 ? "" : "s");
