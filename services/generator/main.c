@@ -54,12 +54,28 @@ static const char *env_or(const char *name, const char *fallback)
         return e && *e ? e : fallback;
 }
 
+/* The kernel rate-limits each writer of /dev/kmsg (a burst of 10): the first errors, then a
+ * pointer to the whole list. */
+#define MAX_DIAGS 6
+
 static void log_diags(const config_diags *d, const char *path)
 {
+        size_t shown = 0, errors = 0;
+
         for (size_t i = 0; i < d->n; i++)
+                errors += !d->items[i].warning;
+        for (size_t i = 0; i < d->n && shown < MAX_DIAGS; i++) {
+                /* Errors are why nothing starts; warnings only when there is room. */
+                if (d->items[i].warning && errors >= MAX_DIAGS)
+                        continue;
                 gen_log(d->items[i].warning ? LOG_WARNING : LOG_ERR, "%s:%u:%u: %s: %s", path,
                         d->items[i].line, d->items[i].column,
                         d->items[i].warning ? "warning" : "error", d->items[i].message);
+                shown++;
+        }
+        if (shown < d->n)
+                gen_log(LOG_ERR, "%s: %zu more; weirctl config check %s lists them all.", path,
+                        d->n - shown, path);
 }
 
 static void log_plan(const config *c, const config_node *node, generator_match how)

@@ -1,0 +1,81 @@
+# The weir package: the daemons, weirctl, weir-generator, the systemd units, the D-Bus policy and
+# tmpfiles.d, built with meson; the cmocka unit tests run in the build (doCheck).
+{
+  lib,
+  stdenv,
+  meson,
+  ninja,
+  pkg-config,
+  raft-cowsql,
+  libuv,
+  fuse3,
+  curl,
+  libmicrohttpd,
+  jansson,
+  libyaml,
+  systemd,
+  cmocka,
+  src ? lib.cleanSource ../.,
+}:
+
+stdenv.mkDerivation (finalAttrs: {
+  pname = "weir";
+  version = "0.1.0";
+  inherit src;
+
+  # fusermount3 on PATH at configure time: weir-fuse@.service names it (by its store path) to
+  # detach a dead mount after a crash.
+  nativeBuildInputs = [
+    meson
+    ninja
+    pkg-config
+    (lib.getBin fuse3)
+  ];
+
+  # raft-cowsql installs raft.pc, which meson's dependency('raft') finds; systemd brings both
+  # libsystemd.pc and systemd.pc, whose directories units/meson.build moves under $out.
+  buildInputs = [
+    raft-cowsql
+    libuv
+    fuse3
+    curl
+    libmicrohttpd
+    jansson
+    libyaml
+    systemd
+  ];
+
+  checkInputs = [ cmocka ];
+
+  # cmocka is only there when the tests run; without them meson must not look for it.
+  mesonFlags = [ (lib.mesonBool "tests" finalAttrs.doCheck) ];
+
+  doCheck = true;
+  # The unit suite only: the other suites (systemd-analyze verify, Nix syntax) and the pytest
+  # integration tests need a systemd, a Nix or FUSE that the build sandbox does not have.
+  mesonCheckFlags = [
+    "--suite"
+    "unit"
+    "--print-errorlogs"
+  ];
+
+  # The installed units must start this package's binaries and name a fusermount3 that exists.
+  postInstall = ''
+    for d in weir-master weir-worker; do
+      grep -q "^ExecStart=$out/bin/$d " "$out/lib/systemd/system/$d.service"
+    done
+    grep -q "^ExecStart=$out/bin/weir-fuse " "$out/lib/systemd/system/weir-fuse@.service"
+    fusermount=$(sed -n 's/^ExecStopPost=-\([^ ]*\) .*/\1/p' "$out/lib/systemd/system/weir-fuse@.service")
+    test -x "$fusermount"
+    test -x "$out/lib/systemd/system-generators/weir-generator"
+    test -f "$out/share/dbus-1/system.d/io.weir.conf"
+    test -f "$out/lib/tmpfiles.d/weir.conf"
+  '';
+
+  meta = {
+    description = "Caching appliance for remote datasets: Raft-replicated metadata, tiered block cache, FUSE";
+    license = lib.licenses.asl20;
+    platforms = lib.platforms.linux;
+    mainProgram = "weirctl";
+  };
+})
