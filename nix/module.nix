@@ -129,6 +129,16 @@ in
       '';
     };
 
+    rescanAfterNetwork = lib.mkOption {
+      type = lib.types.bool;
+      default = true;
+      description = ''
+        Enable weir-rescan.service: when the generator found no node at boot (the host's address
+        in the YAML arrives later, by DHCP), look again once network-online.target is reached
+        and start weir.target if the host is found then.
+      '';
+    };
+
     openFirewall = lib.mkOption {
       type = lib.types.bool;
       default = false;
@@ -157,11 +167,20 @@ in
     # Additions to the packaged units, as drop-ins (never replacing them): a new YAML restarts
     # what runs when the system is switched (the generator runs again on daemon-reload), and
     # libfuse finds fusermount3 should it need it.
-    systemd.services = lib.genAttrs [ "weir-master" "weir-worker" "weir-fuse@" ] (name: {
-      overrideStrategy = "asDropin";
-      restartTriggers = lib.optional (cfg.clusterConfig != null) clusterFile;
-      path = lib.optional (name == "weir-fuse@") pkgs.fuse3;
-    });
+    # weir-rescan is the one weir unit enabled statically; it does nothing when the generator
+    # already pulled weir.target in (see units/weir-rescan.service.in).
+    systemd.services =
+      lib.genAttrs [ "weir-master" "weir-worker" "weir-fuse@" ] (name: {
+        overrideStrategy = "asDropin";
+        restartTriggers = lib.optional (cfg.clusterConfig != null) clusterFile;
+        path = lib.optional (name == "weir-fuse@") pkgs.fuse3;
+      })
+      // {
+        weir-rescan = lib.mkIf cfg.rescanAfterNetwork {
+          overrideStrategy = "asDropin";
+          wantedBy = [ "multi-user.target" ];
+        };
+      };
 
     # weir-fuse opens /dev/fuse as root; the module loads at boot rather than on first open.
     boot.kernelModules = [ "fuse" ];
