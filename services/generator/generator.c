@@ -344,11 +344,11 @@ static int write_file(created *c, const char *dest, const char *name, const char
         return 0;
 }
 
-/* Appends S to an Environment= assignment: inside double quotes, with '\' and '"' escaped as C
- * escapes and '%' doubled so that systemd does not take it for a specifier. */
-static int env_quote(FILE *f, const char *key, const char *s)
+/* Writes S quoted for a unit file: inside double quotes, with '\\' and '"' escaped as C escapes and
+ * '%' doubled so that systemd does not take it for a specifier. */
+static void unit_quote(FILE *f, const char *s)
 {
-        fprintf(f, "Environment=\"%s=", key);
+        fputc('"', f);
         for (; *s; s++) {
                 unsigned char ch = (unsigned char)*s;
 
@@ -361,11 +361,47 @@ static int env_quote(FILE *f, const char *key, const char *s)
                 else
                         fputc(ch, f);
         }
-        fputs("\"\n", f);
+        fputc('"', f);
+}
+
+static int env_quote(FILE *f, const char *key, const char *s)
+{
+        _cleanup_free_ char *assignment = NULL;
+
+        if (asprintf(&assignment, "%s=%s", key, s) < 0)
+                return -ENOMEM;
+        fputs("Environment=", f);
+        unit_quote(f, assignment);
+        fputc('\n', f);
         return ferror(f) ? -EIO : 0;
 }
 
-static int dropin_content(const config *c, const config_node *node, bool fuse, char **ret)
+static bool path_under(const char *path, const char *dir)
+{
+        size_t n = strlen(dir);
+
+        return strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+/* The master runs with ProtectSystem=strict: a dataDir or runtimeDir that the YAML moves out of
+ * its StateDirectory/RuntimeDirectory must be made writable (and must exist: "-" skips it
+ * otherwise, and the master then reports the read-only directory). */
+static void writable_path(FILE *f, const char *path, const char *default_dir)
+{
+        if (!path || path_under(path, default_dir))
+                return;
+        fputs("ReadWritePaths=-", f);
+        unit_quote(f, path);
+        fputc('\n', f);
+}
+
+typedef enum dropin_kind {
+        DROPIN_MASTER,
+        DROPIN_WORKER,
+        DROPIN_FUSE,
+} dropin_kind;
+
+static int dropin_content(const config *c, const config_node *node, dropin_kind kind, char **ret)
 {
         _cleanup_free_ char *buf = NULL;
         size_t size = 0;
@@ -382,9 +418,15 @@ static int dropin_content(const config *c, const config_node *node, bool fuse, c
         r = env_quote(f, "WEIR_NODE", node->name);
         if (r >= 0 && c->path)
                 r = env_quote(f, "WEIR_CONFIG", c->path);
-        if (r >= 0 && fuse)
+        if (r >= 0 && kind == DROPIN_FUSE)
                 r = env_quote(f, "WEIR_MOUNT_ROOT",
                               node->mount_root ? node->mount_root : CONFIG_DEFAULT_MOUNT_ROOT);
+        if (r >= 0 && kind == DROPIN_MASTER) {
+                writable_path(f, node->data_dir, CONFIG_DEFAULT_DATA_DIR);
+                writable_path(f, node->runtime_dir, CONFIG_DEFAULT_RUNTIME_DIR);
+                if (ferror(f))
+                        r = -EIO;
+        }
         if (fclose(f) != 0 && r >= 0)
                 r = -errno;
         if (r < 0)
@@ -440,7 +482,7 @@ static int wanted_add(wanted *w, const char *unit_file, const char *instance)
 }
 
 static int write_dropin(created *cr, const config *c, const config_node *node, const char *dest,
-                        const char *unit_file, bool fuse)
+                        const char *unit_file, dropin_kind kind)
 {
         _cleanup_free_ char *dir = NULL, *file = NULL, *content = NULL;
         int r;
@@ -448,7 +490,7 @@ static int write_dropin(created *cr, const config *c, const config_node *node, c
         if (asprintf(&dir, "%s.d", unit_file) < 0 ||
             asprintf(&file, "%s/50-weir-node.conf", dir) < 0)
                 return -ENOMEM;
-        r = dropin_content(c, node, fuse, &content);
+        r = dropin_content(c, node, kind, &content);
         if (r < 0)
                 return r;
         r = make_dir(cr, dest, dir);
@@ -483,11 +525,11 @@ int generator_write(const config *c, const config_node *node, const char *dest,
                 r = make_link(&cr, dest, "weir.target.wants", w.names[i], unit_dir,
                               w.unit_files[i]);
         if (r >= 0 && node->master)
-                r = write_dropin(&cr, c, node, dest, "weir-master.service", false);
+                r = write_dropin(&cr, c, node, dest, "weir-master.service", DROPIN_MASTER);
         if (r >= 0 && node->worker)
-                r = write_dropin(&cr, c, node, dest, "weir-worker.service", false);
+                r = write_dropin(&cr, c, node, dest, "weir-worker.service", DROPIN_WORKER);
         if (r >= 0 && node->fuse && c->n_datasets > 0)
-                r = write_dropin(&cr, c, node, dest, "weir-fuse@.service", true);
+                r = write_dropin(&cr, c, node, dest, "weir-fuse@.service", DROPIN_FUSE);
         /* Last: weir.target itself, so that nothing starts unless all of the above is there. */
         if (r >= 0)
                 r = make_link(&cr, dest, "multi-user.target.wants", "weir.target", unit_dir,

@@ -30,8 +30,10 @@ static const char yaml_four[] = "apiVersion: weir.io/v1\n"
                                 "metadata: {name: t}\n"
                                 "spec:\n"
                                 "  nodes:\n"
-                                "    - {name: node1, address: 192.0.2.201}\n"
-                                "    - {name: node2, address: 192.0.2.202}\n"
+                                "    - {name: node1, address: 192.0.2.201, dataDir: "
+                                "/srv/weir%1}\n"
+                                "    - {name: node2, address: 192.0.2.202, dataDir: "
+                                "/var/lib/weir/node2}\n"
                                 "    - {name: node3, address: 192.0.2.203}\n"
                                 "    - {name: node4, address: 192.0.2.204, roles: [worker]}\n"
                                 "---\n"
@@ -260,6 +262,7 @@ static void assert_target_pulled_in(const fixture *f)
 static void test_master_worker_fuse(void **state)
 {
         fixture *f = *state;
+        char path[PATH_MAX];
 
         write_text(f->config, yaml_four);
         write_text(f->node_file, "node1\n");
@@ -278,6 +281,11 @@ static void test_master_worker_fuse(void **state)
         assert_dropin(f, "weir-master.service", "node1");
         assert_dropin(f, "weir-worker.service", "node1");
         assert_dropin(f, "weir-fuse@.service", "node1");
+        /* A dataDir outside /var/lib/weir is made writable for the master ('%' escaped). */
+        snprintf(path, sizeof(path), "%s/weir-master.service.d/50-weir-node.conf", f->out);
+        assert_non_null(strstr(read_text(path), "\nReadWritePaths=-\"/srv/weir%%1\"\n"));
+        snprintf(path, sizeof(path), "%s/weir-worker.service.d/50-weir-node.conf", f->out);
+        assert_null(strstr(read_text(path), "ReadWritePaths"));
 }
 
 static void test_worker_fuse(void **state)

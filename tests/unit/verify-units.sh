@@ -64,7 +64,7 @@ kind: Cluster
 metadata: {name: verify}
 spec:
   nodes:
-    - {name: node1, address: 192.0.2.201}
+    - {name: node1, address: 192.0.2.201, dataDir: /srv/weir data}
 ---
 apiVersion: data.fluid.io/v1alpha1
 kind: Dataset
