@@ -218,9 +218,11 @@ int fdsock_new(worker *w, const char *path, fdsock **ret)
                 return log_error_errno(r, "Failed to create a socket: %m");
         }
         (void)unlink(path); /* a stale socket of an earlier run */
-        old = umask(0077);  /* mode 0600: the FUSE daemon runs as the same user */
+        old = umask(0177);  /* mode 0600: the FUSE daemon runs as the same user */
         r = bind(s->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
         umask(old);
+        if (r >= 0 && chmod(path, 0600) < 0)
+                r = -errno;
         if (r >= 0 && listen(s->fd, 64) < 0)
                 r = -errno;
         if (r >= 0)

@@ -185,6 +185,7 @@ class FakeMaster:
         self.file_requests = 0
         self.server = None
         self.thread = None
+        self.stopped = False
 
     def add_file(self, file_id, dataset, path, size, mtime, etag, block_size, version=1):
         with self.lock:
@@ -219,7 +220,20 @@ class FakeMaster:
                 n = int(self.headers.get("Content-Length") or 0)
                 return json.loads(self.rfile.read(n) or b"{}")
 
+            def gone(self):
+                # A stopped master drops kept-alive connections too, as a dead process would.
+                if master.stopped:
+                    self.close_connection = True
+                    try:
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                    return True
+                return False
+
             def do_GET(self):
+                if self.gone():
+                    return
                 u = urllib.parse.urlsplit(self.path)
                 q = urllib.parse.parse_qs(u.query)
                 m = re.fullmatch(r"/v1/files/(\d+)", u.path)
@@ -258,6 +272,8 @@ class FakeMaster:
                 self.reply(404, {"error": "not found"})
 
             def do_POST(self):
+                if self.gone():
+                    return
                 body = self.body()
                 if self.path == "/v1/workers":
                     with master.lock:
@@ -284,6 +300,7 @@ class FakeMaster:
         return self
 
     def stop(self):
+        self.stopped = True
         if self.server:
             self.server.shutdown()
             self.server.server_close()

@@ -1,0 +1,413 @@
+"""weir-worker against a real nginx store on 127.0.2.x.
+
+The master here is weirtest.workerenv.FakeMaster, a minimal stand-in in Python that serves the
+file table the test writes (GET /v1/files/ID, ls/stat for loads) and records registrations and
+heartbeats; it is not weir-master (whose metadata sync comes later). Test names say
+"fake_master". nginx's access log (bytes sent per request) is the proof of what the store sent.
+"""
+
+import array
+import hashlib
+import os
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import weir_binary
+from weirtest.workerenv import FakeMaster, StoreNginx, Worker, free_port, write_config
+
+MiB = 1 << 20
+WORKER_ADDR = "127.0.2.3"
+
+
+def make_file(path, size, seed):
+    """Deterministic pseudo-random content (fast: a hash chain expanded by repetition)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    chunk = b"".join(hashlib.sha256(f"{seed}-{i}".encode()).digest() for i in range(32768))
+    with open(path, "wb") as f:
+        left = size
+        i = 0
+        while left > 0:
+            piece = chunk[: min(left, len(chunk))]
+            # Vary each MiB so that blocks differ from each other.
+            f.write(bytes([i & 0xFF]) + piece[1:])
+            left -= len(piece)
+            i += 1
+    os.chmod(path, 0o644)
+    with open(path, "rb") as f:
+        return f.read()
+
+
+class Env:
+    """nginx store + fake master(s) + one worker, all in TMP."""
+
+    def __init__(self, tmp, *, block_size=4 * MiB, tiers=None, limit_rate=None, n_masters=1):
+        self.tmp = str(tmp)
+        self.block_size = block_size
+        self.data = os.path.join(self.tmp, "store")
+        os.makedirs(self.data, exist_ok=True)
+        os.chmod(self.tmp, 0o755)
+        self.store = StoreNginx(self.data, os.path.join(self.tmp, "nginx"), limit_rate=limit_rate)
+        self.masters = [FakeMaster(address=f"127.0.2.{2 + 10 * i}") for i in range(n_masters)]
+        self.tiers = tiers or [("MEM", os.path.join(self.tmp, "shm"), "256Mi", 0.95, 0.7)]
+        self.port = free_port(WORKER_ADDR)
+        self.config = os.path.join(self.tmp, "cluster.yaml")
+        self.worker = None
+        self.files = {}
+
+    def __enter__(self):
+        self.store.start()
+        try:
+            for m in self.masters:
+                m.start()
+            write_config(self.config,
+                         master_nodes=[(f"m{i}", m.address, m.port)
+                                       for i, m in enumerate(self.masters)],
+                         worker_nodes=[("w1", WORKER_ADDR, self.port,
+                                        os.path.join(self.tmp, "wdata"),
+                                        os.path.join(self.tmp, "wrun"))],
+                         store_url=self.store.url, tiers=self.tiers,
+                         block_size=f"{self.block_size // 1024}Ki")
+            self.worker = Worker(weir_binary("weir-worker"), self.config, "w1", WORKER_ADDR,
+                                 self.port, self.tmp)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        if self.worker:
+            self.worker.kill()
+        for m in self.masters:
+            m.stop()
+        self.store.stop()
+
+    def add(self, file_id, name, size, seed=None, version=1):
+        content = make_file(os.path.join(self.data, name), size, seed if seed is not None else file_id)
+        self.publish(file_id, name, version)
+        self.files[file_id] = content
+        return content
+
+    def publish(self, file_id, name, version):
+        size, mtime, etag = self.store.version_of(name)
+        for m in self.masters:
+            m.add_file(file_id, "ds", "/data/" + name, size, mtime, etag, self.block_size,
+                       version=version)
+
+    def n_blocks(self, file_id):
+        return max(1, -(-len(self.files[file_id]) // self.block_size))
+
+    def block(self, file_id, index):
+        return self.files[file_id][index * self.block_size:(index + 1) * self.block_size]
+
+    def tier_files(self, level=0):
+        d = os.path.join(self.tiers[level][1], "weir", "w1")
+        return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+
+def test_not_a_worker_exits_1(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    write_config(str(cfg), master_nodes=[("m0", "127.0.2.2", 19998)],
+                 worker_nodes=[("w1", WORKER_ADDR, 29999, str(tmp_path / "d"), str(tmp_path / "r"))],
+                 store_url="http://127.0.2.10:1/data/",
+                 tiers=[("MEM", str(tmp_path / "shm"), "64Mi", 0.9, 0.5)])
+    p = subprocess.run([weir_binary("weir-worker"), "--config", str(cfg), "--node", "m0"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1
+    assert "not a worker" in p.stderr
+    p = subprocess.run([weir_binary("weir-worker"), "--config", str(cfg), "--node", "nope"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1
+    assert "nope" in p.stderr
+
+
+def test_block_read_twice_fetched_once_fake_master(tmp_path):
+    with Env(tmp_path) as env:
+        env.add(1, "f1.bin", 10 * MiB + 12345)
+        env.worker.start()
+        for _ in range(2):
+            for i in range(env.n_blocks(1)):
+                status, headers, body = env.worker.get(f"/v1/blocks/1-1-{i}")
+                assert status == 200
+                assert body == env.block(1, i)
+        # Ranges are served from the cached block, too.
+        status, headers, body = env.worker.get("/v1/blocks/1-1-1", {"Range": "bytes=100-199"})
+        assert status == 206 and body == env.block(1, 1)[100:200]
+        assert headers["Content-Range"] == f"bytes 100-199/{env.block_size}"
+        env.store.wait_quiet()
+        assert env.store.bytes_sent("/f1.bin") == len(env.files[1])
+        # Every store request carried the version precondition.
+        assert all(r[5] for r in env.store.requests() if r[0] == "GET")
+        m = env.worker.metrics()
+        assert m["weir_worker_store_bytes_total"] == len(env.files[1])
+        assert m["weir_worker_misses_total"] >= 1
+        # Unknown blocks and garbage ids are answered, not filled.
+        assert env.worker.get("/v1/blocks/1-1-99")[0] == 416
+        assert env.worker.get("/v1/blocks/9-1-0")[0] == 404
+        assert env.worker.get("/v1/blocks/x-1-0")[0] == 400
+        assert env.worker.stop() == 0
+
+
+def test_32_concurrent_readers_one_fetch_fake_master(tmp_path):
+    with Env(tmp_path, block_size=8 * MiB, limit_rate="20m") as env:
+        env.add(1, "cold.bin", 8 * MiB)
+        env.worker.start()
+        results = [None] * 32
+        barrier = threading.Barrier(32)
+
+        def reader(i):
+            barrier.wait()
+            results[i] = env.worker.get("/v1/blocks/1-1-0")
+
+        threads = [threading.Thread(target=reader, args=(i,)) for i in range(32)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert all(r is not None and r[0] == 200 and r[2] == env.files[1] for r in results)
+        env.store.wait_quiet()
+        assert env.store.bytes_sent("/cold.bin") == 8 * MiB
+        assert env.worker.metrics()["weir_worker_fills_total"] == 1
+
+
+def test_restart_keeps_cache_fake_master(tmp_path):
+    with Env(tmp_path) as env:
+        env.add(1, "a.bin", 9 * MiB)
+        env.add(2, "b.bin", 1234)
+        env.worker.start()
+        for fid in (1, 2):
+            for i in range(env.n_blocks(fid)):
+                assert env.worker.get(f"/v1/blocks/{fid}-1-{i}")[2] == env.block(fid, i)
+        env.store.wait_quiet()
+        before = env.store.bytes_sent()
+        assert env.worker.stop() == 0
+        env.worker.start()
+        assert env.worker.status()["blocks"] == 4
+        for fid in (1, 2):
+            for i in range(env.n_blocks(fid)):
+                status, headers, body = env.worker.get(f"/v1/blocks/{fid}-1-{i}")
+                assert body == env.block(fid, i)
+                assert headers["X-Weir-Cache"] == "hit"
+        env.store.wait_quiet()
+        assert env.store.bytes_sent() == before  # zero store bytes for the re-read
+
+
+def test_changed_upstream_never_mixes_fake_master(tmp_path):
+    with Env(tmp_path, block_size=1 * MiB, limit_rate="8m") as env:
+        old = env.add(1, "c.bin", 12 * MiB, seed=1)
+        env.worker.start()
+        assert env.worker.get("/v1/blocks/1-1-0")[2] == old[:MiB]
+        # The file changes upstream (same size, new bytes, new mtime: a new ETag).
+        path = os.path.join(env.data, "c.bin")
+        new = make_file(path + ".new", 12 * MiB, 2)
+        os.rename(path + ".new", path)
+        st = os.stat(path)
+        os.utime(path, (st.st_atime, st.st_mtime + 100))
+        stale = 0
+        for i in range(12):
+            status, _, body = env.worker.get(f"/v1/blocks/1-1-{i}")
+            if status == 200:
+                assert body == old[i * MiB:(i + 1) * MiB], f"block {i}: not the old version"
+            else:
+                assert status == 409, body
+                stale += 1
+        assert stale > 0  # the blocks not cached before the change could not be filled
+        # The master learns version 2: its blocks are the new bytes, whole.
+        env.publish(1, "c.bin", version=2)
+        env.files[1] = new
+        for i in range(12):
+            status, _, body = env.worker.get(f"/v1/blocks/1-2-{i}")
+            assert status == 200 and body == new[i * MiB:(i + 1) * MiB]
+
+
+def test_kill9_during_fill_fake_master(tmp_path):
+    # 1 MiB/s per connection: a 4 MiB block takes about two seconds to fill.
+    with Env(tmp_path, block_size=4 * MiB, limit_rate="1m") as env:
+        env.add(1, "slow.bin", 4 * MiB)
+        env.worker.start()
+        def doomed_read():
+            try:
+                env.worker.get("/v1/blocks/1-1-0", timeout=30)
+            except OSError:
+                pass  # the worker dies under it
+
+        t = threading.Thread(target=doomed_read)
+        t.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(
+                f.startswith(".tmp-") and os.path.getsize(
+                    os.path.join(env.tiers[0][1], "weir", "w1", f)) > 0
+                for f in env.tier_files()):
+            time.sleep(0.05)
+        assert any(f.startswith(".tmp-") for f in env.tier_files()), "no fill in progress"
+        env.worker.kill()
+        t.join(timeout=30)
+        # Nothing that looks like a whole block was left.
+        assert not [f for f in env.tier_files() if not f.startswith(".")]
+        env.worker.start()
+        assert not any(f.startswith(".tmp-") for f in env.tier_files())
+        assert env.worker.get("/v1/blocks/1-1-0", timeout=60)[2] == env.files[1]
+
+
+def test_corrupt_block_is_refetched_not_served_fake_master(tmp_path):
+    with Env(tmp_path) as env:
+        env.add(1, "d.bin", 4 * MiB)
+        env.worker.start()
+        assert env.worker.get("/v1/blocks/1-1-0")[2] == env.files[1]
+        env.worker.stop()
+        (name,) = [f for f in env.tier_files() if f.startswith("1-1-0.")]
+        path = os.path.join(env.tiers[0][1], "weir", "w1", name)
+        with open(path, "r+b") as f:
+            f.seek(12345)
+            f.write(b"\xff" if env.files[1][12345] != 0xFF else b"\x00")
+        env.store.wait_quiet()
+        before = env.store.bytes_sent()
+        env.worker.start()
+        assert env.worker.get("/v1/blocks/1-1-0")[2] == env.files[1]
+        env.store.wait_quiet()
+        assert env.store.bytes_sent() - before == 4 * MiB  # refetched
+        assert env.worker.metrics()["weir_worker_checksum_failures_total"] == 1
+
+
+def test_eviction_demotes_then_drops_fake_master(tmp_path):
+    tiers = [("MEM", str(tmp_path / "mem"), "8Mi", 0.9, 0.5),
+             ("SSD", str(tmp_path / "ssd"), "12Mi", 0.9, 0.5)]
+    with Env(tmp_path, block_size=1 * MiB, tiers=tiers) as env:
+        env.add(1, "e.bin", 16 * MiB)
+        env.worker.start()
+        for i in range(16):
+            assert env.worker.get(f"/v1/blocks/1-1-{i}")[2] == env.block(1, i)
+        time.sleep(0.5)  # background eviction
+        st = env.worker.status()
+        mem, ssd = st["tiers"]
+        assert mem["used"] <= 8 * MiB and ssd["used"] <= 12 * MiB
+        assert ssd["blocks"] > 0  # demoted, not dropped
+        m = env.worker.metrics()
+        assert m["weir_worker_demotions_total"] > 0
+        # Every block still cached anywhere is served without the store.
+        env.store.wait_quiet()
+        before = env.store.bytes_sent()
+        cached = mem["blocks"] + ssd["blocks"]
+        hits = 0
+        for i in range(16):
+            status, headers, body = env.worker.get(f"/v1/blocks/1-1-{i}")
+            assert body == env.block(1, i)
+            hits += headers["X-Weir-Cache"] == "hit"
+        assert hits >= cached - 2  # (re-reads themselves evict a little)
+        env.store.wait_quiet()
+        assert env.store.bytes_sent() - before <= (16 - cached + 2) * MiB
+
+
+def recv_fd(sock):
+    fds = array.array("i")
+    msg, anc, flags, addr = sock.recvmsg(64, socket.CMSG_LEN(fds.itemsize))
+    for level, typ, data in anc:
+        if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+            fds.frombytes(data[:fds.itemsize])
+    return msg, (fds[0] if fds else None)
+
+
+def test_fd_socket_passes_read_only_block_fds_fake_master(tmp_path):
+    with Env(tmp_path) as env:
+        env.add(1, "g.bin", 5 * MiB)
+        env.worker.start()
+        assert env.worker.get("/v1/blocks/1-1-0")[0] == 200
+        sock_path = os.path.join(env.tmp, "wrun", "worker.sock")
+        assert os.stat(sock_path).st_mode & 0o777 == 0o600
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(sock_path)
+            s.sendall(b"OPEN 1-1-0\n")
+            msg, fd = recv_fd(s)
+            assert msg == f"OK {4 * MiB}\n".encode() and fd is not None
+            try:
+                assert os.pread(fd, 4 * MiB, 0) == env.block(1, 0)
+                with pytest.raises(OSError):
+                    os.write(fd, b"x")
+            finally:
+                os.close(fd)
+            s.sendall(b"OPEN 1-1-7\n")
+            assert recv_fd(s) == (b"MISS\n", None)
+            s.sendall(b"OPEN ../etc\n")
+            assert recv_fd(s)[0].startswith(b"ERR ")
+
+
+def test_registration_failover_and_404_fake_master(tmp_path):
+    with Env(tmp_path, n_masters=3) as env:
+        env.add(1, "h.bin", 2 * MiB)
+        env.worker.start()
+        assert env.worker.get("/v1/blocks/1-1-0")[0] == 200
+
+        def wait(cond, timeout=15):
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if cond():
+                    return True
+                time.sleep(0.1)
+            return False
+
+        m0 = env.masters[0]
+        # Registered with a full report, then deltas in heartbeats.
+        assert wait(lambda: m0.blocks_known() == {"1-1-0"})
+        reg = m0.registrations[0]
+        assert reg["node"] == "w1" and reg["api"] == f"{WORKER_ADDR}:{env.port}"
+        assert reg["tiers"][0]["medium"] == "MEM"
+        # A new leader that lost soft state answers 404: full report again.
+        n = len(m0.registrations)
+        m0.forget_workers()
+        assert wait(lambda: len(m0.registrations) > n)
+        assert set(m0.registrations[-1]["blocks"]) == {"1-1-0"}
+        # The leader dies: the worker registers with another master, blocks and all.
+        m0.stop()
+        assert wait(lambda: any(m.registrations for m in env.masters[1:]))
+        other = next(m for m in env.masters[1:] if m.registrations)
+        assert set(other.registrations[-1]["blocks"]) == {"1-1-0"}
+        assert env.worker.status()["registered"]
+
+
+def test_load_caches_paths_fake_master(tmp_path):
+    with Env(tmp_path) as env:
+        env.add(1, "dir/one.bin", 9 * MiB)
+        env.add(2, "dir/sub/two.bin", 3 * MiB)
+        env.add(3, "other.bin", 1 * MiB)
+        env.worker.start()
+        status, body = env.worker.post("/v1/load", {"dataset": "ds", "paths": ["/data/dir"]})
+        assert status == 200, body
+        assert body["blocks"] == 3 + 1 and body["files"] == 2 and body["failed"] == 0
+        env.store.wait_quiet()
+        assert env.store.bytes_sent() == 12 * MiB
+        st = env.worker.status()
+        assert st["load"]["blocks_done"] == 4 and st["load"]["bytes_done"] == 12 * MiB
+        for fid in (1, 2):
+            for i in range(env.n_blocks(fid)):
+                assert env.worker.get(f"/v1/blocks/{fid}-1-{i}")[1]["X-Weir-Cache"] == "hit"
+        assert env.worker.post("/v1/load", {"dataset": "nope"})[0] == 404
+
+
+def test_limited_store_cold_fill_beats_one_curl_fake_master(tmp_path):
+    """A store limited to 20 MiB/s per connection: a cold 256 MiB file read block after block
+    through the worker (parallel ranges, read-ahead) finishes before one curl of it."""
+    with Env(tmp_path, block_size=16 * MiB, limit_rate="20m",
+             tiers=[("MEM", str(tmp_path / "shm"), "512Mi", 0.95, 0.7)]) as env:
+        env.add(1, "big.bin", 256 * MiB)
+        env.worker.start()
+        t0 = time.monotonic()
+        subprocess.run(["curl", "-sf", "-o", "/dev/null", env.store.url + "big.bin"], check=True,
+                       timeout=120)
+        curl_s = time.monotonic() - t0
+        env.store.wait_quiet()
+        before = env.store.bytes_sent()
+        t0 = time.monotonic()
+        digest = hashlib.sha256()
+        for i in range(16):
+            status, _, body = env.worker.get(f"/v1/blocks/1-1-{i}")
+            assert status == 200
+            digest.update(body)
+        worker_s = time.monotonic() - t0
+        assert digest.digest() == hashlib.sha256(env.files[1]).digest()
+        env.store.wait_quiet()
+        assert env.store.bytes_sent() - before == 256 * MiB
+        print(f"curl {curl_s:.2f}s, worker cold {worker_s:.2f}s, ratio {worker_s / curl_s:.2f}")
+        assert worker_s < curl_s
