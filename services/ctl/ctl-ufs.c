@@ -21,12 +21,15 @@ typedef struct ufs_args {
         uint64_t offset;
         uint64_t length;
         bool have_length;
+        ufs_version version; /* cat --version: read under this version instead of the current */
+        bool have_version;
         config_option options[CTL_UFS_MAX_OPTIONS];
         size_t n_options;
 } ufs_args;
 
 static void ufs_args_done(ufs_args *a)
 {
+        ufs_version_done(&a->version);
         for (size_t i = 0; i < a->n_options; i++) {
                 free(a->options[i].key);
                 if (a->options[i].value)
@@ -85,6 +88,30 @@ static int add_option(ufs_args *a, const char *arg, bool from_file)
                 }
         }
         a->n_options++;
+        return 0;
+}
+
+/* "SIZE,MTIME,ETAG" as 'ls -l' prints them ("-" for no ETag). */
+static int parse_version(const char *s, ufs_version *ret)
+{
+        _cleanup_free_ char *copy = strdup(s);
+        char *size, *mtime, *etag, *save = NULL;
+        uint64_t sz, mt;
+
+        if (!copy)
+                return -ENOMEM;
+        size = strtok_r(copy, ",", &save);
+        mtime = strtok_r(NULL, ",", &save);
+        etag = strtok_r(NULL, "", &save);
+        if (!size || !mtime || !etag || parse_u64(size, &sz) < 0 || parse_u64(mtime, &mt) < 0 ||
+            mt > INT64_MAX)
+                return -EINVAL;
+        *ret = (ufs_version){.size = sz, .mtime = (int64_t)mt};
+        if (strcmp(etag, "-") != 0) {
+                ret->etag = strdup(etag);
+                if (!ret->etag)
+                        return -ENOMEM;
+        }
         return 0;
 }
 
@@ -172,13 +199,14 @@ static void help(void)
                "  -o, --option KEY=VALUE a mount option (fs.s3a.endpoint=..., ...)\n"
                "  -O, --option-file KEY=FILE  a mount option read from FILE (secrets)\n"
                "      --offset N, --length N  the byte range for cat\n"
+               "      --version SIZE,MTIME,ETAG  cat that version (as 'ls -l' shows it), or fail\n"
                "Lines: 'd PATH/' for directories, 'f SIZE MTIME ETAG PATH' for files\n"
                "(listing sizes may be rounded unless -l); --json before 'ufs' gives JSON.\n");
 }
 
 int ctl_ufs(const ctl_context *ctx, int argc, char **argv)
 {
-        enum { ARG_OFFSET = 0x100, ARG_LENGTH };
+        enum { ARG_OFFSET = 0x100, ARG_LENGTH, ARG_VERSION };
         static const struct option options[] = {
                 {"recursive", no_argument, NULL, 'R'},
                 {"exact", no_argument, NULL, 'l'},
@@ -186,6 +214,7 @@ int ctl_ufs(const ctl_context *ctx, int argc, char **argv)
                 {"option-file", required_argument, NULL, 'O'},
                 {"offset", required_argument, NULL, ARG_OFFSET},
                 {"length", required_argument, NULL, ARG_LENGTH},
+                {"version", required_argument, NULL, ARG_VERSION},
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
@@ -227,6 +256,14 @@ int ctl_ufs(const ctl_context *ctx, int argc, char **argv)
                                 return 2;
                         }
                         a.have_length = true;
+                        break;
+                case ARG_VERSION:
+                        ufs_version_done(&a.version);
+                        if (parse_version(optarg, &a.version) < 0) {
+                                fprintf(stderr, "weirctl ufs: invalid version '%s'\n", optarg);
+                                return 2;
+                        }
+                        a.have_version = true;
                         break;
                 case 'h':
                         help();
@@ -284,6 +321,11 @@ int ctl_ufs(const ctl_context *ctx, int argc, char **argv)
                         }
                         ret = 0;
                 } else {
+                        if (a.have_version) {
+                                ufs_version_done(&v);
+                                v = a.version;
+                                a.version = (ufs_version){};
+                        }
                         uint64_t off = MIN(a.offset, v.size);
                         uint64_t len = a.have_length ? MIN(a.length, v.size - off) : v.size - off;
 

@@ -145,10 +145,12 @@ typedef struct xfer {
         size_t error_body_len;
 
         int error; /* set by a callback that aborted the transfer */
+        struct curl_slist *headers;
 } xfer;
 
 static void xfer_done(xfer *x)
 {
+        curl_slist_free_all(x->headers);
         free(x->etag);
         free(x->content_type);
         free(x->body);
@@ -353,6 +355,16 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *userdata)
         return n;
 }
 
+static int xfer_add_header(xfer *x, const char *line)
+{
+        struct curl_slist *h = curl_slist_append(x->headers, line);
+
+        if (!h)
+                return -ENOMEM;
+        x->headers = h;
+        return 0;
+}
+
 static int xfer_setup(ufs *u, const ufs_http_auth *auth, const char *url, xfer *x, char *errbuf)
 {
         CURL *c = ufs_curl(u);
@@ -383,6 +395,13 @@ static int xfer_setup(ufs *u, const ufs_http_auth *auth, const char *url, xfer *
                 curl_easy_setopt(c, CURLOPT_AWS_SIGV4, auth->sigv4);
                 curl_easy_setopt(c, CURLOPT_USERNAME, auth->user);
                 curl_easy_setopt(c, CURLOPT_PASSWORD, auth->password);
+                /* S3 wants the payload hash as a header; every request here has an empty body.
+                 * libcurl before 8.x does not add it itself. */
+                if (xfer_add_header(
+                            x,
+                            "x-amz-content-sha256: "
+                            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855") < 0)
+                        return -ENOMEM;
         }
         return 0;
 }
@@ -390,7 +409,11 @@ static int xfer_setup(ufs *u, const ufs_http_auth *auth, const char *url, xfer *
 /* Runs the transfer; transport failures become -errno with a message naming URL. */
 static int xfer_perform(ufs *u, const char *url, xfer *x, const char *errbuf)
 {
-        CURLcode rc = curl_easy_perform(u->curl);
+        CURLcode rc;
+
+        if (x->headers)
+                curl_easy_setopt(u->curl, CURLOPT_HTTPHEADER, x->headers);
+        rc = curl_easy_perform(u->curl);
 
         if (rc == CURLE_WRITE_ERROR && x->done && x->error == 0)
                 return 0; /* we stopped it: we had all we wanted */
@@ -514,11 +537,6 @@ static void format_http_date(int64_t t, char *buf, size_t len)
                  months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
-static void slist_freep(struct curl_slist **l)
-{
-        curl_slist_free_all(*l);
-}
-
 int ufs_http_read(ufs *u, const ufs_http_auth *auth, const char *url, const ufs_version *version,
                   uint64_t offset, uint64_t len, ufs_sink sink, void *userdata)
 {
@@ -530,9 +548,7 @@ int ufs_http_read(ufs *u, const ufs_http_auth *auth, const char *url, const ufs_
                 .sink = sink,
                 .userdata = userdata,
         };
-        _cleanup_(slist_freep) struct curl_slist *headers = NULL;
         char errbuf[CURL_ERROR_SIZE] = "", range[64], line[256];
-        struct curl_slist *h;
         int r;
 
         if (len == 0)
@@ -553,13 +569,8 @@ int ufs_http_read(ufs *u, const ufs_http_auth *auth, const char *url, const ufs_
                 snprintf(line, sizeof line, "If-Unmodified-Since: %s", date);
         } else
                 line[0] = 0;
-        if (line[0]) {
-                h = curl_slist_append(headers, line);
-                if (!h)
-                        return -ENOMEM;
-                headers = h;
-                curl_easy_setopt(u->curl, CURLOPT_HTTPHEADER, headers);
-        }
+        if (line[0] && xfer_add_header(&x, line) < 0)
+                return -ENOMEM;
 
         r = xfer_perform(u, url, &x, errbuf);
         if (r < 0)

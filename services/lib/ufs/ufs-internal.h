@@ -74,6 +74,7 @@ typedef struct ufs_s3_page {
         size_t n;
         bool truncated;
         char *next_token; /* NextContinuationToken, NULL when absent */
+        bool any;         /* some key was under the prefix (if only the directory marker) */
 } ufs_s3_page;
 
 /* Parses one ListObjectsV2 answer. Keys and common prefixes must start with PREFIX (the

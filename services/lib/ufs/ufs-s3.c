@@ -222,9 +222,11 @@ static char *s3_list_url(s3_data *d, const char *prefix, const char *token)
                 if (!t)
                         return NULL;
         }
-        if (asprintf(&s, "%s/%s?%s%s%sdelimiter=%%2F&list-type=2&max-keys=%d&prefix=%s",
-                     d->endpoint, d->bucket, t ? "continuation-token=" : "", t ? t : "",
-                     t ? "&" : "", S3_MAX_KEYS, p) < 0)
+        /* An empty prefix is left out: some servers drop blank parameters before they check
+         * the signature, and no prefix means the same. */
+        if (asprintf(&s, "%s/%s?%s%s%sdelimiter=%%2F&list-type=2&max-keys=%d%s%s", d->endpoint,
+                     d->bucket, t ? "continuation-token=" : "", t ? t : "", t ? "&" : "",
+                     S3_MAX_KEYS, *p ? "&prefix=" : "", p) < 0)
                 return NULL;
         return s;
 }
@@ -256,6 +258,7 @@ static int s3_list(ufs *u, const char *path, ufs_entry **ret_entries, size_t *re
         _cleanup_free_ char *prefix = NULL, *token = NULL;
         ufs_entry *all = NULL;
         size_t n = 0;
+        bool any = false;
         int r;
 
         if (asprintf(&prefix, "%s%s%s", d->prefix, path, *path ? "/" : "") < 0)
@@ -309,6 +312,7 @@ static int s3_list(ufs *u, const char *path, ufs_entry **ret_entries, size_t *re
                         page.entries = NULL;
                         page.n = 0;
                 }
+                any = any || page.any;
                 free(token);
                 token = TAKE_PTR(page.next_token);
                 bool more = page.truncated;
@@ -321,7 +325,7 @@ static int s3_list(ufs *u, const char *path, ufs_entry **ret_entries, size_t *re
                         goto fail;
                 }
         }
-        if (n == 0 && *path) {
+        if (!any && *path) {
                 r = ufs_fail(u, -ENOENT, "s3://%s/%s: no such directory", d->bucket, prefix);
                 goto fail;
         }

@@ -246,6 +246,7 @@ static int list_add(list_state *s, bool dir)
 
         if (!s->key || strncmp(s->key, s->prefix, pl) != 0)
                 return 0; /* not under the listed directory: not ours */
+        page->any = true;
         name = strdup(s->key + pl);
         if (!name)
                 return -ENOMEM;

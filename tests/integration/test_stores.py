@@ -1,0 +1,238 @@
+"""The store layer against real servers: nginx autoindex, Apache mod_autoindex (three index
+styles), Python's http.server, a local directory, and an S3 server that checks signatures.
+
+Each server serves one generated tree (nested directories, spaces, unicode, characters that need
+escaping, 2,000+ files) on 127.0.3.x; `weirctl ufs ls -R -l` lists it recursively with a HEAD per
+file, and must give exactly the served names and sizes. Reads go through `weirctl ufs cat`.
+"""
+
+import os
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+
+from conftest import weir_binary
+from weirtest import stores
+
+# One address per server kind in the stores' range.
+ADDR = {
+    "nginx": "127.0.3.10",
+    "apache-table": "127.0.3.11",
+    "apache-fancy": "127.0.3.12",
+    "apache-plain": "127.0.3.13",
+    "python": "127.0.3.14",
+    "s3": "127.0.3.15",
+    "dead": "127.0.3.16",
+}
+
+
+@pytest.fixture(scope="module")
+def weirctl():
+    return weir_binary("weirctl")
+
+
+@pytest.fixture(scope="module")
+def tree():
+    """The served tree, outside pytest's 0700 temp dir so that servers that drop root read it."""
+    root = tempfile.mkdtemp(prefix="weir-stores-", dir="/tmp")
+    os.chmod(root, 0o755)
+    data = os.path.join(root, "data")
+    os.mkdir(data)
+    files, dirs = stores.make_tree(data)
+    yield data, files, dirs
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def start(kind, root, workdir):
+    if kind == "nginx":
+        if not shutil.which("nginx"):
+            pytest.skip("nginx is not installed (Debian: nginx)")
+        return stores.Nginx(root, ADDR[kind], workdir)
+    if kind.startswith("apache"):
+        if not shutil.which("apache2"):
+            pytest.skip("apache2 is not installed (Debian: apache2)")
+        return stores.Apache(root, ADDR[kind], workdir, style=kind.split("-")[1])
+    if kind == "python":
+        return stores.PythonHttp(root, ADDR[kind], workdir)
+    raise ValueError(kind)
+
+
+def run(weirctl, *args, check=True, timeout=300):
+    r = subprocess.run([weirctl, *args], capture_output=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise AssertionError(f"weirctl {' '.join(args)} failed ({r.returncode}): "
+                             f"{r.stderr.decode(errors='replace')[-3000:]}")
+    return r
+
+
+def listing(weirctl, url, *options):
+    r = run(weirctl, "ufs", "ls", "-R", "-l", *options, url)
+    return stores.served_tree_from_listing(r.stdout.decode().splitlines())
+
+
+def assert_same_tree(got, want_files, want_dirs):
+    got_files, got_dirs = got
+    missing = sorted(set(want_files) - set(got_files))
+    extra = sorted(set(got_files) - set(want_files))
+    assert not missing and not extra, f"missing {missing[:10]}, extra {extra[:10]}"
+    wrong = {p: (got_files[p], s) for p, s in want_files.items() if got_files[p] != s}
+    assert not wrong, f"sizes differ (got, want): {dict(list(wrong.items())[:10])}"
+    assert got_dirs == want_dirs, (f"dirs missing {sorted(want_dirs - got_dirs)[:10]}, "
+                                   f"extra {sorted(got_dirs - want_dirs)[:10]}")
+
+
+HTTP_KINDS = ["nginx", "apache-table", "apache-fancy", "apache-plain", "python"]
+
+
+@pytest.mark.parametrize("kind", HTTP_KINDS)
+def test_http_tree_equals_served_tree(kind, weirctl, tree, tmp_path):
+    root, files, dirs = tree
+    assert len(files) >= 2000
+    with start(kind, root, str(tmp_path / kind)) as server:
+        assert_same_tree(listing(weirctl, server.url), files, dirs)
+        # A mount point below the server's root, given without its trailing slash.
+        sub = listing(weirctl, server.url + "alpha")
+        want = {p[len("alpha/"):]: s for p, s in files.items() if p.startswith("alpha/")}
+        assert sub[0] == want
+
+
+@pytest.mark.parametrize("kind", HTTP_KINDS)
+def test_http_read_ranges_and_versions(kind, weirctl, tree, tmp_path):
+    root, files, _ = tree
+    name = "alpha/ünïcödé-文件.bin"
+    with open(os.path.join(root, name), "rb") as f:
+        content = f.read()
+    with start(kind, root, str(tmp_path / kind)) as server:
+        for offset, length in [(0, len(content)), (5, 100), (len(content) - 1, 1)]:
+            r = run(weirctl, "ufs", "cat", "--offset", str(offset), "--length", str(length),
+                    server.url, name)
+            assert r.stdout == content[offset:offset + length]
+        big = "big/two.bin"
+        with open(os.path.join(root, big), "rb") as f:
+            big_content = f.read()
+        r = run(weirctl, "ufs", "cat", "--offset", "1000000", "--length", "2000000",
+                server.url, big)
+        assert r.stdout == big_content[1000000:3000000]
+
+        # The version as a sync records it...
+        line = run(weirctl, "ufs", "stat", server.url, name).stdout.decode().strip()
+        _, size, mtime, etag, _ = line.split(" ", 4)
+        version = f"{size},{mtime},{etag}"
+        assert run(weirctl, "ufs", "cat", "--version", version, server.url, name).stdout == content
+        # ...then the file changes upstream (same size, other bytes and time): reads under the
+        # old version fail instead of mixing versions; the new version reads.
+        path = os.path.join(root, name)
+        st = os.stat(path)
+        changed = bytes(b ^ 0xFF for b in content)
+        with open(path, "wb") as f:
+            f.write(changed)
+        os.utime(path, (st.st_atime + 7200, st.st_mtime + 7200))
+        try:
+            r = run(weirctl, "ufs", "cat", "--version", version, server.url, name, check=False)
+            assert r.returncode == 1
+            assert b"changed" in r.stderr
+            assert r.stdout == b""
+            line2 = run(weirctl, "ufs", "stat", server.url, name).stdout.decode().strip()
+            assert line2 != line
+            assert run(weirctl, "ufs", "cat", server.url, name).stdout == changed
+        finally:
+            with open(path, "wb") as f:
+                f.write(content)
+            os.utime(path, (st.st_atime, st.st_mtime))
+
+
+def test_local_tree(weirctl, tree):
+    root, files, dirs = tree
+    assert_same_tree(listing(weirctl, "file://" + root), files, dirs)
+    assert_same_tree(listing(weirctl, "local://" + root + "/"), files, dirs)
+
+
+def test_store_down_fails_fast(weirctl, tree, tmp_path):
+    root, _, _ = tree
+    server = start("nginx", root, str(tmp_path / "nginx"))
+    with server:
+        url = server.url
+        run(weirctl, "ufs", "ls", url)
+    # Nothing listens any more: refused at once, with the URL in the message.
+    r = run(weirctl, "ufs", "ls", url, check=False, timeout=30)
+    assert r.returncode == 1
+    assert url.encode() in r.stderr
+    assert b"refused" in r.stderr.lower() or b"connect" in r.stderr.lower()
+
+
+def test_not_an_index(weirctl, tree, tmp_path):
+    root, _, _ = tree
+    with start("nginx", root, str(tmp_path / "nginx")) as server:
+        r = run(weirctl, "ufs", "ls", server.url + "big/one.bin", check=False)
+        assert r.returncode == 1
+        r = run(weirctl, "ufs", "ls", server.url + "no-such-dir", check=False)
+        assert r.returncode == 1
+        assert b"404" in r.stderr
+
+
+# ---- S3 ----
+
+S3_OBJECTS = {
+    "top.txt": 10,
+    "set/a b.txt": 20,
+    "set/big one.bin": 300000,
+    "set/sub/x": 5,
+    "set/ünï+50%.bin": 77,
+    "set/empty": 0,
+    "set/dir marker/": 0,
+}
+# More keys than one ListObjectsV2 page (1000) in one directory: continuation tokens.
+S3_OBJECTS.update({f"set/many/f{i:04d}": i % 50 for i in range(1100)})
+
+
+@pytest.fixture(scope="module")
+def s3():
+    python = stores.moto_python()
+    if not python:
+        pytest.skip("no Python with moto and boto3 (moto's server checks SigV4 signatures; "
+                    "s3rver from npm does not check V4 signatures at all, so it proves nothing)")
+    workdir = tempfile.mkdtemp(prefix="weir-s3-", dir="/tmp")
+    server = stores.MotoS3(ADDR["s3"], workdir, python)
+    with server:
+        key_id, secret = server.populate("data", S3_OBJECTS)
+        yield server, key_id, secret
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def s3_options(server, key_id, secret, tmp_path):
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(secret + "\n")
+    return ["-o", f"fs.s3a.endpoint={server.url}", "-o", f"fs.s3a.access.key={key_id}",
+            "-O", f"fs.s3a.secret.key={secret_file}"]
+
+
+def test_s3_tree_with_right_secret(weirctl, s3, tmp_path):
+    server, key_id, secret = s3
+    opts = s3_options(server, key_id, secret, tmp_path)
+    r = run(weirctl, "ufs", "ls", "-R", "-l", *opts, "s3://data/set")
+    files, dirs = stores.served_tree_from_listing(r.stdout.decode().splitlines())
+    want = {k[len("set/"):]: v for k, v in S3_OBJECTS.items()
+            if k.startswith("set/") and not k.endswith("/")}
+    assert files == want
+    assert dirs == {"sub", "many", "dir marker"}
+    # Exact ranged reads, signed.
+    r = run(weirctl, "ufs", "cat", "--offset", "1000", "--length", "5000", *opts, "s3://data/set",
+            "big one.bin")
+    assert len(r.stdout) == 5000
+    whole = run(weirctl, "ufs", "cat", *opts, "s3://data/set", "big one.bin").stdout
+    assert len(whole) == 300000 and whole[1000:6000] == r.stdout
+    assert secret.encode() not in r.stderr
+
+
+def test_s3_wrong_secret(weirctl, s3, tmp_path):
+    server, key_id, _ = s3
+    opts = s3_options(server, key_id, "not-the-secret", tmp_path)
+    r = run(weirctl, "ufs", "ls", *opts, "s3://data/", check=False)
+    assert r.returncode == 1
+    assert b"SignatureDoesNotMatch" in r.stderr
+    assert b"not-the-secret" not in r.stderr
+    r = run(weirctl, "ufs", "stat", *opts, "s3://data/", "top.txt", check=False)
+    assert r.returncode == 1
+    assert b"403" in r.stderr

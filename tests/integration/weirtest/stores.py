@@ -1,0 +1,403 @@
+"""Remote stores for the integration tests: a generated tree and the servers that serve it.
+
+Every server binds an address of 127.0.3.0/24 (the stores' range), keeps its config, logs and
+pid file in a private directory, and is stopped by stop() — callers use it as a context manager
+so that a failing test still stops it.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+
+# Odd names every served tree contains: spaces, unicode (NFC and combining), characters that
+# need percent-encoding or HTML entities, a colon (Apache writes "./a:b"), long names (nginx and
+# Apache truncate the visible text, never the link).
+ODD_NAMES = [
+    "with space.txt",
+    "ünïcödé-文件.bin",
+    "a&b<c>'d\".txt",
+    "50% off #1?.txt",
+    "plus+semi;colon:eq=.dat",
+    "x" * 80 + ".long",
+    "émoji 🚀.txt",
+    "tab-free,comma,name.csv",
+    "-leading-dash",
+    "UPPER.lower",
+]
+
+
+def make_tree(root, n_files=2100, seed=7):
+    """Writes a tree of N_FILES+ files under ROOT; returns {relative path: size} of every file,
+    and the set of directories (relative paths)."""
+    import random
+
+    rnd = random.Random(seed)
+    files = {}
+    dirs = set()
+
+    def write(rel, size):
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(rnd.randbytes(size) if size else b"")
+        files[rel] = size
+
+    top_dirs = ["alpha", "beta dir", "ĝamma", "deep"]
+    for d in top_dirs:
+        dirs.add(d)
+    # Many small files spread over nested directories.
+    for i in range(n_files):
+        d = top_dirs[i % 3]
+        sub = f"{d}/sub{i % 7:02d}"
+        dirs.add(sub)
+        size = rnd.choice([0, 1, 17, 1023, 1024, 1025, 4096, 65537, rnd.randrange(1, 300000)])
+        write(f"{sub}/file {i:05d}.dat", size)
+    # A deep chain.
+    chain = "deep"
+    for i in range(12):
+        chain += f"/level{i}"
+        dirs.add(chain)
+    write(f"{chain}/bottom.txt", 12345)
+    # Odd names at the top and one level down.
+    for j, name in enumerate(ODD_NAMES):
+        write(name, 100 + j)
+        write(f"alpha/{name}", 2000 + j)
+    # Files big enough that rounded listing sizes ("1.2M") differ from the exact ones.
+    write("big/one.bin", 1234567)
+    write("big/two.bin", 3 * 1024 * 1024 + 1)
+    dirs.add("big")
+    # An empty directory.
+    os.makedirs(os.path.join(root, "empty"), exist_ok=True)
+    dirs.add("empty")
+    make_world_readable(root)
+    return files, dirs
+
+
+def make_world_readable(root):
+    """Servers drop root (Apache always does): let them read the tree and reach it."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        os.chmod(dirpath, 0o755)
+        for f in filenames:
+            os.chmod(os.path.join(dirpath, f), 0o644)
+    p = os.path.dirname(os.path.abspath(root))
+    while p not in ("/", ""):
+        st = os.stat(p)
+        if not st.st_mode & stat.S_IXOTH:
+            os.chmod(p, st.st_mode | stat.S_IXOTH)
+        p = os.path.dirname(p)
+
+
+def free_port(address):
+    with socket.socket() as s:
+        s.bind((address, 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(address, port, proc, timeout=15.0, log=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            text = ""
+            if log and os.path.exists(log):
+                with open(log, errors="replace") as f:
+                    text = f.read()[-4000:]
+            raise RuntimeError(f"server exited with {proc.returncode}: {text}")
+        try:
+            with socket.create_connection((address, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server did not listen on {address}:{port} within {timeout}s")
+
+
+class Server:
+    """Base: a child process in its own process group, stopped with SIGTERM then SIGKILL."""
+
+    kind = "?"
+
+    def __init__(self, root, address, workdir):
+        self.root = os.path.abspath(root)
+        self.address = address
+        self.workdir = workdir
+        self.port = free_port(address)
+        self.proc = None
+        os.makedirs(workdir, exist_ok=True)
+
+    @property
+    def url(self):
+        return f"http://{self.address}:{self.port}/"
+
+    def command(self):
+        raise NotImplementedError
+
+    def start(self):
+        log = os.path.join(self.workdir, "server.log")
+        self.log_path = log
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True,
+                                         cwd=self.workdir)
+        try:
+            wait_listening(self.address, self.port, self.proc, log=self.error_log())
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def error_log(self):
+        return self.log_path
+
+    def stop(self):
+        if not self.proc:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(timeout=10)
+        # Apache and nginx workers are children in the same session: make sure none is left.
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class Nginx(Server):
+    kind = "nginx"
+
+    def command(self):
+        conf = os.path.join(self.workdir, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(f"""
+daemon off;
+master_process on;
+worker_processes 1;
+user root;
+pid {self.workdir}/nginx.pid;
+error_log {self.workdir}/error.log info;
+events {{ worker_connections 256; }}
+http {{
+    access_log {self.workdir}/access.log;
+    client_body_temp_path {self.workdir}/body;
+    proxy_temp_path {self.workdir}/proxy;
+    fastcgi_temp_path {self.workdir}/fastcgi;
+    uwsgi_temp_path {self.workdir}/uwsgi;
+    scgi_temp_path {self.workdir}/scgi;
+    types {{ text/plain txt; application/octet-stream bin dat; }}
+    default_type application/octet-stream;
+    server {{
+        listen {self.address}:{self.port};
+        root {self.root};
+        location / {{ autoindex on; charset utf-8; }}
+    }}
+}}
+""")
+        return ["nginx", "-p", self.workdir, "-c", conf]
+
+    def error_log(self):
+        return os.path.join(self.workdir, "error.log")
+
+
+class Apache(Server):
+    """Apache httpd with mod_autoindex. STYLE: "table" (FancyIndexing HTMLTable, Debian's default
+    and the Apache download mirrors'), "fancy" (FancyIndexing in <pre>), "plain" (a <ul>)."""
+
+    kind = "apache"
+
+    def __init__(self, root, address, workdir, style="table"):
+        super().__init__(root, address, workdir)
+        self.style = style
+
+    def command(self):
+        conf = os.path.join(self.workdir, "httpd.conf")
+        mods = "/usr/lib/apache2/modules"
+        options = {
+            "table": "FancyIndexing HTMLTable VersionSort NameWidth=* Charset=UTF-8",
+            "fancy": "FancyIndexing Charset=UTF-8",
+            "plain": "Charset=UTF-8",
+        }[self.style]
+        with open(conf, "w") as f:
+            f.write(f"""
+ServerRoot {self.workdir}
+ServerName {self.address}
+Listen {self.address}:{self.port}
+LoadModule mpm_event_module {mods}/mod_mpm_event.so
+LoadModule authz_core_module {mods}/mod_authz_core.so
+LoadModule autoindex_module {mods}/mod_autoindex.so
+LoadModule dir_module {mods}/mod_dir.so
+LoadModule mime_module {mods}/mod_mime.so
+LoadModule alias_module {mods}/mod_alias.so
+User nobody
+Group nogroup
+PidFile {self.workdir}/httpd.pid
+DefaultRuntimeDir {self.workdir}
+ErrorLog {self.workdir}/error.log
+LogFormat "%h %t \\"%r\\" %>s %b" common
+CustomLog {self.workdir}/access.log common
+TypesConfig /dev/null
+AddType text/plain .txt
+DocumentRoot "{self.root}"
+StartServers 1
+ServerLimit 2
+ThreadsPerChild 8
+MaxRequestWorkers 16
+<Directory />
+    Require all granted
+    Options +Indexes
+    AllowOverride None
+</Directory>
+IndexOptions {options}
+Alias /icons/ "/usr/share/apache2/icons/"
+AddIcon /icons/folder.gif ^^DIRECTORY^^
+AddIcon /icons/back.gif ..
+DefaultIcon /icons/unknown.gif
+""")
+        return ["apache2", "-f", conf, "-DFOREGROUND"]
+
+    def error_log(self):
+        return os.path.join(self.workdir, "error.log")
+
+
+class PythonHttp(Server):
+    kind = "python"
+
+    def command(self):
+        return [sys.executable if os.path.exists(sys.executable) else "python3", "-m",
+                "http.server", "--bind", self.address, "--directory", self.root, str(self.port)]
+
+
+def served_tree_from_listing(lines):
+    """Parses 'weirctl ufs ls -R -l' output into ({path: size}, {dirs})."""
+    files, dirs = {}, set()
+    for line in lines:
+        if line.startswith("d "):
+            dirs.add(line[2:].rstrip("/"))
+        elif line.startswith("f "):
+            _, size, mtime, etag, path = line.split(" ", 4)
+            files[path] = int(size)
+    return files, dirs
+
+
+# ---- S3: moto's server, which checks SigV4 signatures with botocore's signer ----
+
+S3_ACCESS_KEY_FILE = "keys.json"
+
+
+def moto_python():
+    """An interpreter that has moto and boto3 (moto's server verifies SigV4 signatures when
+    INITIAL_NO_AUTH_ACTION_COUNT is set; s3rver 3.x does not check V4 signatures at all)."""
+    candidates = [os.environ.get("WEIR_MOTO_PYTHON"), shutil.which("python3"), sys.executable,
+                  "/usr/bin/python3"]
+    for py in candidates:
+        if not py or not os.path.exists(py):
+            continue
+        r = subprocess.run([py, "-c", "import moto.server, boto3"], capture_output=True)
+        if r.returncode == 0:
+            return py
+    return None
+
+
+class MotoS3(Server):
+    """moto_server with authentication on: the first 3 requests (create the IAM user, its policy
+    and its access key) pass unsigned, every later one must carry a valid signature."""
+
+    kind = "s3"
+
+    def __init__(self, address, workdir, python):
+        super().__init__(workdir, address, workdir)
+        self.python = python
+
+    def command(self):
+        return [self.python, os.path.join(os.path.dirname(os.path.abspath(__file__)), "moto_s3.py"),
+                "-H", self.address, "-p", str(self.port)]
+
+    def start(self):
+        env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="3", AWS_DEFAULT_REGION="us-east-1",
+                   MOTO_PORT=str(self.port))
+        log = os.path.join(self.workdir, "server.log")
+        self.log_path = log
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True,
+                                         cwd=self.workdir, env=env)
+        try:
+            wait_listening(self.address, self.port, self.proc, timeout=30, log=log)
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def populate(self, bucket, objects):
+        """Creates the user and BUCKET with OBJECTS {key: bytes-size}; returns (key id, secret)."""
+        spec = os.path.join(self.workdir, "spec.json")
+        with open(spec, "w") as f:
+            json.dump({"endpoint": self.url.rstrip("/"), "bucket": bucket, "objects": objects}, f)
+        r = subprocess.run([self.python, os.path.abspath(__file__), "s3-populate", spec],
+                           capture_output=True, text=True, timeout=300)
+        if r.returncode != 0:
+            raise RuntimeError(f"S3 setup failed: {r.stderr[-3000:]}")
+        keys = json.loads(r.stdout)
+        return keys["id"], keys["secret"]
+
+
+def _s3_populate(spec_path):
+    """Runs under moto's interpreter: IAM user + key (unsigned, allowed by the count), then the
+    bucket and objects with that key (signed: proves the key works)."""
+    import boto3
+
+    with open(spec_path) as f:
+        spec = json.load(f)
+    endpoint = spec["endpoint"]
+    iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
+                       aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+    iam.create_user(UserName="weir")
+    iam.put_user_policy(UserName="weir", PolicyName="all", PolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+    key = iam.create_access_key(UserName="weir")["AccessKey"]
+    try:
+        from botocore.config import Config
+
+        # Newer botocore streams uploads with checksum trailers, which moto cannot verify.
+        config = Config(request_checksum_calculation="when_required",
+                        response_checksum_validation="when_required")
+    except TypeError:
+        config = None
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                      aws_access_key_id=key["AccessKeyId"],
+                      aws_secret_access_key=key["SecretAccessKey"], config=config)
+    s3.create_bucket(Bucket=spec["bucket"])
+    import random
+    rnd = random.Random(3)
+    for k, size in spec["objects"].items():
+        s3.put_object(Bucket=spec["bucket"], Key=k, Body=rnd.randbytes(size))
+    print(json.dumps({"id": key["AccessKeyId"], "secret": key["SecretAccessKey"]}))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "s3-populate":
+        _s3_populate(sys.argv[2])
+    else:
+        sys.exit("usage: stores.py s3-populate SPEC.json")
