@@ -141,13 +141,15 @@ static int raft_fsm_snapshot(struct raft_fsm *rf, struct raft_buffer *bufs[], un
         struct raft_buffer *b = raft_malloc(sizeof(*b));
         if (!b)
                 return RAFT_NOMEM;
-        b->base = raft_malloc(len);
+        size_t padded = (len + 7) & ~(size_t)7; /* 8-byte multiples, as for entries */
+        b->base = raft_malloc(padded);
         if (!b->base) {
                 raft_free(b);
                 return RAFT_NOMEM;
         }
         memcpy(b->base, s, len);
-        b->len = len;
+        memset((char *)b->base + len, ' ', padded - len);
+        b->len = padded;
         *bufs = b;
         *n_bufs = 1;
         log_debug("Snapshot of %zu bytes taken.", len);
@@ -231,7 +233,11 @@ int manager_apply(manager *m, json_t *cmd, manager_apply_cb cb, void *userdata)
         if (!a)
                 return -ENOMEM;
         a->id = strdup(json_string_value(json_object_get(cmd, "id")));
-        struct raft_buffer rb = {.base = raft_malloc(len), .len = len};
+        /* Entry lengths must be multiples of 8: raft-cowsql refuses others, and raft 0.15
+         * accepts them but writes closed segments it cannot load again. JSON ignores the
+         * trailing blanks. */
+        size_t padded = (len + 7) & ~(size_t)7;
+        struct raft_buffer rb = {.base = raft_malloc(padded), .len = padded};
         if (!a->id || !rb.base) {
                 free(a->id);
                 free(a);
@@ -239,6 +245,7 @@ int manager_apply(manager *m, json_t *cmd, manager_apply_cb cb, void *userdata)
                 return -ENOMEM;
         }
         memcpy(rb.base, buf, len);
+        memset((char *)rb.base + len, ' ', padded - len);
         a->m = m;
         a->cb = cb;
         a->userdata = userdata;
