@@ -19,8 +19,8 @@
 #include "manager-internal.h"
 #include "weir-build.h"
 
-#define TICK_MS          20 /* raft 0.15 has no state callback: poll this often */
-#define TERM_POLL_TICKS  25 /* re-read the term every 0.5 s even without a change */
+#define TICK_MS          5 /* raft 0.15 has no state callback: poll this often */
+#define TERM_POLL_TICKS  100 /* re-read the term every 0.5 s even without a change */
 #define CONNECT_RETRY_MS 100
 #define PROBE_INTERVAL_S 1
 #define PROBE_TIMEOUT_MS 300
