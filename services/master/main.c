@@ -9,6 +9,7 @@
 #include "log.h"
 #include "manager.h"
 #include "parse.h"
+#include "sync.h"
 #include "weir-build.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(config *, config_free);
@@ -96,6 +97,7 @@ static int run(int argc, char **argv)
 {
         _cleanup_(config_freep) config *cfg = NULL;
         _cleanup_(manager_freep) manager *m = NULL;
+        _cleanup_(sync_manager_freep) sync_manager *s = NULL; /* freed before m */
         config_diags diags = {};
         int r;
 
@@ -133,6 +135,9 @@ static int run(int argc, char **argv)
         r = manager_new(cfg, node, &arg_options, &m);
         if (r < 0)
                 return r;
+        r = sync_manager_new(m, &s);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the metadata sync: %m");
         return manager_run(m);
 }
 

@@ -9,6 +9,7 @@
 
 typedef struct ufs_backend {
         const char *name;
+        bool exact_listing; /* see ufs_listing_exact() */
         /* Fills u->data from u->mount; the handle is freed by the caller on failure. */
         int (*open)(ufs *u);
         void (*free)(ufs *u);

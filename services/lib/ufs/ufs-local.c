@@ -273,6 +273,7 @@ static char *local_url(ufs *u, const char *path)
 
 const ufs_backend ufs_backend_local = {
         .name = "local",
+        .exact_listing = true,
         .open = local_open,
         .free = local_free,
         .list = local_list,

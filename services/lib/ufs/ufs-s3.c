@@ -383,6 +383,7 @@ static char *s3_url(ufs *u, const char *path)
 
 const ufs_backend ufs_backend_s3 = {
         .name = "s3",
+        .exact_listing = true,
         .open = s3_open,
         .free = s3_free,
         .list = s3_list,

@@ -137,6 +137,11 @@ char *ufs_url(ufs *u, const char *path)
         return u->backend->url(u, path);
 }
 
+bool ufs_listing_exact(ufs *u)
+{
+        return u && u->backend->exact_listing;
+}
+
 const char *ufs_last_error(ufs *u)
 {
         return u ? u->error : "";

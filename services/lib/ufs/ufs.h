@@ -58,5 +58,9 @@ int ufs_read(ufs *u, const char *path, const ufs_version *version, uint64_t offs
 /* The store URL of PATH (for display: user.weir.ufs, weirctl stat). Free with free(). */
 char *ufs_url(ufs *u, const char *path);
 
+/* True when ufs_list() gives exact sizes, mtimes and ETags (local paths, S3), so that a sync need
+ * not ufs_stat() every file; false for HTTP index pages, which round sizes. */
+bool ufs_listing_exact(ufs *u);
+
 /* A message describing the last error of this handle ("HTTP 403 from http://...: ..."), or "". */
 const char *ufs_last_error(ufs *u);

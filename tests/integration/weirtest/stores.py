@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 
 # Odd names every served tree contains: spaces, unicode (NFC and combining), characters that
 # need percent-encoding or HTML entities, a colon (Apache writes "./a:b"), long names (nginx and
@@ -401,3 +402,110 @@ if __name__ == "__main__":
         _s3_populate(sys.argv[2])
     else:
         sys.exit("usage: stores.py s3-populate SPEC.json")
+
+
+# ---- masters that sync datasets from these stores ----
+
+class SyncCluster:
+    """weir-master(s) on 127.0.3.50+ with datasets whose mounts are the given store URLs.
+
+    DATASETS: {name: {"mounts": [(mount name, url, {option: value})], "sync_interval": "2s"}}.
+    Reuses weirtest.cluster's process handling; addresses stay in the stores' range."""
+
+    def __init__(self, dir, build_dir, datasets, n=1, first=50, port_base=None):
+        from weirtest import cluster as wc
+
+        self.wc = wc
+        self.dir = str(dir)
+        os.makedirs(self.dir, exist_ok=True)
+        port_base = port_base or free_port(f"127.0.3.{first}")
+        self.c = wc.MasterCluster(self.dir, build_dir, n=n, master_port=port_base,
+                                  raft_port=free_port(f"127.0.3.{first}"))
+        for i, m in enumerate(self.c.masters):
+            m.address = f"127.0.3.{first + i}"
+            m.api = f"{m.address}:{self.c.master_port}"
+        self.datasets = datasets
+        self.write_yaml()
+
+    def write_yaml(self):
+        c = self.c
+        lines = ["apiVersion: weir.io/v1", "kind: Cluster", "metadata: {name: stores}", "spec:",
+                 f"  tokenFile: {os.path.join(self.dir, 'token')}",
+                 "  raft: {electionTimeout: 300ms, heartbeatTimeout: 50ms}", "  nodes:"]
+        with open(os.path.join(self.dir, "token"), "w") as f:
+            f.write(c.token + "\n")
+        for m in c.masters:
+            lines.append(f"    - {{name: {m.name}, address: {m.address}, raftPort: {c.raft_port}, "
+                         f"masterPort: {c.master_port}, dataDir: {m.data_dir}}}")
+        for name, spec in self.datasets.items():
+            lines += ["---", "apiVersion: data.fluid.io/v1alpha1", "kind: Dataset",
+                      f"metadata: {{name: {name}}}", "spec:"]
+            if spec.get("sync_interval"):
+                lines.append(f"  syncInterval: {spec['sync_interval']}")
+            lines.append("  mounts:")
+            for mname, url, options in spec["mounts"]:
+                lines.append(f"    - mountPoint: {json.dumps(url)}")
+                lines.append(f"      name: {json.dumps(mname)}")
+                if options:
+                    lines.append("      options:")
+                    for k, v in options.items():
+                        lines.append(f"        {k}: {json.dumps(v)}")
+            lines += ["---", "apiVersion: data.fluid.io/v1alpha1", "kind: AlluxioRuntime",
+                      f"metadata: {{name: {name}}}", "spec:", "  replicas: 1",
+                      f"  master: {{replicas: {len(c.masters)}}}",
+                      "  tieredstore:", "    levels:",
+                      "      - {mediumtype: MEM, path: /dev/shm, quota: 64Mi, high: '0.9', "
+                      "low: '0.5'}"]
+        with open(c.yaml_path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def __enter__(self):
+        self.c.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.c.stop()
+
+    def wait_leader(self, timeout=20.0):
+        return self.c.wait_leader(timeout=timeout)
+
+    def get(self, path, timeout=5.0):
+        code, body, _ = self.c.request("GET", path, timeout=timeout)
+        return code, body
+
+    def dataset(self, name):
+        code, body = self.get(f"/v1/datasets/{name}")
+        assert code == 200, (code, body)
+        return body
+
+    def wait_dataset(self, name, predicate, timeout=120.0):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                last = self.dataset(name)
+                if predicate(last):
+                    return last
+            except (OSError, AssertionError, self.wc.HttpError) as e:
+                last = repr(e)
+            time.sleep(0.2)
+        raise AssertionError(f"dataset {name} not as expected within {timeout}s: {last}\n"
+                             f"{self.c.logs()}")
+
+    def tree(self, dataset, path="/"):
+        """{relative path: size} of files and the set of directories below PATH, via the API."""
+        files, dirs = {}, set()
+        todo = [path.rstrip("/") or "/"]
+        while todo:
+            p = todo.pop()
+            q = urllib.parse.quote(p)
+            code, body = self.get(f"/v1/datasets/{dataset}/ls?path={q}", timeout=30)
+            assert code == 200, (p, code, body)
+            for e in body["entries"]:
+                child = (p.rstrip("/") + "/" + e["name"])
+                if e["type"] == "dir":
+                    dirs.add(child)
+                    todo.append(child)
+                else:
+                    files[child] = e
+        return files, dirs
