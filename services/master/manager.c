@@ -19,7 +19,7 @@
 #include "manager-internal.h"
 #include "weir-build.h"
 
-#define TICK_MS          5 /* raft 0.15 has no state callback: poll this often */
+#define TICK_MS          5   /* raft 0.15 has no state callback: poll this often */
 #define TERM_POLL_TICKS  100 /* re-read the term every 0.5 s even without a change */
 #define CONNECT_RETRY_MS 100
 #define PROBE_INTERVAL_S 1
@@ -689,6 +689,15 @@ int manager_new(const config *cfg, const config_node *node, const manager_option
                 manager_free(m);
                 return log_oom();
         }
+        /* The loop exists from here to manager_free(), so that other modules (sync.c) can add
+         * their handles before manager_run() and close them after it returned. */
+        r = uv_loop_init(&m->loop);
+        if (r < 0) {
+                log_error("uv_loop_init: %s", uv_strerror(r));
+                manager_free(m);
+                return -EIO;
+        }
+        m->loop_initialised = true;
 
         if (opts->data_dir)
                 m->dir = strdup(opts->data_dir);
@@ -919,10 +928,6 @@ int manager_run(manager *m)
 
         signal(SIGPIPE, SIG_IGN); /* survivors died of SIGPIPE when a peer was killed */
 
-        r = uv_loop_init(&m->loop);
-        if (r < 0)
-                return log_error_errno(r, "uv_loop_init: %s", uv_strerror(r));
-        m->loop_initialised = true;
         m->sigterm.data = m->sigint.data = m->tick.data = m->watchdog.data = m->wakeup.data = m;
 
         r = add_handle(m, uv_async_init(&m->loop, &m->wakeup, on_wakeup));

@@ -47,7 +47,10 @@ int manager_submit(manager *m, json_t *cmd_take, manager_apply_cb cb, void *user
 /* True when this node is the leader and has committed its barrier: leader-only calls served. */
 bool manager_is_leader(manager *m);
 
-/* The loop, for code that adds its own handles (the metadata sync's timers). */
+/* The loop, for code that adds its own handles (the metadata sync's timers). It exists from
+ * manager_new() to manager_free(): handles may be added before manager_run() and must be closed
+ * (and the loop run once more) after it returned. Handles that should not keep manager_run()
+ * alive at shutdown must be uv_unref()'ed. */
 uv_loop_t *manager_loop(manager *m);
 const config *manager_config(manager *m);
 
