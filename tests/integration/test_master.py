@@ -385,3 +385,37 @@ def test_dbus_properties(make_cluster, private_bus):
     assert out.returncode == 0, out.stderr
     assert "Role" in out.stdout and "leader" in out.stdout
     assert "worker: not running" in out.stdout
+
+
+def test_sd_notify_ready_status_watchdog_stopping(make_cluster, tmp_path):
+    sock_path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(sock_path)
+    sock.settimeout(0.2)
+    c = make_cluster(n=1, first_address=21,
+                     env={"NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "200000"})
+    m = c.masters[0]
+    # Master.start() drops an inherited NOTIFY_SOCKET; the cluster env puts this one back.
+    m.start()
+    messages = []
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                messages += sock.recv(4096).decode().split("\n")
+            except socket.timeout:
+                pass
+            if "READY=1" in messages and messages.count("WATCHDOG=1") >= 2:
+                break
+        assert "READY=1" in messages, messages
+        assert "STATUS=leader, term 1, 1/1 masters" in messages, messages
+        assert messages.count("WATCHDOG=1") >= 2, messages
+        assert m.stop() == 0
+        try:
+            while True:
+                messages += sock.recv(4096).decode().split("\n")
+        except socket.timeout:
+            pass
+        assert "STOPPING=1" in messages, messages
+    finally:
+        sock.close()
