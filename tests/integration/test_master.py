@@ -145,6 +145,8 @@ def test_whole_cluster_restart_keeps_state(make_cluster):
     c.start()
     c.wait_leader()
     assert c.labels() == written
+    # The state came back through the snapshot (restore) plus the log after it.
+    assert any("Restored a snapshot" in m.log() for m in c.masters), c.logs()
     # And writes continue after the restart.
     index, _ = c.put_label("later", "x")
     assert index > 60
