@@ -14,3 +14,7 @@ int ctl_config(const ctl_context *ctx, int argc, char **argv);
 int ctl_masters(const ctl_context *ctx, int argc, char **argv);
 int ctl_status(const ctl_context *ctx, int argc, char **argv);
 int ctl_ufs(const ctl_context *ctx, int argc, char **argv);
+int ctl_datasets(const ctl_context *ctx, int argc, char **argv);
+int ctl_dataset(const ctl_context *ctx, int argc, char **argv);
+int ctl_ls(const ctl_context *ctx, int argc, char **argv);
+int ctl_stat(const ctl_context *ctx, int argc, char **argv);

@@ -21,6 +21,10 @@ static const ctl_verb verbs[] = {
         {"masters", ctl_masters,
          "masters [--json]   the leader and every master (role, term, health)"},
         {"status", ctl_status, "status   the local daemons' status over D-Bus"},
+        {"datasets", ctl_datasets, "datasets [-o wide] [--json]   datasets with Fluid's columns"},
+        {"dataset", ctl_dataset, "dataset sync [--wait] NAME   sync a dataset's metadata now"},
+        {"ls", ctl_ls, "ls [-l] /DATASET[/MOUNT/PATH]   list a dataset directory"},
+        {"stat", ctl_stat, "stat /DATASET/MOUNT/PATH   a file's size, version, ETag, store URL"},
         {"ufs", ctl_ufs, "ufs ls|stat|cat URL [PATH]   query a remote store directly (debugging)"},
 };
 

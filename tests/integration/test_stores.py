@@ -6,14 +6,16 @@ escaping, 2,000+ files) on 127.0.3.x; `weirctl ufs ls -R -l` lists it recursivel
 file, and must give exactly the served names and sizes. Reads go through `weirctl ufs cat`.
 """
 
+import json
 import os
 import shutil
 import subprocess
 import tempfile
+import time
 
 import pytest
 
-from conftest import weir_binary
+from conftest import BUILD_DIR, weir_binary
 from weirtest import stores
 
 # One address per server kind in the stores' range.
@@ -31,6 +33,12 @@ ADDR = {
 @pytest.fixture(scope="module")
 def weirctl():
     return weir_binary("weirctl")
+
+
+@pytest.fixture(scope="module")
+def build_dir():
+    weir_binary("weir-master")
+    return BUILD_DIR
 
 
 @pytest.fixture(scope="module")
@@ -236,3 +244,166 @@ def test_s3_wrong_secret(weirctl, s3, tmp_path):
     r = run(weirctl, "ufs", "stat", *opts, "s3://data/", "top.txt", check=False)
     assert r.returncode == 1
     assert b"403" in r.stderr
+
+
+# ---- metadata sync into the masters, and the dataset CLI ----
+
+def rel_files(api_files, mount):
+    prefix = f"/{mount}/"
+    return {p[len(prefix):]: e["size"] for p, e in api_files.items() if p.startswith(prefix)}
+
+
+def rel_dirs(api_dirs, mount):
+    prefix = f"/{mount}/"
+    return {p[len(prefix):] for p in api_dirs if p.startswith(prefix)}
+
+
+@pytest.fixture
+def sync_stores(tree, tmp_path, build_dir):
+    """nginx, Apache and python serving the tree; one master with dataset "web" mounting all
+    three and dataset "down" on a port where nothing listens."""
+    root, files, dirs = tree
+    servers = []
+    try:
+        for kind in ("nginx", "apache-table", "python"):
+            servers.append(start(kind, root, str(tmp_path / kind)).start())
+        datasets = {
+            "web": {"mounts": [(s.kind if s.kind != "apache" else "apache", s.url, {})
+                               for s in servers]},
+            "down": {"mounts": [("gone", f"http://{ADDR['dead']}:9/", {})]},
+        }
+        sc = stores.SyncCluster(tmp_path / "masters", build_dir, datasets)
+        with sc:
+            sc.wait_leader()
+            yield sc, servers, root, files, dirs
+    finally:
+        for s in servers:
+            s.stop()
+
+
+def ctl(weirctl, sc, *args, check=True):
+    return run(weirctl, "--config", sc.c.yaml_path, *args, check=check, timeout=120)
+
+
+def test_sync_tree_equals_served_tree(weirctl, sync_stores):
+    sc, servers, root, files, dirs = sync_stores
+    d = sc.wait_dataset("web", lambda d: d["phase"] == "Bound")
+    assert d["total_files"] == 3 * len(files)
+    assert d["ufs_total_size"] == 3 * sum(files.values())
+    api_files, api_dirs = sc.tree("web")
+    for mount in ("nginx", "apache", "python"):
+        assert rel_files(api_files, mount) == files, mount
+        assert rel_dirs(api_dirs, mount) == dirs, mount
+    # Exact versions from HEAD: nginx and Apache send ETags, python only Last-Modified.
+    e = api_files["/nginx/big/one.bin"]
+    assert e["size"] == 1234567 and e["etag"] and e["version"] == 1 and e["file_id"] > 0
+    assert e["ufs_url"] == servers[0].url + "big/one.bin"
+    assert api_files["/python/big/one.bin"]["mtime"] == int(os.stat(root + "/big/one.bin").st_mtime)
+
+    # The CLI: Fluid's columns, sizes as Fluid writes them, ls and stat.
+    out = ctl(weirctl, sc, "datasets").stdout.decode()
+    header, web = out.splitlines()[0], next(l for l in out.splitlines() if l.startswith("web "))
+    for col in ("NAME", "UFS TOTAL SIZE", "CACHED", "CACHE CAPACITY", "CACHED PERCENTAGE",
+                "PHASE", "AGE"):
+        assert col in header
+    assert "Bound" in web and "MiB" in web and "0.00B" in web and "0.0%" in web
+    wide = ctl(weirctl, sc, "datasets", "-o", "wide").stdout.decode()
+    assert "TOTAL FILES" in wide and str(3 * len(files)) in wide
+    js = json.loads(ctl(weirctl, sc, "--json", "datasets").stdout)
+    assert {d["name"] for d in js["datasets"]} == {"web", "down"}
+    ls = ctl(weirctl, sc, "ls", "/web/apache/alpha").stdout.decode().splitlines()
+    assert "with space.txt" in ls and "sub00/" in ls and "ünïcödé-文件.bin" in ls
+    lsl = ctl(weirctl, sc, "ls", "-l", "/web/nginx/big").stdout.decode()
+    assert "1234567" in lsl and "one.bin" in lsl
+    st = ctl(weirctl, sc, "stat", "/web/python/alpha/a&b<c>'d\".txt").stdout.decode()
+    assert "Version: 1" in st and "Size: 2002" in st
+    r = ctl(weirctl, sc, "stat", "/web/python/no/such", check=False)
+    assert r.returncode == 1
+
+
+def test_sync_after_upstream_change(weirctl, sync_stores):
+    sc, servers, root, files, dirs = sync_stores
+    sc.wait_dataset("web", lambda d: d["phase"] == "Bound")
+    before, _ = sc.tree("web", "/nginx/alpha")
+    path = os.path.join(root, "alpha", "with space.txt")
+    gone = os.path.join(root, "alpha", "UPPER.lower")
+    new = os.path.join(root, "alpha", "new file.txt")
+    with open(path, "rb") as f:
+        old = f.read()
+    st = os.stat(path)
+    try:
+        with open(path, "ab") as f:
+            f.write(b"more")
+        os.rename(gone, gone + ".moved-away")
+        with open(new, "wb") as f:
+            f.write(b"n" * 42)
+        stores.make_world_readable(root)
+        out = ctl(weirctl, sc, "dataset", "sync", "--wait", "web").stdout.decode()
+        assert "Synced" in out
+        after, _ = sc.tree("web", "/nginx/alpha")
+        e0, e1 = before["/nginx/alpha/with space.txt"], after["/nginx/alpha/with space.txt"]
+        assert e1["size"] == e0["size"] + 4
+        assert e1["version"] == e0["version"] + 1 and e1["file_id"] == e0["file_id"]
+        assert e1["etag"] != e0["etag"]
+        assert "/nginx/alpha/UPPER.lower" not in after
+        assert after["/nginx/alpha/new file.txt"]["size"] == 42
+        # Unchanged files keep id and version.
+        k = "/nginx/alpha/-leading-dash"
+        assert (after[k]["file_id"], after[k]["version"]) == (before[k]["file_id"],
+                                                              before[k]["version"])
+    finally:
+        with open(path, "wb") as f:
+            f.write(old)
+        os.utime(path, (st.st_atime, st.st_mtime))
+        if os.path.exists(gone + ".moved-away"):
+            os.rename(gone + ".moved-away", gone)
+        if os.path.exists(new):
+            os.unlink(new)
+
+
+def test_store_down_shows_error_masters_serve(weirctl, sync_stores):
+    sc, servers, root, files, dirs = sync_stores
+    # Never reachable: Failed with the reason, retried with backoff.
+    d = sc.wait_dataset("down", lambda d: d["phase"] == "Failed")
+    assert ADDR["dead"] in d["sync_error"] and d["reason"]
+    # A synced dataset whose store goes away keeps its tree, shows the error, stays Bound.
+    sc.wait_dataset("web", lambda d: d["phase"] == "Bound")
+    servers[0].stop()
+    t0 = time.monotonic()
+    r = ctl(weirctl, sc, "dataset", "sync", "--wait", "web", check=False)
+    assert r.returncode == 1 and b"Sync failed" in r.stderr
+    d = sc.dataset("web")
+    assert d["phase"] == "Bound" and d["sync_error"] and "127.0.3.10" in d["sync_error"]
+    assert time.monotonic() - t0 < 30
+    out = ctl(weirctl, sc, "datasets").stdout.decode()
+    assert "last sync failed" in out
+    # The API kept answering throughout, and still serves the old tree.
+    code, body = sc.get("/v1/datasets/web/ls?path=/nginx/big", timeout=2)
+    assert code == 200 and {e["name"] for e in body["entries"]} == {"one.bin", "two.bin"}
+    code, body = sc.get("/v1/status", timeout=1)
+    assert code == 200 and body["role"] == "leader"
+
+
+def test_sync_s3_right_and_wrong_secret(weirctl, s3, tmp_path, build_dir):
+    server, key_id, secret = s3
+    good = {"fs.s3a.endpoint": server.url, "fs.s3a.access.key": key_id,
+            "fs.s3a.secret.key": secret}
+    bad = dict(good, **{"fs.s3a.secret.key": "wrong-" + secret[:4]})
+    sc = stores.SyncCluster(tmp_path / "masters", build_dir, {
+        "good": {"mounts": [("set", "s3://data/set/", good)]},
+        "bad": {"mounts": [("set", "s3://data/set/", bad)]},
+    })
+    with sc:
+        sc.wait_leader()
+        d = sc.wait_dataset("good", lambda d: d["phase"] == "Bound")
+        want = {k[len("set/"):]: v for k, v in S3_OBJECTS.items()
+                if k.startswith("set/") and not k.endswith("/")}
+        assert d["total_files"] == len(want)
+        api_files, api_dirs = sc.tree("good")
+        assert rel_files(api_files, "set") == want
+        assert rel_dirs(api_dirs, "set") == {"sub", "many", "dir marker"}
+        assert api_files["/set/big one.bin"]["etag"].startswith('"')
+        b = sc.wait_dataset("bad", lambda d: d["phase"] == "Failed")
+        assert "SignatureDoesNotMatch" in b["sync_error"]
+        for m in sc.c.masters:
+            assert secret not in m.log()
