@@ -59,14 +59,17 @@ stdenv.mkDerivation (finalAttrs: {
     "--print-errorlogs"
   ];
 
-  # The installed units must start this package's binaries and name a fusermount3 that exists.
+  # The installed units must start this package's binaries (wherever meson put each) and name a
+  # fusermount3 that exists.
   postInstall = ''
-    for d in weir-master weir-worker; do
-      grep -q "^ExecStart=$out/bin/$d " "$out/lib/systemd/system/$d.service"
+    for u in $out/lib/systemd/system/weir*.service; do
+      for p in $(sed -n 's/^Exec[A-Za-z]*=[-+!@:]*\([^ ]*\).*/\1/p' "$u"); do
+        test -x "$p" || { echo "$u runs $p, which does not exist"; exit 1; }
+      done
     done
-    grep -q "^ExecStart=$out/bin/weir-fuse " "$out/lib/systemd/system/weir-fuse@.service"
-    fusermount=$(sed -n 's/^ExecStopPost=-\([^ ]*\) .*/\1/p' "$out/lib/systemd/system/weir-fuse@.service")
-    test -x "$fusermount"
+    grep -q "^ExecStart=$out/" "$out/lib/systemd/system/weir-master.service"
+    grep -q "^ExecStart=$out/" "$out/lib/systemd/system/weir-worker.service"
+    grep -q "^ExecStart=$out/" "$out/lib/systemd/system/weir-fuse@.service"
     test -x "$out/lib/systemd/system-generators/weir-generator"
     test -f "$out/share/dbus-1/system.d/io.weir.conf"
     test -f "$out/lib/tmpfiles.d/weir.conf"
