@@ -407,3 +407,46 @@ def test_sync_s3_right_and_wrong_secret(weirctl, s3, tmp_path, build_dir):
         assert "SignatureDoesNotMatch" in b["sync_error"]
         for m in sc.c.masters:
             assert secret not in m.log()
+
+
+def test_leader_killed_mid_sync(tree, tmp_path, build_dir):
+    """Three masters; the leader dies while it walks a slow store: the new leader syncs the
+    dataset from scratch, and no reader ever sees a partial tree."""
+    root, files, dirs = tree
+    with stores.SlowPythonHttp(root, ADDR["python"], str(tmp_path / "slow"), delay=0.02) as srv:
+        sc = stores.SyncCluster(tmp_path / "masters", build_dir,
+                                {"slow": {"mounts": [("m", srv.url, {})]}}, n=3)
+        with sc:
+            leader = sc.wait_leader()
+            deadline = time.monotonic() + 20
+            while "Syncing dataset slow" not in leader.log():
+                assert time.monotonic() < deadline, leader.log()
+                time.sleep(0.05)
+            time.sleep(1.0)  # well into the HEADs (2,100 files at 20 ms, 8 at a time)
+            assert sc.dataset("slow")["total_files"] == 0, "the sync finished too soon to test"
+            leader.kill()
+
+            seen = set()
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                for m in sc.c.running():
+                    try:
+                        code, d, _ = sc.wc.http_request("GET", m.url("/v1/datasets/slow"),
+                                                        timeout=1)
+                    except OSError:
+                        continue
+                    if code == 200:
+                        seen.add(d["total_files"])
+                        if d["phase"] == "Bound":
+                            break
+                else:
+                    time.sleep(0.05)
+                    continue
+                break
+            assert seen <= {0, len(files)}, f"a partial tree was visible: {sorted(seen)}"
+            d = sc.wait_dataset("slow", lambda d: d["phase"] == "Bound", timeout=60)
+            assert d["total_files"] == len(files)
+            api_files, api_dirs = sc.tree("slow")
+            assert rel_files(api_files, "m") == files
+            new_leader = sc.wait_leader()
+            assert new_leader is not leader and "Synced dataset slow" in new_leader.log()

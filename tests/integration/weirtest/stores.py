@@ -289,6 +289,31 @@ class PythonHttp(Server):
                 "http.server", "--bind", self.address, "--directory", self.root, str(self.port)]
 
 
+class SlowPythonHttp(PythonHttp):
+    """Python's http.server that answers every HEAD after DELAY seconds: a sync of its tree
+    takes long enough to kill a leader in the middle of it."""
+
+    kind = "python"
+
+    def __init__(self, root, address, workdir, delay=0.02):
+        super().__init__(root, address, workdir)
+        self.delay = delay
+
+    def command(self):
+        code = (
+            "import functools, http.server, sys, time\n"
+            "class H(http.server.SimpleHTTPRequestHandler):\n"
+            "    def do_HEAD(self):\n"
+            f"        time.sleep({self.delay})\n"
+            "        return super().do_HEAD()\n"
+            "    def log_message(self, *a):\n"
+            "        pass\n"
+            "h = functools.partial(H, directory=sys.argv[1])\n"
+            "http.server.ThreadingHTTPServer((sys.argv[2], int(sys.argv[3])), h).serve_forever()\n"
+        )
+        return [sys.executable, "-c", code, self.root, self.address, str(self.port)]
+
+
 def served_tree_from_listing(lines):
     """Parses 'weirctl ufs ls -R -l' output into ({path: size}, {dirs})."""
     files, dirs = {}, set()
