@@ -421,3 +421,46 @@ def test_sd_notify_ready_status_watchdog_stopping(make_cluster, tmp_path):
         assert "STOPPING=1" in messages, messages
     finally:
         sock.close()
+
+
+def test_dbus_transfer_leadership(make_cluster, private_bus):
+    c = make_cluster(n=3, first_address=1, env={"DBUS_SYSTEM_BUS_ADDRESS": private_bus})
+
+    def busctl(*args):
+        return subprocess.run(["busctl", f"--address={private_bus}", *args],
+                              capture_output=True, text=True, timeout=10)
+
+    # node1 takes the bus name io.weir.Master1 before the others start.
+    c.masters[0].start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        owner = busctl("get-property", "io.weir.Master1", "/io/weir/Master1", "io.weir.Master1",
+                       "Node")
+        if owner.returncode == 0:
+            break
+        time.sleep(0.05)
+    c.masters[1].start()
+    c.masters[2].start()
+    assert owner.stdout.strip() == 's "node1"', owner
+    node1 = c.masters[0]
+    # Make node1 the leader (kill whoever else leads; at most a few rounds).
+    for _ in range(10):
+        leader = c.wait_leader(timeout=FAILOVER_BOUND_S)
+        if leader is node1:
+            break
+        out = busctl("call", "io.weir.Master1", "/io/weir/Master1", "io.weir.Master1",
+                     "TransferLeadership", "s", "node2")
+        assert out.returncode != 0 and "not the leader" in out.stderr, out
+        leader.kill()
+        c.wait_leader(timeout=FAILOVER_BOUND_S, exclude=leader)
+        leader.start()
+    assert c.wait_leader() is node1
+
+    out = busctl("call", "io.weir.Master1", "/io/weir/Master1", "io.weir.Master1",
+                 "TransferLeadership", "s", "node3")
+    assert out.returncode == 0, out.stderr
+    deadline = time.monotonic() + FAILOVER_BOUND_S
+    while time.monotonic() < deadline and c.wait_leader().name != "node3":
+        time.sleep(0.05)
+    assert c.wait_leader().name == "node3"
+    c.put_label("after-transfer", "1")
