@@ -464,3 +464,30 @@ def test_dbus_transfer_leadership(make_cluster, private_bus):
         time.sleep(0.05)
     assert c.wait_leader().name == "node3"
     c.put_label("after-transfer", "1")
+
+
+def test_lagging_follower_catches_up_from_snapshot(make_cluster):
+    c = make_cluster(n=3, first_address=1, snapshot_threshold=16)
+    c.start()
+    leader = c.wait_leader()
+    lagging = next(m for m in c.masters if m is not leader)
+    lagging.kill()
+    written = {}
+    for i in range(80):
+        c.put_label(f"s{i}", str(i))
+        written[f"s{i}"] = str(i)
+    lagging.start()
+    # The leader's log no longer holds what the lagging node misses: it gets a snapshot.
+    deadline = time.monotonic() + FAILOVER_BOUND_S
+    while time.monotonic() < deadline:
+        s, ls = lagging.status(), leader.status()
+        if s and ls and s["leader"] == leader.name and s["applied"] >= ls["applied"]:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"{lagging.name} did not catch up\n{c.logs()}")
+    assert "Restored a snapshot" in lagging.log(), lagging.log()
+    # It can lead with the full state.
+    leader.kill()
+    c.wait_leader(timeout=FAILOVER_BOUND_S)
+    assert c.labels() == written
