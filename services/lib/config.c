@@ -160,8 +160,8 @@ static char *l_strdup(loader *l, const char *s)
         return r;
 }
 
-static void diag_va(loader *l, bool warning, unsigned line, unsigned column, const char *format,
-                    va_list ap)
+_printf_(5, 0) static void diag_va(loader *l, bool warning, unsigned line, unsigned column,
+                                   const char *format, va_list ap)
 {
         char *msg;
 
@@ -622,15 +622,18 @@ static bool get_port(loader *l, const ynode *n, const char *what, uint16_t *ret)
 
 static bool get_duration(loader *l, const ynode *n, const char *what, uint64_t *ret)
 {
+        uint64_t v;
+
         if (n->type != YNODE_SCALAR || is_null(n)) {
                 error_at(l, n, "%s: expected a duration, got %s", what, describe(n));
                 return false;
         }
-        if (parse_duration_ms(n->value, ret) < 0) {
+        if (parse_duration_ms(n->value, &v) < 0) {
                 error_at(l, n, "%s: expected a duration such as 300ms, 2s, 5m or 1h (got '%s')",
                          what, n->value);
                 return false;
         }
+        *ret = v;
         return true;
 }
 
@@ -1244,7 +1247,7 @@ static bool check_url(loader *l, const ynode *where, const char *url, config_sch
                       char **ret_name)
 {
         const char *sep = strstr(url, "://"), *rest, *path, *last, *end;
-        size_t slen;
+        size_t slen, i;
 
         if (!sep || sep == url) {
                 error_at(l, where,
@@ -1254,19 +1257,17 @@ static bool check_url(loader *l, const ynode *where, const char *url, config_sch
                 return false;
         }
         slen = (size_t)(sep - url);
-        for (size_t i = 0; i < ELEMENTSOF(schemes); i++)
-                if (strlen(schemes[i].name) == slen &&
-                    strncasecmp(url, schemes[i].name, slen) == 0) {
-                        *ret_scheme = schemes[i].scheme;
-                        goto found;
-                }
-        error_at(l, where,
-                 "mountPoint '%s': unsupported scheme '%.*s'; expected http, https, s3, oss, cos, "
-                 "file or local",
-                 url, (int)MIN(slen, (size_t)32), url);
-        return false;
-
-found:
+        for (i = 0; i < ELEMENTSOF(schemes); i++)
+                if (strlen(schemes[i].name) == slen && strncasecmp(url, schemes[i].name, slen) == 0)
+                        break;
+        if (i == ELEMENTSOF(schemes)) {
+                error_at(l, where,
+                         "mountPoint '%s': unsupported scheme '%.*s'; expected http, https, s3, "
+                         "oss, cos, file or local",
+                         url, (int)MIN(slen, (size_t)32), url);
+                return false;
+        }
+        *ret_scheme = schemes[i].scheme;
         rest = sep + 3;
         if (*ret_scheme == CONFIG_SCHEME_FILE) {
                 if (rest[0] != '/') {
@@ -1626,12 +1627,24 @@ static void load_level(loader *l, config_runtime *rt, const ynode *item)
         }
         if (!ok)
                 return;
-        for (size_t i = 0; i < rt->n_tiers; i++)
-                if (streq(rt->tiers[i].path, p)) {
-                        error_at(l, path, "path '%s' is used by two levels", p);
+        /* Without trailing slashes, so that "<path>/weir/<node>" is the same however written. */
+        {
+                size_t len = strlen(p);
+
+                while (len > 1 && p[len - 1] == '/')
+                        len--;
+                t.path = strndup(p, len);
+                if (!t.path) {
+                        l->oom = true;
                         return;
                 }
-        t.path = l_strdup(l, p);
+        }
+        for (size_t i = 0; i < rt->n_tiers; i++)
+                if (streq(rt->tiers[i].path, t.path)) {
+                        error_at(l, path, "path '%s' is used by two levels", p);
+                        free(t.path);
+                        return;
+                }
         if (!t.path)
                 return;
         rt->tiers[rt->n_tiers++] = t;

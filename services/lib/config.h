@@ -36,7 +36,7 @@ const char *config_medium_to_string(config_medium m);
 
 typedef struct config_tier {
         config_medium medium;
-        char *path;     /* as written in the YAML, e.g. "/dev/shm" */
+        char *path;     /* as written in the YAML, e.g. "/dev/shm" (trailing slashes removed) */
         uint64_t quota; /* bytes */
         double high;    /* eviction starts above high * quota */
         double low;     /* ... and stops at low * quota; 0 < low < high <= 1 */

@@ -523,6 +523,17 @@ static void test_invalid_medium(void **state)
         expect_error(CLUSTER3 DATASET_D RUNTIME_D_HEAD "  tieredstore:\n"
                                                        "    levels: []\n",
                      23, 13, "levels: expected at least one level");
+        expect_error(CLUSTER3 DATASET_D RUNTIME_D_HEAD
+                     "  tieredstore:\n"
+                     "    levels:\n"
+                     "      - {mediumtype: SSD, path: /mnt/a, quota: 1Gi}\n"
+                     "      - {mediumtype: HDD, path: /mnt/a/, quota: 1Gi}\n",
+                     25, 33, "path '/mnt/a/' is used by two levels");
+        expect_error(CLUSTER3 DATASET_D RUNTIME_D_HEAD
+                     "  tieredstore:\n"
+                     "    levels:\n"
+                     "      - {mediumtype: SSD, path: \"/a,/b\", quota: 1Gi}\n",
+                     24, 33, "several paths in one level are not supported");
         expect_error(CLUSTER3 DATASET_D RUNTIME_D_HEAD "  replicas: 1\n", 22, 3,
                      "AlluxioRuntime 'd': missing 'tieredstore'");
 }
@@ -1239,6 +1250,7 @@ static void test_placement_roles(void **state)
         /* Levels fastest first. */
         assert_int_equal(c->tiers[0].medium, CONFIG_MEDIUM_MEM);
         assert_int_equal(c->tiers[1].medium, CONFIG_MEDIUM_HDD);
+        assert_string_equal(c->tiers[1].path, "/mnt/hdd");
         assert_int_equal(config_tier_dir(&c->tiers[1], "b", &dir), 0);
         assert_string_equal(dir, "/mnt/hdd/weir/b");
         assert_int_equal(config_fuse_mount_point(&c->nodes[1], "d", &mp), 0);
