@@ -225,6 +225,14 @@ static void test_read_200_whole_file(void **state)
         assert_non_null(
                 strstr(request(0), "\r\nIf-Unmodified-Since: Tue, 14 Nov 2023 22:13:20 GMT\r\n"));
 
+        /* An ETag of "" (how the masters store none) is no ETag: the time precondition. */
+        const ufs_version empty_etag = {.size = 26, .mtime = 1700000000, .etag = (char *)""};
+        b.len = 0;
+        script(1, r);
+        assert_int_equal(ufs_read(u, "f", &empty_etag, 0, 3, collect, &b), 0);
+        assert_null(strstr(request(0), "If-Match"));
+        assert_non_null(strstr(request(0), "\r\nIf-Unmodified-Since: "));
+
         /* Another Last-Modified: another version. */
         const ufs_version older = {.size = 26, .mtime = 1600000000};
         b.len = 0;

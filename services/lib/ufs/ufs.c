@@ -127,6 +127,15 @@ int ufs_read(ufs *u, const char *path, const ufs_version *version, uint64_t offs
                                 (unsigned long long)offset, (unsigned long long)len,
                                 (unsigned long long)version->size, path);
         u->error[0] = 0;
+        if (len == 0)
+                return 0;
+        if (version->etag && !*version->etag) {
+                /* The masters store "no ETag" as "": that is no precondition on an ETag. */
+                ufs_version v = *version;
+
+                v.etag = NULL;
+                return u->backend->read(u, path, &v, offset, len, sink, userdata);
+        }
         return u->backend->read(u, path, version, offset, len, sink, userdata);
 }
 

@@ -49,7 +49,7 @@ void ufs_version_done(ufs_version *v);
 /* Called with consecutive pieces of the range; returning < 0 aborts the read with that value. */
 typedef int (*ufs_sink)(const void *data, size_t len, void *userdata);
 
-/* Reads bytes [offset, offset + len) of PATH as of VERSION. Fails with -ESTALE if the store holds
+/* Reads bytes [offset, offset + len) of PATH as of VERSION (an etag of "" counts as none). Fails with -ESTALE if the store holds
  * another version, -ENOENT if gone, -EIO/-ECONNREFUSED/-ETIMEDOUT etc. for transport errors,
  * -EACCES for refused credentials. A short read (the store sent fewer bytes) is -EIO. */
 int ufs_read(ufs *u, const char *path, const ufs_version *version, uint64_t offset, uint64_t len,
