@@ -51,6 +51,12 @@ static int setup(void **state)
         snprintf(path, sizeof path, "%s/dangling", f->dir);
         if (symlink("/nonexistent/weir", path) < 0)
                 return -1;
+        snprintf(path, sizeof path, "%s/sub dir/loop", f->dir);
+        if (symlink("..", path) < 0)
+                return -1;
+        snprintf(path, sizeof path, "%s/sub dir/link.txt", f->dir);
+        if (symlink("../hello.txt", path) < 0)
+                return -1;
         snprintf(path, sizeof path, "%s/fifo", f->dir);
         mkfifo(path, 0644);
         /* Percent-encoded in the URL, as a file URL may be written. */
@@ -92,10 +98,14 @@ static void test_list(void **state)
         assert_true(e[1].dir);
         ufs_entries_free(e, n);
 
+        /* The symlinked file is an entry, the symlink to a directory (a loop) is not. */
         assert_int_equal(ufs_list(f->u, "sub dir", &e, &n), 0);
-        assert_int_equal(n, 2);
+        assert_int_equal(n, 3);
         assert_string_equal(e[0].name, "a&b.txt");
-        assert_string_equal(e[1].name, "ünï");
+        assert_string_equal(e[1].name, "link.txt");
+        assert_false(e[1].dir);
+        assert_int_equal(e[1].version.size, 13);
+        assert_string_equal(e[2].name, "ünï");
         ufs_entries_free(e, n);
 
         assert_int_equal(ufs_list(f->u, "missing", &e, &n), -ENOENT);

@@ -414,6 +414,9 @@ static int xfer_perform(ufs *u, const char *url, xfer *x, const char *errbuf)
         if (x->headers)
                 curl_easy_setopt(u->curl, CURLOPT_HTTPHEADER, x->headers);
         rc = curl_easy_perform(u->curl);
+        /* Nothing in the handle may point at this request's stack or lists once it returns. */
+        curl_easy_setopt(u->curl, CURLOPT_ERRORBUFFER, NULL);
+        curl_easy_setopt(u->curl, CURLOPT_HTTPHEADER, NULL);
 
         if (rc == CURLE_WRITE_ERROR && x->done && x->error == 0)
                 return 0; /* we stopped it: we had all we wanted */

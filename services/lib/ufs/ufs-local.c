@@ -136,8 +136,14 @@ static int local_list(ufs *u, const char *path, ufs_entry **ret_entries, size_t 
                                 log_debug("Skipping %s/%s: not a usable name.", full, de->d_name);
                         continue;
                 }
-                if (fstatat(dirfd(dir), de->d_name, &st, 0) < 0)
-                        continue; /* gone meanwhile, or a dangling symlink */
+                if (fstatat(dirfd(dir), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        continue; /* gone meanwhile */
+                if (S_ISLNK(st.st_mode)) {
+                        /* Symlinked files are served; symlinked directories are not followed,
+                         * so that a link to a parent cannot make the tree endless. */
+                        if (fstatat(dirfd(dir), de->d_name, &st, 0) < 0 || S_ISDIR(st.st_mode))
+                                continue;
+                }
                 if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
                         continue;
                 if (n >= UFS_MAX_ENTRIES) {
