@@ -118,3 +118,16 @@ uint64_t checksum_buffer(const void *data, size_t len)
         checksum_update(&c, data, len);
         return checksum_final(&c);
 }
+
+uint64_t checksum_combine(const uint64_t *chunk_sums, size_t n_chunks, uint64_t block_len)
+{
+        checksum c;
+
+        checksum_init(&c, block_len ^ CK_M3);
+        for (size_t i = 0; i < n_chunks; i++) {
+                uint64_t v = htole64(chunk_sums[i]);
+
+                checksum_update(&c, &v, sizeof(v));
+        }
+        return checksum_final(&c);
+}

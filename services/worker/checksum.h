@@ -23,3 +23,15 @@ uint64_t checksum_final(checksum *c);
 
 /* One-shot convenience. */
 uint64_t checksum_buffer(const void *data, size_t len);
+
+/* A block's checksum is built from CHECKSUM_CHUNK-byte chunks: each chunk is summed on its own
+ * (checksum_buffer of the chunk), then the chunk sums and the block length are summed. Parallel
+ * range fetches hash their own chunks as the bytes arrive, so a fill never reads its block back
+ * to checksum it; verification computes the same from the file. */
+#define CHECKSUM_CHUNK (1u << 20)
+
+uint64_t checksum_combine(const uint64_t *chunk_sums, size_t n_chunks, uint64_t block_len);
+static inline size_t checksum_n_chunks(uint64_t block_len)
+{
+        return (size_t)((block_len + CHECKSUM_CHUNK - 1) / CHECKSUM_CHUNK);
+}

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "checksum.h"
 #include "cleanup.h"
 #include "fill.h"
 #include "log.h"
@@ -42,6 +43,7 @@ typedef struct fill_job {
         const config_mount *mount;
         const char *rel; /* into file.path */
         uint64_t offset, len;
+        uint64_t *chunk_sums; /* checksum.h: one per CHECKSUM_CHUNK, filled by the ranges */
         unsigned ranges_left;
         int error;
 } fill_job;
@@ -255,6 +257,7 @@ static void job_finish(fill *f, fill_job *job, int r)
                 w = next;
         }
         fill_file_done(&job->file);
+        free(job->chunk_sums);
         free(job);
 }
 
@@ -424,11 +427,22 @@ static void task_start(fill_thread *th, fill_job *job)
                 pthread_mutex_unlock(&f->lock);
         }
 
-        /* Split into ranges of at least part_size, at most max_parts of them. */
+        job->chunk_sums = calloc(checksum_n_chunks(job->len) + 1, sizeof(*job->chunk_sums));
+        if (!job->chunk_sums) {
+                store_abort(f->store, job->write);
+                job->write = NULL;
+                job_finish(f, job, -ENOMEM);
+                return;
+        }
+
+        /* Split into ranges of at least part_size, at most max_parts of them, on checksum chunk
+         * boundaries so that each range hashes whole chunks of its own. */
         n_parts = job->len <= f->opts.part_size ? 1 : (job->len - 1) / f->opts.part_size + 1;
         n_parts = MIN(n_parts, (uint64_t)f->opts.max_parts);
         part = n_parts <= 1 ? job->len : (job->len - 1) / n_parts + 1;
-        part = (part + 65535) & ~(uint64_t)65535; /* page- and record-friendly boundaries */
+        part = (part + CHECKSUM_CHUNK - 1) / CHECKSUM_CHUNK * CHECKSUM_CHUNK;
+        if (part == 0)
+                part = CHECKSUM_CHUNK;
         n_parts = job->len == 0 ? 1 : (job->len - 1) / part + 1;
         job->ranges_left = (unsigned)n_parts;
 
@@ -459,10 +473,19 @@ static void task_start(fill_thread *th, fill_job *job)
 
 typedef struct range_sink {
         fill *fill;
+        fill_job *job;
         int fd;
-        uint64_t pos; /* file offset in the temporary block file */
+        uint64_t pos; /* offset in the temporary block file */
         uint64_t end;
+        checksum chunk; /* of the chunk that pos is in */
 } range_sink;
+
+static uint64_t chunk_len(const fill_job *job, uint64_t pos)
+{
+        uint64_t start = pos / CHECKSUM_CHUNK * CHECKSUM_CHUNK;
+
+        return MIN((uint64_t)CHECKSUM_CHUNK, job->len - start);
+}
 
 static int range_write(const void *data, size_t len, void *userdata)
 {
@@ -472,17 +495,26 @@ static int range_write(const void *data, size_t len, void *userdata)
         if (len > s->end - s->pos)
                 return -EIO; /* the store sent more than asked */
         while (len > 0) {
-                ssize_t n = pwrite(s->fd, p, len, (off_t)s->pos);
+                /* Up to the end of the current checksum chunk at most. */
+                size_t take = MIN(len, (size_t)(CHECKSUM_CHUNK - s->pos % CHECKSUM_CHUNK));
+                ssize_t n = pwrite(s->fd, p, take, (off_t)s->pos);
 
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
                         return -errno;
                 }
+                checksum_update(&s->chunk, p, (size_t)n);
                 p += n;
                 len -= (size_t)n;
                 s->pos += (uint64_t)n;
                 __atomic_add_fetch(&s->fill->stats.store_bytes, (uint64_t)n, __ATOMIC_RELAXED);
+                if (s->pos % CHECKSUM_CHUNK == 0 || s->pos == s->job->len) {
+                        s->job->chunk_sums[(s->pos - 1) / CHECKSUM_CHUNK] =
+                                checksum_final(&s->chunk);
+                        if (s->pos < s->job->len)
+                                checksum_init(&s->chunk, chunk_len(s->job, s->pos));
+                }
         }
         return 0;
 }
@@ -506,12 +538,16 @@ static void task_range(fill_thread *th, fill_task *t)
 {
         fill *f = th->fill;
         fill_job *job = t->job;
-        range_sink sink = {.fill = f, .fd = job->fd, .pos = t->offset, .end = t->offset + t->len};
+        range_sink sink = {
+                .fill = f, .job = job, .fd = job->fd, .pos = t->offset, .end = t->offset + t->len};
         ufs_version ver = {
                 .size = job->file.size, .mtime = job->file.mtime, .etag = job->file.etag};
         unsigned delay = f->opts.backoff_ms;
         bool last;
         int r = 0;
+
+        if (t->len > 0)
+                checksum_init(&sink.chunk, chunk_len(job, t->offset));
 
         for (unsigned attempt = 0; sink.pos < sink.end || t->len == 0; attempt++) {
                 ufs *u = NULL;
@@ -556,7 +592,9 @@ static void task_range(fill_thread *th, fill_task *t)
 
         r = job->error;
         if (r >= 0)
-                r = store_commit(f->store, job->write);
+                r = store_commit_sum(
+                        f->store, job->write,
+                        checksum_combine(job->chunk_sums, checksum_n_chunks(job->len), job->len));
         else
                 store_abort(f->store, job->write);
         job->write = NULL;

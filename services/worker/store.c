@@ -303,31 +303,38 @@ static void block_drop_locked(store *s, store_block *b)
 static int fd_checksum(int fd, uint64_t size, uint64_t *ret)
 {
         _cleanup_free_ uint8_t *buf = malloc(STORE_IO_CHUNK);
-        checksum c;
+        _cleanup_free_ uint64_t *sums = NULL;
+        size_t n = checksum_n_chunks(size);
         uint64_t off = 0;
         struct stat st;
 
-        if (!buf)
+        if (!buf || !(sums = calloc(n + 1, sizeof(*sums))))
                 return -ENOMEM;
         if (fstat(fd, &st) < 0)
                 return -errno;
         if ((uint64_t)st.st_size != size)
                 return -EIO;
-        checksum_init(&c, size);
-        while (off < size) {
-                ssize_t n = pread(fd, buf, MIN((uint64_t)STORE_IO_CHUNK, size - off), off);
+        for (size_t i = 0; i < n; i++) {
+                uint64_t end = MIN(size, off + CHECKSUM_CHUNK);
+                checksum c;
 
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
+                checksum_init(&c, end - off);
+                while (off < end) {
+                        ssize_t r = pread(fd, buf, MIN((uint64_t)STORE_IO_CHUNK, end - off), off);
+
+                        if (r < 0) {
+                                if (errno == EINTR)
+                                        continue;
+                                return -errno;
+                        }
+                        if (r == 0)
+                                return -EIO;
+                        checksum_update(&c, buf, (size_t)r);
+                        off += (uint64_t)r;
                 }
-                if (n == 0)
-                        return -EIO;
-                checksum_update(&c, buf, (size_t)n);
-                off += (uint64_t)n;
+                sums[i] = checksum_final(&c);
         }
-        *ret = checksum_final(&c);
+        *ret = checksum_combine(sums, n, size);
         return 0;
 }
 
@@ -966,21 +973,29 @@ void store_abort(store *s, store_write *w)
         pthread_mutex_unlock(&s->lock);
 }
 
-int store_commit(store *s, store_write *w)
+/* SUM: the block's checksum as the writer computed it from the bytes it wrote, or NULL to
+ * compute it from the file. */
+static int commit(store *s, store_write *w, const uint64_t *sum)
 {
         store_block *b = w->block;
         store_level *l = &s->levels[b->level];
         char path[STORE_PATH_MAX];
-        uint64_t sum;
-        int r;
+        struct stat st;
+        int r = 0;
 
-        r = fd_checksum(w->fd, b->size, &sum);
+        if (sum) {
+                if (fstat(w->fd, &st) < 0)
+                        r = -errno;
+                else if ((uint64_t)st.st_size != b->size)
+                        r = -EIO;
+                else
+                        b->sum = *sum; /* not yet visible to anyone else: state is WRITING */
+        } else
+                r = fd_checksum(w->fd, b->size, &b->sum);
         if (r >= 0 && l->persistent && fsync(w->fd) < 0)
                 r = -errno;
-        if (r >= 0) {
-                b->sum = sum; /* not yet visible to anyone else: state is WRITING */
+        if (r >= 0)
                 r = block_path(s, b, b->level, path, sizeof(path));
-        }
         if (r >= 0 && rename(w->tmp_path, path) < 0)
                 r = -errno;
         if (r < 0) {
@@ -1001,6 +1016,16 @@ int store_commit(store *s, store_write *w)
         kick_evictor_locked(s);
         pthread_mutex_unlock(&s->lock);
         return 0;
+}
+
+int store_commit(store *s, store_write *w)
+{
+        return commit(s, w, NULL);
+}
+
+int store_commit_sum(store *s, store_write *w, uint64_t sum)
+{
+        return commit(s, w, &sum);
 }
 
 /* ---- administration ---- */

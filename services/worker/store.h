@@ -80,6 +80,9 @@ int store_write_fd(const store_write *w);
 /* Checksums, fsyncs (persistent levels) and renames the file into place; consumes W either way.
  * -EIO if the file does not hold exactly SIZE bytes. */
 int store_commit(store *s, store_write *w);
+/* The same with the checksum (checksum.h: chunked) that the writer computed from the bytes it
+ * wrote, which saves reading the block back. */
+int store_commit_sum(store *s, store_write *w, uint64_t sum);
 /* Drops the temporary file and the reservation; consumes W. NULL is allowed. */
 void store_abort(store *s, store_write *w);
 

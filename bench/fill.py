@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""Cache fill benchmark: an hbase-shaped dataset (six files, ~550 MiB) served by a local nginx,
+read through weir-worker cold and warm, next to curl downloading the same files directly; with
+and without a per-connection rate limit on the store.
+
+The master is the stand-in of tests/integration/weirtest/workerenv.py (it only answers the
+worker's GET /v1/files/ID): this measures the worker's fill path, not metadata.
+
+    bench/fill.py [--build-dir build] [--block-sizes 4Mi,16Mi,64Mi] [--limit 20m] [--runs 1]
+
+Readers: each file is read block after block by one curl process reusing one connection (a
+sequential reader, like the FUSE daemon). Store bytes come from nginx's access log.
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+
+from weirtest.workerenv import FakeMaster, StoreNginx, Worker, free_port, write_config  # noqa
+
+MiB = 1 << 20
+KiB = 1 << 10
+# The seeds' hbase set: two release tarballs, a client tarball, and small files.
+FILES = [
+    ("hbase-2.5.10-bin.tar.gz", 263 * MiB + 123457),
+    ("hbase-2.5.10-hadoop3-bin.tar.gz", 252 * MiB + 54321),
+    ("hbase-2.5.10-client-bin.tar.gz", 36 * MiB + 9999),
+    ("hbase-2.5.10-src.tar.gz.asc", 1126 * KiB + 17),
+    ("RELEASENOTES.md", 650 * KiB + 3),
+    ("CHANGES.md", 29 * KiB + 11),
+]
+WORKER_ADDR = "127.0.2.103"
+
+
+def parse_size(s):
+    units = {"Ki": KiB, "Mi": MiB, "Gi": 1 << 30}
+    for u, m in units.items():
+        if s.endswith(u):
+            return int(s[: -len(u)]) * m
+    return int(s)
+
+
+def make_dataset(root):
+    os.makedirs(root, exist_ok=True)
+    for name, size in FILES:
+        path = os.path.join(root, name)
+        if os.path.exists(path) and os.path.getsize(path) == size:
+            continue
+        with open(path, "wb") as f, open("/dev/urandom", "rb") as rnd:
+            left = size
+            while left:
+                n = min(left, 8 * MiB)
+                f.write(rnd.read(n))
+                left -= n
+        os.chmod(path, 0o644)
+
+
+def curl(urls):
+    cmd = ["curl", "-s", "-w", "%{http_code} %{url_effective}\\n"]
+    for u in urls:
+        cmd += ["-o", "/dev/null", u]
+    t0 = time.monotonic()
+    p = subprocess.run(cmd, check=True, timeout=600, capture_output=True, text=True)
+    took = time.monotonic() - t0
+    bad = [line for line in p.stdout.splitlines() if not line.startswith("2")]
+    if bad:
+        raise RuntimeError(f"failed downloads: {bad[:5]}")
+    return took
+
+
+def read_through_worker(worker, file_blocks):
+    t0 = time.monotonic()
+    for fid, n in file_blocks:
+        curl([f"{worker.url}/v1/blocks/{fid}-1-{i}" for i in range(n)])
+    return time.monotonic() - t0
+
+
+def run_one(args, tmp, data, block_size, limit):
+    work = tempfile.mkdtemp(prefix="run-", dir=tmp)
+    shm = tempfile.mkdtemp(prefix="weir-bench-", dir="/dev/shm")
+    try:
+        with StoreNginx(data, os.path.join(work, "nginx"), address="127.0.2.110",
+                        limit_rate=limit) as store, \
+                FakeMaster(address="127.0.2.102") as master:
+            file_blocks = []
+            total = 0
+            for i, (name, _) in enumerate(FILES, start=1):
+                size, mtime, etag = store.version_of(name)
+                master.add_file(i, "ds", "/data/" + name, size, mtime, etag, block_size)
+                file_blocks.append((i, max(1, -(-size // block_size))))
+                total += size
+            port = free_port(WORKER_ADDR)
+            cfg = os.path.join(work, "cluster.yaml")
+            write_config(cfg, master_nodes=[("m1", master.address, master.port)],
+                         worker_nodes=[("w1", WORKER_ADDR, port, os.path.join(work, "wdata"),
+                                        os.path.join(work, "wrun"))],
+                         store_url=store.url,
+                         tiers=[("MEM", shm, "2Gi", 0.95, 0.7)],
+                         block_size=f"{block_size // KiB}Ki")
+            binary = os.path.join(args.build_dir, "services", "worker", "weir-worker")
+            with Worker(binary, cfg, "w1", WORKER_ADDR, port, work,
+                        env={"WEIR_LOG_LEVEL": "warning"}) as worker:
+                curl_s = curl([store.url + name for name, _ in FILES])
+                store.wait_quiet()
+                before = store.bytes_sent()
+                try:
+                    cold_s = read_through_worker(worker, file_blocks)
+                except Exception:
+                    print(worker.log()[-3000:], file=sys.stderr)
+                    raise
+                warm_s = read_through_worker(worker, file_blocks)
+                store.wait_quiet()
+                store_bytes = store.bytes_sent() - before
+        return {"curl": curl_s, "cold": cold_s, "warm": warm_s, "ratio": store_bytes / total,
+                "total": total}
+    finally:
+        shutil.rmtree(shm, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--block-sizes", default="16Mi")
+    ap.add_argument("--limit", default="20m", help="nginx limit_rate per connection")
+    ap.add_argument("--runs", type=int, default=1, help="best of N")
+    ap.add_argument("--data", default=None, help="where to keep the generated dataset")
+    args = ap.parse_args()
+    if not shutil.which("nginx") or not shutil.which("curl"):
+        print("bench/fill.py: needs nginx and curl", file=sys.stderr)
+        return 77
+    tmp = tempfile.mkdtemp(prefix="weir-bench-fill-")
+    os.chmod(tmp, 0o755)
+    data = args.data or os.path.join(tmp, "data")
+    make_dataset(data)
+    total = sum(s for _, s in FILES)
+    print(f"dataset: {len(FILES)} files, {total / MiB:.1f} MiB")
+    print(f"{'store':>12} {'block':>6} {'curl s':>7} {'cold s':>7} {'warm s':>7} "
+          f"{'cold/curl':>9} {'warm/curl':>9} {'store/dataset':>13}")
+    try:
+        for limit in (None, args.limit):
+            for bs in args.block_sizes.split(","):
+                best = None
+                for _ in range(args.runs):
+                    r = run_one(args, tmp, data, parse_size(bs), limit)
+                    if best is None or r["cold"] / r["curl"] < best["cold"] / best["curl"]:
+                        best = r
+                r = best
+                print(f"{('limit ' + limit) if limit else 'loopback':>12} {bs:>6} "
+                      f"{r['curl']:7.2f} {r['cold']:7.2f} {r['warm']:7.2f} "
+                      f"{r['cold'] / r['curl']:9.2f} {r['warm'] / r['curl']:9.2f} "
+                      f"{r['ratio']:13.2f}", flush=True)
+    finally:
+        if not args.data:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
