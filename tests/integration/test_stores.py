@@ -450,3 +450,26 @@ def test_leader_killed_mid_sync(tree, tmp_path, build_dir):
             assert rel_files(api_files, "m") == files
             new_leader = sc.wait_leader()
             assert new_leader is not leader and "Synced dataset slow" in new_leader.log()
+
+
+def test_hung_store_fails_and_api_answers(weirctl, tmp_path, build_dir):
+    """A store that accepts connections and never answers: the sync fails after the low-speed
+    timeout (30 s) instead of hanging, and the API answers at once all the while."""
+    with stores.Silent(ADDR["dead"]) as silent:
+        sc = stores.SyncCluster(tmp_path / "masters", build_dir,
+                                {"hung": {"mounts": [("m", silent.url, {})]}})
+        with sc:
+            sc.wait_leader()
+            t0 = time.monotonic()
+            slowest = 0.0
+            while time.monotonic() - t0 < 60:
+                t = time.monotonic()
+                d = sc.dataset("hung")
+                slowest = max(slowest, time.monotonic() - t)
+                if d["phase"] == "Failed":
+                    break
+                time.sleep(0.5)
+            assert d["phase"] == "Failed", d
+            assert "too slow" in d["sync_error"] or "timed out" in d["sync_error"]
+            assert 25 < time.monotonic() - t0 < 60
+            assert slowest < 1.0, f"an API call took {slowest:.2f}s during the sync"

@@ -314,6 +314,25 @@ class SlowPythonHttp(PythonHttp):
         return [sys.executable, "-c", code, self.root, self.address, str(self.port)]
 
 
+class Silent:
+    """A listening socket that accepts connections and never answers: a hung store."""
+
+    def __init__(self, address):
+        self.address = address
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((address, 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://{address}:{self.port}/"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.sock.close()
+
+
 def served_tree_from_listing(lines):
     """Parses 'weirctl ufs ls -R -l' output into ({path: size}, {dirs})."""
     files, dirs = {}, set()
