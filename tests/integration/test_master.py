@@ -491,3 +491,23 @@ def test_lagging_follower_catches_up_from_snapshot(make_cluster):
     leader.kill()
     c.wait_leader(timeout=FAILOVER_BOUND_S)
     assert c.labels() == written
+
+
+def test_data_dir_option_and_help(make_cluster, tmp_path):
+    c = make_cluster(n=1, first_address=21)
+    m = c.masters[0]
+    other = tmp_path / "elsewhere"
+    m.start(extra_args=["--data-dir", str(other)])
+    c.wait_leader()
+    c.put_label("dd", "1")
+    assert (other / "raft").is_dir() and (other / "lock").is_file()
+    assert not os.path.exists(os.path.join(m.data_dir, "master"))
+    out = subprocess.run([c.binary, "--help"], capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0 and "--node NAME" in out.stdout
+    out = subprocess.run([c.binary, "--version"], capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0 and out.stdout.startswith("weir-master ")
+    # $WEIR_CONFIG stands in for --config.
+    env = dict(os.environ, WEIR_CONFIG=c.yaml_path)
+    out = subprocess.run([c.binary, "--node", "nosuch"], capture_output=True, text=True,
+                         timeout=10, env=env)
+    assert out.returncode == 1 and "nosuch" in out.stderr and c.yaml_path in out.stderr
