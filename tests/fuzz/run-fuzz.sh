@@ -23,6 +23,7 @@ if [ ! -f "$build/build.ninja" ]; then
         CC=clang meson setup "$build" "$src" -Dfuzz=true -Dtests=false >/dev/null
 fi
 ninja -C "$build" tests/fuzz/fuzz-config >/dev/null
+build=$(cd "$build" && pwd) # the fuzzer runs from config/examples below
 bin=$build/tests/fuzz/fuzz-config
 [ -x "$bin" ] || { echo "fuzz-config not built in $build"; exit 1; }
 
