@@ -63,6 +63,38 @@ else
         echo "ok $n - --node shows only that node"
 fi
 expect "raft id and API" out "raft id 2, raft 192.168.1.146:19200, API http://192.168.1.146:19998"
+if command -v python3 >/dev/null; then
+        "$weirctl" --json config check "$src/config/examples/tiered.yaml" >"$tmp/plan.json" 2>/dev/null
+        check "json plan content" 0 python3 -c '
+import json, sys
+p = json.load(open(sys.argv[1]))
+assert p["valid"] is True and p["cluster"] == "lab" and p["master_replicas"] == 3, p
+n = {x["name"]: x for x in p["nodes"]}
+assert [n[k]["master"]["raft_id"] for k in ("cache1", "cache2", "cache3")] == [1, 2, 3]
+assert n["cache2"]["master"]["api"] == "10.1.0.12:19998"
+assert n["gpu1"]["master"] is None and n["gpu1"]["worker"] is None
+assert [t["dir"] for t in n["cache3"]["worker"]["tiers"]] == \
+        ["/dev/shm/weir/cache3", "/mnt/nvme0/weir/cache3", "/mnt/disk1/weir/cache3"]
+assert n["gpu1"]["fuse"] == [{"dataset": "imagenet", "mount_point": "/mnt/weir/imagenet"}]
+d = p["datasets"][0]
+assert d["block_size"] == 64 << 20 and d["sync_interval_ms"] == 3600000
+assert d["runtime"]["kind"] == "GooseFSRuntime" and d["mounts"][0]["scheme"] == "file"
+' "$tmp/plan.json"
+        "$weirctl" --json config check "$src/config/examples/s3-oss.yaml" >"$tmp/plan.json" 2>/dev/null
+        check "json hides secrets" 0 python3 -c '
+import json, sys
+p = json.load(open(sys.argv[1]))
+o = p["datasets"][0]["mounts"][0]["options"]
+assert o["fs.s3a.secret.key"] == "(secret)" and o["fs.s3a.region"] == "eu-central-1", o
+' "$tmp/plan.json"
+        "$weirctl" config check "$src/config/examples/s3-oss.yaml" >>"$tmp/plan.json" 2>&1
+        n=$((n + 1))
+        if grep -q "example-not-a-real-secret" "$tmp/plan.json"; then
+                echo "not ok $n - secret value printed"; failed=1
+        else
+                echo "ok $n - secret value not printed"
+        fi
+fi
 check "unknown --node" 1 "$weirctl" config check "$ex" --node nope
 expect "unknown node lists nodes" err "nodes: node1 node2 node3"
 check "--config" 0 "$weirctl" --config "$ex" config check
