@@ -27,6 +27,7 @@ ADDR = {
     "python": "127.0.3.14",
     "s3": "127.0.3.15",
     "dead": "127.0.3.16",
+    "late": "127.0.3.17",
 }
 
 
@@ -319,6 +320,10 @@ def test_sync_tree_equals_served_tree(weirctl, sync_stores):
     assert "Version: 1" in st and "Size: 2002" in st
     r = ctl(weirctl, sc, "stat", "/web/python/no/such", check=False)
     assert r.returncode == 1
+    top = ctl(weirctl, sc, "ls", "/web").stdout.decode().split()
+    assert sorted(top) == ["apache/", "nginx/", "python/"]
+    r = ctl(weirctl, sc, "dataset", "sync", "no-such-dataset", check=False)
+    assert r.returncode == 1 and b"404" in r.stderr
 
 
 def test_sync_after_upstream_change(weirctl, sync_stores):
@@ -473,3 +478,41 @@ def test_hung_store_fails_and_api_answers(weirctl, tmp_path, build_dir):
             assert "too slow" in d["sync_error"] or "timed out" in d["sync_error"]
             assert 25 < time.monotonic() - t0 < 60
             assert slowest < 1.0, f"an API call took {slowest:.2f}s during the sync"
+
+
+def test_retry_then_periodic_sync(tmp_path, build_dir):
+    """A store that is down when the master starts: Failed, retried with backoff, Bound once it
+    is up; then syncInterval picks up an upstream change without being asked."""
+    root = tempfile.mkdtemp(prefix="weir-late-", dir="/tmp")
+    try:
+        os.makedirs(os.path.join(root, "d"))
+        for name, size in (("a.txt", 10), ("d/b.bin", 20)):
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(b"x" * size)
+        stores.make_world_readable(root)
+        server = stores.PythonHttp(root, ADDR["late"], str(tmp_path / "late"))
+        sc = stores.SyncCluster(tmp_path / "masters", build_dir, {
+            "late": {"mounts": [("m", server.url, {})], "sync_interval": "2s"}})
+        with sc:
+            sc.wait_leader()
+            d = sc.wait_dataset("late", lambda d: d["phase"] == "Failed", timeout=30)
+            assert "refused" in d["sync_error"].lower() or "connect" in d["sync_error"].lower()
+            with server:
+                d = sc.wait_dataset("late", lambda d: d["phase"] == "Bound", timeout=40)
+                assert d["total_files"] == 2 and d["sync_error"] is None
+                files, _ = sc.tree("late")
+                v1 = files["/m/d/b.bin"]
+                path = os.path.join(root, "d", "b.bin")
+                with open(path, "ab") as f:
+                    f.write(b"y" * 5)
+                os.utime(path, (time.time() + 5, time.time() + 5))
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    files, _ = sc.tree("late")
+                    if files["/m/d/b.bin"]["version"] > v1["version"]:
+                        break
+                    time.sleep(0.3)
+                assert files["/m/d/b.bin"]["size"] == 25
+                assert files["/m/d/b.bin"]["version"] == v1["version"] + 1
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
