@@ -64,6 +64,7 @@ struct httpd_request {
         json_t *json;
         bool authorized;
         bool handled;
+        bool refuse_now; /* answer before reading the body */
         reply_header *headers;
         struct timespec start;
         unsigned final_status;
@@ -422,8 +423,10 @@ static void request_route(httpd_request *req)
                 char *end;
                 errno = 0;
                 unsigned long long v = strtoull(cl, &end, 10);
-                if (errno != 0 || end == cl || *end != 0 || v > req->max_body)
+                if (errno != 0 || end == cl || *end != 0 || v > req->max_body) {
                         request_fail(req, 413 /* content too large */, "request body too large");
+                        req->refuse_now = errno != 0 || v / 16 > req->max_body;
+                }
         }
 }
 
@@ -494,6 +497,16 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
                         return MHD_NO;
                 *con_cls = req;
                 request_route(req);
+                /* A body announced far beyond the limit is refused before it is read (the
+                 * client may then see the connection close rather than the 413). Other early
+                 * refusals wait for the body, read and dropped, so that the client reads the
+                 * answer instead of a reset. */
+                if (req->refuse_now) {
+                        pthread_mutex_lock(&req->lock);
+                        enum MHD_Result r = request_queue(req);
+                        pthread_mutex_unlock(&req->lock);
+                        return r;
+                }
                 return MHD_YES;
         }
 
