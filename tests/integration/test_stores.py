@@ -235,6 +235,28 @@ def test_s3_tree_with_right_secret(weirctl, s3, tmp_path):
     assert secret.encode() not in r.stderr
 
 
+def test_s3_changed_object_fails_old_version(weirctl, s3, tmp_path):
+    server, key_id, secret = s3
+    opts = s3_options(server, key_id, secret, tmp_path)
+    url = "s3://data/"
+    server.put("data", "versioned.txt", "first version", key_id, secret)
+    line = run(weirctl, "ufs", "stat", *opts, url, "versioned.txt").stdout.decode().strip()
+    _, size, mtime, etag, _ = line.split(" ", 4)
+    old = f"{size},{mtime},{etag}"
+    assert run(weirctl, "ufs", "cat", "--version", old, *opts, url,
+               "versioned.txt").stdout == b"first version"
+    server.put("data", "versioned.txt", "second version", key_id, secret)
+    r = run(weirctl, "ufs", "cat", "--version", old, *opts, url, "versioned.txt", check=False)
+    assert r.returncode == 1 and b"changed" in r.stderr and r.stdout == b""
+    # Same size, other bytes: only the ETag tells them apart, and If-Match does.
+    line = run(weirctl, "ufs", "stat", *opts, url, "versioned.txt").stdout.decode().strip()
+    _, size, mtime, etag, _ = line.split(" ", 4)
+    v2 = f"{size},{mtime},{etag}"
+    server.put("data", "versioned.txt", "SECOND VERSION", key_id, secret)
+    r = run(weirctl, "ufs", "cat", "--version", v2, *opts, url, "versioned.txt", check=False)
+    assert r.returncode == 1 and b"changed" in r.stderr
+
+
 def test_s3_wrong_secret(weirctl, s3, tmp_path):
     server, key_id, _ = s3
     opts = s3_options(server, key_id, "not-the-secret", tmp_path)

@@ -406,6 +406,40 @@ class MotoS3(Server):
         keys = json.loads(r.stdout)
         return keys["id"], keys["secret"]
 
+    def put(self, bucket, key, body, key_id, secret):
+        """Overwrites KEY with BODY (a str), signed with KEY_ID/SECRET."""
+        spec = os.path.join(self.workdir, "put.json")
+        with open(spec, "w") as f:
+            json.dump({"endpoint": self.url.rstrip("/"), "bucket": bucket, "key": key,
+                       "body": body, "id": key_id, "secret": secret}, f)
+        r = subprocess.run([self.python, os.path.abspath(__file__), "s3-put", spec],
+                           capture_output=True, text=True, timeout=120)
+        if r.returncode != 0:
+            raise RuntimeError(f"S3 put failed: {r.stderr[-3000:]}")
+
+
+def _s3_client(endpoint, key_id, secret):
+    import boto3
+
+    try:
+        from botocore.config import Config
+
+        # Newer botocore streams uploads with checksum trailers, which moto cannot verify.
+        config = Config(request_checksum_calculation="when_required",
+                        response_checksum_validation="when_required")
+    except TypeError:
+        config = None
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id=key_id, aws_secret_access_key=secret, config=config)
+
+
+def _s3_put(spec_path):
+    """Runs under moto's interpreter: overwrites one object, signed with the test's key."""
+    with open(spec_path) as f:
+        spec = json.load(f)
+    s3 = _s3_client(spec["endpoint"], spec["id"], spec["secret"])
+    s3.put_object(Bucket=spec["bucket"], Key=spec["key"], Body=spec["body"].encode())
+
 
 def _s3_populate(spec_path):
     """Runs under moto's interpreter: IAM user + key (unsigned, allowed by the count), then the
@@ -422,17 +456,7 @@ def _s3_populate(spec_path):
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
     key = iam.create_access_key(UserName="weir")["AccessKey"]
-    try:
-        from botocore.config import Config
-
-        # Newer botocore streams uploads with checksum trailers, which moto cannot verify.
-        config = Config(request_checksum_calculation="when_required",
-                        response_checksum_validation="when_required")
-    except TypeError:
-        config = None
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                      aws_access_key_id=key["AccessKeyId"],
-                      aws_secret_access_key=key["SecretAccessKey"], config=config)
+    s3 = _s3_client(endpoint, key["AccessKeyId"], key["SecretAccessKey"])
     s3.create_bucket(Bucket=spec["bucket"])
     import random
     rnd = random.Random(3)
@@ -444,6 +468,8 @@ def _s3_populate(spec_path):
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "s3-populate":
         _s3_populate(sys.argv[2])
+    elif len(sys.argv) == 3 and sys.argv[1] == "s3-put":
+        _s3_put(sys.argv[2])
     else:
         sys.exit("usage: stores.py s3-populate SPEC.json")
 
