@@ -193,12 +193,65 @@ static void test_open_options(void **state)
         assert_int_equal(ufs_open(&m, &u), -EPROTONOSUPPORT);
 }
 
+/* Mutated listings: no crash, and either an error or entries with valid names. */
+static void test_mutations(void **state)
+{
+        static const char *const fixtures[] = {"s3-list-1.xml", "s3-list-2.xml", "s3-error.xml"};
+        static const char *const snippets[] = {
+                "<",           ">",     "</",  "/>",    "<![CDATA[", "]]>",
+                "<!--",        "&amp;", "&#x", "<Key>", "</Key>",    "<Contents>",
+                "</Contents>", "<?",    "?>",  "\"",    "\xff",
+        };
+        uint32_t seed = 4242;
+
+        for (size_t f = 0; f < ELEMENTSOF(fixtures); f++) {
+                size_t len;
+                char *xml = read_fixture(fixtures[f], &len);
+
+                for (int iter = 0; iter < 600; iter++) {
+                        char *buf = malloc(len + 64);
+                        size_t n = len;
+
+                        assert_non_null(buf);
+                        memcpy(buf, xml, len);
+                        for (int k = 0; k < 6; k++) {
+                                seed = seed * 1103515245u + 12345u;
+                                size_t at = n ? (seed >> 8) % n : 0;
+                                const char *snip = snippets[(seed >> 4) % ELEMENTSOF(snippets)];
+                                size_t sl = strlen(snip);
+
+                                if (seed % 3 == 0)
+                                        n = at;
+                                else if (seed % 3 == 1 && at + sl <= n)
+                                        memcpy(buf + at, snip, sl);
+                                else if (n)
+                                        buf[at] = (char)(seed >> 16);
+                        }
+                        ufs_s3_page p;
+                        char *code = NULL, *message = NULL;
+
+                        if (ufs_s3_parse_list(buf, n, "set/", &p) == 0) {
+                                for (size_t i = 0; i < p.n; i++)
+                                        assert_true(ufs_name_valid(p.entries[i].name));
+                                ufs_s3_page_done(&p);
+                        }
+                        if (ufs_s3_parse_error(buf, n, &code, &message) == 0) {
+                                free(code);
+                                free(message);
+                        }
+                        free(buf);
+                }
+                free(xml);
+        }
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_list_pages), cmocka_unit_test(test_list_root),
                 cmocka_unit_test(test_bad_xml),    cmocka_unit_test(test_error),
                 cmocka_unit_test(test_iso8601),    cmocka_unit_test(test_open_options),
+                cmocka_unit_test(test_mutations),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
