@@ -162,37 +162,68 @@ static void format_age(double since, char *buf, size_t len)
                 snprintf(buf, len, "%.0fd", floor(age / 86400));
 }
 
-static void print_datasets(const json_t *list, bool wide)
+#define DATASET_COLUMNS 9
+
+/* Prints CELLS (N_ROWS rows of N_COLS) as kubectl does: columns padded to their widest cell
+ * plus three spaces, no trailing blanks. */
+static void print_table(char (*cells)[DATASET_COLUMNS][64], size_t n_rows, size_t n_cols)
 {
+        size_t width[DATASET_COLUMNS] = {};
+
+        for (size_t r = 0; r < n_rows; r++)
+                for (size_t c = 0; c < n_cols; c++)
+                        width[c] = MAX(width[c], strlen(cells[r][c]));
+        for (size_t r = 0; r < n_rows; r++) {
+                for (size_t c = 0; c < n_cols; c++) {
+                        if (c + 1 < n_cols)
+                                printf("%-*s   ", (int)width[c], cells[r][c]);
+                        else
+                                printf("%s\n", cells[r][c]);
+                }
+        }
+}
+
+static int print_datasets(const json_t *list, bool wide)
+{
+        static const char *const header[DATASET_COLUMNS] = {
+                "NAME",
+                "UFS TOTAL SIZE",
+                "CACHED",
+                "CACHE CAPACITY",
+                "CACHED PERCENTAGE",
+                "PHASE",
+                "AGE",
+                "TOTAL FILES",
+                "CACHE HIT RATIO",
+        };
+        size_t n = json_array_size(list), n_cols = wide ? 9 : 7;
+        _cleanup_free_ char(*cells)[DATASET_COLUMNS][64] = calloc(n + 1, sizeof *cells);
         size_t i;
         json_t *d;
 
-        printf("%-20s %-15s %-11s %-15s %-18s %-9s %-6s", "NAME", "UFS TOTAL SIZE", "CACHED",
-               "CACHE CAPACITY", "CACHED PERCENTAGE", "PHASE", "AGE");
-        if (wide)
-                printf(" %-12s %s", "TOTAL FILES", "CACHE HIT RATIO");
-        putchar('\n');
+        if (!cells)
+                return log_oom();
+        for (size_t c = 0; c < DATASET_COLUMNS; c++)
+                snprintf(cells[0][c], sizeof cells[0][c], "%s", header[c]);
         json_array_foreach(list, i, d)
         {
-                char total[FORMAT_BYTES_MAX], cached[FORMAT_BYTES_MAX], cap[FORMAT_BYTES_MAX];
-                char pct[32], age[32];
+                char(*row)[64] = cells[i + 1];
                 uint64_t t = json_u64(json_object_get(d, "ufs_total_size"));
                 uint64_t c = json_u64(json_object_get(d, "cached"));
 
-                format_bytes(total, sizeof total, t);
-                format_bytes(cached, sizeof cached, c);
-                format_bytes(cap, sizeof cap, json_u64(json_object_get(d, "cache_capacity")));
-                snprintf(pct, sizeof pct, "%.1f%%", t > 0 ? 100.0 * (double)c / (double)t : 0.0);
-                format_age(json_number_value(json_object_get(d, "created")), age, sizeof age);
-                printf("%-20s %-15s %-11s %-15s %-18s %-9s %-6s",
-                       json_string_value(json_object_get(d, "name")) ?: "?", total, cached, cap,
-                       pct, json_string_value(json_object_get(d, "phase")) ?: "?", age);
-                if (wide)
-                        printf(" %-12" PRIu64 " %.1f%%",
-                               json_u64(json_object_get(d, "total_files")),
-                               100.0 * json_number_value(json_object_get(d, "hit_ratio")));
-                putchar('\n');
+                snprintf(row[0], 64, "%s", json_string_value(json_object_get(d, "name")) ?: "?");
+                format_bytes(row[1], 64, t);
+                format_bytes(row[2], 64, c);
+                format_bytes(row[3], 64, json_u64(json_object_get(d, "cache_capacity")));
+                snprintf(row[4], 64, "%.1f%%", t > 0 ? 100.0 * (double)c / (double)t : 0.0);
+                snprintf(row[5], 64, "%s", json_string_value(json_object_get(d, "phase")) ?: "?");
+                format_age(json_number_value(json_object_get(d, "created")), row[6], 64);
+                snprintf(row[7], 64, "%" PRIu64, json_u64(json_object_get(d, "total_files")));
+                snprintf(row[8], 64, "%.1f%%",
+                         100.0 * json_number_value(json_object_get(d, "hit_ratio")));
         }
+        print_table(cells, n + 1, n_cols);
+        return 0;
 }
 
 int ctl_datasets(const ctl_context *ctx, int argc, char **argv)
@@ -250,15 +281,22 @@ int ctl_datasets(const ctl_context *ctx, int argc, char **argv)
                 size_t i;
                 json_t *d;
 
-                print_datasets(list, wide);
+                bool first = true;
+
+                if (print_datasets(list, wide) < 0) {
+                        httpc_response_done(&res);
+                        return 1;
+                }
                 /* Fluid shows why a dataset failed in its conditions; here, below the table. */
                 json_array_foreach(list, i, d)
                 {
                         const char *err = json_string_value(json_object_get(d, "sync_error"));
 
                         if (err && *err)
-                                printf("\n%s: last sync failed: %s",
+                                printf("%s%s: last sync failed: %s\n", first ? "\n" : "",
                                        json_string_value(json_object_get(d, "name")) ?: "?", err);
+                        if (err && *err)
+                                first = false;
                 }
         }
         httpc_response_done(&res);
