@@ -353,8 +353,12 @@ S3_ACCESS_KEY_FILE = "keys.json"
 def moto_python():
     """An interpreter that has moto and boto3 (moto's server verifies SigV4 signatures when
     INITIAL_NO_AUTH_ACTION_COUNT is set; s3rver 3.x does not check V4 signatures at all)."""
+    import glob
+
     candidates = [os.environ.get("WEIR_MOTO_PYTHON"), shutil.which("python3"), sys.executable,
                   "/usr/bin/python3"]
+    # pyenv's interpreters, for runs whose PATH lacks pyenv's shims (CI).
+    candidates += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/*/bin/python3")))
     for py in candidates:
         if not py or not os.path.exists(py):
             continue
