@@ -8,18 +8,15 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <yaml.h>
 
 #include "cleanup.h"
+#include "config-yaml.h"
 #include "config.h"
 #include "log.h"
 #include "parse.h"
 
-/* Limits on the YAML tree itself, beyond config.h's: together they bound memory and time. */
-#define YAML_MAX_NODES          200000u  /* per stream */
-#define YAML_MAX_EXPANDED       1000000u /* per document, every alias counted as a copy */
-#define YAML_MAX_ANCHORS        1024u    /* per document */
-#define MAP_MAX_KEYS            512u     /* in a mapping that weir interprets */
+/* Limits beyond config.h's and config-yaml.h's. */
+#define MAP_MAX_KEYS            512u /* in a mapping that weir interprets */
 #define CONFIG_MAX_DIAGS        1000u
 #define NAME_MAX_LEN            255u
 #define DEFAULT_REPLICAS        1u
@@ -30,29 +27,6 @@
 #define DEFAULT_FUSE_TIMEOUT_MS 60000u
 #define MIN_BLOCK_SIZE          (4ull << 10)
 #define MAX_BLOCK_SIZE          (1ull << 30)
-
-typedef enum ynode_type {
-        YNODE_SCALAR,
-        YNODE_MAP,
-        YNODE_SEQ,
-} ynode_type;
-
-/* One YAML node. Aliases share the anchored node; every node is owned by loader.ynodes. */
-typedef struct ynode {
-        ynode_type type;
-        unsigned line, column; /* 1-based */
-        char *value;           /* scalars: the text, NUL-terminated */
-        size_t len;
-        bool plain;           /* unquoted scalar: may be null */
-        struct ynode **items; /* sequence: the items; mapping: key, value, key, value, ... */
-        size_t n_items, n_alloc;
-        uint64_t weight; /* nodes in the subtree, aliases expanded */
-} ynode;
-
-typedef struct anchor {
-        char *name;
-        ynode *node;
-} anchor;
 
 typedef struct node_info {
         const ynode *item, *name, *roles;
@@ -78,20 +52,11 @@ typedef struct option_list {
 typedef struct loader {
         const char *name; /* for messages */
         char *dir;        /* relative secret files are read from here */
-        const char *data; /* the buffer, for locating reader errors */
-        size_t size;
-
         config_diag *diags;
         size_t n_diags, n_diags_alloc, n_dropped, n_dropped_errors, n_errors;
         bool oom;
 
-        ynode **ynodes;
-        size_t n_ynodes, n_ynodes_alloc;
-        ynode *docs[CONFIG_MAX_DOCUMENTS];
-        size_t n_docs;
-        anchor anchors[YAML_MAX_ANCHORS];
-        size_t n_anchors;
-        uint64_t doc_weight;
+        config_yaml yaml;
 
         config *c;
         const ynode *cluster_doc;
@@ -127,27 +92,6 @@ static bool streq(const char *a, const char *b)
         return strcmp(a, b) == 0;
 }
 
-static bool grow(void **p, size_t *alloc, size_t need, size_t size)
-{
-        size_t n;
-        void *q;
-
-        if (need <= *alloc)
-                return true;
-        n = MAX(need, *alloc * 2);
-        n = MAX(n, (size_t)8);
-        if (n > SIZE_MAX / size)
-                return false;
-        q = realloc(*p, n * size);
-        if (!q)
-                return false;
-        *p = q;
-        *alloc = n;
-        return true;
-}
-
-#define GROW(p, alloc, need) grow((void **)&(p), &(alloc), (need), sizeof(*(p)))
-
 static char *l_strdup(loader *l, const char *s)
 {
         char *r;
@@ -172,7 +116,8 @@ _printf_(5, 0) static void diag_va(loader *l, bool warning, unsigned line, unsig
                 l->n_dropped_errors += !warning;
                 return;
         }
-        if (!GROW(l->diags, l->n_diags_alloc, l->n_diags + 1) || vasprintf(&msg, format, ap) < 0) {
+        if (!CONFIG_GROW(l->diags, l->n_diags_alloc, l->n_diags + 1) ||
+            vasprintf(&msg, format, ap) < 0) {
                 l->oom = true;
                 return;
         }
@@ -212,307 +157,7 @@ _printf_(3, 4) static void warning_at(loader *l, const ynode *n, const char *for
         va_end(ap);
 }
 
-/* ---- YAML events to a tree -------------------------------------------------------------- */
-
-static void ynode_free(ynode *n)
-{
-        free(n->value);
-        free(n->items);
-        free(n);
-}
-
-static ynode *ynode_new(loader *l, ynode_type type, const yaml_mark_t *mark)
-{
-        ynode *n;
-
-        if (!GROW(l->ynodes, l->n_ynodes_alloc, l->n_ynodes + 1))
-                return NULL;
-        n = calloc(1, sizeof(*n));
-        if (!n)
-                return NULL;
-        n->type = type;
-        n->line = (unsigned)MIN(mark->line + 1, (size_t)UINT32_MAX);
-        n->column = (unsigned)MIN(mark->column + 1, (size_t)UINT32_MAX);
-        n->weight = 1;
-        l->ynodes[l->n_ynodes++] = n;
-        return n;
-}
-
-static void anchors_clear(loader *l)
-{
-        for (size_t i = 0; i < l->n_anchors; i++)
-                free(l->anchors[i].name);
-        l->n_anchors = 0;
-}
-
-static int anchor_add(loader *l, const char *name, ynode *n)
-{
-        if (!name)
-                return 0;
-        if (l->n_anchors >= YAML_MAX_ANCHORS) {
-                error_at(l, n, "more than %u anchors in one document", YAML_MAX_ANCHORS);
-                return -EINVAL;
-        }
-        l->anchors[l->n_anchors].name = strdup(name);
-        if (!l->anchors[l->n_anchors].name)
-                return -ENOMEM;
-        l->anchors[l->n_anchors++].node = n;
-        return 0;
-}
-
-static ynode *anchor_find(loader *l, const char *name)
-{
-        /* The latest definition wins: YAML allows redefining an anchor. */
-        for (size_t i = l->n_anchors; i > 0; i--)
-                if (streq(l->anchors[i - 1].name, name))
-                        return l->anchors[i - 1].node;
-        return NULL;
-}
-
-/* Line and column of byte OFFSET, for libyaml's reader errors which only carry an offset. */
-static void offset_to_mark(const loader *l, size_t offset, unsigned *line, unsigned *column)
-{
-        unsigned ln = 1, col = 1;
-
-        for (size_t i = 0; i < offset && i < l->size; i++) {
-                if (l->data[i] == '\n') {
-                        ln++;
-                        col = 1;
-                } else if (((unsigned char)l->data[i] & 0xc0) != 0x80)
-                        col++;
-        }
-        *line = ln;
-        *column = col;
-}
-
-/* The one place libyaml's errors are translated. */
-static int yaml_error(loader *l, const yaml_parser_t *p)
-{
-        const char *problem = p->problem ? p->problem : "unknown error";
-        unsigned line, column;
-
-        if (p->error == YAML_MEMORY_ERROR)
-                return -ENOMEM;
-        if (p->error == YAML_READER_ERROR) {
-                offset_to_mark(l, p->problem_offset, &line, &column);
-                diag(l, false, line, column, "invalid YAML: %s", problem);
-                return -EINVAL;
-        }
-        line = (unsigned)p->problem_mark.line + 1;
-        column = (unsigned)p->problem_mark.column + 1;
-        if (p->context)
-                diag(l, false, line, column, "invalid YAML: %s (%s at %u:%u)", problem, p->context,
-                     (unsigned)p->context_mark.line + 1, (unsigned)p->context_mark.column + 1);
-        else
-                diag(l, false, line, column, "invalid YAML: %s", problem);
-        return -EINVAL;
-}
-
-static int weigh(loader *l, const yaml_mark_t *mark, uint64_t w)
-{
-        l->doc_weight += w;
-        if (l->doc_weight > YAML_MAX_EXPANDED) {
-                diag(l, false, (unsigned)mark->line + 1, (unsigned)mark->column + 1,
-                     "document too large once its aliases are expanded (more than %u nodes)",
-                     YAML_MAX_EXPANDED);
-                return -EINVAL;
-        }
-        return 0;
-}
-
-typedef struct tree_stack {
-        ynode *node[CONFIG_MAX_DEPTH];
-        char *anchor[CONFIG_MAX_DEPTH];
-        size_t depth;
-        ynode *root;
-} tree_stack;
-
-static int tree_attach(tree_stack *s, ynode *n)
-{
-        ynode *p;
-
-        if (s->depth == 0) {
-                s->root = n;
-                return 0;
-        }
-        p = s->node[s->depth - 1];
-        if (!GROW(p->items, p->n_alloc, p->n_items + 1))
-                return -ENOMEM;
-        p->items[p->n_items++] = n;
-        return 0;
-}
-
-static int tree_event(loader *l, tree_stack *s, yaml_event_t *e, bool *done)
-{
-        ynode *n;
-        int r;
-
-        switch (e->type) {
-        case YAML_STREAM_START_EVENT:
-                return 0;
-        case YAML_STREAM_END_EVENT:
-                *done = true;
-                return 0;
-        case YAML_DOCUMENT_START_EVENT:
-                if (l->n_docs >= CONFIG_MAX_DOCUMENTS) {
-                        diag(l, false, (unsigned)e->start_mark.line + 1,
-                             (unsigned)e->start_mark.column + 1,
-                             "more than %u documents in one file", CONFIG_MAX_DOCUMENTS);
-                        return -EINVAL;
-                }
-                anchors_clear(l);
-                l->doc_weight = 0;
-                s->root = NULL;
-                s->depth = 0;
-                return 0;
-        case YAML_DOCUMENT_END_EVENT:
-                l->docs[l->n_docs++] = s->root;
-                return 0;
-        case YAML_ALIAS_EVENT:
-                n = anchor_find(l, (const char *)e->data.alias.anchor);
-                if (!n) {
-                        diag(l, false, (unsigned)e->start_mark.line + 1,
-                             (unsigned)e->start_mark.column + 1, "undefined alias '*%s'",
-                             (const char *)e->data.alias.anchor);
-                        return -EINVAL;
-                }
-                r = weigh(l, &e->start_mark, n->weight);
-                if (r < 0)
-                        return r;
-                return tree_attach(s, n);
-        case YAML_SCALAR_EVENT:
-        case YAML_SEQUENCE_START_EVENT:
-        case YAML_MAPPING_START_EVENT:
-                break;
-        case YAML_SEQUENCE_END_EVENT:
-        case YAML_MAPPING_END_EVENT: {
-                _cleanup_free_ char *a = NULL;
-
-                if (s->depth == 0)
-                        return -EINVAL; /* libyaml never does this */
-                s->depth--;
-                n = s->node[s->depth];
-                a = TAKE_PTR(s->anchor[s->depth]);
-                for (size_t i = 0; i < n->n_items; i++)
-                        n->weight = MIN(n->weight + n->items[i]->weight,
-                                        (uint64_t)YAML_MAX_EXPANDED + 1);
-                return anchor_add(l, a, n);
-        }
-        default:
-                return 0;
-        }
-
-        if (l->n_ynodes >= YAML_MAX_NODES) {
-                diag(l, false, (unsigned)e->start_mark.line + 1, (unsigned)e->start_mark.column + 1,
-                     "more than %u YAML nodes in one file", YAML_MAX_NODES);
-                return -EINVAL;
-        }
-
-        if (e->type == YAML_SCALAR_EVENT) {
-                if (e->data.scalar.length > CONFIG_MAX_STRING) {
-                        diag(l, false, (unsigned)e->start_mark.line + 1,
-                             (unsigned)e->start_mark.column + 1, "string longer than %u bytes",
-                             CONFIG_MAX_STRING);
-                        return -EINVAL;
-                }
-                n = ynode_new(l, YNODE_SCALAR, &e->start_mark);
-                if (!n)
-                        return -ENOMEM;
-                n->value = malloc(e->data.scalar.length + 1);
-                if (!n->value)
-                        return -ENOMEM;
-                memcpy(n->value, e->data.scalar.value, e->data.scalar.length);
-                n->value[e->data.scalar.length] = 0;
-                n->len = e->data.scalar.length;
-                n->plain = e->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-                r = weigh(l, &e->start_mark, 1);
-                if (r < 0)
-                        return r;
-                r = tree_attach(s, n);
-                if (r < 0)
-                        return r;
-                return anchor_add(l, (const char *)e->data.scalar.anchor, n);
-        }
-
-        if (s->depth >= CONFIG_MAX_DEPTH) {
-                diag(l, false, (unsigned)e->start_mark.line + 1, (unsigned)e->start_mark.column + 1,
-                     "nested deeper than %u levels", CONFIG_MAX_DEPTH);
-                return -EINVAL;
-        }
-        n = ynode_new(l, e->type == YAML_SEQUENCE_START_EVENT ? YNODE_SEQ : YNODE_MAP,
-                      &e->start_mark);
-        if (!n)
-                return -ENOMEM;
-        r = weigh(l, &e->start_mark, 1);
-        if (r < 0)
-                return r;
-        r = tree_attach(s, n);
-        if (r < 0)
-                return r;
-        {
-                const yaml_char_t *a = e->type == YAML_SEQUENCE_START_EVENT
-                                               ? e->data.sequence_start.anchor
-                                               : e->data.mapping_start.anchor;
-                s->anchor[s->depth] = NULL;
-                if (a) {
-                        s->anchor[s->depth] = strdup((const char *)a);
-                        if (!s->anchor[s->depth])
-                                return -ENOMEM;
-                }
-        }
-        s->node[s->depth++] = n;
-        return 0;
-}
-
-static int tree_build(loader *l)
-{
-        yaml_parser_t parser;
-        tree_stack s = {};
-        bool done = false;
-        int r = 0;
-
-        if (!yaml_parser_initialize(&parser))
-                return -ENOMEM;
-        yaml_parser_set_input_string(&parser, (const unsigned char *)l->data, l->size);
-        while (!done) {
-                yaml_event_t e;
-
-                if (!yaml_parser_parse(&parser, &e)) {
-                        r = yaml_error(l, &parser);
-                        break;
-                }
-                r = tree_event(l, &s, &e, &done);
-                yaml_event_delete(&e);
-                if (r < 0)
-                        break;
-        }
-        for (size_t i = 0; i < s.depth; i++)
-                free(s.anchor[i]);
-        anchors_clear(l);
-        yaml_parser_delete(&parser);
-        return r;
-}
-
 /* ---- reading the tree ------------------------------------------------------------------- */
-
-static bool is_null(const ynode *n)
-{
-        return n->type == YNODE_SCALAR && n->plain &&
-               (n->len == 0 || streq(n->value, "~") || streq(n->value, "null") ||
-                streq(n->value, "Null") || streq(n->value, "NULL"));
-}
-
-static const char *describe(const ynode *n)
-{
-        switch (n->type) {
-        case YNODE_MAP:
-                return "a mapping";
-        case YNODE_SEQ:
-                return "a list";
-        default:
-                return is_null(n) ? "nothing" : "a scalar";
-        }
-}
 
 typedef struct field {
         const char *key;
@@ -527,7 +172,7 @@ static bool pick(loader *l, const ynode *map, const char *what, const field *fie
         size_t n;
 
         if (map->type != YNODE_MAP) {
-                error_at(l, map, "%s: expected a mapping, got %s", what, describe(map));
+                error_at(l, map, "%s: expected a mapping, got %s", what, config_yaml_describe(map));
                 return false;
         }
         n = map->n_items / 2;
@@ -540,7 +185,8 @@ static bool pick(loader *l, const ynode *map, const char *what, const field *fie
                 bool known = false;
 
                 if (key->type != YNODE_SCALAR) {
-                        error_at(l, key, "%s: keys must be strings, got %s", what, describe(key));
+                        error_at(l, key, "%s: keys must be strings, got %s", what,
+                                 config_yaml_describe(key));
                         return false;
                 }
                 for (size_t j = 0; j < i; j++)
@@ -575,8 +221,8 @@ static bool pick(loader *l, const ynode *map, const char *what, const field *fie
 
 static const char *get_str(loader *l, const ynode *n, const char *what)
 {
-        if (n->type != YNODE_SCALAR || is_null(n)) {
-                error_at(l, n, "%s: expected a string, got %s", what, describe(n));
+        if (n->type != YNODE_SCALAR || config_yaml_is_null(n)) {
+                error_at(l, n, "%s: expected a string, got %s", what, config_yaml_describe(n));
                 return NULL;
         }
         if (strlen(n->value) != n->len) {
@@ -590,8 +236,8 @@ static bool get_uint(loader *l, const ynode *n, const char *what, uint64_t max, 
 {
         uint64_t v;
 
-        if (n->type != YNODE_SCALAR || is_null(n)) {
-                error_at(l, n, "%s: expected a number, got %s", what, describe(n));
+        if (n->type != YNODE_SCALAR || config_yaml_is_null(n)) {
+                error_at(l, n, "%s: expected a number, got %s", what, config_yaml_describe(n));
                 return false;
         }
         if (parse_u64(n->value, &v) < 0 || v > max) {
@@ -607,8 +253,8 @@ static bool get_port(loader *l, const ynode *n, const char *what, uint16_t *ret)
 {
         uint64_t v;
 
-        if (n->type != YNODE_SCALAR || is_null(n)) {
-                error_at(l, n, "%s: expected a port number, got %s", what, describe(n));
+        if (n->type != YNODE_SCALAR || config_yaml_is_null(n)) {
+                error_at(l, n, "%s: expected a port number, got %s", what, config_yaml_describe(n));
                 return false;
         }
         if (parse_u64(n->value, &v) < 0 || v < 1 || v > 65535) {
@@ -624,8 +270,8 @@ static bool get_duration(loader *l, const ynode *n, const char *what, uint64_t *
 {
         uint64_t v;
 
-        if (n->type != YNODE_SCALAR || is_null(n)) {
-                error_at(l, n, "%s: expected a duration, got %s", what, describe(n));
+        if (n->type != YNODE_SCALAR || config_yaml_is_null(n)) {
+                error_at(l, n, "%s: expected a duration, got %s", what, config_yaml_describe(n));
                 return false;
         }
         if (parse_duration_ms(n->value, &v) < 0) {
@@ -780,7 +426,7 @@ static void load_node(loader *l, const ynode *item, size_t idx)
                 if (roles->type != YNODE_SEQ) {
                         error_at(l, roles,
                                  "roles: expected a list of master, worker and fuse, got %s",
-                                 describe(roles));
+                                 config_yaml_describe(roles));
                 } else
                         for (size_t i = 0; i < roles->n_items; i++) {
                                 const ynode *r = roles->items[i];
@@ -935,7 +581,8 @@ static void load_cluster(loader *l, const ynode *doc, const ynode *kind, const y
         }
         l->cluster_nodes = nodes;
         if (nodes->type != YNODE_SEQ) {
-                error_at(l, nodes, "nodes: expected a list of nodes, got %s", describe(nodes));
+                error_at(l, nodes, "nodes: expected a list of nodes, got %s",
+                         config_yaml_describe(nodes));
                 return;
         }
         if (nodes->n_items == 0) {
@@ -991,7 +638,8 @@ static bool option_add(loader *l, option_list *o, const ynode *where, const char
                 error_at(l, where, "more than %u options for one mount", CONFIG_MAX_OPTIONS);
                 return false;
         }
-        if (!GROW(o->items, o->alloc, o->n + 1) || !GROW(o->where, o->alloc_where, o->n + 1)) {
+        if (!CONFIG_GROW(o->items, o->alloc, o->n + 1) ||
+            !CONFIG_GROW(o->where, o->alloc_where, o->n + 1)) {
                 l->oom = true;
                 return false;
         }
@@ -1028,7 +676,7 @@ static void load_options(loader *l, option_list *o, const ynode *map, const char
 {
         if (map->type != YNODE_MAP) {
                 error_at(l, map, "%s: expected a mapping of option names to values, got %s", what,
-                         describe(map));
+                         config_yaml_describe(map));
                 return;
         }
         if (map->n_items / 2 > CONFIG_MAX_OPTIONS) {
@@ -1047,11 +695,11 @@ static void load_options(loader *l, option_list *o, const ynode *map, const char
                 }
                 if (v->type != YNODE_SCALAR) {
                         error_at(l, v, "%s: option '%s': expected a string, got %s", what, key,
-                                 describe(v));
+                                 config_yaml_describe(v));
                         continue;
                 }
-                value = is_null(v) ? "" : v->value;
-                if (strlen(value) != v->len && !is_null(v)) {
+                value = config_yaml_is_null(v) ? "" : v->value;
+                if (strlen(value) != v->len && !config_yaml_is_null(v)) {
                         error_at(l, v, "%s: option '%s' contains a NUL character", what, key);
                         continue;
                 }
@@ -1221,7 +869,7 @@ static void load_encrypt_options(loader *l, option_list *o, const ynode *seq, co
 {
         if (seq->type != YNODE_SEQ) {
                 error_at(l, seq, "%s: expected a list of {name, valueFrom or valueFile}, got %s",
-                         what, describe(seq));
+                         what, config_yaml_describe(seq));
                 return;
         }
         if (seq->n_items > CONFIG_MAX_OPTIONS) {
@@ -1422,8 +1070,8 @@ static void load_dataset(loader *l, const ynode *doc, const ynode *metadata, con
         }
         if (!pick(l, spec, "Dataset spec", fields, fluid_dataset_spec))
                 return;
-        if (!GROW(c->datasets, l->n_datasets_alloc, c->n_datasets + 1) ||
-            !GROW(l->dataset_info, l->n_dataset_info_alloc, c->n_datasets + 1)) {
+        if (!CONFIG_GROW(c->datasets, l->n_datasets_alloc, c->n_datasets + 1) ||
+            !CONFIG_GROW(l->dataset_info, l->n_dataset_info_alloc, c->n_datasets + 1)) {
                 l->oom = true;
                 return;
         }
@@ -1438,12 +1086,13 @@ static void load_dataset(loader *l, const ynode *doc, const ynode *metadata, con
         if (block_size) {
                 uint64_t v;
 
-                if (block_size->type != YNODE_SCALAR || is_null(block_size) ||
+                if (block_size->type != YNODE_SCALAR || config_yaml_is_null(block_size) ||
                     parse_size(block_size->value, &v) < 0)
                         error_at(l, block_size,
                                  "blockSize: expected a size such as 4Mi, 16Mi or 64Mi (got %s)",
-                                 block_size->type == YNODE_SCALAR ? block_size->value
-                                                                  : describe(block_size));
+                                 block_size->type == YNODE_SCALAR
+                                         ? block_size->value
+                                         : config_yaml_describe(block_size));
                 else if (v < MIN_BLOCK_SIZE || v > MAX_BLOCK_SIZE || v % 4096 != 0)
                         error_at(l, block_size,
                                  "blockSize must be a multiple of 4Ki between 4Ki and 1Gi (got %s)",
@@ -1462,7 +1111,8 @@ static void load_dataset(loader *l, const ynode *doc, const ynode *metadata, con
         if (!mounts)
                 error_at(l, spec, "Dataset '%s': missing 'mounts', the list of mount points", name);
         else if (mounts->type != YNODE_SEQ)
-                error_at(l, mounts, "mounts: expected a list of mounts, got %s", describe(mounts));
+                error_at(l, mounts, "mounts: expected a list of mounts, got %s",
+                         config_yaml_describe(mounts));
         else if (mounts->n_items == 0)
                 error_at(l, mounts, "mounts: expected at least one mount");
         else if (mounts->n_items > CONFIG_MAX_MOUNTS)
@@ -1546,9 +1196,12 @@ static const char *const fluid_level[] = {"volumeType", "volumeSource", "quotaLi
 
 static bool get_ratio(loader *l, const ynode *n, const char *what, double *ret)
 {
-        if (n->type != YNODE_SCALAR || is_null(n) || parse_ratio(n->value, ret) < 0) {
+        if (n->type != YNODE_SCALAR || config_yaml_is_null(n) || parse_ratio(n->value, ret) < 0) {
                 error_at(l, n, "%s: expected a number in (0, 1] such as 0.95 or \"0.95\" (got %s)",
-                         what, n->type == YNODE_SCALAR && !is_null(n) ? n->value : describe(n));
+                         what,
+                         n->type == YNODE_SCALAR && !config_yaml_is_null(n)
+                                 ? n->value
+                                 : config_yaml_describe(n));
                 return false;
         }
         return true;
@@ -1604,13 +1257,14 @@ static void load_level(loader *l, config_runtime *rt, const ynode *item)
                          p);
                 ok = false;
         }
-        if (quota->type != YNODE_SCALAR || is_null(quota) ||
+        if (quota->type != YNODE_SCALAR || config_yaml_is_null(quota) ||
             parse_size(quota->value, &t.quota) < 0) {
                 error_at(l, quota,
                          "quota: expected a size such as 2G, 2Gi, 512Mi or a number of bytes "
                          "(got %s)",
-                         quota->type == YNODE_SCALAR && !is_null(quota) ? quota->value
-                                                                        : describe(quota));
+                         quota->type == YNODE_SCALAR && !config_yaml_is_null(quota)
+                                 ? quota->value
+                                 : config_yaml_describe(quota));
                 ok = false;
         } else if (t.quota == 0) {
                 error_at(l, quota, "quota must be larger than 0");
@@ -1689,8 +1343,8 @@ static void load_runtime(loader *l, const ynode *doc, const ynode *kind_node, co
         }
         if (!pick(l, spec, "runtime spec", fields, fluid_runtime_spec))
                 return;
-        if (!GROW(c->runtimes, l->n_runtimes_alloc, c->n_runtimes + 1) ||
-            !GROW(l->runtime_info, l->n_runtime_info_alloc, c->n_runtimes + 1)) {
+        if (!CONFIG_GROW(c->runtimes, l->n_runtimes_alloc, c->n_runtimes + 1) ||
+            !CONFIG_GROW(l->runtime_info, l->n_runtime_info_alloc, c->n_runtimes + 1)) {
                 l->oom = true;
                 return;
         }
@@ -1723,13 +1377,14 @@ static void load_runtime(loader *l, const ynode *doc, const ynode *kind_node, co
 
                 if (pick(l, master, "master", master_fields, fluid_component) && mr) {
                         info->master_replicas = mr;
-                        if (mr->type != YNODE_SCALAR || is_null(mr) ||
+                        if (mr->type != YNODE_SCALAR || config_yaml_is_null(mr) ||
                             parse_u64(mr->value, &v) < 0 || v % 2 == 0 || v > CONFIG_MAX_NODES)
                                 error_at(l, mr,
                                          "master.replicas must be 1 or an odd number >= 3 (got "
                                          "%s)",
-                                         mr->type == YNODE_SCALAR && !is_null(mr) ? mr->value
-                                                                                  : describe(mr));
+                                         mr->type == YNODE_SCALAR && !config_yaml_is_null(mr)
+                                                 ? mr->value
+                                                 : config_yaml_describe(mr));
                         else
                                 rt->master_replicas = (unsigned)v;
                 }
@@ -1769,7 +1424,7 @@ static void load_runtime(loader *l, const ynode *doc, const ynode *kind_node, co
                 info->levels = levels;
                 if (levels->type != YNODE_SEQ) {
                         error_at(l, levels, "levels: expected a list of levels, got %s",
-                                 describe(levels));
+                                 config_yaml_describe(levels));
                         return;
                 }
                 if (levels->n_items == 0) {
@@ -1816,13 +1471,13 @@ static void load_document(loader *l, const ynode *doc)
         const char *k, *a;
         bool is_cluster, is_dataset, is_runtime = false;
 
-        if (!doc || is_null(doc))
+        if (!doc || config_yaml_is_null(doc))
                 return; /* an empty document, e.g. after a trailing '---' */
         if (doc->type != YNODE_MAP) {
                 error_at(l, doc,
                          "a document must be a mapping with apiVersion, kind, metadata and spec, "
                          "got %s",
-                         describe(doc));
+                         config_yaml_describe(doc));
                 return;
         }
         if (!pick(l, doc, "document", fields, fluid_top))
@@ -2151,10 +1806,7 @@ static void diags_sort(config_diag *d, size_t n)
 
 static void loader_done(loader *l)
 {
-        for (size_t i = 0; i < l->n_ynodes; i++)
-                ynode_free(l->ynodes[i]);
-        free(l->ynodes);
-        anchors_clear(l);
+        config_yaml_done(&l->yaml);
         for (size_t i = 0; i < l->n_diags; i++)
                 free(l->diags[i].message);
         free(l->diags);
@@ -2184,8 +1836,6 @@ int config_load_buffer(const char *name, const char *data, size_t len, config **
 {
         loader l = {
                 .name = name ? name : "<buffer>",
-                .data = data,
-                .size = len,
                 .raft_port = CONFIG_DEFAULT_RAFT_PORT,
                 .master_port = CONFIG_DEFAULT_MASTER_PORT,
                 .worker_port = CONFIG_DEFAULT_WORKER_PORT,
@@ -2210,11 +1860,16 @@ int config_load_buffer(const char *name, const char *data, size_t len, config **
         if (len > CONFIG_MAX_FILE_SIZE) {
                 diag(&l, false, 1, 1, "file larger than %u bytes", CONFIG_MAX_FILE_SIZE);
                 r = -EINVAL;
-        } else
-                r = tree_build(&l);
+        } else {
+                r = config_yaml_parse(&l.yaml, data, len);
+                if (r == -EINVAL && l.yaml.error)
+                        diag(&l, false, l.yaml.error_line, l.yaml.error_column, "%s", l.yaml.error);
+                else if (r == -EINVAL)
+                        r = -ENOMEM; /* the message itself could not be allocated */
+        }
         if (r >= 0) {
-                for (size_t i = 0; i < l.n_docs && !l.oom; i++)
-                        load_document(&l, l.docs[i]);
+                for (size_t i = 0; i < l.yaml.n_docs && !l.oom; i++)
+                        load_document(&l, l.yaml.docs[i]);
                 if (!l.oom)
                         resolve(&l);
         }
@@ -2267,9 +1922,9 @@ int config_load(const char *path, config **ret, config_diags *diags)
                 if (n == alloc) {
                         if (alloc > CONFIG_MAX_FILE_SIZE)
                                 break;
-                        if (!GROW(buf, alloc,
-                                  MIN(MAX(alloc * 2, (size_t)65536),
-                                      (size_t)CONFIG_MAX_FILE_SIZE + 1)))
+                        if (!CONFIG_GROW(buf, alloc,
+                                         MIN(MAX(alloc * 2, (size_t)65536),
+                                             (size_t)CONFIG_MAX_FILE_SIZE + 1)))
                                 return -ENOMEM;
                 }
                 k = read(fd, buf + n, alloc - n);
