@@ -28,6 +28,7 @@ ADDR = {
     "s3": "127.0.3.15",
     "dead": "127.0.3.16",
     "late": "127.0.3.17",
+    "nginx-json": "127.0.3.18",
 }
 
 
@@ -55,10 +56,11 @@ def tree():
 
 
 def start(kind, root, workdir):
-    if kind == "nginx":
+    if kind in ("nginx", "nginx-json"):
         if not shutil.which("nginx"):
             pytest.skip("nginx is not installed (Debian: nginx)")
-        return stores.Nginx(root, ADDR[kind], workdir)
+        return stores.Nginx(root, ADDR[kind], workdir,
+                            format="json" if kind == "nginx-json" else "html")
     if kind.startswith("apache"):
         if not shutil.which("apache2"):
             pytest.skip("apache2 is not installed (Debian: apache2)")
@@ -92,7 +94,7 @@ def assert_same_tree(got, want_files, want_dirs):
                                    f"extra {sorted(got_dirs - want_dirs)[:10]}")
 
 
-HTTP_KINDS = ["nginx", "apache-table", "apache-fancy", "apache-plain", "python"]
+HTTP_KINDS = ["nginx", "nginx-json", "apache-table", "apache-fancy", "apache-plain", "python"]
 
 
 @pytest.mark.parametrize("kind", HTTP_KINDS)

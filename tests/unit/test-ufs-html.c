@@ -205,6 +205,54 @@ static void test_edge_cases(void **state)
         ufs_entries_free(e, n);
 }
 
+static void test_nginx_json(void **state)
+{
+        size_t len, n;
+        char *page = read_fixture("nginx.json", &len);
+        ufs_entry *e;
+
+        assert_int_equal(ufs_json_index_parse(page, len, &e, &n), 0);
+        assert_int_equal(n, ELEMENTSOF(top_names));
+        for (size_t i = 0; i < ELEMENTSOF(top_names); i++) {
+                const ufs_entry *x = find(e, n, top_names[i]);
+
+                assert_non_null(x);
+                assert_int_equal(x->dir, strcmp(top_names[i], "big") == 0 ||
+                                                 strcmp(top_names[i], "sub dir") == 0);
+        }
+        assert_int_equal(find(e, n, "a&b<c>'d\".txt")->version.size, 102);
+        assert_int_equal(find(e, n, "big")->version.mtime, 1795365148);
+        ufs_entries_free(e, n);
+        free(page);
+
+        page = read_fixture("nginx-big.json", &len);
+        assert_int_equal(ufs_json_index_parse(page, len, &e, &n), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(e[0].version.size, 1234567);
+        ufs_entries_free(e, n);
+        free(page);
+
+        static const char *const bad[] = {
+                "",
+                "{}",
+                "[",
+                "\"x\"",
+                "[{\"name\":\"a\",\"type\":\"file\"},{\"name\":\"a\",\"type\":\"file\"}]",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                assert_int_equal(ufs_json_index_parse(bad[i], strlen(bad[i]), &e, &n), -EBADMSG);
+        /* Unusable names and other types are skipped, not fatal. */
+        static const char odd[] = "[{\"name\":\"..\",\"type\":\"directory\"},"
+                                  "{\"name\":\"a/b\",\"type\":\"file\"},"
+                                  "{\"name\":\"sock\",\"type\":\"other\"},"
+                                  "{\"name\":\"ok\",\"type\":\"file\",\"size\":-1}]";
+        assert_int_equal(ufs_json_index_parse(odd, strlen(odd), &e, &n), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(e[0].name, "ok");
+        assert_int_equal(e[0].version.size, 0);
+        ufs_entries_free(e, n);
+}
+
 /* Parses many mutated copies of every fixture: nothing crashes (ASan, UBSan run these tests)
  * and every result keeps the invariants: valid unique names in byte order. */
 static void test_mutations(void **state)
@@ -274,7 +322,7 @@ int main(void)
                 cmocka_unit_test(test_apache_fancy),  cmocka_unit_test(test_apache_plain),
                 cmocka_unit_test(test_python),        cmocka_unit_test(test_subdir_pages),
                 cmocka_unit_test(test_apache_mirror), cmocka_unit_test(test_edge_cases),
-                cmocka_unit_test(test_mutations),
+                cmocka_unit_test(test_mutations),     cmocka_unit_test(test_nginx_json),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,5 +1,7 @@
 /* Directory index pages (Apache mod_autoindex, nginx autoindex, Python http.server) → entries. */
+#include <curl/curl.h>
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -351,6 +353,79 @@ int ufs_html_parse(const char *page, size_t len, const char *base_path, ufs_entr
                 e.items[w++] = e.items[i];
         }
         e.n = w;
+        *ret_entries = TAKE_PTR(e.items);
+        *ret_n = e.n;
+        e.n = 0;
+        return 0;
+}
+
+int ufs_json_index_parse(const char *page, size_t len, ufs_entry **ret_entries, size_t *ret_n)
+{
+        _cleanup_(html_entries_done) html_entries e = {};
+        json_error_t err;
+        json_t *root = json_loadb(page, len, 0, &err), *item;
+        size_t i;
+
+        if (!json_is_array(root)) {
+                json_decref(root);
+                return -EBADMSG;
+        }
+        if (json_array_size(root) > UFS_MAX_ENTRIES) {
+                json_decref(root);
+                return -E2BIG;
+        }
+        json_array_foreach(root, i, item)
+        {
+                const char *name = json_string_value(json_object_get(item, "name"));
+                const char *type = json_string_value(json_object_get(item, "type"));
+                const char *mtime = json_string_value(json_object_get(item, "mtime"));
+                json_t *size = json_object_get(item, "size");
+                bool dir;
+
+                if (!name || !type)
+                        continue;
+                if (strcmp(type, "directory") == 0)
+                        dir = true;
+                else if (strcmp(type, "file") == 0)
+                        dir = false;
+                else
+                        continue; /* "other": sockets, devices */
+                if (!ufs_name_valid(name)) {
+                        log_debug("Skipping index entry with unusable name \"%s\".", name);
+                        continue;
+                }
+                if (e.n == e.allocated) {
+                        size_t a = e.allocated ? e.allocated * 2 : 64;
+                        ufs_entry *items = reallocarray(e.items, a, sizeof *items);
+
+                        if (!items) {
+                                json_decref(root);
+                                return -ENOMEM;
+                        }
+                        e.items = items;
+                        e.allocated = a;
+                }
+                ufs_entry *entry = &e.items[e.n];
+                *entry = (ufs_entry){.name = strdup(name), .dir = dir};
+                if (!entry->name) {
+                        json_decref(root);
+                        return -ENOMEM;
+                }
+                e.n++;
+                if (json_is_integer(size) && json_integer_value(size) >= 0)
+                        entry->version.size = (uint64_t)json_integer_value(size);
+                if (mtime) {
+                        time_t t = curl_getdate(mtime, NULL);
+
+                        entry->version.mtime = t > 0 ? (int64_t)t : 0;
+                }
+        }
+        json_decref(root);
+        if (e.n > 0)
+                qsort(e.items, e.n, sizeof *e.items, entry_compare);
+        for (size_t k = 1; k < e.n; k++)
+                if (strcmp(e.items[k - 1].name, e.items[k].name) == 0)
+                        return -EBADMSG; /* a directory does not list a name twice */
         *ret_entries = TAKE_PTR(e.items);
         *ret_n = e.n;
         e.n = 0;

@@ -98,6 +98,14 @@ static int http_list(ufs *u, const char *path, ufs_entry **ret_entries, size_t *
                 return r;
         if (status != 200)
                 return ufs_fail(u, ufs_errno_from_status(status), "HTTP %ld from %s", status, url);
+        if (type && strncasecmp(type, "application/json", 16) == 0) {
+                /* nginx with autoindex_format json */
+                r = ufs_json_index_parse(body, len, ret_entries, ret_n);
+                if (r < 0)
+                        return ufs_fail(u, r == -EBADMSG ? -ENOTDIR : r,
+                                        "%s is no directory index (JSON, but not nginx's)", url);
+                return 0;
+        }
         if (type && strncasecmp(type, "text/html", 9) != 0 &&
             strncasecmp(type, "application/xhtml", 17) != 0)
                 return ufs_fail(u, -ENOTDIR, "%s is no directory index (Content-Type: %s)", url,

@@ -68,6 +68,11 @@ char *ufs_path_join(const char *a, const char *b);
 int ufs_html_parse(const char *page, size_t len, const char *base_path, ufs_entry **ret_entries,
                    size_t *ret_n);
 
+/* Parses nginx's JSON directory index (autoindex_format json): an array of {"name","type":
+ * "directory"|"file","mtime","size"}; sorted and checked like ufs_html_parse(). -EBADMSG for
+ * anything else. */
+int ufs_json_index_parse(const char *page, size_t len, ufs_entry **ret_entries, size_t *ret_n);
+
 /* ---- S3 XML (ufs-xml.c) ---- */
 
 typedef struct ufs_s3_page {

@@ -186,7 +186,13 @@ class Server:
 
 
 class Nginx(Server):
+    """nginx autoindex; FORMAT "html" (the default) or "json" (autoindex_format json)."""
+
     kind = "nginx"
+
+    def __init__(self, root, address, workdir, format="html"):
+        super().__init__(root, address, workdir)
+        self.format = format
 
     def command(self):
         conf = os.path.join(self.workdir, "nginx.conf")
@@ -211,7 +217,7 @@ http {{
     server {{
         listen {self.address}:{self.port};
         root {self.root};
-        location / {{ autoindex on; charset utf-8; }}
+        location / {{ autoindex on; autoindex_format {self.format}; charset utf-8; }}
     }}
 }}
 """)
