@@ -153,7 +153,7 @@ static json_t *node_json(const config *c, const config_node *n)
                 format_endpoint(ep, sizeof(ep), n->address, n->raft_port);
                 format_endpoint(ep2, sizeof(ep2), n->address, n->master_port);
                 json_object_set_new(j, "master",
-                                    json_pack("{s:i, s:s, s:s}", "raft_id", (json_int_t)n->raft_id,
+                                    json_pack("{s:I, s:s, s:s}", "raft_id", (json_int_t)n->raft_id,
                                               "raft", ep, "api", ep2));
         } else
                 json_object_set_new(j, "master", json_null());
@@ -219,7 +219,7 @@ static json_t *datasets_json(const config *c)
                                (json_int_t)d->sync_interval_ms, "mounts", mounts);
                 if (d->runtime)
                         json_object_set_new(jd, "runtime",
-                                            json_pack("{s:s, s:s, s:i}", "kind", d->runtime->kind,
+                                            json_pack("{s:s, s:s, s:I}", "kind", d->runtime->kind,
                                                       "name", d->runtime->name, "replicas",
                                                       (json_int_t)d->runtime->replicas));
                 else
@@ -234,7 +234,7 @@ static json_t *diags_json(const config_diags *d)
         json_t *a = json_array();
 
         for (size_t i = 0; a && i < d->n; i++)
-                json_array_append_new(a, json_pack("{s:s, s:i, s:i, s:s}", "severity",
+                json_array_append_new(a, json_pack("{s:s, s:I, s:I, s:s}", "severity",
                                                    d->items[i].warning ? "warning" : "error",
                                                    "line", (json_int_t)d->items[i].line, "column",
                                                    (json_int_t)d->items[i].column, "message",
