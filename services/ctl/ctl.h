@@ -18,3 +18,5 @@ int ctl_datasets(const ctl_context *ctx, int argc, char **argv);
 int ctl_dataset(const ctl_context *ctx, int argc, char **argv);
 int ctl_ls(const ctl_context *ctx, int argc, char **argv);
 int ctl_stat(const ctl_context *ctx, int argc, char **argv);
+int ctl_load(const ctl_context *ctx, int argc, char **argv);
+int ctl_runtime(const ctl_context *ctx, int argc, char **argv);

@@ -25,6 +25,8 @@ static const ctl_verb verbs[] = {
         {"dataset", ctl_dataset, "dataset sync [--wait] NAME   sync a dataset's metadata now"},
         {"ls", ctl_ls, "ls [-l] /DATASET[/MOUNT/PATH]   list a dataset directory"},
         {"stat", ctl_stat, "stat /DATASET/MOUNT/PATH   a file's size, version, ETag, store URL"},
+        {"load", ctl_load, "load [--status] DATASET [PATH...]   load a dataset into the cache"},
+        {"runtime", ctl_runtime, "runtime [--json]   runtimes with Fluid's columns and phases"},
         {"ufs", ctl_ufs, "ufs ls|stat|cat URL [PATH]   query a remote store directly (debugging)"},
 };
 

@@ -221,6 +221,7 @@ typedef struct load {
         char *dataset;
         char **paths;
         size_t n_paths;
+        json_t *file_list; /* [{"file_id","version","size","blocks":[INDEX]}] or NULL */
         uint64_t block_size;
         httpc *client;
         pthread_mutex_t lock; /* guards the counters below */
@@ -259,51 +260,80 @@ static void load_block_done(int r, void *userdata)
         free(lb);
 }
 
-static int load_file(load *l, json_t *entry)
+static int load_one_block(load *l, const store_key *k, uint64_t len)
+{
+        load_block *lb = calloc(1, sizeof(*lb));
+        int r;
+
+        if (!lb)
+                return -ENOMEM;
+        *lb = (load_block){.load = l, .size = len};
+        pthread_mutex_lock(&l->lock);
+        l->pending++;
+        l->blocks++;
+        l->bytes += len;
+        pthread_mutex_unlock(&l->lock);
+        r = worker_fill(l->w, k, 0, load_block_done, lb);
+        if (r != 0) {
+                if (r > 0) {
+                        pthread_mutex_lock(&l->lock);
+                        l->cached++;
+                        pthread_mutex_unlock(&l->lock);
+                }
+                load_block_done(r > 0 ? 0 : r, lb);
+        }
+        return 0;
+}
+
+/* Loads the blocks of the file ENTRY describes ({"file_id","version","size"}): those listed in
+ * INDICES when given (weirctl spreads a file's blocks over the workers), else all. */
+static int load_file(load *l, json_t *entry, json_t *indices)
 {
         json_int_t fid = json_integer_value(json_object_get(entry, "file_id"));
         json_int_t ver = json_integer_value(json_object_get(entry, "version"));
         json_int_t size = json_integer_value(json_object_get(entry, "size"));
-        uint64_t n;
+        uint64_t n, blocks = 0, bytes = 0, off, len;
         worker *w = l->w;
+        json_t *v;
+        size_t j;
 
-        if (fid <= 0 || ver <= 0 || size < 0)
+        if (fid <= 0 || ver <= 0 || size < 0 || (indices && !json_is_array(indices)))
                 return -EBADMSG;
         if (l->files >= API_MAX_LOAD_FILES)
                 return -E2BIG;
         n = size == 0 ? 1 : ((uint64_t)size - 1) / l->block_size + 1;
+        /* Counted first, so that progress has its total before the fills end. */
+        if (indices)
+                json_array_foreach(indices, j, v)
+                {
+                        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+                            fill_block_range((uint64_t)size, l->block_size,
+                                             (uint64_t)json_integer_value(v), &off, &len) < 0)
+                                return -ERANGE;
+                        blocks++;
+                        bytes += len;
+                }
+        else {
+                blocks = n;
+                bytes = (uint64_t)size;
+        }
         pthread_mutex_lock(&w->load_lock);
         w->load.files++;
-        w->load.blocks += n;
-        w->load.bytes += (uint64_t)size;
+        w->load.blocks += blocks;
+        w->load.bytes += bytes;
         pthread_mutex_unlock(&w->load_lock);
         l->files++;
-        for (uint64_t i = 0; i < n; i++) {
-                store_key k = {(uint64_t)fid, (uint64_t)ver, i};
-                uint64_t off, len;
-                load_block *lb;
+        for (uint64_t i = 0; i < (indices ? json_array_size(indices) : n); i++) {
+                uint64_t idx =
+                        indices ? (uint64_t)json_integer_value(json_array_get(indices, i)) : i;
+                store_key k = {(uint64_t)fid, (uint64_t)ver, idx};
                 int r;
 
-                if (fill_block_range((uint64_t)size, l->block_size, i, &off, &len) < 0)
+                if (fill_block_range((uint64_t)size, l->block_size, idx, &off, &len) < 0)
                         break;
-                lb = calloc(1, sizeof(*lb));
-                if (!lb)
-                        return -ENOMEM;
-                *lb = (load_block){.load = l, .size = len};
-                pthread_mutex_lock(&l->lock);
-                l->pending++;
-                l->blocks++;
-                l->bytes += len;
-                pthread_mutex_unlock(&l->lock);
-                r = worker_fill(w, &k, 0, load_block_done, lb);
-                if (r != 0) {
-                        if (r > 0) {
-                                pthread_mutex_lock(&l->lock);
-                                l->cached++;
-                                pthread_mutex_unlock(&l->lock);
-                        }
-                        load_block_done(r > 0 ? 0 : r, lb);
-                }
+                r = load_one_block(l, &k, len);
+                if (r < 0)
+                        return r;
         }
         return 0;
 }
@@ -358,7 +388,7 @@ static int load_walk(load *l, const char *path, json_t *entry, unsigned depth)
         }
         type = entry ? json_string_value(json_object_get(entry, "type")) : "dir";
         if (type && strcmp(type, "file") == 0)
-                return load_file(l, entry);
+                return load_file(l, entry, NULL);
         r = master_json(l, "ls", path, &listing);
         if (r < 0)
                 return r;
@@ -386,6 +416,7 @@ static void load_free(load *l)
         for (size_t i = 0; i < l->n_paths; i++)
                 free(l->paths[i]);
         free(l->paths);
+        json_decref(l->file_list);
         free(l->dataset);
         httpc_free(l->client);
         pthread_cond_destroy(&l->cond);
@@ -401,11 +432,24 @@ static void *load_main(void *userdata)
 
         for (size_t i = 0; i < l->n_paths && r >= 0; i++)
                 r = load_walk(l, l->paths[i], NULL, 0);
+        if (l->file_list) {
+                size_t i;
+                json_t *e;
+
+                json_array_foreach(l->file_list, i, e)
+                {
+                        r = load_file(l, e, json_object_get(e, "blocks"));
+                        if (r < 0)
+                                break;
+                }
+        }
 
         pthread_mutex_lock(&l->lock);
         while (l->pending > 0)
                 pthread_cond_wait(&l->cond, &l->lock);
         pthread_mutex_unlock(&l->lock);
+        if (w->reg)
+                reg_flush(w->reg, 3000);
 
         if (r < 0)
                 (void)httpd_reply_error(l->req, r == -ENOENT ? 404 : 502, "load of %s failed: %s",
@@ -476,7 +520,16 @@ static void handle_load(httpd_request *req, void *userdata)
                 if (!(l->paths[l->n_paths++] = strdup(s)))
                         goto oom;
         }
-        if (l->n_paths == 0 && !(l->paths[l->n_paths++] = strdup("/")))
+        l->file_list = json_incref(json_object_get(body, "files"));
+        if (l->file_list &&
+            (!json_is_array(l->file_list) || json_array_size(l->file_list) > API_MAX_PATHS)) {
+                load_free(l);
+                (void)httpd_reply_error(req, 400, "files must be an array of at most %d files",
+                                        API_MAX_PATHS);
+                return;
+        }
+        /* Neither paths nor files: the whole dataset. */
+        if (l->n_paths == 0 && !l->file_list && !(l->paths[l->n_paths++] = strdup("/")))
                 goto oom;
 
         pthread_mutex_lock(&w->load_lock);

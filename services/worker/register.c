@@ -22,6 +22,10 @@ struct reg {
         pthread_cond_t cond;
         bool stop;
         bool registered;
+        bool kick;          /* report now, do not wait for the interval */
+        uint64_t started;   /* reports begun */
+        uint64_t completed; /* the last report that succeeded (its number in `started`) */
+        pthread_cond_t done_cond;
         unsigned failures; /* consecutive, for quieter logs */
 };
 
@@ -111,9 +115,11 @@ static void *reg_main(void *userdata)
         pthread_mutex_lock(&g->lock);
         while (!g->stop) {
                 bool registered = g->registered;
+                uint64_t seq = ++g->started;
                 struct timespec ts;
                 int r;
 
+                g->kick = false;
                 pthread_mutex_unlock(&g->lock);
                 /* A failed heartbeat lost its deltas: only a full report makes the leader right. */
                 r = registered ? reg_heartbeat(g) : reg_register(g);
@@ -123,17 +129,42 @@ static void *reg_main(void *userdata)
                         g->failures = 0;
                 pthread_mutex_lock(&g->lock);
                 g->registered = r >= 0;
+                if (r >= 0) {
+                        g->completed = seq;
+                        pthread_cond_broadcast(&g->done_cond);
+                }
                 if (registered && r == -ENOENT)
                         continue; /* register right away */
                 clock_gettime(CLOCK_MONOTONIC, &ts);
                 ts.tv_nsec += (long)REG_INTERVAL_MS * 1000000L;
                 ts.tv_sec += ts.tv_nsec / 1000000000L;
                 ts.tv_nsec %= 1000000000L;
-                while (!g->stop && pthread_cond_timedwait(&g->cond, &g->lock, &ts) == 0)
+                while (!g->stop && !g->kick && pthread_cond_timedwait(&g->cond, &g->lock, &ts) == 0)
                         ;
         }
         pthread_mutex_unlock(&g->lock);
         return NULL;
+}
+
+void reg_flush(reg *g, unsigned timeout_ms)
+{
+        struct timespec ts;
+        uint64_t want;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += timeout_ms / 1000;
+        ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        ts.tv_sec += ts.tv_nsec / 1000000000L;
+        ts.tv_nsec %= 1000000000L;
+        pthread_mutex_lock(&g->lock);
+        /* A report that begins after this call carries every change made before it. */
+        want = g->started + 1;
+        g->kick = true;
+        pthread_cond_broadcast(&g->cond);
+        while (!g->stop && g->completed < want &&
+               pthread_cond_timedwait(&g->done_cond, &g->lock, &ts) == 0)
+                ;
+        pthread_mutex_unlock(&g->lock);
 }
 
 bool reg_registered(reg *g)
@@ -166,6 +197,7 @@ int reg_start(worker *w, reg **ret)
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&g->cond, &ca);
+        pthread_cond_init(&g->done_cond, &ca);
         pthread_condattr_destroy(&ca);
         r = -pthread_create(&g->tid, NULL, reg_main, g);
         if (r < 0) {
@@ -184,10 +216,12 @@ reg *reg_stop(reg *g)
         pthread_mutex_lock(&g->lock);
         g->stop = true;
         pthread_cond_broadcast(&g->cond);
+        pthread_cond_broadcast(&g->done_cond);
         pthread_mutex_unlock(&g->lock);
         pthread_join(g->tid, NULL);
         httpc_free(g->client);
         pthread_cond_destroy(&g->cond);
+        pthread_cond_destroy(&g->done_cond);
         pthread_mutex_destroy(&g->lock);
         free(g);
         return NULL;

@@ -147,7 +147,6 @@ worker *worker_free(worker *w)
 
         if (!w)
                 return NULL;
-        w->reg = reg_stop(w->reg);
         w->fdsock = fdsock_free(w->fdsock);
         w->bus_slot = sd_bus_slot_unref(w->bus_slot);
         w->bus = sd_bus_flush_close_unref(w->bus);
@@ -163,6 +162,8 @@ worker *worker_free(worker *w)
                 pthread_cond_wait(&w->load_cond, &w->load_lock);
         pthread_mutex_unlock(&w->load_lock);
         w->httpd = httpd_free(w->httpd);
+        /* Last of the threads: handlers and loads read w->reg. */
+        w->reg = reg_stop(w->reg);
 
         for (unsigned i = 0; w->resolvers && i < w->n_resolvers; i++)
                 httpc_free(w->resolvers[i]);

@@ -75,5 +75,8 @@ fdsock *fdsock_free(fdsock *s);
 int reg_start(worker *w, reg **ret);
 reg *reg_stop(reg *r);
 bool reg_registered(reg *r);
+/* Sends a report now and waits (up to TIMEOUT_MS) until the master has every change made
+ * before the call: a finished load is visible in the master's CACHED when its reply arrives. */
+void reg_flush(reg *r, unsigned timeout_ms);
 /* dbus.c */
 int dbus_setup(worker *w);

@@ -143,6 +143,10 @@ http {{
     def bytes_sent(self, uri_suffix=None):
         return sum(r[3] for r in self.requests() if uri_suffix is None or r[1].endswith(uri_suffix))
 
+    def range_bytes(self):
+        """Bytes sent for ranged GETs: block fills (listings and HEADs of a sync excluded)."""
+        return sum(r[3] for r in self.requests() if r[0] == "GET" and r[4] not in ("", "-"))
+
     def wait_quiet(self, settle=0.3, timeout=30):
         """Waits until the access log stops growing for SETTLE seconds."""
         deadline = time.monotonic() + timeout
@@ -452,3 +456,123 @@ class Worker:
                 k, v = line.rsplit(" ", 1)
                 out[k] = float(v)
         return out
+
+
+class RealMasters:
+    """Real weir-master processes (weirtest.cluster.Master) on 127.0.2.x with a worker node and
+    a dataset on STORE_URL, all in one YAML. For the tests that need the real metadata sync."""
+
+    TOKEN = "weir-worker-test-token"
+
+    def __init__(self, dir, build_dir, store_url, *, n=3, worker_port, worker_dirs, tiers,
+                 block_size="4Mi", first=21, dataset="ds", mount="data"):
+        from weirtest.cluster import Master
+
+        self.dir = str(dir)
+        os.makedirs(self.dir, exist_ok=True)
+        self.binary = os.path.join(build_dir, "services/master/weir-master")
+        self.weirctl_path = os.path.join(build_dir, "services/ctl/weirctl")
+        self.master_port = free_port(WORKER_NET + str(first))
+        self.raft_port = free_port(WORKER_NET + str(first))
+        self.snapshot_threshold = None
+        self.env = {}
+        self.dataset = dataset
+        self.masters = [Master(self, i, f"m{i + 1}", f"{WORKER_NET}{first + i}") for i in range(n)]
+        self.yaml_path = os.path.join(self.dir, "cluster.yaml")
+        token_file = os.path.join(self.dir, "token")
+        with open(token_file, "w") as f:
+            f.write(self.TOKEN + "\n")
+        lines = ["apiVersion: weir.io/v1", "kind: Cluster", "metadata: {name: wreal}", "spec:",
+                 f"  tokenFile: {token_file}",
+                 "  raft: {electionTimeout: 300ms, heartbeatTimeout: 50ms}", "  nodes:"]
+        for m in self.masters:
+            lines.append(f"    - {{name: {m.name}, address: {m.address}, roles: [master], "
+                         f"raftPort: {self.raft_port}, masterPort: {self.master_port}, "
+                         f"dataDir: {m.data_dir}}}")
+        data, run = worker_dirs
+        lines.append(f"    - {{name: w1, address: {WORKER_ADDR_REAL}, roles: [worker], "
+                     f"workerPort: {worker_port}, dataDir: {data}, runtimeDir: {run}}}")
+        lines += ["---", "apiVersion: data.fluid.io/v1alpha1", "kind: Dataset",
+                  f"metadata: {{name: {dataset}}}", "spec:", f"  blockSize: {block_size}",
+                  "  mounts:", f"    - {{mountPoint: '{store_url}', name: {mount}}}",
+                  "---", "apiVersion: data.fluid.io/v1alpha1", "kind: AlluxioRuntime",
+                  f"metadata: {{name: {dataset}}}", "spec:", "  replicas: 1",
+                  f"  master: {{replicas: {n}}}", "  tieredstore:", "    levels:"]
+        for medium, tpath, quota, high, low in tiers:
+            lines.append(f"      - {{mediumtype: {medium}, path: {tpath}, quota: {quota}, "
+                         f"high: \"{high}\", low: \"{low}\"}}")
+        with open(self.yaml_path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def start(self):
+        for m in self.masters:
+            m.start()
+        return self
+
+    def stop(self):
+        for m in self.masters:
+            m.stop()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def request(self, method, path, body=None, timeout=5.0):
+        """(status, json) from the first master that answers; redirects followed."""
+        from weirtest.cluster import http_request
+
+        last = None
+        for m in self.masters:
+            if not m.running:
+                continue
+            try:
+                code, payload, _ = http_request(method, m.url(path), body=body, token=self.TOKEN,
+                                                timeout=timeout)
+                if code == 503:
+                    last = (code, payload)
+                    continue
+                return code, payload
+            except OSError as e:
+                last = (None, str(e))
+        return last
+
+    def wait(self, cond, timeout=30, what="condition"):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if cond():
+                    return
+            except (OSError, KeyError, TypeError):
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"{what} not reached within {timeout}s:\n" + "\n".join(
+            f"== {m.name}\n{m.log()[-3000:]}" for m in self.masters))
+
+    def leader(self):
+        for m in self.masters:
+            st = m.status() if m.running else None
+            if st and st.get("serving"):
+                return m
+        return None
+
+    def sync(self):
+        self.wait(lambda: self.leader() is not None, what="a leader")
+        code, _ = self.request("POST", f"/v1/datasets/{self.dataset}/sync", body={})
+        assert code in (200, 202, 409), code
+        self.wait(lambda: (self.request("GET", f"/v1/datasets/{self.dataset}")[1] or {}).get(
+            "synced"), what="a synced dataset")
+
+    def stat(self, path):
+        code, body = self.request("GET", f"/v1/datasets/{self.dataset}/stat?path="
+                                  + urllib.parse.quote(path))
+        assert code == 200, body
+        return body
+
+    def weirctl(self, *args, timeout=120):
+        return subprocess.run([self.weirctl_path, "--config", self.yaml_path, *args],
+                              capture_output=True, text=True, timeout=timeout)
+
+
+WORKER_ADDR_REAL = WORKER_NET + "4"
