@@ -280,7 +280,7 @@ static int print_json(const char *path, const config *c, const config_node *only
 static int config_check(const ctl_context *ctx, const char *path, const char *node, bool json)
 {
         _cleanup_(config_freep) config *c = NULL;
-        config_diags d = {};
+        _cleanup_(config_diags_done) config_diags d = {};
         const config_node *only = NULL;
         int r, ret = 0;
 
@@ -299,7 +299,6 @@ static int config_check(const ctl_context *ctx, const char *path, const char *no
                         errors == 1 ? "" : "s");
                 if (json)
                         print_json(path, NULL, NULL, &d);
-                config_diags_done(&d);
                 return 1;
         }
         if (node) {
@@ -309,7 +308,6 @@ static int config_check(const ctl_context *ctx, const char *path, const char *no
                         for (size_t i = 0; i < c->n_nodes; i++)
                                 fprintf(stderr, " %s", c->nodes[i].name);
                         fprintf(stderr, "\n");
-                        config_diags_done(&d);
                         return 1;
                 }
         }
@@ -318,7 +316,6 @@ static int config_check(const ctl_context *ctx, const char *path, const char *no
                 fprintf(stderr, "weirctl: cannot print the plan: %s\n", strerror(-r));
                 ret = 1;
         }
-        config_diags_done(&d);
         return ret;
 }
 
