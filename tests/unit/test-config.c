@@ -1036,40 +1036,64 @@ static void test_limit_counts(void **state)
         for (int i = 0; i < CONFIG_MAX_NODES + 1; i++)
                 p += sprintf(p, "    - {name: n%d, address: 10.0.%d.%d}\n", i, i / 256, i % 256);
         expect_error(y, 6, 5, "nodes: more than 1024 nodes");
+}
 
+static void test_limit_yaml_nodes(void **state)
+{
+        size_t n = 200001;
+        _cleanup_free_ char *y = malloc(4 + 2 * n + 2);
+        char *p = y;
+
+        assert_non_null(y);
+        p += sprintf(p, "a: [");
+        for (size_t i = 0; i < n; i++)
+                p += sprintf(p, "x,");
+        strcpy(p - 1, "]");
+        /* The mapping, the key "a" and the list are 3 nodes: item 199998 is node 200001. */
+        expect_error(y, 1, 4 + 2 * 199997 + 1, "more than 200000 YAML nodes in one file");
+}
+
+static void test_limit_options(void **state)
+{
+        _cleanup_free_ char *y = malloc(200 * 16 + 1000);
+        char *p = y;
+
+        assert_non_null(y);
+        p += sprintf(p, CLUSTER3 "apiVersion: data.fluid.io/v1alpha1\nkind: Dataset\n"
+                                 "metadata: {name: d}\nspec:\n  mounts:\n"
+                                 "    - mountPoint: s3://b/x\n      options:\n");
+        for (int i = 0; i < 129; i++)
+                p += sprintf(p, "        k%d: v\n", i);
+        expect_error(y, 17, 9, "options: more than 128 options");
+}
+
+static void test_limit_diags(void **state)
+{
         /* A flood of warnings is cut off, and does not fail a valid config. */
-        p = y + sprintf(y, CLUSTER3 "apiVersion: data.fluid.io/v1alpha1\nkind: Dataset\n"
-                                    "metadata: {name: d}\nspec:\n"
-                                    "  mounts: [{mountPoint: \"s3://b/x\"}]\n"
-                                    "  more:\n");
-        for (int i = 0; i < 1100; i++)
-                p += sprintf(p, "    - x\n");
-        strcpy(p, "");
-        {
-                /* 1100 list items under one unknown key make one warning; use many keys. */
-                _cleanup_free_ char *z = malloc(600 * 20 * 3 + 400);
-                config_diags d = {};
-                config *c = NULL;
+        _cleanup_free_ char *y = malloc(3 * (200 + 500 * 12) + 400);
+        config_diags d = {};
+        config *c = NULL;
+        char *p;
 
-                assert_non_null(z);
-                p = z + sprintf(z, CLUSTER3);
-                for (int doc = 0; doc < 3; doc++) {
-                        p += sprintf(p,
-                                     "apiVersion: data.fluid.io/v1alpha1\nkind: Dataset\n"
-                                     "metadata: {name: d%d}\nspec:\n"
-                                     "  mounts: [{mountPoint: \"s3://b/x\"}]\n",
-                                     doc);
-                        for (int i = 0; i < 500; i++)
-                                p += sprintf(p, "  k%d: 1\n", i);
-                        p += sprintf(p, "---\n");
-                }
-                assert_int_equal(config_load_buffer("w.yaml", z, strlen(z), &c, &d), 0);
-                assert_int_equal(d.n, 1000);
-                assert_true(d.items[999].warning);
-                assert_non_null(strstr(d.items[999].message, "too many problems; 502 more"));
-                config_free(c);
-                config_diags_done(&d);
+        assert_non_null(y);
+        p = y + sprintf(y, CLUSTER3);
+        for (int doc = 0; doc < 3; doc++) {
+                p += sprintf(p,
+                             "apiVersion: data.fluid.io/v1alpha1\nkind: Dataset\n"
+                             "metadata: {name: d%d}\nspec:\n"
+                             "  mounts: [{mountPoint: \"s3://b/x\"}]\n",
+                             doc);
+                for (int i = 0; i < 500; i++)
+                        p += sprintf(p, "  k%d: 1\n", i);
+                p += sprintf(p, "---\n");
         }
+        /* 1500 unknown keys and the "no runtime" warning: 1000 kept, the last a summary. */
+        assert_int_equal(config_load_buffer("w.yaml", y, strlen(y), &c, &d), 0);
+        assert_int_equal(d.n, 1000);
+        assert_true(d.items[999].warning);
+        assert_non_null(strstr(d.items[999].message, "too many problems; 502 more"));
+        config_free(c);
+        config_diags_done(&d);
 }
 
 /* ---- secrets ---------------------------------------------------------------------------- */
@@ -1374,6 +1398,9 @@ int main(void)
                 cmocka_unit_test(test_limit_documents),
                 cmocka_unit_test(test_limit_aliases),
                 cmocka_unit_test(test_limit_counts),
+                cmocka_unit_test(test_limit_diags),
+                cmocka_unit_test(test_limit_yaml_nodes),
+                cmocka_unit_test(test_limit_options),
                 cmocka_unit_test(test_secrets),
                 cmocka_unit_test(test_secrets_unreadable),
                 cmocka_unit_test(test_placement_roles),
