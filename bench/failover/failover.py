@@ -95,7 +95,10 @@ def main():
             shutil.rmtree(tmp, ignore_errors=True)
 
     ms = [t * 1000 for t in times]
-    print(f"\n{len(ms)} rounds, {args.masters} masters: min {min(ms):.0f} ms, "
+    load = os.getloadavg()
+    print(f"\nload average at the end: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} "
+          f"on {os.cpu_count()} CPUs (timings degrade when the machine is oversubscribed)")
+    print(f"{len(ms)} rounds, {args.masters} masters: min {min(ms):.0f} ms, "
           f"median {statistics.median(ms):.0f} ms, p95 {percentile(ms, 95):.0f} ms, "
           f"max {max(ms):.0f} ms")
     print("target: median <= 600 ms, p95 <= 1000 ms:",
