@@ -1729,17 +1729,22 @@ static void resolve_ports(loader *l)
         for (size_t i = 0; i < c->n_nodes; i++)
                 for (size_t j = 0; j < i; j++) {
                         const config_node *a = &c->nodes[j], *b = &c->nodes[i];
+                        const char *shared = NULL;
 
                         if (!streq(a->address, b->address))
                                 continue;
-                        if (streq(a->data_dir, b->data_dir) ||
-                            streq(a->runtime_dir, b->runtime_dir))
+                        if (streq(a->data_dir, b->data_dir))
+                                shared = "dataDir";
+                        else if (streq(a->runtime_dir, b->runtime_dir))
+                                shared = "runtimeDir";
+                        else if (a->fuse && b->fuse && c->n_datasets > 0 &&
+                                 streq(a->mount_root, b->mount_root))
+                                shared = "mountRoot";
+                        if (shared)
                                 error_at(l, l->node_info[i].item,
                                          "nodes '%s' and '%s' share the address %s and a %s; "
                                          "nodes on one host need their own",
-                                         a->name, b->name, a->address,
-                                         streq(a->data_dir, b->data_dir) ? "dataDir"
-                                                                         : "runtimeDir");
+                                         a->name, b->name, a->address, shared);
                 }
 }
 

@@ -775,6 +775,16 @@ static void test_invalid_ports(void **state)
                      "    - {name: n1, address: 127.0.0.1}\n"
                      "    - {name: n2, address: 127.0.0.1, masterPort: 1, workerPort: 2}\n",
                      7, 7, "nodes 'n1' and 'n2' share the address 127.0.0.1 and a dataDir");
+        expect_error("apiVersion: weir.io/v1\n"
+                     "kind: Cluster\n"
+                     "metadata: {name: c}\n"
+                     "spec:\n"
+                     "  nodes:\n"
+                     "    - {name: n1, address: 127.0.0.1, dataDir: /a, runtimeDir: /a}\n"
+                     "    - {name: n2, address: 127.0.0.1, dataDir: /b, runtimeDir: /b,\n"
+                     "       masterPort: 1}\n"
+                     "---\n" DATASET_D,
+                     7, 7, "nodes 'n1' and 'n2' share the address 127.0.0.1 and a mountRoot");
 }
 
 static void test_invalid_names(void **state)
