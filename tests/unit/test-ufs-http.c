@@ -343,6 +343,38 @@ static void test_refused(void **state)
         ufs_free(u);
 }
 
+/* Credentials in the mount URL go out as basic auth, never into store URLs or messages. */
+static void test_userinfo(void **state)
+{
+        const char *r[] = {answer("200 OK", "text/html", "<a href=\"f.txt\">f.txt</a>"),
+                           answer("401 Unauthorized", "text/html", "no")};
+        char url[128];
+        config_mount m;
+        ufs_entry *e;
+        size_t n;
+        ufs *u;
+
+        snprintf(url, sizeof url, "http://weir:p%%40ss%%3Aw0rd@127.0.3.1:%u/data/", srv.port);
+        m = (config_mount){.name = (char *)"m", .mount_point = url};
+        assert_int_equal(ufs_open(&m, &u), 0);
+        script(2, r);
+        assert_int_equal(ufs_list(u, "", &e, &n), 0);
+        assert_int_equal(n, 1);
+        ufs_entries_free(e, n);
+        /* "weir:p@ss:w0rd" in base64 */
+        assert_non_null(strstr(request(0), "\r\nAuthorization: Basic d2VpcjpwQHNzOncwcmQ=\r\n"));
+        assert_non_null(strstr(request(0), "GET /data/ HTTP/1.1\r\n"));
+        char *s = ufs_url(u, "f.txt");
+        assert_non_null(s);
+        assert_null(strstr(s, "weir"));
+        assert_null(strstr(s, "ss"));
+        free(s);
+        assert_int_equal(ufs_list(u, "", &e, &n), -EACCES);
+        assert_null(strstr(ufs_last_error(u), "w0rd"));
+        assert_null(strstr(ufs_last_error(u), "%3A"));
+        ufs_free(u);
+}
+
 /* The S3 requests: path-style URL, a canonical (sorted, encoded) query, a SigV4 header, and the
  * secret nowhere on the wire. */
 static void test_s3_requests(void **state)
@@ -415,6 +447,7 @@ int main(void)
                 cmocka_unit_test(test_stat),
                 cmocka_unit_test(test_list_http),
                 cmocka_unit_test(test_refused),
+                cmocka_unit_test(test_userinfo),
                 cmocka_unit_test(test_s3_requests),
         };
 

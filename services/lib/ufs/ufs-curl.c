@@ -391,6 +391,12 @@ static int xfer_setup(ufs *u, const ufs_http_auth *auth, const char *url, xfer *
                 curl_easy_setopt(c, CURLOPT_MAXREDIRS, MAX_REDIRECTS);
                 curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
         }
+        if (auth && auth->signing == UFS_SIGN_NONE && auth->user) {
+                /* Never sent to another host after a redirect (CURLOPT_UNRESTRICTED_AUTH off). */
+                curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+                curl_easy_setopt(c, CURLOPT_USERNAME, auth->user);
+                curl_easy_setopt(c, CURLOPT_PASSWORD, auth->password);
+        }
         if (auth && auth->signing == UFS_SIGN_AWS_V4) {
                 curl_easy_setopt(c, CURLOPT_AWS_SIGV4, auth->sigv4);
                 curl_easy_setopt(c, CURLOPT_USERNAME, auth->user);

@@ -9,10 +9,35 @@
 #include "ufs-internal.h"
 
 typedef struct http_data {
-        char *base; /* the mount point, escaped where needed, ending in '/' */
+        char *base; /* the mount point without user info, escaped where needed, ending in '/' */
+        char *user, *password; /* from "http://USER:PASSWORD@HOST/": sent as basic auth */
+        ufs_http_auth auth;
 } http_data;
 
-static const ufs_http_auth http_auth = {.follow_redirects = true};
+/* Moves "USER:PASSWORD@" out of URL (in place) into *RET_USER and *RET_PASSWORD, decoded, so that
+ * neither store URLs (shown by the API) nor messages carry them. */
+static int take_userinfo(char *url, char **ret_user, char **ret_password)
+{
+        char *auth = strstr(url, "://") + 3, *end = auth + strcspn(auth, "/"), *at = NULL;
+        char *colon;
+        int r;
+
+        for (char *p = auth; p < end; p++)
+                if (*p == '@')
+                        at = p;
+        if (!at)
+                return 0;
+        colon = memchr(auth, ':', (size_t)(at - auth));
+        r = ufs_unescape(auth, (size_t)((colon ? colon : at) - auth), ret_user);
+        if (r < 0)
+                return r;
+        r = colon ? ufs_unescape(colon + 1, (size_t)(at - colon - 1), ret_password)
+                  : ((*ret_password = strdup("")) ? 0 : -ENOMEM);
+        if (r < 0)
+                return r;
+        memmove(auth, at + 1, strlen(at + 1) + 1);
+        return 1;
+}
 
 static int http_open(ufs *u)
 {
@@ -20,22 +45,36 @@ static int http_open(ufs *u)
         http_data *d;
         const char *host;
         size_t n;
+        int r;
 
         escaped = ufs_escape_loose(u->mount->mount_point);
         if (!escaped)
                 return -ENOMEM;
         host = strstr(escaped, "://");
         if (!host || !host[3] || host[3] == '/' || strpbrk(escaped, "?#"))
-                return ufs_fail(u, -EINVAL, "Invalid URL \"%s\"", u->mount->mount_point);
+                return ufs_fail(u, -EINVAL, "Invalid http(s) URL for mount %s",
+                                u->mount->name ? u->mount->name : "(unnamed)");
         d = calloc(1, sizeof *d);
         if (!d)
                 return -ENOMEM;
         u->data = d;
+        r = take_userinfo(escaped, &d->user, &d->password);
+        if (r < 0)
+                return ufs_fail(u, -EINVAL, "Invalid user info in the URL of mount %s",
+                                u->mount->name ? u->mount->name : "(unnamed)");
         n = strlen(escaped);
+        if (n == 0 || !strstr(escaped, "://")[3])
+                return ufs_fail(u, -EINVAL, "Invalid http(s) URL for mount %s",
+                                u->mount->name ? u->mount->name : "(unnamed)");
         if (asprintf(&d->base, "%s%s", escaped, escaped[n - 1] == '/' ? "" : "/") < 0) {
                 d->base = NULL;
                 return -ENOMEM;
         }
+        d->auth = (ufs_http_auth){
+                .follow_redirects = true,
+                .user = d->user,
+                .password = d->password,
+        };
         return 0;
 }
 
@@ -46,6 +85,11 @@ static void http_free(ufs *u)
         if (!d)
                 return;
         free(d->base);
+        free(d->user);
+        if (d->password) {
+                explicit_bzero(d->password, strlen(d->password));
+                free(d->password);
+        }
         free(d);
 }
 
@@ -93,7 +137,8 @@ static int http_list(ufs *u, const char *path, ufs_entry **ret_entries, size_t *
                 free(url);
                 url = s;
         }
-        r = ufs_http_get(u, &http_auth, url, &status, &body, &len, &effective, &type);
+        r = ufs_http_get(u, &((http_data *)u->data)->auth, url, &status, &body, &len, &effective,
+                         &type);
         if (r < 0)
                 return r;
         if (status != 200)
@@ -125,7 +170,7 @@ static int http_stat(ufs *u, const char *path, ufs_version *ret)
 
         if (!url)
                 return -ENOMEM;
-        return ufs_http_head(u, &http_auth, url, ret);
+        return ufs_http_head(u, &((http_data *)u->data)->auth, url, ret);
 }
 
 static int http_read(ufs *u, const char *path, const ufs_version *version, uint64_t offset,
@@ -135,7 +180,8 @@ static int http_read(ufs *u, const char *path, const ufs_version *version, uint6
 
         if (!url)
                 return -ENOMEM;
-        return ufs_http_read(u, &http_auth, url, version, offset, len, sink, userdata);
+        return ufs_http_read(u, &((http_data *)u->data)->auth, url, version, offset, len, sink,
+                             userdata);
 }
 
 const ufs_backend ufs_backend_http = {

@@ -104,7 +104,7 @@ typedef enum ufs_signing {
 typedef struct ufs_http_auth {
         ufs_signing signing;
         const char *sigv4;    /* "aws:amz:REGION:s3" */
-        const char *user;     /* access key */
+        const char *user;     /* access key; with UFS_SIGN_NONE: basic auth user, or NULL */
         const char *password; /* secret */
         bool follow_redirects;
 } ufs_http_auth;
