@@ -180,6 +180,27 @@ static void block_filled(int r, void *userdata)
         free(br);
 }
 
+/* A sequential reader keeps hitting the blocks that earlier read-ahead brought: keep the
+ * read-ahead going from hits too, when the previous block is cached (a reader at random offsets
+ * rarely has it, so it does not make the worker fetch what nobody reads). Prefetches past the
+ * end of the file end quietly in their start task. */
+static void prefetch_after_hit(worker *w, const store_key *k)
+{
+        store_key prev = *k;
+
+        if (k->index > 0) {
+                prev.index--;
+                if (!store_contains(w->store, &prev))
+                        return;
+        }
+        for (unsigned i = 1; i <= API_READAHEAD; i++) {
+                store_key next = *k;
+
+                next.index += i;
+                (void)worker_fill(w, &next, 0, NULL, NULL);
+        }
+}
+
 static void handle_block(httpd_request *req, void *userdata)
 {
         worker *w = userdata;
@@ -193,6 +214,7 @@ static void handle_block(httpd_request *req, void *userdata)
         }
         if (serve_cached(w, req, &k, true) >= 0) {
                 __atomic_add_fetch(&w->hits, 1, __ATOMIC_RELAXED);
+                prefetch_after_hit(w, &k);
                 return;
         }
         __atomic_add_fetch(&w->misses, 1, __ATOMIC_RELAXED);

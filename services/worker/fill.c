@@ -70,6 +70,7 @@ typedef struct fill_thread {
 typedef struct meta_slot {
         bool valid;
         fill_file file;
+        uint64_t resolving; /* file id being asked for by some thread, 0 = none */
 } meta_slot;
 
 struct fill {
@@ -80,8 +81,9 @@ struct fill {
         void *userdata;
         fill_thread *threads;
 
-        pthread_mutex_t lock; /* "the fill lock"; guards everything below */
-        pthread_cond_t cond;  /* the queue got a task, or stopping */
+        pthread_mutex_t lock;     /* "the fill lock"; guards everything below */
+        pthread_cond_t cond;      /* the queue got a task, or stopping */
+        pthread_cond_t meta_cond; /* a metadata lookup ended */
         bool stopping;
         fill_task *head, *tail;       /* demand: starts at the tail, ranges at the head */
         fill_task *pf_head, *pf_tail; /* prefetch starts */
@@ -239,8 +241,8 @@ static void job_finish(fill *f, fill_job *job, int r)
         f->stats.queued--;
         if (r >= 0)
                 f->stats.fills++;
-        else
-                f->stats.failures++;
+        else if (!(r == -ERANGE && !w))
+                f->stats.failures++; /* (a prefetch past the end of a file is no failure) */
         pthread_mutex_unlock(&f->lock);
 
         if (r < 0 && r != -ECANCELED) {
@@ -299,32 +301,74 @@ void fill_forget_file(fill *f, uint64_t file_id)
 
 /* The file's metadata at version VERSION: from the cache, else from the resolver (once more when
  * the cached version is another). -ESTALE when the master's version is not VERSION. */
+static void sleep_ms(unsigned ms)
+{
+        struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
+}
+
+static bool meta_retryable(int r)
+{
+        return r == -ECONNREFUSED || r == -ETIMEDOUT || r == -EAGAIN || r == -EHOSTUNREACH ||
+               r == -ECONNRESET || r == -EIO;
+}
+
+/* The file's metadata at version VERSION: from the cache, else from the resolver (once more when
+ * the cached version is another). -ESTALE when the master's version is not VERSION. One lookup
+ * per file at a time: the blocks of a load all start at once and would each ask the master. */
 static int meta_get(fill_thread *th, uint64_t file_id, uint64_t version, fill_file *ret)
 {
         fill *f = th->fill;
         meta_slot *m = &f->meta[file_id % FILL_META_SLOTS];
         fill_file got = {};
-        int r = -ENOENT;
+        bool waited = false;
+        int r;
 
         pthread_mutex_lock(&f->lock);
-        if (m->valid && m->file.file_id == file_id && m->file.version == version)
-                r = fill_file_copy(&m->file, ret);
+        for (;;) {
+                if (m->valid && m->file.file_id == file_id && m->file.version == version) {
+                        r = fill_file_copy(&m->file, ret);
+                        pthread_mutex_unlock(&f->lock);
+                        return r;
+                }
+                /* Another thread asks for this file: its answer may be the one we need. */
+                if (m->resolving == file_id && !waited && !f->stopping) {
+                        while (m->resolving == file_id && !f->stopping)
+                                pthread_cond_wait(&f->meta_cond, &f->lock);
+                        waited = true;
+                        continue;
+                }
+                break;
+        }
+        if (m->resolving == 0)
+                m->resolving = file_id;
         pthread_mutex_unlock(&f->lock);
-        if (r != -ENOENT)
-                return r;
 
-        r = f->resolve(f->userdata, th->index, file_id, &got);
-        if (r < 0)
-                return r;
-        if (got.block_size == 0 || !got.dataset || !got.path) {
+        for (unsigned attempt = 0;; attempt++) {
+                r = f->resolve(f->userdata, th->index, file_id, &got);
+                if (r >= 0 || !meta_retryable(r) || attempt >= f->opts.retries ||
+                    __atomic_load_n(&f->stopping, __ATOMIC_RELAXED))
+                        break;
+                sleep_ms(f->opts.backoff_ms << MIN(attempt, 5u));
+        }
+        if (r >= 0 && (got.block_size == 0 || !got.dataset || !got.path)) {
                 fill_file_done(&got);
-                return -EBADMSG;
+                r = -EBADMSG;
         }
         pthread_mutex_lock(&f->lock);
-        if (m->valid)
-                fill_file_done(&m->file);
-        m->valid = fill_file_copy(&got, &m->file) >= 0;
+        if (r >= 0) {
+                if (m->valid)
+                        fill_file_done(&m->file);
+                m->valid = fill_file_copy(&got, &m->file) >= 0;
+        }
+        if (m->resolving == file_id)
+                m->resolving = 0;
+        pthread_cond_broadcast(&f->meta_cond);
         pthread_mutex_unlock(&f->lock);
+        if (r < 0)
+                return r;
         if (got.version != version) {
                 fill_file_done(&got);
                 return -ESTALE;
@@ -526,14 +570,6 @@ static bool retryable(int r)
                  r == -EINVAL || r == -ERANGE);
 }
 
-static void sleep_ms(unsigned ms)
-{
-        struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-                ;
-}
-
 static void task_range(fill_thread *th, fill_task *t)
 {
         fill *f = th->fill;
@@ -653,6 +689,7 @@ int fill_new(const config *cfg, store *s, const fill_options *opts, fill_resolve
                 f->opts.backoff_ms = 100;
         pthread_mutex_init(&f->lock, NULL);
         pthread_cond_init(&f->cond, NULL);
+        pthread_cond_init(&f->meta_cond, NULL);
         f->threads = calloc(f->opts.threads, sizeof(*f->threads));
         if (!f->threads) {
                 fill_free(f);
@@ -700,6 +737,7 @@ fill *fill_free(fill *f)
         pthread_mutex_lock(&f->lock);
         f->stopping = true;
         pthread_cond_broadcast(&f->cond);
+        pthread_cond_broadcast(&f->meta_cond);
         pthread_mutex_unlock(&f->lock);
         for (unsigned i = 0; f->threads && i < f->opts.threads; i++)
                 if (f->threads[i].started)
@@ -711,6 +749,7 @@ fill *fill_free(fill *f)
                         fill_file_done(&f->meta[i].file);
         free(f->threads);
         pthread_cond_destroy(&f->cond);
+        pthread_cond_destroy(&f->meta_cond);
         pthread_mutex_destroy(&f->lock);
         free(f);
         return NULL;

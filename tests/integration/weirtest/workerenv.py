@@ -297,7 +297,8 @@ class FakeMaster:
         return H
 
     def start(self):
-        self.server = http.server.ThreadingHTTPServer((self.address, self.port), self._handler())
+        cls = type("Server", (http.server.ThreadingHTTPServer,), {"request_queue_size": 128})
+        self.server = cls((self.address, self.port), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()

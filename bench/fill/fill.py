@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
 """Cache fill benchmark: an hbase-shaped dataset (six files, ~550 MiB) served by a local nginx,
-read through weir-worker cold and warm, next to curl downloading the same files directly; with
-and without a per-connection rate limit on the store.
+filled into weir-worker and read through it, next to curl downloading the same files directly;
+with and without a per-connection rate limit on the store.
 
-The master is the stand-in of tests/integration/weirtest/workerenv.py (it only answers the
-worker's GET /v1/files/ID): this measures the worker's fill path, not metadata.
+Columns: curl (one curl of all six files), load (cold fill: POST /v1/load of the dataset into an
+empty cache, until the last block is cached), cold (an empty cache read through the worker block
+after block), warm (the same read once cached), their ratios to curl, and the bytes the store
+sent for one fill over the dataset's bytes.
 
-    bench/fill.py [--build-dir build] [--block-sizes 4Mi,16Mi,64Mi] [--limit 20m] [--runs 1]
+The master is the stand-in of tests/integration/weirtest/workerenv.py (it answers the worker's
+GET /v1/files/ID and the load's ls/stat): this measures the worker's fill path, not metadata.
+
+    bench/fill/fill.py [--build-dir build] [--block-sizes 4Mi,16Mi,64Mi] [--limit 20m] [--runs 1]
 
 Readers: each file is read block after block by one curl process reusing one connection (a
 sequential reader, like the FUSE daemon). Store bytes come from nginx's access log.
@@ -21,10 +26,10 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 
-from weirtest.workerenv import FakeMaster, StoreNginx, Worker, free_port, write_config  # noqa
+from weirtest.workerenv import FakeMaster, StoreNginx, Worker, free_port, write_config  # noqa: E402
 
 MiB = 1 << 20
 KiB = 1 << 10
@@ -83,9 +88,26 @@ def read_through_worker(worker, file_blocks):
     return time.monotonic() - t0
 
 
-def run_one(args, tmp, data, block_size, limit):
-    work = tempfile.mkdtemp(prefix="run-", dir=tmp)
+def start_worker(args, work, store, master, block_size, tag):
     shm = tempfile.mkdtemp(prefix="weir-bench-", dir="/dev/shm")
+    port = free_port(WORKER_ADDR)
+    cfg = os.path.join(work, f"cluster-{tag}.yaml")
+    write_config(cfg, master_nodes=[("m1", master.address, master.port)],
+                 worker_nodes=[("w1", WORKER_ADDR, port, os.path.join(work, f"wdata-{tag}"),
+                                os.path.join(work, f"wrun-{tag}"))],
+                 store_url=store.url, tiers=[("MEM", shm, "2Gi", 0.95, 0.7)],
+                 block_size=f"{block_size // KiB}Ki")
+    binary = os.path.join(args.build_dir, "services", "worker", "weir-worker")
+    w = Worker(binary, cfg, "w1", WORKER_ADDR, port, work, env={"WEIR_LOG_LEVEL": "warning"})
+    w.shm = shm
+    return w.start()
+
+
+def run_one(args, tmp, data, block_size, limit):
+    """curl; a cold load (POST /v1/load) then a warm read on one worker; a cold read-through on
+    a second worker with an empty cache."""
+    work = tempfile.mkdtemp(prefix="run-", dir=tmp)
+    workers = []
     try:
         with StoreNginx(data, os.path.join(work, "nginx"), address="127.0.2.110",
                         limit_rate=limit) as store, \
@@ -97,32 +119,39 @@ def run_one(args, tmp, data, block_size, limit):
                 master.add_file(i, "ds", "/data/" + name, size, mtime, etag, block_size)
                 file_blocks.append((i, max(1, -(-size // block_size))))
                 total += size
-            port = free_port(WORKER_ADDR)
-            cfg = os.path.join(work, "cluster.yaml")
-            write_config(cfg, master_nodes=[("m1", master.address, master.port)],
-                         worker_nodes=[("w1", WORKER_ADDR, port, os.path.join(work, "wdata"),
-                                        os.path.join(work, "wrun"))],
-                         store_url=store.url,
-                         tiers=[("MEM", shm, "2Gi", 0.95, 0.7)],
-                         block_size=f"{block_size // KiB}Ki")
-            binary = os.path.join(args.build_dir, "services", "worker", "weir-worker")
-            with Worker(binary, cfg, "w1", WORKER_ADDR, port, work,
-                        env={"WEIR_LOG_LEVEL": "warning"}) as worker:
-                curl_s = curl([store.url + name for name, _ in FILES])
-                store.wait_quiet()
-                before = store.bytes_sent()
-                try:
-                    cold_s = read_through_worker(worker, file_blocks)
-                except Exception:
-                    print(worker.log()[-3000:], file=sys.stderr)
-                    raise
-                warm_s = read_through_worker(worker, file_blocks)
-                store.wait_quiet()
-                store_bytes = store.bytes_sent() - before
-        return {"curl": curl_s, "cold": cold_s, "warm": warm_s, "ratio": store_bytes / total,
-                "total": total}
+            curl_s = curl([store.url + name for name, _ in FILES])
+
+            w = start_worker(args, work, store, master, block_size, "load")
+            workers.append(w)
+            store.wait_quiet()
+            before = store.range_bytes()
+            t0 = time.monotonic()
+            status, body = w.post("/v1/load", {"dataset": "ds", "paths": ["/data"]})
+            load_s = time.monotonic() - t0
+            if status != 200 or body["failed"]:
+                raise RuntimeError(f"load failed: {body}\n{w.log()[-3000:]}")
+            warm_s = read_through_worker(w, file_blocks)
+            store.wait_quiet()
+            load_bytes = store.range_bytes() - before
+            w.stop()
+
+            w = start_worker(args, work, store, master, block_size, "read")
+            workers.append(w)
+            before = store.range_bytes()
+            try:
+                cold_s = read_through_worker(w, file_blocks)
+            except Exception:
+                print(w.log()[-3000:], file=sys.stderr)
+                raise
+            store.wait_quiet()
+            read_bytes = store.range_bytes() - before
+            w.stop()
+        return {"curl": curl_s, "load": load_s, "cold": cold_s, "warm": warm_s,
+                "ratio": max(load_bytes, read_bytes) / total, "total": total}
     finally:
-        shutil.rmtree(shm, ignore_errors=True)
+        for w in workers:
+            w.kill()
+            shutil.rmtree(w.shm, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -135,7 +164,7 @@ def main():
     ap.add_argument("--data", default=None, help="where to keep the generated dataset")
     args = ap.parse_args()
     if not shutil.which("nginx") or not shutil.which("curl"):
-        print("bench/fill.py: needs nginx and curl", file=sys.stderr)
+        print("bench/fill/fill.py: needs nginx and curl", file=sys.stderr)
         return 77
     tmp = tempfile.mkdtemp(prefix="weir-bench-fill-")
     os.chmod(tmp, 0o755)
@@ -143,21 +172,21 @@ def main():
     make_dataset(data)
     total = sum(s for _, s in FILES)
     print(f"dataset: {len(FILES)} files, {total / MiB:.1f} MiB")
-    print(f"{'store':>12} {'block':>6} {'curl s':>7} {'cold s':>7} {'warm s':>7} "
-          f"{'cold/curl':>9} {'warm/curl':>9} {'store/dataset':>13}")
+    print(f"{'store':>12} {'block':>6} {'curl s':>7} {'load s':>7} {'cold s':>7} {'warm s':>7} "
+          f"{'load/curl':>9} {'cold/curl':>9} {'warm/curl':>9} {'store/dataset':>13}")
     try:
         for limit in (None, args.limit):
             for bs in args.block_sizes.split(","):
                 best = None
                 for _ in range(args.runs):
                     r = run_one(args, tmp, data, parse_size(bs), limit)
-                    if best is None or r["cold"] / r["curl"] < best["cold"] / best["curl"]:
+                    if best is None or r["load"] / r["curl"] < best["load"] / best["curl"]:
                         best = r
                 r = best
                 print(f"{('limit ' + limit) if limit else 'loopback':>12} {bs:>6} "
-                      f"{r['curl']:7.2f} {r['cold']:7.2f} {r['warm']:7.2f} "
-                      f"{r['cold'] / r['curl']:9.2f} {r['warm'] / r['curl']:9.2f} "
-                      f"{r['ratio']:13.2f}", flush=True)
+                      f"{r['curl']:7.2f} {r['load']:7.2f} {r['cold']:7.2f} {r['warm']:7.2f} "
+                      f"{r['load'] / r['curl']:9.2f} {r['cold'] / r['curl']:9.2f} "
+                      f"{r['warm'] / r['curl']:9.2f} {r['ratio']:13.2f}", flush=True)
     finally:
         if not args.data:
             shutil.rmtree(tmp, ignore_errors=True)
