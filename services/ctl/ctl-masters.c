@@ -70,7 +70,7 @@ int ctl_masters(const ctl_context *ctx, int argc, char **argv)
                 log_oom();
                 return 1;
         }
-        httpc_set_timeout(c, 3000, 500);
+        httpc_set_timeout(c, 2000, 500);
 
         /* Any reachable master answers; /v1/masters is not leader-only, but a redirect would
          * be followed all the same. */

@@ -1,5 +1,6 @@
 /* The master's HTTP API (docs/api.md): reads on libmicrohttpd's threads, writes through raft. */
 #include <errno.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,23 +181,57 @@ static void h_metrics(httpd_request *req, void *userdata)
         httpd_reply_text(req, 200, "text/plain; version=0.0.4", text, strlen(text));
 }
 
-/* Asks every master for its status from this MHD thread (never the loop), with short
- * timeouts, one after the other: a dead peer refuses at once, a hung one costs PEER_TIMEOUT. */
+typedef struct peer_probe {
+        pthread_t thread;
+        bool started;
+        char url[400];
+        json_t *status; /* the peer's /v1/status, NULL when it did not answer */
+} peer_probe;
+
+static void *peer_probe_main(void *userdata)
+{
+        peer_probe *p = userdata;
+        httpc *c = httpc_new();
+        httpc_response res = {};
+
+        if (!c)
+                return NULL;
+        httpc_set_timeout(c, PEER_TIMEOUT_MS, PEER_CONNECT_MS);
+        httpc_set_max_redirects(c, 0);
+        if (httpc_get(c, p->url, &res) == 0 && res.status == 200 && json_is_object(res.json))
+                p->status = json_incref(res.json);
+        httpc_response_done(&res);
+        httpc_free(c);
+        return NULL;
+}
+
+/* Asks every other master for its status, all at once from short-lived threads (never from the
+ * loop), each with a short timeout: a hung peer costs PEER_TIMEOUT_MS once, not per peer. */
 static void h_masters(httpd_request *req, void *userdata)
 {
         manager *m = userdata;
         _cleanup_(json_decrefp) json_t *masters = json_array();
-        httpc *c = httpc_new();
+        _cleanup_free_ peer_probe *probes = calloc(m->cfg->n_nodes, sizeof(peer_probe));
         const char *leader = NULL;
         char leader_api[300] = "";
 
-        if (!masters || !c) {
-                httpc_free(c);
+        if (!masters || !probes) {
                 httpd_reply_error(req, 500, "out of memory");
                 return;
         }
-        httpc_set_timeout(c, PEER_TIMEOUT_MS, PEER_CONNECT_MS);
-        httpc_set_max_redirects(c, 0);
+        for (size_t i = 0; i < m->cfg->n_nodes; i++) {
+                const config_node *n = &m->cfg->nodes[i];
+                char api[300];
+                if (!n->master || n == m->node)
+                        continue;
+                manager_api_address(m, n->raft_id, api, sizeof(api));
+                snprintf(probes[i].url, sizeof(probes[i].url), "http://%s/v1/status", api);
+                probes[i].started =
+                        pthread_create(&probes[i].thread, NULL, peer_probe_main, &probes[i]) == 0;
+        }
+        for (size_t i = 0; i < m->cfg->n_nodes; i++)
+                if (probes[i].started)
+                        pthread_join(probes[i].thread, NULL);
 
         manager_view v = manager_get_view(m);
         if (v.leader_id) {
@@ -208,21 +243,12 @@ static void h_masters(httpd_request *req, void *userdata)
         }
         for (size_t i = 0; i < m->cfg->n_nodes; i++) {
                 const config_node *n = &m->cfg->nodes[i];
-                char api[300], url[400];
-                json_t *st = NULL;
+                char api[300];
                 if (!n->master)
                         continue;
                 manager_api_address(m, n->raft_id, api, sizeof(api));
-                if (n == m->node)
-                        st = api_status_json(m);
-                else {
-                        httpc_response res = {};
-                        snprintf(url, sizeof(url), "http://%s/v1/status", api);
-                        if (httpc_get(c, url, &res) == 0 && res.status == 200 &&
-                            json_is_object(res.json))
-                                st = json_incref(res.json);
-                        httpc_response_done(&res);
-                }
+                json_t *st = n == m->node ? api_status_json(m) : probes[i].status;
+                probes[i].status = NULL;
                 json_t *e;
                 if (st) {
                         e = json_pack("{s:s,s:s,s:O?,s:O?,s:O?,s:b}", "node", n->name, "api", api,
@@ -240,7 +266,6 @@ static void h_masters(httpd_request *req, void *userdata)
                                       "role", "unreachable", "term", "applied", "reachable", 0);
                 json_array_append_new(masters, e);
         }
-        httpc_free(c);
         httpd_reply_json(req, 200,
                          json_pack("{s:s?,s:s?,s:O}", "leader", leader, "leader_api",
                                    leader ? leader_api : NULL, "masters", masters));

@@ -511,3 +511,23 @@ def test_data_dir_option_and_help(make_cluster, tmp_path):
     out = subprocess.run([c.binary, "--node", "nosuch"], capture_output=True, text=True,
                          timeout=10, env=env)
     assert out.returncode == 1 and "nosuch" in out.stderr and c.yaml_path in out.stderr
+
+
+def test_masters_with_hung_and_dead_peers(cluster3):
+    leader = cluster3.wait_leader()
+    hung, dead = [m for m in cluster3.masters if m is not leader]
+    dead.kill()
+    hung.signal(signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        code, body, _ = http_request("GET", leader.url("/v1/masters"), timeout=5)
+        took = time.monotonic() - t0
+        assert code == 200
+        reach = {e["node"]: e["reachable"] for e in body["masters"]}
+        assert reach == {leader.name: True, hung.name: False, dead.name: False}, body
+        assert body["leader"] == leader.name
+        assert took < 2.0, took  # peers are asked in parallel, 500 ms timeout each
+        out = cluster3.weirctl("masters")
+        assert out.returncode == 0 and "unreachable" in out.stdout, out.stdout
+    finally:
+        hung.signal(signal.SIGCONT)
