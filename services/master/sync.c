@@ -162,7 +162,8 @@ static void *head_thread(void *arg)
         r = ufs_open(p->mount, &u);
         if (r < 0) {
                 pthread_mutex_lock(&p->lock);
-                job_fail(p->job, r, "Cannot open %s: %s", p->mount->mount_point, strerror(-r));
+                job_fail(p->job, r, "Cannot open the store of mount %s: %s", p->mount->name,
+                         strerror(-r));
                 pthread_mutex_unlock(&p->lock);
                 atomic_store(&p->failed, true);
                 return NULL;
@@ -227,7 +228,8 @@ static int walk_mount(sync_job *j, const config_mount *mount, size_t *total, jso
 
         r = ufs_open(mount, &u);
         if (r < 0)
-                return job_fail(j, r, "Cannot open %s: %s", mount->mount_point,
+                /* Not the URL: it may carry credentials (ufs keeps them out of its messages). */
+                return job_fail(j, r, "Cannot open the store of mount %s: %s", mount->name,
                                 r == -EPROTONOSUPPORT ? "no backend for this scheme"
                                                       : strerror(-r));
 
@@ -250,8 +252,8 @@ static int walk_mount(sync_job *j, const config_mount *mount, size_t *total, jso
                 for (const char *c = dir->path; *c; c++)
                         depth += *c == '/';
                 if (*dir->path && depth + 1 > UFS_MAX_DEPTH) {
-                        r = job_fail(j, -ELOOP, "%s: deeper than %u levels at %s",
-                                     mount->mount_point, UFS_MAX_DEPTH, dir->path);
+                        r = job_fail(j, -ELOOP, "Mount %s: deeper than %u levels at %s",
+                                     mount->name, UFS_MAX_DEPTH, dir->path);
                         goto out;
                 }
                 char *dir_path = dir->path; /* the list may move while we add */
@@ -341,7 +343,7 @@ static void *walk_thread(void *arg)
                 job_fail(j, -ENOMEM, "Out of memory");
         for (size_t i = 0; i < d->n_mounts && j->error == 0; i++)
                 if (walk_mount(j, &d->mounts[i], &total, j->entries) < 0 && j->error == 0)
-                        job_fail(j, -EIO, "Listing %s failed", d->mounts[i].mount_point);
+                        job_fail(j, -EIO, "Listing mount %s failed", d->mounts[i].name);
         job_hand_to_loop(j);
         return NULL;
 }
