@@ -60,6 +60,16 @@ typedef struct walk_list {
         size_t n, allocated;
 } walk_list;
 
+/* One entry of the synced tree, as TREE_BATCH wants it. */
+typedef struct sync_entry {
+        char *path; /* "/MOUNT/..." */
+        bool dir;
+        uint64_t size;
+        int64_t mtime;
+        char *etag;    /* NULL = none */
+        char *ufs_url; /* files only */
+} sync_entry;
+
 struct sync_job {
         sync_ds *ds;
         char sync_id[160];
@@ -68,8 +78,11 @@ struct sync_job {
         atomic_bool cancel;
         struct timespec started;
 
-        /* Written by the thread, read by the loop once the thread is done. */
-        json_t *entries;
+        /* Written by the thread, read by the loop once the thread is done. Plain structs, not
+         * JSON: a tree of a million files costs a third of the memory; each batch is turned
+         * into JSON when it is sent. */
+        sync_entry *entries;
+        size_t n_entries, allocated;
         int error;
         char message[512];
 
@@ -219,7 +232,31 @@ static int head_all(sync_job *j, const config_mount *mount, walk_list *list)
         return 0;
 }
 
-static int walk_mount(sync_job *j, const config_mount *mount, size_t *total, json_t *entries)
+static int job_add_entry(sync_job *j, sync_entry *e_take)
+{
+        if (j->n_entries == j->allocated) {
+                size_t a = j->allocated ? j->allocated * 2 : 1024;
+                sync_entry *x = reallocarray(j->entries, a, sizeof *x);
+
+                if (!x)
+                        return -ENOMEM;
+                j->entries = x;
+                j->allocated = a;
+        }
+        j->entries[j->n_entries++] = *e_take;
+        *e_take = (sync_entry){};
+        return 0;
+}
+
+static void sync_entry_done(sync_entry *e)
+{
+        free(e->path);
+        free(e->etag);
+        free(e->ufs_url);
+        *e = (sync_entry){};
+}
+
+static int walk_mount(sync_job *j, const config_mount *mount, size_t *total)
 {
         _cleanup_(walk_list_done) walk_list list = {};
         ufs *u = NULL;
@@ -293,23 +330,23 @@ static int walk_mount(sync_job *j, const config_mount *mount, size_t *total, jso
 
         for (size_t i = 1; i < list.n; i++) {
                 walk_item *it = &list.items[i];
-                _cleanup_free_ char *path = NULL, *url = NULL;
-                json_t *o;
+                _cleanup_(sync_entry_done) sync_entry e = {.dir = it->dir};
 
                 if (it->gone)
                         continue;
-                if (asprintf(&path, "/%s/%s", mount->name, it->path) < 0)
+                if (asprintf(&e.path, "/%s/%s", mount->name, it->path) < 0) {
+                        e.path = NULL;
                         goto oom;
-                if (it->dir)
-                        o = json_pack("{s:s,s:s}", "path", path, "type", "dir");
-                else {
-                        url = ufs_url(u, it->path);
-                        o = json_pack("{s:s,s:s,s:I,s:I,s:s*,s:s*}", "path", path, "type", "file",
-                                      "size", (json_int_t)it->version.size, "mtime",
-                                      (json_int_t)it->version.mtime, "etag", it->version.etag,
-                                      "ufs_url", url);
                 }
-                if (!o || json_array_append_new(entries, o) < 0)
+                if (!it->dir) {
+                        e.size = it->version.size;
+                        e.mtime = it->version.mtime;
+                        e.etag = TAKE_PTR(it->version.etag);
+                        e.ufs_url = ufs_url(u, it->path);
+                        if (!e.ufs_url)
+                                goto oom;
+                }
+                if (job_add_entry(j, &e) < 0)
                         goto oom;
         }
         r = 0;
@@ -338,11 +375,8 @@ static void *walk_thread(void *arg)
         const config_dataset *d = j->ds->cfg;
         size_t total = 0;
 
-        j->entries = json_array();
-        if (!j->entries)
-                job_fail(j, -ENOMEM, "Out of memory");
         for (size_t i = 0; i < d->n_mounts && j->error == 0; i++)
-                if (walk_mount(j, &d->mounts[i], &total, j->entries) < 0 && j->error == 0)
+                if (walk_mount(j, &d->mounts[i], &total) < 0 && j->error == 0)
                         job_fail(j, -EIO, "Listing mount %s failed", d->mounts[i].name);
         job_hand_to_loop(j);
         return NULL;
@@ -357,7 +391,9 @@ static void job_free(sync_job *j)
 {
         if (!j)
                 return;
-        json_decref(j->entries);
+        for (size_t i = 0; i < j->n_entries; i++)
+                sync_entry_done(&j->entries[i]);
+        free(j->entries);
         free(j);
 }
 
@@ -371,8 +407,8 @@ static void job_finish(sync_job *j, bool ok)
         ds->job = NULL;
         if (ok) {
                 ds->failures = 0;
-                log_info("Synced dataset %s: %zu entries in %.1fs.", ds->cfg->name,
-                         json_array_size(j->entries), elapsed(&j->started));
+                log_info("Synced dataset %s: %zu entries in %.1fs.", ds->cfg->name, j->n_entries,
+                         elapsed(&j->started));
         } else if (j->error != -ECANCELED) {
                 ds->failures++;
                 log_warning("Sync of dataset %s failed: %s", ds->cfg->name,
@@ -420,12 +456,11 @@ static void on_applied(manager *m, int status, json_t *result, void *userdata)
         }
         switch (j->stage) {
         case STAGE_BEGIN:
-                j->stage = j->error < 0
-                                   ? STAGE_ABORT
-                                   : (json_array_size(j->entries) > 0 ? STAGE_BATCH : STAGE_COMMIT);
+                j->stage = j->error < 0 ? STAGE_ABORT
+                                        : (j->n_entries > 0 ? STAGE_BATCH : STAGE_COMMIT);
                 break;
         case STAGE_BATCH:
-                if (j->next >= json_array_size(j->entries))
+                if (j->next >= j->n_entries)
                         j->stage = STAGE_COMMIT;
                 break;
         case STAGE_COMMIT:
@@ -451,14 +486,23 @@ static void job_apply_next(sync_job *j)
                 cmd = fsm_cmd_tree_begin(j->ds->cfg->name, j->sync_id);
                 break;
         case STAGE_BATCH: {
-                size_t n = json_array_size(j->entries), end = MIN(n, j->next + SYNC_BATCH);
+                size_t end = MIN(j->n_entries, j->next + SYNC_BATCH);
                 json_t *batch = json_array();
 
-                for (size_t i = j->next; batch && i < end; i++)
-                        if (json_array_append(batch, json_array_get(j->entries, i)) < 0) {
+                for (size_t i = j->next; batch && i < end; i++) {
+                        const sync_entry *e = &j->entries[i];
+                        json_t *o =
+                                e->dir ? json_pack("{s:s,s:s}", "path", e->path, "type", "dir")
+                                       : json_pack("{s:s,s:s,s:I,s:I,s:s*,s:s}", "path", e->path,
+                                                   "type", "file", "size", (json_int_t)e->size,
+                                                   "mtime", (json_int_t)e->mtime, "etag", e->etag,
+                                                   "ufs_url", e->ufs_url);
+
+                        if (!o || json_array_append_new(batch, o) < 0) {
                                 json_decref(batch);
                                 batch = NULL;
                         }
+                }
                 j->next = end;
                 cmd = batch ? fsm_cmd_tree_batch(j->sync_id, batch) : NULL;
                 json_decref(batch);
