@@ -525,8 +525,8 @@ def test_masters_with_hung_and_dead_peers(cluster3):
         assert code == 200
         reach = {e["node"]: e["reachable"] for e in body["masters"]}
         assert reach == {leader.name: True, hung.name: False, dead.name: False}, body
-        assert body["leader"] == leader.name
-        assert took < 2.0, took  # peers are asked in parallel, 500 ms timeout each
+        # (Without a quorum the leader may already have stepped down: "leader" is not checked.)
+        assert took < 2.0, took  # one 500 ms timeout for the hung peer
         out = cluster3.weirctl("masters")
         assert out.returncode == 0 and "unreachable" in out.stdout, out.stdout
     finally:
