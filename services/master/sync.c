@@ -173,6 +173,8 @@ static void *head_thread(void *arg)
         int r;
 
         r = ufs_open(p->mount, &u);
+        if (r >= 0)
+                ufs_set_cancel(u, &p->job->cancel);
         if (r < 0) {
                 pthread_mutex_lock(&p->lock);
                 job_fail(p->job, r, "Cannot open the store of mount %s: %s", p->mount->name,
@@ -270,6 +272,7 @@ static int walk_mount(sync_job *j, const config_mount *mount, size_t *total)
                                 r == -EPROTONOSUPPORT ? "no backend for this scheme"
                                                       : strerror(-r));
 
+        ufs_set_cancel(u, &j->cancel);
         /* Breadth first: the list holds every entry; directories are expanded in order. */
         r = walk_list_add(&list, strdup(""), true, NULL);
         if (r < 0 || !list.items[0].path)

@@ -502,6 +502,15 @@ def test_hung_store_fails_and_api_answers(weirctl, tmp_path, build_dir):
             assert "too slow" in d["sync_error"] or "timed out" in d["sync_error"]
             assert 25 < time.monotonic() - t0 < 60
             assert slowest < 1.0, f"an API call took {slowest:.2f}s during the sync"
+            # The retry is hung again: SIGTERM still stops the master at once.
+            master = sc.c.masters[0]
+            deadline = time.monotonic() + 20
+            while master.log().count("Syncing dataset hung") < 2:
+                assert time.monotonic() < deadline, master.log()
+                time.sleep(0.1)
+            t = time.monotonic()
+            assert master.stop(timeout=15) == 0
+            assert time.monotonic() - t < 5, "stopping waited for the hung store"
 
 
 def test_retry_then_periodic_sync(tmp_path, build_dir):

@@ -11,13 +11,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #include "ufs/ufs.h"
 
 #define MAX_SCRIPT 4
+#define HANG       "(hang)"
 
 /* One scripted server: answers the Nth connection with response N, then closes it. */
 typedef struct server {
@@ -59,9 +62,13 @@ static void *server_run(void *arg)
                         resp = srv.responses[srv.next++];
                 }
                 pthread_mutex_unlock(&srv.lock);
-                if (resp)
-                        (void)!write(c, resp, strlen(resp));
-                shutdown(c, SHUT_WR);
+                if (resp && strcmp(resp, HANG) == 0)
+                        ; /* a hung store: say nothing until the client gives up */
+                else {
+                        if (resp)
+                                (void)!write(c, resp, strlen(resp));
+                        shutdown(c, SHUT_WR);
+                }
                 /* Drain so that the client sees our close after our bytes. */
                 while (read(c, buf, sizeof buf) > 0)
                         ;
@@ -375,6 +382,38 @@ static void test_userinfo(void **state)
         ufs_free(u);
 }
 
+static void *cancel_later(void *arg)
+{
+        usleep(300 * 1000);
+        atomic_store((atomic_bool *)arg, true);
+        return NULL;
+}
+
+/* A store that never answers: ufs_set_cancel() gets the caller out within about a second. */
+static void test_cancel(void **state)
+{
+        static const char *const r[] = {HANG};
+        atomic_bool cancel = false;
+        struct timespec t0, t1;
+        char url[128];
+        config_mount m;
+        ufs *u = open_http(url, sizeof url, &m);
+        pthread_t t;
+        ufs_entry *e;
+        size_t n;
+
+        ufs_set_cancel(u, &cancel);
+        script(1, r);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        assert_int_equal(pthread_create(&t, NULL, cancel_later, &cancel), 0);
+        assert_int_equal(ufs_list(u, "", &e, &n), -ECANCELED);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        pthread_join(t, NULL);
+        double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+        assert_true(took > 0.25 && took < 3.0);
+        ufs_free(u);
+}
+
 /* The S3 requests: path-style URL, a canonical (sorted, encoded) query, a SigV4 header, and the
  * secret nowhere on the wire. */
 static void test_s3_requests(void **state)
@@ -446,6 +485,7 @@ int main(void)
                 cmocka_unit_test(test_read_short),
                 cmocka_unit_test(test_stat),
                 cmocka_unit_test(test_list_http),
+                cmocka_unit_test(test_cancel),
                 cmocka_unit_test(test_refused),
                 cmocka_unit_test(test_userinfo),
                 cmocka_unit_test(test_s3_requests),

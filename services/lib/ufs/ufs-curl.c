@@ -355,6 +355,15 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *userdata)
         return n;
 }
 
+/* Called by libcurl about once a second even while nothing moves: the way out of a hung store. */
+static int progress_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+        const atomic_bool *cancel = userdata;
+
+        return atomic_load(cancel) ? 1 : 0;
+}
+
 static int xfer_add_header(xfer *x, const char *line)
 {
         struct curl_slist *h = curl_slist_append(x->headers, line);
@@ -390,6 +399,11 @@ static int xfer_setup(ufs *u, const ufs_http_auth *auth, const char *url, xfer *
                 curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
                 curl_easy_setopt(c, CURLOPT_MAXREDIRS, MAX_REDIRECTS);
                 curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+        }
+        if (u->cancel) {
+                curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, progress_cb);
+                curl_easy_setopt(c, CURLOPT_XFERINFODATA, (void *)u->cancel);
+                curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
         }
         if (auth && auth->signing == UFS_SIGN_NONE && auth->user) {
                 /* Never sent to another host after a redirect (CURLOPT_UNRESTRICTED_AUTH off). */

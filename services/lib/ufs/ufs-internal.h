@@ -23,8 +23,9 @@ typedef struct ufs_backend {
 struct ufs {
         const ufs_backend *backend;
         const config_mount *mount;
-        CURL *curl; /* created lazily by ufs_curl(); kept for keep-alive */
-        void *data; /* the backend's */
+        CURL *curl;                /* created lazily by ufs_curl(); kept for keep-alive */
+        void *data;                /* the backend's */
+        const atomic_bool *cancel; /* ufs_set_cancel() */
         char error[512];
 };
 

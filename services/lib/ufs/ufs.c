@@ -146,6 +146,12 @@ char *ufs_url(ufs *u, const char *path)
         return u->backend->url(u, path);
 }
 
+void ufs_set_cancel(ufs *u, const atomic_bool *cancel)
+{
+        if (u)
+                u->cancel = cancel;
+}
+
 bool ufs_listing_exact(ufs *u)
 {
         return u && u->backend->exact_listing;

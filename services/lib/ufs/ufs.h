@@ -1,6 +1,7 @@
 /* The remote store ("under file system") interface: list, stat, and read a range of one version. */
 #pragma once
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -57,6 +58,11 @@ int ufs_read(ufs *u, const char *path, const ufs_version *version, uint64_t offs
 
 /* The store URL of PATH (for display: user.weir.ufs, weirctl stat). Free with free(). */
 char *ufs_url(ufs *u, const char *path);
+
+/* Makes the handle's requests give up within about a second, with -ECANCELED, once *CANCEL is
+ * true (another thread sets it: shutdown, lost leadership). CANCEL must outlive the handle; NULL
+ * turns it off. */
+void ufs_set_cancel(ufs *u, const atomic_bool *cancel);
 
 /* True when ufs_list() gives exact sizes, mtimes and ETags (local paths, S3), so that a sync need
  * not ufs_stat() every file; false for HTTP index pages, which round sizes. */
