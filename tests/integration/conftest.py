@@ -52,14 +52,17 @@ def _stray_processes():
     return found
 
 
-def _stray_mounts():
+def _stray_mounts(basetemp):
+    """FUSE mounts left under this session's own temporary directory (never another run's)."""
     mounts = []
+    prefix = str(basetemp).rstrip("/") + "/"
     try:
         with open("/proc/self/mounts") as f:
             for line in f:
-                dev, mnt, fstype = line.split()[:3]
-                if fstype.startswith("fuse") and dev.startswith("weir") and "/pytest-" in mnt:
-                    mounts.append(mnt.encode().decode("unicode_escape"))
+                _, mnt, fstype = line.split()[:3]
+                mnt = mnt.replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
+                if fstype.startswith("fuse") and mnt.startswith(prefix):
+                    mounts.append(mnt)
     except OSError:
         pass
     return mounts
@@ -72,7 +75,11 @@ def pytest_sessionfinish(session, exitstatus):
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    mounts = _stray_mounts()
+    try:
+        basetemp = session.config._tmp_path_factory.getbasetemp()
+    except (AttributeError, OSError):
+        basetemp = None
+    mounts = _stray_mounts(basetemp) if basetemp else []
     for mnt in mounts:
         subprocess.run(["umount", "-l", mnt], check=False, capture_output=True)
     if strays or mounts:
