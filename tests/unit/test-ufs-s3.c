@@ -245,13 +245,71 @@ static void test_mutations(void **state)
         }
 }
 
+static void check_urls(const char *mount_point, config_option *o, size_t n, const char *object,
+                       const char *list)
+{
+        config_mount m = mount_of(mount_point, o, n);
+        ufs *u;
+        char *s;
+
+        assert_int_equal(ufs_open(&m, &u), 0);
+        s = ufs_s3_request_url(u, "a b/c+d.txt", false);
+        assert_string_equal(s, object);
+        free(s);
+        s = ufs_s3_request_url(u, "p/", true);
+        assert_string_equal(s, list);
+        free(s);
+        ufs_free(u);
+}
+
+/* Path-style for s3:// (MinIO, Ceph and AWS accept it), virtual-hosted for OSS and COS (which
+ * require it); either way when the option says so. */
+static void test_addressing(void **state)
+{
+        config_option s3[] = {{(char *)"fs.s3a.endpoint", (char *)"http://127.0.3.1:9000", false}};
+        config_option s3_vhost[] = {
+                {(char *)"fs.s3a.endpoint", (char *)"s3.example.com", false},
+                {(char *)"fs.s3a.path.style.access", (char *)"false", false},
+        };
+        config_option oss[] = {
+                {(char *)"fs.oss.endpoint", (char *)"oss-cn-hangzhou.aliyuncs.com", false}};
+        config_option cos_path[] = {
+                {(char *)"fs.cos.endpoint", (char *)"https://cos.example:8443/", false},
+                {(char *)"fs.cos.path.style.access", (char *)"true", false},
+        };
+        config_option bad[] = {
+                {(char *)"fs.s3a.path.style.access", (char *)"maybe", false},
+        };
+
+        check_urls("s3://bkt/pre", s3, 1, "http://127.0.3.1:9000/bkt/pre/a%20b/c%2Bd.txt",
+                   "http://127.0.3.1:9000/bkt?delimiter=%2F&list-type=2&max-keys=1000&prefix=p%2F");
+        check_urls("s3://bkt", s3_vhost, 2, "https://bkt.s3.example.com/a%20b/c%2Bd.txt",
+                   "https://bkt.s3.example.com/?delimiter=%2F&list-type=2&max-keys=1000"
+                   "&prefix=p%2F");
+        check_urls("oss://bkt/x/", oss, 1,
+                   "https://bkt.oss-cn-hangzhou.aliyuncs.com/x/a%20b/c%2Bd.txt",
+                   "https://bkt.oss-cn-hangzhou.aliyuncs.com/?delimiter=%2F&list-type=2"
+                   "&max-keys=1000&prefix=p%2F");
+        check_urls("cos://bkt", cos_path, 2, "https://cos.example:8443/bkt/a%20b/c%2Bd.txt",
+                   "https://cos.example:8443/bkt?delimiter=%2F&list-type=2&max-keys=1000"
+                   "&prefix=p%2F");
+        /* The default endpoint of s3:// is AWS's, in the region's name. */
+        check_urls("s3://bkt", NULL, 0, "https://s3.us-east-1.amazonaws.com/bkt/a%20b/c%2Bd.txt",
+                   "https://s3.us-east-1.amazonaws.com/bkt?delimiter=%2F&list-type=2"
+                   "&max-keys=1000&prefix=p%2F");
+
+        config_mount m = mount_of("s3://bkt", bad, 1);
+        ufs *u;
+        assert_int_equal(ufs_open(&m, &u), -EINVAL);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_list_pages), cmocka_unit_test(test_list_root),
                 cmocka_unit_test(test_bad_xml),    cmocka_unit_test(test_error),
                 cmocka_unit_test(test_iso8601),    cmocka_unit_test(test_open_options),
-                cmocka_unit_test(test_mutations),
+                cmocka_unit_test(test_mutations),  cmocka_unit_test(test_addressing),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -92,6 +92,9 @@ int ufs_s3_parse_list(const char *xml, size_t len, const char *prefix, ufs_s3_pa
 void ufs_s3_page_done(ufs_s3_page *p);
 /* From an S3 <Error> body: the Code and Message (either may be NULL). */
 int ufs_s3_parse_error(const char *xml, size_t len, char **ret_code, char **ret_message);
+/* The URL a request goes to: for PATH's object, or (LIST) the first listing page of the prefix
+ * PATH (a key prefix: "" or ending in '/'). For tests. */
+char *ufs_s3_request_url(ufs *u, const char *path, bool list);
 /* Parses an ISO 8601 UTC time "2026-11-22T16:25:03.000Z" into Unix seconds. */
 int ufs_parse_iso8601(const char *s, int64_t *ret);
 

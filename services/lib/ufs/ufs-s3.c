@@ -20,7 +20,9 @@ typedef struct s3_keys {
         const char *access_key[3];
         const char *secret_key[3];
         const char *region[3];
+        const char *path_style[3];
         bool endpoint_required;
+        bool path_style_default; /* else virtual-hosted: https://BUCKET.ENDPOINT/KEY */
 } s3_keys;
 
 static const s3_keys s3_key_table[] = {
@@ -30,6 +32,8 @@ static const s3_keys s3_key_table[] = {
                 .access_key = {"fs.s3a.access.key", "aws.accessKeyId"},
                 .secret_key = {"fs.s3a.secret.key", "aws.secretKey"},
                 .region = {"fs.s3a.endpoint.region", "s3.region", "alluxio.underfs.s3.region"},
+                .path_style = {"fs.s3a.path.style.access"},
+                .path_style_default = true,
         },
         {
                 .scheme = "s3a",
@@ -37,6 +41,8 @@ static const s3_keys s3_key_table[] = {
                 .access_key = {"fs.s3a.access.key", "aws.accessKeyId"},
                 .secret_key = {"fs.s3a.secret.key", "aws.secretKey"},
                 .region = {"fs.s3a.endpoint.region", "s3.region", "alluxio.underfs.s3.region"},
+                .path_style = {"fs.s3a.path.style.access"},
+                .path_style_default = true,
         },
         {
                 .scheme = "oss",
@@ -44,6 +50,7 @@ static const s3_keys s3_key_table[] = {
                 .access_key = {"fs.oss.accessKeyId"},
                 .secret_key = {"fs.oss.accessKeySecret"},
                 .region = {"fs.oss.region"},
+                .path_style = {"fs.oss.path.style.access"},
                 .endpoint_required = true,
         },
         {
@@ -52,6 +59,7 @@ static const s3_keys s3_key_table[] = {
                 .access_key = {"fs.cos.access.key", "fs.cosn.userinfo.secretId"},
                 .secret_key = {"fs.cos.secret.key", "fs.cosn.userinfo.secretKey"},
                 .region = {"fs.cos.region", "fs.cosn.bucket.region"},
+                .path_style = {"fs.cos.path.style.access"},
                 .endpoint_required = true,
         },
         {
@@ -60,6 +68,7 @@ static const s3_keys s3_key_table[] = {
                 .access_key = {"fs.cos.access.key", "fs.cosn.userinfo.secretId"},
                 .secret_key = {"fs.cos.secret.key", "fs.cosn.userinfo.secretKey"},
                 .region = {"fs.cos.region", "fs.cosn.bucket.region"},
+                .path_style = {"fs.cos.path.style.access"},
                 .endpoint_required = true,
         },
 };
@@ -67,6 +76,8 @@ static const s3_keys s3_key_table[] = {
 typedef struct s3_data {
         char *scheme;
         char *endpoint; /* "https://host:port", no trailing '/' */
+        char *base;     /* "https://host:port/BUCKET" or "https://BUCKET.host:port" */
+        bool path_style;
         char *bucket;
         char *prefix; /* "" or ending in '/' */
         char *sigv4;  /* "aws:amz:REGION:s3" */
@@ -90,6 +101,7 @@ static int s3_open(ufs *u)
         const char *endpoint, *access, *secret, *region;
         s3_data *d;
         size_t n;
+        int r;
 
         if (!sep)
                 return ufs_fail(u, -EINVAL, "Invalid URL \"%s\"", url);
@@ -164,6 +176,29 @@ static int s3_open(ufs *u)
                         d->endpoint[--n] = 0;
         }
 
+        const char *ps = mount_option(u->mount, keys->path_style);
+        if (!ps || !*ps)
+                d->path_style = keys->path_style_default;
+        else if (strcasecmp(ps, "true") == 0)
+                d->path_style = true;
+        else if (strcasecmp(ps, "false") == 0)
+                d->path_style = false;
+        else
+                return ufs_fail(u, -EINVAL, "%s: option %s must be true or false", url,
+                                keys->path_style[0]);
+        if (d->path_style)
+                r = asprintf(&d->base, "%s/%s", d->endpoint, d->bucket);
+        else {
+                const char *h = strstr(d->endpoint, "://") + 3;
+
+                r = asprintf(&d->base, "%.*s%s.%s", (int)(h - d->endpoint), d->endpoint, d->bucket,
+                             h);
+        }
+        if (r < 0) {
+                d->base = NULL;
+                return -ENOMEM;
+        }
+
         access = mount_option(u->mount, keys->access_key);
         secret = mount_option(u->mount, keys->secret_key);
         if ((access && *access) != (secret && *secret))
@@ -190,6 +225,7 @@ static void s3_free(ufs *u)
                 return;
         free(d->scheme);
         free(d->endpoint);
+        free(d->base);
         free(d->bucket);
         free(d->prefix);
         free(d->sigv4);
@@ -204,7 +240,7 @@ static char *s3_object_url(s3_data *d, const char *path)
         if (asprintf(&key, "%s%s", d->prefix, path) < 0)
                 return NULL;
         escaped = ufs_escape(key, true);
-        if (!escaped || asprintf(&s, "%s/%s/%s", d->endpoint, d->bucket, escaped) < 0)
+        if (!escaped || asprintf(&s, "%s/%s", d->base, escaped) < 0)
                 return NULL;
         return s;
 }
@@ -224,9 +260,9 @@ static char *s3_list_url(s3_data *d, const char *prefix, const char *token)
         }
         /* An empty prefix is left out: some servers drop blank parameters before they check
          * the signature, and no prefix means the same. */
-        if (asprintf(&s, "%s/%s?%s%s%sdelimiter=%%2F&list-type=2&max-keys=%d%s%s", d->endpoint,
-                     d->bucket, t ? "continuation-token=" : "", t ? t : "", t ? "&" : "",
-                     S3_MAX_KEYS, *p ? "&prefix=" : "", p) < 0)
+        if (asprintf(&s, "%s%s?%s%s%sdelimiter=%%2F&list-type=2&max-keys=%d%s%s", d->base,
+                     d->path_style ? "" : "/", t ? "continuation-token=" : "", t ? t : "",
+                     t ? "&" : "", S3_MAX_KEYS, *p ? "&prefix=" : "", p) < 0)
                 return NULL;
         return s;
 }
@@ -379,6 +415,13 @@ static char *s3_url(ufs *u, const char *path)
         if (asprintf(&s, "%s://%s/%s%s", d->scheme, d->bucket, d->prefix, path) < 0)
                 return NULL;
         return s;
+}
+
+char *ufs_s3_request_url(ufs *u, const char *path, bool list)
+{
+        if (!u || u->backend != &ufs_backend_s3)
+                return NULL;
+        return list ? s3_list_url(u->data, path, NULL) : s3_object_url(u->data, path);
 }
 
 const ufs_backend ufs_backend_s3 = {
