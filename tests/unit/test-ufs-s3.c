@@ -303,6 +303,38 @@ static void test_addressing(void **state)
         assert_int_equal(ufs_open(&m, &u), -EINVAL);
 }
 
+static void check_region(const char *url, config_option *o, size_t n, const char *want)
+{
+        config_mount m = mount_of(url, o, n);
+        ufs *u;
+
+        assert_int_equal(ufs_open(&m, &u), 0);
+        assert_string_equal(ufs_s3_signing(u), want);
+        ufs_free(u);
+}
+
+/* The signing region: the option, else what OSS and COS endpoints say, else us-east-1. */
+static void test_regions(void **state)
+{
+        config_option oss[] = {
+                {(char *)"fs.oss.endpoint", (char *)"https://s3.oss-cn-hangzhou.aliyuncs.com", 0}};
+        config_option oss_internal[] = {
+                {(char *)"fs.oss.endpoint", (char *)"oss-cn-beijing-internal.aliyuncs.com", 0}};
+        config_option cos[] = {
+                {(char *)"fs.cos.endpoint", (char *)"cos.ap-guangzhou.myqcloud.com", false}};
+        config_option given[] = {
+                {(char *)"fs.oss.endpoint", (char *)"oss.example.com", false},
+                {(char *)"fs.oss.region", (char *)"my-region", false},
+        };
+        config_option s3[] = {{(char *)"fs.s3a.endpoint", (char *)"minio:9000", false}};
+
+        check_region("oss://b", oss, 1, "aws:amz:cn-hangzhou:s3");
+        check_region("oss://b", oss_internal, 1, "aws:amz:cn-beijing:s3");
+        check_region("cos://b", cos, 1, "aws:amz:ap-guangzhou:s3");
+        check_region("oss://b", given, 2, "aws:amz:my-region:s3");
+        check_region("s3://b", s3, 1, "aws:amz:us-east-1:s3");
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -310,6 +342,7 @@ int main(void)
                 cmocka_unit_test(test_bad_xml),    cmocka_unit_test(test_error),
                 cmocka_unit_test(test_iso8601),    cmocka_unit_test(test_open_options),
                 cmocka_unit_test(test_mutations),  cmocka_unit_test(test_addressing),
+                cmocka_unit_test(test_regions),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

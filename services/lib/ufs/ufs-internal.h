@@ -95,6 +95,8 @@ int ufs_s3_parse_error(const char *xml, size_t len, char **ret_code, char **ret_
 /* The URL a request goes to: for PATH's object, or (LIST) the first listing page of the prefix
  * PATH (a key prefix: "" or ending in '/'). For tests. */
 char *ufs_s3_request_url(ufs *u, const char *path, bool list);
+/* The CURLOPT_AWS_SIGV4 value ("aws:amz:REGION:s3"). For tests. */
+const char *ufs_s3_signing(ufs *u);
 /* Parses an ISO 8601 UTC time "2026-11-22T16:25:03.000Z" into Unix seconds. */
 int ufs_parse_iso8601(const char *s, int64_t *ret);
 

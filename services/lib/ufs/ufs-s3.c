@@ -94,11 +94,42 @@ static const char *mount_option(const config_mount *m, const char *const keys[3]
         return NULL;
 }
 
+/* "cn-hangzhou" from "oss-cn-hangzhou.aliyuncs.com", "s3.oss-cn-hangzhou-internal.aliyuncs.com";
+ * "ap-guangzhou" from "cos.ap-guangzhou.myqcloud.com"; NULL when the endpoint says nothing. */
+static const char *region_from_endpoint(const s3_keys *keys, const char *endpoint, char *buf,
+                                        size_t len)
+{
+        const char *h, *start = NULL;
+        size_t n;
+
+        if (!endpoint)
+                return NULL;
+        h = strstr(endpoint, "://");
+        h = h ? h + 3 : endpoint;
+        if (strcmp(keys->scheme, "oss") == 0) {
+                start = strstr(h, "oss-");
+                if (start)
+                        start += 4;
+        } else if (strncmp(keys->scheme, "cos", 3) == 0 && strncmp(h, "cos.", 4) == 0)
+                start = h + 4;
+        if (!start)
+                return NULL;
+        n = strcspn(start, ".:/");
+        if (n >= 9 && strncmp(start + n - 9, "-internal", 9) == 0)
+                n -= 9;
+        if (n == 0 || n >= len)
+                return NULL;
+        memcpy(buf, start, n);
+        buf[n] = 0;
+        return buf;
+}
+
 static int s3_open(ufs *u)
 {
         const char *url = u->mount->mount_point, *sep = strstr(url, "://"), *b, *slash;
         const s3_keys *keys = NULL;
         const char *endpoint, *access, *secret, *region;
+        char region_buf[64];
         s3_data *d;
         size_t n;
         int r;
@@ -145,8 +176,12 @@ static int s3_open(ufs *u)
         }
 
         region = mount_option(u->mount, keys->region);
-        if (!region || !*region)
-                region = S3_DEFAULT_REGION;
+        if (!region || !*region) {
+                /* OSS and COS name the region in their endpoints; sign with it. */
+                region = region_from_endpoint(keys, mount_option(u->mount, keys->endpoint),
+                                              region_buf, sizeof region_buf)
+                                 ?: S3_DEFAULT_REGION;
+        }
         for (const char *c = region; *c; c++)
                 if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
                       (*c >= '0' && *c <= '9') || *c == '-' || *c == '_'))
@@ -415,6 +450,13 @@ static char *s3_url(ufs *u, const char *path)
         if (asprintf(&s, "%s://%s/%s%s", d->scheme, d->bucket, d->prefix, path) < 0)
                 return NULL;
         return s;
+}
+
+const char *ufs_s3_signing(ufs *u)
+{
+        if (!u || u->backend != &ufs_backend_s3)
+                return NULL;
+        return ((s3_data *)u->data)->sigv4;
 }
 
 char *ufs_s3_request_url(ufs *u, const char *path, bool list)
