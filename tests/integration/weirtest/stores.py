@@ -499,8 +499,11 @@ class SyncCluster:
         self.dir = str(dir)
         os.makedirs(self.dir, exist_ok=True)
         port_base = port_base or free_port(f"127.0.3.{first}")
+        raft_port = free_port(f"127.0.3.{first}")
+        while raft_port == port_base:
+            raft_port = free_port(f"127.0.3.{first}")
         self.c = wc.MasterCluster(self.dir, build_dir, n=n, master_port=port_base,
-                                  raft_port=free_port(f"127.0.3.{first}"))
+                                  raft_port=raft_port)
         for i, m in enumerate(self.c.masters):
             m.address = f"127.0.3.{first + i}"
             m.api = f"{m.address}:{self.c.master_port}"
