@@ -158,6 +158,12 @@ def test_local_tree(weirctl, tree):
     root, files, dirs = tree
     assert_same_tree(listing(weirctl, "file://" + root), files, dirs)
     assert_same_tree(listing(weirctl, "local://" + root + "/"), files, dirs)
+    # The JSON form, with the store URL of each entry.
+    out = json.loads(run(weirctl, "--json", "ufs", "ls", "-R", "file://" + root).stdout)
+    got = {e["path"]: e["size"] for e in out if e["type"] == "file"}
+    assert got == files
+    e = next(e for e in out if e["path"] == "alpha/with space.txt")
+    assert e["ufs_url"] == "file://" + root + "/alpha/with%20space.txt" and e["etag"]
 
 
 def test_store_down_fails_fast(weirctl, tree, tmp_path):
