@@ -194,7 +194,10 @@ static void *head_thread(void *arg)
                 if (it->dir)
                         continue;
                 r = ufs_stat(u, it->path, &v);
-                if (r == -ENOENT) {
+                if (r == -ENOENT || r == -EACCES) {
+                        /* Gone since the listing, or listed but not served (a 403 for one
+                         * file of a mirror): not part of the dataset, not a failed sync. */
+                        log_debug("Skipping %s: %s", it->path, ufs_last_error(u));
                         it->gone = true;
                         continue;
                 }
@@ -297,7 +300,15 @@ static int walk_mount(sync_job *j, const config_mount *mount, size_t *total)
                         goto out;
                 }
                 char *dir_path = dir->path; /* the list may move while we add */
+                size_t dir_index = cursor - 1;
                 r = ufs_list(u, dir_path, &e, &n);
+                if ((r == -ENOENT || r == -EACCES) && *dir_path) {
+                        /* A subdirectory that went away or may not be listed: leave it out.
+                         * The mount's root failing is the sync failing (wrong credentials). */
+                        log_debug("Skipping directory %s: %s", dir_path, ufs_last_error(u));
+                        list.items[dir_index].gone = true;
+                        continue;
+                }
                 if (r < 0) {
                         job_fail(j, r, "%s", ufs_last_error(u));
                         goto out;

@@ -555,3 +555,33 @@ def test_retry_then_periodic_sync(tmp_path, build_dir):
                 assert files["/m/d/b.bin"]["version"] == v1["version"] + 1
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_sync_skips_what_the_store_refuses(tmp_path, build_dir):
+    """Apache lists a file it may not serve (403 on HEAD): it is left out and the rest of the
+    mount syncs (a directory it may not read it does not list at all)."""
+    if not shutil.which("apache2"):
+        pytest.skip("apache2 is not installed (Debian: apache2)")
+    root = tempfile.mkdtemp(prefix="weir-refuse-", dir="/tmp")
+    try:
+        for rel, size in (("ok.txt", 3), ("sub/inner.txt", 4), ("secret.txt", 5),
+                          ("private/hidden.txt", 6)):
+            os.makedirs(os.path.dirname(os.path.join(root, rel)), exist_ok=True)
+            with open(os.path.join(root, rel), "wb") as f:
+                f.write(b"z" * size)
+        stores.make_world_readable(root)
+        os.chmod(os.path.join(root, "secret.txt"), 0o600)  # Apache runs as nobody
+        os.chmod(os.path.join(root, "private"), 0o700)
+        with stores.Apache(root, ADDR["apache-plain"], str(tmp_path / "apache"),
+                           style="table") as server:
+            sc = stores.SyncCluster(tmp_path / "masters", build_dir,
+                                    {"part": {"mounts": [("m", server.url, {})]}})
+            with sc:
+                sc.wait_leader()
+                d = sc.wait_dataset("part", lambda d: d["phase"] in ("Bound", "Failed"))
+                assert d["phase"] == "Bound", d
+                files, dirs = sc.tree("part")
+                assert rel_files(files, "m") == {"ok.txt": 3, "sub/inner.txt": 4}
+                assert rel_dirs(dirs, "m") == {"sub"}
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
