@@ -228,19 +228,23 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         fuse_reply_entry(req, &ep);
         return;
 fail:
+        log_debug_errno(r, "lookup of '%s' in inode %" PRIu64 ": %m", name, (uint64_t)parent);
         fuse_reply_err(req, -r);
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-        (void)inode_table_forget(req_fs(req)->inodes, ino, nlookup);
+        if (inode_table_forget(req_fs(req)->inodes, ino, nlookup) > 0)
+                log_debug("forgot inode %" PRIu64 " (%" PRIu64 ")", (uint64_t)ino, nlookup);
         fuse_reply_none(req);
 }
 
 static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
 {
         for (size_t i = 0; i < count; i++)
-                (void)inode_table_forget(req_fs(req)->inodes, forgets[i].ino, forgets[i].nlookup);
+                if (inode_table_forget(req_fs(req)->inodes, forgets[i].ino, forgets[i].nlookup) > 0)
+                        log_debug("forgot inode %" PRIu64 " (%" PRIu64 ", batch)",
+                                  (uint64_t)forgets[i].ino, (uint64_t)forgets[i].nlookup);
         fuse_reply_none(req);
 }
 
@@ -303,6 +307,11 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
                 meta_listing_unref(l);
 }
 
+static ino_t fs_dirent_ino(uint64_t dir, uint64_t index)
+{
+        return (ino_t)((1ull << 62) | (dir << 32) | (index & 0xffffffffu));
+}
+
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                        struct fuse_file_info *fi, bool plus)
 {
@@ -340,7 +349,10 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                         _cleanup_free_ char *path = NULL;
 
                         if (!plus) {
-                                struct stat st = {.st_mode = e->dir ? S_IFDIR : S_IFREG};
+                                /* d_ino 0 reads as a deleted entry to glibc: give a stable
+                                 * non-zero number; stat() reports the real one */
+                                struct stat st = {.st_mode = e->dir ? S_IFDIR : S_IFREG,
+                                                  .st_ino = fs_dirent_ino(ino, o)};
 
                                 need = fuse_add_direntry(req, buf + used, size - used, e->name, &st,
                                                          (off_t)o + 1);
@@ -405,6 +417,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         }
         r = inode_entry(f, ino, &path, &e);
         if (r < 0) {
+                log_debug_errno(r, "open of inode %" PRIu64 ": %m", (uint64_t)ino);
                 fuse_reply_err(req, -r);
                 return;
         }
@@ -785,13 +798,14 @@ static int run_fusermount_uz(const char *mountpoint)
         return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
 }
 
-/* A daemon killed with SIGKILL leaves its mount behind: every access fails with ENOTCONN. */
+/* A daemon killed with SIGKILL leaves its mount behind: every access that reaches it fails with
+ * ENOTCONN. statfs() always reaches it (stat() may be answered from the kernel's cache). */
 static int clear_stale_mount(const char *mountpoint)
 {
-        struct stat st;
+        struct statvfs sv;
         int r;
 
-        if (stat(mountpoint, &st) >= 0 || errno != ENOTCONN)
+        if (statvfs(mountpoint, &sv) >= 0 || errno != ENOTCONN)
                 return 0;
         log_notice("%s is a stale FUSE mount (transport endpoint not connected), unmounting it.",
                    mountpoint);

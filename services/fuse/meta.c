@@ -629,6 +629,7 @@ int meta_list(meta *m, const char *path, meta_listing **ret)
         }
         json_decref(j);
         qsort(l->entries, l->n, sizeof(meta_entry), entry_compare);
+        log_debug("Listed %s: %zu entries", path, l->n);
 
         pthread_mutex_lock(&m->lock);
         for (size_t i = 0; i < l->n; i++) {

@@ -165,6 +165,7 @@ class Worker:
         self.served = 0
         self.fills = 0
         self.fd_opens = 0
+        self.fill_lock = threading.Lock()
         os.makedirs(cache_dir, exist_ok=True)
         worker = self
 
@@ -209,10 +210,19 @@ class Worker:
 
     def block(self, fid, ver, idx):
         p = self.block_path(fid, ver, idx)
+        with self.fill_lock:  # one fill per block, as the real worker does
+            if not os.path.exists(p):
+                self.fill(p, fid, ver, idx)
         if not os.path.exists(p):
+            return None
+        with open(p, "rb") as f:
+            return f.read()
+
+    def fill(self, p, fid, ver, idx):
+        if True:
             path = self.tree.by_id.get(fid)
             if path is None:
-                return None
+                return
             with open(self.tree.local(path), "rb") as f:
                 f.seek(idx * self.tree.block_size)
                 data = f.read(self.tree.block_size)
@@ -224,8 +234,6 @@ class Worker:
             with self.tree.lock:
                 self.tree.locations.setdefault((fid, ver), {}).setdefault(idx, []).append(
                     self.node)
-        with open(p, "rb") as f:
-            return f.read()
 
     def serve_socket(self):
         while True:

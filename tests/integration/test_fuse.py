@@ -1,0 +1,329 @@
+"""weir-fuse, mounted for real, on 127.0.4.x.
+
+Two groups:
+- against a stand-in master and worker (weirtest/fusefake.py): exact checks of what the FUSE
+  daemon itself does (block math at the edges, descriptors passed by the local worker, 307s to
+  the leader, a dead worker, a changed file, restarts); these need only weir-fuse;
+- the seeds' demo on three real nodes (weir-master, weir-worker, nginx): see the second half.
+
+Every fixture unmounts (fusermount3 -uz) and kills its process groups in its finalizer.
+"""
+
+import errno
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+
+from conftest import weir_binary
+from weirtest import fusefake
+from weirtest.fusemount import FuseDaemon, drop_caches, lazy_unmount, sha256, yaml_config
+
+BS = 1 << 20  # block size of the stand-in dataset: small, so that boundaries are many
+SIZES = {"empty": 0, "one": 1, "bs-1": BS - 1, "bs": BS, "bs+1": BS + 1,
+         "multi": 7 * BS + 4321, "big": 24 * BS + 17}
+
+
+def _free_port(address):
+    with socket.socket() as s:
+        s.bind((address, 0))
+        return s.getsockname()[1]
+
+
+class FakeSetup:
+    """Source tree, two stand-in masters (127.0.4.10/.11), one local worker (127.0.4.10),
+    and weir-fuse mounted on it."""
+
+    def __init__(self, tmp, n_small=0, attr_timeout=None):
+        self.tmp = tmp
+        self.src = os.path.join(tmp, "src", "data")
+        os.makedirs(self.src)
+        rnd = random.Random(42)
+        for name, size in SIZES.items():
+            with open(os.path.join(self.src, name), "wb") as f:
+                f.write(rnd.randbytes(size))
+        if n_small:
+            d = os.path.join(self.src, "small")
+            os.makedirs(d)
+            for i in range(n_small):
+                with open(os.path.join(d, f"f{i:05d}"), "wb") as f:
+                    f.write(b"%d\n" % i * (i % 7 + 1))
+        self.tree = fusefake.Tree("ds", {"data": (self.src, "file://" + self.src)}, BS)
+        self.addr = ["127.0.4.10", "127.0.4.11"]
+        self.mport = [_free_port(a) for a in self.addr]
+        self.wport = _free_port(self.addr[0])
+        nodes = [
+            {"name": "n1", "address": self.addr[0], "roles": ["master", "worker", "fuse"],
+             "dir": os.path.join(tmp, "n1")},
+            {"name": "n2", "address": self.addr[1], "roles": ["master"],
+             "dir": os.path.join(tmp, "n2")},
+            {"name": "n3", "address": "127.0.4.12", "roles": ["master"],
+             "dir": os.path.join(tmp, "n3")},
+        ]
+        self.config = os.path.join(tmp, "cluster.yaml")
+        yaml_config(self.config, nodes, "ds", [("data", "file://" + self.src)],
+                    block_size="1Mi", master_replicas=3, workers=1, attr_timeout=attr_timeout)
+        # ports per node: the YAML's defaults are shared by every test range, so rewrite them
+        with open(self.config) as f:
+            text = f.read()
+        text = text.replace(f"address: {self.addr[0]},",
+                            f"address: {self.addr[0]}, masterPort: {self.mport[0]}, "
+                            f"workerPort: {self.wport},")
+        text = text.replace(f"address: {self.addr[1]},",
+                            f"address: {self.addr[1]}, masterPort: {self.mport[1]},")
+        with open(self.config, "w") as f:
+            f.write(text)
+        self.state = {"leader": f"{self.addr[0]}:{self.mport[0]}"}
+        self.masters = [fusefake.Master(self.tree, a, p, self.state).start()
+                        for a, p in zip(self.addr, self.mport)]
+        self.worker = fusefake.Worker(self.tree, "n1", self.addr[0], self.wport,
+                                      os.path.join(tmp, "cache"),
+                                      os.path.join(tmp, "n1", "run")).start()
+        self.mnt = os.path.join(tmp, "mnt")
+        self.fuse = FuseDaemon(weir_binary("weir-fuse"), self.config, "n1", "ds", self.mnt, tmp,
+                               env={"WEIR_FUSE_RETRY": "8s"})
+        self.fuse.start()
+
+    def path(self, name):
+        return os.path.join(self.mnt, "data", name)
+
+    def source(self, name):
+        return os.path.join(self.src, name)
+
+    def close(self):
+        try:
+            self.fuse.stop()
+        finally:
+            self.fuse.kill()
+            lazy_unmount(self.mnt)
+            for m in self.masters:
+                m.stop()
+            if self.worker:
+                self.worker.stop()
+
+
+@pytest.fixture
+def tmp(tmp_path):
+    """A private directory outside pytest's tmp_path: conftest's end-of-session sweep of
+    another, concurrent pytest session lazily unmounts FUSE mounts under /pytest-* paths."""
+    d = tempfile.mkdtemp(prefix="weir-fusetest-")
+    try:
+        yield d
+    finally:
+        lazy_unmount(os.path.join(d, "mnt"))
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def fake(tmp):
+    s = FakeSetup(tmp)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def read(path, offset=0, length=None):
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read() if length is None else f.read(length)
+
+
+def test_listing_sizes_and_attributes(fake):
+    assert os.listdir(fake.mnt) == ["data"]
+    names = sorted(os.listdir(os.path.join(fake.mnt, "data")))
+    assert names == sorted(SIZES)
+    for name, size in SIZES.items():
+        st = os.stat(fake.path(name))
+        assert st.st_size == size
+        assert st.st_mode & 0o777 == 0o444
+        assert st.st_blocks * 512 >= size  # du counts them
+    du = subprocess.run(["du", "-sb", fake.mnt], capture_output=True, text=True, check=True)
+    assert int(du.stdout.split()[0]) >= sum(SIZES.values())
+
+
+def test_sizes_at_block_edges_are_byte_identical(fake):
+    for name in SIZES:
+        assert read(fake.path(name)) == read(fake.source(name)), name
+
+
+def test_reads_across_block_boundaries(fake):
+    src = read(fake.source("big"))
+    with open(fake.path("big"), "rb", buffering=0) as f:
+        for k in range(1, 24):
+            for delta, length in ((-1, 2), (-4096, 8192), (-17, BS + 34), (0, 1), (-1, 1)):
+                off = k * BS + delta
+                assert os.pread(f.fileno(), length, off) == src[off:off + length], (k, delta)
+        # one read spanning three blocks, and reads past the end
+        assert os.pread(f.fileno(), 2 * BS + 2, BS - 1) == src[BS - 1:3 * BS + 1]
+        assert os.pread(f.fileno(), 100, len(src) - 10) == src[-10:]
+        assert os.pread(f.fileno(), 100, len(src) + 10) == b""
+
+
+def test_random_preads_match_the_source(fake):
+    src = read(fake.source("big"))
+    rnd = random.Random(7)
+    with open(fake.path("big"), "rb", buffering=0) as f:
+        for _ in range(3000):
+            off = rnd.randrange(0, len(src))
+            length = rnd.choice([1, 512, 4096, 65536, 131072, rnd.randrange(1, 3 * BS)])
+            assert os.pread(f.fileno(), length, off) == src[off:off + length]
+
+
+def test_cached_blocks_come_through_passed_descriptors(fake):
+    assert sha256(fake.path("multi")) == sha256(fake.source("multi"))
+    served = fake.worker.served
+    assert fake.worker.fills == 8  # every block filled once, through the local worker
+    drop_caches()
+    assert sha256(fake.path("multi")) == sha256(fake.source("multi"))
+    # the second read never went over HTTP: the worker handed out descriptors instead
+    assert fake.worker.served == served
+    assert fake.worker.fd_opens >= 8
+    xattrs = {k: os.getxattr(fake.path("multi"), k) for k in os.listxattr(fake.path("multi"))}
+    assert xattrs["user.weir.ufs"] == ("file://" + fake.source("multi")).encode()
+    assert xattrs["user.weir.version"] == b"1"
+    assert float(xattrs["user.weir.cached"]) == 1.0
+
+
+def test_dead_worker_falls_back_to_the_store(fake):
+    fake.worker.stop()
+    fake.worker = None
+    drop_caches()
+    assert sha256(fake.path("big")) == sha256(fake.source("big"))
+
+
+def test_blocks_held_by_another_worker_are_read_from_it(fake, tmp):
+    # a second worker (n1's peer at 127.0.4.11) holds every block of "multi"
+    other = fusefake.Worker(fake.tree, "n2", fake.addr[1], _free_port(fake.addr[1]),
+                            os.path.join(tmp, "cache2"))
+    # the YAML must know n2 as a worker at that port: restart weir-fuse with it
+    fake.fuse.stop()
+    with open(fake.config) as f:
+        text = f.read()
+    text = text.replace(f"masterPort: {fake.mport[1]},",
+                        f"masterPort: {fake.mport[1]}, workerPort: {other.port},")
+    n2 = os.path.join(fake.tmp, "n2")
+    text = text.replace(f"roles: [master], dataDir: {n2}", f"roles: [master, worker], dataDir: {n2}")
+    text = text.replace("replicas: 1\n", "replicas: 2\n")
+    with open(fake.config, "w") as f:
+        f.write(text)
+    other.start()
+    try:
+        fid = fake.tree.entry("/data/multi")["file_id"]
+        for i in range(8):
+            other.block(fid, 1, i)
+        fake.fuse.start()
+        assert sha256(fake.path("multi")) == sha256(fake.source("multi"))
+        assert other.served >= SIZES["multi"]
+        assert fake.worker.fills == 0  # the local worker was not asked to fill
+        # that worker dies mid-way: the rest comes through the local worker
+        other.stop()
+        drop_caches()
+        assert sha256(fake.path("multi")) == sha256(fake.source("multi"))
+    finally:
+        other.stop()
+
+
+def test_masters_redirect_and_fail_over(fake):
+    # the leader moves to the second master: the first one answers 307 to it
+    fake.state["leader"] = f"{fake.addr[1]}:{fake.mport[1]}"
+    before = fake.masters[1].requests
+    assert sha256(fake.path("bs+1")) == sha256(fake.source("bs+1"))
+    assert fake.masters[1].requests > before
+    # then that leader dies and, after an election gap (503), the first one leads again
+    fake.masters[1].stop()
+    fake.state["leader"] = None
+    threading.Timer(1.0, lambda: fake.state.update(
+        leader=f"{fake.addr[0]}:{fake.mport[0]}")).start()
+    drop_caches()
+    assert sha256(fake.path("big")) == sha256(fake.source("big"))
+    fake.masters[1] = fusefake.Master(fake.tree, "127.0.4.13", _free_port("127.0.4.13"),
+                                      fake.state)  # placeholder so close() can stop it
+    fake.masters[1].start()
+
+
+def test_sixteen_concurrent_readers(fake):
+    want = sha256(fake.source("big"))
+    results = []
+
+    def reader(i):
+        if i % 2:
+            drop = None
+        results.append(sha256(fake.path("big"), chunk=(64 << 10) * (i % 4 + 1)))
+
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [want] * 16
+
+
+def test_read_only(fake):
+    for call in (lambda: open(fake.path("new"), "w"),
+                 lambda: open(fake.path("one"), "r+b"),
+                 lambda: os.mkdir(fake.path("d")),
+                 lambda: os.unlink(fake.path("one")),
+                 lambda: os.rename(fake.path("one"), fake.path("two")),
+                 lambda: os.setxattr(fake.path("one"), "user.x", b"1")):
+        with pytest.raises(OSError) as e:
+            call()
+        assert e.value.errno == errno.EROFS
+
+
+def test_sigterm_unmounts_cleanly(fake):
+    assert fake.fuse.stop() == 0
+    with open("/proc/self/mounts") as f:
+        assert fake.mnt not in f.read()
+
+
+def test_sigkill_then_restart_mounts_again(fake):
+    os.stat(fake.path("one"))
+    fake.fuse.kill()
+    with pytest.raises(OSError) as e:
+        os.statvfs(fake.mnt)
+    assert e.value.errno == errno.ENOTCONN
+    fake.fuse.start()  # detects the stale mount, detaches it, mounts again
+    assert read(fake.path("bs-1")) == read(fake.source("bs-1"))
+    with open("/proc/self/mounts") as f:
+        assert sum(1 for line in f if line.split()[1] == fake.mnt) == 1
+
+
+def test_new_version_drops_the_page_cache(tmp):
+    s = FakeSetup(tmp, attr_timeout="1s")
+    try:
+        old = read(s.path("bs"))
+        assert old == read(s.source("bs"))
+        # the store gets a new file of the same size; the master reports version 2
+        new = bytes(b ^ 0xFF for b in old)
+        with open(s.source("bs"), "wb") as f:
+            f.write(new)
+        fid = s.tree.entry("/data/bs")["file_id"]
+        s.tree.versions[fid] = 2
+        with open(s.path("bs"), "rb") as f:  # kept open across the change
+            time.sleep(1.5)  # the attr timeout
+            assert read(s.path("bs")) == new
+            f.seek(0)
+            assert f.read() == new
+    finally:
+        s.close()
+
+
+def test_ten_thousand_small_files(tmp):
+    s = FakeSetup(tmp, n_small=10000)
+    try:
+        d = os.path.join(s.mnt, "data", "small")
+        names = os.listdir(d)
+        assert len(names) == 10000
+        for i in range(0, 10000):
+            with open(os.path.join(d, f"f{i:05d}"), "rb") as f:
+                assert f.read() == b"%d\n" % i * (i % 7 + 1)
+    finally:
+        s.close()
