@@ -950,6 +950,167 @@ static void test_invalid_misc(void **state)
                      "or valueFile");
 }
 
+static void test_invalid_more(void **state)
+{
+        expect_error(CLUSTER3 DATASET_D RUNTIME_D_HEAD "  replicas: 0\n"
+                                                       "  tieredstore:\n"
+                                                       "    levels:\n" LEVEL_MEM,
+                     22, 13, "replicas (the number of workers) must be at least 1 (got 0)");
+        expect_error("apiVersion: weir.io/v1\n"
+                     "kind: Cluster\n"
+                     "metadata: {name: c}\n"
+                     "spec:\n"
+                     "  nodes:\n"
+                     "    - {name: n1, address: 10.0.0.1, roles: [worker]}\n"
+                     "    - {name: n2, address: 10.0.0.2, roles: [master, worker]}\n"
+                     "---\n" DATASET_D RUNTIME_D_HEAD "  replicas: 1\n"
+                     "  tieredstore:\n"
+                     "    levels:\n" LEVEL_MEM,
+                     21, 13, "2 nodes have the role worker but replicas (workers) is 1");
+        expect_error(CLUSTER3 DATASET_D RUNTIME_D_HEAD
+                     "  tieredstore:\n"
+                     "    levels:\n"
+                     "      - {mediumtype: MEM, path: /m1, quota: 1Gi}\n"
+                     "      - {mediumtype: MEM, path: /m2, quota: 1Gi}\n"
+                     "      - {mediumtype: MEM, path: /m3, quota: 1Gi}\n"
+                     "      - {mediumtype: MEM, path: /m4, quota: 1Gi}\n"
+                     "      - {mediumtype: MEM, path: /m5, quota: 1Gi}\n"
+                     "      - {mediumtype: MEM, path: /m6, quota: 1Gi}\n"
+                     "      - {mediumtype: MEM, path: /m7, quota: 1Gi}\n"
+                     "      - {mediumtype: MEM, path: /m8, quota: 1Gi}\n"
+                     "      - {mediumtype: MEM, path: /m9, quota: 1Gi}\n",
+                     24, 7, "levels: more than 8 levels");
+        expect_error(CLUSTER3 DATASET_D RUNTIME_D_HEAD "  tieredstore: {}\n", 22, 16,
+                     "tieredstore: missing 'levels'");
+        expect_error(CLUSTER3 "kind: Dataset\n"
+                              "metadata: {name: d}\n",
+                     10, 1,
+                     "Dataset: missing 'apiVersion' (expected data.fluid.io/v1alpha1 or "
+                     "weir.io/v1)");
+        expect_error(CLUSTER3 "apiVersion: data.fluid.io/v1alpha1\n"
+                              "kind: Dataset\n"
+                              "metadata: {name: d}\n",
+                     10, 1, "Dataset 'd': missing 'spec' with the mounts");
+        expect_error(CLUSTER3 "apiVersion: data.fluid.io/v1alpha1\n"
+                              "kind: Dataset\n"
+                              "metadata: {name: d}\n"
+                              "spec:\n"
+                              "  mounts: s3://b/x\n",
+                     14, 11, "mounts: expected a list of mounts, got a scalar");
+        expect_error(CLUSTER3 "apiVersion: data.fluid.io/v1alpha1\n"
+                              "kind: Dataset\n"
+                              "metadata: {name: d}\n"
+                              "spec:\n"
+                              "  blockSize: big\n"
+                              "  mounts: [{mountPoint: \"s3://b/x\"}]\n",
+                     14, 14, "blockSize: expected a size such as 4Mi, 16Mi or 64Mi (got big)");
+        expect_error(CLUSTER3 "apiVersion: data.fluid.io/v1alpha1\n"
+                              "kind: Dataset\n"
+                              "metadata: {name: d}\n"
+                              "spec:\n"
+                              "  mounts:\n"
+                              "    - mountPoint: s3://b/x\n"
+                              "      options: {k: \"a\\0b\"}\n",
+                     16, 20, "options: option 'k' contains a NUL character");
+        expect_error(CLUSTER3 "apiVersion: data.fluid.io/v1alpha1\n"
+                              "kind: Dataset\n"
+                              "metadata: {name: d}\n"
+                              "spec:\n"
+                              "  mounts:\n"
+                              "    - mountPoint: s3://b/x\n"
+                              "      encryptOptions:\n"
+                              "        - valueFrom: {secretKeyRef: {name: s}}\n",
+                     17, 11, "encryptOptions: missing 'name', the option it sets");
+        expect_error(CLUSTER3 "apiVersion: data.fluid.io/v1alpha1\n"
+                              "kind: Dataset\n"
+                              "metadata: {name: d}\n"
+                              "spec:\n"
+                              "  mounts:\n"
+                              "    - mountPoint: s3://b/x\n"
+                              "      encryptOptions:\n"
+                              "        - {name: k, valueFrom: {secretKeyRef: {name: s}}}\n",
+                     17, 47, "secretKeyRef: expected both 'name' and 'key'");
+        expect_error(CLUSTER3 "apiVersion: data.fluid.io/v1alpha1\n"
+                              "kind: Dataset\n"
+                              "metadata: {name: d}\n"
+                              "spec:\n"
+                              "  mounts:\n"
+                              "    - mountPoint: s3://b/x\n"
+                              "      encryptOptions: {k: v}\n",
+                     16, 23, "encryptOptions: expected a list of {name, valueFrom or valueFile}");
+        expect_error("apiVersion: weir.io/v1\n"
+                     "kind: Cluster\n"
+                     "metadata: {name: c}\n"
+                     "spec:\n"
+                     "  ? [a]\n"
+                     "  : b\n",
+                     5, 5, "Cluster spec: keys must be strings, got a list");
+        expect_error("apiVersion: weir.io/v1\n"
+                     "kind: Cluster\n"
+                     "metadata: {name: c}\n"
+                     "spec:\n"
+                     "  raft: {electionTimeout: 2m}\n"
+                     "  nodes:\n"
+                     "    - {name: n1, address: 10.0.0.1}\n",
+                     5, 27, "raft.electionTimeout must be between 10ms and 60s (got 120000ms)");
+        expect_error("apiVersion: weir.io/v1\n"
+                     "kind: Cluster\n"
+                     "metadata: {name: c}\n"
+                     "spec:\n"
+                     "  raft: {}\n",
+                     4, 1, "Cluster spec: missing 'nodes', the list of hosts");
+}
+
+static void test_tiers_differ(void **state)
+{
+        _cleanup_free_ char *token = NULL;
+        _cleanup_(config_freep) config *c = NULL;
+        config_diags d = {};
+        static const char y[] = "apiVersion: weir.io/v1\n"
+                                "kind: Cluster\n"
+                                "metadata: {name: c}\n"
+                                "spec:\n"
+                                "  tokenFile: token\n"
+                                "  nodes:\n"
+                                "    - {name: n1, address: 10.0.0.1, mountRoot: /data/mnt}\n"
+                                "---\n" DATASET_D RUNTIME_D_HEAD "  tieredstore:\n"
+                                "    levels:\n" LEVEL_MEM "---\n"
+                                "apiVersion: data.fluid.io/v1alpha1\n"
+                                "kind: Dataset\n"
+                                "metadata: {name: e}\n"
+                                "spec:\n"
+                                "  mounts: [{mountPoint: \"s3://b/e\"}]\n"
+                                "---\n"
+                                "apiVersion: weir.io/v1\n"
+                                "kind: Runtime\n"
+                                "metadata: {name: e}\n"
+                                "spec:\n"
+                                "  replicas: 1\n"
+                                "  tieredstore:\n"
+                                "    levels:\n"
+                                "      - {mediumtype: SSD, path: /ssd, quota: 1Gi}\n";
+
+        assert_int_equal(config_load_buffer("/etc/weir/cluster.yaml", y, strlen(y), &c, &d), 0);
+        assert_int_equal(d.n, 1);
+        assert_true(d.items[0].warning);
+        assert_int_equal(d.items[0].line, 38);
+        assert_int_equal(d.items[0].column, 7);
+        assert_string_equal(d.items[0].message,
+                            "tieredstore of Runtime 'e' differs from AlluxioRuntime 'd' (at "
+                            "19:18); the workers share one cache and use the first runtime's "
+                            "levels, ignoring");
+        config_diags_done(&d);
+        /* The first runtime's levels are the cluster's. */
+        assert_int_equal(c->n_tiers, 1);
+        assert_int_equal(c->tiers[0].medium, CONFIG_MEDIUM_MEM);
+        assert_ptr_equal(c->datasets[1].runtime, &c->runtimes[1]);
+        /* A relative tokenFile is beside the YAML. */
+        assert_string_equal(c->token_file, "/etc/weir/token");
+        assert_string_equal(c->nodes[0].mount_root, "/data/mnt");
+        assert_int_equal(config_fuse_mount_point(&c->nodes[0], "e", &token), 0);
+        assert_string_equal(token, "/data/mnt/e");
+}
+
 /* ---- limits ----------------------------------------------------------------------------- */
 
 static void test_limit_file_size(void **state)
@@ -1401,6 +1562,8 @@ int main(void)
                 cmocka_unit_test(test_invalid_master_agreement),
                 cmocka_unit_test(test_invalid_roles),
                 cmocka_unit_test(test_invalid_misc),
+                cmocka_unit_test(test_invalid_more),
+                cmocka_unit_test(test_tiers_differ),
                 cmocka_unit_test(test_limit_file_size),
                 cmocka_unit_test(test_limit_file_size_on_disk),
                 cmocka_unit_test(test_limit_depth),
