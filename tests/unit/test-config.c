@@ -1058,7 +1058,7 @@ static void test_invalid_more(void **state)
                      "metadata: {name: c}\n"
                      "spec:\n"
                      "  raft: {}\n",
-                     4, 1, "Cluster spec: missing 'nodes', the list of hosts");
+                     5, 3, "Cluster spec: missing 'nodes', the list of hosts");
 }
 
 static void test_tiers_differ(void **state)
