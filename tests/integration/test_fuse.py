@@ -327,3 +327,151 @@ def test_ten_thousand_small_files(tmp):
                 assert f.read() == b"%d\n" % i * (i % 7 + 1)
     finally:
         s.close()
+
+
+# ---- the seeds' demo on three real nodes (weir-master, weir-worker, weir-fuse, nginx) ----
+#
+# 127.0.4.1-3: node1..node3, each a master (Raft) and a worker; 127.0.4.4: nginx with the
+# generated hbase-like dataset (six files, ~553 MiB; WEIR_FUSE_DEMO_SCALE shrinks it);
+# weir-fuse on node1. The nginx access log counts the bytes the store sent.
+
+DEMO_SCALE = float(os.environ.get("WEIR_FUSE_DEMO_SCALE", "1.0"))
+
+
+@pytest.fixture(scope="module")
+def demo():
+    from weirtest.fusecluster import DemoCluster
+    import conftest
+
+    for name in ("weir-master", "weir-worker", "weir-fuse"):
+        weir_binary(name)
+    d = tempfile.mkdtemp(prefix="weir-fusedemo-")
+    c = DemoCluster(d, conftest.BUILD_DIR, scale=DEMO_SCALE,
+                    fuse_env={"WEIR_FUSE_RETRY": "60s"})
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def copy_tree(demo, name):
+    dst = os.path.join(demo.dir, name)
+    shutil.rmtree(dst, ignore_errors=True)
+    subprocess.run(["cp", "-r", os.path.join(demo.mnt, "hbase"), dst], check=True, timeout=600)
+    return dst
+
+
+def assert_identical(demo, copy):
+    for name in demo.files:
+        assert sha256(os.path.join(copy, name)) == sha256(
+            os.path.join(demo.store_root, "hbase", name)), name
+
+
+def test_demo_ls_du_and_cold_copy(demo):
+    ls = subprocess.run(["ls", "-l", os.path.join(demo.mnt, "hbase")], capture_output=True,
+                        text=True, check=True).stdout
+    for name, size in demo.files.items():
+        assert f" {size} " in ls and name in ls, ls
+    du = subprocess.run(["du", "-sb", demo.mnt], capture_output=True, text=True,
+                        check=True).stdout
+    assert int(du.split()[0]) >= sum(demo.files.values())
+    subprocess.run(["du", "-h", demo.mnt], check=True, capture_output=True)
+    before = demo.store_bytes()
+    copy = copy_tree(demo, "copy-cold")
+    assert_identical(demo, copy)
+    # the cold copy pulled each byte from the store about once (plus the index pages)
+    sent = demo.store_bytes() - before
+    assert sent <= sum(demo.files.values()) * 1.05 + 65536, sent
+    shutil.rmtree(copy)
+
+
+def test_demo_warm_copies_send_nothing_from_the_store(demo):
+    copy_tree(demo, "prime")  # whatever the first test left cold
+    before = demo.store_bytes()
+    drop_caches()
+    copy = copy_tree(demo, "copy-dropped")
+    assert_identical(demo, copy)
+    assert demo.store_bytes() == before
+    # remount: a new daemon, an empty page cache
+    demo.fuse.stop()
+    drop_caches()
+    demo.start_fuse()
+    copy = copy_tree(demo, "copy-remounted")
+    assert_identical(demo, copy)
+    assert demo.store_bytes() == before
+    xattr = os.getxattr(os.path.join(demo.mnt, "hbase", "CHANGES.md"), "user.weir.cached")
+    assert float(xattr) == 1.0
+    shutil.rmtree(copy)
+    shutil.rmtree(os.path.join(demo.dir, "copy-dropped"))
+    shutil.rmtree(os.path.join(demo.dir, "prime"))
+
+
+def test_demo_leader_killed_during_copy(demo):
+    drop_caches()
+    demo.fuse.stop()
+    demo.start_fuse()  # a fresh daemon: its metadata comes from the masters again
+    leader = demo.leader()
+    assert leader is not None
+    dst = os.path.join(demo.dir, "copy-failover")
+    # the fresh daemon knows no metadata yet: cp's first lookups meet the election
+    cp = subprocess.Popen(["cp", "-r", os.path.join(demo.mnt, "hbase"), dst])
+    time.sleep(0.05)
+    leader.kill()
+    assert cp.wait(timeout=600) == 0
+    assert_identical(demo, dst)
+    shutil.rmtree(dst)
+    leader.start()  # back as a follower for the following tests
+    demo.wait(lambda: demo.leader() is not None, 30, "a leader")
+
+
+def test_demo_worker_holding_the_blocks_killed_during_a_read(demo):
+    # node2's worker holds every block of the client tarball; node1's has none of it
+    name = "hbase-2.5.10-client-bin.tar.gz"
+    entry = demo.stat("/hbase/" + name)
+    code, dataset = demo.request("GET", "/v1/datasets/hbase")
+    worker2 = demo.worker_of("node2")
+    api2 = f"{demo.addresses[1]}:{demo.ports[demo.addresses[1]][2]}"
+    code, body = demo.request("GET", f"/v1/files/{entry['file_id']}")
+    bs = body["block_size"]
+    n = (entry["size"] + bs - 1) // bs
+    import urllib.request
+    for i in range(n):
+        urllib.request.urlopen(
+            f"http://{api2}/v1/blocks/{entry['file_id']}-{entry['version']}-{i}").read()
+    demo.wait(lambda: all(
+        "node2" in demo.request("GET", f"/v1/blocks?file={entry['file_id']}&version="
+                                f"{entry['version']}")[1]["locations"].get(str(i), [])
+        for i in range(n)), 30, "node2 reports the blocks")
+    demo.fuse.stop()
+    drop_caches()
+    demo.start_fuse()
+    src = os.path.join(demo.store_root, "hbase", name)
+    got = []
+
+    def read_all():
+        with open(os.path.join(demo.mnt, "hbase", name), "rb") as f:
+            while True:
+                b = f.read(256 << 10)
+                if not b:
+                    break
+                got.append(b)
+                if len(got) == 4:
+                    worker2.kill()  # mid-read
+
+    read_all()
+    with open(src, "rb") as f:
+        assert b"".join(got) == f.read()
+    worker2.start()
+
+
+def test_demo_sigkill_fuse_then_restart(demo):
+    demo.fuse.kill()
+    with pytest.raises(OSError) as e:
+        os.statvfs(demo.mnt)
+    assert e.value.errno == errno.ENOTCONN
+    demo.start_fuse()
+    name = "CHANGES.md"
+    assert read(os.path.join(demo.mnt, "hbase", name)) == read(
+        os.path.join(demo.store_root, "hbase", name))
