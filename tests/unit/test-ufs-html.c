@@ -200,6 +200,19 @@ static void test_edge_cases(void **state)
         assert_string_equal(e[2].name, "xé.txt");
         ufs_entries_free(e, n);
 
+        /* Absolute links match the page's directory however its path is escaped. */
+        static const char abs_page[] = "<a href=\"/caf%c3%a9/one.txt\">1</a>"
+                                       "<a href=\"/caf\xc3\xa9/two%20x/\">2</a>"
+                                       "<a href=\"/caf%C3%A9/\">self</a>"
+                                       "<a href=\"/caf%C3%A9/a/b.txt\">deeper</a>"
+                                       "<a href=\"/cafe/other.txt\">other</a>";
+        assert_int_equal(ufs_html_parse(abs_page, strlen(abs_page), "/caf%C3%A9/", &e, &n), 0);
+        assert_int_equal(n, 2);
+        assert_string_equal(e[0].name, "one.txt");
+        assert_string_equal(e[1].name, "two x");
+        assert_true(e[1].dir);
+        ufs_entries_free(e, n);
+
         assert_int_equal(ufs_html_parse("", 0, "/", &e, &n), 0);
         assert_int_equal(n, 0);
         ufs_entries_free(e, n);

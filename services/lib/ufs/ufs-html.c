@@ -128,11 +128,37 @@ static int href_to_name(const char *href, const char *base_path, char **ret_name
                 return 0; /* other hosts, schemes */
         if (*h == '/') {
                 size_t bl = base_path ? strlen(base_path) : 0;
+                _cleanup_free_ char *base_dec = NULL, *href_dec = NULL;
 
-                /* Absolute links count only when they point into this very directory. */
-                if (bl == 0 || base_path[bl - 1] != '/' || strncmp(h, base_path, bl) != 0)
+                /* Absolute links count only when they point into this very directory. Compared
+                 * decoded: "/caf%C3%A9/" and "/caf%c3%a9/" are one directory. The rest of the
+                 * href, still encoded, is the name. */
+                if (bl == 0 || base_path[bl - 1] != '/')
                         return 0;
-                h += bl;
+                if (strncmp(h, base_path, bl) == 0)
+                        h += bl;
+                else {
+                        const char *slash = strrchr(h, '/');
+                        size_t hl;
+
+                        /* the directory part: up to the last '/' before an optional final one */
+                        if (slash && slash[1] == 0 && slash > h)
+                                slash = memrchr(h, '/', (size_t)(slash - h));
+                        if (!slash)
+                                return 0;
+                        hl = (size_t)(slash - h) + 1;
+                        r = ufs_unescape(base_path, bl, &base_dec);
+                        if (r == -ENOMEM)
+                                return r;
+                        if (r < 0)
+                                return 0;
+                        r = ufs_unescape(h, hl, &href_dec);
+                        if (r == -ENOMEM)
+                                return r;
+                        if (r < 0 || strcmp(base_dec, href_dec) != 0)
+                                return 0;
+                        h += hl;
+                }
         }
         while (strncmp(h, "./", 2) == 0) /* Apache writes "./a:b" so the colon is no scheme */
                 h += 2;
