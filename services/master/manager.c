@@ -17,6 +17,7 @@
 #include "httpc.h"
 #include "log.h"
 #include "manager-internal.h"
+#include "ufs/ufs.h"
 #include "weir-build.h"
 
 #define TICK_MS          5   /* raft 0.15 has no state callback: poll this often */
@@ -358,12 +359,19 @@ static void on_ensure_done(manager *m, int status, json_t *result, void *userdat
                 log_info("Dataset %s recorded from the YAML.", name);
 }
 
+/* The mounts as replicated and shown by the API: credentials in a URL stay in the YAML. */
 static json_t *config_mounts_json(const config_dataset *d)
 {
         json_t *a = json_array();
-        for (size_t i = 0; a && i < d->n_mounts; i++)
+        for (size_t i = 0; a && i < d->n_mounts; i++) {
+                _cleanup_free_ char *url = ufs_url_redact(d->mounts[i].mount_point);
+                if (!url) {
+                        json_decref(a);
+                        return NULL;
+                }
                 json_array_append_new(a, json_pack("{s:s,s:s}", "name", d->mounts[i].name,
-                                                   "mount_point", d->mounts[i].mount_point));
+                                                   "mount_point", url));
+        }
         return a;
 }
 

@@ -103,13 +103,29 @@ static void test_names(void **state)
         assert_false(ufs_path_valid(NULL));
 }
 
+static void check_redact(const char *in, const char *want)
+{
+        char *out = ufs_url_redact(in);
+        assert_non_null(out);
+        assert_string_equal(out, want);
+        free(out);
+}
+
+static void test_redact(void **state)
+{
+        check_redact("https://user:secret@example.org/hbase/", "https://example.org/hbase/");
+        check_redact("http://u:p@ss@10.0.0.1:8080/a@b/", "http://10.0.0.1:8080/a@b/");
+        check_redact("http://example.org/a@b/c", "http://example.org/a@b/c");
+        check_redact("s3://bucket/prefix", "s3://bucket/prefix");
+        check_redact("/local/path", "/local/path");
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_escape),
-                cmocka_unit_test(test_unescape),
-                cmocka_unit_test(test_entities),
-                cmocka_unit_test(test_names),
+                cmocka_unit_test(test_escape),   cmocka_unit_test(test_unescape),
+                cmocka_unit_test(test_entities), cmocka_unit_test(test_names),
+                cmocka_unit_test(test_redact),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

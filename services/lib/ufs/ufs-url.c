@@ -292,3 +292,28 @@ char *ufs_path_join(const char *a, const char *b)
                 return NULL;
         return s;
 }
+
+char *ufs_url_redact(const char *url)
+{
+        const char *auth = strstr(url, "://");
+        const char *host, *end, *at;
+
+        if (!auth)
+                return strdup(url);
+        host = auth + 3;
+        end = host + strcspn(host, "/?#");
+        /* The last '@' before the path ends the userinfo: passwords may contain '@'. */
+        at = NULL;
+        for (const char *p = host; p < end; p++)
+                if (*p == '@')
+                        at = p;
+        if (!at)
+                return strdup(url);
+        size_t scheme_len = (size_t)(host - url), rest = strlen(at + 1);
+        char *out = malloc(scheme_len + rest + 1);
+        if (!out)
+                return NULL;
+        memcpy(out, url, scheme_len);
+        memcpy(out + scheme_len, at + 1, rest + 1);
+        return out;
+}

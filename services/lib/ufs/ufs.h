@@ -59,6 +59,10 @@ int ufs_read(ufs *u, const char *path, const ufs_version *version, uint64_t offs
 /* The store URL of PATH (for display: user.weir.ufs, weirctl stat). Free with free(). */
 char *ufs_url(ufs *u, const char *path);
 
+/* URL without its "user:password@" part, for anything shown or replicated (the API, the plan).
+ * Free with free(); NULL on out of memory. */
+char *ufs_url_redact(const char *url);
+
 /* Makes the handle's requests give up within about a second, with -ECANCELED, once *CANCEL is
  * true (another thread sets it: shutdown, lost leadership). CANCEL must outlive the handle; NULL
  * turns it off. */
