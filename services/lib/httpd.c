@@ -577,7 +577,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         free(req);
 }
 
-static void on_mhd_log(void *cls, const char *fm, va_list ap)
+_printf_(2, 0) static void on_mhd_log(void *cls, const char *fm, va_list ap)
 {
         httpd *h = cls;
         char msg[512];
