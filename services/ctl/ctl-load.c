@@ -503,6 +503,88 @@ static int read_token(const char *path, char **ret)
         return *ret ? 0 : -ENOMEM;
 }
 
+/* Lists, spreads, loads and reports; the exit status. */
+static int load_run(const ctl_context *ctx, load_ctx *c, httpc *h, int argc, char **argv,
+                    bool quiet)
+{
+        bool tty;
+        double start;
+        int r = 0, ret;
+
+        if (optind == argc)
+                r = walk(c, h, "/", NULL, 0);
+        for (int i = optind; i < argc && r >= 0; i++)
+                r = argv[i][0] == '/'
+                            ? walk(c, h, argv[i], NULL, 0)
+                            : log_error_errno(EINVAL, "%s: paths are /MOUNT/...", argv[i]);
+        if (r < 0 || find_workers(c, h) < 0 || spread(c) < 0)
+                return 1;
+
+        tty = !quiet && !ctx->json && isatty(STDOUT_FILENO);
+        start = now_s();
+        for (size_t i = 0; i < c->n_workers; i++) {
+                if (pthread_create(&c->workers[i].tid, NULL, worker_main, &c->workers[i]) != 0) {
+                        log_error("Failed to start a thread");
+                        break;
+                }
+                c->workers[i].started = true;
+        }
+        if (tty) {
+                uint64_t base = workers_bytes_done(c, h);
+
+                for (;;) {
+                        bool all;
+                        uint64_t polled;
+
+                        pthread_mutex_lock(&c->lock);
+                        all = c->files_done == c->n_files;
+                        pthread_mutex_unlock(&c->lock);
+                        if (all)
+                                break;
+                        /* Finer than whole files: what the workers say they loaded. */
+                        polled = workers_bytes_done(c, h) - base;
+                        pthread_mutex_lock(&c->lock);
+                        c->polled = MIN(polled, c->total_bytes);
+                        pthread_mutex_unlock(&c->lock);
+                        print_progress(c, start, false);
+                        usleep(250 * 1000);
+                }
+        }
+        for (size_t i = 0; i < c->n_workers; i++)
+                if (c->workers[i].started)
+                        pthread_join(c->workers[i].tid, NULL);
+        {
+                double el = now_s() - start;
+                char bb[FORMAT_BYTES_MAX], rb[FORMAT_BYTES_MAX];
+
+                c->polled = 0;
+                if (tty)
+                        print_progress(c, start, true);
+                if (ctx->json) {
+                        json_auto_t *j = json_pack(
+                                "{s:s,s:I,s:I,s:I,s:I,s:I,s:f,s:I}", "dataset", c->dataset, "files",
+                                (json_int_t)c->n_files, "blocks", (json_int_t)c->blocks, "bytes",
+                                (json_int_t)c->bytes, "cached", (json_int_t)c->cached, "failed",
+                                (json_int_t)c->failed, "seconds", el, "workers",
+                                (json_int_t)c->n_workers);
+                        char *s = json_dumps(j, JSON_INDENT(2));
+
+                        printf("%s\n", s ? s : "{}");
+                        free(s);
+                } else
+                        printf("Loaded %s: %zu files, %" PRIu64 " blocks, %s in %.1fs (%s/s) on "
+                               "%zu workers; %" PRIu64 " blocks were cached already, %" PRIu64
+                               " failed\n",
+                               c->dataset, c->n_files, c->blocks,
+                               format_bytes(bb, sizeof(bb), c->bytes), el,
+                               format_bytes(rb, sizeof(rb),
+                                            el > 0 ? (uint64_t)((double)c->bytes / el) : 0),
+                               c->n_workers, c->cached, c->failed);
+                ret = c->failed || c->errors ? 1 : 0;
+        }
+        return ret;
+}
+
 int ctl_load(const ctl_context *ctx, int argc, char **argv)
 {
         static const struct option options[] = {
@@ -515,8 +597,7 @@ int ctl_load(const ctl_context *ctx, int argc, char **argv)
         config_diags diags = {};
         const config_dataset *d;
         httpc *h = NULL;
-        bool status = false, quiet = false, tty;
-        double start;
+        bool status = false, quiet = false;
         int opt, r, ret = 1;
 
         while ((opt = getopt_long(argc, argv, "sqh", options, NULL)) >= 0)
@@ -545,100 +626,22 @@ int ctl_load(const ctl_context *ctx, int argc, char **argv)
         r = config_load(ctx->config_path, &c.cfg, &diags);
         config_diags_print(&diags, ctx->config_path);
         config_diags_done(&diags);
-        if (r < 0) {
+        if (r < 0)
                 log_error_errno(r, "Failed to load %s: %m", ctx->config_path);
-                goto finish;
-        }
-        d = config_find_dataset(c.cfg, c.dataset);
-        if (!d) {
+        else if (!(d = config_find_dataset(c.cfg, c.dataset)))
                 log_error("No dataset %s in %s", c.dataset, ctx->config_path);
-                goto finish;
+        else {
+                c.block_size = d->block_size ? d->block_size : CONFIG_DEFAULT_BLOCK_SIZE;
+                if (c.cfg->token_file && (r = read_token(c.cfg->token_file, &c.token)) < 0)
+                        log_debug_errno(r, "Cannot read %s: %m", c.cfg->token_file);
+                h = client_new(&c, 10000);
+                if (!h)
+                        log_oom();
+                else if (status)
+                        ret = load_status(&c, h, ctx->json);
+                else
+                        ret = load_run(ctx, &c, h, argc, argv, quiet);
         }
-        c.block_size = d->block_size ? d->block_size : CONFIG_DEFAULT_BLOCK_SIZE;
-        if (c.cfg->token_file && (r = read_token(c.cfg->token_file, &c.token)) < 0)
-                log_debug_errno(r, "Cannot read %s: %m", c.cfg->token_file);
-        h = client_new(&c, 10000);
-        if (!h) {
-                log_oom();
-                goto finish;
-        }
-        if (status) {
-                ret = load_status(&c, h, ctx->json);
-                goto finish;
-        }
-
-        if (optind == argc)
-                r = walk(&c, h, "/", NULL, 0);
-        for (int i = optind; i < argc && r >= 0; i++)
-                r = argv[i][0] == '/'
-                            ? walk(&c, h, argv[i], NULL, 0)
-                            : log_error_errno(EINVAL, "%s: paths are /MOUNT/...", argv[i]);
-        if (r < 0 || find_workers(&c, h) < 0 || spread(&c) < 0)
-                goto finish;
-
-        tty = !quiet && !ctx->json && isatty(STDOUT_FILENO);
-        start = now_s();
-        for (size_t i = 0; i < c.n_workers; i++) {
-                if (pthread_create(&c.workers[i].tid, NULL, worker_main, &c.workers[i]) != 0) {
-                        log_error("Failed to start a thread");
-                        break;
-                }
-                c.workers[i].started = true;
-        }
-        if (tty) {
-                uint64_t base = workers_bytes_done(&c, h);
-
-                for (;;) {
-                        bool all;
-                        uint64_t polled;
-
-                        pthread_mutex_lock(&c.lock);
-                        all = c.files_done == c.n_files;
-                        pthread_mutex_unlock(&c.lock);
-                        if (all)
-                                break;
-                        /* Finer than whole files: what the workers say they loaded. */
-                        polled = workers_bytes_done(&c, h) - base;
-                        pthread_mutex_lock(&c.lock);
-                        c.polled = MIN(polled, c.total_bytes);
-                        pthread_mutex_unlock(&c.lock);
-                        print_progress(&c, start, false);
-                        usleep(250 * 1000);
-                }
-        }
-        for (size_t i = 0; i < c.n_workers; i++)
-                if (c.workers[i].started)
-                        pthread_join(c.workers[i].tid, NULL);
-        {
-                double el = now_s() - start;
-                char bb[FORMAT_BYTES_MAX], rb[FORMAT_BYTES_MAX];
-
-                c.polled = 0;
-                if (tty)
-                        print_progress(&c, start, true);
-                if (ctx->json) {
-                        json_auto_t *j = json_pack(
-                                "{s:s,s:I,s:I,s:I,s:I,s:I,s:f,s:I}", "dataset", c.dataset, "files",
-                                (json_int_t)c.n_files, "blocks", (json_int_t)c.blocks, "bytes",
-                                (json_int_t)c.bytes, "cached", (json_int_t)c.cached, "failed",
-                                (json_int_t)c.failed, "seconds", el, "workers",
-                                (json_int_t)c.n_workers);
-                        char *s = json_dumps(j, JSON_INDENT(2));
-
-                        printf("%s\n", s ? s : "{}");
-                        free(s);
-                } else
-                        printf("Loaded %s: %zu files, %" PRIu64 " blocks, %s in %.1fs (%s/s) on "
-                               "%zu workers; %" PRIu64 " blocks were cached already, %" PRIu64
-                               " failed\n",
-                               c.dataset, c.n_files, c.blocks,
-                               format_bytes(bb, sizeof(bb), c.bytes), el,
-                               format_bytes(rb, sizeof(rb),
-                                            el > 0 ? (uint64_t)((double)c.bytes / el) : 0),
-                               c.n_workers, c.cached, c.failed);
-                ret = c.failed || c.errors ? 1 : 0;
-        }
-finish:
         httpc_free(h);
         ctx_done(&c);
         return ret;

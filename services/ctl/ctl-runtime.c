@@ -65,16 +65,20 @@ static void format_age(double created, char *buf, size_t len)
                 snprintf(buf, len, "%.0fd", s / 86400);
 }
 
+DEFINE_TRIVIAL_CLEANUP_FUNC(config *, config_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(httpc *, httpc_free);
+
 int ctl_runtime(const ctl_context *ctx, int argc, char **argv)
 {
         config_diags diags = {};
-        config *cfg = NULL;
-        httpc *h = NULL;
-        json_t *masters = NULL, *workers = NULL, *out = NULL, *m;
+        _cleanup_(config_freep) config *cfg = NULL;
+        _cleanup_(httpc_freep) httpc *h = NULL;
+        _cleanup_(json_decrefp) json_t *masters = NULL, *workers = NULL, *out = NULL;
+        json_t *m;
         unsigned ready_masters = 0, ready_workers = 0, desired_fuses = 0;
         bool leader;
         size_t i;
-        int r, ret = 1;
+        int r;
 
         if (argc > 1 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
                 printf("Usage: weirctl [--json] runtime\n\n"
@@ -92,7 +96,7 @@ int ctl_runtime(const ctl_context *ctx, int argc, char **argv)
         h = httpc_new();
         if (!h) {
                 log_oom();
-                goto finish;
+                return 1;
         }
         httpc_set_timeout(h, 5000, 1000);
         masters = master_json(cfg, h, "/v1/masters");
@@ -153,14 +157,9 @@ int ctl_runtime(const ctl_context *ctx, int argc, char **argv)
                 printf("%s\n", s ? s : "[]");
                 free(s);
         }
-        ret = masters ? 0 : 1;
-        if (!masters)
+        if (!masters) {
                 log_error("No master answered: the phases above are NotReady");
-finish:
-        json_decref(out);
-        json_decref(masters);
-        json_decref(workers);
-        httpc_free(h);
-        config_free(cfg);
-        return ret;
+                return 1;
+        }
+        return 0;
 }

@@ -492,16 +492,59 @@ static void *load_main(void *userdata)
         return NULL;
 }
 
+DEFINE_TRIVIAL_CLEANUP_FUNC(load *, load_free);
+
+/* The load a request body asks for: -EINVAL for bad paths or files, -ENOMEM. */
+static int load_new(worker *w, httpd_request *req, const config_dataset *d, json_t *body,
+                    load **ret)
+{
+        _cleanup_(load_freep) load *l = calloc(1, sizeof(*l));
+        json_t *paths = json_object_get(body, "paths"), *p;
+        size_t i;
+
+        if (!l)
+                return -ENOMEM;
+        pthread_mutex_init(&l->lock, NULL);
+        pthread_cond_init(&l->cond, NULL);
+        l->w = w;
+        l->req = req;
+        l->block_size = d->block_size ? d->block_size : CONFIG_DEFAULT_BLOCK_SIZE;
+        if (paths && (!json_is_array(paths) || json_array_size(paths) > API_MAX_PATHS))
+                return -EINVAL;
+        l->file_list = json_incref(json_object_get(body, "files"));
+        if (l->file_list &&
+            (!json_is_array(l->file_list) || json_array_size(l->file_list) > API_MAX_PATHS))
+                return -EINVAL;
+        l->dataset = strdup(d->name);
+        l->paths = calloc(json_array_size(paths) + 1, sizeof(*l->paths));
+        l->client = mclient_httpc(w->mclient);
+        if (!l->dataset || !l->paths || !l->client)
+                return -ENOMEM;
+        json_array_foreach(paths, i, p)
+        {
+                const char *s = json_string_value(p);
+
+                if (!s || s[0] != '/' || strstr(s, "/../") || strstr(s, "/./"))
+                        return -EINVAL;
+                if (!(l->paths[l->n_paths++] = strdup(s)))
+                        return -ENOMEM;
+        }
+        /* Neither paths nor files: the whole dataset. */
+        if (l->n_paths == 0 && !l->file_list && !(l->paths[l->n_paths++] = strdup("/")))
+                return -ENOMEM;
+        *ret = TAKE_PTR(l);
+        return 0;
+}
+
 static void handle_load(httpd_request *req, void *userdata)
 {
         worker *w = userdata;
-        json_t *body = httpd_request_json(req), *paths, *p;
+        json_t *body = httpd_request_json(req);
         const char *ds = json_string_value(json_object_get(body, "dataset"));
         const config_dataset *d;
         pthread_attr_t attr;
         pthread_t tid;
         load *l;
-        size_t i;
         int r;
 
         if (!ds || !(d = config_find_dataset(w->cfg, ds))) {
@@ -509,50 +552,19 @@ static void handle_load(httpd_request *req, void *userdata)
                                         ds ? "no dataset %s" : "no dataset given", ds);
                 return;
         }
-        paths = json_object_get(body, "paths");
-        if (paths && (!json_is_array(paths) || json_array_size(paths) > API_MAX_PATHS)) {
-                (void)httpd_reply_error(req, 400, "paths must be an array of at most %d paths",
+        r = load_new(w, req, d, body, &l);
+        if (r == -EINVAL) {
+                (void)httpd_reply_error(req, 400,
+                                        "expected {\"dataset\", \"paths\": [\"/MOUNT/...\"], "
+                                        "\"files\": [{\"file_id\", \"version\", \"size\", "
+                                        "\"blocks\": [INDEX]}]}, at most %d of each",
                                         API_MAX_PATHS);
                 return;
         }
-        l = calloc(1, sizeof(*l));
-        if (!l) {
+        if (r < 0) {
                 (void)httpd_reply_error(req, 500, "out of memory");
                 return;
         }
-        pthread_mutex_init(&l->lock, NULL);
-        pthread_cond_init(&l->cond, NULL);
-        l->w = w;
-        l->req = req;
-        l->block_size = d->block_size ? d->block_size : CONFIG_DEFAULT_BLOCK_SIZE;
-        l->dataset = strdup(ds);
-        l->paths = calloc(json_array_size(paths) + 1, sizeof(*l->paths));
-        l->client = mclient_httpc(w->mclient);
-        if (!l->dataset || !l->paths || !l->client)
-                goto oom;
-        json_array_foreach(paths, i, p)
-        {
-                const char *s = json_string_value(p);
-
-                if (!s || s[0] != '/' || strstr(s, "/../") || strstr(s, "/./")) {
-                        load_free(l);
-                        (void)httpd_reply_error(req, 400, "paths must be absolute: /MOUNT/...");
-                        return;
-                }
-                if (!(l->paths[l->n_paths++] = strdup(s)))
-                        goto oom;
-        }
-        l->file_list = json_incref(json_object_get(body, "files"));
-        if (l->file_list &&
-            (!json_is_array(l->file_list) || json_array_size(l->file_list) > API_MAX_PATHS)) {
-                load_free(l);
-                (void)httpd_reply_error(req, 400, "files must be an array of at most %d files",
-                                        API_MAX_PATHS);
-                return;
-        }
-        /* Neither paths nor files: the whole dataset. */
-        if (l->n_paths == 0 && !l->file_list && !(l->paths[l->n_paths++] = strdup("/")))
-                goto oom;
 
         pthread_mutex_lock(&w->load_lock);
         w->load.active++;
@@ -570,10 +582,6 @@ static void handle_load(httpd_request *req, void *userdata)
                 load_free(l);
                 (void)httpd_reply_error(req, 500, "cannot start the load: %s", strerror(r));
         }
-        return;
-oom:
-        load_free(l);
-        (void)httpd_reply_error(req, 500, "out of memory");
 }
 
 /* ---- status ---- */

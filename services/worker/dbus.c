@@ -95,18 +95,23 @@ int dbus_setup(worker *w)
                 w->bus = NULL;
                 return 0;
         }
+        /* A bus whose policy drops our replies must not hold the start for sd-bus' 25 s. */
+        (void)sd_bus_set_method_call_timeout(w->bus, 2 * 1000 * 1000);
         r = sd_bus_add_object_vtable(w->bus, &w->bus_slot, DBUS_PATH, DBUS_INTERFACE, worker_vtable,
                                      w);
-        if (r >= 0)
+        if (r >= 0) {
+                /* Before attaching: a refused name (policy) is survived, the object stays. */
+                int q = sd_bus_request_name(w->bus, DBUS_NAME, 0);
+
+                if (q < 0)
+                        log_warning_errno(q, "Failed to own " DBUS_NAME " (%m; bus policy?), "
+                                             "ignoring");
                 r = sd_bus_attach_event(w->bus, w->event, SD_EVENT_PRIORITY_NORMAL);
+        }
         if (r < 0) {
                 log_warning_errno(r, "Failed to publish " DBUS_PATH " (%m), ignoring");
                 w->bus_slot = sd_bus_slot_unref(w->bus_slot);
                 w->bus = sd_bus_flush_close_unref(w->bus);
-                return 0;
         }
-        r = sd_bus_request_name(w->bus, DBUS_NAME, 0);
-        if (r < 0)
-                log_warning_errno(r, "Failed to own " DBUS_NAME " (%m; bus policy?), ignoring");
         return 0;
 }
