@@ -28,6 +28,7 @@
 #define FS_MAX_READ      (1u << 20) /* what libfuse 3.14 and the kernel default allow */
 #define FS_STATUS_TTL_MS 5000
 #define FS_BLKSIZE       (1u << 20) /* st_blksize: cp and friends read 1 MiB at a time */
+#define FS_MAX_EXTENTS   16
 
 #define XATTR_UFS     "user.weir.ufs"
 #define XATTR_CACHED  "user.weir.cached"
@@ -187,6 +188,8 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
                 conn->want |= FUSE_CAP_READDIRPLUS;
         if (conn->capable & FUSE_CAP_READDIRPLUS_AUTO)
                 conn->want |= FUSE_CAP_READDIRPLUS_AUTO;
+        if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+                conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
         if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
                 conn->want |= FUSE_CAP_PARALLEL_DIROPS;
         conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
@@ -453,13 +456,95 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
                 fs_file_free(h);
 }
 
+/* Each FUSE thread keeps one read buffer: a fresh 1 MiB malloc per request costs page faults. */
+typedef struct read_buf {
+        char *data;
+        size_t size;
+} read_buf;
+
+static pthread_key_t read_buf_key;
+static pthread_once_t read_buf_once = PTHREAD_ONCE_INIT;
+
+static void read_buf_destroy(void *p)
+{
+        read_buf *b = p;
+
+        free(b->data);
+        free(b);
+}
+
+static void read_buf_key_init(void)
+{
+        (void)pthread_key_create(&read_buf_key, read_buf_destroy);
+}
+
+static char *thread_read_buf(size_t size)
+{
+        read_buf *b;
+
+        pthread_once(&read_buf_once, read_buf_key_init);
+        b = pthread_getspecific(read_buf_key);
+        if (!b) {
+                b = calloc(1, sizeof(*b));
+                if (!b || pthread_setspecific(read_buf_key, b) != 0) {
+                        free(b);
+                        return NULL;
+                }
+        }
+        if (b->size < size) {
+                size_t want = MAX(size, (size_t)FS_MAX_READ);
+                char *d = realloc(b->data, want);
+
+                if (!d)
+                        return NULL;
+                b->data = d;
+                b->size = want;
+        }
+        return b->data;
+}
+
+/* Blocks cached on this node go to the kernel by splice from the tier files: no copy here. */
+static bool reply_local(fs *f, fuse_req_t req, fs_file *h, size_t size, off_t off)
+{
+        reader_extent ext[FS_MAX_EXTENTS];
+        struct fuse_bufvec *bv;
+        unsigned n = 0;
+        int r;
+
+        r = reader_local_extents(f->reader, &h->file, (uint64_t)off, size, ext, FS_MAX_EXTENTS, &n);
+        if (r < 0)
+                return false;
+        bv = calloc(1, sizeof(*bv) + (n ? n - 1 : 0) * sizeof(struct fuse_buf));
+        if (!bv) {
+                for (unsigned i = 0; i < n; i++)
+                        safe_close(ext[i].fd);
+                return false;
+        }
+        bv->count = n;
+        for (unsigned i = 0; i < n; i++)
+                bv->buf[i] = (struct fuse_buf){
+                        .size = ext[i].len,
+                        .flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY,
+                        .fd = ext[i].fd,
+                        .pos = (off_t)ext[i].offset,
+                };
+        if (n == 0)
+                fuse_reply_buf(req, NULL, 0);
+        else
+                fuse_reply_data(req, bv, FUSE_BUF_SPLICE_MOVE);
+        for (unsigned i = 0; i < n; i++)
+                safe_close(ext[i].fd);
+        free(bv);
+        return true;
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
         fs *f = req_fs(req);
         fs_file *h = (fs_file *)(uintptr_t)fi->fh;
-        _cleanup_free_ char *buf = NULL;
         uint64_t first, end;
+        char *buf;
         ssize_t n;
 
         if (off < 0) {
@@ -475,7 +560,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                 for (uint64_t i = first; i < end; i++)
                         prefetch_queue(f->prefetch, &h->file, i);
         }
-        buf = malloc(size ? size : 1);
+        if (reply_local(f, req, h, size, off))
+                return;
+        buf = thread_read_buf(size ? size : 1);
         if (!buf) {
                 fuse_reply_err(req, ENOMEM);
                 return;

@@ -638,6 +638,41 @@ ssize_t reader_read(reader *r, const reader_file *f, uint64_t offset, size_t len
         return (ssize_t)total;
 }
 
+int reader_local_extents(reader *r, const reader_file *f, uint64_t offset, size_t len,
+                         reader_extent *ext, unsigned max, unsigned *ret_n)
+{
+        uint64_t total = block_clamp_read(f->size, offset, len);
+        block_span spans[READER_MAX_SPANS];
+        unsigned n;
+
+        if (max > READER_MAX_SPANS)
+                max = READER_MAX_SPANS;
+        n = block_split(f->block_size, offset, total, spans, max);
+        if (total > 0 && (n == 0 || spans[n - 1].index * f->block_size + spans[n - 1].offset +
+                                                    spans[n - 1].len !=
+                                            offset + total))
+                return -E2BIG;
+        for (unsigned i = 0; i < n; i++) {
+                char id[BLOCK_ID_MAX];
+                block_key key = {
+                        .file_id = f->file_id, .version = f->version, .index = spans[i].index};
+                uint64_t blen = block_length(f->size, f->block_size, spans[i].index), got = 0;
+                int fd;
+
+                block_id_format(id, &key);
+                fd = local_block(r, id, blen, &got);
+                if (fd < 0) {
+                        for (unsigned j = 0; j < i; j++)
+                                safe_close(ext[j].fd);
+                        return -ENOENT;
+                }
+                ext[i] = (reader_extent){.fd = fd, .offset = spans[i].offset, .len = spans[i].len};
+        }
+        count(r, &r->stats.bytes_local, total);
+        *ret_n = n;
+        return 0;
+}
+
 bool reader_is_local(reader *r, const reader_file *f, uint64_t index)
 {
         char id[BLOCK_ID_MAX];

@@ -48,6 +48,19 @@ reader *reader_free(reader *r);
  * negative errno after retries are exhausted (logged with the cause). */
 ssize_t reader_read(reader *r, const reader_file *f, uint64_t offset, size_t len, void *buf);
 
+/* One piece of a read served straight from a local block file. */
+typedef struct reader_extent {
+        int fd;          /* owned by the caller once returned: close it */
+        uint64_t offset; /* within the file behind fd */
+        uint64_t len;
+} reader_extent;
+
+/* When every block of [OFFSET, OFFSET + LEN) (clamped to the file) is cached on this node: the
+ * descriptors and ranges to splice from, in order, and their count (0 at EOF). -ENOENT when some
+ * block is not local (nothing is returned open), -E2BIG when more than MAX extents are needed. */
+int reader_local_extents(reader *r, const reader_file *f, uint64_t offset, size_t len,
+                         reader_extent *ext, unsigned max, unsigned *ret_n);
+
 /* Makes block INDEX of F cached on a worker (the local one when there is one), without
  * copying its bytes here: used by prefetch. */
 int reader_warm(reader *r, const reader_file *f, uint64_t index);
