@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make check: every test weir has, in one run, ending with one line of counts.
-#   1. clang-format of every C file
+#   1. clang-format of every C file, .editorconfig rules on every tracked file
 #   2. unit tests built with ASan + UBSan (leaks fail them)
 #   3. the normal build (warnings are errors under CI=true) and its non-unit meson tests
 #   4. a short libFuzzer run of the YAML parser (when clang's fuzzer runtime is there)
@@ -65,6 +65,13 @@ if command -v clang-format >/dev/null; then
 else
         echo "clang-format missing: skipped"
         count skip format
+fi
+
+stage "editorconfig: line endings, final newlines, trailing whitespace, indentation"
+if /usr/bin/python3 scripts/check-editorconfig.py; then
+        count pass editorconfig
+else
+        count fail "editorconfig"
 fi
 
 stage "unit tests under ASan + UBSan ($ASAN_BUILD)"
