@@ -89,7 +89,7 @@ pkgs+=,libraft2,libuv1,libfuse3-3,libcurl4,libmicrohttpd12,libjansson4,libyaml-0
 trim_dirs="drivers/gpu drivers/media drivers/net/wireless drivers/net/ethernet drivers/infiniband
         drivers/staging drivers/usb drivers/bluetooth drivers/iio drivers/hid drivers/scsi
         drivers/isdn drivers/input drivers/mmc drivers/mtd drivers/nfc drivers/platform
-        drivers/hwmon drivers/power drivers/thunderbolt drivers/atm drivers/pcmcia sound
+        drivers/hwmon drivers/power drivers/thunderbolt drivers/atm drivers/pcmcia drivers/ata sound
         net/wireless net/mac80211 net/bluetooth fs/ocfs2 fs/btrfs fs/xfs fs/nfs fs/nfsd fs/smb
         fs/cifs fs/gfs2 fs/f2fs fs/ceph"
 trim_dirs=$(echo $trim_dirs)  # one line: the hook puts it into a for list

@@ -15,10 +15,12 @@ What it does, in order (every step is printed with the time since the start):
      ttyS0 is a UNIX socket (with a log file) carrying an autologin root shell, ttyS1 a log file of
      the kernel and systemd, the monitor another UNIX socket.
   4. Scenarios: the generator pulled in each node's units and they are active; `weirctl masters`
-     shows one leader and two followers; the dataset binds; a cold read through FUSE equals the
-     source (sha256) and reaches the store, warm reads (another node, then after dropping caches)
-     do not; SIGKILL of the leader's weir-master during a read gives a new leader within a bound,
-     the read completes intact, systemd restarts the killed master and it rejoins as a follower.
+     shows one leader and two followers; the daemons are on the system bus; the dataset binds; a
+     cold read through FUSE equals the source (sha256) and reaches the store, warm reads (another
+     node, then after dropping caches) do not; SIGKILL of the leader's weir-master during a read
+     gives a new leader within a bound, the read completes intact, systemd restarts the killed
+     master and it rejoins as a follower; the FUSE mount is read-only, stops cleanly and comes
+     back after SIGKILL of its daemon.
   5. Teardown, always (also on failure, Ctrl-C or SIGTERM): VMs and nginx killed, namespace
      deleted, overlays removed. Logs of the run are kept in vm-tests/.cache/debian/last-run/.
 
@@ -89,8 +91,13 @@ def run(cmd, check=True, **kw):
 class Network:
     """A network namespace with a bridge and one tap per VM. Created here, deleted in close()."""
 
+    # Each namespace this harness creates has a marker file naming it, removed with it; only
+    # those are ever cleaned up as stale (other harnesses on this machine have namespaces too).
+    MARKERS = os.path.join(CACHE, "netns")
+
     def __init__(self):
-        self.ns = f"weirvm{os.getpid()}"
+        self.ns = f"weirdeb{os.getpid()}"
+        self.marker = os.path.join(self.MARKERS, self.ns)
         self.created = False
 
     def __enter__(self):
@@ -99,6 +106,9 @@ class Network:
         if r.returncode != 0:
             raise Skip(f"cannot create a network namespace: {r.stderr.strip()}")
         self.created = True
+        os.makedirs(self.MARKERS, exist_ok=True)
+        with open(self.marker, "w") as f:
+            f.write(f"{os.getpid()}\n")
         ip = ["ip", "-n", self.ns]
         run(ip + ["link", "set", "lo", "up"])
         run(ip + ["link", "add", "br0", "type", "bridge"])
@@ -109,16 +119,26 @@ class Network:
             run(ip + ["link", "set", f"tap{i}", "master", "br0", "up"])
         return self
 
-    @staticmethod
-    def cleanup_stale():
-        # Namespaces of earlier runs of this harness that were killed before their teardown.
-        r = run(["ip", "netns", "list"], check=False)
-        for line in r.stdout.splitlines():
-            m = re.match(r"weirvm(\d+)\b", line)
-            if m and not os.path.exists(f"/proc/{m.group(1)}"):
-                log(f"removing namespace {m.group(0)} left by a run that died")
-                run(["ip", "netns", "pids", m.group(0)], check=False)
-                run(["ip", "netns", "del", m.group(0)], check=False)
+    @classmethod
+    def cleanup_stale(cls):
+        """Deletes namespaces of earlier runs of this harness that died before their teardown
+        (SIGKILL): a marker names them and the process that made them is gone."""
+        if not os.path.isdir(cls.MARKERS):
+            return
+        existing = run(["ip", "netns", "list"], check=False).stdout.split()
+        for ns in os.listdir(cls.MARKERS):
+            m = re.fullmatch(r"weirdeb(\d+)", ns)
+            if not m or os.path.exists(f"/proc/{m.group(1)}"):
+                continue
+            if ns in existing:
+                log(f"removing namespace {ns} left by a run of this harness that died")
+                for p in run(["ip", "netns", "pids", ns], check=False).stdout.split():
+                    try:
+                        os.kill(int(p), signal.SIGKILL)
+                    except (ProcessLookupError, ValueError):
+                        pass
+                run(["ip", "netns", "del", ns], check=False)
+            os.unlink(os.path.join(cls.MARKERS, ns))
 
     def exec_prefix(self):
         return ["ip", "netns", "exec", self.ns]
@@ -133,7 +153,14 @@ class Network:
                 os.kill(int(p), signal.SIGKILL)
             except (ProcessLookupError, ValueError):
                 pass
-        run(["ip", "netns", "del", self.ns], check=False)
+        r = run(["ip", "netns", "del", self.ns], check=False)
+        if r.returncode == 0:
+            try:
+                os.unlink(self.marker)
+            except FileNotFoundError:
+                pass
+        else:
+            log(f"could not delete namespace {self.ns}: {r.stderr.strip()}")
         self.created = False
 
     def __exit__(self, *exc):
@@ -331,8 +358,9 @@ class Console:
         self.wait_for(rb"@@HELLO%d@@" % n, timeout,
                       resend=f"\necho @@HELLO$(({n - 1}+1))@@\n", every=5.0)
 
-    def sh(self, script, timeout=120, check=True):
-        """Runs SCRIPT with /bin/sh in the VM; returns (status, output)."""
+    def sh(self, script, timeout=120, check=True, retry=True):
+        """Runs SCRIPT with /bin/sh in the VM; returns (status, output). RETRY: run it once more if
+        its output arrives garbled (only for scripts that may run twice)."""
         self.seq += 1
         n = self.seq
         with self.cond:
@@ -345,15 +373,27 @@ class Console:
         lines.append(
             f"base64 -d /tmp/.h.b64 >/tmp/.h.sh; T=$(({n - 1}+1)); "
             f"sh /tmp/.h.sh </dev/null >/tmp/.h.out 2>&1; r=$?; "
-            f"printf '\\n@@%s:%s:' \"$T\" \"$r\"; base64 -w0 /tmp/.h.out; printf ':%s@@\\n' \"$T\"")
+            f"printf '\\n@@%s:%s:%s:' \"$T\" \"$r\" $(wc -c </tmp/.h.out); base64 -w0 /tmp/.h.out; "
+            f"printf ':%s@@\\n' \"$T\"")
         self.write("\n".join(lines) + "\n")
         try:
-            m = self.wait_for(rb"@@%d:(\d+):([A-Za-z0-9+/=\s]*):%d@@" % (n, n), timeout, start)
+            m = self.wait_for(rb"@@%d:(\d+):(\d+):([^:@]*):%d@@" % (n, n), timeout, start)
         except Fail:
             self.write("\x03\n")  # interrupt what hangs, so that the next command runs
             raise
         status = int(m.group(1))
-        out = base64.b64decode(re.sub(rb"\s", b"", m.group(2))).decode(errors="replace")
+        try:
+            raw = base64.b64decode(re.sub(rb"\s", b"", m.group(3)), validate=True)
+        except ValueError:
+            raw = None
+        if raw is None or len(raw) != int(m.group(2)):
+            # A byte lost or doubled on the emulated serial line.
+            if retry:
+                log(f"{self.name}: garbled output on the serial console; running it again")
+                return self.sh(script, timeout, check, retry=False)
+            raise Fail(f"{self.name}: garbled output on the serial console for "
+                       f"`{script.strip()[:100]}`")
+        out = raw.decode(errors="replace")
         if check and status != 0:
             raise Fail(f"{self.name}: `{script.strip()[:200]}` exited {status}: {out.strip()[-1500:]}")
         return status, out
@@ -435,25 +475,41 @@ class VM:
         except OSError:
             return "(no boot.log)"
 
-    def stop(self):
+    def terminate(self):
+        """SIGTERM: QEMU ends at once (the overlay is thrown away, nothing to flush)."""
         if self.console:
             self.console.close()
-        if not self.proc or self.proc.poll() is not None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+
+    def wait_stopped(self):
+        if not self.proc:
             return
-        # "quit" on the monitor ends QEMU at once; SIGKILL if it does not.
-        try:
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.settimeout(3)
-            s.connect(os.path.join(self.dir, "monitor.sock"))
-            s.sendall(b"quit\n")
-            s.close()
-        except OSError:
-            pass
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+    def monitor(self, command, timeout=10):
+        """One HMP command on the monitor socket (e.g. "info status"); returns its reply."""
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        try:
+            s.connect(os.path.join(self.dir, "monitor.sock"))
+            data = b""
+            while not data.endswith(b"(qemu) "):
+                data += s.recv(4096)
+            s.sendall(command.encode() + b"\n")
+            data = b""
+            while not data.endswith(b"(qemu) "):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            return data.decode(errors="replace").replace("\r", "")
+        finally:
+            s.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -556,6 +612,21 @@ class Run:
                 60, what=f"{name} follows {self.leader}")
         return f"leader {self.leader}, followers {sorted(set(NODES) - {self.leader})}"
 
+    # -- status on the system bus --
+
+    def dbus(self):
+        for name, vm in self.vms.items():
+            for bus_name in ("io.weir.Master1", "io.weir.Worker1", "io.weir.Fuse1"):
+                vm.console.until(f"busctl --system status {bus_name} >/dev/null", 60,
+                                 what=f"{bus_name} on the system bus of {name}")
+        role = self.vms[self.leader].console.out(
+            "busctl --system get-property io.weir.Master1 /io/weir/Master1 io.weir.Master1 Role")
+        if "leader" not in role:
+            raise Fail(f"io.weir.Master1 Role on {self.leader} is {role.strip()}")
+        text = self.vms[self.leader].console.out("weirctl status")
+        log(f"weirctl status on {self.leader}:\n" + text.rstrip())
+        return f"io.weir.Master1/Worker1/Fuse1 on every node; Role on {self.leader}: {role.strip()}"
+
     # -- dataset and reads --
 
     def bind(self):
@@ -623,7 +694,7 @@ class Run:
         f = "hbase-2.bin"
         # A cold read through FUSE runs while the leader dies.
         reader.console.sh(f"rm -f /tmp/copy /tmp/copy.rc; (cp {MOUNT}/{f} /tmp/copy; "
-                          f"echo $? >/tmp/copy.rc) >/dev/null 2>&1 &")
+                          f"echo $? >/tmp/copy.rc) >/dev/null 2>&1 &", retry=False)
         nrestarts0 = int(old.console.out("systemctl show -p NRestarts --value weir-master").strip()
                          or 0)
         # Kill and time the election on the old leader's own clock: it asks the survivors until
@@ -643,7 +714,8 @@ while :; do
 done
 """
         t = time.monotonic()
-        status, out = old.console.sh(script, timeout=self.args.election_bound + 60, check=False)
+        status, out = old.console.sh(script, timeout=self.args.election_bound + 60, check=False,
+                                     retry=False)
         host_s = time.monotonic() - t
         if status != 0:
             raise Fail(f"no new leader within {self.args.election_bound}s of SIGKILL of {leader}'s "
@@ -685,6 +757,41 @@ done
                 f"{leader} restarted by systemd (NRestarts {nrestarts}) and follows after "
                 f"{rejoin_s:.0f}s")
 
+    # -- the FUSE unit --
+
+    def fuse_unit(self):
+        vm = self.vms["node3"]
+        c = vm.console
+        unit = "weir-fuse@hbase.service"
+        mnt = f"/mnt/weir/{DATASET}"
+        if c.ok(f"touch {MOUNT}/new-file"):
+            raise Fail("touch in the FUSE mount succeeded: it must be read-only")
+        c.sh(f"systemctl stop {unit}")
+        if c.ok(f"mountpoint -q {mnt}"):
+            raise Fail(f"{mnt} still mounted after systemctl stop {unit}")
+        c.sh(f"systemctl start {unit}", timeout=150)
+        c.sh(f"mountpoint -q {mnt}")
+        n0 = int(c.out(f"systemctl show -p NRestarts --value {unit}").strip() or 0)
+        c.sh(f"systemctl kill -s KILL {unit}", retry=False)
+        t = time.monotonic()
+        c.until(f"systemctl is-active {unit} && mountpoint -q {mnt} && "
+                f"test -f {MOUNT}/hbase-1.bin", 120, interval=2,
+                what="the FUSE mount back after SIGKILL")
+        back = time.monotonic() - t
+        n1 = int(c.out(f"systemctl show -p NRestarts --value {unit}").strip() or 0)
+        if n1 <= n0:
+            raise Fail(f"NRestarts of {unit} stayed {n1}: systemd did not restart it")
+        self.timings["FUSE mount back after SIGKILL (node3)"] = back
+        files = list(self.store.sums)
+        out = c.out(f"cd {MOUNT} && sha256sum " + " ".join(files), timeout=600)
+        got = {line.split()[1]: line.split()[0] for line in out.splitlines() if line.strip()}
+        bad = [f for f in files if got.get(f) != self.store.sums[f]]
+        if bad:
+            raise Fail(f"after the restart these differ from the store: {bad}")
+        return (f"read-only; stop unmounts, start mounts; after SIGKILL systemd restarts it and the "
+                f"mount is back in {back:.0f}s (ExecStopPost detached the dead mount); all "
+                f"{len(files)} files equal the store")
+
     # -- diagnostics --
 
     def collect(self, keep):
@@ -693,9 +800,12 @@ done
             if vm.alive() and vm.console and vm.console.sock:
                 try:
                     _, out = vm.console.sh(
-                        "systemctl --no-pager status 'weir*' 2>&1 | head -80; "
-                        "journalctl -b --no-pager -o short-monotonic "
-                        "-u 'weir*' -t weir-generator | tail -400", timeout=60, check=False)
+                        "systemctl --no-pager status 'weir*' 2>&1 | head -80; echo; "
+                        "echo '# the generator:'; journalctl -b --no-pager -t weir-generator; "
+                        "echo; echo '# the weir units:'; "
+                        "journalctl -b --no-pager -o short-monotonic -u 'weir*' | tail -400; "
+                        "echo; echo '# warnings, all units:'; "
+                        "journalctl -b --no-pager -p warning | tail -150", timeout=90, check=False)
                     with open(os.path.join(keep, f"{name}-journal.txt"), "w") as f:
                         f.write(out)
                 except Fail:
@@ -770,14 +880,17 @@ def main():
             r.step("boot three VMs", r.boot)
             r.step("generator pulled in the units; all active", r.units)
             r.step("weirctl masters: one leader, two followers", r.masters)
+            r.step("status on the system bus (busctl, weirctl status)", r.dbus)
             r.step("the dataset binds", r.bind)
             r.step("FUSE read equals the store; warm reads do not reach it", r.reads)
             r.step("SIGKILL of the leader: new leader, restart, rejoin", r.failover)
+            r.step("FUSE mount read-only, stops cleanly, comes back after SIGKILL",
+                   r.fuse_unit)
             status = 0
         except Fail:
             status = 1
-            log("collecting journals of the weir units")
-            r.collect(args.keep_logs)
+        log("collecting journals of the weir units")
+        r.collect(args.keep_logs)
     except Skip as e:
         print(f"SKIP: {e}", flush=True)
         status = 77
@@ -793,7 +906,9 @@ def main():
             signal.signal(s, signal.SIG_IGN)
         t = time.monotonic()
         for vm in r.vms.values():
-            vm.stop()
+            vm.terminate()
+        for vm in r.vms.values():
+            vm.wait_stopped()
         if r.store:
             r.store.stop()
         if net:
