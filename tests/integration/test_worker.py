@@ -421,7 +421,7 @@ def test_limited_store_cold_fill_beats_one_curl_fake_master(tmp_path):
 class RealEnv:
     """nginx store + three real weir-masters + one worker, all in TMP (127.0.2.x)."""
 
-    def __init__(self, tmp, *, block_size=4 * MiB):
+    def __init__(self, tmp, *, block_size=4 * MiB, n_workers=1):
         from weirtest.workerenv import WORKER_ADDR_REAL, RealMasters
         import conftest
 
@@ -435,15 +435,23 @@ class RealEnv:
         self.store = StoreNginx(self.data, os.path.join(self.tmp, "nginx"),
                                 address="127.0.2.11")
         weir_binary("weir-master")
+        tiers = [("MEM", os.path.join(self.tmp, "shm"), "256Mi", 0.95, 0.7)]
+        extra = []
+        for i in range(2, n_workers + 1):
+            addr = f"127.0.2.{3 + i}"
+            extra.append((f"w{i}", addr, free_port(addr), os.path.join(self.tmp, f"wdata{i}"),
+                          os.path.join(self.tmp, f"wrun{i}")))
         self.cluster = RealMasters(os.path.join(self.tmp, "masters"), conftest.BUILD_DIR,
                                    self.store.url, worker_port=self.port,
                                    worker_dirs=(os.path.join(self.tmp, "wdata"),
                                                 os.path.join(self.tmp, "wrun")),
-                                   tiers=[("MEM", os.path.join(self.tmp, "shm"), "256Mi", 0.95,
-                                           0.7)],
-                                   block_size=f"{block_size // 1024}Ki")
+                                   tiers=tiers, block_size=f"{block_size // 1024}Ki",
+                                   extra_workers=extra)
         self.worker = Worker(weir_binary("weir-worker"), self.cluster.yaml_path, "w1", self.addr,
                              self.port, self.tmp)
+        # Workers of one host share the tier paths: each has its own <path>/weir/<node>.
+        self.others = [Worker(weir_binary("weir-worker"), self.cluster.yaml_path, name, addr,
+                              port, self.tmp) for name, addr, port, _, _ in extra]
 
     def __enter__(self):
         try:
@@ -456,6 +464,8 @@ class RealEnv:
 
     def __exit__(self, *exc):
         self.worker.kill()
+        for w in self.others:
+            w.kill()
         self.cluster.stop()
         self.store.stop()
 
@@ -604,3 +614,25 @@ def test_sd_notify_ready_status_watchdog_stopping_fake_master(tmp_path):
             assert "STOPPING=1" in messages, messages
     finally:
         sock.close()
+
+
+def test_real_master_load_spreads_over_two_workers(tmp_path):
+    """weirctl load spreads a dataset's blocks over two workers: each holds about half, the
+    store sends every byte once, the masters count 100%."""
+    with RealEnv(tmp_path, n_workers=2) as env:
+        data = {name: make_file(os.path.join(env.data, name), size, i) for i, (name, size) in
+                enumerate([("x.bin", 17 * MiB + 3), ("y.bin", 6 * MiB), ("z.bin", 100)])}
+        total = sum(len(v) for v in data.values())
+        env.cluster.sync()
+        env.worker.start()
+        env.others[0].start()
+        env.cluster.wait(lambda: sum(w["alive"] for w in env.cluster.request(
+            "GET", "/v1/workers")[1]["workers"]) == 2, what="two workers registered")
+        p = env.cluster.weirctl("load", "ds")
+        assert p.returncode == 0 and "on 2 workers" in p.stdout, p.stdout + p.stderr
+        env.store.wait_quiet()
+        assert env.store.range_bytes() == total
+        b1, b2 = env.worker.status()["blocks"], env.others[0].status()["blocks"]
+        assert b1 + b2 == 5 + 2 + 1 and abs(b1 - b2) <= 1, (b1, b2)
+        code, ds = env.cluster.request("GET", "/v1/datasets/ds")
+        assert ds["cached"] == total, ds

@@ -466,7 +466,8 @@ class RealMasters:
     TOKEN = "weir-worker-test-token"
 
     def __init__(self, dir, build_dir, store_url, *, n=3, worker_port, worker_dirs, tiers,
-                 block_size="4Mi", first=21, dataset="ds", mount="data"):
+                 block_size="4Mi", first=21, dataset="ds", mount="data", extra_workers=()):
+        """EXTRA_WORKERS: [(name, address, port, data_dir, runtime_dir)] besides w1."""
         from weirtest.cluster import Master
 
         self.dir = str(dir)
@@ -493,11 +494,15 @@ class RealMasters:
         data, run = worker_dirs
         lines.append(f"    - {{name: w1, address: {WORKER_ADDR_REAL}, roles: [worker], "
                      f"workerPort: {worker_port}, dataDir: {data}, runtimeDir: {run}}}")
+        for name, addr, port, data, run in extra_workers:
+            lines.append(f"    - {{name: {name}, address: {addr}, roles: [worker], "
+                         f"workerPort: {port}, dataDir: {data}, runtimeDir: {run}}}")
         lines += ["---", "apiVersion: data.fluid.io/v1alpha1", "kind: Dataset",
                   f"metadata: {{name: {dataset}}}", "spec:", f"  blockSize: {block_size}",
                   "  mounts:", f"    - {{mountPoint: '{store_url}', name: {mount}}}",
                   "---", "apiVersion: data.fluid.io/v1alpha1", "kind: AlluxioRuntime",
-                  f"metadata: {{name: {dataset}}}", "spec:", "  replicas: 1",
+                  f"metadata: {{name: {dataset}}}", "spec:",
+                  f"  replicas: {1 + len(extra_workers)}",
                   f"  master: {{replicas: {n}}}", "  tieredstore:", "    levels:"]
         for medium, tpath, quota, high, low in tiers:
             lines.append(f"      - {{mediumtype: {medium}, path: {tpath}, quota: {quota}, "
