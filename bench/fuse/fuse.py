@@ -85,7 +85,9 @@ def other_fs(kind, c, work):
     if kind == "httpdirfs":
         if not shutil.which("httpdirfs"):
             return "httpdirfs not installed (apt install httpdirfs)"
-        cmd = ["httpdirfs", "-f", "--cache", "--cache-location", cache, url, mnt]
+        # --no-range-check: httpdirfs 1.2.5 misreads nginx's range support (its issue #188)
+        cmd = ["httpdirfs", "-f", "--no-range-check", "--cache", "--cache-location", cache, url,
+               mnt]
     else:
         if not shutil.which("rclone"):
             return "rclone not installed (apt install rclone)"
@@ -98,10 +100,13 @@ def other_fs(kind, c, work):
             return f"{kind} did not mount (see {log.name})"
         dst = os.path.join(work, f"copy-{kind}")
         drop_caches()
-        cold = cp_time(mnt, dst)
-        kept = cp_time(mnt, dst)
-        drop_caches()
-        dropped = cp_time(mnt, dst)
+        try:
+            cold = cp_time(mnt, dst)
+            kept = cp_time(mnt, dst)
+            drop_caches()
+            dropped = cp_time(mnt, dst)
+        except subprocess.CalledProcessError as e:
+            return f"{kind} failed: {e} (see {log.name})"
         return cold, kept, dropped
     finally:
         lazy_unmount(mnt)
