@@ -278,6 +278,7 @@ static void dataset_cache_fields_locked(manager *m, json_t *ds)
 {
         double now = monotonic_s();
         uint64_t capacity = 0, hits = 0, misses = 0, cached = 0;
+        unsigned live_workers = 0;
         const char *node, *key;
         json_t *w, *b;
         const char *name = json_string_value(json_object_get(ds, "name"));
@@ -288,6 +289,7 @@ static void dataset_cache_fields_locked(manager *m, json_t *ds)
                 misses += (uint64_t)json_integer_value(json_object_get(w, "misses"));
                 if (now - json_real_value(json_object_get(w, "seen")) > WORKER_DEAD_S)
                         continue;
+                live_workers++;
                 size_t i;
                 json_t *t;
                 json_array_foreach(json_object_get(w, "tiers"), i, t) capacity +=
@@ -317,6 +319,14 @@ static void dataset_cache_fields_locked(manager *m, json_t *ds)
                         }
                 }
                 json_decref(file);
+        }
+        /* Bound means synced and served: once workers have registered, a synced dataset is
+         * Bound only while at least one of them is alive (before any worker, synced is enough). */
+        if (json_object_size(m->soft_workers) > 0 && live_workers == 0 &&
+            strcmp(json_string_value(json_object_get(ds, "phase")) ?: "", "Bound") == 0) {
+                json_object_set_new(ds, "phase", json_string("NotBound"));
+                json_object_set_new(ds, "reason",
+                                    json_string("metadata synced; no worker is alive"));
         }
         json_object_set_new(ds, "cached", json_integer((json_int_t)cached));
         json_object_set_new(ds, "cache_capacity", json_integer((json_int_t)capacity));
