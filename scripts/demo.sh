@@ -35,8 +35,8 @@ stop_all() {
                 kill -TERM "$(cat "$f")" 2>/dev/null
         done
         sleep 0.5
-        for f in $DEMO/pids/*.pid; do
-                [ -f "$f" ] && [ "$(cat "$f")" != $$ ] || continue
+        for f in $DEMO/pids/*.pid; do # the demo script itself only gets TERM: it cleans up
+                [ -f "$f" ] && [ "$(cat "$f")" != $$ ] && [ "${f##*/}" != demo.pid ] || continue
                 kill -KILL "$(cat "$f")" 2>/dev/null
         done
         [ -f $DEMO/nginx/nginx.pid ] && kill -QUIT "$(cat $DEMO/nginx/nginx.pid)" 2>/dev/null
@@ -219,5 +219,8 @@ step "Done"
 say "logs: $DEMO/logs/   the mount: $DEMO/mnt/hbase   try: $bin/ctl/weirctl --config $CONFIG masters"
 if [ -t 0 ]; then
         say "The cluster keeps running. Press Ctrl-C (or run 'make demo-stop') to stop it."
-        while sleep 3600; do :; done
+        while :; do
+                sleep 3600 &
+                wait $! # a wait, unlike a foreground sleep, lets the INT/TERM trap run at once
+        done
 fi
