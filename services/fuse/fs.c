@@ -562,6 +562,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         }
         if (reply_local(f, req, h, size, off))
                 return;
+        /* cold: let the local worker fill the blocks, then splice them (no bytes over HTTP) */
+        if (reader_fill_local(f->reader, &h->file, (uint64_t)off, size) == 0 &&
+            reply_local(f, req, h, size, off))
+                return;
         buf = thread_read_buf(size ? size : 1);
         if (!buf) {
                 fuse_reply_err(req, ENOMEM);

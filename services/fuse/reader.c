@@ -673,6 +673,42 @@ int reader_local_extents(reader *r, const reader_file *f, uint64_t offset, size_
         return 0;
 }
 
+int reader_fill_local(reader *r, const reader_file *f, uint64_t offset, size_t len)
+{
+        uint64_t total = block_clamp_read(f->size, offset, len);
+        block_span spans[READER_MAX_SPANS];
+        meta_locations *loc = NULL;
+        unsigned n;
+        int k = 0;
+
+        if (!r->local_api || local_is_down(r))
+                return -ENOENT;
+        n = block_split(f->block_size, offset, total, spans, READER_MAX_SPANS);
+        for (unsigned i = 0; i < n && k == 0; i++) {
+                char id[BLOCK_ID_MAX], one;
+                block_key key = {
+                        .file_id = f->file_id, .version = f->version, .index = spans[i].index};
+                char *const *holders;
+                size_t n_holders;
+
+                if (reader_is_local(r, f, spans[i].index))
+                        continue;
+                if (!loc && meta_blocks(r->meta, f->file_id, f->version, &loc) < 0)
+                        loc = NULL;
+                holders = meta_locations_find(loc, spans[i].index, &n_holders);
+                for (size_t j = 0; j < n_holders; j++)
+                        if (strcmp(holders[j], r->node->name) != 0)
+                                k = -EREMOTE;
+                if (k < 0)
+                        break;
+                block_id_format(id, &key);
+                /* one byte: the worker fills the whole block first, then we splice it */
+                k = worker_get(r, r->local_api, id, 0, 1, false, &one);
+        }
+        meta_locations_unref(loc);
+        return k;
+}
+
 bool reader_is_local(reader *r, const reader_file *f, uint64_t index)
 {
         char id[BLOCK_ID_MAX];
