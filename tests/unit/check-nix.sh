@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Parses every Nix file of the repository with nix-instantiate --parse: the syntax check that this
 # machine can do (Debian's Nix cannot fetch nixpkgs, so nothing here is evaluated or built).
-# Usage: check-nix.sh SOURCE_ROOT. Exit 77 (skip) without nix-instantiate.
+# Usage: check-nix.sh SOURCE_ROOT [BUILD_ROOT]. Exit 77 (skip) without nix-instantiate.
 set -uo pipefail
 
-src=$1
+src=$1 build=${2:-}
 command -v nix-instantiate >/dev/null || { echo "SKIP: nix-instantiate missing (Debian: nix-bin)"; exit 77; }
 
 cd "$src" || exit 1
@@ -87,4 +87,60 @@ PY
                 failed=1
         fi
 done
+
+# The module's YAML: render the VM tests' cluster (a list of documents) through nix/module.nix
+# itself, with stand-ins for the few nixpkgs functions that path needs, and check the result with
+# this build's weirctl: the same "weirctl config check" the module runs when a system is built.
+weirctl=$build/services/ctl/weirctl
+if [ -n "$build" ] && [ -x "$weirctl" ]; then
+        cat >"$tmp/module.nix" <<NIX
+let
+  lib = {
+    mkIf = cond: value: value;
+    optional = cond: x: if cond then [ x ] else [ ];
+    concatMapStrings = f: l: builtins.concatStringsSep "" (map f l);
+    hasPrefix = p: s: builtins.substring 0 (builtins.stringLength p) s == p;
+    hasInfix = i: s: builtins.length (builtins.split i s) > 1;
+    isStorePath = x: false;
+    genAttrs = names: f: builtins.listToAttrs (map (n: { name = n; value = f n; }) names);
+  };
+  pkgs = {
+    writeText = name: text: text;
+    runCommand = name: attrs: script: throw "checkConfig is off here";
+    fuse3 = "fuse3";
+    stdenv.hostPlatform.system = "x86_64-linux";
+  };
+  common = import $src/vm-tests/common.nix {
+    pkgs = { runCommand = n: a: s: "/nix/store/x-\${n}"; jq = "jq"; curl = "curl"; };
+  };
+  module = import $src/nix/module.nix { self = { }; };
+  evaluated = module {
+    inherit lib pkgs;
+    config.services.weir = {
+      enable = true;
+      clusterConfig = common.cluster;
+      checkConfig = false;
+      node = null;
+      rescanAfterNetwork = true;
+      openFirewall = true;
+      package = "weir";
+    };
+  };
+in evaluated.config.environment.etc."weir/cluster.yaml".source
+NIX
+        if NIX_STATE_DIR=$tmp/state nix-instantiate --eval --strict --json "$tmp/module.nix" \
+                >"$tmp/yaml.json" 2>"$tmp/err" &&
+                /usr/bin/env python3 -c 'import json, sys; open(sys.argv[2], "w").write(json.load(open(sys.argv[1])))' \
+                        "$tmp/yaml.json" "$tmp/cluster.yaml" &&
+                "$weirctl" config check "$tmp/cluster.yaml" >"$tmp/plan" 2>&1 &&
+                grep -q "3 masters (raft), 3 workers, 1 dataset" "$tmp/plan"; then
+                echo "ok nix/module.nix: the VM tests' cluster renders to a YAML weirctl accepts"
+        else
+                echo "FAIL nix/module.nix: rendering the VM tests' cluster, or weirctl config check"
+                cat "$tmp/err" "$tmp/plan" 2>/dev/null
+                failed=1
+        fi
+else
+        echo "note: weirctl not built; the module's YAML rendering is not checked"
+fi
 exit $failed
