@@ -687,6 +687,8 @@ int fill_new(const config *cfg, store *s, const fill_options *opts, fill_resolve
                 f->opts.max_parts = 8;
         if (f->opts.backoff_ms == 0)
                 f->opts.backoff_ms = 100;
+        if (f->opts.retries == 0)
+                f->opts.retries = 4;
         pthread_mutex_init(&f->lock, NULL);
         pthread_cond_init(&f->cond, NULL);
         pthread_cond_init(&f->meta_cond, NULL);

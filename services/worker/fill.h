@@ -30,7 +30,7 @@ typedef struct fill_options {
         unsigned threads;    /* store connections open at once; default 16 */
         uint64_t part_size;  /* blocks above this are fetched as parallel ranges; default 2 MiB */
         unsigned max_parts;  /* ranges per block at most; default 8 */
-        unsigned retries;    /* attempts per range after the first; default 4 */
+        unsigned retries;    /* attempts per range after the first; 0 = the default, 4 */
         unsigned backoff_ms; /* first retry delay, doubled each time; default 100 */
 } fill_options;
 

@@ -636,3 +636,18 @@ def test_real_master_load_spreads_over_two_workers(tmp_path):
         assert b1 + b2 == 5 + 2 + 1 and abs(b1 - b2) <= 1, (b1, b2)
         code, ds = env.cluster.request("GET", "/v1/datasets/ds")
         assert ds["cached"] == total, ds
+
+
+def test_store_outage_is_retried_with_backoff_fake_master(tmp_path):
+    with Env(tmp_path) as env:
+        env.add(1, "r.bin", 3 * MiB)
+        env.worker.start()
+        env.store.stop()  # the store goes away; a read comes in
+        result = []
+        t = threading.Thread(target=lambda: result.append(env.worker.get("/v1/blocks/1-1-0")))
+        t.start()
+        time.sleep(0.4)
+        env.store.start()  # back on the same port within the retries' backoff
+        t.join(timeout=30)
+        assert result and result[0][0] == 200 and result[0][2] == env.files[1]
+        assert env.worker.metrics()["weir_worker_fill_retries_total"] >= 1
