@@ -30,6 +30,7 @@ Python 3 standard library only.
 
 import argparse
 import base64
+import ctypes
 import hashlib
 import json
 import os
@@ -75,6 +76,26 @@ class Fail(Exception):
 
 class Interrupted(BaseException):
     pass
+
+
+def die_with_parent():
+    """preexec_fn: the child gets SIGKILL when run.py dies, even by SIGKILL (no teardown then);
+    what remains, the namespace and the run directory, the next run removes."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def remove_stale_run_dirs():
+    """Run directories (overlays, logs) of runs of this harness that died before teardown."""
+    if not os.path.isdir(CACHE):
+        return
+    for d in os.listdir(CACHE):
+        m = re.fullmatch(r"run-(\d+)-\w+", d)
+        if m and not os.path.exists(f"/proc/{m.group(1)}"):
+            log(f"removing {d}, left by a run of this harness that died")
+            shutil.rmtree(os.path.join(CACHE, d), ignore_errors=True)
 
 
 def run(cmd, check=True, **kw):
@@ -234,7 +255,7 @@ http {{
             self.net.exec_prefix() + [nginx, "-e", f"{self.dir}/error.log", "-p", self.dir,
                                       "-c", conf],
             stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, "stderr.log"), "w"),
-            start_new_session=True)
+            start_new_session=True, preexec_fn=die_with_parent)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -464,7 +485,8 @@ class VM:
         ]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                      stdout=open(os.path.join(self.dir, "qemu.log"), "w"),
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     preexec_fn=die_with_parent)
         self.console = Console(self.name, os.path.join(self.dir, "console.sock"), self.alive)
         self.console.connect()
 
@@ -792,6 +814,69 @@ done
                 f"mount is back in {back:.0f}s (ExecStopPost detached the dead mount); all "
                 f"{len(files)} files equal the store")
 
+    # -- the generator's other cases (vm-tests/generator.nix) --
+
+    def generator_cases(self):
+        """On node3, with systemctl daemon-reload after each change of /etc/weir and of the host
+        name: found by interface address and by /etc/weir/node; an invalid YAML, none, an unknown
+        host or a node file naming an unknown node pull in nothing, with the reason in the kernel
+        log. Running units keep running throughout; at the end node3 is as it booted."""
+        vm = self.vms["node3"]
+        c = vm.console
+        gen = "/run/systemd/generator"
+        expect = ["weir-fuse@hbase.service", "weir-master.service", "weir-worker.service"]
+        state = {"step": 0}
+        c.sh("cp /etc/weir/cluster.yaml /root/cluster.yaml.orig")
+
+        def use(setup):
+            state["step"] += 1
+            c.sh(f"echo 'weir-vmtest: step {state['step']}' >/dev/kmsg; "
+                 f"rm -f /etc/weir/node; cp /root/cluster.yaml.orig /etc/weir/cluster.yaml; "
+                 f"{setup}; systemctl daemon-reload", timeout=180, retry=False)
+
+        def said(text):
+            c.until(f"dmesg | sed -n '/weir-vmtest: step {state['step']}$/,$p' "
+                    f"| grep -Eq '{text}'", 30, what=f"the generator said /{text}/")
+
+        def pulled():
+            return sorted(c.out(f"ls {gen}/weir.target.wants 2>/dev/null || true").split())
+
+        def nothing(reason):
+            if pulled():
+                raise Fail(f"step {state['step']}: weir.target pulls in {pulled()}, expected nothing")
+            c.sh(f"test ! -e {gen}/multi-user.target.wants/weir.target && "
+                 f"test ! -e {gen}/weir-master.service.d")
+            said(reason)
+
+        try:
+            use("printf 'apiVersion: weir.io/v1\\nkind: Cluster\\nspec:\\n  nodes: "
+                "[ {name: node3, address: 10.77.0.13\\n' >/etc/weir/cluster.yaml")
+            nothing(r"cluster\.yaml:[0-9]+:[0-9]+: error")
+            use("rm -f /etc/weir/cluster.yaml")
+            nothing("does not exist")
+            use("hostname stranger; sed -i 's/10\\.77\\.0\\.13/10.77.0.99/' /etc/weir/cluster.yaml")
+            nothing("none of the nodes")
+            use("hostname stranger")
+            if pulled() != expect:
+                raise Fail(f"by address: weir.target pulls in {pulled()}")
+            said(r"node node3 \(by interface address\)")
+            use("hostname stranger; echo node3 >/etc/weir/node")
+            if pulled() != expect:
+                raise Fail(f"by node file: weir.target pulls in {pulled()}")
+            said(r"node node3 \(by node file\)")
+            use("echo nobody >/etc/weir/node")
+            nothing("names a node")
+        finally:
+            use(f"hostname {vm.name}")
+        if pulled() != expect:
+            raise Fail(f"restored: weir.target pulls in {pulled()}")
+        said(r"node node3 \(by host name\)")
+        c.sh("systemctl is-active weir-master.service weir-worker.service "
+             "weir-fuse@hbase.service weir.target")
+        return ("invalid YAML, no YAML, unknown host, unknown node in /etc/weir/node: nothing "
+                "pulled in, reason logged; found by interface address and by node file; "
+                "running units untouched")
+
     # -- diagnostics --
 
     def collect(self, keep):
@@ -844,7 +929,7 @@ def main():
         if not shutil.which("ip"):
             raise Skip("no ip(8) (iproute2)")
         if args.image:
-            image = args.image
+            image = os.path.abspath(args.image)
         else:
             log("--- image: vm-tests/debian/build-image.sh")
             t = time.monotonic()
@@ -867,7 +952,8 @@ def main():
         os.makedirs(CACHE, exist_ok=True)
         if os.path.abspath(args.keep_logs) == os.path.join(CACHE, "last-run"):
             shutil.rmtree(args.keep_logs, ignore_errors=True)
-        workdir = tempfile.mkdtemp(prefix="run-", dir=CACHE)
+        remove_stale_run_dirs()
+        workdir = tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=CACHE)
         net = Network()
         net.__enter__()
         log(f"network namespace {net.ns}: bridge 10.77.0.1/24, tap1-3")
@@ -886,6 +972,8 @@ def main():
             r.step("SIGKILL of the leader: new leader, restart, rejoin", r.failover)
             r.step("FUSE mount read-only, stops cleanly, comes back after SIGKILL",
                    r.fuse_unit)
+            r.step("generator: by address, by node file, and every case that starts nothing",
+                   r.generator_cases)
             status = 0
         except Fail:
             status = 1
@@ -899,6 +987,7 @@ def main():
         status = 1
     except Interrupted as e:
         log(f"interrupted ({e}); tearing down")
+        r.results.append(("interrupted", False, 0.0, str(e)))
         status = 1
     finally:
         # Teardown that no signal may interrupt.
