@@ -478,3 +478,80 @@ def test_demo_sigkill_fuse_then_restart(demo):
     name = "CHANGES.md"
     assert read(os.path.join(demo.mnt, "hbase", name)) == read(
         os.path.join(demo.store_root, "hbase", name))
+
+
+def test_notify_ready_status_stopping_and_dbus(tmp):
+    """READY=1 only once the mount answers, STATUS= with the mount, STOPPING=1 at SIGTERM; the
+    io.weir.Fuse1 properties on a private system bus."""
+    if not shutil.which("dbus-daemon") or not shutil.which("busctl"):
+        pytest.skip("dbus-daemon or busctl missing (apt install dbus)")
+    bus_dir = os.path.join(tmp, "bus")
+    os.makedirs(bus_dir)
+    conf = os.path.join(bus_dir, "bus.conf")
+    with open(conf, "w") as f:
+        f.write(f"""<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path={bus_dir}/bus.sock</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/><allow own="*"/><allow send_type="method_call"/>
+    <allow send_destination="*"/><allow receive_sender="*"/>
+  </policy>
+</busconfig>
+""")
+    bus = subprocess.Popen(["dbus-daemon", "--config-file", conf, "--nofork", "--nopidfile"],
+                           start_new_session=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    notify_path = os.path.join(tmp, "notify.sock")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(notify_path)
+    notify.settimeout(30)
+    address = f"unix:path={bus_dir}/bus.sock"
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.exists(f"{bus_dir}/bus.sock") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # FakeSetup starts weir-fuse with our environment: lend it the notify socket and bus
+        env_backup = dict(os.environ)
+        os.environ["NOTIFY_SOCKET"] = notify_path
+        os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = address
+        try:
+            s = FakeSetup(tmp)
+        finally:
+            os.environ.clear()
+            os.environ.update(env_backup)
+        try:
+            messages = []
+            while not any("READY=1" in m for m in messages):
+                messages.append(notify.recv(4096).decode())
+            ready_at = len(messages)
+            assert os.listdir(s.mnt) == ["data"]  # the mount was live when READY came
+            while not any(m.startswith("STATUS=mounted ") for m in messages):
+                messages.append(notify.recv(4096).decode())
+            status = [m for m in messages if m.startswith("STATUS=")][-1]
+            assert s.mnt in status and "files" in status, status
+            assert ready_at >= 1
+
+            def prop(name):
+                out = subprocess.run(["busctl", f"--address={address}", "get-property",
+                                      "io.weir.Fuse1", "/io/weir/Fuse1", "io.weir.Fuse1", name],
+                                     capture_output=True, text=True, timeout=10)
+                return out.stdout.strip()
+
+            deadline = time.monotonic() + 15
+            while prop("Mounted") != "b true" and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert prop("Mounted") == "b true"
+            assert prop("Dataset") == 's "ds"'
+            assert prop("Mountpoint") == f's "{s.mnt}"'
+            assert s.fuse.stop() == 0
+            while not any("STOPPING=1" in m for m in messages):
+                messages.append(notify.recv(4096).decode())
+        finally:
+            s.close()
+    finally:
+        notify.close()
+        os.killpg(bus.pid, signal.SIGKILL)
+        bus.wait()
