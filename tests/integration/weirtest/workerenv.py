@@ -15,6 +15,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -171,6 +172,51 @@ http {{
         import email.utils
         mtime = int(email.utils.parsedate_to_datetime(lm).timestamp()) if lm else 0
         return size, mtime, etag
+
+
+class Throttle:
+    """weirtest.throttle in front of a StoreNginx: a strict per-connection rate limit. Its url
+    serves the same tree; version_of/requests still come from the nginx behind it."""
+
+    def __init__(self, store, rate, address=WORKER_NET + "111"):
+        self.store = store
+        self.rate = rate
+        self.address = address
+        self.port = free_port(address)
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"http://{self.address}:{self.port}/data/"
+
+    def start(self):
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "weirtest.throttle", "--listen",
+             f"{self.address}:{self.port}", "--upstream",
+             f"{self.store.address}:{self.store.port}", "--rate", str(self.rate)],
+            cwd=here, stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            wait_listening(self.address, self.port, self.proc, what="throttle proxy")
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def stop(self):
+        if self.proc:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
 
 
 class FakeMaster:
