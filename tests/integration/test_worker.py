@@ -373,7 +373,8 @@ def test_registration_failover_and_404_fake_master(tmp_path):
         assert wait(lambda: any(m.registrations for m in env.masters[1:]))
         other = next(m for m in env.masters[1:] if m.registrations)
         assert set(other.registrations[-1]["blocks"]) == {"1-1-0"}
-        assert env.worker.status()["registered"]
+        # (the master records a registration before the worker has its answer)
+        assert wait(lambda: env.worker.status()["registered"])
 
 
 def test_load_caches_paths_fake_master(tmp_path):
