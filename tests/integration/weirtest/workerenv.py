@@ -343,7 +343,9 @@ class FakeMaster:
         return H
 
     def start(self):
-        cls = type("Server", (http.server.ThreadingHTTPServer,), {"request_queue_size": 128})
+        # A stopped master drops connections on purpose: no tracebacks for that.
+        cls = type("Server", (http.server.ThreadingHTTPServer,),
+                   {"request_queue_size": 128, "handle_error": lambda self, req, addr: None})
         self.server = cls((self.address, self.port), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
