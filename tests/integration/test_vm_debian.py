@@ -22,14 +22,20 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_vm_debian():
-    # run.py tears everything down itself, also on SIGTERM; the timeout covers a first image
-    # build (mmdebstrap) plus a slow boot on a loaded machine.
-    p = subprocess.run(["/usr/bin/python3", RUN], stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT, text=True, timeout=3600)
-    print(p.stdout)
+    # run.py tears everything down itself on SIGTERM; the timeout covers a first image build
+    # (mmdebstrap) plus a slow boot on a loaded machine.
+    p = subprocess.Popen(["/usr/bin/python3", RUN], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    try:
+        out, _ = p.communicate(timeout=3600)
+    except subprocess.TimeoutExpired:
+        p.terminate()
+        out, _ = p.communicate(timeout=120)
+        pytest.fail(f"vm-tests/debian/run.py took more than an hour:\n{out[-4000:]}")
+    print(out)
     if p.returncode == 77:
-        reason = next((line[len("SKIP: "):] for line in p.stdout.splitlines()
+        reason = next((line[len("SKIP: "):] for line in out.splitlines()
                        if line.startswith("SKIP: ")), "run.py cannot run here")
         pytest.skip(reason)
-    tail = "\n".join(p.stdout.splitlines()[-40:])
+    tail = "\n".join(out.splitlines()[-40:])
     assert p.returncode == 0, f"vm-tests/debian/run.py exited {p.returncode}:\n{tail}"

@@ -513,26 +513,6 @@ class VM:
             self.proc.kill()
             self.proc.wait()
 
-    def monitor(self, command, timeout=10):
-        """One HMP command on the monitor socket (e.g. "info status"); returns its reply."""
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(timeout)
-        try:
-            s.connect(os.path.join(self.dir, "monitor.sock"))
-            data = b""
-            while not data.endswith(b"(qemu) "):
-                data += s.recv(4096)
-            s.sendall(command.encode() + b"\n")
-            data = b""
-            while not data.endswith(b"(qemu) "):
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-            return data.decode(errors="replace").replace("\r", "")
-        finally:
-            s.close()
-
 
 # ---------------------------------------------------------------------------------------------
 # Scenarios
