@@ -279,7 +279,8 @@ static int local_open(reader *r, const char *id, uint64_t *ret_len)
         (void)setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
         (void)setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
         if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-                return -errno;
+                /* no socket file is no worker, not a cache miss */
+                return errno == ENOENT ? -ECONNREFUSED : -errno;
         n = snprintf(req, sizeof(req), "OPEN %s\n", id);
         if (send(s, req, n, MSG_NOSIGNAL) != n)
                 return -EIO;

@@ -1,0 +1,266 @@
+/* Unit tests for the FUSE daemon's local block descriptors: the worker socket protocol
+ * (OPEN / OK LENGTH + SCM_RIGHTS / MISS / ERR), the descriptor cache, and splice extents. */
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <cmocka.h>
+
+/* The module under test, for its statics (chrony-style). */
+#include "reader.c"
+
+#define BS 4096u
+
+typedef struct fake_worker {
+        char dir[64];
+        char sock[128];
+        int listen_fd;
+        pthread_t thread;
+        unsigned opens;   /* OPEN requests seen */
+        const char *mode; /* "ok", "miss", "err", "garbage", "short" */
+} fake_worker;
+
+static void *worker_thread(void *p)
+{
+        fake_worker *w = p;
+
+        for (;;) {
+                char line[256] = {}, path[512], reply[64];
+                struct msghdr mh = {};
+                struct iovec iov;
+                union {
+                        struct cmsghdr h;
+                        char buf[CMSG_SPACE(sizeof(int))];
+                } control;
+                int c = accept4(w->listen_fd, NULL, NULL, SOCK_CLOEXEC), fd = -1;
+                ssize_t n;
+
+                if (c < 0)
+                        return NULL;
+                n = recv(c, line, sizeof(line) - 1, 0);
+                if (n <= 0 || strncmp(line, "OPEN ", 5) != 0) {
+                        close(c);
+                        continue;
+                }
+                __atomic_add_fetch(&w->opens, 1, __ATOMIC_SEQ_CST);
+                *strchr(line, '\n') = 0;
+                snprintf(path, sizeof(path), "%s/%s", w->dir, line + 5);
+                if (strcmp(w->mode, "ok") == 0 || strcmp(w->mode, "short") == 0)
+                        fd = open(path, O_RDONLY | O_CLOEXEC);
+                if (fd >= 0) {
+                        struct stat st;
+
+                        fstat(fd, &st);
+                        snprintf(reply, sizeof(reply), "OK %lld\n",
+                                 (long long)st.st_size + (strcmp(w->mode, "short") == 0));
+                        iov = (struct iovec){.iov_base = reply, .iov_len = strlen(reply)};
+                        mh.msg_iov = &iov;
+                        mh.msg_iovlen = 1;
+                        mh.msg_control = control.buf;
+                        mh.msg_controllen = sizeof(control.buf);
+                        CMSG_FIRSTHDR(&mh)->cmsg_level = SOL_SOCKET;
+                        CMSG_FIRSTHDR(&mh)->cmsg_type = SCM_RIGHTS;
+                        CMSG_FIRSTHDR(&mh)->cmsg_len = CMSG_LEN(sizeof(int));
+                        memcpy(CMSG_DATA(CMSG_FIRSTHDR(&mh)), &fd, sizeof(int));
+                        sendmsg(c, &mh, 0);
+                        close(fd);
+                } else if (strcmp(w->mode, "err") == 0) {
+                        send(c, "ERR disk on fire\n", 17, 0);
+                } else if (strcmp(w->mode, "garbage") == 0) {
+                        send(c, "WHAT\n", 5, 0);
+                } else {
+                        send(c, "MISS\n", 5, 0);
+                }
+                close(c);
+        }
+}
+
+static void write_block(fake_worker *w, const char *id, unsigned len, unsigned char seed)
+{
+        char path[256];
+        unsigned char buf[BS];
+        FILE *f;
+
+        for (unsigned i = 0; i < len; i++)
+                buf[i] = (unsigned char)(seed + i * 7);
+        snprintf(path, sizeof(path), "%s/%s", w->dir, id);
+        f = fopen(path, "w");
+        assert_non_null(f);
+        fwrite(buf, 1, len, f);
+        fclose(f);
+}
+
+typedef struct fixture {
+        fake_worker w;
+        config cfg;
+        config_node node;
+        config_mount mount;
+        config_dataset ds;
+        reader *r;
+        reader_file f;
+} fixture;
+
+static int setup(void **state)
+{
+        fixture *x = calloc(1, sizeof(*x));
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+
+        snprintf(x->w.dir, sizeof(x->w.dir), "/tmp/weir-reader-test-XXXXXX");
+        assert_non_null(mkdtemp(x->w.dir));
+        snprintf(x->w.sock, sizeof(x->w.sock), "%s/worker.sock", x->w.dir);
+        x->w.mode = "ok";
+        x->w.listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        strcpy(sa.sun_path, x->w.sock);
+        assert_int_equal(bind(x->w.listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        assert_int_equal(listen(x->w.listen_fd, 16), 0);
+        pthread_create(&x->w.thread, NULL, worker_thread, &x->w);
+
+        x->node = (config_node){.name = (char *)"n1",
+                                .address = (char *)"127.0.4.99",
+                                .worker_port = 9,
+                                .runtime_dir = x->w.dir,
+                                .worker = true};
+        x->mount =
+                (config_mount){.name = (char *)"m", .mount_point = (char *)"file:///nonexistent"};
+        x->ds = (config_dataset){
+                .name = (char *)"ds", .mounts = &x->mount, .n_mounts = 1, .block_size = BS};
+        x->cfg = (config){.nodes = &x->node, .n_nodes = 1, .datasets = &x->ds, .n_datasets = 1};
+        reader_options o = {.retry_ms = 100, .stall_ms = 1000, .fd_cache = 2};
+        assert_int_equal(reader_new(&x->cfg, &x->node, &x->ds, NULL, &o, &x->r), 0);
+        /* a file of 2 blocks and 100 bytes: ids 5-1-0, 5-1-1, 5-1-2 */
+        x->f = (reader_file){.path = (char *)"/m/f",
+                             .file_id = 5,
+                             .version = 1,
+                             .size = 2 * BS + 100,
+                             .block_size = BS};
+        write_block(&x->w, "5-1-0", BS, 1);
+        write_block(&x->w, "5-1-1", BS, 2);
+        write_block(&x->w, "5-1-2", 100, 3);
+        *state = x;
+        return 0;
+}
+
+static int teardown(void **state)
+{
+        fixture *x = *state;
+        char cmd[128];
+
+        reader_free(x->r);
+        shutdown(x->w.listen_fd, SHUT_RDWR);
+        close(x->w.listen_fd);
+        pthread_join(x->w.thread, NULL);
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", x->w.dir);
+        assert_int_equal(system(cmd), 0);
+        free(x);
+        return 0;
+}
+
+static void test_open_ok_and_cached(void **state)
+{
+        fixture *x = *state;
+        uint64_t len = 0;
+        unsigned char b[16];
+        int fd;
+
+        fd = local_block(x->r, "5-1-2", 100, &len);
+        assert_true(fd >= 0);
+        assert_true(len == 100);
+        assert_int_equal(pread_all(fd, b, 16, 10), 0);
+        assert_int_equal(b[0], (unsigned char)(3 + 10 * 7));
+        /* read-only, close-on-exec */
+        assert_true((fcntl(fd, F_GETFL) & O_ACCMODE) == O_RDONLY);
+        assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+        safe_close(fd);
+        /* the second time comes from the descriptor cache, without asking the worker */
+        fd = local_block(x->r, "5-1-2", 100, &len);
+        assert_true(fd >= 0);
+        safe_close(fd);
+        assert_int_equal(x->w.opens, 1);
+}
+
+static void test_cache_is_bounded(void **state)
+{
+        fixture *x = *state;
+        uint64_t len;
+
+        for (int i = 0; i < 3; i++) {
+                static const char *const ids[] = {"5-1-0", "5-1-1", "5-1-2"};
+                int fd = local_block(x->r, ids[i], i == 2 ? 100 : BS, &len);
+
+                assert_true(fd >= 0);
+                safe_close(fd);
+        }
+        assert_int_equal(x->r->fds.n, 2); /* fd_cache = 2: the oldest was closed */
+        assert_null(hmap_get_str(&x->r->fds, "5-1-0"));
+}
+
+static void test_miss_err_garbage_short(void **state)
+{
+        fixture *x = *state;
+        uint64_t len;
+
+        x->w.mode = "miss";
+        assert_int_equal(local_block(x->r, "5-1-0", BS, &len), -ENOENT);
+        x->w.mode = "err";
+        assert_int_equal(local_open(x->r, "5-1-0", &len), -EIO);
+        x->w.mode = "garbage";
+        assert_int_equal(local_open(x->r, "5-1-0", &len), -EIO);
+        /* a descriptor whose length disagrees with the block's is not used */
+        x->w.mode = "short";
+        x->r->local_down_until = 0;
+        assert_int_equal(local_block(x->r, "5-1-1", BS, &len), -ENOENT);
+}
+
+static void test_extents(void **state)
+{
+        fixture *x = *state;
+        reader_extent ext[4];
+        unsigned n = 0;
+
+        /* 200 bytes across the first block boundary: two extents */
+        assert_int_equal(reader_local_extents(x->r, &x->f, BS - 50, 200, ext, 4, &n), 0);
+        assert_int_equal(n, 2);
+        assert_true(ext[0].offset == BS - 50 && ext[0].len == 50);
+        assert_true(ext[1].offset == 0 && ext[1].len == 150);
+        for (unsigned i = 0; i < n; i++)
+                safe_close(ext[i].fd);
+        /* clamped at EOF, and nothing past it */
+        assert_int_equal(reader_local_extents(x->r, &x->f, 2 * BS + 90, 4096, ext, 4, &n), 0);
+        assert_int_equal(n, 1);
+        assert_true(ext[0].len == 10);
+        safe_close(ext[0].fd);
+        assert_int_equal(reader_local_extents(x->r, &x->f, 2 * BS + 100, 10, ext, 4, &n), 0);
+        assert_int_equal(n, 0);
+        /* a block the worker does not have: nothing is left open */
+        x->w.mode = "miss";
+        x->r->opts.fd_cache = 0;
+        assert_int_equal(reader_local_extents(x->r, &x->f, 0, 3 * BS, ext, 4, &n), -ENOENT);
+}
+
+static void test_no_socket(void **state)
+{
+        fixture *x = *state;
+        uint64_t len;
+
+        unlink(x->w.sock);
+        assert_int_equal(local_block(x->r, "5-1-0", BS, &len), -ENOENT);
+        /* and it is not asked again for a while */
+        assert_true(local_is_down(x->r));
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_open_ok_and_cached, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_cache_is_bounded, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_miss_err_garbage_short, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_extents, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_no_socket, setup, teardown),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
