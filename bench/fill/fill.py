@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Cache fill benchmark: an hbase-shaped dataset (six files, ~550 MiB) served by a local nginx,
 filled into weir-worker and read through it, next to curl downloading the same files directly;
-with and without a per-connection rate limit on the store.
+with and without a strict per-connection rate limit on the store (weirtest.throttle).
 
 Columns: curl (one curl of all six files), load (cold fill: POST /v1/load of the dataset into an
 empty cache, until the last block is cached), cold (an empty cache read through the worker block
@@ -29,7 +29,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 
-from weirtest.workerenv import FakeMaster, StoreNginx, Worker, free_port, write_config  # noqa: E402
+from weirtest.workerenv import (FakeMaster, StoreNginx, Throttle, Worker, free_port,  # noqa: E402
+                                write_config)
 
 MiB = 1 << 20
 KiB = 1 << 10
@@ -88,14 +89,14 @@ def read_through_worker(worker, file_blocks):
     return time.monotonic() - t0
 
 
-def start_worker(args, work, store, master, block_size, tag):
+def start_worker(args, work, store, master, block_size, tag, url):
     shm = tempfile.mkdtemp(prefix="weir-bench-", dir="/dev/shm")
     port = free_port(WORKER_ADDR)
     cfg = os.path.join(work, f"cluster-{tag}.yaml")
     write_config(cfg, master_nodes=[("m1", master.address, master.port)],
                  worker_nodes=[("w1", WORKER_ADDR, port, os.path.join(work, f"wdata-{tag}"),
                                 os.path.join(work, f"wrun-{tag}"))],
-                 store_url=store.url, tiers=[("MEM", shm, "2Gi", 0.95, 0.7)],
+                 store_url=url, tiers=[("MEM", shm, "2Gi", 0.95, 0.7)],
                  block_size=f"{block_size // KiB}Ki")
     binary = os.path.join(args.build_dir, "services", "worker", "weir-worker")
     w = Worker(binary, cfg, "w1", WORKER_ADDR, port, work, env={"WEIR_LOG_LEVEL": "warning"})
@@ -108,10 +109,15 @@ def run_one(args, tmp, data, block_size, limit):
     a second worker with an empty cache."""
     work = tempfile.mkdtemp(prefix="run-", dir=tmp)
     workers = []
+    throttle = None
     try:
-        with StoreNginx(data, os.path.join(work, "nginx"), address="127.0.2.110",
-                        limit_rate=limit) as store, \
+        with StoreNginx(data, os.path.join(work, "nginx"), address="127.0.2.110") as store, \
                 FakeMaster(address="127.0.2.102") as master:
+            # The limit is a strict per-connection throttle in front of nginx (weirtest.throttle):
+            # nginx's limit_rate grants each request one second's worth at once, so it would not
+            # limit ranges smaller than the rate at all.
+            throttle = Throttle(store, limit * MiB).start() if limit else None
+            url = (throttle or store).url
             file_blocks = []
             total = 0
             for i, (name, _) in enumerate(FILES, start=1):
@@ -119,14 +125,18 @@ def run_one(args, tmp, data, block_size, limit):
                 master.add_file(i, "ds", "/data/" + name, size, mtime, etag, block_size)
                 file_blocks.append((i, max(1, -(-size // block_size))))
                 total += size
-            curl_s = curl([store.url + name for name, _ in FILES])
+            curl_s = curl([url + name for name, _ in FILES])
 
-            w = start_worker(args, work, store, master, block_size, "load")
+            w = start_worker(args, work, store, master, block_size, "load", url)
             workers.append(w)
             store.wait_quiet()
             before = store.range_bytes()
             t0 = time.monotonic()
-            status, body = w.post("/v1/load", {"dataset": "ds", "paths": ["/data"]})
+            try:
+                status, body = w.post("/v1/load", {"dataset": "ds", "paths": ["/data"]})
+            except OSError as e:
+                raise RuntimeError(f"load failed: {e}; worker exit status {w.proc.poll()}\n"
+                                   f"{w.log()[-3000:]}") from e
             load_s = time.monotonic() - t0
             if status != 200 or body["failed"]:
                 raise RuntimeError(f"load failed: {body}\n{w.log()[-3000:]}")
@@ -135,7 +145,7 @@ def run_one(args, tmp, data, block_size, limit):
             load_bytes = store.range_bytes() - before
             w.stop()
 
-            w = start_worker(args, work, store, master, block_size, "read")
+            w = start_worker(args, work, store, master, block_size, "read", url)
             workers.append(w)
             before = store.range_bytes()
             try:
@@ -149,6 +159,8 @@ def run_one(args, tmp, data, block_size, limit):
         return {"curl": curl_s, "load": load_s, "cold": cold_s, "warm": warm_s,
                 "ratio": max(load_bytes, read_bytes) / total, "total": total}
     finally:
+        if throttle:
+            throttle.stop()
         for w in workers:
             w.kill()
             shutil.rmtree(w.shm, ignore_errors=True)
@@ -159,7 +171,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
     ap.add_argument("--block-sizes", default="16Mi")
-    ap.add_argument("--limit", default="20m", help="nginx limit_rate per connection")
+    ap.add_argument("--limit", type=float, default=20,
+                    help="MiB/s per connection for the limited store (default 20)")
     ap.add_argument("--runs", type=int, default=1, help="N runs, each column's best")
     ap.add_argument("--data", default=None, help="where to keep the generated dataset")
     ap.add_argument("--only", choices=("loopback", "limit"), default=None,
@@ -185,7 +198,7 @@ def main():
                 runs = [run_one(args, tmp, data, parse_size(bs), limit) for _ in range(args.runs)]
                 r = {k: min(x[k] for x in runs) for k in ("curl", "load", "cold", "warm")}
                 r["ratio"] = max(x["ratio"] for x in runs)
-                print(f"{('limit ' + limit) if limit else 'loopback':>12} {bs:>6} "
+                print(f"{(f'{limit:g} MiB/s') if limit else 'loopback':>12} {bs:>6} "
                       f"{r['curl']:7.2f} {r['load']:7.2f} {r['cold']:7.2f} {r['warm']:7.2f} "
                       f"{r['load'] / r['curl']:9.2f} {r['cold'] / r['curl']:9.2f} "
                       f"{r['warm'] / r['curl']:9.2f} {r['ratio']:13.2f}", flush=True)
