@@ -31,6 +31,7 @@ struct dbus {
         /* only the thread touches these */
         fs_status status;
         bool live;
+        uint64_t refresh_ms;
 };
 
 static int prop_string(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -139,7 +140,7 @@ static void update_status(dbus *d)
 static void *dbus_thread(void *userdata)
 {
         dbus *d = userdata;
-        uint64_t watchdog_usec = 0, next_status = 0;
+        uint64_t watchdog_usec = 0, next_status = 0, next_refresh = 0;
         int r;
 
         r = fs_wait_live(d->fs, DBUS_LIVE_TIMEOUT);
@@ -166,7 +167,12 @@ static void *dbus_thread(void *userdata)
                         next_status = now + MIN(DBUS_STATUS_MS, watchdog_usec ? watchdog_usec / 2000
                                                                               : DBUS_STATUS_MS);
                 }
-                timeout = next_status - now;
+                if (d->refresh_ms && now >= next_refresh) {
+                        if (next_refresh)
+                                fs_refresh(d->fs);
+                        next_refresh = now + d->refresh_ms;
+                }
+                timeout = MIN(next_status - now, d->refresh_ms ? next_refresh - now : UINT64_MAX);
                 if (d->bus) {
                         while ((r = sd_bus_process(d->bus, NULL)) > 0)
                                 ;
@@ -201,7 +207,7 @@ static void *dbus_thread(void *userdata)
         return NULL;
 }
 
-int dbus_new(fs *f, dbus **ret)
+int dbus_new(fs *f, uint64_t refresh_ms, dbus **ret)
 {
         dbus *d = calloc(1, sizeof(*d));
         int r;
@@ -209,6 +215,7 @@ int dbus_new(fs *f, dbus **ret)
         if (!d)
                 return -ENOMEM;
         d->fs = f;
+        d->refresh_ms = refresh_ms;
         d->stop_fd = eventfd(0, EFD_CLOEXEC);
         if (d->stop_fd < 0) {
                 r = -errno;

@@ -1083,6 +1083,52 @@ int fs_wait_live(fs *f, uint64_t timeout_ms)
         return 0;
 }
 
+static int info_compare(const void *a, const void *b)
+{
+        return strcmp(((const inode_info *)a)->path, ((const inode_info *)b)->path);
+}
+
+void fs_refresh(fs *f)
+{
+        inode_info *files = NULL;
+        size_t n = 0;
+
+        if (inode_table_files(f->inodes, &files, &n) < 0)
+                return;
+        /* sorted by path, the files of one directory are neighbours: one listing each */
+        qsort(files, n, sizeof(*files), info_compare);
+        for (size_t i = 0; i < n;) {
+                char *slash = strrchr(files[i].path, '/');
+                size_t dlen = slash ? (size_t)(slash - files[i].path) : 0, j;
+                _cleanup_free_ char *dir = strndup(files[i].path, dlen ? dlen : 1);
+                meta_listing *l = NULL;
+
+                for (j = i + 1; j < n; j++) {
+                        char *s2 = strrchr(files[j].path, '/');
+
+                        if (!s2 || (size_t)(s2 - files[j].path) != dlen ||
+                            strncmp(files[j].path, files[i].path, dlen) != 0)
+                                break;
+                }
+                if (dir && meta_list_fresh(f->meta, dir, &l) >= 0) {
+                        for (size_t k = i; k < j; k++) {
+                                const meta_entry *e =
+                                        meta_listing_find(l, strrchr(files[k].path, '/') + 1);
+                                bool changed = false;
+
+                                if (e && !e->dir && e->version != files[k].version &&
+                                    inode_table_set_version(f->inodes, files[k].ino, e->version,
+                                                            &changed) == 0 &&
+                                    changed)
+                                        queue_inval(f, files[k].ino);
+                        }
+                        meta_listing_unref(l);
+                }
+                i = j;
+        }
+        inode_infos_free(files, n);
+}
+
 void fs_get_status(fs *f, fs_status *ret)
 {
         meta_dataset_info d;

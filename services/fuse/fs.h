@@ -15,6 +15,7 @@ typedef struct fs_options {
         unsigned prefetch_threads;
         uint64_t prefetch_bytes; /* read-ahead window at its widest */
         unsigned read_ahead_kb;  /* kernel read-ahead of the mount (bdi), 0 = leave */
+        uint64_t refresh_ms;     /* how often the files' versions are checked, 0 = never */
         bool debug;
 } fs_options;
 
@@ -46,6 +47,10 @@ void fs_unmount(fs *f);
 /* Blocks until the kernel finished FUSE_INIT and the mountpoint answers stat() as a FUSE mount
  * (or TIMEOUT_MS passed: -ETIMEDOUT; the loop ended: -ESHUTDOWN). From another thread. */
 int fs_wait_live(fs *f, uint64_t timeout_ms);
+
+/* Asks the master for the listing of every directory holding a file the kernel knows, and drops
+ * the kernel's pages of each file whose version changed. Called periodically (refresh_ms). */
+void fs_refresh(fs *f);
 
 /* Fills RET (strings borrowed from F); asks the master for totals at most every few seconds. */
 void fs_get_status(fs *f, fs_status *ret);

@@ -219,6 +219,46 @@ int inode_table_open(inode_table *t, uint64_t ino, uint64_t version, bool *ret_k
         return r;
 }
 
+int inode_table_files(inode_table *t, inode_info **ret, size_t *ret_n)
+{
+        inode_info *a;
+        size_t n = 0, it;
+        int r = 0;
+
+        pthread_mutex_lock(&t->lock);
+        a = calloc(t->by_ino.n + 1, sizeof(*a));
+        if (!a) {
+                pthread_mutex_unlock(&t->lock);
+                return -ENOMEM;
+        }
+        for (hmap_node *h = hmap_first(&t->by_ino, &it); h; h = hmap_next(&t->by_ino, h, &it)) {
+                inode *i = h->value;
+
+                if (i->version == 0)
+                        continue;
+                a[n] = (inode_info){.ino = i->ino, .version = i->version, .path = strdup(i->path)};
+                if (!a[n++].path) {
+                        r = -ENOMEM;
+                        break;
+                }
+        }
+        pthread_mutex_unlock(&t->lock);
+        if (r < 0) {
+                inode_infos_free(a, n);
+                return r;
+        }
+        *ret = a;
+        *ret_n = n;
+        return 0;
+}
+
+void inode_infos_free(inode_info *infos, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                free(infos[i].path);
+        free(infos);
+}
+
 size_t inode_table_size(inode_table *t)
 {
         size_t n;

@@ -34,6 +34,17 @@ int inode_table_set_version(inode_table *t, uint64_t ino, uint64_t version, bool
  * from now on the kernel caches VERSION. -ENOENT for an unknown inode. */
 int inode_table_open(inode_table *t, uint64_t ino, uint64_t version, bool *ret_keep_cache);
 
+/* A copy of what the table holds about one file inode, for the periodic version check. */
+typedef struct inode_info {
+        uint64_t ino;
+        uint64_t version;
+        char *path;
+} inode_info;
+
+/* Every inode with a version (files), copied; free with inode_infos_free(). */
+int inode_table_files(inode_table *t, inode_info **ret, size_t *ret_n);
+void inode_infos_free(inode_info *infos, size_t n);
+
 /* Number of inodes, root included. */
 size_t inode_table_size(inode_table *t);
 

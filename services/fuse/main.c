@@ -20,6 +20,7 @@
 /* Fluid's read-only FUSE keeps entries and attributes for two hours. */
 #define DEFAULT_CACHE_TIMEOUT_MS (7200ull * 1000)
 #define DEFAULT_RETRY_MS         30000
+#define DEFAULT_REFRESH_MS       60000
 
 static const char *arg_config = NULL;
 static const char *arg_node = NULL;
@@ -46,7 +47,8 @@ static void help(void)
                "     --version          the version\n"
                "\n"
                "Environment: WEIR_LOG_LEVEL, WEIR_FUSE_RETRY (how long reads and metadata calls\n"
-               "retry through failovers before failing, default 30s).\n",
+               "retry through failovers before failing, default 30s), WEIR_FUSE_REFRESH (how\n"
+               "often the versions of known files are checked, default 60s or the attr timeout).\n",
                CONFIG_DEFAULT_PATH);
 }
 
@@ -141,6 +143,11 @@ static int run(int argc, char **argv)
                 o.attr_timeout_ms = d->runtime->attr_timeout_ms;
         if (d->runtime && d->runtime->entry_timeout_ms)
                 o.entry_timeout_ms = d->runtime->entry_timeout_ms;
+        /* a sync may give files new versions long before the attr timeout ends */
+        o.refresh_ms = MIN(o.attr_timeout_ms, DEFAULT_REFRESH_MS);
+        e = getenv("WEIR_FUSE_REFRESH");
+        if (e && parse_duration_ms(e, &o.refresh_ms) < 0)
+                return log_error_errno(EINVAL, "Bad WEIR_FUSE_REFRESH=%s.", e);
         e = getenv("WEIR_FUSE_RETRY");
         if (e && parse_duration_ms(e, &o.retry_ms) < 0)
                 return log_error_errno(EINVAL, "Bad WEIR_FUSE_RETRY=%s.", e);
@@ -164,7 +171,7 @@ static int run(int argc, char **argv)
         r = fs_mount(f, mountpoint);
         if (r < 0)
                 return r;
-        r = dbus_new(f, &bus);
+        r = dbus_new(f, o.refresh_ms, &bus);
         if (r < 0)
                 return log_error_errno(r, "Cannot start the status thread: %m");
 

@@ -576,7 +576,7 @@ static int entry_compare(const void *a, const void *b)
         return strcmp(((const meta_entry *)a)->name, ((const meta_entry *)b)->name);
 }
 
-int meta_list(meta *m, const char *path, meta_listing **ret)
+static int list(meta *m, const char *path, bool fresh, meta_listing **ret)
 {
         _cleanup_free_ char *esc = NULL, *query = NULL;
         uint64_t now = meta_now_ms();
@@ -587,7 +587,7 @@ int meta_list(meta *m, const char *path, meta_listing **ret)
 
         pthread_mutex_lock(&m->lock);
         item = hmap_get_str(&m->listings, path);
-        if (item && now - item->listing->fetched_ms < m->opts.entry_timeout_ms) {
+        if (!fresh && item && now - item->listing->fetched_ms < m->opts.entry_timeout_ms) {
                 *ret = meta_listing_ref(item->listing);
                 pthread_mutex_unlock(&m->lock);
                 return 0;
@@ -654,6 +654,34 @@ int meta_list(meta *m, const char *path, meta_listing **ret)
         pthread_mutex_unlock(&m->lock);
         *ret = l;
         return 0;
+}
+
+int meta_list(meta *m, const char *path, meta_listing **ret)
+{
+        return list(m, path, false, ret);
+}
+
+int meta_list_fresh(meta *m, const char *path, meta_listing **ret)
+{
+        return list(m, path, true, ret);
+}
+
+const meta_entry *meta_listing_find(const meta_listing *l, const char *name)
+{
+        size_t lo = 0, hi = l->n;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                int c = strcmp(l->entries[mid].name, name);
+
+                if (c == 0)
+                        return &l->entries[mid];
+                if (c < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return NULL;
 }
 
 static int loc_compare(const void *a, const void *b)

@@ -81,6 +81,10 @@ int meta_call(meta *m, const char *path_query, json_t **ret);
 int meta_stat(meta *m, const char *path, bool fresh, meta_entry *ret);
 /* The children of directory PATH; cached for the entry timeout. */
 int meta_list(meta *m, const char *path, meta_listing **ret);
+/* The same, asking the master whatever the cache holds (the periodic version check). */
+int meta_list_fresh(meta *m, const char *path, meta_listing **ret);
+/* The entry NAME of a listing, NULL when absent. */
+const meta_entry *meta_listing_find(const meta_listing *l, const char *name);
 /* Block locations of a file version; cached for a second (blocks arrive as reads fill them). */
 int meta_blocks(meta *m, uint64_t file_id, uint64_t version, meta_locations **ret);
 /* Drops the cached locations of that file version (after a worker failed us). */

@@ -41,7 +41,7 @@ class FakeSetup:
     """Source tree, two stand-in masters (127.0.4.10/.11), one local worker (127.0.4.10),
     and weir-fuse mounted on it."""
 
-    def __init__(self, tmp, n_small=0, attr_timeout=None):
+    def __init__(self, tmp, n_small=0, attr_timeout=None, fuse_env=None):
         self.tmp = tmp
         self.src = os.path.join(tmp, "src", "data")
         os.makedirs(self.src)
@@ -88,7 +88,7 @@ class FakeSetup:
                                       os.path.join(tmp, "n1", "run")).start()
         self.mnt = os.path.join(tmp, "mnt")
         self.fuse = FuseDaemon(weir_binary("weir-fuse"), self.config, "n1", "ds", self.mnt, tmp,
-                               env={"WEIR_FUSE_RETRY": "8s"})
+                               env=dict({"WEIR_FUSE_RETRY": "8s"}, **(fuse_env or {})))
         self.fuse.start()
 
     def path(self, name):
@@ -312,6 +312,26 @@ def test_new_version_drops_the_page_cache(tmp):
             assert read(s.path("bs")) == new
             f.seek(0)
             assert f.read() == new
+    finally:
+        s.close()
+
+
+def test_new_version_seen_by_the_periodic_check(tmp):
+    """With Fluid's two-hour attr timeout, the periodic check of the files the kernel knows
+    still drops the pages of a file whose version changed."""
+    s = FakeSetup(tmp, fuse_env={"WEIR_FUSE_REFRESH": "1s"})
+    try:
+        old = read(s.path("bs-1"))
+        new = bytes(b ^ 0x5A for b in old)
+        with open(s.source("bs-1"), "wb") as f:
+            f.write(new)
+        fid = s.tree.entry("/data/bs-1")["file_id"]
+        s.tree.versions[fid] = 2
+        deadline = time.monotonic() + 10
+        while read(s.path("bs-1")) != new:
+            assert time.monotonic() < deadline, "the new version never showed"
+            time.sleep(0.2)
+        assert os.getxattr(s.path("bs-1"), "user.weir.version") == b"2"
     finally:
         s.close()
 
