@@ -29,15 +29,15 @@ while [ $# -gt 0 ]; do
         *) echo "build-image: unknown argument $1" >&2; exit 2 ;;
         esac
 done
+if [ "$(id -u)" != 0 ]; then
+        echo "build-image: SKIP: needs root (mmdebstrap --mode=root, chroot, file ownership)" >&2
+        exit 77
+fi
 mkdir -p "$cache"
 cache=$(cd "$cache" && pwd)
 t_start=$SECONDS
 step() { printf 'build-image: [%3ds] %s\n' $((SECONDS - t_start)) "$*"; }
 
-if [ "$(id -u)" != 0 ]; then
-        echo "build-image: SKIP: needs root (mmdebstrap --mode=root, chroot, file ownership)" >&2
-        exit 77
-fi
 
 # --- tools -----------------------------------------------------------------------------------
 need=()
@@ -213,7 +213,7 @@ After=multi-user.target serial-getty@ttyS0.service
 
 [Service]
 Type=oneshot
-ExecStart=/bin/sh -c 'echo "WEIR-VM-READY $(hostname) $(systemctl is-system-running)" >/dev/ttyS0'
+ExecStart=/bin/sh -c 'echo "WEIR-VM-READY $(hostname) weir.target=$(systemctl is-active weir.target) failed-units=$(systemctl list-units --state=failed --no-legend | wc -l)" >/dev/ttyS0'
 
 [Install]
 WantedBy=multi-user.target

@@ -550,7 +550,7 @@ class Run:
         while pending:
             for name, vm in list(pending.items()):
                 try:
-                    m = vm.console.wait_for(rb"WEIR-VM-READY (\S+) (\S+)", 1.0)
+                    m = vm.console.wait_for(rb"WEIR-VM-READY (\S+) ([^\r\n]*)\r?\n", 1.0)
                 except Fail as e:
                     if not vm.alive():
                         raise Fail(f"{name} stopped while booting:\n{vm.boot_tail()}") from e
