@@ -112,17 +112,23 @@ class Netns:
 
 
 class VM:
-    def __init__(self, name, workdir, image, kernel, initrd, netns, index):
+    def __init__(self, name, workdir, image, kernel, initrd, netns, index, hostname=None):
+        """Boots NAME from a new overlay of IMAGE; with HOSTNAME, boots NAME's existing disk again
+        under that host name instead."""
         self.name = name
         self.dir = os.path.join(workdir, name)
-        os.makedirs(self.dir)
         self.disk = os.path.join(self.dir, "disk.qcow2")
-        sh("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", image, self.disk)
+        if hostname is None:
+            os.makedirs(self.dir)
+            sh("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", image, self.disk)
+        self.args = (name, workdir, image, kernel, initrd, netns, index)
         self.sock_path = os.path.join(self.dir, "agent.sock")
-        self.console = os.path.join(self.dir, "console.log")
+        if os.path.exists(self.sock_path):
+            os.unlink(self.sock_path)
+        self.console = os.path.join(self.dir, f"console-{hostname or name}.log")
         append = (f"console=ttyS0 root=/dev/vda rw net.ifnames=0 panic=-1 "
-                  f"ip={ADDR[name]}::{STORE}:255.255.255.0:{name}:eth0:off "
-                  f"systemd.hostname={name}")
+                  f"ip={ADDR[name]}::{STORE}:255.255.255.0:{hostname or name}:eth0:off "
+                  f"systemd.hostname={hostname or name}")
         self.proc = netns.popen(
             "qemu-system-x86_64", "-accel", "tcg,thread=multi", "-cpu", "qemu64", "-m", "768",
             "-display", "none", "-nodefaults", "-no-reboot",
@@ -433,8 +439,30 @@ def run_scenarios(vms, store_log, sums, results):
     scenario("cold read reaches the store, warm reads do not", reads, needs_fuse=True)
     scenario("SIGKILL of the leader (during a copy): new leader, intact copy", failover)
     scenario("FUSE: read-only, clean stop, restart after a crash", fuse_lifecycle, needs_fuse=True)
+    def rescan():
+        # node3 boots again as host "appliance": the generator at boot finds neither the name nor
+        # the address (networkd assigns it later) and pulls nothing in; weir-rescan, after
+        # network-online.target, reloads and finds node3 by address, and its daemons start.
+        old = vms[2]
+        old.stop()
+        vm = VM(*old.args, hostname="appliance")
+        vms[2] = vm
+        vm.connect()
+        vm.succeed("systemctl is-system-running --wait || true", timeout=400)
+        vm.succeed("dmesg | grep weir-generator | head -n 1 | grep -q 'none of the nodes'")
+        vm.wait_until_succeeds(
+            "journalctl -b -u weir-rescan.service --no-pager | grep -q 'now found'", 120)
+        vm.succeed("dmesg | grep -q 'node node3 (by interface address)'")
+        for u in ["weir-master.service", "weir-worker.service", "weir-fuse@hbase.service"]:
+            vm.wait_for_unit(u, 240)
+        vm.wait_until_succeeds("test -f /mnt/weir/hbase/hbase/hbase-2.bin", 120)
+        got = vm.succeed("sha256sum /mnt/weir/hbase/hbase/hbase-2.bin").split()[0]
+        assert got == sums["hbase-2.bin"]
+
     scenario("generator: invalid/missing YAML, unknown host, bad node file, by address",
              generator_cases)
+    scenario("weir-rescan: an address that arrives after the generator ran", rescan,
+             needs_fuse=True)
 
 
 def main():
