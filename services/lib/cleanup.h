@@ -50,7 +50,7 @@ static inline void fclosep(FILE **f)
 
 /* Defines "static inline void funcp(type *p)" calling func(*p) when *p is non-NULL. */
 #define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)                                                    \
-        static inline void func##p(type *p)                                                        \
+        static inline _unused_ void func##p(type *p)                                               \
         {                                                                                          \
                 if (*p)                                                                            \
                         func(*p);                                                                  \
