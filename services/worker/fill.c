@@ -229,7 +229,8 @@ static int job_request_locked(fill *f, const store_key *k, unsigned readahead, f
         return 0;
 }
 
-/* Ends JOB with R: unlinks it (so that a new request starts a new fill) and tells its waiters. */
+/* Ends JOB with R: unlinks it (so that a new request starts a new fill) and tells its waiters.
+ * R > 0: the block was cached meanwhile, no fill happened (waiters are told 0). */
 static void job_finish(fill *f, fill_job *job, int r)
 {
         fill_waiter *w;
@@ -239,7 +240,7 @@ static void job_finish(fill *f, fill_job *job, int r)
         w = job->waiters;
         job->waiters = NULL;
         f->stats.queued--;
-        if (r >= 0)
+        if (r == 0)
                 f->stats.fills++;
         else if (!(r == -ERANGE && !w))
                 f->stats.failures++; /* (a prefetch past the end of a file is no failure) */
@@ -254,7 +255,7 @@ static void job_finish(fill *f, fill_job *job, int r)
         while (w) {
                 fill_waiter *next = w->next;
 
-                w->done(r, w->userdata);
+                w->done(MIN(r, 0), w->userdata);
                 free(w);
                 w = next;
         }
@@ -447,7 +448,7 @@ static void task_start(fill_thread *th, fill_job *job)
         if (r >= 0) {
                 r = store_begin(f->store, &job->key, job->len, &job->write);
                 if (r == -EEXIST) {
-                        job_finish(f, job, 0); /* filled meanwhile (a load racing a read) */
+                        job_finish(f, job, 1); /* filled meanwhile (a load racing a read) */
                         return;
                 }
         }
