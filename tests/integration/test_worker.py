@@ -146,6 +146,15 @@ def test_block_read_twice_fetched_once_fake_master(tmp_path):
         status, headers, body = env.worker.get("/v1/blocks/1-1-1", {"Range": "bytes=100-199"})
         assert status == 206 and body == env.block(1, 1)[100:200]
         assert headers["Content-Range"] == f"bytes 100-199/{env.block_size}"
+        blk = env.block(1, 2)  # the short last block
+        for rng, want in ((f"bytes={len(blk) - 10}-", blk[-10:]), ("bytes=-7", blk[-7:]),
+                          ("bytes=5-99999999", blk[5:])):
+            status, headers, body = env.worker.get("/v1/blocks/1-1-2", {"Range": rng})
+            assert status == 206 and body == want, rng
+        status, headers, _ = env.worker.get("/v1/blocks/1-1-2", {"Range": f"bytes={len(blk)}-"})
+        assert status == 416 and headers["Content-Range"] == f"bytes */{len(blk)}"
+        status, _, body = env.worker.get("/v1/blocks/1-1-2", {"Range": "bytes=0-1,5-6"})
+        assert status == 200 and body == blk  # several ranges: the whole block
         env.store.wait_quiet()
         assert env.store.bytes_sent("/f1.bin") == len(env.files[1])
         # Every store request carried the version precondition.
