@@ -369,8 +369,8 @@ static json_t *config_mounts_json(const config_dataset *d)
                         json_decref(a);
                         return NULL;
                 }
-                json_array_append_new(a, json_pack("{s:s,s:s}", "name", d->mounts[i].name,
-                                                   "mount_point", url));
+                json_array_append_new(
+                        a, json_pack("{s:s,s:s}", "name", d->mounts[i].name, "mount_point", url));
         }
         return a;
 }
