@@ -7,6 +7,7 @@ fixture finalizers. The session-end sweep below is the safety net: whatever a cr
 """
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,6 +36,45 @@ def build_dir():
     if not os.path.isdir(BUILD_DIR):
         pytest.skip(f"no build directory {BUILD_DIR} (run 'make' first)")
     return BUILD_DIR
+
+
+PRIVATE_BUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>custom</type>
+  <listen>unix:path={path}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow receive_sender="*"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+    <allow user="*"/>
+  </policy>
+</busconfig>
+"""
+
+
+@pytest.fixture
+def private_bus(tmp_path):
+    """A private dbus-daemon standing in for the system bus; yields its address (give it to the
+    daemons as DBUS_SYSTEM_BUS_ADDRESS and to busctl as --address)."""
+    daemon = shutil.which("dbus-daemon")
+    if not daemon or not shutil.which("busctl"):
+        pytest.skip("dbus-daemon or busctl is not installed (apt install dbus systemd)")
+    conf = tmp_path / "bus.conf"
+    conf.write_text(PRIVATE_BUS_CONF.format(path=tmp_path / "bus.sock"))
+    proc = subprocess.Popen([daemon, f"--config-file={conf}", "--nofork", "--print-address=1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            start_new_session=True)
+    try:
+        address = proc.stdout.readline().strip()
+        if not address:
+            pytest.skip("dbus-daemon did not start")
+        yield address
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
 
 
 def _stray_processes():

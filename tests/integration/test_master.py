@@ -5,7 +5,6 @@ Run: WEIR_BUILD_DIR=build /usr/bin/python3 -m pytest -q tests/integration/test_m
 
 import glob
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -322,43 +321,6 @@ def test_sigterm_clean_exit(cluster3):
     for m in cluster3.masters:
         assert m.stop() == 0, m.log()
         assert "Stopped." in m.log()
-
-
-BUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>custom</type>
-  <listen>unix:path={path}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-    <allow user="*"/>
-  </policy>
-</busconfig>
-"""
-
-
-@pytest.fixture
-def private_bus(tmp_path):
-    daemon = shutil.which("dbus-daemon")
-    if not daemon or not shutil.which("busctl"):
-        pytest.skip("dbus-daemon or busctl is not installed")
-    sock = tmp_path / "bus.sock"
-    conf = tmp_path / "bus.conf"
-    conf.write_text(BUS_CONF.format(path=sock))
-    proc = subprocess.Popen([daemon, f"--config-file={conf}", "--nofork", "--print-address=1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            start_new_session=True)
-    try:
-        address = proc.stdout.readline().strip()
-        if not address:
-            pytest.skip("dbus-daemon did not start")
-        yield address
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
 
 
 def test_dbus_properties(make_cluster, private_bus):

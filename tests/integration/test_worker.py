@@ -9,8 +9,6 @@ heartbeats; it is not weir-master (whose metadata sync comes later). Test names 
 import array
 import hashlib
 import os
-import shutil
-import signal
 import socket
 import subprocess
 import threading
@@ -540,60 +538,30 @@ def test_real_master_load_to_100_percent_and_failover(tmp_path):
         assert code == 200 and locs["locations"]["0"] == ["w1"], locs
 
 
-PRIVATE_BUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>custom</type>
-  <listen>unix:path={path}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow receive_sender="*"/>
-    <allow own="*"/>
-    <allow user="*"/>
-  </policy>
-</busconfig>
-"""
+def test_dbus_object_and_free_fake_master(tmp_path, private_bus):
+    address = private_bus
+    with Env(tmp_path) as env:
+        env.add(1, "k.bin", 6 * MiB)
+        env.worker.env = {"DBUS_SYSTEM_BUS_ADDRESS": address}
+        env.worker.start()
+        for i in range(2):
+            assert env.worker.get(f"/v1/blocks/1-1-{i}")[0] == 200
 
+        def busctl(*args):
+            p = subprocess.run(["busctl", f"--address={address}", *args],
+                               capture_output=True, text=True, timeout=10)
+            assert p.returncode == 0, p.stderr
+            return p.stdout.strip()
 
-def test_dbus_object_and_free_fake_master(tmp_path):
-    daemon = shutil.which("dbus-daemon")
-    if not daemon or not shutil.which("busctl"):
-        pytest.skip("dbus-daemon or busctl is not installed")
-    conf = tmp_path / "bus.conf"
-    conf.write_text(PRIVATE_BUS_CONF.format(path=tmp_path / "bus.sock"))
-    bus = subprocess.Popen([daemon, f"--config-file={conf}", "--nofork", "--print-address=1"],
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                           start_new_session=True)
-    try:
-        address = bus.stdout.readline().strip()
-        if not address:
-            pytest.skip("dbus-daemon did not start")
-        with Env(tmp_path) as env:
-            env.add(1, "k.bin", 6 * MiB)
-            env.worker.env = {"DBUS_SYSTEM_BUS_ADDRESS": address}
-            env.worker.start()
-            for i in range(2):
-                assert env.worker.get(f"/v1/blocks/1-1-{i}")[0] == 200
-
-            def busctl(*args):
-                p = subprocess.run(["busctl", f"--address={address}", *args],
-                                   capture_output=True, text=True, timeout=10)
-                assert p.returncode == 0, p.stderr
-                return p.stdout.strip()
-
-            obj = ("io.weir.Worker1", "/io/weir/Worker1", "io.weir.Worker1")
-            assert busctl("get-property", *obj, "Node") == 's "w1"'
-            assert busctl("get-property", *obj, "Capacity") == f"t {256 * MiB}"
-            assert busctl("get-property", *obj, "Used") == f"t {6 * MiB}"
-            assert busctl("get-property", *obj, "Blocks") == "t 2"
-            assert busctl("get-property", *obj, "Tiers").startswith('a(sstt) 1 "MEM"')
-            assert busctl("call", *obj, "Free", "t", "0") == f"t {6 * MiB}"
-            assert busctl("get-property", *obj, "Blocks") == "t 0"
-            assert not [f for f in env.tier_files() if not f.startswith(".")]
-    finally:
-        os.killpg(bus.pid, signal.SIGTERM)
-        bus.wait(timeout=10)
+        obj = ("io.weir.Worker1", "/io/weir/Worker1", "io.weir.Worker1")
+        assert busctl("get-property", *obj, "Node") == 's "w1"'
+        assert busctl("get-property", *obj, "Capacity") == f"t {256 * MiB}"
+        assert busctl("get-property", *obj, "Used") == f"t {6 * MiB}"
+        assert busctl("get-property", *obj, "Blocks") == "t 2"
+        assert busctl("get-property", *obj, "Tiers").startswith('a(sstt) 1 "MEM"')
+        assert busctl("call", *obj, "Free", "t", "0") == f"t {6 * MiB}"
+        assert busctl("get-property", *obj, "Blocks") == "t 0"
+        assert not [f for f in env.tier_files() if not f.startswith(".")]
 
 
 def test_sd_notify_ready_status_watchdog_stopping_fake_master(tmp_path):
