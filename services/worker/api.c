@@ -304,7 +304,8 @@ static int load_one_block(load *l, const store_key *k, uint64_t len)
                 }
                 load_block_done(r > 0 ? 0 : r, lb);
         }
-        return 0;
+        /* The worker is stopping: end the load rather than go through its remaining blocks. */
+        return r == -ECANCELED ? r : 0;
 }
 
 /* Loads the blocks of the file ENTRY describes ({"file_id","version","size"}): those listed in

@@ -639,3 +639,25 @@ def test_store_outage_is_retried_with_backoff_fake_master(tmp_path):
         t.join(timeout=30)
         assert result and result[0][0] == 200 and result[0][2] == env.files[1]
         assert env.worker.metrics()["weir_worker_fill_retries_total"] >= 1
+
+
+def test_stop_during_a_huge_load_fake_master(tmp_path):
+    """A load's "files" carry the client's idea of a file's size: 2^62 bytes is 2^40 blocks.
+    SIGTERM in the middle of such a load ends it (its reply: the load was canceled) and the
+    worker exits promptly instead of walking through every remaining block."""
+    with Env(tmp_path) as env:
+        env.add(1, "one.bin", 1 * MiB)
+        env.worker.start()
+        done = []
+        t = threading.Thread(target=lambda: done.append(env.worker.post(
+            "/v1/load", {"dataset": "ds", "files": [{"file_id": 1, "version": 1,
+                                                     "size": 1 << 62}]}, timeout=30)),
+            daemon=True)
+        t.start()
+        time.sleep(2)
+        assert env.worker.status()["load"]["active"] == 1
+        t0 = time.monotonic()
+        assert env.worker.stop(timeout=20) == 0
+        assert time.monotonic() - t0 < 10
+        t.join(timeout=10)
+        assert done and done[0][0] == 502 and "canceled" in done[0][1]["error"], done
