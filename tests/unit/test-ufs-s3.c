@@ -104,6 +104,8 @@ static void test_bad_xml(void **state)
                 "<ListBucketResult><Contents><Key>a</Contents></Key></ListBucketResult>",
                 "<ListBucketResult><Contents><Size>-1</Size></Contents></ListBucketResult>",
                 "<ListBucketResult><Contents><Size>1e3</Size></Contents></ListBucketResult>",
+                "<ListBucketResult><Contents><Key>a</Key><Size>9223372036854775808</Size>"
+                "</Contents></ListBucketResult>",
                 "<ListBucketResult></ListBucketResult><ListBucketResult></ListBucketResult>",
                 "<!DOCTYPE x [<!ENTITY a 'b'>]><ListBucketResult></ListBucketResult>",
                 "<ListBucketResult><a><b><c><d><e><f><g><h><i><j><k><l><m><n><o><p><q>"

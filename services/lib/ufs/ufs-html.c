@@ -253,7 +253,7 @@ static void parse_details(const char *text, ufs_version *v)
                         }
                 } else
                         return;
-                if (d >= 0 && d < 1.8e19)
+                if (d >= 0 && d < 9.2e18) /* a JSON integer (signed 64 bits) later */
                         v->size = (uint64_t)d;
         }
 }

@@ -313,7 +313,8 @@ static int list_end(void *ud, const xml_elem *stack, size_t depth, const char *t
                         free(s->key);
                         s->key = TAKE_PTR(t);
                 } else if (elem_is(&stack[2], "Size")) {
-                        if (parse_u64(t, &s->version.size) < 0)
+                        /* Sizes travel as JSON integers (signed 64 bits) from here on. */
+                        if (parse_u64(t, &s->version.size) < 0 || s->version.size > INT64_MAX)
                                 return -EBADMSG;
                 } else if (elem_is(&stack[2], "LastModified"))
                         (void)ufs_parse_iso8601(t, &s->version.mtime);
