@@ -1,6 +1,6 @@
 /* weirctl runtime: Fluid's runtime columns (READY/DESIRED MASTERS, MASTER PHASE, READY/DESIRED
  * WORKERS, WORKER PHASE, READY/DESIRED FUSES, FUSE PHASE, AGE) from the YAML's wishes and the
- * master leader's view (GET /v1/masters, /v1/workers, /v1/datasets/NAME). */
+ * master leader's view (GET /v1/masters, /v1/workers, /v1/fuses, /v1/datasets/NAME). */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -73,7 +73,7 @@ int ctl_runtime(const ctl_context *ctx, int argc, char **argv)
         config_diags diags = {};
         _cleanup_(config_freep) config *cfg = NULL;
         _cleanup_(httpc_freep) httpc *h = NULL;
-        _cleanup_(json_decrefp) json_t *masters = NULL, *workers = NULL, *out = NULL;
+        _cleanup_(json_decrefp) json_t *masters = NULL, *workers = NULL, *fuses = NULL, *out = NULL;
         json_t *m;
         unsigned ready_masters = 0, ready_workers = 0, desired_fuses = 0;
         bool leader;
@@ -101,6 +101,7 @@ int ctl_runtime(const ctl_context *ctx, int argc, char **argv)
         httpc_set_timeout(h, 5000, 1000);
         masters = master_json(cfg, h, "/v1/masters");
         workers = master_json(cfg, h, "/v1/workers");
+        fuses = master_json(cfg, h, "/v1/fuses");
         leader = masters && json_is_string(json_object_get(masters, "leader"));
         json_array_foreach(json_object_get(masters, "masters"), i, m)
         {
@@ -129,27 +130,39 @@ int ctl_runtime(const ctl_context *ctx, int argc, char **argv)
                 unsigned dm = rt->master_replicas ? rt->master_replicas : 1;
                 const char *mp = phase(ready_masters, dm, leader);
                 const char *wp = phase(ready_workers, rt->replicas, leader);
+                unsigned ready_fuses = 0;
+                const char *fp;
+                size_t j;
+                json_t *fu;
 
                 if (asprintf(&path, "/v1/datasets/%s", rt->name) >= 0)
                         ds = master_json(cfg, h, path);
                 format_age(json_number_value(json_object_get(ds, "created")), age, sizeof(age));
                 json_decref(ds);
-                /* FUSE daemons report to nobody but their node's bus: the cluster API cannot
-                 * count them, so READY FUSES is unknown here (weirctl status on each node). */
+                /* each FUSE daemon mounts one dataset and reports it to the leader */
+                json_array_foreach(json_object_get(fuses, "fuses"), j, fu)
+                {
+                        const char *name = json_string_value(json_object_get(fu, "dataset"));
+
+                        if (json_is_true(json_object_get(fu, "alive")) && name &&
+                            strcmp(name, rt->name) == 0)
+                                ready_fuses++;
+                }
+                fp = phase(ready_fuses, desired_fuses, leader);
                 if (ctx->json)
                         json_array_append_new(
                                 out,
-                                json_pack("{s:s,s:s,s:i,s:i,s:s,s:i,s:i,s:s,s:n,s:i,s:s,s:s}",
+                                json_pack("{s:s,s:s,s:i,s:i,s:s,s:i,s:i,s:s,s:i,s:i,s:s,s:s}",
                                           "name", rt->name, "kind", rt->kind, "ready_masters",
                                           (int)ready_masters, "desired_masters", (int)dm,
                                           "master_phase", mp, "ready_workers", (int)ready_workers,
                                           "desired_workers", (int)rt->replicas, "worker_phase", wp,
-                                          "ready_fuses", "desired_fuses", (int)desired_fuses,
-                                          "fuse_phase", "Unknown", "age", age));
+                                          "ready_fuses", (int)ready_fuses, "desired_fuses",
+                                          (int)desired_fuses, "fuse_phase", fp, "age", age));
                 else
-                        printf("%-16s %-14u %-15u %-12s %-14u %-15u %-12s %-12s %-13u %-10s %s\n",
+                        printf("%-16s %-14u %-15u %-12s %-14u %-15u %-12s %-12u %-13u %-10s %s\n",
                                rt->name, ready_masters, dm, mp, ready_workers, rt->replicas, wp,
-                               "-", desired_fuses, "Unknown", age);
+                               ready_fuses, desired_fuses, fp, age);
         }
         if (ctx->json) {
                 char *s = json_dumps(out, JSON_INDENT(2));

@@ -1,4 +1,5 @@
-/* What the daemon tells the world: sd_notify READY/STATUS/WATCHDOG and D-Bus io.weir.Fuse1. */
+/* What the daemon tells the world: sd_notify READY/STATUS/WATCHDOG, D-Bus io.weir.Fuse1 and the
+ * masters' heartbeat. */
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -162,6 +163,10 @@ static void *dbus_thread(void *userdata)
 
                 if (now >= next_status) {
                         update_status(d);
+                        /* soft state on the leader; a failover only delays the next one */
+                        r = fs_heartbeat(d->fs);
+                        if (r < 0)
+                                log_debug_errno(r, "FUSE heartbeat to the masters failed: %m");
                         if (watchdog_usec)
                                 (void)sd_notify(false, "WATCHDOG=1");
                         next_status = now + MIN(DBUS_STATUS_MS, watchdog_usec ? watchdog_usec / 2000

@@ -19,6 +19,7 @@
 #include "block.h"
 #include "cleanup.h"
 #include "fs.h"
+#include "http.h"
 #include "inode.h"
 #include "log.h"
 #include "meta.h"
@@ -819,6 +820,7 @@ int fs_new(const config *c, const config_node *node, const config_dataset *d, co
                 .attr_timeout_ms = o->attr_timeout_ms,
                 .entry_timeout_ms = o->entry_timeout_ms,
                 .retry_ms = o->retry_ms,
+                .token = o->token,
         };
         reader_options ro = {
                 .retry_ms = o->retry_ms,
@@ -1144,4 +1146,21 @@ void fs_get_status(fs *f, fs_status *ret)
                 .inodes = inode_table_size(f->inodes),
         };
         reader_get_stats(f->reader, &ret->reads);
+}
+
+int fs_heartbeat(fs *f)
+{
+        _cleanup_free_ char *node = http_escape(f->node->name), *dataset = NULL, *path = NULL;
+        _cleanup_(json_decrefp) json_t *body = NULL;
+        meta_dataset_info d;
+
+        (void)refresh_totals(f, &d); /* cached: the status update asked a moment ago */
+        dataset = http_escape(f->dataset->name);
+        if (!node || !dataset || asprintf(&path, "/v1/fuses/%s/%s/heartbeat", node, dataset) < 0)
+                return -ENOMEM;
+        body = json_pack("{s:s,s:I}", "mountpoint", f->mountpoint ? f->mountpoint : "", "files",
+                         (json_int_t)d.total_files);
+        if (!body)
+                return -ENOMEM;
+        return meta_post(f->meta, path, body);
 }

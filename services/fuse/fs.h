@@ -16,6 +16,7 @@ typedef struct fs_options {
         uint64_t prefetch_bytes; /* read-ahead window at its widest */
         unsigned read_ahead_kb;  /* kernel read-ahead of the mount (bdi), 0 = leave */
         uint64_t refresh_ms;     /* how often the files' versions are checked, 0 = never */
+        const char *token;       /* the cluster's bearer token, NULL = none (borrowed) */
         bool debug;
 } fs_options;
 
@@ -51,6 +52,10 @@ int fs_wait_live(fs *f, uint64_t timeout_ms);
 /* Asks the master for the listing of every directory holding a file the kernel knows, and drops
  * the kernel's pages of each file whose version changed. Called periodically (refresh_ms). */
 void fs_refresh(fs *f);
+
+/* Tells the master leader this mount is alive (POST /v1/fuses/NODE/DATASET/heartbeat): one try
+ * per master, logged at debug only. Called periodically from the status thread. */
+int fs_heartbeat(fs *f);
 
 /* Fills RET (strings borrowed from F); asks the master for totals at most every few seconds. */
 void fs_get_status(fs *f, fs_status *ret);

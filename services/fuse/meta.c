@@ -42,6 +42,7 @@ struct meta {
         char **masters; /* "HOST:PORT" of every master */
         size_t n_masters;
         char *dataset_escaped;
+        char *token; /* NULL when the YAML names no tokenFile */
 
         /* lock guards leader, the three caches and every item in them */
         pthread_mutex_t lock;
@@ -220,13 +221,14 @@ int meta_new(const config *c, const config_dataset *d, const meta_options *o, me
         m->config = c;
         m->dataset = d;
         m->opts = *o;
+        m->opts.token = NULL; /* borrowed: keep our own copy below */
         pthread_mutex_init(&m->lock, NULL);
         hmap_init(&m->stats, true);
         hmap_init(&m->listings, true);
         hmap_init(&m->blocks, false);
         m->masters = calloc(c->n_nodes ? c->n_nodes : 1, sizeof(char *));
         m->dataset_escaped = http_escape(d->name);
-        if (!m->masters || !m->dataset_escaped) {
+        if (!m->masters || !m->dataset_escaped || (o->token && !(m->token = strdup(o->token)))) {
                 meta_free(m);
                 return -ENOMEM;
         }
@@ -281,6 +283,10 @@ meta *meta_free(meta *m)
                 free(m->masters[i]);
         free(m->masters);
         free(m->dataset_escaped);
+        if (m->token) {
+                explicit_bzero(m->token, strlen(m->token));
+                free(m->token);
+        }
         pthread_mutex_destroy(&m->lock);
         free(m);
         return NULL;
@@ -358,7 +364,7 @@ static void httpc_key_init(void)
 }
 
 /* httpc handles are per thread: FUSE and prefetch threads each keep their own connections. */
-static httpc *thread_httpc(void)
+static httpc *thread_httpc(meta *m)
 {
         httpc *c;
 
@@ -371,6 +377,9 @@ static httpc *thread_httpc(void)
                 return NULL;
         httpc_set_timeout(c, META_CALL_TIMEOUT_MS, 1000);
         httpc_set_max_redirects(c, META_MAX_REDIRECTS);
+        /* sent to masters only (and kept across their redirects to the leader) */
+        if (m->token && httpc_set_token(c, m->token) < 0)
+                return httpc_free(c);
         if (pthread_setspecific(httpc_key, c) != 0)
                 return httpc_free(c);
         return c;
@@ -379,7 +388,7 @@ static httpc *thread_httpc(void)
 int meta_call(meta *m, const char *path_query, json_t **ret)
 {
         uint64_t deadline = meta_now_ms() + m->opts.retry_ms, backoff = 50;
-        httpc *c = thread_httpc();
+        httpc *c = thread_httpc(m);
         int last = -EHOSTUNREACH;
         size_t tried = 0;
 
@@ -436,6 +445,49 @@ int meta_call(meta *m, const char *path_query, json_t **ret)
                         backoff = MIN(backoff * 2, 500);
                 }
         }
+}
+
+int meta_post(meta *m, const char *path, const json_t *body)
+{
+        httpc *c = thread_httpc(m);
+        int last = -EHOSTUNREACH;
+
+        if (!c)
+                return -ENOMEM;
+        for (size_t tried = 0; tried < m->n_masters; tried++) {
+                char target[META_API_MAX], api[META_API_MAX];
+                _cleanup_free_ char *url = NULL;
+                httpc_response rep = {};
+                int r;
+
+                pick_target(m, target, sizeof(target));
+                if (asprintf(&url, "http://%s%s", target, path) < 0)
+                        return -ENOMEM;
+                r = httpc_post(c, url, body, &rep);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0) {
+                        log_debug_errno(r, "POST %s: %m (%s)", url, httpc_last_error(c));
+                        last = r;
+                } else if (rep.status >= 200 && rep.status < 300) {
+                        if (rep.url && location_api(rep.url, api, sizeof(api)) == 0)
+                                set_leader(m, api);
+                        httpc_response_done(&rep);
+                        return 0;
+                } else if (rep.status >= 400 && rep.status < 500) {
+                        log_debug("POST %s: HTTP %ld: %.200s", url, rep.status,
+                                  rep.body ? rep.body : "");
+                        r = rep.status == 404 ? -ENOENT : rep.status == 401 ? -EACCES : -EIO;
+                        httpc_response_done(&rep);
+                        return r;
+                } else {
+                        log_debug("POST %s: HTTP %ld, trying another master", url, rep.status);
+                        last = rep.status == 503 ? -EAGAIN : -EIO;
+                }
+                httpc_response_done(&rep);
+                target_failed(m, target);
+        }
+        return last;
 }
 
 static const char *parent_split(const char *path, char *parent, size_t len)

@@ -63,6 +63,7 @@ typedef struct meta_options {
         uint64_t attr_timeout_ms;
         uint64_t entry_timeout_ms;
         uint64_t retry_ms; /* how long a failover may take before a call fails */
+        const char *token; /* the cluster's bearer token for POSTs, NULL when none (borrowed) */
 } meta_options;
 
 typedef struct meta meta;
@@ -75,6 +76,12 @@ meta *meta_free(meta *m);
  * errors and 503 until retry_ms have passed. 404 -> -ENOENT; other 4xx -> -EIO (logged);
  * persistent unavailability -> -EHOSTUNREACH / the last transport error. */
 int meta_call(meta *m, const char *path_query, json_t **ret);
+
+/* POST BODY (borrowed) to PATH on the leader, for periodic reports that the next period repeats:
+ * follows 307s, asks each master at most once (connection errors, 503, 5xx move on), never sleeps
+ * and logs at debug only. 0 on 2xx; 404 -> -ENOENT; 401 -> -EACCES; other 4xx -> -EIO; no master
+ * answered -> the last transport error (-EAGAIN when they were all electing). */
+int meta_post(meta *m, const char *path, const json_t *body);
 
 /* ENTRY of dataset path PATH ("/" is the root directory; "/MOUNT/DIR/FILE"); served from cache
  * when younger than the attr timeout unless FRESH. */

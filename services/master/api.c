@@ -18,6 +18,8 @@
 #define PEER_TIMEOUT_MS  500
 #define PEER_CONNECT_MS  250
 #define MAX_BLOCK_REPORT (1u << 20)
+#define FUSE_DEAD_S      WORKER_DEAD_S /* a FUSE daemon reports as often as a worker */
+#define MOUNTPOINT_MAX   4096
 
 static double monotonic_s(void)
 {
@@ -513,6 +515,7 @@ void api_soft_state_reset_locked(manager *m)
 {
         json_object_clear(m->soft_workers);
         json_object_clear(m->soft_blocks);
+        json_object_clear(m->soft_fuses);
 }
 
 static int block_id_split(const char *id, char *ret_key, size_t len, char *ret_index, size_t ilen)
@@ -782,6 +785,85 @@ static void h_blocks(httpd_request *req, void *userdata)
         httpd_reply_json(req, 200, out);
 }
 
+/* ---- FUSE daemons (soft state on the leader, like workers; nothing goes through raft) ---- */
+
+/* Splits "NODE/DATASET/heartbeat" into names the YAML knows; false when it is anything else. */
+static bool fuse_path_split(const config *cfg, const char *suffix, char *ret_node,
+                            char *ret_dataset, size_t len)
+{
+        const char *a = strchr(suffix, '/');
+        const char *b = a ? strchr(a + 1, '/') : NULL;
+
+        if (!a || !b || strcmp(b, "/heartbeat") != 0 || a == suffix || b == a + 1 ||
+            (size_t)(a - suffix) >= len || (size_t)(b - a - 1) >= len)
+                return false;
+        memcpy(ret_node, suffix, (size_t)(a - suffix));
+        ret_node[a - suffix] = 0;
+        memcpy(ret_dataset, a + 1, (size_t)(b - a - 1));
+        ret_dataset[b - a - 1] = 0;
+        return config_find_node(cfg, ret_node) && config_find_dataset(cfg, ret_dataset);
+}
+
+static void h_fuse_heartbeat(httpd_request *req, void *userdata)
+{
+        manager *m = userdata;
+        json_t *body = httpd_request_json(req);
+        json_t *mountpoint = json_object_get(body, "mountpoint");
+        json_t *files = json_object_get(body, "files");
+        char node[256], dataset[256], key[512];
+
+        if (!api_leader_gate(m, req))
+                return;
+        if (!fuse_path_split(m->cfg, httpd_request_suffix(req), node, dataset, sizeof(node))) {
+                httpd_reply_error(req, 404, "no such node or dataset in the cluster YAML");
+                return;
+        }
+        if (!json_is_string(mountpoint) || json_string_length(mountpoint) == 0 ||
+            json_string_length(mountpoint) > MOUNTPOINT_MAX ||
+            (files && !(json_is_integer(files) && json_integer_value(files) >= 0))) {
+                httpd_reply_error(req, 400, "body must be {\"mountpoint\": PATH, \"files\": N}");
+                return;
+        }
+        snprintf(key, sizeof(key), "%s/%s", node, dataset);
+        json_t *f = json_pack(
+                "{s:s,s:s,s:O,s:I,s:f}", "node", node, "dataset", dataset, "mountpoint", mountpoint,
+                "files", files ? json_integer_value(files) : (json_int_t)0, "seen", monotonic_s());
+        pthread_mutex_lock(&m->state_lock);
+        int r = f ? json_object_set_new(m->soft_fuses, key, f) : -1;
+        pthread_mutex_unlock(&m->state_lock);
+        if (r < 0) {
+                httpd_reply_error(req, 500, "out of memory");
+                return;
+        }
+        httpd_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
+}
+
+static void h_fuses(httpd_request *req, void *userdata)
+{
+        manager *m = userdata;
+        double now = monotonic_s();
+        const char *key;
+        json_t *f;
+
+        if (!api_leader_gate(m, req))
+                return;
+        json_t *out = json_array();
+        pthread_mutex_lock(&m->state_lock);
+        json_object_foreach(m->soft_fuses, key, f)
+        {
+                double age = now - json_real_value(json_object_get(f, "seen"));
+                json_array_append_new(out,
+                                      json_pack("{s:O,s:O,s:O,s:O,s:f,s:b}", "node",
+                                                json_object_get(f, "node"), "dataset",
+                                                json_object_get(f, "dataset"), "mountpoint",
+                                                json_object_get(f, "mountpoint"), "files",
+                                                json_object_get(f, "files"), "last_heartbeat_age",
+                                                age, "alive", age <= FUSE_DEAD_S));
+        }
+        pthread_mutex_unlock(&m->state_lock);
+        httpd_reply_json(req, 200, json_pack("{s:o}", "fuses", out));
+}
+
 static const httpd_route api_routes[] = {
         {"GET", "/healthz", h_healthz, 0, 0},
         {"GET", "/metrics", h_metrics, 0, 0},
@@ -795,6 +877,8 @@ static const httpd_route api_routes[] = {
         {"POST", "/v1/workers/", h_worker_heartbeat, HTTPD_ROUTE_PREFIX | HTTPD_ROUTE_JSON,
          WORKER_BODY_MAX},
         {"GET", "/v1/blocks", h_blocks, 0, 0},
+        {"GET", "/v1/fuses", h_fuses, 0, 0},
+        {"POST", "/v1/fuses/", h_fuse_heartbeat, HTTPD_ROUTE_PREFIX | HTTPD_ROUTE_JSON, 0},
 };
 
 int api_start(manager *m)

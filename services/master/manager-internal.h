@@ -74,6 +74,7 @@ struct manager {
         manager_call *queue_head, *queue_tail;
         json_t *soft_workers; /* leader only: node -> {"seen","tiers","hits","misses","blocks"} */
         json_t *soft_blocks;  /* leader only: "FILE-VERSION" -> {"INDEX": {"NODE": true}} */
+        json_t *soft_fuses;   /* leader only: "NODE/DATASET" -> {"node","dataset","seen",...} */
         pthread_cond_t prober_cond;
 
         pthread_t prober;

@@ -693,7 +693,8 @@ int manager_new(const config *cfg, const config_node *node, const manager_option
         m->fsm = fsm_new();
         m->soft_workers = json_object();
         m->soft_blocks = json_object();
-        if (!m->fsm || !m->soft_workers || !m->soft_blocks) {
+        m->soft_fuses = json_object();
+        if (!m->fsm || !m->soft_workers || !m->soft_blocks || !m->soft_fuses) {
                 manager_free(m);
                 return log_oom();
         }
@@ -1008,6 +1009,7 @@ manager *manager_free(manager *m)
         fsm_free(m->fsm);
         json_decref(m->soft_workers);
         json_decref(m->soft_blocks);
+        json_decref(m->soft_fuses);
         if (m->token) {
                 explicit_bzero(m->token, strlen(m->token));
                 free(m->token);

@@ -500,6 +500,58 @@ def test_demo_sigkill_fuse_then_restart(demo):
         os.path.join(demo.store_root, "hbase", name))
 
 
+def test_demo_runtime_counts_the_fuse_daemon(demo):
+    """weir-fuse heartbeats to the leader: weirctl runtime counts it, and stops counting it once
+    it is SIGKILLed (the leader forgets a daemon silent for 15 s)."""
+    import json
+    from weirtest.fusecluster import TOKEN
+    from weirtest.cluster import http_request
+
+    weirctl = weir_binary("weirctl")
+
+    def runtime():
+        p = subprocess.run([weirctl, "--config", demo.yaml_path, "--json", "runtime"],
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0, p.stdout + p.stderr
+        (rt,) = [r for r in json.loads(p.stdout) if r["name"] == "hbase"]
+        return rt
+
+    if not demo.fuse.alive():
+        demo.start_fuse()
+    desired = len(demo.names)  # the YAML gives every node every role
+    demo.wait(lambda: runtime()["ready_fuses"] == 1, 20, "the FUSE daemon counted")
+    rt = runtime()
+    assert (rt["ready_fuses"], rt["desired_fuses"], rt["fuse_phase"]) == (
+        1, desired, "PartialReady"), rt
+    code, body = demo.request("GET", "/v1/fuses")
+    assert code == 200, body
+    (f,) = body["fuses"]
+    assert (f["node"], f["dataset"], f["mountpoint"], f["alive"]) == (
+        "node1", "hbase", demo.mnt, True), f
+    assert f["files"] == len(demo.files) and f["last_heartbeat_age"] < 10, f
+    text = subprocess.run([weirctl, "--config", demo.yaml_path, "runtime"], capture_output=True,
+                          text=True, timeout=30).stdout
+    row = text.splitlines()[1].split()
+    assert row[0] == "hbase" and row[7:10] == ["1", str(desired), "PartialReady"], text
+
+    # names the YAML does not know are refused; a heartbeat is a write (token)
+    leader = demo.leader()
+    url = f"http://{leader.api}/v1/fuses/nosuchnode/hbase/heartbeat"
+    assert http_request("POST", url, body={"mountpoint": "/x"}, token=TOKEN)[0] == 404
+    url = f"http://{leader.api}/v1/fuses/node1/nosuchdataset/heartbeat"
+    assert http_request("POST", url, body={"mountpoint": "/x"}, token=TOKEN)[0] == 404
+    url = f"http://{leader.api}/v1/fuses/node1/hbase/heartbeat"
+    assert http_request("POST", url, body={"mountpoint": "/x"})[0] == 401
+    assert http_request("POST", url, body={"files": 1}, token=TOKEN)[0] == 400
+
+    demo.fuse.kill()
+    demo.wait(lambda: runtime()["ready_fuses"] == 0, 25, "the killed FUSE daemon dropped")
+    rt = runtime()
+    assert (rt["ready_fuses"], rt["desired_fuses"], rt["fuse_phase"]) == (
+        0, desired, "NotReady"), rt
+    assert [f["alive"] for f in demo.request("GET", "/v1/fuses")[1]["fuses"]] == [False]
+    demo.start_fuse()  # remounts over the stale mountpoint for whatever runs next
+
 def test_notify_ready_status_stopping_and_dbus(tmp):
     """READY=1 only once the mount answers, STATUS= with the mount, STOPPING=1 at SIGTERM; the
     io.weir.Fuse1 properties on a private system bus."""
