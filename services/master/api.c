@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "block.h"
 #include "cleanup.h"
 #include "httpc.h"
 #include "log.h"
@@ -315,9 +316,9 @@ static void dataset_cache_fields_locked(manager *m, json_t *ds)
                         {
                                 uint64_t idx;
                                 if (json_object_size(holders) == 0 || bs == 0 ||
-                                    parse_u64(index, &idx) < 0 || idx * bs >= size)
+                                    parse_u64(index, &idx) < 0)
                                         continue;
-                                cached += MIN(bs, size - idx * bs);
+                                cached += block_length(size, bs, idx);
                         }
                 }
                 json_decref(file);
@@ -520,11 +521,11 @@ void api_soft_state_reset_locked(manager *m)
 
 static int block_id_split(const char *id, char *ret_key, size_t len, char *ret_index, size_t ilen)
 {
-        uint64_t f, v, i;
-        if (!id || sscanf(id, "%" SCNu64 "-%" SCNu64 "-%" SCNu64, &f, &v, &i) != 3)
+        block_key k;
+        if (block_id_parse(id, &k) < 0)
                 return -EINVAL;
-        snprintf(ret_key, len, "%" PRIu64 "-%" PRIu64, f, v);
-        snprintf(ret_index, ilen, "%" PRIu64, i);
+        snprintf(ret_key, len, "%" PRIu64 "-%" PRIu64, k.file_id, k.version);
+        snprintf(ret_index, ilen, "%" PRIu64, k.index);
         return 0;
 }
 

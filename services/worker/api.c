@@ -47,7 +47,7 @@ static unsigned errno_to_status(int r)
 
 static int reply_errno(httpd_request *req, int r, const store_key *k)
 {
-        char kb[STORE_KEY_MAX];
+        char kb[BLOCK_ID_MAX];
         unsigned status = errno_to_status(r);
 
         if (status == 503)
@@ -57,12 +57,12 @@ static int reply_errno(httpd_request *req, int r, const store_key *k)
                 return httpd_reply_error(req, status,
                                          "block %s: the file changed, version %" PRIu64
                                          " is not current",
-                                         store_key_format(k, kb), k->version);
+                                         block_id_format(kb, k), k->version);
         case -ERANGE:
                 return httpd_reply_error(req, status, "block %s: no such block in the file",
-                                         store_key_format(k, kb));
+                                         block_id_format(kb, k));
         default:
-                return httpd_reply_error(req, status, "block %s: %s", store_key_format(k, kb),
+                return httpd_reply_error(req, status, "block %s: %s", block_id_format(kb, k),
                                          strerror(-r));
         }
 }
@@ -208,7 +208,7 @@ static void handle_block(httpd_request *req, void *userdata)
         store_key k;
         int r;
 
-        if (store_key_parse(httpd_request_suffix(req), &k) < 0) {
+        if (block_id_parse(httpd_request_suffix(req), &k) < 0) {
                 (void)httpd_reply_error(req, 400, "invalid block id, expected FILE-VERSION-INDEX");
                 return;
         }

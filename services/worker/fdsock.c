@@ -88,7 +88,7 @@ static int handle_line(fdsock *s, int fd, const char *line)
 
         if (strncmp(line, "OPEN ", 5) != 0)
                 return send_reply(fd, "ERR unknown command, expected OPEN BLOCK_ID\n", -1);
-        if (store_key_parse(line + 5, &k) < 0)
+        if (block_id_parse(line + 5, &k) < 0)
                 return send_reply(fd, "ERR invalid block id\n", -1);
         r = store_open(s->w->store, &k, &b, &bfd, &size);
         if (r < 0) {

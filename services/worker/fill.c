@@ -179,7 +179,7 @@ static fill_task *queue_pop(fill *f)
 static fill_job *job_find(fill *f, const store_key *k)
 {
         for (fill_job *j = f->jobs[job_bucket(k)]; j; j = j->hash_next)
-                if (store_key_equal(&j->key, k))
+                if (block_key_equal(&j->key, k))
                         return j;
         return NULL;
 }
@@ -247,10 +247,10 @@ static void job_finish(fill *f, fill_job *job, int r)
         pthread_mutex_unlock(&f->lock);
 
         if (r < 0 && r != -ECANCELED) {
-                char kb[STORE_KEY_MAX];
+                char kb[BLOCK_ID_MAX];
 
                 log_full_errno(r == -ESTALE || r == -ERANGE ? LOG_DEBUG : LOG_WARNING, r,
-                               "Failed to fill block %s: %m", store_key_format(&job->key, kb));
+                               "Failed to fill block %s: %m", block_id_format(kb, &job->key));
         }
         while (w) {
                 fill_waiter *next = w->next;

@@ -34,9 +34,9 @@ static json_t *keys_json(const store_key *keys, size_t n)
         json_t *a = json_array();
 
         for (size_t i = 0; a && i < n; i++) {
-                char kb[STORE_KEY_MAX];
+                char kb[BLOCK_ID_MAX];
 
-                if (json_array_append_new(a, json_string(store_key_format(&keys[i], kb))) < 0) {
+                if (json_array_append_new(a, json_string(block_id_format(kb, &keys[i]))) < 0) {
                         json_decref(a);
                         return NULL;
                 }

@@ -111,48 +111,6 @@ struct store {
 
 /* ---- keys ---- */
 
-int store_key_parse(const char *s, store_key *ret)
-{
-        uint64_t v[3];
-        const char *p = s;
-
-        if (!s)
-                return -EINVAL;
-        for (unsigned i = 0; i < 3; i++) {
-                char buf[21];
-                size_t n = strspn(p, "0123456789");
-
-                if (n == 0 || n >= sizeof(buf))
-                        return -EINVAL;
-                memcpy(buf, p, n);
-                buf[n] = 0;
-                if (parse_u64(buf, &v[i]) < 0)
-                        return -EINVAL;
-                p += n;
-                if (i < 2) {
-                        if (*p != '-')
-                                return -EINVAL;
-                        p++;
-                }
-        }
-        if (*p != 0)
-                return -EINVAL;
-        *ret = (store_key){.file_id = v[0], .version = v[1], .index = v[2]};
-        return 0;
-}
-
-const char *store_key_format(const store_key *k, char buf[static STORE_KEY_MAX])
-{
-        snprintf(buf, STORE_KEY_MAX, "%" PRIu64 "-%" PRIu64 "-%" PRIu64, k->file_id, k->version,
-                 k->index);
-        return buf;
-}
-
-bool store_key_equal(const store_key *a, const store_key *b)
-{
-        return a->file_id == b->file_id && a->version == b->version && a->index == b->index;
-}
-
 static uint64_t key_hash(const store_key *k)
 {
         uint64_t h = k->file_id * 0x9e3779b97f4a7c15ull;
@@ -169,7 +127,7 @@ static uint64_t key_hash(const store_key *k)
 static store_block *index_find(store *s, const store_key *k)
 {
         for (store_block *b = s->buckets[key_hash(k) & (s->n_buckets - 1)]; b; b = b->hash_next)
-                if (store_key_equal(&b->key, k))
+                if (block_key_equal(&b->key, k))
                         return b;
         return NULL;
 }
@@ -273,9 +231,9 @@ static void block_unref_locked(store *s, store_block *b)
 
 static int block_path(const store *s, const store_block *b, unsigned level, char *buf, size_t len)
 {
-        char k[STORE_KEY_MAX];
+        char k[BLOCK_ID_MAX];
         int n = snprintf(buf, len, "%s/%s.%016" PRIx64, s->levels[level].dir,
-                         store_key_format(&b->key, k), b->sum);
+                         block_id_format(k, &b->key), b->sum);
 
         return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
@@ -389,7 +347,7 @@ static int copy_fd(int in, int out, uint64_t size)
  * for the next start to remove. */
 static int tmp_create(store *s, unsigned level, const store_key *k, char **ret_path)
 {
-        char kb[STORE_KEY_MAX];
+        char kb[BLOCK_ID_MAX];
         _cleanup_free_ char *path = NULL;
         uint64_t n;
         int fd;
@@ -398,7 +356,7 @@ static int tmp_create(store *s, unsigned level, const store_key *k, char **ret_p
         n = ++s->tmp_counter;
         pthread_mutex_unlock(&s->lock);
         if (asprintf(&path, "%s/" STORE_TMP_PREFIX "%s-%d-%" PRIu64, s->levels[level].dir,
-                     store_key_format(k, kb), (int)getpid(), n) < 0)
+                     block_id_format(kb, k), (int)getpid(), n) < 0)
                 return -ENOMEM;
         fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
         if (fd < 0)
@@ -592,7 +550,7 @@ static void kick_evictor_locked(store *s)
 static int parse_block_name(const char *name, store_key *ret_key, uint64_t *ret_sum)
 {
         const char *dot = strrchr(name, '.');
-        char stem[STORE_KEY_MAX];
+        char stem[BLOCK_ID_MAX];
         uint64_t sum = 0;
 
         if (!dot || (size_t)(dot - name) >= sizeof(stem) || strlen(dot + 1) != 16)
@@ -608,7 +566,7 @@ static int parse_block_name(const char *name, store_key *ret_key, uint64_t *ret_
         }
         memcpy(stem, name, dot - name);
         stem[dot - name] = 0;
-        if (store_key_parse(stem, ret_key) < 0)
+        if (block_id_parse(stem, ret_key) < 0)
                 return -EINVAL;
         *ret_sum = sum;
         return 0;
@@ -1147,7 +1105,7 @@ int store_take_changes(store *s, store_key **ret_added, size_t *ret_n_added,
                 t[i] = (tagged_change){.e = j[i], .pos = i};
         qsort(t, n, sizeof(*t), cmp_tagged);
         for (size_t i = 0; i < n; i++) {
-                if (i + 1 < n && store_key_equal(&t[i].e.key, &t[i + 1].e.key))
+                if (i + 1 < n && block_key_equal(&t[i].e.key, &t[i + 1].e.key))
                         continue;
                 if (t[i].e.added)
                         added[n_added++] = t[i].e.key;

@@ -6,21 +6,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "block.h"
 #include "config.h"
 
 /* A block: one fixed-size range of one version of one file. Its text form, "FILE-VERSION-INDEX"
- * in decimal, is the API's BLOCK_ID and the stem of its file name. */
-typedef struct store_key {
-        uint64_t file_id;
-        uint64_t version;
-        uint64_t index;
-} store_key;
-
-#define STORE_KEY_MAX 64 /* "F-V-I" with three 20-digit numbers, and NUL */
-
-int store_key_parse(const char *s, store_key *ret);
-const char *store_key_format(const store_key *k, char buf[static STORE_KEY_MAX]);
-bool store_key_equal(const store_key *a, const store_key *b);
+ * in decimal (block_id_parse/block_id_format), is the API's BLOCK_ID and the stem of its file name. */
+typedef block_key store_key;
 
 typedef struct store_level_spec {
         config_medium medium; /* MEM is not fsynced; SSD and HDD are */

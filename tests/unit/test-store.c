@@ -146,19 +146,24 @@ static int level_of(store *s, fixture *f, uint64_t i)
 static void test_key(void **state)
 {
         store_key k;
-        char buf[STORE_KEY_MAX];
+        char buf[BLOCK_ID_MAX];
 
-        assert_int_equal(store_key_parse("17-2-5", &k), 0);
+        assert_int_equal(block_id_parse("17-2-5", &k), 0);
         assert_true(k.file_id == 17 && k.version == 2 && k.index == 5);
-        assert_string_equal(store_key_format(&k, buf), "17-2-5");
-        assert_int_equal(store_key_parse("18446744073709551615-1-0", &k), 0);
-        assert_int_equal(store_key_parse("18446744073709551616-1-0", &k), -EINVAL);
-        assert_int_equal(store_key_parse("17-2", &k), -EINVAL);
-        assert_int_equal(store_key_parse("17-2-5-1", &k), -EINVAL);
-        assert_int_equal(store_key_parse("17--5", &k), -EINVAL);
-        assert_int_equal(store_key_parse("-17-2-5", &k), -EINVAL);
-        assert_int_equal(store_key_parse("../2-5", &k), -EINVAL);
-        assert_int_equal(store_key_parse("", &k), -EINVAL);
+        assert_string_equal(block_id_format(buf, &k), "17-2-5");
+        assert_int_equal(block_id_parse("18446744073709551615-1-0", &k), 0);
+        assert_int_equal(block_id_parse("18446744073709551616-1-0", &k), -EINVAL);
+        assert_int_equal(block_id_parse("17-2", &k), -EINVAL);
+        assert_int_equal(block_id_parse("17-2-5-1", &k), -EINVAL);
+        assert_int_equal(block_id_parse("17--5", &k), -EINVAL);
+        assert_int_equal(block_id_parse("-17-2-5", &k), -EINVAL);
+        assert_int_equal(block_id_parse("../2-5", &k), -EINVAL);
+        assert_int_equal(block_id_parse("", &k), -EINVAL);
+        /* What sscanf("%lu-%lu-%lu") would have taken: signs, spaces, trailing text. */
+        assert_int_equal(block_id_parse("+17-2-5", &k), -EINVAL);
+        assert_int_equal(block_id_parse(" 17-2-5", &k), -EINVAL);
+        assert_int_equal(block_id_parse("17-2-5x", &k), -EINVAL);
+        assert_int_equal(block_id_parse("17-2-5 ", &k), -EINVAL);
 }
 
 static void test_checksum(void **state)

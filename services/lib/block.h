@@ -1,4 +1,5 @@
-/* Block arithmetic of docs/api.md: which blocks a byte range touches, and block ids. */
+/* Block arithmetic of docs/api.md, shared by worker, master and FUSE: which blocks a byte range
+ * touches, and block ids. */
 #pragma once
 
 #include <inttypes.h>
@@ -19,6 +20,10 @@ static inline bool block_key_equal(const block_key *a, const block_key *b)
 {
         return a->file_id == b->file_id && a->version == b->version && a->index == b->index;
 }
+
+/* Parses a BLOCK_ID: exactly three decimal numbers separated by '-', nothing else (no signs, no
+ * spaces, no overflow). -EINVAL otherwise; the input comes from peers. */
+int block_id_parse(const char *s, block_key *ret);
 
 static inline const char *block_id_format(char buf[static BLOCK_ID_MAX], const block_key *k)
 {
