@@ -2,6 +2,7 @@
  * block's read-only descriptor over SCM_RIGHTS, "MISS\n", or "ERR MESSAGE\n". Runs on the
  * daemon's sd-event loop: each request is a store lookup and one sendmsg(). */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,7 @@ struct fdsock {
         worker *w;
         char *path;
         int fd;
+        int spare_fd; /* /dev/null, given up to take and refuse a connection when out of fds */
         sd_event_source *source;
         fdsock_conn *conns;
         unsigned n_conns;
@@ -147,6 +149,15 @@ static int on_accept(sd_event_source *es, int fd, uint32_t revents, void *userda
         int cfd, r;
 
         cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (cfd < 0 && (errno == EMFILE || errno == ENFILE) && s->spare_fd >= 0) {
+                /* Out of descriptors: the pending connection would keep the socket readable and
+                 * the loop spinning. Free the spare, take the connection, drop it, re-arm. */
+                s->spare_fd = safe_close(s->spare_fd);
+                safe_close(accept4(fd, NULL, NULL, SOCK_CLOEXEC));
+                s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                log_warning("Out of file descriptors on %s, refused a connection", s->path);
+                return 0;
+        }
         if (cfd < 0)
                 return 0;
         if (s->n_conns >= FDSOCK_MAX_CONNECTIONS) {
@@ -182,6 +193,7 @@ fdsock *fdsock_free(fdsock *s)
         while (s->conns)
                 conn_free(s->conns);
         sd_event_source_disable_unref(s->source);
+        safe_close(s->spare_fd);
         if (s->fd >= 0) {
                 safe_close(s->fd);
                 (void)unlink(s->path);
@@ -205,6 +217,7 @@ int fdsock_new(worker *w, const char *path, fdsock **ret)
                 return -ENOMEM;
         s->w = w;
         s->fd = -1;
+        s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         s->path = strdup(path);
         if (!s->path) {
                 fdsock_free(s);

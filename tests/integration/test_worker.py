@@ -9,6 +9,7 @@ heartbeats; it is not weir-master (whose metadata sync comes later). Test names 
 import array
 import hashlib
 import os
+import resource
 import socket
 import subprocess
 import threading
@@ -348,6 +349,48 @@ def test_fd_socket_passes_read_only_block_fds_fake_master(tmp_path):
             assert recv_fd(s) == (b"MISS\n", None)
             s.sendall(b"OPEN ../etc\n")
             assert recv_fd(s)[0].startswith(b"ERR ")
+
+
+def _cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_fd_socket_out_of_descriptors_does_not_spin_fake_master(tmp_path):
+    """With its descriptors used up, the worker refuses local connections instead of spinning
+    on a listening socket that stays readable, and serves again once they close."""
+    with Env(tmp_path) as env:
+        env.add(1, "o.bin", 2 * MiB)
+        env.worker.start()
+        assert env.worker.get("/v1/blocks/1-1-0")[0] == 200
+        pid = env.worker.proc.pid
+        sock_path = os.path.join(env.tmp, "wrun", "worker.sock")
+        in_use = len(os.listdir(f"/proc/{pid}/fd"))
+        soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (in_use + 8, hard))
+        clients = []
+        try:
+            for _ in range(40):
+                c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                c.connect(sock_path)
+                clients.append(c)
+            time.sleep(0.5)
+            before = _cpu_seconds(pid)
+            time.sleep(2)
+            spent = _cpu_seconds(pid) - before
+            assert spent < 0.5, f"worker used {spent:.2f}s of CPU in 2s while out of descriptors"
+            assert "Out of file descriptors" in env.worker.log()
+        finally:
+            for c in clients:
+                c.close()
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+        time.sleep(0.5)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(sock_path)
+            s.sendall(b"OPEN 1-1-0\n")
+            msg, fd = recv_fd(s)
+            assert msg.startswith(b"OK ") and fd is not None
+            os.close(fd)
 
 
 def test_registration_failover_and_404_fake_master(tmp_path):
