@@ -12,22 +12,23 @@
 typedef struct ctl_verb {
         const char *name;
         int (*run)(const ctl_context *ctx, int argc, char **argv);
-        const char *help;
+        const char *usage;
+        const char *summary;
 } ctl_verb;
 
 static const ctl_verb verbs[] = {
-        {"config", ctl_config,
-         "config check [FILE] [--node NAME] [--json]   validate and show the plan"},
-        {"masters", ctl_masters,
-         "masters [--json]   the leader and every master (role, term, health)"},
-        {"status", ctl_status, "status   the local daemons' status over D-Bus"},
-        {"datasets", ctl_datasets, "datasets [-o wide] [--json]   datasets with Fluid's columns"},
-        {"dataset", ctl_dataset, "dataset sync [--wait] NAME   sync a dataset's metadata now"},
-        {"ls", ctl_ls, "ls [-l] /DATASET[/MOUNT/PATH]   list a dataset directory"},
-        {"stat", ctl_stat, "stat /DATASET/MOUNT/PATH   a file's size, version, ETag, store URL"},
-        {"load", ctl_load, "load [--status] DATASET [PATH...]   load a dataset into the cache"},
-        {"runtime", ctl_runtime, "runtime [--json]   runtimes with Fluid's columns and phases"},
-        {"ufs", ctl_ufs, "ufs ls|stat|cat URL [PATH]   query a remote store directly (debugging)"},
+        {"config", ctl_config, "config check [FILE] [--node NAME] [--json]",
+         "validate and show the plan"},
+        {"masters", ctl_masters, "masters [--json]",
+         "the leader and every master (role, term, health)"},
+        {"status", ctl_status, "status", "the local daemons' status over D-Bus"},
+        {"datasets", ctl_datasets, "datasets [-o wide] [--json]", "datasets with Fluid's columns"},
+        {"dataset", ctl_dataset, "dataset sync [--wait] NAME", "sync a dataset's metadata now"},
+        {"ls", ctl_ls, "ls [-l] /DATASET[/MOUNT/PATH]", "list a dataset directory"},
+        {"stat", ctl_stat, "stat /DATASET/MOUNT/PATH", "a file's size, version, ETag, store URL"},
+        {"load", ctl_load, "load [--status] DATASET [PATH...]", "load a dataset into the cache"},
+        {"runtime", ctl_runtime, "runtime [--json]", "runtimes with Fluid's columns and phases"},
+        {"ufs", ctl_ufs, "ufs ls|stat|cat URL [PATH]", "query a remote store directly (debugging)"},
 };
 
 static void help(void)
@@ -36,7 +37,7 @@ static void help(void)
                "Operate a weir cluster described by one YAML file.\n\n"
                "Commands:\n");
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
-                printf("  %s\n", verbs[i].help);
+                printf("  %-44s %s\n", verbs[i].usage, verbs[i].summary);
         printf("\nOptions:\n"
                "  -c, --config FILE   cluster YAML (default: $WEIR_CONFIG, else %s)\n"
                "      --json          machine-readable output\n"
