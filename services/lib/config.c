@@ -164,6 +164,28 @@ typedef struct field {
         const ynode **value;
 } field;
 
+/* Checks that SEQ (the value of KEY) is a list of 1 to MAX entries, reporting what is wrong:
+ * "KEY: expected a list of ITEMS, got ...", "KEY: expected at least one ITEM",
+ * "KEY: more than MAX ITEMS[WHERE]". */
+static bool check_list(loader *l, const ynode *seq, const char *key, const char *item,
+                       const char *items, unsigned max, const char *where)
+{
+        if (seq->type != YNODE_SEQ) {
+                error_at(l, seq, "%s: expected a list of %s, got %s", key, items,
+                         config_yaml_describe(seq));
+                return false;
+        }
+        if (seq->n_items == 0) {
+                error_at(l, seq, "%s: expected at least one %s", key, item);
+                return false;
+        }
+        if (seq->n_items > max) {
+                error_at(l, seq, "%s: more than %u %s%s", key, max, items, where);
+                return false;
+        }
+        return true;
+}
+
 /* Copies the values of FIELDS' keys out of MAP and warns about any other key, naming the Fluid
  * ones (FLUID) as such. False when MAP is not a usable mapping (an error was reported). */
 static bool pick(loader *l, const ynode *map, const char *what, const field *fields,
@@ -580,19 +602,8 @@ static void load_cluster(loader *l, const ynode *doc, const ynode *kind, const y
                 return;
         }
         l->cluster_nodes = nodes;
-        if (nodes->type != YNODE_SEQ) {
-                error_at(l, nodes, "nodes: expected a list of nodes, got %s",
-                         config_yaml_describe(nodes));
+        if (!check_list(l, nodes, "nodes", "node", "nodes", CONFIG_MAX_NODES, ""))
                 return;
-        }
-        if (nodes->n_items == 0) {
-                error_at(l, nodes, "nodes: expected at least one node");
-                return;
-        }
-        if (nodes->n_items > CONFIG_MAX_NODES) {
-                error_at(l, nodes, "nodes: more than %u nodes", CONFIG_MAX_NODES);
-                return;
-        }
         c->nodes = calloc(nodes->n_items, sizeof(*c->nodes));
         l->node_info = calloc(nodes->n_items, sizeof(*l->node_info));
         if (!c->nodes || !l->node_info) {
@@ -1110,15 +1121,8 @@ static void load_dataset(loader *l, const ynode *doc, const ynode *metadata, con
 
         if (!mounts)
                 error_at(l, spec, "Dataset '%s': missing 'mounts', the list of mount points", name);
-        else if (mounts->type != YNODE_SEQ)
-                error_at(l, mounts, "mounts: expected a list of mounts, got %s",
-                         config_yaml_describe(mounts));
-        else if (mounts->n_items == 0)
-                error_at(l, mounts, "mounts: expected at least one mount");
-        else if (mounts->n_items > CONFIG_MAX_MOUNTS)
-                error_at(l, mounts, "mounts: more than %u mounts in one dataset",
-                         CONFIG_MAX_MOUNTS);
-        else {
+        else if (check_list(l, mounts, "mounts", "mount", "mounts", CONFIG_MAX_MOUNTS,
+                            " in one dataset")) {
                 d->mounts = calloc(mounts->n_items, sizeof(*d->mounts));
                 names = calloc(mounts->n_items, sizeof(*names));
                 if (!d->mounts || !names)
@@ -1422,19 +1426,8 @@ static void load_runtime(loader *l, const ynode *doc, const ynode *kind_node, co
                         return;
                 }
                 info->levels = levels;
-                if (levels->type != YNODE_SEQ) {
-                        error_at(l, levels, "levels: expected a list of levels, got %s",
-                                 config_yaml_describe(levels));
+                if (!check_list(l, levels, "levels", "level", "levels", CONFIG_MAX_TIERS, ""))
                         return;
-                }
-                if (levels->n_items == 0) {
-                        error_at(l, levels, "levels: expected at least one level");
-                        return;
-                }
-                if (levels->n_items > CONFIG_MAX_TIERS) {
-                        error_at(l, levels, "levels: more than %u levels", CONFIG_MAX_TIERS);
-                        return;
-                }
                 rt->tiers = calloc(levels->n_items, sizeof(*rt->tiers));
                 if (!rt->tiers) {
                         l->oom = true;
