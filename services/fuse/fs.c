@@ -27,6 +27,7 @@
 #include "reader.h"
 
 #define FS_MAX_READ      (1u << 20) /* what libfuse 3.14 and the kernel default allow */
+#define FS_PAGE          4096u
 #define FS_STATUS_TTL_MS 5000
 #define FS_BLKSIZE       (1u << 20) /* st_blksize: cp and friends read 1 MiB at a time */
 #define FS_MAX_EXTENTS   16
@@ -53,6 +54,7 @@ struct fs {
         fs_options opts;
         uint64_t block_size;
         unsigned prefetch_window; /* blocks */
+        unsigned max_read;        /* bytes, see choose_max_read() */
 
         meta *meta;
         reader *reader;
@@ -181,8 +183,8 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
         fs *f = userdata;
 
         /* read-ahead as large as the kernel offers; reads may arrive in parallel */
-        conn->max_readahead = conn->max_readahead ? conn->max_readahead : FS_MAX_READ;
-        conn->max_read = FS_MAX_READ; /* as in the mount options */
+        conn->max_readahead = conn->max_readahead ? conn->max_readahead : f->max_read;
+        conn->max_read = f->max_read; /* as in the mount options */
         if (conn->capable & FUSE_CAP_ASYNC_READ)
                 conn->want |= FUSE_CAP_ASYNC_READ;
         if (conn->capable & FUSE_CAP_READDIRPLUS)
@@ -952,6 +954,36 @@ static void set_read_ahead(fs *f)
                 log_debug("Cannot set %s: %m, keeping the kernel's read-ahead", path);
 }
 
+/* The largest read to ask the kernel for. libfuse splices a reply from the tier file through a
+ * pipe into /dev/fuse (no copy in this process) only when the pipe holds the whole reply plus a
+ * page per buffer and two more; otherwise it reads the bytes into a fresh buffer and writes them
+ * (two copies and page faults, measured at a third of this process's time). A pipe grows past
+ * fs.pipe-max-size (1 MiB by default) only with CAP_SYS_RESOURCE, which containers and hardened
+ * units often lack: then reads stay a few pages under the limit so that splicing works. */
+static unsigned choose_max_read(void)
+{
+        _cleanup_fclose_ FILE *fp = NULL;
+        unsigned long pipe_max = 0;
+        int p[2];
+        bool grows = false;
+
+        if (pipe2(p, O_CLOEXEC) == 0) {
+                grows = fcntl(p[0], F_SETPIPE_SZ, (int)(2 * FS_MAX_READ)) >= 0;
+                safe_close(p[0]);
+                safe_close(p[1]);
+        }
+        if (grows)
+                return FS_MAX_READ;
+        fp = fopen("/proc/sys/fs/pipe-max-size", "re");
+        if (!fp || fscanf(fp, "%lu", &pipe_max) != 1)
+                return FS_MAX_READ;
+        /* a reply spanning two blocks: header, data, a page for each of 2 buffers + 2 */
+        if (pipe_max <= 5 * FS_PAGE)
+                return FS_MAX_READ;
+        pipe_max = (pipe_max - 5 * FS_PAGE) / FS_PAGE * FS_PAGE;
+        return (unsigned)MIN(pipe_max, (unsigned long)FS_MAX_READ);
+}
+
 int fs_mount(fs *f, const char *mountpoint)
 {
         _cleanup_free_ char *fsname = NULL, *opts = NULL;
@@ -967,11 +999,17 @@ int fs_mount(fs *f, const char *mountpoint)
         r = mkdir_p(mountpoint);
         if (r < 0)
                 return log_error_errno(r, "Cannot create the mountpoint %s: %m", mountpoint);
+        f->max_read = choose_max_read();
+        if (f->max_read < FS_MAX_READ)
+                log_info("Reads of at most %u KiB: pipes cannot grow past fs.pipe-max-size "
+                         "without CAP_SYS_RESOURCE, and larger replies would be copied instead "
+                         "of spliced",
+                         f->max_read / 1024);
 
         if (asprintf(&opts,
                      "ro,fsname=weir:%s,subtype=weir,default_permissions,allow_other,"
                      "max_read=%u",
-                     f->dataset->name, FS_MAX_READ) < 0)
+                     f->dataset->name, f->max_read) < 0)
                 return log_oom();
         if (fuse_opt_add_arg(&args, "weir-fuse") < 0 || fuse_opt_add_arg(&args, "-o") < 0 ||
             fuse_opt_add_arg(&args, opts) < 0 ||

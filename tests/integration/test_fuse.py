@@ -10,6 +10,7 @@ Every fixture unmounts (fusermount3 -uz) and kills its process groups in its fin
 """
 
 import errno
+import fcntl
 import os
 import random
 import shutil
@@ -190,6 +191,37 @@ def test_cached_blocks_come_through_passed_descriptors(fake):
     assert xattrs["user.weir.ufs"] == ("file://" + fake.source("multi")).encode()
     assert xattrs["user.weir.version"] == b"1"
     assert float(xattrs["user.weir.cached"]) == 1.0
+
+
+def test_reads_are_sized_so_that_libfuse_can_splice_them(fake):
+    """libfuse splices a read's reply from the tier file only when its pipe holds the reply plus
+    (buffers + 2) pages; pipes grow past fs.pipe-max-size only with CAP_SYS_RESOURCE. The mount's
+    max_read must fit, else every cached read is copied twice in weir-fuse."""
+    with open("/proc/sys/fs/pipe-max-size") as f:
+        pipe_max = int(f.read())
+    r, w = os.pipe()
+    try:
+        fcntl.fcntl(r, fcntl.F_SETPIPE_SZ, 2 << 20)
+        grows = True
+    except OSError:
+        grows = False
+    finally:
+        os.close(r)
+        os.close(w)
+    with open("/proc/self/mounts") as f:
+        opts = [line.split()[3] for line in f if line.split()[1] == fake.mnt]
+    assert len(opts) == 1
+    max_read = int(next(o for o in opts[0].split(",") if o.startswith("max_read="))[9:])
+    if grows or pipe_max >= (1 << 20) + 5 * 4096:
+        assert max_read == 1 << 20
+    else:
+        assert max_read % 4096 == 0 and max_read + 5 * 4096 <= pipe_max
+        assert max_read >= pipe_max - 6 * 4096  # as large as fits
+    # reads of that size at any offset still return the right bytes
+    src = read(fake.source("big"))
+    with open(fake.path("big"), "rb", buffering=0) as f:
+        for off in (0, max_read, BS - 7, 5 * BS + 12345):
+            assert os.pread(f.fileno(), 1 << 20, off) == src[off:off + (1 << 20)]
 
 
 def test_dead_worker_falls_back_to_the_store(fake):
