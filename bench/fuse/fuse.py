@@ -5,11 +5,14 @@ Starts the seeds' demo (three nodes on 127.0.4.1-3: masters + workers, nginx on 
 generated hbase-like dataset of six files, weir-fuse on node1) and times `cp -r` of the dataset:
 
   curl            each file downloaded from nginx (the cold baseline)
+                  (before it and before every cold copy, the store's files are read once so that
+                  nginx serves them from memory: cold means cold for weir, not for the store)
   local kept      cp -r of the store directory, its pages cached
   local dropped   the same after echo 3 > /proc/sys/vm/drop_caches
   weir cold       cp -r through the mount, nothing cached anywhere
   weir warm kept  again, the kernel's page cache kept
   weir warm drop  again after drop_caches (blocks come from the worker's tier by fd)
+                  (the workers' MEM level is a directory on /dev/shm, a tmpfs, as in the seeds)
   httpdirfs / rclone mount --vfs-cache-mode full: cold, warm kept, warm dropped, same nginx
 
 Ratios: cold / curl; warm dropped / local dropped; warm kept / local kept. Run as root:
@@ -38,6 +41,14 @@ def timed(cmd, **kw):
     t = time.monotonic()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, **kw)
     return time.monotonic() - t
+
+
+def cache_store_files(c):
+    """Reads the store's files so that nginx serves them from the page cache."""
+    for name in c.files:
+        with open(os.path.join(c.store_root, "hbase", name), "rb") as f:
+            while f.read(1 << 20):
+                pass
 
 
 def cp_time(src, dst):
@@ -100,6 +111,7 @@ def other_fs(kind, c, work):
             return f"{kind} did not mount (see {log.name})"
         dst = os.path.join(work, f"copy-{kind}")
         drop_caches()
+        cache_store_files(c)
         try:
             cold = cp_time(mnt, dst)
             kept = cp_time(mnt, dst)
@@ -135,18 +147,21 @@ def main():
     total = 0
     for r in range(a.runs):
         work = tempfile.mkdtemp(prefix="weir-fusebench-")
-        c = DemoCluster(work, os.path.abspath(a.build_dir), scale=a.scale)
+        shm = tempfile.mkdtemp(prefix="weir-fusebench-", dir="/dev/shm")
+        c = DemoCluster(work, os.path.abspath(a.build_dir), scale=a.scale, mem_dir=shm)
         try:
             c.start()
             total = sum(c.files.values())
             src = os.path.join(c.store_root, "hbase")
             mnt = os.path.join(c.mnt, "hbase")
             dst = os.path.join(work, "copy")
+            cache_store_files(c)
             rows["curl"].append(curl_time(c, dst))
             rows["local kept"].append(cp_time(src, dst))
             drop_caches()
             rows["local dropped"].append(cp_time(src, dst))
             drop_caches()
+            cache_store_files(c)
             store_before = c.store_bytes()
             rows["weir cold"].append(cp_time(mnt, dst))
             cold_store = c.store_bytes() - store_before
@@ -164,6 +179,7 @@ def main():
         finally:
             c.stop()
             shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(shm, ignore_errors=True)
 
     med = {k: statistics.median(v) for k, v in rows.items()}
     mib = total / (1 << 20)

@@ -61,6 +61,10 @@ static int prop_u64(sd_bus *bus, const char *path, const char *interface, const 
                 v = s->total_size;
         else if (strcmp(property, "Cached") == 0)
                 v = s->cached;
+        else if (strcmp(property, "CachedHere") == 0)
+                v = s->cached_here;
+        else if (strcmp(property, "PassthroughOpens") == 0)
+                v = s->passthrough_opens;
         else if (strcmp(property, "Inodes") == 0)
                 v = s->inodes;
         else if (strcmp(property, "BytesLocal") == 0)
@@ -92,6 +96,8 @@ static const sd_bus_vtable fuse_vtable[] = {
         SD_BUS_PROPERTY("Files", "t", prop_u64, 0, 0),
         SD_BUS_PROPERTY("TotalSize", "t", prop_u64, 0, 0),
         SD_BUS_PROPERTY("Cached", "t", prop_u64, 0, 0),
+        SD_BUS_PROPERTY("CachedHere", "t", prop_u64, 0, 0),
+        SD_BUS_PROPERTY("PassthroughOpens", "t", prop_u64, 0, 0),
         SD_BUS_PROPERTY("Inodes", "t", prop_u64, 0, 0),
         SD_BUS_PROPERTY("BytesLocal", "t", prop_u64, 0, 0),
         SD_BUS_PROPERTY("BytesRemote", "t", prop_u64, 0, 0),
@@ -121,21 +127,24 @@ static void bus_connect(dbus *d)
 static void update_status(dbus *d)
 {
         char cached[FORMAT_BYTES_MAX];
-        unsigned pct;
+        unsigned here, all;
 
         fs_get_status(d->fs, &d->status);
-        pct = d->status.total_size ? (unsigned)(d->status.cached * 100 / d->status.total_size) : 0;
+        here = d->status.total_size ? (unsigned)(d->status.cached_here * 100 / d->status.total_size)
+                                    : 0;
+        all = d->status.total_size ? (unsigned)(d->status.cached * 100 / d->status.total_size) : 0;
         (void)sd_notifyf(false,
-                         "STATUS=mounted %s, %" PRIu64 " files, %u%% cached (%s on workers); "
-                         "read %" PRIu64 " MiB local, %" PRIu64 " MiB from workers, %" PRIu64
-                         " MiB from the store",
-                         d->status.mountpoint, d->status.files, pct,
+                         "STATUS=mounted %s, %" PRIu64 " files, %u%% cached on this node (%u%%, "
+                         "%s, on all workers); read %" PRIu64 " MiB local, %" PRIu64
+                         " MiB from workers, %" PRIu64 " MiB from the store%s",
+                         d->status.mountpoint, d->status.files, here, all,
                          format_bytes(cached, sizeof(cached), d->status.cached),
                          d->status.reads.bytes_local >> 20, d->status.reads.bytes_remote >> 20,
-                         d->status.reads.bytes_store >> 20);
+                         d->status.reads.bytes_store >> 20,
+                         d->status.passthrough ? "; passthrough" : "");
         if (d->bus)
                 (void)sd_bus_emit_properties_changed(d->bus, DBUS_PATH, DBUS_NAME, "Files",
-                                                     "Cached", "Inodes", NULL);
+                                                     "Cached", "CachedHere", "Inodes", NULL);
 }
 
 static void *dbus_thread(void *userdata)

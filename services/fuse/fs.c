@@ -23,6 +23,7 @@
 #include "inode.h"
 #include "log.h"
 #include "meta.h"
+#include "passthrough.h"
 #include "prefetch.h"
 #include "reader.h"
 
@@ -38,7 +39,8 @@
 
 typedef struct fs_file {
         reader_file file;
-        pthread_mutex_t lock; /* guards window */
+        passthrough_mode mode; /* how the kernel reads it (see passthrough.h) */
+        pthread_mutex_t lock;  /* guards window */
         prefetch_window window;
 } fs_file;
 
@@ -59,6 +61,7 @@ struct fs {
         meta *meta;
         reader *reader;
         prefetch *prefetch;
+        passthrough *passthrough;
         inode_table *inodes;
 
         struct fuse_session *se;
@@ -178,6 +181,18 @@ static int make_entry(fs *f, const char *path, const meta_entry *e, struct fuse_
 
 /* --- operations ------------------------------------------------------------------------------- */
 
+/* Asks for FLAG when the kernel offers it. libfuse 3.17 refuses an init that changed both its
+ * old 32-bit `want` and the new `want_ext`, and passthrough needs the new API there. */
+static void want_flag(struct fuse_conn_info *conn, uint64_t flag)
+{
+#if HAVE_FUSE_PASSTHROUGH
+        (void)fuse_set_feature_flag(conn, flag);
+#else
+        if (conn->capable & flag)
+                conn->want |= (unsigned)flag;
+#endif
+}
+
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
         fs *f = userdata;
@@ -185,17 +200,18 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
         /* read-ahead as large as the kernel offers; reads may arrive in parallel */
         conn->max_readahead = conn->max_readahead ? conn->max_readahead : f->max_read;
         conn->max_read = f->max_read; /* as in the mount options */
-        if (conn->capable & FUSE_CAP_ASYNC_READ)
-                conn->want |= FUSE_CAP_ASYNC_READ;
-        if (conn->capable & FUSE_CAP_READDIRPLUS)
-                conn->want |= FUSE_CAP_READDIRPLUS;
-        if (conn->capable & FUSE_CAP_READDIRPLUS_AUTO)
-                conn->want |= FUSE_CAP_READDIRPLUS_AUTO;
-        if (conn->capable & FUSE_CAP_SPLICE_WRITE)
-                conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
-        if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
-                conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+        want_flag(conn, FUSE_CAP_ASYNC_READ);
+        want_flag(conn, FUSE_CAP_READDIRPLUS);
+        want_flag(conn, FUSE_CAP_READDIRPLUS_AUTO);
+        want_flag(conn, FUSE_CAP_SPLICE_WRITE);
+        want_flag(conn, FUSE_CAP_SPLICE_MOVE);
+        want_flag(conn, FUSE_CAP_PARALLEL_DIROPS);
+#if HAVE_FUSE_PASSTHROUGH
+        fuse_unset_feature_flag(conn, FUSE_CAP_WRITEBACK_CACHE);
+#else
         conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+#endif
+        passthrough_init(f->passthrough, conn);
         conn->max_background = 64;
         conn->congestion_threshold = 48;
         conn->time_gran = 1;
@@ -408,12 +424,25 @@ static fs_file *fs_file_free(fs_file *h)
         return NULL;
 }
 
+typedef struct open_ctx {
+        fs *fs;
+        fs_file *file;
+} open_ctx;
+
+static int open_local_fd(void *userdata)
+{
+        open_ctx *c = userdata;
+
+        return reader_local_fd(c->fs->reader, &c->file->file, 0);
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
         fs *f = req_fs(req);
         _cleanup_free_ char *path = NULL;
         meta_entry e = {};
         bool keep = false;
+        int backing_id = 0;
         fs_file *h;
         int r;
 
@@ -454,9 +483,22 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         (void)inode_table_open(f->inodes, ino, h->file.version, &keep);
         fi->keep_cache = keep;
         fi->noflush = 1;
+        /* A one-block file cached here: the kernel reads the tier file itself. */
+        h->mode = passthrough_open(f->passthrough, req, ino, h->file.version,
+                                   f->node->worker && h->file.size > 0 &&
+                                           h->file.size <= h->file.block_size,
+                                   open_local_fd, &(open_ctx){.fs = f, .file = h}, &backing_id);
+#if HAVE_FUSE_PASSTHROUGH
+        if (h->mode == PASSTHROUGH_BACKING) {
+                fi->backing_id = backing_id;
+                fi->keep_cache = 0; /* the FUSE inode's own pages are not used */
+        }
+#endif
         fi->fh = (uintptr_t)h;
-        if (fuse_reply_open(req, fi) < 0)
+        if (fuse_reply_open(req, fi) < 0) {
+                passthrough_release(f->passthrough, req, ino, h->mode);
                 fs_file_free(h);
+        }
 }
 
 /* Each FUSE thread keeps one read buffer: a fresh 1 MiB malloc per request costs page faults. */
@@ -584,7 +626,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-        fs_file_free((fs_file *)(uintptr_t)fi->fh);
+        fs_file *h = (fs_file *)(uintptr_t)fi->fh;
+
+        passthrough_release(req_fs(req)->passthrough, req, ino, h->mode);
+        fs_file_free(h);
         fuse_reply_err(req, 0);
 }
 
@@ -823,6 +868,7 @@ int fs_new(const config *c, const config_node *node, const config_dataset *d, co
                 .entry_timeout_ms = o->entry_timeout_ms,
                 .retry_ms = o->retry_ms,
                 .token = o->token,
+                .node = node->name,
         };
         reader_options ro = {
                 .retry_ms = o->retry_ms,
@@ -852,6 +898,8 @@ int fs_new(const config *c, const config_node *node, const config_dataset *d, co
                 r = prefetch_new(f->reader, o->prefetch_threads, &f->prefetch);
         if (r >= 0 && !(f->inodes = inode_table_new()))
                 r = -ENOMEM;
+        if (r >= 0)
+                r = passthrough_new(&f->passthrough);
         if (r < 0) {
                 fs_free(f);
                 return r;
@@ -869,6 +917,7 @@ fs *fs_free(fs *f)
         reader_free(f->reader);
         meta_free(f->meta);
         inode_table_free(f->inodes);
+        passthrough_free(f->passthrough);
         pthread_cond_destroy(&f->cond);
         pthread_mutex_destroy(&f->lock);
         free(f->mountpoint);
@@ -1032,8 +1081,8 @@ int fs_mount(fs *f, const char *mountpoint)
                 return log_error_errno(r, "Cannot start a thread: %m");
         f->inval_started = true;
 #if !HAVE_FUSE_PASSTHROUGH
-        log_info("FUSE passthrough is not available (libfuse %s < 3.17): local blocks are read "
-                 "through the daemon.",
+        log_info("FUSE passthrough is not available (libfuse %s < 3.17): cached blocks are "
+                 "spliced to the kernel by the daemon.",
                  fuse_pkgversion());
 #endif
         return 0;
@@ -1181,6 +1230,9 @@ void fs_get_status(fs *f, fs_status *ret)
                 .files = d.total_files,
                 .total_size = d.total_size,
                 .cached = d.cached,
+                .cached_here = d.cached_here,
+                .passthrough = passthrough_enabled(f->passthrough),
+                .passthrough_opens = passthrough_opens(f->passthrough),
                 .inodes = inode_table_size(f->inodes),
         };
         reader_get_stats(f->reader, &ret->reads);

@@ -26,7 +26,10 @@ typedef struct fs_status {
         const char *dataset;
         uint64_t files; /* in the dataset, from the master; 0 when unknown */
         uint64_t total_size;
-        uint64_t cached; /* bytes cached on workers, from the master */
+        uint64_t cached;      /* bytes cached on workers, from the master */
+        uint64_t cached_here; /* bytes cached on this node's worker, from the master */
+        bool passthrough;     /* the kernel granted FUSE passthrough */
+        uint64_t passthrough_opens;
         uint64_t inodes; /* known to the kernel */
         reader_stats reads;
 } fs_status;

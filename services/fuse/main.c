@@ -1,4 +1,6 @@
 /* weir-fuse: mounts one dataset of the cluster read-only, as local files. */
+#include "fuse-version.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -120,7 +122,8 @@ static int parse_args(int argc, char **argv)
                         help();
                         return 0;
                 case ARG_VERSION:
-                        printf("weir-fuse %s\n", WEIR_VERSION);
+                        printf("weir-fuse %s (libfuse %s, %s)\n", WEIR_VERSION, fuse_pkgversion(),
+                               HAVE_FUSE_PASSTHROUGH ? "+passthrough" : "-passthrough");
                         return 0;
                 default:
                         return -EINVAL;

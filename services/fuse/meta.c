@@ -871,6 +871,9 @@ int meta_dataset(meta *m, meta_dataset_info *ret)
         (void)json_u64(j, "ufs_total_size", false, &ret->total_size);
         (void)json_u64(j, "total_files", false, &ret->total_files);
         (void)json_u64(j, "cached", false, &ret->cached);
+        if (m->opts.node)
+                (void)json_u64(json_object_get(j, "cached_by_node"), m->opts.node, false,
+                               &ret->cached_here);
         json_decref(j);
         return 0;
 }

@@ -56,7 +56,8 @@ char *const *meta_locations_find(const meta_locations *l, uint64_t index, size_t
 typedef struct meta_dataset_info {
         uint64_t total_size;
         uint64_t total_files;
-        uint64_t cached;
+        uint64_t cached;      /* bytes cached on any worker */
+        uint64_t cached_here; /* bytes cached on the worker of this node */
 } meta_dataset_info;
 
 typedef struct meta_options {
@@ -64,6 +65,7 @@ typedef struct meta_options {
         uint64_t entry_timeout_ms;
         uint64_t retry_ms; /* how long a failover may take before a call fails */
         const char *token; /* the cluster's bearer token for POSTs, NULL when none (borrowed) */
+        const char *node;  /* this node's name, for what its worker caches (borrowed) */
 } meta_options;
 
 typedef struct meta meta;

@@ -710,15 +710,20 @@ int reader_fill_local(reader *r, const reader_file *f, uint64_t offset, size_t l
         return k;
 }
 
-bool reader_is_local(reader *r, const reader_file *f, uint64_t index)
+int reader_local_fd(reader *r, const reader_file *f, uint64_t index)
 {
         char id[BLOCK_ID_MAX];
         block_key key = {.file_id = f->file_id, .version = f->version, .index = index};
         uint64_t len;
-        int fd;
 
         block_id_format(id, &key);
-        fd = local_block(r, id, block_length(f->size, f->block_size, index), &len);
+        return local_block(r, id, block_length(f->size, f->block_size, index), &len);
+}
+
+bool reader_is_local(reader *r, const reader_file *f, uint64_t index)
+{
+        int fd = reader_local_fd(r, f, index);
+
         if (fd < 0)
                 return false;
         safe_close(fd);

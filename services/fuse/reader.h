@@ -74,4 +74,8 @@ int reader_warm(reader *r, const reader_file *f, uint64_t index);
 /* Whether block INDEX is cached on this node (asks the local worker socket). */
 bool reader_is_local(reader *r, const reader_file *f, uint64_t index);
 
+/* A read-only descriptor of block INDEX's tier file on this node (close it), -ENOENT when the
+ * block is not cached here. */
+int reader_local_fd(reader *r, const reader_file *f, uint64_t index);
+
 void reader_get_stats(reader *r, reader_stats *ret);

@@ -282,6 +282,7 @@ static void dataset_cache_fields_locked(manager *m, json_t *ds)
         double now = monotonic_s();
         uint64_t capacity = 0, hits = 0, misses = 0, cached = 0;
         unsigned live_workers = 0;
+        json_t *by_node = json_object(); /* node -> bytes of this dataset it caches */
         const char *node, *key;
         json_t *w, *b;
         const char *name = json_string_value(json_object_get(ds, "name"));
@@ -315,10 +316,20 @@ static void dataset_cache_fields_locked(manager *m, json_t *ds)
                         json_object_foreach(b, index, holders)
                         {
                                 uint64_t idx;
+                                const char *holder;
+                                json_t *v;
                                 if (json_object_size(holders) == 0 || bs == 0 ||
                                     parse_u64(index, &idx) < 0)
                                         continue;
                                 cached += block_length(size, bs, idx);
+                                json_object_foreach(holders, holder, v)
+                                {
+                                        json_t *n = json_object_get(by_node, holder);
+                                        uint64_t sum = (uint64_t)json_integer_value(n) +
+                                                       block_length(size, bs, idx);
+                                        json_object_set_new(by_node, holder,
+                                                            json_integer((json_int_t)sum));
+                                }
                         }
                 }
                 json_decref(file);
@@ -332,6 +343,7 @@ static void dataset_cache_fields_locked(manager *m, json_t *ds)
                                     json_string("metadata synced; no worker is alive"));
         }
         json_object_set_new(ds, "cached", json_integer((json_int_t)cached));
+        json_object_set_new(ds, "cached_by_node", by_node ? by_node : json_object());
         json_object_set_new(ds, "cache_capacity", json_integer((json_int_t)capacity));
         json_object_set_new(ds, "hit_ratio",
                             json_real(hits + misses ? (double)hits / (double)(hits + misses) : 0));

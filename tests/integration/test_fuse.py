@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from conftest import weir_binary
+from conftest import BUILD_DIR, weir_binary
 from weirtest import fusefake
 from weirtest.fusemount import FuseDaemon, drop_caches, lazy_unmount, sha256, yaml_config
 
@@ -224,6 +224,112 @@ def test_reads_are_sized_so_that_libfuse_can_splice_them(fake):
             assert os.pread(f.fileno(), 1 << 20, off) == src[off:off + (1 << 20)]
 
 
+def _built_with_passthrough():
+    try:
+        with open(os.path.join(BUILD_DIR, "weir-build.h")) as f:
+            return "#define HAVE_FUSE_PASSTHROUGH 1" in f.read()
+    except OSError:
+        return False
+
+
+def _read_while_stopped(fuse, fd, length, timeout=10):
+    """pread(fd) with weir-fuse stopped (SIGSTOP): only the kernel can answer it."""
+    result = {}
+
+    def reader():
+        try:
+            result["data"] = os.pread(fd, length, 0)
+        except OSError as e:
+            result["error"] = e
+
+    os.kill(fuse.proc.pid, signal.SIGSTOP)
+    try:
+        t = threading.Thread(target=reader, daemon=True)
+        t.start()
+        t.join(timeout)
+        done = not t.is_alive()
+    finally:
+        os.kill(fuse.proc.pid, signal.SIGCONT)
+    t.join(30)
+    return done, result
+
+
+def test_passthrough_of_a_cached_one_block_file(fake):
+    """libfuse >= 3.17 and Linux >= 6.9: a file of one block cached on this node is read by the
+    kernel from the worker's tier file. Proof: it reads with weir-fuse stopped, while a file that
+    is not passed through cannot."""
+    if not _built_with_passthrough():
+        pytest.skip(f"weir-fuse in {BUILD_DIR} is built without FUSE passthrough (libfuse < 3.17; "
+                    "Debian 12 has 3.14)")
+    if "the kernel does not offer it" in fake.fuse.log():
+        pytest.skip("the kernel does not offer FUSE passthrough (Linux >= 6.9)")
+    want = read(fake.source("bs-1"))
+    assert read(fake.path("bs-1")) == want  # first open: cached, fills the block
+    assert fake.worker.fills == 1
+    drop_caches()
+    fd = os.open(fake.path("bs-1"), os.O_RDONLY)  # now wholly on this node: passed through
+    try:
+        done, result = _read_while_stopped(fake.fuse, fd, BS)
+        assert done, "a passthrough read needed the daemon"
+        assert result.get("data") == want
+        # a second open shares the backing file; the bytes are the same
+        fd2 = os.open(fake.path("bs-1"), os.O_RDONLY)
+        try:
+            assert os.pread(fd2, 4096, BS - 4096) == want[BS - 4096:]
+        finally:
+            os.close(fd2)
+    finally:
+        os.close(fd)
+    # a multi-block file is never passed through: with the daemon stopped its read waits
+    assert read(fake.path("multi")) == read(fake.source("multi"))
+    drop_caches()
+    fd = os.open(fake.path("multi"), os.O_RDONLY)
+    try:
+        done, result = _read_while_stopped(fake.fuse, fd, BS, timeout=1)
+        assert not done or "error" in result
+    finally:
+        os.close(fd)
+    # after the last close the backing file is released: opening again works, as often as asked
+    for _ in range(3):
+        assert read(fake.path("bs-1")) == want
+    assert "refused by the kernel" not in fake.fuse.log()
+
+
+def test_passthrough_open_across_a_new_version(tmp):
+    """The kernel allows one backing file per inode and wants every open of it to use that file.
+    A file whose new version is reported while a passthrough open of the old one lives: new opens
+    read the old version, whole, until the last open closes; then the new version."""
+    if not _built_with_passthrough():
+        pytest.skip(f"weir-fuse in {BUILD_DIR} is built without FUSE passthrough (libfuse < 3.17; "
+                    "Debian 12 has 3.14)")
+    s = FakeSetup(tmp, attr_timeout="1s")
+    try:
+        if "the kernel does not offer it" in s.fuse.log():
+            pytest.skip("the kernel does not offer FUSE passthrough (Linux >= 6.9)")
+        old = read(s.path("bs"))
+        assert old == read(s.source("bs"))
+        with open(s.path("bs"), "rb") as f:  # passed through: the block is cached now
+            new = bytes(b ^ 0xFF for b in old)
+            with open(s.source("bs"), "wb") as w:
+                w.write(new)
+            fid = s.tree.entry("/data/bs")["file_id"]
+            s.tree.versions[fid] = 2
+            time.sleep(1.5)  # the attr timeout
+            assert read(s.path("bs")) == old
+            assert f.read() == old
+        assert read(s.path("bs")) == new
+        deadline = time.monotonic() + 10
+        while True:  # the worker caches version 2; then it is passed through again
+            with open(s.path("bs"), "rb") as f:
+                done, result = _read_while_stopped(s.fuse, f.fileno(), BS, timeout=2)
+            assert result.get("data", new) == new
+            if done:
+                break
+            assert time.monotonic() < deadline, "version 2 was never passed through"
+    finally:
+        s.close()
+
+
 def test_dead_worker_falls_back_to_the_store(fake):
     fake.worker.stop()
     fake.worker = None
@@ -329,19 +435,21 @@ def test_sigkill_then_restart_mounts_again(fake):
 
 
 def test_new_version_drops_the_page_cache(tmp):
+    # two blocks: never passed through, so this is about the kernel's page cache of the file
+    # (test_passthrough_open_across_a_new_version has the one-block case)
     s = FakeSetup(tmp, attr_timeout="1s")
     try:
-        old = read(s.path("bs"))
-        assert old == read(s.source("bs"))
+        old = read(s.path("bs+1"))
+        assert old == read(s.source("bs+1"))
         # the store gets a new file of the same size; the master reports version 2
         new = bytes(b ^ 0xFF for b in old)
-        with open(s.source("bs"), "wb") as f:
+        with open(s.source("bs+1"), "wb") as f:
             f.write(new)
-        fid = s.tree.entry("/data/bs")["file_id"]
+        fid = s.tree.entry("/data/bs+1")["file_id"]
         s.tree.versions[fid] = 2
-        with open(s.path("bs"), "rb") as f:  # kept open across the change
+        with open(s.path("bs+1"), "rb") as f:  # kept open across the change
             time.sleep(1.5)  # the attr timeout
-            assert read(s.path("bs")) == new
+            assert read(s.path("bs+1")) == new
             f.seek(0)
             assert f.read() == new
     finally:
@@ -458,6 +566,11 @@ def test_demo_warm_copies_send_nothing_from_the_store(demo):
     assert demo.store_bytes() == before
     xattr = os.getxattr(os.path.join(demo.mnt, "hbase", "CHANGES.md"), "user.weir.cached")
     assert float(xattr) == 1.0
+    # the master's per-node figures: every block is on some worker, each counted where it is
+    ds = demo.request("GET", "/v1/datasets/hbase")[1]
+    assert ds["cached"] == sum(demo.files.values())
+    assert set(ds["cached_by_node"]) <= set(demo.names)
+    assert sum(ds["cached_by_node"].values()) >= ds["cached"]
     shutil.rmtree(copy)
     shutil.rmtree(os.path.join(demo.dir, "copy-dropped"))
     shutil.rmtree(os.path.join(demo.dir, "prime"))
@@ -650,6 +763,15 @@ def test_notify_ready_status_stopping_and_dbus(tmp):
             assert prop("Mounted") == "b true"
             assert prop("Dataset") == 's "ds"'
             assert prop("Mountpoint") == f's "{s.mnt}"'
+            # what this node's worker holds, from the master's cached_by_node
+            total = sum(SIZES.values())
+            assert read(s.path("multi")) == read(s.source("multi"))
+            want = f"{SIZES['multi'] * 100 // total}% cached on this node"
+            deadline = time.monotonic() + 20
+            while not any(want in m for m in messages[ready_at:]):
+                assert time.monotonic() < deadline, messages[-3:]
+                messages.append(notify.recv(4096).decode())
+            assert prop("CachedHere") == f"t {SIZES['multi']}"
             assert s.fuse.stop() == 0
             while not any("STOPPING=1" in m for m in messages):
                 messages.append(notify.recv(4096).decode())

@@ -106,7 +106,7 @@ class DemoCluster:
     """Three nodes (master + worker each) on 127.0.4.1-3, nginx on 127.0.4.4, FUSE on node1."""
 
     def __init__(self, dir, build_dir, *, scale=1.0, block_size=None, tier_quota="2Gi",
-                 fuse_env=None):
+                 fuse_env=None, mem_dir=None):
         self.dir = str(dir)
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(self.dir, 0o755)
@@ -125,6 +125,8 @@ class DemoCluster:
         self.yaml_path = os.path.join(self.dir, "cluster.yaml")
         self.block_size = block_size
         self.tier_quota = tier_quota
+        # the MEM level's path: a directory of the test's own by default, a tmpfs for benchmarks
+        self.mem_dir = mem_dir or os.path.join(self.dir, "shm")
         self.masters = []
         self.workers = []
         self.fuse = None
@@ -152,7 +154,7 @@ class DemoCluster:
                   "---", "apiVersion: data.fluid.io/v1alpha1", "kind: AlluxioRuntime",
                   "metadata: {name: hbase}", "spec:", "  replicas: 3",
                   "  master: {replicas: 3}", "  tieredstore:", "    levels:",
-                  f"      - {{mediumtype: MEM, path: {self.dir}/shm, quota: {self.tier_quota}, "
+                  f"      - {{mediumtype: MEM, path: {self.mem_dir}, quota: {self.tier_quota}, "
                   "high: '0.95', low: '0.7'}"]
         with open(self.yaml_path, "w") as f:
             f.write("\n".join(lines) + "\n")

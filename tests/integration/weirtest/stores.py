@@ -214,6 +214,7 @@ http {{
     scgi_temp_path {self.workdir}/scgi;
     types {{ text/plain txt; application/octet-stream bin dat; }}
     default_type application/octet-stream;
+    sendfile on;
     server {{
         listen {self.address}:{self.port};
         root {self.root};
