@@ -548,15 +548,20 @@ static char *thread_read_buf(size_t size)
         return b->data;
 }
 
-/* Blocks cached on this node go to the kernel by splice from the tier files: no copy here. */
-static bool reply_local(fs *f, fuse_req_t req, fs_file *h, size_t size, off_t off)
+/* Blocks cached on this node go to the kernel by splice from the tier files: no copy here. With
+ * FILL, blocks not cached yet are filled by the local worker, and spliced from the file being
+ * filled as soon as the bytes asked for are there. */
+static bool reply_local(fs *f, fuse_req_t req, fs_file *h, size_t size, off_t off, bool fill)
 {
         reader_extent ext[FS_MAX_EXTENTS];
         struct fuse_bufvec *bv;
         unsigned n = 0;
         int r;
 
-        r = reader_local_extents(f->reader, &h->file, (uint64_t)off, size, ext, FS_MAX_EXTENTS, &n);
+        r = fill ? reader_wait_local_extents(f->reader, &h->file, (uint64_t)off, size, ext,
+                                             FS_MAX_EXTENTS, &n)
+                 : reader_local_extents(f->reader, &h->file, (uint64_t)off, size, ext,
+                                        FS_MAX_EXTENTS, &n);
         if (r < 0)
                 return false;
         bv = calloc(1, sizeof(*bv) + (n ? n - 1 : 0) * sizeof(struct fuse_buf));
@@ -605,11 +610,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                 for (uint64_t i = first; i < end; i++)
                         prefetch_queue(f->prefetch, &h->file, i);
         }
-        if (reply_local(f, req, h, size, off))
+        if (reply_local(f, req, h, size, off, false))
                 return;
-        /* cold: let the local worker fill the blocks, then splice them (no bytes over HTTP) */
-        if (reader_fill_local(f->reader, &h->file, (uint64_t)off, size) == 0 &&
-            reply_local(f, req, h, size, off))
+        /* cold: the local worker fills the blocks; splice the bytes as they arrive */
+        if (reply_local(f, req, h, size, off, true))
                 return;
         buf = thread_read_buf(size ? size : 1);
         if (!buf) {

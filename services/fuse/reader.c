@@ -254,18 +254,19 @@ static bool local_is_down(reader *r)
         return down;
 }
 
-/* Asks the local worker for block ID: a read-only descriptor (>= 0, *ret_len its length),
+/* Sends REQ ("OPEN ID" or "WAIT ID OFF LEN") to the local worker: a read-only descriptor
+ * (>= 0, *ret_len the block's length, *ret_part whether it is a block still being filled),
  * -ENOENT when not cached here, another negative errno when the socket fails. */
-static int local_open(reader *r, const char *id, uint64_t *ret_len)
+static int local_request(reader *r, const char *req, unsigned timeout_ms, uint64_t *ret_len,
+                         bool *ret_part)
 {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        struct timeval tv = {.tv_sec = READER_SOCKET_TIMEOUT_MS / 1000,
-                             .tv_usec = (READER_SOCKET_TIMEOUT_MS % 1000) * 1000};
+        struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
         union {
                 struct cmsghdr h;
                 char buf[CMSG_SPACE(sizeof(int))];
         } control;
-        char line[READER_MAX_LINE], req[BLOCK_ID_MAX + 8];
+        char line[READER_MAX_LINE];
         _cleanup_close_ int s = -1, fd = -1;
         size_t got = 0;
         int n;
@@ -281,7 +282,7 @@ static int local_open(reader *r, const char *id, uint64_t *ret_len)
         if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0)
                 /* no socket file is no worker, not a cache miss */
                 return errno == ENOENT ? -ECONNREFUSED : -errno;
-        n = snprintf(req, sizeof(req), "OPEN %s\n", id);
+        n = (int)strlen(req);
         if (send(s, req, n, MSG_NOSIGNAL) != n)
                 return -EIO;
 
@@ -317,20 +318,31 @@ static int local_open(reader *r, const char *id, uint64_t *ret_len)
         *strchr(line, '\n') = 0;
         if (strcmp(line, "MISS") == 0)
                 return -ENOENT;
-        if (strncmp(line, "OK ", 3) == 0 && fd >= 0) {
+        if ((strncmp(line, "OK ", 3) == 0 || strncmp(line, "PART ", 5) == 0) && fd >= 0) {
+                const char *num = line + (line[0] == 'O' ? 3 : 5);
                 char *end;
                 unsigned long long len;
 
                 errno = 0;
-                len = strtoull(line + 3, &end, 10);
-                if (errno || *end || end == line + 3)
+                len = strtoull(num, &end, 10);
+                if (errno || *end || end == num)
                         return -EBADMSG;
                 *ret_len = len;
+                *ret_part = line[0] == 'P';
                 return TAKE_FD(fd);
         }
         if (strncmp(line, "ERR ", 4) == 0)
-                log_debug("Local worker: OPEN %s: %s", id, line + 4);
+                log_debug("Local worker: %.*s: %s", (int)strcspn(req, "\n"), req, line + 4);
         return -EIO;
+}
+
+static int local_open(reader *r, const char *id, uint64_t *ret_len)
+{
+        char req[BLOCK_ID_MAX + 8];
+        bool part;
+
+        snprintf(req, sizeof(req), "OPEN %s\n", id);
+        return local_request(r, req, READER_SOCKET_TIMEOUT_MS, ret_len, &part);
 }
 
 /* A descriptor of block ID on this node (cached or fresh from the worker), or -ENOENT. */
@@ -674,7 +686,55 @@ int reader_local_extents(reader *r, const reader_file *f, uint64_t offset, size_
         return 0;
 }
 
-int reader_fill_local(reader *r, const reader_file *f, uint64_t offset, size_t len)
+/* Block ID of span S from the local worker, filling it there when no other worker holds it:
+ * a descriptor in which the span's bytes are valid, as soon as they are fetched. */
+static int local_wait(reader *r, const reader_file *f, const block_span *s, const char *id,
+                      meta_locations **loc)
+{
+        char req[BLOCK_ID_MAX + 48];
+        uint64_t blen = block_length(f->size, f->block_size, s->index), len = 0;
+        char *const *holders;
+        size_t n_holders;
+        bool part = false;
+        int fd, dupfd;
+
+        fd = fd_cache_get(r, id, &len);
+        if (fd >= 0)
+                return fd;
+        /* a block another worker holds is read from it, not cached twice */
+        if (!*loc && meta_blocks(r->meta, f->file_id, f->version, loc) < 0)
+                *loc = NULL;
+        holders = meta_locations_find(*loc, s->index, &n_holders);
+        for (size_t j = 0; j < n_holders; j++)
+                if (strcmp(holders[j], r->node->name) != 0)
+                        return -EREMOTE;
+        snprintf(req, sizeof(req), "WAIT %s %" PRIu64 " %" PRIu64 "\n", id, s->offset, s->len);
+        fd = local_request(r, req, (unsigned)MIN(r->opts.stall_ms, 60000u), &len, &part);
+        if (fd < 0) {
+                if (fd != -ENOENT) {
+                        log_debug_errno(fd, "Local worker socket %s: %m", r->socket_path);
+                        local_mark_down(r);
+                }
+                return fd;
+        }
+        if (len != blen) {
+                log_warning("Local worker handed block %s with %" PRIu64
+                            " bytes instead of %" PRIu64 ", ignoring it",
+                            id, len, blen);
+                safe_close(fd);
+                return -ENOENT;
+        }
+        /* a block still being filled holds only the bytes asked for: never kept */
+        if (!part) {
+                dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+                if (dupfd >= 0)
+                        fd_cache_put(r, id, dupfd, len);
+        }
+        return fd;
+}
+
+int reader_wait_local_extents(reader *r, const reader_file *f, uint64_t offset, size_t len,
+                              reader_extent *ext, unsigned max, unsigned *ret_n)
 {
         uint64_t total = block_clamp_read(f->size, offset, len);
         block_span spans[READER_MAX_SPANS];
@@ -684,30 +744,35 @@ int reader_fill_local(reader *r, const reader_file *f, uint64_t offset, size_t l
 
         if (!r->local_api || local_is_down(r))
                 return -ENOENT;
-        n = block_split(f->block_size, offset, total, spans, READER_MAX_SPANS);
-        for (unsigned i = 0; i < n && k == 0; i++) {
-                char id[BLOCK_ID_MAX], one;
+        if (max > READER_MAX_SPANS)
+                max = READER_MAX_SPANS;
+        n = block_split(f->block_size, offset, total, spans, max);
+        if (total > 0 && (n == 0 || spans[n - 1].index * f->block_size + spans[n - 1].offset +
+                                                    spans[n - 1].len !=
+                                            offset + total))
+                return -E2BIG;
+        for (unsigned i = 0; i < n; i++) {
+                char id[BLOCK_ID_MAX];
                 block_key key = {
                         .file_id = f->file_id, .version = f->version, .index = spans[i].index};
-                char *const *holders;
-                size_t n_holders;
+                int fd;
 
-                if (reader_is_local(r, f, spans[i].index))
-                        continue;
-                if (!loc && meta_blocks(r->meta, f->file_id, f->version, &loc) < 0)
-                        loc = NULL;
-                holders = meta_locations_find(loc, spans[i].index, &n_holders);
-                for (size_t j = 0; j < n_holders; j++)
-                        if (strcmp(holders[j], r->node->name) != 0)
-                                k = -EREMOTE;
-                if (k < 0)
-                        break;
                 block_id_format(id, &key);
-                /* one byte: the worker fills the whole block first, then we splice it */
-                k = worker_get(r, r->local_api, id, 0, 1, false, &one);
+                fd = local_wait(r, f, &spans[i], id, &loc);
+                if (fd < 0) {
+                        for (unsigned j = 0; j < i; j++)
+                                safe_close(ext[j].fd);
+                        k = fd;
+                        break;
+                }
+                ext[i] = (reader_extent){.fd = fd, .offset = spans[i].offset, .len = spans[i].len};
         }
         meta_locations_unref(loc);
-        return k;
+        if (k < 0)
+                return k;
+        count(r, &r->stats.bytes_local, total);
+        *ret_n = n;
+        return 0;
 }
 
 int reader_local_fd(reader *r, const reader_file *f, uint64_t index)

@@ -61,11 +61,13 @@ typedef struct reader_extent {
 int reader_local_extents(reader *r, const reader_file *f, uint64_t offset, size_t len,
                          reader_extent *ext, unsigned max, unsigned *ret_n);
 
-/* Makes every block of [OFFSET, OFFSET + LEN) local by asking this node's worker to fill it,
- * unless another worker holds it (then -EREMOTE: read it from there) or there is no local worker
- * (-ENOENT). 0 when all are local now. One attempt, no retries: the caller falls back to
- * reader_read(). */
-int reader_fill_local(reader *r, const reader_file *f, uint64_t offset, size_t len);
+/* Like reader_local_extents(), but blocks not cached here are filled by this node's worker,
+ * which hands each descriptor as soon as the bytes asked for are fetched (WAIT on its socket), so
+ * a cold read waits for its range, not for whole blocks. -EREMOTE when another worker holds a
+ * block (read it from there), -ENOENT without a local worker. One attempt, no retries: the
+ * caller falls back to reader_read(). */
+int reader_wait_local_extents(reader *r, const reader_file *f, uint64_t offset, size_t len,
+                              reader_extent *ext, unsigned max, unsigned *ret_n);
 
 /* Makes block INDEX of F cached on a worker (the local one when there is one), without
  * copying its bytes here: used by prefetch. */

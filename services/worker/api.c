@@ -201,11 +201,63 @@ static void prefetch_after_hit(worker *w, const store_key *k)
         }
 }
 
+/* The explicit "bytes=A-B" range of a request, which can be answered before the block's length
+ * is known; 1 for anything else. */
+static int bounded_range(const char *h, uint64_t *ret_off, uint64_t *ret_len)
+{
+        const char *dash = h ? strchr(h, '-') : NULL;
+
+        if (!dash || strncmp(h, "bytes=", 6) != 0 || dash == h + 6 || dash[1] == 0)
+                return 1;
+        return parse_range(h, UINT64_MAX, ret_off, ret_len) == 0 ? 0 : 1;
+}
+
+typedef struct part_request {
+        worker *w;
+        httpd_request *req;
+        store_key key;
+        uint64_t off, len;
+} part_request;
+
+/* The bytes a ranged GET of a cold block asked for are fetched: serve them from the block file
+ * being filled (fill_block_part), or from the cache when the block is whole by now. */
+static void part_filled(int r, int fd, uint64_t block_len, void *userdata)
+{
+        part_request *pr = userdata;
+        worker *w = pr->w;
+
+        if (r == 0) {
+                char cr[96];
+                uint64_t len = MIN(pr->len, block_len - pr->off);
+
+                snprintf(cr, sizeof(cr), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, pr->off,
+                         pr->off + len - 1, block_len);
+                (void)httpd_reply_header(pr->req, "Content-Range", cr);
+                (void)httpd_reply_header(pr->req, "Accept-Ranges", "bytes");
+                (void)httpd_reply_header(pr->req, "X-Weir-Cache", "miss");
+                __atomic_add_fetch(&w->served_bytes, len, __ATOMIC_RELAXED);
+                (void)httpd_reply_fd(pr->req, 206, "application/octet-stream", fd, pr->off, len);
+        } else if (r > 0) {
+                /* whole now (or the range lies past its end: the lookup says so) */
+                block_request *br = calloc(1, sizeof(*br));
+
+                if (!br)
+                        (void)httpd_reply_error(pr->req, 500, "out of memory");
+                else {
+                        *br = (block_request){.w = w, .req = pr->req, .key = pr->key};
+                        block_filled(0, br);
+                }
+        } else
+                (void)reply_errno(pr->req, r, &pr->key);
+        free(pr);
+}
+
 static void handle_block(httpd_request *req, void *userdata)
 {
         worker *w = userdata;
         block_request *br;
         store_key k;
+        uint64_t off, len;
         int r;
 
         if (block_id_parse(httpd_request_suffix(req), &k) < 0) {
@@ -218,6 +270,28 @@ static void handle_block(httpd_request *req, void *userdata)
                 return;
         }
         __atomic_add_fetch(&w->misses, 1, __ATOMIC_RELAXED);
+        if (bounded_range(httpd_request_header(req, "Range"), &off, &len) == 0) {
+                part_request *pr = calloc(1, sizeof(*pr));
+
+                if (!pr) {
+                        (void)httpd_reply_error(req, 500, "out of memory");
+                        return;
+                }
+                *pr = (part_request){.w = w, .req = req, .key = k, .off = off, .len = len};
+                pthread_rwlock_rdlock(&w->fill_guard);
+                r = w->fill ? fill_block_part(w->fill, &k, off, len, API_READAHEAD, part_filled, pr)
+                            : -ECANCELED;
+                pthread_rwlock_unlock(&w->fill_guard);
+                if (r == 0)
+                        return; /* suspended until part_filled() */
+                if (r > 0)
+                        part_filled(1, -1, 0, pr); /* cached meanwhile */
+                else {
+                        (void)reply_errno(req, r, &k);
+                        free(pr);
+                }
+                return;
+        }
         br = calloc(1, sizeof(*br));
         if (!br) {
                 (void)httpd_reply_error(req, 500, "out of memory");

@@ -1,6 +1,11 @@
 /* The local descriptor socket (docs/api.md): "OPEN BLOCK_ID\n" gets "OK LENGTH\n" and the
- * block's read-only descriptor over SCM_RIGHTS, "MISS\n", or "ERR MESSAGE\n". Runs on the
- * daemon's sd-event loop: each request is a store lookup and one sendmsg(). */
+ * block's read-only descriptor over SCM_RIGHTS, "MISS\n", or "ERR MESSAGE\n".
+ * "WAIT BLOCK_ID OFFSET LENGTH\n" fills the block when it is not cached and answers as soon as
+ * those bytes are fetched: "OK LENGTH\n" with the whole block's descriptor, or "PART LENGTH\n"
+ * with a descriptor of the block being filled, in which only the bytes asked for are valid yet
+ * (the reader must not keep it), or "ERR MESSAGE\n".
+ * Runs on the daemon's sd-event loop: an OPEN is a store lookup and one sendmsg(); a WAIT that
+ * has to fill is answered from a fill thread, on a duplicate of the connection's descriptor. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -18,6 +23,7 @@
 
 #define FDSOCK_MAX_LINE        128
 #define FDSOCK_MAX_CONNECTIONS 256
+#define FDSOCK_READAHEAD       2 /* blocks filled ahead of a waiting reader, as over HTTP */
 
 typedef struct fdsock_conn {
         fdsock *sock;
@@ -80,30 +86,114 @@ static int send_reply(int fd, const char *line, int pass_fd)
         return 0;
 }
 
-static int handle_line(fdsock *s, int fd, const char *line)
+/* Answers with block K's descriptor when it is cached: 0 sent, 1 not cached, -errno. */
+static int reply_cached(worker *w, int fd, const store_key *k)
 {
         char reply[64];
         store_block *b;
-        store_key k;
         uint64_t size;
         int bfd, r;
 
-        if (strncmp(line, "OPEN ", 5) != 0)
-                return send_reply(fd, "ERR unknown command, expected OPEN BLOCK_ID\n", -1);
-        if (block_id_parse(line + 5, &k) < 0)
-                return send_reply(fd, "ERR invalid block id\n", -1);
-        r = store_open(s->w->store, &k, &b, &bfd, &size);
-        if (r < 0) {
-                __atomic_add_fetch(&s->w->misses, 1, __ATOMIC_RELAXED);
-                return send_reply(fd, "MISS\n", -1);
-        }
+        r = store_open(w->store, k, &b, &bfd, &size);
+        if (r < 0)
+                return 1;
         /* The FUSE daemon keeps the descriptor as long as it likes: the pin ends here, the
          * bytes stay (eviction unlinks, never truncates). */
-        store_release(s->w->store, b);
-        __atomic_add_fetch(&s->w->hits, 1, __ATOMIC_RELAXED);
+        store_release(w->store, b);
+        __atomic_add_fetch(&w->hits, 1, __ATOMIC_RELAXED);
         snprintf(reply, sizeof(reply), "OK %" PRIu64 "\n", size);
         r = send_reply(fd, reply, bfd);
         safe_close(bfd);
+        return r;
+}
+
+typedef struct wait_request {
+        worker *w; /* not the fdsock: the worker stops it before its fills */
+        int fd;    /* a duplicate of the connection's: the loop may close its own meanwhile */
+        store_key key;
+} wait_request;
+
+static void wait_answer(int r, int bfd, uint64_t block_len, void *userdata)
+{
+        wait_request *wr = userdata;
+        char reply[64];
+
+        if (r == 0) {
+                snprintf(reply, sizeof(reply), "PART %" PRIu64 "\n", block_len);
+                (void)send_reply(wr->fd, reply, bfd);
+                safe_close(bfd);
+        } else if (r > 0) {
+                if (reply_cached(wr->w, wr->fd, &wr->key) == 1)
+                        (void)send_reply(wr->fd, "MISS\n", -1); /* evicted at once */
+        } else {
+                snprintf(reply, sizeof(reply), "ERR %s\n", strerror(-r));
+                (void)send_reply(wr->fd, reply, -1);
+        }
+        safe_close(wr->fd);
+        free(wr);
+}
+
+static int handle_wait(fdsock *s, int fd, const char *args)
+{
+        char id[BLOCK_ID_MAX];
+        unsigned long long off, len;
+        wait_request *wr;
+        worker *w = s->w;
+        int n = 0, r;
+
+        if (sscanf(args, "%63s %llu %llu%n", id, &off, &len, &n) != 3 || args[n] != 0 || len == 0)
+                return send_reply(fd, "ERR expected WAIT BLOCK_ID OFFSET LENGTH\n", -1);
+        wr = calloc(1, sizeof(*wr));
+        if (!wr)
+                return send_reply(fd, "ERR out of memory\n", -1);
+        if (block_id_parse(id, &wr->key) < 0) {
+                free(wr);
+                return send_reply(fd, "ERR invalid block id\n", -1);
+        }
+        r = reply_cached(w, fd, &wr->key);
+        if (r != 1) {
+                free(wr);
+                return r;
+        }
+        __atomic_add_fetch(&w->misses, 1, __ATOMIC_RELAXED);
+        wr->w = w;
+        wr->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        if (wr->fd < 0) {
+                free(wr);
+                return send_reply(fd, "ERR out of file descriptors\n", -1);
+        }
+        pthread_rwlock_rdlock(&w->fill_guard);
+        r = w->fill ? fill_block_part(w->fill, &wr->key, off, len, FDSOCK_READAHEAD, wait_answer,
+                                      wr)
+                    : -ECANCELED;
+        pthread_rwlock_unlock(&w->fill_guard);
+        if (r == 0)
+                return 0; /* wait_answer() replies */
+        if (r > 0) {
+                wait_answer(1, -1, 0, wr);
+                return 0;
+        }
+        safe_close(wr->fd);
+        free(wr);
+        return send_reply(fd, "ERR cannot fill the block\n", -1);
+}
+
+static int handle_line(fdsock *s, int fd, const char *line)
+{
+        store_key k;
+        int r;
+
+        if (strncmp(line, "WAIT ", 5) == 0)
+                return handle_wait(s, fd, line + 5);
+        if (strncmp(line, "OPEN ", 5) != 0)
+                return send_reply(fd, "ERR unknown command, expected OPEN or WAIT\n", -1);
+        if (block_id_parse(line + 5, &k) < 0)
+                return send_reply(fd, "ERR invalid block id\n", -1);
+        r = reply_cached(s->w, fd, &k);
+        if (r == 1) {
+                __atomic_add_fetch(&s->w->misses, 1, __ATOMIC_RELAXED);
+                return send_reply(fd, "MISS\n", -1);
+        }
         return r;
 }
 

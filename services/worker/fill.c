@@ -8,8 +8,10 @@
  * Locking: `lock` ("the fill lock") guards the queue, the job table (single flight), the
  * metadata cache and the counters. Store I/O, network I/O and waiter callbacks run unlocked. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -31,6 +33,20 @@ typedef struct fill_waiter {
         struct fill_waiter *next;
 } fill_waiter;
 
+/* A reader of part of the block (fill_block_part). */
+typedef struct part_waiter {
+        uint64_t off, end; /* block-relative */
+        fill_part_fn done;
+        void *userdata;
+        struct part_waiter *next;
+} part_waiter;
+
+/* One range of a started block: [start, end), written up to pos (bytes below pos are final). */
+typedef struct fill_range {
+        uint64_t start, end;
+        uint64_t pos; /* atomic: written by its range task, read under the fill lock */
+} fill_range;
+
 typedef struct fill_job {
         store_key key;
         unsigned readahead;
@@ -44,14 +60,20 @@ typedef struct fill_job {
         const char *rel; /* into file.path */
         uint64_t offset, len;
         uint64_t *chunk_sums; /* checksum.h: one per CHECKSUM_CHUNK, filled by the ranges */
+        fill_range *ranges;   /* set by the start task; NULL before */
+        unsigned n_ranges;
         unsigned ranges_left;
         int error;
+        part_waiter *parts; /* guarded by the fill lock */
+        unsigned n_parts;   /* atomic mirror of the list's length, read without the lock */
+        bool committing;    /* fill lock: fd is about to close, part waiters wait for the end */
 } fill_job;
 
 typedef struct fill_task {
         fill_job *job;
         bool start;
         uint64_t offset, len; /* a range, relative to the block */
+        fill_range *range;
         struct fill_task *next;
 } fill_task;
 
@@ -193,9 +215,10 @@ static void job_unlink(fill *f, fill_job *job)
                 }
 }
 
-/* Enqueues a fill of K unless it is cached or queued; WAITER (may be NULL) is attached. */
+/* Enqueues a fill of K unless it is cached or queued; WAITER (may be NULL) is attached. The job
+ * goes to *RET_JOB when that is not NULL. */
 static int job_request_locked(fill *f, const store_key *k, unsigned readahead, fill_waiter *waiter,
-                              bool prefetch)
+                              bool prefetch, fill_job **ret_job)
 {
         fill_job *job = job_find(f, k);
         fill_task *t;
@@ -205,6 +228,8 @@ static int job_request_locked(fill *f, const store_key *k, unsigned readahead, f
                         waiter->next = job->waiters;
                         job->waiters = waiter;
                 }
+                if (ret_job)
+                        *ret_job = job;
                 return 0;
         }
         job = calloc(1, sizeof(*job));
@@ -226,6 +251,8 @@ static int job_request_locked(fill *f, const store_key *k, unsigned readahead, f
         t->job = job;
         t->start = true;
         queue_push(f, t, false, prefetch && !waiter);
+        if (ret_job)
+                *ret_job = job;
         return 0;
 }
 
@@ -234,11 +261,14 @@ static int job_request_locked(fill *f, const store_key *k, unsigned readahead, f
 static void job_finish(fill *f, fill_job *job, int r)
 {
         fill_waiter *w;
+        part_waiter *pw;
 
         pthread_mutex_lock(&f->lock);
         job_unlink(f, job);
         w = job->waiters;
         job->waiters = NULL;
+        pw = job->parts;
+        job->parts = NULL;
         f->stats.queued--;
         if (r == 0)
                 f->stats.fills++;
@@ -259,8 +289,16 @@ static void job_finish(fill *f, fill_job *job, int r)
                 free(w);
                 w = next;
         }
+        while (pw) {
+                part_waiter *next = pw->next;
+
+                pw->done(r >= 0 ? 1 : r, -1, 0, pw->userdata);
+                free(pw);
+                pw = next;
+        }
         fill_file_done(&job->file);
         free(job->chunk_sums);
+        free(job->ranges);
         free(job);
 }
 
@@ -279,11 +317,131 @@ int fill_block(fill *f, const store_key *k, unsigned readahead, fill_done_fn don
                 w->userdata = userdata;
         }
         pthread_mutex_lock(&f->lock);
-        r = f->stopping ? -ECANCELED : job_request_locked(f, k, readahead, w, !done);
+        r = f->stopping ? -ECANCELED : job_request_locked(f, k, readahead, w, !done, NULL);
         pthread_mutex_unlock(&f->lock);
         if (r < 0)
                 free(w);
         return r;
+}
+
+/* ---- readers of part of a block (fill lock held unless said) ---- */
+
+/* Whether the bytes PW waits for are all written. Past the block's end: never (the waiter is
+ * answered when the block is complete, and the store lookup then says what there is). */
+static bool part_ready_locked(const fill_job *job, const part_waiter *pw)
+{
+        uint64_t end;
+
+        if (!job->ranges || job->committing || pw->off >= job->len)
+                return false;
+        end = MIN(pw->end, job->len);
+        for (unsigned i = 0; i < job->n_ranges; i++) {
+                const fill_range *rg = &job->ranges[i];
+
+                if (rg->end <= pw->off || rg->start >= end)
+                        continue;
+                if (__atomic_load_n(&rg->pos, __ATOMIC_ACQUIRE) < MIN(rg->end, end))
+                        return false;
+        }
+        return true;
+}
+
+/* A read-only descriptor of the block's temporary file: the reader must not be able to write
+ * into the cache. Under the fill lock, while the job's fd is open (not committing). */
+static int reopen_read_only(int fd)
+{
+        char path[64];
+        int r;
+
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        r = open(path, O_RDONLY | O_CLOEXEC);
+        return r < 0 ? -errno : r;
+}
+
+typedef struct part_ready {
+        part_waiter *waiter;
+        int fd;
+        uint64_t block_len; /* copied: the job may be gone when the waiter is answered */
+} part_ready;
+
+/* Takes the waiters of JOB whose bytes are there off its list, with a descriptor each, into
+ * READY (at most MAX); returns how many. */
+static unsigned parts_take_ready_locked(fill_job *job, part_ready *ready, unsigned max)
+{
+        unsigned n = 0;
+
+        for (part_waiter **p = &job->parts; *p && n < max;) {
+                part_waiter *pw = *p;
+                int fd;
+
+                if (!part_ready_locked(job, pw) || (fd = reopen_read_only(job->fd)) < 0) {
+                        p = &pw->next;
+                        continue; /* answered at the end of the fill */
+                }
+                *p = pw->next;
+                job->n_parts--;
+                ready[n++] = (part_ready){.waiter = pw, .fd = fd, .block_len = job->len};
+        }
+        return n;
+}
+
+/* No lock held: answers the waiters in READY. */
+static void parts_answer(part_ready *ready, unsigned n)
+{
+        for (unsigned i = 0; i < n; i++) {
+                ready[i].waiter->done(0, ready[i].fd, ready[i].block_len,
+                                      ready[i].waiter->userdata);
+                free(ready[i].waiter);
+        }
+}
+
+/* From a range task that wrote more bytes: answers the part waiters those bytes complete. */
+static void parts_progress(fill *f, fill_job *job)
+{
+        part_ready ready[16];
+        unsigned n;
+
+        do {
+                pthread_mutex_lock(&f->lock);
+                n = parts_take_ready_locked(job, ready, 16);
+                pthread_mutex_unlock(&f->lock);
+                parts_answer(ready, n);
+        } while (n == 16);
+}
+
+int fill_block_part(fill *f, const store_key *k, uint64_t off, uint64_t len, unsigned readahead,
+                    fill_part_fn done, void *userdata)
+{
+        part_ready ready;
+        fill_job *job = NULL;
+        part_waiter *pw;
+        unsigned n = 0;
+        int r;
+
+        if (len == 0 || off > UINT64_MAX - len)
+                return -EINVAL;
+        if (store_contains(f->store, k))
+                return 1;
+        pw = calloc(1, sizeof(*pw));
+        if (!pw)
+                return -ENOMEM;
+        *pw = (part_waiter){.off = off, .end = off + len, .done = done, .userdata = userdata};
+        pthread_mutex_lock(&f->lock);
+        r = f->stopping ? -ECANCELED : job_request_locked(f, k, readahead, NULL, false, &job);
+        if (r >= 0) {
+                pw->next = job->parts;
+                job->parts = pw;
+                job->n_parts++;
+                /* The bytes may be there already (a fill that another reader started). */
+                n = parts_take_ready_locked(job, &ready, 1);
+        }
+        pthread_mutex_unlock(&f->lock);
+        if (r < 0) {
+                free(pw);
+                return r;
+        }
+        parts_answer(&ready, n);
+        return 0;
 }
 
 /* ---- metadata ---- */
@@ -436,6 +594,7 @@ static void thread_drop_ufs(fill_thread *th, ufs *u)
 static void task_start(fill_thread *th, fill_job *job)
 {
         fill *f = th->fill;
+        fill_range *ranges;
         uint64_t n_blocks, part, n_parts;
         int r;
 
@@ -467,7 +626,7 @@ static void task_start(fill_thread *th, fill_job *job)
 
                         k.index += i;
                         if (!store_contains(f->store, &k))
-                                (void)job_request_locked(f, &k, 0, NULL, true);
+                                (void)job_request_locked(f, &k, 0, NULL, true, NULL);
                 }
                 pthread_mutex_unlock(&f->lock);
         }
@@ -490,8 +649,21 @@ static void task_start(fill_thread *th, fill_job *job)
                 part = CHECKSUM_CHUNK;
         n_parts = job->len == 0 ? 1 : (job->len - 1) / part + 1;
         job->ranges_left = (unsigned)n_parts;
+        ranges = calloc(n_parts, sizeof(*ranges));
+        if (!ranges) {
+                store_abort(f->store, job->write);
+                job->write = NULL;
+                job_finish(f, job, -ENOMEM);
+                return;
+        }
+        for (uint64_t i = 0; i < n_parts; i++) {
+                ranges[i].start = ranges[i].pos = i * part;
+                ranges[i].end = MIN((i + 1) * part, job->len);
+        }
 
         pthread_mutex_lock(&f->lock);
+        job->ranges = ranges;
+        job->n_ranges = (unsigned)n_parts;
         /* Pushed to the front in reverse so that they run in order. */
         for (uint64_t i = n_parts; i-- > 0;) {
                 fill_task *t = calloc(1, sizeof(*t));
@@ -505,6 +677,7 @@ static void task_start(fill_thread *th, fill_job *job)
                 t->job = job;
                 t->offset = i * part;
                 t->len = MIN(part, job->len - t->offset);
+                t->range = &ranges[i];
                 queue_push(f, t, true, false);
         }
         if (job->ranges_left == 0) {
@@ -519,6 +692,7 @@ static void task_start(fill_thread *th, fill_job *job)
 typedef struct range_sink {
         fill *fill;
         fill_job *job;
+        fill_range *range;
         int fd;
         uint64_t pos; /* offset in the temporary block file */
         uint64_t end;
@@ -553,6 +727,7 @@ static int range_write(const void *data, size_t len, void *userdata)
                 p += n;
                 len -= (size_t)n;
                 s->pos += (uint64_t)n;
+                __atomic_store_n(&s->range->pos, s->pos, __ATOMIC_RELEASE);
                 __atomic_add_fetch(&s->fill->stats.store_bytes, (uint64_t)n, __ATOMIC_RELAXED);
                 if (s->pos % CHECKSUM_CHUNK == 0 || s->pos == s->job->len) {
                         s->job->chunk_sums[(s->pos - 1) / CHECKSUM_CHUNK] =
@@ -561,6 +736,8 @@ static int range_write(const void *data, size_t len, void *userdata)
                                 checksum_init(&s->chunk, chunk_len(s->job, s->pos));
                 }
         }
+        if (__atomic_load_n(&s->job->n_parts, __ATOMIC_RELAXED) > 0)
+                parts_progress(s->fill, s->job);
         return 0;
 }
 
@@ -575,8 +752,12 @@ static void task_range(fill_thread *th, fill_task *t)
 {
         fill *f = th->fill;
         fill_job *job = t->job;
-        range_sink sink = {
-                .fill = f, .job = job, .fd = job->fd, .pos = t->offset, .end = t->offset + t->len};
+        range_sink sink = {.fill = f,
+                           .job = job,
+                           .range = t->range,
+                           .fd = job->fd,
+                           .pos = t->offset,
+                           .end = t->offset + t->len};
         ufs_version ver = {
                 .size = job->file.size, .mtime = job->file.mtime, .etag = job->file.etag};
         unsigned delay = f->opts.backoff_ms;
@@ -622,6 +803,8 @@ static void task_range(fill_thread *th, fill_task *t)
         if (r < 0 && job->error >= 0)
                 job->error = r;
         last = --job->ranges_left == 0;
+        if (last)
+                job->committing = true; /* the fd closes next: part waiters wait for the end */
         pthread_mutex_unlock(&f->lock);
         free(t);
         if (!last)

@@ -59,6 +59,22 @@ typedef void (*fill_done_fn)(int r, void *userdata);
  * the next READAHEAD blocks of the same file are filled too (sequential readers). */
 int fill_block(fill *f, const store_key *k, unsigned readahead, fill_done_fn done, void *userdata);
 
+/* Called once per fill_block_part() that returned 0, from a fill thread or the caller's:
+ * R = 0: bytes [OFF, OFF + LEN) of the block are in its file while the rest is still being
+ *        fetched; FD is a read-only descriptor of that file (the caller closes it) in which only
+ *        those bytes are valid yet, BLOCK_LEN the block's length;
+ * R = 1: the block is cached whole (FD = -1): open it from the store as usual (also when the
+ *        range lies past the block's end: the store lookup answers that);
+ * R < 0: the fill failed, as for fill_done_fn. */
+typedef void (*fill_part_fn)(int r, int fd, uint64_t block_len, void *userdata);
+
+/* Like fill_block(), but DONE is called as soon as bytes [OFF, OFF + LEN) are fetched, not when
+ * the whole block is: a reader of a cold block gets its first bytes after a range, not after the
+ * block. Returns 1 if the block is cached already (DONE is not called), 0 when DONE will be
+ * called, -errno. */
+int fill_block_part(fill *f, const store_key *k, uint64_t off, uint64_t len, unsigned readahead,
+                    fill_part_fn done, void *userdata);
+
 /* Forgets cached metadata of FILE_ID (the store said it changed). */
 void fill_forget_file(fill *f, uint64_t file_id);
 

@@ -352,6 +352,70 @@ def test_fd_socket_passes_read_only_block_fds_fake_master(tmp_path):
             assert recv_fd(s)[0].startswith(b"ERR ")
 
 
+def test_cold_ranges_answered_before_the_whole_block_fake_master(tmp_path):
+    """A ranged GET (and a socket WAIT) of a cold block is answered as soon as its bytes are
+    fetched, not after the whole block: with the store at 8 MiB/s per connection a 16 MiB block
+    takes ~0.25 s in eight parallel ranges, its first 4 KiB a few milliseconds."""
+    with Env(tmp_path, block_size=16 * MiB, throttle=8 * MiB,
+             tiers=[("MEM", str(tmp_path / "shm"), "256Mi", 0.95, 0.7)]) as env:
+        env.add(1, "a.bin", 16 * MiB)
+        env.add(2, "b.bin", 16 * MiB)
+        env.add(3, "c.bin", 16 * MiB)
+        env.worker.start()
+        t0 = time.monotonic()
+        status, _, body = env.worker.get("/v1/blocks/1-1-0")
+        whole_s = time.monotonic() - t0
+        assert status == 200 and body == env.block(1, 0)
+
+        t0 = time.monotonic()
+        status, headers, body = env.worker.get("/v1/blocks/2-1-0",
+                                               headers={"Range": "bytes=4096-8191"})
+        range_s = time.monotonic() - t0
+        assert status == 206 and body == env.block(2, 0)[4096:8192]
+        assert headers["Content-Range"] == f"bytes 4096-8191/{16 * MiB}"
+        assert range_s < whole_s / 3, (range_s, whole_s)
+
+        sock_path = os.path.join(env.tmp, "wrun", "worker.sock")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(sock_path)
+            t0 = time.monotonic()
+            # 4 KiB into the second of eight 2 MiB ranges: near the start of a range, as any
+            # read is once a sequential reader is going
+            s.sendall(f"WAIT 3-1-0 {2 * MiB + 4096} 4096\n".encode())
+            msg, fd = recv_fd(s)
+            wait_s = time.monotonic() - t0
+        assert msg == f"PART {16 * MiB}\n".encode() and fd is not None
+        try:
+            off = 2 * MiB + 4096
+            assert os.pread(fd, 4096, off) == env.block(3, 0)[off:off + 4096]
+            with pytest.raises(OSError):
+                os.write(fd, b"x")  # read-only: a reader cannot write into the cache
+        finally:
+            os.close(fd)
+        assert wait_s < whole_s / 3, (wait_s, whole_s)
+        print(f"whole block {whole_s * 1000:.0f} ms, ranged GET {range_s * 1000:.1f} ms, "
+              f"socket WAIT {wait_s * 1000:.1f} ms")
+
+        # the fills complete (a GET of the whole block waits for that); then they are hits
+        for fid in (2, 3):
+            status, headers, body = env.worker.get(f"/v1/blocks/{fid}-1-0")
+            assert status == 200 and body == env.block(fid, 0)
+            status, headers, _ = env.worker.get(f"/v1/blocks/{fid}-1-0",
+                                                headers={"Range": "bytes=0-9"})
+            assert status == 206 and headers["X-Weir-Cache"] == "hit"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(sock_path)
+            s.sendall(b"WAIT 3-1-0 0 10\n")
+            msg, fd = recv_fd(s)
+            assert msg == f"OK {16 * MiB}\n".encode() and fd is not None
+            os.close(fd)
+            for bad in (b"WAIT 3-1-0 0 0\n", b"WAIT 3-1-0 x 1\n", b"WAIT ../x 0 1\n"):
+                s.sendall(bad)
+                assert recv_fd(s)[0].startswith(b"ERR ")
+        env.store.wait_quiet()
+        assert env.store.bytes_sent() == 3 * 16 * MiB
+
+
 def _cpu_seconds(pid):
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

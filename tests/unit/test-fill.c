@@ -310,6 +310,83 @@ static void test_errors(void **state)
         assert_true(block_matches(f, 1, 4 * MiB));
 }
 
+/* Readers of part of a block (fill_block_part): each gets a read-only descriptor with its bytes,
+ * or "whole" (1) when the block was complete first or the range lies past its end. */
+typedef struct part_result {
+        fixture *f;
+        uint64_t off, len;
+        int r;
+        bool ok;
+} part_result;
+
+static void on_part(int r, int fd, uint64_t block_len, void *userdata)
+{
+        part_result *p = userdata;
+        fixture *f = p->f;
+
+        p->r = r;
+        p->ok = r != 0;
+        if (r == 0) {
+                uint64_t len = MIN(p->len, block_len - p->off);
+                uint8_t *got = malloc(len), *want = malloc(len);
+                char path[256];
+                int sfd;
+
+                snprintf(path, sizeof(path), "%s/f.bin", f->src);
+                sfd = open(path, O_RDONLY | O_CLOEXEC);
+                p->ok = block_len == 4 * MiB && sfd >= 0 &&
+                        pread(fd, got, len, (off_t)p->off) == (ssize_t)len &&
+                        pread(sfd, want, len, (off_t)(4 * MiB + p->off)) == (ssize_t)len &&
+                        memcmp(got, want, len) == 0 &&
+                        /* read-only: a reader cannot write into the cache */
+                        pwrite(fd, got, 1, (off_t)p->off) < 0 && errno == EBADF;
+                close(sfd);
+                close(fd);
+                free(got);
+                free(want);
+        }
+        on_done(r, f);
+}
+
+static void test_parts(void **state)
+{
+        fixture *f = *state;
+        part_result p[] = {
+                {f, 0, 4096},        {f, 3 * MiB + 5, 100},
+                {f, 4 * MiB - 1, 1}, {f, MiB - 10, 2 * MiB}, /* across three ranges */
+                {f, 5 * MiB, 10},                            /* past the end of the 4 MiB block */
+        };
+        int n = 0;
+
+        for (size_t i = 0; i < sizeof(p) / sizeof(p[0]); i++) {
+                int r = fill_block_part(f->fill, &(store_key){1, 1, 1}, p[i].off, p[i].len, 0,
+                                        on_part, &p[i]);
+
+                assert_true(r == 0 || r == 1);
+                if (r == 0)
+                        n++;
+                else
+                        p[i] = (part_result){f, 0, 0, 1, true};
+        }
+        wait_done(f, n);
+        for (size_t i = 0; i < sizeof(p) / sizeof(p[0]); i++) {
+                assert_true(p[i].ok);
+                assert_true(p[i].r == 0 || p[i].r == 1);
+        }
+        assert_int_equal(p[4].r, 1); /* never served from the partial file */
+        assert_true(block_matches(f, 1, 4 * MiB));
+        /* cached now: answered at once */
+        assert_int_equal(fill_block_part(f->fill, &(store_key){1, 1, 1}, 0, 10, 0, on_part, &p[0]),
+                         1);
+        assert_int_equal(fill_block_part(f->fill, &(store_key){1, 1, 2}, 0, 0, 0, on_part, &p[0]),
+                         -EINVAL);
+        /* a file that does not exist fails the waiter */
+        assert_int_equal(fill_block_part(f->fill, &(store_key){7, 1, 0}, 0, 10, 0, on_part, &p[0]),
+                         0);
+        wait_done(f, n + 1);
+        assert_int_equal(p[0].r, -ENOENT);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -318,6 +395,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_parallel_ranges_and_tail, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_readahead, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_parts, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

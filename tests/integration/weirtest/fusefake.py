@@ -174,6 +174,7 @@ class Worker:
         self.runtime_dir = runtime_dir
         self.served = 0
         self.fills = 0
+        self.waits = 0  # WAIT requests on the socket
         self.fd_opens = 0
         self.fill_lock = threading.Lock()
         os.makedirs(cache_dir, exist_ok=True)
@@ -258,11 +259,20 @@ class Worker:
                     if not chunk:
                         break
                     line += chunk
-                m = re.fullmatch(rb"OPEN (\d+-\d+-\d+)\n", line)
-                if not m:
+                m = re.fullmatch(rb"(OPEN|WAIT) (\d+)-(\d+)-(\d+)( \d+ \d+)?\n", line)
+                if not m or (m.group(1) == b"WAIT") != bool(m.group(5)):
                     conn.sendall(b"ERR bad request\n")
                     continue
-                p = os.path.join(self.cache_dir, m.group(1).decode())
+                fid, ver, idx = (int(m.group(i)) for i in (2, 3, 4))
+                p = self.block_path(fid, ver, idx)
+                if m.group(1) == b"WAIT":
+                    # fills first and answers with the whole block (the real worker answers
+                    # "PART" as soon as the range is there; the reader handles both)
+                    self.waits += 1
+                    try:
+                        self.block(fid, ver, idx)
+                    except OSError:
+                        pass
                 if not os.path.exists(p):
                     conn.sendall(b"MISS\n")
                     continue
