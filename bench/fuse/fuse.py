@@ -137,6 +137,9 @@ def main():
     ap.add_argument("--scale", type=float, default=1.0, help="dataset size factor (1.0 = ~553 MiB)")
     ap.add_argument("--runs", type=int, default=3, help="rounds; medians are reported")
     ap.add_argument("--no-others", action="store_true", help="skip httpdirfs and rclone")
+    ap.add_argument("--block-size", default=None,
+                    help="the dataset's blockSize (default 16Mi); larger than every file lets a "
+                         "weir-fuse built with libfuse >= 3.17 pass every file through")
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root (FUSE mounts, drop_caches)")
@@ -148,7 +151,8 @@ def main():
     for r in range(a.runs):
         work = tempfile.mkdtemp(prefix="weir-fusebench-")
         shm = tempfile.mkdtemp(prefix="weir-fusebench-", dir="/dev/shm")
-        c = DemoCluster(work, os.path.abspath(a.build_dir), scale=a.scale, mem_dir=shm)
+        c = DemoCluster(work, os.path.abspath(a.build_dir), scale=a.scale, mem_dir=shm,
+                        block_size=a.block_size)
         try:
             c.start()
             total = sum(c.files.values())
