@@ -13,6 +13,11 @@
 #include "worker.h"
 
 #define REG_INTERVAL_MS 1000
+/* Block ids per request of a full report: ~2 MiB of JSON, under the master's 8 MiB body limit
+ * and its 1 Mi ids per array. A larger report (past 1.5 TiB of 16 MiB blocks; far less with
+ * small files, each a block of its own) is a registration with the first chunk, then heartbeats
+ * adding the rest. */
+#define REG_CHUNK 100000
 
 struct reg {
         worker *w;
@@ -57,7 +62,7 @@ static int reg_register(reg *g)
         if (r < 0)
                 return r;
         body = json_pack("{s:s,s:s,s:o,s:o}", "node", w->node->name, "api", w->api, "tiers",
-                         worker_tiers_json(w), "blocks", keys_json(keys, n));
+                         worker_tiers_json(w), "blocks", keys_json(keys, MIN(n, REG_CHUNK)));
         if (!body)
                 return -ENOMEM;
         r = mclient_request(w->mclient, g->client, "POST", "/v1/workers", body, &resp);
@@ -71,6 +76,25 @@ static int reg_register(reg *g)
                 return -EPROTO;
         }
         httpc_response_done(&resp);
+        /* The rest of a large report: any failure makes the next attempt a full registration. */
+        for (size_t off = REG_CHUNK; off < n; off += REG_CHUNK) {
+                _cleanup_free_ char *path = NULL;
+                json_auto_t *more =
+                        json_pack("{s:o}", "added", keys_json(keys + off, MIN(n - off, REG_CHUNK)));
+
+                if (!more || asprintf(&path, "/v1/workers/%s/heartbeat", w->node->name) < 0)
+                        return -ENOMEM;
+                r = mclient_request(w->mclient, g->client, "POST", path, more, &resp);
+                if (r < 0)
+                        return r;
+                r = resp.status == 200 ? 0 : -EPROTO;
+                if (r < 0)
+                        log_warning("Master refused part %zu of the block report: HTTP %ld %s",
+                                    off / REG_CHUNK + 1, resp.status, resp.body ? resp.body : "");
+                httpc_response_done(&resp);
+                if (r < 0)
+                        return r;
+        }
         log_info("Registered with the master leader, %zu blocks reported", n);
         return 0;
 }

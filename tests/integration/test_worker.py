@@ -416,6 +416,25 @@ def test_cold_ranges_answered_before_the_whole_block_fake_master(tmp_path):
         assert env.store.bytes_sent() == 3 * 16 * MiB
 
 
+def test_huge_block_report_is_sent_in_chunks_fake_master(tmp_path):
+    """A cache of 250,000 blocks (4 MiB of ids, more than one request may carry): the worker
+    registers with the first 100,000 and adds the rest with heartbeats; the master knows all."""
+    with Env(tmp_path) as env:
+        tier = os.path.join(env.tiers[0][1], "weir", "w1")
+        os.makedirs(tier)
+        want = set()
+        for i in range(250000):
+            # empty blocks named as the store names them: FILE-VERSION-INDEX.CHECKSUM
+            open(os.path.join(tier, f"9-1-{i}.{i:016x}"), "wb").close()
+            want.add(f"9-1-{i}")
+        env.worker.start()
+        deadline = time.monotonic() + 60
+        while env.masters[0].blocks_known() != want:
+            assert time.monotonic() < deadline, len(env.masters[0].blocks_known())
+            time.sleep(0.2)
+        assert len(env.masters[0].registrations[-1]["blocks"]) == 100000
+
+
 def _cpu_seconds(pid):
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
