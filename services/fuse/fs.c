@@ -496,7 +496,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 #endif
         fi->fh = (uintptr_t)h;
         if (fuse_reply_open(req, fi) < 0) {
-                passthrough_release(f->passthrough, req, ino, h->mode);
+                passthrough_abort_open(f->passthrough, ino, h->mode); /* req is gone */
                 fs_file_free(h);
         }
 }
@@ -1013,10 +1013,11 @@ static void set_read_ahead(fs *f)
  * (two copies and page faults, measured at a third of this process's time). A pipe grows past
  * fs.pipe-max-size (1 MiB by default) only with CAP_SYS_RESOURCE, which containers and hardened
  * units often lack: then reads stay a few pages under the limit so that splicing works. */
-static unsigned choose_max_read(void)
+static unsigned choose_max_read(uint64_t block_size)
 {
         _cleanup_fclose_ FILE *fp = NULL;
         unsigned long pipe_max = 0;
+        uint64_t bufs, reserve;
         int p[2];
         bool grows = false;
 
@@ -1030,10 +1031,15 @@ static unsigned choose_max_read(void)
         fp = fopen("/proc/sys/fs/pipe-max-size", "re");
         if (!fp || fscanf(fp, "%lu", &pipe_max) != 1)
                 return FS_MAX_READ;
-        /* a reply spanning two blocks: header, data, a page for each of 2 buffers + 2 */
-        if (pipe_max <= 5 * FS_PAGE)
+        /* libfuse 3.14 wants (buffers + 2) pages more than the reply's 16-byte header and data,
+         * one buffer per block the read touches: at most FS_MAX_READ / block_size + 2 of them,
+         * FS_MAX_EXTENTS at most (more do not fit in one reply anyway). One more page for the
+         * header once the data is rounded down to pages. */
+        bufs = MIN((uint64_t)FS_MAX_EXTENTS, FS_MAX_READ / MAX(block_size, 1) + 2);
+        reserve = (bufs + 3) * FS_PAGE;
+        if (pipe_max <= reserve + FS_PAGE)
                 return FS_MAX_READ;
-        pipe_max = (pipe_max - 5 * FS_PAGE) / FS_PAGE * FS_PAGE;
+        pipe_max = (pipe_max - reserve) / FS_PAGE * FS_PAGE;
         return (unsigned)MIN(pipe_max, (unsigned long)FS_MAX_READ);
 }
 
@@ -1052,7 +1058,7 @@ int fs_mount(fs *f, const char *mountpoint)
         r = mkdir_p(mountpoint);
         if (r < 0)
                 return log_error_errno(r, "Cannot create the mountpoint %s: %m", mountpoint);
-        f->max_read = choose_max_read();
+        f->max_read = choose_max_read(f->block_size);
         if (f->max_read < FS_MAX_READ)
                 log_info("Reads of at most %u KiB: pipes cannot grow past fs.pipe-max-size "
                          "without CAP_SYS_RESOURCE, and larger replies would be copied instead "

@@ -16,13 +16,19 @@ typedef struct pt_inode {
         unsigned cached_opens;      /* opens through this daemon and the page cache */
         int backing_id;             /* > 0 while passthrough_opens > 0 */
         uint64_t version;           /* of the backing file */
+        bool opening;               /* an open is making the backing file, without the lock */
 } pt_inode;
 
 struct passthrough {
         bool enabled;
-        pthread_mutex_t lock; /* guards inodes and opens */
+        pthread_mutex_t lock; /* guards everything below */
+        pthread_cond_t cond;  /* an inode's `opening` ended */
         hmap inodes;          /* ino -> pt_inode, while anything is open */
         uint64_t opens;
+        /* Backing ids to close with the next request: an open whose reply failed (the request
+         * is freed by then, and closing needs one). */
+        int *orphans;
+        size_t n_orphans, max_orphans;
 };
 
 int passthrough_new(passthrough **ret)
@@ -32,6 +38,7 @@ int passthrough_new(passthrough **ret)
         if (!p)
                 return -ENOMEM;
         pthread_mutex_init(&p->lock, NULL);
+        pthread_cond_init(&p->cond, NULL);
         hmap_init(&p->inodes, false);
         *ret = p;
         return 0;
@@ -46,6 +53,8 @@ passthrough *passthrough_free(passthrough *p)
         for (hmap_node *n = hmap_first(&p->inodes, &i); n; n = hmap_next(&p->inodes, n, &i))
                 free(n->value);
         hmap_done(&p->inodes);
+        free(p->orphans);
+        pthread_cond_destroy(&p->cond);
         pthread_mutex_destroy(&p->lock);
         free(p);
         return NULL;
@@ -81,30 +90,17 @@ uint64_t passthrough_opens(passthrough *p)
         return n;
 }
 
-#if HAVE_FUSE_PASSTHROUGH
-/* A new backing file for INO, or 0 when the content is not here or the kernel refuses. */
-static int backing_open(passthrough *p, fuse_req_t req, uint64_t ino, passthrough_fd_fn get_fd,
-                        void *userdata)
+/* Closes the backing ids orphaned by failed replies, with a live request. Locked. */
+static void close_orphans_locked(passthrough *p, fuse_req_t req)
 {
-        _cleanup_close_ int fd = get_fd(userdata);
-        int id;
-
-        if (fd < 0)
-                return 0;
-        id = fuse_passthrough_open(req, fd);
-        if (id <= 0) {
-                /* EPERM without CAP_SYS_ADMIN; the kernel may also refuse the file system. Stop
-                 * asking: each refusal costs an ioctl and a log line. */
-                log_warning("FUSE passthrough of inode %" PRIu64
-                            " refused by the kernel (%d); reads go through the daemon from now "
-                            "on. weir-fuse needs CAP_SYS_ADMIN for passthrough.",
-                            ino, id);
-                p->enabled = false;
-                return 0;
-        }
-        return id;
-}
+#if HAVE_FUSE_PASSTHROUGH
+        for (size_t i = 0; i < p->n_orphans; i++)
+                (void)fuse_passthrough_close(req, p->orphans[i]);
+#else
+        (void)req;
 #endif
+        p->n_orphans = 0;
+}
 
 passthrough_mode passthrough_open(passthrough *p, fuse_req_t req, uint64_t ino, uint64_t version,
                                   bool qualifies, passthrough_fd_fn get_fd, void *userdata,
@@ -115,6 +111,7 @@ passthrough_mode passthrough_open(passthrough *p, fuse_req_t req, uint64_t ino, 
 
         *ret_backing_id = 0;
         pthread_mutex_lock(&p->lock);
+        close_orphans_locked(p, req);
         s = hmap_get_u64(&p->inodes, ino);
         if (!s) {
                 s = calloc(1, sizeof(*s));
@@ -128,6 +125,9 @@ passthrough_mode passthrough_open(passthrough *p, fuse_req_t req, uint64_t ino, 
                         return PASSTHROUGH_CACHED;
                 }
         }
+        /* Another open of this inode is making its backing file: use what it makes. */
+        while (s->opening)
+                pthread_cond_wait(&p->cond, &p->lock);
         if (s->passthrough_opens > 0) {
                 /* one backing file per inode, which every open must use: share it */
                 if (s->version != version)
@@ -139,19 +139,35 @@ passthrough_mode passthrough_open(passthrough *p, fuse_req_t req, uint64_t ino, 
                 *ret_backing_id = s->backing_id;
         } else if (s->cached_opens == 0 && qualifies && p->enabled) {
 #if HAVE_FUSE_PASSTHROUGH
-                /* Under the lock: a concurrent open of the same inode must not make a second
-                 * backing file. The descriptor comes from the reader's descriptor cache or the
-                 * local worker's socket (a round trip of well under a millisecond). */
-                int id = backing_open(p, req, ino, get_fd, userdata);
+                int fd, id = 0;
 
+                /* The descriptor may take a round trip to the local worker: not under the lock
+                 * (other inodes' opens go on; this inode's wait for the outcome above). */
+                s->opening = true;
+                pthread_mutex_unlock(&p->lock);
+                fd = get_fd(userdata);
+                if (fd >= 0) {
+                        id = fuse_passthrough_open(req, fd);
+                        safe_close(fd);
+                }
+                pthread_mutex_lock(&p->lock);
+                s->opening = false;
+                pthread_cond_broadcast(&p->cond);
                 if (id > 0) {
                         s->backing_id = id;
                         s->version = version;
                         mode = PASSTHROUGH_BACKING;
                         *ret_backing_id = id;
+                } else if (fd >= 0 && p->enabled) {
+                        /* EPERM without CAP_SYS_ADMIN; the kernel may also refuse the file
+                         * system. Stop asking: each refusal costs an ioctl and a log line. */
+                        p->enabled = false;
+                        log_warning("FUSE passthrough of inode %" PRIu64
+                                    " refused by the kernel (%d); reads go through the daemon "
+                                    "from now on. weir-fuse needs CAP_SYS_ADMIN for passthrough.",
+                                    ino, id);
                 }
 #else
-                (void)req;
                 (void)get_fd;
                 (void)userdata;
 #endif
@@ -165,32 +181,64 @@ passthrough_mode passthrough_open(passthrough *p, fuse_req_t req, uint64_t ino, 
         return mode;
 }
 
-void passthrough_release(passthrough *p, fuse_req_t req, uint64_t ino, passthrough_mode mode)
+/* Room for one more orphan. Locked. */
+static bool orphans_reserve(passthrough *p)
 {
-        pt_inode *s;
+        size_t max = p->max_orphans ? p->max_orphans * 2 : 8;
+        int *o;
 
-        pthread_mutex_lock(&p->lock);
-        s = hmap_get_u64(&p->inodes, ino);
-        if (!s) {
-                pthread_mutex_unlock(&p->lock); /* opened while out of memory */
-                return;
-        }
+        if (p->n_orphans < p->max_orphans)
+                return true;
+        o = realloc(p->orphans, max * sizeof(*o));
+        if (!o)
+                return false;
+        p->orphans = o;
+        p->max_orphans = max;
+        return true;
+}
+
+/* Drops one open of INO; REQ NULL: its reply failed, any backing id to close waits for a
+ * request. Locked. */
+static void drop_open_locked(passthrough *p, fuse_req_t req, uint64_t ino, passthrough_mode mode)
+{
+        pt_inode *s = hmap_get_u64(&p->inodes, ino);
+
+        if (!s)
+                return; /* opened while out of memory */
         if (mode == PASSTHROUGH_BACKING && s->passthrough_opens > 0) {
                 if (--s->passthrough_opens == 0) {
+                        if (req) {
 #if HAVE_FUSE_PASSTHROUGH
-                        if (fuse_passthrough_close(req, s->backing_id) < 0)
-                                log_debug(
-                                        "FUSE passthrough: closing backing id %d of inode %" PRIu64
-                                        " failed",
-                                        s->backing_id, ino);
-#else
-                        (void)req;
+                                if (fuse_passthrough_close(req, s->backing_id) < 0)
+                                        log_debug("FUSE passthrough: closing backing id %d of "
+                                                  "inode %" PRIu64 " failed",
+                                                  s->backing_id, ino);
 #endif
+                        } else if (orphans_reserve(p))
+                                p->orphans[p->n_orphans++] = s->backing_id;
+                        else
+                                log_warning("Out of memory: backing id %d stays registered until "
+                                            "unmount",
+                                            s->backing_id);
                         s->backing_id = 0;
                 }
         } else if (mode == PASSTHROUGH_CACHED && s->cached_opens > 0)
                 s->cached_opens--;
-        if (s->passthrough_opens == 0 && s->cached_opens == 0)
+        if (s->passthrough_opens == 0 && s->cached_opens == 0 && !s->opening)
                 free(hmap_remove_u64(&p->inodes, ino));
+}
+
+void passthrough_release(passthrough *p, fuse_req_t req, uint64_t ino, passthrough_mode mode)
+{
+        pthread_mutex_lock(&p->lock);
+        close_orphans_locked(p, req);
+        drop_open_locked(p, req, ino, mode);
+        pthread_mutex_unlock(&p->lock);
+}
+
+void passthrough_abort_open(passthrough *p, uint64_t ino, passthrough_mode mode)
+{
+        pthread_mutex_lock(&p->lock);
+        drop_open_locked(p, NULL, ino, mode);
         pthread_mutex_unlock(&p->lock);
 }

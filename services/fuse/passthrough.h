@@ -47,6 +47,8 @@ passthrough_mode passthrough_open(passthrough *p, fuse_req_t req, uint64_t ino, 
                                   int *ret_backing_id);
 /* At release of an open that passthrough_open() answered MODE for. */
 void passthrough_release(passthrough *p, fuse_req_t req, uint64_t ino, passthrough_mode mode);
+/* When the reply to that open failed (libfuse has freed its request by then). */
+void passthrough_abort_open(passthrough *p, uint64_t ino, passthrough_mode mode);
 
 /* Opens answered with a backing file so far. */
 uint64_t passthrough_opens(passthrough *p);

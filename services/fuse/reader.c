@@ -256,7 +256,8 @@ static bool local_is_down(reader *r)
 
 /* Sends REQ ("OPEN ID" or "WAIT ID OFF LEN") to the local worker: a read-only descriptor
  * (>= 0, *ret_len the block's length, *ret_part whether it is a block still being filled),
- * -ENOENT when not cached here, another negative errno when the socket fails. */
+ * -ENOENT when not cached here, -ENODATA when the worker answered ERR, -EAGAIN on a timeout,
+ * another negative errno when the socket fails. */
 static int local_request(reader *r, const char *req, unsigned timeout_ms, uint64_t *ret_len,
                          bool *ret_part)
 {
@@ -331,9 +332,19 @@ static int local_request(reader *r, const char *req, unsigned timeout_ms, uint64
                 *ret_part = line[0] == 'P';
                 return TAKE_FD(fd);
         }
-        if (strncmp(line, "ERR ", 4) == 0)
+        if (strncmp(line, "ERR ", 4) == 0) {
+                /* the worker is alive and said no (a failed fill, a bad request) */
                 log_debug("Local worker: %.*s: %s", (int)strcspn(req, "\n"), req, line + 4);
+                return -ENODATA;
+        }
         return -EIO;
+}
+
+/* Whether a local_request() error means the worker socket is unusable (worth skipping it for
+ * a while), not an answer: a miss, a refusal, a slow fill. */
+static bool local_broken(int r)
+{
+        return r != -ENOENT && r != -ENODATA && r != -EAGAIN && r != -EWOULDBLOCK;
 }
 
 static int local_open(reader *r, const char *id, uint64_t *ret_len)
@@ -363,7 +374,8 @@ static int local_block(reader *r, const char *id, uint64_t expected_len, uint64_
                 return fd;
         if (fd < 0) {
                 log_debug_errno(fd, "Local worker socket %s: %m", r->socket_path);
-                local_mark_down(r);
+                if (local_broken(fd))
+                        local_mark_down(r);
                 return -ENOENT;
         }
         if (len != expected_len) {
@@ -711,7 +723,7 @@ static int local_wait(reader *r, const reader_file *f, const block_span *s, cons
         snprintf(req, sizeof(req), "WAIT %s %" PRIu64 " %" PRIu64 "\n", id, s->offset, s->len);
         fd = local_request(r, req, (unsigned)MIN(r->opts.stall_ms, 60000u), &len, &part);
         if (fd < 0) {
-                if (fd != -ENOENT) {
+                if (local_broken(fd)) {
                         log_debug_errno(fd, "Local worker socket %s: %m", r->socket_path);
                         local_mark_down(r);
                 }

@@ -5,7 +5,8 @@
  * with a descriptor of the block being filled, in which only the bytes asked for are valid yet
  * (the reader must not keep it), or "ERR MESSAGE\n".
  * Runs on the daemon's sd-event loop: an OPEN is a store lookup and one sendmsg(); a WAIT that
- * has to fill is answered from a fill thread, on a duplicate of the connection's descriptor. */
+ * has to fill is answered from a fill thread, on a duplicate of the connection's descriptor, and
+ * ends the connection for the loop (the answer is its last message: replies never interleave). */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -19,11 +20,13 @@
 
 #include "cleanup.h"
 #include "log.h"
+#include "parse.h"
 #include "worker.h"
 
 #define FDSOCK_MAX_LINE        128
 #define FDSOCK_MAX_CONNECTIONS 256
-#define FDSOCK_READAHEAD       2 /* blocks filled ahead of a waiting reader, as over HTTP */
+#define FDSOCK_READAHEAD       2   /* blocks filled ahead of a waiting reader, as over HTTP */
+#define FDSOCK_MAX_WAITS       256 /* WAITs answered later, at most (each holds a descriptor) */
 
 typedef struct fdsock_conn {
         fdsock *sock;
@@ -130,18 +133,21 @@ static void wait_answer(int r, int bfd, uint64_t block_len, void *userdata)
                 (void)send_reply(wr->fd, reply, -1);
         }
         safe_close(wr->fd);
+        __atomic_sub_fetch(&wr->w->fdsock_waits, 1, __ATOMIC_RELAXED);
         free(wr);
 }
 
+/* 0 answered, 1 handed to a fill (the connection ends for the loop), -errno. */
 static int handle_wait(fdsock *s, int fd, const char *args)
 {
-        char id[BLOCK_ID_MAX];
-        unsigned long long off, len;
+        char id[BLOCK_ID_MAX], num[2][24];
+        uint64_t off, len;
         wait_request *wr;
         worker *w = s->w;
         int n = 0, r;
 
-        if (sscanf(args, "%63s %llu %llu%n", id, &off, &len, &n) != 3 || args[n] != 0 || len == 0)
+        if (sscanf(args, "%63s %23s %23s%n", id, num[0], num[1], &n) != 3 || args[n] != 0 ||
+            parse_u64(num[0], &off) < 0 || parse_u64(num[1], &len) < 0 || len == 0)
                 return send_reply(fd, "ERR expected WAIT BLOCK_ID OFFSET LENGTH\n", -1);
         wr = calloc(1, sizeof(*wr));
         if (!wr)
@@ -156,9 +162,15 @@ static int handle_wait(fdsock *s, int fd, const char *args)
                 return r;
         }
         __atomic_add_fetch(&w->misses, 1, __ATOMIC_RELAXED);
+        if (__atomic_add_fetch(&w->fdsock_waits, 1, __ATOMIC_RELAXED) > FDSOCK_MAX_WAITS) {
+                __atomic_sub_fetch(&w->fdsock_waits, 1, __ATOMIC_RELAXED);
+                free(wr);
+                return send_reply(fd, "ERR busy: too many WAITs pending\n", -1);
+        }
         wr->w = w;
         wr->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
         if (wr->fd < 0) {
+                __atomic_sub_fetch(&w->fdsock_waits, 1, __ATOMIC_RELAXED);
                 free(wr);
                 return send_reply(fd, "ERR out of file descriptors\n", -1);
         }
@@ -168,14 +180,16 @@ static int handle_wait(fdsock *s, int fd, const char *args)
                     : -ECANCELED;
         pthread_rwlock_unlock(&w->fill_guard);
         if (r == 0)
-                return 0; /* wait_answer() replies */
+                return 1; /* wait_answer() replies */
         if (r > 0) {
                 wait_answer(1, -1, 0, wr);
-                return 0;
+                return 1;
         }
+        r = send_reply(fd, "ERR cannot fill the block\n", -1);
         safe_close(wr->fd);
+        __atomic_sub_fetch(&w->fdsock_waits, 1, __ATOMIC_RELAXED);
         free(wr);
-        return send_reply(fd, "ERR cannot fill the block\n", -1);
+        return r;
 }
 
 static int handle_line(fdsock *s, int fd, const char *line)
@@ -222,7 +236,8 @@ static int on_conn(sd_event_source *es, int fd, uint32_t revents, void *userdata
                         return 0;
                 }
                 *nl = 0;
-                if (handle_line(c->sock, fd, c->buf) < 0) {
+                /* < 0: a broken peer; > 0: a WAIT answered later, on its own descriptor */
+                if (handle_line(c->sock, fd, c->buf) != 0) {
                         conn_free(c);
                         return 0;
                 }

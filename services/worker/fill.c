@@ -44,7 +44,7 @@ typedef struct part_waiter {
 /* One range of a started block: [start, end), written up to pos (bytes below pos are final). */
 typedef struct fill_range {
         uint64_t start, end;
-        uint64_t pos; /* atomic: written by its range task, read under the fill lock */
+        uint64_t pos; /* atomic (seq_cst): written by its range task, read under the lock */
 } fill_range;
 
 typedef struct fill_job {
@@ -65,7 +65,7 @@ typedef struct fill_job {
         unsigned ranges_left;
         int error;
         part_waiter *parts; /* guarded by the fill lock */
-        unsigned n_parts;   /* atomic mirror of the list's length, read without the lock */
+        unsigned n_parts;   /* atomic (seq_cst) mirror of the list's length */
         bool committing;    /* fill lock: fd is about to close, part waiters wait for the end */
 } fill_job;
 
@@ -340,7 +340,7 @@ static bool part_ready_locked(const fill_job *job, const part_waiter *pw)
 
                 if (rg->end <= pw->off || rg->start >= end)
                         continue;
-                if (__atomic_load_n(&rg->pos, __ATOMIC_ACQUIRE) < MIN(rg->end, end))
+                if (__atomic_load_n(&rg->pos, __ATOMIC_SEQ_CST) < MIN(rg->end, end))
                         return false;
         }
         return true;
@@ -379,7 +379,7 @@ static unsigned parts_take_ready_locked(fill_job *job, part_ready *ready, unsign
                         continue; /* answered at the end of the fill */
                 }
                 *p = pw->next;
-                job->n_parts--;
+                __atomic_sub_fetch(&job->n_parts, 1, __ATOMIC_SEQ_CST);
                 ready[n++] = (part_ready){.waiter = pw, .fd = fd, .block_len = job->len};
         }
         return n;
@@ -431,7 +431,9 @@ int fill_block_part(fill *f, const store_key *k, uint64_t off, uint64_t len, uns
         if (r >= 0) {
                 pw->next = job->parts;
                 job->parts = pw;
-                job->n_parts++;
+                /* Sequentially consistent with the range writers' store of pos and load of
+                 * n_parts: either they see this waiter or the check below sees their bytes. */
+                __atomic_add_fetch(&job->n_parts, 1, __ATOMIC_SEQ_CST);
                 /* The bytes may be there already (a fill that another reader started). */
                 n = parts_take_ready_locked(job, &ready, 1);
         }
@@ -727,7 +729,7 @@ static int range_write(const void *data, size_t len, void *userdata)
                 p += n;
                 len -= (size_t)n;
                 s->pos += (uint64_t)n;
-                __atomic_store_n(&s->range->pos, s->pos, __ATOMIC_RELEASE);
+                __atomic_store_n(&s->range->pos, s->pos, __ATOMIC_SEQ_CST);
                 __atomic_add_fetch(&s->fill->stats.store_bytes, (uint64_t)n, __ATOMIC_RELAXED);
                 if (s->pos % CHECKSUM_CHUNK == 0 || s->pos == s->job->len) {
                         s->job->chunk_sums[(s->pos - 1) / CHECKSUM_CHUNK] =
@@ -736,7 +738,7 @@ static int range_write(const void *data, size_t len, void *userdata)
                                 checksum_init(&s->chunk, chunk_len(s->job, s->pos));
                 }
         }
-        if (__atomic_load_n(&s->job->n_parts, __ATOMIC_RELAXED) > 0)
+        if (__atomic_load_n(&s->job->n_parts, __ATOMIC_SEQ_CST) > 0)
                 parts_progress(s->fill, s->job);
         return 0;
 }

@@ -36,6 +36,7 @@ typedef struct worker {
         store *store;
         pthread_rwlock_t fill_guard; /* readers use `fill`; worker_free() takes it to stop it */
         fill *fill;
+        unsigned fdsock_waits; /* atomic: socket WAITs not answered yet (fdsock.c) */
         mclient *mclient;
         httpc **resolvers; /* one per fill thread; resolvers[i] only used by fill thread i */
         unsigned n_resolvers;

@@ -384,6 +384,8 @@ def test_cold_ranges_answered_before_the_whole_block_fake_master(tmp_path):
             s.sendall(f"WAIT 3-1-0 {2 * MiB + 4096} 4096\n".encode())
             msg, fd = recv_fd(s)
             wait_s = time.monotonic() - t0
+            s.settimeout(10)
+            assert s.recv(16) == b""  # a WAIT answered later ends its connection
         assert msg == f"PART {16 * MiB}\n".encode() and fd is not None
         try:
             off = 2 * MiB + 4096
@@ -409,7 +411,9 @@ def test_cold_ranges_answered_before_the_whole_block_fake_master(tmp_path):
             msg, fd = recv_fd(s)
             assert msg == f"OK {16 * MiB}\n".encode() and fd is not None
             os.close(fd)
-            for bad in (b"WAIT 3-1-0 0 0\n", b"WAIT 3-1-0 x 1\n", b"WAIT ../x 0 1\n"):
+            for bad in (b"WAIT 3-1-0 0 0\n", b"WAIT 3-1-0 x 1\n", b"WAIT ../x 0 1\n",
+                        b"WAIT 3-1-0 -1 1\n", b"WAIT 3-1-0 +1 1\n", b"WAIT 3-1-0 0 1 2\n",
+                        b"WAIT 3-1-0 99999999999999999999999 1\n"):
                 s.sendall(bad)
                 assert recv_fd(s)[0].startswith(b"ERR ")
         env.store.wait_quiet()

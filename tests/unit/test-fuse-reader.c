@@ -206,9 +206,14 @@ static void test_miss_err_garbage_short(void **state)
         x->w.mode = "miss";
         assert_int_equal(local_block(x->r, "5-1-0", BS, &len), -ENOENT);
         x->w.mode = "err";
-        assert_int_equal(local_open(x->r, "5-1-0", &len), -EIO);
+        assert_int_equal(local_open(x->r, "5-1-0", &len), -ENODATA);
+        /* an answer, not a broken socket: the worker is not skipped */
+        assert_int_equal(local_block(x->r, "5-1-0", BS, &len), -ENOENT);
+        assert_int_equal(x->r->local_down_until, 0);
         x->w.mode = "garbage";
         assert_int_equal(local_open(x->r, "5-1-0", &len), -EIO);
+        assert_int_equal(local_block(x->r, "5-1-0", BS, &len), -ENOENT);
+        assert_true(x->r->local_down_until > 0); /* skipped for a while */
         /* a descriptor whose length disagrees with the block's is not used */
         x->w.mode = "short";
         x->r->local_down_until = 0;
