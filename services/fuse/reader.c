@@ -663,41 +663,6 @@ ssize_t reader_read(reader *r, const reader_file *f, uint64_t offset, size_t len
         return (ssize_t)total;
 }
 
-int reader_local_extents(reader *r, const reader_file *f, uint64_t offset, size_t len,
-                         reader_extent *ext, unsigned max, unsigned *ret_n)
-{
-        uint64_t total = block_clamp_read(f->size, offset, len);
-        block_span spans[READER_MAX_SPANS];
-        unsigned n;
-
-        if (max > READER_MAX_SPANS)
-                max = READER_MAX_SPANS;
-        n = block_split(f->block_size, offset, total, spans, max);
-        if (total > 0 && (n == 0 || spans[n - 1].index * f->block_size + spans[n - 1].offset +
-                                                    spans[n - 1].len !=
-                                            offset + total))
-                return -E2BIG;
-        for (unsigned i = 0; i < n; i++) {
-                char id[BLOCK_ID_MAX];
-                block_key key = {
-                        .file_id = f->file_id, .version = f->version, .index = spans[i].index};
-                uint64_t blen = block_length(f->size, f->block_size, spans[i].index), got = 0;
-                int fd;
-
-                block_id_format(id, &key);
-                fd = local_block(r, id, blen, &got);
-                if (fd < 0) {
-                        for (unsigned j = 0; j < i; j++)
-                                safe_close(ext[j].fd);
-                        return -ENOENT;
-                }
-                ext[i] = (reader_extent){.fd = fd, .offset = spans[i].offset, .len = spans[i].len};
-        }
-        count(r, &r->stats.bytes_local, total);
-        *ret_n = n;
-        return 0;
-}
-
 /* Block ID of span S from the local worker, filling it there when no other worker holds it:
  * a descriptor in which the span's bytes are valid, as soon as they are fetched. */
 static int local_wait(reader *r, const reader_file *f, const block_span *s, const char *id,
@@ -745,8 +710,10 @@ static int local_wait(reader *r, const reader_file *f, const block_span *s, cons
         return fd;
 }
 
-int reader_wait_local_extents(reader *r, const reader_file *f, uint64_t offset, size_t len,
-                              reader_extent *ext, unsigned max, unsigned *ret_n)
+/* The extents of [OFFSET, OFFSET + LEN) on this node: cached blocks only, or with FILL the
+ * local worker filling the others (see the two callers). */
+static int local_extents(reader *r, const reader_file *f, uint64_t offset, size_t len,
+                         reader_extent *ext, unsigned max, unsigned *ret_n, bool fill)
 {
         uint64_t total = block_clamp_read(f->size, offset, len);
         block_span spans[READER_MAX_SPANS];
@@ -754,7 +721,7 @@ int reader_wait_local_extents(reader *r, const reader_file *f, uint64_t offset, 
         unsigned n;
         int k = 0;
 
-        if (!r->local_api || local_is_down(r))
+        if (fill && (!r->local_api || local_is_down(r)))
                 return -ENOENT;
         if (max > READER_MAX_SPANS)
                 max = READER_MAX_SPANS;
@@ -767,14 +734,15 @@ int reader_wait_local_extents(reader *r, const reader_file *f, uint64_t offset, 
                 char id[BLOCK_ID_MAX];
                 block_key key = {
                         .file_id = f->file_id, .version = f->version, .index = spans[i].index};
+                uint64_t blen = block_length(f->size, f->block_size, spans[i].index), got = 0;
                 int fd;
 
                 block_id_format(id, &key);
-                fd = local_wait(r, f, &spans[i], id, &loc);
+                fd = fill ? local_wait(r, f, &spans[i], id, &loc) : local_block(r, id, blen, &got);
                 if (fd < 0) {
                         for (unsigned j = 0; j < i; j++)
                                 safe_close(ext[j].fd);
-                        k = fd;
+                        k = fill ? fd : -ENOENT;
                         break;
                 }
                 ext[i] = (reader_extent){.fd = fd, .offset = spans[i].offset, .len = spans[i].len};
@@ -785,6 +753,18 @@ int reader_wait_local_extents(reader *r, const reader_file *f, uint64_t offset, 
         count(r, &r->stats.bytes_local, total);
         *ret_n = n;
         return 0;
+}
+
+int reader_local_extents(reader *r, const reader_file *f, uint64_t offset, size_t len,
+                         reader_extent *ext, unsigned max, unsigned *ret_n)
+{
+        return local_extents(r, f, offset, len, ext, max, ret_n, false);
+}
+
+int reader_wait_local_extents(reader *r, const reader_file *f, uint64_t offset, size_t len,
+                              reader_extent *ext, unsigned max, unsigned *ret_n)
+{
+        return local_extents(r, f, offset, len, ext, max, ret_n, true);
 }
 
 int reader_local_fd(reader *r, const reader_file *f, uint64_t index)
