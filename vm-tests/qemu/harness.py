@@ -393,6 +393,9 @@ def run_scenarios(vms, store_log, sums, results):
 
     def fuse_lifecycle():
         vm = vms[2]
+        # the unit keeps CAP_SYS_RESOURCE: libfuse's splice pipes hold 1 MiB replies
+        opts = vm.succeed("awk '$2 == \"/mnt/weir/hbase\" {print $4}' /proc/mounts")
+        assert "max_read=1048576" in opts, opts
         vm.fail("touch /mnt/weir/hbase/hbase/new-file")
         vm.succeed("systemctl stop weir-fuse@hbase.service")
         vm.fail("mountpoint -q /mnt/weir/hbase")
