@@ -28,7 +28,6 @@
 #include "reader.h"
 
 #define FS_MAX_READ      (1u << 20) /* what libfuse 3.14 and the kernel default allow */
-#define FS_PAGE          4096u
 #define FS_STATUS_TTL_MS 5000
 #define FS_BLKSIZE       (1u << 20) /* st_blksize: cp and friends read 1 MiB at a time */
 #define FS_MAX_EXTENTS   16
@@ -432,8 +431,15 @@ typedef struct open_ctx {
 static int open_local_fd(void *userdata)
 {
         open_ctx *c = userdata;
+        struct stat st;
+        int fd = reader_local_fd(c->fs->reader, &c->file->file, 0);
 
-        return reader_local_fd(c->fs->reader, &c->file->file, 0);
+        /* the kernel will read this file as the whole content: it must be exactly that long */
+        if (fd >= 0 && (fstat(fd, &st) < 0 || (uint64_t)st.st_size != c->file->file.size)) {
+                safe_close(fd);
+                return -EIO;
+        }
+        return fd;
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1017,30 +1023,34 @@ static unsigned choose_max_read(uint64_t block_size)
 {
         _cleanup_fclose_ FILE *fp = NULL;
         unsigned long pipe_max = 0;
-        uint64_t bufs, reserve;
+        uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), bufs, reserve, max = FS_MAX_READ;
         int p[2];
         bool grows = false;
 
+        /* A read must not touch more blocks than one reply takes extents (FS_MAX_EXTENTS). */
+        block_size = MAX(block_size, 1);
+        if ((FS_MAX_EXTENTS - 1) * block_size < max)
+                max = MAX((FS_MAX_EXTENTS - 1) * block_size / page * page, page);
         if (pipe2(p, O_CLOEXEC) == 0) {
                 grows = fcntl(p[0], F_SETPIPE_SZ, (int)(2 * FS_MAX_READ)) >= 0;
                 safe_close(p[0]);
                 safe_close(p[1]);
         }
         if (grows)
-                return FS_MAX_READ;
+                return (unsigned)max;
         fp = fopen("/proc/sys/fs/pipe-max-size", "re");
         if (!fp || fscanf(fp, "%lu", &pipe_max) != 1)
-                return FS_MAX_READ;
+                return (unsigned)max;
         /* libfuse 3.14 wants (buffers + 2) pages more than the reply's 16-byte header and data,
-         * one buffer per block the read touches: at most FS_MAX_READ / block_size + 2 of them,
-         * FS_MAX_EXTENTS at most (more do not fit in one reply anyway). One more page for the
-         * header once the data is rounded down to pages. */
-        bufs = MIN((uint64_t)FS_MAX_EXTENTS, FS_MAX_READ / MAX(block_size, 1) + 2);
-        reserve = (bufs + 3) * FS_PAGE;
-        if (pipe_max <= reserve + FS_PAGE)
-                return FS_MAX_READ;
-        pipe_max = (pipe_max - reserve) / FS_PAGE * FS_PAGE;
-        return (unsigned)MIN(pipe_max, (unsigned long)FS_MAX_READ);
+         * one buffer per block the read touches: at most max / block_size + 2 of them,
+         * FS_MAX_EXTENTS at most. One more page for the header once the data is rounded down to
+         * pages. */
+        bufs = MIN((uint64_t)FS_MAX_EXTENTS, max / block_size + 2);
+        reserve = (bufs + 3) * page;
+        if (pipe_max <= reserve + page)
+                return (unsigned)max;
+        pipe_max = (pipe_max - reserve) / page * page;
+        return (unsigned)MIN((uint64_t)pipe_max, max);
 }
 
 int fs_mount(fs *f, const char *mountpoint)

@@ -112,22 +112,28 @@ passthrough_mode passthrough_open(passthrough *p, fuse_req_t req, uint64_t ino, 
         *ret_backing_id = 0;
         pthread_mutex_lock(&p->lock);
         close_orphans_locked(p, req);
-        s = hmap_get_u64(&p->inodes, ino);
-        if (!s) {
-                s = calloc(1, sizeof(*s));
-                if (!s || hmap_put_u64(&p->inodes, ino, s, NULL) < 0) {
-                        /* Untracked, this cached open could meet a passthrough open of the same
-                         * inode later, which the kernel refuses: stop passing through. */
-                        free(s);
-                        p->enabled = false;
-                        pthread_mutex_unlock(&p->lock);
-                        log_warning("FUSE passthrough turned off: out of memory.");
-                        return PASSTHROUGH_CACHED;
+        /* Looked up again after each wait: the open that made the backing file may have been
+         * released and its entry freed before this thread got the lock back. */
+        for (;;) {
+                s = hmap_get_u64(&p->inodes, ino);
+                if (!s) {
+                        s = calloc(1, sizeof(*s));
+                        if (!s || hmap_put_u64(&p->inodes, ino, s, NULL) < 0) {
+                                /* Untracked, this cached open could meet a passthrough open of
+                                 * the same inode later, which the kernel refuses: stop passing
+                                 * through. */
+                                free(s);
+                                p->enabled = false;
+                                pthread_mutex_unlock(&p->lock);
+                                log_warning("FUSE passthrough turned off: out of memory.");
+                                return PASSTHROUGH_CACHED;
+                        }
                 }
-        }
-        /* Another open of this inode is making its backing file: use what it makes. */
-        while (s->opening)
+                if (!s->opening)
+                        break;
+                /* another open of this inode is making its backing file: use what it makes */
                 pthread_cond_wait(&p->cond, &p->lock);
+        }
         if (s->passthrough_opens > 0) {
                 /* one backing file per inode, which every open must use: share it */
                 if (s->version != version)
