@@ -634,6 +634,43 @@ def test_demo_worker_holding_the_blocks_killed_during_a_read(demo):
     worker2.start()
 
 
+def test_demo_local_worker_killed_during_a_cold_read(demo):
+    """The local worker dies while weir-fuse waits on its socket for the span of a block it is
+    filling (WAIT): the read goes on through the other workers, with the right bytes."""
+    name = "late-arrival.bin"
+    path = os.path.join(demo.store_root, "hbase", name)
+    with open(path, "wb") as f:
+        f.write(random.Random(5).randbytes(96 << 20))
+    os.chmod(path, 0o644)
+    demo.files[name] = 96 << 20
+    worker1 = demo.worker_of("node1")
+    try:
+        demo.sync()
+        before = demo.store_bytes()
+        got = []
+        with open(os.path.join(demo.mnt, "hbase", name), "rb") as f:
+            while True:
+                b = f.read(1 << 20)
+                if not b:
+                    break
+                got.append(b)
+                if len(got) == 3:
+                    worker1.kill()  # mid-read: the next blocks were being filled by node1
+        with open(path, "rb") as f:
+            assert b"".join(got) == f.read()
+        # what node1 had fetched died with it: other workers fetched those blocks again
+        time.sleep(1)  # nginx writes its access log line when a response ends
+        assert demo.store_bytes() - before > 96 << 20
+    finally:
+        if not worker1.running:
+            worker1.start()
+            demo.wait(lambda: sum(1 for w in demo.request("GET", "/v1/workers")[1]["workers"]
+                                  if w["alive"]) == 3, 30, "three workers registered")
+        os.unlink(path)
+        del demo.files[name]
+        demo.sync()
+
+
 def test_demo_sigkill_fuse_then_restart(demo):
     demo.fuse.kill()
     with pytest.raises(OSError) as e:
