@@ -356,11 +356,33 @@ static int local_open(reader *r, const char *id, uint64_t *ret_len)
         return local_request(r, req, READER_SOCKET_TIMEOUT_MS, ret_len, &part);
 }
 
+/* Checks descriptor FD that the local worker handed for block ID, LEN bytes long where EXPECTED
+ * are wanted, and keeps a duplicate in the cache when KEEP: FD, or -ENOENT (FD closed). */
+static int accept_local_fd(reader *r, const char *id, int fd, uint64_t len, uint64_t expected,
+                           bool keep)
+{
+        int dupfd;
+
+        if (len != expected) {
+                log_warning("Local worker handed block %s with %" PRIu64
+                            " bytes instead of %" PRIu64 ", ignoring it",
+                            id, len, expected);
+                safe_close(fd);
+                return -ENOENT;
+        }
+        if (keep) {
+                dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+                if (dupfd >= 0)
+                        fd_cache_put(r, id, dupfd, len);
+        }
+        return fd;
+}
+
 /* A descriptor of block ID on this node (cached or fresh from the worker), or -ENOENT. */
 static int local_block(reader *r, const char *id, uint64_t expected_len, uint64_t *ret_len)
 {
         uint64_t len = 0;
-        int fd, dupfd;
+        int fd;
 
         fd = fd_cache_get(r, id, &len);
         if (fd >= 0) {
@@ -378,18 +400,8 @@ static int local_block(reader *r, const char *id, uint64_t expected_len, uint64_
                         local_mark_down(r);
                 return -ENOENT;
         }
-        if (len != expected_len) {
-                log_warning("Local worker handed block %s with %" PRIu64
-                            " bytes instead of %" PRIu64 ", ignoring it",
-                            id, len, expected_len);
-                safe_close(fd);
-                return -ENOENT;
-        }
-        dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-        if (dupfd >= 0)
-                fd_cache_put(r, id, dupfd, len);
         *ret_len = len;
-        return fd;
+        return accept_local_fd(r, id, fd, len, expected_len, true);
 }
 
 static int pread_all(int fd, void *buf, size_t len, uint64_t offset)
@@ -673,7 +685,7 @@ static int local_wait(reader *r, const reader_file *f, const block_span *s, cons
         char *const *holders;
         size_t n_holders;
         bool part = false;
-        int fd, dupfd;
+        int fd;
 
         fd = fd_cache_get(r, id, &len);
         if (fd >= 0)
@@ -694,20 +706,8 @@ static int local_wait(reader *r, const reader_file *f, const block_span *s, cons
                 }
                 return fd;
         }
-        if (len != blen) {
-                log_warning("Local worker handed block %s with %" PRIu64
-                            " bytes instead of %" PRIu64 ", ignoring it",
-                            id, len, blen);
-                safe_close(fd);
-                return -ENOENT;
-        }
         /* a block still being filled holds only the bytes asked for: never kept */
-        if (!part) {
-                dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-                if (dupfd >= 0)
-                        fd_cache_put(r, id, dupfd, len);
-        }
-        return fd;
+        return accept_local_fd(r, id, fd, len, blen, !part);
 }
 
 /* The extents of [OFFSET, OFFSET + LEN) on this node: cached blocks only, or with FILL the
