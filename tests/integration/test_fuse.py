@@ -26,16 +26,11 @@ import pytest
 from conftest import BUILD_DIR, weir_binary
 from weirtest import fusefake
 from weirtest.fusemount import FuseDaemon, drop_caches, lazy_unmount, sha256, yaml_config
+from weirtest.net import free_port
 
 BS = 1 << 20  # block size of the stand-in dataset: small, so that boundaries are many
 SIZES = {"empty": 0, "one": 1, "bs-1": BS - 1, "bs": BS, "bs+1": BS + 1,
          "multi": 7 * BS + 4321, "big": 24 * BS + 17}
-
-
-def _free_port(address):
-    with socket.socket() as s:
-        s.bind((address, 0))
-        return s.getsockname()[1]
 
 
 class FakeSetup:
@@ -58,8 +53,8 @@ class FakeSetup:
                     f.write(b"%d\n" % i * (i % 7 + 1))
         self.tree = fusefake.Tree("ds", {"data": (self.src, "file://" + self.src)}, BS)
         self.addr = ["127.0.4.10", "127.0.4.11"]
-        self.mport = [_free_port(a) for a in self.addr]
-        self.wport = _free_port(self.addr[0])
+        self.mport = [free_port(a) for a in self.addr]
+        self.wport = free_port(self.addr[0])
         nodes = [
             {"name": "n1", "address": self.addr[0], "roles": ["master", "worker", "fuse"],
              "dir": os.path.join(tmp, "n1")},
@@ -339,7 +334,7 @@ def test_dead_worker_falls_back_to_the_store(fake):
 
 def test_blocks_held_by_another_worker_are_read_from_it(fake, tmp):
     # a second worker (n1's peer at 127.0.4.11) holds every block of "multi"
-    other = fusefake.Worker(fake.tree, "n2", fake.addr[1], _free_port(fake.addr[1]),
+    other = fusefake.Worker(fake.tree, "n2", fake.addr[1], free_port(fake.addr[1]),
                             os.path.join(tmp, "cache2"))
     # the YAML must know n2 as a worker at that port: restart weir-fuse with it
     fake.fuse.stop()
@@ -382,7 +377,7 @@ def test_masters_redirect_and_fail_over(fake):
         leader=f"{fake.addr[0]}:{fake.mport[0]}")).start()
     drop_caches()
     assert sha256(fake.path("big")) == sha256(fake.source("big"))
-    fake.masters[1] = fusefake.Master(fake.tree, "127.0.4.13", _free_port("127.0.4.13"),
+    fake.masters[1] = fusefake.Master(fake.tree, "127.0.4.13", free_port("127.0.4.13"),
                                       fake.state)  # placeholder so close() can stop it
     fake.masters[1].start()
 

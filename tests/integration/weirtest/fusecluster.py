@@ -8,13 +8,13 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import time
 import urllib.parse
 
 from weirtest.cluster import Master, http_request
 from weirtest.fusemount import FuseDaemon, lazy_unmount, nginx_bytes_sent
+from weirtest.net import free_port
 from weirtest.stores import Nginx
 
 MiB = 1 << 20
@@ -30,10 +30,6 @@ HBASE_FILES = [
 TOKEN = "weir-fuse-test-token"
 
 
-def free_port(address):
-    with socket.socket() as s:
-        s.bind((address, 0))
-        return s.getsockname()[1]
 
 
 def make_dataset(root, scale=1.0, seed=5):

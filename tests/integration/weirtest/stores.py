@@ -17,6 +17,10 @@ import tempfile
 import time
 import urllib.parse
 
+if __name__ == "__main__":  # run as a script by the S3 stand-in's Python: find the package
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from weirtest.net import free_port, wait_listening  # noqa: E402,F401 (re-exported)
+
 # Odd names every served tree contains: spaces, unicode (NFC and combining), characters that
 # need percent-encoding or HTML entities, a colon (Apache writes "./a:b"), long names (nginx and
 # Apache truncate the visible text, never the link).
@@ -95,27 +99,8 @@ def make_world_readable(root):
         p = os.path.dirname(p)
 
 
-def free_port(address):
-    with socket.socket() as s:
-        s.bind((address, 0))
-        return s.getsockname()[1]
 
 
-def wait_listening(address, port, proc, timeout=15.0, log=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            text = ""
-            if log and os.path.exists(log):
-                with open(log, errors="replace") as f:
-                    text = f.read()[-4000:]
-            raise RuntimeError(f"server exited with {proc.returncode}: {text}")
-        try:
-            with socket.create_connection((address, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"server did not listen on {address}:{port} within {timeout}s")
 
 
 class Server:

@@ -22,26 +22,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from weirtest.net import free_port, wait_listening  # noqa: F401 (re-exported)
+
 WORKER_NET = "127.0.2."
 
 
-def free_port(address):
-    with socket.socket() as s:
-        s.bind((address, 0))
-        return s.getsockname()[1]
 
 
-def wait_listening(address, port, proc=None, timeout=15.0, what="server"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}")
-        try:
-            with socket.create_connection((address, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"{what} did not listen on {address}:{port} within {timeout}s")
 
 
 class StoreNginx:
