@@ -107,13 +107,30 @@ static int parse_range(const char *h, uint64_t size, uint64_t *ret_off, uint64_t
         return 0;
 }
 
+/* Replies with bytes [OFF, OFF + LEN) of a block of SIZE bytes from FD (taken): 206 with its
+ * Content-Range when RANGED, else 200. */
+static void reply_block(worker *w, httpd_request *req, int fd, uint64_t off, uint64_t len,
+                        uint64_t size, bool ranged, bool hit)
+{
+        char cr[96];
+
+        if (ranged) {
+                snprintf(cr, sizeof(cr), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, off,
+                         off + len - 1, size);
+                (void)httpd_reply_header(req, "Content-Range", cr);
+        }
+        (void)httpd_reply_header(req, "Accept-Ranges", "bytes");
+        (void)httpd_reply_header(req, "X-Weir-Cache", hit ? "hit" : "miss");
+        __atomic_add_fetch(&w->served_bytes, len, __ATOMIC_RELAXED);
+        (void)httpd_reply_fd(req, ranged ? 206 : 200, "application/octet-stream", fd, off, len);
+}
+
 /* Replies with the block when it is cached; -ENOENT (no reply) when it is not. */
 static int serve_cached(worker *w, httpd_request *req, const store_key *k, bool hit)
 {
         char cr[96];
         store_block *b;
         uint64_t size, off = 0, len;
-        unsigned status = 200;
         int fd, r;
 
         r = store_open(w->store, k, &b, &fd, &size);
@@ -130,29 +147,8 @@ static int serve_cached(worker *w, httpd_request *req, const store_key *k, bool 
                 (void)httpd_reply_error(req, 416, "range not satisfiable");
                 return 0;
         }
-        if (r == 0) {
-                status = 206;
-                snprintf(cr, sizeof(cr), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, off,
-                         off + len - 1, size);
-                (void)httpd_reply_header(req, "Content-Range", cr);
-        }
-        (void)httpd_reply_header(req, "Accept-Ranges", "bytes");
-        (void)httpd_reply_header(req, "X-Weir-Cache", hit ? "hit" : "miss");
-        __atomic_add_fetch(&w->served_bytes, len, __ATOMIC_RELAXED);
-        (void)httpd_reply_fd(req, status, "application/octet-stream", fd, off, len);
+        reply_block(w, req, fd, off, len, size, r == 0, hit);
         return 0;
-}
-
-static int worker_fill(worker *w, const store_key *k, unsigned readahead, fill_done_fn done,
-                       void *userdata)
-{
-        int r;
-
-        /* fill_guard keeps w->fill alive while it is used; worker_free() takes it to stop. */
-        pthread_rwlock_rdlock(&w->fill_guard);
-        r = w->fill ? fill_block(w->fill, k, readahead, done, userdata) : -ECANCELED;
-        pthread_rwlock_unlock(&w->fill_guard);
-        return r;
 }
 
 static void block_filled(int r, void *userdata)
@@ -226,18 +222,10 @@ static void part_filled(int r, int fd, uint64_t block_len, void *userdata)
         part_request *pr = userdata;
         worker *w = pr->w;
 
-        if (r == 0) {
-                char cr[96];
-                uint64_t len = MIN(pr->len, block_len - pr->off);
-
-                snprintf(cr, sizeof(cr), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, pr->off,
-                         pr->off + len - 1, block_len);
-                (void)httpd_reply_header(pr->req, "Content-Range", cr);
-                (void)httpd_reply_header(pr->req, "Accept-Ranges", "bytes");
-                (void)httpd_reply_header(pr->req, "X-Weir-Cache", "miss");
-                __atomic_add_fetch(&w->served_bytes, len, __ATOMIC_RELAXED);
-                (void)httpd_reply_fd(pr->req, 206, "application/octet-stream", fd, pr->off, len);
-        } else if (r > 0) {
+        if (r == 0)
+                reply_block(w, pr->req, fd, pr->off, MIN(pr->len, block_len - pr->off), block_len,
+                            true, false);
+        else if (r > 0) {
                 /* whole now (or the range lies past its end: the lookup says so) */
                 block_request *br = calloc(1, sizeof(*br));
 
@@ -278,10 +266,7 @@ static void handle_block(httpd_request *req, void *userdata)
                         return;
                 }
                 *pr = (part_request){.w = w, .req = req, .key = k, .off = off, .len = len};
-                pthread_rwlock_rdlock(&w->fill_guard);
-                r = w->fill ? fill_block_part(w->fill, &k, off, len, API_READAHEAD, part_filled, pr)
-                            : -ECANCELED;
-                pthread_rwlock_unlock(&w->fill_guard);
+                r = worker_fill_part(w, &k, off, len, API_READAHEAD, part_filled, pr);
                 if (r == 0)
                         return; /* suspended until part_filled() */
                 if (r > 0)

@@ -174,11 +174,7 @@ static int handle_wait(fdsock *s, int fd, const char *args)
                 free(wr);
                 return send_reply(fd, "ERR out of file descriptors\n", -1);
         }
-        pthread_rwlock_rdlock(&w->fill_guard);
-        r = w->fill ? fill_block_part(w->fill, &wr->key, off, len, FDSOCK_READAHEAD, wait_answer,
-                                      wr)
-                    : -ECANCELED;
-        pthread_rwlock_unlock(&w->fill_guard);
+        r = worker_fill_part(w, &wr->key, off, len, FDSOCK_READAHEAD, wait_answer, wr);
         if (r == 0)
                 return 1; /* wait_answer() replies */
         if (r > 0) {

@@ -224,6 +224,28 @@ static int worker_open_store(worker *w)
         return 0;
 }
 
+int worker_fill(worker *w, const store_key *k, unsigned readahead, fill_done_fn done,
+                void *userdata)
+{
+        int r;
+
+        pthread_rwlock_rdlock(&w->fill_guard);
+        r = w->fill ? fill_block(w->fill, k, readahead, done, userdata) : -ECANCELED;
+        pthread_rwlock_unlock(&w->fill_guard);
+        return r;
+}
+
+int worker_fill_part(worker *w, const store_key *k, uint64_t off, uint64_t len, unsigned readahead,
+                     fill_part_fn done, void *userdata)
+{
+        int r;
+
+        pthread_rwlock_rdlock(&w->fill_guard);
+        r = w->fill ? fill_block_part(w->fill, k, off, len, readahead, done, userdata) : -ECANCELED;
+        pthread_rwlock_unlock(&w->fill_guard);
+        return r;
+}
+
 int worker_new(const config *cfg, const char *node, const char *data_dir, const char *runtime_dir,
                worker **ret)
 {

@@ -66,6 +66,12 @@ int worker_run(worker *w);
 void worker_status_line(worker *w, char *buf, size_t len);
 /* [{"medium","path","quota","used"}] */
 json_t *worker_tiers_json(worker *w);
+/* fill_block() and fill_block_part() on w->fill, which worker_free() may be taking away
+ * (fill_guard): -ECANCELED once it is gone. */
+int worker_fill(worker *w, const store_key *k, unsigned readahead, fill_done_fn done,
+                void *userdata);
+int worker_fill_part(worker *w, const store_key *k, uint64_t off, uint64_t len, unsigned readahead,
+                     fill_part_fn done, void *userdata);
 
 /* api.c */
 int api_start(worker *w);

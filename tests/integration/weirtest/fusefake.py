@@ -129,18 +129,18 @@ class Master:
                                 total += os.path.getsize(os.path.join(dp, f))
                                 files += 1
                     # what each worker caches, from the block locations as the master does
-                    by_node = {}
+                    by_node, cached = {}, 0
                     with t.lock:
                         for (fid, _), blocks in t.locations.items():
                             size = os.path.getsize(t.local(t.by_id[fid]))
                             for idx, nodes in blocks.items():
                                 n = min(t.block_size, size - idx * t.block_size)
+                                cached += n if nodes else 0
                                 for node in nodes:
                                     by_node[node] = by_node.get(node, 0) + n
                     return self.reply(200, {"name": t.dataset, "phase": "Bound",
                                             "ufs_total_size": total, "total_files": files,
-                                            "cached": max(by_node.values(), default=0),
-                                            "cached_by_node": by_node})
+                                            "cached": cached, "cached_by_node": by_node})
                 if u.path == "/v1/blocks":
                     fid, ver = int(q["file"]), int(q["version"])
                     with t.lock:
