@@ -70,40 +70,9 @@ static int api_open(const ctl_context *ctx, api *a)
         return 0;
 }
 
-/* Sends the request to each master in turn until one answers (followers redirect to the
- * leader; a master without a leader says 503). Returns 0 with *ret filled, or -errno. */
 static int api_request(api *a, const char *method, const char *path, httpc_response *ret)
 {
-        int last = -EHOSTUNREACH;
-
-        for (unsigned attempt = 0; attempt < 3; attempt++) {
-                for (size_t i = 0; i < a->cfg->n_nodes; i++) {
-                        const config_node *n = &a->cfg->nodes[i];
-                        char url[2048];
-                        int r;
-
-                        if (!n->master)
-                                continue;
-                        snprintf(url, sizeof url,
-                                 strchr(n->address, ':') ? "http://[%s]:%u%s" : "http://%s:%u%s",
-                                 n->address, n->master_port, path);
-                        r = httpc_request(a->c, method, url, NULL, ret);
-                        if (r < 0) {
-                                log_debug("%s: %s", url, httpc_last_error(a->c));
-                                last = r;
-                                continue;
-                        }
-                        if (ret->status == 503) {
-                                httpc_response_done(ret);
-                                last = -EAGAIN;
-                                continue;
-                        }
-                        return 0;
-                }
-                if (last == -EAGAIN)
-                        usleep(500 * 1000); /* an election: the next round may find a leader */
-        }
-        return last;
+        return ctl_master_request(a->cfg, a->c, method, path, ret);
 }
 
 /* Prints the answer's error ("error" field or the status) and returns 1. */

@@ -78,39 +78,9 @@ static httpc *client_new(load_ctx *c, long timeout_ms)
         return h;
 }
 
-/* GET PATH from the leader: each master in turn (followers redirect, 503 means no leader). */
 static int master_get(load_ctx *c, httpc *h, const char *path, httpc_response *ret)
 {
-        int last = -EHOSTUNREACH;
-
-        for (unsigned attempt = 0; attempt < 3; attempt++) {
-                for (size_t i = 0; i < c->cfg->n_nodes; i++) {
-                        const config_node *n = &c->cfg->nodes[i];
-                        _cleanup_free_ char *url = NULL;
-                        int r;
-
-                        if (!n->master)
-                                continue;
-                        if (asprintf(&url,
-                                     strchr(n->address, ':') ? "http://[%s]:%u%s"
-                                                             : "http://%s:%u%s",
-                                     n->address, n->master_port, path) < 0)
-                                return -ENOMEM;
-                        r = httpc_get(h, url, ret);
-                        if (r < 0) {
-                                last = r;
-                                continue;
-                        }
-                        if (ret->status == 503) {
-                                httpc_response_done(ret);
-                                last = -EAGAIN;
-                                continue;
-                        }
-                        return 0;
-                }
-                usleep(300 * 1000);
-        }
-        return last;
+        return ctl_master_request(c->cfg, h, "GET", path, ret);
 }
 
 static char *escape(const char *s)

@@ -3,6 +3,9 @@
 
 #include <stdbool.h>
 
+#include "config.h"
+#include "httpc.h"
+
 typedef struct ctl_context {
         const char *config_path; /* resolved: --config, $WEIR_CONFIG or the default */
         bool json;               /* --json given before the verb */
@@ -20,3 +23,9 @@ int ctl_ls(const ctl_context *ctx, int argc, char **argv);
 int ctl_stat(const ctl_context *ctx, int argc, char **argv);
 int ctl_load(const ctl_context *ctx, int argc, char **argv);
 int ctl_runtime(const ctl_context *ctx, int argc, char **argv);
+
+/* METHOD PATH (no body) to the master leader: each master of CFG in turn, three rounds
+ * (followers redirect to the leader; a master without a leader says 503, so does an election).
+ * 0 with *RET filled by the first master that answered otherwise, or the last -errno. */
+int ctl_master_request(const config *cfg, httpc *h, const char *method, const char *path,
+                       httpc_response *ret);
