@@ -43,6 +43,14 @@ typedef struct fs_file {
         prefetch_window window;
 } fs_file;
 
+/* An open directory: one page of its listing at a time (meta_list_page), never all of it. */
+typedef struct fs_dir {
+        pthread_mutex_t lock; /* guards page and start (readdirs of one stream may overlap) */
+        char *path;
+        meta_listing *page; /* holds entries [start, start + page->n) of the directory */
+        uint64_t start;
+} fs_dir;
+
 typedef struct inval_item {
         struct inval_item *next;
         uint64_t ino;
@@ -79,6 +87,8 @@ struct fs {
         meta_dataset_info totals;
         uint64_t totals_ms;
         bool totals_valid;
+
+        uint64_t xattr_requests; /* atomic: getxattr and listxattr the kernel sent */
 };
 
 static fs *req_fs(fuse_req_t req)
@@ -200,8 +210,14 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
         conn->max_readahead = conn->max_readahead ? conn->max_readahead : f->max_read;
         conn->max_read = f->max_read; /* as in the mount options */
         want_flag(conn, FUSE_CAP_ASYNC_READ);
+        /* always readdirplus, not _AUTO: every entry comes with its attributes and a lookup
+         * reference, so `ls -l`, `du` and `find -type` send no lookup or getattr per file */
         want_flag(conn, FUSE_CAP_READDIRPLUS);
-        want_flag(conn, FUSE_CAP_READDIRPLUS_AUTO);
+#if HAVE_FUSE_PASSTHROUGH
+        fuse_unset_feature_flag(conn, FUSE_CAP_READDIRPLUS_AUTO);
+#else
+        conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
+#endif
         want_flag(conn, FUSE_CAP_SPLICE_WRITE);
         want_flag(conn, FUSE_CAP_SPLICE_MOVE);
         want_flag(conn, FUSE_CAP_PARALLEL_DIROPS);
@@ -306,54 +322,94 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         fuse_reply_attr(req, &st, ms_to_s(f->opts.attr_timeout_ms));
 }
 
-static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-        fs *f = req_fs(req);
-        _cleanup_free_ char *path = NULL;
-        meta_listing *l = NULL;
-        int r;
-
-        r = inode_table_path(f->inodes, ino, &path);
-        if (r >= 0)
-                r = meta_list(f->meta, path, &l);
-        if (r < 0) {
-                fuse_reply_err(req, -r);
-                return;
-        }
-        /* the snapshot taken here keeps readdir offsets stable for this stream */
-        fi->fh = (uintptr_t)l;
-        fi->keep_cache = 1;
-        fi->cache_readdir = 1;
-        if (fuse_reply_open(req, fi) < 0)
-                meta_listing_unref(l);
-}
-
 static ino_t fs_dirent_ino(uint64_t dir, uint64_t index)
 {
         return (ino_t)((1ull << 62) | (dir << 32) | (index & 0xffffffffu));
+}
+
+static fs_dir *fs_dir_free(fs_dir *d)
+{
+        if (d) {
+                meta_listing_unref(d->page);
+                free(d->path);
+                pthread_mutex_destroy(&d->lock);
+                free(d);
+        }
+        return NULL;
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+        fs *f = req_fs(req);
+        fs_dir *d = calloc(1, sizeof(*d));
+        int r = d ? 0 : -ENOMEM;
+
+        if (d) {
+                pthread_mutex_init(&d->lock, NULL);
+                r = inode_table_path(f->inodes, ino, &d->path);
+        }
+        /* the first page now: a missing directory fails opendir, not the first readdir */
+        if (r >= 0)
+                r = meta_list_page(f->meta, d->path, NULL, false, &d->page);
+        if (r < 0) {
+                fs_dir_free(d);
+                fuse_reply_err(req, -r);
+                return;
+        }
+        fi->fh = (uintptr_t)d;
+        /* a version of the dataset is immutable: the kernel may keep what it read of the
+         * directory for the entry timeout */
+        fi->keep_cache = 1;
+        fi->cache_readdir = 1;
+        if (fuse_reply_open(req, fi) < 0)
+                fs_dir_free(d);
+}
+
+/* Makes D's page the one holding entry INDEX, or the last page when INDEX is past the end. Pages
+ * are read forward from the last name of the one before; a seek backwards starts again from the
+ * first page (rewinddir). */
+static int dir_seek(fs *f, fs_dir *d, uint64_t index)
+{
+        meta_listing *l;
+        int r;
+
+        if (index < d->start) {
+                r = meta_list_page(f->meta, d->path, NULL, false, &l);
+                if (r < 0)
+                        return r;
+                meta_listing_unref(d->page);
+                d->page = l;
+                d->start = 0;
+        }
+        while (index >= d->start + d->page->n && d->page->more) {
+                r = meta_list_page(f->meta, d->path, d->page->entries[d->page->n - 1].name, false,
+                                   &l);
+                if (r < 0)
+                        return r;
+                d->start += d->page->n;
+                meta_listing_unref(d->page);
+                d->page = l;
+        }
+        return 0;
 }
 
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                        struct fuse_file_info *fi, bool plus)
 {
         fs *f = req_fs(req);
-        meta_listing *l = (meta_listing *)(uintptr_t)fi->fh;
-        _cleanup_free_ char *dir = NULL, *buf = NULL;
+        fs_dir *d = (fs_dir *)(uintptr_t)fi->fh;
+        _cleanup_free_ char *buf = NULL;
         size_t used = 0;
-        int r;
+        int r = 0;
 
-        r = inode_table_path(f->inodes, ino, &dir);
-        if (r < 0) {
-                fuse_reply_err(req, -r);
-                return;
-        }
         buf = malloc(size);
         if (!buf) {
                 fuse_reply_err(req, ENOMEM);
                 return;
         }
+        pthread_mutex_lock(&d->lock);
         /* offsets: 1 = ".", 2 = "..", 3 + i = entry i */
-        for (uint64_t o = (uint64_t)off; o < 2 + l->n; o++) {
+        for (uint64_t o = (uint64_t)off;; o++) {
                 size_t need;
 
                 if (o < 2) {
@@ -365,10 +421,14 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                                     : fuse_add_direntry(req, buf + used, size - used,
                                                         o == 0 ? "." : "..", &st, (off_t)o + 1);
                 } else {
-                        const meta_entry *e = &l->entries[o - 2];
+                        const meta_entry *e;
                         struct fuse_entry_param ep = {};
                         _cleanup_free_ char *path = NULL;
 
+                        r = dir_seek(f, d, o - 2);
+                        if (r < 0 || o - 2 >= d->start + d->page->n)
+                                break;
+                        e = &d->page->entries[o - 2 - d->start];
                         if (!plus) {
                                 /* d_ino 0 reads as a deleted entry to glibc: give a stable
                                  * non-zero number; stat() reports the real one */
@@ -378,8 +438,9 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                                 need = fuse_add_direntry(req, buf + used, size - used, e->name, &st,
                                                          (off_t)o + 1);
                         } else {
-                                path = inode_path_join(dir, e->name);
-                                if (!path || make_entry(f, path, e, &ep) < 0)
+                                path = inode_path_join(d->path, e->name);
+                                r = path ? make_entry(f, path, e, &ep) : -ENOMEM;
+                                if (r < 0)
                                         break;
                                 need = fuse_add_direntry_plus(req, buf + used, size - used, e->name,
                                                               &ep, (off_t)o + 1);
@@ -392,6 +453,14 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                         break;
                 used += need;
         }
+        pthread_mutex_unlock(&d->lock);
+        if (r < 0 && used == 0) {
+                log_debug_errno(r, "readdir of %" PRIu64 " at %" PRIi64 ": %m", (uint64_t)ino,
+                                (int64_t)off);
+                fuse_reply_err(req, -r);
+                return;
+        }
+        /* an error after some entries: send those; the next readdir asks again */
         fuse_reply_buf(req, buf, used);
 }
 
@@ -409,7 +478,7 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-        meta_listing_unref((meta_listing *)(uintptr_t)fi->fh);
+        fs_dir_free((fs_dir *)(uintptr_t)fi->fh);
         fuse_reply_err(req, 0);
 }
 
@@ -725,11 +794,31 @@ static int xattr_value(fs *f, fuse_ino_t ino, const char *name, char **ret)
         return r;
 }
 
+/* Without --xattrs the daemon answers ENOSYS: the kernel then answers every later getxattr
+ * (listxattr) of the mount itself with EOPNOTSUPP, so the ACL and SELinux probes of `ls -l` cost
+ * one round trip per mount instead of one or two per file. */
+static bool xattrs_refused(fuse_req_t req, fuse_ino_t ino, const char *op, const char *name)
+{
+        fs *f = req_fs(req);
+
+        __atomic_add_fetch(&f->xattr_requests, 1, __ATOMIC_RELAXED);
+        log_debug("%s %s of inode %" PRIu64 "%s", op, name, (uint64_t)ino,
+                  f->opts.xattrs ? "" : ": ENOSYS, the kernel stops asking");
+        if (f->opts.xattrs)
+                return false;
+        fuse_reply_err(req, ENOSYS);
+        return true;
+}
+
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
         _cleanup_free_ char *value = NULL;
-        int r = xattr_value(req_fs(req), ino, name, &value);
         size_t len;
+        int r;
+
+        if (xattrs_refused(req, ino, "getxattr", name))
+                return;
+        r = xattr_value(req_fs(req), ino, name, &value);
 
         if (r < 0) {
                 fuse_reply_err(req, -r);
@@ -752,8 +841,11 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
         meta_entry e = {};
         const char *names;
         size_t len;
-        int r = inode_entry(f, ino, NULL, &e);
+        int r;
 
+        if (xattrs_refused(req, ino, "listxattr", ""))
+                return;
+        r = inode_entry(f, ino, NULL, &e);
         if (r < 0) {
                 fuse_reply_err(req, -r);
                 return;
@@ -879,6 +971,7 @@ int fs_new(const config *c, const config_node *node, const config_dataset *d, co
                 .retry_ms = o->retry_ms,
                 .token = o->token,
                 .node = node->name,
+                .listing_cache_bytes = o->listing_cache_bytes,
         };
         reader_options ro = {
                 .retry_ms = o->retry_ms,
@@ -1192,50 +1285,54 @@ int fs_wait_live(fs *f, uint64_t timeout_ms)
         return 0;
 }
 
-static int info_compare(const void *a, const void *b)
+/* Compares one page of a fresh listing of DIR with the inodes the kernel holds there. */
+static void refresh_page(fs *f, const char *dir, const meta_listing *l)
 {
-        return strcmp(((const inode_info *)a)->path, ((const inode_info *)b)->path);
+        for (size_t i = 0; i < l->n; i++) {
+                const meta_entry *e = &l->entries[i];
+                _cleanup_free_ char *path = NULL;
+                uint64_t ino = 0, version = 0;
+                bool changed = false;
+
+                if (e->dir)
+                        continue;
+                path = inode_path_join(dir, e->name);
+                if (!path || inode_table_lookup(f->inodes, path, &ino, &version) < 0)
+                        continue;
+                if (e->version != version &&
+                    inode_table_set_version(f->inodes, ino, e->version, &changed) == 0 && changed)
+                        queue_inval(f, ino);
+        }
 }
 
 void fs_refresh(fs *f)
 {
-        inode_info *files = NULL;
+        char **dirs = NULL;
         size_t n = 0;
 
-        if (inode_table_files(f->inodes, &files, &n) < 0)
+        /* the directories holding a file the kernel knows, each listed page by page */
+        if (inode_table_file_dirs(f->inodes, &dirs, &n) < 0)
                 return;
-        /* sorted by path, the files of one directory are neighbours: one listing each */
-        qsort(files, n, sizeof(*files), info_compare);
-        for (size_t i = 0; i < n;) {
-                char *slash = strrchr(files[i].path, '/');
-                size_t dlen = slash ? (size_t)(slash - files[i].path) : 0, j;
-                _cleanup_free_ char *dir = strndup(files[i].path, dlen ? dlen : 1);
+        for (size_t i = 0; i < n; i++) {
                 meta_listing *l = NULL;
 
-                for (j = i + 1; j < n; j++) {
-                        char *s2 = strrchr(files[j].path, '/');
+                if (meta_list_page(f->meta, dirs[i], NULL, true, &l) < 0)
+                        continue;
+                for (;;) {
+                        meta_listing *next = NULL;
 
-                        if (!s2 || (size_t)(s2 - files[j].path) != dlen ||
-                            strncmp(files[j].path, files[i].path, dlen) != 0)
+                        refresh_page(f, dirs[i], l);
+                        if (!l->more || meta_list_page(f->meta, dirs[i], l->entries[l->n - 1].name,
+                                                       true, &next) < 0)
                                 break;
-                }
-                if (dir && meta_list_fresh(f->meta, dir, &l) >= 0) {
-                        for (size_t k = i; k < j; k++) {
-                                const meta_entry *e =
-                                        meta_listing_find(l, strrchr(files[k].path, '/') + 1);
-                                bool changed = false;
-
-                                if (e && !e->dir && e->version != files[k].version &&
-                                    inode_table_set_version(f->inodes, files[k].ino, e->version,
-                                                            &changed) == 0 &&
-                                    changed)
-                                        queue_inval(f, files[k].ino);
-                        }
                         meta_listing_unref(l);
+                        l = next;
                 }
-                i = j;
+                meta_listing_unref(l);
         }
-        inode_infos_free(files, n);
+        for (size_t i = 0; i < n; i++)
+                free(dirs[i]);
+        free(dirs);
 }
 
 void fs_get_status(fs *f, fs_status *ret)
@@ -1254,7 +1351,9 @@ void fs_get_status(fs *f, fs_status *ret)
                 .passthrough = passthrough_enabled(f->passthrough),
                 .passthrough_opens = passthrough_opens(f->passthrough),
                 .inodes = inode_table_size(f->inodes),
+                .xattr_requests = __atomic_load_n(&f->xattr_requests, __ATOMIC_RELAXED),
         };
+        meta_get_counters(f->meta, &ret->meta);
         reader_get_stats(f->reader, &ret->reads);
 }
 
