@@ -22,6 +22,7 @@
 #include "http.h"
 #include "inode.h"
 #include "log.h"
+#include "lru.h"
 #include "meta.h"
 #include "passthrough.h"
 #include "prefetch.h"
@@ -43,13 +44,15 @@ typedef struct fs_file {
         prefetch_window window;
 } fs_file;
 
-/* An open directory: one page of its listing at a time (meta_list_page), never all of it. */
-typedef struct fs_dir {
-        pthread_mutex_t lock; /* guards page and start (readdirs of one stream may overlap) */
-        char *path;
-        meta_listing *page; /* holds entries [start, start + page->n) of the directory */
+/* Where the last readdir of a directory stopped: the page holding entries
+ * [start, start + page->n). Kept per inode (not per open: the kernel may skip OPENDIR), so the
+ * next readdir continues from there instead of paging from the first name again. */
+typedef struct dir_cursor {
+        meta_listing *page;
         uint64_t start;
-} fs_dir;
+} dir_cursor;
+
+#define FS_DIR_CURSORS 64 /* directories being read at the same time, more or less */
 
 typedef struct inval_item {
         struct inval_item *next;
@@ -89,7 +92,19 @@ struct fs {
         bool totals_valid;
 
         uint64_t xattr_requests; /* atomic: getxattr and listxattr the kernel sent */
+        bool no_opendir;         /* the kernel caches directories without OPENDIR (set at init) */
+
+        pthread_mutex_t cursor_lock; /* guards cursors */
+        lru *cursors;                /* "INO" -> dir_cursor */
 };
+
+static void dir_cursor_free(void *p)
+{
+        dir_cursor *c = p;
+
+        meta_listing_unref(c->page);
+        free(c);
+}
 
 static fs *req_fs(fuse_req_t req)
 {
@@ -226,6 +241,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 #else
         conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
 #endif
+        f->no_opendir = (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
         passthrough_init(f->passthrough, conn);
         conn->max_background = 64;
         conn->congestion_threshold = 48;
@@ -327,87 +343,119 @@ static ino_t fs_dirent_ino(uint64_t dir, uint64_t index)
         return (ino_t)((1ull << 62) | (dir << 32) | (index & 0xffffffffu));
 }
 
-static fs_dir *fs_dir_free(fs_dir *d)
-{
-        if (d) {
-                meta_listing_unref(d->page);
-                free(d->path);
-                pthread_mutex_destroy(&d->lock);
-                free(d);
-        }
-        return NULL;
-}
-
+/* No state per open directory: with the kernel's FUSE_CAP_NO_OPENDIR_SUPPORT, ENOSYS here makes it
+ * skip OPENDIR and RELEASEDIR from now on and cache readdir results as if keep_cache and
+ * cache_readdir were set, so a warm walk sends nothing at all. Otherwise the same flags, asked. */
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
         fs *f = req_fs(req);
-        fs_dir *d = calloc(1, sizeof(*d));
-        int r = d ? 0 : -ENOMEM;
 
-        if (d) {
-                pthread_mutex_init(&d->lock, NULL);
-                r = inode_table_path(f->inodes, ino, &d->path);
-        }
-        /* the first page now: a missing directory fails opendir, not the first readdir */
-        if (r >= 0)
-                r = meta_list_page(f->meta, d->path, NULL, false, &d->page);
-        if (r < 0) {
-                fs_dir_free(d);
-                fuse_reply_err(req, -r);
+        if (f->no_opendir) {
+                fuse_reply_err(req, ENOSYS);
                 return;
         }
-        fi->fh = (uintptr_t)d;
+        fi->fh = 0;
         /* a version of the dataset is immutable: the kernel may keep what it read of the
          * directory for the entry timeout */
         fi->keep_cache = 1;
         fi->cache_readdir = 1;
-        if (fuse_reply_open(req, fi) < 0)
-                fs_dir_free(d);
+        fuse_reply_open(req, fi);
 }
 
-/* Makes D's page the one holding entry INDEX, or the last page when INDEX is past the end. Pages
- * are read forward from the last name of the one before; a seek backwards starts again from the
- * first page (rewinddir). */
-static int dir_seek(fs *f, fs_dir *d, uint64_t index)
+/* Makes C's page the one holding entry INDEX of directory PATH, or the last page when INDEX is
+ * past the end. Pages are read forward from the last name of the one before; a seek backwards
+ * (rewinddir) starts again from the first page. */
+static int dir_seek(fs *f, const char *path, dir_cursor *c, uint64_t index)
 {
         meta_listing *l;
         int r;
 
-        if (index < d->start) {
-                r = meta_list_page(f->meta, d->path, NULL, false, &l);
+        if (!c->page || index < c->start) {
+                r = meta_list_page(f->meta, path, NULL, false, &l);
                 if (r < 0)
                         return r;
-                meta_listing_unref(d->page);
-                d->page = l;
-                d->start = 0;
+                meta_listing_unref(c->page);
+                c->page = l;
+                c->start = 0;
         }
-        while (index >= d->start + d->page->n && d->page->more) {
-                r = meta_list_page(f->meta, d->path, d->page->entries[d->page->n - 1].name, false,
-                                   &l);
+        while (index >= c->start + c->page->n && c->page->more) {
+                r = meta_list_page(f->meta, path, c->page->entries[c->page->n - 1].name, false, &l);
                 if (r < 0)
                         return r;
-                d->start += d->page->n;
-                meta_listing_unref(d->page);
-                d->page = l;
+                c->start += c->page->n;
+                meta_listing_unref(c->page);
+                c->page = l;
         }
         return 0;
+}
+
+static void cursor_take(fs *f, fuse_ino_t ino, dir_cursor *ret)
+{
+        char key[24];
+        dir_cursor *c;
+
+        snprintf(key, sizeof(key), "%" PRIu64, (uint64_t)ino);
+        pthread_mutex_lock(&f->cursor_lock);
+        c = lru_get(f->cursors, key);
+        *ret = (dir_cursor){};
+        if (c) {
+                ret->page = meta_listing_ref(c->page);
+                ret->start = c->start;
+        }
+        pthread_mutex_unlock(&f->cursor_lock);
+}
+
+static void cursor_drop(fs *f, fuse_ino_t ino, dir_cursor *c)
+{
+        char key[24];
+
+        meta_listing_unref(c->page);
+        snprintf(key, sizeof(key), "%" PRIu64, (uint64_t)ino);
+        pthread_mutex_lock(&f->cursor_lock);
+        (void)lru_remove(f->cursors, key);
+        pthread_mutex_unlock(&f->cursor_lock);
+}
+
+static void cursor_put(fs *f, fuse_ino_t ino, dir_cursor *c)
+{
+        char key[24];
+        dir_cursor *copy = malloc(sizeof(*copy));
+
+        if (!copy || !c->page) {
+                free(copy);
+                meta_listing_unref(c->page);
+                return;
+        }
+        *copy = *c;
+        snprintf(key, sizeof(key), "%" PRIu64, (uint64_t)ino);
+        pthread_mutex_lock(&f->cursor_lock);
+        (void)lru_put(f->cursors, key, copy, 0);
+        pthread_mutex_unlock(&f->cursor_lock);
 }
 
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                        struct fuse_file_info *fi, bool plus)
 {
         fs *f = req_fs(req);
-        fs_dir *d = (fs_dir *)(uintptr_t)fi->fh;
-        _cleanup_free_ char *buf = NULL;
+        _cleanup_free_ char *buf = NULL, *dir = NULL;
+        dir_cursor cur;
         size_t used = 0;
-        int r = 0;
+        bool end = false;
+        int r;
 
+        r = inode_table_path(f->inodes, ino, &dir);
+        if (r < 0) {
+                fuse_reply_err(req, -r);
+                return;
+        }
         buf = malloc(size);
         if (!buf) {
                 fuse_reply_err(req, ENOMEM);
                 return;
         }
-        pthread_mutex_lock(&d->lock);
+        cursor_take(f, ino, &cur);
+        if (off == 0) /* from the start: the page cache decides whether the first page is fresh */
+                cur.page = meta_listing_unref(cur.page);
         /* offsets: 1 = ".", 2 = "..", 3 + i = entry i */
         for (uint64_t o = (uint64_t)off;; o++) {
                 size_t need;
@@ -425,10 +473,14 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                         struct fuse_entry_param ep = {};
                         _cleanup_free_ char *path = NULL;
 
-                        r = dir_seek(f, d, o - 2);
-                        if (r < 0 || o - 2 >= d->start + d->page->n)
+                        r = dir_seek(f, dir, &cur, o - 2);
+                        if (r < 0)
                                 break;
-                        e = &d->page->entries[o - 2 - d->start];
+                        if (o - 2 >= cur.start + cur.page->n) {
+                                end = true;
+                                break;
+                        }
+                        e = &cur.page->entries[o - 2 - cur.start];
                         if (!plus) {
                                 /* d_ino 0 reads as a deleted entry to glibc: give a stable
                                  * non-zero number; stat() reports the real one */
@@ -438,7 +490,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                                 need = fuse_add_direntry(req, buf + used, size - used, e->name, &st,
                                                          (off_t)o + 1);
                         } else {
-                                path = inode_path_join(d->path, e->name);
+                                path = inode_path_join(dir, e->name);
                                 r = path ? make_entry(f, path, e, &ep) : -ENOMEM;
                                 if (r < 0)
                                         break;
@@ -453,7 +505,10 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                         break;
                 used += need;
         }
-        pthread_mutex_unlock(&d->lock);
+        if (end) /* read to the end: nothing to continue from, and its page may be freed */
+                cursor_drop(f, ino, &cur);
+        else
+                cursor_put(f, ino, &cur);
         if (r < 0 && used == 0) {
                 log_debug_errno(r, "readdir of %" PRIu64 " at %" PRIi64 ": %m", (uint64_t)ino,
                                 (int64_t)off);
@@ -478,7 +533,6 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-        fs_dir_free((fs_dir *)(uintptr_t)fi->fh);
         fuse_reply_err(req, 0);
 }
 
@@ -992,6 +1046,12 @@ int fs_new(const config *c, const config_node *node, const config_dataset *d, co
         f->prefetch_window = (unsigned)MAX(o->prefetch_bytes / f->block_size, 1);
         pthread_mutex_init(&f->lock, NULL);
         pthread_cond_init(&f->cond, NULL);
+        pthread_mutex_init(&f->cursor_lock, NULL);
+        f->cursors = lru_new(0, FS_DIR_CURSORS, dir_cursor_free);
+        if (!f->cursors) {
+                fs_free(f);
+                return -ENOMEM;
+        }
         fuse_set_log_func(fuse_log_to_ours);
 
         r = meta_new(c, d, &mo, &f->meta);
@@ -1020,9 +1080,11 @@ fs *fs_free(fs *f)
         reader_free(f->reader);
         meta_free(f->meta);
         inode_table_free(f->inodes);
+        lru_free(f->cursors);
         passthrough_free(f->passthrough);
         pthread_cond_destroy(&f->cond);
         pthread_mutex_destroy(&f->lock);
+        pthread_mutex_destroy(&f->cursor_lock);
         free(f->mountpoint);
         free(f);
         return NULL;
