@@ -18,6 +18,7 @@ typedef struct inode {
         uint64_t nlookup;
         uint64_t version;       /* as last reported by the master */
         uint64_t cache_version; /* whose pages the kernel may hold; 0 = none yet */
+        inode_attr attr;        /* fetched_ms 0: none recorded */
         char path[];
 } inode;
 
@@ -383,6 +384,40 @@ int inode_table_file_dirs(inode_table *t, char ***ret, size_t *ret_n)
         *ret = dirs;
         *ret_n = n;
         return 0;
+}
+
+int inode_table_set_attr(inode_table *t, uint64_t ino, const inode_attr *a)
+{
+        inode *i;
+        int r = 0;
+
+        pthread_mutex_lock(&t->lock);
+        i = find_ino(t, ino);
+        if (!i)
+                r = -ENOENT;
+        else
+                i->attr = *a;
+        pthread_mutex_unlock(&t->lock);
+        return r;
+}
+
+int inode_table_get_attr(inode_table *t, uint64_t ino, inode_attr *ret, uint64_t *ret_version)
+{
+        inode *i;
+        int r = 0;
+
+        pthread_mutex_lock(&t->lock);
+        i = find_ino(t, ino);
+        if (!i)
+                r = -ENOENT;
+        else if (i->attr.fetched_ms == 0)
+                r = -ENODATA;
+        else {
+                *ret = i->attr;
+                *ret_version = i->version;
+        }
+        pthread_mutex_unlock(&t->lock);
+        return r;
 }
 
 size_t inode_table_size(inode_table *t)

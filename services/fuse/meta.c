@@ -565,6 +565,7 @@ int meta_stat(meta *m, const char *path, bool fresh, meta_entry *ret)
         pthread_mutex_lock(&m->lock);
         m->counters.stat_calls++;
         pthread_mutex_unlock(&m->lock);
+        log_debug("Asking the master for %s", path);
         r = meta_call(m, query, &j);
         if (r == -ENOENT) {
                 pthread_mutex_lock(&m->lock);
