@@ -851,6 +851,10 @@ static int xattr_value(fs *f, fuse_ino_t ino, const char *name, char **ret)
         meta_entry e = {};
         int r;
 
+        /* the ACL and SELinux probes of ls and cp: answered here, the master is not asked */
+        if (strcmp(name, XATTR_UFS) != 0 && strcmp(name, XATTR_VERSION) != 0 &&
+            strcmp(name, XATTR_CACHED) != 0)
+                return -ENODATA;
         r = inode_entry(f, ino, true, &path, &e);
         if (r < 0)
                 return r;
@@ -933,17 +937,13 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 
         if (xattrs_refused(req, ino, "listxattr", ""))
                 return;
-        r = inode_entry(f, ino, true, NULL, &e);
+        r = inode_entry(f, ino, false, NULL, &e); /* whether it is a directory */
         if (r < 0) {
                 fuse_reply_err(req, -r);
                 return;
         }
         names = e.dir ? dirs : files;
         len = e.dir ? sizeof(dirs) - 1 : sizeof(files) - 1;
-        if (!e.ufs_url) {
-                names += sizeof(XATTR_UFS);
-                len -= sizeof(XATTR_UFS);
-        }
         meta_entry_done(&e);
         if (size == 0)
                 fuse_reply_xattr(req, len);
