@@ -15,16 +15,24 @@ for `find DIR`, `ls -lR DIR` and `du -s DIR` (output to /dev/null), and weir-fus
 build's weir-fuse (the previous design: whole listings, stat cache of every child) against the
 same master and tree, so both ratios come from the same run.
 
-Ratios printed: weir cold / local cold, weir warm / local warm. Run as root, inside a private
-network namespace (the integration tests' rule):
+Rounds (--runs, default 3) interleave local and each build so that the shared machine's load
+weighs on all alike; medians are printed. Ratios: weir cold / local cold, weir warm / local warm,
+and the CPU seconds a cold walk costs (the command with the kernel's side of it, weir-fuse and
+the master, against the command alone on local disk), which the load does not inflate.
+--xattrs adds `ls -lR` with WEIR_FUSE_XATTRS=1. Run as root, inside a private network
+namespace (the integration tests' rule):
 
     unshare -n sh -c 'ip link set lo up && bench/scale/walk.py --files 100000 \\
-        --old-build-dir /path/to/old/build'
+        --old-build-dir /path/to/old/build --xattrs'
+
+The master refuses datasets over 1,000,000 entries (directories count), so 990,000 files is the
+largest tree this master can sync.
 """
 
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -73,10 +81,16 @@ def make_tree(root, n_files):
     print(f"# made {n_files} files in {DIRS} dirs in {time.monotonic() - t:.1f} s", flush=True)
 
 
-def timed(cmd):
+def timed(cmd, cpu=None):
+    """Wall seconds of CMD; CPU seconds (user + system) of CMD itself appended to CPU."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.monotonic()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    return time.monotonic() - t
+    wall = time.monotonic() - t
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if cpu is not None:
+        cpu.append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
+    return wall
 
 
 def cpu_seconds(pid):
@@ -126,9 +140,10 @@ def measure_local(tree, commands):
     out = {}
     for name, cmd in commands.items():
         drop_caches()
-        cold = timed(cmd(tree))
+        cpu = []
+        cold = timed(cmd(tree), cpu)
         warm = timed(cmd(tree))
-        out[name] = (cold, warm)
+        out[name] = (cold, warm, cpu[0])
     return out
 
 
@@ -140,10 +155,13 @@ def measure_weir(m, master_pid, commands):
         rss0 = rss_bytes(m.fuse.proc.pid)
         drop_caches()
         c0 = (cpu_seconds(m.fuse.proc.pid), cpu_seconds(master_pid))
-        cold = timed(cmd(m.root))
+        cpu = []
+        cold = timed(cmd(m.root), cpu)
         c1 = (cpu_seconds(m.fuse.proc.pid), cpu_seconds(master_pid))
         warm = timed(cmd(m.root))
-        out[name] = (cold, warm)
+        # CPU of the cold walk: the command itself (with the kernel's FUSE side), weir-fuse and
+        # the master: what the walk costs whatever the machine's load
+        out[name] = (cold, warm, cpu[0] + (c1[0] - c0[0]) + (c1[1] - c0[1]))
         print(f"# {m.fuse.binary}: {name} cold {cold:.2f} s, CPU weir-fuse {c1[0] - c0[0]:.2f} s, "
               f"master {c1[1] - c0[1]:.2f} s; warm {warm:.2f} s", flush=True)
         if name == "ls -lR":
@@ -201,13 +219,14 @@ def main():
             finally:
                 for m in mounts:
                     m.stop()
-    local = {name: tuple(statistics.median(r[name][k] for r in rounds["local"]) for k in (0, 1))
+    local = {name: tuple(statistics.median(r[name][k] for r in rounds["local"])
+                         for k in (0, 1, 2))
              for name in COMMANDS}
     results = {}
     for label, runs in rounds.items():
         if label == "local":
             continue
-        times = {name: tuple(statistics.median(r[0][name][k] for r in runs) for k in (0, 1))
+        times = {name: tuple(statistics.median(r[0][name][k] for r in runs) for k in (0, 1, 2))
                  for name in runs[0][0]}
         rss = tuple(statistics.median(r[1][k] for r in runs if r[1]) for k in (0, 1))
         results[label] = (times, rss)
@@ -221,14 +240,28 @@ def main():
           " |")
     print("|---|---|---|" + "---|---|" * len(results))
     for name in COMMANDS:
-        lc, lw = local[name]
+        lc, lw, _ = local[name]
         row = f"| `{name}` | {lc:.2f} s | {lw:.2f} s |"
         for lb in results:
             if name not in results[lb][0]:
                 row += " – | – |"
                 continue
-            wc, ww = results[lb][0][name]
+            wc, ww, _ = results[lb][0][name]
             row += f" {wc:.2f} s ({wc / lc:.1f}×) | {ww:.2f} s ({ww / lw:.1f}×) |"
+        print(row)
+    print(f"\nCPU seconds of the cold walk (the command, weir-fuse and the master; local: the "
+          f"command):\n")
+    print("| command | local | " + " | ".join(f"weir {lb}" for lb in results) + " |")
+    print("|---|---|" + "---|" * len(results))
+    for name in COMMANDS:
+        lc = local[name][2]
+        row = f"| `{name}` | {lc:.2f} s |"
+        for lb in results:
+            if name in results[lb][0]:
+                wc = results[lb][0][name][2]
+                row += f" {wc:.2f} s ({wc / lc:.1f}×) |"
+            else:
+                row += " – |"
         print(row)
     for lb in results:
         before, after = results[lb][1]
