@@ -44,6 +44,11 @@ typedef struct peer {
 
 typedef struct hs hs;
 
+typedef struct ratelimit {
+        uint64_t window;
+        unsigned count, suppressed;
+} ratelimit;
+
 typedef struct transport {
         struct raft_uv_transport *t;
         uv_loop_t *loop;
@@ -63,8 +68,7 @@ typedef struct transport {
         bool free_on_close;
         raft_uv_transport_close_cb close_cb;
 
-        uint64_t log_window;
-        unsigned log_count, log_suppressed;
+        ratelimit log_in, log_out; /* refusals of inbound, failures of outbound connections */
 } transport;
 
 enum {
@@ -213,31 +217,34 @@ static uint64_t now_ms(const transport *tr)
         return uv_now(tr->loop);
 }
 
-/* Refusals are logged, at most LOG_PER_WINDOW per LOG_WINDOW_MS: a flood must not flood the
- * journal too. */
-_printf_(2, 3) static void log_refused(transport *tr, const char *fmt, ...)
+/* Refusals are logged, at most LOG_PER_WINDOW per LOG_WINDOW_MS and direction: a flood must not
+ * flood the journal too, nor hide why this master's own connections fail. */
+_printf_(3, 4) static void log_limited(transport *tr, ratelimit *rl, const char *fmt, ...)
 {
         char buf[512];
         va_list ap;
         uint64_t now = now_ms(tr);
 
-        if (now - tr->log_window >= LOG_WINDOW_MS) {
-                if (tr->log_suppressed)
-                        log_warning("%u more refused Raft connections were not logged.",
-                                    tr->log_suppressed);
-                tr->log_window = now;
-                tr->log_count = tr->log_suppressed = 0;
+        if (now - rl->window >= LOG_WINDOW_MS) {
+                if (rl->suppressed)
+                        log_warning("%u more such Raft connection messages were not logged.",
+                                    rl->suppressed);
+                rl->window = now;
+                rl->count = rl->suppressed = 0;
         }
-        if (tr->log_count >= LOG_PER_WINDOW) {
-                tr->log_suppressed++;
+        if (rl->count >= LOG_PER_WINDOW) {
+                rl->suppressed++;
                 return;
         }
-        tr->log_count++;
+        rl->count++;
         va_start(ap, fmt);
         vsnprintf(buf, sizeof(buf), fmt, ap);
         va_end(ap);
         log_warning("%s", buf);
 }
+
+#define log_refused(tr, ...)  log_limited(tr, &(tr)->log_in, __VA_ARGS__)
+#define log_outbound(tr, ...) log_limited(tr, &(tr)->log_out, __VA_ARGS__)
 
 /* ---- one handshake ---- */
 
@@ -476,18 +483,18 @@ static void hs_out_challenge(hs *h)
 
         int r = hs_challenge_verify(tr->key, h->hello, h->hello_len, h->in, h->in_len, &c);
         if (r < 0) {
-                log_refused(tr, "Raft connection to raft id %u at %s dropped: %s.", h->target_id,
-                            h->target_address,
-                            r == -EACCES ? "it does not prove the cluster secret (wrong secret "
-                                           "on one side, or not a master of this cluster)"
-                                         : hs_format_error(r));
+                log_outbound(tr, "Raft connection to raft id %u at %s dropped: %s.", h->target_id,
+                             h->target_address,
+                             r == -EACCES ? "it does not prove the cluster secret (wrong secret "
+                                            "on one side, or not a master of this cluster)"
+                                          : hs_format_error(r));
                 return hs_fail(h);
         }
         if (c.from_id != h->target_id) {
-                log_refused(tr,
-                            "Raft connection to raft id %u at %s dropped: it answered as raft "
-                            "id %" PRIu64 ".",
-                            h->target_id, h->target_address, c.from_id);
+                log_outbound(tr,
+                             "Raft connection to raft id %u at %s dropped: it answered as raft "
+                             "id %" PRIu64 ".",
+                             h->target_id, h->target_address, c.from_id);
                 return hs_fail(h);
         }
         memcpy(h->challenge, h->in, sizeof(h->challenge));
@@ -502,8 +509,8 @@ static void hs_out_accept(hs *h)
 {
         int r = hs_accept_parse(h->in, h->in_len);
         if (r < 0) {
-                log_refused(h->tr, "Raft connection to raft id %u at %s dropped: %s.", h->target_id,
-                            h->target_address, hs_format_error(r));
+                log_outbound(h->tr, "Raft connection to raft id %u at %s dropped: %s.",
+                             h->target_id, h->target_address, hs_format_error(r));
                 return hs_fail(h);
         }
         uv_read_stop((uv_stream_t *)h->tcp);
@@ -520,13 +527,19 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         if (h->failed || nread == 0)
                 return;
         if (nread < 0) {
-                if (h->state == HS_OUT_ACCEPT)
-                        /* It checked our proof and hung up: it does not take us. */
+                if (h->state == HS_IN_PROOF)
+                        /* It could not verify our challenge's MAC. */
                         log_refused(h->tr,
-                                    "Raft id %u at %s closed the connection after this master's "
-                                    "proof: a different cluster secret, or this master's raft "
-                                    "id or address is not in its cluster YAML.",
-                                    h->target_id, h->target_address);
+                                    "Raft connection from %s (raft id %u) closed after this "
+                                    "master's challenge: probably a different cluster secret.",
+                                    h->source, h->peer->id);
+                else if (h->state == HS_OUT_ACCEPT)
+                        /* It checked our proof and hung up: it does not take us. */
+                        log_outbound(h->tr,
+                                     "Raft id %u at %s closed the connection after this master's "
+                                     "proof: a different cluster secret, or this master's raft "
+                                     "id or address is not in its cluster YAML.",
+                                     h->target_id, h->target_address);
                 else
                         log_debug("Raft handshake %s: %s", hs_peer_name(h, name, sizeof(name)),
                                   nread == UV_EOF ? "closed by the peer" : uv_strerror((int)nread));
