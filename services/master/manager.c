@@ -18,6 +18,7 @@
 #include "httpc.h"
 #include "log.h"
 #include "manager-internal.h"
+#include "rejoin.h"
 #include "transport.h"
 #include "ufs/ufs.h"
 #include "weir-build.h"
@@ -762,6 +763,14 @@ int manager_new(const config *cfg, const config_node *node, const manager_option
                 }
         }
 
+        /* A damaged log is never started on silently (rejoin.c). */
+        r = opts->rejoin ? rejoin_prepare(cfg, node, m->token, m->raft_dir)
+                         : rejoin_check_dir(m->raft_dir);
+        if (r < 0) {
+                manager_free(m);
+                return r;
+        }
+
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         snprintf(m->client_id, sizeof(m->client_id), "%s/%d/%lld.%09ld", node->name, (int)getpid(),
@@ -868,6 +877,8 @@ static int manager_start_raft(manager *m)
                 return -EIO;
         }
         raft_uv_set_connect_retry_delay(&m->io, CONNECT_RETRY_MS);
+        /* Its recovery renames a corrupt segment and starts without the entries in it. */
+        raft_uv_set_auto_recovery(&m->io, false);
 
         m->raft_fsm = (struct raft_fsm){
                 .version = 2,
@@ -918,6 +929,8 @@ static int manager_start_raft(manager *m)
         raft_set_snapshot_trailing(&m->raft, m->opts.snapshot_trailing ? m->opts.snapshot_trailing
                                                                        : MAX(threshold / 2, 1u));
         rv = raft_start(&m->raft);
+        if (rv != 0 && !transport_listen_called(&m->transport))
+                return rejoin_explain(m->node, m->raft_dir, raft_errmsg(&m->raft));
         if (rv != 0) {
                 log_error("Failed to start raft on %s: %s%s", m->raft_address,
                           raft_errmsg(&m->raft),

@@ -60,6 +60,7 @@ typedef struct transport {
         uv_tcp_t listener;
         bool listener_open;
         raft_uv_accept_cb accept_cb;
+        bool listen_called;
 
         hs *handshakes;
         unsigned n_inbound;
@@ -832,6 +833,7 @@ static int tr_listen(struct raft_uv_transport *t, raft_uv_accept_cb cb)
         int r;
 
         tr->accept_cb = cb;
+        tr->listen_called = true;
         r = uv_tcp_bind(&tr->listener, (const struct sockaddr *)&tr->self->sa, 0);
         if (r == 0)
                 r = uv_listen((uv_stream_t *)&tr->listener, LISTEN_BACKLOG, on_connection);
@@ -935,6 +937,12 @@ int transport_init(struct raft_uv_transport *t, uv_loop_t *loop, const config *c
         t->connect = tr_connect;
         t->close = tr_close;
         return 0;
+}
+
+bool transport_listen_called(const struct raft_uv_transport *t)
+{
+        const transport *tr = t->impl;
+        return tr && tr->listen_called;
 }
 
 void transport_free(struct raft_uv_transport *t)

@@ -24,6 +24,8 @@ int transport_load_key(const config *cfg, const char *token, uint8_t key[HS_KEY_
  * resolved once, here. */
 int transport_init(struct raft_uv_transport *t, uv_loop_t *loop, const config *cfg,
                    const uint8_t key[HS_KEY_BYTES]);
+/* Whether libraft got as far as asking T to listen (raft_start loads the log before that). */
+bool transport_listen_called(const struct raft_uv_transport *t);
 /* Frees T's memory; after raft_uv_close() (libraft calls T's close first) or instead of it when
  * raft_uv_init() was never called. */
 void transport_free(struct raft_uv_transport *t);

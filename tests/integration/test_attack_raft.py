@@ -362,3 +362,92 @@ def test_no_secret_warns_and_still_runs(make_cluster):
     c.start()
     c.wait_leader()
     assert "Raft traffic is NOT authenticated" in c.masters[0].log()
+
+
+def last_closed_segment(m):
+    raft_dir = os.path.join(m.data_dir, "master", "raft")
+    closed = sorted(f for f in os.listdir(raft_dir) if "-" in f and f[0].isdigit())
+    return raft_dir, closed[-1]
+
+
+def damage(path, offset=48):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        b = f.read(1)
+        f.seek(offset)
+        f.write(bytes([b[0] ^ 0xFF]))
+
+
+def test_damaged_log_refuses_to_start_and_rejoin_recovers(cluster3):
+    """Row 2's loss came from libraft setting a damaged segment aside and starting without its
+    committed entries. A master must refuse instead, and --rejoin gets the state back."""
+    for i in range(10):
+        cluster3.put_label(f"k{i}", str(i))
+    leader = cluster3.wait_leader()
+    victim = follower_of(cluster3, leader)
+    assert victim.stop() == 0
+    raft_dir, seg = last_closed_segment(victim)
+    before = sorted(os.listdir(raft_dir))
+    damage(os.path.join(raft_dir, seg))
+
+    victim.start()
+    victim.proc.wait(timeout=20)
+    assert victim.proc.returncode == 1
+    log = victim.log()
+    assert "cannot be loaded" in log and "Refusing to start" in log, log[-2000:]
+    assert "--rejoin" in log
+    assert sorted(os.listdir(raft_dir)) == before  # nothing renamed, nothing dropped
+
+    # Started again without --rejoin: the same refusal, still nothing changed.
+    victim.start()
+    victim.proc.wait(timeout=20)
+    assert victim.proc.returncode == 1
+    assert sorted(os.listdir(raft_dir)) == before
+
+    cluster3.put_label("while-away", "1")
+    victim.start(extra_args=["--rejoin"])
+    target = leader.status()["applied"]
+    assert raftwire.wait_until(lambda: (victim.status() or {}).get("applied", 0) >= target,
+                               15.0), (victim.status(), victim.log()[-2000:])
+    assert (victim.status() or {}).get("leader") == leader.name
+    aside = [d for d in os.listdir(os.path.dirname(raft_dir)) if d.startswith("raft.damaged-")]
+    assert len(aside) == 1 and seg in os.listdir(os.path.join(os.path.dirname(raft_dir), aside[0]))
+    assert "Rejoining" in victim.log()
+    # The rejoined master carries the whole state: it can lead.
+    for m in cluster3.masters:
+        if m is not victim:
+            m.stop()
+            break
+    remaining = [m for m in cluster3.running()]
+    assert victim in remaining
+    new_leader = cluster3.wait_leader()
+    labels = cluster3.labels()
+    for i in range(10):
+        assert labels.get(f"k{i}") == str(i)
+    assert labels.get("while-away") == "1"
+    assert new_leader in remaining
+
+
+def test_rejoin_refused_without_a_leader_and_set_aside_segments_refused(make_cluster):
+    c = make_cluster(n=3, first_address=1)
+    c.start()
+    c.wait_leader()
+    c.put_label("a", "1")
+    for m in c.masters:
+        assert m.stop() == 0
+    victim = c.masters[0]
+    raft_dir, seg = last_closed_segment(victim)
+    before = sorted(os.listdir(raft_dir))
+
+    victim.start(extra_args=["--rejoin"])
+    victim.proc.wait(timeout=20)
+    assert victim.proc.returncode == 1
+    assert "none of the other masters answers as a serving leader" in victim.log()
+    assert sorted(os.listdir(raft_dir)) == before
+
+    # A segment libraft renamed aside (auto-recovery of an older weir or of libraft's tools).
+    os.rename(os.path.join(raft_dir, seg), os.path.join(raft_dir, "corrupt-1-" + seg))
+    victim.start()
+    victim.proc.wait(timeout=20)
+    assert victim.proc.returncode == 1
+    assert "libraft set the segment corrupt-1-" in victim.log()
