@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <sodium.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,8 @@
 #include "httpc.h"
 #include "log.h"
 #include "manager-internal.h"
+#include "rejoin.h"
+#include "transport.h"
 #include "ufs/ufs.h"
 #include "weir-build.h"
 #include "fsutil.h"
@@ -720,6 +723,14 @@ int manager_new(const config *cfg, const config_node *node, const manager_option
                 }
         }
 
+        /* A damaged log is never started on silently (rejoin.c). */
+        r = opts->rejoin ? rejoin_prepare(cfg, node, m->token, m->raft_dir)
+                         : rejoin_check_dir(m->raft_dir);
+        if (r < 0) {
+                manager_free(m);
+                return r;
+        }
+
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         snprintf(m->client_id, sizeof(m->client_id), "%s/%d/%lld.%09ld", node->name, (int)getpid(),
@@ -761,7 +772,7 @@ static void on_raft_closed(struct raft *r)
         manager *m = manager_from_raft(r);
 
         raft_uv_close(&m->io);
-        raft_uv_tcp_close(&m->transport);
+        transport_free(&m->transport);
         m->raft_initialised = false;
         /* Every apply callback has fired: no request waits on the loop any more. */
         drain_queue(m, true);
@@ -810,19 +821,24 @@ static int manager_start_raft(manager *m)
         struct raft_configuration conf;
         int rv;
 
-#if HAVE_RAFT_VERSION_NUMBER
-        m->transport.version = 1; /* from raft 0.17: must be set before raft_uv_tcp_init */
-#endif
-        rv = raft_uv_tcp_init(&m->transport, &m->loop);
-        if (rv != 0)
-                return log_error_errno(ENOMEM, "raft_uv_tcp_init: %s", raft_strerror(rv));
+        /* Raft connections are authenticated before libraft sees them (transport.c). */
+        uint8_t key[HS_KEY_BYTES];
+        bool keyed;
+        int r = transport_load_key(m->cfg, m->token, key, &keyed);
+        if (r >= 0)
+                r = transport_init(&m->transport, &m->loop, m->cfg, key);
+        sodium_memzero(key, sizeof(key));
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the Raft transport: %m");
         rv = raft_uv_init(&m->io, &m->loop, m->raft_dir, &m->transport);
         if (rv != 0) {
                 log_error("Failed to open the raft log in %s: %s", m->raft_dir, raft_strerror(rv));
-                raft_uv_tcp_close(&m->transport);
+                transport_free(&m->transport);
                 return -EIO;
         }
         raft_uv_set_connect_retry_delay(&m->io, CONNECT_RETRY_MS);
+        /* Its recovery renames a corrupt segment and starts without the entries in it. */
+        raft_uv_set_auto_recovery(&m->io, false);
 
         m->raft_fsm = (struct raft_fsm){
                 .version = 2,
@@ -836,7 +852,7 @@ static int manager_start_raft(manager *m)
         if (rv != 0) {
                 log_error("raft_init: %s", raft_errmsg(&m->raft));
                 raft_uv_close(&m->io);
-                raft_uv_tcp_close(&m->transport);
+                transport_free(&m->transport);
                 return -EIO;
         }
         m->raft_initialised = true;
@@ -873,6 +889,8 @@ static int manager_start_raft(manager *m)
         raft_set_snapshot_trailing(&m->raft, m->opts.snapshot_trailing ? m->opts.snapshot_trailing
                                                                        : MAX(threshold / 2, 1u));
         rv = raft_start(&m->raft);
+        if (rv != 0 && !transport_listen_called(&m->transport))
+                return rejoin_explain(m->node, m->raft_dir, raft_errmsg(&m->raft));
         if (rv != 0) {
                 log_error("Failed to start raft on %s: %s%s", m->raft_address,
                           raft_errmsg(&m->raft),

@@ -16,6 +16,7 @@ typedef struct manager_options {
         const char *data_dir;        /* the master's own directory; NULL = node data_dir/master */
         unsigned snapshot_threshold; /* entries between snapshots; 0 = 1024 */
         unsigned snapshot_trailing;  /* entries kept after a snapshot; 0 = threshold/2 */
+        bool rejoin;                 /* move a damaged raft dir aside, get the state anew */
 } manager_options;
 
 /* Takes nothing: CONFIG and NODE are borrowed and must outlive the manager. */
