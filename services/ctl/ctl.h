@@ -14,6 +14,8 @@ typedef struct ctl_context {
 /* Each verb gets argv starting at its own name (argv[0] == "config", ...) and returns the process
  * exit status: 0 success, 1 failure, 2 usage error. */
 int ctl_config(const ctl_context *ctx, int argc, char **argv);
+/* "config apply" (ctl-apply.c); argv[0] == "apply". */
+int ctl_config_apply(const ctl_context *ctx, int argc, char **argv);
 int ctl_masters(const ctl_context *ctx, int argc, char **argv);
 int ctl_status(const ctl_context *ctx, int argc, char **argv);
 int ctl_ufs(const ctl_context *ctx, int argc, char **argv);
