@@ -104,7 +104,22 @@ static int fetch_running(const config *cfg, httpc *h, json_t **ret)
                                 httpc_response_done(&res);
                                 return 0;
                         }
+                        /* A follower names its leader, which the file may no longer list as a
+                         * master (3 -> 1 masters). */
+                        const char *leader = json_string_value(
+                                json_object_get(res.json, "leader_api"));
+                        char lurl[512];
+                        snprintf(lurl, sizeof(lurl), "http://%s/v1/config", leader ?: "");
                         httpc_response_done(&res);
+                        if (leader && httpc_get(h, lurl, &res) == 0) {
+                                if (res.status == 200 &&
+                                    json_is_true(json_object_get(res.json, "serving"))) {
+                                        *ret = json_incref(res.json);
+                                        httpc_response_done(&res);
+                                        return 0;
+                                }
+                                httpc_response_done(&res);
+                        }
                 }
         }
         return answered ? -EAGAIN : -ENOENT;

@@ -878,13 +878,18 @@ void members_h_config(httpd_request *req, void *userdata)
 
         manager_read_fsm(m, load_record, &stored);
         manager_view v = manager_get_view(m);
+        char api[300];
+        /* A follower names the leader: weirctl run with a file whose masters are not the
+         * leader (3 -> 1) finds it through here. */
+        const char *leader_api =
+                v.leader_id ? manager_api_address(m, v.leader_id, api, sizeof(api)) : NULL;
         pthread_mutex_lock(&m->state_lock);
-        json_t *out = json_pack("{s:o*,s:O*,s:b,s:b,s:s,s:I,s:I,s:s?}", "running", running,
+        json_t *out = json_pack("{s:o*,s:O*,s:b,s:b,s:s,s:I,s:I,s:s?,s:s?}", "running", running,
                                 "members", stored, "serving", v.serving, "converged",
                                 ms->converged, "path", m->cfg->path, "reloads",
                                 (json_int_t)ms->reloads, "reloads_refused",
                                 (json_int_t)ms->reloads_refused, "reload_error",
-                                ms->reload_error);
+                                ms->reload_error, "leader_api", leader_api);
         pthread_mutex_unlock(&m->state_lock);
         if (!out) {
                 httpd_reply_error(req, 500, "out of memory");
