@@ -14,7 +14,6 @@
 #include "httpc.h"
 #include "log.h"
 #include "parse.h"
-#include "fsutil.h"
 
 #define CTL_LS_PAGE     1000u  /* entries per ls request */
 #define CTL_LS_PAGE_MAX 10000u /* the master's LISTING_LIMIT_MAX */
@@ -46,18 +45,7 @@ static int api_open(const ctl_context *ctx, api *a)
         if (!a->c)
                 return log_oom();
         httpc_set_timeout(a->c, 10000, 1000);
-
-        if (a->cfg->token_file) {
-                _cleanup_secret_ char *token = NULL;
-
-                /* Without the token reads still work; writes will say 401. */
-                r = read_secret_file(a->cfg->token_file, SECRET_MAX, &token);
-                if (r < 0)
-                        log_debug_errno(r, "Cannot read %s: %m", a->cfg->token_file);
-                else if (httpc_set_token(a->c, token) < 0)
-                        return log_oom();
-        }
-        return 0;
+        return ctl_use_token(a->cfg, a->c) < 0 ? log_oom() : 0;
 }
 
 static int api_request(api *a, const char *method, const char *path, httpc_response *ret)

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "listing.h"
 #include "manager-internal.h"
+#include "members.h"
 #include "parse.h"
 #include "timeutil.h"
 
@@ -110,10 +111,14 @@ static json_t *api_status_json(manager *m)
         const config_node *leader = manager_master_node(m, v.leader_id);
 
         manager_api_address(m, m->node->raft_id, api, sizeof(api));
-        return json_pack("{s:s,s:i,s:s,s:s,s:I,s:I,s:s?,s:b}", "node", m->node->name, "raft_id",
-                         (int)m->node->raft_id, "api", api, "role", manager_role_name(v.role),
-                         "term", (json_int_t)v.term, "applied", (json_int_t)v.applied, "leader",
-                         leader ? leader->name : NULL, "serving", v.serving);
+        json_t *s = json_pack("{s:s,s:i,s:s,s:s,s:I,s:I,s:s?,s:b}", "node", m->node->name,
+                              "raft_id", (int)m->node->raft_id, "api", api, "role",
+                              manager_role_name(v.role), "term", (json_int_t)v.term, "applied",
+                              (json_int_t)v.applied, "leader", leader ? leader->name : NULL,
+                              "serving", v.serving);
+        if (s)
+                members_status_fields(m, s);
+        return s;
 }
 
 static void h_healthz(httpd_request *req, void *userdata)
@@ -949,6 +954,8 @@ static const httpd_route api_routes[] = {
         {"GET", "/v1/blocks", h_blocks, 0, 0},
         {"GET", "/v1/fuses", h_fuses, 0, 0},
         {"POST", "/v1/fuses/", h_fuse_heartbeat, HTTPD_ROUTE_PREFIX | HTTPD_ROUTE_JSON, 0},
+        {"GET", "/v1/config", members_h_config, 0, 0},
+        {"POST", "/v1/config/reload", members_h_reload, 0, MEMBERS_RELOAD_BODY_MAX},
 };
 
 int api_start(manager *m)
