@@ -958,6 +958,8 @@ int manager_run(manager *m)
         r = api_start(m);
         if (r < 0)
                 goto fail;
+        /* D-Bus before raft, too: a new master waiting for the others already says so there. */
+        (void)dbus_start(m);
         r = manager_start_raft(m);
         if (r == -ECANCELED) { /* SIGTERM while a new master waited for the others */
                 uv_run(&m->loop, UV_RUN_DEFAULT);
@@ -965,7 +967,6 @@ int manager_run(manager *m)
         }
         if (r < 0)
                 goto fail;
-        (void)dbus_start(m);
 
         /* Also with one master: a reload may add others, and a retiring master asks them. */
         {

@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 
 #include "cleanup.h"
+#include "fsutil.h"
 #include "log.h"
 #include "transport.h"
 #include "weir-build.h"
@@ -29,7 +30,6 @@
 #define ADDRESS_MAX    300
 #define LOG_WINDOW_MS  10000
 #define LOG_PER_WINDOW 10
-#define SECRET_MAX     4096
 #define LISTEN_BACKLOG 128
 
 typedef struct peer {
@@ -961,54 +961,25 @@ void transport_free(struct raft_uv_transport *t)
 
 /* ---- the secret ---- */
 
-static int read_secret(const char *path, char **ret, size_t *ret_len)
-{
-        _cleanup_fclose_ FILE *f = fopen(path, "re");
-        struct stat st;
-
-        if (!f)
-                return -errno;
-        if (fstat(fileno(f), &st) == 0 && (st.st_mode & S_IROTH))
-                log_warning("%s is readable by every user: anyone on this host can join the Raft "
-                            "cluster with it; chmod o-r it.",
-                            path);
-        char *buf = calloc(1, SECRET_MAX + 1);
-        if (!buf)
-                return -ENOMEM;
-        size_t n = fread(buf, 1, SECRET_MAX + 1, f);
-        if (ferror(f) || n > SECRET_MAX) {
-                sodium_memzero(buf, SECRET_MAX + 1);
-                free(buf);
-                return ferror(f) ? -EIO : -EFBIG;
-        }
-        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
-                         buf[n - 1] == '\t'))
-                buf[--n] = 0;
-        if (n == 0) {
-                free(buf);
-                return -ENODATA;
-        }
-        *ret = buf;
-        *ret_len = n;
-        return 0;
-}
-
 int transport_load_key(const config *cfg, const char *token, uint8_t key[HS_KEY_BYTES],
                        bool *ret_keyed)
 {
         if (sodium_init() < 0)
                 return log_error_errno(EIO, "Failed to initialise libsodium.");
         if (cfg->raft_secret_file) {
-                char *s = NULL;
-                size_t len = 0;
-                int r = read_secret(cfg->raft_secret_file, &s, &len);
+                _cleanup_secret_ char *s = NULL;
+                struct stat st;
+                int r = read_secret_file(cfg->raft_secret_file, SECRET_MAX, &s);
+
                 if (r < 0)
                         return log_error_errno(r, "Failed to read the Raft secret from %s: %m%s",
                                                cfg->raft_secret_file,
-                                               r == -EFBIG ? " (longer than 4096 bytes)" : "");
-                hs_derive_key(s, len, key);
-                sodium_memzero(s, len);
-                free(s);
+                                               r == -E2BIG ? " (longer than 4096 bytes)" : "");
+                if (stat(cfg->raft_secret_file, &st) == 0 && (st.st_mode & S_IROTH))
+                        log_warning("%s is readable by every user: anyone on this host can join "
+                                    "the Raft cluster with it; chmod o-r it.",
+                                    cfg->raft_secret_file);
+                hs_derive_key(s, strlen(s), key);
                 *ret_keyed = true;
                 return 0;
         }
