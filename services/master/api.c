@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "apiauth.h"
 #include "block.h"
 #include "cleanup.h"
 #include "httpc.h"
@@ -39,7 +40,7 @@ static bool api_reply_not_leader(manager *m, httpd_request *req)
 
         if (v.leader_id && v.leader_id != m->node->raft_id &&
             manager_api_address(m, v.leader_id, api, sizeof(api))) {
-                snprintf(base, sizeof(base), "http://%s", api);
+                snprintf(base, sizeof(base), "%s://%s", apiauth_scheme(m->cfg), api);
                 httpd_reply_redirect(req, base);
                 return true;
         }
@@ -188,6 +189,7 @@ typedef struct peer_probe {
         pthread_t thread;
         bool started;
         char url[400];
+        const config *cfg;
         json_t *status; /* the peer's /v1/status, NULL when it did not answer */
 } peer_probe;
 
@@ -197,8 +199,11 @@ static void *peer_probe_main(void *userdata)
         httpc *c = httpc_new();
         httpc_response res = {};
 
-        if (!c)
+        /* /v1/status is public: no token goes to the peers */
+        if (!c || apiauth_httpc_setup(c, p->cfg, NULL) < 0) {
+                httpc_free(c);
                 return NULL;
+        }
         httpc_set_timeout(c, PEER_TIMEOUT_MS, PEER_CONNECT_MS);
         httpc_set_max_redirects(c, 0);
         if (httpc_get(c, p->url, &res) == 0 && res.status == 200 && json_is_object(res.json))
@@ -228,7 +233,9 @@ static void h_masters(httpd_request *req, void *userdata)
                 if (!n->master || n == m->node)
                         continue;
                 manager_api_address(m, n->raft_id, api, sizeof(api));
-                snprintf(probes[i].url, sizeof(probes[i].url), "http://%s/v1/status", api);
+                snprintf(probes[i].url, sizeof(probes[i].url), "%s://%s/v1/status",
+                         apiauth_scheme(m->cfg), api);
+                probes[i].cfg = m->cfg;
                 probes[i].started =
                         pthread_create(&probes[i].thread, NULL, peer_probe_main, &probes[i]) == 0;
         }
@@ -878,9 +885,10 @@ static void h_fuses(httpd_request *req, void *userdata)
 }
 
 static const httpd_route api_routes[] = {
-        {"GET", "/healthz", h_healthz, 0, 0},
+        /* Public: liveness, and this master's role and term for probes and weirctl status. */
+        {"GET", "/healthz", h_healthz, HTTPD_ROUTE_PUBLIC, 0},
         {"GET", "/metrics", h_metrics, 0, 0},
-        {"GET", "/v1/status", h_status, 0, 0},
+        {"GET", "/v1/status", h_status, HTTPD_ROUTE_PUBLIC, 0},
         {"GET", "/v1/masters", h_masters, 0, 0},
         {"GET", "/v1/datasets", h_datasets, 0, 0},
         {NULL, "/v1/datasets/", h_dataset, HTTPD_ROUTE_PREFIX | HTTPD_ROUTE_JSON, 0},
@@ -896,17 +904,25 @@ static const httpd_route api_routes[] = {
 
 int api_start(manager *m)
 {
+        _cleanup_(apiauth_token_freep) char *read_token = NULL;
         httpd_config cfg = {
                 .name = "master API",
-                .address = m->node->address,
                 .port = m->node->master_port,
-                .token = m->token,
         };
-        int r = httpd_new(&cfg, api_routes, ELEMENTSOF(api_routes), m, &m->httpd);
+        int r;
+
+        if (m->cfg->api.read_token_file) {
+                r = apiauth_read_token(m->cfg->api.read_token_file, &read_token);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to read the read token from %s: %m",
+                                               m->cfg->api.read_token_file);
+        }
+        apiauth_httpd_config(&cfg, m->cfg, m->node, m->token, read_token);
+        r = httpd_new(&cfg, api_routes, ELEMENTSOF(api_routes), m, &m->httpd);
         if (r < 0)
-                return log_error_errno(r, "Failed to serve the API on %s:%u: %m", m->node->address,
+                return log_error_errno(r, "Failed to serve the API on %s:%u: %m", cfg.address,
                                        m->node->master_port);
-        log_info("API on http://%s:%u/%s", m->node->address, m->node->master_port,
-                 m->token ? " (token required for writes)" : "");
+        log_info("API on %s://%s:%u/%s", apiauth_scheme(m->cfg), cfg.address, m->node->master_port,
+                 m->token ? " (token required for every call but /healthz and /v1/status)" : "");
         return 0;
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "apiauth.h"
 #include "cleanup.h"
 #include "fill.h"
 #include "log.h"
@@ -739,7 +740,7 @@ static void handle_metrics(httpd_request *req, void *userdata)
 }
 
 static const httpd_route routes[] = {
-        {"GET", "/healthz", handle_healthz, 0, 0},
+        {"GET", "/healthz", handle_healthz, HTTPD_ROUTE_PUBLIC, 0},
         {"GET", "/metrics", handle_metrics, 0, 0},
         {"GET", "/v1/status", handle_status, 0, 0},
         {"GET", "/v1/blocks/", handle_block, HTTPD_ROUTE_PREFIX, 0},
@@ -748,15 +749,22 @@ static const httpd_route routes[] = {
 
 int api_start(worker *w)
 {
+        _cleanup_(apiauth_token_freep) char *read_token = NULL;
         httpd_config hc = {
                 .name = "worker API",
-                .address = w->node->address,
                 .port = w->node->worker_port,
-                .token = w->token,
                 .threads = 8,
                 .metrics_prefix = "weir_http",
         };
         int r;
+
+        if (w->cfg->api.read_token_file) {
+                r = apiauth_read_token(w->cfg->api.read_token_file, &read_token);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to read the read token from %s: %m",
+                                               w->cfg->api.read_token_file);
+        }
+        apiauth_httpd_config(&hc, w->cfg, w->node, w->token, read_token);
 
         r = httpd_new(&hc, routes, ELEMENTSOF(routes), w, &w->httpd);
         if (r < 0)
