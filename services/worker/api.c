@@ -10,6 +10,7 @@
 #include "fill.h"
 #include "log.h"
 #include "parse.h"
+#include "range.h"
 #include "worker.h"
 
 #define API_READAHEAD      2     /* blocks filled ahead of a sequential reader */
@@ -68,46 +69,6 @@ static int reply_errno(httpd_request *req, int r, const store_key *k)
         }
 }
 
-/* Parses one "bytes=" range against SIZE. 0 and the range; 1 when there is no usable Range
- * header (serve it all); -ERANGE when unsatisfiable. */
-static int parse_range(const char *h, uint64_t size, uint64_t *ret_off, uint64_t *ret_len)
-{
-        const char *dash;
-        uint64_t a, b;
-        char buf[32];
-
-        if (!h || strncmp(h, "bytes=", 6) != 0 || strchr(h, ','))
-                return 1; /* absent, another unit or several ranges: the whole block */
-        h += 6;
-        dash = strchr(h, '-');
-        if (!dash || (size_t)(dash - h) >= sizeof(buf))
-                return 1;
-        if (dash == h) { /* suffix: the last N bytes */
-                if (parse_u64(dash + 1, &b) < 0)
-                        return 1;
-                if (b == 0 || size == 0)
-                        return -ERANGE;
-                b = MIN(b, size);
-                *ret_off = size - b;
-                *ret_len = b;
-                return 0;
-        }
-        memcpy(buf, h, dash - h);
-        buf[dash - h] = 0;
-        if (parse_u64(buf, &a) < 0)
-                return 1;
-        if (a >= size)
-                return -ERANGE;
-        if (dash[1] == 0)
-                b = size - 1;
-        else if (parse_u64(dash + 1, &b) < 0 || b < a)
-                return 1;
-        b = MIN(b, size - 1);
-        *ret_off = a;
-        *ret_len = b - a + 1;
-        return 0;
-}
-
 /* Replies with bytes [OFF, OFF + LEN) of a block of SIZE bytes from FD (taken): 206 with its
  * Content-Range when RANGED, else 200. */
 static void reply_block(worker *w, httpd_request *req, int fd, uint64_t off, uint64_t len,
@@ -140,7 +101,7 @@ static int serve_cached(worker *w, httpd_request *req, const store_key *k, bool 
         /* The descriptor stays valid after the pin: eviction only unlinks. */
         store_release(w->store, b);
         len = size;
-        r = parse_range(httpd_request_header(req, "Range"), size, &off, &len);
+        r = range_parse(httpd_request_header(req, "Range"), size, &off, &len);
         if (r == -ERANGE) {
                 safe_close(fd);
                 snprintf(cr, sizeof(cr), "bytes */%" PRIu64, size);
@@ -198,17 +159,6 @@ static void prefetch_after_hit(worker *w, const store_key *k)
         }
 }
 
-/* The explicit "bytes=A-B" range of a request, which can be answered before the block's length
- * is known; 1 for anything else. */
-static int bounded_range(const char *h, uint64_t *ret_off, uint64_t *ret_len)
-{
-        const char *dash = h ? strchr(h, '-') : NULL;
-
-        if (!dash || strncmp(h, "bytes=", 6) != 0 || dash == h + 6 || dash[1] == 0)
-                return 1;
-        return parse_range(h, UINT64_MAX, ret_off, ret_len) == 0 ? 0 : 1;
-}
-
 typedef struct part_request {
         worker *w;
         httpd_request *req;
@@ -259,7 +209,7 @@ static void handle_block(httpd_request *req, void *userdata)
                 return;
         }
         __atomic_add_fetch(&w->misses, 1, __ATOMIC_RELAXED);
-        if (bounded_range(httpd_request_header(req, "Range"), &off, &len) == 0) {
+        if (range_parse_bounded(httpd_request_header(req, "Range"), &off, &len) == 0) {
                 part_request *pr = calloc(1, sizeof(*pr));
 
                 if (!pr) {
