@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "apibody.h"
 #include "cleanup.h"
 #include "httpd.h"
 #include "log.h"
@@ -515,26 +516,13 @@ static void request_append_body(httpd_request *req, const char *data, size_t n)
 
 static void request_parse_json(httpd_request *req)
 {
-        json_error_t err;
+        char err[512];
+        int r = apibody_parse(req->body, req->body_len, &req->json, err, sizeof(err));
 
-        if (req->body_len == 0) {
-                req->json = json_object();
-                if (!req->json)
-                        request_fail(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
-                return;
-        }
-        req->json = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &err);
-        if (!req->json) {
-                httpd_reply_error(req, MHD_HTTP_BAD_REQUEST,
-                                  "invalid JSON at line %d column %d: %s", err.line, err.column,
-                                  err.text);
-                return;
-        }
-        if (!json_is_object(req->json)) {
-                json_decref(req->json);
-                req->json = NULL;
-                request_fail(req, MHD_HTTP_BAD_REQUEST, "invalid JSON: expected an object");
-        }
+        if (r == -ENOMEM)
+                request_fail(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+        else if (r < 0)
+                request_fail(req, MHD_HTTP_BAD_REQUEST, err);
 }
 
 static bool request_has_response(httpd_request *req)

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "apiauth.h"
+#include "apibody.h"
 #include "block.h"
 #include "cleanup.h"
 #include "httpc.h"
@@ -19,9 +20,7 @@
 #define WORKER_DEAD_S    15.0 /* a worker silent this long is not alive */
 #define PEER_TIMEOUT_MS  500
 #define PEER_CONNECT_MS  250
-#define MAX_BLOCK_REPORT (1u << 20)
 #define FUSE_DEAD_S      WORKER_DEAD_S /* a FUSE daemon reports as often as a worker */
-#define MOUNTPOINT_MAX   4096
 
 static double monotonic_s(void)
 {
@@ -483,8 +482,9 @@ static void h_dataset(httpd_request *req, void *userdata)
                         return;
                 }
                 json_t *value = json_object_get(httpd_request_json(req), "value");
-                if (!json_is_string(value)) {
-                        httpd_reply_error(req, 400, "body must be {\"value\": STRING}");
+                const char *bad = apibody_label(httpd_request_json(req));
+                if (bad) {
+                        httpd_reply_error(req, 400, "%s", bad);
                         return;
                 }
                 api_submit(m, req, fsm_cmd_label_set(name, key, json_string_value(value)));
@@ -623,18 +623,6 @@ static void on_register_done(manager *m, int status, json_t *result, void *userd
         free(rc);
 }
 
-static bool valid_string_array(const json_t *a, size_t max)
-{
-        size_t i;
-        json_t *v;
-        if (!a)
-                return true;
-        if (!json_is_array(a) || json_array_size(a) > max)
-                return false;
-        json_array_foreach(a, i, v) if (!json_is_string(v)) return false;
-        return true;
-}
-
 static void h_worker_register(httpd_request *req, void *userdata)
 {
         manager *m = userdata;
@@ -645,12 +633,9 @@ static void h_worker_register(httpd_request *req, void *userdata)
 
         if (!api_leader_gate(m, req))
                 return;
-        if (!node || !node[0] || strlen(node) > 255 || !api || !api[0] ||
-            (tiers && !json_is_array(tiers)) ||
-            !valid_string_array(json_object_get(body, "blocks"), MAX_BLOCK_REPORT)) {
-                httpd_reply_error(req, 400,
-                                  "body must be {\"node\",\"api\",\"tiers\":[...],"
-                                  "\"blocks\":[BLOCK_ID...]}");
+        const char *bad = apibody_worker_register(body);
+        if (bad) {
+                httpd_reply_error(req, 400, "%s", bad);
                 return;
         }
         register_call *rc = calloc(1, sizeof(*rc));
@@ -688,9 +673,9 @@ static void h_worker_heartbeat(httpd_request *req, void *userdata)
         }
         memcpy(node, suffix, (size_t)(slash - suffix));
         node[slash - suffix] = 0;
-        if (!valid_string_array(json_object_get(body, "added"), MAX_BLOCK_REPORT) ||
-            !valid_string_array(json_object_get(body, "removed"), MAX_BLOCK_REPORT)) {
-                httpd_reply_error(req, 400, "added and removed must be arrays of block ids");
+        const char *bad = apibody_worker_heartbeat(body);
+        if (bad) {
+                httpd_reply_error(req, 400, "%s", bad);
                 return;
         }
 
@@ -838,10 +823,9 @@ static void h_fuse_heartbeat(httpd_request *req, void *userdata)
                 httpd_reply_error(req, 404, "no such node or dataset in the cluster YAML");
                 return;
         }
-        if (!json_is_string(mountpoint) || json_string_length(mountpoint) == 0 ||
-            json_string_length(mountpoint) > MOUNTPOINT_MAX ||
-            (files && !(json_is_integer(files) && json_integer_value(files) >= 0))) {
-                httpd_reply_error(req, 400, "body must be {\"mountpoint\": PATH, \"files\": N}");
+        const char *bad = apibody_fuse_heartbeat(body);
+        if (bad) {
+                httpd_reply_error(req, 400, "%s", bad);
                 return;
         }
         snprintf(key, sizeof(key), "%s/%s", node, dataset);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "apiauth.h"
+#include "apibody.h"
 #include "cleanup.h"
 #include "fill.h"
 #include "log.h"
@@ -558,6 +559,11 @@ static void handle_load(httpd_request *req, void *userdata)
         load *l;
         int r;
 
+        const char *bad = apibody_load(body);
+        if (bad) {
+                (void)httpd_reply_error(req, 400, "%s, at most %d of each", bad, API_MAX_PATHS);
+                return;
+        }
         if (!ds || !(d = config_find_dataset(w->cfg, ds))) {
                 (void)httpd_reply_error(req, ds ? 404 : 400,
                                         ds ? "no dataset %s" : "no dataset given", ds);
