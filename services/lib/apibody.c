@@ -123,7 +123,8 @@ const char *apibody_load(const json_t *body)
 {
         static const char msg[] = "expected {\"dataset\", \"paths\": [\"/MOUNT/...\"], \"files\": "
                                   "[{\"file_id\", \"version\", \"size\", \"blocks\": [INDEX]}]}";
-        const json_t *paths = json_object_get(body, "paths"), *files = json_object_get(body, "files");
+        const json_t *paths = json_object_get(body, "paths"),
+                     *files = json_object_get(body, "files");
         size_t i, j;
         json_t *v, *b;
 

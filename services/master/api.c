@@ -16,11 +16,11 @@
 #include "manager-internal.h"
 #include "parse.h"
 
-#define WORKER_BODY_MAX  (8u << 20)
-#define WORKER_DEAD_S    15.0 /* a worker silent this long is not alive */
-#define PEER_TIMEOUT_MS  500
-#define PEER_CONNECT_MS  250
-#define FUSE_DEAD_S      WORKER_DEAD_S /* a FUSE daemon reports as often as a worker */
+#define WORKER_BODY_MAX (8u << 20)
+#define WORKER_DEAD_S   15.0 /* a worker silent this long is not alive */
+#define PEER_TIMEOUT_MS 500
+#define PEER_CONNECT_MS 250
+#define FUSE_DEAD_S     WORKER_DEAD_S /* a FUSE daemon reports as often as a worker */
 
 static double monotonic_s(void)
 {
