@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "apiauth.h"
 #include "cleanup.h"
 #include "config-apply.h"
 #include "log.h"
@@ -42,7 +43,7 @@ struct members {
         uv_timer_t timer; /* the bootstrap probe, then retries of changes */
         bool handles;
         bool probe_fired;
-        atomic_int boot;     /* members_boot */
+        atomic_int boot;      /* members_boot */
         atomic_bool retiring; /* the loaded YAML no longer makes this node a master */
         atomic_bool removed;  /* the leader confirmed it removed this node */
         config **owned;       /* configs loaded by reloads; kept until the end (see reload) */
@@ -56,8 +57,8 @@ struct members {
         change_kind kind;
         unsigned change_id;
         bool record_pending;
-        json_t *verified;  /* "ID" -> true: confirmed voter / confirmed absent in this term */
-        json_t *record;    /* what the leader knows: [{"id","node","address",...,"role"}] */
+        json_t *verified;   /* "ID" -> true: confirmed voter / confirmed absent in this term */
+        json_t *record;     /* what the leader knows: [{"id","node","address",...,"role"}] */
         unsigned warned_id; /* last id a failure was logged for, to log it once */
 
         /* state_lock */
@@ -235,7 +236,7 @@ static probe_verdict probe_round(manager *m, httpc *c, char *why, size_t why_len
                 if (!p->master || p == m->node)
                         continue;
                 manager_api_address(m, p->raft_id, api, sizeof(api));
-                snprintf(url, sizeof(url), "http://%s/v1/status", api);
+                snprintf(url, sizeof(url), "%s://%s/v1/status", apiauth_scheme(m->cfg), api);
                 if (httpc_get(c, url, &res) < 0 || res.status != 200 || !res.json) {
                         httpc_response_done(&res);
                         continue;
@@ -244,8 +245,7 @@ static probe_verdict probe_round(manager *m, httpc *c, char *why, size_t why_len
                 json_int_t term = json_integer_value(json_object_get(res.json, "term"));
                 json_int_t leader = json_integer_value(json_object_get(res.json, "leader_id"));
                 const char *boot = json_string_value(json_object_get(res.json, "bootstrap"));
-                const char *leader_name =
-                        json_string_value(json_object_get(res.json, "leader"));
+                const char *leader_name = json_string_value(json_object_get(res.json, "leader"));
                 if (leader > 0 || leader_name || term >= 2) {
                         /* An election happened: the cluster exists, and its leader adds us. */
                         snprintf(why, why_len, "%s reports a running cluster (term %lld)", p->name,
@@ -295,8 +295,10 @@ int members_decide_bootstrap(manager *m)
                 return log_oom();
         httpc_set_timeout(c, MEMBERS_PROBE_TIMEOUT, MEMBERS_PROBE_TIMEOUT);
         httpc_set_max_redirects(c, 0);
-        if (m->token)
-                httpc_set_token(c, m->token);
+        if (apiauth_httpc_setup(c, m->cfg, m->token) < 0) {
+                httpc_free(c);
+                return log_oom();
+        }
         bool logged = false;
         probe_verdict v;
         for (;;) {
@@ -325,8 +327,7 @@ int members_decide_bootstrap(manager *m)
                 return -ECANCELED;
         if (v == PROBE_JOIN) {
                 atomic_store(&ms->boot, MEMBERS_BOOT_JOINED);
-                log_info("Not bootstrapping: %s; this master waits until the leader adds it.",
-                         why);
+                log_info("Not bootstrapping: %s; this master waits until the leader adds it.", why);
                 return 0;
         }
         atomic_store(&ms->boot, MEMBERS_BOOT_BOOTSTRAPPED);
@@ -340,8 +341,8 @@ static json_t *record_find(json_t *record, unsigned id, size_t *ret_index)
 {
         size_t i;
         json_t *e;
-        json_array_foreach(record, i, e) if ((unsigned)json_integer_value(
-                                                     json_object_get(e, "id")) == id)
+        json_array_foreach(record, i,
+                           e) if ((unsigned)json_integer_value(json_object_get(e, "id")) == id)
         {
                 if (ret_index)
                         *ret_index = i;
@@ -514,21 +515,19 @@ static bool reconcile_add(members *ms)
                 }
                 if (rv == RAFT_NOTFOUND || rv == RAFT_BADID) {
                         char addr[300];
-                        snprintf(addr, sizeof(addr),
-                                 strchr(n->address, ':') ? "[%s]:%u" : "%s:%u", n->address,
-                                 n->raft_port);
+                        snprintf(addr, sizeof(addr), strchr(n->address, ':') ? "[%s]:%u" : "%s:%u",
+                                 n->address, n->raft_port);
                         record_drop(ms, id);
                         ms->kind = CHANGE_ADD;
                         rv = raft_add(&m->raft, &ms->change, id, addr, on_change);
                         if (rv == 0)
-                                log_info("Adding master %s (raft id %u) at %s.", n->name, id,
-                                         addr);
+                                log_info("Adding master %s (raft id %u) at %s.", n->name, id, addr);
                 }
                 if (rv == 0) {
                         ms->change_pending = true;
                         if (ms->kind != CHANGE_ADD)
-                                log_info("Assigning master %s (raft id %u) the role %s.",
-                                         n->name, id,
+                                log_info("Assigning master %s (raft id %u) the role %s.", n->name,
+                                         id,
                                          role_name(ms->kind == CHANGE_VOTER ? RAFT_VOTER
                                                                             : RAFT_STANDBY));
                         return true;
@@ -829,16 +828,16 @@ void members_probe(manager *m, httpc *c)
                         continue;
                 snprintf(api, sizeof(api), strchr(n->address, ':') ? "[%s]:%u" : "%s:%u",
                          n->address, n->master_port);
-                snprintf(url, sizeof(url), "http://%s/v1/config", api);
+                snprintf(url, sizeof(url), "%s://%s/v1/config", apiauth_scheme(cfg), api);
                 if (httpc_get(c, url, &res) == 0 && res.status == 200 &&
                     json_is_true(json_object_get(res.json, "serving"))) {
                         json_t *list = json_object_get(res.json, "members");
                         bool listed = !json_is_array(list);
                         size_t k;
                         json_t *e;
-                        json_array_foreach(list, k, e) if (
-                                (unsigned)json_integer_value(json_object_get(e, "id")) ==
-                                ms->self_id) listed = true;
+                        json_array_foreach(list, k, e) if ((unsigned)json_integer_value(
+                                                                   json_object_get(e, "id")) ==
+                                                           ms->self_id) listed = true;
                         if (!listed) {
                                 atomic_store(&ms->removed, true);
                                 httpc_response_done(&res);
@@ -884,10 +883,9 @@ void members_h_config(httpd_request *req, void *userdata)
                 v.leader_id ? manager_api_address(m, v.leader_id, api, sizeof(api)) : NULL;
         pthread_mutex_lock(&m->state_lock);
         json_t *out = json_pack("{s:o*,s:O*,s:b,s:b,s:s,s:I,s:I,s:s?,s:s?}", "running", running,
-                                "members", stored, "serving", v.serving, "converged",
-                                ms->converged, "path", m->cfg->path, "reloads",
-                                (json_int_t)ms->reloads, "reloads_refused",
-                                (json_int_t)ms->reloads_refused, "reload_error",
+                                "members", stored, "serving", v.serving, "converged", ms->converged,
+                                "path", m->cfg->path, "reloads", (json_int_t)ms->reloads,
+                                "reloads_refused", (json_int_t)ms->reloads_refused, "reload_error",
                                 ms->reload_error, "leader_api", leader_api);
         pthread_mutex_unlock(&m->state_lock);
         if (!out) {
@@ -908,14 +906,15 @@ static void reload_on_loop(manager *m, bool stopping, void *userdata)
         }
         int r = members_reload(m, &error);
         if (r == 0)
-                httpd_reply_json(req, 200, json_pack("{s:b,s:s}", "applied", true, "path",
-                                                     m->cfg->path));
+                httpd_reply_json(req, 200,
+                                 json_pack("{s:b,s:s}", "applied", true, "path", m->cfg->path));
         else if (r == -EINVAL)
-                httpd_reply_json(req, 409, json_pack("{s:b,s:s}", "applied", false, "error",
-                                                     error));
+                httpd_reply_json(req, 409,
+                                 json_pack("{s:b,s:s}", "applied", false, "error", error));
         else
-                httpd_reply_json(req, 422, json_pack("{s:b,s:s}", "applied", false, "error",
-                                                     error ?: "reload failed"));
+                httpd_reply_json(req, 422,
+                                 json_pack("{s:b,s:s}", "applied", false, "error",
+                                           error ?: "reload failed"));
 }
 
 void members_h_reload(httpd_request *req, void *userdata)
