@@ -88,8 +88,7 @@
           package = self.packages.x86_64-linux.weir;
           # vm-tests/scenarios/*.py, read verbatim by each test's testScript.
           ha = vmTest ./vm-tests/ha.nix;
-          generator = vmTest ./vm-tests/generator.nix;
-          operator = vmTest ./vm-tests/operator.nix;
+          efi = vmTest ./vm-tests/efi.nix;
           # The appliance configuration evaluates and builds.
           appliance = appliance.toplevel;
         };

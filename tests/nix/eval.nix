@@ -130,6 +130,15 @@ in
     {
       inherit (r.config.networking.firewall) allowedTCPPorts extraCommands extraInputRules;
     };
+  # The VM tests' cluster, rendered by the module (module-test.sh runs weirctl config check on it).
+  vmCluster = eval {
+    settings =
+      (import ../../vm-tests/common.nix {
+        pkgs = pkgs // {
+          inherit lib;
+        };
+      }).cluster;
+  };
   noCheck = eval {
     settings = docs.three;
     checkConfig = false;

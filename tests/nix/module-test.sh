@@ -30,4 +30,17 @@ if ! NIX_STATE_DIR=$tmp/state nix-instantiate --eval --strict --json "$src/tests
         --arg libPath "$lib" --argstr pkgRoot "$root" >"$tmp/eval.json" 2>"$tmp/err"; then
         echo "FAIL: evaluating nix/module.nix"; grep -v "build-users-group" "$tmp/err"; exit 1
 fi
-/usr/bin/env python3 "$src/tests/nix/check.py" "$tmp/eval.json" "$root" "$src"
+/usr/bin/env python3 "$src/tests/nix/check.py" "$tmp/eval.json" "$root" "$src" || exit 1
+
+# The module's rendering of the VM tests' settings is a YAML this build's weirctl accepts, with
+# the plan the tests expect.
+/usr/bin/env python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["vmCluster"]["etcText"], end="")' \
+        "$tmp/eval.json" >"$tmp/vm-cluster.yaml" || exit 1
+if "$build/services/ctl/weirctl" config check "$tmp/vm-cluster.yaml" >"$tmp/plan" 2>&1 &&
+        grep -q "3 masters (raft), 3 workers, 1 dataset" "$tmp/plan"; then
+        echo "ok   vm-tests/common.nix's settings render to a YAML weirctl accepts (3 masters)"
+else
+        echo "FAIL vm-tests/common.nix's settings, rendered, and weirctl config check:"
+        cat "$tmp/plan" "$tmp/vm-cluster.yaml"
+        exit 1
+fi

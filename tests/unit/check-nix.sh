@@ -42,8 +42,10 @@ let
     testers.runNixOSTest = t: t;
     runCommand = name: attrs: script: fake name;
     writeText = name: text: fake name;
+    callPackage = f: args: fake "busybox-command";
     jq = fake "jq";
     curl = fake "curl";
+    lib.concatMapStrings = f: l: builtins.concatStringsSep "" (map f l);
   };
   self = { nixosModules.weir = { }; };
   t = import $PWD/$f { inherit self pkgs; };
@@ -79,7 +81,17 @@ unknown = sorted({n.id for n in ast.walk(tree)
 if unknown:
     print(f"{sys.argv[2]}: undefined names in testScript: {', '.join(unknown)}")
     sys.exit(1)
-print(f"ok {sys.argv[2]}: testScript compiles; machines {', '.join(t['nodes'])}")
+# Scenarios run by both the NixOS driver and vm-tests/qemu/harness.py may call only the
+# driver's machine API on machines (the harness implements exactly that).
+api = {"start", "shutdown", "crash", "succeed", "fail", "wait_until_succeeds", "wait_until_fails",
+       "wait_for_unit", "wait_for_open_port", "wait_for_file", "block", "unblock", "name"}
+bad = sorted({f"{n.value.id}.{n.attr}" for n in ast.walk(tree)
+              if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+              and n.value.id in t["nodes"] and n.attr not in api})
+if bad:
+    print(f"{sys.argv[2]}: machine methods outside the driver API the QEMU harness offers: {', '.join(bad)}")
+    sys.exit(1)
+print(f"ok {sys.argv[2]}: testScript compiles, uses the driver API only; machines {', '.join(t['nodes'])}")
 PY
                 :
         else
@@ -88,4 +100,38 @@ PY
         fi
 done
 
+# The YAMLs the scenarios write (vm-tests/scenarios/lib.py's cluster_yaml) are valid, with the
+# plan each scenario expects.
+weirctl=$build/services/ctl/weirctl
+if [ -n "$build" ] && [ -x "$weirctl" ]; then
+        if /usr/bin/env python3 - "$weirctl" "$src/vm-tests/scenarios/lib.py" <<'PY'; then
+import subprocess, sys, tempfile
+g = {"env": {"address": {f"node{i}": f"10.0.0.{i}" for i in range(1, 5)}, "store": "10.0.0.254",
+             "quota": "256Mi"}}
+exec(open(sys.argv[2]).read(), g)
+four = [("node1", None), ("node2", None), ("node3", None), ("node4", ["worker"])]
+cases = [(g["cluster_yaml"](), 0, "3 masters (raft), 3 workers, 1 dataset"),
+         (g["cluster_yaml"](datasets=("hbase", "conf")), 0, "2 datasets"),
+         (g["cluster_yaml"](nodes=four, master_replicas=1), 0, "1 master, 4 workers"),
+         (g["cluster_yaml"](nodes=four, master_replicas=2), 1, "master.replicas")]
+bad = 0
+for text, want_rc, want in cases:
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
+        f.write(text)
+        f.flush()
+        r = subprocess.run([sys.argv[1], "config", "check", f.name], text=True,
+                           capture_output=True)
+    out = r.stdout + r.stderr
+    ok = r.returncode == want_rc and want in out
+    bad += not ok
+    print(("ok" if ok else "FAIL") + f" scenarios' YAML: exit {r.returncode}, '{want}'")
+    if not ok:
+        print(out)
+sys.exit(1 if bad else 0)
+PY
+                :
+        else
+                failed=1
+        fi
+fi
 exit $failed
