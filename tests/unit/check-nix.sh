@@ -100,6 +100,23 @@ PY
         fi
 done
 
+# The appliance's memory: every `-m` that docs/nix.md boots it with holds the MEM tier of
+# image/cluster.yaml in /dev/shm (half the RAM) and leaves at least 1 GiB besides.
+if /usr/bin/env python3 - "$src/docs/nix.md" "$src/image/cluster.yaml" <<'PY'; then
+import re, sys
+docs, yaml = open(sys.argv[1]).read(), open(sys.argv[2]).read()
+units = {"Mi": 1, "Gi": 1024}
+quotas = [int(n) * units[u] for n, u in re.findall(r"mediumtype: MEM[^}]*quota: (\d+)(Mi|Gi)", yaml)]
+mems = [int(m) for m in re.findall(r"qemu-system-x86_64 -m (\d+)", docs)]
+ok = quotas and mems and all(m // 2 >= q and m - q >= 1024 for m in mems for q in quotas)
+print(("ok" if ok else "FAIL") + f" appliance memory: -m {mems} MiB for MEM quota {quotas} MiB")
+sys.exit(0 if ok else 1)
+PY
+        :
+else
+        failed=1
+fi
+
 # The YAMLs the scenarios write (vm-tests/scenarios/lib.py's cluster_yaml) are valid, with the
 # plan each scenario expects.
 weirctl=$build/services/ctl/weirctl
