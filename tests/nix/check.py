@@ -135,5 +135,16 @@ for case in ("path", "outside", "derivation", "renamedText", "renamedList", "set
     check(d[case]["failed"] == [], f"{case}: no assertion fails")
 check(d["bad"]["textNotPath"].get("error") is True, "configFile = 42 is a type error")
 
+# flake.nix (defects 3-5): nixos-26.05, pkgs.nixfmt, the module as a plain file.
+f = d["flake"]
+check(f["url"] == "github:NixOS/nixpkgs/nixos-26.05", f"nixpkgs input is nixos-26.05 ({f['url']})")
+check(f["formatter"] == "nixfmt", "formatter is pkgs.nixfmt, not the deprecated alias")
+check(f["moduleIsPath"] and f["module"] == os.path.join(src, "nix/module.nix"),
+      "nixosModules.weir is nix/module.nix itself: no capture of the flake's self")
+check(f["defaultIsWeir"], "packages.default is packages.weir")
+check(sorted(f["checks"]) == ["appliance", "efi", "ha", "package"], f"checks: {f['checks']}")
+check({"appliance-qemu", "appliance-raw-efi"} <= set(f["images"]),
+      "the appliance images are system.build.images.{qemu,raw-efi}")
+
 print(f"{len(failures)} failed" if failures else "all passed")
 sys.exit(1 if failures else 0)

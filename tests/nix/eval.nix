@@ -151,6 +151,41 @@ in
     ];
   }).config.environment.etc;
 
+  # flake.nix's outputs with a stand-in nixpkgs: the pinned branch, the formatter (a nixpkgs
+  # without the deprecated nixfmt-rfc-style alias), the module exported as a plain file.
+  flake =
+    let
+      flake = import ../../flake.nix;
+      stubPkgs = pkgs // {
+        nixfmt = {
+          type = "derivation";
+          name = "nixfmt";
+          outPath = "/nix/store/x-nixfmt";
+        };
+        nixfmt-rfc-style = throw "nixfmt-rfc-style is a deprecated alias of nixfmt";
+        stdenv.hostPlatform.system = "x86_64-linux";
+      };
+      nixpkgs = {
+        inherit lib;
+        legacyPackages = lib.genAttrs [ "x86_64-linux" "aarch64-linux" ] (s: stubPkgs);
+      };
+      outputs = flake.outputs {
+        self = outputs // {
+          outPath = toString ../..;
+        };
+        inherit nixpkgs;
+      };
+    in
+    {
+      url = flake.inputs.nixpkgs.url;
+      formatter = outputs.formatter.x86_64-linux.name;
+      moduleIsPath = builtins.isPath outputs.nixosModules.weir;
+      module = toString outputs.nixosModules.weir;
+      defaultIsWeir = outputs.packages.x86_64-linux.default == outputs.packages.x86_64-linux.weir;
+      checks = builtins.attrNames outputs.checks.x86_64-linux;
+      images = builtins.attrNames outputs.packages.x86_64-linux;
+    };
+
   bad = {
     both = eval {
       settings = docs.three;

@@ -28,7 +28,7 @@ echo "package root (meson install): ${root#"$tmp/dest"}"
 
 if ! NIX_STATE_DIR=$tmp/state nix-instantiate --eval --strict --json "$src/tests/nix/eval.nix" \
         --arg libPath "$lib" --argstr pkgRoot "$root" >"$tmp/eval.json" 2>"$tmp/err"; then
-        echo "FAIL: evaluating nix/module.nix"; grep -v "build-users-group" "$tmp/err"; exit 1
+        echo "FAIL: evaluating tests/nix/eval.nix (nix/module.nix, flake.nix)"; grep -v "build-users-group" "$tmp/err"; exit 1
 fi
 /usr/bin/env python3 "$src/tests/nix/check.py" "$tmp/eval.json" "$root" "$src" || exit 1
 
