@@ -117,6 +117,40 @@ else
         failed=1
 fi
 
+# lib.py's wait_agreement against canned /v1/status answers: it accepts one leader and followers
+# in one term, and waits out (fails) a missing master, a term not above the bound, the excluded
+# leader, two leaders.
+if /usr/bin/env python3 - "$src/vm-tests/scenarios/lib.py" <<'PY'; then
+import json, sys
+g = {"env": {"address": {"node1": "a1", "node2": "a2", "node3": "a3"}}}
+exec(open(sys.argv[1]).read(), g)
+names = ["node1", "node2", "node3"]
+class Asker:
+    name = "node1"
+    def __init__(self, st): self.st = st
+    def succeed(self, cmd):
+        for n, a in g["env"]["address"].items():
+            if f"http://{a}:" in cmd:
+                return json.dumps(self.st[n]) if self.st.get(n) else ""
+def st(leader, term, roles):
+    return {n: {"leader": leader, "term": term, "role": r} for n, r in zip(names, roles)}
+good = st("node2", 3, ["follower", "leader", "follower"])
+ok = g["wait_agreement"]([Asker(good)], names, timeout=1) == ("node2", 3)
+for kw, state in [({"above_term": 3}, good), ({"not_leader": "node2"}, good),
+                  ({}, dict(good, node3=None)), ({}, st("node2", 3, ["leader", "leader", "follower"]))]:
+    try:
+        g["wait_agreement"]([Asker(state)], names, timeout=1, **kw)
+        ok = False
+    except AssertionError:
+        pass
+print(("ok" if ok else "FAIL") + " scenarios' wait_agreement")
+sys.exit(0 if ok else 1)
+PY
+        :
+else
+        failed=1
+fi
+
 # The YAMLs the scenarios write (vm-tests/scenarios/lib.py's cluster_yaml) are valid, with the
 # plan each scenario expects.
 weirctl=$build/services/ctl/weirctl

@@ -49,7 +49,7 @@ def wait_agreement(machines, masters, not_leader=None, above_term=-1, timeout=30
             roles = sorted(s["role"] for s in seen.values())
             leader = next(iter(leaders))
             ok = (len(leaders) == 1 and leader is not None and len(terms) == 1
-                  and roles == ["leader"] + ["follower"] * (len(masters) - 1)
+                  and roles == sorted(["leader"] + ["follower"] * (len(masters) - 1))
                   and seen[leader]["role"] == "leader"
                   and next(iter(terms)) > above_term and leader != not_leader)
             if ok:
