@@ -15,10 +15,6 @@
 #include "log.h"
 #include "parse.h"
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(config *, config_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(httpc *, httpc_free);
-
-#define CTL_TOKEN_MAX   4096
 #define CTL_LS_PAGE     1000u  /* entries per ls request */
 #define CTL_LS_PAGE_MAX 10000u /* the master's LISTING_LIMIT_MAX */
 
@@ -45,30 +41,9 @@ static int api_open(const ctl_context *ctx, api *a)
                 return log_error_errno(r, "Failed to load %s: %m", ctx->config_path);
         }
         config_diags_done(&diags);
-        a->c = httpc_new();
+        a->c = ctl_httpc(a->cfg, 10000, 1000);
         if (!a->c)
                 return log_oom();
-        httpc_set_timeout(a->c, 10000, 1000);
-
-        if (a->cfg->token_file) {
-                _cleanup_fclose_ FILE *f = fopen(a->cfg->token_file, "re");
-                char buf[CTL_TOKEN_MAX];
-                size_t n;
-
-                /* Without the token reads still work; writes will say 401. */
-                if (!f)
-                        log_debug("Cannot read %s: %m", a->cfg->token_file);
-                else {
-                        n = fread(buf, 1, sizeof buf - 1, f);
-                        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-                                n--;
-                        buf[n] = 0;
-                        r = httpc_set_token(a->c, buf);
-                        explicit_bzero(buf, sizeof buf);
-                        if (r < 0)
-                                return log_oom();
-                }
-        }
         return 0;
 }
 

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "apiauth.h"
 #include "cleanup.h"
 #include "hmap.h"
 #include "http.h"
@@ -13,6 +14,7 @@
 #include "log.h"
 #include "lru.h"
 #include "meta.h"
+#include "timeutil.h"
 
 #define META_CALL_TIMEOUT_MS 5000 /* one request to one master */
 #define META_MAX_REDIRECTS   5
@@ -86,14 +88,6 @@ static size_t listing_bytes(const meta_listing *l)
                      (e->ufs_url ? strlen(e->ufs_url) + 1 : 0) + 3 * 16; /* malloc headers */
         }
         return b;
-}
-
-uint64_t meta_now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 void meta_entry_done(meta_entry *e)
@@ -319,14 +313,17 @@ meta *meta_free(meta *m)
         return NULL;
 }
 
-/* "http://HOST:PORT/..." -> "HOST:PORT" into BUF. */
+/* "http[s]://HOST:PORT/..." -> "HOST:PORT" into BUF. */
 static int location_api(const char *location, char *buf, size_t len)
 {
         const char *p = location, *e;
 
-        if (strncmp(p, "http://", 7) != 0)
+        if (strncmp(p, "http://", 7) == 0)
+                p += 7;
+        else if (strncmp(p, "https://", 8) == 0)
+                p += 8;
+        else
                 return -EINVAL;
-        p += 7;
         e = strchr(p, '/');
         if (!e)
                 e = p + strlen(p);
@@ -369,14 +366,6 @@ static void set_leader(meta *m, const char *api)
         pthread_mutex_unlock(&m->lock);
 }
 
-static void sleep_ms(uint64_t ms)
-{
-        struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
-
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-                ;
-}
-
 static pthread_key_t httpc_key;
 static pthread_once_t httpc_key_once = PTHREAD_ONCE_INIT;
 
@@ -405,7 +394,7 @@ static httpc *thread_httpc(meta *m)
         httpc_set_timeout(c, META_CALL_TIMEOUT_MS, 1000);
         httpc_set_max_redirects(c, META_MAX_REDIRECTS);
         /* sent to masters only (and kept across their redirects to the leader) */
-        if (m->token && httpc_set_token(c, m->token) < 0)
+        if (apiauth_httpc_setup(c, m->config, m->token) < 0)
                 return httpc_free(c);
         if (pthread_setspecific(httpc_key, c) != 0)
                 return httpc_free(c);
@@ -414,7 +403,7 @@ static httpc *thread_httpc(meta *m)
 
 int meta_call(meta *m, const char *path_query, json_t **ret)
 {
-        uint64_t deadline = meta_now_ms() + m->opts.retry_ms, backoff = 50;
+        uint64_t deadline = now_ms() + m->opts.retry_ms, backoff = 50;
         httpc *c = thread_httpc(m);
         int last = -EHOSTUNREACH;
         size_t tried = 0;
@@ -428,7 +417,7 @@ int meta_call(meta *m, const char *path_query, json_t **ret)
                 int r;
 
                 pick_target(m, target, sizeof(target));
-                if (asprintf(&url, "http://%s%s", target, path_query) < 0)
+                if (asprintf(&url, "%s://%s%s", apiauth_scheme(m->config), target, path_query) < 0)
                         return -ENOMEM;
                 r = httpc_get(c, url, &rep);
                 if (r == -ENOMEM)
@@ -463,7 +452,7 @@ int meta_call(meta *m, const char *path_query, json_t **ret)
                 }
                 httpc_response_done(&rep);
                 target_failed(m, target);
-                if (meta_now_ms() >= deadline)
+                if (now_ms() >= deadline)
                         return log_warning_errno(last,
                                                  "No master answered %s within %" PRIu64 " ms: %m",
                                                  path_query, m->opts.retry_ms);
@@ -488,7 +477,7 @@ int meta_post(meta *m, const char *path, const json_t *body)
                 int r;
 
                 pick_target(m, target, sizeof(target));
-                if (asprintf(&url, "http://%s%s", target, path) < 0)
+                if (asprintf(&url, "%s://%s%s", apiauth_scheme(m->config), target, path) < 0)
                         return -ENOMEM;
                 r = httpc_post(c, url, body, &rep);
                 if (r == -ENOMEM)
@@ -537,7 +526,7 @@ static int cache_stat_locked(meta *m, const char *path, const meta_entry *e, uin
 int meta_stat(meta *m, const char *path, bool fresh, meta_entry *ret)
 {
         _cleanup_free_ char *esc = NULL, *query = NULL;
-        uint64_t now = meta_now_ms();
+        uint64_t now = now_ms();
         json_t *j = NULL;
         meta_entry e;
         int r;
@@ -593,7 +582,7 @@ static int entry_compare(const void *a, const void *b)
 int meta_list_page(meta *m, const char *path, const char *after, bool fresh, meta_listing **ret)
 {
         _cleanup_free_ char *esc = NULL, *query = NULL, *key = NULL, *esc_after = NULL;
-        uint64_t now = meta_now_ms();
+        uint64_t now = now_ms();
         meta_listing *l;
         json_t *j = NULL, *entries, *next;
         int r;
@@ -772,7 +761,7 @@ static int parse_locations(json_t *j, meta_locations **ret)
 int meta_blocks(meta *m, uint64_t file_id, uint64_t version, meta_locations **ret)
 {
         char query[128];
-        uint64_t now = meta_now_ms();
+        uint64_t now = now_ms();
         meta_locations *l;
         blocks_item *b;
         json_t *j = NULL;

@@ -29,6 +29,8 @@
 #define FSM_DEDUP_MAX     4096
 #define FSM_MAX_BATCH     10000 /* entries per TREE_BATCH */
 #define FSM_STATE_VERSION 1
+#define FSM_MAX_MEMBERS      1024 /* as CONFIG_MAX_NODES */
+#define FSM_MAX_MEMBERS_TEXT "1024"
 
 typedef struct fsm fsm;
 
@@ -63,6 +65,9 @@ json_t *fsm_cmd_worker_register(const char *node, const char *api, const json_t 
                                 double time);
 json_t *fsm_cmd_label_set(const char *dataset, const char *key, const char *value);
 json_t *fsm_cmd_label_delete(const char *dataset, const char *key);
+/* MEMBERS: [{"id","node","address","raft_port","master_port"}] (config-apply.h), the Raft
+ * membership after a change that committed. */
+json_t *fsm_cmd_members_set(const json_t *members);
 
 /* The stored result of the command with REQUEST_ID (new reference), NULL if not remembered. The
  * raft glue uses it to hand a leader's result to the waiting caller. */
@@ -87,3 +92,4 @@ json_t *fsm_node_entry(const fsm_node *node);               /* new reference, NU
 int fsm_file(const fsm *f, uint64_t file_id, json_t **ret); /* ENTRY + dataset, path, block_size */
 int fsm_labels(const fsm *f, const char *dataset, json_t **ret); /* {"KEY":"VALUE"} */
 json_t *fsm_workers(const fsm *f); /* {"NODE": {"api","tiers","registered"}} */
+json_t *fsm_members(const fsm *f); /* the recorded membership (copy), NULL if none */
