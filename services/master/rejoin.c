@@ -10,14 +10,12 @@
 #include <time.h>
 
 #include "cleanup.h"
+#include "fsutil.h"
 #include "httpc.h"
 #include "log.h"
 #include "rejoin.h"
 
 #define PROBE_TIMEOUT_MS 1000
-
-DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
-DEFINE_TRIVIAL_CLEANUP_FUNC(httpc *, httpc_free);
 
 int rejoin_check_dir(const char *raft_dir)
 {

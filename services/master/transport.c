@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 
 #include "cleanup.h"
+#include "fsutil.h"
 #include "log.h"
 #include "transport.h"
 #include "weir-build.h"
@@ -961,36 +962,13 @@ void transport_free(struct raft_uv_transport *t)
 
 /* ---- the secret ---- */
 
-static int read_secret(const char *path, char **ret, size_t *ret_len)
+static void warn_if_world_readable(const char *path)
 {
-        _cleanup_fclose_ FILE *f = fopen(path, "re");
         struct stat st;
-
-        if (!f)
-                return -errno;
-        if (fstat(fileno(f), &st) == 0 && (st.st_mode & S_IROTH))
+        if (stat(path, &st) == 0 && (st.st_mode & S_IROTH))
                 log_warning("%s is readable by every user: anyone on this host can join the Raft "
                             "cluster with it; chmod o-r it.",
                             path);
-        char *buf = calloc(1, SECRET_MAX + 1);
-        if (!buf)
-                return -ENOMEM;
-        size_t n = fread(buf, 1, SECRET_MAX + 1, f);
-        if (ferror(f) || n > SECRET_MAX) {
-                sodium_memzero(buf, SECRET_MAX + 1);
-                free(buf);
-                return ferror(f) ? -EIO : -EFBIG;
-        }
-        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
-                         buf[n - 1] == '\t'))
-                buf[--n] = 0;
-        if (n == 0) {
-                free(buf);
-                return -ENODATA;
-        }
-        *ret = buf;
-        *ret_len = n;
-        return 0;
 }
 
 int transport_load_key(const config *cfg, const char *token, uint8_t key[HS_KEY_BYTES],
@@ -999,16 +977,14 @@ int transport_load_key(const config *cfg, const char *token, uint8_t key[HS_KEY_
         if (sodium_init() < 0)
                 return log_error_errno(EIO, "Failed to initialise libsodium.");
         if (cfg->raft_secret_file) {
-                char *s = NULL;
-                size_t len = 0;
-                int r = read_secret(cfg->raft_secret_file, &s, &len);
+                _cleanup_secret_ char *secret = NULL;
+                int r = read_secret_file(cfg->raft_secret_file, SECRET_MAX, &secret);
                 if (r < 0)
                         return log_error_errno(r, "Failed to read the Raft secret from %s: %m%s",
                                                cfg->raft_secret_file,
-                                               r == -EFBIG ? " (longer than 4096 bytes)" : "");
-                hs_derive_key(s, len, key);
-                sodium_memzero(s, len);
-                free(s);
+                                               r == -E2BIG ? " (longer than 4096 bytes)" : "");
+                warn_if_world_readable(cfg->raft_secret_file);
+                hs_derive_key(secret, strlen(secret), key);
                 *ret_keyed = true;
                 return 0;
         }
