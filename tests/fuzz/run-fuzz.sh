@@ -1,7 +1,9 @@
 #!/bin/sh
-# Runs the config fuzzer briefly: run-fuzz.sh BUILD_DIR SECONDS. BUILD_DIR is configured with
-# CC=clang -Dfuzz=true when it does not exist yet. Exit 0: no crash and no leak; 77: no
-# clang/libFuzzer here; anything else: a finding (the crashing input is left in BUILD_DIR).
+# Runs every fuzz target briefly: run-fuzz.sh BUILD_DIR SECONDS (SECONDS per target). BUILD_DIR
+# is configured with CC=clang -Dfuzz=true when it does not exist yet. A target fuzz-NAME starts
+# from the seeds in tests/fuzz/corpus/NAME/ and uses tests/fuzz/NAME.dict when they exist
+# (fuzz-config: the YAML files of the tree and config.dict). Exit 0: no crash and no leak in any;
+# 77: no clang/libFuzzer here; anything else: a finding (the crashing input is left in BUILD_DIR).
 set -eu
 build=${1:?usage: run-fuzz.sh BUILD_DIR SECONDS}
 seconds=${2:-30}
@@ -22,22 +24,41 @@ fi
 if [ ! -f "$build/build.ninja" ]; then
         CC=clang meson setup "$build" "$src" -Dfuzz=true -Dtests=false >/dev/null
 fi
-ninja -C "$build" tests/fuzz/fuzz-config >/dev/null
-build=$(cd "$build" && pwd) # the fuzzer runs from config/examples below
-bin=$build/tests/fuzz/fuzz-config
-[ -x "$bin" ] || { echo "fuzz-config not built in $build"; exit 1; }
+targets=$(ninja -C "$build" -t targets all | sed -n 's|^\(tests/fuzz/fuzz-[a-z0-9-]*\): .*|\1|p' | sort -u)
+[ -n "$targets" ] || { echo "no fuzz target in $build"; exit 1; }
+# shellcheck disable=SC2086 # one word per target
+ninja -C "$build" $targets >/dev/null
+build=$(cd "$build" && pwd) # the fuzzers run from config/examples below
+cd "$src/config/examples"   # relative secret files in fuzzed YAML resolve here
 
-# libFuzzer adds new inputs to the first corpus directory: work on a copy of the seeds.
-corpus=$build/fuzz-config-corpus
-mkdir -p "$corpus"
-cp "$src"/config/cluster.yaml "$src"/config/examples/*.yaml "$src"/tests/unit/fixtures/config/*.yaml "$corpus"/
-# Relative secret files resolve against the current directory ("fuzz.yaml" has no directory).
-cd "$src/config/examples"
-"$bin" -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
-        -detect_leaks=1 -print_final_stats=1 -dict="$src/tests/fuzz/config.dict" \
-        -artifact_prefix="$build/" "$corpus" 2>"$build/fuzz-config.log" || {
-        tail -50 "$build/fuzz-config.log"
-        exit 1
-}
-grep -E "stat::number_of_executed_units|Done" "$build/fuzz-config.log" | tail -2
-echo "fuzz-config: ${seconds}s, no crash, no leak"
+status=0
+ran=0
+for bin in "$build"/tests/fuzz/fuzz-*; do
+        [ -x "$bin" ] && [ -f "$bin" ] || continue
+        name=${bin##*/fuzz-}
+        # libFuzzer adds new inputs to the first corpus directory: work on a copy of the seeds.
+        corpus=$build/fuzz-$name-corpus
+        mkdir -p "$corpus"
+        dict=
+        if [ "$name" = config ]; then
+                cp "$src"/config/cluster.yaml "$src"/config/examples/*.yaml \
+                        "$src"/tests/unit/fixtures/config/*.yaml "$corpus"/
+                dict=-dict=$src/tests/fuzz/config.dict
+        else
+                [ -d "$src/tests/fuzz/corpus/$name" ] && cp "$src/tests/fuzz/corpus/$name"/* "$corpus"/
+                [ -f "$src/tests/fuzz/$name.dict" ] && dict=-dict=$src/tests/fuzz/$name.dict
+        fi
+        ran=$((ran + 1))
+        if "$bin" -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+                -detect_leaks=1 -print_final_stats=1 $dict -artifact_prefix="$build/fuzz-$name-" \
+                "$corpus" 2>"$build/fuzz-$name.log"; then
+                grep -E "stat::number_of_executed_units" "$build/fuzz-$name.log" | tail -1
+                echo "fuzz-$name: ${seconds}s, no crash, no leak"
+        else
+                tail -50 "$build/fuzz-$name.log"
+                echo "fuzz-$name: FINDING (input left as $build/fuzz-$name-*)"
+                status=1
+        fi
+done
+[ "$ran" -gt 0 ] || { echo "no fuzz target built in $build"; exit 1; }
+exit $status
