@@ -189,7 +189,7 @@ def test_vote_storm_and_fake_heartbeats_do_not_depose_the_leader(cluster3):
                 msg += raftwire.append_entries(100000, 0, 0, 0)
                 raftwire.send_quietly(sock, msg)
                 sent += 1
-                closed += raftwire.closed_by_peer(sock, timeout=0.2)
+                closed += raftwire.closed_by_peer(sock, timeout=2.0)
                 sock.close()
             first = False
             time.sleep(0.05)
