@@ -93,7 +93,7 @@ else
         count fail "build"
 fi
 
-stage "fuzz every target (YAML parser, Raft handshake) for ${FUZZ_SECONDS}s each"
+stage "fuzz every parser target for ${FUZZ_SECONDS}s each"
 if [ -x tests/fuzz/run-fuzz.sh ] && command -v clang >/dev/null; then
         if CC=clang setup "$FUZZ_BUILD" -Dfuzz=true -Dtests=false -Db_lundef=false &&
                 ninja -C "$FUZZ_BUILD"; then

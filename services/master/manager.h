@@ -66,6 +66,8 @@ const config *manager_config(manager *m);
 typedef struct manager_sync_hooks {
         int (*start)(manager *m, const char *dataset, void *userdata);
         void (*leader_changed)(manager *m, bool leader, void *userdata);
+        /* The YAML was reloaded (manager_config() is the new one): new datasets, new mounts. */
+        void (*config_changed)(manager *m, void *userdata);
         void *userdata;
 } manager_sync_hooks;
 void manager_set_sync_hooks(manager *m, const manager_sync_hooks *hooks);

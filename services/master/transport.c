@@ -30,7 +30,6 @@
 #define ADDRESS_MAX    300
 #define LOG_WINDOW_MS  10000
 #define LOG_PER_WINDOW 10
-#define SECRET_MAX     4096
 #define LISTEN_BACKLOG 128
 
 typedef struct peer {
@@ -962,29 +961,25 @@ void transport_free(struct raft_uv_transport *t)
 
 /* ---- the secret ---- */
 
-static void warn_if_world_readable(const char *path)
-{
-        struct stat st;
-        if (stat(path, &st) == 0 && (st.st_mode & S_IROTH))
-                log_warning("%s is readable by every user: anyone on this host can join the Raft "
-                            "cluster with it; chmod o-r it.",
-                            path);
-}
-
 int transport_load_key(const config *cfg, const char *token, uint8_t key[HS_KEY_BYTES],
                        bool *ret_keyed)
 {
         if (sodium_init() < 0)
                 return log_error_errno(EIO, "Failed to initialise libsodium.");
         if (cfg->raft_secret_file) {
-                _cleanup_secret_ char *secret = NULL;
-                int r = read_secret_file(cfg->raft_secret_file, SECRET_MAX, &secret);
+                _cleanup_secret_ char *s = NULL;
+                struct stat st;
+                int r = read_secret_file(cfg->raft_secret_file, SECRET_MAX, &s);
+
                 if (r < 0)
                         return log_error_errno(r, "Failed to read the Raft secret from %s: %m%s",
                                                cfg->raft_secret_file,
                                                r == -E2BIG ? " (longer than 4096 bytes)" : "");
-                warn_if_world_readable(cfg->raft_secret_file);
-                hs_derive_key(secret, strlen(secret), key);
+                if (stat(cfg->raft_secret_file, &st) == 0 && (st.st_mode & S_IROTH))
+                        log_warning("%s is readable by every user: anyone on this host can join "
+                                    "the Raft cluster with it; chmod o-r it.",
+                                    cfg->raft_secret_file);
+                hs_derive_key(s, strlen(s), key);
                 *ret_keyed = true;
                 return 0;
         }

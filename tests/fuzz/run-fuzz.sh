@@ -1,12 +1,15 @@
 #!/bin/sh
-# Runs every fuzz target briefly: run-fuzz.sh BUILD_DIR SECONDS (SECONDS per target). BUILD_DIR
-# is configured with CC=clang -Dfuzz=true when it does not exist yet. A target fuzz-NAME starts
-# from the seeds in tests/fuzz/corpus/NAME/ and uses tests/fuzz/NAME.dict when they exist
-# (fuzz-config: the YAML files of the tree and config.dict). Exit 0: no crash and no leak in any;
-# 77: no clang/libFuzzer here; anything else: a finding (the crashing input is left in BUILD_DIR).
+# Runs every libFuzzer target built in BUILD_DIR (tests/fuzz/fuzz-*) for SECONDS each:
+# run-fuzz.sh BUILD_DIR SECONDS [TARGET...]. BUILD_DIR is configured with CC=clang -Dfuzz=true
+# when it does not exist yet. A target NAME (fuzz-NAME) starts from the seeds in
+# tests/fuzz/seeds/NAME/ and in the directories listed in tests/fuzz/seeds/NAME.dirs (one per
+# line, relative to the source root), with tests/fuzz/NAME.dict when there is one.
+# Exit 0: no crash and no leak in any; 77: no clang/libFuzzer here; anything else: a finding
+# (the crashing input is left in BUILD_DIR as crash-*, the log in BUILD_DIR/fuzz-NAME.log).
 set -eu
-build=${1:?usage: run-fuzz.sh BUILD_DIR SECONDS}
+build=${1:?usage: run-fuzz.sh BUILD_DIR SECONDS [TARGET...]}
 seconds=${2:-30}
+shift 2 2>/dev/null || shift $#
 src=$(cd "$(dirname "$0")/../.." && pwd)
 
 if ! command -v clang >/dev/null 2>&1; then
@@ -24,41 +27,42 @@ fi
 if [ ! -f "$build/build.ninja" ]; then
         CC=clang meson setup "$build" "$src" -Dfuzz=true -Dtests=false >/dev/null
 fi
-targets=$(ninja -C "$build" -t targets all | sed -n 's|^\(tests/fuzz/fuzz-[a-z0-9-]*\): .*|\1|p' | sort -u)
-[ -n "$targets" ] || { echo "no fuzz target in $build"; exit 1; }
-# shellcheck disable=SC2086 # one word per target
-ninja -C "$build" $targets >/dev/null
+ninja -C "$build" >/dev/null
 build=$(cd "$build" && pwd) # the fuzzers run from config/examples below
-cd "$src/config/examples"   # relative secret files in fuzzed YAML resolve here
 
-status=0
-ran=0
-for bin in "$build"/tests/fuzz/fuzz-*; do
-        [ -x "$bin" ] && [ -f "$bin" ] || continue
-        name=${bin##*/fuzz-}
+if [ $# -eq 0 ]; then
+        set -- $(cd "$build/tests/fuzz" && ls fuzz-* 2>/dev/null | grep -v '\.' | sed 's/^fuzz-//')
+fi
+[ $# -gt 0 ] || { echo "no fuzz target built in $build"; exit 1; }
+
+failed=0
+for name in "$@"; do
+        bin=$build/tests/fuzz/fuzz-$name
+        [ -x "$bin" ] || { echo "fuzz-$name not built in $build"; failed=1; continue; }
         # libFuzzer adds new inputs to the first corpus directory: work on a copy of the seeds.
         corpus=$build/fuzz-$name-corpus
         mkdir -p "$corpus"
-        dict=
-        if [ "$name" = config ]; then
-                cp "$src"/config/cluster.yaml "$src"/config/examples/*.yaml \
-                        "$src"/tests/unit/fixtures/config/*.yaml "$corpus"/
-                dict=-dict=$src/tests/fuzz/config.dict
-        else
-                [ -d "$src/tests/fuzz/corpus/$name" ] && cp "$src/tests/fuzz/corpus/$name"/* "$corpus"/
-                [ -f "$src/tests/fuzz/$name.dict" ] && dict=-dict=$src/tests/fuzz/$name.dict
+        if [ -d "$src/tests/fuzz/seeds/$name" ]; then
+                cp "$src/tests/fuzz/seeds/$name"/* "$corpus"/ 2>/dev/null || true
         fi
-        ran=$((ran + 1))
-        if "$bin" -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
-                -detect_leaks=1 -print_final_stats=1 $dict -artifact_prefix="$build/fuzz-$name-" \
-                "$corpus" 2>"$build/fuzz-$name.log"; then
-                grep -E "stat::number_of_executed_units" "$build/fuzz-$name.log" | tail -1
-                echo "fuzz-$name: ${seconds}s, no crash, no leak"
+        if [ -f "$src/tests/fuzz/seeds/$name.dirs" ]; then
+                while read -r d; do
+                        [ -n "$d" ] && find "$src/$d" -maxdepth 1 -type f -exec cp {} "$corpus"/ \;
+                done <"$src/tests/fuzz/seeds/$name.dirs"
+        fi
+        dict=
+        [ -f "$src/tests/fuzz/$name.dict" ] && dict=-dict=$src/tests/fuzz/$name.dict
+        # Relative secret files of the YAML resolve against the current directory.
+        if (cd "$src/config/examples" &&
+                "$bin" -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+                        -detect_leaks=1 -print_final_stats=1 $dict -artifact_prefix="$build/" \
+                        "$corpus" 2>"$build/fuzz-$name.log"); then
+                runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$build/fuzz-$name.log")
+                echo "fuzz-$name: ${seconds}s, ${runs:-?} executions, no crash, no leak"
         else
                 tail -50 "$build/fuzz-$name.log"
-                echo "fuzz-$name: FINDING (input left as $build/fuzz-$name-*)"
-                status=1
+                echo "fuzz-$name: FAILED (see $build/fuzz-$name.log)"
+                failed=1
         fi
 done
-[ "$ran" -gt 0 ] || { echo "no fuzz target built in $build"; exit 1; }
-exit $status
+exit $failed
