@@ -16,6 +16,7 @@
   jansson,
   libyaml,
   systemd,
+  libsodium,
   cmocka,
 }:
 
@@ -62,6 +63,7 @@ stdenv.mkDerivation (finalAttrs: {
     jansson
     libyaml
     systemd
+    libsodium
   ];
 
   checkInputs = [ cmocka ];

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "sync.h"
 #include "ufs/ufs.h"
+#include "timeutil.h"
 
 typedef struct sync_job sync_job;
 typedef struct sync_ds sync_ds;
@@ -91,14 +92,6 @@ struct sync_job {
         size_t next;
         sync_job *done_next;
 };
-
-static double now_seconds(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static double elapsed(const struct timespec *since)
 {
@@ -523,7 +516,7 @@ static void job_apply_next(sync_job *j)
                 break;
         }
         case STAGE_COMMIT:
-                cmd = fsm_cmd_tree_commit(j->sync_id, now_seconds());
+                cmd = fsm_cmd_tree_commit(j->sync_id, wall_s());
                 break;
         case STAGE_ABORT:
                 cmd = fsm_cmd_tree_abort(j->sync_id,
@@ -585,7 +578,7 @@ static int ds_start(sync_ds *ds)
         clock_gettime(CLOCK_MONOTONIC, &j->started);
         snprintf(j->sync_id, sizeof j->sync_id, "%s/%s/%" PRIu64 "/%.0f",
                  manager_config(sm->m)->cluster_name ?: "weir", ds->cfg->name, ++sm->seq,
-                 now_seconds() * 1000);
+                 wall_s() * 1000);
         r = -pthread_create(&j->thread, NULL, walk_thread, j);
         if (r < 0) {
                 free(j);
@@ -701,10 +694,45 @@ static void on_leader_changed(manager *m, bool leader, void *userdata)
                 if (!dataset_synced(sm, ds->cfg->name, &synced))
                         ds_schedule(ds, 0); /* first bind, or a sync the old leader left */
                 else if (ds->cfg->sync_interval_ms > 0) {
-                        double due =
-                                synced + (double)ds->cfg->sync_interval_ms / 1000 - now_seconds();
+                        double due = synced + (double)ds->cfg->sync_interval_ms / 1000 - wall_s();
 
                         ds_schedule(ds, due > 0 ? (uint64_t)(due * 1000) : 0);
+                }
+        }
+}
+
+/* A reload added datasets or changed mounts. The array never moves (allocated for
+ * CONFIG_MAX_DATASETS): its timers are libuv handles. A dataset whose walk runs keeps the old
+ * mounts until that walk ends (the thread reads them); the old config outlives the manager. */
+static void on_config_changed(manager *m, void *userdata)
+{
+        sync_manager *sm = userdata;
+        const config *cfg = manager_config(m);
+
+        for (size_t i = 0; i < cfg->n_datasets; i++) {
+                const config_dataset *d = &cfg->datasets[i];
+                sync_ds *ds = NULL;
+
+                for (size_t k = 0; k < sm->n_ds; k++)
+                        if (strcmp(sm->ds[k].cfg->name, d->name) == 0)
+                                ds = &sm->ds[k];
+                if (ds) {
+                        if (!ds->job)
+                                ds->cfg = d;
+                        continue;
+                }
+                if (sm->n_ds >= CONFIG_MAX_DATASETS)
+                        break;
+                ds = &sm->ds[sm->n_ds++];
+                ds->sm = sm;
+                ds->cfg = d;
+                if (sm->attached) {
+                        uv_timer_init(manager_loop(m), &ds->timer);
+                        ds->timer.data = ds;
+                        uv_unref((uv_handle_t *)&ds->timer);
+                        sm->open_handles++;
+                        if (sm->leader)
+                                ds_schedule(ds, 0);
                 }
         }
 }
@@ -745,7 +773,7 @@ int sync_manager_new(manager *m, sync_manager **ret)
                 return -ENOMEM;
         sm->m = m;
         pthread_mutex_init(&sm->lock, NULL);
-        sm->ds = calloc(MAX(cfg->n_datasets, (size_t)1), sizeof *sm->ds);
+        sm->ds = calloc(CONFIG_MAX_DATASETS, sizeof *sm->ds);
         if (!sm->ds) {
                 pthread_mutex_destroy(&sm->lock);
                 free(sm);
@@ -759,6 +787,7 @@ int sync_manager_new(manager *m, sync_manager **ret)
         manager_set_sync_hooks(m, &(manager_sync_hooks){
                                           .start = on_start,
                                           .leader_changed = on_leader_changed,
+                                          .config_changed = on_config_changed,
                                           .userdata = sm,
                                   });
         *ret = sm;
