@@ -110,7 +110,9 @@ let
   # authenticate its peers, so a host that reaches it can join the log.
   raftPeers = builtins.filter (n: thisNode == null || n.name != thisNode.name) masters;
   raftPorts =
-    if thisNode != null then
+    if cfg.settings == null then
+      [ 19200 ] # DESIGN.md's default: a configFile's own ports are unknown here
+    else if thisNode != null then
       lib.optional (builtins.elem thisNode masters) (raftPort thisNode)
     else
       lib.unique (map raftPort masters);

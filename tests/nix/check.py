@@ -116,6 +116,12 @@ check(d["fileFirewall"]["firewall"]["extraCommands"] == ""
       and any("raftPeers" in w for w in d["fileFirewall"]["warnings"]),
       "configFile: Raft stays closed, with a warning naming raftPeers")
 
+check(d["filePeers"]["firewall"]["extraCommands"].splitlines() == [
+    "iptables -A nixos-fw -p tcp -s 10.0.0.2 --dport 19200 -j nixos-fw-accept",
+    "iptables -A nixos-fw -p tcp -s 10.0.0.3 --dport 19200 -j nixos-fw-accept"]
+    and d["filePeers"]["warnings"] == [],
+    "configFile with raftPeers: Raft (default port) from those addresses only")
+
 # Assertions for bad input, each with a message naming the option.
 expect = {
     "both": "set either settings or configFile",

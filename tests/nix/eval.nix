@@ -104,6 +104,14 @@ in
     node = "node4";
     openFirewall = true;
   };
+  filePeers = eval {
+    configFile = ./fixtures/cluster.yaml;
+    openFirewall = true;
+    raftPeers = [
+      "10.0.0.2"
+      "10.0.0.3"
+    ];
+  };
   fileFirewall = eval {
     configFile = ./fixtures/cluster.yaml;
     openFirewall = true;
