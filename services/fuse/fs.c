@@ -291,7 +291,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         r = meta_stat(f->meta, path, false, &e);
         if (r < 0)
                 goto fail;
-        r = make_entry(f, path, &e, meta_now_ms(), &ep);
+        r = make_entry(f, path, &e, now_ms(), &ep);
         meta_entry_done(&e);
         if (r < 0)
                 goto fail;
@@ -333,7 +333,7 @@ static int inode_entry(fs *f, fuse_ino_t ino, bool full, char **ret_path, meta_e
         if (r < 0)
                 return r;
         if (!full && inode_table_get_attr(f->inodes, ino, &a, &version) == 0 &&
-            meta_now_ms() - a.fetched_ms < f->opts.attr_timeout_ms) {
+            now_ms() - a.fetched_ms < f->opts.attr_timeout_ms) {
                 *ret = (meta_entry){
                         .dir = a.file_id == 0,
                         .size = a.size,
@@ -348,7 +348,7 @@ static int inode_entry(fs *f, fuse_ino_t ino, bool full, char **ret_path, meta_e
         r = meta_stat(f->meta, path, false, ret);
         if (r < 0)
                 return r;
-        remember_attr(f, ino, ret, meta_now_ms());
+        remember_attr(f, ino, ret, now_ms());
         if (!ret->dir && inode_table_set_version(f->inodes, ino, ret->version, &changed) == 0 &&
             changed)
                 queue_inval(f, ino);
