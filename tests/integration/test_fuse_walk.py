@@ -52,6 +52,13 @@ def walk():
     for name in big_names():
         with open(os.path.join(big, name), "wb") as f:
             f.truncate(4096)
+    # weir-fuse's page is 1,024 names: a directory of exactly one page, one of a page and one
+    # name, and an empty one
+    for n in (1024, 1025):
+        os.makedirs(os.path.join(src, f"k{n}"))
+        for j in range(n):
+            open(os.path.join(src, f"k{n}", f"x{j:04d}"), "wb").close()
+    os.makedirs(os.path.join(src, "empty"))
     for i in range(SMALL_DIRS):
         sd = os.path.join(src, f"d{i:02d}")
         os.makedirs(sd)
@@ -212,6 +219,16 @@ def test_fuse_lists_a_directory_larger_than_a_page(walk):
         assert f.read() == b"\0" * 4096
 
 
+def test_fuse_page_boundaries(walk):
+    for n in (1024, 1025):
+        d = os.path.join(walk.mnt, "m", f"k{n}")
+        calls = log_lines(walk, f"Listed /m/k{n} after")
+        assert os.listdir(d) == [f"x{j:04d}" for j in range(n)]
+        assert log_lines(walk, f"Listed /m/k{n} after") - calls == (1 if n == 1024 else 2)
+        assert os.listdir(d) == [f"x{j:04d}" for j in range(n)]  # again, from the caches
+    assert os.listdir(os.path.join(walk.mnt, "m", "empty")) == []
+
+
 def test_files_listed_open_without_asking_the_master(walk):
     d = os.path.join(walk.mnt, "m", "d07")
     os.listdir(d)  # readdirplus: every entry with its attributes
@@ -244,7 +261,7 @@ def test_xattrs_are_refused_once_for_the_whole_mount(walk):
 
 
 def test_forget_drops_inodes(walk):
-    files = BIG + SMALL_DIRS * SMALL_FILES
+    files = BIG + SMALL_DIRS * SMALL_FILES + 1024 + 1025
     forgot = log_lines(walk, "forgot inode")
     subprocess.run(["find", os.path.join(walk.mnt, "m")], check=True, stdout=subprocess.DEVNULL,
                    timeout=120)
