@@ -284,3 +284,47 @@ def rss(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise AssertionError("no VmRSS")
+
+
+def test_dbus_counters(walk, private_bus):
+    """A second mount publishing on a private bus: XattrRequests stays at most 2 through two
+    `ls -lR`, ListingRequests counts the pages asked, Inodes follows the walk and the forgets."""
+    mnt = os.path.join(walk.dir, "mnt-bus")
+    os.makedirs(mnt, exist_ok=True)
+    fuse = FuseDaemon(weir_binary("weir-fuse"), walk.sc.c.yaml_path, walk.sc.c.masters[0].name,
+                      "ds", mnt, walk.dir, env={"DBUS_SYSTEM_BUS_ADDRESS": private_bus})
+    fuse.log_path = os.path.join(walk.dir, "weir-fuse-bus.log")
+
+    def prop(name):
+        out = subprocess.run(["busctl", f"--address={private_bus}", "get-property",
+                              "io.weir.Fuse1", "/io/weir/Fuse1", "io.weir.Fuse1", name],
+                             capture_output=True, text=True, timeout=10)
+        assert out.returncode == 0, out.stderr
+        return int(out.stdout.split()[1])
+
+    def wait_prop(name, pred, timeout=20):
+        deadline = time.monotonic() + timeout
+        while True:
+            v = prop(name)
+            if pred(v) or time.monotonic() > deadline:
+                return v
+            time.sleep(0.5)
+
+    try:
+        fuse.start()
+        wait_prop("Inodes", lambda v: v >= 1)
+        for _ in range(2):
+            subprocess.run(["ls", "-lR", os.path.join(mnt, "m")], check=True,
+                           stdout=subprocess.DEVNULL, timeout=120)
+        files = BIG + SMALL_DIRS * SMALL_FILES + 1024 + 1025
+        # the properties are refreshed with STATUS=, every 5 s
+        assert wait_prop("Inodes", lambda v: v >= files) >= files
+        assert prop("XattrRequests") <= 2
+        # 3 pages of big, 1 + 2 of k1024/k1025, one per small and empty directory, /m and /
+        assert wait_prop("ListingRequests", lambda v: v >= 3 + 3 + SMALL_DIRS + 3) >= 29
+        drop_caches()
+        assert wait_prop("Inodes", lambda v: v < files * 0.1) < files * 0.1
+    finally:
+        fuse.stop()
+        fuse.kill()
+        lazy_unmount(mnt)
