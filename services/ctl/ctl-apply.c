@@ -22,9 +22,9 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(config *, config_free);
 DEFINE_TRIVIAL_CLEANUP_FUNC(httpc *, httpc_free);
 #define _cleanup_json_ _cleanup_(json_decrefp)
 
-#define APPLY_WAIT_MAX_S  3600
-#define APPLY_POLL_MS     500
-#define APPLY_TIMEOUT_MS  3000
+#define APPLY_WAIT_MAX_S 3600
+#define APPLY_POLL_MS    500
+#define APPLY_TIMEOUT_MS 3000
 
 extern char **environ;
 
@@ -41,7 +41,8 @@ static void help(void)
                "      --dry-run         only print what would change (or why it cannot)\n"
                "      --no-systemd      do not call systemctl; ask every master of the running\n"
                "                        cluster and of FILE that answers to reload instead\n"
-               "                        (also $WEIR_NO_SYSTEMD=1, and when systemd is not running)\n"
+               "                        (also $WEIR_NO_SYSTEMD=1, and when systemd is not "
+               "running)\n"
                "      --wait SECONDS    then wait until the leader reports the membership and\n"
                "                        datasets of FILE (exit 1 when it does not in time)\n"
                "  -h, --help            show this help\n\n"
@@ -69,8 +70,7 @@ static int read_token(const config *c, httpc *h)
         return r;
 }
 
-static void master_url(char *buf, size_t len, const char *address, long long port,
-                       const char *path)
+static void master_url(char *buf, size_t len, const char *address, long long port, const char *path)
 {
         snprintf(buf, len, strchr(address, ':') ? "http://[%s]:%lld%s" : "http://%s:%lld%s",
                  address, port, path);
@@ -106,8 +106,8 @@ static int fetch_running(const config *cfg, httpc *h, json_t **ret)
                         }
                         /* A follower names its leader, which the file may no longer list as a
                          * master (3 -> 1 masters). */
-                        const char *leader = json_string_value(
-                                json_object_get(res.json, "leader_api"));
+                        const char *leader =
+                                json_string_value(json_object_get(res.json, "leader_api"));
                         char lurl[512];
                         snprintf(lurl, sizeof(lurl), "http://%s/v1/config", leader ?: "");
                         httpc_response_done(&res);
@@ -169,8 +169,9 @@ static bool member_listed(const json_t *list, const char *node)
 {
         size_t i;
         json_t *e;
-        json_array_foreach(list, i, e) if (strcmp(json_string_value(json_object_get(e, "node")) ?: "",
-                                                  node) == 0) return true;
+        json_array_foreach(list, i,
+                           e) if (strcmp(json_string_value(json_object_get(e, "node")) ?: "",
+                                         node) == 0) return true;
         return false;
 }
 
@@ -205,7 +206,9 @@ static int apply_http(const config *next, const json_t *running, httpc *h)
                 master_url(url, sizeof(url), address, port, "/v1/config/reload");
                 if (httpc_post(h, url, NULL, &res) < 0) {
                         printf("  %s: not reachable (%s)%s\n", name, httpc_last_error(h),
-                               member_listed(masters, name) ? "" : "; a new master reads the file when it starts");
+                               member_listed(masters, name)
+                                       ? ""
+                                       : "; a new master reads the file when it starts");
                         continue;
                 }
                 reached++;
@@ -242,10 +245,10 @@ static bool converged(const config *next, const json_t *answer)
                 bool found = false;
                 size_t k;
                 json_t *d;
-                json_array_foreach(datasets, k, d) if (strcmp(json_string_value(json_object_get(
-                                                                      d, "name")) ?: "",
-                                                              next->datasets[i].name) == 0) found =
-                        true;
+                json_array_foreach(
+                        datasets, k,
+                        d) if (strcmp(json_string_value(json_object_get(d, "name")) ?: "",
+                                      next->datasets[i].name) == 0) found = true;
                 if (!found)
                         return false;
         }
@@ -259,8 +262,8 @@ static int wait_converged(const config *next, httpc *h, unsigned seconds)
         for (;;) {
                 _cleanup_json_ json_t *answer = NULL;
                 if (fetch_running(next, h, &answer) == 0 && converged(next, answer)) {
-                        printf("The cluster runs %s: %zu master(s), %zu dataset(s).\n",
-                               next->path, config_n_masters(next), next->n_datasets);
+                        printf("The cluster runs %s: %zu master(s), %zu dataset(s).\n", next->path,
+                               config_n_masters(next), next->n_datasets);
                         return 0;
                 }
                 clock_gettime(CLOCK_MONOTONIC, &now);

@@ -584,7 +584,7 @@ int manager_transfer_leadership(manager *m, unsigned id)
 {
         if (m->transfer_pending)
                 return -EBUSY;
-        if (raft_state(&m->raft) != RAFT_LEADER)
+        if (!m->raft_initialised || raft_state(&m->raft) != RAFT_LEADER)
                 return -EAGAIN;
         m->transfer.data = m;
         int rv = raft_transfer(&m->raft, &m->transfer, id, on_transfer);
@@ -919,6 +919,8 @@ static int manager_start_raft(manager *m)
         }
         rv = boot ? raft_bootstrap(&m->raft, &conf) : 0;
         raft_configuration_close(&conf);
+        if (boot && rv == 0)
+                members_bootstrapped(m);
         if (rv != 0 && rv != RAFT_CANTBOOTSTRAP) {
                 log_error("raft_bootstrap: %s", raft_errmsg(&m->raft));
                 return -EIO;
@@ -980,6 +982,7 @@ int manager_run(manager *m)
         r = api_start(m);
         if (r < 0)
                 goto fail;
+        (void)dbus_start(m);
         r = manager_start_raft(m);
         if (r == -ECANCELED) { /* SIGTERM while a new master waited for the others */
                 uv_run(&m->loop, UV_RUN_DEFAULT);
@@ -987,7 +990,6 @@ int manager_run(manager *m)
         }
         if (r < 0)
                 goto fail;
-        (void)dbus_start(m);
 
         /* Also with one master: a reload may add others, and a retiring master asks them. */
         {

@@ -43,7 +43,7 @@ struct members {
         uv_timer_t timer; /* the bootstrap probe, then retries of changes */
         bool handles;
         bool probe_fired;
-        atomic_int boot;     /* members_boot */
+        atomic_int boot;      /* members_boot */
         atomic_bool retiring; /* the loaded YAML no longer makes this node a master */
         atomic_bool removed;  /* the leader confirmed it removed this node */
         config **owned;       /* configs loaded by reloads; kept until the end (see reload) */
@@ -57,11 +57,12 @@ struct members {
         change_kind kind;
         unsigned change_id;
         bool record_pending;
-        json_t *verified;  /* "ID" -> true: confirmed voter / confirmed absent in this term */
-        json_t *record;    /* what the leader knows: [{"id","node","address",...,"role"}] */
+        json_t *verified;   /* "ID" -> true: confirmed voter / confirmed absent in this term */
+        json_t *record;     /* what the leader knows: [{"id","node","address",...,"role"}] */
         unsigned warned_id; /* last id a failure was logged for, to log it once */
 
         /* state_lock */
+        char *boot_conf;   /* DIR/bootstrap: "ID@ADDRESS:PORT,..." of our first entry, or NULL */
         json_t *published; /* copy of record for the HTTP threads; NULL when not leader */
         char *reload_error;
         uint64_t reloads, reloads_refused;
@@ -165,6 +166,7 @@ void members_free(manager *m)
         json_decref(ms->record);
         json_decref(ms->published);
         free(ms->reload_error);
+        free(ms->boot_conf);
         free(ms);
         m->members = NULL;
 }
@@ -216,6 +218,71 @@ static int handles_init(members *ms)
         return 0;
 }
 
+/* "ID@HOST:PORT,..." of the masters of C in raft id order: the first log entry raft_bootstrap()
+ * writes for them, as a comparable string. */
+static char *conf_string(const config *c)
+{
+        size_t cap = 64 * (c->n_nodes + 1), len = 0;
+        char *s = calloc(1, cap);
+        for (size_t id = 1; s && id <= c->n_nodes; id++) {
+                const config_node *n = config_master_by_raft_id(c, (unsigned)id);
+                if (!n)
+                        break;
+                len += (size_t)snprintf(s + len, cap - len,
+                                        strchr(n->address, ':') ? "%s%zu@[%s]:%u" : "%s%zu@%s:%u",
+                                        len ? "," : "", id, n->address, n->raft_port);
+                if (len >= cap) {
+                        free(s);
+                        return NULL;
+                }
+        }
+        return s;
+}
+
+static char *boot_path(manager *m)
+{
+        char *p = NULL;
+        return asprintf(&p, "%s/bootstrap", m->dir) < 0 ? NULL : p;
+}
+
+void members_bootstrapped(manager *m)
+{
+        members *ms = m->members;
+        _cleanup_free_ char *path = boot_path(m), *tmp = NULL;
+        char *s = conf_string(m->cfg);
+
+        if (!path || !s || asprintf(&tmp, "%s.tmp", path) < 0) {
+                free(s);
+                return (void)log_oom();
+        }
+        /* Format 1: one line "weir-bootstrap 1 CONF". */
+        _cleanup_fclose_ FILE *f = fopen(tmp, "we");
+        if (!f || fprintf(f, "weir-bootstrap 1 %s\n", s) < 0 || fflush(f) != 0 ||
+            fsync(fileno(f)) < 0 || rename(tmp, path) < 0)
+                log_warning_errno(errno, "Failed to write %s: %m, ignoring", path);
+        pthread_mutex_lock(&m->state_lock);
+        free(ms->boot_conf);
+        ms->boot_conf = s;
+        pthread_mutex_unlock(&m->state_lock);
+}
+
+static void load_boot_conf(manager *m)
+{
+        members *ms = m->members;
+        _cleanup_free_ char *path = boot_path(m);
+        char line[16384];
+        _cleanup_fclose_ FILE *f = path ? fopen(path, "re") : NULL;
+
+        if (!f || !fgets(line, sizeof(line), f) || strncmp(line, "weir-bootstrap 1 ", 17) != 0)
+                return;
+        line[strcspn(line, "\n")] = 0;
+        char *s = strdup(line + 17);
+        pthread_mutex_lock(&m->state_lock);
+        free(ms->boot_conf);
+        ms->boot_conf = s;
+        pthread_mutex_unlock(&m->state_lock);
+}
+
 typedef enum probe_verdict {
         PROBE_WAIT,
         PROBE_JOIN,
@@ -227,6 +294,7 @@ static probe_verdict probe_round(manager *m, httpc *c, char *why, size_t why_len
 {
         const config *cfg = m->cfg;
         size_t n = config_n_masters(cfg), fresh = 1, answered = 0;
+        _cleanup_free_ char *mine = conf_string(cfg);
 
         for (size_t i = 0; i < cfg->n_nodes; i++) {
                 const config_node *p = &cfg->nodes[i];
@@ -242,11 +310,22 @@ static probe_verdict probe_round(manager *m, httpc *c, char *why, size_t why_len
                         continue;
                 }
                 answered++;
+                const char *theirs =
+                        json_string_value(json_object_get(res.json, "bootstrap_config"));
+                if (theirs && mine && strcmp(theirs, mine) == 0) {
+                        /* A founding master that starts late: the cluster's first entry is the one
+                         * we would write, and its membership never changed since. */
+                        snprintf(why, why_len,
+                                 "%s bootstrapped the same masters and their membership is "
+                                 "unchanged",
+                                 p->name);
+                        httpc_response_done(&res);
+                        return PROBE_BOOTSTRAP;
+                }
                 json_int_t term = json_integer_value(json_object_get(res.json, "term"));
                 json_int_t leader = json_integer_value(json_object_get(res.json, "leader_id"));
                 const char *boot = json_string_value(json_object_get(res.json, "bootstrap"));
-                const char *leader_name =
-                        json_string_value(json_object_get(res.json, "leader"));
+                const char *leader_name = json_string_value(json_object_get(res.json, "leader"));
                 if (leader > 0 || leader_name || term >= 2) {
                         /* An election happened: the cluster exists, and its leader adds us. */
                         snprintf(why, why_len, "%s reports a running cluster (term %lld)", p->name,
@@ -281,6 +360,7 @@ int members_decide_bootstrap(manager *m)
         r = handles_init(ms);
         if (r < 0)
                 return log_error_errno(EIO, "libuv: %s", uv_strerror(r));
+        load_boot_conf(m);
         if (!raft_dir_empty(m) || config_n_masters(m->cfg) <= 1) {
                 /* A log exists (raft answers RAFT_CANTBOOTSTRAP), or a single master. */
                 atomic_store(&ms->boot, MEMBERS_BOOT_BOOTSTRAPPED);
@@ -326,8 +406,7 @@ int members_decide_bootstrap(manager *m)
                 return -ECANCELED;
         if (v == PROBE_JOIN) {
                 atomic_store(&ms->boot, MEMBERS_BOOT_JOINED);
-                log_info("Not bootstrapping: %s; this master waits until the leader adds it.",
-                         why);
+                log_info("Not bootstrapping: %s; this master waits until the leader adds it.", why);
                 return 0;
         }
         atomic_store(&ms->boot, MEMBERS_BOOT_BOOTSTRAPPED);
@@ -341,8 +420,8 @@ static json_t *record_find(json_t *record, unsigned id, size_t *ret_index)
 {
         size_t i;
         json_t *e;
-        json_array_foreach(record, i, e) if ((unsigned)json_integer_value(
-                                                     json_object_get(e, "id")) == id)
+        json_array_foreach(record, i,
+                           e) if ((unsigned)json_integer_value(json_object_get(e, "id")) == id)
         {
                 if (ret_index)
                         *ret_index = i;
@@ -515,21 +594,19 @@ static bool reconcile_add(members *ms)
                 }
                 if (rv == RAFT_NOTFOUND || rv == RAFT_BADID) {
                         char addr[300];
-                        snprintf(addr, sizeof(addr),
-                                 strchr(n->address, ':') ? "[%s]:%u" : "%s:%u", n->address,
-                                 n->raft_port);
+                        snprintf(addr, sizeof(addr), strchr(n->address, ':') ? "[%s]:%u" : "%s:%u",
+                                 n->address, n->raft_port);
                         record_drop(ms, id);
                         ms->kind = CHANGE_ADD;
                         rv = raft_add(&m->raft, &ms->change, id, addr, on_change);
                         if (rv == 0)
-                                log_info("Adding master %s (raft id %u) at %s.", n->name, id,
-                                         addr);
+                                log_info("Adding master %s (raft id %u) at %s.", n->name, id, addr);
                 }
                 if (rv == 0) {
                         ms->change_pending = true;
                         if (ms->kind != CHANGE_ADD)
-                                log_info("Assigning master %s (raft id %u) the role %s.",
-                                         n->name, id,
+                                log_info("Assigning master %s (raft id %u) the role %s.", n->name,
+                                         id,
                                          role_name(ms->kind == CHANGE_VOTER ? RAFT_VOTER
                                                                             : RAFT_STANDBY));
                         return true;
@@ -837,9 +914,9 @@ void members_probe(manager *m, httpc *c)
                         bool listed = !json_is_array(list);
                         size_t k;
                         json_t *e;
-                        json_array_foreach(list, k, e) if (
-                                (unsigned)json_integer_value(json_object_get(e, "id")) ==
-                                ms->self_id) listed = true;
+                        json_array_foreach(list, k, e) if ((unsigned)json_integer_value(
+                                                                   json_object_get(e, "id")) ==
+                                                           ms->self_id) listed = true;
                         if (!listed) {
                                 atomic_store(&ms->removed, true);
                                 httpc_response_done(&res);
@@ -852,6 +929,31 @@ void members_probe(manager *m, httpc *c)
 }
 
 /* ---- HTTP ---- */
+
+/* The conf_string() of a recorded membership (voters only: a spare or standby means a change is
+ * under way). */
+static char *record_conf_string(const json_t *record)
+{
+        size_t cap = 64 * (json_array_size(record) + 1), len = 0;
+        char *s = calloc(1, cap);
+        for (unsigned id = 1; s && id <= json_array_size(record); id++) {
+                json_t *e = record_find((json_t *)record, id, NULL);
+                const char *role = json_string_value(json_object_get(e, "role"));
+                const char *a = json_string_value(json_object_get(e, "address"));
+                if (!e || !a || (role && strcmp(role, "voter") != 0)) {
+                        free(s);
+                        return NULL;
+                }
+                len += (size_t)snprintf(
+                        s + len, cap - len, strchr(a, ':') ? "%s%u@[%s]:%lld" : "%s%u@%s:%lld",
+                        len ? "," : "", id, a, json_integer_value(json_object_get(e, "raft_port")));
+                if (len >= cap) {
+                        free(s);
+                        return NULL;
+                }
+        }
+        return s;
+}
 
 void members_status_fields(manager *m, json_t *status)
 {
@@ -867,6 +969,18 @@ void members_status_fields(manager *m, json_t *status)
         json_object_set_new(status, "bootstrap", json_string(boot[atomic_load(&ms->boot)]));
         json_object_set_new(status, "leader_id", json_integer(v.leader_id));
         json_object_set_new(status, "retiring", json_boolean(atomic_load(&ms->retiring)));
+        /* Our first log entry, while the membership is still that one: a founding master that
+         * starts late may write the identical entry (probe_round). */
+        pthread_mutex_lock(&m->state_lock);
+        _cleanup_free_ char *boot_conf = ms->boot_conf ? strdup(ms->boot_conf) : NULL;
+        pthread_mutex_unlock(&m->state_lock);
+        if (boot_conf) {
+                _cleanup_json_ json_t *stored = NULL;
+                manager_read_fsm(m, load_record, &stored);
+                _cleanup_free_ char *now = stored ? record_conf_string(stored) : NULL;
+                if (!stored || (now && strcmp(now, boot_conf) == 0))
+                        json_object_set_new(status, "bootstrap_config", json_string(boot_conf));
+        }
 }
 
 void members_h_config(httpd_request *req, void *userdata)
@@ -885,10 +999,9 @@ void members_h_config(httpd_request *req, void *userdata)
                 v.leader_id ? manager_api_address(m, v.leader_id, api, sizeof(api)) : NULL;
         pthread_mutex_lock(&m->state_lock);
         json_t *out = json_pack("{s:o*,s:O*,s:b,s:b,s:s,s:I,s:I,s:s?,s:s?}", "running", running,
-                                "members", stored, "serving", v.serving, "converged",
-                                ms->converged, "path", m->cfg->path, "reloads",
-                                (json_int_t)ms->reloads, "reloads_refused",
-                                (json_int_t)ms->reloads_refused, "reload_error",
+                                "members", stored, "serving", v.serving, "converged", ms->converged,
+                                "path", m->cfg->path, "reloads", (json_int_t)ms->reloads,
+                                "reloads_refused", (json_int_t)ms->reloads_refused, "reload_error",
                                 ms->reload_error, "leader_api", leader_api);
         pthread_mutex_unlock(&m->state_lock);
         if (!out) {
@@ -909,14 +1022,15 @@ static void reload_on_loop(manager *m, bool stopping, void *userdata)
         }
         int r = members_reload(m, &error);
         if (r == 0)
-                httpd_reply_json(req, 200, json_pack("{s:b,s:s}", "applied", true, "path",
-                                                     m->cfg->path));
+                httpd_reply_json(req, 200,
+                                 json_pack("{s:b,s:s}", "applied", true, "path", m->cfg->path));
         else if (r == -EINVAL)
-                httpd_reply_json(req, 409, json_pack("{s:b,s:s}", "applied", false, "error",
-                                                     error));
+                httpd_reply_json(req, 409,
+                                 json_pack("{s:b,s:s}", "applied", false, "error", error));
         else
-                httpd_reply_json(req, 422, json_pack("{s:b,s:s}", "applied", false, "error",
-                                                     error ?: "reload failed"));
+                httpd_reply_json(req, 422,
+                                 json_pack("{s:b,s:s}", "applied", false, "error",
+                                           error ?: "reload failed"));
 }
 
 void members_h_reload(httpd_request *req, void *userdata)
