@@ -18,8 +18,6 @@
 #include "log.h"
 #include "parse.h"
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(config *, config_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(httpc *, httpc_free);
 #define _cleanup_json_ _cleanup_(json_decrefp)
 
 #define APPLY_WAIT_MAX_S 3600
@@ -49,25 +47,6 @@ static void help(void)
                "Put the same file on every node and apply it on each: systemctl acts on this\n"
                "host only. Exit status: 0 applied (or nothing to do), 1 invalid, refused or\n"
                "failed, 2 usage error.\n");
-}
-
-static int read_token(const config *c, httpc *h)
-{
-        char buf[4096];
-        if (!c->token_file)
-                return 0;
-        _cleanup_fclose_ FILE *f = fopen(c->token_file, "re");
-        if (!f) {
-                log_debug("Cannot read %s: %m", c->token_file);
-                return 0; /* reads still work; the reload will say 401 */
-        }
-        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
-                n--;
-        buf[n] = 0;
-        int r = httpc_set_token(h, buf);
-        explicit_bzero(buf, sizeof(buf));
-        return r;
 }
 
 static void master_url(char *buf, size_t len, const char *address, long long port, const char *path)
@@ -300,7 +279,7 @@ static int config_apply(const char *path, bool dry_run, bool no_systemd, unsigne
                 return 1;
         }
         h = httpc_new();
-        if (!h || read_token(next, h) < 0)
+        if (!h || ctl_use_token(next, h) < 0)
                 return log_oom(), 1;
         httpc_set_timeout(h, APPLY_TIMEOUT_MS, 1000);
 

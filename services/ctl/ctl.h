@@ -26,6 +26,10 @@ int ctl_stat(const ctl_context *ctx, int argc, char **argv);
 int ctl_load(const ctl_context *ctx, int argc, char **argv);
 int ctl_runtime(const ctl_context *ctx, int argc, char **argv);
 
+/* Sets the cluster token of CFG (its tokenFile) on H. An unreadable file is only logged (at debug
+ * level): reads work without it and a write will say 401. 0, or -ENOMEM. */
+int ctl_use_token(const config *cfg, httpc *h);
+
 /* METHOD PATH (no body) to the master leader: each master of CFG in turn, three rounds
  * (followers redirect to the leader; a master without a leader says 503, so does an election).
  * 0 with *RET filled by the first master that answered otherwise, or the last -errno. */

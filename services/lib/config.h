@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cleanup.h"
+
 #define CONFIG_DEFAULT_PATH        "/etc/weir/cluster.yaml"
 #define CONFIG_DEFAULT_RAFT_PORT   19200
 #define CONFIG_DEFAULT_MASTER_PORT 19998
@@ -122,6 +124,7 @@ typedef struct config {
         char *token_file;              /* spec.tokenFile; NULL = mutating calls unauthenticated */
         uint64_t election_timeout_ms;  /* spec.raft.electionTimeout, default 300 */
         uint64_t heartbeat_timeout_ms; /* spec.raft.heartbeatTimeout, default 50 */
+        char *raft_secret_file;        /* spec.raft.secretFile; NULL = the token is the secret */
 } config;
 
 /* One diagnostic: "FILE:LINE:COLUMN: error: MESSAGE". Warnings (unknown keys) do not fail. */
@@ -147,6 +150,7 @@ int config_load_buffer(const char *name, const char *data, size_t len, config **
                        config_diags *diags);
 
 config *config_free(config *c);
+DEFINE_TRIVIAL_CLEANUP_FUNC(config *, config_free);
 void config_diags_done(config_diags *d);
 
 /* Writes every diagnostic to stderr as "FILE:LINE:COL: error|warning: MESSAGE". */

@@ -736,6 +736,33 @@ int fsm_ls(const fsm *f, const char *dataset, const char *path, json_t **ret)
         return *ret ? 0 : -ENOMEM;
 }
 
+int fsm_dir_scan(const fsm *f, const char *dataset, const char *path, fsm_dir_scan_fn fn,
+                 void *userdata)
+{
+        json_t *ds = json_object_get(f->datasets, dataset);
+        if (!ds)
+                return -ENOENT;
+        json_t *node = tree_lookup(json_object_get(ds, "root"), path);
+        if (!node)
+                return -ENOENT;
+        if (!is_dir(node))
+                return -ENOTDIR;
+        const char *name;
+        json_t *child;
+        json_object_foreach(json_object_get(node, "children"), name, child)
+        {
+                int r = fn(name, (const fsm_node *)child, userdata);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+json_t *fsm_node_entry(const fsm_node *node)
+{
+        return entry_public((const json_t *)node);
+}
+
 int fsm_stat(const fsm *f, const char *dataset, const char *path, json_t **ret)
 {
         json_t *ds = json_object_get(f->datasets, dataset);

@@ -81,6 +81,14 @@ int fsm_dataset(const fsm *f, const char *name, json_t **ret); /* -ENOENT */
 int fsm_ls(const fsm *f, const char *dataset, const char *path,
            json_t **ret); /* -ENOENT/-ENOTDIR */
 int fsm_stat(const fsm *f, const char *dataset, const char *path, json_t **ret);
+/* The children of directory PATH, one call of FN each, in no particular order (listing.c pages
+ * them); stops at FN's first negative return and returns it. -ENOENT/-ENOTDIR. NODE is borrowed
+ * for the duration of the call; fsm_node_entry() makes its ENTRY. */
+typedef struct fsm_node fsm_node;
+typedef int (*fsm_dir_scan_fn)(const char *name, const fsm_node *node, void *userdata);
+int fsm_dir_scan(const fsm *f, const char *dataset, const char *path, fsm_dir_scan_fn fn,
+                 void *userdata);
+json_t *fsm_node_entry(const fsm_node *node);               /* new reference, NULL on OOM */
 int fsm_file(const fsm *f, uint64_t file_id, json_t **ret); /* ENTRY + dataset, path, block_size */
 int fsm_labels(const fsm *f, const char *dataset, json_t **ret); /* {"KEY":"VALUE"} */
 json_t *fsm_workers(const fsm *f); /* {"NODE": {"api","tiers","registered"}} */

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <sodium.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,10 +15,13 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "fsutil.h"
 #include "httpc.h"
 #include "log.h"
 #include "manager-internal.h"
 #include "members.h"
+#include "rejoin.h"
+#include "transport.h"
 #include "ufs/ufs.h"
 #include "weir-build.h"
 
@@ -639,47 +643,6 @@ static void *prober_main(void *userdata)
 
 /* ---- start and stop ---- */
 
-static int read_token(const char *path, char **ret)
-{
-        _cleanup_fclose_ FILE *f = fopen(path, "re");
-        char buf[4096];
-
-        if (!f)
-                return -errno;
-        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-        if (ferror(f))
-                return -EIO;
-        buf[n] = 0;
-        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
-                         buf[n - 1] == '\t'))
-                buf[--n] = 0;
-        if (n == 0)
-                return -ENODATA;
-        char *t = strdup(buf);
-        explicit_bzero(buf, sizeof(buf));
-        if (!t)
-                return -ENOMEM;
-        *ret = t;
-        return 0;
-}
-
-static int mkdir_p(const char *path, mode_t mode)
-{
-        _cleanup_free_ char *p = strdup(path);
-        if (!p)
-                return -ENOMEM;
-        for (char *s = p + 1; *s; s++)
-                if (*s == '/') {
-                        *s = 0;
-                        if (mkdir(p, mode) < 0 && errno != EEXIST)
-                                return -errno;
-                        *s = '/';
-                }
-        if (mkdir(p, mode) < 0 && errno != EEXIST)
-                return -errno;
-        return 0;
-}
-
 int manager_new(const config *cfg, const config_node *node, const manager_options *opts,
                 manager **ret)
 {
@@ -760,13 +723,21 @@ int manager_new(const config *cfg, const config_node *node, const manager_option
                 (void)!write(m->lock_fd, pid, (size_t)len);
 
         if (cfg->token_file) {
-                r = read_token(cfg->token_file, &m->token);
+                r = read_secret_file(cfg->token_file, SECRET_MAX, &m->token);
                 if (r < 0) {
                         log_error_errno(r, "Failed to read the cluster token from %s: %m",
                                         cfg->token_file);
                         manager_free(m);
                         return r;
                 }
+        }
+
+        /* A damaged log is never started on silently (rejoin.c). */
+        r = opts->rejoin ? rejoin_prepare(cfg, node, m->token, m->raft_dir)
+                         : rejoin_check_dir(m->raft_dir);
+        if (r < 0) {
+                manager_free(m);
+                return r;
         }
 
         struct timespec ts;
@@ -810,7 +781,7 @@ static void on_raft_closed(struct raft *r)
         manager *m = manager_from_raft(r);
 
         raft_uv_close(&m->io);
-        raft_uv_tcp_close(&m->transport);
+        transport_free(&m->transport);
         m->raft_initialised = false;
         /* Every apply callback has fired: no request waits on the loop any more. */
         drain_queue(m, true);
@@ -865,19 +836,24 @@ static int manager_start_raft(manager *m)
         struct raft_configuration conf;
         int rv;
 
-#if HAVE_RAFT_VERSION_NUMBER
-        m->transport.version = 1; /* from raft 0.17: must be set before raft_uv_tcp_init */
-#endif
-        rv = raft_uv_tcp_init(&m->transport, &m->loop);
-        if (rv != 0)
-                return log_error_errno(ENOMEM, "raft_uv_tcp_init: %s", raft_strerror(rv));
+        /* Raft connections are authenticated before libraft sees them (transport.c). */
+        uint8_t key[HS_KEY_BYTES];
+        bool keyed;
+        int r = transport_load_key(m->cfg, m->token, key, &keyed);
+        if (r >= 0)
+                r = transport_init(&m->transport, &m->loop, m->cfg, key);
+        sodium_memzero(key, sizeof(key));
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the Raft transport: %m");
         rv = raft_uv_init(&m->io, &m->loop, m->raft_dir, &m->transport);
         if (rv != 0) {
                 log_error("Failed to open the raft log in %s: %s", m->raft_dir, raft_strerror(rv));
-                raft_uv_tcp_close(&m->transport);
+                transport_free(&m->transport);
                 return -EIO;
         }
         raft_uv_set_connect_retry_delay(&m->io, CONNECT_RETRY_MS);
+        /* Its recovery renames a corrupt segment and starts without the entries in it. */
+        raft_uv_set_auto_recovery(&m->io, false);
 
         m->raft_fsm = (struct raft_fsm){
                 .version = 2,
@@ -891,7 +867,7 @@ static int manager_start_raft(manager *m)
         if (rv != 0) {
                 log_error("raft_init: %s", raft_errmsg(&m->raft));
                 raft_uv_close(&m->io);
-                raft_uv_tcp_close(&m->transport);
+                transport_free(&m->transport);
                 return -EIO;
         }
         m->raft_initialised = true;
@@ -934,6 +910,8 @@ static int manager_start_raft(manager *m)
         raft_set_snapshot_trailing(&m->raft, m->opts.snapshot_trailing ? m->opts.snapshot_trailing
                                                                        : MAX(threshold / 2, 1u));
         rv = raft_start(&m->raft);
+        if (rv != 0 && !transport_listen_called(&m->transport))
+                return rejoin_explain(m->node, m->raft_dir, raft_errmsg(&m->raft));
         if (rv != 0) {
                 log_error("Failed to start raft on %s: %s%s", m->raft_address,
                           raft_errmsg(&m->raft),
@@ -1038,10 +1016,7 @@ manager *manager_free(manager *m)
         json_decref(m->soft_workers);
         json_decref(m->soft_blocks);
         json_decref(m->soft_fuses);
-        if (m->token) {
-                explicit_bzero(m->token, strlen(m->token));
-                free(m->token);
-        }
+        secret_free(m->token);
         members_free(m);
         safe_close(m->lock_fd);
         free(m->dir);

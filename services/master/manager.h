@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "cleanup.h"
 #include "config.h"
 #include "fsm.h"
 
@@ -15,12 +16,14 @@ typedef struct manager_options {
         const char *data_dir;        /* the master's own directory; NULL = node data_dir/master */
         unsigned snapshot_threshold; /* entries between snapshots; 0 = 1024 */
         unsigned snapshot_trailing;  /* entries kept after a snapshot; 0 = threshold/2 */
+        bool rejoin;                 /* move a damaged raft dir aside, get the state anew */
 } manager_options;
 
 /* Takes nothing: CONFIG and NODE are borrowed and must outlive the manager. */
 int manager_new(const config *cfg, const config_node *node, const manager_options *opts,
                 manager **ret);
 manager *manager_free(manager *m);
+DEFINE_TRIVIAL_CLEANUP_FUNC(manager *, manager_free);
 
 /* Binds, starts raft and the API, then runs the loop until SIGTERM/SIGINT and a clean close. */
 int manager_run(manager *m);

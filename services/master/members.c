@@ -26,7 +26,6 @@
 #include "manager-internal.h"
 #include "members.h"
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(config *, config_free);
 #define _cleanup_json_ _cleanup_(json_decrefp)
 
 typedef enum change_kind {

@@ -14,7 +14,6 @@
 #include "config-apply.h"
 #include "config.h"
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(config *, config_free);
 #define _cleanup_json_ _cleanup_(json_decrefp)
 
 /* A cluster of NODES ("{name: n1, address: 10.0.0.1}" lines), master REPLICAS, and dataset "d"
