@@ -25,6 +25,7 @@
 #include "log.h"
 #include "manager-internal.h"
 #include "members.h"
+#include "transport.h"
 
 #define _cleanup_json_ _cleanup_(json_decrefp)
 
@@ -870,6 +871,13 @@ int members_reload(manager *m, char **ret_error)
         __atomic_store_n(&m->cfg, cfg, __ATOMIC_RELEASE);
         set_reload_result(m, NULL);
 
+        /* The Raft transport accepts only masters it knows: the new ones too, from now on. */
+        if (m->raft_initialised) {
+                r = transport_add_peers(&m->transport, cfg);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to add the new masters to the Raft "
+                                             "transport: %m, ignoring");
+        }
         if (m->sync_hooks.config_changed)
                 m->sync_hooks.config_changed(m, m->sync_hooks.userdata);
         if (m->serving_local) {

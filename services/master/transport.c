@@ -939,6 +939,47 @@ int transport_init(struct raft_uv_transport *t, uv_loop_t *loop, const config *c
         return 0;
 }
 
+int transport_add_peers(struct raft_uv_transport *t, const config *cfg)
+{
+        transport *tr = transport_of(t);
+        size_t add = 0;
+
+        for (size_t i = 0; i < cfg->n_nodes; i++)
+                add += cfg->nodes[i].master && !peer_by_id(tr, cfg->nodes[i].raft_id);
+        if (add == 0)
+                return 0;
+        peer *a = calloc(tr->n_peers + add, sizeof(*a));
+        if (!a)
+                return -ENOMEM;
+        /* A new array: handshakes and self point into the old one. */
+        memcpy(a, tr->peers, tr->n_peers * sizeof(*a));
+        for (hs *h = tr->handshakes; h; h = h->next)
+                if (h->peer)
+                        h->peer = a + (h->peer - tr->peers);
+        if (tr->self)
+                tr->self = a + (tr->self - tr->peers);
+        size_t n = tr->n_peers;
+        for (size_t i = 0; i < cfg->n_nodes; i++) {
+                const config_node *node = &cfg->nodes[i];
+                bool known = false;
+                for (size_t k = 0; k < n; k++)
+                        known = known || a[k].id == node->raft_id;
+                if (!node->master || known)
+                        continue;
+                peer *p = &a[n++];
+                p->id = node->raft_id;
+                snprintf(p->host, sizeof(p->host), "%s", node->address);
+                format_address(p->address, sizeof(p->address), node->address, node->raft_port);
+                peer_resolve(p, node->address, node->raft_port);
+                log_info("Raft transport: accepting master %s (raft id %u) at %s.", node->name,
+                         p->id, p->address);
+        }
+        free(tr->peers);
+        tr->peers = a;
+        tr->n_peers = n;
+        return 0;
+}
+
 bool transport_listen_called(const struct raft_uv_transport *t)
 {
         const transport *tr = t->impl;
