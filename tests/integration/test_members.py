@@ -452,3 +452,24 @@ def test_new_masters_bootstrap_only_together(make_members):
     assert "bootstrapped the same masters" in node3.log()
     c.put_label("x", "1")
     # A master added later (1 -> 3) never does: see test_one_to_three_masters_while_serving.
+
+
+def test_dry_run_and_no_cluster(make_members):
+    c = make_members(n=3, master_replicas=1)
+    node1 = c.masters[0]
+    # Nothing runs: nothing to compare with; the masters are asked and none answers.
+    r = c.apply()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "No master of" in r.stdout and "No master answered" in r.stdout, r
+    node1.start()
+    c.wait_leader()
+    c.write_yaml(3)
+    r = c.apply("--dry-run")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "add master node2 (raft id 2)" in r.stdout
+    assert "Reloading" not in r.stdout
+    time.sleep(0.5)
+    cfg = c.config(node1)
+    assert cfg["reloads"] == 0 and members_of(cfg) == ["node1"]
+    r = c.weirctl("config", "apply", "--wait", "0")
+    assert r.returncode == 2 and "--wait expects" in r.stderr, r
