@@ -862,9 +862,12 @@ int members_reload(manager *m, char **ret_error)
         seen_add(ms, cfg);
 
         const config_node *self = config_find_node(cfg, m->node->name);
-        if (self && self->master && self->raft_id == ms->self_id)
+        if (self && self->master && self->raft_id == ms->self_id) {
                 __atomic_store_n(&m->node, self, __ATOMIC_RELEASE);
-        else if (!atomic_exchange(&ms->retiring, true))
+                /* A master again (the removal was reverted before the leader got to it). */
+                if (atomic_exchange(&ms->retiring, false))
+                        log_info("This node is a master in %s again: no longer retiring.", path);
+        } else if (!atomic_exchange(&ms->retiring, true))
                 log_info("This node is no longer a master in %s: it stays a member until the "
                          "leader removes it, then exits.",
                          path);
