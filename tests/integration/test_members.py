@@ -191,13 +191,17 @@ def test_one_to_three_masters_while_serving(make_members):
         node3.start()
         wait_for(lambda: all((m.status() or {}).get("bootstrap") == "joined"
                              for m in (node2, node3)), 20, "new masters waiting to join", c)
+        t0 = time.monotonic()
         r = c.apply("--wait", str(APPLY_WAIT_S))
+        took = time.monotonic() - t0
         assert r.returncode == 0, r.stdout + r.stderr + c.logs()
         assert "add master node2 (raft id 2)" in r.stdout
         assert "add master node3 (raft id 3)" in r.stdout
         time.sleep(1.0)  # keep the client running after the change
     finally:
         client.finish()
+    print(f"1->3: {client.ok} ok, {len(client.failures)} failed, longest outage "
+          f"{client.longest_outage():.3f}s, apply took {took:.2f}s")
     assert client.ok > 20, (client.ok, len(client.failures))
     assert client.longest_outage() <= OUTAGE_BOUND_S, (client.failures, c.logs())
     leader, term, applied = agreement(c, c.masters)
@@ -233,7 +237,9 @@ def test_three_to_one_master_while_serving(make_members):
     try:
         time.sleep(1.0)
         c.write_yaml(1)
+        t0 = time.monotonic()
         r = c.apply("--wait", str(APPLY_WAIT_S))
+        took = time.monotonic() - t0
         assert r.returncode == 0, r.stdout + r.stderr + c.logs()
         assert "remove master node2 (raft id 2)" in r.stdout
         assert "remove master node3 (raft id 3)" in r.stdout
@@ -244,6 +250,8 @@ def test_three_to_one_master_while_serving(make_members):
         time.sleep(1.0)
     finally:
         client.finish()
+    print(f"3->1: {client.ok} ok, {len(client.failures)} failed, longest outage "
+          f"{client.longest_outage():.3f}s, apply took {took:.2f}s")
     assert client.ok > 20, (client.ok, len(client.failures))
     assert client.longest_outage() <= OUTAGE_BOUND_S, (client.failures, c.logs())
     assert node1.running
