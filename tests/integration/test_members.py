@@ -479,5 +479,9 @@ def test_dry_run_and_no_cluster(make_members):
     time.sleep(0.5)
     cfg = c.config(node1)
     assert cfg["reloads"] == 0 and members_of(cfg) == ["node1"]
+    # The reload call needs the cluster token, as every mutating call does.
+    code, _, _ = http_request("POST", node1.url("/v1/config/reload"), timeout=2.0)
+    assert code == 401
+    assert c.config(node1)["reloads"] == 0
     r = c.weirctl("config", "apply", "--wait", "0")
     assert r.returncode == 2 and "--wait expects" in r.stderr, r
