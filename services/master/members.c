@@ -844,9 +844,13 @@ int members_reload(manager *m, char **ret_error)
                 *ret_error = TAKE_PTR(error);
                 return -EINVAL;
         }
-        for (size_t i = 0; i < plan.n_changes; i++)
+        /* A follower's replicated state may lag (a new master catching up): the changes it
+         * would list are the leader's to make and to log. */
+        for (size_t i = 0; m->serving_local && i < plan.n_changes; i++)
                 log_info("Reload: %s.", plan.changes[i]);
-        if (plan.n_changes == 0)
+        if (!m->serving_local)
+                log_info("Reload: %s loaded; the leader applies its changes.", path);
+        else if (plan.n_changes == 0)
                 log_info("Reload: %s has no changes for the running cluster.", path);
         config_plan_done(&plan);
 
