@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "apiauth.h"
 #include "cleanup.h"
 #include "config-apply.h"
 #include "config.h"
@@ -49,10 +50,15 @@ static void help(void)
                "failed, 2 usage error.\n");
 }
 
-static void master_url(char *buf, size_t len, const char *address, long long port, const char *path)
+/* SCHEME://ADDRESS:PORT PATH of a master's API, as the YAML's TLS setting says. */
+static void master_url(const config *cfg, char *buf, size_t len, const char *address,
+                       long long port, const char *path)
 {
-        snprintf(buf, len, strchr(address, ':') ? "http://[%s]:%lld%s" : "http://%s:%lld%s",
-                 address, port, path);
+        char base[320];
+
+        if (apiauth_base_url(cfg, address, (unsigned)port, base, sizeof(base)) < 0)
+                base[0] = 0;
+        snprintf(buf, len, "%s%s", base, path);
 }
 
 /* The leader's GET /v1/config, asking the masters of CFG. 0 and *RET (the whole answer); -ENOENT
@@ -71,7 +77,7 @@ static int fetch_running(const config *cfg, httpc *h, json_t **ret)
 
                         if (!n->master)
                                 continue;
-                        master_url(url, sizeof(url), n->address, n->master_port, "/v1/config");
+                        master_url(cfg, url, sizeof(url), n->address, n->master_port, "/v1/config");
                         if (httpc_get(h, url, &res) < 0) {
                                 log_debug("%s: %s", url, httpc_last_error(h));
                                 continue;
@@ -88,7 +94,8 @@ static int fetch_running(const config *cfg, httpc *h, json_t **ret)
                         const char *leader =
                                 json_string_value(json_object_get(res.json, "leader_api"));
                         char lurl[512];
-                        snprintf(lurl, sizeof(lurl), "http://%s/v1/config", leader ?: "");
+                        snprintf(lurl, sizeof(lurl), "%s://%s/v1/config", apiauth_scheme(cfg),
+                                 leader ?: "");
                         httpc_response_done(&res);
                         if (leader && httpc_get(h, lurl, &res) == 0) {
                                 if (res.status == 200 &&
@@ -182,7 +189,7 @@ static int apply_http(const config *next, const json_t *running, httpc *h)
                         address = json_string_value(json_object_get(e, "address")) ?: "";
                         port = json_integer_value(json_object_get(e, "master_port"));
                 }
-                master_url(url, sizeof(url), address, port, "/v1/config/reload");
+                master_url(next, url, sizeof(url), address, port, "/v1/config/reload");
                 if (httpc_post(h, url, NULL, &res) < 0) {
                         printf("  %s: not reachable (%s)%s\n", name, httpc_last_error(h),
                                member_listed(masters, name)
@@ -202,7 +209,7 @@ static int apply_http(const config *next, const json_t *running, httpc *h)
                 httpc_response_done(&res);
         }
         if (reached == 0)
-                printf("No master answered: each reads the file when it starts.\n");
+                fprintf(stderr, "weirctl: no master could be reached\n");
         return failed ? -EIO : 0;
 }
 
@@ -278,10 +285,9 @@ static int config_apply(const char *path, bool dry_run, bool no_systemd, unsigne
                 fprintf(stderr, "%s: invalid; nothing was applied\n", path);
                 return 1;
         }
-        h = httpc_new();
-        if (!h || ctl_use_token(next, h) < 0)
+        h = ctl_httpc(next, APPLY_TIMEOUT_MS, 1000);
+        if (!h)
                 return log_oom(), 1;
-        httpc_set_timeout(h, APPLY_TIMEOUT_MS, 1000);
 
         r = fetch_running(next, h, &answer);
         if (r == -EAGAIN) {

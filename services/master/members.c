@@ -20,12 +20,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "apiauth.h"
 #include "cleanup.h"
 #include "config-apply.h"
 #include "log.h"
 #include "manager-internal.h"
 #include "members.h"
-#include "transport.h"
 
 #define _cleanup_json_ _cleanup_(json_decrefp)
 
@@ -304,7 +304,7 @@ static probe_verdict probe_round(manager *m, httpc *c, char *why, size_t why_len
                 if (!p->master || p == m->node)
                         continue;
                 manager_api_address(m, p->raft_id, api, sizeof(api));
-                snprintf(url, sizeof(url), "http://%s/v1/status", api);
+                snprintf(url, sizeof(url), "%s://%s/v1/status", apiauth_scheme(m->cfg), api);
                 if (httpc_get(c, url, &res) < 0 || res.status != 200 || !res.json) {
                         httpc_response_done(&res);
                         continue;
@@ -376,8 +376,10 @@ int members_decide_bootstrap(manager *m)
                 return log_oom();
         httpc_set_timeout(c, MEMBERS_PROBE_TIMEOUT, MEMBERS_PROBE_TIMEOUT);
         httpc_set_max_redirects(c, 0);
-        if (m->token)
-                httpc_set_token(c, m->token);
+        if (apiauth_httpc_setup(c, m->cfg, m->token) < 0) {
+                httpc_free(c);
+                return log_oom();
+        }
         bool logged = false;
         probe_verdict v;
         for (;;) {
@@ -878,13 +880,7 @@ int members_reload(manager *m, char **ret_error)
         __atomic_store_n(&m->cfg, cfg, __ATOMIC_RELEASE);
         set_reload_result(m, NULL);
 
-        /* The Raft transport accepts only masters it knows: the new ones too, from now on. */
-        if (m->raft_initialised) {
-                r = transport_add_peers(&m->transport, cfg);
-                if (r < 0)
-                        log_warning_errno(r, "Failed to add the new masters to the Raft "
-                                             "transport: %m, ignoring");
-        }
+        /* The Raft transport follows m->cfg by itself (transport.c, peers_refresh). */
         if (m->sync_hooks.config_changed)
                 m->sync_hooks.config_changed(m, m->sync_hooks.userdata);
         if (m->serving_local) {
@@ -921,7 +917,7 @@ void members_probe(manager *m, httpc *c)
                         continue;
                 snprintf(api, sizeof(api), strchr(n->address, ':') ? "[%s]:%u" : "%s:%u",
                          n->address, n->master_port);
-                snprintf(url, sizeof(url), "http://%s/v1/config", api);
+                snprintf(url, sizeof(url), "%s://%s/v1/config", apiauth_scheme(cfg), api);
                 if (httpc_get(c, url, &res) == 0 && res.status == 200 &&
                     json_is_true(json_object_get(res.json, "serving"))) {
                         json_t *list = json_object_get(res.json, "members");
