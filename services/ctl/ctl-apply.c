@@ -209,7 +209,7 @@ static int apply_http(const config *next, const json_t *running, httpc *h)
                 httpc_response_done(&res);
         }
         if (reached == 0)
-                fprintf(stderr, "weirctl: no master could be reached\n");
+                printf("No master answered: each reads the file when it starts.\n");
         return failed ? -EIO : 0;
 }
 
