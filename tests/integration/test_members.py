@@ -487,3 +487,23 @@ def test_dry_run_and_no_cluster(make_members):
     assert c.config(node1)["reloads"] == 0
     r = c.weirctl("config", "apply", "--wait", "0")
     assert r.returncode == 2 and "--wait expects" in r.stderr, r
+
+
+def test_restart_with_a_file_that_dropped_the_master(make_members):
+    """Restarting (instead of reloading) a master whose new file drops it, before the leader
+    removed it: it refuses to start and says how to get out of that."""
+    c = make_members(n=3, master_replicas=3)
+    c.start()
+    c.wait_leader()
+    node3 = c.masters[2]
+    assert node3.stop() == 0
+    c.write_yaml(1)
+    node3.start()
+    assert node3.proc.wait(timeout=15) == 1
+    log = node3.log()
+    assert "Node 'node3' runs no master" in log
+    assert "was a master (its raft log is still there)" in log
+    # Its raft data is untouched: with the previous file it rejoins.
+    c.write_yaml(3)
+    node3.start()
+    agreement(c, c.masters)
