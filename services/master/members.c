@@ -667,6 +667,28 @@ static void compare_record(const fsm *f, void *userdata)
         c->equal = stored && json_equal(stored, (json_t *)c->record);
 }
 
+/* Starts recording ms->record when the state machine holds something else. True when a write
+ * is pending or must be retried: reconcile() stops there. */
+static bool record_write(members *ms)
+{
+        manager *m = ms->m;
+        record_cmp c = {.record = ms->record};
+
+        manager_read_fsm(m, compare_record, &c);
+        if (c.equal)
+                return false;
+        json_t *cmd = fsm_cmd_members_set(ms->record);
+        int r = cmd ? manager_apply(m, cmd, on_record_done, ms) : -ENOMEM;
+        json_decref(cmd);
+        if (r == 0) {
+                ms->record_pending = true;
+                return true;
+        }
+        log_warning_errno(r, "Failed to record the membership: %m, retrying");
+        retry_later(ms);
+        return true;
+}
+
 static void reconcile(members *ms)
 {
         manager *m = ms->m;
@@ -693,23 +715,11 @@ static void reconcile(members *ms)
                 retry_later(ms);
                 return;
         }
-        if (reconcile_add(ms) || reconcile_remove(ms))
+        /* What the last change did is recorded before the next one starts: followers, weirctl
+         * and a master waiting to be removed see each step. And once more at the end: the
+         * probes may have corrected the record without a change. */
+        if (record_write(ms) || reconcile_add(ms) || reconcile_remove(ms) || record_write(ms))
                 return;
-
-        record_cmp c = {.record = ms->record};
-        manager_read_fsm(m, compare_record, &c);
-        if (!c.equal) {
-                json_t *cmd = fsm_cmd_members_set(ms->record);
-                int r = cmd ? manager_apply(m, cmd, on_record_done, ms) : -ENOMEM;
-                json_decref(cmd);
-                if (r == 0) {
-                        ms->record_pending = true;
-                        return;
-                }
-                log_warning_errno(r, "Failed to record the membership: %m, retrying");
-                retry_later(ms);
-                return;
-        }
         bool was = false;
         pthread_mutex_lock(&m->state_lock);
         was = ms->converged;

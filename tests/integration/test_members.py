@@ -507,3 +507,28 @@ def test_restart_with_a_file_that_dropped_the_master(make_members):
     c.write_yaml(3)
     node3.start()
     agreement(c, c.masters)
+
+
+def test_new_master_down_is_retried(make_members):
+    """1 -> 3 with node3 not started yet: node2 becomes a voter, node3's promotion fails and is
+    retried (libraft catches it up only once it answers); the cluster serves meanwhile, and
+    starting node3 completes the change."""
+    c = make_members(n=3, master_replicas=1)
+    node1, node2, node3 = c.masters
+    node1.start()
+    c.wait_leader()
+    c.write_yaml(3)
+    node2.start()
+    r = c.apply("--wait", "8")
+    assert r.returncode == 1 and "did not reach" in r.stderr, r.stdout + r.stderr
+    cfg = c.config(node1)
+    assert not cfg["converged"]
+    roles = {m["node"]: m["role"] for m in cfg["members"] or []}
+    assert roles.get("node2") == "voter", (roles, c.logs())
+    assert roles.get("node3") in ("spare", "standby"), (roles, c.logs())
+    c.put_label("meanwhile", "1")  # node1 and node2 are a quorum of two voters
+    node3.start()
+    wait_for(lambda: c.config(node1)["converged"], 30, "node3 promoted once it answers", c)
+    assert members_of(c.config(node1)) == ["node1", "node2", "node3"]
+    assert "failed: " in node1.log() and "retrying" in node1.log()
+    agreement(c, c.masters)
