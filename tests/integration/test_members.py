@@ -469,8 +469,9 @@ def test_dry_run_and_no_cluster(make_members):
     node1 = c.masters[0]
     # Nothing runs: nothing to compare with; the masters are asked and none answers.
     r = c.apply()
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "No master of" in r.stdout and "No master answered" in r.stdout, r
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "no master of the file answers (node1 at 127.0.1.1:19998)" in r.stderr, r
+    assert "nothing was applied" in r.stderr
     node1.start()
     c.wait_leader()
     c.write_yaml(3)
@@ -532,3 +533,49 @@ def test_new_master_down_is_retried(make_members):
     assert members_of(c.config(node1)) == ["node1", "node2", "node3"]
     assert "failed: " in node1.log() and "retrying" in node1.log()
     agreement(c, c.masters)
+
+
+def test_apply_with_systemctl(make_members, tmp_path):
+    """The systemd path, with a systemctl stand-in first in $PATH that logs its arguments:
+    daemon-reload, start --no-block weir.target, and reload of weir-master only where it is
+    active; a refused file runs none of them."""
+    c = make_members(n=3, master_replicas=1)
+    c.masters[0].start()
+    c.wait_leader()
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    calls = tmp_path / "calls"
+    fake = bindir / "systemctl"
+    fake.write_text("#!/bin/sh\n"
+                    f"echo \"$*\" >> {calls}\n"
+                    # is-active answers what $FAKE_MASTER_ACTIVE says
+                    "if [ \"$1\" = is-active ]; then exit ${FAKE_MASTER_ACTIVE:-3}; fi\n"
+                    "exit 0\n")
+    fake.chmod(0o755)
+
+    def apply(active, *args):
+        env = dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}", WEIR_NO_SYSTEMD="0",
+                   FAKE_MASTER_ACTIVE=str(active))
+        if calls.exists():
+            calls.unlink()
+        r = subprocess.run([c.weirctl_path, "--config", c.yaml_path, "config", "apply", *args],
+                           capture_output=True, text=True, timeout=60, env=env)
+        return r, (calls.read_text().splitlines() if calls.exists() else [])
+
+    c.write_yaml(3)
+    r, seen = apply(0)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert seen == ["daemon-reload", "start --no-block weir.target",
+                    "is-active --quiet weir-master.service", "reload weir-master.service"], seen
+    r, seen = apply(3)
+    assert r.returncode == 0 and seen == ["daemon-reload", "start --no-block weir.target",
+                                          "is-active --quiet weir-master.service"], seen
+    # Refused: nothing is run.
+    c.write_yaml(3, mutate=lambda t: t.replace("metadata: {name: test}", "metadata: {name: x}"))
+    r, seen = apply(0)
+    assert r.returncode == 1 and "Cluster: metadata.name" in r.stderr and seen == [], (r, seen)
+    # The only running master moved: the file cannot find the cluster; nothing is run either.
+    c.write_yaml(3, mutate=lambda t: t.replace("address: 127.0.1.1,", "address: 127.0.1.9,"))
+    r, seen = apply(0)
+    assert r.returncode == 1 and "no master of the file answers" in r.stderr, r
+    assert "spec.nodes[N].address" in r.stderr and seen == [], (r, seen)
