@@ -301,7 +301,8 @@ static int get_entry(const ctl_context *ctx, api *a, const char *verb, const cha
                 log_oom();
                 return 1;
         }
-        if (api_open(ctx, a) < 0)
+        /* once: ls calls this for every page, on one keep-alive connection */
+        if (!a->c && api_open(ctx, a) < 0)
                 return 1;
         if (api_request(a, "GET", url, res) < 0) {
                 log_error("No master of %s answered.", ctx->config_path);
