@@ -34,6 +34,10 @@ static int api_open(const ctl_context *ctx, api *a)
         config_diags diags = {};
         int r;
 
+        /* once per command: ls asks page after page on one kept-alive connection (a client
+         * per page would hold a connection per page, and the API limits each client's) */
+        if (a->c)
+                return 0;
         r = config_load(ctx->config_path, &a->cfg, &diags);
         if (r < 0) {
                 config_diags_print(&diags, ctx->config_path);

@@ -473,9 +473,12 @@ static json_t *apply_members_set(fsm *f, json_t *cmd)
         if (!json_is_array(members) || json_array_size(members) == 0 ||
             json_array_size(members) > FSM_MAX_MEMBERS)
                 return error_result(400, "members_set needs 1-" FSM_MAX_MEMBERS_TEXT " members");
-        json_array_foreach(members, i, m) if (!json_is_integer(json_object_get(m, "id")) ||
-                                              !jstr(m, "node") || !jstr(m, "address")) return
-                error_result(400, "a member needs id, node and address");
+        json_array_foreach(
+                members, i,
+                m) if (!json_is_integer(json_object_get(m, "id")) || !jstr(m, "node") ||
+                       !jstr(m,
+                             "address")) return error_result(400,
+                                                             "a member needs id, node and address");
         json_decref(f->members);
         f->members = json_deep_copy(members);
         if (!f->members)
@@ -569,11 +572,11 @@ int fsm_snapshot(fsm *f, char **ret_buf, size_t *ret_len)
                 return -ENOMEM;
         json_array_foreach(f->dedup_order, i, k) json_array_append_new(
                 dedup, json_pack("[O,O]", k, json_object_get(f->dedup, json_string_value(k))));
-        _cleanup_json_ json_t *s = json_pack(
-                "{s:i,s:I,s:I,s:O,s:O,s:O,s:O,s:O*}", "version", FSM_STATE_VERSION, "index",
-                (json_int_t)f->index, "next_file_id", (json_int_t)f->next_file_id, "datasets",
-                f->datasets, "staging", f->staging, "workers", f->workers, "dedup", dedup,
-                "members", f->members);
+        _cleanup_json_ json_t *s =
+                json_pack("{s:i,s:I,s:I,s:O,s:O,s:O,s:O,s:O*}", "version", FSM_STATE_VERSION,
+                          "index", (json_int_t)f->index, "next_file_id",
+                          (json_int_t)f->next_file_id, "datasets", f->datasets, "staging",
+                          f->staging, "workers", f->workers, "dedup", dedup, "members", f->members);
         if (!s)
                 return -ENOMEM;
         char *buf = json_dumps(s, JSON_COMPACT | JSON_SORT_KEYS);

@@ -26,9 +26,9 @@
  * committed tree; its version starts at 1 and grows when size, ETag or mtime change.
  */
 
-#define FSM_DEDUP_MAX     4096
-#define FSM_MAX_BATCH     10000 /* entries per TREE_BATCH */
-#define FSM_STATE_VERSION 1
+#define FSM_DEDUP_MAX        4096
+#define FSM_MAX_BATCH        10000 /* entries per TREE_BATCH */
+#define FSM_STATE_VERSION    1
 #define FSM_MAX_MEMBERS      1024 /* as CONFIG_MAX_NODES */
 #define FSM_MAX_MEMBERS_TEXT "1024"
 
