@@ -1,0 +1,123 @@
+"""A master whose Raft log is gone (data directory deleted, or moved aside by --rejoin) catches up.
+
+Runs against whatever libraft the build links: Debian's raft 0.15 and raft-cowsql 0.22.1 (built
+with PKG_CONFIG_PATH pointing at it, run with LD_LIBRARY_PATH). On raft-cowsql the leader kept
+the emptied follower's old match index and never sent it anything (docs/master.md, "A master
+with an emptied log"); the master now asks the leader to take it out of the membership and add
+it back, which resets that progress on every libraft.
+
+Run: WEIR_BUILD_DIR=build /usr/bin/python3 -m pytest -q tests/integration/test_master_emptied.py
+"""
+
+import os
+import shutil
+import time
+
+import pytest
+
+from conftest import weir_binary
+from weirtest.cluster import MasterCluster
+
+BOUND_S = 20.0  # generous: the machine is shared and loaded
+
+
+@pytest.fixture
+def make_cluster(tmp_path, build_dir):
+    weir_binary("weir-master")
+    clusters = []
+
+    def make(**kw):
+        c = MasterCluster(tmp_path / f"c{len(clusters)}", build_dir, **kw)
+        clusters.append(c)
+        return c
+
+    yield make
+    for c in clusters:
+        c.stop()
+
+
+def raft_dir(master):
+    return os.path.join(master.data_dir, "master", "raft")
+
+
+def wait_caught_up(c, m, leader, what):
+    """Waits until M follows LEADER with at least the leader's applied index."""
+    deadline = time.monotonic() + BOUND_S
+    s = ls = None
+    while time.monotonic() < deadline:
+        s, ls = m.status(), leader.status()
+        if s and ls and s.get("leader") == leader.name and s["applied"] >= ls["applied"]:
+            return s, ls
+        time.sleep(0.1)
+    raise AssertionError(f"{m.name} ({what}) did not catch up within {BOUND_S}s: "
+                         f"{s} vs leader {ls}\n{c.logs()}")
+
+
+def check_can_lead_with_everything(c, rejoined, leader, written):
+    """The rejoined master holds the whole state and votes: with the old leader gone, only it
+    and the other follower remain, so no leader can be elected without its vote, and the one
+    elected (either of them) serves every label."""
+    leader.kill()
+    new = c.wait_leader(timeout=BOUND_S)
+    assert new is not leader
+    c.put_label("after-failover", "1", deadline_s=BOUND_S)
+    written["after-failover"] = "1"
+    assert c.labels() == written
+    if new is not rejoined:
+        wait_caught_up(c, rejoined, new, "after the failover")
+
+
+@pytest.mark.parametrize("snapshots", [False, True], ids=["log", "snapshot"])
+def test_deleted_raft_dir_catches_up(make_cluster, snapshots):
+    """Stop a follower, delete its raft directory, start it: it gets the state from the
+    leader. 'log': the leader still holds entry 1 (no snapshot yet); 'snapshot': the leader's
+    log was compacted, so the state comes as a snapshot."""
+    c = make_cluster(n=3, first_address=1, snapshot_threshold=16 if snapshots else None)
+    c.start()
+    leader = c.wait_leader()
+    written = {}
+    for i in range(40):
+        c.put_label(f"k{i}", str(i))
+        written[f"k{i}"] = str(i)
+    victim = next(m for m in c.masters if m is not leader)
+    wait_caught_up(c, victim, leader, "before the stop")
+    assert victim.stop() == 0
+    shutil.rmtree(raft_dir(victim))
+    # Writes while it is away, then it comes back empty.
+    for i in range(5):
+        c.put_label(f"away{i}", str(i))
+        written[f"away{i}"] = str(i)
+    victim.start()
+    s, ls = wait_caught_up(c, victim, leader, "deleted raft dir")
+    assert s["applied"] > 40, s
+    # New writes reach it too.
+    c.put_label("later", "x")
+    written["later"] = "x"
+    wait_caught_up(c, victim, leader, "after a new write")
+    assert c.wait_leader() is leader
+    log = victim.log()
+    assert "asked the leader to reset" in log or "Reset" in log, log[-3000:]
+    check_can_lead_with_everything(c, victim, leader, written)
+
+
+def test_rejoin_catches_up_and_leads(make_cluster):
+    """--rejoin of a healthy follower (its log moved aside): the same catch-up."""
+    c = make_cluster(n=3, first_address=1)
+    c.start()
+    leader = c.wait_leader()
+    written = {}
+    for i in range(30):
+        c.put_label(f"r{i}", str(i))
+        written[f"r{i}"] = str(i)
+    victim = next(m for m in c.masters if m is not leader)
+    wait_caught_up(c, victim, leader, "before the stop")
+    assert victim.stop() == 0
+    victim.start(extra_args=["--rejoin"])
+    wait_caught_up(c, victim, leader, "--rejoin")
+    c.put_label("later", "x")
+    written["later"] = "x"
+    wait_caught_up(c, victim, leader, "after a new write")
+    aside = [n for n in os.listdir(os.path.join(victim.data_dir, "master"))
+             if n.startswith("raft.damaged-")]
+    assert len(aside) == 1, aside
+    check_can_lead_with_everything(c, victim, leader, written)
