@@ -546,13 +546,18 @@ static void on_change(struct raft_change *req, int status)
                 verified_set(ms, id);
                 log_info("Removed raft id %u from the membership.", id);
                 break;
-        case CHANGE_RESET:
-                /* Not verified: reconcile_add() adds it back, with fresh replication state. */
+        case CHANGE_RESET: {
+                /* Not verified (a change that completed meanwhile may have set it):
+                 * reconcile_add() adds it back, with fresh replication state. */
+                char k[16];
+                snprintf(k, sizeof(k), "%u", id);
+                json_object_del(ms->verified, k);
                 record_drop(ms, id);
                 ms->reset_id = 0;
                 log_info("Removed master %s (raft id %u), whose log was emptied; adding it back.",
                          name, id);
                 break;
+        }
         }
         publish(ms, false);
         reconcile(ms);
@@ -740,15 +745,16 @@ int members_reset(manager *m, unsigned id)
 
         if (!ms || !m->serving_local)
                 return -EAGAIN;
-        if (id == ms->self_id || !desired(m->cfg, id))
+        if (id == 0)
+                return -ENOENT;
+        if (id == ms->self_id)
                 return -EINVAL;
+        if (!desired(m->cfg, id))
+                return -ENOENT; /* added later, if ever, with fresh state */
         if (ms->reset_id && ms->reset_id != id)
                 return -EBUSY;
         if (ms->reset_id == id)
                 return 0;
-        char k[16];
-        snprintf(k, sizeof(k), "%u", id);
-        json_object_del(ms->verified, k);
         ms->reset_id = id;
         reconcile(ms); /* or the pending change's callback does */
         return 0;

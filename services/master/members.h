@@ -44,7 +44,7 @@ void members_bootstrapped(manager *m);
 
 /* Loop thread, leader: removes master ID from the membership and adds it back (its log was
  * emptied: rejoin.c). 0 scheduled (or already), -EAGAIN not serving, -EBUSY another master's
- * reset is pending, -EINVAL ID is this leader or not a master of the YAML. */
+ * reset is pending, -EINVAL ID is this leader, -ENOENT ID is not a master of the YAML. */
 int members_reset(manager *m, unsigned id);
 
 /* Loop thread: this node started (true) or stopped (false) serving as leader. */

@@ -147,15 +147,18 @@ static void reset_on_loop(manager *m, bool stopping, void *userdata)
         case -EAGAIN:
                 api_reply_not_leader(m, c->req);
                 return;
+        case -ENOENT:
+                /* Not a member to the leader: when a reload adds it, it starts afresh anyway. */
+                httpd_reply_json(c->req, 200,
+                                 json_pack("{s:s,s:b,s:s}", "node", c->name, "reset", 0, "reason",
+                                           "not a master in the leader's cluster YAML"));
+                return;
         case -EBUSY:
                 httpd_reply_header(c->req, "Retry-After", "1");
                 httpd_reply_error(c->req, 409, "the reset of another master is under way; retry");
                 return;
         default:
-                httpd_reply_error(c->req, 409,
-                                  "%s cannot be reset: it is this leader, or no longer a master "
-                                  "of the cluster YAML",
-                                  c->name);
+                httpd_reply_error(c->req, 409, "%s is the leader: its log is not empty", c->name);
                 return;
         }
 }
@@ -181,18 +184,15 @@ void rejoin_h_reset(httpd_request *req, void *userdata)
                 return;
         }
         memcpy(c->name, suffix, len);
-        const config *cfg = __atomic_load_n(&m->cfg, __ATOMIC_ACQUIRE);
-        const config_node *n = config_find_node(cfg, c->name);
-        if (!n || !n->master) {
-                httpd_reply_error(req, 404, "%s is not a master of the cluster YAML", c->name);
-                return;
-        }
         if (!manager_get_view(m).serving) {
                 api_reply_not_leader(m, req);
                 return;
         }
+        /* The leader's YAML decides; a name it does not know is answered on the loop. */
+        const config *cfg = __atomic_load_n(&m->cfg, __ATOMIC_ACQUIRE);
+        const config_node *n = config_find_node(cfg, c->name);
         c->req = req;
-        c->id = n->raft_id;
+        c->id = n && n->master ? n->raft_id : 0;
         if (manager_call_on_loop(m, reset_on_loop, c) < 0) {
                 httpd_reply_header(req, "Retry-After", "1");
                 httpd_reply_error(req, 503, "master shutting down");
@@ -246,7 +246,16 @@ static bool ask_round(manager *m, httpc *c, char *why, size_t why_len)
                 snprintf(url, sizeof(url), "%s://%s/v1/masters/%s/reset", apiauth_scheme(cfg), api,
                          m->node->name);
                 int r = httpc_post(c, url, NULL, &res);
-                if (r == 0 && res.status == 202) {
+                if (r == 0 && (res.status == 202 || res.status == 200)) {
+                        if (res.status == 200)
+                                log_info("The leader does not count this master as one yet (%s): "
+                                         "it adds it with fresh replication state.",
+                                         json_string_value(json_object_get(res.json, "reason"))
+                                                 ?: "");
+                        else
+                                log_info("This master's raft log is empty: asked the leader to "
+                                         "reset it (remove it from the membership and add it "
+                                         "back), so that the leader sends it the whole state.");
                         httpc_response_done(&res);
                         return true;
                 }
@@ -269,12 +278,8 @@ int rejoin_ask_reset(manager *m)
         httpc_set_timeout(c, PROBE_TIMEOUT_MS, PROBE_TIMEOUT_MS);
         for (unsigned i = 0; i < REJOIN_RESET_TRIES && !m->stopping; i++) {
                 (void)sd_notify(false, "WATCHDOG=1");
-                if (ask_round(m, c, why, sizeof(why))) {
-                        log_info("This master's raft log is empty: asked the leader to reset it "
-                                 "(remove it from the membership and add it back), so that the "
-                                 "leader sends it the whole state.");
+                if (ask_round(m, c, why, sizeof(why)))
                         return 0;
-                }
                 wait_on_loop(m, MEMBERS_PROBE_MS);
         }
         if (m->stopping)

@@ -26,5 +26,6 @@ int rejoin_explain(const config_node *self, const char *raft_dir, const char *er
 int rejoin_ask_reset(manager *m);
 
 /* POST /v1/masters/NAME/reset (leader; followers redirect): 202 once the reset of NAME is
- * scheduled (members_reset()). */
+ * scheduled (members_reset()), 200 {"reset": false} when NAME is no master in the leader's YAML
+ * (nothing to reset), 409 for the leader itself or while another reset runs. */
 void rejoin_h_reset(httpd_request *req, void *userdata);

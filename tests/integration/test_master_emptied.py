@@ -121,3 +121,42 @@ def test_rejoin_catches_up_and_leads(make_cluster):
              if n.startswith("raft.damaged-")]
     assert len(aside) == 1, aside
     check_can_lead_with_everything(c, victim, leader, written)
+
+
+def test_reset_call_answers(make_cluster):
+    """The call an emptied master makes, from outside: token, method, path and names checked;
+    a follower redirects to the leader; the leader refuses to reset itself."""
+    from weirtest.cluster import http_request
+    c = make_cluster(n=3, first_address=1)
+    c.start()
+    leader = c.wait_leader()
+    follower = next(m for m in c.masters if m is not leader)
+    url = leader.url(f"/v1/masters/{follower.name}/reset")
+    code, _, _ = http_request("POST", url)
+    assert code == 401
+    code, body, _ = http_request("GET", url, token=c.token)
+    assert code == 405, body
+    for bad in ("/v1/masters/", "/v1/masters/node2", "/v1/masters/node2/resetx",
+                "/v1/masters//reset", "/v1/masters/" + "n" * 300 + "/reset"):
+        code, body, _ = http_request("POST", leader.url(bad), token=c.token)
+        assert code == 404, (bad, code, body)
+    code, body, _ = http_request("POST", leader.url("/v1/masters/stranger/reset"), token=c.token)
+    assert (code, body["reset"]) == (200, False), body
+    code, body, _ = http_request("POST", leader.url(f"/v1/masters/{leader.name}/reset"),
+                                 token=c.token)
+    assert code == 409, body
+    # Through a follower (redirected): the reset runs, and the cluster converges with the
+    # follower a voter again and every label on it.
+    c.put_label("x", "1")
+    code, body, _ = http_request("POST", follower.url(f"/v1/masters/{follower.name}/reset"),
+                                 token=c.token, timeout=5.0)
+    assert (code, body["reset"]) == (202, True), body
+    deadline = time.monotonic() + BOUND_S
+    while "whose log was emptied; adding it back" not in leader.log() or \
+            f"Master {follower.name} (raft id {follower.index + 1}) is a voter" not in \
+            leader.log().split("adding it back")[-1]:
+        assert time.monotonic() < deadline, c.logs()
+        time.sleep(0.1)
+    c.put_label("y", "2")
+    wait_caught_up(c, follower, leader, "after a reset")
+    assert c.labels() == {"x": "1", "y": "2"}
