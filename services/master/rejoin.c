@@ -230,7 +230,7 @@ static void wait_on_loop(manager *m, unsigned ms)
 }
 
 /* One round: POST to the other masters in YAML order (a follower redirects to the leader).
- * True once one answered 202; *ret_why says what the last one answered otherwise. */
+ * True once one answered 202 or 200; WHY says what the last one answered otherwise. */
 static bool ask_round(manager *m, httpc *c, char *why, size_t why_len)
 {
         const config *cfg = m->cfg;
