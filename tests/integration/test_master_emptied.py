@@ -2,9 +2,9 @@
 
 Runs against whatever libraft the build links: Debian's raft 0.15 and raft-cowsql 0.22.1 (built
 with PKG_CONFIG_PATH pointing at it, run with LD_LIBRARY_PATH). On raft-cowsql the leader kept
-the emptied follower's old match index and sent it only empty heartbeats (docs/master.md, "A master
-with an emptied log"); the master now asks the leader to take it out of the membership and add
-it back, which resets that progress on every libraft.
+the emptied follower's old match index and sent it only empty heartbeats (docs/master.md, "A
+master with an emptied log"); the master now asks the leader to take it out of the membership
+and add it back, which resets that progress on every libraft.
 
 Run: WEIR_BUILD_DIR=build /usr/bin/python3 -m pytest -q tests/integration/test_master_emptied.py
 """
