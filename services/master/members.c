@@ -369,6 +369,7 @@ int members_decide_bootstrap(manager *m)
         if (r < 0)
                 return log_error_errno(EIO, "libuv: %s", uv_strerror(r));
         load_boot_conf(m);
+        bool had_log = rejoin_mark_started(m) || m->opts.rejoin;
         if (!raft_dir_empty(m) || config_n_masters(m->cfg) <= 1) {
                 /* A log exists (raft answers RAFT_CANTBOOTSTRAP), or a single master. */
                 atomic_store(&ms->boot, MEMBERS_BOOT_BOOTSTRAPPED);
@@ -417,11 +418,11 @@ int members_decide_bootstrap(manager *m)
         if (v == PROBE_JOIN) {
                 atomic_store(&ms->boot, MEMBERS_BOOT_JOINED);
                 log_info("Not bootstrapping: %s; this master waits until the leader adds it.", why);
-                return rejoin_ask_reset(m);
+                return had_log ? rejoin_ask_reset(m) : 0;
         }
         atomic_store(&ms->boot, MEMBERS_BOOT_BOOTSTRAPPED);
         log_info("Bootstrapping the masters of the YAML: %s.", why);
-        r = ms->saw_running ? rejoin_ask_reset(m) : 0;
+        r = had_log && ms->saw_running ? rejoin_ask_reset(m) : 0;
         return r < 0 ? r : 1;
 }
 

@@ -124,6 +124,26 @@ int rejoin_prepare(const config *cfg, const config_node *self, const char *token
 
 /* ---- reset: the leader forgets what it knew of an emptied master's log ---- */
 
+bool rejoin_mark_started(manager *m)
+{
+        _cleanup_free_ char *path = NULL, *tmp = NULL;
+        char line[64] = "";
+
+        if (asprintf(&path, "%s/raft-started", m->dir) < 0 || asprintf(&tmp, "%s.tmp", path) < 0)
+                return log_oom(), false;
+        _cleanup_fclose_ FILE *in = fopen(path, "re");
+        if (in && fgets(line, sizeof(line), in) && strncmp(line, "weir-raft-started ", 18) == 0)
+                return true; /* any version: raft ran here */
+        if (in)
+                log_warning("%s does not start with 'weir-raft-started', rewriting it", path);
+        /* A new master, or one that predates the file: a master with a log gets it now. */
+        _cleanup_fclose_ FILE *f = fopen(tmp, "we");
+        if (!f || fputs("weir-raft-started 1\n", f) < 0 || fflush(f) != 0 || fsync(fileno(f)) < 0 ||
+            rename(tmp, path) < 0)
+                log_warning_errno(errno, "Failed to write %s: %m, ignoring", path);
+        return false;
+}
+
 typedef struct reset_call {
         httpd_request *req;
         unsigned id;

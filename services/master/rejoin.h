@@ -17,6 +17,11 @@ int rejoin_prepare(const config *cfg, const config_node *self, const char *token
  * do. Returns -EBADMSG. */
 int rejoin_explain(const config_node *self, const char *raft_dir, const char *errmsg);
 
+/* Every start, before raft starts: records in DIR/raft-started that this master ran raft here
+ * (format 1: the line "weir-raft-started 1"). True when it had been recorded before: an empty
+ * raft directory then means a lost log, not a new master. */
+bool rejoin_mark_started(manager *m);
+
 /* A master that starts with an empty raft directory in a running cluster (--rejoin, or its
  * directory was deleted) asks the leader, over the API, to remove it from the membership and add
  * it back: the leader's replication state for it would otherwise still describe its lost log.

@@ -143,3 +143,34 @@ def test_reset_call_answers(make_cluster):
     c.put_label("y", "2")
     wait_caught_up(c, follower, leader, "after a reset")
     assert c.labels() == {"x": "1", "y": "2"}
+
+
+def test_late_founder_is_not_reset_and_a_lost_data_dir_rejoins(make_cluster):
+    """A founding master that starts for the first time after the others elected has never held
+    a log: it is not reset (its journal and the leader's say nothing of it). Once it ran, its
+    whole data directory lost (a replaced disk) leaves no trace of that: --rejoin says so, and
+    the leader resets it."""
+    c = make_cluster(n=3, first_address=1)
+    late = c.masters[0]
+    for m in c.masters[1:]:
+        m.start()
+    leader = c.wait_leader()
+    written = {}
+    for i in range(10):
+        c.put_label(f"e{i}", str(i))
+        written[f"e{i}"] = str(i)
+    late.start()
+    wait_caught_up(c, late, leader, "late first start")
+    assert "asked the leader to reset" not in late.log(), late.log()
+    assert "Could not ask the leader" not in late.log(), late.log()
+    assert "its log was emptied" not in leader.log(), leader.log()
+
+    assert late.stop() == 0
+    shutil.rmtree(late.data_dir)
+    c.put_label("while-away", "1")
+    written["while-away"] = "1"
+    late.start(extra_args=["--rejoin"])
+    wait_caught_up(c, late, leader, "lost data dir, --rejoin")
+    assert "asked the leader to reset" in late.log(), late.log()
+    assert "Removing raft id 1 from the membership to add it back" in leader.log(), leader.log()
+    check_can_lead_with_everything(c, late, leader, written)
