@@ -18,6 +18,7 @@
 #include "manager-internal.h"
 #include "members.h"
 #include "parse.h"
+#include "rejoin.h"
 #include "timeutil.h"
 
 #define WORKER_BODY_MAX (8u << 20)
@@ -29,7 +30,7 @@
 /* ---- leader gate ---- */
 
 /* Replies 307 to the leader or 503 when this node cannot serve a leader-only call. */
-static bool api_reply_not_leader(manager *m, httpd_request *req)
+bool api_reply_not_leader(manager *m, httpd_request *req)
 {
         manager_view v = manager_get_view(m);
         char api[300], base[320];
@@ -962,6 +963,7 @@ static const httpd_route api_routes[] = {
         {"POST", "/v1/fuses/", h_fuse_heartbeat, HTTPD_ROUTE_PREFIX | HTTPD_ROUTE_JSON, 0},
         {"GET", "/v1/config", members_h_config, 0, 0},
         {"POST", "/v1/config/reload", members_h_reload, 0, MEMBERS_RELOAD_BODY_MAX},
+        {NULL, "/v1/masters/", rejoin_h_reset, HTTPD_ROUTE_PREFIX, 0},
 };
 
 int api_start(manager *m)

@@ -96,6 +96,9 @@ struct manager {
 int manager_call_on_loop(manager *m, void (*fn)(manager *m, bool stopping, void *userdata),
                          void *userdata);
 
+/* api.c: replies 307 to the leader, or 503 while none serves. Returns true. */
+bool api_reply_not_leader(manager *m, httpd_request *req);
+
 /* A copy of the published view. */
 manager_view manager_get_view(manager *m);
 const char *manager_role_name(int role);
