@@ -442,6 +442,18 @@ static httpd_request *request_new(httpd *h, struct MHD_Connection *c, const char
         return req;
 }
 
+/* MHD decodes %00 in a query value and hands it over NUL-terminated, so "path=/a%00/b" would
+ * read as "/a": such a parameter is refused instead of silently cut. */
+static enum MHD_Result find_nul_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    size_t key_size, const char *value, size_t value_size)
+{
+        if (strlen(key) != key_size || (value && strlen(value) != value_size)) {
+                *(bool *)cls = true;
+                return MHD_NO;
+        }
+        return MHD_YES;
+}
+
 static void request_route(httpd_request *req)
 {
         httpd *h = req->server;
@@ -476,6 +488,12 @@ static void request_route(httpd_request *req)
         if (!ok) {
                 httpd_reply_header(req, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
                 request_fail(req, MHD_HTTP_UNAUTHORIZED, "missing or wrong bearer token");
+                return;
+        }
+        bool nul = false;
+        MHD_get_connection_values_n(req->connection, MHD_GET_ARGUMENT_KIND, find_nul_arg, &nul);
+        if (nul) {
+                request_fail(req, MHD_HTTP_BAD_REQUEST, "a query parameter contains a NUL byte");
                 return;
         }
 
