@@ -305,7 +305,16 @@ int httpd_reply_error(httpd_request *req, unsigned status, const char *format, .
         va_start(ap, format);
         vsnprintf(msg, sizeof(msg), format, ap);
         va_end(ap);
-        return httpd_reply_json(req, status, json_pack("{s:s}", "error", msg));
+        json_t *j = json_pack("{s:s}", "error", msg);
+        if (!j) {
+                /* A quoted client value that is not UTF-8 (or cut inside a character): the
+                 * client still gets its status and message, with '?' for the bytes. */
+                for (char *p = msg; *p; p++)
+                        if ((unsigned char)*p >= 0x80)
+                                *p = '?';
+                j = json_pack("{s:s}", "error", msg);
+        }
+        return httpd_reply_json(req, status, j);
 }
 
 int httpd_reply_fd(httpd_request *req, unsigned status, const char *content_type, int fd,

@@ -328,6 +328,14 @@ def test_hostile_paging_parameters(node):
     for lim in bad_limits:
         code, ans = raw(node.master_port, req("GET", f"{base}&limit={lim}", READ_TOKEN), timeout=10)
         assert code == 400 and b"limit" in ans, (lim, ans[:300])
+    # error messages quote the bad value: invalid UTF-8 in it, or a character cut by the
+    # quote's 40-byte bound, must still give the 400 naming the parameter (before the fix:
+    # 500 "out of memory", as the JSON encoder refused the message)
+    cut = "a" + "%C3%A9" * 25
+    for q, what in [("limit=%ff", b"limit"), (f"limit={cut}", b"limit"),
+                    ("limit=1&fields=%ff%fe", b"fields"), (f"limit=1&fields={cut}", b"fields")]:
+        code, ans = raw(node.master_port, req("GET", f"{base}&{q}", READ_TOKEN))
+        assert code == 400 and what in ans, (q, ans[:300])
     code, ans = raw(node.master_port, req("GET", f"{base}&after=f1.bin", READ_TOKEN))
     assert code == 400 and b"after" in ans, ans[:300]
     code, ans = raw(node.master_port, req("GET", f"{base}&limit=1&after={'a' * 4097}", READ_TOKEN))
@@ -430,3 +438,65 @@ def test_many_requests_on_one_keepalive_connection(node):
                 got += c
             assert raw(node.master_port, req("GET", "/healthz"), timeout=5)[0] == 200
     assert got.count(b"HTTP/1.1 200") == n
+
+
+def test_wrong_mac_flood_from_masters_addresses_starves_no_one(cluster3):
+    """A host that can send from the masters' own addresses (a listed address, so not cut at
+    accept) but lacks the secret: 16 threads run valid HELLOs with a wrong PROOF as fast as they
+    can, from the follower's address to the leader and from the leader's address to the
+    follower, while the follower is killed and restarted. The real follower must still connect
+    both ways (it catches up), the leader stays leader, the label writes go through, and the
+    refusals are rate-limited in the journal. Fails if a refused handshake held a slot past its
+    answer or if the per-address limit dropped real masters' handshakes under the flood."""
+    from test_attack_raft import RAFT_PORT, follower_of, raft_address, raft_id
+    from weirtest import raftwire
+
+    leader = cluster3.wait_leader()
+    follower = follower_of(cluster3, leader)
+    stop = threading.Event()
+    counts = {"challenged": 0}
+    lock = threading.Lock()
+
+    def flood(src, dst):
+        while not stop.is_set():
+            try:
+                s = raftwire.connect(dst.address, RAFT_PORT, source=src.address, timeout=1.0)
+            except OSError:
+                time.sleep(0.01)
+                continue
+            try:
+                s.sendall(raftwire.hello(raft_id(src), raft_id(dst), raft_address(src)))
+                chal = raftwire.recv_exact(s, raftwire.CHALLENGE_BYTES, timeout=1.0)
+                if len(chal) == raftwire.CHALLENGE_BYTES:
+                    with lock:
+                        counts["challenged"] += 1
+                    s.sendall(raftwire.header(raftwire.PROOF) + os.urandom(32))
+                    raftwire.recv_exact(s, raftwire.ACCEPT_BYTES, timeout=1.0)
+            except OSError:
+                pass
+            finally:
+                s.close()
+
+    log_before = len(leader.log())
+    threads = [threading.Thread(target=flood, args=(follower, leader)) for _ in range(8)] + \
+              [threading.Thread(target=flood, args=(leader, follower)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1.0)
+        follower.kill()
+        cluster3.put_label("flood1", "1")
+        follower.start()
+        cluster3.put_label("flood2", "2")
+        target = leader.status()["applied"]
+        caught_up = raftwire.wait_until(
+            lambda: (follower.status() or {}).get("applied", 0) >= target, 20.0)
+        assert caught_up, (follower.status(), follower.log()[-2000:])
+        assert cluster3.wait_leader() is leader
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert counts["challenged"] > 100, counts  # the flood really reached the MAC check
+    refusals = leader.log()[log_before:].count("wrong cluster secret")
+    assert 1 <= refusals <= 40, refusals
