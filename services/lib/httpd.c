@@ -37,6 +37,7 @@ typedef struct guard_conn {
         bool waiting;         /* for a request's header or body: the deadline applies */
         uint64_t deadline_ms; /* CLOCK_MONOTONIC */
         uint64_t since_ms;    /* when it started waiting: the oldest is evicted first */
+        uint64_t answer_ms;   /* when its current answer started (while !waiting) */
         struct guard_conn *prev, *next;
 } guard_conn;
 
@@ -587,6 +588,8 @@ static void guard_set_waiting(httpd *h, struct MHD_Connection *c, bool waiting)
                 g->since_ms = now_ms();
                 g->deadline_ms = g->since_ms + h->deadline_ms;
         }
+        if (!waiting && g->waiting)
+                g->answer_ms = now_ms();
         g->waiting = waiting;
         pthread_mutex_unlock(&h->guard_lock);
 }
@@ -650,8 +653,20 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
                         guard_kill(oldest);
                         h->evicted++;
                 } else {
-                        /* Every connection is being answered: refuse the new one. */
-                        guard_kill(g);
+                        /* Every connection is being answered. One answered for longer than
+                         * the request deadline makes room (a slow reader, or pipelined answers
+                         * read at a trickle, would otherwise hold its slot for as long as it
+                         * likes); else the new one is refused. Killed ones have no deadline. */
+                        guard_conn *slow = NULL;
+                        for (guard_conn *o = h->conns; o; o = o->next)
+                                if (o->deadline_ms != UINT64_MAX &&
+                                    (!slow || o->answer_ms < slow->answer_ms))
+                                        slow = o;
+                        if (slow && g->since_ms - slow->answer_ms >= h->deadline_ms) {
+                                guard_kill(slow);
+                                h->evicted++;
+                        } else
+                                guard_kill(g);
                 }
         }
         g->next = h->conns;

@@ -25,6 +25,7 @@ from test_attack_http import NODE, READ_TOKEN, TOKEN, OneNode
 from weirtest.cluster import http_request
 from weirtest.net import free_port
 
+BLOCK_BYTES = 1 << 20
 FAKE = "127.0.8.1"  # the cluster's only node in the YAML weirctl reads
 EVIL = "127.0.8.9"  # no node of the cluster
 
@@ -500,3 +501,69 @@ def test_wrong_mac_flood_from_masters_addresses_starves_no_one(cluster3):
     assert counts["challenged"] > 100, counts  # the flood really reached the MAC check
     refusals = leader.log()[log_before:].count("wrong cluster secret")
     assert 1 <= refusals <= 40, refusals
+
+
+@pytest.fixture
+def small_node(tmp_path, build_dir):
+    n = OneNode(tmp_path, build_dir, extra_spec=[
+        "  api: {readTokenFile: read-token, requestTimeout: 3s, maxConnections: 16, "
+        "maxConnectionsPerClient: 8}"])
+    try:
+        yield n.start()
+    finally:
+        n.stop()
+
+
+def test_slow_readers_do_not_lock_out_healthz(small_node):
+    """Slow-read: 32 connections from 4 addresses (8 each, the per-client limit) each ask a
+    cached 1 MiB block with the read token and then read it at a trickle (a tiny receive
+    buffer, 4 KiB every 2 s: never idle long enough for the idle timeout). Every slot is then
+    'being answered', which the request deadline does not cover. /healthz from another address
+    must still be served. Before the fix a full table of answering connections refused every new
+    one, so /healthz failed for as long as the readers trickled."""
+    node = small_node
+    fid, ver = node.file_id("f0.bin")
+    bid = f"{fid}-{ver}-0"
+    code, body, _ = http_request("GET", node.worker_url(f"/v1/blocks/{bid}"), token=READ_TOKEN,
+                                 timeout=10)
+    assert code == 200, body
+    stop = threading.Event()
+    socks = []
+    request = (f"GET /v1/blocks/{bid} HTTP/1.1\r\nHost: x\r\n"
+               f"Authorization: Bearer {READ_TOKEN}\r\n\r\n").encode()
+
+    def reader(src):
+        try:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+            s.bind((src, 0))
+            s.settimeout(5)
+            s.connect((NODE, node.worker_port))
+            socks.append(s)
+            s.sendall(request * 12)  # 12 MiB: more than the kernel buffers take
+            while not stop.wait(2.0):
+                s.recv(4096)
+        except OSError:
+            pass
+
+    threads = [threading.Thread(target=reader, args=(f"127.0.6.{10 + i // 8}",))
+               for i in range(32)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(4.0)  # past the 3 s request deadline: only answering connections remain
+        ok = 0
+        for _ in range(8):
+            try:
+                code, _ = raw(node.worker_port, req("GET", "/healthz"), timeout=3)
+                ok += code == 200
+            except OSError:
+                pass
+            time.sleep(0.5)
+        assert ok >= 6, f"/healthz answered {ok} of 8 times under slow readers"
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        for s in socks:
+            s.close()
