@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "block.h"
 #include "cleanup.h"
 #include "config.h"
 #include "ctl.h"
@@ -25,7 +26,7 @@
 #define LOAD_TIMEOUT_MS (24L * 3600 * 1000) /* one file's blocks on one worker */
 
 typedef struct load_file {
-        uint64_t file_id, version, size;
+        uint64_t epoch, file_id, version, size;
         char *path;
         unsigned parts_left; /* worker requests not done yet; guarded by load_ctx.lock */
 } load_file;
@@ -133,9 +134,13 @@ static int add_file(load_ctx *c, const char *path, const json_t *e)
         json_int_t id = json_integer_value(json_object_get(e, "file_id"));
         json_int_t ver = json_integer_value(json_object_get(e, "version"));
         json_int_t size = json_integer_value(json_object_get(e, "size"));
+        uint64_t epoch;
 
         if (id <= 0 || ver <= 0 || size < 0)
                 return log_error_errno(EBADMSG, "The master described %s without a file id", path);
+        if (block_epoch_parse(json_string_value(json_object_get(e, "epoch")), &epoch) < 0)
+                return log_error_errno(EBADMSG, "The master described %s without a cluster epoch",
+                                       path);
         if (c->n_files >= LOAD_MAX_FILES)
                 return log_error_errno(E2BIG, "More than %d files to load", LOAD_MAX_FILES);
         if (c->n_files == c->cap_files) {
@@ -148,7 +153,8 @@ static int add_file(load_ctx *c, const char *path, const json_t *e)
                 c->cap_files = cap;
         }
         f = &c->files[c->n_files];
-        *f = (load_file){.file_id = (uint64_t)id,
+        *f = (load_file){.epoch = epoch,
+                         .file_id = (uint64_t)id,
                          .version = (uint64_t)ver,
                          .size = (uint64_t)size,
                          .path = strdup(path)};
@@ -292,10 +298,12 @@ static void *worker_main(void *userdata)
         json_array_foreach(lw->requests, i, req)
         {
                 load_file *f = &c->files[json_integer_value(json_object_get(req, "file"))];
-                json_auto_t *body = json_pack("{s:s,s:[{s:I,s:I,s:I,s:O}]}", "dataset", c->dataset,
-                                              "files", "file_id", (json_int_t)f->file_id, "version",
-                                              (json_int_t)f->version, "size", (json_int_t)f->size,
-                                              "blocks", json_object_get(req, "blocks"));
+                char epoch[BLOCK_EPOCH_MAX];
+                json_auto_t *body =
+                        json_pack("{s:s,s:[{s:s,s:I,s:I,s:I,s:O}]}", "dataset", c->dataset, "files",
+                                  "epoch", block_epoch_format(epoch, f->epoch), "file_id",
+                                  (json_int_t)f->file_id, "version", (json_int_t)f->version, "size",
+                                  (json_int_t)f->size, "blocks", json_object_get(req, "blocks"));
                 httpc_response res = {};
                 int r = body ? httpc_post(h, url, body, &res) : -ENOMEM;
 

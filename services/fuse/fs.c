@@ -477,6 +477,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         prefetch_window_init(&h->window, f->prefetch_window);
         h->file = (reader_file){
                 .path = TAKE_PTR(path),
+                .epoch = e.epoch,
                 .file_id = e.file_id,
                 .version = e.version,
                 .size = e.size,

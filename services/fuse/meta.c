@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "block.h"
 #include "cleanup.h"
 #include "hmap.h"
 #include "http.h"
@@ -139,6 +140,9 @@ int meta_entry_from_json(json_t *o, meta_entry *ret)
         if (r < 0)
                 return r;
         if (!e.dir && e.file_id == 0)
+                return -EBADMSG;
+        /* Block ids need the epoch: a file without one is refused rather than read. */
+        if (!e.dir && block_epoch_parse(json_str(o, "epoch"), &e.epoch) < 0)
                 return -EBADMSG;
         e.mtime = json_is_number(mtime) ? json_number_value(mtime) : 0;
         if (strdup_null(name, &e.name) < 0 || strdup_null(json_str(o, "etag"), &e.etag) < 0 ||

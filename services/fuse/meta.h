@@ -14,6 +14,7 @@ typedef struct meta_entry {
         bool dir;
         uint64_t size;
         double mtime;
+        uint64_t epoch;   /* the cluster's epoch (block.h); 0 for directories */
         uint64_t file_id; /* 0 for directories */
         uint64_t version;
         char *etag;    /* NULL when the store gave none */

@@ -519,7 +519,8 @@ static int fetch_span(reader *r, const reader_file *f, const block_span *s, void
                       bool warm_only)
 {
         char id[BLOCK_ID_MAX];
-        block_key key = {.file_id = f->file_id, .version = f->version, .index = s->index};
+        block_key key = {
+                .epoch = f->epoch, .file_id = f->file_id, .version = f->version, .index = s->index};
         meta_locations *loc = NULL;
         char *const *holders = NULL;
         size_t n_holders = 0;
@@ -619,7 +620,8 @@ static void sleep_ms(uint64_t ms)
 static int read_span(reader *r, const reader_file *f, const block_span *s, void *buf)
 {
         char id[BLOCK_ID_MAX];
-        block_key key = {.file_id = f->file_id, .version = f->version, .index = s->index};
+        block_key key = {
+                .epoch = f->epoch, .file_id = f->file_id, .version = f->version, .index = s->index};
         uint64_t blen = block_length(f->size, f->block_size, s->index), len = 0;
         uint64_t deadline = meta_now_ms() + r->opts.retry_ms, backoff = 50;
         int k, fd;
@@ -732,8 +734,10 @@ static int local_extents(reader *r, const reader_file *f, uint64_t offset, size_
                 return -E2BIG;
         for (unsigned i = 0; i < n; i++) {
                 char id[BLOCK_ID_MAX];
-                block_key key = {
-                        .file_id = f->file_id, .version = f->version, .index = spans[i].index};
+                block_key key = {.epoch = f->epoch,
+                                 .file_id = f->file_id,
+                                 .version = f->version,
+                                 .index = spans[i].index};
                 uint64_t blen = block_length(f->size, f->block_size, spans[i].index), got = 0;
                 int fd;
 
@@ -770,7 +774,8 @@ int reader_wait_local_extents(reader *r, const reader_file *f, uint64_t offset, 
 int reader_local_fd(reader *r, const reader_file *f, uint64_t index)
 {
         char id[BLOCK_ID_MAX];
-        block_key key = {.file_id = f->file_id, .version = f->version, .index = index};
+        block_key key = {
+                .epoch = f->epoch, .file_id = f->file_id, .version = f->version, .index = index};
         uint64_t len;
 
         block_id_format(id, &key);

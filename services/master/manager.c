@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "epoch.h"
 #include "httpc.h"
 #include "log.h"
 #include "manager-internal.h"
@@ -438,6 +439,7 @@ static void on_barrier(struct raft_barrier *req, int status)
         log_info("Serving as leader.");
         manager_update(m);
         ensure_datasets(m);
+        epoch_ensure(m);
         if (m->sync_hooks.leader_changed)
                 m->sync_hooks.leader_changed(m, true, m->sync_hooks.userdata);
 }
@@ -562,6 +564,7 @@ static void manager_update(manager *m)
 static void on_tick(uv_timer_t *t)
 {
         manager_update(t->data);
+        epoch_ensure(t->data); /* a failed proposal is retried */
 }
 
 static void on_watchdog(uv_timer_t *t)

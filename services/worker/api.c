@@ -55,9 +55,9 @@ static int reply_errno(httpd_request *req, int r, const store_key *k)
         switch (r) {
         case -ESTALE:
                 return httpd_reply_error(req, status,
-                                         "block %s: the file changed, version %" PRIu64
-                                         " is not current",
-                                         block_id_format(kb, k), k->version);
+                                         "block %s: the file changed, or version %" PRIu64
+                                         " or epoch %016" PRIx64 " is not current",
+                                         block_id_format(kb, k), k->version, k->epoch);
         case -ERANGE:
                 return httpd_reply_error(req, status, "block %s: no such block in the file",
                                          block_id_format(kb, k));
@@ -249,7 +249,9 @@ static void handle_block(httpd_request *req, void *userdata)
         int r;
 
         if (block_id_parse(httpd_request_suffix(req), &k) < 0) {
-                (void)httpd_reply_error(req, 400, "invalid block id, expected FILE-VERSION-INDEX");
+                (void)httpd_reply_error(req, 400,
+                                        "invalid block id, expected EPOCH-FILE-VERSION-INDEX "
+                                        "(EPOCH 16 hex digits, FILE > 0)");
                 return;
         }
         if (serve_cached(w, req, &k, true) >= 0) {
@@ -302,7 +304,7 @@ typedef struct load {
         char *dataset;
         char **paths;
         size_t n_paths;
-        json_t *file_list; /* [{"file_id","version","size","blocks":[INDEX]}] or NULL */
+        json_t *file_list; /* [{"epoch","file_id","version","size","blocks":[INDEX]}] or NULL */
         uint64_t block_size;
         httpc *client;
         pthread_mutex_t lock; /* guards the counters below */
@@ -367,19 +369,20 @@ static int load_one_block(load *l, const store_key *k, uint64_t len)
         return r == -ECANCELED ? r : 0;
 }
 
-/* Loads the blocks of the file ENTRY describes ({"file_id","version","size"}): those listed in
+/* Loads the blocks of the file ENTRY describes ({"epoch","file_id","version","size"}): those in
  * INDICES when given (weirctl spreads a file's blocks over the workers), else all. */
 static int load_file(load *l, json_t *entry, json_t *indices)
 {
         json_int_t fid = json_integer_value(json_object_get(entry, "file_id"));
         json_int_t ver = json_integer_value(json_object_get(entry, "version"));
         json_int_t size = json_integer_value(json_object_get(entry, "size"));
-        uint64_t n, blocks = 0, bytes = 0, off, len;
+        uint64_t n, blocks = 0, bytes = 0, off, len, epoch;
         worker *w = l->w;
         json_t *v;
         size_t j;
 
-        if (fid <= 0 || ver <= 0 || size < 0 || (indices && !json_is_array(indices)))
+        if (fid <= 0 || ver <= 0 || size < 0 || (indices && !json_is_array(indices)) ||
+            block_epoch_parse(json_string_value(json_object_get(entry, "epoch")), &epoch) < 0)
                 return -EBADMSG;
         if (l->files >= API_MAX_LOAD_FILES)
                 return -E2BIG;
@@ -408,7 +411,7 @@ static int load_file(load *l, json_t *entry, json_t *indices)
         for (uint64_t i = 0; i < (indices ? json_array_size(indices) : n); i++) {
                 uint64_t idx =
                         indices ? (uint64_t)json_integer_value(json_array_get(indices, i)) : i;
-                store_key k = {(uint64_t)fid, (uint64_t)ver, idx};
+                store_key k = {epoch, (uint64_t)fid, (uint64_t)ver, idx};
                 int r;
 
                 if (fill_block_range((uint64_t)size, l->block_size, idx, &off, &len) < 0)
@@ -614,11 +617,12 @@ static void handle_load(httpd_request *req, void *userdata)
         }
         r = load_new(w, req, d, body, &l);
         if (r == -EINVAL) {
-                (void)httpd_reply_error(req, 400,
-                                        "expected {\"dataset\", \"paths\": [\"/MOUNT/...\"], "
-                                        "\"files\": [{\"file_id\", \"version\", \"size\", "
-                                        "\"blocks\": [INDEX]}]}, at most %d of each",
-                                        API_MAX_PATHS);
+                (void)httpd_reply_error(
+                        req, 400,
+                        "expected {\"dataset\", \"paths\": [\"/MOUNT/...\"], "
+                        "\"files\": [{\"epoch\", \"file_id\", \"version\", \"size\", "
+                        "\"blocks\": [INDEX]}]}, at most %d of each",
+                        API_MAX_PATHS);
                 return;
         }
         if (r < 0) {

@@ -23,7 +23,7 @@
 #include "parse.h"
 #include "worker.h"
 
-#define FDSOCK_MAX_LINE        128
+#define FDSOCK_MAX_LINE        192
 #define FDSOCK_MAX_CONNECTIONS 256
 #define FDSOCK_READAHEAD       2   /* blocks filled ahead of a waiting reader, as over HTTP */
 #define FDSOCK_MAX_WAITS       256 /* WAITs answered later, at most (each holds a descriptor) */
@@ -146,7 +146,7 @@ static int handle_wait(fdsock *s, int fd, const char *args)
         worker *w = s->w;
         int n = 0, r;
 
-        if (sscanf(args, "%63s %23s %23s%n", id, num[0], num[1], &n) != 3 || args[n] != 0 ||
+        if (sscanf(args, "%95s %23s %23s%n", id, num[0], num[1], &n) != 3 || args[n] != 0 ||
             parse_u64(num[0], &off) < 0 || parse_u64(num[1], &len) < 0 || len == 0)
                 return send_reply(fd, "ERR expected WAIT BLOCK_ID OFFSET LENGTH\n", -1);
         wr = calloc(1, sizeof(*wr));

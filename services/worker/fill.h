@@ -9,6 +9,7 @@
 
 /* One version of one file, as the master describes it (GET /v1/files/ID). */
 typedef struct fill_file {
+        uint64_t epoch; /* the cluster's epoch (block.h) */
         uint64_t file_id;
         uint64_t version;
         uint64_t size;

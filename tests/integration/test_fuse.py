@@ -606,7 +606,7 @@ def test_demo_worker_holding_the_blocks_killed_during_a_read(demo):
     import urllib.request
     for i in range(n):
         urllib.request.urlopen(
-            f"http://{api2}/v1/blocks/{entry['file_id']}-{entry['version']}-{i}").read()
+            f"http://{api2}/v1/blocks/{entry['epoch']}-{entry['file_id']}-{entry['version']}-{i}").read()
     demo.wait(lambda: all(
         "node2" in demo.request("GET", f"/v1/blocks?file={entry['file_id']}&version="
                                 f"{entry['version']}")[1]["locations"].get(str(i), [])

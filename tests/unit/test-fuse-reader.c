@@ -131,15 +131,16 @@ static int setup(void **state)
         x->cfg = (config){.nodes = &x->node, .n_nodes = 1, .datasets = &x->ds, .n_datasets = 1};
         reader_options o = {.retry_ms = 100, .stall_ms = 1000, .fd_cache = 2};
         assert_int_equal(reader_new(&x->cfg, &x->node, &x->ds, NULL, &o, &x->r), 0);
-        /* a file of 2 blocks and 100 bytes: ids 5-1-0, 5-1-1, 5-1-2 */
+        /* a file of 2 blocks and 100 bytes: ids E-5-1-0, E-5-1-1, E-5-1-2 */
         x->f = (reader_file){.path = (char *)"/m/f",
+                             .epoch = 0xe1,
                              .file_id = 5,
                              .version = 1,
                              .size = 2 * BS + 100,
                              .block_size = BS};
-        write_block(&x->w, "5-1-0", BS, 1);
-        write_block(&x->w, "5-1-1", BS, 2);
-        write_block(&x->w, "5-1-2", 100, 3);
+        write_block(&x->w, "00000000000000e1-5-1-0", BS, 1);
+        write_block(&x->w, "00000000000000e1-5-1-1", BS, 2);
+        write_block(&x->w, "00000000000000e1-5-1-2", 100, 3);
         *state = x;
         return 0;
 }
@@ -166,7 +167,7 @@ static void test_open_ok_and_cached(void **state)
         unsigned char b[16];
         int fd;
 
-        fd = local_block(x->r, "5-1-2", 100, &len);
+        fd = local_block(x->r, "00000000000000e1-5-1-2", 100, &len);
         assert_true(fd >= 0);
         assert_true(len == 100);
         assert_int_equal(pread_all(fd, b, 16, 10), 0);
@@ -176,7 +177,7 @@ static void test_open_ok_and_cached(void **state)
         assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
         safe_close(fd);
         /* the second time comes from the descriptor cache, without asking the worker */
-        fd = local_block(x->r, "5-1-2", 100, &len);
+        fd = local_block(x->r, "00000000000000e1-5-1-2", 100, &len);
         assert_true(fd >= 0);
         safe_close(fd);
         assert_int_equal(x->w.opens, 1);
@@ -188,14 +189,16 @@ static void test_cache_is_bounded(void **state)
         uint64_t len;
 
         for (int i = 0; i < 3; i++) {
-                static const char *const ids[] = {"5-1-0", "5-1-1", "5-1-2"};
+                static const char *const ids[] = {"00000000000000e1-5-1-0",
+                                                  "00000000000000e1-5-1-1",
+                                                  "00000000000000e1-5-1-2"};
                 int fd = local_block(x->r, ids[i], i == 2 ? 100 : BS, &len);
 
                 assert_true(fd >= 0);
                 safe_close(fd);
         }
         assert_int_equal(x->r->fds.n, 2); /* fd_cache = 2: the oldest was closed */
-        assert_null(hmap_get_str(&x->r->fds, "5-1-0"));
+        assert_null(hmap_get_str(&x->r->fds, "00000000000000e1-5-1-0"));
 }
 
 static void test_miss_err_garbage_short(void **state)
@@ -204,20 +207,20 @@ static void test_miss_err_garbage_short(void **state)
         uint64_t len;
 
         x->w.mode = "miss";
-        assert_int_equal(local_block(x->r, "5-1-0", BS, &len), -ENOENT);
+        assert_int_equal(local_block(x->r, "00000000000000e1-5-1-0", BS, &len), -ENOENT);
         x->w.mode = "err";
-        assert_int_equal(local_open(x->r, "5-1-0", &len), -ENODATA);
+        assert_int_equal(local_open(x->r, "00000000000000e1-5-1-0", &len), -ENODATA);
         /* an answer, not a broken socket: the worker is not skipped */
-        assert_int_equal(local_block(x->r, "5-1-0", BS, &len), -ENOENT);
+        assert_int_equal(local_block(x->r, "00000000000000e1-5-1-0", BS, &len), -ENOENT);
         assert_int_equal(x->r->local_down_until, 0);
         x->w.mode = "garbage";
-        assert_int_equal(local_open(x->r, "5-1-0", &len), -EIO);
-        assert_int_equal(local_block(x->r, "5-1-0", BS, &len), -ENOENT);
+        assert_int_equal(local_open(x->r, "00000000000000e1-5-1-0", &len), -EIO);
+        assert_int_equal(local_block(x->r, "00000000000000e1-5-1-0", BS, &len), -ENOENT);
         assert_true(x->r->local_down_until > 0); /* skipped for a while */
         /* a descriptor whose length disagrees with the block's is not used */
         x->w.mode = "short";
         x->r->local_down_until = 0;
-        assert_int_equal(local_block(x->r, "5-1-1", BS, &len), -ENOENT);
+        assert_int_equal(local_block(x->r, "00000000000000e1-5-1-1", BS, &len), -ENOENT);
 }
 
 static void test_extents(void **state)
@@ -252,7 +255,7 @@ static void test_no_socket(void **state)
         uint64_t len;
 
         unlink(x->w.sock);
-        assert_int_equal(local_block(x->r, "5-1-0", BS, &len), -ENOENT);
+        assert_int_equal(local_block(x->r, "00000000000000e1-5-1-0", BS, &len), -ENOENT);
         /* and it is not asked again for a while */
         assert_true(local_is_down(x->r));
 }

@@ -1,0 +1,181 @@
+"""Issue 14, the data rows: each test replays what an attacker (or an unlucky operator) did and
+asserts the opposite of what weir used to do.
+
+| row | used to | now |
+|---|---|---|
+| ~20 GET /v1/blocks/0-1-0 | never answered, then every cold block on that worker hung | 400 at once, cold reads go on |
+| master data dir lost, store changed, master restarted, worker kept its cache | a new file served with another file's bytes | the new epoch names other blocks: the right bytes, the old blocks dropped |
+| a tier on a 3 MiB tmpfs with a 64 MiB quota | every fill after the third failed with ENOSPC | fills evict and go on |
+| a file overwritten with the same size, its mtime restored | old and new blocks mixed, no error | `weirctl load --verify` finds and drops the stale blocks; reads give the new bytes whole |
+| all masters down, reading a cached file | EAGAIN after 30 s | the cached bytes; an unknown path is EIO within seconds |
+
+Every test runs with the test's own processes on 127.0.2.x/127.0.4.x (run inside a private
+network namespace, see COMMON.md) and stops them on failure.
+"""
+
+import concurrent.futures
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from conftest import weir_binary
+from test_worker import MiB, Env, make_file
+from weirtest.workerenv import EPOCH, StoreNginx, Worker, WORKER_ADDR_REAL, free_port
+
+
+def have_tmpfs_namespace():
+    """Whether this process may make a private mount namespace with a tmpfs in it."""
+    if shutil.which("unshare") is None:
+        return False
+    p = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                        "mount -t tmpfs -o size=1m tmpfs /mnt && umount /mnt"],
+                       capture_output=True, timeout=30)
+    return p.returncode == 0
+
+
+# ---- GET /v1/blocks/0-1-0 ----
+
+
+def test_file_id_zero_is_refused_and_cold_reads_go_on_fake_master(tmp_path):
+    """~20 requests for file id 0 (in the old format and with an epoch) are 400 at once; a cold
+    block read right after is answered promptly with the right bytes."""
+    with Env(tmp_path, block_size=1 * MiB) as env:
+        env.add(1, "a.bin", 3 * MiB)
+        env.worker.start()
+        bad = ["/v1/blocks/0-1-0", f"/v1/blocks/{EPOCH}-0-1-0",
+               "/v1/blocks/0000000000000000-1-1-0"] * 7
+        t0 = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(len(bad)) as ex:
+            codes = list(ex.map(lambda p: env.worker.get(p, timeout=10)[0], bad))
+        assert codes == [400] * len(bad), codes
+        assert time.monotonic() - t0 < 10
+        t0 = time.monotonic()
+        for i in range(3):
+            status, headers, body = env.worker.get(f"/v1/blocks/{EPOCH}-1-1-{i}", timeout=20)
+            assert status == 200 and body == env.block(1, i)
+        assert time.monotonic() - t0 < 15, "cold reads after the file-id-0 requests were slow"
+        assert env.worker.proc.poll() is None
+
+
+# ---- the master's state lost, the worker's cache kept ----
+
+
+class OneMasterEnv:
+    """nginx + one real weir-master + one worker (the worker keeps its cache across the master's
+    loss). 127.0.2.x."""
+
+    def __init__(self, tmp, block_size=1 * MiB):
+        from weirtest.workerenv import RealMasters
+        import conftest
+
+        self.tmp = str(tmp)
+        os.chmod(self.tmp, 0o755)
+        self.block_size = block_size
+        self.data = os.path.join(self.tmp, "store")
+        os.makedirs(self.data, exist_ok=True)
+        self.store = StoreNginx(self.data, os.path.join(self.tmp, "nginx"), address="127.0.2.11")
+        self.port = free_port(WORKER_ADDR_REAL)
+        weir_binary("weir-master")
+        self.cluster = RealMasters(os.path.join(self.tmp, "masters"), conftest.BUILD_DIR,
+                                   self.store.url, n=1, worker_port=self.port,
+                                   worker_dirs=(os.path.join(self.tmp, "wdata"),
+                                                os.path.join(self.tmp, "wrun")),
+                                   tiers=[("MEM", os.path.join(self.tmp, "shm"), "256Mi", 0.95,
+                                           0.7)],
+                                   block_size=f"{block_size // 1024}Ki")
+        self.worker = Worker(weir_binary("weir-worker"), self.cluster.yaml_path, "w1",
+                             WORKER_ADDR_REAL, self.port, self.tmp)
+
+    def __enter__(self):
+        try:
+            self.store.start()
+            self.cluster.start()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.worker.kill()
+        self.cluster.stop()
+        self.store.stop()
+
+    def read(self, path):
+        """The whole file PATH read block by block through the worker."""
+        e = self.cluster.stat(path)
+        out = b""
+        for i in range(max(1, -(-e["size"] // self.block_size))):
+            status, _, body = self.worker.get(
+                f"/v1/blocks/{e['epoch']}-{e['file_id']}-{e['version']}-{i}", timeout=30)
+            assert status == 200, (status, body)
+            out += body
+        return e, out
+
+    def tier_blocks(self):
+        d = os.path.join(self.tmp, "shm", "weir", "w1")
+        return sorted(f for f in os.listdir(d) if not f.startswith(".")) if os.path.isdir(d) \
+            else []
+
+
+def test_restored_master_never_serves_another_files_bytes(tmp_path):
+    """The master's data directory is lost and the store changes; the master restarts empty and
+    numbers the new file 1 again, while the worker kept file 1's blocks of before. The new file
+    is read with its own bytes, and the worker drops the old blocks when it reports them."""
+    with OneMasterEnv(tmp_path) as env:
+        old = make_file(os.path.join(env.data, "a.bin"), 3 * MiB, 1)
+        env.cluster.sync()
+        env.worker.start()
+        e1, got = env.read("/data/a.bin")
+        assert got == old and e1["file_id"] == 1
+        old_blocks = env.tier_blocks()
+        assert len(old_blocks) == 3 and all(b.startswith(e1["epoch"]) for b in old_blocks)
+
+        m = env.cluster.masters[0]
+        m.kill()
+        shutil.rmtree(m.data_dir)
+        os.unlink(os.path.join(env.data, "a.bin"))
+        new = make_file(os.path.join(env.data, "b.bin"), 3 * MiB, 2)
+        m.start()
+        env.cluster.sync()
+        e2, got = env.read("/data/b.bin")
+        assert e2["file_id"] == e1["file_id"], "the scenario needs the file id reused"
+        assert e2["epoch"] != e1["epoch"]
+        assert got == new
+        # The worker reported the old blocks on registration; the master told it to drop them.
+        env.cluster.wait(lambda: not [b for b in env.tier_blocks()
+                                      if b.startswith(e1["epoch"])],
+                         timeout=30, what="the old epoch's blocks dropped")
+        assert "name no current file" in env.worker.log()
+
+
+# ---- a tier on a filesystem smaller than its quota ----
+
+
+@pytest.mark.skipif(not have_tmpfs_namespace(),
+                    reason="needs unshare -m and mount -t tmpfs (root in a mount namespace)")
+def test_small_tmpfs_tier_evicts_instead_of_failing_fake_master(tmp_path):
+    """The MEM level is a 3 MiB tmpfs with a 64 MiB quota: twelve 1 MiB blocks are read (every
+    fill after the third needs eviction), every read succeeds with the right bytes, twice."""
+    shm = os.path.join(str(tmp_path), "shm")
+    with Env(tmp_path, block_size=1 * MiB,
+             tiers=[("MEM", shm, "64Mi", 0.95, 0.7)]) as env:
+        for fid in range(1, 5):
+            env.add(fid, f"f{fid}.bin", 3 * MiB)
+        os.makedirs(shm, exist_ok=True)
+        # The worker runs in a mount namespace of its own where SHM is a 3 MiB tmpfs: gone with it.
+        env.worker.wrap = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                           f"mount -t tmpfs -o size=3m weir-test {shm} && exec \"$@\"", "sh"]
+        env.worker.start()
+        for rnd in range(2):
+            for fid in range(1, 5):
+                for i in range(3):
+                    status, _, body = env.worker.get(f"/v1/blocks/{EPOCH}-{fid}-1-{i}",
+                                                     timeout=30)
+                    assert status == 200, (rnd, fid, i, status, body[:200])
+                    assert body == env.block(fid, i), (rnd, fid, i)
+        st = env.worker.status()
+        assert st["evictions"] > 0
+        assert env.worker.proc.poll() is None
