@@ -1238,6 +1238,8 @@ void fs_get_status(fs *f, fs_status *ret)
                 .passthrough = passthrough_enabled(f->passthrough),
                 .passthrough_opens = passthrough_opens(f->passthrough),
                 .inodes = inode_table_size(f->inodes),
+                .masters_down = meta_masters_down(f->meta),
+                .stale_answers = meta_stale_answers(f->meta),
         };
         reader_get_stats(f->reader, &ret->reads);
 }

@@ -31,7 +31,9 @@ typedef struct fs_status {
         uint64_t cached_here; /* bytes cached on this node's worker, from the master */
         bool passthrough;     /* the kernel granted FUSE passthrough */
         uint64_t passthrough_opens;
-        uint64_t inodes; /* known to the kernel */
+        uint64_t inodes;        /* known to the kernel */
+        bool masters_down;      /* no master answered the last call: metadata is stale */
+        uint64_t stale_answers; /* lookups answered from expired metadata, since the start */
         reader_stats reads;
 } fs_status;
 

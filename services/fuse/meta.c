@@ -19,6 +19,10 @@
 #define META_MAX_REDIRECTS   5
 #define META_BLOCKS_TTL_MS   1000
 #define META_API_MAX         300
+/* Every master refusing connections (or timing out) for this long is "no master": calls then fail
+ * at once, and lookups answer from the last metadata we had (stale) instead of waiting retry_ms.
+ * A failover is not this: the surviving masters answer 503 or redirect meanwhile. */
+#define META_DOWN_GRACE_MS 2000
 
 typedef struct stat_item {
         char *path; /* the map's key */
@@ -53,6 +57,8 @@ struct meta {
         hmap stats;                /* path -> stat_item */
         hmap listings;             /* path -> listing_item */
         hmap blocks;               /* file_id -> blocks_item (one version per file) */
+        bool masters_down;         /* the last call found no master at all */
+        uint64_t stale_answers;    /* lookups answered from expired metadata meanwhile */
 };
 
 void meta_entry_done(meta_entry *e)
@@ -374,12 +380,44 @@ static httpc *thread_httpc(meta *m)
         return c;
 }
 
+static void set_masters_down(meta *m, bool down)
+{
+        pthread_mutex_lock(&m->lock);
+        if (m->masters_down != down)
+                log_full(down ? LOG_WARNING : LOG_INFO, "%s",
+                         down ? "No master answers: serving what is cached with the last "
+                                "metadata (stale), failing what is not"
+                              : "A master answers again: metadata is current");
+        m->masters_down = down;
+        pthread_mutex_unlock(&m->lock);
+}
+
+bool meta_masters_down(meta *m)
+{
+        bool down;
+
+        pthread_mutex_lock(&m->lock);
+        down = m->masters_down;
+        pthread_mutex_unlock(&m->lock);
+        return down;
+}
+
+uint64_t meta_stale_answers(meta *m)
+{
+        uint64_t n;
+
+        pthread_mutex_lock(&m->lock);
+        n = m->stale_answers;
+        pthread_mutex_unlock(&m->lock);
+        return n;
+}
+
 int meta_call(meta *m, const char *path_query, json_t **ret)
 {
-        uint64_t deadline = now_ms() + m->opts.retry_ms, backoff = 50;
+        uint64_t start = now_ms(), deadline = start + m->opts.retry_ms, backoff = 50;
         httpc *c = thread_httpc(m);
         int last = -EHOSTUNREACH;
-        size_t tried = 0;
+        size_t tried = 0, unreachable = 0; /* masters of this round that did not answer at all */
 
         if (!c)
                 return -ENOMEM;
@@ -399,6 +437,7 @@ int meta_call(meta *m, const char *path_query, json_t **ret)
                         /* refused, timed out, reset, too many redirects: try another master */
                         log_debug_errno(r, "GET %s: %m (%s)", url, httpc_last_error(c));
                         last = r;
+                        unreachable++;
                 } else if (rep.status == 200) {
                         if (!rep.json) {
                                 httpc_response_done(&rep);
@@ -409,9 +448,11 @@ int meta_call(meta *m, const char *path_query, json_t **ret)
                                 set_leader(m, api);
                         *ret = json_incref(rep.json);
                         httpc_response_done(&rep);
+                        set_masters_down(m, false);
                         return 0;
                 } else if (rep.status == 404) {
                         httpc_response_done(&rep);
+                        set_masters_down(m, false);
                         return -ENOENT;
                 } else if (rep.status >= 400 && rep.status < 500) {
                         log_warning("GET %s: HTTP %ld: %.200s", url, rep.status,
@@ -430,6 +471,16 @@ int meta_call(meta *m, const char *path_query, json_t **ret)
                                                  "No master answered %s within %" PRIu64 " ms: %m",
                                                  path_query, m->opts.retry_ms);
                 if (++tried % m->n_masters == 0) {
+                        /* A whole round without any answer: after the grace (at once when the
+                         * last call found none either), no master is there to wait for. */
+                        if (unreachable == m->n_masters &&
+                            (meta_masters_down(m) || now_ms() - start >= META_DOWN_GRACE_MS)) {
+                                set_masters_down(m, true);
+                                return -EHOSTDOWN;
+                        }
+                        if (unreachable < m->n_masters)
+                                set_masters_down(m, false);
+                        unreachable = 0;
                         sleep_ms(backoff);
                         backoff = MIN(backoff * 2, 500);
                 }
@@ -599,8 +650,21 @@ int meta_stat(meta *m, const char *path, bool fresh, meta_entry *ret)
                 uncache_stat_locked(m, path);
                 pthread_mutex_unlock(&m->lock);
         }
-        if (r < 0)
+        if (r == -EHOSTDOWN) {
+                /* No master: the last entry we had, however old, rather than nothing. File
+                 * versions are immutable, so its blocks are still the right ones. */
+                stat_item *s;
+
+                pthread_mutex_lock(&m->lock);
+                s = hmap_get_str(&m->stats, path);
+                r = s ? meta_entry_copy(&s->entry, ret) : -EIO;
+                if (s)
+                        m->stale_answers++;
+                pthread_mutex_unlock(&m->lock);
                 return r;
+        }
+        if (r < 0) /* lookups answer to the kernel: no transport codes that stat(2) never gives */
+                return r == -ENOENT || r == -ENOMEM ? r : -EIO;
         r = meta_entry_from_json(j, &e);
         json_decref(j);
         if (r < 0)
@@ -639,8 +703,18 @@ static int list(meta *m, const char *path, bool fresh, meta_listing **ret)
         if (!esc || asprintf(&query, "/v1/datasets/%s/ls?path=%s", m->dataset_escaped, esc) < 0)
                 return -ENOMEM;
         r = meta_call(m, query, &j);
+        if (r == -EHOSTDOWN) {
+                pthread_mutex_lock(&m->lock);
+                item = hmap_get_str(&m->listings, path);
+                if (item) {
+                        *ret = meta_listing_ref(item->listing);
+                        m->stale_answers++;
+                }
+                pthread_mutex_unlock(&m->lock);
+                return item ? 0 : -EIO;
+        }
         if (r < 0)
-                return r;
+                return r == -ENOENT || r == -ENOMEM ? r : -EIO;
         entries = json_object_get(j, "entries");
         if (!json_is_array(entries)) {
                 json_decref(j);
@@ -805,6 +879,18 @@ int meta_blocks(meta *m, uint64_t file_id, uint64_t version, meta_locations **re
         snprintf(query, sizeof(query), "/v1/blocks?file=%" PRIu64 "&version=%" PRIu64, file_id,
                  version);
         r = meta_call(m, query, &j);
+        if (r == -EHOSTDOWN) {
+                /* the last locations we had: workers may still hold those blocks */
+                pthread_mutex_lock(&m->lock);
+                b = hmap_get_u64(&m->blocks, file_id);
+                if (b && b->version == version) {
+                        __atomic_add_fetch(&b->loc->refcount, 1, __ATOMIC_RELAXED);
+                        *ret = b->loc;
+                        r = 0;
+                }
+                pthread_mutex_unlock(&m->lock);
+                return r;
+        }
         if (r < 0)
                 return r;
         r = parse_locations(j, &l);

@@ -636,6 +636,11 @@ static int read_span(reader *r, const reader_file *f, const block_span *s, void 
                         return 0;
                 if (k == -ESTALE || k == -ENOMEM)
                         break; /* the file changed upstream: retrying cannot help */
+                /* No master at all: the local worker, the workers we knew of and the store were
+                 * all asked; waiting retry_ms for a failover that is not happening helps no
+                 * one, so the read fails now (EIO) and the cached ones go on. */
+                if (meta_masters_down(r->meta))
+                        break;
                 if (now_ms() + backoff >= deadline)
                         break;
                 count(r, &r->stats.retries, 1);
@@ -644,10 +649,13 @@ static int read_span(reader *r, const reader_file *f, const block_span *s, void 
                 backoff = MIN(backoff * 2, 1000);
         }
         count(r, &r->stats.errors, 1);
-        return log_error_errno(k,
-                               "Cannot read block %s of %s (offset %" PRIu64 ", %" PRIu64
-                               " bytes) from any worker or the store: %m",
-                               id, f->path, s->offset, s->len);
+        log_error_errno(k,
+                        "Cannot read block %s of %s (offset %" PRIu64 ", %" PRIu64
+                        " bytes) from any worker or the store%s: %m",
+                        id, f->path, s->offset, s->len,
+                        meta_masters_down(r->meta) ? " (no master answers)" : "");
+        /* Applications get EIO, not a transport error code that read(2) never returns. */
+        return k == -ENOMEM ? k : -EIO;
 }
 
 ssize_t reader_read(reader *r, const reader_file *f, uint64_t offset, size_t len, void *buf)

@@ -14,6 +14,7 @@ network namespace, see COMMON.md) and stops them on failure.
 """
 
 import concurrent.futures
+import errno
 import os
 import shutil
 import subprocess
@@ -179,3 +180,55 @@ def test_small_tmpfs_tier_evicts_instead_of_failing_fake_master(tmp_path):
         st = env.worker.status()
         assert st["evictions"] > 0
         assert env.worker.proc.poll() is None
+
+
+# ---- every master down ----
+
+
+def test_all_masters_down_cached_reads_go_on_uncached_fail_fast(tmp_path):
+    """Three masters SIGKILLed while weir-fuse and the workers run, with 1 s attribute and entry
+    timeouts (so that weir-fuse must ask again): a file read before comes back with the right
+    bytes (from the local worker's cache, with the metadata weir-fuse had), and a path never
+    looked up fails with EIO within seconds, not EAGAIN after the 30 s retry."""
+    from weirtest.fusecluster import DemoCluster
+    from weirtest.fusemount import drop_caches, sha256
+    import conftest
+
+    class ShortTimeouts(DemoCluster):
+        def write_yaml(self):
+            super().write_yaml()
+            with open(self.yaml_path, "a") as f:
+                f.write("  fuse: {attrTimeout: 1s, entryTimeout: 1s}\n")
+
+    for name in ("weir-master", "weir-worker", "weir-fuse"):
+        weir_binary(name)
+    c = ShortTimeouts(str(tmp_path / "demo"), conftest.BUILD_DIR, scale=0.02)
+    try:
+        c.start()
+        d = os.path.join(c.mnt, "hbase")
+        cached = sorted(c.files)[0]
+        src = os.path.join(c.store_root, "hbase", cached)
+        assert sha256(os.path.join(d, cached)) == sha256(src)
+        for m in c.masters:
+            m.kill()
+        time.sleep(2.5)  # past the attribute and entry timeouts
+        drop_caches()
+        t0 = time.monotonic()
+        assert sha256(os.path.join(d, cached)) == sha256(src)
+        took = time.monotonic() - t0
+        assert took < 10, f"the cached read took {took:.1f}s"
+        # Never looked up: no master can say what it is.
+        t0 = time.monotonic()
+        with pytest.raises(OSError) as e:
+            os.stat(os.path.join(d, "never-listed"))
+        took = time.monotonic() - t0
+        assert e.value.errno == errno.EIO and took < 8, (e.value, took)
+        # Read again, now that weir-fuse knows no master answers: at once.
+        drop_caches()
+        t0 = time.monotonic()
+        assert sha256(os.path.join(d, cached)) == sha256(src)
+        assert time.monotonic() - t0 < 5
+        with open(c.fuse.log_path, errors="replace") as f:
+            assert "No master answers" in f.read()
+    finally:
+        c.stop()
