@@ -259,6 +259,14 @@ static void handle_block(httpd_request *req, void *userdata)
                 prefetch_after_hit(w, &k);
                 return;
         }
+        /* RFC 9111's only-if-cached (or ?cache=only): what this worker holds, never a fill
+         * (weirctl load --verify compares cached bytes with the store's). */
+        if (strstr(httpd_request_header(req, "Cache-Control") ?: "", "only-if-cached") ||
+            strcmp(httpd_request_query(req, "cache") ?: "", "only") == 0) {
+                (void)httpd_reply_error(req, 504, "block %s is not cached here",
+                                        httpd_request_suffix(req));
+                return;
+        }
         __atomic_add_fetch(&w->misses, 1, __ATOMIC_RELAXED);
         if (bounded_range(httpd_request_header(req, "Range"), &off, &len) == 0) {
                 part_request *pr = calloc(1, sizeof(*pr));
@@ -293,6 +301,31 @@ static void handle_block(httpd_request *req, void *userdata)
         else {
                 (void)reply_errno(req, r, &k);
                 free(br);
+        }
+}
+
+/* DELETE /v1/blocks/ID: drops a cached block (weirctl load --verify found it differs from the
+ * store). A block a reader holds pinned at that moment is 409: ask again. */
+static void handle_block_delete(httpd_request *req, void *userdata)
+{
+        worker *w = userdata;
+        store_key k;
+        int r;
+
+        if (block_id_parse(httpd_request_suffix(req), &k) < 0) {
+                (void)httpd_reply_error(req, 400, "invalid block id");
+                return;
+        }
+        r = store_remove(w->store, &k);
+        if (r == -ENOENT)
+                (void)httpd_reply_error(req, 404, "block %s is not cached here",
+                                        httpd_request_suffix(req));
+        else if (r < 0)
+                (void)httpd_reply_error(req, 409, "block %s is being read, retry",
+                                        httpd_request_suffix(req));
+        else {
+                log_info("Dropped block %s on request", httpd_request_suffix(req));
+                (void)httpd_reply_json(req, 200, json_pack("{s:b}", "dropped", 1));
         }
 }
 
@@ -747,6 +780,7 @@ static const httpd_route routes[] = {
         {"GET", "/metrics", handle_metrics, 0, 0},
         {"GET", "/v1/status", handle_status, 0, 0},
         {"GET", "/v1/blocks/", handle_block, HTTPD_ROUTE_PREFIX, 0},
+        {"DELETE", "/v1/blocks/", handle_block_delete, HTTPD_ROUTE_PREFIX, 0},
         {"POST", "/v1/load", handle_load, HTTPD_ROUTE_JSON, 0},
 };
 
