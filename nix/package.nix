@@ -14,6 +14,7 @@
   jansson,
   libyaml,
   systemd,
+  libsodium,
   cmocka,
   src ? lib.cleanSource ../.,
 }:
@@ -43,6 +44,7 @@ stdenv.mkDerivation (finalAttrs: {
     jansson
     libyaml
     systemd
+    libsodium
   ];
 
   checkInputs = [ cmocka ];

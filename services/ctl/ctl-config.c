@@ -335,12 +335,16 @@ int ctl_config(const ctl_context *ctx, int argc, char **argv)
                 help();
                 return 0;
         }
+        if (argc >= 2 && strcmp(argv[1], "apply") == 0)
+                return ctl_config_apply(ctx, argc - 1, argv + 1);
         if (argc < 2 || strcmp(argv[1], "check") != 0) {
                 if (argc < 2)
-                        fprintf(stderr, "weirctl config: missing subcommand; expected 'check'\n");
+                        fprintf(stderr, "weirctl config: missing subcommand; expected 'check' or "
+                                        "'apply'\n");
                 else
                         fprintf(stderr,
-                                "weirctl config: unknown subcommand '%s'; expected 'check'\n",
+                                "weirctl config: unknown subcommand '%s'; expected 'check' or "
+                                "'apply'\n",
                                 argv[1]);
                 return 2;
         }

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "fsutil.h"
 #include "log.h"
 
 #define CTL_MASTER_ROUNDS   3
@@ -43,4 +44,19 @@ int ctl_master_request(const config *cfg, httpc *h, const char *method, const ch
                 }
         }
         return last;
+}
+
+int ctl_use_token(const config *cfg, httpc *h)
+{
+        _cleanup_secret_ char *token = NULL;
+        int r;
+
+        if (!cfg->token_file)
+                return 0;
+        r = read_secret_file(cfg->token_file, SECRET_MAX, &token);
+        if (r < 0) {
+                log_debug_errno(r, "Cannot read %s: %m", cfg->token_file);
+                return 0;
+        }
+        return httpc_set_token(h, token) < 0 ? -ENOMEM : 0;
 }

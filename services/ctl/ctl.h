@@ -14,6 +14,8 @@ typedef struct ctl_context {
 /* Each verb gets argv starting at its own name (argv[0] == "config", ...) and returns the process
  * exit status: 0 success, 1 failure, 2 usage error. */
 int ctl_config(const ctl_context *ctx, int argc, char **argv);
+/* "config apply" (ctl-apply.c); argv[0] == "apply". */
+int ctl_config_apply(const ctl_context *ctx, int argc, char **argv);
 int ctl_masters(const ctl_context *ctx, int argc, char **argv);
 int ctl_status(const ctl_context *ctx, int argc, char **argv);
 int ctl_ufs(const ctl_context *ctx, int argc, char **argv);
@@ -23,6 +25,10 @@ int ctl_ls(const ctl_context *ctx, int argc, char **argv);
 int ctl_stat(const ctl_context *ctx, int argc, char **argv);
 int ctl_load(const ctl_context *ctx, int argc, char **argv);
 int ctl_runtime(const ctl_context *ctx, int argc, char **argv);
+
+/* Sets the cluster token of CFG (its tokenFile) on H. An unreadable file is only logged (at debug
+ * level): reads work without it and a write will say 401. 0, or -ENOMEM. */
+int ctl_use_token(const config *cfg, httpc *h);
 
 /* METHOD PATH (no body) to the master leader: each master of CFG in turn, three rounds
  * (followers redirect to the leader; a master without a leader says 503, so does an election).

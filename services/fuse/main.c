@@ -48,7 +48,11 @@ static void help(void)
                "\n"
                "Environment: WEIR_LOG_LEVEL, WEIR_FUSE_RETRY (how long reads and metadata calls\n"
                "retry through failovers before failing, default 30s), WEIR_FUSE_REFRESH (how\n"
-               "often the versions of known files are checked, default 60s or the attr timeout).\n",
+               "often the versions of known files are checked, default 60s or the attr timeout),\n"
+               "WEIR_FUSE_XATTRS=1 (answer the user.weir.* xattrs; by default getxattr and\n"
+               "listxattr answer ENOSYS once and the kernel stops asking), "
+               "WEIR_FUSE_LISTING_CACHE\n"
+               "(bytes of directory listing pages kept, default 8Mi).\n",
                CONFIG_DEFAULT_PATH);
 }
 
@@ -153,6 +157,22 @@ static int run(int argc, char **argv)
         e = getenv("WEIR_FUSE_RETRY");
         if (e && parse_duration_ms(e, &o.retry_ms) < 0)
                 return log_error_errno(EINVAL, "Bad WEIR_FUSE_RETRY=%s.", e);
+        e = getenv("WEIR_FUSE_XATTRS");
+        if (e && (strcmp(e, "1") == 0 || strcmp(e, "0") == 0))
+                o.xattrs = e[0] == '1';
+        else if (e && *e)
+                return log_error_errno(EINVAL, "Bad WEIR_FUSE_XATTRS=%s: 0 or 1.", e);
+        e = getenv("WEIR_FUSE_LISTING_CACHE");
+        if (e) {
+                uint64_t b;
+
+                if (parse_size(e, &b) < 0 || b < 4096 || b > (1ull << 40))
+                        return log_error_errno(EINVAL,
+                                               "Bad WEIR_FUSE_LISTING_CACHE=%s: a size from 4Ki "
+                                               "to 1Ti.",
+                                               e);
+                o.listing_cache_bytes = (size_t)b;
+        }
         o.debug = arg_debug;
         if (c->token_file) {
                 /* only the masters' heartbeat needs it: mount without, and say why it fails */

@@ -560,10 +560,11 @@ static void load_cluster(loader *l, const ynode *doc, const ynode *kind, const y
         }
 
         if (raft) {
-                const ynode *election = NULL, *heartbeat = NULL;
+                const ynode *election = NULL, *heartbeat = NULL, *secret = NULL;
                 const field raft_fields[] = {
                         {"electionTimeout", &election},
                         {"heartbeatTimeout", &heartbeat},
+                        {"secretFile", &secret},
                         {},
                 };
 
@@ -587,6 +588,16 @@ static void load_cluster(loader *l, const ynode *doc, const ynode *kind, const y
                                                  (unsigned long long)v);
                                 else
                                         c->heartbeat_timeout_ms = v;
+                        }
+                        if (secret && (s = get_str(l, secret, "raft.secretFile"))) {
+                                if (s[0] == 0)
+                                        error_at(l, secret, "raft.secretFile must not be empty");
+                                else if (s[0] == '/')
+                                        c->raft_secret_file = l_strdup(l, s);
+                                else if (asprintf(&c->raft_secret_file, "%s/%s", l->dir, s) < 0) {
+                                        c->raft_secret_file = NULL;
+                                        l->oom = true;
+                                }
                         }
                         if (c->heartbeat_timeout_ms >= c->election_timeout_ms)
                                 error_at(l, heartbeat ? heartbeat : election,
@@ -1981,6 +1992,7 @@ config *config_free(config *c)
                 config_runtime_done(&c->runtimes[i]);
         free(c->runtimes);
         free(c->token_file);
+        free(c->raft_secret_file);
         free(c);
         return NULL;
 }

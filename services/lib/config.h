@@ -124,6 +124,7 @@ typedef struct config {
         char *token_file;              /* spec.tokenFile; NULL = mutating calls unauthenticated */
         uint64_t election_timeout_ms;  /* spec.raft.electionTimeout, default 300 */
         uint64_t heartbeat_timeout_ms; /* spec.raft.heartbeatTimeout, default 50 */
+        char *raft_secret_file;        /* spec.raft.secretFile; NULL = the token is the secret */
 } config;
 
 /* One diagnostic: "FILE:LINE:COLUMN: error: MESSAGE". Warnings (unknown keys) do not fail. */

@@ -11,7 +11,9 @@
 #include "cleanup.h"
 #include "httpc.h"
 #include "log.h"
+#include "listing.h"
 #include "manager-internal.h"
+#include "members.h"
 #include "parse.h"
 #include "timeutil.h"
 
@@ -109,10 +111,14 @@ static json_t *api_status_json(manager *m)
         const config_node *leader = manager_master_node(m, v.leader_id);
 
         manager_api_address(m, m->node->raft_id, api, sizeof(api));
-        return json_pack("{s:s,s:i,s:s,s:s,s:I,s:I,s:s?,s:b}", "node", m->node->name, "raft_id",
-                         (int)m->node->raft_id, "api", api, "role", manager_role_name(v.role),
-                         "term", (json_int_t)v.term, "applied", (json_int_t)v.applied, "leader",
-                         leader ? leader->name : NULL, "serving", v.serving);
+        json_t *s =
+                json_pack("{s:s,s:i,s:s,s:s,s:I,s:I,s:s?,s:b}", "node", m->node->name, "raft_id",
+                          (int)m->node->raft_id, "api", api, "role", manager_role_name(v.role),
+                          "term", (json_int_t)v.term, "applied", (json_int_t)v.applied, "leader",
+                          leader ? leader->name : NULL, "serving", v.serving);
+        if (s)
+                members_status_fields(m, s);
+        return s;
 }
 
 static void h_healthz(httpd_request *req, void *userdata)
@@ -277,13 +283,13 @@ static void stamp_entry(json_t *e, const char *epoch)
                 json_object_set_new(e, "epoch", json_string(epoch));
 }
 
-/* Adds "epoch" to the file entries of OUT (an entry, or {"entries": [...]}): readers build block
- * ids from it (block.h). False while no epoch is recorded: the caller answers 503, since block
- * ids without one could name another cluster's bytes. state_lock held. */
-static bool stamp_epoch_locked(manager *m, json_t *out)
+/* Adds "epoch" E (fsm_epoch(), read under state_lock) to the file entries of OUT (an entry, or
+ * {"entries": [...]}): readers build block ids from it (block.h). False while no epoch is
+ * recorded: the caller answers 503, since block ids without one could name another cluster's
+ * bytes. */
+static bool stamp_epoch(json_t *out, uint64_t e)
 {
         char epoch[BLOCK_EPOCH_MAX];
-        uint64_t e = fsm_epoch(m->fsm);
         size_t i;
         json_t *v;
 
@@ -436,6 +442,84 @@ static void sync_on_loop(manager *m, bool stopping, void *userdata)
         free(s);
 }
 
+/* ?limit=N&after=NAME of ls and stat: 0 with *ret_limit 0 when absent (no paging); else 400. */
+static int page_query(httpd_request *req, size_t *ret_limit, const char **ret_after)
+{
+        const char *limit = httpd_request_query(req, "limit");
+        const char *after = httpd_request_query(req, "after");
+        uint64_t n = 0;
+
+        if (limit && (parse_u64(limit, &n) < 0 || n == 0 || n > LISTING_LIMIT_MAX)) {
+                httpd_reply_error(req, 400, "limit must be an integer from 1 to %u, got '%.40s'",
+                                  LISTING_LIMIT_MAX, limit);
+                return -EINVAL;
+        }
+        if (after && !limit) {
+                httpd_reply_error(req, 400, "after= needs limit=");
+                return -EINVAL;
+        }
+        if (after && strlen(after) > LISTING_AFTER_MAX) {
+                httpd_reply_error(req, 400, "after is longer than %u bytes", LISTING_AFTER_MAX);
+                return -EINVAL;
+        }
+        *ret_limit = (size_t)n;
+        *ret_after = after;
+        return 0;
+}
+
+/* GET ls / stat. With limit=, a directory's entries come in name order, LIMIT at a time, and
+ * "next" names the after= of the next page (absent on the last): no answer holds more than
+ * LISTING_LIMIT_MAX entries. stat of a directory adds that page of "entries" to its ENTRY. */
+static void h_ls_stat(manager *m, httpd_request *req, const char *name, bool ls)
+{
+        const char *path = httpd_request_query(req, "path") ?: "/";
+        const char *after = NULL;
+        json_t *out = NULL, *entries = NULL;
+        bool more = false, has, dir = ls;
+        size_t limit = 0;
+        int r;
+
+        if (page_query(req, &limit, &after) < 0)
+                return;
+        pthread_mutex_lock(&m->state_lock);
+        has = fsm_has_dataset(m->fsm, name);
+        if (!has)
+                r = -ENOENT;
+        else if (!ls)
+                r = fsm_stat(m->fsm, name, path, &out);
+        else if (limit == 0)
+                r = fsm_ls(m->fsm, name, path, &out);
+        else
+                r = 0;
+        if (r >= 0 && !ls && limit > 0)
+                dir = strcmp(json_string_value(json_object_get(out, "type")) ?: "", "dir") == 0;
+        if (r >= 0 && limit > 0 && dir)
+                r = listing_page(m->fsm, name, path, after, limit, &entries, &more);
+        uint64_t epoch = fsm_epoch(m->fsm);
+        pthread_mutex_unlock(&m->state_lock);
+        if (r < 0) {
+                json_decref(out);
+                return reply_fsm_error(req, r, has ? "path" : "dataset");
+        }
+        if (entries) {
+                if (!out)
+                        out = json_pack("{s:s}", "path", path);
+                json_t *last = json_array_get(entries, json_array_size(entries) - 1);
+                json_t *next = more ? json_incref(json_object_get(last, "name")) : NULL;
+
+                if (!out || json_object_set_new(out, "entries", entries) < 0 ||
+                    (next && json_object_set_new(out, "next", next) < 0)) {
+                        json_decref(out ? NULL : entries);
+                        json_decref(out);
+                        httpd_reply_error(req, 500, "out of memory");
+                        return;
+                }
+        }
+        if (!stamp_epoch(out, epoch))
+                return reply_no_epoch(req, out);
+        httpd_reply_json(req, 200, out);
+}
+
 static void h_dataset(httpd_request *req, void *userdata)
 {
         manager *m = userdata;
@@ -470,23 +554,7 @@ static void h_dataset(httpd_request *req, void *userdata)
                 return;
         }
         if (get && (strcmp(rest, "ls") == 0 || strcmp(rest, "stat") == 0)) {
-                const char *path = httpd_request_query(req, "path") ?: "/";
-                json_t *out = NULL;
-                pthread_mutex_lock(&m->state_lock);
-                if (!fsm_has_dataset(m->fsm, name))
-                        r = -ENOENT;
-                else if (rest[0] == 'l')
-                        r = fsm_ls(m->fsm, name, path, &out);
-                else
-                        r = fsm_stat(m->fsm, name, path, &out);
-                bool has = fsm_has_dataset(m->fsm, name);
-                bool stamped = r >= 0 && stamp_epoch_locked(m, out);
-                pthread_mutex_unlock(&m->state_lock);
-                if (r < 0)
-                        return reply_fsm_error(req, r, has ? "path" : "dataset");
-                if (!stamped)
-                        return reply_no_epoch(req, out);
-                httpd_reply_json(req, 200, out);
+                h_ls_stat(m, req, name, rest[0] == 'l');
                 return;
         }
         if (get && strcmp(rest, "labels") == 0) {
@@ -547,7 +615,7 @@ static void h_file(httpd_request *req, void *userdata)
         }
         pthread_mutex_lock(&m->state_lock);
         int r = fsm_file(m->fsm, id, &out);
-        bool stamped = r >= 0 && stamp_epoch_locked(m, out);
+        bool stamped = r >= 0 && stamp_epoch(out, fsm_epoch(m->fsm));
         pthread_mutex_unlock(&m->state_lock);
         if (r < 0)
                 return reply_fsm_error(req, r, "file");
@@ -974,6 +1042,8 @@ static const httpd_route api_routes[] = {
         {"GET", "/v1/blocks", h_blocks, 0, 0},
         {"GET", "/v1/fuses", h_fuses, 0, 0},
         {"POST", "/v1/fuses/", h_fuse_heartbeat, HTTPD_ROUTE_PREFIX | HTTPD_ROUTE_JSON, 0},
+        {"GET", "/v1/config", members_h_config, 0, 0},
+        {"POST", "/v1/config/reload", members_h_reload, 0, MEMBERS_RELOAD_BODY_MAX},
 };
 
 int api_start(manager *m)

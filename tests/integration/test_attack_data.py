@@ -202,7 +202,8 @@ def test_all_masters_down_cached_reads_go_on_uncached_fail_fast(tmp_path):
 
     for name in ("weir-master", "weir-worker", "weir-fuse"):
         weir_binary(name)
-    c = ShortTimeouts(str(tmp_path / "demo"), conftest.BUILD_DIR, scale=0.02)
+    c = ShortTimeouts(str(tmp_path / "demo"), conftest.BUILD_DIR, scale=0.02,
+                      fuse_env={"WEIR_LOG_LEVEL": "debug"})
     try:
         c.start()
         d = os.path.join(c.mnt, "hbase")
