@@ -166,25 +166,32 @@ class Chaos:
             if rnd.random() < 0.5 and blen > 1:
                 off = rnd.randrange(blen)
                 length = rnd.randint(1, blen - off)
-            node = rnd.randrange(3)
-            addr = self.cluster.addresses[node]
-            port = self.cluster.ports[addr][2]
-            bid = f"{e['epoch']}-{e['file_id']}-{e['version']}-{i}"
             started = time.monotonic()
-            try:
-                c = http.client.HTTPConnection(addr, port, timeout=20)
-                c.request("GET", f"/v1/blocks/{bid}",
-                          headers={"Range": f"bytes={off}-{off + length - 1}"})
-                r = c.getresponse()
-                body = r.read()
-                c.close()
-            except OSError as ex:
-                self.tl.record("read", False, type(ex).__name__)
-                time.sleep(0.05)
-                continue
-            if r.status in (200, 206):
+            # As weir-fuse does: another worker when one does not answer (dead or stopped).
+            first = rnd.randrange(3)
+            status, body, node, err = None, b"", first, None
+            for k in range(3):
+                node = (first + k) % 3
+                addr = self.cluster.addresses[node]
+                port = self.cluster.ports[addr][2]
+                bid = f"{e['epoch']}-{e['file_id']}-{e['version']}-{i}"
+                try:
+                    c = http.client.HTTPConnection(addr, port, timeout=5)
+                    c.request("GET", f"/v1/blocks/{bid}",
+                              headers={"Range": f"bytes={off}-{off + length - 1}"})
+                    r = c.getresponse()
+                    status, body = r.status, r.read()
+                    c.close()
+                except OSError as ex:
+                    err = type(ex).__name__
+                    self.tl.ops["read attempts failed over"] += 1
+                    continue
+                if status in (200, 206):
+                    break
+                self.tl.ops["read attempts failed over"] += 1
+            if status in (200, 206):
                 want = self.store_bytes(name, i * bs + off, length)
-                got = body if r.status == 206 else body[off:off + length]
+                got = body if status == 206 else body[off:off + length]
                 if got != want:
                     self.wrong.append(("read", f"{bid} bytes {off}+{length} from node{node + 1}: "
                                                 f"{len(got)} bytes, differ"))
@@ -193,9 +200,9 @@ class Chaos:
                     self.tl.record("read", True, started=started)
                     self.tl.ops["read bytes"] += length
             else:
-                if r.status in (404, 409):
+                if status in (404, 409):
                     self.entry(name, fresh=True)
-                self.tl.record("read", False, f"HTTP {r.status}")
+                self.tl.record("read", False, f"HTTP {status}" if status else err)
                 time.sleep(0.05)
 
     def writer(self):
@@ -222,10 +229,12 @@ class Chaos:
         if kind == "master" and not p.running:
             return
         self.fault(f"kill -9 {kind} node{i + 1}")
-        p.kill()
-        time.sleep(self.rnd.uniform(1, 3))
-        p.start()
-        self.fault(f"restarted {kind} node{i + 1}")
+        try:
+            p.kill()
+        finally:
+            time.sleep(self.rnd.uniform(1, 3))
+            p.start()
+            self.fault(f"restarted {kind} node{i + 1}")
 
     def partition_leader(self):
         li = self.leader_index()
@@ -291,7 +300,9 @@ class Chaos:
             try:
                 self.rnd.choice(kinds)()
             except Exception as ex:  # a fault that could not be applied is reported, not fatal
-                self.fault(f"fault failed: {ex!r}")
+                import traceback
+                self.fault(f"fault failed: {ex!r} at "
+                           f"{traceback.extract_tb(ex.__traceback__)[-1][:3]}")
 
     # -- the run --
 
