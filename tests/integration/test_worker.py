@@ -693,6 +693,15 @@ def test_dbus_object_and_free_fake_master(tmp_path, private_bus):
         assert busctl("call", *obj, "Free", "t", "0") == f"t {6 * MiB}"
         assert busctl("get-property", *obj, "Blocks") == "t 0"
         assert not [f for f in env.tier_files() if not f.startswith(".")]
+        # Registered follows the master: false once it stops answering.
+        deadline = time.monotonic() + 15
+        while busctl("get-property", *obj, "Registered") != "b true":
+            assert time.monotonic() < deadline, "never registered"
+            time.sleep(0.2)
+        env.masters[0].stop()
+        while busctl("get-property", *obj, "Registered") != "b false":
+            assert time.monotonic() < deadline + 15, "still registered without a master"
+            time.sleep(0.2)
 
 
 def test_sd_notify_ready_status_watchdog_stopping_fake_master(tmp_path):
