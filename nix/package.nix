@@ -15,6 +15,7 @@
   libyaml,
   systemd,
   libsodium,
+  gnutls,
   cmocka,
   src ? lib.cleanSource ../.,
 }:
@@ -45,6 +46,7 @@ stdenv.mkDerivation (finalAttrs: {
     libyaml
     systemd
     libsodium
+    gnutls
   ];
 
   checkInputs = [ cmocka ];

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "checksum.h"
+#include "content.h"
 #include "cleanup.h"
 #include "fill.h"
 #include "log.h"
@@ -756,6 +757,27 @@ static bool retryable(int r)
                  r == -EINVAL || r == -ERANGE);
 }
 
+/* A block of a file whose ETag is its MD5 was committed: if that made the file whole here, its
+ * bytes must hash to the ETag (content.h). Run after the waiters were answered. */
+static void content_check(fill *f, const store_key *key, uint64_t size, uint64_t block_size,
+                          const uint8_t md5[static CONTENT_MD5_LEN])
+{
+        int r = content_check_file(f->store, key, size, block_size, md5);
+
+        if (r == 0)
+                return;
+        if (r < 0 && r != -EBADMSG)
+                log_debug_errno(r, "Content check skipped: %m");
+        pthread_mutex_lock(&f->lock);
+        if (r == 1)
+                f->stats.content_checks++;
+        else if (r == -EBADMSG) {
+                f->stats.content_checks++;
+                f->stats.content_failures++;
+        }
+        pthread_mutex_unlock(&f->lock);
+}
+
 static void task_range(fill_thread *th, fill_task *t)
 {
         fill *f = th->fill;
@@ -833,7 +855,17 @@ static void task_range(fill_thread *th, fill_task *t)
         else
                 store_abort(f->store, job->write);
         job->write = NULL;
-        job_finish(f, job, r);
+        {
+                /* What the content check needs, copied: JOB is gone after job_finish(). */
+                uint8_t md5[CONTENT_MD5_LEN];
+                bool check = r >= 0 && content_md5_from_etag(job->file.etag, md5);
+                store_key key = job->key;
+                uint64_t size = job->file.size, block_size = job->file.block_size;
+
+                job_finish(f, job, r);
+                if (check)
+                        content_check(f, &key, size, block_size, md5);
+        }
 }
 
 static void *thread_main(void *userdata)

@@ -36,11 +36,13 @@ typedef struct fill_options {
 } fill_options;
 
 typedef struct fill_stats {
-        uint64_t store_bytes; /* bytes received from the store */
-        uint64_t fills;       /* blocks filled */
-        uint64_t failures;    /* fills that failed */
-        uint64_t retries;     /* ranges retried */
-        uint64_t queued;      /* blocks waiting or in progress */
+        uint64_t store_bytes;      /* bytes received from the store */
+        uint64_t fills;            /* blocks filled */
+        uint64_t failures;         /* fills that failed */
+        uint64_t retries;          /* ranges retried */
+        uint64_t queued;           /* blocks waiting or in progress */
+        uint64_t content_checks;   /* whole files hashed against an MD5 ETag (content.h) */
+        uint64_t content_failures; /* ... that did not match: their blocks were dropped */
 } fill_stats;
 
 typedef struct fill fill;

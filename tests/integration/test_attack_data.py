@@ -280,3 +280,127 @@ def test_same_size_overwrite_with_restored_mtime_is_found_by_load_verify(tmp_pat
             "cached") == 8 * MiB, timeout=30, what="the master knows the refetched blocks")
         p = env.cluster.weirctl("load", "--verify", "ds")
         assert p.returncode == 0 and "8 cached blocks" in p.stdout, p.stdout + p.stderr
+
+
+# ---- a store whose ETag is the content's MD5 (as S3's for single-part uploads) ----
+
+
+class Md5Store:
+    """A stand-in for an S3-like store over HTTP: GET/HEAD of /data/NAME with one bytes= range,
+    ETag = the MD5 of the content (or what ETAGS says for NAME: a store that describes other
+    bytes than it sends), If-Match honoured (412)."""
+
+    def __init__(self, root, address="127.0.2.10"):
+        import http.server
+        import threading
+
+        self.root, self.address, self.etags = root, address, {}
+        store = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_HEAD(self):
+                self.do_GET(body=False)
+
+            def do_GET(self, body=True):
+                name = self.path[len("/data/"):] if self.path.startswith("/data/") else None
+                p = os.path.join(store.root, name) if name and "/" not in name else None
+                if not p or not os.path.isfile(p):
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                with open(p, "rb") as f:
+                    data = f.read()
+                etag = store.etag(name, data)
+                if self.headers.get("If-Match") not in (None, etag):
+                    self.send_response(412)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                rng = self.headers.get("Range")
+                code, lo, hi = 200, 0, len(data) - 1
+                if rng:
+                    a, b = rng.split("=", 1)[1].split("-")
+                    lo, hi, code = int(a), min(int(b), len(data) - 1), 206
+                self.send_response(code)
+                self.send_header("ETag", etag)
+                self.send_header("Content-Length", str(hi - lo + 1))
+                if code == 206:
+                    self.send_header("Content-Range", f"bytes {lo}-{hi}/{len(data)}")
+                self.end_headers()
+                if body:
+                    self.wfile.write(data[lo:hi + 1])
+
+        self.port = free_port(address)
+        self.server = http.server.ThreadingHTTPServer((address, self.port), H)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def etag(self, name, data):
+        import hashlib
+
+        return self.etags.get(name) or '"' + hashlib.md5(data).hexdigest() + '"'
+
+    @property
+    def url(self):
+        return f"http://{self.address}:{self.port}/data/"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_blocks_are_checked_against_an_md5_etag_fake_master(tmp_path):
+    """When every block of a file whose ETag is an MD5 is cached, their bytes are hashed: a file
+    whose bytes match keeps its blocks; a store that sends other bytes than its ETag describes
+    gets its blocks dropped (and counted), so they are not served again."""
+    import hashlib
+    from test_worker import WORKER_ADDR
+    from weirtest.workerenv import FakeMaster, write_config
+
+    tmp = str(tmp_path)
+    os.chmod(tmp, 0o755)
+    root = os.path.join(tmp, "store")
+    good = make_file(os.path.join(root, "good.bin"), 3 * MiB, 1)
+    make_file(os.path.join(root, "bad.bin"), 3 * MiB, 2)
+    with Md5Store(root) as store, FakeMaster() as master:
+        store.etags["bad.bin"] = '"' + hashlib.md5(b"other bytes").hexdigest() + '"'
+        for fid, name in ((1, "good.bin"), (2, "bad.bin")):
+            with open(os.path.join(root, name), "rb") as f:
+                etag = store.etag(name, f.read())
+            master.add_file(fid, "ds", "/data/" + name, 3 * MiB, 0, etag, MiB)
+        port = free_port(WORKER_ADDR)
+        cfg = os.path.join(tmp, "cluster.yaml")
+        shm = os.path.join(tmp, "shm")
+        write_config(cfg, master_nodes=[("m0", master.address, master.port)],
+                     worker_nodes=[("w1", WORKER_ADDR, port, os.path.join(tmp, "wdata"),
+                                    os.path.join(tmp, "wrun"))],
+                     store_url=store.url, tiers=[("MEM", shm, "64Mi", 0.95, 0.7)],
+                     block_size="1Mi")
+        with Worker(weir_binary("weir-worker"), cfg, "w1", WORKER_ADDR, port, tmp) as w:
+            for fid in (1, 2):
+                for i in range(3):
+                    status, _, body = w.get(f"/v1/blocks/{EPOCH}-{fid}-1-{i}", timeout=30)
+                    assert status == 200
+                    if fid == 1:
+                        assert body == good[i * MiB:(i + 1) * MiB]
+            deadline = time.monotonic() + 15
+            while w.metrics().get("weir_worker_content_checks_total", 0) < 2:
+                assert time.monotonic() < deadline, w.metrics()
+                time.sleep(0.2)
+            m = w.metrics()
+            assert m["weir_worker_content_check_failures_total"] == 1, m
+            tier = os.path.join(shm, "weir", "w1")
+            names = [f for f in os.listdir(tier) if not f.startswith(".")]
+            assert sorted(f.split(".")[0] for f in names) == [
+                f"{EPOCH}-1-1-{i}" for i in range(3)], names
+            assert "do not hash to the MD5 the store gave" in w.log()
