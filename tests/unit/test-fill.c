@@ -16,6 +16,7 @@
 
 #include "cleanup.h"
 #include "fill.h"
+#include "content.h"
 #include "store.h"
 
 #define TEST_EPOCH 0xe1ull
@@ -296,6 +297,21 @@ static void test_other_epoch_and_file_zero(void **state)
         assert_true(block_matches(f, 0, 4 * MiB));
 }
 
+/* Which ETags are an MD5 of the content (S3 single-part), and which are not. */
+static void test_content_md5_etag(void **state)
+{
+        uint8_t md5[CONTENT_MD5_LEN];
+
+        assert_true(content_md5_from_etag("\"0123456789abcdef0123456789ABCDEF\"", md5));
+        assert_true(md5[0] == 0x01 && md5[7] == 0xef && md5[15] == 0xef);
+        assert_false(content_md5_from_etag("\"0123456789abcdef0123456789abcdef-2\"", md5));
+        assert_false(content_md5_from_etag("W/\"0123456789abcdef0123456789abcdef\"", md5));
+        assert_false(content_md5_from_etag("0123456789abcdef0123456789abcdef", md5));
+        assert_false(content_md5_from_etag("\"0123456789abcdef0123456789abcdeg\"", md5));
+        assert_false(content_md5_from_etag("\"65a1b2c3-1000\"", md5)); /* nginx's */
+        assert_false(content_md5_from_etag(NULL, md5));
+}
+
 static void test_errors(void **state)
 {
         fixture *f = *state;
@@ -422,6 +438,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_block_range),
+                cmocka_unit_test(test_content_md5_etag),
                 cmocka_unit_test_setup_teardown(test_single_flight, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_parallel_ranges_and_tail, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_readahead, setup, teardown),
