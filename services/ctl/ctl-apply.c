@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "apiauth.h"
 #include "cleanup.h"
 #include "config-apply.h"
 #include "config.h"
@@ -20,9 +21,9 @@
 
 #define _cleanup_json_ _cleanup_(json_decrefp)
 
-#define APPLY_WAIT_MAX_S  3600
-#define APPLY_POLL_MS     500
-#define APPLY_TIMEOUT_MS  3000
+#define APPLY_WAIT_MAX_S 3600
+#define APPLY_POLL_MS    500
+#define APPLY_TIMEOUT_MS 3000
 
 extern char **environ;
 
@@ -39,7 +40,8 @@ static void help(void)
                "      --dry-run         only print what would change (or why it cannot)\n"
                "      --no-systemd      do not call systemctl; ask every master of the running\n"
                "                        cluster and of FILE that answers to reload instead\n"
-               "                        (also $WEIR_NO_SYSTEMD=1, and when systemd is not running)\n"
+               "                        (also $WEIR_NO_SYSTEMD=1, and when systemd is not "
+               "running)\n"
                "      --wait SECONDS    then wait until the leader reports the membership and\n"
                "                        datasets of FILE (exit 1 when it does not in time)\n"
                "  -h, --help            show this help\n\n"
@@ -48,11 +50,15 @@ static void help(void)
                "failed, 2 usage error.\n");
 }
 
-static void master_url(char *buf, size_t len, const char *address, long long port,
-                       const char *path)
+/* SCHEME://ADDRESS:PORT PATH of a master's API, as the YAML's TLS setting says. */
+static void master_url(const config *cfg, char *buf, size_t len, const char *address,
+                       long long port, const char *path)
 {
-        snprintf(buf, len, strchr(address, ':') ? "http://[%s]:%lld%s" : "http://%s:%lld%s",
-                 address, port, path);
+        char base[320];
+
+        if (apiauth_base_url(cfg, address, (unsigned)port, base, sizeof(base)) < 0)
+                base[0] = 0;
+        snprintf(buf, len, "%s%s", base, path);
 }
 
 /* The leader's GET /v1/config, asking the masters of CFG. 0 and *RET (the whole answer); -ENOENT
@@ -71,7 +77,7 @@ static int fetch_running(const config *cfg, httpc *h, json_t **ret)
 
                         if (!n->master)
                                 continue;
-                        master_url(url, sizeof(url), n->address, n->master_port, "/v1/config");
+                        master_url(cfg, url, sizeof(url), n->address, n->master_port, "/v1/config");
                         if (httpc_get(h, url, &res) < 0) {
                                 log_debug("%s: %s", url, httpc_last_error(h));
                                 continue;
@@ -85,10 +91,11 @@ static int fetch_running(const config *cfg, httpc *h, json_t **ret)
                         }
                         /* A follower names its leader, which the file may no longer list as a
                          * master (3 -> 1 masters). */
-                        const char *leader = json_string_value(
-                                json_object_get(res.json, "leader_api"));
+                        const char *leader =
+                                json_string_value(json_object_get(res.json, "leader_api"));
                         char lurl[512];
-                        snprintf(lurl, sizeof(lurl), "http://%s/v1/config", leader ?: "");
+                        snprintf(lurl, sizeof(lurl), "%s://%s/v1/config", apiauth_scheme(cfg),
+                                 leader ?: "");
                         httpc_response_done(&res);
                         if (leader && httpc_get(h, lurl, &res) == 0) {
                                 if (res.status == 200 &&
@@ -148,8 +155,9 @@ static bool member_listed(const json_t *list, const char *node)
 {
         size_t i;
         json_t *e;
-        json_array_foreach(list, i, e) if (strcmp(json_string_value(json_object_get(e, "node")) ?: "",
-                                                  node) == 0) return true;
+        json_array_foreach(list, i,
+                           e) if (strcmp(json_string_value(json_object_get(e, "node")) ?: "",
+                                         node) == 0) return true;
         return false;
 }
 
@@ -181,10 +189,12 @@ static int apply_http(const config *next, const json_t *running, httpc *h)
                         address = json_string_value(json_object_get(e, "address")) ?: "";
                         port = json_integer_value(json_object_get(e, "master_port"));
                 }
-                master_url(url, sizeof(url), address, port, "/v1/config/reload");
+                master_url(next, url, sizeof(url), address, port, "/v1/config/reload");
                 if (httpc_post(h, url, NULL, &res) < 0) {
                         printf("  %s: not reachable (%s)%s\n", name, httpc_last_error(h),
-                               member_listed(masters, name) ? "" : "; a new master reads the file when it starts");
+                               member_listed(masters, name)
+                                       ? ""
+                                       : "; a new master reads the file when it starts");
                         continue;
                 }
                 reached++;
@@ -221,10 +231,10 @@ static bool converged(const config *next, const json_t *answer)
                 bool found = false;
                 size_t k;
                 json_t *d;
-                json_array_foreach(datasets, k, d) if (strcmp(json_string_value(json_object_get(
-                                                                      d, "name")) ?: "",
-                                                              next->datasets[i].name) == 0) found =
-                        true;
+                json_array_foreach(
+                        datasets, k,
+                        d) if (strcmp(json_string_value(json_object_get(d, "name")) ?: "",
+                                      next->datasets[i].name) == 0) found = true;
                 if (!found)
                         return false;
         }
@@ -238,8 +248,8 @@ static int wait_converged(const config *next, httpc *h, unsigned seconds)
         for (;;) {
                 _cleanup_json_ json_t *answer = NULL;
                 if (fetch_running(next, h, &answer) == 0 && converged(next, answer)) {
-                        printf("The cluster runs %s: %zu master(s), %zu dataset(s).\n",
-                               next->path, config_n_masters(next), next->n_datasets);
+                        printf("The cluster runs %s: %zu master(s), %zu dataset(s).\n", next->path,
+                               config_n_masters(next), next->n_datasets);
                         return 0;
                 }
                 clock_gettime(CLOCK_MONOTONIC, &now);
@@ -275,10 +285,9 @@ static int config_apply(const char *path, bool dry_run, bool no_systemd, unsigne
                 fprintf(stderr, "%s: invalid; nothing was applied\n", path);
                 return 1;
         }
-        h = httpc_new();
-        if (!h || ctl_use_token(next, h) < 0)
+        h = ctl_httpc(next, APPLY_TIMEOUT_MS, 1000);
+        if (!h)
                 return log_oom(), 1;
-        httpc_set_timeout(h, APPLY_TIMEOUT_MS, 1000);
 
         r = fetch_running(next, h, &answer);
         if (r == -EAGAIN) {

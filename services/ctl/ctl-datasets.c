@@ -41,11 +41,10 @@ static int api_open(const ctl_context *ctx, api *a)
                 return log_error_errno(r, "Failed to load %s: %m", ctx->config_path);
         }
         config_diags_done(&diags);
-        a->c = httpc_new();
+        a->c = ctl_httpc(a->cfg, 10000, 1000);
         if (!a->c)
                 return log_oom();
-        httpc_set_timeout(a->c, 10000, 1000);
-        return ctl_use_token(a->cfg, a->c) < 0 ? log_oom() : 0;
+        return 0;
 }
 
 static int api_request(api *a, const char *method, const char *path, httpc_response *ret)

@@ -26,9 +26,11 @@ int ctl_stat(const ctl_context *ctx, int argc, char **argv);
 int ctl_load(const ctl_context *ctx, int argc, char **argv);
 int ctl_runtime(const ctl_context *ctx, int argc, char **argv);
 
-/* Sets the cluster token of CFG (its tokenFile) on H. An unreadable file is only logged (at debug
- * level): reads work without it and a write will say 401. 0, or -ENOMEM. */
-int ctl_use_token(const config *cfg, httpc *h);
+/* A client for this cluster's API: the cluster token (else the read token) when readable, the
+ * CA file, redirects trusted to the cluster's addresses, TIMEOUT_MS per request. NULL on OOM. */
+httpc *ctl_httpc(const config *cfg, long timeout_ms, long connect_ms);
+/* "SCHEME://API" + PATH, API being "HOST:PORT" as the masters report it. NULL on OOM. */
+char *ctl_url(const config *cfg, const char *api, const char *path);
 
 /* METHOD PATH (no body) to the master leader: each master of CFG in turn, three rounds
  * (followers redirect to the leader; a master without a leader says 503, so does an election).

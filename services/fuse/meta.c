@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "apiauth.h"
 #include "block.h"
 #include "cleanup.h"
 #include "hmap.h"
@@ -322,14 +323,17 @@ meta *meta_free(meta *m)
         return NULL;
 }
 
-/* "http://HOST:PORT/..." -> "HOST:PORT" into BUF. */
+/* "http[s]://HOST:PORT/..." -> "HOST:PORT" into BUF. */
 static int location_api(const char *location, char *buf, size_t len)
 {
         const char *p = location, *e;
 
-        if (strncmp(p, "http://", 7) != 0)
+        if (strncmp(p, "http://", 7) == 0)
+                p += 7;
+        else if (strncmp(p, "https://", 8) == 0)
+                p += 8;
+        else
                 return -EINVAL;
-        p += 7;
         e = strchr(p, '/');
         if (!e)
                 e = p + strlen(p);
@@ -400,7 +404,7 @@ static httpc *thread_httpc(meta *m)
         httpc_set_timeout(c, META_CALL_TIMEOUT_MS, 1000);
         httpc_set_max_redirects(c, META_MAX_REDIRECTS);
         /* sent to masters only (and kept across their redirects to the leader) */
-        if (m->token && httpc_set_token(c, m->token) < 0)
+        if (apiauth_httpc_setup(c, m->config, m->token) < 0)
                 return httpc_free(c);
         if (pthread_setspecific(httpc_key, c) != 0)
                 return httpc_free(c);
@@ -455,7 +459,7 @@ int meta_call(meta *m, const char *path_query, json_t **ret)
                 int r;
 
                 pick_target(m, target, sizeof(target));
-                if (asprintf(&url, "http://%s%s", target, path_query) < 0)
+                if (asprintf(&url, "%s://%s%s", apiauth_scheme(m->config), target, path_query) < 0)
                         return -ENOMEM;
                 r = httpc_get(c, url, &rep);
                 if (r == -ENOMEM)
@@ -528,7 +532,7 @@ int meta_post(meta *m, const char *path, const json_t *body)
                 int r;
 
                 pick_target(m, target, sizeof(target));
-                if (asprintf(&url, "http://%s%s", target, path) < 0)
+                if (asprintf(&url, "%s://%s%s", apiauth_scheme(m->config), target, path) < 0)
                         return -ENOMEM;
                 r = httpc_post(c, url, body, &rep);
                 if (r == -ENOMEM)
@@ -640,6 +644,7 @@ int meta_stat(meta *m, const char *path, bool fresh, meta_entry *ret)
         pthread_mutex_lock(&m->lock);
         m->counters.stat_calls++;
         pthread_mutex_unlock(&m->lock);
+        log_debug("Asking the master for %s", path);
         r = meta_call(m, query, &j);
         if (r == -ENOENT) {
                 pthread_mutex_lock(&m->lock);
@@ -699,8 +704,9 @@ int meta_list_page(meta *m, const char *path, const char *after, bool fresh, met
         esc = http_escape(path);
         esc_after = after ? http_escape(after) : NULL;
         if (!esc || (after && !esc_after) ||
-            asprintf(&query, "/v1/datasets/%s/ls?path=%s&limit=%u%s%s", m->dataset_escaped, esc,
-                     META_PAGE, after ? "&after=" : "", after ? esc_after : "") < 0)
+            asprintf(&query, "/v1/datasets/%s/ls?path=%s&limit=%u&fields=attr%s%s",
+                     m->dataset_escaped, esc, META_PAGE, after ? "&after=" : "",
+                     after ? esc_after : "") < 0)
                 return -ENOMEM;
         r = meta_call(m, query, &j);
         if (r == -EHOSTDOWN) {
@@ -765,18 +771,20 @@ int meta_list_page(meta *m, const char *path, const char *after, bool fresh, met
                   l->more ? ", more to come" : "");
 
         pthread_mutex_lock(&m->lock);
-        /* newer than what the stat cache holds of these children: replace that (only what is
-         * there already, so a listing never grows the stat cache) */
-        for (size_t i = 0; i < l->n; i++) {
+        /* newer than what the stat cache holds of these children: drop what differs (pages
+         * carry no ETag or store URL to replace it with; the next stat asks the master) */
+        for (size_t i = 0; i < l->n && lru_entries(m->stats) > 0; i++) {
+                const meta_entry *e = &l->entries[i];
                 _cleanup_free_ char *child = NULL;
                 stat_item *st;
 
-                if (asprintf(&child, "%s%s%s", path, strcmp(path, "/") == 0 ? "" : "/",
-                             l->entries[i].name) < 0)
+                if (asprintf(&child, "%s%s%s", path, strcmp(path, "/") == 0 ? "" : "/", e->name) <
+                    0)
                         break;
                 st = lru_get(m->stats, child);
-                if (st)
-                        (void)cache_stat_locked(m, child, &l->entries[i], now);
+                if (st && (st->entry.version != e->version || st->entry.size != e->size ||
+                           st->entry.mtime != e->mtime || st->entry.dir != e->dir))
+                        (void)lru_remove(m->stats, child);
         }
         (void)lru_put(m->pages, key, meta_listing_ref(l), listing_bytes(l));
         pthread_mutex_unlock(&m->lock);

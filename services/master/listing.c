@@ -78,7 +78,7 @@ static int item_compare(const void *a, const void *b)
 }
 
 int listing_page(const fsm *f, const char *dataset, const char *path, const char *after,
-                 size_t limit, json_t **ret_entries, bool *ret_more)
+                 size_t limit, unsigned flags, json_t **ret_entries, bool *ret_more)
 {
         _cleanup_free_ page_item *heap = NULL;
         page_scan s = {.after = after && *after ? after : NULL, .limit = limit};
@@ -98,11 +98,19 @@ int listing_page(const fsm *f, const char *dataset, const char *path, const char
         entries = json_array();
         if (!entries)
                 return -ENOMEM;
-        for (size_t i = 0; i < s.n; i++)
-                if (json_array_append_new(entries, fsm_node_entry(heap[i].node)) < 0) {
+        for (size_t i = 0; i < s.n; i++) {
+                json_t *e = fsm_node_entry(heap[i].node);
+
+                if (e && (flags & LISTING_ATTR_ONLY)) {
+                        /* what a file system shows: half the bytes to encode and parse */
+                        json_object_del(e, "etag");
+                        json_object_del(e, "ufs_url");
+                }
+                if (json_array_append_new(entries, e) < 0) {
                         json_decref(entries);
                         return -ENOMEM;
                 }
+        }
         *ret_entries = entries;
         *ret_more = s.more;
         return 0;

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "apiauth.h"
 #include "cleanup.h"
 #include "epoch.h"
 #include "fsutil.h"
@@ -609,8 +610,8 @@ static void *prober_main(void *userdata)
 {
         manager *m = userdata;
         httpc *c = httpc_new();
-        if (!c)
-                return NULL;
+        if (!c || apiauth_httpc_setup(c, m->cfg, m->token) < 0) /* members_probe reads /v1/config */
+                return httpc_free(c);
         httpc_set_timeout(c, PROBE_TIMEOUT_MS, PROBE_TIMEOUT_MS);
         httpc_set_max_redirects(c, 0);
 
@@ -625,7 +626,7 @@ static void *prober_main(void *userdata)
                         if (!n->master || n == m->node)
                                 continue;
                         manager_api_address(m, n->raft_id, api, sizeof(api));
-                        snprintf(url, sizeof(url), "http://%s/healthz", api);
+                        snprintf(url, sizeof(url), "%s://%s/healthz", apiauth_scheme(m->cfg), api);
                         if (httpc_get(c, url, &res) == 0 && res.status == 200)
                                 ok++;
                         httpc_response_done(&res);
@@ -844,7 +845,7 @@ static int manager_start_raft(manager *m)
         bool keyed;
         int r = transport_load_key(m->cfg, m->token, key, &keyed);
         if (r >= 0)
-                r = transport_init(&m->transport, &m->loop, m->cfg, key);
+                r = transport_init(&m->transport, &m->loop, &m->cfg, key);
         sodium_memzero(key, sizeof(key));
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the Raft transport: %m");

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "apiauth.h"
 #include "cleanup.h"
 #include "config-apply.h"
 #include "log.h"
@@ -235,7 +236,7 @@ static probe_verdict probe_round(manager *m, httpc *c, char *why, size_t why_len
                 if (!p->master || p == m->node)
                         continue;
                 manager_api_address(m, p->raft_id, api, sizeof(api));
-                snprintf(url, sizeof(url), "http://%s/v1/status", api);
+                snprintf(url, sizeof(url), "%s://%s/v1/status", apiauth_scheme(m->cfg), api);
                 if (httpc_get(c, url, &res) < 0 || res.status != 200 || !res.json) {
                         httpc_response_done(&res);
                         continue;
@@ -294,8 +295,10 @@ int members_decide_bootstrap(manager *m)
                 return log_oom();
         httpc_set_timeout(c, MEMBERS_PROBE_TIMEOUT, MEMBERS_PROBE_TIMEOUT);
         httpc_set_max_redirects(c, 0);
-        if (m->token)
-                httpc_set_token(c, m->token);
+        if (apiauth_httpc_setup(c, m->cfg, m->token) < 0) {
+                httpc_free(c);
+                return log_oom();
+        }
         bool logged = false;
         probe_verdict v;
         for (;;) {
@@ -825,7 +828,7 @@ void members_probe(manager *m, httpc *c)
                         continue;
                 snprintf(api, sizeof(api), strchr(n->address, ':') ? "[%s]:%u" : "%s:%u",
                          n->address, n->master_port);
-                snprintf(url, sizeof(url), "http://%s/v1/config", api);
+                snprintf(url, sizeof(url), "%s://%s/v1/config", apiauth_scheme(cfg), api);
                 if (httpc_get(c, url, &res) == 0 && res.status == 200 &&
                     json_is_true(json_object_get(res.json, "serving"))) {
                         json_t *list = json_object_get(res.json, "members");

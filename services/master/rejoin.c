@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "apiauth.h"
 #include "cleanup.h"
 #include "fsutil.h"
 #include "httpc.h"
@@ -56,8 +57,8 @@ static const config_node *find_leader(const config *cfg, const config_node *self
                 return NULL;
         httpc_set_timeout(c, PROBE_TIMEOUT_MS, PROBE_TIMEOUT_MS);
         httpc_set_max_redirects(c, 0);
-        if (token)
-                (void)httpc_set_token(c, token);
+        if (apiauth_httpc_setup(c, cfg, token) < 0)
+                return NULL;
         for (size_t i = 0; i < cfg->n_nodes; i++) {
                 const config_node *n = &cfg->nodes[i];
                 char url[400];
@@ -65,10 +66,9 @@ static const config_node *find_leader(const config *cfg, const config_node *self
 
                 if (!n->master || n == self)
                         continue;
-                snprintf(url, sizeof(url),
-                         strchr(n->address, ':') ? "http://[%s]:%u/v1/status"
-                                                 : "http://%s:%u/v1/status",
-                         n->address, n->master_port);
+                if (apiauth_base_url(cfg, n->address, n->master_port, url, sizeof(url) - 16) < 0)
+                        continue;
+                strcat(url, "/v1/status");
                 bool serving = httpc_get(c, url, &res) == 0 && res.status == 200 &&
                                json_is_true(json_object_get(res.json, "serving"));
                 httpc_response_done(&res);
