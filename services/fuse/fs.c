@@ -189,6 +189,7 @@ static void remember_attr(fs *f, uint64_t ino, const meta_entry *e, uint64_t fet
         inode_attr a = {
                 .size = e->size,
                 .file_id = e->file_id,
+                .epoch = e->epoch,
                 .mtime = e->mtime,
                 .fetched_ms = fetched_ms ? fetched_ms : 1,
         };
@@ -339,6 +340,7 @@ static int inode_entry(fs *f, fuse_ino_t ino, bool full, char **ret_path, meta_e
                         .size = a.size,
                         .mtime = a.mtime,
                         .file_id = a.file_id,
+                        .epoch = a.epoch,
                         .version = version,
                 };
                 if (ret_path)

@@ -398,9 +398,11 @@ def test_blocks_are_checked_against_an_md5_etag_fake_master(tmp_path):
                 assert time.monotonic() < deadline, w.metrics()
                 time.sleep(0.2)
             m = w.metrics()
-            assert m["weir_worker_content_check_failures_total"] == 1, m
+            assert m["weir_worker_content_check_failures_total"] >= 1, m
+            # good.bin stays whole; bad.bin is never whole in the cache (each time it became
+            # whole it was dropped; a read racing the drop may have cached a block again)
             tier = os.path.join(shm, "weir", "w1")
-            names = [f for f in os.listdir(tier) if not f.startswith(".")]
-            assert sorted(f.split(".")[0] for f in names) == [
-                f"{EPOCH}-1-1-{i}" for i in range(3)], names
+            ids = {f.split(".")[0] for f in os.listdir(tier) if not f.startswith(".")}
+            assert {f"{EPOCH}-1-1-{i}" for i in range(3)} <= ids, ids
+            assert not {f"{EPOCH}-2-1-{i}" for i in range(3)} <= ids, ids
             assert "do not hash to the MD5 the store gave" in w.log()

@@ -489,14 +489,14 @@ def test_fd_socket_deadline_and_per_process_limit_fake_master(tmp_path):
     with Env(tmp_path) as env:
         env.add(1, "d.bin", 2 * MiB)
         env.worker.start()
-        assert env.worker.get("/v1/blocks/1-1-0")[0] == 200
+        assert env.worker.get(f"/v1/blocks/{EPOCH}-1-1-0")[0] == 200
         sock_path = os.path.join(env.tmp, "wrun", "worker.sock")
         slow = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         slow.connect(sock_path)
         t0 = time.monotonic()
         closed_at = None
         try:
-            for ch in b"OPEN 1-1-0" * 4:
+            for ch in f"OPEN {EPOCH}-1-1-0".encode() * 4:
                 try:
                     slow.sendall(bytes([ch]))
                     slow.settimeout(0.5)
@@ -528,7 +528,8 @@ def test_fd_socket_deadline_and_per_process_limit_fake_master(tmp_path):
             out = subprocess.run(
                 [sys.executable, "-c",
                  "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]);"
-                 "s.sendall(b'OPEN 1-1-0\\n'); print(s.recv(100).decode().strip())", sock_path],
+                 f"s.sendall(b'OPEN {EPOCH}-1-1-0\\n'); print(s.recv(100).decode().strip())",
+                 sock_path],
                 capture_output=True, text=True, timeout=20)
             assert out.stdout.startswith("OK "), out
         finally:
