@@ -573,11 +573,11 @@ static void verify_file(load_ctx *c, httpc *h, const config_dataset *d, load_fil
                 json_array_foreach(holders, j, node)
                 {
                         const char *api = verify_worker_api(c, json_string_value(node) ?: "");
-                        _cleanup_free_ char *url = NULL;
+                        _cleanup_free_ char *bpath = NULL, *url = NULL;
                         httpc_response got = {};
 
-                        if (!api ||
-                            asprintf(&url, "http://%s/v1/blocks/%s?cache=only", api, id) < 0)
+                        if (!api || asprintf(&bpath, "/v1/blocks/%s?cache=only", id) < 0 ||
+                            !(url = ctl_url(c->cfg, api, bpath)))
                                 continue;
                         r = httpc_get(h, url, &got);
                         if (r >= 0 && got.status == 504) {
