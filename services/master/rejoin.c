@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <raft.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -109,5 +110,12 @@ int rejoin_prepare(const config *cfg, const config_node *self, const char *token
         log_notice("Rejoining: the old Raft log is kept in %s; %s (the leader) will send this "
                    "master the state.",
                    aside, leader->name);
+#if defined(RAFT_VERSION_NUMBER) && RAFT_VERSION_NUMBER >= 1900
+        /* raft-cowsql: the leader keeps this master's old match index (docs/master.md). */
+        log_warning("This libraft (raft-cowsql, version number %d) was seen not to catch up a "
+                    "master with an emptied log from the same leader; if the applied index stays "
+                    "at 0, stop this master and restore %s from a backup.",
+                    (int)RAFT_VERSION_NUMBER, raft_dir);
+#endif
         return 0;
 }
