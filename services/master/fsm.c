@@ -14,16 +14,17 @@
 struct fsm {
         uint64_t index;        /* commands applied */
         uint64_t next_file_id; /* file ids are never reused */
+        json_t *datasets;      /* name -> dataset (with "root" tree and "labels") */
+        json_t *staging;       /* sync_id -> {"dataset","root"} */
+        json_t *workers;       /* node -> {"api","tiers","registered"} */
+        json_t *dedup;         /* request id -> result */
+        json_t *dedup_order;   /* request ids, oldest first */
+        json_t *ids;           /* derived: "FILE_ID" -> ["dataset", "/path"] */
+        json_t *members;       /* the Raft membership as last recorded, NULL = never */
+
         /* The cluster's epoch (block.h), 0 until the first leader's EPOCH_SET is applied; part of
          * every block id so that ids from another cluster or a lost state never match. */
         uint64_t epoch;
-        json_t *datasets;    /* name -> dataset (with "root" tree and "labels") */
-        json_t *staging;     /* sync_id -> {"dataset","root"} */
-        json_t *workers;     /* node -> {"api","tiers","registered"} */
-        json_t *dedup;       /* request id -> result */
-        json_t *dedup_order; /* request ids, oldest first */
-        json_t *ids;         /* derived: "FILE_ID" -> ["dataset", "/path"] */
-        json_t *members;     /* the Raft membership as last recorded, NULL = never */
 };
 
 static json_t *dir_new(const char *name)
