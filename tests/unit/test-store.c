@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -529,6 +531,44 @@ static void test_changes(void **state)
         store_free(s);
 }
 
+/* A level whose filesystem holds less than its quota (a 3 MiB tmpfs under 64 MiB): every
+ * reservation also needs the filesystem's free space, so twelve 1 MiB blocks all get written,
+ * older ones evicted, none fails with ENOSPC. Needs a private mount namespace (root); skipped
+ * without. Runs last: unshare() needs a single-threaded process and the namespace stays. */
+static void test_filesystem_smaller_than_quota(void **state)
+{
+        fixture *f = *state;
+        char mnt[64];
+        store_level_spec spec;
+        store_stats st;
+        store *s = NULL;
+
+        assert_true(strlen(f->root) + sizeof("/small") <= sizeof(mnt));
+        snprintf(mnt, sizeof(mnt), "%s/small", f->root);
+        assert_int_equal(mkdir(mnt, 0755), 0);
+        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+            mount("weir-test", mnt, "tmpfs", 0, "size=3m") < 0) {
+                print_message("no private mount namespace with a tmpfs here (%s), skipping\n",
+                              strerror(errno));
+                skip();
+        }
+        snprintf(f->dirs[0], sizeof(f->dirs[0]), "%s/weir/node1", mnt);
+        spec = (store_level_spec){.medium = CONFIG_MEDIUM_MEM,
+                                  .dir = f->dirs[0],
+                                  .quota = 64u << 20,
+                                  .high = 0.95,
+                                  .low = 0.7};
+        assert_int_equal(store_new(&spec, 1, 0, &s), 0);
+        for (uint64_t i = 0; i < 12; i++)
+                put(s, i, 1u << 20);
+        store_get_stats(s, &st);
+        assert_true(st.used <= 3u << 20);
+        assert_true(st.evictions >= 9);
+        assert_true(get_ok(s, 11, 1u << 20));
+        store_free(s);
+        assert_int_equal(umount2(mnt, MNT_DETACH), 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -541,6 +581,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_rebuild, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_checksum_failure, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_changes, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_filesystem_smaller_than_quota, setup,
+                                                teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
