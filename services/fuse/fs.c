@@ -1,4 +1,5 @@
-/* The FUSE file system of one dataset: the low-level operations, the session and its mount. */
+/* The FUSE file system of one dataset: the low-level operations and the session (the mount's
+ * plumbing is in mount.c). */
 #include "fuse-version.h"
 
 #include <errno.h>
@@ -8,26 +9,24 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <sys/sysmacros.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "block.h"
 #include "cleanup.h"
 #include "fs.h"
+#include "fsutil.h"
 #include "http.h"
 #include "inode.h"
 #include "log.h"
 #include "lru.h"
 #include "meta.h"
+#include "mount.h"
 #include "passthrough.h"
 #include "prefetch.h"
 #include "reader.h"
-#include "fsutil.h"
 #include "timeutil.h"
 
 #define FS_MAX_READ      (1u << 20) /* what libfuse 3.14 and the kernel default allow */
@@ -68,7 +67,7 @@ struct fs {
         fs_options opts;
         uint64_t block_size;
         unsigned prefetch_window; /* blocks */
-        unsigned max_read;        /* bytes, see choose_max_read() */
+        unsigned max_read;        /* bytes, see mount_choose_max_read() */
 
         meta *meta;
         reader *reader;
@@ -1130,105 +1129,6 @@ fs *fs_free(fs *f)
         return NULL;
 }
 
-static int run_fusermount_uz(const char *mountpoint)
-{
-        pid_t pid = fork();
-        int status;
-
-        if (pid < 0)
-                return -errno;
-        if (pid == 0) {
-                execlp("fusermount3", "fusermount3", "-uz", mountpoint, (char *)NULL);
-                _exit(127);
-        }
-        while (waitpid(pid, &status, 0) < 0)
-                if (errno != EINTR)
-                        return -errno;
-        return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
-}
-
-/* A daemon killed with SIGKILL leaves its mount behind: every access that reaches it fails with
- * ENOTCONN. statfs() always reaches it (stat() may be answered from the kernel's cache). */
-static int clear_stale_mount(const char *mountpoint)
-{
-        struct statvfs sv;
-        int r;
-
-        if (statvfs(mountpoint, &sv) >= 0 || errno != ENOTCONN)
-                return 0;
-        log_notice("%s is a stale FUSE mount (transport endpoint not connected), unmounting it.",
-                   mountpoint);
-        if (umount2(mountpoint, MNT_DETACH) < 0) {
-                r = -errno;
-                log_debug_errno(r, "umount2(%s, MNT_DETACH): %m, trying fusermount3 -uz",
-                                mountpoint);
-                r = run_fusermount_uz(mountpoint);
-                if (r < 0)
-                        return log_error_errno(r, "Cannot unmount the stale mount at %s: %m",
-                                               mountpoint);
-        }
-        return 0;
-}
-
-/* Raises the kernel read-ahead of the mount's backing device (128 KiB by default) so that a
- * sequential reader keeps several 1 MiB requests in flight. */
-static void set_read_ahead(fs *f)
-{
-        char path[128], val[32];
-        struct stat st;
-        _cleanup_close_ int fd = -1;
-        int n;
-
-        if (f->opts.read_ahead_kb == 0 || stat(f->mountpoint, &st) < 0)
-                return;
-        snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", major(st.st_dev),
-                 minor(st.st_dev));
-        fd = open(path, O_WRONLY | O_CLOEXEC);
-        n = snprintf(val, sizeof(val), "%u", f->opts.read_ahead_kb);
-        if (fd < 0 || write(fd, val, n) != n)
-                log_debug("Cannot set %s: %m, keeping the kernel's read-ahead", path);
-}
-
-/* The largest read to ask the kernel for. libfuse splices a reply from the tier file through a
- * pipe into /dev/fuse (no copy in this process) only when the pipe holds the whole reply plus a
- * page per buffer and two more; otherwise it reads the bytes into a fresh buffer and writes them
- * (two copies and page faults, measured at a third of this process's time). A pipe grows past
- * fs.pipe-max-size (1 MiB by default) only with CAP_SYS_RESOURCE, which containers and hardened
- * units often lack: then reads stay a few pages under the limit so that splicing works. */
-static unsigned choose_max_read(uint64_t block_size)
-{
-        _cleanup_fclose_ FILE *fp = NULL;
-        unsigned long pipe_max = 0;
-        uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), bufs, reserve, max = FS_MAX_READ;
-        int p[2];
-        bool grows = false;
-
-        /* A read must not touch more blocks than one reply takes extents (FS_MAX_EXTENTS). */
-        block_size = MAX(block_size, 1);
-        if ((FS_MAX_EXTENTS - 1) * block_size < max)
-                max = MAX((FS_MAX_EXTENTS - 1) * block_size / page * page, page);
-        if (pipe2(p, O_CLOEXEC) == 0) {
-                grows = fcntl(p[0], F_SETPIPE_SZ, (int)(2 * FS_MAX_READ)) >= 0;
-                safe_close(p[0]);
-                safe_close(p[1]);
-        }
-        if (grows)
-                return (unsigned)max;
-        fp = fopen("/proc/sys/fs/pipe-max-size", "re");
-        if (!fp || fscanf(fp, "%lu", &pipe_max) != 1)
-                return (unsigned)max;
-        /* libfuse 3.14 wants (buffers + 2) pages more than the reply's 16-byte header and data,
-         * one buffer per block the read touches: at most max / block_size + 2 of them,
-         * FS_MAX_EXTENTS at most. One more page for the header once the data is rounded down to
-         * pages. */
-        bufs = MIN((uint64_t)FS_MAX_EXTENTS, max / block_size + 2);
-        reserve = (bufs + 3) * page;
-        if (pipe_max <= reserve + page)
-                return (unsigned)max;
-        pipe_max = (pipe_max - reserve) / page * page;
-        return (unsigned)MIN((uint64_t)pipe_max, max);
-}
-
 int fs_mount(fs *f, const char *mountpoint)
 {
         _cleanup_free_ char *fsname = NULL, *opts = NULL;
@@ -1238,13 +1138,13 @@ int fs_mount(fs *f, const char *mountpoint)
         f->mountpoint = strdup(mountpoint);
         if (!f->mountpoint)
                 return log_oom();
-        r = clear_stale_mount(mountpoint);
+        r = mount_clear_stale(mountpoint);
         if (r < 0)
                 return r;
         r = mkdir_p(mountpoint, 0755);
         if (r < 0)
                 return log_error_errno(r, "Cannot create the mountpoint %s: %m", mountpoint);
-        f->max_read = choose_max_read(f->block_size);
+        f->max_read = mount_choose_max_read(f->block_size, FS_MAX_READ, FS_MAX_EXTENTS);
         if (f->max_read < FS_MAX_READ)
                 log_info("Reads of at most %u KiB: pipes cannot grow past fs.pipe-max-size "
                          "without CAP_SYS_RESOURCE, and larger replies would be copied instead "
@@ -1333,17 +1233,9 @@ void fs_unmount(fs *f)
 
 int fs_wait_live(fs *f, uint64_t timeout_ms)
 {
-        _cleanup_free_ char *parent = NULL;
-        struct timespec deadline;
-        struct stat st, pst;
+        struct timespec deadline = deadline_after_ms(CLOCK_REALTIME, timeout_ms);
+        int r;
 
-        clock_gettime(CLOCK_REALTIME, &deadline);
-        deadline.tv_sec += (time_t)(timeout_ms / 1000);
-        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-        if (deadline.tv_nsec >= 1000000000) {
-                deadline.tv_sec++;
-                deadline.tv_nsec -= 1000000000;
-        }
         pthread_mutex_lock(&f->lock);
         while (!f->initialized && !f->ended)
                 if (pthread_cond_timedwait(&f->cond, &f->lock, &deadline) == ETIMEDOUT)
@@ -1355,16 +1247,11 @@ int fs_wait_live(fs *f, uint64_t timeout_ms)
                 return ended ? -ESHUTDOWN : -ETIMEDOUT;
         }
         pthread_mutex_unlock(&f->lock);
-        /* INIT answered; the mount answers once the kernel processed the reply. A mounted
-         * root has another device than the directory it covers (no master call needed). */
-        parent = inode_path_join(f->mountpoint, "..");
-        if (!parent)
-                return -ENOMEM;
-        if (stat(f->mountpoint, &st) < 0 || stat(parent, &pst) < 0)
-                return -errno;
-        if (st.st_dev == pst.st_dev)
-                return -ENOTCONN;
-        set_read_ahead(f);
+        /* INIT answered; the mount answers once the kernel processed the reply. */
+        r = mount_is_live(f->mountpoint);
+        if (r < 0)
+                return r;
+        mount_set_read_ahead(f->mountpoint, f->opts.read_ahead_kb);
         return 0;
 }
 

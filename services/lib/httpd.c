@@ -23,7 +23,7 @@
 #define HTTPD_DEFAULT_TIMEOUT_S  10
 #define HTTPD_DEFAULT_THREADS    4
 #define HTTPD_DEFAULT_MAX_CONN   512
-#define HTTPD_DEFAULT_PER_CLIENT 64
+#define HTTPD_DEFAULT_PER_CLIENT 256
 #define HTTPD_DEFAULT_DEADLINE   10000 /* ms for a request's header and body */
 #define HTTPD_REAP_INTERVAL_MS   250
 #define HTTPD_MAX_PEM            (1u << 20)

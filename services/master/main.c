@@ -1,8 +1,10 @@
 /* weir-master: the Raft-replicated metadata service of one master node. */
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "httpc.h"
@@ -127,6 +129,20 @@ static int run(int argc, char **argv)
                                 snprintf(names + l, sizeof(names) - l, "%s%s", l ? ", " : "",
                                          cfg->nodes[i].name);
                         }
+                /* A master restarted with a file that dropped it, before the leader removed it
+                 * from the Raft membership: say how to get out of that. */
+                char raft_meta[PATH_MAX];
+                if (arg_options.data_dir)
+                        snprintf(raft_meta, sizeof(raft_meta), "%s/raft/metadata1",
+                                 arg_options.data_dir);
+                else
+                        snprintf(raft_meta, sizeof(raft_meta), "%s/master/raft/metadata1",
+                                 node->data_dir);
+                if (access(raft_meta, F_OK) == 0)
+                        log_error("Node '%s' was a master (its raft log is still there): if the "
+                                  "leader has not removed it yet, start it with the previous file "
+                                  "and let weirctl config apply reload the masters instead.",
+                                  arg_node);
                 return log_error_errno(EINVAL,
                                        "Node '%s' runs no master in %s; the masters are: %s.",
                                        arg_node, path, names);

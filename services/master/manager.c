@@ -592,7 +592,7 @@ int manager_transfer_leadership(manager *m, unsigned id)
 {
         if (m->transfer_pending)
                 return -EBUSY;
-        if (raft_state(&m->raft) != RAFT_LEADER)
+        if (!m->raft_initialised || raft_state(&m->raft) != RAFT_LEADER)
                 return -EAGAIN;
         m->transfer.data = m;
         int rv = raft_transfer(&m->raft, &m->transfer, id, on_transfer);
@@ -899,6 +899,8 @@ static int manager_start_raft(manager *m)
         }
         rv = boot ? raft_bootstrap(&m->raft, &conf) : 0;
         raft_configuration_close(&conf);
+        if (boot && rv == 0)
+                members_bootstrapped(m);
         if (rv != 0 && rv != RAFT_CANTBOOTSTRAP) {
                 log_error("raft_bootstrap: %s", raft_errmsg(&m->raft));
                 return -EIO;

@@ -38,6 +38,10 @@ void members_stop(manager *m);
  */
 int members_decide_bootstrap(manager *m);
 
+/* raft_bootstrap() wrote the YAML's masters as the first entry: remembered in DIR/bootstrap so
+ * that a founding master that starts late bootstraps the identical entry (members.c). */
+void members_bootstrapped(manager *m);
+
 /* Loop thread: this node started (true) or stopped (false) serving as leader. */
 void members_leader_changed(manager *m, bool leader);
 

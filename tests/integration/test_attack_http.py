@@ -325,3 +325,32 @@ def test_slow_headers_do_not_stall_healthz(node):
                      if line.startswith("weir_http_connections_closed_total{"))
         print(f"{url}: connections closed by the limits: {closed:.0f}")
         assert closed > 0, text
+
+
+def _connects(address, port):
+    try:
+        with socket.create_connection((address, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def test_bind_address(tmp_path, build_dir):
+    """api.bindAddress: by default each API listens on its node's address only; `0.0.0.0` makes
+    it answer on every address of the host, while clients still use the node's address."""
+    other = "127.0.6.50"
+    n = OneNode(tmp_path / "node", build_dir)
+    try:
+        n.start()
+        assert raw_get(NODE, n.master_port, "/healthz") == 200
+        assert not _connects(other, n.master_port) and not _connects(other, n.worker_port)
+    finally:
+        n.stop()
+    n = OneNode(tmp_path / "any", build_dir, extra_spec=["  api: {bindAddress: 0.0.0.0}"])
+    try:
+        n.start()  # the worker registers with the master through the node's address
+        for port in (n.master_port, n.worker_port):
+            assert raw_get(other, port, "/healthz") == 200
+            assert raw_get(other, port, "/metrics") == 401  # the token still applies
+    finally:
+        n.stop()

@@ -18,32 +18,11 @@ import pytest
 
 from conftest import weir_binary
 from weirtest import raftwire
-from weirtest.cluster import TOKEN, HttpError, MasterCluster, http_request
+from weirtest.cluster import TOKEN, HttpError, http_request
 
 RAFT_PORT = 19200
 
 
-@pytest.fixture
-def make_cluster(tmp_path, build_dir):
-    weir_binary("weir-master")
-    clusters = []
-
-    def make(**kw):
-        c = MasterCluster(tmp_path / f"c{len(clusters)}", build_dir, **kw)
-        clusters.append(c)
-        return c
-
-    yield make
-    for c in clusters:
-        c.stop()
-
-
-@pytest.fixture
-def cluster3(make_cluster):
-    c = make_cluster(n=3, first_address=1)
-    c.start()
-    c.wait_leader()
-    return c
 
 
 def label_cmd(key, value, dataset="demo", rid="attacker:1"):

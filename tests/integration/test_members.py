@@ -7,6 +7,7 @@ Masters on 127.0.1.x as in test_master.py. Run in a private network namespace:
         /usr/bin/python3 -m pytest -q tests/integration/test_members.py'
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -192,13 +193,17 @@ def test_one_to_three_masters_while_serving(make_members):
         node3.start()
         wait_for(lambda: all((m.status() or {}).get("bootstrap") == "joined"
                              for m in (node2, node3)), 20, "new masters waiting to join", c)
+        t0 = time.monotonic()
         r = c.apply("--wait", str(APPLY_WAIT_S))
+        took = time.monotonic() - t0
         assert r.returncode == 0, r.stdout + r.stderr + c.logs()
         assert "add master node2 (raft id 2)" in r.stdout
         assert "add master node3 (raft id 3)" in r.stdout
         time.sleep(1.0)  # keep the client running after the change
     finally:
         client.finish()
+    print(f"1->3: {client.ok} ok, {len(client.failures)} failed, longest outage "
+          f"{client.longest_outage():.3f}s, apply took {took:.2f}s")
     assert client.ok > 20, (client.ok, len(client.failures))
     assert client.longest_outage() <= OUTAGE_BOUND_S, (client.failures, c.logs())
     leader, term, applied = agreement(c, c.masters)
@@ -234,7 +239,9 @@ def test_three_to_one_master_while_serving(make_members):
     try:
         time.sleep(1.0)
         c.write_yaml(1)
+        t0 = time.monotonic()
         r = c.apply("--wait", str(APPLY_WAIT_S))
+        took = time.monotonic() - t0
         assert r.returncode == 0, r.stdout + r.stderr + c.logs()
         assert "remove master node2 (raft id 2)" in r.stdout
         assert "remove master node3 (raft id 3)" in r.stdout
@@ -245,6 +252,8 @@ def test_three_to_one_master_while_serving(make_members):
         time.sleep(1.0)
     finally:
         client.finish()
+    print(f"3->1: {client.ok} ok, {len(client.failures)} failed, longest outage "
+          f"{client.longest_outage():.3f}s, apply took {took:.2f}s")
     assert client.ok > 20, (client.ok, len(client.failures))
     assert client.longest_outage() <= OUTAGE_BOUND_S, (client.failures, c.logs())
     assert node1.running
@@ -337,18 +346,27 @@ def test_add_node_with_worker(make_members, tmp_path):
 
 def snapshot_state(c):
     leader = c.wait_leader()
+    # The leader records the membership once after its election: wait for that.
+    wait_for(lambda: c.config(leader)["converged"] and c.config(leader).get("members"), 10,
+             "the leader's membership record", c)
     sts = {m.name: m.status() for m in c.masters}
     cfg = c.config(leader)
     code, datasets, _ = c.request("GET", "/v1/datasets", via=leader)
     assert code == 200
+    code, labels, _ = c.request("GET", f"/v1/datasets/{c.datasets[0]}/labels", via=leader)
+    assert code == 200
+    # Not the applied index: the leader retries the failing sync of file:///nonexistent/demo
+    # in the background, which commits entries.
     return {
         "leader": leader.name,
         "terms": {n: s["term"] for n, s in sts.items()},
-        "applied": {n: s["applied"] for n, s in sts.items()},
         "running": cfg["running"],
         "members": cfg.get("members"),
-        "datasets": sorted(d["name"] for d in datasets["datasets"]),
+        "datasets": sorted((d["name"], d["block_size"], json.dumps(d["mounts"]))
+                           for d in datasets["datasets"]),
+        "labels": labels["labels"],
         "pids": {m.name: m.proc.pid for m in c.masters},
+        "bootstrap": {n: s["bootstrap"] for n, s in sts.items()},
     }
 
 
@@ -437,7 +455,127 @@ def test_new_masters_bootstrap_only_together(make_members):
     leader = c.wait_leader(timeout=20)
     assert leader.name in ("node1", "node2")
     node3.start()
-    # node3 finds a running cluster whose bootstrap configuration already names it.
+    # node3 finds a running cluster that bootstrapped the very masters node3 would, and whose
+    # membership never changed: it writes the identical first entry and can vote at once.
     agreement(c, c.masters)
-    assert (node3.status() or {}).get("bootstrap") == "joined"
+    assert (node3.status() or {}).get("bootstrap") == "bootstrapped"
+    assert "bootstrapped the same masters" in node3.log()
     c.put_label("x", "1")
+    # A master added later (1 -> 3) never does: see test_one_to_three_masters_while_serving.
+
+
+def test_dry_run_and_no_cluster(make_members):
+    c = make_members(n=3, master_replicas=1)
+    node1 = c.masters[0]
+    # Nothing runs: nothing to compare with; the masters are asked and none answers.
+    r = c.apply()
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "no master of the file answers (node1 at 127.0.1.1:19998)" in r.stderr, r
+    assert "nothing was applied" in r.stderr
+    node1.start()
+    c.wait_leader()
+    c.write_yaml(3)
+    r = c.apply("--dry-run")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "add master node2 (raft id 2)" in r.stdout
+    assert "Reloading" not in r.stdout
+    time.sleep(0.5)
+    cfg = c.config(node1)
+    assert cfg["reloads"] == 0 and members_of(cfg) == ["node1"]
+    # The reload call needs the cluster token, as every mutating call does.
+    code, _, _ = http_request("POST", node1.url("/v1/config/reload"), timeout=2.0)
+    assert code == 401
+    assert c.config(node1)["reloads"] == 0
+    r = c.weirctl("config", "apply", "--wait", "0")
+    assert r.returncode == 2 and "--wait expects" in r.stderr, r
+
+
+def test_restart_with_a_file_that_dropped_the_master(make_members):
+    """Restarting (instead of reloading) a master whose new file drops it, before the leader
+    removed it: it refuses to start and says how to get out of that."""
+    c = make_members(n=3, master_replicas=3)
+    c.start()
+    c.wait_leader()
+    node3 = c.masters[2]
+    assert node3.stop() == 0
+    c.write_yaml(1)
+    node3.start()
+    assert node3.proc.wait(timeout=15) == 1
+    log = node3.log()
+    assert "Node 'node3' runs no master" in log
+    assert "was a master (its raft log is still there)" in log
+    # Its raft data is untouched: with the previous file it rejoins.
+    c.write_yaml(3)
+    node3.start()
+    agreement(c, c.masters)
+
+
+def test_new_master_down_is_retried(make_members):
+    """1 -> 3 with node3 not started yet: node2 becomes a voter, node3's promotion fails and is
+    retried (libraft catches it up only once it answers); the cluster serves meanwhile, and
+    starting node3 completes the change."""
+    c = make_members(n=3, master_replicas=1)
+    node1, node2, node3 = c.masters
+    node1.start()
+    c.wait_leader()
+    c.write_yaml(3)
+    node2.start()
+    r = c.apply("--wait", "8")
+    assert r.returncode == 1 and "did not reach" in r.stderr, r.stdout + r.stderr
+    cfg = c.config(node1)
+    assert not cfg["converged"]
+    roles = {m["node"]: m["role"] for m in cfg["members"] or []}
+    assert roles.get("node2") == "voter", (roles, c.logs())
+    assert roles.get("node3") in ("spare", "standby"), (roles, c.logs())
+    c.put_label("meanwhile", "1")  # node1 and node2 are a quorum of two voters
+    node3.start()
+    wait_for(lambda: c.config(node1)["converged"], 30, "node3 promoted once it answers", c)
+    assert members_of(c.config(node1)) == ["node1", "node2", "node3"]
+    assert "failed: " in node1.log() and "retrying" in node1.log()
+    agreement(c, c.masters)
+
+
+def test_apply_with_systemctl(make_members, tmp_path):
+    """The systemd path, with a systemctl stand-in first in $PATH that logs its arguments:
+    daemon-reload, start --no-block weir.target, and reload of weir-master only where it is
+    active; a refused file runs none of them."""
+    c = make_members(n=3, master_replicas=1)
+    c.masters[0].start()
+    c.wait_leader()
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    calls = tmp_path / "calls"
+    fake = bindir / "systemctl"
+    fake.write_text("#!/bin/sh\n"
+                    f"echo \"$*\" >> {calls}\n"
+                    # is-active answers what $FAKE_MASTER_ACTIVE says
+                    "if [ \"$1\" = is-active ]; then exit ${FAKE_MASTER_ACTIVE:-3}; fi\n"
+                    "exit 0\n")
+    fake.chmod(0o755)
+
+    def apply(active, *args):
+        env = dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}", WEIR_NO_SYSTEMD="0",
+                   FAKE_MASTER_ACTIVE=str(active))
+        if calls.exists():
+            calls.unlink()
+        r = subprocess.run([c.weirctl_path, "--config", c.yaml_path, "config", "apply", *args],
+                           capture_output=True, text=True, timeout=60, env=env)
+        return r, (calls.read_text().splitlines() if calls.exists() else [])
+
+    c.write_yaml(3)
+    r, seen = apply(0)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert seen == ["daemon-reload", "start --no-block weir.target",
+                    "is-active --quiet weir-master.service", "reload weir-master.service"], seen
+    r, seen = apply(3)
+    assert r.returncode == 0 and seen == ["daemon-reload", "start --no-block weir.target",
+                                          "is-active --quiet weir-master.service"], seen
+    # Refused: nothing is run.
+    c.write_yaml(3, mutate=lambda t: t.replace("metadata: {name: test}", "metadata: {name: x}"))
+    r, seen = apply(0)
+    assert r.returncode == 1 and "Cluster: metadata.name" in r.stderr and seen == [], (r, seen)
+    # The only running master moved: the file cannot find the cluster; nothing is run either.
+    c.write_yaml(3, mutate=lambda t: t.replace("address: 127.0.1.1,", "address: 127.0.1.9,"))
+    r, seen = apply(0)
+    assert r.returncode == 1 and "no master of the file answers" in r.stderr, r
+    assert "spec.nodes[N].address" in r.stderr and seen == [], (r, seen)
