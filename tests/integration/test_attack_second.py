@@ -522,8 +522,7 @@ def test_slow_readers_do_not_lock_out_healthz(small_node):
     must still be served. Before the fix a full table of answering connections refused every new
     one, so /healthz failed for as long as the readers trickled."""
     node = small_node
-    fid, ver = node.file_id("f0.bin")
-    bid = f"{fid}-{ver}-0"
+    bid = f"{node.block_prefix('f0.bin')}-0"
     code, body, _ = http_request("GET", node.worker_url(f"/v1/blocks/{bid}"), token=READ_TOKEN,
                                  timeout=10)
     assert code == 200, body
