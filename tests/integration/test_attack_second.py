@@ -650,3 +650,54 @@ def test_tls_handshake_trickled_is_cut_at_the_deadline(tls_node):
         with ctx.wrap_socket(raw_s, server_hostname="127.0.7.1") as s:
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             assert s.recv(100).startswith(b"HTTP/1.1 200")
+
+
+def test_masters_view_with_a_hung_peer_does_not_stall_the_api(cluster3):
+    """A master that is stopped (SIGSTOP, or partitioned) still accepts TCP on its API port but
+    never answers, so every `GET /v1/masters` waits the peer probe's timeout (500 ms). A
+    read-token holder (or a dashboard) sending 32 of them at once must not stall the leader's
+    API: /healthz and a label write stay fast. Fails if the probes run on the HTTP threads
+    (4 of them, each serving many connections), which then queue every other request behind
+    the 500 ms waits."""
+    import signal
+    from test_attack_raft import follower_of
+    from weirtest.cluster import TOKEN as CTOKEN
+
+    leader = cluster3.wait_leader()
+    hung = follower_of(cluster3, leader)
+    hung.signal(signal.SIGSTOP)
+    stop = threading.Event()
+    done = {"n": 0}
+
+    def hammer():
+        while not stop.is_set():
+            try:
+                http_request("GET", leader.url("/v1/masters"), token=CTOKEN, timeout=10)
+                done["n"] += 1
+            except OSError:
+                pass
+
+    threads = [threading.Thread(target=hammer) for _ in range(32)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(2.0)
+        worst = 0.0
+        for i in range(6):
+            t0 = time.monotonic()
+            code, _, _ = http_request("GET", leader.url("/healthz"), timeout=20)
+            worst = max(worst, time.monotonic() - t0)
+            assert code == 200
+            t0 = time.monotonic()
+            code, body, _ = http_request("PUT", leader.url(f"/v1/datasets/demo/labels/hung{i}"),
+                                         body={"value": "1"}, token=CTOKEN, timeout=20)
+            assert code == 200, body
+            worst = max(worst, time.monotonic() - t0)
+            time.sleep(0.3)
+        assert done["n"] > 32, done  # the probes really ran meanwhile
+        assert worst < 1.5, f"a request took {worst:.2f}s while /v1/masters waited on a hung peer"
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        hung.signal(signal.SIGCONT)
