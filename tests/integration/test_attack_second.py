@@ -16,11 +16,10 @@ import ssl
 import subprocess
 import threading
 import time
-import urllib.parse
 
 import pytest
 
-from test_api_tls import make_certs
+from test_api_tls import make_certs, tls_node  # noqa: F401  (tls_node: a fixture used below)
 from test_attack_http import NODE, READ_TOKEN, TOKEN, OneNode
 from weirtest.cluster import http_request
 from weirtest.net import free_port
@@ -613,9 +612,6 @@ def client_hello():
     except ssl.SSLWantReadError:
         pass
     return outgoing.read()
-
-
-from test_api_tls import tls_node  # noqa: E402,F401  (the fixture: master and worker on TLS)
 
 
 def test_tls_handshake_trickled_is_cut_at_the_deadline(tls_node):
