@@ -6,17 +6,33 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "config.h"
+#include "dbus.h"
 #include "httpc.h"
 #include "log.h"
 #include "manager.h"
+#include "members.h"
 #include "parse.h"
 #include "sync.h"
 #include "weir-build.h"
 
 static const char *arg_config = NULL;
 static const char *arg_node = NULL;
-static manager_options arg_options = {};
+static const manager_parts parts = {
+        .api_start = api_start,
+        .dbus_start = dbus_start,
+        .dbus_emit_changed = dbus_emit_changed,
+        .dbus_stop = dbus_stop,
+        .members_new = members_new,
+        .members_free = members_free,
+        .members_stop = members_stop,
+        .members_decide_bootstrap = members_decide_bootstrap,
+        .members_bootstrapped = members_bootstrapped,
+        .members_leader_changed = members_leader_changed,
+        .members_probe = members_probe,
+};
+static manager_options arg_options = {.parts = &parts};
 
 static void help(void)
 {

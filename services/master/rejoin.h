@@ -1,7 +1,7 @@
 /* A damaged Raft log: refusing to start on it, and the operator's --rejoin. */
 #pragma once
 
-#include "manager.h"
+#include "config.h"
 
 /* Loud error and -EBADMSG when RAFT_DIR holds segments that libraft set aside as corrupt
  * ("corrupt-*"): the log they came from lacks committed entries. */
