@@ -17,9 +17,11 @@
 #include "listing.h"
 #include "locations.h"
 #include "api.h"
+#include "gate.h"
 #include "manager-internal.h"
 #include "members.h"
 #include "parse.h"
+#include "rejoin.h"
 #include "timeutil.h"
 
 #define WORKER_BODY_MAX (8u << 20)
@@ -30,29 +32,12 @@
 
 /* ---- leader gate ---- */
 
-/* Replies 307 to the leader or 503 when this node cannot serve a leader-only call. */
-static bool api_reply_not_leader(manager *m, httpd_request *req)
-{
-        manager_view v = manager_get_view(m);
-        char api[300], base[320];
-
-        if (v.leader_id && v.leader_id != m->node->raft_id &&
-            manager_api_address(m, v.leader_id, api, sizeof(api))) {
-                snprintf(base, sizeof(base), "%s://%s", apiauth_scheme(m->cfg), api);
-                httpd_reply_redirect(req, base);
-                return true;
-        }
-        httpd_reply_header(req, "Retry-After", "1");
-        httpd_reply_error(req, 503, "no leader is serving yet (election in progress); retry");
-        return true;
-}
-
 /* True when this node serves leader-only calls; otherwise the request was answered. */
 static bool api_leader_gate(manager *m, httpd_request *req)
 {
         if (manager_get_view(m).serving)
                 return true;
-        api_reply_not_leader(m, req);
+        gate_reply_not_leader(m, req);
         return false;
 }
 
@@ -71,7 +56,7 @@ static void api_reply_write(manager *m, httpd_request *req, int status, json_t *
                 return;
         }
         case -EAGAIN:
-                api_reply_not_leader(m, req);
+                gate_reply_not_leader(m, req);
                 return;
         case -ECONNABORTED:
                 httpd_reply_header(req, "Retry-After", "1");
@@ -417,7 +402,7 @@ static void sync_on_loop(manager *m, bool stopping, void *userdata)
                 httpd_reply_header(s->req, "Retry-After", "1");
                 httpd_reply_error(s->req, 503, "master shutting down");
         } else if (!manager_is_leader(m))
-                api_reply_not_leader(m, s->req);
+                gate_reply_not_leader(m, s->req);
         else if (!m->sync_hooks.start)
                 httpd_reply_error(s->req, 501, "metadata sync is not available in this build");
         else {
@@ -958,6 +943,7 @@ static const httpd_route api_routes[] = {
         {"POST", "/v1/fuses/", h_fuse_heartbeat, HTTPD_ROUTE_PREFIX | HTTPD_ROUTE_JSON, 0},
         {"GET", "/v1/config", members_h_config, 0, 0},
         {"POST", "/v1/config/reload", members_h_reload, 0, MEMBERS_RELOAD_BODY_MAX},
+        {NULL, "/v1/masters/", rejoin_h_reset, HTTPD_ROUTE_PREFIX, 0},
 };
 
 int api_start(manager *m)

@@ -14,6 +14,7 @@
 #include "manager.h"
 #include "members.h"
 #include "parse.h"
+#include "rejoin.h"
 #include "sync.h"
 #include "weir-build.h"
 
@@ -31,6 +32,10 @@ static const manager_parts parts = {
         .members_bootstrapped = members_bootstrapped,
         .members_leader_changed = members_leader_changed,
         .members_probe = members_probe,
+        .members_reset = members_reset,
+        .rejoin_check_dir = rejoin_check_dir,
+        .rejoin_prepare = rejoin_prepare,
+        .rejoin_explain = rejoin_explain,
 };
 static manager_options arg_options = {.parts = &parts};
 

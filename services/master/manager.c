@@ -22,7 +22,6 @@
 #include "log.h"
 #include "manager-internal.h"
 #include "raft-compat.h"
-#include "rejoin.h"
 #include "transport.h"
 #include "ufs/ufs.h"
 #include "weir-build.h"
@@ -704,8 +703,8 @@ int manager_new(const config *cfg, const config_node *node, const manager_option
         }
 
         /* A damaged log is never started on silently (rejoin.c). */
-        r = opts->rejoin ? rejoin_prepare(cfg, node, m->token, m->raft_dir)
-                         : rejoin_check_dir(m->raft_dir);
+        r = opts->rejoin ? opts->parts->rejoin_prepare(cfg, node, m->token, m->raft_dir)
+                         : opts->parts->rejoin_check_dir(m->raft_dir);
         if (r < 0) {
                 manager_free(m);
                 return r;
@@ -882,7 +881,7 @@ static int manager_start_raft(manager *m)
                                                                        : MAX(threshold / 2, 1u));
         rv = raft_start(&m->raft);
         if (rv != 0 && !transport_listen_called(&m->transport))
-                return rejoin_explain(m->node, m->raft_dir, raft_errmsg(&m->raft));
+                return m->opts.parts->rejoin_explain(m->node, m->raft_dir, raft_errmsg(&m->raft));
         if (rv != 0) {
                 log_error("Failed to start raft on %s: %s%s", m->raft_address,
                           raft_errmsg(&m->raft),

@@ -13,8 +13,8 @@
 
 typedef struct manager manager;
 
-/* The parts the manager starts and calls back: the API (api.h), the bus object (dbus.h) and the
- * membership (members.h). main.c wires them, so that manager.c includes none of their headers
+/* The parts the manager starts and calls back: the API (api.h), the bus object (dbus.h), the
+ * membership (members.h) and the damaged-log checks (rejoin.h). main.c wires them, so that manager.c includes none of their headers
  * while they include the manager's (no include cycle, docs/design.md). All are required. */
 typedef struct manager_parts {
         int (*api_start)(manager *m);
@@ -28,6 +28,11 @@ typedef struct manager_parts {
         void (*members_bootstrapped)(manager *m);
         void (*members_leader_changed)(manager *m, bool leader);
         void (*members_probe)(manager *m, httpc *c);
+        int (*members_reset)(manager *m, unsigned id); /* called by rejoin.c */
+        int (*rejoin_check_dir)(const char *raft_dir);
+        int (*rejoin_prepare)(const config *cfg, const config_node *self, const char *token,
+                              const char *raft_dir);
+        int (*rejoin_explain)(const config_node *self, const char *raft_dir, const char *errmsg);
 } manager_parts;
 
 typedef struct manager_options {
