@@ -269,6 +269,40 @@ static void h_masters(httpd_request *req, void *userdata)
                                    leader ? leader_api : NULL, "masters", masters));
 }
 
+/* ---- the cluster epoch on file entries ---- */
+
+static void stamp_entry(json_t *e, const char *epoch)
+{
+        if (json_is_object(e) && json_is_string(json_object_get(e, "type")) &&
+            strcmp(json_string_value(json_object_get(e, "type")), "file") == 0)
+                json_object_set_new(e, "epoch", json_string(epoch));
+}
+
+/* Adds "epoch" E (fsm_epoch(), read under state_lock) to the file entries of OUT (an entry, or
+ * {"entries": [...]}): readers build block ids from it (block.h). False while no epoch is
+ * recorded: the caller answers 503, since block ids without one could name another cluster's
+ * bytes. */
+static bool stamp_epoch(json_t *out, uint64_t e)
+{
+        char epoch[BLOCK_EPOCH_MAX];
+        size_t i;
+        json_t *v;
+
+        if (e == 0)
+                return false;
+        block_epoch_format(epoch, e);
+        stamp_entry(out, epoch);
+        json_array_foreach(json_object_get(out, "entries"), i, v) stamp_entry(v, epoch);
+        return true;
+}
+
+static void reply_no_epoch(httpd_request *req, json_t *out)
+{
+        json_decref(out);
+        httpd_reply_header(req, "Retry-After", "1");
+        httpd_reply_error(req, 503, "the cluster epoch is not recorded yet (a new leader), retry");
+}
+
 /* ---- datasets ---- */
 
 typedef struct cache_fields {
@@ -487,6 +521,7 @@ static void h_ls_stat(manager *m, httpd_request *req, const char *name, bool ls)
                 dir = strcmp(json_string_value(json_object_get(out, "type")) ?: "", "dir") == 0;
         if (r >= 0 && limit > 0 && dir)
                 r = listing_page(m->fsm, name, path, after, limit, flags, &entries, &more);
+        uint64_t epoch = fsm_epoch(m->fsm);
         pthread_mutex_unlock(&m->state_lock);
         if (r < 0) {
                 json_decref(out);
@@ -506,6 +541,8 @@ static void h_ls_stat(manager *m, httpd_request *req, const char *name, bool ls)
                         return;
                 }
         }
+        if (!stamp_epoch(out, epoch))
+                return reply_no_epoch(req, out);
         httpd_reply_json(req, 200, out);
 }
 
@@ -605,9 +642,12 @@ static void h_file(httpd_request *req, void *userdata)
         }
         pthread_mutex_lock(&m->state_lock);
         int r = fsm_file(m->fsm, id, &out);
+        bool stamped = r >= 0 && stamp_epoch(out, fsm_epoch(m->fsm));
         pthread_mutex_unlock(&m->state_lock);
         if (r < 0)
                 return reply_fsm_error(req, r, "file");
+        if (!stamped)
+                return reply_no_epoch(req, out);
         httpd_reply_json(req, 200, out);
 }
 
@@ -618,6 +658,63 @@ static void h_file(httpd_request *req, void *userdata)
 static void api_leadership_lost_locked(manager *m)
 {
         locations_reset(m->locations);
+}
+
+/* The last file looked up by block_current_locked(): reports list a file's blocks together. */
+typedef struct current_cache {
+        bool valid, current;
+        uint64_t file_id, version;
+} current_cache;
+
+/* Whether K names a block of a file version the state holds now, in this cluster's epoch. A
+ * worker's cache may hold blocks of another epoch (a master that lost its state, another
+ * cluster), of files gone or of older versions: never located, and the worker is told to drop
+ * them. state_lock held. */
+static bool block_current_locked(manager *m, const block_key *k, current_cache *c)
+{
+        json_t *file = NULL;
+
+        if (k->epoch != fsm_epoch(m->fsm))
+                return false;
+        if (c->valid && c->file_id == k->file_id && c->version == k->version)
+                return c->current;
+        *c = (current_cache){.valid = true, .file_id = k->file_id, .version = k->version};
+        if (fsm_file(m->fsm, k->file_id, &file) >= 0) {
+                json_int_t v = json_integer_value(json_object_get(file, "version"));
+                c->current = v > 0 && (uint64_t)v == k->version;
+        }
+        json_decref(file);
+        return c->current;
+}
+
+/* Blocks a worker is told to drop per answer at most; the rest are named in a later answer. */
+#define MAX_DROP 100000
+
+/* Records that NODE holds block ID when it names a current block; otherwise appends ID to DROP
+ * (when given), the list the worker is told to remove. 0, or -ENOMEM (nothing recorded). */
+static int block_add_locked(manager *m, const char *node, const char *id, current_cache *cache,
+                            json_t *drop)
+{
+        block_key k;
+
+        /* ids were checked by apibody; no epoch recorded yet (the moments after a first
+         * election): nothing can be judged */
+        if (!id || block_id_parse(id, &k) < 0 || fsm_epoch(m->fsm) == 0)
+                return 0;
+        if (!block_current_locked(m, &k, cache)) {
+                if (drop && json_array_size(drop) < MAX_DROP)
+                        json_array_append_new(drop, json_string(id));
+                return 0;
+        }
+        return locations_block_set(m->locations, node, id, true);
+}
+
+/* Forgets that NODE holds block ID. */
+static int block_remove_locked(manager *m, const char *node, const char *id)
+{
+        int r = locations_block_set(m->locations, node, id, false);
+
+        return r == -EINVAL ? 0 : r; /* a malformed id names nothing held */
 }
 
 typedef struct register_call {
@@ -639,20 +736,24 @@ static void on_register_done(manager *m, int status, json_t *result, void *userd
                 r = locations_worker_register(
                         m->locations, rc->node, now_s(), json_object_get(rc->body, "tiers"),
                         json_object_get(rc->body, "hits"), json_object_get(rc->body, "misses"));
+                json_t *drop = json_array();
+                current_cache cache = {};
                 json_array_foreach(json_object_get(rc->body, "blocks"), i, b)
                 {
                         if (r < 0)
                                 break;
-                        /* ids were checked by apibody_worker_register(): only -ENOMEM fails */
-                        r = locations_block_set(m->locations, rc->node, json_string_value(b), true);
+                        r = block_add_locked(m, rc->node, json_string_value(b), &cache, drop);
                 }
                 pthread_mutex_unlock(&m->state_lock);
-                if (r < 0)
+                if (r < 0) {
                         /* the worker registers again after an error: its report is not lost */
+                        json_decref(drop);
                         httpd_reply_error(rc->req, 500, "cannot record the block report: %s",
                                           strerror(-r));
-                else
-                        httpd_reply_json(rc->req, 200, json_pack("{s:b}", "registered", 1));
+                } else
+                        httpd_reply_json(rc->req, 200,
+                                         json_pack("{s:b,s:o}", "registered", 1, "drop",
+                                                   drop ?: json_array()));
         } else
                 api_reply_write(m, rc->req, status, result);
         free(rc->node);
@@ -726,27 +827,29 @@ static void h_worker_heartbeat(httpd_request *req, void *userdata)
                 return;
         }
         size_t i;
-        json_t *b;
+        json_t *b, *drop = json_array();
+        current_cache cache = {};
         json_array_foreach(json_object_get(body, "added"), i, b)
         {
                 if (r < 0)
                         break;
-                r = locations_block_set(m->locations, node, json_string_value(b), true);
+                r = block_add_locked(m, node, json_string_value(b), &cache, drop);
         }
         json_array_foreach(json_object_get(body, "removed"), i, b)
         {
                 if (r < 0)
                         break;
-                r = locations_block_set(m->locations, node, json_string_value(b), false);
+                r = block_remove_locked(m, node, json_string_value(b));
         }
         pthread_mutex_unlock(&m->state_lock);
         if (r < 0) {
                 /* a lost delta: the worker's next heartbeat fails too and it registers again
                  * with a full report */
+                json_decref(drop);
                 httpd_reply_error(req, 500, "cannot record the blocks: %s", strerror(-r));
                 return;
         }
-        httpd_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
+        httpd_reply_json(req, 200, json_pack("{s:b,s:o}", "ok", 1, "drop", drop ?: json_array()));
 }
 
 static void h_workers(httpd_request *req, void *userdata)

@@ -5,7 +5,8 @@
  *   fuses:    "NODE/DATASET" -> fuse_rec
  *
  * A block is in a worker's set exactly when that worker is among its index's holders; every
- * change keeps both sides (asserted). Not thread-safe: the manager's state_lock guards it. */
+ * change keeps both sides (asserted). Versions are keyed by file and version only: the API
+ * records only blocks of the cluster's current epoch (block.h), so no two epochs meet here. Not thread-safe: the manager's state_lock guards it. */
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>

@@ -9,6 +9,7 @@
 #include "api.h"
 #include "config.h"
 #include "dbus.h"
+#include "epoch.h"
 #include "httpc.h"
 #include "log.h"
 #include "manager.h"
@@ -33,6 +34,7 @@ static const manager_parts parts = {
         .members_leader_changed = members_leader_changed,
         .members_probe = members_probe,
         .members_reset = members_reset,
+        .epoch_ensure = epoch_ensure,
         .rejoin_check_dir = rejoin_check_dir,
         .rejoin_prepare = rejoin_prepare,
         .rejoin_explain = rejoin_explain,

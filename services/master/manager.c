@@ -443,6 +443,7 @@ static void on_barrier(struct raft_barrier *req, int status)
         manager_update(m);
         manager_ensure_datasets(m);
         m->opts.parts->members_leader_changed(m, true);
+        m->opts.parts->epoch_ensure(m);
         if (m->sync_hooks.leader_changed)
                 m->sync_hooks.leader_changed(m, true, m->sync_hooks.userdata);
 }
@@ -540,7 +541,10 @@ static void manager_update(manager *m)
 
 static void on_tick(uv_timer_t *t)
 {
-        manager_update(t->data);
+        manager *m = t->data;
+
+        manager_update(m);
+        m->opts.parts->epoch_ensure(m); /* a failed proposal is retried */
 }
 
 static void on_watchdog(uv_timer_t *t)

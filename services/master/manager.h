@@ -14,7 +14,7 @@
 typedef struct manager manager;
 
 /* The parts the manager starts and calls back: the API (api.h), the bus object (dbus.h), the
- * membership (members.h) and the damaged-log checks (rejoin.h). main.c wires them, so that manager.c includes none of their headers
+ * membership (members.h), the cluster epoch (epoch.h) and the damaged-log checks (rejoin.h). main.c wires them, so that manager.c includes none of their headers
  * while they include the manager's (no include cycle, docs/design.md). All are required. */
 typedef struct manager_parts {
         int (*api_start)(manager *m);
@@ -29,6 +29,7 @@ typedef struct manager_parts {
         void (*members_leader_changed)(manager *m, bool leader);
         void (*members_probe)(manager *m, httpc *c);
         int (*members_reset)(manager *m, unsigned id); /* called by rejoin.c */
+        void (*epoch_ensure)(manager *m);
         int (*rejoin_check_dir)(const char *raft_dir);
         int (*rejoin_prepare)(const config *cfg, const config_node *self, const char *token,
                               const char *raft_dir);

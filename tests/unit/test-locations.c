@@ -55,18 +55,19 @@ static void test_blocks_and_holders(void **state)
         seen_holders s;
 
         assert_non_null(l);
-        assert_int_equal(locations_block_set(l, "n1", "5-1-0", true), -ENOENT);
+        assert_int_equal(locations_block_set(l, "n1", "00000000000000aa-5-1-0", true), -ENOENT);
         assert_int_equal(locations_worker_register(l, "n1", 10.0, tiers, NULL, NULL), 0);
         assert_int_equal(locations_worker_register(l, "n2", 10.0, NULL, NULL, NULL), 0);
         assert_int_equal(locations_n_workers(l), 2);
         assert_true(json_is_array(locations_worker_get(l, "n2")->tiers));
-        assert_int_equal(locations_block_set(l, "n1", "5-1-0", true), 0);
-        assert_int_equal(locations_block_set(l, "n1", "5-1-0", true), 0); /* again: no-op */
-        assert_int_equal(locations_block_set(l, "n1", "5-1-3", true), 0);
-        assert_int_equal(locations_block_set(l, "n2", "5-1-3", true), 0);
-        assert_int_equal(locations_block_set(l, "n2", "6-2-0", true), 0);
-        assert_int_equal(locations_block_set(l, "n2", "5-1-x", true), -EINVAL);
-        assert_int_equal(locations_block_set(l, "n2", " 5-1-1", true), -EINVAL);
+        assert_int_equal(locations_block_set(l, "n1", "00000000000000aa-5-1-0", true), 0);
+        assert_int_equal(locations_block_set(l, "n1", "00000000000000aa-5-1-0", true),
+                         0); /* again: no-op */
+        assert_int_equal(locations_block_set(l, "n1", "00000000000000aa-5-1-3", true), 0);
+        assert_int_equal(locations_block_set(l, "n2", "00000000000000aa-5-1-3", true), 0);
+        assert_int_equal(locations_block_set(l, "n2", "00000000000000aa-6-2-0", true), 0);
+        assert_int_equal(locations_block_set(l, "n2", "00000000000000aa-5-1-x", true), -EINVAL);
+        assert_int_equal(locations_block_set(l, "n2", " 00000000000000aa-5-1-1", true), -EINVAL);
         assert_int_equal(locations_worker_get(l, "n1")->n_blocks, 2);
         s = holders_of(l, 5, 1);
         assert_int_equal(s.n, 3);
@@ -74,9 +75,9 @@ static void test_blocks_and_holders(void **state)
         assert_int_equal(n_versions(l), 2);
 
         /* removing what is not held changes nothing */
-        assert_int_equal(locations_block_set(l, "n1", "6-2-0", false), 0);
+        assert_int_equal(locations_block_set(l, "n1", "00000000000000aa-6-2-0", false), 0);
         assert_int_equal(holders_of(l, 6, 2).n, 1);
-        assert_int_equal(locations_block_set(l, "n2", "6-2-0", false), 0);
+        assert_int_equal(locations_block_set(l, "n2", "00000000000000aa-6-2-0", false), 0);
         assert_int_equal(holders_of(l, 6, 2).n, 0);
         assert_int_equal(n_versions(l), 1); /* an emptied version goes */
 
@@ -103,7 +104,7 @@ static void test_blocks_and_holders(void **state)
         assert_int_equal(locations_n_workers(l), 0);
         assert_int_equal(n_versions(l), 0);
         assert_null(locations_worker_get(l, "n2"));
-        assert_int_equal(locations_block_set(l, "n2", "5-1-3", true), -ENOENT);
+        assert_int_equal(locations_block_set(l, "n2", "00000000000000aa-5-1-3", true), -ENOENT);
         json_decref(tiers);
         locations_free(l);
 }
@@ -143,7 +144,8 @@ static void test_churn(void **state)
                 snprintf(node, sizeof(node), "n%u", w);
                 assert_int_equal(locations_worker_register(l, node, 1.0, NULL, NULL, NULL), 0);
                 for (unsigned b = 0; b < 500; b++) {
-                        snprintf(id, sizeof(id), "%u-1-%u", b % 7, (b * (w + 1)) % 100);
+                        snprintf(id, sizeof(id), "00000000000000aa-%u-1-%u", b % 7 + 1,
+                                 (b * (w + 1)) % 100);
                         assert_int_equal(locations_block_set(l, node, id, true), 0);
                 }
         }
@@ -151,7 +153,7 @@ static void test_churn(void **state)
                 snprintf(node, sizeof(node), "n%u", w);
                 assert_int_equal(locations_worker_register(l, node, 2.0, NULL, NULL, NULL), 0);
         }
-        for (unsigned f = 0; f < 7; f++) {
+        for (unsigned f = 1; f <= 7; f++) {
                 seen_holders s = holders_of(l, f, 1);
 
                 assert_null(strstr(s.nodes, "n0 "));
