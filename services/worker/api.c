@@ -13,7 +13,10 @@
 #include "log.h"
 #include "parse.h"
 #include "range.h"
-#include "worker.h"
+#include "api.h"
+#include "register.h"
+#include "tiers.h"
+#include "worker-state.h"
 
 #define API_READAHEAD      2     /* blocks filled ahead of a sequential reader */
 #define API_MAX_PATHS      10000 /* paths in one load request */
@@ -126,7 +129,7 @@ static void block_filled(int r, void *userdata)
                 if (r >= 0) {
                         /* Evicted between its fill and this read: fill it again, once. */
                         if (br->attempts++ < 1) {
-                                r = worker_fill(w, &br->key, 0, block_filled, br);
+                                r = fill_guard_block(&w->fill, &br->key, 0, block_filled, br);
                                 if (r == 0)
                                         return; /* called again */
                                 if (r > 0)
@@ -157,7 +160,7 @@ static void prefetch_after_hit(worker *w, const store_key *k)
                 store_key next = *k;
 
                 next.index += i;
-                (void)worker_fill(w, &next, 0, NULL, NULL);
+                (void)fill_guard_block(&w->fill, &next, 0, NULL, NULL);
         }
 }
 
@@ -219,7 +222,7 @@ static void handle_block(httpd_request *req, void *userdata)
                         return;
                 }
                 *pr = (part_request){.w = w, .req = req, .key = k, .off = off, .len = len};
-                r = worker_fill_part(w, &k, off, len, API_READAHEAD, part_filled, pr);
+                r = fill_guard_block_part(&w->fill, &k, off, len, API_READAHEAD, part_filled, pr);
                 if (r == 0)
                         return; /* suspended until part_filled() */
                 if (r > 0)
@@ -236,7 +239,7 @@ static void handle_block(httpd_request *req, void *userdata)
                 return;
         }
         *br = (block_request){.w = w, .req = req, .key = k};
-        r = worker_fill(w, &k, API_READAHEAD, block_filled, br);
+        r = fill_guard_block(&w->fill, &k, API_READAHEAD, block_filled, br);
         if (r == 0)
                 return; /* suspended until block_filled() */
         if (r > 0)
@@ -307,7 +310,7 @@ static int load_one_block(load *l, const store_key *k, uint64_t len)
         l->blocks++;
         l->bytes += len;
         pthread_mutex_unlock(&l->lock);
-        r = worker_fill(l->w, k, 0, load_block_done, lb);
+        r = fill_guard_block(&l->w->fill, k, 0, load_block_done, lb);
         if (r != 0) {
                 if (r > 0) {
                         pthread_mutex_lock(&l->lock);
@@ -617,8 +620,7 @@ static void handle_status(httpd_request *req, void *userdata)
         worker_load_stats ls;
 
         store_get_stats(w->store, &st);
-        if (w->fill)
-                fill_get_stats(w->fill, &fs);
+        fill_guard_stats(&w->fill, &fs);
         pthread_mutex_lock(&w->load_lock);
         ls = w->load;
         pthread_mutex_unlock(&w->load_lock);
@@ -626,7 +628,7 @@ static void handle_status(httpd_request *req, void *userdata)
                 req, 200,
                 json_pack("{s:s,s:s,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:{s:I,s:I,s:I,s:I,"
                           "s:I,s:I,s:I}}",
-                          "node", w->node->name, "api", w->api, "tiers", worker_tiers_json(w),
+                          "node", w->node->name, "api", w->api, "tiers", tiers_json(w->store),
                           "blocks", (json_int_t)st.blocks, "used", (json_int_t)st.used, "capacity",
                           (json_int_t)st.quota, "hits",
                           (json_int_t)__atomic_load_n(&w->hits, __ATOMIC_RELAXED), "misses",
@@ -655,8 +657,7 @@ static void handle_metrics(httpd_request *req, void *userdata)
                 return;
         }
         store_get_stats(w->store, &st);
-        if (w->fill)
-                fill_get_stats(w->fill, &fs);
+        fill_guard_stats(&w->fill, &fs);
         fprintf(f,
                 "# TYPE weir_worker_hits_total counter\nweir_worker_hits_total %" PRIu64 "\n"
                 "# TYPE weir_worker_misses_total counter\nweir_worker_misses_total %" PRIu64 "\n"
