@@ -58,6 +58,7 @@ struct manager {
         struct raft_transfer transfer;
         bool transfer_pending;
         bool serving_local; /* loop thread's copy of view.serving */
+        bool epoch_pending; /* an EPOCH_SET is in flight (epoch.c) */
         unsigned term_poll;
         int last_state;
         unsigned last_leader;

@@ -667,7 +667,7 @@ def test_demo_worker_holding_the_blocks_killed_during_a_read(demo):
     from weirtest.fusecluster import TOKEN
     for i in range(n):
         urllib.request.urlopen(urllib.request.Request(
-            f"http://{api2}/v1/blocks/{entry['file_id']}-{entry['version']}-{i}",
+            f"http://{api2}/v1/blocks/{entry['epoch']}-{entry['file_id']}-{entry['version']}-{i}",
             headers={"Authorization": f"Bearer {TOKEN}"})).read()
     demo.wait(lambda: all(
         "node2" in demo.request("GET", f"/v1/blocks?file={entry['file_id']}&version="

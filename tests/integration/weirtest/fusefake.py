@@ -14,6 +14,9 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+# The cluster epoch the fake master gives every file (block ids start with it, docs/api.md).
+EPOCH = "00000000000000e1"
+
 
 class Tree:
     """The dataset: mount NAME -> local directory; file ids and versions are assigned on sight."""
@@ -59,7 +62,7 @@ class Tree:
                 self.by_id[fid] = path
                 self.versions[fid] = 1
             version = self.versions[fid]
-        e.update(type="file", size=st.st_size, file_id=fid, version=version,
+        e.update(type="file", size=st.st_size, file_id=fid, version=version, epoch=EPOCH,
                  etag=f'"{st.st_size}-{st.st_mtime_ns}"')
         return e
 
@@ -191,7 +194,7 @@ class Worker:
                 pass
 
             def do_GET(self):
-                m = re.fullmatch(r"/v1/blocks/(\d+)-(\d+)-(\d+)", self.path)
+                m = re.fullmatch(r"/v1/blocks/" + EPOCH + r"-(\d+)-(\d+)-(\d+)", self.path)
                 if not m:
                     self.send_response(404)
                     self.send_header("Content-Length", "0")
@@ -263,7 +266,8 @@ class Worker:
                     if not chunk:
                         break
                     line += chunk
-                m = re.fullmatch(rb"(OPEN|WAIT) (\d+)-(\d+)-(\d+)( \d+ \d+)?\n", line)
+                m = re.fullmatch(rb"(OPEN|WAIT) " + EPOCH.encode() + rb"-(\d+)-(\d+)-(\d+)( \d+ \d+)?\n",
+                                 line)
                 if not m or (m.group(1) == b"WAIT") != bool(m.group(5)):
                     conn.sendall(b"ERR bad request\n")
                     continue

@@ -206,6 +206,10 @@ class Throttle:
         self.stop()
 
 
+# The cluster epoch FakeMaster gives every file (block ids start with it, docs/api.md).
+EPOCH = "00000000000000e1"
+
+
 class FakeMaster:
     """A stand-in for weir-master (see the module docstring). FILES maps file id to
     {"dataset","path","size","mtime","etag","version","block_size"}."""
@@ -226,7 +230,8 @@ class FakeMaster:
 
     def add_file(self, file_id, dataset, path, size, mtime, etag, block_size, version=1):
         with self.lock:
-            self.files[file_id] = {"file_id": file_id, "dataset": dataset, "path": path,
+            self.files[file_id] = {"epoch": EPOCH, "file_id": file_id, "dataset": dataset,
+                                   "path": path,
                                    "size": size, "mtime": mtime, "etag": etag,
                                    "version": version, "block_size": block_size,
                                    "name": path.rsplit("/", 1)[-1], "type": "file"}
@@ -406,6 +411,7 @@ class Worker:
         self.env = env
         self.proc = None
         self.log_path = os.path.join(workdir, f"worker-{node}.log")
+        self.wrap = []  # a command the worker runs under (e.g. unshare for a private tmpfs)
         os.makedirs(workdir, exist_ok=True)
 
     @property
@@ -431,8 +437,8 @@ class Worker:
         env.pop("NOTIFY_SOCKET", None)
         env.update(self.env or {})
         with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen([self.binary, "--config", self.config, "--node",
-                                          self.node], stdout=out, stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen(self.wrap + [self.binary, "--config", self.config,
+                                                      "--node", self.node], stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, env=env,
                                          start_new_session=True)
         if wait:
