@@ -50,7 +50,8 @@ static void help(void)
                "  -d, --data-dir DIR  the master's state directory (default: the node's\n"
                "                      dataDir + /master)\n"
                "      --rejoin        move a damaged Raft log aside and get the state from the\n"
-               "                      leader (only while another master leads)\n"
+               "                      leader (only while another master leads); also after\n"
+               "                      the data directory was lost\n"
                "  -h, --help          show this help\n"
                "      --version       show the version\n",
                CONFIG_DEFAULT_PATH);
