@@ -188,6 +188,7 @@ static void remember_attr(fs *f, uint64_t ino, const meta_entry *e, uint64_t fet
         inode_attr a = {
                 .size = e->size,
                 .file_id = e->file_id,
+                .epoch = e->epoch,
                 .mtime = e->mtime,
                 .fetched_ms = fetched_ms ? fetched_ms : 1,
         };
@@ -338,6 +339,7 @@ static int inode_entry(fs *f, fuse_ino_t ino, bool full, char **ret_path, meta_e
                         .size = a.size,
                         .mtime = a.mtime,
                         .file_id = a.file_id,
+                        .epoch = a.epoch,
                         .version = version,
                 };
                 if (ret_path)
@@ -635,6 +637,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         prefetch_window_init(&h->window, f->prefetch_window);
         h->file = (reader_file){
                 .path = TAKE_PTR(path),
+                .epoch = e.epoch,
                 .file_id = e.file_id,
                 .version = e.version,
                 .size = e.size,
@@ -712,21 +715,16 @@ static char *thread_read_buf(size_t size)
         return b->data;
 }
 
-/* Blocks cached on this node go to the kernel by splice from the tier files: no copy here. With
- * FILL, blocks not cached yet are filled by the local worker, and spliced from the file being
- * filled as soon as the bytes asked for are there. */
-static bool reply_local(fs *f, fuse_req_t req, fs_file *h, size_t size, off_t off, bool fill)
+/* A read whose spans are all this node's goes to the kernel by splice from the tier files: no
+ * copy here. Blocks the local worker fills are spliced from the file being filled as soon as the
+ * bytes asked for are there. */
+static bool reply_local(fs *f, fuse_req_t req, fs_file *h, reader_plan *plan)
 {
         reader_extent ext[FS_MAX_EXTENTS];
         struct fuse_bufvec *bv;
         unsigned n = 0;
-        int r;
 
-        r = fill ? reader_wait_local_extents(f->reader, &h->file, (uint64_t)off, size, ext,
-                                             FS_MAX_EXTENTS, &n)
-                 : reader_local_extents(f->reader, &h->file, (uint64_t)off, size, ext,
-                                        FS_MAX_EXTENTS, &n);
-        if (r < 0)
+        if (reader_plan_extents(f->reader, &h->file, plan, ext, FS_MAX_EXTENTS, &n) < 0)
                 return false;
         bv = calloc(1, sizeof(*bv) + (n ? n - 1 : 0) * sizeof(struct fuse_buf));
         if (!bv) {
@@ -752,11 +750,14 @@ static bool reply_local(fs *f, fuse_req_t req, fs_file *h, size_t size, off_t of
         return true;
 }
 
+/* One plan per read (reader.h): the block locations are asked for once, each span labelled; a
+ * read of this node's blocks is spliced, any other is copied through one buffer. */
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
         fs *f = req_fs(req);
         fs_file *h = (fs_file *)(uintptr_t)fi->fh;
+        reader_plan plan;
         uint64_t first, end;
         char *buf;
         ssize_t n;
@@ -774,17 +775,19 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                 for (uint64_t i = first; i < end; i++)
                         prefetch_queue(f->prefetch, &h->file, i);
         }
-        if (reply_local(f, req, h, size, off, false))
+        reader_plan_init(f->reader, &h->file, (uint64_t)off, size, &plan);
+        if (reply_local(f, req, h, &plan)) {
+                reader_plan_done(&plan);
                 return;
-        /* cold: the local worker fills the blocks; splice the bytes as they arrive */
-        if (reply_local(f, req, h, size, off, true))
-                return;
+        }
         buf = thread_read_buf(size ? size : 1);
         if (!buf) {
+                reader_plan_done(&plan);
                 fuse_reply_err(req, ENOMEM);
                 return;
         }
-        n = reader_read(f->reader, &h->file, (uint64_t)off, size, buf);
+        n = reader_read_plan(f->reader, &h->file, &plan, buf);
+        reader_plan_done(&plan);
         if (n < 0) {
                 fuse_reply_err(req, n == -ESTALE ? EIO : (int)-n);
                 return;
@@ -1320,6 +1323,8 @@ void fs_get_status(fs *f, fs_status *ret)
                 .passthrough = passthrough_enabled(f->passthrough),
                 .passthrough_opens = passthrough_opens(f->passthrough),
                 .inodes = inode_table_size(f->inodes),
+                .masters_down = meta_masters_down(f->meta),
+                .stale_answers = meta_stale_answers(f->meta),
                 .xattr_requests = __atomic_load_n(&f->xattr_requests, __ATOMIC_RELAXED),
         };
         meta_get_counters(f->meta, &ret->meta);

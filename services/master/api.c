@@ -18,6 +18,7 @@
 #include "manager-internal.h"
 #include "members.h"
 #include "parse.h"
+#include "rejoin.h"
 #include "timeutil.h"
 
 #define WORKER_BODY_MAX (8u << 20)
@@ -29,7 +30,7 @@
 /* ---- leader gate ---- */
 
 /* Replies 307 to the leader or 503 when this node cannot serve a leader-only call. */
-static bool api_reply_not_leader(manager *m, httpd_request *req)
+bool api_reply_not_leader(manager *m, httpd_request *req)
 {
         manager_view v = manager_get_view(m);
         char api[300], base[320];
@@ -281,6 +282,40 @@ static void h_masters(httpd_request *req, void *userdata)
                                    leader ? leader_api : NULL, "masters", masters));
 }
 
+/* ---- the cluster epoch on file entries ---- */
+
+static void stamp_entry(json_t *e, const char *epoch)
+{
+        if (json_is_object(e) && json_is_string(json_object_get(e, "type")) &&
+            strcmp(json_string_value(json_object_get(e, "type")), "file") == 0)
+                json_object_set_new(e, "epoch", json_string(epoch));
+}
+
+/* Adds "epoch" E (fsm_epoch(), read under state_lock) to the file entries of OUT (an entry, or
+ * {"entries": [...]}): readers build block ids from it (block.h). False while no epoch is
+ * recorded: the caller answers 503, since block ids without one could name another cluster's
+ * bytes. */
+static bool stamp_epoch(json_t *out, uint64_t e)
+{
+        char epoch[BLOCK_EPOCH_MAX];
+        size_t i;
+        json_t *v;
+
+        if (e == 0)
+                return false;
+        block_epoch_format(epoch, e);
+        stamp_entry(out, epoch);
+        json_array_foreach(json_object_get(out, "entries"), i, v) stamp_entry(v, epoch);
+        return true;
+}
+
+static void reply_no_epoch(httpd_request *req, json_t *out)
+{
+        json_decref(out);
+        httpd_reply_header(req, "Retry-After", "1");
+        httpd_reply_error(req, 503, "the cluster epoch is not recorded yet (a new leader), retry");
+}
+
 /* ---- datasets ---- */
 
 /* Soft-state figures of a dataset: cached bytes, capacity and hit ratio. Locked. */
@@ -481,6 +516,7 @@ static void h_ls_stat(manager *m, httpd_request *req, const char *name, bool ls)
                 dir = strcmp(json_string_value(json_object_get(out, "type")) ?: "", "dir") == 0;
         if (r >= 0 && limit > 0 && dir)
                 r = listing_page(m->fsm, name, path, after, limit, flags, &entries, &more);
+        uint64_t epoch = fsm_epoch(m->fsm);
         pthread_mutex_unlock(&m->state_lock);
         if (r < 0) {
                 json_decref(out);
@@ -500,6 +536,8 @@ static void h_ls_stat(manager *m, httpd_request *req, const char *name, bool ls)
                         return;
                 }
         }
+        if (!stamp_epoch(out, epoch))
+                return reply_no_epoch(req, out);
         httpd_reply_json(req, 200, out);
 }
 
@@ -599,9 +637,12 @@ static void h_file(httpd_request *req, void *userdata)
         }
         pthread_mutex_lock(&m->state_lock);
         int r = fsm_file(m->fsm, id, &out);
+        bool stamped = r >= 0 && stamp_epoch(out, fsm_epoch(m->fsm));
         pthread_mutex_unlock(&m->state_lock);
         if (r < 0)
                 return reply_fsm_error(req, r, "file");
+        if (!stamped)
+                return reply_no_epoch(req, out);
         httpd_reply_json(req, 200, out);
 }
 
@@ -624,11 +665,53 @@ static int block_id_split(const char *id, char *ret_key, size_t len, char *ret_i
         return 0;
 }
 
-static void soft_block_set_locked(manager *m, const char *node, const char *id, bool add)
+/* The last file looked up by block_current_locked(): reports list a file's blocks together. */
+typedef struct current_cache {
+        bool valid, current;
+        uint64_t file_id, version;
+} current_cache;
+
+/* Whether K names a block of a file version the state holds now, in this cluster's epoch. A
+ * worker's cache may hold blocks of another epoch (a master that lost its state, another
+ * cluster), of files gone or of older versions: never located, and the worker is told to drop
+ * them. state_lock held. */
+static bool block_current_locked(manager *m, const block_key *k, current_cache *c)
+{
+        json_t *file = NULL;
+
+        if (k->epoch != fsm_epoch(m->fsm))
+                return false;
+        if (c->valid && c->file_id == k->file_id && c->version == k->version)
+                return c->current;
+        *c = (current_cache){.valid = true, .file_id = k->file_id, .version = k->version};
+        if (fsm_file(m->fsm, k->file_id, &file) >= 0) {
+                json_int_t v = json_integer_value(json_object_get(file, "version"));
+                c->current = v > 0 && (uint64_t)v == k->version;
+        }
+        json_decref(file);
+        return c->current;
+}
+
+/* Blocks a worker is told to drop per answer at most; the rest are named in a later answer. */
+#define MAX_DROP 100000
+
+/* Records (ADD) or forgets that NODE holds block ID. An added block that is not current is not
+ * recorded but appended to DROP (when given), the list the worker is told to remove. */
+static void soft_block_set_locked(manager *m, const char *node, const char *id, bool add,
+                                  current_cache *cache, json_t *drop)
 {
         char key[64], index[32];
+        block_key k;
         if (block_id_split(id, key, sizeof(key), index, sizeof(index)) < 0)
                 return;
+        /* No epoch recorded yet (the moments after a first election): nothing can be judged. */
+        if (add && fsm_epoch(m->fsm) == 0)
+                return;
+        if (add && block_id_parse(id, &k) >= 0 && cache && !block_current_locked(m, &k, cache)) {
+                if (drop && json_array_size(drop) < MAX_DROP)
+                        json_array_append_new(drop, json_string(id));
+                return;
+        }
         json_t *w = json_object_get(m->soft_workers, node);
         json_t *fv = json_object_get(m->soft_blocks, key);
         if (add) {
@@ -663,7 +746,8 @@ static void soft_worker_forget_locked(manager *m, const char *node)
         const char *id;
         json_t *v;
         void *tmp;
-        json_object_foreach_safe(blocks, tmp, id, v) soft_block_set_locked(m, node, id, false);
+        json_object_foreach_safe(blocks, tmp, id, v)
+                soft_block_set_locked(m, node, id, false, NULL, NULL);
         json_object_del(m->soft_workers, node);
 }
 
@@ -684,14 +768,18 @@ static void on_register_done(manager *m, int status, json_t *result, void *userd
                                       json_object_get(rc->body, "tiers"), "hits",
                                       json_object_get(rc->body, "hits"), "misses",
                                       json_object_get(rc->body, "misses"), "blocks", json_object());
+                json_t *drop = json_array();
+                current_cache cache = {};
                 if (w && json_object_set_new(m->soft_workers, rc->node, w) == 0) {
                         size_t i;
                         json_t *b;
                         json_array_foreach(json_object_get(rc->body, "blocks"), i, b)
-                                soft_block_set_locked(m, rc->node, json_string_value(b), true);
+                                soft_block_set_locked(m, rc->node, json_string_value(b), true,
+                                                      &cache, drop);
                 }
                 pthread_mutex_unlock(&m->state_lock);
-                httpd_reply_json(rc->req, 200, json_pack("{s:b}", "registered", 1));
+                httpd_reply_json(rc->req, 200,
+                                 json_pack("{s:b,s:o}", "registered", 1, "drop", drop));
         } else
                 api_reply_write(m, rc->req, status, result);
         free(rc->node);
@@ -768,13 +856,14 @@ static void h_worker_heartbeat(httpd_request *req, void *userdata)
                 if (json_object_get(body, copy[i]))
                         json_object_set(w, copy[i], json_object_get(body, copy[i]));
         size_t i;
-        json_t *b;
+        json_t *b, *drop = json_array();
+        current_cache cache = {};
         json_array_foreach(json_object_get(body, "added"), i, b)
-                soft_block_set_locked(m, node, json_string_value(b), true);
+                soft_block_set_locked(m, node, json_string_value(b), true, &cache, drop);
         json_array_foreach(json_object_get(body, "removed"), i, b)
-                soft_block_set_locked(m, node, json_string_value(b), false);
+                soft_block_set_locked(m, node, json_string_value(b), false, NULL, NULL);
         pthread_mutex_unlock(&m->state_lock);
-        httpd_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
+        httpd_reply_json(req, 200, json_pack("{s:b,s:o}", "ok", 1, "drop", drop));
 }
 
 static void h_workers(httpd_request *req, void *userdata)
@@ -962,6 +1051,7 @@ static const httpd_route api_routes[] = {
         {"POST", "/v1/fuses/", h_fuse_heartbeat, HTTPD_ROUTE_PREFIX | HTTPD_ROUTE_JSON, 0},
         {"GET", "/v1/config", members_h_config, 0, 0},
         {"POST", "/v1/config/reload", members_h_reload, 0, MEMBERS_RELOAD_BODY_MAX},
+        {NULL, "/v1/masters/", rejoin_h_reset, HTTPD_ROUTE_PREFIX, 0},
 };
 
 int api_start(manager *m)

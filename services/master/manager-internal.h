@@ -58,6 +58,7 @@ struct manager {
         struct raft_transfer transfer;
         bool transfer_pending;
         bool serving_local; /* loop thread's copy of view.serving */
+        bool epoch_pending; /* an EPOCH_SET is in flight (epoch.c) */
         unsigned term_poll;
         int last_state;
         unsigned last_leader;
@@ -95,6 +96,9 @@ struct manager {
  * so that waiting requests can be answered). */
 int manager_call_on_loop(manager *m, void (*fn)(manager *m, bool stopping, void *userdata),
                          void *userdata);
+
+/* api.c: replies 307 to the leader, or 503 while none serves. Returns true. */
+bool api_reply_not_leader(manager *m, httpd_request *req);
 
 /* A copy of the published view. */
 manager_view manager_get_view(manager *m);

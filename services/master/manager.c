@@ -16,6 +16,7 @@
 
 #include "apiauth.h"
 #include "cleanup.h"
+#include "epoch.h"
 #include "fsutil.h"
 #include "httpc.h"
 #include "log.h"
@@ -445,6 +446,7 @@ static void on_barrier(struct raft_barrier *req, int status)
         manager_update(m);
         manager_ensure_datasets(m);
         members_leader_changed(m, true);
+        epoch_ensure(m);
         if (m->sync_hooks.leader_changed)
                 m->sync_hooks.leader_changed(m, true, m->sync_hooks.userdata);
 }
@@ -571,6 +573,7 @@ static void manager_update(manager *m)
 static void on_tick(uv_timer_t *t)
 {
         manager_update(t->data);
+        epoch_ensure(t->data); /* a failed proposal is retried */
 }
 
 static void on_watchdog(uv_timer_t *t)

@@ -26,6 +26,7 @@
 #include "log.h"
 #include "manager-internal.h"
 #include "members.h"
+#include "rejoin.h"
 
 #define _cleanup_json_ _cleanup_(json_decrefp)
 
@@ -34,6 +35,7 @@ typedef enum change_kind {
         CHANGE_STANDBY,
         CHANGE_VOTER,
         CHANGE_REMOVE,
+        CHANGE_RESET, /* removed to be added back: see members_reset() */
 } change_kind;
 
 struct members {
@@ -60,6 +62,8 @@ struct members {
         json_t *verified;   /* "ID" -> true: confirmed voter / confirmed absent in this term */
         json_t *record;     /* what the leader knows: [{"id","node","address",...,"role"}] */
         unsigned warned_id; /* last id a failure was logged for, to log it once */
+        unsigned reset_id;  /* a master whose log was emptied, to remove and add back */
+        bool saw_running;   /* at start, with an empty raft directory: a peer had a leader */
 
         /* state_lock */
         char *boot_conf;   /* DIR/bootstrap: "ID@ADDRESS:PORT,..." of our first entry, or NULL */
@@ -310,6 +314,10 @@ static probe_verdict probe_round(manager *m, httpc *c, char *why, size_t why_len
                         continue;
                 }
                 answered++;
+                /* Then the leader's replication state for us describes a log we no longer have. */
+                if (json_integer_value(json_object_get(res.json, "leader_id")) > 0 ||
+                    json_integer_value(json_object_get(res.json, "term")) >= 2)
+                        m->members->saw_running = true;
                 const char *theirs =
                         json_string_value(json_object_get(res.json, "bootstrap_config"));
                 if (theirs && mine && strcmp(theirs, mine) == 0) {
@@ -361,6 +369,7 @@ int members_decide_bootstrap(manager *m)
         if (r < 0)
                 return log_error_errno(EIO, "libuv: %s", uv_strerror(r));
         load_boot_conf(m);
+        bool had_log = rejoin_mark_started(m) || m->opts.rejoin;
         if (!raft_dir_empty(m) || config_n_masters(m->cfg) <= 1) {
                 /* A log exists (raft answers RAFT_CANTBOOTSTRAP), or a single master. */
                 atomic_store(&ms->boot, MEMBERS_BOOT_BOOTSTRAPPED);
@@ -409,11 +418,12 @@ int members_decide_bootstrap(manager *m)
         if (v == PROBE_JOIN) {
                 atomic_store(&ms->boot, MEMBERS_BOOT_JOINED);
                 log_info("Not bootstrapping: %s; this master waits until the leader adds it.", why);
-                return 0;
+                return had_log ? rejoin_ask_reset(m) : 0;
         }
         atomic_store(&ms->boot, MEMBERS_BOOT_BOOTSTRAPPED);
         log_info("Bootstrapping the masters of the YAML: %s.", why);
-        return 1;
+        r = had_log && ms->saw_running ? rejoin_ask_reset(m) : 0;
+        return r < 0 ? r : 1;
 }
 
 /* ---- the leader's reconciliation ---- */
@@ -537,6 +547,18 @@ static void on_change(struct raft_change *req, int status)
                 verified_set(ms, id);
                 log_info("Removed raft id %u from the membership.", id);
                 break;
+        case CHANGE_RESET: {
+                /* Not verified (a change that completed meanwhile may have set it):
+                 * reconcile_add() adds it back, with fresh replication state. */
+                char k[16];
+                snprintf(k, sizeof(k), "%u", id);
+                json_object_del(ms->verified, k);
+                record_drop(ms, id);
+                ms->reset_id = 0;
+                log_info("Removed master %s (raft id %u), whose log was emptied; adding it back.",
+                         name, id);
+                break;
+        }
         }
         publish(ms, false);
         reconcile(ms);
@@ -689,6 +711,56 @@ static bool record_write(members *ms)
         return true;
 }
 
+/* raft keeps a follower's match index for as long as it is a member, and raft-cowsql (from
+ * 0.20, its in-flight limit) then never sends entries to a follower that lost its log: out of the
+ * membership and back in, it gets the progress of a new server on every libraft. */
+static bool reconcile_reset(members *ms)
+{
+        manager *m = ms->m;
+        unsigned id = ms->reset_id;
+
+        if (!id)
+                return false;
+        ms->change.data = ms;
+        ms->change_id = id;
+        ms->kind = CHANGE_RESET;
+        int rv = raft_remove(&m->raft, &ms->change, id, on_change);
+        if (rv == 0) {
+                ms->change_pending = true;
+                log_info("Removing raft id %u from the membership to add it back: its log was "
+                         "emptied.",
+                         id);
+                return true;
+        }
+        if (rv == RAFT_BADID || rv == RAFT_NOTFOUND) {
+                ms->reset_id = 0; /* not a member: reconcile_add() adds it */
+                return false;
+        }
+        change_failed(ms, id, "reset", rv);
+        return true;
+}
+
+int members_reset(manager *m, unsigned id)
+{
+        members *ms = m->members;
+
+        if (!ms || !m->serving_local)
+                return -EAGAIN;
+        if (id == 0)
+                return -ENOENT;
+        if (id == ms->self_id)
+                return -EINVAL;
+        if (!desired(m->cfg, id))
+                return -ENOENT; /* added later, if ever, with fresh state */
+        if (ms->reset_id && ms->reset_id != id)
+                return -EBUSY;
+        if (ms->reset_id == id)
+                return 0;
+        ms->reset_id = id;
+        reconcile(ms); /* or the pending change's callback does */
+        return 0;
+}
+
 static void reconcile(members *ms)
 {
         manager *m = ms->m;
@@ -718,7 +790,8 @@ static void reconcile(members *ms)
         /* What the last change did is recorded before the next one starts: followers, weirctl
          * and a master waiting to be removed see each step. And once more at the end: the
          * probes may have corrected the record without a change. */
-        if (record_write(ms) || reconcile_add(ms) || reconcile_remove(ms) || record_write(ms))
+        if (record_write(ms) || reconcile_reset(ms) || reconcile_add(ms) || reconcile_remove(ms) ||
+            record_write(ms))
                 return;
         bool was = false;
         pthread_mutex_lock(&m->state_lock);
@@ -744,6 +817,7 @@ void members_leader_changed(manager *m, bool leader)
         json_object_clear(ms->verified);
         json_decref(ms->record);
         ms->record = NULL;
+        ms->reset_id = 0; /* a new leader starts every follower's replication state afresh */
         if (!leader) {
                 if (ms->handles)
                         uv_timer_stop(&ms->timer);

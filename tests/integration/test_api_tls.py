@@ -177,7 +177,7 @@ def test_api_over_tls(tls_node):
         https(env, "GET", env.mport, "/v1/workers")[1])["workers"]), 30,
         "the worker registered over TLS")
     st = json.loads(https(env, "GET", env.mport, "/v1/datasets/ds/stat?path=/data/a.bin")[1])
-    code, body = https(env, "GET", env.wport, f"/v1/blocks/{st['file_id']}-{st['version']}-0")
+    code, body = https(env, "GET", env.wport, f"/v1/blocks/{st['epoch']}-{st['file_id']}-{st['version']}-0")
     assert code == 200 and len(body) == 1 << 20
     # weir-fuse on a node without a worker: metadata from the master and blocks from node1's
     # worker, both over HTTPS with the token

@@ -109,11 +109,16 @@ class DemoCluster:
         return {"raftPort": raft, "masterPort": mport, "workerPort": wport,
                 "dataDir": f"{nd}/data", "runtimeDir": f"{nd}/run", "mountRoot": f"{nd}/mnt"}
 
+    def write_yaml(self):
+        """(Re)writes the cluster YAML; start() calls it, so a subclass may add to the file."""
+        self.c.write_yaml(3)
+
     # -- lifecycle --
 
     def start(self, fuse=True):
         try:
             self.nginx.start()
+            self.write_yaml()
             self.c.start()
             self.wait(lambda: self.leader() is not None, 30, "a leader")
             self.sync()

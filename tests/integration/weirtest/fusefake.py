@@ -13,6 +13,9 @@ import urllib.parse
 
 from weirtest.fakeserver import FakeServer, JsonHandler
 
+# The cluster epoch the fake master gives every file (block ids start with it, docs/api.md).
+EPOCH = "00000000000000e1"
+
 
 class Tree:
     """The dataset: mount NAME -> local directory; file ids and versions are assigned on sight."""
@@ -58,7 +61,7 @@ class Tree:
                 self.by_id[fid] = path
                 self.versions[fid] = 1
             version = self.versions[fid]
-        e.update(type="file", size=st.st_size, file_id=fid, version=version,
+        e.update(type="file", size=st.st_size, file_id=fid, version=version, epoch=EPOCH,
                  etag=f'"{st.st_size}-{st.st_mtime_ns}"')
         return e
 
@@ -80,6 +83,7 @@ class Master(FakeServer):
         super().__init__(address, port)
         self.tree, self.state = tree, state
         self.requests = 0
+        self.blocks_requests = 0  # GET /v1/blocks: the round trips a read pays for locations
 
     def handler(self):
         master = self
@@ -129,6 +133,7 @@ class Master(FakeServer):
                                             "ufs_total_size": total, "total_files": files,
                                             "cached": cached, "cached_by_node": by_node})
                 if u.path == "/v1/blocks":
+                    master.blocks_requests += 1
                     fid, ver = int(q["file"]), int(q["version"])
                     with t.lock:
                         locs = t.locations.get((fid, ver), {})
@@ -153,6 +158,8 @@ class Worker(FakeServer):
         self.fills = 0
         self.waits = 0  # WAIT requests on the socket
         self.fd_opens = 0
+        self.socket_requests = 0  # every OPEN or WAIT on worker.sock (a round trip)
+        self.socket_misses = 0  # answered MISS
         self.fill_lock = threading.Lock()
         os.makedirs(cache_dir, exist_ok=True)
         self.sock = None
@@ -162,7 +169,7 @@ class Worker(FakeServer):
 
         class Handler(JsonHandler):
             def do_GET(self):
-                m = re.fullmatch(r"/v1/blocks/(\d+)-(\d+)-(\d+)", self.path)
+                m = re.fullmatch(r"/v1/blocks/" + EPOCH + r"-(\d+)-(\d+)-(\d+)", self.path)
                 if not m:
                     self.send_response(404)
                     self.send_header("Content-Length", "0")
@@ -231,11 +238,13 @@ class Worker(FakeServer):
                     if not chunk:
                         break
                     line += chunk
-                m = re.fullmatch(rb"(OPEN|WAIT) (\d+)-(\d+)-(\d+)( \d+ \d+)?\n", line)
+                m = re.fullmatch(rb"(OPEN|WAIT) " + EPOCH.encode() + rb"-(\d+)-(\d+)-(\d+)( \d+ \d+)?\n",
+                                 line)
                 if not m or (m.group(1) == b"WAIT") != bool(m.group(5)):
                     conn.sendall(b"ERR bad request\n")
                     continue
                 fid, ver, idx = (int(m.group(i)) for i in (2, 3, 4))
+                self.socket_requests += 1
                 p = self.block_path(fid, ver, idx)
                 if m.group(1) == b"WAIT":
                     # fills first and answers with the whole block (the real worker answers
@@ -246,6 +255,7 @@ class Worker(FakeServer):
                     except OSError:
                         pass
                 if not os.path.exists(p):
+                    self.socket_misses += 1
                     conn.sendall(b"MISS\n")
                     continue
                 fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC)

@@ -67,6 +67,10 @@ class Throttle(Daemon):
                 f"{self.store.address}:{self.store.port}", "--rate", str(self.rate)]
 
 
+# The cluster epoch FakeMaster gives every file (block ids start with it, docs/api.md).
+EPOCH = "00000000000000e1"
+
+
 class FakeMaster(FakeServer):
     """A stand-in for weir-master (see the module docstring). FILES maps file id to
     {"dataset","path","size","mtime","etag","version","block_size"}."""
@@ -84,7 +88,8 @@ class FakeMaster(FakeServer):
 
     def add_file(self, file_id, dataset, path, size, mtime, etag, block_size, version=1):
         with self.lock:
-            self.files[file_id] = {"file_id": file_id, "dataset": dataset, "path": path,
+            self.files[file_id] = {"epoch": EPOCH, "file_id": file_id, "dataset": dataset,
+                                   "path": path,
                                    "size": size, "mtime": mtime, "etag": etag,
                                    "version": version, "block_size": block_size,
                                    "name": path.rsplit("/", 1)[-1], "type": "file"}
@@ -220,9 +225,10 @@ class Worker(Daemon):
         self.node = node
         self.workdir = workdir
         self.env = env
+        self.wrap = []  # a command the worker runs under (e.g. unshare for a private tmpfs)
 
     def command(self):
-        return [self.binary, "--config", self.config, "--node", self.node]
+        return self.wrap + [self.binary, "--config", self.config, "--node", self.node]
 
     def environment(self):
         return weir_env(self.env, log_level=self.log_level)
