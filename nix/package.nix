@@ -17,6 +17,7 @@
   libyaml,
   systemd,
   libsodium,
+  gnutls,
   cmocka,
   coreutils,
 }:
@@ -65,6 +66,7 @@ stdenv.mkDerivation (finalAttrs: {
     libyaml
     systemd
     libsodium
+    gnutls
   ];
 
   checkInputs = [ cmocka ];

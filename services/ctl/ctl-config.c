@@ -25,7 +25,9 @@ static void help(void)
                "      --node NAME   show only node NAME\n"
                "      --json        print the plan as JSON\n"
                "  -h, --help        show this help\n\n"
-               "FILE overrides --config. Exit status: 0 valid, 1 invalid, 2 usage error.\n");
+               "FILE overrides --config. Exit status: 0 valid, 1 invalid, 2 usage error.\n\n"
+               "weirctl config apply [FILE] applies an edited file to the running cluster;\n"
+               "see 'weirctl config apply --help'.\n");
 }
 
 /* "HOST:PORT", with brackets around IPv6 literals. */

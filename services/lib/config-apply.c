@@ -140,6 +140,8 @@ static int plan_masters(const config *next, const json_t *running, config_plan *
                 const config_node *nn = config_find_node(next, name);
                 const config_node *holder = config_master_by_raft_id(next, id);
 
+                if (nn && nn->master)
+                        kept++;
                 if (holder && strcmp(holder->name, name) != 0) {
                         snprintf(key, sizeof(key), "spec.nodes[%zu]", node_index(next, holder));
                         r = plan_refuse(p, "Cluster", key,
@@ -162,7 +164,6 @@ static int plan_masters(const config *next, const json_t *running, config_plan *
                                 return r;
                         continue;
                 }
-                kept++;
                 size_t ni = node_index(next, nn);
                 if (strcmp(nn->address, address) != 0) {
                         snprintf(key, sizeof(key), "spec.nodes[%zu].address", ni);
@@ -276,9 +277,10 @@ static int plan_datasets(const config *next, const json_t *running, config_plan 
                                         snprintf(key, sizeof(key), "spec.mounts[%zu].mountPoint",
                                                  j);
                                         r = plan_refuse(p, doc, key,
-                                                        "mount %s is a %s store in the running "
-                                                        "cluster and cannot become a %s store "
-                                                        "(give the new one another name)",
+                                                        "mount %s reads a store of kind %s in "
+                                                        "the running cluster and cannot change "
+                                                        "to kind %s (give the new mount another "
+                                                        "name)",
                                                         nm->name, old_kind, new_kind);
                                 } else {
                                         _cleanup_free_ char *url = ufs_url_redact(nm->mount_point);

@@ -26,9 +26,9 @@
  * committed tree; its version starts at 1 and grows when size, ETag or mtime change.
  */
 
-#define FSM_DEDUP_MAX     4096
-#define FSM_MAX_BATCH     10000 /* entries per TREE_BATCH */
-#define FSM_STATE_VERSION 1
+#define FSM_DEDUP_MAX        4096
+#define FSM_MAX_BATCH        10000 /* entries per TREE_BATCH */
+#define FSM_STATE_VERSION    1
 #define FSM_MAX_MEMBERS      1024 /* as CONFIG_MAX_NODES */
 #define FSM_MAX_MEMBERS_TEXT "1024"
 
@@ -68,6 +68,11 @@ json_t *fsm_cmd_label_delete(const char *dataset, const char *key);
 /* MEMBERS: [{"id","node","address","raft_port","master_port"}] (config-apply.h), the Raft
  * membership after a change that committed. */
 json_t *fsm_cmd_members_set(const json_t *members);
+
+/* The cluster's epoch (block.h): EPOCH_SET(epoch) records a random non-zero value chosen by the
+ * leader; only the first one applied counts. fsm_epoch() is 0 until then. */
+json_t *fsm_cmd_epoch_set(uint64_t epoch);
+uint64_t fsm_epoch(const fsm *f);
 
 /* The stored result of the command with REQUEST_ID (new reference), NULL if not remembered. The
  * raft glue uses it to hand a leader's result to the waiting caller. */

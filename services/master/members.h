@@ -9,9 +9,9 @@
 #include "httpd.h"
 #include "manager.h"
 
-#define MEMBERS_RETRY_MS       1000 /* a refused or failed change is tried again this often */
-#define MEMBERS_PROBE_MS       500  /* a fresh master asks the others this often */
-#define MEMBERS_PROBE_TIMEOUT  300  /* ms per peer */
+#define MEMBERS_RETRY_MS        1000 /* a refused or failed change is tried again this often */
+#define MEMBERS_PROBE_MS        500  /* a fresh master asks the others this often */
+#define MEMBERS_PROBE_TIMEOUT   300  /* ms per peer */
 #define MEMBERS_RELOAD_BODY_MAX 256
 
 typedef struct members members;
@@ -37,6 +37,15 @@ void members_stop(manager *m);
  * leader adds it, -ECANCELED when asked to stop meanwhile. See docs/master.md for the rule.
  */
 int members_decide_bootstrap(manager *m);
+
+/* raft_bootstrap() wrote the YAML's masters as the first entry: remembered in DIR/bootstrap so
+ * that a founding master that starts late bootstraps the identical entry (members.c). */
+void members_bootstrapped(manager *m);
+
+/* Loop thread, leader: removes master ID from the membership and adds it back (its log was
+ * emptied: rejoin.c). 0 scheduled (or already), -EAGAIN not serving, -EBUSY another master's
+ * reset is pending, -EINVAL ID is this leader, -ENOENT ID is not a master of the YAML. */
+int members_reset(manager *m, unsigned id);
 
 /* Loop thread: this node started (true) or stopped (false) serving as leader. */
 void members_leader_changed(manager *m, bool leader);

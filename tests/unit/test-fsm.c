@@ -261,6 +261,58 @@ static void test_snapshot_restore(void **state)
         fsm_free(f);
 }
 
+static void test_members_set(void **state)
+{
+        fsm *f = fsm_new();
+        char *a;
+        size_t alen;
+
+        /* Nothing recorded yet: a snapshot without "members" restores to none. */
+        assert_null(fsm_members(f));
+        assert_int_equal(fsm_snapshot(f, &a, &alen), 0);
+        fsm *g = fsm_new();
+        assert_int_equal(fsm_restore(g, a, alen), 0);
+        assert_null(fsm_members(g));
+        free(a);
+
+        json_t *members =
+                json_pack("[{s:i,s:s,s:s,s:i,s:i,s:s},{s:i,s:s,s:s,s:i,s:i,s:s}]", "id", 1, "node",
+                          "n1", "address", "10.0.0.1", "raft_port", 19200, "master_port", 19998,
+                          "role", "voter", "id", 2, "node", "n2", "address", "10.0.0.2",
+                          "raft_port", 19200, "master_port", 19998, "role", "standby");
+        apply_ok(f, fsm_cmd_members_set(members), 1);
+        json_t *got = fsm_members(f);
+        assert_true(json_equal(got, members));
+        json_decref(got);
+
+        /* Snapshots carry it. */
+        assert_int_equal(fsm_snapshot(f, &a, &alen), 0);
+        assert_int_equal(fsm_restore(g, a, alen), 0);
+        got = fsm_members(g);
+        assert_true(json_equal(got, members));
+        json_decref(got);
+        free(a);
+
+        /* Refused: empty, and members without id/node/address; the record stays. */
+        json_t *empty = json_array();
+        json_t *r = apply(f, fsm_cmd_members_set(empty), "test", 2);
+        json_decref(empty);
+        assert_int_equal(json_integer_value(json_object_get(r, "status")), 400);
+        json_decref(r);
+        json_t *bad = json_pack("[{s:s}]", "node", "n1");
+        r = apply(f, fsm_cmd_members_set(bad), "test", 3);
+        assert_non_null(json_object_get(r, "error"));
+        json_decref(r);
+        json_decref(bad);
+        got = fsm_members(f);
+        assert_true(json_equal(got, members));
+        json_decref(got);
+
+        json_decref(members);
+        fsm_free(g);
+        fsm_free(f);
+}
+
 static void test_undecodable(void **state)
 {
         fsm *f = fsm_new();
@@ -271,6 +323,42 @@ static void test_undecodable(void **state)
         fsm_free(f);
 }
 
+/* The cluster epoch: none at first, the first EPOCH_SET wins (two leaders may each propose one),
+ * invalid values are refused, snapshots carry it and a snapshot without one restores none. */
+static void test_epoch(void **state)
+{
+        fsm *f = fsm_with_dataset(), *g = fsm_new();
+        json_t *r;
+        char *a, *b;
+        size_t alen, blen;
+
+        assert_true(fsm_epoch(f) == 0);
+        assert_int_equal(fsm_snapshot(f, &a, &alen), 0);
+        assert_null(strstr(a, "\"epoch\""));
+        apply_ok(f, fsm_cmd_epoch_set(0x0123456789abcdefull), 2);
+        assert_true(fsm_epoch(f) == 0x0123456789abcdefull);
+        apply_ok(f, fsm_cmd_epoch_set(0x42), 3);
+        assert_true(fsm_epoch(f) == 0x0123456789abcdefull);
+        r = apply(f, json_pack("{s:s,s:s}", "op", "epoch_set", "epoch", "0000000000000000"), "t",
+                  4);
+        assert_non_null(json_object_get(r, "error"));
+        json_decref(r);
+        r = apply(f, json_pack("{s:s,s:i}", "op", "epoch_set", "epoch", 5), "t", 5);
+        assert_non_null(json_object_get(r, "error"));
+        json_decref(r);
+        assert_true(fsm_epoch(f) == 0x0123456789abcdefull);
+
+        assert_int_equal(fsm_snapshot(f, &b, &blen), 0);
+        assert_int_equal(fsm_restore(g, b, blen), 0);
+        assert_true(fsm_epoch(g) == 0x0123456789abcdefull);
+        assert_int_equal(fsm_restore(g, a, alen), 0);
+        assert_true(fsm_epoch(g) == 0);
+        free(a);
+        free(b);
+        fsm_free(f);
+        fsm_free(g);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -279,6 +367,8 @@ int main(void)
                 cmocka_unit_test(test_tree_commit_atomic_and_versions),
                 cmocka_unit_test(test_tree_rejects_bad_paths),
                 cmocka_unit_test(test_snapshot_restore),
+                cmocka_unit_test(test_epoch),
+                cmocka_unit_test(test_members_set),
                 cmocka_unit_test(test_undecodable),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
