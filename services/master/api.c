@@ -201,19 +201,47 @@ static void *peer_probe_main(void *userdata)
         return NULL;
 }
 
-/* Asks every other master for its status, all at once from short-lived threads (never from the
- * loop), each with a short timeout: a hung peer costs PEER_TIMEOUT_MS once, not per peer. */
-static void h_masters(httpd_request *req, void *userdata)
-{
-        manager *m = userdata;
-        _cleanup_(json_decrefp) json_t *masters = json_array();
-        _cleanup_free_ peer_probe *probes = calloc(m->cfg->n_nodes, sizeof(peer_probe));
-        const char *leader = NULL;
-        char leader_api[300] = "";
+/* The peers' answers of the last probe round, shared by concurrent GET /v1/masters: while a
+ * peer hangs each round costs an HTTP thread PEER_TIMEOUT_MS, so one round runs at a time and
+ * calls that come while it runs answer from the previous round's result (when younger than
+ * PEER_STALE_MS). Else a burst of these calls held every HTTP thread and stalled /healthz and
+ * writes (test_attack_second.py). A call while no round runs always probes afresh. */
+#define PEER_STALE_MS 3000
+static pthread_mutex_t peer_round_lock = PTHREAD_MUTEX_INITIALIZER; /* held by the running round */
+static pthread_mutex_t peer_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static json_t *peer_cache; /* {"NODE": STATUS} of answering peers */
+static uint64_t peer_cache_ms;
 
-        if (!masters || !probes) {
-                httpd_reply_error(req, 500, "out of memory");
-                return;
+/* A copy of the cached statuses when younger than MAX_AGE_MS, else NULL. */
+static json_t *peer_cache_get(uint64_t max_age_ms)
+{
+        json_t *r = NULL;
+
+        pthread_mutex_lock(&peer_cache_lock);
+        if (peer_cache && now_ms() - peer_cache_ms < max_age_ms)
+                r = json_deep_copy(peer_cache);
+        pthread_mutex_unlock(&peer_cache_lock);
+        return r;
+}
+
+/* Asks every other master for its status, all at once from short-lived threads (never from the
+ * loop), each with a short timeout: a hung peer costs PEER_TIMEOUT_MS once, not per peer.
+ * Returns {"NODE": STATUS} (new reference) or NULL when out of memory. */
+static json_t *peer_round(manager *m)
+{
+        json_t *out;
+
+        if (pthread_mutex_trylock(&peer_round_lock) != 0) {
+                if ((out = peer_cache_get(PEER_STALE_MS)))
+                        return out;
+                pthread_mutex_lock(&peer_round_lock);
+        }
+        _cleanup_free_ peer_probe *probes = calloc(m->cfg->n_nodes, sizeof(peer_probe));
+        out = json_object();
+        if (!probes || !out) {
+                pthread_mutex_unlock(&peer_round_lock);
+                json_decref(out);
+                return NULL;
         }
         for (size_t i = 0; i < m->cfg->n_nodes; i++) {
                 const config_node *n = &m->cfg->nodes[i];
@@ -227,10 +255,33 @@ static void h_masters(httpd_request *req, void *userdata)
                 probes[i].started =
                         pthread_create(&probes[i].thread, NULL, peer_probe_main, &probes[i]) == 0;
         }
-        for (size_t i = 0; i < m->cfg->n_nodes; i++)
+        for (size_t i = 0; i < m->cfg->n_nodes; i++) {
                 if (probes[i].started)
                         pthread_join(probes[i].thread, NULL);
+                if (probes[i].status)
+                        json_object_set_new(out, m->cfg->nodes[i].name, probes[i].status);
+        }
+        pthread_mutex_lock(&peer_cache_lock);
+        json_decref(peer_cache);
+        peer_cache = json_deep_copy(out);
+        peer_cache_ms = now_ms();
+        pthread_mutex_unlock(&peer_cache_lock);
+        pthread_mutex_unlock(&peer_round_lock);
+        return out;
+}
 
+static void h_masters(httpd_request *req, void *userdata)
+{
+        manager *m = userdata;
+        _cleanup_(json_decrefp) json_t *masters = json_array();
+        _cleanup_(json_decrefp) json_t *peers = peer_round(m);
+        const char *leader = NULL;
+        char leader_api[300] = "";
+
+        if (!masters || !peers) {
+                httpd_reply_error(req, 500, "out of memory");
+                return;
+        }
         manager_view v = manager_get_view(m);
         if (v.leader_id) {
                 const config_node *l = manager_master_node(m, v.leader_id);
@@ -245,8 +296,8 @@ static void h_masters(httpd_request *req, void *userdata)
                 if (!n->master)
                         continue;
                 manager_api_address(m, n->raft_id, api, sizeof(api));
-                json_t *st = n == m->node ? api_status_json(m) : probes[i].status;
-                probes[i].status = NULL;
+                json_t *st = n == m->node ? api_status_json(m)
+                                          : json_incref(json_object_get(peers, n->name));
                 json_t *e;
                 if (st) {
                         e = json_pack("{s:s,s:s,s:O?,s:O?,s:O?,s:b}", "node", n->name, "api", api,

@@ -398,6 +398,23 @@ def trickle(port, head, body, period, timeout=30):
     return status, time.monotonic() - t0
 
 
+def send_or_closed(s, data):
+    """Sends DATA; False once the server closed (a reset, or EOF seen on a peek)."""
+    try:
+        s.setblocking(False)
+        try:
+            if s.recv(1, socket.MSG_PEEK) == b"":
+                return False
+        except BlockingIOError:
+            pass
+        finally:
+            s.setblocking(True)
+        s.sendall(data)
+        return True
+    except OSError:
+        return False
+
+
 def test_trickled_body_cut_at_the_deadline_and_served_just_under(node):
     """requestTimeout is 3 s here. A label body trickled at 1 byte per 0.5 s (20 bytes, 10 s)
     with the write token is cut near 3 s and not applied; the same body in 8 bytes over ~1.6 s
@@ -410,6 +427,22 @@ def test_trickled_body_cut_at_the_deadline_and_served_just_under(node):
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
     status, secs = trickle(node.master_port, head, body, 0.5)
     assert status != 200 and secs < 8, (status, secs)
+    labels = http_request("GET", node.master_url("/v1/datasets/ds/labels"), token=TOKEN)[1]
+    assert "slow" not in labels["labels"], labels
+    # the same with a chunked body, one byte a chunk
+    chead = head.replace(f"Content-Length: {len(body)}".encode(), b"Transfer-Encoding: chunked")
+    chunks = b"".join(b"1\r\n" + bytes([c]) + b"\r\n" for c in body) + b"0\r\n\r\n"
+    t0 = time.monotonic()
+    with socket.create_connection((NODE, node.master_port), timeout=15) as s:
+        s.sendall(chead)
+        closed = False
+        for i in range(0, len(chunks), 6):
+            time.sleep(0.5)
+            if not send_or_closed(s, chunks[i:i + 6]):
+                closed = True
+                break
+        secs = time.monotonic() - t0
+    assert closed and secs < 8, (closed, secs)
     labels = http_request("GET", node.master_url("/v1/datasets/ds/labels"), token=TOKEN)[1]
     assert "slow" not in labels["labels"], labels
     body2 = b'{"value":"ok"}'
@@ -566,3 +599,105 @@ def test_slow_readers_do_not_lock_out_healthz(small_node):
             t.join()
         for s in socks:
             s.close()
+
+
+def client_hello():
+    """The first flight of a real TLS client, as bytes to trickle."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname="x")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return outgoing.read()
+
+
+from test_api_tls import tls_node  # noqa: E402,F401  (the fixture: master and worker on TLS)
+
+
+def test_tls_handshake_trickled_is_cut_at_the_deadline(tls_node):
+    """A stranger trickles a real ClientHello into the TLS API, one byte a second (never idle
+    for the 10 s idle timeout): the request deadline (10 s, from the connection's start) must
+    cover the TLS handshake too, so the connection is closed by ~10 s, not after the 200+ s the
+    ClientHello would take. Meanwhile a real client is served."""
+    env = tls_node
+    hello = client_hello()
+    assert len(hello) > 100
+    t0 = time.monotonic()
+    closed_after = None
+    with socket.create_connection(("127.0.7.1", env.mport), timeout=5) as s:
+        for b in hello:
+            try:
+                s.sendall(bytes([b]))
+                s.settimeout(1.0)
+                if s.recv(1) == b"":
+                    closed_after = time.monotonic() - t0
+                    break
+            except socket.timeout:
+                pass
+            except OSError:
+                closed_after = time.monotonic() - t0
+                break
+            if time.monotonic() - t0 > 30:
+                break
+    # not before the deadline (the bytes are a valid beginning), and not much after it
+    assert closed_after is not None and 8 < closed_after < 16, closed_after
+    ctx = ssl.create_default_context(cafile=env.ca)
+    with socket.create_connection(("127.0.7.1", env.mport), timeout=5) as raw_s:
+        with ctx.wrap_socket(raw_s, server_hostname="127.0.7.1") as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert s.recv(100).startswith(b"HTTP/1.1 200")
+
+
+def test_masters_view_with_a_hung_peer_does_not_stall_the_api(cluster3):
+    """A master that is stopped (SIGSTOP, or partitioned) still accepts TCP on its API port but
+    never answers, so every `GET /v1/masters` waits the peer probe's timeout (500 ms). A
+    read-token holder (or a dashboard) sending 32 of them at once must not stall the leader's
+    API: /healthz and a label write stay fast. Fails if the probes run on the HTTP threads
+    (4 of them, each serving many connections), which then queue every other request behind
+    the 500 ms waits."""
+    import signal
+    from test_attack_raft import follower_of
+    from weirtest.cluster import TOKEN as CTOKEN
+
+    leader = cluster3.wait_leader()
+    hung = follower_of(cluster3, leader)
+    hung.signal(signal.SIGSTOP)
+    stop = threading.Event()
+    done = {"n": 0}
+
+    def hammer():
+        while not stop.is_set():
+            try:
+                http_request("GET", leader.url("/v1/masters"), token=CTOKEN, timeout=10)
+                done["n"] += 1
+            except OSError:
+                pass
+
+    threads = [threading.Thread(target=hammer) for _ in range(32)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(2.0)
+        worst = 0.0
+        for i in range(6):
+            t0 = time.monotonic()
+            code, _, _ = http_request("GET", leader.url("/healthz"), timeout=20)
+            worst = max(worst, time.monotonic() - t0)
+            assert code == 200
+            t0 = time.monotonic()
+            code, body, _ = http_request("PUT", leader.url(f"/v1/datasets/demo/labels/hung{i}"),
+                                         body={"value": "1"}, token=CTOKEN, timeout=20)
+            assert code == 200, body
+            worst = max(worst, time.monotonic() - t0)
+            time.sleep(0.3)
+        assert done["n"] > 32, done  # the probes really ran meanwhile
+        assert worst < 1.5, f"a request took {worst:.2f}s while /v1/masters waited on a hung peer"
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        hung.signal(signal.SIGCONT)
