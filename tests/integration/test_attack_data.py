@@ -24,6 +24,7 @@ import pytest
 
 from conftest import weir_binary
 from test_worker import MiB, Env, make_file
+from weirtest.fakeserver import FakeServer, JsonHandler
 from weirtest.workerenv import EPOCH, StoreNginx, Worker, WORKER_ADDR_REAL, free_port
 
 
@@ -285,24 +286,19 @@ def test_same_size_overwrite_with_restored_mtime_is_found_by_load_verify(tmp_pat
 # ---- a store whose ETag is the content's MD5 (as S3's for single-part uploads) ----
 
 
-class Md5Store:
+class Md5Store(FakeServer):
     """A stand-in for an S3-like store over HTTP: GET/HEAD of /data/NAME with one bytes= range,
     ETag = the MD5 of the content (or what ETAGS says for NAME: a store that describes other
     bytes than it sends), If-Match honoured (412)."""
 
     def __init__(self, root, address="127.0.2.10"):
-        import http.server
-        import threading
+        super().__init__(address, free_port(address))
+        self.root, self.etags = root, {}
 
-        self.root, self.address, self.etags = root, address, {}
+    def handler(self):
         store = self
 
-        class H(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
+        class H(JsonHandler):
             def do_HEAD(self):
                 self.do_GET(body=False)
 
@@ -336,10 +332,7 @@ class Md5Store:
                 if body:
                     self.wfile.write(data[lo:hi + 1])
 
-        self.port = free_port(address)
-        self.server = http.server.ThreadingHTTPServer((address, self.port), H)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        return H
 
     def etag(self, name, data):
         import hashlib
@@ -349,14 +342,6 @@ class Md5Store:
     @property
     def url(self):
         return f"http://{self.address}:{self.port}/data/"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def test_blocks_are_checked_against_an_md5_etag_fake_master(tmp_path):
