@@ -102,7 +102,11 @@ class DemoCluster:
     """Three nodes (master + worker each) on 127.0.4.1-3, nginx on 127.0.4.4, FUSE on node1."""
 
     def __init__(self, dir, build_dir, *, scale=1.0, block_size=None, tier_quota="2Gi",
-                 fuse_env=None, mem_dir=None):
+                 fuse_env=None, mem_dir=None, dataset=None, store=None, mount=None):
+        """DATASET(root) writes the files under ROOT/hbase/ and returns {relative path: size}
+        (default: the six hbase files); STORE(root, workdir) returns the store server, not started
+        (default: nginx on 127.0.4.4); MOUNT(store) returns the dataset's mount entry as YAML flow
+        lines (default: the store's URL + hbase/)."""
         self.dir = str(dir)
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(self.dir, 0o755)
@@ -112,8 +116,10 @@ class DemoCluster:
         self.snapshot_threshold = None
         self.env = {}
         self.store_root = os.path.join(self.dir, "store")
-        self.files = make_dataset(self.store_root, scale)
-        self.nginx = Nginx(self.store_root, "127.0.4.4", os.path.join(self.dir, "nginx"))
+        self.files = (dataset or (lambda root: make_dataset(root, scale)))(self.store_root)
+        self.nginx = (store or (lambda root, wd: Nginx(root, "127.0.4.4", wd)))(
+            self.store_root, os.path.join(self.dir, "nginx"))
+        self.mount = mount
         self.addresses = ["127.0.4.1", "127.0.4.2", "127.0.4.3"]
         self.names = ["node1", "node2", "node3"]
         self.ports = {a: (free_port(a), free_port(a), free_port(a)) for a in self.addresses}
@@ -146,8 +152,10 @@ class DemoCluster:
                   "metadata: {name: hbase}", "spec:"]
         if self.block_size:
             lines.append(f"  blockSize: {self.block_size}")
-        lines += ["  mounts:", f"    - {{mountPoint: '{self.nginx.url}hbase/', name: hbase}}",
-                  "---", "apiVersion: data.fluid.io/v1alpha1", "kind: AlluxioRuntime",
+        lines += ["  mounts:"]
+        lines += (self.mount(self.nginx) if self.mount else
+                  [f"    - {{mountPoint: '{self.nginx.url}hbase/', name: hbase}}"])
+        lines += ["---", "apiVersion: data.fluid.io/v1alpha1", "kind: AlluxioRuntime",
                   "metadata: {name: hbase}", "spec:", "  replicas: 3",
                   "  master: {replicas: 3}", "  tieredstore:", "    levels:",
                   f"      - {{mediumtype: MEM, path: {self.mem_dir}, quota: {self.tier_quota}, "
