@@ -470,6 +470,13 @@ def main():
     a.build_dir = os.path.abspath(a.build_dir)
     if os.geteuid() != 0:
         sys.exit("run as root (network namespaces, FUSE mounts, drop_caches)")
+    def interrupted(sig, frame):
+        raise KeyboardInterrupt(f"signal {sig}")
+
+    # SIGTERM (and SIGINT, which a shell's background job ignores) unwind through the finally
+    # blocks, so that namespaces, mounts and daemons go too
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
     work = tempfile.mkdtemp(prefix="weir-wan-")
     wan = Wan(work, a.delay_ms, a.rate)
     out = []
