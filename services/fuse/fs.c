@@ -18,6 +18,7 @@
 
 #include "block.h"
 #include "cleanup.h"
+#include "dirahead.h"
 #include "fs.h"
 #include "http.h"
 #include "inode.h"
@@ -60,6 +61,7 @@ struct fs {
         meta *meta;
         reader *reader;
         prefetch *prefetch;
+        dirahead *dirahead;
         passthrough *passthrough;
         inode_table *inodes;
 
@@ -501,6 +503,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         }
 #endif
         fi->fh = (uintptr_t)h;
+        /* before the reply: once it is sent, a release may free h (queuing takes microseconds:
+         * the listing is cached) */
+        dirahead_opened(f->dirahead, h->file.path, h->file.block_size);
         if (fuse_reply_open(req, fi) < 0) {
                 passthrough_abort_open(f->passthrough, ino, h->mode); /* req is gone */
                 fs_file_free(h);
@@ -906,6 +911,12 @@ int fs_new(const config *c, const config_node *node, const config_dataset *d, co
                 r = reader_new(c, node, d, f->meta, &ro, &f->reader);
         if (r >= 0 && o->prefetch_threads > 0)
                 r = prefetch_new(f->reader, o->prefetch_threads, &f->prefetch);
+        if (r >= 0 && o->prefetch_files > 0)
+                r = dirahead_new(f->reader, f->meta,
+                                 &(dirahead_options){.max_files = o->prefetch_files,
+                                                     .max_bytes = o->prefetch_files_bytes,
+                                                     .threads = o->prefetch_files},
+                                 &f->dirahead);
         if (r >= 0 && !(f->inodes = inode_table_new()))
                 r = -ENOMEM;
         if (r >= 0)
@@ -923,6 +934,7 @@ fs *fs_free(fs *f)
         if (!f)
                 return NULL;
         fs_unmount(f);
+        dirahead_free(f->dirahead);
         prefetch_free(f->prefetch);
         reader_free(f->reader);
         meta_free(f->meta);

@@ -7,6 +7,8 @@
 #include "config.h"
 #include "reader.h"
 
+#define FS_MAX_PREFETCH_FILES 256u /* one thread each */
+
 typedef struct fs_options {
         uint64_t attr_timeout_ms;
         uint64_t entry_timeout_ms;
@@ -14,9 +16,11 @@ typedef struct fs_options {
         unsigned max_threads; /* FUSE request threads */
         unsigned prefetch_threads;
         uint64_t prefetch_bytes; /* read-ahead window at its widest */
-        unsigned read_ahead_kb;  /* kernel read-ahead of the mount (bdi), 0 = leave */
-        uint64_t refresh_ms;     /* how often the files' versions are checked, 0 = never */
-        const char *token;       /* the cluster's bearer token, NULL = none (borrowed) */
+        unsigned prefetch_files; /* files ahead of an in-order reader of a directory, 0 = off */
+        uint64_t prefetch_files_bytes; /* ... and their bytes at most */
+        unsigned read_ahead_kb;        /* kernel read-ahead of the mount (bdi), 0 = leave */
+        uint64_t refresh_ms;           /* how often the files' versions are checked, 0 = never */
+        const char *token;             /* the cluster's bearer token, NULL = none (borrowed) */
         bool debug;
 } fs_options;
 
