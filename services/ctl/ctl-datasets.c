@@ -14,11 +14,7 @@
 #include "httpc.h"
 #include "log.h"
 #include "parse.h"
-
-DEFINE_TRIVIAL_CLEANUP_FUNC(config *, config_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(httpc *, httpc_free);
-
-#define CTL_TOKEN_MAX 4096
+#include "fsutil.h"
 
 typedef struct api {
         config *cfg;
@@ -49,23 +45,14 @@ static int api_open(const ctl_context *ctx, api *a)
         httpc_set_timeout(a->c, 10000, 1000);
 
         if (a->cfg->token_file) {
-                _cleanup_fclose_ FILE *f = fopen(a->cfg->token_file, "re");
-                char buf[CTL_TOKEN_MAX];
-                size_t n;
+                _cleanup_secret_ char *token = NULL;
 
                 /* Without the token reads still work; writes will say 401. */
-                if (!f)
-                        log_debug("Cannot read %s: %m", a->cfg->token_file);
-                else {
-                        n = fread(buf, 1, sizeof buf - 1, f);
-                        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-                                n--;
-                        buf[n] = 0;
-                        r = httpc_set_token(a->c, buf);
-                        explicit_bzero(buf, sizeof buf);
-                        if (r < 0)
-                                return log_oom();
-                }
+                r = read_secret_file(a->cfg->token_file, SECRET_MAX, &token);
+                if (r < 0)
+                        log_debug_errno(r, "Cannot read %s: %m", a->cfg->token_file);
+                else if (httpc_set_token(a->c, token) < 0)
+                        return log_oom();
         }
         return 0;
 }

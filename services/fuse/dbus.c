@@ -17,6 +17,7 @@
 #include "log.h"
 #include "meta.h"
 #include "parse.h"
+#include "timeutil.h"
 
 #define DBUS_NAME         "io.weir.Fuse1"
 #define DBUS_PATH         "/io/weir/Fuse1"
@@ -168,7 +169,7 @@ static void *dbus_thread(void *userdata)
 
         for (;;) {
                 struct pollfd p[2] = {{.fd = d->stop_fd, .events = POLLIN}, {.fd = -1}};
-                uint64_t now = meta_now_ms(), timeout = DBUS_STATUS_MS, bus_timeout;
+                uint64_t now = now_ms(), timeout = DBUS_STATUS_MS, bus_timeout;
 
                 if (now >= next_status) {
                         update_status(d);

@@ -27,6 +27,8 @@
 #include "passthrough.h"
 #include "prefetch.h"
 #include "reader.h"
+#include "fsutil.h"
+#include "timeutil.h"
 
 #define FS_MAX_READ      (1u << 20) /* what libfuse 3.14 and the kernel default allow */
 #define FS_STATUS_TTL_MS 5000
@@ -650,7 +652,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static int refresh_totals(fs *f, meta_dataset_info *ret)
 {
-        uint64_t now = meta_now_ms();
+        uint64_t now = now_ms();
         meta_dataset_info d;
         int r;
 
@@ -987,25 +989,6 @@ static int clear_stale_mount(const char *mountpoint)
         return 0;
 }
 
-static int mkdir_p(const char *path)
-{
-        _cleanup_free_ char *p = strdup(path);
-
-        if (!p)
-                return -ENOMEM;
-        for (char *s = p + 1; *s; s++) {
-                if (*s != '/')
-                        continue;
-                *s = 0;
-                if (mkdir(p, 0755) < 0 && errno != EEXIST)
-                        return -errno;
-                *s = '/';
-        }
-        if (mkdir(p, 0755) < 0 && errno != EEXIST)
-                return -errno;
-        return 0;
-}
-
 /* Raises the kernel read-ahead of the mount's backing device (128 KiB by default) so that a
  * sequential reader keeps several 1 MiB requests in flight. */
 static void set_read_ahead(fs *f)
@@ -1077,7 +1060,7 @@ int fs_mount(fs *f, const char *mountpoint)
         r = clear_stale_mount(mountpoint);
         if (r < 0)
                 return r;
-        r = mkdir_p(mountpoint);
+        r = mkdir_p(mountpoint, 0755);
         if (r < 0)
                 return log_error_errno(r, "Cannot create the mountpoint %s: %m", mountpoint);
         f->max_read = choose_max_read(f->block_size);

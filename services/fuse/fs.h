@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "cleanup.h"
 #include "config.h"
 #include "reader.h"
 
@@ -44,6 +45,7 @@ typedef struct fs fs;
 int fs_new(const config *c, const config_node *node, const config_dataset *d, const fs_options *o,
            fs **ret);
 fs *fs_free(fs *f);
+DEFINE_TRIVIAL_CLEANUP_FUNC(fs *, fs_free);
 
 /* Lazily unmounts a stale mount at MOUNTPOINT (a killed daemon's), creates the directory, and
  * mounts. Signal handlers for SIGTERM/SIGINT/SIGHUP end the loop. */

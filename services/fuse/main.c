@@ -18,21 +18,18 @@
 #include "log.h"
 #include "parse.h"
 #include "weir-build.h"
+#include "fsutil.h"
 
 /* Fluid's read-only FUSE keeps entries and attributes for two hours. */
 #define DEFAULT_CACHE_TIMEOUT_MS (7200ull * 1000)
 #define DEFAULT_RETRY_MS         30000
 #define DEFAULT_REFRESH_MS       60000
-#define TOKEN_MAX                4096
 
 static const char *arg_config = NULL;
 static const char *arg_node = NULL;
 static const char *arg_dataset = NULL;
 static const char *arg_mountpoint = NULL;
 static bool arg_debug = false;
-
-DEFINE_TRIVIAL_CLEANUP_FUNC(config *, config_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(fs *, fs_free);
 
 static void help(void)
 {
@@ -56,37 +53,6 @@ static void help(void)
                "them in order, default 16, 0 = off, at most 256), WEIR_FUSE_PREFETCH_BYTES (their\n"
                "bytes at most, default 64Mi).\n",
                CONFIG_DEFAULT_PATH);
-}
-
-/* The cluster token: the file's content without trailing whitespace. */
-static int read_token(const char *path, char **ret)
-{
-        _cleanup_fclose_ FILE *f = fopen(path, "re");
-        char buf[TOKEN_MAX + 1];
-        size_t n;
-
-        if (!f)
-                return -errno;
-        n = fread(buf, 1, sizeof(buf), f);
-        if (ferror(f))
-                return -EIO;
-        if (n > TOKEN_MAX)
-                return -E2BIG;
-        while (n > 0 && strchr(" \t\r\n", buf[n - 1]))
-                n--;
-        buf[n] = 0;
-        *ret = n > 0 ? strdup(buf) : NULL;
-        explicit_bzero(buf, sizeof(buf));
-        if (n == 0)
-                return -ENODATA;
-        return *ret ? 0 : -ENOMEM;
-}
-
-static void token_freep(char **p)
-{
-        if (*p)
-                explicit_bzero(*p, strlen(*p));
-        free(*p);
 }
 
 static int parse_args(int argc, char **argv)
@@ -143,7 +109,7 @@ static int run(int argc, char **argv)
         _cleanup_(config_freep) config *c = NULL;
         _cleanup_(fs_freep) fs *f = NULL;
         _cleanup_free_ char *mountpoint = NULL;
-        _cleanup_(token_freep) char *token = NULL;
+        _cleanup_secret_ char *token = NULL;
         config_diags diags = {};
         const config_node *node;
         const config_dataset *d;
@@ -212,7 +178,7 @@ static int run(int argc, char **argv)
         o.debug = arg_debug;
         if (c->token_file) {
                 /* only the masters' heartbeat needs it: mount without, and say why it fails */
-                r = read_token(c->token_file, &token);
+                r = read_secret_file(c->token_file, SECRET_MAX, &token);
                 if (r < 0)
                         log_warning_errno(r,
                                           "Cannot read the token file %s (%m): heartbeats to "

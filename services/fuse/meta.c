@@ -12,6 +12,7 @@
 #include "httpc.h"
 #include "log.h"
 #include "meta.h"
+#include "timeutil.h"
 
 #define META_CALL_TIMEOUT_MS 5000 /* one request to one master */
 #define META_MAX_REDIRECTS   5
@@ -52,14 +53,6 @@ struct meta {
         hmap listings;             /* path -> listing_item */
         hmap blocks;               /* file_id -> blocks_item (one version per file) */
 };
-
-uint64_t meta_now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 void meta_entry_done(meta_entry *e)
 {
@@ -342,14 +335,6 @@ static void set_leader(meta *m, const char *api)
         pthread_mutex_unlock(&m->lock);
 }
 
-static void sleep_ms(uint64_t ms)
-{
-        struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
-
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-                ;
-}
-
 static pthread_key_t httpc_key;
 static pthread_once_t httpc_key_once = PTHREAD_ONCE_INIT;
 
@@ -387,7 +372,7 @@ static httpc *thread_httpc(meta *m)
 
 int meta_call(meta *m, const char *path_query, json_t **ret)
 {
-        uint64_t deadline = meta_now_ms() + m->opts.retry_ms, backoff = 50;
+        uint64_t deadline = now_ms() + m->opts.retry_ms, backoff = 50;
         httpc *c = thread_httpc(m);
         int last = -EHOSTUNREACH;
         size_t tried = 0;
@@ -436,7 +421,7 @@ int meta_call(meta *m, const char *path_query, json_t **ret)
                 }
                 httpc_response_done(&rep);
                 target_failed(m, target);
-                if (meta_now_ms() >= deadline)
+                if (now_ms() >= deadline)
                         return log_warning_errno(last,
                                                  "No master answered %s within %" PRIu64 " ms: %m",
                                                  path_query, m->opts.retry_ms);
@@ -570,7 +555,7 @@ int meta_stat(meta *m, const char *path, bool fresh, meta_entry *ret)
         _cleanup_free_ char *esc = NULL, *query = NULL;
         char parent[4096];
         const char *name;
-        uint64_t now = meta_now_ms();
+        uint64_t now = now_ms();
         json_t *j = NULL;
         meta_entry e;
         int r;
@@ -631,7 +616,7 @@ static int entry_compare(const void *a, const void *b)
 static int list(meta *m, const char *path, bool fresh, meta_listing **ret)
 {
         _cleanup_free_ char *esc = NULL, *query = NULL;
-        uint64_t now = meta_now_ms();
+        uint64_t now = now_ms();
         meta_listing *l;
         listing_item *item;
         json_t *j = NULL, *entries;
@@ -797,7 +782,7 @@ static int parse_locations(json_t *j, meta_locations **ret)
 int meta_blocks(meta *m, uint64_t file_id, uint64_t version, meta_locations **ret)
 {
         char query[128];
-        uint64_t now = meta_now_ms();
+        uint64_t now = now_ms();
         meta_locations *l;
         blocks_item *b;
         json_t *j = NULL;

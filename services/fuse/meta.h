@@ -100,6 +100,3 @@ int meta_blocks(meta *m, uint64_t file_id, uint64_t version, meta_locations **re
 void meta_blocks_forget(meta *m, uint64_t file_id, uint64_t version);
 /* GET /v1/datasets/NAME: totals. */
 int meta_dataset(meta *m, meta_dataset_info *ret);
-
-/* Milliseconds on CLOCK_MONOTONIC. */
-uint64_t meta_now_ms(void);

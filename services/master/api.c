@@ -13,6 +13,7 @@
 #include "log.h"
 #include "manager-internal.h"
 #include "parse.h"
+#include "timeutil.h"
 
 #define WORKER_BODY_MAX  (8u << 20)
 #define WORKER_DEAD_S    15.0 /* a worker silent this long is not alive */
@@ -21,13 +22,6 @@
 #define MAX_BLOCK_REPORT (1u << 20)
 #define FUSE_DEAD_S      WORKER_DEAD_S /* a FUSE daemon reports as often as a worker */
 #define MOUNTPOINT_MAX   4096
-
-static double monotonic_s(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* ---- leader gate ---- */
 
@@ -279,7 +273,7 @@ static void h_masters(httpd_request *req, void *userdata)
 /* Soft-state figures of a dataset: cached bytes, capacity and hit ratio. Locked. */
 static void dataset_cache_fields_locked(manager *m, json_t *ds)
 {
-        double now = monotonic_s();
+        double now = now_s();
         uint64_t capacity = 0, hits = 0, misses = 0, cached = 0;
         unsigned live_workers = 0;
         json_t *by_node = json_object(); /* node -> bytes of this dataset it caches */
@@ -597,7 +591,7 @@ static void on_register_done(manager *m, int status, json_t *result, void *userd
         if (status == 0 && !json_object_get(result, "error")) {
                 pthread_mutex_lock(&m->state_lock);
                 soft_worker_forget_locked(m, rc->node);
-                json_t *w = json_pack("{s:f,s:O?,s:O?,s:O?,s:o}", "seen", monotonic_s(), "tiers",
+                json_t *w = json_pack("{s:f,s:O?,s:O?,s:O?,s:o}", "seen", now_s(), "tiers",
                                       json_object_get(rc->body, "tiers"), "hits",
                                       json_object_get(rc->body, "hits"), "misses",
                                       json_object_get(rc->body, "misses"), "blocks", json_object());
@@ -694,7 +688,7 @@ static void h_worker_heartbeat(httpd_request *req, void *userdata)
                 httpd_reply_error(req, 404, "unknown worker %s: register again", node);
                 return;
         }
-        json_object_set_new(w, "seen", json_real(monotonic_s()));
+        json_object_set_new(w, "seen", json_real(now_s()));
         static const char *const copy[] = {"tiers", "hits", "misses"};
         for (size_t i = 0; i < ELEMENTSOF(copy); i++)
                 if (json_object_get(body, copy[i]))
@@ -712,7 +706,7 @@ static void h_worker_heartbeat(httpd_request *req, void *userdata)
 static void h_workers(httpd_request *req, void *userdata)
 {
         manager *m = userdata;
-        double now = monotonic_s();
+        double now = now_s();
 
         if (!api_leader_gate(m, req))
                 return;
@@ -754,7 +748,7 @@ static void h_blocks(httpd_request *req, void *userdata)
         manager *m = userdata;
         uint64_t file_id, version;
         json_t *file = NULL;
-        double now = monotonic_s();
+        double now = now_s();
 
         if (!api_leader_gate(m, req))
                 return;
@@ -838,9 +832,9 @@ static void h_fuse_heartbeat(httpd_request *req, void *userdata)
                 return;
         }
         snprintf(key, sizeof(key), "%s/%s", node, dataset);
-        json_t *f = json_pack(
-                "{s:s,s:s,s:O,s:I,s:f}", "node", node, "dataset", dataset, "mountpoint", mountpoint,
-                "files", files ? json_integer_value(files) : (json_int_t)0, "seen", monotonic_s());
+        json_t *f = json_pack("{s:s,s:s,s:O,s:I,s:f}", "node", node, "dataset", dataset,
+                              "mountpoint", mountpoint, "files",
+                              files ? json_integer_value(files) : (json_int_t)0, "seen", now_s());
         pthread_mutex_lock(&m->state_lock);
         int r = f ? json_object_set_new(m->soft_fuses, key, f) : -1;
         pthread_mutex_unlock(&m->state_lock);
@@ -854,7 +848,7 @@ static void h_fuse_heartbeat(httpd_request *req, void *userdata)
 static void h_fuses(httpd_request *req, void *userdata)
 {
         manager *m = userdata;
-        double now = monotonic_s();
+        double now = now_s();
         const char *key;
         json_t *f;
 

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "sync.h"
 #include "ufs/ufs.h"
+#include "timeutil.h"
 
 typedef struct sync_job sync_job;
 typedef struct sync_ds sync_ds;
@@ -91,14 +92,6 @@ struct sync_job {
         size_t next;
         sync_job *done_next;
 };
-
-static double now_seconds(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static double elapsed(const struct timespec *since)
 {
@@ -523,7 +516,7 @@ static void job_apply_next(sync_job *j)
                 break;
         }
         case STAGE_COMMIT:
-                cmd = fsm_cmd_tree_commit(j->sync_id, now_seconds());
+                cmd = fsm_cmd_tree_commit(j->sync_id, wall_s());
                 break;
         case STAGE_ABORT:
                 cmd = fsm_cmd_tree_abort(j->sync_id,
@@ -585,7 +578,7 @@ static int ds_start(sync_ds *ds)
         clock_gettime(CLOCK_MONOTONIC, &j->started);
         snprintf(j->sync_id, sizeof j->sync_id, "%s/%s/%" PRIu64 "/%.0f",
                  manager_config(sm->m)->cluster_name ?: "weir", ds->cfg->name, ++sm->seq,
-                 now_seconds() * 1000);
+                 wall_s() * 1000);
         r = -pthread_create(&j->thread, NULL, walk_thread, j);
         if (r < 0) {
                 free(j);
@@ -701,8 +694,7 @@ static void on_leader_changed(manager *m, bool leader, void *userdata)
                 if (!dataset_synced(sm, ds->cfg->name, &synced))
                         ds_schedule(ds, 0); /* first bind, or a sync the old leader left */
                 else if (ds->cfg->sync_interval_ms > 0) {
-                        double due =
-                                synced + (double)ds->cfg->sync_interval_ms / 1000 - now_seconds();
+                        double due = synced + (double)ds->cfg->sync_interval_ms / 1000 - wall_s();
 
                         ds_schedule(ds, due > 0 ? (uint64_t)(due * 1000) : 0);
                 }
