@@ -14,6 +14,7 @@
   jansson,
   libyaml,
   systemd,
+  xxHash,
   cmocka,
   src ? lib.cleanSource ../.,
 }:
@@ -43,6 +44,7 @@ stdenv.mkDerivation (finalAttrs: {
     jansson
     libyaml
     systemd
+    xxHash
   ];
 
   checkInputs = [ cmocka ];

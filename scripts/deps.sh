@@ -8,7 +8,7 @@ what=${1:-build}
 
 build_pkgs=(meson ninja-build pkg-config gcc libraft-dev libuv1-dev libfuse3-dev fuse3
             libcurl4-openssl-dev libmicrohttpd-dev libjansson-dev libyaml-dev libsystemd-dev
-            libcmocka-dev clang-format)
+            libxxhash-dev libcmocka-dev clang-format)
 check_pkgs=(python3-pytest nginx apache2 dbus clang libclang-rt-14-dev curl nix-bin systemd
             iproute2 psmisc procps)
 demo_pkgs=(nginx curl psmisc procps)
