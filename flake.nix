@@ -29,6 +29,7 @@
           cmocka
           curl
           jq
+          nodejs # npm installs s3rver, the S3 server of the store tests
           fuse3
           iproute2
           procps

@@ -10,7 +10,7 @@ build_pkgs=(meson ninja-build pkg-config gcc libraft-dev libuv1-dev libfuse3-dev
             libcurl4-openssl-dev libmicrohttpd-dev libjansson-dev libyaml-dev libsystemd-dev
             libxxhash-dev libcmocka-dev clang-format)
 check_pkgs=(python3-pytest nginx apache2 dbus clang libclang-rt-14-dev curl nix-bin systemd
-            iproute2 psmisc procps)
+            iproute2 psmisc procps nodejs npm)
 demo_pkgs=(nginx curl psmisc procps)
 
 case "$what" in

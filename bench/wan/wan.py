@@ -30,7 +30,6 @@ process in its session) per GiB copied, store requests per file and store bytes 
 import argparse
 import contextlib
 import ctypes
-import json
 import os
 import random
 import re
@@ -47,8 +46,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 
 from weirtest.fusecluster import DemoCluster, make_dataset  # noqa: E402
 from weirtest.fusemount import drop_caches, nginx_bytes_sent  # noqa: E402
-from weirtest.net import free_port, wait_listening  # noqa: E402
-from weirtest.stores import Nginx, Server  # noqa: E402
+from weirtest.stores import Nginx, S3rverS3, s3rver_modules  # noqa: E402
 
 CLONE_NEWNET = 0x40000000
 STORE_ADDR, WEIR_ADDR = "10.99.0.1", "10.99.0.2"
@@ -171,70 +169,34 @@ def _in_store(wan, fn):
         return fn()
 
 
-# curl 7.88 signs with SigV4 but leaves out x-amz-content-sha256, which s3rver requires
-S3_CURL = ["--aws-sigv4", "aws:amz:us-east-1:s3", "--user", "S3RVER:S3RVER",
-           "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"]
+def s3_curl(store):
+    """curl's options to sign as the S3 store's key (curl 7.88 signs with SigV4 but leaves out
+    x-amz-content-sha256, which s3rver requires)."""
+    return ["--aws-sigv4", "aws:amz:us-east-1:s3", "--user", f"{store.key_id}:{store.secret}",
+            "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"]
 
 
-class S3rver(Server):
-    """s3rver (npm) with the bucket 'bench' filled from the store root's hbase/ tree."""
-
-    kind = "s3rver"
-    KEY = "S3RVER"  # s3rver's built-in account
-
-    def __init__(self, root, address, workdir, s3rver_bin):
-        super().__init__(root, address, workdir)
-        self.bin = s3rver_bin
-        self.access_log = os.path.join(workdir, "server.log")
-
-    def command(self):
-        data = os.path.join(self.workdir, "data")
-        os.makedirs(data, exist_ok=True)
-        return ["node", self.bin, "-d", data, "-a", self.address, "-p", str(self.port),
-                "--configure-bucket", "bench"]
-
-    def populate(self, files):
-        cfg = os.path.join(self.workdir, "put.curl")
-        with open(cfg, "w") as f:
-            for rel in files:
-                f.write(f'upload-file = "{os.path.join(self.root, "hbase", rel)}"\n'
-                        f'url = "{self.url}bench/hbase/{rel}"\n')
-        subprocess.run(["curl", "-sSf", *S3_CURL, "-o", "/dev/null", "-K", cfg], check=True)
-
-    def requests(self):
-        """Requests in s3rver's log (one "info: PATH STATUS TIMEms SIZE" line each)."""
-        try:
-            with open(self.access_log, errors="replace") as f:
-                return sum(1 for line in f if re.search(r" \d{3} \d+ms ", line))
-        except FileNotFoundError:
-            return 0
+def s3_requests(store):
+    """Requests in s3rver's log (one "info: PATH STATUS TIMEms SIZE" line each)."""
+    try:
+        with open(os.path.join(store.workdir, "server.log"), errors="replace") as f:
+            return sum(1 for line in f if re.search(r" \d{3} \d+ms ", line))
+    except FileNotFoundError:
+        return 0
 
 
-def find_s3rver(work):
-    """s3rver's CLI, installed from the npm registry into ~/.cache/weir/s3rver once."""
-    cache = os.environ.get("WEIR_S3RVER_DIR",
-                           os.path.expanduser("~/.cache/weir/s3rver"))
-    cli = os.path.join(cache, "node_modules", "s3rver", "bin", "s3rver.js")
-    if os.path.exists(cli):
-        return cli
-    if not shutil.which("npm") or not shutil.which("node"):
-        return None
-    os.makedirs(cache, exist_ok=True)
-    r = subprocess.run(["npm", "install", "--prefix", cache, "--no-audit", "--no-fund",
-                        "s3rver@3"], capture_output=True, text=True)
-    return cli if r.returncode == 0 and os.path.exists(cli) else None
-
-
-def s3_store(wan, cli):
+def s3_store(wan, modules):
+    """s3rver with SigV4 checked (weirtest.stores.S3rverS3), bucket "bench" holding the
+    dataset's files under hbase/."""
     def make(root, workdir):
         with wan.store_side():
-            s = S3rver(root, STORE_ADDR, workdir, cli)
+            s = S3rverS3(STORE_ADDR, workdir, modules)
         start = s.start
 
         def start_and_fill():
             with wan.store_side():
                 start()
-                s.populate(files_of(root))
+                s.populate("bench", {f"hbase/{k}": v for k, v in files_of(root).items()})
             return s
         s.start = start_and_fill
         return s
@@ -255,7 +217,7 @@ def s3_mount(store):
     return ["    - mountPoint: s3://bench/hbase/", "      name: hbase", "      options:",
             f"        fs.s3a.endpoint: {store.url.rstrip('/')}",
             "        fs.s3a.endpoint.region: us-east-1",
-            f"        fs.s3a.access.key: {S3rver.KEY}", f"        fs.s3a.secret.key: {S3rver.KEY}"]
+            f"        fs.s3a.access.key: {store.key_id}", f"        fs.s3a.secret.key: {store.secret}"]
 
 
 # ---- measuring ----
@@ -300,14 +262,14 @@ def children_cpu():
 
 
 def store_requests(c):
-    if isinstance(c.nginx, S3rver):
-        return c.nginx.requests()
+    if isinstance(c.nginx, S3rverS3):
+        return s3_requests(c.nginx)
     with open(c.nginx.access_log) as f:
         return sum(1 for _ in f)
 
 
 def store_bytes(c):
-    if isinstance(c.nginx, S3rver):
+    if isinstance(c.nginx, S3rverS3):
         return None
     return nginx_bytes_sent(c.nginx.access_log)
 
@@ -328,7 +290,7 @@ def run(cmd, **kw):
 
 
 def curl_rows(c, files, dst, s3):
-    auth = S3_CURL if s3 else []
+    auth = s3_curl(c.nginx) if s3 else []
     base = f"{c.nginx.url}bench/hbase/" if s3 else f"{c.nginx.url}hbase/"
     names = sorted(files)
     rows = {}
@@ -480,6 +442,8 @@ def main():
     work = tempfile.mkdtemp(prefix="weir-wan-")
     wan = Wan(work, a.delay_ms, a.rate)
     out = []
+    # before entering the namespaces, which have no route to the npm registry
+    modules, why = s3rver_modules() if "s3" in a.only.split(",") else (None, "not asked for")
     try:
         wan.start()
         wan.enter_weir_side()
@@ -489,9 +453,9 @@ def main():
         for kind in a.only.split(","):
             cli = None
             if kind == "s3":
-                cli = find_s3rver(work)
+                cli = modules
                 if not cli:
-                    print("s3: skipped: npm/node missing or `npm install s3rver` failed")
+                    print(f"s3: skipped: {why}")
                     continue
             print(f"{kind}: measuring", flush=True)
             out.append((kind, *measure_dataset(a, wan, kind, sets[kind], cli)))

@@ -13,8 +13,6 @@ import sys
 import tempfile
 import time
 
-import pytest
-
 import conftest
 from conftest import weir_binary
 from weirtest.fusecluster import DemoCluster
