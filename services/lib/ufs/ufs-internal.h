@@ -24,6 +24,7 @@ struct ufs {
         const ufs_backend *backend;
         const config_mount *mount;
         CURL *curl;                /* created lazily by ufs_curl(); kept for keep-alive */
+        curl_socket_t sock;        /* the connection curl opened last (ufs-curl.c: SO_RCVLOWAT) */
         void *data;                /* the backend's */
         const atomic_bool *cancel; /* ufs_set_cancel() */
         char error[512];

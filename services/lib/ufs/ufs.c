@@ -52,6 +52,7 @@ int ufs_open(const config_mount *mount, ufs **ret)
         if (!u)
                 return -ENOMEM;
         u->backend = backend;
+        u->sock = CURL_SOCKET_BAD;
         u->mount = mount;
         r = backend->open(u);
         if (r < 0) {
