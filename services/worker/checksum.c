@@ -10,6 +10,10 @@
 
 void checksum_init(checksum *c, uint64_t expected_len)
 {
+        /* The reset skips deriving the secret from the seed when the state's old seed equals
+         * the new one: on a fresh (stack) state that compares garbage, and a stale secret gives
+         * a wrong sum. XXH3_INITSTATE clears the old seed (xxhash.h says to use it). */
+        XXH3_INITSTATE(&c->state);
         /* XXH3_64bits_reset_withSeed only fails on a NULL state */
         (void)XXH3_64bits_reset_withSeed(&c->state, expected_len);
 }
