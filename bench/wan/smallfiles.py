@@ -64,12 +64,15 @@ def main():
     ap.add_argument("--files", type=int, default=100000)
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--dirs", type=int, default=100)
+    ap.add_argument("--prefetch-files", default=None,
+                    help="WEIR_FUSE_PREFETCH_FILES for weir-fuse (default: its own, 16)")
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root (FUSE mounts, drop_caches)")
     work = tempfile.mkdtemp(prefix="weir-smallfiles-")
     shm = tempfile.mkdtemp(prefix="weir-smallfiles-", dir="/dev/shm")
-    c = DemoCluster(work, os.path.abspath(a.build_dir), mem_dir=shm,
+    env = {} if a.prefetch_files is None else {"WEIR_FUSE_PREFETCH_FILES": a.prefetch_files}
+    c = DemoCluster(work, os.path.abspath(a.build_dir), mem_dir=shm, fuse_env=env,
                     dataset=dataset(a.files, a.size, a.dirs))
     rows = {}
     try:
