@@ -84,7 +84,12 @@ class FakeSetup:
                                       os.path.join(tmp, "n1", "run")).start()
         self.mnt = os.path.join(tmp, "mnt")
         self.fuse = FuseDaemon(weir_binary("weir-fuse"), self.config, "n1", "ds", self.mnt, tmp,
-                               env=dict({"WEIR_FUSE_RETRY": "8s"}, **(fuse_env or {})))
+                               env=dict({"WEIR_FUSE_RETRY": "8s",
+                                         # these tests count the stand-in worker's fills and
+                                         # requests exactly: no prefetch of neighbouring files
+                                         # (test_prefetch.py tests that)
+                                         "WEIR_FUSE_PREFETCH_FILES": "0"},
+                                        **(fuse_env or {})))
         self.fuse.start()
 
     def path(self, name):
