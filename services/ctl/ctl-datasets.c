@@ -14,7 +14,9 @@
 #include "httpc.h"
 #include "log.h"
 #include "parse.h"
-#include "fsutil.h"
+
+#define CTL_LS_PAGE     1000u  /* entries per ls request */
+#define CTL_LS_PAGE_MAX 10000u /* the master's LISTING_LIMIT_MAX */
 
 typedef struct api {
         config *cfg;
@@ -32,6 +34,10 @@ static int api_open(const ctl_context *ctx, api *a)
         config_diags diags = {};
         int r;
 
+        /* once per command: ls asks page after page on one kept-alive connection (a client
+         * per page would hold a connection per page, and the API limits each client's) */
+        if (a->c)
+                return 0;
         r = config_load(ctx->config_path, &a->cfg, &diags);
         if (r < 0) {
                 config_diags_print(&diags, ctx->config_path);
@@ -39,21 +45,9 @@ static int api_open(const ctl_context *ctx, api *a)
                 return log_error_errno(r, "Failed to load %s: %m", ctx->config_path);
         }
         config_diags_done(&diags);
-        a->c = httpc_new();
+        a->c = ctl_httpc(a->cfg, 10000, 1000);
         if (!a->c)
                 return log_oom();
-        httpc_set_timeout(a->c, 10000, 1000);
-
-        if (a->cfg->token_file) {
-                _cleanup_secret_ char *token = NULL;
-
-                /* Without the token reads still work; writes will say 401. */
-                r = read_secret_file(a->cfg->token_file, SECRET_MAX, &token);
-                if (r < 0)
-                        log_debug_errno(r, "Cannot read %s: %m", a->cfg->token_file);
-                else if (httpc_set_token(a->c, token) < 0)
-                        return log_oom();
-        }
         return 0;
 }
 
@@ -288,8 +282,9 @@ static void format_time(const json_t *v, char *buf, size_t len)
                 snprintf(buf, len, "%-16s", "-");
 }
 
+/* GET /v1/datasets/DATASET/VERB?path=PATH&EXTRA (EXTRA already escaped, may be NULL). */
 static int get_entry(const ctl_context *ctx, api *a, const char *verb, const char *arg,
-                     httpc_response *res)
+                     const char *extra, httpc_response *res)
 {
         _cleanup_free_ char *dataset = NULL, *path = NULL, *qd = NULL, *qp = NULL, *url = NULL;
 
@@ -300,11 +295,14 @@ static int get_entry(const ctl_context *ctx, api *a, const char *verb, const cha
         }
         qd = escape_query(dataset);
         qp = escape_query(path);
-        if (!qd || !qp || asprintf(&url, "/v1/datasets/%s/%s?path=%s", qd, verb, qp) < 0) {
+        if (!qd || !qp ||
+            asprintf(&url, "/v1/datasets/%s/%s?path=%s%s%s", qd, verb, qp, extra ? "&" : "",
+                     extra ?: "") < 0) {
                 log_oom();
                 return 1;
         }
-        if (api_open(ctx, a) < 0)
+        /* once: ls calls this for every page, on one keep-alive connection */
+        if (!a->c && api_open(ctx, a) < 0)
                 return 1;
         if (api_request(a, "GET", url, res) < 0) {
                 log_error("No master of %s answered.", ctx->config_path);
@@ -318,17 +316,38 @@ static int get_entry(const ctl_context *ctx, api *a, const char *verb, const cha
         return 0;
 }
 
+static void print_ls_entry(const json_t *e, bool longf)
+{
+        const char *name = json_string_value(json_object_get(e, "name")) ?: "?";
+        bool dir = strcmp(json_string_value(json_object_get(e, "type")) ?: "", "dir") == 0;
+
+        if (longf) {
+                char when[64];
+
+                format_time(json_object_get(e, "mtime"), when, sizeof when);
+                if (dir)
+                        printf("d %14s %s %5s %s/\n", "-", when, "-", name);
+                else
+                        printf("f %14" PRIu64 " %s %5" PRIu64 " %s\n",
+                               json_u64(json_object_get(e, "size")), when,
+                               json_u64(json_object_get(e, "version")), name);
+        } else
+                printf("%s%s\n", name, dir ? "/" : "");
+}
+
 int ctl_ls(const ctl_context *ctx, int argc, char **argv)
 {
         static const struct option options[] = {
                 {"long", no_argument, NULL, 'l'},
                 {"json", no_argument, NULL, 'j'},
+                {"page-size", required_argument, NULL, 'p'},
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
         _cleanup_(api_done) api a = {};
-        httpc_response res = {};
-        bool longf = false, json = ctx->json;
+        _cleanup_free_ char *after = NULL;
+        bool longf = false, json = ctx->json, first = true;
+        uint64_t page = CTL_LS_PAGE;
         int c, r;
 
         while ((c = getopt_long(argc, argv, "lh", options, NULL)) >= 0)
@@ -339,48 +358,83 @@ int ctl_ls(const ctl_context *ctx, int argc, char **argv)
                 case 'j':
                         json = true;
                         break;
+                case 'p':
+                        if (parse_u64(optarg, &page) < 0 || page == 0 || page > CTL_LS_PAGE_MAX) {
+                                fprintf(stderr, "weirctl ls: --page-size must be 1..%u, got '%s'\n",
+                                        CTL_LS_PAGE_MAX, optarg);
+                                return 2;
+                        }
+                        break;
                 case 'h':
-                        printf("Usage: weirctl ls [-l] [--json] /DATASET[/MOUNT/PATH]\n\n"
-                               "List a directory of a dataset as the masters hold it.\n"
-                               "-l: TYPE SIZE MODIFIED VERSION NAME (sizes in bytes).\n");
+                        printf("Usage: weirctl ls [-l] [--json] [--page-size N] "
+                               "/DATASET[/MOUNT/PATH]\n\n"
+                               "List a directory of a dataset as the masters hold it, in name "
+                               "order,\nasking for N entries at a time (default %u, at most "
+                               "%u).\n"
+                               "-l: TYPE SIZE MODIFIED VERSION NAME (sizes in bytes).\n",
+                               CTL_LS_PAGE, CTL_LS_PAGE_MAX);
                         return 0;
                 default:
                         return 2;
                 }
         if (optind + 1 != argc) {
-                fprintf(stderr, "Usage: weirctl ls [-l] /DATASET[/MOUNT/PATH]\n");
+                fprintf(stderr, "Usage: weirctl ls [-l] [--page-size N] /DATASET[/MOUNT/PATH]\n");
                 return 2;
         }
-        r = get_entry(ctx, &a, "ls", argv[optind], &res);
-        if (r != 0)
-                return r;
-        if (json) {
-                json_dumpf(res.json, stdout, JSON_INDENT(2));
-                putchar('\n');
+        /* one page in memory at a time: --json streams the entries of all pages as one array */
+        for (;;) {
+                _cleanup_free_ char *extra = NULL, *qa = after ? escape_query(after) : NULL;
+                httpc_response res = {};
+                json_t *entries, *next, *e;
+                size_t i;
+
+                if ((after && !qa) || asprintf(&extra, "limit=%" PRIu64 "%s%s", page,
+                                               qa ? "&after=" : "", qa ?: "") < 0)
+                        return log_oom();
+                r = get_entry(ctx, &a, "ls", argv[optind], extra, &res);
+                if (r != 0)
+                        return r;
+                entries = json_object_get(res.json, "entries");
+                next = json_object_get(res.json, "next");
+                if (!json_is_array(entries) || (next && !json_is_string(next))) {
+                        httpc_response_done(&res);
+                        log_error("%s: the master's listing has no entries array.", argv[optind]);
+                        return 1;
+                }
+                if (next && after && strcmp(json_string_value(next), after) <= 0) {
+                        /* a page must move forward, or this loop would never end */
+                        httpc_response_done(&res);
+                        log_error("%s: the master's listing did not advance past '%s'.",
+                                  argv[optind], after);
+                        return 1;
+                }
+                if (json && first) {
+                        _cleanup_free_ char *p =
+                                json_dumps(json_object_get(res.json, "path"), JSON_ENCODE_ANY);
+
+                        printf("{\n  \"path\": %s,\n  \"entries\": [", p ?: "null");
+                }
+                json_array_foreach(entries, i, e)
+                {
+                        if (json) {
+                                _cleanup_free_ char *s = json_dumps(e, JSON_COMPACT);
+
+                                printf("%s\n    %s", first ? "" : ",", s ?: "null");
+                                first = false;
+                        } else
+                                print_ls_entry(e, longf);
+                }
+                first = false;
+                free(after);
+                after = next ? strdup(json_string_value(next)) : NULL;
                 httpc_response_done(&res);
-                return 0;
+                if (next && !after)
+                        return log_oom();
+                if (!next)
+                        break;
         }
-        size_t i;
-        json_t *e;
-        json_array_foreach(json_object_get(res.json, "entries"), i, e)
-        {
-                const char *name = json_string_value(json_object_get(e, "name")) ?: "?";
-                bool dir = strcmp(json_string_value(json_object_get(e, "type")) ?: "", "dir") == 0;
-
-                if (longf) {
-                        char when[64];
-
-                        format_time(json_object_get(e, "mtime"), when, sizeof when);
-                        if (dir)
-                                printf("d %14s %s %5s %s/\n", "-", when, "-", name);
-                        else
-                                printf("f %14" PRIu64 " %s %5" PRIu64 " %s\n",
-                                       json_u64(json_object_get(e, "size")), when,
-                                       json_u64(json_object_get(e, "version")), name);
-                } else
-                        printf("%s%s\n", name, dir ? "/" : "");
-        }
-        httpc_response_done(&res);
+        if (json)
+                printf("\n  ]\n}\n");
         return 0;
 }
 
@@ -407,7 +461,7 @@ int ctl_stat(const ctl_context *ctx, int argc, char **argv)
                 fprintf(stderr, "Usage: weirctl stat [--json] /DATASET/MOUNT/PATH\n");
                 return 2;
         }
-        r = get_entry(ctx, &a, "stat", arg, &res);
+        r = get_entry(ctx, &a, "stat", arg, NULL, &res);
         if (r != 0)
                 return r;
         if (json)

@@ -68,6 +68,12 @@ static int prop_u64(sd_bus *bus, const char *path, const char *interface, const 
                 v = s->passthrough_opens;
         else if (strcmp(property, "Inodes") == 0)
                 v = s->inodes;
+        else if (strcmp(property, "XattrRequests") == 0)
+                v = s->xattr_requests;
+        else if (strcmp(property, "ListingRequests") == 0)
+                v = s->meta.page_calls;
+        else if (strcmp(property, "StatRequests") == 0)
+                v = s->meta.stat_calls;
         else if (strcmp(property, "BytesLocal") == 0)
                 v = s->reads.bytes_local;
         else if (strcmp(property, "BytesRemote") == 0)
@@ -100,6 +106,9 @@ static const sd_bus_vtable fuse_vtable[] = {
         SD_BUS_PROPERTY("CachedHere", "t", prop_u64, 0, 0),
         SD_BUS_PROPERTY("PassthroughOpens", "t", prop_u64, 0, 0),
         SD_BUS_PROPERTY("Inodes", "t", prop_u64, 0, 0),
+        SD_BUS_PROPERTY("XattrRequests", "t", prop_u64, 0, 0),
+        SD_BUS_PROPERTY("ListingRequests", "t", prop_u64, 0, 0),
+        SD_BUS_PROPERTY("StatRequests", "t", prop_u64, 0, 0),
         SD_BUS_PROPERTY("BytesLocal", "t", prop_u64, 0, 0),
         SD_BUS_PROPERTY("BytesRemote", "t", prop_u64, 0, 0),
         SD_BUS_PROPERTY("BytesStore", "t", prop_u64, 0, 0),

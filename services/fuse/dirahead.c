@@ -1,8 +1,9 @@
 /* Prefetch across files (see dirahead.h).
  *
- * Each open of a file looks its directory's listing up (cached: the reader listed it) and moves
- * that directory's window (at most DIRAHEAD_DIRS directories are followed, the least recently
- * opened one is dropped). Files entering the window are queued as jobs; `threads` threads take
+ * Each open of a file looks its name up in its directory's listing page (cached: the reader
+ * listed it; the page after the current one when the reader crosses into it) and moves that
+ * directory's window (within one page: at a page's end it waits until the reader crosses; at
+ * most DIRAHEAD_DIRS directories are followed, the least recently opened one is dropped). Files entering the window are queued as jobs; `threads` threads take
  * them and ask a worker for each file's first blocks (reader_warm: the local worker fills the
  * block from the store with its own connections, one fetch however many ask), so a single
  * sequential reader keeps as many store transfers in flight as that many parallel readers would.
@@ -39,10 +40,18 @@ static uint64_t entry_cost(const dirahead_window *w, const meta_entry *e)
         return e->dir ? 0 : MIN(e->size, w->max_bytes);
 }
 
+void dirahead_window_next_page(dirahead_window *w)
+{
+        w->last = SIZE_MAX;
+        w->issued_until = 0;
+        w->carried = w->window > 0;
+}
+
 bool dirahead_window_advance(dirahead_window *w, const meta_listing *l, size_t i, size_t *ret_first,
                              size_t *ret_end)
 {
-        bool in_order = w->last != SIZE_MAX && i > w->last && i <= w->last + 1 + DIRAHEAD_SLACK;
+        bool in_order = (w->last != SIZE_MAX && i > w->last && i <= w->last + 1 + DIRAHEAD_SLACK) ||
+                        (w->last == SIZE_MAX && w->carried && i <= DIRAHEAD_SLACK);
         bool cancel = false;
         uint64_t ahead = 0;
         unsigned files = 0;
@@ -63,6 +72,7 @@ bool dirahead_window_advance(dirahead_window *w, const meta_listing *l, size_t i
                 w->issued_until = 0;
         }
         w->last = i;
+        w->carried = false;
         if (w->window == 0)
                 return cancel;
         /* what is already started ahead of the reader counts against both bounds */
@@ -303,27 +313,63 @@ static job *job_new(const char *dir, const meta_entry *e, uint64_t block_size, u
         return j;
 }
 
+/* The listing page of DIR holding NAME: the page the directory's tracker holds, the page after
+ * it (a reader crossing into it; cached when readdir fetched it), or the first page. Never a walk
+ * through the pages: a file found in none of them gets no prefetch (one request at most). */
+static meta_listing *find_page(dirahead *d, const char *dir, const char *name,
+                               meta_listing *current, bool *ret_next)
+{
+        meta_listing *l = NULL;
+
+        *ret_next = false;
+        if (current && meta_listing_find(current, name))
+                return meta_listing_ref(current);
+        if (current && current->more && current->n > 0 &&
+            strcmp(name, current->entries[current->n - 1].name) > 0) {
+                if (meta_list_page(d->meta, dir, current->entries[current->n - 1].name, false, &l) <
+                    0)
+                        return NULL;
+                if (meta_listing_find(l, name)) {
+                        *ret_next = true;
+                        return l;
+                }
+                meta_listing_unref(l);
+                return NULL;
+        }
+        if (meta_list_page(d->meta, dir, NULL, false, &l) < 0)
+                return NULL;
+        if (meta_listing_find(l, name))
+                return l;
+        meta_listing_unref(l);
+        return NULL;
+}
+
 void dirahead_opened(dirahead *d, const char *path, uint64_t block_size)
 {
         _cleanup_free_ char *dir = NULL;
         const char *slash = strrchr(path, '/');
-        meta_listing *l = NULL;
+        meta_listing *l = NULL, *current = NULL;
         const meta_entry *e;
         size_t first, end, i;
         job *head = NULL, **tail = &head;
         dir_track *t;
-        bool fresh;
+        bool fresh, next_page;
 
         if (!d || d->opts.max_files == 0 || !slash || block_size == 0)
                 return;
         dir = slash == path ? strdup("/") : strndup(path, (size_t)(slash - path));
-        if (!dir || meta_list(d->meta, dir, &l) < 0)
+        if (!dir)
+                return;
+        pthread_mutex_lock(&d->lock);
+        for (size_t k = 0; k < DIRAHEAD_DIRS; k++)
+                if (d->dirs[k].dir && strcmp(d->dirs[k].dir, dir) == 0 && d->dirs[k].listing)
+                        current = meta_listing_ref(d->dirs[k].listing);
+        pthread_mutex_unlock(&d->lock);
+        l = find_page(d, dir, slash + 1, current, &next_page);
+        meta_listing_unref(current);
+        if (!l)
                 return;
         e = meta_listing_find(l, slash + 1);
-        if (!e) {
-                meta_listing_unref(l);
-                return;
-        }
         i = (size_t)(e - l->entries);
 
         pthread_mutex_lock(&d->lock);
@@ -333,8 +379,11 @@ void dirahead_opened(dirahead *d, const char *path, uint64_t block_size)
                 dirahead_window_init(&t->w, d->opts.max_files, d->opts.max_bytes);
         }
         if (t->listing != l) {
-                /* a refreshed listing: indices may have moved, start over with it */
-                if (t->listing)
+                if (next_page && t->listing)
+                        /* the reader went on into the next page: the walk goes on there */
+                        dirahead_window_next_page(&t->w);
+                else if (t->listing)
+                        /* another page or a refreshed one: indices moved, start over */
                         dirahead_window_init(&t->w, d->opts.max_files, d->opts.max_bytes);
                 meta_listing_unref(t->listing);
                 t->listing = meta_listing_ref(l);

@@ -16,13 +16,17 @@ typedef struct dirahead_window {
         size_t last;         /* listing index of the last open; SIZE_MAX = none yet */
         size_t issued_until; /* entries below this were started */
         unsigned window;     /* files ahead of the reader; 0 = not in order */
+        bool carried;        /* a walk went on into the next listing page */
         unsigned max_files;
         uint64_t max_bytes;
 } dirahead_window;
 
 void dirahead_window_init(dirahead_window *w, unsigned max_files, uint64_t max_bytes);
 
-/* Accounts an open of entry I of listing L (sorted as readdir returns it). Sets
+/* The reader crossed into the next listing page: indices start over there, the window stays. */
+void dirahead_window_next_page(dirahead_window *w);
+
+/* Accounts an open of entry I of listing page L (sorted as readdir returns it). Sets
  * [*ret_first, *ret_end) to the entries to start now (directories among them are skipped by the
  * caller). In order, the window doubles from 1 up to max_files, and never covers more than
  * max_bytes of files ahead of the reader (a first file larger than that still gets max_bytes

@@ -1,4 +1,5 @@
-/* The FUSE file system of one dataset: the low-level operations, the session and its mount. */
+/* The FUSE file system of one dataset: the low-level operations and the session (the mount's
+ * plumbing is in mount.c). */
 #include "fuse-version.h"
 
 #include <errno.h>
@@ -8,11 +9,8 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <sys/sysmacros.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,14 +18,16 @@
 #include "cleanup.h"
 #include "dirahead.h"
 #include "fs.h"
+#include "fsutil.h"
 #include "http.h"
 #include "inode.h"
 #include "log.h"
+#include "lru.h"
 #include "meta.h"
+#include "mount.h"
 #include "passthrough.h"
 #include "prefetch.h"
 #include "reader.h"
-#include "fsutil.h"
 #include "timeutil.h"
 
 #define FS_MAX_READ      (1u << 20) /* what libfuse 3.14 and the kernel default allow */
@@ -46,6 +46,16 @@ typedef struct fs_file {
         prefetch_window window;
 } fs_file;
 
+/* Where the last readdir of a directory stopped: the page holding entries
+ * [start, start + page->n). Kept per inode (not per open: the kernel may skip OPENDIR), so the
+ * next readdir continues from there instead of paging from the first name again. */
+typedef struct dir_cursor {
+        meta_listing *page;
+        uint64_t start;
+} dir_cursor;
+
+#define FS_DIR_CURSORS 64 /* directories being read at the same time, more or less */
+
 typedef struct inval_item {
         struct inval_item *next;
         uint64_t ino;
@@ -58,7 +68,7 @@ struct fs {
         fs_options opts;
         uint64_t block_size;
         unsigned prefetch_window; /* blocks */
-        unsigned max_read;        /* bytes, see choose_max_read() */
+        unsigned max_read;        /* bytes, see mount_choose_max_read() */
 
         meta *meta;
         reader *reader;
@@ -83,7 +93,21 @@ struct fs {
         meta_dataset_info totals;
         uint64_t totals_ms;
         bool totals_valid;
+
+        uint64_t xattr_requests; /* atomic: getxattr and listxattr the kernel sent */
+        bool no_opendir;         /* the kernel caches directories without OPENDIR (set at init) */
+
+        pthread_mutex_t cursor_lock; /* guards cursors */
+        lru *cursors;                /* "INO" -> dir_cursor */
 };
+
+static void dir_cursor_free(void *p)
+{
+        dir_cursor *c = p;
+
+        meta_listing_unref(c->page);
+        free(c);
+}
 
 static fs *req_fs(fuse_req_t req)
 {
@@ -161,8 +185,22 @@ static double ms_to_s(uint64_t ms)
         return (double)ms / 1000.0;
 }
 
-/* Registers one kernel lookup of PATH with entry E and fills *ret. */
-static int make_entry(fs *f, const char *path, const meta_entry *e, struct fuse_entry_param *ret)
+static void remember_attr(fs *f, uint64_t ino, const meta_entry *e, uint64_t fetched_ms)
+{
+        inode_attr a = {
+                .size = e->size,
+                .file_id = e->file_id,
+                .mtime = e->mtime,
+                .fetched_ms = fetched_ms ? fetched_ms : 1,
+        };
+
+        (void)inode_table_set_attr(f->inodes, ino, &a);
+}
+
+/* Registers one kernel lookup of PATH with entry E (as the master said at FETCHED_MS) and fills
+ * *ret. */
+static int make_entry(fs *f, const char *path, const meta_entry *e, uint64_t fetched_ms,
+                      struct fuse_entry_param *ret)
 {
         bool changed = false;
         uint64_t ino;
@@ -170,6 +208,7 @@ static int make_entry(fs *f, const char *path, const meta_entry *e, struct fuse_
 
         if (r < 0)
                 return r;
+        remember_attr(f, ino, e, fetched_ms);
         if (changed)
                 queue_inval(f, ino);
         *ret = (struct fuse_entry_param){
@@ -204,8 +243,14 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
         conn->max_readahead = conn->max_readahead ? conn->max_readahead : f->max_read;
         conn->max_read = f->max_read; /* as in the mount options */
         want_flag(conn, FUSE_CAP_ASYNC_READ);
+        /* always readdirplus, not _AUTO: every entry comes with its attributes and a lookup
+         * reference, so `ls -l`, `du` and `find -type` send no lookup or getattr per file */
         want_flag(conn, FUSE_CAP_READDIRPLUS);
-        want_flag(conn, FUSE_CAP_READDIRPLUS_AUTO);
+#if HAVE_FUSE_PASSTHROUGH
+        fuse_unset_feature_flag(conn, FUSE_CAP_READDIRPLUS_AUTO);
+#else
+        conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
+#endif
         want_flag(conn, FUSE_CAP_SPLICE_WRITE);
         want_flag(conn, FUSE_CAP_SPLICE_MOVE);
         want_flag(conn, FUSE_CAP_PARALLEL_DIROPS);
@@ -214,6 +259,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 #else
         conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
 #endif
+        f->no_opendir = (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
         passthrough_init(f->passthrough, conn);
         conn->max_background = 64;
         conn->congestion_threshold = 48;
@@ -246,7 +292,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         r = meta_stat(f->meta, path, false, &e);
         if (r < 0)
                 goto fail;
-        r = make_entry(f, path, &e, &ep);
+        r = make_entry(f, path, &e, now_ms(), &ep);
         meta_entry_done(&e);
         if (r < 0)
                 goto fail;
@@ -273,19 +319,37 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
         fuse_reply_none(req);
 }
 
-/* The current entry of INO: cached up to the attr timeout; a new version invalidates pages. */
-static int inode_entry(fs *f, fuse_ino_t ino, char **ret_path, meta_entry *ret)
+/* The current entry of INO: cached up to the attr timeout; a new version invalidates pages.
+ * Unless FULL (the ETag and store URL too), what the inode recorded from a listing younger than
+ * the attr timeout serves without asking the master. */
+static int inode_entry(fs *f, fuse_ino_t ino, bool full, char **ret_path, meta_entry *ret)
 {
         _cleanup_free_ char *path = NULL;
         bool changed = false;
+        inode_attr a;
+        uint64_t version;
         int r;
 
         r = inode_table_path(f->inodes, ino, &path);
         if (r < 0)
                 return r;
+        if (!full && inode_table_get_attr(f->inodes, ino, &a, &version) == 0 &&
+            now_ms() - a.fetched_ms < f->opts.attr_timeout_ms) {
+                *ret = (meta_entry){
+                        .dir = a.file_id == 0,
+                        .size = a.size,
+                        .mtime = a.mtime,
+                        .file_id = a.file_id,
+                        .version = version,
+                };
+                if (ret_path)
+                        *ret_path = TAKE_PTR(path);
+                return 0;
+        }
         r = meta_stat(f->meta, path, false, ret);
         if (r < 0)
                 return r;
+        remember_attr(f, ino, ret, now_ms());
         if (!ret->dir && inode_table_set_version(f->inodes, ino, ret->version, &changed) == 0 &&
             changed)
                 queue_inval(f, ino);
@@ -299,7 +363,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         fs *f = req_fs(req);
         struct stat st;
         meta_entry e = {};
-        int r = inode_entry(f, ino, NULL, &e);
+        int r = inode_entry(f, ino, false, NULL, &e);
 
         if (r < 0) {
                 fuse_reply_err(req, -r);
@@ -310,40 +374,109 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         fuse_reply_attr(req, &st, ms_to_s(f->opts.attr_timeout_ms));
 }
 
-static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-        fs *f = req_fs(req);
-        _cleanup_free_ char *path = NULL;
-        meta_listing *l = NULL;
-        int r;
-
-        r = inode_table_path(f->inodes, ino, &path);
-        if (r >= 0)
-                r = meta_list(f->meta, path, &l);
-        if (r < 0) {
-                fuse_reply_err(req, -r);
-                return;
-        }
-        /* the snapshot taken here keeps readdir offsets stable for this stream */
-        fi->fh = (uintptr_t)l;
-        fi->keep_cache = 1;
-        fi->cache_readdir = 1;
-        if (fuse_reply_open(req, fi) < 0)
-                meta_listing_unref(l);
-}
-
 static ino_t fs_dirent_ino(uint64_t dir, uint64_t index)
 {
         return (ino_t)((1ull << 62) | (dir << 32) | (index & 0xffffffffu));
+}
+
+/* No state per open directory: with the kernel's FUSE_CAP_NO_OPENDIR_SUPPORT, ENOSYS here makes it
+ * skip OPENDIR and RELEASEDIR from now on and cache readdir results as if keep_cache and
+ * cache_readdir were set, so a warm walk sends nothing at all. Otherwise the same flags, asked. */
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+        fs *f = req_fs(req);
+
+        if (f->no_opendir) {
+                fuse_reply_err(req, ENOSYS);
+                return;
+        }
+        fi->fh = 0;
+        /* a version of the dataset is immutable: the kernel may keep what it read of the
+         * directory for the entry timeout */
+        fi->keep_cache = 1;
+        fi->cache_readdir = 1;
+        fuse_reply_open(req, fi);
+}
+
+/* Makes C's page the one holding entry INDEX of directory PATH, or the last page when INDEX is
+ * past the end. Pages are read forward from the last name of the one before; a seek backwards
+ * (rewinddir) starts again from the first page. */
+static int dir_seek(fs *f, const char *path, dir_cursor *c, uint64_t index)
+{
+        meta_listing *l;
+        int r;
+
+        if (!c->page || index < c->start) {
+                r = meta_list_page(f->meta, path, NULL, false, &l);
+                if (r < 0)
+                        return r;
+                meta_listing_unref(c->page);
+                c->page = l;
+                c->start = 0;
+        }
+        while (index >= c->start + c->page->n && c->page->more) {
+                r = meta_list_page(f->meta, path, c->page->entries[c->page->n - 1].name, false, &l);
+                if (r < 0)
+                        return r;
+                c->start += c->page->n;
+                meta_listing_unref(c->page);
+                c->page = l;
+        }
+        return 0;
+}
+
+static void cursor_take(fs *f, fuse_ino_t ino, dir_cursor *ret)
+{
+        char key[24];
+        dir_cursor *c;
+
+        snprintf(key, sizeof(key), "%" PRIu64, (uint64_t)ino);
+        pthread_mutex_lock(&f->cursor_lock);
+        c = lru_get(f->cursors, key);
+        *ret = (dir_cursor){};
+        if (c) {
+                ret->page = meta_listing_ref(c->page);
+                ret->start = c->start;
+        }
+        pthread_mutex_unlock(&f->cursor_lock);
+}
+
+static void cursor_drop(fs *f, fuse_ino_t ino, dir_cursor *c)
+{
+        char key[24];
+
+        meta_listing_unref(c->page);
+        snprintf(key, sizeof(key), "%" PRIu64, (uint64_t)ino);
+        pthread_mutex_lock(&f->cursor_lock);
+        (void)lru_remove(f->cursors, key);
+        pthread_mutex_unlock(&f->cursor_lock);
+}
+
+static void cursor_put(fs *f, fuse_ino_t ino, dir_cursor *c)
+{
+        char key[24];
+        dir_cursor *copy = malloc(sizeof(*copy));
+
+        if (!copy || !c->page) {
+                free(copy);
+                meta_listing_unref(c->page);
+                return;
+        }
+        *copy = *c;
+        snprintf(key, sizeof(key), "%" PRIu64, (uint64_t)ino);
+        pthread_mutex_lock(&f->cursor_lock);
+        (void)lru_put(f->cursors, key, copy, 0);
+        pthread_mutex_unlock(&f->cursor_lock);
 }
 
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                        struct fuse_file_info *fi, bool plus)
 {
         fs *f = req_fs(req);
-        meta_listing *l = (meta_listing *)(uintptr_t)fi->fh;
-        _cleanup_free_ char *dir = NULL, *buf = NULL;
+        _cleanup_free_ char *buf = NULL, *dir = NULL;
+        dir_cursor cur;
         size_t used = 0;
+        bool end = false;
         int r;
 
         r = inode_table_path(f->inodes, ino, &dir);
@@ -356,8 +489,11 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                 fuse_reply_err(req, ENOMEM);
                 return;
         }
+        cursor_take(f, ino, &cur);
+        if (off == 0) /* from the start: the page cache decides whether the first page is fresh */
+                cur.page = meta_listing_unref(cur.page);
         /* offsets: 1 = ".", 2 = "..", 3 + i = entry i */
-        for (uint64_t o = (uint64_t)off; o < 2 + l->n; o++) {
+        for (uint64_t o = (uint64_t)off;; o++) {
                 size_t need;
 
                 if (o < 2) {
@@ -369,10 +505,18 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                                     : fuse_add_direntry(req, buf + used, size - used,
                                                         o == 0 ? "." : "..", &st, (off_t)o + 1);
                 } else {
-                        const meta_entry *e = &l->entries[o - 2];
+                        const meta_entry *e;
                         struct fuse_entry_param ep = {};
                         _cleanup_free_ char *path = NULL;
 
+                        r = dir_seek(f, dir, &cur, o - 2);
+                        if (r < 0)
+                                break;
+                        if (o - 2 >= cur.start + cur.page->n) {
+                                end = true;
+                                break;
+                        }
+                        e = &cur.page->entries[o - 2 - cur.start];
                         if (!plus) {
                                 /* d_ino 0 reads as a deleted entry to glibc: give a stable
                                  * non-zero number; stat() reports the real one */
@@ -383,7 +527,9 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                                                          (off_t)o + 1);
                         } else {
                                 path = inode_path_join(dir, e->name);
-                                if (!path || make_entry(f, path, e, &ep) < 0)
+                                r = path ? make_entry(f, path, e, cur.page->fetched_ms, &ep)
+                                         : -ENOMEM;
+                                if (r < 0)
                                         break;
                                 need = fuse_add_direntry_plus(req, buf + used, size - used, e->name,
                                                               &ep, (off_t)o + 1);
@@ -396,6 +542,17 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                         break;
                 used += need;
         }
+        if (end) /* read to the end: nothing to continue from, and its page may be freed */
+                cursor_drop(f, ino, &cur);
+        else
+                cursor_put(f, ino, &cur);
+        if (r < 0 && used == 0) {
+                log_debug_errno(r, "readdir of %" PRIu64 " at %" PRIi64 ": %m", (uint64_t)ino,
+                                (int64_t)off);
+                fuse_reply_err(req, -r);
+                return;
+        }
+        /* an error after some entries: send those; the next readdir asks again */
         fuse_reply_buf(req, buf, used);
 }
 
@@ -413,7 +570,6 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-        meta_listing_unref((meta_listing *)(uintptr_t)fi->fh);
         fuse_reply_err(req, 0);
 }
 
@@ -460,7 +616,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
                 fuse_reply_err(req, EROFS);
                 return;
         }
-        r = inode_entry(f, ino, &path, &e);
+        r = inode_entry(f, ino, false, &path, &e);
         if (r < 0) {
                 log_debug_errno(r, "open of inode %" PRIu64 ": %m", (uint64_t)ino);
                 fuse_reply_err(req, -r);
@@ -561,21 +717,16 @@ static char *thread_read_buf(size_t size)
         return b->data;
 }
 
-/* Blocks cached on this node go to the kernel by splice from the tier files: no copy here. With
- * FILL, blocks not cached yet are filled by the local worker, and spliced from the file being
- * filled as soon as the bytes asked for are there. */
-static bool reply_local(fs *f, fuse_req_t req, fs_file *h, size_t size, off_t off, bool fill)
+/* A read whose spans are all this node's goes to the kernel by splice from the tier files: no
+ * copy here. Blocks the local worker fills are spliced from the file being filled as soon as the
+ * bytes asked for are there. */
+static bool reply_local(fs *f, fuse_req_t req, fs_file *h, reader_plan *plan)
 {
         reader_extent ext[FS_MAX_EXTENTS];
         struct fuse_bufvec *bv;
         unsigned n = 0;
-        int r;
 
-        r = fill ? reader_wait_local_extents(f->reader, &h->file, (uint64_t)off, size, ext,
-                                             FS_MAX_EXTENTS, &n)
-                 : reader_local_extents(f->reader, &h->file, (uint64_t)off, size, ext,
-                                        FS_MAX_EXTENTS, &n);
-        if (r < 0)
+        if (reader_plan_extents(f->reader, &h->file, plan, ext, FS_MAX_EXTENTS, &n) < 0)
                 return false;
         bv = calloc(1, sizeof(*bv) + (n ? n - 1 : 0) * sizeof(struct fuse_buf));
         if (!bv) {
@@ -601,11 +752,14 @@ static bool reply_local(fs *f, fuse_req_t req, fs_file *h, size_t size, off_t of
         return true;
 }
 
+/* One plan per read (reader.h): the block locations are asked for once, each span labelled; a
+ * read of this node's blocks is spliced, any other is copied through one buffer. */
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
         fs *f = req_fs(req);
         fs_file *h = (fs_file *)(uintptr_t)fi->fh;
+        reader_plan plan;
         uint64_t first, end;
         char *buf;
         ssize_t n;
@@ -623,17 +777,19 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                 for (uint64_t i = first; i < end; i++)
                         prefetch_queue(f->prefetch, &h->file, i);
         }
-        if (reply_local(f, req, h, size, off, false))
+        reader_plan_init(f->reader, &h->file, (uint64_t)off, size, &plan);
+        if (reply_local(f, req, h, &plan)) {
+                reader_plan_done(&plan);
                 return;
-        /* cold: the local worker fills the blocks; splice the bytes as they arrive */
-        if (reply_local(f, req, h, size, off, true))
-                return;
+        }
         buf = thread_read_buf(size ? size : 1);
         if (!buf) {
+                reader_plan_done(&plan);
                 fuse_reply_err(req, ENOMEM);
                 return;
         }
-        n = reader_read(f->reader, &h->file, (uint64_t)off, size, buf);
+        n = reader_read_plan(f->reader, &h->file, &plan, buf);
+        reader_plan_done(&plan);
         if (n < 0) {
                 fuse_reply_err(req, n == -ESTALE ? EIO : (int)-n);
                 return;
@@ -701,7 +857,11 @@ static int xattr_value(fs *f, fuse_ino_t ino, const char *name, char **ret)
         meta_entry e = {};
         int r;
 
-        r = inode_entry(f, ino, &path, &e);
+        /* the ACL and SELinux probes of ls and cp: answered here, the master is not asked */
+        if (strcmp(name, XATTR_UFS) != 0 && strcmp(name, XATTR_VERSION) != 0 &&
+            strcmp(name, XATTR_CACHED) != 0)
+                return -ENODATA;
+        r = inode_entry(f, ino, true, &path, &e);
         if (r < 0)
                 return r;
         if (strcmp(name, XATTR_UFS) == 0) {
@@ -732,11 +892,31 @@ static int xattr_value(fs *f, fuse_ino_t ino, const char *name, char **ret)
         return r;
 }
 
+/* Without --xattrs the daemon answers ENOSYS: the kernel then answers every later getxattr
+ * (listxattr) of the mount itself with EOPNOTSUPP, so the ACL and SELinux probes of `ls -l` cost
+ * one round trip per mount instead of one or two per file. */
+static bool xattrs_refused(fuse_req_t req, fuse_ino_t ino, const char *op, const char *name)
+{
+        fs *f = req_fs(req);
+
+        __atomic_add_fetch(&f->xattr_requests, 1, __ATOMIC_RELAXED);
+        log_debug("%s %s of inode %" PRIu64 "%s", op, name, (uint64_t)ino,
+                  f->opts.xattrs ? "" : ": ENOSYS, the kernel stops asking");
+        if (f->opts.xattrs)
+                return false;
+        fuse_reply_err(req, ENOSYS);
+        return true;
+}
+
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
         _cleanup_free_ char *value = NULL;
-        int r = xattr_value(req_fs(req), ino, name, &value);
         size_t len;
+        int r;
+
+        if (xattrs_refused(req, ino, "getxattr", name))
+                return;
+        r = xattr_value(req_fs(req), ino, name, &value);
 
         if (r < 0) {
                 fuse_reply_err(req, -r);
@@ -759,18 +939,17 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
         meta_entry e = {};
         const char *names;
         size_t len;
-        int r = inode_entry(f, ino, NULL, &e);
+        int r;
 
+        if (xattrs_refused(req, ino, "listxattr", ""))
+                return;
+        r = inode_entry(f, ino, false, NULL, &e); /* whether it is a directory */
         if (r < 0) {
                 fuse_reply_err(req, -r);
                 return;
         }
         names = e.dir ? dirs : files;
         len = e.dir ? sizeof(dirs) - 1 : sizeof(files) - 1;
-        if (!e.ufs_url) {
-                names += sizeof(XATTR_UFS);
-                len -= sizeof(XATTR_UFS);
-        }
         meta_entry_done(&e);
         if (size == 0)
                 fuse_reply_xattr(req, len);
@@ -886,12 +1065,14 @@ int fs_new(const config *c, const config_node *node, const config_dataset *d, co
                 .retry_ms = o->retry_ms,
                 .token = o->token,
                 .node = node->name,
+                .listing_cache_bytes = o->listing_cache_bytes,
         };
         reader_options ro = {
                 .retry_ms = o->retry_ms,
                 .stall_ms = 10000,
                 .fd_cache = 64,
                 .store_fallback = true,
+                .token = o->token,
         };
         fs *f = calloc(1, sizeof(*f));
         int r;
@@ -906,6 +1087,12 @@ int fs_new(const config *c, const config_node *node, const config_dataset *d, co
         f->prefetch_window = (unsigned)MAX(o->prefetch_bytes / f->block_size, 1);
         pthread_mutex_init(&f->lock, NULL);
         pthread_cond_init(&f->cond, NULL);
+        pthread_mutex_init(&f->cursor_lock, NULL);
+        f->cursors = lru_new(0, FS_DIR_CURSORS, dir_cursor_free);
+        if (!f->cursors) {
+                fs_free(f);
+                return -ENOMEM;
+        }
         fuse_set_log_func(fuse_log_to_ours);
 
         r = meta_new(c, d, &mo, &f->meta);
@@ -941,111 +1128,14 @@ fs *fs_free(fs *f)
         reader_free(f->reader);
         meta_free(f->meta);
         inode_table_free(f->inodes);
+        lru_free(f->cursors);
         passthrough_free(f->passthrough);
         pthread_cond_destroy(&f->cond);
         pthread_mutex_destroy(&f->lock);
+        pthread_mutex_destroy(&f->cursor_lock);
         free(f->mountpoint);
         free(f);
         return NULL;
-}
-
-static int run_fusermount_uz(const char *mountpoint)
-{
-        pid_t pid = fork();
-        int status;
-
-        if (pid < 0)
-                return -errno;
-        if (pid == 0) {
-                execlp("fusermount3", "fusermount3", "-uz", mountpoint, (char *)NULL);
-                _exit(127);
-        }
-        while (waitpid(pid, &status, 0) < 0)
-                if (errno != EINTR)
-                        return -errno;
-        return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
-}
-
-/* A daemon killed with SIGKILL leaves its mount behind: every access that reaches it fails with
- * ENOTCONN. statfs() always reaches it (stat() may be answered from the kernel's cache). */
-static int clear_stale_mount(const char *mountpoint)
-{
-        struct statvfs sv;
-        int r;
-
-        if (statvfs(mountpoint, &sv) >= 0 || errno != ENOTCONN)
-                return 0;
-        log_notice("%s is a stale FUSE mount (transport endpoint not connected), unmounting it.",
-                   mountpoint);
-        if (umount2(mountpoint, MNT_DETACH) < 0) {
-                r = -errno;
-                log_debug_errno(r, "umount2(%s, MNT_DETACH): %m, trying fusermount3 -uz",
-                                mountpoint);
-                r = run_fusermount_uz(mountpoint);
-                if (r < 0)
-                        return log_error_errno(r, "Cannot unmount the stale mount at %s: %m",
-                                               mountpoint);
-        }
-        return 0;
-}
-
-/* Raises the kernel read-ahead of the mount's backing device (128 KiB by default) so that a
- * sequential reader keeps several 1 MiB requests in flight. */
-static void set_read_ahead(fs *f)
-{
-        char path[128], val[32];
-        struct stat st;
-        _cleanup_close_ int fd = -1;
-        int n;
-
-        if (f->opts.read_ahead_kb == 0 || stat(f->mountpoint, &st) < 0)
-                return;
-        snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", major(st.st_dev),
-                 minor(st.st_dev));
-        fd = open(path, O_WRONLY | O_CLOEXEC);
-        n = snprintf(val, sizeof(val), "%u", f->opts.read_ahead_kb);
-        if (fd < 0 || write(fd, val, n) != n)
-                log_debug("Cannot set %s: %m, keeping the kernel's read-ahead", path);
-}
-
-/* The largest read to ask the kernel for. libfuse splices a reply from the tier file through a
- * pipe into /dev/fuse (no copy in this process) only when the pipe holds the whole reply plus a
- * page per buffer and two more; otherwise it reads the bytes into a fresh buffer and writes them
- * (two copies and page faults, measured at a third of this process's time). A pipe grows past
- * fs.pipe-max-size (1 MiB by default) only with CAP_SYS_RESOURCE, which containers and hardened
- * units often lack: then reads stay a few pages under the limit so that splicing works. */
-static unsigned choose_max_read(uint64_t block_size)
-{
-        _cleanup_fclose_ FILE *fp = NULL;
-        unsigned long pipe_max = 0;
-        uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), bufs, reserve, max = FS_MAX_READ;
-        int p[2];
-        bool grows = false;
-
-        /* A read must not touch more blocks than one reply takes extents (FS_MAX_EXTENTS). */
-        block_size = MAX(block_size, 1);
-        if ((FS_MAX_EXTENTS - 1) * block_size < max)
-                max = MAX((FS_MAX_EXTENTS - 1) * block_size / page * page, page);
-        if (pipe2(p, O_CLOEXEC) == 0) {
-                grows = fcntl(p[0], F_SETPIPE_SZ, (int)(2 * FS_MAX_READ)) >= 0;
-                safe_close(p[0]);
-                safe_close(p[1]);
-        }
-        if (grows)
-                return (unsigned)max;
-        fp = fopen("/proc/sys/fs/pipe-max-size", "re");
-        if (!fp || fscanf(fp, "%lu", &pipe_max) != 1)
-                return (unsigned)max;
-        /* libfuse 3.14 wants (buffers + 2) pages more than the reply's 16-byte header and data,
-         * one buffer per block the read touches: at most max / block_size + 2 of them,
-         * FS_MAX_EXTENTS at most. One more page for the header once the data is rounded down to
-         * pages. */
-        bufs = MIN((uint64_t)FS_MAX_EXTENTS, max / block_size + 2);
-        reserve = (bufs + 3) * page;
-        if (pipe_max <= reserve + page)
-                return (unsigned)max;
-        pipe_max = (pipe_max - reserve) / page * page;
-        return (unsigned)MIN((uint64_t)pipe_max, max);
 }
 
 int fs_mount(fs *f, const char *mountpoint)
@@ -1057,13 +1147,13 @@ int fs_mount(fs *f, const char *mountpoint)
         f->mountpoint = strdup(mountpoint);
         if (!f->mountpoint)
                 return log_oom();
-        r = clear_stale_mount(mountpoint);
+        r = mount_clear_stale(mountpoint);
         if (r < 0)
                 return r;
         r = mkdir_p(mountpoint, 0755);
         if (r < 0)
                 return log_error_errno(r, "Cannot create the mountpoint %s: %m", mountpoint);
-        f->max_read = choose_max_read(f->block_size);
+        f->max_read = mount_choose_max_read(f->block_size, FS_MAX_READ, FS_MAX_EXTENTS);
         if (f->max_read < FS_MAX_READ)
                 log_info("Reads of at most %u KiB: pipes cannot grow past fs.pipe-max-size "
                          "without CAP_SYS_RESOURCE, and larger replies would be copied instead "
@@ -1152,17 +1242,9 @@ void fs_unmount(fs *f)
 
 int fs_wait_live(fs *f, uint64_t timeout_ms)
 {
-        _cleanup_free_ char *parent = NULL;
-        struct timespec deadline;
-        struct stat st, pst;
+        struct timespec deadline = deadline_after_ms(CLOCK_REALTIME, timeout_ms);
+        int r;
 
-        clock_gettime(CLOCK_REALTIME, &deadline);
-        deadline.tv_sec += (time_t)(timeout_ms / 1000);
-        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-        if (deadline.tv_nsec >= 1000000000) {
-                deadline.tv_sec++;
-                deadline.tv_nsec -= 1000000000;
-        }
         pthread_mutex_lock(&f->lock);
         while (!f->initialized && !f->ended)
                 if (pthread_cond_timedwait(&f->cond, &f->lock, &deadline) == ETIMEDOUT)
@@ -1174,63 +1256,64 @@ int fs_wait_live(fs *f, uint64_t timeout_ms)
                 return ended ? -ESHUTDOWN : -ETIMEDOUT;
         }
         pthread_mutex_unlock(&f->lock);
-        /* INIT answered; the mount answers once the kernel processed the reply. A mounted
-         * root has another device than the directory it covers (no master call needed). */
-        parent = inode_path_join(f->mountpoint, "..");
-        if (!parent)
-                return -ENOMEM;
-        if (stat(f->mountpoint, &st) < 0 || stat(parent, &pst) < 0)
-                return -errno;
-        if (st.st_dev == pst.st_dev)
-                return -ENOTCONN;
-        set_read_ahead(f);
+        /* INIT answered; the mount answers once the kernel processed the reply. */
+        r = mount_is_live(f->mountpoint);
+        if (r < 0)
+                return r;
+        mount_set_read_ahead(f->mountpoint, f->opts.read_ahead_kb);
         return 0;
 }
 
-static int info_compare(const void *a, const void *b)
+/* Compares one page of a fresh listing of DIR with the inodes the kernel holds there. */
+static void refresh_page(fs *f, const char *dir, const meta_listing *l)
 {
-        return strcmp(((const inode_info *)a)->path, ((const inode_info *)b)->path);
+        for (size_t i = 0; i < l->n; i++) {
+                const meta_entry *e = &l->entries[i];
+                _cleanup_free_ char *path = NULL;
+                uint64_t ino = 0, version = 0;
+                bool changed = false;
+
+                if (e->dir)
+                        continue;
+                path = inode_path_join(dir, e->name);
+                if (!path || inode_table_lookup(f->inodes, path, &ino, &version) < 0)
+                        continue;
+                if (e->version == version)
+                        continue;
+                remember_attr(f, ino, e, l->fetched_ms); /* the new version's size and mtime */
+                if (inode_table_set_version(f->inodes, ino, e->version, &changed) == 0 && changed)
+                        queue_inval(f, ino);
+        }
 }
 
 void fs_refresh(fs *f)
 {
-        inode_info *files = NULL;
+        char **dirs = NULL;
         size_t n = 0;
 
-        if (inode_table_files(f->inodes, &files, &n) < 0)
+        /* the directories holding a file the kernel knows, each listed page by page */
+        if (inode_table_file_dirs(f->inodes, &dirs, &n) < 0)
                 return;
-        /* sorted by path, the files of one directory are neighbours: one listing each */
-        qsort(files, n, sizeof(*files), info_compare);
-        for (size_t i = 0; i < n;) {
-                char *slash = strrchr(files[i].path, '/');
-                size_t dlen = slash ? (size_t)(slash - files[i].path) : 0, j;
-                _cleanup_free_ char *dir = strndup(files[i].path, dlen ? dlen : 1);
+        for (size_t i = 0; i < n; i++) {
                 meta_listing *l = NULL;
 
-                for (j = i + 1; j < n; j++) {
-                        char *s2 = strrchr(files[j].path, '/');
+                if (meta_list_page(f->meta, dirs[i], NULL, true, &l) < 0)
+                        continue;
+                for (;;) {
+                        meta_listing *next = NULL;
 
-                        if (!s2 || (size_t)(s2 - files[j].path) != dlen ||
-                            strncmp(files[j].path, files[i].path, dlen) != 0)
+                        refresh_page(f, dirs[i], l);
+                        if (!l->more || meta_list_page(f->meta, dirs[i], l->entries[l->n - 1].name,
+                                                       true, &next) < 0)
                                 break;
-                }
-                if (dir && meta_list_fresh(f->meta, dir, &l) >= 0) {
-                        for (size_t k = i; k < j; k++) {
-                                const meta_entry *e =
-                                        meta_listing_find(l, strrchr(files[k].path, '/') + 1);
-                                bool changed = false;
-
-                                if (e && !e->dir && e->version != files[k].version &&
-                                    inode_table_set_version(f->inodes, files[k].ino, e->version,
-                                                            &changed) == 0 &&
-                                    changed)
-                                        queue_inval(f, files[k].ino);
-                        }
                         meta_listing_unref(l);
+                        l = next;
                 }
-                i = j;
+                meta_listing_unref(l);
         }
-        inode_infos_free(files, n);
+        for (size_t i = 0; i < n; i++)
+                free(dirs[i]);
+        free(dirs);
 }
 
 void fs_get_status(fs *f, fs_status *ret)
@@ -1249,7 +1332,9 @@ void fs_get_status(fs *f, fs_status *ret)
                 .passthrough = passthrough_enabled(f->passthrough),
                 .passthrough_opens = passthrough_opens(f->passthrough),
                 .inodes = inode_table_size(f->inodes),
+                .xattr_requests = __atomic_load_n(&f->xattr_requests, __ATOMIC_RELAXED),
         };
+        meta_get_counters(f->meta, &ret->meta);
         reader_get_stats(f->reader, &ret->reads);
 }
 

@@ -6,6 +6,7 @@
 
 #include "cleanup.h"
 #include "config.h"
+#include "meta.h"
 #include "reader.h"
 
 #define FS_MAX_PREFETCH_FILES 256u /* one thread each */
@@ -16,12 +17,14 @@ typedef struct fs_options {
         uint64_t retry_ms;    /* failover and worker loss: how long before EIO */
         unsigned max_threads; /* FUSE request threads */
         unsigned prefetch_threads;
-        uint64_t prefetch_bytes; /* read-ahead window at its widest */
-        unsigned prefetch_files; /* files ahead of an in-order reader of a directory, 0 = off */
+        uint64_t prefetch_bytes;    /* read-ahead window at its widest */
+        unsigned read_ahead_kb;     /* kernel read-ahead of the mount (bdi), 0 = leave */
+        uint64_t refresh_ms;        /* how often the files' versions are checked, 0 = never */
+        const char *token;          /* the cluster's bearer token, NULL = none (borrowed) */
+        size_t listing_cache_bytes; /* listing pages kept, 0 = the default (meta.h) */
+        bool xattrs;                /* answer user.weir.* xattrs; false: ENOSYS once */
+        unsigned prefetch_files;       /* files ahead of an in-order reader of a directory, 0 = off */
         uint64_t prefetch_files_bytes; /* ... and their bytes at most */
-        unsigned read_ahead_kb;        /* kernel read-ahead of the mount (bdi), 0 = leave */
-        uint64_t refresh_ms;           /* how often the files' versions are checked, 0 = never */
-        const char *token;             /* the cluster's bearer token, NULL = none (borrowed) */
         bool debug;
 } fs_options;
 
@@ -35,7 +38,9 @@ typedef struct fs_status {
         uint64_t cached_here; /* bytes cached on this node's worker, from the master */
         bool passthrough;     /* the kernel granted FUSE passthrough */
         uint64_t passthrough_opens;
-        uint64_t inodes; /* known to the kernel */
+        uint64_t inodes;         /* known to the kernel */
+        uint64_t xattr_requests; /* getxattr and listxattr the kernel sent */
+        meta_counters meta;
         reader_stats reads;
 } fs_status;
 

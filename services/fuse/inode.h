@@ -34,16 +34,27 @@ int inode_table_set_version(inode_table *t, uint64_t ino, uint64_t version, bool
  * from now on the kernel caches VERSION. -ENOENT for an unknown inode. */
 int inode_table_open(inode_table *t, uint64_t ino, uint64_t version, bool *ret_keep_cache);
 
-/* A copy of what the table holds about one file inode, for the periodic version check. */
-typedef struct inode_info {
-        uint64_t ino;
-        uint64_t version;
-        char *path;
-} inode_info;
+/* The inode and version of PATH; -ENOENT when the kernel holds no inode for it. */
+int inode_table_lookup(inode_table *t, const char *path, uint64_t *ret_ino, uint64_t *ret_version);
 
-/* Every inode with a version (files), copied; free with inode_infos_free(). */
-int inode_table_files(inode_table *t, inode_info **ret, size_t *ret_n);
-void inode_infos_free(inode_info *infos, size_t n);
+/* The distinct directories holding a file inode (for the periodic version check), copied: free
+ * each and the array. */
+int inode_table_file_dirs(inode_table *t, char ***ret, size_t *ret_n);
+
+/* What getattr and open need of an entry, kept with the inode for the attr timeout: a walk's
+ * readdirplus fills it, so opening the files it listed asks the master nothing. */
+typedef struct inode_attr {
+        uint64_t size;
+        uint64_t file_id; /* 0 for directories */
+        double mtime;
+        uint64_t fetched_ms; /* when the master said so (CLOCK_MONOTONIC ms) */
+} inode_attr;
+
+/* Records A for INO; -ENOENT for an unknown inode. */
+int inode_table_set_attr(inode_table *t, uint64_t ino, const inode_attr *a);
+/* The attributes and version recorded for INO: -ENOENT for an unknown inode, -ENODATA when none
+ * were recorded. */
+int inode_table_get_attr(inode_table *t, uint64_t ino, inode_attr *ret, uint64_t *ret_version);
 
 /* Number of inodes, root included. */
 size_t inode_table_size(inode_table *t);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <systemd/sd-daemon.h>
 
+#include "apiauth.h"
 #include "cleanup.h"
 #include "config.h"
 #include "dbus.h"
@@ -49,6 +50,10 @@ static void help(void)
                "Environment: WEIR_LOG_LEVEL, WEIR_FUSE_RETRY (how long reads and metadata calls\n"
                "retry through failovers before failing, default 30s), WEIR_FUSE_REFRESH (how\n"
                "often the versions of known files are checked, default 60s or the attr timeout),\n"
+               "WEIR_FUSE_XATTRS=1 (answer the user.weir.* xattrs; by default getxattr and\n"
+               "listxattr answer ENOSYS once and the kernel stops asking), "
+               "WEIR_FUSE_LISTING_CACHE\n"
+               "(bytes of directory listing pages kept, default 8Mi),\n"
                "WEIR_FUSE_PREFETCH_FILES (files of a directory warmed ahead of a reader opening\n"
                "them in order, default 16, 0 = off, at most 256), WEIR_FUSE_PREFETCH_BYTES (their\n"
                "bytes at most, default 64Mi).\n",
@@ -175,14 +180,32 @@ static int run(int argc, char **argv)
         e = getenv("WEIR_FUSE_RETRY");
         if (e && parse_duration_ms(e, &o.retry_ms) < 0)
                 return log_error_errno(EINVAL, "Bad WEIR_FUSE_RETRY=%s.", e);
+        e = getenv("WEIR_FUSE_XATTRS");
+        if (e && (strcmp(e, "1") == 0 || strcmp(e, "0") == 0))
+                o.xattrs = e[0] == '1';
+        else if (e && *e)
+                return log_error_errno(EINVAL, "Bad WEIR_FUSE_XATTRS=%s: 0 or 1.", e);
+        e = getenv("WEIR_FUSE_LISTING_CACHE");
+        if (e) {
+                uint64_t b;
+
+                if (parse_size(e, &b) < 0 || b < 4096 || b > (1ull << 40))
+                        return log_error_errno(EINVAL,
+                                               "Bad WEIR_FUSE_LISTING_CACHE=%s: a size from 4Ki "
+                                               "to 1Ti.",
+                                               e);
+                o.listing_cache_bytes = (size_t)b;
+        }
         o.debug = arg_debug;
         if (c->token_file) {
-                /* only the masters' heartbeat needs it: mount without, and say why it fails */
-                r = read_secret_file(c->token_file, SECRET_MAX, &token);
+                /* the cluster token, else the read token: reads work, heartbeats say 401 */
+                r = apiauth_client_token(c, &token);
+                if (r == -ENOMEM)
+                        return log_oom();
                 if (r < 0)
                         log_warning_errno(r,
-                                          "Cannot read the token file %s (%m): heartbeats to "
-                                          "the masters will be refused, ignoring.",
+                                          "Cannot read the token file %s (%m): every call to the "
+                                          "masters and workers will be refused, ignoring.",
                                           c->token_file);
                 o.token = token;
         }

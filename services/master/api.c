@@ -7,33 +7,37 @@
 #include <string.h>
 #include <time.h>
 
+#include "fsutil.h"
+#include "apiauth.h"
+#include "apibody.h"
 #include "block.h"
 #include "cleanup.h"
 #include "httpc.h"
 #include "log.h"
+#include "listing.h"
 #include "manager-internal.h"
+#include "members.h"
 #include "parse.h"
+#include "rejoin.h"
 #include "timeutil.h"
 
-#define WORKER_BODY_MAX  (8u << 20)
-#define WORKER_DEAD_S    15.0 /* a worker silent this long is not alive */
-#define PEER_TIMEOUT_MS  500
-#define PEER_CONNECT_MS  250
-#define MAX_BLOCK_REPORT (1u << 20)
-#define FUSE_DEAD_S      WORKER_DEAD_S /* a FUSE daemon reports as often as a worker */
-#define MOUNTPOINT_MAX   4096
+#define WORKER_BODY_MAX (8u << 20)
+#define WORKER_DEAD_S   15.0 /* a worker silent this long is not alive */
+#define PEER_TIMEOUT_MS 500
+#define PEER_CONNECT_MS 250
+#define FUSE_DEAD_S     WORKER_DEAD_S /* a FUSE daemon reports as often as a worker */
 
 /* ---- leader gate ---- */
 
 /* Replies 307 to the leader or 503 when this node cannot serve a leader-only call. */
-static bool api_reply_not_leader(manager *m, httpd_request *req)
+bool api_reply_not_leader(manager *m, httpd_request *req)
 {
         manager_view v = manager_get_view(m);
         char api[300], base[320];
 
         if (v.leader_id && v.leader_id != m->node->raft_id &&
             manager_api_address(m, v.leader_id, api, sizeof(api))) {
-                snprintf(base, sizeof(base), "http://%s", api);
+                snprintf(base, sizeof(base), "%s://%s", apiauth_scheme(m->cfg), api);
                 httpd_reply_redirect(req, base);
                 return true;
         }
@@ -109,10 +113,14 @@ static json_t *api_status_json(manager *m)
         const config_node *leader = manager_master_node(m, v.leader_id);
 
         manager_api_address(m, m->node->raft_id, api, sizeof(api));
-        return json_pack("{s:s,s:i,s:s,s:s,s:I,s:I,s:s?,s:b}", "node", m->node->name, "raft_id",
-                         (int)m->node->raft_id, "api", api, "role", manager_role_name(v.role),
-                         "term", (json_int_t)v.term, "applied", (json_int_t)v.applied, "leader",
-                         leader ? leader->name : NULL, "serving", v.serving);
+        json_t *s =
+                json_pack("{s:s,s:i,s:s,s:s,s:I,s:I,s:s?,s:b}", "node", m->node->name, "raft_id",
+                          (int)m->node->raft_id, "api", api, "role", manager_role_name(v.role),
+                          "term", (json_int_t)v.term, "applied", (json_int_t)v.applied, "leader",
+                          leader ? leader->name : NULL, "serving", v.serving);
+        if (s)
+                members_status_fields(m, s);
+        return s;
 }
 
 static void h_healthz(httpd_request *req, void *userdata)
@@ -182,6 +190,7 @@ typedef struct peer_probe {
         pthread_t thread;
         bool started;
         char url[400];
+        const config *cfg;
         json_t *status; /* the peer's /v1/status, NULL when it did not answer */
 } peer_probe;
 
@@ -191,8 +200,11 @@ static void *peer_probe_main(void *userdata)
         httpc *c = httpc_new();
         httpc_response res = {};
 
-        if (!c)
+        /* /v1/status is public: no token goes to the peers */
+        if (!c || apiauth_httpc_setup(c, p->cfg, NULL) < 0) {
+                httpc_free(c);
                 return NULL;
+        }
         httpc_set_timeout(c, PEER_TIMEOUT_MS, PEER_CONNECT_MS);
         httpc_set_max_redirects(c, 0);
         if (httpc_get(c, p->url, &res) == 0 && res.status == 200 && json_is_object(res.json))
@@ -222,7 +234,9 @@ static void h_masters(httpd_request *req, void *userdata)
                 if (!n->master || n == m->node)
                         continue;
                 manager_api_address(m, n->raft_id, api, sizeof(api));
-                snprintf(probes[i].url, sizeof(probes[i].url), "http://%s/v1/status", api);
+                snprintf(probes[i].url, sizeof(probes[i].url), "%s://%s/v1/status",
+                         apiauth_scheme(m->cfg), api);
+                probes[i].cfg = m->cfg;
                 probes[i].started =
                         pthread_create(&probes[i].thread, NULL, peer_probe_main, &probes[i]) == 0;
         }
@@ -402,6 +416,94 @@ static void sync_on_loop(manager *m, bool stopping, void *userdata)
         free(s);
 }
 
+/* ?limit=N&after=NAME&fields=attr|full of ls and stat: 0 with *ret_limit 0 when absent (no
+ * paging); else 400. */
+static int page_query(httpd_request *req, size_t *ret_limit, const char **ret_after,
+                      unsigned *ret_flags)
+{
+        const char *limit = httpd_request_query(req, "limit");
+        const char *after = httpd_request_query(req, "after");
+        const char *fields = httpd_request_query(req, "fields");
+        uint64_t n = 0;
+
+        if (fields && strcmp(fields, "attr") != 0 && strcmp(fields, "full") != 0) {
+                httpd_reply_error(req, 400, "fields must be attr or full, got '%.40s'", fields);
+                return -EINVAL;
+        }
+        if (fields && !limit) {
+                httpd_reply_error(req, 400, "fields= needs limit=");
+                return -EINVAL;
+        }
+        *ret_flags = fields && strcmp(fields, "attr") == 0 ? LISTING_ATTR_ONLY : 0;
+        if (limit && (parse_u64(limit, &n) < 0 || n == 0 || n > LISTING_LIMIT_MAX)) {
+                httpd_reply_error(req, 400, "limit must be an integer from 1 to %u, got '%.40s'",
+                                  LISTING_LIMIT_MAX, limit);
+                return -EINVAL;
+        }
+        if (after && !limit) {
+                httpd_reply_error(req, 400, "after= needs limit=");
+                return -EINVAL;
+        }
+        if (after && strlen(after) > LISTING_AFTER_MAX) {
+                httpd_reply_error(req, 400, "after is longer than %u bytes", LISTING_AFTER_MAX);
+                return -EINVAL;
+        }
+        *ret_limit = (size_t)n;
+        *ret_after = after;
+        return 0;
+}
+
+/* GET ls / stat. With limit=, a directory's entries come in name order, LIMIT at a time, and
+ * "next" names the after= of the next page (absent on the last): no answer holds more than
+ * LISTING_LIMIT_MAX entries. stat of a directory adds that page of "entries" to its ENTRY. */
+static void h_ls_stat(manager *m, httpd_request *req, const char *name, bool ls)
+{
+        const char *path = httpd_request_query(req, "path") ?: "/";
+        const char *after = NULL;
+        json_t *out = NULL, *entries = NULL;
+        bool more = false, has, dir = ls;
+        size_t limit = 0;
+        unsigned flags = 0;
+        int r;
+
+        if (page_query(req, &limit, &after, &flags) < 0)
+                return;
+        pthread_mutex_lock(&m->state_lock);
+        has = fsm_has_dataset(m->fsm, name);
+        if (!has)
+                r = -ENOENT;
+        else if (!ls)
+                r = fsm_stat(m->fsm, name, path, &out);
+        else if (limit == 0)
+                r = fsm_ls(m->fsm, name, path, &out);
+        else
+                r = 0;
+        if (r >= 0 && !ls && limit > 0)
+                dir = strcmp(json_string_value(json_object_get(out, "type")) ?: "", "dir") == 0;
+        if (r >= 0 && limit > 0 && dir)
+                r = listing_page(m->fsm, name, path, after, limit, flags, &entries, &more);
+        pthread_mutex_unlock(&m->state_lock);
+        if (r < 0) {
+                json_decref(out);
+                return reply_fsm_error(req, r, has ? "path" : "dataset");
+        }
+        if (entries) {
+                if (!out)
+                        out = json_pack("{s:s}", "path", path);
+                json_t *last = json_array_get(entries, json_array_size(entries) - 1);
+                json_t *next = more ? json_incref(json_object_get(last, "name")) : NULL;
+
+                if (!out || json_object_set_new(out, "entries", entries) < 0 ||
+                    (next && json_object_set_new(out, "next", next) < 0)) {
+                        json_decref(out ? NULL : entries);
+                        json_decref(out);
+                        httpd_reply_error(req, 500, "out of memory");
+                        return;
+                }
+        }
+        httpd_reply_json(req, 200, out);
+}
+
 static void h_dataset(httpd_request *req, void *userdata)
 {
         manager *m = userdata;
@@ -436,20 +538,7 @@ static void h_dataset(httpd_request *req, void *userdata)
                 return;
         }
         if (get && (strcmp(rest, "ls") == 0 || strcmp(rest, "stat") == 0)) {
-                const char *path = httpd_request_query(req, "path") ?: "/";
-                json_t *out = NULL;
-                pthread_mutex_lock(&m->state_lock);
-                if (!fsm_has_dataset(m->fsm, name))
-                        r = -ENOENT;
-                else if (rest[0] == 'l')
-                        r = fsm_ls(m->fsm, name, path, &out);
-                else
-                        r = fsm_stat(m->fsm, name, path, &out);
-                bool has = fsm_has_dataset(m->fsm, name);
-                pthread_mutex_unlock(&m->state_lock);
-                if (r < 0)
-                        return reply_fsm_error(req, r, has ? "path" : "dataset");
-                httpd_reply_json(req, 200, out);
+                h_ls_stat(m, req, name, rest[0] == 'l');
                 return;
         }
         if (get && strcmp(rest, "labels") == 0) {
@@ -470,8 +559,9 @@ static void h_dataset(httpd_request *req, void *userdata)
                         return;
                 }
                 json_t *value = json_object_get(httpd_request_json(req), "value");
-                if (!json_is_string(value)) {
-                        httpd_reply_error(req, 400, "body must be {\"value\": STRING}");
+                const char *bad = apibody_label(httpd_request_json(req));
+                if (bad) {
+                        httpd_reply_error(req, 400, "%s", bad);
                         return;
                 }
                 api_submit(m, req, fsm_cmd_label_set(name, key, json_string_value(value)));
@@ -610,18 +700,6 @@ static void on_register_done(manager *m, int status, json_t *result, void *userd
         free(rc);
 }
 
-static bool valid_string_array(const json_t *a, size_t max)
-{
-        size_t i;
-        json_t *v;
-        if (!a)
-                return true;
-        if (!json_is_array(a) || json_array_size(a) > max)
-                return false;
-        json_array_foreach(a, i, v) if (!json_is_string(v)) return false;
-        return true;
-}
-
 static void h_worker_register(httpd_request *req, void *userdata)
 {
         manager *m = userdata;
@@ -632,12 +710,9 @@ static void h_worker_register(httpd_request *req, void *userdata)
 
         if (!api_leader_gate(m, req))
                 return;
-        if (!node || !node[0] || strlen(node) > 255 || !api || !api[0] ||
-            (tiers && !json_is_array(tiers)) ||
-            !valid_string_array(json_object_get(body, "blocks"), MAX_BLOCK_REPORT)) {
-                httpd_reply_error(req, 400,
-                                  "body must be {\"node\",\"api\",\"tiers\":[...],"
-                                  "\"blocks\":[BLOCK_ID...]}");
+        const char *bad = apibody_worker_register(body);
+        if (bad) {
+                httpd_reply_error(req, 400, "%s", bad);
                 return;
         }
         register_call *rc = calloc(1, sizeof(*rc));
@@ -675,9 +750,9 @@ static void h_worker_heartbeat(httpd_request *req, void *userdata)
         }
         memcpy(node, suffix, (size_t)(slash - suffix));
         node[slash - suffix] = 0;
-        if (!valid_string_array(json_object_get(body, "added"), MAX_BLOCK_REPORT) ||
-            !valid_string_array(json_object_get(body, "removed"), MAX_BLOCK_REPORT)) {
-                httpd_reply_error(req, 400, "added and removed must be arrays of block ids");
+        const char *bad = apibody_worker_heartbeat(body);
+        if (bad) {
+                httpd_reply_error(req, 400, "%s", bad);
                 return;
         }
 
@@ -825,10 +900,9 @@ static void h_fuse_heartbeat(httpd_request *req, void *userdata)
                 httpd_reply_error(req, 404, "no such node or dataset in the cluster YAML");
                 return;
         }
-        if (!json_is_string(mountpoint) || json_string_length(mountpoint) == 0 ||
-            json_string_length(mountpoint) > MOUNTPOINT_MAX ||
-            (files && !(json_is_integer(files) && json_integer_value(files) >= 0))) {
-                httpd_reply_error(req, 400, "body must be {\"mountpoint\": PATH, \"files\": N}");
+        const char *bad = apibody_fuse_heartbeat(body);
+        if (bad) {
+                httpd_reply_error(req, 400, "%s", bad);
                 return;
         }
         snprintf(key, sizeof(key), "%s/%s", node, dataset);
@@ -872,9 +946,10 @@ static void h_fuses(httpd_request *req, void *userdata)
 }
 
 static const httpd_route api_routes[] = {
-        {"GET", "/healthz", h_healthz, 0, 0},
+        /* Public: liveness, and this master's role and term for probes and weirctl status. */
+        {"GET", "/healthz", h_healthz, HTTPD_ROUTE_PUBLIC, 0},
         {"GET", "/metrics", h_metrics, 0, 0},
-        {"GET", "/v1/status", h_status, 0, 0},
+        {"GET", "/v1/status", h_status, HTTPD_ROUTE_PUBLIC, 0},
         {"GET", "/v1/masters", h_masters, 0, 0},
         {"GET", "/v1/datasets", h_datasets, 0, 0},
         {NULL, "/v1/datasets/", h_dataset, HTTPD_ROUTE_PREFIX | HTTPD_ROUTE_JSON, 0},
@@ -886,21 +961,32 @@ static const httpd_route api_routes[] = {
         {"GET", "/v1/blocks", h_blocks, 0, 0},
         {"GET", "/v1/fuses", h_fuses, 0, 0},
         {"POST", "/v1/fuses/", h_fuse_heartbeat, HTTPD_ROUTE_PREFIX | HTTPD_ROUTE_JSON, 0},
+        {"GET", "/v1/config", members_h_config, 0, 0},
+        {"POST", "/v1/config/reload", members_h_reload, 0, MEMBERS_RELOAD_BODY_MAX},
+        {NULL, "/v1/masters/", rejoin_h_reset, HTTPD_ROUTE_PREFIX, 0},
 };
 
 int api_start(manager *m)
 {
+        _cleanup_secret_ char *read_token = NULL;
         httpd_config cfg = {
                 .name = "master API",
-                .address = m->node->address,
                 .port = m->node->master_port,
-                .token = m->token,
         };
-        int r = httpd_new(&cfg, api_routes, ELEMENTSOF(api_routes), m, &m->httpd);
+        int r;
+
+        if (m->cfg->api.read_token_file) {
+                r = read_secret_file(m->cfg->api.read_token_file, SECRET_MAX, &read_token);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to read the read token from %s: %m",
+                                               m->cfg->api.read_token_file);
+        }
+        apiauth_httpd_config(&cfg, m->cfg, m->node, m->token, read_token);
+        r = httpd_new(&cfg, api_routes, ELEMENTSOF(api_routes), m, &m->httpd);
         if (r < 0)
-                return log_error_errno(r, "Failed to serve the API on %s:%u: %m", m->node->address,
+                return log_error_errno(r, "Failed to serve the API on %s:%u: %m", cfg.address,
                                        m->node->master_port);
-        log_info("API on http://%s:%u/%s", m->node->address, m->node->master_port,
-                 m->token ? " (token required for writes)" : "");
+        log_info("API on %s://%s:%u/%s", apiauth_scheme(m->cfg), cfg.address, m->node->master_port,
+                 m->token ? " (token required for every call but /healthz and /v1/status)" : "");
         return 0;
 }

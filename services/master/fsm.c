@@ -19,6 +19,7 @@ struct fsm {
         json_t *dedup;         /* request id -> result */
         json_t *dedup_order;   /* request ids, oldest first */
         json_t *ids;           /* derived: "FILE_ID" -> ["dataset", "/path"] */
+        json_t *members;       /* the Raft membership as last recorded, NULL = never */
 };
 
 static json_t *dir_new(const char *name)
@@ -53,6 +54,7 @@ fsm *fsm_free(fsm *f)
         json_decref(f->dedup);
         json_decref(f->dedup_order);
         json_decref(f->ids);
+        json_decref(f->members);
         free(f);
         return NULL;
 }
@@ -461,6 +463,29 @@ static json_t *apply_label(fsm *f, json_t *cmd, bool set)
         return json_pack("{s:I}", "index", (json_int_t)f->index);
 }
 
+/* The leader records the Raft membership after each change it made (see members.c): raft 0.15
+ * has no call that reads the configuration, and followers and weirctl need it. */
+static json_t *apply_members_set(fsm *f, json_t *cmd)
+{
+        json_t *members = json_object_get(cmd, "members");
+        size_t i;
+        json_t *m;
+        if (!json_is_array(members) || json_array_size(members) == 0 ||
+            json_array_size(members) > FSM_MAX_MEMBERS)
+                return error_result(400, "members_set needs 1-" FSM_MAX_MEMBERS_TEXT " members");
+        json_array_foreach(
+                members, i,
+                m) if (!json_is_integer(json_object_get(m, "id")) || !jstr(m, "node") ||
+                       !jstr(m,
+                             "address")) return error_result(400,
+                                                             "a member needs id, node and address");
+        json_decref(f->members);
+        f->members = json_deep_copy(members);
+        if (!f->members)
+                return NULL;
+        return json_pack("{s:I}", "index", (json_int_t)f->index);
+}
+
 static void dedup_remember(fsm *f, const char *id, json_t *result)
 {
         json_object_set(f->dedup, id, result);
@@ -509,6 +534,8 @@ int fsm_apply(fsm *f, const void *buf, size_t len, json_t **ret_result)
                 result = apply_label(f, cmd, true);
         else if (strcmp(op, "label_delete") == 0)
                 result = apply_label(f, cmd, false);
+        else if (strcmp(op, "members_set") == 0)
+                result = apply_members_set(f, cmd);
         else
                 result = error_result(400, "unknown command");
         if (!result)
@@ -545,10 +572,11 @@ int fsm_snapshot(fsm *f, char **ret_buf, size_t *ret_len)
                 return -ENOMEM;
         json_array_foreach(f->dedup_order, i, k) json_array_append_new(
                 dedup, json_pack("[O,O]", k, json_object_get(f->dedup, json_string_value(k))));
-        _cleanup_json_ json_t *s = json_pack(
-                "{s:i,s:I,s:I,s:O,s:O,s:O,s:O}", "version", FSM_STATE_VERSION, "index",
-                (json_int_t)f->index, "next_file_id", (json_int_t)f->next_file_id, "datasets",
-                f->datasets, "staging", f->staging, "workers", f->workers, "dedup", dedup);
+        _cleanup_json_ json_t *s =
+                json_pack("{s:i,s:I,s:I,s:O,s:O,s:O,s:O,s:O*}", "version", FSM_STATE_VERSION,
+                          "index", (json_int_t)f->index, "next_file_id",
+                          (json_int_t)f->next_file_id, "datasets", f->datasets, "staging",
+                          f->staging, "workers", f->workers, "dedup", dedup, "members", f->members);
         if (!s)
                 return -ENOMEM;
         char *buf = json_dumps(s, JSON_COMPACT | JSON_SORT_KEYS);
@@ -579,6 +607,9 @@ int fsm_restore(fsm *f, const void *buf, size_t len)
         json_object_update(n->datasets, datasets);
         json_object_update(n->staging, staging);
         json_object_update(n->workers, workers);
+        /* Absent in snapshots taken before membership changes existed. */
+        if (json_is_array(json_object_get(s, "members")))
+                n->members = json_deep_copy(json_object_get(s, "members"));
         size_t i;
         json_t *pair;
         json_array_foreach(dedup, i, pair)
@@ -705,6 +736,33 @@ int fsm_ls(const fsm *f, const char *dataset, const char *path, json_t **ret)
         return *ret ? 0 : -ENOMEM;
 }
 
+int fsm_dir_scan(const fsm *f, const char *dataset, const char *path, fsm_dir_scan_fn fn,
+                 void *userdata)
+{
+        json_t *ds = json_object_get(f->datasets, dataset);
+        if (!ds)
+                return -ENOENT;
+        json_t *node = tree_lookup(json_object_get(ds, "root"), path);
+        if (!node)
+                return -ENOENT;
+        if (!is_dir(node))
+                return -ENOTDIR;
+        const char *name;
+        json_t *child;
+        json_object_foreach(json_object_get(node, "children"), name, child)
+        {
+                int r = fn(name, (const fsm_node *)child, userdata);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+json_t *fsm_node_entry(const fsm_node *node)
+{
+        return entry_public((const json_t *)node);
+}
+
 int fsm_stat(const fsm *f, const char *dataset, const char *path, json_t **ret)
 {
         json_t *ds = json_object_get(f->datasets, dataset);
@@ -752,6 +810,16 @@ int fsm_labels(const fsm *f, const char *dataset, json_t **ret)
 json_t *fsm_result(const fsm *f, const char *request_id)
 {
         return json_incref(json_object_get(f->dedup, request_id));
+}
+
+json_t *fsm_members(const fsm *f)
+{
+        return f->members ? json_deep_copy(f->members) : NULL;
+}
+
+json_t *fsm_cmd_members_set(const json_t *members)
+{
+        return json_pack("{s:s,s:O}", "op", "members_set", "members", members);
 }
 
 json_t *fsm_workers(const fsm *f)

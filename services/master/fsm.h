@@ -26,9 +26,11 @@
  * committed tree; its version starts at 1 and grows when size, ETag or mtime change.
  */
 
-#define FSM_DEDUP_MAX     4096
-#define FSM_MAX_BATCH     10000 /* entries per TREE_BATCH */
-#define FSM_STATE_VERSION 1
+#define FSM_DEDUP_MAX        4096
+#define FSM_MAX_BATCH        10000 /* entries per TREE_BATCH */
+#define FSM_STATE_VERSION    1
+#define FSM_MAX_MEMBERS      1024 /* as CONFIG_MAX_NODES */
+#define FSM_MAX_MEMBERS_TEXT "1024"
 
 typedef struct fsm fsm;
 
@@ -63,6 +65,9 @@ json_t *fsm_cmd_worker_register(const char *node, const char *api, const json_t 
                                 double time);
 json_t *fsm_cmd_label_set(const char *dataset, const char *key, const char *value);
 json_t *fsm_cmd_label_delete(const char *dataset, const char *key);
+/* MEMBERS: [{"id","node","address","raft_port","master_port"}] (config-apply.h), the Raft
+ * membership after a change that committed. */
+json_t *fsm_cmd_members_set(const json_t *members);
 
 /* The stored result of the command with REQUEST_ID (new reference), NULL if not remembered. The
  * raft glue uses it to hand a leader's result to the waiting caller. */
@@ -76,6 +81,15 @@ int fsm_dataset(const fsm *f, const char *name, json_t **ret); /* -ENOENT */
 int fsm_ls(const fsm *f, const char *dataset, const char *path,
            json_t **ret); /* -ENOENT/-ENOTDIR */
 int fsm_stat(const fsm *f, const char *dataset, const char *path, json_t **ret);
+/* The children of directory PATH, one call of FN each, in no particular order (listing.c pages
+ * them); stops at FN's first negative return and returns it. -ENOENT/-ENOTDIR. NODE is borrowed
+ * for the duration of the call; fsm_node_entry() makes its ENTRY. */
+typedef struct fsm_node fsm_node;
+typedef int (*fsm_dir_scan_fn)(const char *name, const fsm_node *node, void *userdata);
+int fsm_dir_scan(const fsm *f, const char *dataset, const char *path, fsm_dir_scan_fn fn,
+                 void *userdata);
+json_t *fsm_node_entry(const fsm_node *node);               /* new reference, NULL on OOM */
 int fsm_file(const fsm *f, uint64_t file_id, json_t **ret); /* ENTRY + dataset, path, block_size */
 int fsm_labels(const fsm *f, const char *dataset, json_t **ret); /* {"KEY":"VALUE"} */
 json_t *fsm_workers(const fsm *f); /* {"NODE": {"api","tiers","registered"}} */
+json_t *fsm_members(const fsm *f); /* the recorded membership (copy), NULL if none */

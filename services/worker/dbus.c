@@ -5,7 +5,8 @@
 #include <string.h>
 
 #include "log.h"
-#include "worker.h"
+#include "dbus.h"
+#include "worker-state.h"
 
 #define DBUS_NAME      "io.weir.Worker1"
 #define DBUS_PATH      "/io/weir/Worker1"

@@ -6,7 +6,12 @@
  * (the reader must not keep it), or "ERR MESSAGE\n".
  * Runs on the daemon's sd-event loop: an OPEN is a store lookup and one sendmsg(); a WAIT that
  * has to fill is answered from a fill thread, on a duplicate of the connection's descriptor, and
- * ends the connection for the loop (the answer is its last message: replies never interleave). */
+ * ends the connection for the loop (the answer is its last message: replies never interleave).
+ * Limits: a connection must send each whole line within FDSOCK_LINE_TIMEOUT_US of its start or
+ * of the previous answer, however slowly bytes trickle; one process (SO_PEERCRED) holds at most
+ * FDSOCK_MAX_PER_CLIENT connections; a full socket closes the connection that has waited
+ * longest for its line to make room. */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -16,15 +21,17 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "fdsock-proto.h"
 #include "log.h"
-#include "parse.h"
-#include "worker.h"
+#include "fdsock.h"
 
-#define FDSOCK_MAX_LINE        128
 #define FDSOCK_MAX_CONNECTIONS 256
+#define FDSOCK_MAX_PER_CLIENT  64
+#define FDSOCK_LINE_TIMEOUT_US (5 * 1000000ull)
 #define FDSOCK_READAHEAD       2   /* blocks filled ahead of a waiting reader, as over HTTP */
 #define FDSOCK_MAX_WAITS       256 /* WAITs answered later, at most (each holds a descriptor) */
 
@@ -32,13 +39,16 @@ typedef struct fdsock_conn {
         fdsock *sock;
         int fd;
         sd_event_source *source;
+        sd_event_source *timer; /* the deadline of the line being read */
+        pid_t pid;              /* the peer process, for the per-client limit */
+        uint64_t since;         /* CLOCK_MONOTONIC us: when it started waiting for its line */
         char buf[FDSOCK_MAX_LINE];
         size_t len;
         struct fdsock_conn *prev, *next;
 } fdsock_conn;
 
 struct fdsock {
-        worker *w;
+        fdsock_context ctx;
         char *path;
         int fd;
         int spare_fd; /* /dev/null, given up to take and refuse a connection when out of fds */
@@ -59,6 +69,7 @@ static void conn_free(fdsock_conn *c)
                 c->next->prev = c->prev;
         s->n_conns--;
         sd_event_source_disable_unref(c->source);
+        sd_event_source_disable_unref(c->timer);
         safe_close(c->fd);
         free(c);
 }
@@ -90,20 +101,20 @@ static int send_reply(int fd, const char *line, int pass_fd)
 }
 
 /* Answers with block K's descriptor when it is cached: 0 sent, 1 not cached, -errno. */
-static int reply_cached(worker *w, int fd, const store_key *k)
+static int reply_cached(const fdsock_context *ctx, int fd, const store_key *k)
 {
         char reply[64];
         store_block *b;
         uint64_t size;
         int bfd, r;
 
-        r = store_open(w->store, k, &b, &bfd, &size);
+        r = store_open(ctx->store, k, &b, &bfd, &size);
         if (r < 0)
                 return 1;
         /* The FUSE daemon keeps the descriptor as long as it likes: the pin ends here, the
          * bytes stay (eviction unlinks, never truncates). */
-        store_release(w->store, b);
-        __atomic_add_fetch(&w->hits, 1, __ATOMIC_RELAXED);
+        store_release(ctx->store, b);
+        __atomic_add_fetch(ctx->hits, 1, __ATOMIC_RELAXED);
         snprintf(reply, sizeof(reply), "OK %" PRIu64 "\n", size);
         r = send_reply(fd, reply, bfd);
         safe_close(bfd);
@@ -111,8 +122,8 @@ static int reply_cached(worker *w, int fd, const store_key *k)
 }
 
 typedef struct wait_request {
-        worker *w; /* not the fdsock: the worker stops it before its fills */
-        int fd;    /* a duplicate of the connection's: the loop may close its own meanwhile */
+        fdsock_context ctx; /* a copy: the worker frees the socket before its fills end */
+        int fd; /* a duplicate of the connection's: the loop may close its own meanwhile */
         store_key key;
 } wait_request;
 
@@ -126,55 +137,48 @@ static void wait_answer(int r, int bfd, uint64_t block_len, void *userdata)
                 (void)send_reply(wr->fd, reply, bfd);
                 safe_close(bfd);
         } else if (r > 0) {
-                if (reply_cached(wr->w, wr->fd, &wr->key) == 1)
+                if (reply_cached(&wr->ctx, wr->fd, &wr->key) == 1)
                         (void)send_reply(wr->fd, "MISS\n", -1); /* evicted at once */
         } else {
                 snprintf(reply, sizeof(reply), "ERR %s\n", strerror(-r));
                 (void)send_reply(wr->fd, reply, -1);
         }
         safe_close(wr->fd);
-        __atomic_sub_fetch(&wr->w->fdsock_waits, 1, __ATOMIC_RELAXED);
+        __atomic_sub_fetch(wr->ctx.waits, 1, __ATOMIC_RELAXED);
         free(wr);
 }
 
 /* 0 answered, 1 handed to a fill (the connection ends for the loop), -errno. */
-static int handle_wait(fdsock *s, int fd, const char *args)
+static int handle_wait(fdsock *s, int fd, const fdsock_cmd *cmd)
 {
-        char id[BLOCK_ID_MAX], num[2][24];
-        uint64_t off, len;
+        uint64_t off = cmd->offset, len = cmd->length;
+        const fdsock_context *ctx = &s->ctx;
         wait_request *wr;
-        worker *w = s->w;
-        int n = 0, r;
+        int r;
 
-        if (sscanf(args, "%63s %23s %23s%n", id, num[0], num[1], &n) != 3 || args[n] != 0 ||
-            parse_u64(num[0], &off) < 0 || parse_u64(num[1], &len) < 0 || len == 0)
-                return send_reply(fd, "ERR expected WAIT BLOCK_ID OFFSET LENGTH\n", -1);
         wr = calloc(1, sizeof(*wr));
         if (!wr)
                 return send_reply(fd, "ERR out of memory\n", -1);
-        if (block_id_parse(id, &wr->key) < 0) {
-                free(wr);
-                return send_reply(fd, "ERR invalid block id\n", -1);
-        }
-        r = reply_cached(w, fd, &wr->key);
+        wr->key = cmd->key;
+        r = reply_cached(ctx, fd, &wr->key);
         if (r != 1) {
                 free(wr);
                 return r;
         }
-        __atomic_add_fetch(&w->misses, 1, __ATOMIC_RELAXED);
-        if (__atomic_add_fetch(&w->fdsock_waits, 1, __ATOMIC_RELAXED) > FDSOCK_MAX_WAITS) {
-                __atomic_sub_fetch(&w->fdsock_waits, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(ctx->misses, 1, __ATOMIC_RELAXED);
+        if (__atomic_add_fetch(ctx->waits, 1, __ATOMIC_RELAXED) > FDSOCK_MAX_WAITS) {
+                __atomic_sub_fetch(ctx->waits, 1, __ATOMIC_RELAXED);
                 free(wr);
                 return send_reply(fd, "ERR busy: too many WAITs pending\n", -1);
         }
-        wr->w = w;
+        wr->ctx = *ctx;
         wr->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
         if (wr->fd < 0) {
-                __atomic_sub_fetch(&w->fdsock_waits, 1, __ATOMIC_RELAXED);
+                __atomic_sub_fetch(ctx->waits, 1, __ATOMIC_RELAXED);
                 free(wr);
                 return send_reply(fd, "ERR out of file descriptors\n", -1);
         }
-        r = worker_fill_part(w, &wr->key, off, len, FDSOCK_READAHEAD, wait_answer, wr);
+        r = fill_guard_block_part(ctx->fill, &wr->key, off, len, FDSOCK_READAHEAD, wait_answer, wr);
         if (r == 0)
                 return 1; /* wait_answer() replies */
         if (r > 0) {
@@ -183,29 +187,38 @@ static int handle_wait(fdsock *s, int fd, const char *args)
         }
         r = send_reply(fd, "ERR cannot fill the block\n", -1);
         safe_close(wr->fd);
-        __atomic_sub_fetch(&w->fdsock_waits, 1, __ATOMIC_RELAXED);
+        __atomic_sub_fetch(ctx->waits, 1, __ATOMIC_RELAXED);
         free(wr);
         return r;
 }
 
 static int handle_line(fdsock *s, int fd, const char *line)
 {
-        store_key k;
+        const char *error;
+        fdsock_cmd cmd;
         int r;
 
-        if (strncmp(line, "WAIT ", 5) == 0)
-                return handle_wait(s, fd, line + 5);
-        if (strncmp(line, "OPEN ", 5) != 0)
-                return send_reply(fd, "ERR unknown command, expected OPEN or WAIT\n", -1);
-        if (block_id_parse(line + 5, &k) < 0)
-                return send_reply(fd, "ERR invalid block id\n", -1);
-        r = reply_cached(s->w, fd, &k);
+        if (fdsock_parse(line, &cmd, &error) < 0)
+                return send_reply(fd, error, -1);
+        if (cmd.verb == FDSOCK_WAIT)
+                return handle_wait(s, fd, &cmd);
+        r = reply_cached(&s->ctx, fd, &cmd.key);
         if (r == 1) {
-                __atomic_add_fetch(&s->w->misses, 1, __ATOMIC_RELAXED);
+                __atomic_add_fetch(s->ctx.misses, 1, __ATOMIC_RELAXED);
                 return send_reply(fd, "MISS\n", -1);
         }
         return r;
 }
+
+static uint64_t now_us(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static int on_deadline(sd_event_source *es, uint64_t usec, void *userdata);
 
 static int on_conn(sd_event_source *es, int fd, uint32_t revents, void *userdata)
 {
@@ -240,7 +253,46 @@ static int on_conn(sd_event_source *es, int fd, uint32_t revents, void *userdata
                 used = (size_t)(nl - c->buf) + 1;
                 memmove(c->buf, c->buf + used, c->len - used);
                 c->len -= used;
+                /* answered: the next line has its own deadline */
+                c->since = now_us();
+                (void)sd_event_source_set_time(c->timer, c->since + FDSOCK_LINE_TIMEOUT_US);
         }
+}
+
+static int on_deadline(sd_event_source *es, uint64_t usec, void *userdata)
+{
+        fdsock_conn *c = userdata;
+
+        log_debug("%s: no whole request line within %llu s, closing the connection", c->sock->path,
+                  FDSOCK_LINE_TIMEOUT_US / 1000000);
+        (void)send_reply(c->fd, "ERR request line timed out\n", -1);
+        conn_free(c);
+        return 0;
+}
+
+/* Room for one more connection from PID: false when that process holds its share already;
+ * on a full socket, the connection waiting longest for its line is closed. */
+static bool make_room(fdsock *s, pid_t pid)
+{
+        fdsock_conn *oldest = NULL;
+        unsigned same = 0;
+
+        for (fdsock_conn *c = s->conns; c; c = c->next) {
+                if (c->pid == pid)
+                        same++;
+                if (!oldest || c->since < oldest->since)
+                        oldest = c;
+        }
+        if (pid > 0 && same >= FDSOCK_MAX_PER_CLIENT) {
+                log_warning("Process %d holds %u connections to %s, refusing one more", (int)pid,
+                            same, s->path);
+                return false;
+        }
+        if (s->n_conns >= FDSOCK_MAX_CONNECTIONS && oldest) {
+                log_warning("Too many connections on %s, closing the longest waiting one", s->path);
+                conn_free(oldest);
+        }
+        return true;
 }
 
 static int on_accept(sd_event_source *es, int fd, uint32_t revents, void *userdata)
@@ -261,8 +313,11 @@ static int on_accept(sd_event_source *es, int fd, uint32_t revents, void *userda
         }
         if (cfd < 0)
                 return 0;
-        if (s->n_conns >= FDSOCK_MAX_CONNECTIONS) {
-                log_warning("Too many connections on %s, refusing one", s->path);
+        struct ucred cred = {};
+        socklen_t cl = sizeof(cred);
+        (void)getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &cl);
+        if (!make_room(s, cred.pid)) {
+                (void)send_reply(cfd, "ERR too many connections from this process\n", -1);
                 safe_close(cfd);
                 return 0;
         }
@@ -273,8 +328,14 @@ static int on_accept(sd_event_source *es, int fd, uint32_t revents, void *userda
         }
         c->sock = s;
         c->fd = cfd;
+        c->pid = cred.pid;
+        c->since = now_us();
         r = sd_event_add_io(sd_event_source_get_event(es), &c->source, cfd, EPOLLIN, on_conn, c);
+        if (r >= 0)
+                r = sd_event_add_time(sd_event_source_get_event(es), &c->timer, CLOCK_MONOTONIC,
+                                      c->since + FDSOCK_LINE_TIMEOUT_US, 100000, on_deadline, c);
         if (r < 0) {
+                sd_event_source_disable_unref(c->source);
                 safe_close(cfd);
                 free(c);
                 return 0;
@@ -304,19 +365,21 @@ fdsock *fdsock_free(fdsock *s)
         return NULL;
 }
 
-int fdsock_new(worker *w, const char *path, fdsock **ret)
+int fdsock_new(const fdsock_context *ctx, const char *path, fdsock **ret)
 {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         fdsock *s;
         mode_t old;
         int r;
 
+        assert(ctx && ctx->store && ctx->fill && ctx->event && ctx->hits && ctx->misses &&
+               ctx->waits);
         if (strlen(path) >= sizeof(sa.sun_path))
                 return log_error_errno(ENAMETOOLONG, "Socket path %s is too long", path);
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
-        s->w = w;
+        s->ctx = *ctx;
         s->fd = -1;
         s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         s->path = strdup(path);
@@ -340,7 +403,7 @@ int fdsock_new(worker *w, const char *path, fdsock **ret)
         if (r >= 0 && listen(s->fd, 64) < 0)
                 r = -errno;
         if (r >= 0)
-                r = sd_event_add_io(w->event, &s->source, s->fd, EPOLLIN, on_accept, s);
+                r = sd_event_add_io(ctx->event, &s->source, s->fd, EPOLLIN, on_accept, s);
         if (r < 0) {
                 fdsock_free(s);
                 return log_error_errno(r, "Failed to listen on %s: %m", path);

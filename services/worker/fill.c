@@ -7,6 +7,7 @@
  *
  * Locking: `lock` ("the fill lock") guards the queue, the job table (single flight), the
  * metadata cache and the counters. Store I/O, network I/O and waiter callbacks run unlocked. */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -942,4 +943,62 @@ void fill_get_stats(fill *f, fill_stats *ret)
         *ret = f->stats;
         pthread_mutex_unlock(&f->lock);
         ret->store_bytes = __atomic_load_n(&f->stats.store_bytes, __ATOMIC_RELAXED);
+}
+
+/* --- the guard (fill.h) ---------------------------------------------------------------------- */
+
+void fill_guard_init(fill_guard *g, fill *f_take)
+{
+        assert(g);
+        pthread_rwlock_init(&g->lock, NULL);
+        g->fill = f_take;
+}
+
+fill *fill_guard_take(fill_guard *g)
+{
+        fill *f;
+
+        pthread_rwlock_wrlock(&g->lock);
+        f = g->fill;
+        g->fill = NULL;
+        pthread_rwlock_unlock(&g->lock);
+        return f;
+}
+
+void fill_guard_done(fill_guard *g)
+{
+        assert(!g->fill); /* taken first: a fill left here would leak its threads */
+        pthread_rwlock_destroy(&g->lock);
+}
+
+int fill_guard_block(fill_guard *g, const store_key *k, unsigned readahead, fill_done_fn done,
+                     void *userdata)
+{
+        int r;
+
+        pthread_rwlock_rdlock(&g->lock);
+        r = g->fill ? fill_block(g->fill, k, readahead, done, userdata) : -ECANCELED;
+        pthread_rwlock_unlock(&g->lock);
+        return r;
+}
+
+int fill_guard_block_part(fill_guard *g, const store_key *k, uint64_t off, uint64_t len,
+                          unsigned readahead, fill_part_fn done, void *userdata)
+{
+        int r;
+
+        pthread_rwlock_rdlock(&g->lock);
+        r = g->fill ? fill_block_part(g->fill, k, off, len, readahead, done, userdata) : -ECANCELED;
+        pthread_rwlock_unlock(&g->lock);
+        return r;
+}
+
+void fill_guard_stats(fill_guard *g, fill_stats *ret)
+{
+        pthread_rwlock_rdlock(&g->lock);
+        if (g->fill)
+                fill_get_stats(g->fill, ret);
+        else
+                *ret = (fill_stats){};
+        pthread_rwlock_unlock(&g->lock);
 }

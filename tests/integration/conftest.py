@@ -77,6 +77,34 @@ def private_bus(tmp_path):
         proc.wait(timeout=10)
 
 
+@pytest.fixture
+def make_cluster(tmp_path, build_dir):
+    """Factory of MasterClusters (weirtest/cluster.py); every one is stopped (process groups
+    killed) at teardown."""
+    from weirtest.cluster import MasterCluster
+
+    weir_binary("weir-master")
+    clusters = []
+
+    def make(**kw):
+        c = MasterCluster(tmp_path / f"c{len(clusters)}", build_dir, **kw)
+        clusters.append(c)
+        return c
+
+    yield make
+    for c in clusters:
+        c.stop()
+
+
+@pytest.fixture
+def cluster3(make_cluster):
+    """Three masters on 127.0.1.1-3 with a leader elected."""
+    c = make_cluster(n=3, first_address=1)
+    c.start()
+    c.wait_leader()
+    return c
+
+
 def _stray_processes():
     """weir processes started from this build directory that are still alive."""
     found = []

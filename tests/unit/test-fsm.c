@@ -261,6 +261,58 @@ static void test_snapshot_restore(void **state)
         fsm_free(f);
 }
 
+static void test_members_set(void **state)
+{
+        fsm *f = fsm_new();
+        char *a;
+        size_t alen;
+
+        /* Nothing recorded yet: a snapshot without "members" restores to none. */
+        assert_null(fsm_members(f));
+        assert_int_equal(fsm_snapshot(f, &a, &alen), 0);
+        fsm *g = fsm_new();
+        assert_int_equal(fsm_restore(g, a, alen), 0);
+        assert_null(fsm_members(g));
+        free(a);
+
+        json_t *members =
+                json_pack("[{s:i,s:s,s:s,s:i,s:i,s:s},{s:i,s:s,s:s,s:i,s:i,s:s}]", "id", 1, "node",
+                          "n1", "address", "10.0.0.1", "raft_port", 19200, "master_port", 19998,
+                          "role", "voter", "id", 2, "node", "n2", "address", "10.0.0.2",
+                          "raft_port", 19200, "master_port", 19998, "role", "standby");
+        apply_ok(f, fsm_cmd_members_set(members), 1);
+        json_t *got = fsm_members(f);
+        assert_true(json_equal(got, members));
+        json_decref(got);
+
+        /* Snapshots carry it. */
+        assert_int_equal(fsm_snapshot(f, &a, &alen), 0);
+        assert_int_equal(fsm_restore(g, a, alen), 0);
+        got = fsm_members(g);
+        assert_true(json_equal(got, members));
+        json_decref(got);
+        free(a);
+
+        /* Refused: empty, and members without id/node/address; the record stays. */
+        json_t *empty = json_array();
+        json_t *r = apply(f, fsm_cmd_members_set(empty), "test", 2);
+        json_decref(empty);
+        assert_int_equal(json_integer_value(json_object_get(r, "status")), 400);
+        json_decref(r);
+        json_t *bad = json_pack("[{s:s}]", "node", "n1");
+        r = apply(f, fsm_cmd_members_set(bad), "test", 3);
+        assert_non_null(json_object_get(r, "error"));
+        json_decref(r);
+        json_decref(bad);
+        got = fsm_members(f);
+        assert_true(json_equal(got, members));
+        json_decref(got);
+
+        json_decref(members);
+        fsm_free(g);
+        fsm_free(f);
+}
+
 static void test_undecodable(void **state)
 {
         fsm *f = fsm_new();
@@ -279,6 +331,7 @@ int main(void)
                 cmocka_unit_test(test_tree_commit_atomic_and_versions),
                 cmocka_unit_test(test_tree_rejects_bad_paths),
                 cmocka_unit_test(test_snapshot_restore),
+                cmocka_unit_test(test_members_set),
                 cmocka_unit_test(test_undecodable),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -66,16 +66,27 @@ const meta_entry *meta_listing_find(const meta_listing *l, const char *name)
         return NULL;
 }
 
-/* meta_list(): "/m/a" and "/m/b", the same listing each */
+/* meta_list_page(): "/m/a" and "/m/b" of one page each; "/m/p", two pages (fake_pages) */
 static meta_listing *fake_dirs[2];
+static meta_listing *fake_pages[2];
+static unsigned page_calls;
 
-int meta_list(meta *m, const char *path, meta_listing **ret)
+int meta_list_page(meta *m, const char *path, const char *after, bool fresh, meta_listing **ret)
 {
-        meta_listing *l = strcmp(path, "/m/a") == 0   ? fake_dirs[0]
-                          : strcmp(path, "/m/b") == 0 ? fake_dirs[1]
-                                                      : NULL;
+        meta_listing *l = NULL;
 
         (void)m;
+        (void)fresh;
+        page_calls++;
+        if (strcmp(path, "/m/a") == 0 && !after)
+                l = fake_dirs[0];
+        else if (strcmp(path, "/m/b") == 0 && !after)
+                l = fake_dirs[1];
+        else if (strcmp(path, "/m/p") == 0 && !after)
+                l = fake_pages[0];
+        else if (strcmp(path, "/m/p") == 0 && after &&
+                 strcmp(after, fake_pages[0]->entries[fake_pages[0]->n - 1].name) == 0)
+                l = fake_pages[1];
         if (!l)
                 return -ENOENT;
         *ret = meta_listing_ref(l);
@@ -422,6 +433,63 @@ static void test_off_starts_nothing(void **state)
         meta_listing_unref(fake_dirs[1]);
 }
 
+/* A directory of two listing pages: a reader walking on into the second page keeps its window
+ * (no restart from one file), and finds each page with one lookup, never a walk. */
+static void test_walk_across_pages(void **state)
+{
+        dirahead_options o = {.max_files = 4, .max_bytes = 64 * MIB, .threads = 2};
+        dirahead *d = NULL;
+        dir_track *t = NULL;
+
+        (void)state;
+        warm_reset();
+        fake_pages[0] = listing_new(10, size_64k, NULL);
+        fake_pages[0]->more = true;
+        fake_pages[1] = listing_new(20, size_64k, NULL);
+        /* the second page holds f000010..f000029 */
+        for (size_t i = 0; i < fake_pages[1]->n; i++) {
+                char name[32];
+
+                snprintf(name, sizeof(name), "f%06zu", i + 10);
+                free(fake_pages[1]->entries[i].name);
+                fake_pages[1]->entries[i].name = strdup(name);
+                fake_pages[1]->entries[i].file_id = 100 + i;
+        }
+        fake_dirs[0] = listing_new(1, size_64k, NULL);
+        fake_dirs[1] = listing_new(1, size_64k, NULL);
+        assert_int_equal(dirahead_new(NULL, NULL, &o, &d), 0);
+        for (size_t i = 0; i < 14; i++) {
+                char path[64];
+
+                snprintf(path, sizeof(path), "/m/p/f%06zu", i);
+                page_calls = 0;
+                dirahead_opened(d, path, BS);
+                assert_true(page_calls <= 1);
+                if (i == 10) {
+                        pthread_mutex_lock(&d->lock);
+                        for (size_t k = 0; k < DIRAHEAD_DIRS; k++)
+                                if (d->dirs[k].dir && strcmp(d->dirs[k].dir, "/m/p") == 0)
+                                        t = &d->dirs[k];
+                        assert_non_null(t);
+                        assert_ptr_equal(t->listing, fake_pages[1]);
+                        /* still walking, at full width: not restarted from one file */
+                        assert_int_equal(t->w.window, 4);
+                        pthread_mutex_unlock(&d->lock);
+                }
+        }
+        wait_idle(d);
+        pthread_mutex_lock(&warm_lock);
+        /* files 11-13 of the second page (ids 101-103) and beyond were warmed ahead */
+        assert_int_equal(warmed[101][0], 1);
+        assert_int_equal(warmed[104][0], 1);
+        pthread_mutex_unlock(&warm_lock);
+        dirahead_free(d);
+        meta_listing_unref(fake_pages[0]);
+        meta_listing_unref(fake_pages[1]);
+        meta_listing_unref(fake_dirs[0]);
+        meta_listing_unref(fake_dirs[1]);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -434,6 +502,7 @@ int main(void)
                 cmocka_unit_test(test_pool_drops_queued_files_when_the_reader_goes_elsewhere),
                 cmocka_unit_test(test_large_file_ahead_warms_its_first_blocks),
                 cmocka_unit_test(test_off_starts_nothing),
+                cmocka_unit_test(test_walk_across_pages),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -80,6 +80,7 @@ class Master:
     def __init__(self, tree, address, port, state):
         self.tree, self.address, self.port, self.state = tree, address, port, state
         self.requests = 0
+        self.blocks_requests = 0  # GET /v1/blocks: the round trips a read pays for locations
         master = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -142,6 +143,7 @@ class Master:
                                             "ufs_total_size": total, "total_files": files,
                                             "cached": cached, "cached_by_node": by_node})
                 if u.path == "/v1/blocks":
+                    master.blocks_requests += 1
                     fid, ver = int(q["file"]), int(q["version"])
                     with t.lock:
                         locs = t.locations.get((fid, ver), {})
@@ -176,6 +178,8 @@ class Worker:
         self.fills = 0
         self.waits = 0  # WAIT requests on the socket
         self.fd_opens = 0
+        self.socket_requests = 0  # every OPEN or WAIT on worker.sock (a round trip)
+        self.socket_misses = 0  # answered MISS
         self.fill_lock = threading.Lock()
         os.makedirs(cache_dir, exist_ok=True)
         worker = self
@@ -264,6 +268,7 @@ class Worker:
                     conn.sendall(b"ERR bad request\n")
                     continue
                 fid, ver, idx = (int(m.group(i)) for i in (2, 3, 4))
+                self.socket_requests += 1
                 p = self.block_path(fid, ver, idx)
                 if m.group(1) == b"WAIT":
                     # fills first and answers with the whole block (the real worker answers
@@ -274,6 +279,7 @@ class Worker:
                     except OSError:
                         pass
                 if not os.path.exists(p):
+                    self.socket_misses += 1
                     conn.sendall(b"MISS\n")
                     continue
                 fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC)

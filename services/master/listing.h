@@ -1,0 +1,25 @@
+/* One page of a directory listing (GET /v1/datasets/NAME/ls and /stat with ?limit=&after=). */
+#pragma once
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "fsm.h"
+
+#define LISTING_LIMIT_MAX 10000u /* entries per page a client may ask for */
+#define LISTING_AFTER_MAX 4096u  /* bytes of the after= name */
+
+/* flags of listing_page() */
+#define LISTING_ATTR_ONLY 1u /* entries without etag and ufs_url (fields=attr) */
+
+/* The entries of directory PATH of DATASET whose names sort (bytewise, strcmp) after AFTER
+ * (NULL or "": from the first), at most LIMIT (1..LISTING_LIMIT_MAX) of them, in that order.
+ * *ret_entries: a new array of ENTRY; *ret_more: whether entries remain after the last one.
+ * -ENOENT (no dataset or path), -ENOTDIR, -ENOMEM, -EINVAL (LIMIT out of range).
+ *
+ * The one read path of paged listings: a store that keeps children in name order answers it
+ * with a cursor from AFTER; the current state machine scans the directory and keeps the LIMIT
+ * smallest names in a heap, O(n log LIMIT) per page and O(LIMIT) memory. Call it with the state
+ * lock held. FLAGS: LISTING_ATTR_ONLY or 0. */
+int listing_page(const fsm *f, const char *dataset, const char *path, const char *after,
+                 size_t limit, unsigned flags, json_t **ret_entries, bool *ret_more);
