@@ -23,7 +23,7 @@ typedef struct fs_options {
         const char *token;          /* the cluster's bearer token, NULL = none (borrowed) */
         size_t listing_cache_bytes; /* listing pages kept, 0 = the default (meta.h) */
         bool xattrs;                /* answer user.weir.* xattrs; false: ENOSYS once */
-        unsigned prefetch_files;       /* files ahead of an in-order reader of a directory, 0 = off */
+        unsigned prefetch_files;    /* files ahead of an in-order reader of a directory, 0 = off */
         uint64_t prefetch_files_bytes; /* ... and their bytes at most */
         bool debug;
 } fs_options;
