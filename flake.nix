@@ -34,6 +34,7 @@
           nodejs # npm installs s3rver, the S3 server of the store tests
           fuse3
           iproute2
+          nftables # bench/chaos partitions the leader
           procps
           psmisc
           systemd

@@ -18,6 +18,7 @@
   systemd,
   xxHash,
   libsodium,
+  gnutls,
   cmocka,
   coreutils,
 }:
@@ -67,6 +68,7 @@ stdenv.mkDerivation (finalAttrs: {
     systemd
     xxHash
     libsodium
+    gnutls
   ];
 
   checkInputs = [ cmocka ];

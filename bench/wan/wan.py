@@ -214,10 +214,9 @@ def files_of(root):
 
 
 def s3_mount(store):
-    return ["    - mountPoint: s3://bench/hbase/", "      name: hbase", "      options:",
-            f"        fs.s3a.endpoint: {store.url.rstrip('/')}",
-            "        fs.s3a.endpoint.region: us-east-1",
-            f"        fs.s3a.access.key: {store.key_id}", f"        fs.s3a.secret.key: {store.secret}"]
+    return ("hbase", "s3://bench/hbase/",
+            {"fs.s3a.endpoint": store.url.rstrip("/"), "fs.s3a.endpoint.region": "us-east-1",
+             "fs.s3a.access.key": store.key_id, "fs.s3a.secret.key": store.secret})
 
 
 # ---- measuring ----

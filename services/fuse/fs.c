@@ -190,6 +190,7 @@ static void remember_attr(fs *f, uint64_t ino, const meta_entry *e, uint64_t fet
         inode_attr a = {
                 .size = e->size,
                 .file_id = e->file_id,
+                .epoch = e->epoch,
                 .mtime = e->mtime,
                 .fetched_ms = fetched_ms ? fetched_ms : 1,
         };
@@ -340,6 +341,7 @@ static int inode_entry(fs *f, fuse_ino_t ino, bool full, char **ret_path, meta_e
                         .size = a.size,
                         .mtime = a.mtime,
                         .file_id = a.file_id,
+                        .epoch = a.epoch,
                         .version = version,
                 };
                 if (ret_path)
@@ -637,6 +639,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         prefetch_window_init(&h->window, f->prefetch_window);
         h->file = (reader_file){
                 .path = TAKE_PTR(path),
+                .epoch = e.epoch,
                 .file_id = e.file_id,
                 .version = e.version,
                 .size = e.size,
@@ -1332,6 +1335,8 @@ void fs_get_status(fs *f, fs_status *ret)
                 .passthrough = passthrough_enabled(f->passthrough),
                 .passthrough_opens = passthrough_opens(f->passthrough),
                 .inodes = inode_table_size(f->inodes),
+                .masters_down = meta_masters_down(f->meta),
+                .stale_answers = meta_stale_answers(f->meta),
                 .xattr_requests = __atomic_load_n(&f->xattr_requests, __ATOMIC_RELAXED),
         };
         meta_get_counters(f->meta, &ret->meta);

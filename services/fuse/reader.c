@@ -653,8 +653,10 @@ void reader_plan_init(reader *r, const reader_file *f, uint64_t offset, size_t l
         n = block_split(f->block_size, offset, ret->want, spans, READER_PLAN_MAX);
         for (unsigned i = 0; i < n; i++) {
                 reader_span *s = &ret->spans[i];
-                block_key key = {
-                        .file_id = f->file_id, .version = f->version, .index = spans[i].index};
+                block_key key = {.epoch = f->epoch,
+                                 .file_id = f->file_id,
+                                 .version = f->version,
+                                 .index = spans[i].index};
                 uint64_t got = 0;
                 int fd;
 
@@ -852,6 +854,11 @@ static int read_span(reader *r, const reader_file *f, reader_span *s, void *buf)
                         return 0;
                 if (k == -ESTALE || k == -ENOMEM)
                         break; /* the file changed upstream: retrying cannot help */
+                /* No master at all: the local worker, the workers we knew of and the store were
+                 * all asked; waiting retry_ms for a failover that is not happening helps no
+                 * one, so the read fails now (EIO) and the cached ones go on. */
+                if (meta_masters_down(r->meta))
+                        break;
                 if (now_ms() + backoff >= deadline)
                         break;
                 count(r, &r->stats.retries, 1);
@@ -869,10 +876,13 @@ static int read_span(reader *r, const reader_file *f, reader_span *s, void *buf)
                 }
         }
         count(r, &r->stats.errors, 1);
-        return log_error_errno(k,
-                               "Cannot read block %s of %s (offset %" PRIu64 ", %" PRIu64
-                               " bytes) from any worker or the store: %m",
-                               s->id, f->path, s->span.offset, s->span.len);
+        log_error_errno(k,
+                        "Cannot read block %s of %s (offset %" PRIu64 ", %" PRIu64
+                        " bytes) from any worker or the store%s: %m",
+                        s->id, f->path, s->span.offset, s->span.len,
+                        meta_masters_down(r->meta) ? " (no master answers)" : "");
+        /* Applications get EIO, not a transport error code that read(2) never returns. */
+        return k == -ENOMEM ? k : -EIO;
 }
 
 ssize_t reader_read_plan(reader *r, const reader_file *f, reader_plan *p, void *buf)
@@ -920,7 +930,8 @@ ssize_t reader_read(reader *r, const reader_file *f, uint64_t offset, size_t len
 int reader_local_fd(reader *r, const reader_file *f, uint64_t index)
 {
         char id[BLOCK_ID_MAX];
-        block_key key = {.file_id = f->file_id, .version = f->version, .index = index};
+        block_key key = {
+                .epoch = f->epoch, .file_id = f->file_id, .version = f->version, .index = index};
         uint64_t len;
 
         block_id_format(id, &key);

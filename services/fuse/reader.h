@@ -12,6 +12,7 @@
 /* What a read needs to know about one open file version. */
 typedef struct reader_file {
         char *path; /* dataset path "/MOUNT/..." */
+        uint64_t epoch;
         uint64_t file_id;
         uint64_t version;
         uint64_t size;

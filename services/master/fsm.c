@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "block.h"
 #include "cleanup.h"
 #include "fsm.h"
 
@@ -20,6 +21,10 @@ struct fsm {
         json_t *dedup_order;   /* request ids, oldest first */
         json_t *ids;           /* derived: "FILE_ID" -> ["dataset", "/path"] */
         json_t *members;       /* the Raft membership as last recorded, NULL = never */
+
+        /* The cluster's epoch (block.h), 0 until the first leader's EPOCH_SET is applied; part of
+         * every block id so that ids from another cluster or a lost state never match. */
+        uint64_t epoch;
 };
 
 static json_t *dir_new(const char *name)
@@ -486,6 +491,32 @@ static json_t *apply_members_set(fsm *f, json_t *cmd)
         return json_pack("{s:I}", "index", (json_int_t)f->index);
 }
 
+/* EPOCH_SET: the first one wins, later ones change nothing (every leader proposes one while it
+ * sees none, so two may be in flight). The value is random, chosen by the proposing leader, never
+ * here: apply must be the same on every replica. */
+static json_t *apply_epoch_set(fsm *f, json_t *cmd)
+{
+        uint64_t epoch;
+
+        if (block_epoch_parse(jstr(cmd, "epoch"), &epoch) < 0)
+                return error_result(400, "epoch must be 16 lowercase hex digits, not all zero");
+        if (f->epoch == 0)
+                f->epoch = epoch;
+        return json_pack("{s:I}", "index", (json_int_t)f->index);
+}
+
+uint64_t fsm_epoch(const fsm *f)
+{
+        return f->epoch;
+}
+
+json_t *fsm_cmd_epoch_set(uint64_t epoch)
+{
+        char e[BLOCK_EPOCH_MAX];
+
+        return json_pack("{s:s,s:s}", "op", "epoch_set", "epoch", block_epoch_format(e, epoch));
+}
+
 static void dedup_remember(fsm *f, const char *id, json_t *result)
 {
         json_object_set(f->dedup, id, result);
@@ -536,6 +567,8 @@ int fsm_apply(fsm *f, const void *buf, size_t len, json_t **ret_result)
                 result = apply_label(f, cmd, false);
         else if (strcmp(op, "members_set") == 0)
                 result = apply_members_set(f, cmd);
+        else if (strcmp(op, "epoch_set") == 0)
+                result = apply_epoch_set(f, cmd);
         else
                 result = error_result(400, "unknown command");
         if (!result)
@@ -579,6 +612,10 @@ int fsm_snapshot(fsm *f, char **ret_buf, size_t *ret_len)
                           f->staging, "workers", f->workers, "dedup", dedup, "members", f->members);
         if (!s)
                 return -ENOMEM;
+        char epoch[BLOCK_EPOCH_MAX];
+        if (f->epoch != 0 &&
+            json_object_set_new(s, "epoch", json_string(block_epoch_format(epoch, f->epoch))) < 0)
+                return -ENOMEM;
         char *buf = json_dumps(s, JSON_COMPACT | JSON_SORT_KEYS);
         if (!buf)
                 return -ENOMEM;
@@ -604,6 +641,12 @@ int fsm_restore(fsm *f, const void *buf, size_t len)
                 return -ENOMEM;
         n->index = (uint64_t)json_integer_value(json_object_get(s, "index"));
         n->next_file_id = (uint64_t)json_integer_value(json_object_get(s, "next_file_id"));
+        /* Absent in snapshots taken before the epoch existed: the next leader sets one. */
+        if (json_object_get(s, "epoch") &&
+            block_epoch_parse(json_string_value(json_object_get(s, "epoch")), &n->epoch) < 0) {
+                fsm_free(n);
+                return -EBADMSG;
+        }
         json_object_update(n->datasets, datasets);
         json_object_update(n->staging, staging);
         json_object_update(n->workers, workers);

@@ -10,6 +10,7 @@
 
 /* One version of one file, as the master describes it (GET /v1/files/ID). */
 typedef struct fill_file {
+        uint64_t epoch; /* the cluster's epoch (block.h) */
         uint64_t file_id;
         uint64_t version;
         uint64_t size;
@@ -36,11 +37,13 @@ typedef struct fill_options {
 } fill_options;
 
 typedef struct fill_stats {
-        uint64_t store_bytes; /* bytes received from the store */
-        uint64_t fills;       /* blocks filled */
-        uint64_t failures;    /* fills that failed */
-        uint64_t retries;     /* ranges retried */
-        uint64_t queued;      /* blocks waiting or in progress */
+        uint64_t store_bytes;      /* bytes received from the store */
+        uint64_t fills;            /* blocks filled */
+        uint64_t failures;         /* fills that failed */
+        uint64_t retries;          /* ranges retried */
+        uint64_t queued;           /* blocks waiting or in progress */
+        uint64_t content_checks;   /* whole files hashed against an MD5 ETag (content.h) */
+        uint64_t content_failures; /* ... that did not match: their blocks were dropped */
 } fill_stats;
 
 typedef struct fill fill;

@@ -51,6 +51,26 @@ static json_t *keys_json(const store_key *keys, size_t n)
         return a;
 }
 
+/* Removes the blocks the master named in an answer's "drop": blocks of another cluster epoch,
+ * of files that are gone or of versions that are not current (docs/api.md). */
+static void reg_apply_drops(reg *g, json_t *answer)
+{
+        json_t *drop = json_object_get(answer, "drop");
+        size_t i, n = 0;
+        json_t *v;
+
+        json_array_foreach(drop, i, v)
+        {
+                store_key k;
+
+                if (block_id_parse(json_string_value(v), &k) >= 0 &&
+                    store_remove(g->ctx.store, &k) >= 0)
+                        n++;
+        }
+        if (n > 0)
+                log_info("Dropped %zu cached blocks that the master says name no current file", n);
+}
+
 static int reg_register(reg *g)
 {
         const reg_context *w = &g->ctx;
@@ -77,6 +97,7 @@ static int reg_register(reg *g)
                 httpc_response_done(&resp);
                 return -EPROTO;
         }
+        reg_apply_drops(g, resp.json);
         httpc_response_done(&resp);
         /* The rest of a large report: any failure makes the next attempt a full registration. */
         for (size_t off = REG_CHUNK; off < n; off += REG_CHUNK) {
@@ -93,6 +114,8 @@ static int reg_register(reg *g)
                 if (r < 0)
                         log_warning("Master refused part %zu of the block report: HTTP %ld %s",
                                     off / REG_CHUNK + 1, resp.status, resp.body ? resp.body : "");
+                else
+                        reg_apply_drops(g, resp.json);
                 httpc_response_done(&resp);
                 if (r < 0)
                         return r;
@@ -130,6 +153,8 @@ static int reg_heartbeat(reg *g)
         else if (r < 0)
                 log_warning("Heartbeat refused: HTTP %ld %s", resp.status,
                             resp.body ? resp.body : "");
+        else
+                reg_apply_drops(g, resp.json);
         httpc_response_done(&resp);
         return r;
 }

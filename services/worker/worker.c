@@ -63,6 +63,12 @@ static int resolve_file(void *userdata, unsigned thread, uint64_t file_id, fill_
                 return -EIO;
         }
         f.file_id = file_id;
+        /* Without a valid epoch the answer cannot be matched to a block: refused. */
+        if (block_epoch_parse(json_string_value(json_object_get(j, "epoch")), &f.epoch) < 0) {
+                log_warning("GET %s: no valid \"epoch\" in the answer", path);
+                httpc_response_done(&resp);
+                return -EBADMSG;
+        }
         v = json_integer_value(json_object_get(j, "version"));
         f.version = v > 0 ? (uint64_t)v : 0;
         v = json_integer_value(json_object_get(j, "size"));

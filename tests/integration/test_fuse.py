@@ -25,6 +25,7 @@ import pytest
 
 from conftest import BUILD_DIR, weir_binary
 from weirtest import fusefake
+from weirtest.daemon import DbusDaemon
 from weirtest.fusemount import FuseDaemon, drop_caches, lazy_unmount, sha256, yaml_config
 from weirtest.net import free_port
 
@@ -671,7 +672,7 @@ def test_demo_worker_holding_the_blocks_killed_during_a_read(demo):
     from weirtest.fusecluster import TOKEN
     for i in range(n):
         urllib.request.urlopen(urllib.request.Request(
-            f"http://{api2}/v1/blocks/{entry['file_id']}-{entry['version']}-{i}",
+            f"http://{api2}/v1/blocks/{entry['epoch']}-{entry['file_id']}-{entry['version']}-{i}",
             headers={"Authorization": f"Bearer {TOKEN}"})).read()
     demo.wait(lambda: all(
         "node2" in demo.request("GET", f"/v1/blocks?file={entry['file_id']}&version="
@@ -804,34 +805,13 @@ def test_notify_ready_status_stopping_and_dbus(tmp):
     io.weir.Fuse1 properties on a private system bus."""
     if not shutil.which("dbus-daemon") or not shutil.which("busctl"):
         pytest.skip("dbus-daemon or busctl missing (apt install dbus)")
-    bus_dir = os.path.join(tmp, "bus")
-    os.makedirs(bus_dir)
-    conf = os.path.join(bus_dir, "bus.conf")
-    with open(conf, "w") as f:
-        f.write(f"""<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path={bus_dir}/bus.sock</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/><allow own="*"/><allow send_type="method_call"/>
-    <allow send_destination="*"/><allow receive_sender="*"/>
-  </policy>
-</busconfig>
-""")
-    bus = subprocess.Popen(["dbus-daemon", "--config-file", conf, "--nofork", "--nopidfile"],
-                           start_new_session=True, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
+    bus = DbusDaemon(os.path.join(tmp, "bus"), "system").start()
     notify_path = os.path.join(tmp, "notify.sock")
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(notify_path)
     notify.settimeout(30)
-    address = f"unix:path={bus_dir}/bus.sock"
+    address = bus.address
     try:
-        deadline = time.monotonic() + 10
-        while not os.path.exists(f"{bus_dir}/bus.sock") and time.monotonic() < deadline:
-            time.sleep(0.05)
         # FakeSetup starts weir-fuse with our environment: lend it the notify socket and bus
         env_backup = dict(os.environ)
         os.environ["NOTIFY_SOCKET"] = notify_path
@@ -886,5 +866,4 @@ def test_notify_ready_status_stopping_and_dbus(tmp):
             s.close()
     finally:
         notify.close()
-        os.killpg(bus.pid, signal.SIGKILL)
-        bus.wait()
+        bus.stop()

@@ -16,8 +16,10 @@ import time
 
 import pytest
 
-from conftest import weir_binary
+from conftest import cluster_factory, weir_binary
 from weirtest.cluster import MasterCluster, http_request
+from weirtest.config import FAST_RAFT, Dataset, cluster_yaml, write_token
+from weirtest.fusecluster import WorkerProc
 
 # Generous: the machine is shared. A membership change costs a commit or a catch-up round; the
 # client may see 503 while leadership moves (3 -> 1 hands it over once).
@@ -37,32 +39,19 @@ class Members(MasterCluster):
 
     def write_yaml(self, master_replicas, extra_cluster_spec="", mutate=None):
         self.master_replicas = master_replicas
-        lines = ["apiVersion: weir.io/v1", "kind: Cluster", "metadata: {name: test}", "spec:"]
-        token_file = os.path.join(self.dir, "token")
-        with open(token_file, "w") as f:
-            f.write(self.token + "\n")
-        lines.append(f"  tokenFile: {token_file}")
-        lines.append("  raft: {electionTimeout: 300ms, heartbeatTimeout: 50ms}")
-        lines.append("  nodes:")
-        for m in self.masters:
-            lines.append(f"    - {{name: {m.name}, address: {m.address}, raftPort: {self.raft_port}, "
-                         f"masterPort: {self.master_port}, dataDir: {m.data_dir}}}")
+        nodes = [self.node(m) for m in self.masters]
         for name, address, roles in self.extra_nodes:
             d = os.path.join(self.dir, name)
-            lines.append(f"    - {{name: {name}, address: {address}, dataDir: {d}, "
-                         f"runtimeDir: {d}/run, roles: [{', '.join(roles)}]}}")
-        for ds in self.datasets:
-            lines += ["---", "apiVersion: data.fluid.io/v1alpha1", "kind: Dataset",
-                      f"metadata: {{name: {ds}}}", "spec:", "  mounts:",
-                      f"    - {{mountPoint: 'file:///nonexistent/{ds}', name: {ds}}}"]
-        ds = self.datasets[0]
-        lines += ["---", "apiVersion: data.fluid.io/v1alpha1", "kind: AlluxioRuntime",
-                  f"metadata: {{name: {ds}}}", "spec:", f"  replicas: {self.workers}",
-                  f"  master: {{replicas: {master_replicas}}}",
-                  "  tieredstore:", "    levels:",
-                  f"      - {{mediumtype: MEM, path: {self.shm}, quota: 64Mi, high: '0.9', "
-                  "low: '0.5'}"]
-        text = "\n".join(lines) + "\n"
+            nodes.append({"name": name, "address": address, "dataDir": d,
+                          "runtimeDir": f"{d}/run", "roles": list(roles)})
+        # one runtime, for the first dataset
+        datasets = [Dataset(ds, mounts=[(ds, f"file:///nonexistent/{ds}")], runtime=i == 0,
+                            replicas=self.workers, master_replicas=master_replicas,
+                            tiers=[("MEM", self.shm, "64Mi", "0.9", "0.5")])
+                    for i, ds in enumerate(self.datasets)]
+        text = cluster_yaml(name="test", token_file=write_token(os.path.join(self.dir, "token"),
+                                                                self.token),
+                            raft=FAST_RAFT, nodes=nodes, datasets=datasets)
         if mutate:
             text = mutate(text)
         with open(self.yaml_path, "w") as f:
@@ -161,16 +150,7 @@ def agreement(cluster, masters):
 def make_members(tmp_path, build_dir):
     weir_binary("weir-master")
     weir_binary("weirctl")
-    made = []
-
-    def make(**kw):
-        c = Members(tmp_path / f"c{len(made)}", build_dir, **kw)
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        c.stop()
+    yield from cluster_factory(Members, tmp_path, build_dir)
 
 
 def members_of(cfg):
@@ -321,13 +301,7 @@ def test_add_node_with_worker(make_members, tmp_path):
     assert "weir-worker.service" in wants and "weir-master.service" not in wants, wants
 
     # ... and weir.target starts it: it finds the masters in the YAML and registers.
-    env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS="unix:path=/nonexistent/weir-test-bus")
-    env.pop("NOTIFY_SOCKET", None)
-    log_path = os.path.join(c.dir, "worker-node4.log")
-    with open(log_path, "ab") as log:
-        w = subprocess.Popen([weir_binary("weir-worker"), "--config", c.yaml_path, "--node",
-                              "node4"], stdout=log, stderr=subprocess.STDOUT, env=env,
-                             start_new_session=True)
+    w = WorkerProc(weir_binary("weir-worker"), c.yaml_path, "node4", c.dir).start()
     try:
         def registered():
             code, body, _ = c.request("GET", "/v1/workers")
@@ -335,12 +309,7 @@ def test_add_node_with_worker(make_members, tmp_path):
                                        for x in body["workers"])
         wait_for(registered, 30, "node4's worker registered with the leader", c)
     finally:
-        try:
-            os.killpg(w.pid, signal.SIGTERM)
-            w.wait(timeout=10)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(w.pid, signal.SIGKILL)
-            w.wait(timeout=10)
+        w.stop()
     assert {m.name: m.proc.pid for m in c.masters} == pids
 
 

@@ -197,8 +197,7 @@ def test_file_changed_upstream_during_prefetch_is_never_served_mixed():
     def via_throttle(store):
         nonlocal throttle
         throttle = Throttle(store, 1 * MiB).start()
-        return [f"    - {{mountPoint: 'http://{throttle.address}:{throttle.port}/hbase/', "
-                "name: hbase}"]
+        return ("hbase", f"http://{throttle.address}:{throttle.port}/hbase/")
 
     c = cluster(make, block_size="1Mi", mount=via_throttle, fuse_env={"WEIR_FUSE_REFRESH": "1s"})
     try:

@@ -323,6 +323,42 @@ static void test_undecodable(void **state)
         fsm_free(f);
 }
 
+/* The cluster epoch: none at first, the first EPOCH_SET wins (two leaders may each propose one),
+ * invalid values are refused, snapshots carry it and a snapshot without one restores none. */
+static void test_epoch(void **state)
+{
+        fsm *f = fsm_with_dataset(), *g = fsm_new();
+        json_t *r;
+        char *a, *b;
+        size_t alen, blen;
+
+        assert_true(fsm_epoch(f) == 0);
+        assert_int_equal(fsm_snapshot(f, &a, &alen), 0);
+        assert_null(strstr(a, "\"epoch\""));
+        apply_ok(f, fsm_cmd_epoch_set(0x0123456789abcdefull), 2);
+        assert_true(fsm_epoch(f) == 0x0123456789abcdefull);
+        apply_ok(f, fsm_cmd_epoch_set(0x42), 3);
+        assert_true(fsm_epoch(f) == 0x0123456789abcdefull);
+        r = apply(f, json_pack("{s:s,s:s}", "op", "epoch_set", "epoch", "0000000000000000"), "t",
+                  4);
+        assert_non_null(json_object_get(r, "error"));
+        json_decref(r);
+        r = apply(f, json_pack("{s:s,s:i}", "op", "epoch_set", "epoch", 5), "t", 5);
+        assert_non_null(json_object_get(r, "error"));
+        json_decref(r);
+        assert_true(fsm_epoch(f) == 0x0123456789abcdefull);
+
+        assert_int_equal(fsm_snapshot(f, &b, &blen), 0);
+        assert_int_equal(fsm_restore(g, b, blen), 0);
+        assert_true(fsm_epoch(g) == 0x0123456789abcdefull);
+        assert_int_equal(fsm_restore(g, a, alen), 0);
+        assert_true(fsm_epoch(g) == 0);
+        free(a);
+        free(b);
+        fsm_free(f);
+        fsm_free(g);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -331,6 +367,7 @@ int main(void)
                 cmocka_unit_test(test_tree_commit_atomic_and_versions),
                 cmocka_unit_test(test_tree_rejects_bad_paths),
                 cmocka_unit_test(test_snapshot_restore),
+                cmocka_unit_test(test_epoch),
                 cmocka_unit_test(test_members_set),
                 cmocka_unit_test(test_undecodable),
         };

@@ -139,15 +139,16 @@ static int setup(void **state)
         x->cfg = (config){.nodes = x->nodes, .n_nodes = 2, .datasets = &x->ds, .n_datasets = 1};
         reader_options o = {.retry_ms = 100, .stall_ms = 1000, .fd_cache = 2};
         assert_int_equal(reader_new(&x->cfg, &x->nodes[0], &x->ds, NULL, &o, &x->r), 0);
-        /* a file of 2 blocks and 100 bytes: ids 5-1-0, 5-1-1, 5-1-2 */
+        /* a file of 2 blocks and 100 bytes: ids E-5-1-0, E-5-1-1, E-5-1-2 */
         x->f = (reader_file){.path = (char *)"/m/f",
+                             .epoch = 0xe1,
                              .file_id = 5,
                              .version = 1,
                              .size = 2 * BS + 100,
                              .block_size = BS};
-        write_block(&x->w, "5-1-0", BS, 1);
-        write_block(&x->w, "5-1-1", BS, 2);
-        write_block(&x->w, "5-1-2", 100, 3);
+        write_block(&x->w, "00000000000000e1-5-1-0", BS, 1);
+        write_block(&x->w, "00000000000000e1-5-1-1", BS, 2);
+        write_block(&x->w, "00000000000000e1-5-1-2", 100, 3);
         *state = x;
         return 0;
 }
@@ -174,7 +175,7 @@ static void test_open_ok_and_cached(void **state)
         unsigned char b[16];
         int fd;
 
-        fd = local_block(x->r, "5-1-2", 100, &len);
+        fd = local_block(x->r, "00000000000000e1-5-1-2", 100, &len);
         assert_true(fd >= 0);
         assert_true(len == 100);
         assert_int_equal(pread_all(fd, b, 16, 10), 0);
@@ -184,7 +185,7 @@ static void test_open_ok_and_cached(void **state)
         assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
         safe_close(fd);
         /* the second time comes from the descriptor cache, without asking the worker */
-        fd = local_block(x->r, "5-1-2", 100, &len);
+        fd = local_block(x->r, "00000000000000e1-5-1-2", 100, &len);
         assert_true(fd >= 0);
         safe_close(fd);
         assert_int_equal(x->w.opens, 1);
@@ -196,14 +197,16 @@ static void test_cache_is_bounded(void **state)
         uint64_t len;
 
         for (int i = 0; i < 3; i++) {
-                static const char *const ids[] = {"5-1-0", "5-1-1", "5-1-2"};
+                static const char *const ids[] = {"00000000000000e1-5-1-0",
+                                                  "00000000000000e1-5-1-1",
+                                                  "00000000000000e1-5-1-2"};
                 int fd = local_block(x->r, ids[i], i == 2 ? 100 : BS, &len);
 
                 assert_true(fd >= 0);
                 safe_close(fd);
         }
         assert_int_equal(x->r->fds.n, 2); /* fd_cache = 2: the oldest was closed */
-        assert_null(hmap_get_str(&x->r->fds, "5-1-0"));
+        assert_null(hmap_get_str(&x->r->fds, "00000000000000e1-5-1-0"));
 }
 
 static void test_miss_err_garbage_short(void **state)
@@ -212,25 +215,25 @@ static void test_miss_err_garbage_short(void **state)
         uint64_t len;
 
         x->w.mode = "miss";
-        assert_int_equal(local_block(x->r, "5-1-0", BS, &len), -ENOENT);
+        assert_int_equal(local_block(x->r, "00000000000000e1-5-1-0", BS, &len), -ENOENT);
         /* the miss is remembered: the socket is not asked again for a while */
-        assert_int_equal(local_block(x->r, "5-1-0", BS, &len), -ENOENT);
+        assert_int_equal(local_block(x->r, "00000000000000e1-5-1-0", BS, &len), -ENOENT);
         assert_int_equal(x->w.opens, 1);
         for (unsigned i = 0; i < READER_MISSES; i++)
                 x->r->misses[i].until_ms = 0;
         x->w.mode = "err";
-        assert_int_equal(local_open(x->r, "5-1-0", &len), -ENODATA);
+        assert_int_equal(local_open(x->r, "00000000000000e1-5-1-0", &len), -ENODATA);
         /* an answer, not a broken socket: the worker is not skipped */
-        assert_int_equal(local_block(x->r, "5-1-0", BS, &len), -ENOENT);
+        assert_int_equal(local_block(x->r, "00000000000000e1-5-1-0", BS, &len), -ENOENT);
         assert_int_equal(x->r->local_down_until, 0);
         x->w.mode = "garbage";
-        assert_int_equal(local_open(x->r, "5-1-0", &len), -EIO);
-        assert_int_equal(local_block(x->r, "5-1-0", BS, &len), -ENOENT);
+        assert_int_equal(local_open(x->r, "00000000000000e1-5-1-0", &len), -EIO);
+        assert_int_equal(local_block(x->r, "00000000000000e1-5-1-0", BS, &len), -ENOENT);
         assert_true(x->r->local_down_until > 0); /* skipped for a while */
         /* a descriptor whose length disagrees with the block's is not used */
         x->w.mode = "short";
         x->r->local_down_until = 0;
-        assert_int_equal(local_block(x->r, "5-1-1", BS, &len), -ENOENT);
+        assert_int_equal(local_block(x->r, "00000000000000e1-5-1-1", BS, &len), -ENOENT);
 }
 
 static void test_extents(void **state)
@@ -318,7 +321,7 @@ static void test_plan_labels(void **state)
 
                 for (unsigned i = 0; i < 3; i++) {
                         /* version 2: none of its blocks is in the descriptor cache yet */
-                        block_key key = {.file_id = 5, .version = 2, .index = i};
+                        block_key key = {.epoch = 0xe1, .file_id = 5, .version = 2, .index = i};
 
                         block_id_format(s[i].id, &key);
                         plan_label(x->r, &loc, &s[i]);
@@ -364,7 +367,7 @@ static void test_no_socket(void **state)
         uint64_t len;
 
         unlink(x->w.sock);
-        assert_int_equal(local_block(x->r, "5-1-0", BS, &len), -ENOENT);
+        assert_int_equal(local_block(x->r, "00000000000000e1-5-1-0", BS, &len), -ENOENT);
         /* and it is not asked again for a while */
         assert_true(local_is_down(x->r));
 }
