@@ -500,14 +500,14 @@ static void test_checksum_failure(void **state)
         store_free(s);
 }
 
-/* A block named as format 1 wrote it ("F-V-I.SUM", no checksum tag) is removed at start, not
- * verified or served: even when SUM happens to be the right checksum under today's format. */
+/* A block named as weir's own checksum named it ("E-F-V-I.SUM", no checksum tag) is removed at
+ * start, not verified or served: even when SUM happens to be the right checksum under XXH3. */
 static void test_old_format_block_dropped(void **state)
 {
         fixture *f = *state;
         store *s;
         store_stats st;
-        char prefix[] = "7-1-3." CHECKSUM_NAME_TAG, path[512] = "", old[512] = "";
+        char prefix[] = "00000000000000e1-7-1-3." CHECKSUM_NAME_TAG, path[512] = "", old[512] = "";
         DIR *d;
         struct dirent *de;
 
@@ -521,7 +521,7 @@ static void test_old_format_block_dropped(void **state)
                 if (strncmp(de->d_name, prefix, strlen(prefix)) == 0) {
                         snprintf(path, sizeof(path), "%s/%s", f->dirs[0], de->d_name);
                         /* the same sum, without the tag: how format 1 named its blocks */
-                        snprintf(old, sizeof(old), "%s/7-1-3.%s", f->dirs[0],
+                        snprintf(old, sizeof(old), "%s/00000000000000e1-7-1-3.%s", f->dirs[0],
                                  de->d_name + strlen(prefix));
                 }
         closedir(d);
@@ -529,7 +529,7 @@ static void test_old_format_block_dropped(void **state)
         assert_int_equal(rename(path, old), 0);
 
         assert_int_equal(store_new(f->specs, 1, 0, &s), 0);
-        assert_false(store_contains(s, &(store_key){7, 1, 3}));
+        assert_false(store_contains(s, &(store_key){TEST_EPOCH, 7, 1, 3}));
         assert_false(get_ok(s, 3, 1000));
         assert_int_equal(access(old, F_OK), -1); /* removed, its space back */
         store_get_stats(s, &st);
