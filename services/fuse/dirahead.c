@@ -297,6 +297,7 @@ static job *job_new(const char *dir, const meta_entry *e, uint64_t block_size, u
                 return NULL;
         j->file = (reader_file){
                 .path = inode_path_join(dir, e->name),
+                .epoch = e->epoch,
                 .file_id = e->file_id,
                 .version = e->version,
                 .size = e->size,

@@ -35,6 +35,7 @@ static meta_listing *listing_new(size_t n, uint64_t (*size_of)(size_t), bool (*i
                 l->entries[i].name = strdup(name);
                 l->entries[i].dir = is_dir && is_dir(i);
                 l->entries[i].size = l->entries[i].dir ? 0 : size_of(i);
+                l->entries[i].epoch = 0xe1;
                 l->entries[i].file_id = i + 1;
                 l->entries[i].version = 1;
         }
@@ -98,6 +99,7 @@ static pthread_mutex_t warm_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t warm_cond = PTHREAD_COND_INITIALIZER;
 static unsigned warmed[4096][4];
 static unsigned warm_total;
+static unsigned warm_wrong_epoch; /* warm-ups whose block id lacks the listing's epoch */
 static bool warm_hold;
 
 int reader_warm(reader *r, const reader_file *f, uint64_t index)
@@ -106,6 +108,8 @@ int reader_warm(reader *r, const reader_file *f, uint64_t index)
         pthread_mutex_lock(&warm_lock);
         while (warm_hold)
                 pthread_cond_wait(&warm_cond, &warm_lock);
+        if (f->epoch != 0xe1)
+                warm_wrong_epoch++;
         if (f->file_id < 4096 && index < 4)
                 warmed[f->file_id][index]++;
         warm_total++;
@@ -336,6 +340,7 @@ static void test_pool_warms_ahead_once_and_stops_with_the_reader(void **state)
         pthread_mutex_unlock(&warm_lock);
         dirahead_get_stats(d, &st);
         assert_int_equal(st.files, total);
+        assert_int_equal(warm_wrong_epoch, 0); /* block ids carry the cluster's epoch */
         assert_int_equal(st.bytes, (uint64_t)total * (64 << 10));
         dirahead_free(d);
         meta_listing_unref(fake_dirs[0]);
