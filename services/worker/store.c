@@ -714,9 +714,10 @@ static int level_rebuild(store *s, unsigned level)
         }
         free(found);
         if (old_format > 0)
-                log_notice("Removed %zu blocks of an older cache format from %s (checksum format %d "
-                           "now); they are fetched again when read.",
-                           old_format, l->dir, CHECKSUM_FORMAT);
+                log_notice(
+                        "Removed %zu blocks of an older cache format from %s (checksum format %d "
+                        "now); they are fetched again when read.",
+                        old_format, l->dir, CHECKSUM_FORMAT);
         return r;
 }
 
