@@ -354,10 +354,10 @@ static void h_datasets(httpd_request *req, void *userdata)
         manager *m = userdata;
         if (!api_leader_gate(m, req))
                 return;
-        pthread_mutex_lock(&m->state_lock);
-        json_t *all = fsm_datasets(m->fsm);
+        json_t *all = fsm_datasets(m->fsm); /* a read transaction: no lock */
         size_t i;
         json_t *ds;
+        pthread_mutex_lock(&m->state_lock);
         json_array_foreach(all, i, ds) dataset_cache_fields_locked(m, ds);
         pthread_mutex_unlock(&m->state_lock);
         if (!all) {
@@ -431,11 +431,12 @@ static void h_dataset(httpd_request *req, void *userdata)
 
         if (get && rest[0] == 0) {
                 json_t *ds = NULL;
-                pthread_mutex_lock(&m->state_lock);
                 r = fsm_dataset(m->fsm, name, &ds);
-                if (r >= 0)
+                if (r >= 0) {
+                        pthread_mutex_lock(&m->state_lock);
                         dataset_cache_fields_locked(m, ds);
-                pthread_mutex_unlock(&m->state_lock);
+                        pthread_mutex_unlock(&m->state_lock);
+                }
                 if (r < 0)
                         return reply_fsm_error(req, r, "dataset");
                 httpd_reply_json(req, 200, ds);
@@ -444,15 +445,12 @@ static void h_dataset(httpd_request *req, void *userdata)
         if (get && (strcmp(rest, "ls") == 0 || strcmp(rest, "stat") == 0)) {
                 const char *path = httpd_request_query(req, "path") ?: "/";
                 json_t *out = NULL;
-                pthread_mutex_lock(&m->state_lock);
-                if (!fsm_has_dataset(m->fsm, name))
-                        r = -ENOENT;
-                else if (rest[0] == 'l')
+                /* Read transactions: never waiting for an apply or a snapshot. */
+                if (rest[0] == 'l')
                         r = fsm_ls(m->fsm, name, path, &out);
                 else
                         r = fsm_stat(m->fsm, name, path, &out);
-                bool has = fsm_has_dataset(m->fsm, name);
-                pthread_mutex_unlock(&m->state_lock);
+                bool has = r >= 0 || fsm_has_dataset(m->fsm, name);
                 if (r < 0)
                         return reply_fsm_error(req, r, has ? "path" : "dataset");
                 httpd_reply_json(req, 200, out);
@@ -460,9 +458,7 @@ static void h_dataset(httpd_request *req, void *userdata)
         }
         if (get && strcmp(rest, "labels") == 0) {
                 json_t *labels = NULL;
-                pthread_mutex_lock(&m->state_lock);
                 r = fsm_labels(m->fsm, name, &labels);
-                pthread_mutex_unlock(&m->state_lock);
                 if (r < 0)
                         return reply_fsm_error(req, r, "dataset");
                 httpd_reply_json(req, 200, json_pack("{s:o}", "labels", labels));
@@ -514,9 +510,7 @@ static void h_file(httpd_request *req, void *userdata)
                 httpd_reply_error(req, 400, "file id must be a decimal number");
                 return;
         }
-        pthread_mutex_lock(&m->state_lock);
         int r = fsm_file(m->fsm, id, &out);
-        pthread_mutex_unlock(&m->state_lock);
         if (r < 0)
                 return reply_fsm_error(req, r, "file");
         httpd_reply_json(req, 200, out);
@@ -717,8 +711,8 @@ static void h_workers(httpd_request *req, void *userdata)
         if (!api_leader_gate(m, req))
                 return;
         json_t *out = json_array();
-        pthread_mutex_lock(&m->state_lock);
         json_t *registered = fsm_workers(m->fsm);
+        pthread_mutex_lock(&m->state_lock);
         const char *node;
         json_t *reg;
         json_object_foreach(registered, node, reg)
@@ -766,8 +760,8 @@ static void h_blocks(httpd_request *req, void *userdata)
         char key[64];
         snprintf(key, sizeof(key), "%" PRIu64 "-%" PRIu64, file_id, version);
         json_t *locations = json_object();
-        pthread_mutex_lock(&m->state_lock);
         int r = fsm_file(m->fsm, file_id, &file);
+        pthread_mutex_lock(&m->state_lock);
         const char *index;
         json_t *holders;
         json_object_foreach(json_object_get(m->soft_blocks, key), index, holders)
@@ -891,6 +885,7 @@ static const httpd_route api_routes[] = {
          WORKER_BODY_MAX},
         {"GET", "/v1/blocks", h_blocks, 0, 0},
         {"GET", "/v1/fuses", h_fuses, 0, 0},
+        {"POST", "/v1/internal/state", api_state_copy, 0, 0},
         {"POST", "/v1/fuses/", h_fuse_heartbeat, HTTPD_ROUTE_PREFIX | HTTPD_ROUTE_JSON, 0},
 };
 

@@ -43,6 +43,13 @@ struct manager {
         unsigned open_handles; /* ours, closed by the shutdown chain */
         uint64_t watchdog_usec;
 
+        /* The replicated state (fsm.h, LMDB): read from any thread without state_lock; written
+         * only by the loop thread (raft apply and restore). */
+        fsm *fsm;
+        char *db_path;
+        uint64_t apply_skip; /* entries raft replays that the database already holds */
+        bool fatal;          /* the database failed an apply: stopping */
+
         struct raft raft;
         struct raft_io io;
         struct raft_uv_transport transport;
@@ -68,7 +75,6 @@ struct manager {
          * raft applies or restores. Writes (raft_apply must run on the loop) are queued here and
          * the loop is woken with uv_async. Never call raft or block while holding it. */
         pthread_mutex_t state_lock;
-        fsm *fsm;
         manager_view view;
         bool stopping;
         manager_call *queue_head, *queue_tail;
@@ -106,6 +112,12 @@ int api_start(manager *m);
 char *api_metrics_text(manager *m);
 /* Called by the loop when this node stops serving as leader: drops the soft state. */
 void api_soft_state_reset_locked(manager *m);
+
+/* snapshot.c: replaces the state database with a copy from a peer that has applied at least
+ * MIN_APPLIED entries (the leader first). Loop thread. */
+int snapshot_fetch(manager *m, uint64_t min_applied);
+/* POST /v1/internal/state: streams a consistent copy of this master's database. */
+void api_state_copy(httpd_request *req, void *userdata);
 
 /* dbus.c: connect to the system bus (logged once and ignored when there is none). */
 int dbus_start(manager *m);
