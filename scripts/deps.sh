@@ -11,7 +11,7 @@ build_pkgs=(meson ninja-build pkg-config gcc libraft-dev liblmdb-dev libuv1-dev 
             libcmocka-dev clang-format)
 check_pkgs=(python3-pytest nginx apache2 dbus clang libclang-rt-14-dev curl nix-bin systemd
             iproute2 psmisc procps)
-demo_pkgs=(nginx curl fuse3 psmisc procps)
+demo_pkgs=(nginx curl psmisc procps)
 
 case "$what" in
 build) pkgs=("${build_pkgs[@]}") ;;

@@ -9,8 +9,6 @@
 #include "ctl.h"
 #include "parse.h"
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(config *, config_free);
-
 static const char *const scheme_names[] = {
         [CONFIG_SCHEME_HTTP] = "http", [CONFIG_SCHEME_HTTPS] = "https",
         [CONFIG_SCHEME_S3] = "s3",     [CONFIG_SCHEME_OSS] = "oss",

@@ -14,11 +14,10 @@
 #include "httpc.h"
 #include "log.h"
 #include "parse.h"
+#include "fsutil.h"
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(config *, config_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(httpc *, httpc_free);
-
-#define CTL_TOKEN_MAX 4096
+#define CTL_LS_PAGE     1000u  /* entries per ls request */
+#define CTL_LS_PAGE_MAX 10000u /* the master's LISTING_LIMIT_MAX */
 
 typedef struct api {
         config *cfg;
@@ -49,23 +48,14 @@ static int api_open(const ctl_context *ctx, api *a)
         httpc_set_timeout(a->c, 10000, 1000);
 
         if (a->cfg->token_file) {
-                _cleanup_fclose_ FILE *f = fopen(a->cfg->token_file, "re");
-                char buf[CTL_TOKEN_MAX];
-                size_t n;
+                _cleanup_secret_ char *token = NULL;
 
                 /* Without the token reads still work; writes will say 401. */
-                if (!f)
-                        log_debug("Cannot read %s: %m", a->cfg->token_file);
-                else {
-                        n = fread(buf, 1, sizeof buf - 1, f);
-                        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-                                n--;
-                        buf[n] = 0;
-                        r = httpc_set_token(a->c, buf);
-                        explicit_bzero(buf, sizeof buf);
-                        if (r < 0)
-                                return log_oom();
-                }
+                r = read_secret_file(a->cfg->token_file, SECRET_MAX, &token);
+                if (r < 0)
+                        log_debug_errno(r, "Cannot read %s: %m", a->cfg->token_file);
+                else if (httpc_set_token(a->c, token) < 0)
+                        return log_oom();
         }
         return 0;
 }
@@ -301,8 +291,9 @@ static void format_time(const json_t *v, char *buf, size_t len)
                 snprintf(buf, len, "%-16s", "-");
 }
 
+/* GET /v1/datasets/DATASET/VERB?path=PATH&EXTRA (EXTRA already escaped, may be NULL). */
 static int get_entry(const ctl_context *ctx, api *a, const char *verb, const char *arg,
-                     httpc_response *res)
+                     const char *extra, httpc_response *res)
 {
         _cleanup_free_ char *dataset = NULL, *path = NULL, *qd = NULL, *qp = NULL, *url = NULL;
 
@@ -313,7 +304,9 @@ static int get_entry(const ctl_context *ctx, api *a, const char *verb, const cha
         }
         qd = escape_query(dataset);
         qp = escape_query(path);
-        if (!qd || !qp || asprintf(&url, "/v1/datasets/%s/%s?path=%s", qd, verb, qp) < 0) {
+        if (!qd || !qp ||
+            asprintf(&url, "/v1/datasets/%s/%s?path=%s%s%s", qd, verb, qp, extra ? "&" : "",
+                     extra ?: "") < 0) {
                 log_oom();
                 return 1;
         }
@@ -331,17 +324,38 @@ static int get_entry(const ctl_context *ctx, api *a, const char *verb, const cha
         return 0;
 }
 
+static void print_ls_entry(const json_t *e, bool longf)
+{
+        const char *name = json_string_value(json_object_get(e, "name")) ?: "?";
+        bool dir = strcmp(json_string_value(json_object_get(e, "type")) ?: "", "dir") == 0;
+
+        if (longf) {
+                char when[64];
+
+                format_time(json_object_get(e, "mtime"), when, sizeof when);
+                if (dir)
+                        printf("d %14s %s %5s %s/\n", "-", when, "-", name);
+                else
+                        printf("f %14" PRIu64 " %s %5" PRIu64 " %s\n",
+                               json_u64(json_object_get(e, "size")), when,
+                               json_u64(json_object_get(e, "version")), name);
+        } else
+                printf("%s%s\n", name, dir ? "/" : "");
+}
+
 int ctl_ls(const ctl_context *ctx, int argc, char **argv)
 {
         static const struct option options[] = {
                 {"long", no_argument, NULL, 'l'},
                 {"json", no_argument, NULL, 'j'},
+                {"page-size", required_argument, NULL, 'p'},
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
         _cleanup_(api_done) api a = {};
-        httpc_response res = {};
-        bool longf = false, json = ctx->json;
+        _cleanup_free_ char *after = NULL;
+        bool longf = false, json = ctx->json, first = true;
+        uint64_t page = CTL_LS_PAGE;
         int c, r;
 
         while ((c = getopt_long(argc, argv, "lh", options, NULL)) >= 0)
@@ -352,48 +366,83 @@ int ctl_ls(const ctl_context *ctx, int argc, char **argv)
                 case 'j':
                         json = true;
                         break;
+                case 'p':
+                        if (parse_u64(optarg, &page) < 0 || page == 0 || page > CTL_LS_PAGE_MAX) {
+                                fprintf(stderr, "weirctl ls: --page-size must be 1..%u, got '%s'\n",
+                                        CTL_LS_PAGE_MAX, optarg);
+                                return 2;
+                        }
+                        break;
                 case 'h':
-                        printf("Usage: weirctl ls [-l] [--json] /DATASET[/MOUNT/PATH]\n\n"
-                               "List a directory of a dataset as the masters hold it.\n"
-                               "-l: TYPE SIZE MODIFIED VERSION NAME (sizes in bytes).\n");
+                        printf("Usage: weirctl ls [-l] [--json] [--page-size N] "
+                               "/DATASET[/MOUNT/PATH]\n\n"
+                               "List a directory of a dataset as the masters hold it, in name "
+                               "order,\nasking for N entries at a time (default %u, at most "
+                               "%u).\n"
+                               "-l: TYPE SIZE MODIFIED VERSION NAME (sizes in bytes).\n",
+                               CTL_LS_PAGE, CTL_LS_PAGE_MAX);
                         return 0;
                 default:
                         return 2;
                 }
         if (optind + 1 != argc) {
-                fprintf(stderr, "Usage: weirctl ls [-l] /DATASET[/MOUNT/PATH]\n");
+                fprintf(stderr, "Usage: weirctl ls [-l] [--page-size N] /DATASET[/MOUNT/PATH]\n");
                 return 2;
         }
-        r = get_entry(ctx, &a, "ls", argv[optind], &res);
-        if (r != 0)
-                return r;
-        if (json) {
-                json_dumpf(res.json, stdout, JSON_INDENT(2));
-                putchar('\n');
+        /* one page in memory at a time: --json streams the entries of all pages as one array */
+        for (;;) {
+                _cleanup_free_ char *extra = NULL, *qa = after ? escape_query(after) : NULL;
+                httpc_response res = {};
+                json_t *entries, *next, *e;
+                size_t i;
+
+                if ((after && !qa) || asprintf(&extra, "limit=%" PRIu64 "%s%s", page,
+                                               qa ? "&after=" : "", qa ?: "") < 0)
+                        return log_oom();
+                r = get_entry(ctx, &a, "ls", argv[optind], extra, &res);
+                if (r != 0)
+                        return r;
+                entries = json_object_get(res.json, "entries");
+                next = json_object_get(res.json, "next");
+                if (!json_is_array(entries) || (next && !json_is_string(next))) {
+                        httpc_response_done(&res);
+                        log_error("%s: the master's listing has no entries array.", argv[optind]);
+                        return 1;
+                }
+                if (next && after && strcmp(json_string_value(next), after) <= 0) {
+                        /* a page must move forward, or this loop would never end */
+                        httpc_response_done(&res);
+                        log_error("%s: the master's listing did not advance past '%s'.",
+                                  argv[optind], after);
+                        return 1;
+                }
+                if (json && first) {
+                        _cleanup_free_ char *p =
+                                json_dumps(json_object_get(res.json, "path"), JSON_ENCODE_ANY);
+
+                        printf("{\n  \"path\": %s,\n  \"entries\": [", p ?: "null");
+                }
+                json_array_foreach(entries, i, e)
+                {
+                        if (json) {
+                                _cleanup_free_ char *s = json_dumps(e, JSON_COMPACT);
+
+                                printf("%s\n    %s", first ? "" : ",", s ?: "null");
+                                first = false;
+                        } else
+                                print_ls_entry(e, longf);
+                }
+                first = false;
+                free(after);
+                after = next ? strdup(json_string_value(next)) : NULL;
                 httpc_response_done(&res);
-                return 0;
+                if (next && !after)
+                        return log_oom();
+                if (!next)
+                        break;
         }
-        size_t i;
-        json_t *e;
-        json_array_foreach(json_object_get(res.json, "entries"), i, e)
-        {
-                const char *name = json_string_value(json_object_get(e, "name")) ?: "?";
-                bool dir = strcmp(json_string_value(json_object_get(e, "type")) ?: "", "dir") == 0;
-
-                if (longf) {
-                        char when[64];
-
-                        format_time(json_object_get(e, "mtime"), when, sizeof when);
-                        if (dir)
-                                printf("d %14s %s %5s %s/\n", "-", when, "-", name);
-                        else
-                                printf("f %14" PRIu64 " %s %5" PRIu64 " %s\n",
-                                       json_u64(json_object_get(e, "size")), when,
-                                       json_u64(json_object_get(e, "version")), name);
-                } else
-                        printf("%s%s\n", name, dir ? "/" : "");
-        }
-        httpc_response_done(&res);
+        if (json)
+                printf("\n  ]\n}\n");
         return 0;
 }
 
@@ -420,7 +469,7 @@ int ctl_stat(const ctl_context *ctx, int argc, char **argv)
                 fprintf(stderr, "Usage: weirctl stat [--json] /DATASET/MOUNT/PATH\n");
                 return 2;
         }
-        r = get_entry(ctx, &a, "stat", arg, &res);
+        r = get_entry(ctx, &a, "stat", arg, NULL, &res);
         if (r != 0)
                 return r;
         if (json)

@@ -18,10 +18,11 @@
 #include "httpc.h"
 #include "log.h"
 #include "parse.h"
+#include "fsutil.h"
+#include "timeutil.h"
 
 #define LOAD_MAX_DEPTH  64
 #define LOAD_MAX_FILES  1000000
-#define LOAD_TOKEN_MAX  4096
 #define LOAD_TIMEOUT_MS (24L * 3600 * 1000) /* one file's blocks on one worker */
 
 typedef struct load_file {
@@ -57,14 +58,6 @@ struct load_ctx {
         uint64_t polled; /* bytes loaded as the workers' counters say, for progress only */
         unsigned errors; /* requests that failed as a whole */
 };
-
-static double now_s(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static httpc *client_new(load_ctx *c, long timeout_ms)
 {
@@ -456,23 +449,6 @@ static void ctx_done(load_ctx *c)
         pthread_mutex_destroy(&c->lock);
 }
 
-static int read_token(const char *path, char **ret)
-{
-        _cleanup_fclose_ FILE *f = fopen(path, "re");
-        char buf[LOAD_TOKEN_MAX];
-        size_t n;
-
-        if (!f)
-                return -errno;
-        n = fread(buf, 1, sizeof(buf) - 1, f);
-        while (n > 0 && strchr(" \t\r\n", buf[n - 1]))
-                n--;
-        buf[n] = 0;
-        *ret = strdup(buf);
-        explicit_bzero(buf, sizeof(buf));
-        return *ret ? 0 : -ENOMEM;
-}
-
 /* Lists, spreads, loads and reports; the exit status. */
 static int load_run(const ctl_context *ctx, load_ctx *c, httpc *h, int argc, char **argv,
                     bool quiet)
@@ -602,7 +578,8 @@ int ctl_load(const ctl_context *ctx, int argc, char **argv)
                 log_error("No dataset %s in %s", c.dataset, ctx->config_path);
         else {
                 c.block_size = d->block_size ? d->block_size : CONFIG_DEFAULT_BLOCK_SIZE;
-                if (c.cfg->token_file && (r = read_token(c.cfg->token_file, &c.token)) < 0)
+                if (c.cfg->token_file &&
+                    (r = read_secret_file(c.cfg->token_file, SECRET_MAX, &c.token)) < 0)
                         log_debug_errno(r, "Cannot read %s: %m", c.cfg->token_file);
                 h = client_new(&c, 10000);
                 if (!h)

@@ -8,9 +8,6 @@
 #include "httpc.h"
 #include "log.h"
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(config *, config_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(httpc *, httpc_free);
-
 /* "node1:19998" from an API address "HOST:PORT" and the node's name. */
 static void short_name(const json_t *m, char *buf, size_t len)
 {

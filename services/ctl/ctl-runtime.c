@@ -65,9 +65,6 @@ static void format_age(double created, char *buf, size_t len)
                 snprintf(buf, len, "%.0fd", s / 86400);
 }
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(config *, config_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(httpc *, httpc_free);
-
 int ctl_runtime(const ctl_context *ctx, int argc, char **argv)
 {
         config_diags diags = {};

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "meta.h"
 #include "parse.h"
+#include "timeutil.h"
 
 #define DBUS_NAME         "io.weir.Fuse1"
 #define DBUS_PATH         "/io/weir/Fuse1"
@@ -67,6 +68,12 @@ static int prop_u64(sd_bus *bus, const char *path, const char *interface, const 
                 v = s->passthrough_opens;
         else if (strcmp(property, "Inodes") == 0)
                 v = s->inodes;
+        else if (strcmp(property, "XattrRequests") == 0)
+                v = s->xattr_requests;
+        else if (strcmp(property, "ListingRequests") == 0)
+                v = s->meta.page_calls;
+        else if (strcmp(property, "StatRequests") == 0)
+                v = s->meta.stat_calls;
         else if (strcmp(property, "BytesLocal") == 0)
                 v = s->reads.bytes_local;
         else if (strcmp(property, "BytesRemote") == 0)
@@ -99,6 +106,9 @@ static const sd_bus_vtable fuse_vtable[] = {
         SD_BUS_PROPERTY("CachedHere", "t", prop_u64, 0, 0),
         SD_BUS_PROPERTY("PassthroughOpens", "t", prop_u64, 0, 0),
         SD_BUS_PROPERTY("Inodes", "t", prop_u64, 0, 0),
+        SD_BUS_PROPERTY("XattrRequests", "t", prop_u64, 0, 0),
+        SD_BUS_PROPERTY("ListingRequests", "t", prop_u64, 0, 0),
+        SD_BUS_PROPERTY("StatRequests", "t", prop_u64, 0, 0),
         SD_BUS_PROPERTY("BytesLocal", "t", prop_u64, 0, 0),
         SD_BUS_PROPERTY("BytesRemote", "t", prop_u64, 0, 0),
         SD_BUS_PROPERTY("BytesStore", "t", prop_u64, 0, 0),
@@ -168,7 +178,7 @@ static void *dbus_thread(void *userdata)
 
         for (;;) {
                 struct pollfd p[2] = {{.fd = d->stop_fd, .events = POLLIN}, {.fd = -1}};
-                uint64_t now = meta_now_ms(), timeout = DBUS_STATUS_MS, bus_timeout;
+                uint64_t now = now_ms(), timeout = DBUS_STATUS_MS, bus_timeout;
 
                 if (now >= next_status) {
                         update_status(d);

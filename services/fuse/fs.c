@@ -22,10 +22,13 @@
 #include "http.h"
 #include "inode.h"
 #include "log.h"
+#include "lru.h"
 #include "meta.h"
 #include "passthrough.h"
 #include "prefetch.h"
 #include "reader.h"
+#include "fsutil.h"
+#include "timeutil.h"
 
 #define FS_MAX_READ      (1u << 20) /* what libfuse 3.14 and the kernel default allow */
 #define FS_STATUS_TTL_MS 5000
@@ -42,6 +45,16 @@ typedef struct fs_file {
         pthread_mutex_t lock;  /* guards window */
         prefetch_window window;
 } fs_file;
+
+/* Where the last readdir of a directory stopped: the page holding entries
+ * [start, start + page->n). Kept per inode (not per open: the kernel may skip OPENDIR), so the
+ * next readdir continues from there instead of paging from the first name again. */
+typedef struct dir_cursor {
+        meta_listing *page;
+        uint64_t start;
+} dir_cursor;
+
+#define FS_DIR_CURSORS 64 /* directories being read at the same time, more or less */
 
 typedef struct inval_item {
         struct inval_item *next;
@@ -79,7 +92,21 @@ struct fs {
         meta_dataset_info totals;
         uint64_t totals_ms;
         bool totals_valid;
+
+        uint64_t xattr_requests; /* atomic: getxattr and listxattr the kernel sent */
+        bool no_opendir;         /* the kernel caches directories without OPENDIR (set at init) */
+
+        pthread_mutex_t cursor_lock; /* guards cursors */
+        lru *cursors;                /* "INO" -> dir_cursor */
 };
+
+static void dir_cursor_free(void *p)
+{
+        dir_cursor *c = p;
+
+        meta_listing_unref(c->page);
+        free(c);
+}
 
 static fs *req_fs(fuse_req_t req)
 {
@@ -200,8 +227,14 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
         conn->max_readahead = conn->max_readahead ? conn->max_readahead : f->max_read;
         conn->max_read = f->max_read; /* as in the mount options */
         want_flag(conn, FUSE_CAP_ASYNC_READ);
+        /* always readdirplus, not _AUTO: every entry comes with its attributes and a lookup
+         * reference, so `ls -l`, `du` and `find -type` send no lookup or getattr per file */
         want_flag(conn, FUSE_CAP_READDIRPLUS);
-        want_flag(conn, FUSE_CAP_READDIRPLUS_AUTO);
+#if HAVE_FUSE_PASSTHROUGH
+        fuse_unset_feature_flag(conn, FUSE_CAP_READDIRPLUS_AUTO);
+#else
+        conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
+#endif
         want_flag(conn, FUSE_CAP_SPLICE_WRITE);
         want_flag(conn, FUSE_CAP_SPLICE_MOVE);
         want_flag(conn, FUSE_CAP_PARALLEL_DIROPS);
@@ -210,6 +243,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 #else
         conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
 #endif
+        f->no_opendir = (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
         passthrough_init(f->passthrough, conn);
         conn->max_background = 64;
         conn->congestion_threshold = 48;
@@ -306,40 +340,109 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         fuse_reply_attr(req, &st, ms_to_s(f->opts.attr_timeout_ms));
 }
 
-static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-        fs *f = req_fs(req);
-        _cleanup_free_ char *path = NULL;
-        meta_listing *l = NULL;
-        int r;
-
-        r = inode_table_path(f->inodes, ino, &path);
-        if (r >= 0)
-                r = meta_list(f->meta, path, &l);
-        if (r < 0) {
-                fuse_reply_err(req, -r);
-                return;
-        }
-        /* the snapshot taken here keeps readdir offsets stable for this stream */
-        fi->fh = (uintptr_t)l;
-        fi->keep_cache = 1;
-        fi->cache_readdir = 1;
-        if (fuse_reply_open(req, fi) < 0)
-                meta_listing_unref(l);
-}
-
 static ino_t fs_dirent_ino(uint64_t dir, uint64_t index)
 {
         return (ino_t)((1ull << 62) | (dir << 32) | (index & 0xffffffffu));
+}
+
+/* No state per open directory: with the kernel's FUSE_CAP_NO_OPENDIR_SUPPORT, ENOSYS here makes it
+ * skip OPENDIR and RELEASEDIR from now on and cache readdir results as if keep_cache and
+ * cache_readdir were set, so a warm walk sends nothing at all. Otherwise the same flags, asked. */
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+        fs *f = req_fs(req);
+
+        if (f->no_opendir) {
+                fuse_reply_err(req, ENOSYS);
+                return;
+        }
+        fi->fh = 0;
+        /* a version of the dataset is immutable: the kernel may keep what it read of the
+         * directory for the entry timeout */
+        fi->keep_cache = 1;
+        fi->cache_readdir = 1;
+        fuse_reply_open(req, fi);
+}
+
+/* Makes C's page the one holding entry INDEX of directory PATH, or the last page when INDEX is
+ * past the end. Pages are read forward from the last name of the one before; a seek backwards
+ * (rewinddir) starts again from the first page. */
+static int dir_seek(fs *f, const char *path, dir_cursor *c, uint64_t index)
+{
+        meta_listing *l;
+        int r;
+
+        if (!c->page || index < c->start) {
+                r = meta_list_page(f->meta, path, NULL, false, &l);
+                if (r < 0)
+                        return r;
+                meta_listing_unref(c->page);
+                c->page = l;
+                c->start = 0;
+        }
+        while (index >= c->start + c->page->n && c->page->more) {
+                r = meta_list_page(f->meta, path, c->page->entries[c->page->n - 1].name, false, &l);
+                if (r < 0)
+                        return r;
+                c->start += c->page->n;
+                meta_listing_unref(c->page);
+                c->page = l;
+        }
+        return 0;
+}
+
+static void cursor_take(fs *f, fuse_ino_t ino, dir_cursor *ret)
+{
+        char key[24];
+        dir_cursor *c;
+
+        snprintf(key, sizeof(key), "%" PRIu64, (uint64_t)ino);
+        pthread_mutex_lock(&f->cursor_lock);
+        c = lru_get(f->cursors, key);
+        *ret = (dir_cursor){};
+        if (c) {
+                ret->page = meta_listing_ref(c->page);
+                ret->start = c->start;
+        }
+        pthread_mutex_unlock(&f->cursor_lock);
+}
+
+static void cursor_drop(fs *f, fuse_ino_t ino, dir_cursor *c)
+{
+        char key[24];
+
+        meta_listing_unref(c->page);
+        snprintf(key, sizeof(key), "%" PRIu64, (uint64_t)ino);
+        pthread_mutex_lock(&f->cursor_lock);
+        (void)lru_remove(f->cursors, key);
+        pthread_mutex_unlock(&f->cursor_lock);
+}
+
+static void cursor_put(fs *f, fuse_ino_t ino, dir_cursor *c)
+{
+        char key[24];
+        dir_cursor *copy = malloc(sizeof(*copy));
+
+        if (!copy || !c->page) {
+                free(copy);
+                meta_listing_unref(c->page);
+                return;
+        }
+        *copy = *c;
+        snprintf(key, sizeof(key), "%" PRIu64, (uint64_t)ino);
+        pthread_mutex_lock(&f->cursor_lock);
+        (void)lru_put(f->cursors, key, copy, 0);
+        pthread_mutex_unlock(&f->cursor_lock);
 }
 
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                        struct fuse_file_info *fi, bool plus)
 {
         fs *f = req_fs(req);
-        meta_listing *l = (meta_listing *)(uintptr_t)fi->fh;
-        _cleanup_free_ char *dir = NULL, *buf = NULL;
+        _cleanup_free_ char *buf = NULL, *dir = NULL;
+        dir_cursor cur;
         size_t used = 0;
+        bool end = false;
         int r;
 
         r = inode_table_path(f->inodes, ino, &dir);
@@ -352,8 +455,11 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                 fuse_reply_err(req, ENOMEM);
                 return;
         }
+        cursor_take(f, ino, &cur);
+        if (off == 0) /* from the start: the page cache decides whether the first page is fresh */
+                cur.page = meta_listing_unref(cur.page);
         /* offsets: 1 = ".", 2 = "..", 3 + i = entry i */
-        for (uint64_t o = (uint64_t)off; o < 2 + l->n; o++) {
+        for (uint64_t o = (uint64_t)off;; o++) {
                 size_t need;
 
                 if (o < 2) {
@@ -365,10 +471,18 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                                     : fuse_add_direntry(req, buf + used, size - used,
                                                         o == 0 ? "." : "..", &st, (off_t)o + 1);
                 } else {
-                        const meta_entry *e = &l->entries[o - 2];
+                        const meta_entry *e;
                         struct fuse_entry_param ep = {};
                         _cleanup_free_ char *path = NULL;
 
+                        r = dir_seek(f, dir, &cur, o - 2);
+                        if (r < 0)
+                                break;
+                        if (o - 2 >= cur.start + cur.page->n) {
+                                end = true;
+                                break;
+                        }
+                        e = &cur.page->entries[o - 2 - cur.start];
                         if (!plus) {
                                 /* d_ino 0 reads as a deleted entry to glibc: give a stable
                                  * non-zero number; stat() reports the real one */
@@ -379,7 +493,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                                                          (off_t)o + 1);
                         } else {
                                 path = inode_path_join(dir, e->name);
-                                if (!path || make_entry(f, path, e, &ep) < 0)
+                                r = path ? make_entry(f, path, e, &ep) : -ENOMEM;
+                                if (r < 0)
                                         break;
                                 need = fuse_add_direntry_plus(req, buf + used, size - used, e->name,
                                                               &ep, (off_t)o + 1);
@@ -392,6 +507,17 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                         break;
                 used += need;
         }
+        if (end) /* read to the end: nothing to continue from, and its page may be freed */
+                cursor_drop(f, ino, &cur);
+        else
+                cursor_put(f, ino, &cur);
+        if (r < 0 && used == 0) {
+                log_debug_errno(r, "readdir of %" PRIu64 " at %" PRIi64 ": %m", (uint64_t)ino,
+                                (int64_t)off);
+                fuse_reply_err(req, -r);
+                return;
+        }
+        /* an error after some entries: send those; the next readdir asks again */
         fuse_reply_buf(req, buf, used);
 }
 
@@ -409,7 +535,6 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-        meta_listing_unref((meta_listing *)(uintptr_t)fi->fh);
         fuse_reply_err(req, 0);
 }
 
@@ -645,7 +770,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static int refresh_totals(fs *f, meta_dataset_info *ret)
 {
-        uint64_t now = meta_now_ms();
+        uint64_t now = now_ms();
         meta_dataset_info d;
         int r;
 
@@ -725,11 +850,31 @@ static int xattr_value(fs *f, fuse_ino_t ino, const char *name, char **ret)
         return r;
 }
 
+/* Without --xattrs the daemon answers ENOSYS: the kernel then answers every later getxattr
+ * (listxattr) of the mount itself with EOPNOTSUPP, so the ACL and SELinux probes of `ls -l` cost
+ * one round trip per mount instead of one or two per file. */
+static bool xattrs_refused(fuse_req_t req, fuse_ino_t ino, const char *op, const char *name)
+{
+        fs *f = req_fs(req);
+
+        __atomic_add_fetch(&f->xattr_requests, 1, __ATOMIC_RELAXED);
+        log_debug("%s %s of inode %" PRIu64 "%s", op, name, (uint64_t)ino,
+                  f->opts.xattrs ? "" : ": ENOSYS, the kernel stops asking");
+        if (f->opts.xattrs)
+                return false;
+        fuse_reply_err(req, ENOSYS);
+        return true;
+}
+
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
         _cleanup_free_ char *value = NULL;
-        int r = xattr_value(req_fs(req), ino, name, &value);
         size_t len;
+        int r;
+
+        if (xattrs_refused(req, ino, "getxattr", name))
+                return;
+        r = xattr_value(req_fs(req), ino, name, &value);
 
         if (r < 0) {
                 fuse_reply_err(req, -r);
@@ -752,8 +897,11 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
         meta_entry e = {};
         const char *names;
         size_t len;
-        int r = inode_entry(f, ino, NULL, &e);
+        int r;
 
+        if (xattrs_refused(req, ino, "listxattr", ""))
+                return;
+        r = inode_entry(f, ino, NULL, &e);
         if (r < 0) {
                 fuse_reply_err(req, -r);
                 return;
@@ -879,6 +1027,7 @@ int fs_new(const config *c, const config_node *node, const config_dataset *d, co
                 .retry_ms = o->retry_ms,
                 .token = o->token,
                 .node = node->name,
+                .listing_cache_bytes = o->listing_cache_bytes,
         };
         reader_options ro = {
                 .retry_ms = o->retry_ms,
@@ -899,6 +1048,12 @@ int fs_new(const config *c, const config_node *node, const config_dataset *d, co
         f->prefetch_window = (unsigned)MAX(o->prefetch_bytes / f->block_size, 1);
         pthread_mutex_init(&f->lock, NULL);
         pthread_cond_init(&f->cond, NULL);
+        pthread_mutex_init(&f->cursor_lock, NULL);
+        f->cursors = lru_new(0, FS_DIR_CURSORS, dir_cursor_free);
+        if (!f->cursors) {
+                fs_free(f);
+                return -ENOMEM;
+        }
         fuse_set_log_func(fuse_log_to_ours);
 
         r = meta_new(c, d, &mo, &f->meta);
@@ -927,9 +1082,11 @@ fs *fs_free(fs *f)
         reader_free(f->reader);
         meta_free(f->meta);
         inode_table_free(f->inodes);
+        lru_free(f->cursors);
         passthrough_free(f->passthrough);
         pthread_cond_destroy(&f->cond);
         pthread_mutex_destroy(&f->lock);
+        pthread_mutex_destroy(&f->cursor_lock);
         free(f->mountpoint);
         free(f);
         return NULL;
@@ -972,25 +1129,6 @@ static int clear_stale_mount(const char *mountpoint)
                         return log_error_errno(r, "Cannot unmount the stale mount at %s: %m",
                                                mountpoint);
         }
-        return 0;
-}
-
-static int mkdir_p(const char *path)
-{
-        _cleanup_free_ char *p = strdup(path);
-
-        if (!p)
-                return -ENOMEM;
-        for (char *s = p + 1; *s; s++) {
-                if (*s != '/')
-                        continue;
-                *s = 0;
-                if (mkdir(p, 0755) < 0 && errno != EEXIST)
-                        return -errno;
-                *s = '/';
-        }
-        if (mkdir(p, 0755) < 0 && errno != EEXIST)
-                return -errno;
         return 0;
 }
 
@@ -1065,7 +1203,7 @@ int fs_mount(fs *f, const char *mountpoint)
         r = clear_stale_mount(mountpoint);
         if (r < 0)
                 return r;
-        r = mkdir_p(mountpoint);
+        r = mkdir_p(mountpoint, 0755);
         if (r < 0)
                 return log_error_errno(r, "Cannot create the mountpoint %s: %m", mountpoint);
         f->max_read = choose_max_read(f->block_size);
@@ -1192,50 +1330,54 @@ int fs_wait_live(fs *f, uint64_t timeout_ms)
         return 0;
 }
 
-static int info_compare(const void *a, const void *b)
+/* Compares one page of a fresh listing of DIR with the inodes the kernel holds there. */
+static void refresh_page(fs *f, const char *dir, const meta_listing *l)
 {
-        return strcmp(((const inode_info *)a)->path, ((const inode_info *)b)->path);
+        for (size_t i = 0; i < l->n; i++) {
+                const meta_entry *e = &l->entries[i];
+                _cleanup_free_ char *path = NULL;
+                uint64_t ino = 0, version = 0;
+                bool changed = false;
+
+                if (e->dir)
+                        continue;
+                path = inode_path_join(dir, e->name);
+                if (!path || inode_table_lookup(f->inodes, path, &ino, &version) < 0)
+                        continue;
+                if (e->version != version &&
+                    inode_table_set_version(f->inodes, ino, e->version, &changed) == 0 && changed)
+                        queue_inval(f, ino);
+        }
 }
 
 void fs_refresh(fs *f)
 {
-        inode_info *files = NULL;
+        char **dirs = NULL;
         size_t n = 0;
 
-        if (inode_table_files(f->inodes, &files, &n) < 0)
+        /* the directories holding a file the kernel knows, each listed page by page */
+        if (inode_table_file_dirs(f->inodes, &dirs, &n) < 0)
                 return;
-        /* sorted by path, the files of one directory are neighbours: one listing each */
-        qsort(files, n, sizeof(*files), info_compare);
-        for (size_t i = 0; i < n;) {
-                char *slash = strrchr(files[i].path, '/');
-                size_t dlen = slash ? (size_t)(slash - files[i].path) : 0, j;
-                _cleanup_free_ char *dir = strndup(files[i].path, dlen ? dlen : 1);
+        for (size_t i = 0; i < n; i++) {
                 meta_listing *l = NULL;
 
-                for (j = i + 1; j < n; j++) {
-                        char *s2 = strrchr(files[j].path, '/');
+                if (meta_list_page(f->meta, dirs[i], NULL, true, &l) < 0)
+                        continue;
+                for (;;) {
+                        meta_listing *next = NULL;
 
-                        if (!s2 || (size_t)(s2 - files[j].path) != dlen ||
-                            strncmp(files[j].path, files[i].path, dlen) != 0)
+                        refresh_page(f, dirs[i], l);
+                        if (!l->more || meta_list_page(f->meta, dirs[i], l->entries[l->n - 1].name,
+                                                       true, &next) < 0)
                                 break;
-                }
-                if (dir && meta_list_fresh(f->meta, dir, &l) >= 0) {
-                        for (size_t k = i; k < j; k++) {
-                                const meta_entry *e =
-                                        meta_listing_find(l, strrchr(files[k].path, '/') + 1);
-                                bool changed = false;
-
-                                if (e && !e->dir && e->version != files[k].version &&
-                                    inode_table_set_version(f->inodes, files[k].ino, e->version,
-                                                            &changed) == 0 &&
-                                    changed)
-                                        queue_inval(f, files[k].ino);
-                        }
                         meta_listing_unref(l);
+                        l = next;
                 }
-                i = j;
+                meta_listing_unref(l);
         }
-        inode_infos_free(files, n);
+        for (size_t i = 0; i < n; i++)
+                free(dirs[i]);
+        free(dirs);
 }
 
 void fs_get_status(fs *f, fs_status *ret)
@@ -1254,7 +1396,9 @@ void fs_get_status(fs *f, fs_status *ret)
                 .passthrough = passthrough_enabled(f->passthrough),
                 .passthrough_opens = passthrough_opens(f->passthrough),
                 .inodes = inode_table_size(f->inodes),
+                .xattr_requests = __atomic_load_n(&f->xattr_requests, __ATOMIC_RELAXED),
         };
+        meta_get_counters(f->meta, &ret->meta);
         reader_get_stats(f->reader, &ret->reads);
 }
 

@@ -4,7 +4,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "cleanup.h"
 #include "config.h"
+#include "meta.h"
 #include "reader.h"
 
 typedef struct fs_options {
@@ -13,10 +15,12 @@ typedef struct fs_options {
         uint64_t retry_ms;    /* failover and worker loss: how long before EIO */
         unsigned max_threads; /* FUSE request threads */
         unsigned prefetch_threads;
-        uint64_t prefetch_bytes; /* read-ahead window at its widest */
-        unsigned read_ahead_kb;  /* kernel read-ahead of the mount (bdi), 0 = leave */
-        uint64_t refresh_ms;     /* how often the files' versions are checked, 0 = never */
-        const char *token;       /* the cluster's bearer token, NULL = none (borrowed) */
+        uint64_t prefetch_bytes;    /* read-ahead window at its widest */
+        unsigned read_ahead_kb;     /* kernel read-ahead of the mount (bdi), 0 = leave */
+        uint64_t refresh_ms;        /* how often the files' versions are checked, 0 = never */
+        const char *token;          /* the cluster's bearer token, NULL = none (borrowed) */
+        size_t listing_cache_bytes; /* listing pages kept, 0 = the default (meta.h) */
+        bool xattrs;                /* answer user.weir.* xattrs; false: ENOSYS once */
         bool debug;
 } fs_options;
 
@@ -30,7 +34,9 @@ typedef struct fs_status {
         uint64_t cached_here; /* bytes cached on this node's worker, from the master */
         bool passthrough;     /* the kernel granted FUSE passthrough */
         uint64_t passthrough_opens;
-        uint64_t inodes; /* known to the kernel */
+        uint64_t inodes;         /* known to the kernel */
+        uint64_t xattr_requests; /* getxattr and listxattr the kernel sent */
+        meta_counters meta;
         reader_stats reads;
 } fs_status;
 
@@ -40,6 +46,7 @@ typedef struct fs fs;
 int fs_new(const config *c, const config_node *node, const config_dataset *d, const fs_options *o,
            fs **ret);
 fs *fs_free(fs *f);
+DEFINE_TRIVIAL_CLEANUP_FUNC(fs *, fs_free);
 
 /* Lazily unmounts a stale mount at MOUNTPOINT (a killed daemon's), creates the directory, and
  * mounts. Signal handlers for SIGTERM/SIGINT/SIGHUP end the loop. */

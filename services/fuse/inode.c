@@ -8,12 +8,14 @@
 #include "hmap.h"
 #include "inode.h"
 
+/* One allocation per inode, path included: after a walk the kernel holds an inode for every
+ * file it saw, so this is most of the daemon's memory per file (docs/fuse.md). */
 typedef struct inode {
         uint64_t ino;
-        char *path;
         uint64_t nlookup;
         uint64_t version;       /* as last reported by the master */
         uint64_t cache_version; /* whose pages the kernel may hold; 0 = none yet */
+        char path[];
 } inode;
 
 struct inode_table {
@@ -26,10 +28,7 @@ struct inode_table {
 
 static inode *inode_free(inode *i)
 {
-        if (i) {
-                free(i->path);
-                free(i);
-        }
+        free(i);
         return NULL;
 }
 
@@ -50,14 +49,13 @@ char *inode_path_join(const char *dir, const char *name)
 
 static inode *inode_new(uint64_t ino, const char *path)
 {
-        inode *i = calloc(1, sizeof(*i));
+        size_t len = strlen(path);
+        inode *i = malloc(sizeof(*i) + len + 1);
 
         if (!i)
                 return NULL;
-        i->ino = ino;
-        i->path = strdup(path);
-        if (!i->path)
-                return inode_free(i);
+        *i = (inode){.ino = ino};
+        memcpy(i->path, path, len + 1);
         return i;
 }
 
@@ -219,44 +217,74 @@ int inode_table_open(inode_table *t, uint64_t ino, uint64_t version, bool *ret_k
         return r;
 }
 
-int inode_table_files(inode_table *t, inode_info **ret, size_t *ret_n)
+int inode_table_lookup(inode_table *t, const char *path, uint64_t *ret_ino, uint64_t *ret_version)
 {
-        inode_info *a;
-        size_t n = 0, it;
+        inode *i;
         int r = 0;
 
         pthread_mutex_lock(&t->lock);
-        a = calloc(t->by_ino.n + 1, sizeof(*a));
-        if (!a) {
-                pthread_mutex_unlock(&t->lock);
-                return -ENOMEM;
+        i = hmap_get_str(&t->by_path, path);
+        if (!i)
+                r = -ENOENT;
+        else {
+                *ret_ino = i->ino;
+                *ret_version = i->version;
         }
+        pthread_mutex_unlock(&t->lock);
+        return r;
+}
+
+int inode_table_file_dirs(inode_table *t, char ***ret, size_t *ret_n)
+{
+        hmap seen; /* directory path (borrowed from an inode) -> itself */
+        char **dirs = NULL;
+        size_t n = 0, it;
+        int r = 0;
+
+        hmap_init(&seen, true);
+        pthread_mutex_lock(&t->lock);
         for (hmap_node *h = hmap_first(&t->by_ino, &it); h; h = hmap_next(&t->by_ino, h, &it)) {
                 inode *i = h->value;
+                const char *slash = strrchr(i->path, '/');
+                char *dir;
 
-                if (i->version == 0)
+                if (i->version == 0 || !slash)
                         continue;
-                a[n] = (inode_info){.ino = i->ino, .version = i->version, .path = strdup(i->path)};
-                if (!a[n++].path) {
+                dir = strndup(i->path, slash == i->path ? 1 : (size_t)(slash - i->path));
+                if (!dir) {
                         r = -ENOMEM;
                         break;
                 }
+                if (hmap_get_str(&seen, dir)) {
+                        free(dir);
+                        continue;
+                }
+                if (n % 64 == 0) {
+                        char **a = realloc(dirs, (n + 64) * sizeof(*a));
+
+                        if (!a) {
+                                free(dir);
+                                r = -ENOMEM;
+                                break;
+                        }
+                        dirs = a;
+                }
+                dirs[n++] = dir;
+                r = hmap_put_str(&seen, dir, dir, NULL);
+                if (r < 0)
+                        break;
         }
         pthread_mutex_unlock(&t->lock);
+        hmap_done(&seen);
         if (r < 0) {
-                inode_infos_free(a, n);
+                for (size_t k = 0; k < n; k++)
+                        free(dirs[k]);
+                free(dirs);
                 return r;
         }
-        *ret = a;
+        *ret = dirs;
         *ret_n = n;
         return 0;
-}
-
-void inode_infos_free(inode_info *infos, size_t n)
-{
-        for (size_t i = 0; i < n; i++)
-                free(infos[i].path);
-        free(infos);
 }
 
 size_t inode_table_size(inode_table *t)

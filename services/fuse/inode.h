@@ -34,16 +34,12 @@ int inode_table_set_version(inode_table *t, uint64_t ino, uint64_t version, bool
  * from now on the kernel caches VERSION. -ENOENT for an unknown inode. */
 int inode_table_open(inode_table *t, uint64_t ino, uint64_t version, bool *ret_keep_cache);
 
-/* A copy of what the table holds about one file inode, for the periodic version check. */
-typedef struct inode_info {
-        uint64_t ino;
-        uint64_t version;
-        char *path;
-} inode_info;
+/* The inode and version of PATH; -ENOENT when the kernel holds no inode for it. */
+int inode_table_lookup(inode_table *t, const char *path, uint64_t *ret_ino, uint64_t *ret_version);
 
-/* Every inode with a version (files), copied; free with inode_infos_free(). */
-int inode_table_files(inode_table *t, inode_info **ret, size_t *ret_n);
-void inode_infos_free(inode_info *infos, size_t n);
+/* The distinct directories holding a file inode (for the periodic version check), copied: free
+ * each and the array. */
+int inode_table_file_dirs(inode_table *t, char ***ret, size_t *ret_n);
 
 /* Number of inodes, root included. */
 size_t inode_table_size(inode_table *t);

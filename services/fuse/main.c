@@ -18,21 +18,18 @@
 #include "log.h"
 #include "parse.h"
 #include "weir-build.h"
+#include "fsutil.h"
 
 /* Fluid's read-only FUSE keeps entries and attributes for two hours. */
 #define DEFAULT_CACHE_TIMEOUT_MS (7200ull * 1000)
 #define DEFAULT_RETRY_MS         30000
 #define DEFAULT_REFRESH_MS       60000
-#define TOKEN_MAX                4096
 
 static const char *arg_config = NULL;
 static const char *arg_node = NULL;
 static const char *arg_dataset = NULL;
 static const char *arg_mountpoint = NULL;
 static bool arg_debug = false;
-
-DEFINE_TRIVIAL_CLEANUP_FUNC(config *, config_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(fs *, fs_free);
 
 static void help(void)
 {
@@ -51,39 +48,12 @@ static void help(void)
                "\n"
                "Environment: WEIR_LOG_LEVEL, WEIR_FUSE_RETRY (how long reads and metadata calls\n"
                "retry through failovers before failing, default 30s), WEIR_FUSE_REFRESH (how\n"
-               "often the versions of known files are checked, default 60s or the attr timeout).\n",
+               "often the versions of known files are checked, default 60s or the attr timeout),\n"
+               "WEIR_FUSE_XATTRS=1 (answer the user.weir.* xattrs; by default getxattr and\n"
+               "listxattr answer ENOSYS once and the kernel stops asking), "
+               "WEIR_FUSE_LISTING_CACHE\n"
+               "(bytes of directory listing pages kept, default 8Mi).\n",
                CONFIG_DEFAULT_PATH);
-}
-
-/* The cluster token: the file's content without trailing whitespace. */
-static int read_token(const char *path, char **ret)
-{
-        _cleanup_fclose_ FILE *f = fopen(path, "re");
-        char buf[TOKEN_MAX + 1];
-        size_t n;
-
-        if (!f)
-                return -errno;
-        n = fread(buf, 1, sizeof(buf), f);
-        if (ferror(f))
-                return -EIO;
-        if (n > TOKEN_MAX)
-                return -E2BIG;
-        while (n > 0 && strchr(" \t\r\n", buf[n - 1]))
-                n--;
-        buf[n] = 0;
-        *ret = n > 0 ? strdup(buf) : NULL;
-        explicit_bzero(buf, sizeof(buf));
-        if (n == 0)
-                return -ENODATA;
-        return *ret ? 0 : -ENOMEM;
-}
-
-static void token_freep(char **p)
-{
-        if (*p)
-                explicit_bzero(*p, strlen(*p));
-        free(*p);
 }
 
 static int parse_args(int argc, char **argv)
@@ -140,7 +110,7 @@ static int run(int argc, char **argv)
         _cleanup_(config_freep) config *c = NULL;
         _cleanup_(fs_freep) fs *f = NULL;
         _cleanup_free_ char *mountpoint = NULL;
-        _cleanup_(token_freep) char *token = NULL;
+        _cleanup_secret_ char *token = NULL;
         config_diags diags = {};
         const config_node *node;
         const config_dataset *d;
@@ -187,10 +157,26 @@ static int run(int argc, char **argv)
         e = getenv("WEIR_FUSE_RETRY");
         if (e && parse_duration_ms(e, &o.retry_ms) < 0)
                 return log_error_errno(EINVAL, "Bad WEIR_FUSE_RETRY=%s.", e);
+        e = getenv("WEIR_FUSE_XATTRS");
+        if (e && (strcmp(e, "1") == 0 || strcmp(e, "0") == 0))
+                o.xattrs = e[0] == '1';
+        else if (e && *e)
+                return log_error_errno(EINVAL, "Bad WEIR_FUSE_XATTRS=%s: 0 or 1.", e);
+        e = getenv("WEIR_FUSE_LISTING_CACHE");
+        if (e) {
+                uint64_t b;
+
+                if (parse_size(e, &b) < 0 || b < 4096 || b > (1ull << 40))
+                        return log_error_errno(EINVAL,
+                                               "Bad WEIR_FUSE_LISTING_CACHE=%s: a size from 4Ki "
+                                               "to 1Ti.",
+                                               e);
+                o.listing_cache_bytes = (size_t)b;
+        }
         o.debug = arg_debug;
         if (c->token_file) {
                 /* only the masters' heartbeat needs it: mount without, and say why it fails */
-                r = read_token(c->token_file, &token);
+                r = read_secret_file(c->token_file, SECRET_MAX, &token);
                 if (r < 0)
                         log_warning_errno(r,
                                           "Cannot read the token file %s (%m): heartbeats to "

@@ -11,23 +11,21 @@
 #include "http.h"
 #include "httpc.h"
 #include "log.h"
+#include "lru.h"
 #include "meta.h"
+#include "timeutil.h"
 
 #define META_CALL_TIMEOUT_MS 5000 /* one request to one master */
 #define META_MAX_REDIRECTS   5
 #define META_BLOCKS_TTL_MS   1000
 #define META_API_MAX         300
+#define META_STAT_CACHE      16384      /* entries: what lookups and getattrs revisit */
+#define META_LISTING_CACHE   (8u << 20) /* bytes of listing pages, about 32 full pages */
 
 typedef struct stat_item {
-        char *path; /* the map's key */
         uint64_t fetched_ms;
         meta_entry entry;
 } stat_item;
-
-typedef struct listing_item {
-        char *path; /* the map's key */
-        meta_listing *listing;
-} listing_item;
 
 typedef struct blocks_item {
         uint64_t key; /* hash of (file, version) is not unique: check both */
@@ -44,21 +42,51 @@ struct meta {
         char *dataset_escaped;
         char *token; /* NULL when the YAML names no tokenFile */
 
-        /* lock guards leader, the three caches and every item in them */
+        /* lock guards leader, the three caches, every item in them and the counters */
         pthread_mutex_t lock;
         char leader[META_API_MAX]; /* "" when unknown */
         size_t next_master;        /* where to start when the leader is unknown */
-        hmap stats;                /* path -> stat_item */
-        hmap listings;             /* path -> listing_item */
+        lru *stats;                /* path -> stat_item, bounded by entries */
+        lru *pages;                /* page_key() -> meta_listing, bounded by bytes */
         hmap blocks;               /* file_id -> blocks_item (one version per file) */
+        meta_counters counters;
 };
 
-uint64_t meta_now_ms(void)
+static void stat_item_free(void *p)
 {
-        struct timespec ts;
+        stat_item *s = p;
 
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+        meta_entry_done(&s->entry);
+        free(s);
+}
+
+static void listing_unref_void(void *p)
+{
+        meta_listing_unref(p);
+}
+
+/* "PATH//AFTER": PATH holds no "//" and a name no "/", so the key is unique. */
+static char *page_key(const char *path, const char *after)
+{
+        char *k = NULL;
+
+        if (asprintf(&k, "%s//%s", path, after ? after : "") < 0)
+                return NULL;
+        return k;
+}
+
+/* What a page costs in memory, roughly: the cache's byte bound counts this. */
+static size_t listing_bytes(const meta_listing *l)
+{
+        size_t b = sizeof(*l) + l->n * sizeof(meta_entry);
+
+        for (size_t i = 0; i < l->n; i++) {
+                const meta_entry *e = &l->entries[i];
+
+                b += strlen(e->name) + 1 + (e->etag ? strlen(e->etag) + 1 : 0) +
+                     (e->ufs_url ? strlen(e->ufs_url) + 1 : 0) + 3 * 16; /* malloc headers */
+        }
+        return b;
 }
 
 void meta_entry_done(meta_entry *e)
@@ -223,9 +251,15 @@ int meta_new(const config *c, const config_dataset *d, const meta_options *o, me
         m->opts = *o;
         m->opts.token = NULL; /* borrowed: keep our own copy below */
         pthread_mutex_init(&m->lock, NULL);
-        hmap_init(&m->stats, true);
-        hmap_init(&m->listings, true);
+        m->stats = lru_new(0, o->stat_cache_entries ? o->stat_cache_entries : META_STAT_CACHE,
+                           stat_item_free);
+        m->pages = lru_new(o->listing_cache_bytes ? o->listing_cache_bytes : META_LISTING_CACHE, 0,
+                           listing_unref_void);
         hmap_init(&m->blocks, false);
+        if (!m->stats || !m->pages) {
+                meta_free(m);
+                return -ENOMEM;
+        }
         m->masters = calloc(c->n_nodes ? c->n_nodes : 1, sizeof(char *));
         m->dataset_escaped = http_escape(d->name);
         if (!m->masters || !m->dataset_escaped || (o->token && !(m->token = strdup(o->token)))) {
@@ -256,28 +290,14 @@ meta *meta_free(meta *m)
 
         if (!m)
                 return NULL;
-        for (hmap_node *n = hmap_first(&m->stats, &it); n; n = hmap_next(&m->stats, n, &it)) {
-                stat_item *s = n->value;
-
-                meta_entry_done(&s->entry);
-                free(s->path);
-                free(s);
-        }
-        for (hmap_node *n = hmap_first(&m->listings, &it); n; n = hmap_next(&m->listings, n, &it)) {
-                listing_item *l = n->value;
-
-                meta_listing_unref(l->listing);
-                free(l->path);
-                free(l);
-        }
+        lru_free(m->stats);
+        lru_free(m->pages);
         for (hmap_node *n = hmap_first(&m->blocks, &it); n; n = hmap_next(&m->blocks, n, &it)) {
                 blocks_item *b = n->value;
 
                 meta_locations_unref(b->loc);
                 free(b);
         }
-        hmap_done(&m->stats);
-        hmap_done(&m->listings);
         hmap_done(&m->blocks);
         for (size_t i = 0; i < m->n_masters; i++)
                 free(m->masters[i]);
@@ -342,14 +362,6 @@ static void set_leader(meta *m, const char *api)
         pthread_mutex_unlock(&m->lock);
 }
 
-static void sleep_ms(uint64_t ms)
-{
-        struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
-
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-                ;
-}
-
 static pthread_key_t httpc_key;
 static pthread_once_t httpc_key_once = PTHREAD_ONCE_INIT;
 
@@ -387,7 +399,7 @@ static httpc *thread_httpc(meta *m)
 
 int meta_call(meta *m, const char *path_query, json_t **ret)
 {
-        uint64_t deadline = meta_now_ms() + m->opts.retry_ms, backoff = 50;
+        uint64_t deadline = now_ms() + m->opts.retry_ms, backoff = 50;
         httpc *c = thread_httpc(m);
         int last = -EHOSTUNREACH;
         size_t tried = 0;
@@ -436,7 +448,7 @@ int meta_call(meta *m, const char *path_query, json_t **ret)
                 }
                 httpc_response_done(&rep);
                 target_failed(m, target);
-                if (meta_now_ms() >= deadline)
+                if (now_ms() >= deadline)
                         return log_warning_errno(last,
                                                  "No master answered %s within %" PRIu64 " ms: %m",
                                                  path_query, m->opts.retry_ms);
@@ -490,87 +502,27 @@ int meta_post(meta *m, const char *path, const json_t *body)
         return last;
 }
 
-static const char *parent_split(const char *path, char *parent, size_t len)
-{
-        const char *slash = strrchr(path, '/');
-        size_t n = slash ? (size_t)(slash - path) : 0;
-
-        if (n == 0)
-                n = 1; /* "/x" -> "/" */
-        if (n >= len)
-                return NULL;
-        memcpy(parent, path, n);
-        parent[n] = 0;
-        return slash ? slash + 1 : path;
-}
-
 /* Stores ENTRY for PATH in the stat cache (lock held). */
 static int cache_stat_locked(meta *m, const char *path, const meta_entry *e, uint64_t now)
 {
-        stat_item *s = hmap_get_str(&m->stats, path);
-        meta_entry copy;
-        int r = meta_entry_copy(e, &copy);
+        stat_item *s = calloc(1, sizeof(*s));
+        int r;
 
-        if (r < 0)
-                return r;
-        if (s) {
-                meta_entry_done(&s->entry);
-                s->entry = copy;
-                s->fetched_ms = now;
-                return 0;
-        }
-        s = calloc(1, sizeof(*s));
-        if (!s || !(s->path = strdup(path))) {
-                free(s);
-                meta_entry_done(&copy);
+        if (!s)
                 return -ENOMEM;
-        }
-        s->entry = copy;
-        s->fetched_ms = now;
-        r = hmap_put_str(&m->stats, s->path, s, NULL);
+        r = meta_entry_copy(e, &s->entry);
         if (r < 0) {
-                meta_entry_done(&s->entry);
-                free(s->path);
                 free(s);
+                return r;
         }
-        return r;
-}
-
-static void uncache_stat_locked(meta *m, const char *path)
-{
-        stat_item *s = hmap_remove_str(&m->stats, path);
-
-        if (s) {
-                meta_entry_done(&s->entry);
-                free(s->path);
-                free(s);
-        }
-}
-
-static bool listing_has(const meta_listing *l, const char *name)
-{
-        size_t lo = 0, hi = l->n;
-
-        while (lo < hi) {
-                size_t mid = lo + (hi - lo) / 2;
-                int c = strcmp(l->entries[mid].name, name);
-
-                if (c == 0)
-                        return true;
-                if (c < 0)
-                        lo = mid + 1;
-                else
-                        hi = mid;
-        }
-        return false;
+        s->fetched_ms = now;
+        return lru_put(m->stats, path, s, sizeof(*s));
 }
 
 int meta_stat(meta *m, const char *path, bool fresh, meta_entry *ret)
 {
         _cleanup_free_ char *esc = NULL, *query = NULL;
-        char parent[4096];
-        const char *name;
-        uint64_t now = meta_now_ms();
+        uint64_t now = now_ms();
         json_t *j = NULL;
         meta_entry e;
         int r;
@@ -579,35 +531,29 @@ int meta_stat(meta *m, const char *path, bool fresh, meta_entry *ret)
                 *ret = (meta_entry){.dir = true, .version = 1};
                 return (ret->name = strdup("/")) ? 0 : -ENOMEM;
         }
-        name = parent_split(path, parent, sizeof(parent));
-        if (!name)
-                return -ENAMETOOLONG;
         if (!fresh) {
                 stat_item *s;
-                listing_item *l;
 
                 pthread_mutex_lock(&m->lock);
-                s = hmap_get_str(&m->stats, path);
+                s = lru_get(m->stats, path);
                 if (s && now - s->fetched_ms < m->opts.attr_timeout_ms) {
                         r = meta_entry_copy(&s->entry, ret);
+                        m->counters.stat_hits++;
                         pthread_mutex_unlock(&m->lock);
                         return r;
-                }
-                l = hmap_get_str(&m->listings, parent);
-                if (l && now - l->listing->fetched_ms < m->opts.entry_timeout_ms &&
-                    !listing_has(l->listing, name)) {
-                        pthread_mutex_unlock(&m->lock);
-                        return -ENOENT;
                 }
                 pthread_mutex_unlock(&m->lock);
         }
         esc = http_escape(path);
         if (!esc || asprintf(&query, "/v1/datasets/%s/stat?path=%s", m->dataset_escaped, esc) < 0)
                 return -ENOMEM;
+        pthread_mutex_lock(&m->lock);
+        m->counters.stat_calls++;
+        pthread_mutex_unlock(&m->lock);
         r = meta_call(m, query, &j);
         if (r == -ENOENT) {
                 pthread_mutex_lock(&m->lock);
-                uncache_stat_locked(m, path);
+                (void)lru_remove(m->stats, path);
                 pthread_mutex_unlock(&m->lock);
         }
         if (r < 0)
@@ -628,32 +574,40 @@ static int entry_compare(const void *a, const void *b)
         return strcmp(((const meta_entry *)a)->name, ((const meta_entry *)b)->name);
 }
 
-static int list(meta *m, const char *path, bool fresh, meta_listing **ret)
+int meta_list_page(meta *m, const char *path, const char *after, bool fresh, meta_listing **ret)
 {
-        _cleanup_free_ char *esc = NULL, *query = NULL;
-        uint64_t now = meta_now_ms();
+        _cleanup_free_ char *esc = NULL, *query = NULL, *key = NULL, *esc_after = NULL;
+        uint64_t now = now_ms();
         meta_listing *l;
-        listing_item *item;
-        json_t *j = NULL, *entries;
+        json_t *j = NULL, *entries, *next;
         int r;
 
+        key = page_key(path, after);
+        if (!key)
+                return -ENOMEM;
         pthread_mutex_lock(&m->lock);
-        item = hmap_get_str(&m->listings, path);
-        if (!fresh && item && now - item->listing->fetched_ms < m->opts.entry_timeout_ms) {
-                *ret = meta_listing_ref(item->listing);
+        l = lru_get(m->pages, key);
+        if (!fresh && l && now - l->fetched_ms < m->opts.entry_timeout_ms) {
+                *ret = meta_listing_ref(l);
+                m->counters.page_hits++;
                 pthread_mutex_unlock(&m->lock);
                 return 0;
         }
+        m->counters.page_calls++;
         pthread_mutex_unlock(&m->lock);
 
         esc = http_escape(path);
-        if (!esc || asprintf(&query, "/v1/datasets/%s/ls?path=%s", m->dataset_escaped, esc) < 0)
+        esc_after = after ? http_escape(after) : NULL;
+        if (!esc || (after && !esc_after) ||
+            asprintf(&query, "/v1/datasets/%s/ls?path=%s&limit=%u%s%s", m->dataset_escaped, esc,
+                     META_PAGE, after ? "&after=" : "", after ? esc_after : "") < 0)
                 return -ENOMEM;
         r = meta_call(m, query, &j);
         if (r < 0)
                 return r;
         entries = json_object_get(j, "entries");
-        if (!json_is_array(entries)) {
+        next = json_object_get(j, "next");
+        if (!json_is_array(entries) || (next && !json_is_string(next))) {
                 json_decref(j);
                 return log_warning_errno(EBADMSG, "Bad listing from the master for %s", path);
         }
@@ -665,8 +619,12 @@ static int list(meta *m, const char *path, bool fresh, meta_listing **ret)
         }
         l->refcount = 1;
         l->fetched_ms = now;
+        /* a master of the API's first version ignores limit= and sends everything at once */
+        l->more = next != NULL;
         for (size_t i = 0; i < json_array_size(entries); i++) {
-                r = meta_entry_from_json(json_array_get(entries, i), &l->entries[l->n]);
+                meta_entry *e = &l->entries[l->n];
+
+                r = meta_entry_from_json(json_array_get(entries, i), e);
                 if (r == -ENOMEM) {
                         json_decref(j);
                         meta_listing_unref(l);
@@ -677,45 +635,43 @@ static int list(meta *m, const char *path, bool fresh, meta_listing **ret)
                                           path);
                         continue;
                 }
+                if (after && strcmp(e->name, after) <= 0) {
+                        /* the next page starts after the last name: an earlier one is a bug */
+                        log_warning("Entry '%s' of %s does not sort after '%s', ignoring", e->name,
+                                    path, after);
+                        meta_entry_done(e);
+                        continue;
+                }
                 l->n++;
         }
         json_decref(j);
         qsort(l->entries, l->n, sizeof(meta_entry), entry_compare);
-        log_debug("Listed %s: %zu entries", path, l->n);
+        if (l->more && l->n == 0) {
+                meta_listing_unref(l);
+                return log_warning_errno(EBADMSG, "Empty page with a next from the master for %s",
+                                         path);
+        }
+        log_debug("Listed %s after '%s': %zu entries%s", path, after ? after : "", l->n,
+                  l->more ? ", more to come" : "");
 
         pthread_mutex_lock(&m->lock);
+        /* newer than what the stat cache holds of these children: replace that (only what is
+         * there already, so a listing never grows the stat cache) */
         for (size_t i = 0; i < l->n; i++) {
                 _cleanup_free_ char *child = NULL;
+                stat_item *st;
 
                 if (asprintf(&child, "%s%s%s", path, strcmp(path, "/") == 0 ? "" : "/",
                              l->entries[i].name) < 0)
                         break;
-                (void)cache_stat_locked(m, child, &l->entries[i], now);
+                st = lru_get(m->stats, child);
+                if (st)
+                        (void)cache_stat_locked(m, child, &l->entries[i], now);
         }
-        item = hmap_get_str(&m->listings, path);
-        if (item) {
-                meta_listing_unref(item->listing);
-                item->listing = meta_listing_ref(l);
-        } else if ((item = calloc(1, sizeof(*item))) && (item->path = strdup(path)) &&
-                   hmap_put_str(&m->listings, item->path, item, NULL) == 0) {
-                item->listing = meta_listing_ref(l);
-        } else if (item) {
-                free(item->path);
-                free(item);
-        }
+        (void)lru_put(m->pages, key, meta_listing_ref(l), listing_bytes(l));
         pthread_mutex_unlock(&m->lock);
         *ret = l;
         return 0;
-}
-
-int meta_list(meta *m, const char *path, meta_listing **ret)
-{
-        return list(m, path, false, ret);
-}
-
-int meta_list_fresh(meta *m, const char *path, meta_listing **ret)
-{
-        return list(m, path, true, ret);
 }
 
 const meta_entry *meta_listing_find(const meta_listing *l, const char *name)
@@ -797,7 +753,7 @@ static int parse_locations(json_t *j, meta_locations **ret)
 int meta_blocks(meta *m, uint64_t file_id, uint64_t version, meta_locations **ret)
 {
         char query[128];
-        uint64_t now = meta_now_ms();
+        uint64_t now = now_ms();
         meta_locations *l;
         blocks_item *b;
         json_t *j = NULL;
@@ -876,4 +832,15 @@ int meta_dataset(meta *m, meta_dataset_info *ret)
                                &ret->cached_here);
         json_decref(j);
         return 0;
+}
+
+void meta_get_counters(meta *m, meta_counters *ret)
+{
+        pthread_mutex_lock(&m->lock);
+        *ret = m->counters;
+        ret->stat_cached = lru_entries(m->stats);
+        ret->pages_cached = lru_entries(m->pages);
+        ret->page_bytes = lru_bytes(m->pages);
+        ret->page_evictions = lru_evictions(m->pages);
+        pthread_mutex_unlock(&m->lock);
 }

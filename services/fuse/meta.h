@@ -25,13 +25,17 @@ int meta_entry_copy(const meta_entry *src, meta_entry *ret);
 /* Parses an ENTRY object; -EBADMSG when required fields are missing or of the wrong type. */
 int meta_entry_from_json(json_t *o, meta_entry *ret);
 
-/* One directory listing, sorted by name, shared by refcount (a readdir stream holds one). */
+/* One page of a directory listing: up to META_PAGE entries sorted by name, shared by refcount
+ * (the page cache and a readdir stream hold them). */
 typedef struct meta_listing {
         unsigned refcount; /* atomic */
         uint64_t fetched_ms;
+        bool more; /* entries follow the last one: ask for the page after its name */
         size_t n;
         meta_entry *entries;
 } meta_listing;
+
+#define META_PAGE 1024u /* entries per listing request (the master allows up to 10000) */
 
 meta_listing *meta_listing_ref(meta_listing *l);
 meta_listing *meta_listing_unref(meta_listing *l);
@@ -66,7 +70,16 @@ typedef struct meta_options {
         uint64_t retry_ms; /* how long a failover may take before a call fails */
         const char *token; /* the cluster's bearer token for POSTs, NULL when none (borrowed) */
         const char *node;  /* this node's name, for what its worker caches (borrowed) */
+        size_t stat_cache_entries;  /* 0: META_STAT_CACHE */
+        size_t listing_cache_bytes; /* 0: META_LISTING_CACHE */
 } meta_options;
+
+/* What the caches did, for STATUS, D-Bus and tests. */
+typedef struct meta_counters {
+        uint64_t stat_calls, stat_hits; /* GET stat sent / answered from the cache */
+        uint64_t page_calls, page_hits; /* GET ls pages sent / answered from the cache */
+        uint64_t stat_cached, pages_cached, page_bytes, page_evictions;
+} meta_counters;
 
 typedef struct meta meta;
 
@@ -88,10 +101,11 @@ int meta_post(meta *m, const char *path, const json_t *body);
 /* ENTRY of dataset path PATH ("/" is the root directory; "/MOUNT/DIR/FILE"); served from cache
  * when younger than the attr timeout unless FRESH. */
 int meta_stat(meta *m, const char *path, bool fresh, meta_entry *ret);
-/* The children of directory PATH; cached for the entry timeout. */
-int meta_list(meta *m, const char *path, meta_listing **ret);
-/* The same, asking the master whatever the cache holds (the periodic version check). */
-int meta_list_fresh(meta *m, const char *path, meta_listing **ret);
+/* The page of directory PATH's children whose names follow AFTER (NULL: the first page), from
+ * the page cache (an LRU bounded by bytes) while younger than the entry timeout unless FRESH. A
+ * whole directory is never held at once: the next page is asked for with the last name. */
+int meta_list_page(meta *m, const char *path, const char *after, bool fresh, meta_listing **ret);
+void meta_get_counters(meta *m, meta_counters *ret);
 /* The entry NAME of a listing, NULL when absent. */
 const meta_entry *meta_listing_find(const meta_listing *l, const char *name);
 /* Block locations of a file version; cached for a second (blocks arrive as reads fill them). */
@@ -100,6 +114,3 @@ int meta_blocks(meta *m, uint64_t file_id, uint64_t version, meta_locations **re
 void meta_blocks_forget(meta *m, uint64_t file_id, uint64_t version);
 /* GET /v1/datasets/NAME: totals. */
 int meta_dataset(meta *m, meta_dataset_info *ret);
-
-/* Milliseconds on CLOCK_MONOTONIC. */
-uint64_t meta_now_ms(void);

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "reader.h"
 #include "ufs/ufs.h"
+#include "timeutil.h"
 
 #define READER_SOCKET_TIMEOUT_MS 2000
 #define READER_LOCAL_DOWN_MS     1000 /* after a failed connect, skip the socket this long */
@@ -240,7 +241,7 @@ static void fd_cache_put(reader *r, const char *id, int fd, uint64_t len)
 static void local_mark_down(reader *r)
 {
         pthread_mutex_lock(&r->lock);
-        r->local_down_until = meta_now_ms() + READER_LOCAL_DOWN_MS;
+        r->local_down_until = now_ms() + READER_LOCAL_DOWN_MS;
         pthread_mutex_unlock(&r->lock);
 }
 
@@ -249,7 +250,7 @@ static bool local_is_down(reader *r)
         bool down;
 
         pthread_mutex_lock(&r->lock);
-        down = meta_now_ms() < r->local_down_until;
+        down = now_ms() < r->local_down_until;
         pthread_mutex_unlock(&r->lock);
         return down;
 }
@@ -608,20 +609,12 @@ static int fetch_span(reader *r, const reader_file *f, const block_span *s, void
         return k == -ESTALE || k == -ENOENT ? k : last;
 }
 
-static void sleep_ms(uint64_t ms)
-{
-        struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
-
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-                ;
-}
-
 static int read_span(reader *r, const reader_file *f, const block_span *s, void *buf)
 {
         char id[BLOCK_ID_MAX];
         block_key key = {.file_id = f->file_id, .version = f->version, .index = s->index};
         uint64_t blen = block_length(f->size, f->block_size, s->index), len = 0;
-        uint64_t deadline = meta_now_ms() + r->opts.retry_ms, backoff = 50;
+        uint64_t deadline = now_ms() + r->opts.retry_ms, backoff = 50;
         int k, fd;
 
         block_id_format(id, &key);
@@ -641,7 +634,7 @@ static int read_span(reader *r, const reader_file *f, const block_span *s, void 
                         return 0;
                 if (k == -ESTALE || k == -ENOMEM)
                         break; /* the file changed upstream: retrying cannot help */
-                if (meta_now_ms() + backoff >= deadline)
+                if (now_ms() + backoff >= deadline)
                         break;
                 count(r, &r->stats.retries, 1);
                 log_debug_errno(k, "Block %s: attempt %u failed (%m), retrying", id, attempt + 1);

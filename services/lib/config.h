@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cleanup.h"
+
 #define CONFIG_DEFAULT_PATH        "/etc/weir/cluster.yaml"
 #define CONFIG_DEFAULT_RAFT_PORT   19200
 #define CONFIG_DEFAULT_MASTER_PORT 19998
@@ -149,6 +151,7 @@ int config_load_buffer(const char *name, const char *data, size_t len, config **
                        config_diags *diags);
 
 config *config_free(config *c);
+DEFINE_TRIVIAL_CLEANUP_FUNC(config *, config_free);
 void config_diags_done(config_diags *d);
 
 /* Writes every diagnostic to stderr as "FILE:LINE:COL: error|warning: MESSAGE". */

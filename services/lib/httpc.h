@@ -5,6 +5,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "cleanup.h"
+
 /*
  * One httpc per thread (it wraps one curl easy handle, whose connections are kept alive between
  * requests). Call httpc_global_init() once from main() before starting threads.
@@ -33,6 +35,7 @@ int httpc_global_init(void);
 
 httpc *httpc_new(void);
 httpc *httpc_free(httpc *c); /* accepts NULL, returns NULL */
+DEFINE_TRIVIAL_CLEANUP_FUNC(httpc *, httpc_free);
 
 /* Settings kept for the following requests. TOKEN is copied; NULL clears it. */
 int httpc_set_token(httpc *c, const char *token);

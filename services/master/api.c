@@ -11,8 +11,10 @@
 #include "cleanup.h"
 #include "httpc.h"
 #include "log.h"
+#include "listing.h"
 #include "manager-internal.h"
 #include "parse.h"
+#include "timeutil.h"
 
 #define WORKER_BODY_MAX  (8u << 20)
 #define WORKER_DEAD_S    15.0 /* a worker silent this long is not alive */
@@ -21,13 +23,6 @@
 #define MAX_BLOCK_REPORT (1u << 20)
 #define FUSE_DEAD_S      WORKER_DEAD_S /* a FUSE daemon reports as often as a worker */
 #define MOUNTPOINT_MAX   4096
-
-static double monotonic_s(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* ---- leader gate ---- */
 
@@ -279,7 +274,7 @@ static void h_masters(httpd_request *req, void *userdata)
 /* Soft-state figures of a dataset: cached bytes, capacity and hit ratio. Locked. */
 static void dataset_cache_fields_locked(manager *m, json_t *ds)
 {
-        double now = monotonic_s();
+        double now = now_s();
         uint64_t capacity = 0, hits = 0, misses = 0, cached = 0;
         unsigned live_workers = 0;
         json_t *by_node = json_object(); /* node -> bytes of this dataset it caches */
@@ -408,6 +403,80 @@ static void sync_on_loop(manager *m, bool stopping, void *userdata)
         free(s);
 }
 
+/* ?limit=N&after=NAME of ls and stat: 0 with *ret_limit 0 when absent (no paging); else 400. */
+static int page_query(httpd_request *req, size_t *ret_limit, const char **ret_after)
+{
+        const char *limit = httpd_request_query(req, "limit");
+        const char *after = httpd_request_query(req, "after");
+        uint64_t n = 0;
+
+        if (limit && (parse_u64(limit, &n) < 0 || n == 0 || n > LISTING_LIMIT_MAX)) {
+                httpd_reply_error(req, 400, "limit must be an integer from 1 to %u, got '%.40s'",
+                                  LISTING_LIMIT_MAX, limit);
+                return -EINVAL;
+        }
+        if (after && !limit) {
+                httpd_reply_error(req, 400, "after= needs limit=");
+                return -EINVAL;
+        }
+        if (after && strlen(after) > LISTING_AFTER_MAX) {
+                httpd_reply_error(req, 400, "after is longer than %u bytes", LISTING_AFTER_MAX);
+                return -EINVAL;
+        }
+        *ret_limit = (size_t)n;
+        *ret_after = after;
+        return 0;
+}
+
+/* GET ls / stat. With limit=, a directory's entries come in name order, LIMIT at a time, and
+ * "next" names the after= of the next page (absent on the last): no answer holds more than
+ * LISTING_LIMIT_MAX entries. stat of a directory adds that page of "entries" to its ENTRY. */
+static void h_ls_stat(manager *m, httpd_request *req, const char *name, bool ls)
+{
+        const char *path = httpd_request_query(req, "path") ?: "/";
+        const char *after = NULL;
+        json_t *out = NULL, *entries = NULL;
+        bool more = false, has, dir = ls;
+        size_t limit = 0;
+        int r;
+
+        if (page_query(req, &limit, &after) < 0)
+                return;
+        /* Read transactions (fsm.h): never waiting for an apply or a snapshot. */
+        has = fsm_has_dataset(m->fsm, name);
+        if (!has)
+                r = -ENOENT;
+        else if (!ls)
+                r = fsm_stat(m->fsm, name, path, &out);
+        else if (limit == 0)
+                r = fsm_ls(m->fsm, name, path, &out);
+        else
+                r = 0;
+        if (r >= 0 && !ls && limit > 0)
+                dir = strcmp(json_string_value(json_object_get(out, "type")) ?: "", "dir") == 0;
+        if (r >= 0 && limit > 0 && dir)
+                r = listing_page(m->fsm, name, path, after, limit, &entries, &more);
+        if (r < 0) {
+                json_decref(out);
+                return reply_fsm_error(req, r, has ? "path" : "dataset");
+        }
+        if (entries) {
+                if (!out)
+                        out = json_pack("{s:s}", "path", path);
+                json_t *last = json_array_get(entries, json_array_size(entries) - 1);
+                json_t *next = more ? json_incref(json_object_get(last, "name")) : NULL;
+
+                if (!out || json_object_set_new(out, "entries", entries) < 0 ||
+                    (next && json_object_set_new(out, "next", next) < 0)) {
+                        json_decref(out ? NULL : entries);
+                        json_decref(out);
+                        httpd_reply_error(req, 500, "out of memory");
+                        return;
+                }
+        }
+        httpd_reply_json(req, 200, out);
+}
+
 static void h_dataset(httpd_request *req, void *userdata)
 {
         manager *m = userdata;
@@ -443,17 +512,7 @@ static void h_dataset(httpd_request *req, void *userdata)
                 return;
         }
         if (get && (strcmp(rest, "ls") == 0 || strcmp(rest, "stat") == 0)) {
-                const char *path = httpd_request_query(req, "path") ?: "/";
-                json_t *out = NULL;
-                /* Read transactions: never waiting for an apply or a snapshot. */
-                if (rest[0] == 'l')
-                        r = fsm_ls(m->fsm, name, path, &out);
-                else
-                        r = fsm_stat(m->fsm, name, path, &out);
-                bool has = r >= 0 || fsm_has_dataset(m->fsm, name);
-                if (r < 0)
-                        return reply_fsm_error(req, r, has ? "path" : "dataset");
-                httpd_reply_json(req, 200, out);
+                h_ls_stat(m, req, name, rest[0] == 'l');
                 return;
         }
         if (get && strcmp(rest, "labels") == 0) {
@@ -591,7 +650,7 @@ static void on_register_done(manager *m, int status, json_t *result, void *userd
         if (status == 0 && !json_object_get(result, "error")) {
                 pthread_mutex_lock(&m->state_lock);
                 soft_worker_forget_locked(m, rc->node);
-                json_t *w = json_pack("{s:f,s:O?,s:O?,s:O?,s:o}", "seen", monotonic_s(), "tiers",
+                json_t *w = json_pack("{s:f,s:O?,s:O?,s:O?,s:o}", "seen", now_s(), "tiers",
                                       json_object_get(rc->body, "tiers"), "hits",
                                       json_object_get(rc->body, "hits"), "misses",
                                       json_object_get(rc->body, "misses"), "blocks", json_object());
@@ -688,7 +747,7 @@ static void h_worker_heartbeat(httpd_request *req, void *userdata)
                 httpd_reply_error(req, 404, "unknown worker %s: register again", node);
                 return;
         }
-        json_object_set_new(w, "seen", json_real(monotonic_s()));
+        json_object_set_new(w, "seen", json_real(now_s()));
         static const char *const copy[] = {"tiers", "hits", "misses"};
         for (size_t i = 0; i < ELEMENTSOF(copy); i++)
                 if (json_object_get(body, copy[i]))
@@ -706,7 +765,7 @@ static void h_worker_heartbeat(httpd_request *req, void *userdata)
 static void h_workers(httpd_request *req, void *userdata)
 {
         manager *m = userdata;
-        double now = monotonic_s();
+        double now = now_s();
 
         if (!api_leader_gate(m, req))
                 return;
@@ -748,7 +807,7 @@ static void h_blocks(httpd_request *req, void *userdata)
         manager *m = userdata;
         uint64_t file_id, version;
         json_t *file = NULL;
-        double now = monotonic_s();
+        double now = now_s();
 
         if (!api_leader_gate(m, req))
                 return;
@@ -832,9 +891,9 @@ static void h_fuse_heartbeat(httpd_request *req, void *userdata)
                 return;
         }
         snprintf(key, sizeof(key), "%s/%s", node, dataset);
-        json_t *f = json_pack(
-                "{s:s,s:s,s:O,s:I,s:f}", "node", node, "dataset", dataset, "mountpoint", mountpoint,
-                "files", files ? json_integer_value(files) : (json_int_t)0, "seen", monotonic_s());
+        json_t *f = json_pack("{s:s,s:s,s:O,s:I,s:f}", "node", node, "dataset", dataset,
+                              "mountpoint", mountpoint, "files",
+                              files ? json_integer_value(files) : (json_int_t)0, "seen", now_s());
         pthread_mutex_lock(&m->state_lock);
         int r = f ? json_object_set_new(m->soft_fuses, key, f) : -1;
         pthread_mutex_unlock(&m->state_lock);
@@ -848,7 +907,7 @@ static void h_fuse_heartbeat(httpd_request *req, void *userdata)
 static void h_fuses(httpd_request *req, void *userdata)
 {
         manager *m = userdata;
-        double now = monotonic_s();
+        double now = now_s();
         const char *key;
         json_t *f;
 

@@ -12,9 +12,6 @@
 #include "sync.h"
 #include "weir-build.h"
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(config *, config_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(manager *, manager_free);
-
 static const char *arg_config = NULL;
 static const char *arg_node = NULL;
 static manager_options arg_options = {};

@@ -19,6 +19,7 @@
 #include "manager-internal.h"
 #include "ufs/ufs.h"
 #include "weir-build.h"
+#include "fsutil.h"
 
 #define TICK_MS          5   /* raft 0.15 has no state callback: poll this often */
 #define TERM_POLL_TICKS  100 /* re-read the term every 0.5 s even without a change */
@@ -677,47 +678,6 @@ static void *prober_main(void *userdata)
 
 /* ---- start and stop ---- */
 
-static int read_token(const char *path, char **ret)
-{
-        _cleanup_fclose_ FILE *f = fopen(path, "re");
-        char buf[4096];
-
-        if (!f)
-                return -errno;
-        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-        if (ferror(f))
-                return -EIO;
-        buf[n] = 0;
-        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
-                         buf[n - 1] == '\t'))
-                buf[--n] = 0;
-        if (n == 0)
-                return -ENODATA;
-        char *t = strdup(buf);
-        explicit_bzero(buf, sizeof(buf));
-        if (!t)
-                return -ENOMEM;
-        *ret = t;
-        return 0;
-}
-
-static int mkdir_p(const char *path, mode_t mode)
-{
-        _cleanup_free_ char *p = strdup(path);
-        if (!p)
-                return -ENOMEM;
-        for (char *s = p + 1; *s; s++)
-                if (*s == '/') {
-                        *s = 0;
-                        if (mkdir(p, mode) < 0 && errno != EEXIST)
-                                return -errno;
-                        *s = '/';
-                }
-        if (mkdir(p, mode) < 0 && errno != EEXIST)
-                return -errno;
-        return 0;
-}
-
 /* Opens DIR/state.mdb. A database without a raft log beside it belongs to no log we have (the
  * raft directory was wiped, or this is another cluster's): it is dropped, and refilled from the
  * log or a peer's copy, because replaying a new log over it would skip entries. */
@@ -829,7 +789,7 @@ int manager_new(const config *cfg, const config_node *node, const manager_option
         }
 
         if (cfg->token_file) {
-                r = read_token(cfg->token_file, &m->token);
+                r = read_secret_file(cfg->token_file, SECRET_MAX, &m->token);
                 if (r < 0) {
                         log_error_errno(r, "Failed to read the cluster token from %s: %m",
                                         cfg->token_file);
@@ -1089,10 +1049,7 @@ manager *manager_free(manager *m)
         json_decref(m->soft_workers);
         json_decref(m->soft_blocks);
         json_decref(m->soft_fuses);
-        if (m->token) {
-                explicit_bzero(m->token, strlen(m->token));
-                free(m->token);
-        }
+        secret_free(m->token);
         safe_close(m->lock_fd);
         free(m->dir);
         free(m->raft_dir);

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "cleanup.h"
 #include "config.h"
 #include "fsm.h"
 
@@ -21,6 +22,7 @@ typedef struct manager_options {
 int manager_new(const config *cfg, const config_node *node, const manager_options *opts,
                 manager **ret);
 manager *manager_free(manager *m);
+DEFINE_TRIVIAL_CLEANUP_FUNC(manager *, manager_free);
 
 /* Binds, starts raft and the API, then runs the loop until SIGTERM/SIGINT and a clean close. */
 int manager_run(manager *m);

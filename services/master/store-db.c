@@ -509,6 +509,13 @@ int store_tree_del(MDB_txn *txn, const store_dbis *d, uint64_t parent, const cha
         return rc == MDB_NOTFOUND ? 0 : store_errno(rc);
 }
 
+/* Byte order, shorter first on a common prefix: LMDB's key order, and strcmp's. */
+static int name_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+        int c = memcmp(a, b, MIN(alen, blen));
+        return c ? c : (alen > blen) - (alen < blen);
+}
+
 int store_tree_children(MDB_txn *txn, const store_dbis *d, uint64_t parent, const char *after,
                         store_child_fn fn, void *userdata)
 {
@@ -530,7 +537,8 @@ int store_tree_children(MDB_txn *txn, const store_dbis *d, uint64_t parent, cons
                         break;
                 const char *name = (const char *)k.mv_data + 8;
                 size_t name_len = k.mv_size - 8;
-                if (after_len && name_len == after_len && memcmp(name, after, after_len) == 0) {
+                if (after && name_cmp(name, name_len, after, strlen(after)) <= 0) {
+                        /* AFTER itself, or names under a longer AFTER's stored prefix */
                         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
                         continue;
                 }

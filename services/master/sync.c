@@ -18,6 +18,7 @@
 #include "fsm.h"
 #include "log.h"
 #include "sync.h"
+#include "timeutil.h"
 #include "ufs/ufs.h"
 
 typedef struct sync_job sync_job;
@@ -95,14 +96,6 @@ struct sync_job {
         unsigned inflight;
         int apply_error; /* a refused or failed command */
 };
-
-static double now_seconds(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static double elapsed(const struct timespec *since)
 {
@@ -949,7 +942,7 @@ static void job_pump(sync_job *j)
                         }
                         j->committing = true;
                         r = job_send(j, CMD_COMMIT,
-                                     fsm_cmd_tree_commit(ds->cfg->name, j->sync_id, now_seconds(),
+                                     fsm_cmd_tree_commit(ds->cfg->name, j->sync_id, wall_s(),
                                                          j->urls));
                 }
                 break;
@@ -1002,7 +995,7 @@ static int ds_start(sync_ds *ds)
         clock_gettime(CLOCK_MONOTONIC, &j->started);
         snprintf(j->sync_id, sizeof j->sync_id, "%s/%s/%" PRIu64 "/%.0f",
                  manager_config(sm->m)->cluster_name ?: "weir", ds->cfg->name, ++sm->seq,
-                 now_seconds() * 1000);
+                 wall_s() * 1000);
         r = -pthread_create(&j->thread, NULL, coordinator_thread, j);
         if (r < 0) {
                 job_free(j);
@@ -1121,7 +1114,7 @@ static void on_leader_changed(manager *m, bool leader, void *userdata)
                         ds_schedule(ds, 0); /* first bind, or a sync the old leader left */
                 else if (ds->cfg->sync_interval_ms > 0) {
                         double due =
-                                synced + (double)ds->cfg->sync_interval_ms / 1000 - now_seconds();
+                                synced + (double)ds->cfg->sync_interval_ms / 1000 - wall_s();
 
                         ds_schedule(ds, due > 0 ? (uint64_t)(due * 1000) : 0);
                 }

@@ -22,6 +22,7 @@
 #include "fill.h"
 #include "log.h"
 #include "ufs/ufs.h"
+#include "timeutil.h"
 
 #define FILL_JOB_BUCKETS    4096
 #define FILL_META_SLOTS     1024 /* direct-mapped cache of file metadata */
@@ -462,14 +463,6 @@ void fill_forget_file(fill *f, uint64_t file_id)
 
 /* The file's metadata at version VERSION: from the cache, else from the resolver (once more when
  * the cached version is another). -ESTALE when the master's version is not VERSION. */
-static void sleep_ms(unsigned ms)
-{
-        struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-                ;
-}
-
 static bool meta_retryable(int r)
 {
         return r == -ECONNREFUSED || r == -ETIMEDOUT || r == -EAGAIN || r == -EHOSTUNREACH ||

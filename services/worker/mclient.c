@@ -9,8 +9,6 @@
 #include "log.h"
 #include "mclient.h"
 
-#define MCLIENT_MAX_TOKEN 4096
-
 struct mclient {
         char **urls; /* "http://HOST:PORT" per master */
         size_t n_urls;
@@ -125,27 +123,4 @@ int mclient_request(mclient *m, httpc *c, const char *method, const char *path, 
                 return 0;
         }
         return r;
-}
-
-int mclient_read_token(const char *path, char **ret)
-{
-        _cleanup_fclose_ FILE *f = fopen(path, "re");
-        _cleanup_free_ char *buf = NULL;
-        size_t n;
-
-        if (!f)
-                return -errno;
-        buf = malloc(MCLIENT_MAX_TOKEN + 1);
-        if (!buf)
-                return -ENOMEM;
-        n = fread(buf, 1, MCLIENT_MAX_TOKEN + 1, f);
-        if (n > MCLIENT_MAX_TOKEN)
-                return -E2BIG;
-        while (n > 0 && strchr(" \t\r\n", buf[n - 1]))
-                n--;
-        buf[n] = 0;
-        if (n == 0)
-                return -EINVAL;
-        *ret = TAKE_PTR(buf);
-        return 0;
 }

@@ -19,6 +19,3 @@ httpc *mclient_httpc(mclient *m);
  * the last -errno (-EAGAIN for 503 everywhere). */
 int mclient_request(mclient *m, httpc *c, const char *method, const char *path, const json_t *body,
                     httpc_response *ret);
-
-/* Reads a token file: its content without trailing whitespace. */
-int mclient_read_token(const char *path, char **ret);

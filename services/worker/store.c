@@ -40,6 +40,7 @@
 #include "log.h"
 #include "parse.h"
 #include "store.h"
+#include "fsutil.h"
 
 #define STORE_TMP_PREFIX  ".tmp-"
 #define STORE_IO_CHUNK    (256u << 10)
@@ -572,35 +573,11 @@ static int parse_block_name(const char *name, store_key *ret_key, uint64_t *ret_
         return 0;
 }
 
-static void closedirp(DIR **d)
-{
-        if (*d)
-                closedir(*d);
-}
-
 static int cmp_mtime(const void *a, const void *b)
 {
         const store_block *x = *(store_block *const *)a, *y = *(store_block *const *)b;
 
         return x->mtime < y->mtime ? -1 : x->mtime > y->mtime;
-}
-
-static int mkdir_p(const char *path)
-{
-        _cleanup_free_ char *p = strdup(path);
-
-        if (!p)
-                return -ENOMEM;
-        for (char *c = p + 1; *c; c++)
-                if (*c == '/') {
-                        *c = 0;
-                        if (mkdir(p, 0755) < 0 && errno != EEXIST)
-                                return -errno;
-                        *c = '/';
-                }
-        if (mkdir(p, 0750) < 0 && errno != EEXIST)
-                return -errno;
-        return 0;
 }
 
 /* Scans LEVEL's directory: removes temporaries, indexes block files in mtime order. A block found
@@ -711,8 +688,6 @@ store *store_free(store *s)
         return NULL;
 }
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(store *, store_free);
-
 int store_new(const store_level_spec *levels, size_t n_levels, unsigned flags, store **ret)
 {
         _cleanup_(store_freep) store *s = NULL;
@@ -745,7 +720,7 @@ int store_new(const store_level_spec *levels, size_t n_levels, unsigned flags, s
                 l->high_bytes = (uint64_t)((double)l->quota * levels[i].high);
                 l->low_bytes = (uint64_t)((double)l->quota * levels[i].low);
                 l->persistent = l->medium != CONFIG_MEDIUM_MEM;
-                r = mkdir_p(l->dir);
+                r = mkdir_p(l->dir, 0750);
                 if (r < 0)
                         return log_error_errno(r, "Failed to create %s: %m", l->dir);
         }

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "block.h"
+#include "cleanup.h"
 #include "config.h"
 
 /* A block: one fixed-size range of one version of one file. Its text form, "FILE-VERSION-INDEX"
@@ -52,6 +53,7 @@ enum {
  * checksums are verified lazily, on each block's first open. */
 int store_new(const store_level_spec *levels, size_t n_levels, unsigned flags, store **ret);
 store *store_free(store *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(store *, store_free);
 
 /* A cached block: a read-only descriptor, its length and a pin. A pinned block is not evicted or
  * demoted; release it when the read is done. The descriptor stays valid after release and after

@@ -15,27 +15,10 @@
 #include "log.h"
 #include "parse.h"
 #include "worker.h"
+#include "fsutil.h"
 
 #define WORKER_FILL_THREADS         16
 #define WORKER_STATUS_INTERVAL_USEC (1000000ull)
-
-static int mkdir_parents(const char *path, mode_t mode)
-{
-        _cleanup_free_ char *p = strdup(path);
-
-        if (!p)
-                return -ENOMEM;
-        for (char *c = p + 1; *c; c++)
-                if (*c == '/') {
-                        *c = 0;
-                        if (mkdir(p, 0755) < 0 && errno != EEXIST)
-                                return -errno;
-                        *c = '/';
-                }
-        if (mkdir(p, mode) < 0 && errno != EEXIST)
-                return -errno;
-        return 0;
-}
 
 void worker_status_line(worker *w, char *buf, size_t len)
 {
@@ -172,7 +155,7 @@ worker *worker_free(worker *w)
         w->store = store_free(w->store);
         w->event = sd_event_unref(w->event);
         safe_close(w->lock_fd);
-        free(w->token);
+        secret_free(w->token);
         free(w->api);
         free(w->data_dir);
         free(w->runtime_dir);
@@ -182,8 +165,6 @@ worker *worker_free(worker *w)
         free(w);
         return NULL;
 }
-
-DEFINE_TRIVIAL_CLEANUP_FUNC(worker *, worker_free);
 
 static int worker_open_store(worker *w)
 {
@@ -276,9 +257,9 @@ int worker_new(const config *cfg, const char *node, const char *data_dir, const 
             asprintf(&w->api, strchr(w->node->address, ':') ? "[%s]:%u" : "%s:%u", w->node->address,
                      (unsigned)w->node->worker_port) < 0)
                 return log_oom();
-        if ((r = mkdir_parents(w->data_dir, 0750)) < 0)
+        if ((r = mkdir_p(w->data_dir, 0750)) < 0)
                 return log_error_errno(r, "Failed to create %s: %m", w->data_dir);
-        if ((r = mkdir_parents(w->runtime_dir, 0755)) < 0)
+        if ((r = mkdir_p(w->runtime_dir, 0755)) < 0)
                 return log_error_errno(r, "Failed to create %s: %m", w->runtime_dir);
 
         /* One worker per node and data directory: a second would corrupt the accounting. */
@@ -291,7 +272,7 @@ int worker_new(const config *cfg, const char *node, const char *data_dir, const 
                 return log_error_errno(errno, "Another worker holds %s (%m)", lock_path);
 
         if (cfg->token_file) {
-                r = mclient_read_token(cfg->token_file, &w->token);
+                r = read_secret_file(cfg->token_file, SECRET_MAX, &w->token);
                 if (r < 0)
                         return log_error_errno(r, "Failed to read the token file %s: %m",
                                                cfg->token_file);

@@ -7,6 +7,7 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include "cleanup.h"
 #include "config.h"
 #include "fill.h"
 #include "httpc.h"
@@ -59,6 +60,7 @@ typedef struct worker {
 int worker_new(const config *cfg, const char *node, const char *data_dir, const char *runtime_dir,
                worker **ret);
 worker *worker_free(worker *w);
+DEFINE_TRIVIAL_CLEANUP_FUNC(worker *, worker_free);
 /* Serves until SIGTERM/SIGINT: READY=1, STATUS=, watchdog, STOPPING=1. */
 int worker_run(worker *w);
 

@@ -84,7 +84,8 @@ class FakeSetup:
                                       os.path.join(tmp, "n1", "run")).start()
         self.mnt = os.path.join(tmp, "mnt")
         self.fuse = FuseDaemon(weir_binary("weir-fuse"), self.config, "n1", "ds", self.mnt, tmp,
-                               env=dict({"WEIR_FUSE_RETRY": "8s"}, **(fuse_env or {})))
+                               env=dict({"WEIR_FUSE_RETRY": "8s", "WEIR_FUSE_XATTRS": "1"},
+                                        **(fuse_env or {})))
         self.fuse.start()
 
     def path(self, name):
@@ -509,7 +510,7 @@ def demo():
         weir_binary(name)
     d = tempfile.mkdtemp(prefix="weir-fusedemo-")
     c = DemoCluster(d, conftest.BUILD_DIR, scale=DEMO_SCALE,
-                    fuse_env={"WEIR_FUSE_RETRY": "60s"})
+                    fuse_env={"WEIR_FUSE_RETRY": "60s", "WEIR_FUSE_XATTRS": "1"})
     try:
         c.start()
         yield c

@@ -16,8 +16,6 @@
 #include "cleanup.h"
 #include "config.h"
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(config *, config_free);
-
 /* Three nodes, 9 lines: the next document starts on line 10. */
 #define CLUSTER3                                                                                   \
         "apiVersion: weir.io/v1\n"                                                                 \

@@ -185,13 +185,74 @@ static void test_hmap(void **state)
         hmap_done(&m);
 }
 
+/* What the periodic version check asks: a path's inode and version, and the directories that
+ * hold file inodes; forgotten inodes leave both. */
+static void test_lookup_and_file_dirs(void **state)
+{
+        inode_table *t = inode_table_new();
+        uint64_t a, b, d, ino, version;
+        char **dirs = NULL;
+        size_t n = 0;
+
+        assert_int_equal(inode_table_ref(t, "/m/d1/f1", 3, &a, NULL), 0);
+        assert_int_equal(inode_table_ref(t, "/m/d1/f2", 1, &b, NULL), 0);
+        assert_int_equal(inode_table_ref(t, "/m/d1", 0, &d, NULL), 0); /* a directory */
+        assert_int_equal(inode_table_lookup(t, "/m/d1/f1", &ino, &version), 0);
+        assert_int_equal(ino, a);
+        assert_int_equal(version, 3);
+        assert_int_equal(inode_table_lookup(t, "/m/d1/f3", &ino, &version), -ENOENT);
+        assert_int_equal(inode_table_file_dirs(t, &dirs, &n), 0);
+        assert_int_equal(n, 1); /* two files, one directory; /m/d1 itself holds no file inode */
+        assert_string_equal(dirs[0], "/m/d1");
+        for (size_t i = 0; i < n; i++)
+                free(dirs[i]);
+        free(dirs);
+        assert_int_equal(inode_table_forget(t, a, 1), 1);
+        assert_int_equal(inode_table_forget(t, b, 1), 1);
+        assert_int_equal(inode_table_lookup(t, "/m/d1/f1", &ino, &version), -ENOENT);
+        assert_int_equal(inode_table_file_dirs(t, &dirs, &n), 0);
+        assert_int_equal(n, 0);
+        free(dirs);
+        assert_int_equal(inode_table_size(t), 2); /* root and /m/d1 */
+        inode_table_free(t);
+}
+
+/* readdirplus refs every entry of a walk, forget drops them: the table shrinks back to the
+ * root, whatever order the kernel forgets in. */
+static void test_walk_then_forget_all(void **state)
+{
+        inode_table *t = inode_table_new();
+        uint64_t *inos = calloc(100000, sizeof(*inos));
+        char path[64];
+
+        assert_non_null(inos);
+        for (int i = 0; i < 100000; i++) {
+                snprintf(path, sizeof(path), "/train/n%08d/n%08d_%d.JPEG", i % 1000, i % 1000,
+                         i / 1000);
+                assert_int_equal(inode_table_ref(t, path, 1, &inos[i], NULL), 0);
+                if (i % 3 == 0) /* a second lookup of some */
+                        assert_int_equal(inode_table_ref(t, path, 1, &inos[i], NULL), 0);
+        }
+        assert_int_equal(inode_table_size(t), 100001);
+        for (int i = 99999; i >= 0; i--)
+                assert_int_equal(inode_table_forget(t, inos[i], i % 3 == 0 ? 2 : 1), 1);
+        assert_int_equal(inode_table_size(t), 1);
+        free(inos);
+        inode_table_free(t);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_root),     cmocka_unit_test(test_lookup_count),
-                cmocka_unit_test(test_versions), cmocka_unit_test(test_many),
-                cmocka_unit_test(test_threads),  cmocka_unit_test(test_join),
+                cmocka_unit_test(test_root),
+                cmocka_unit_test(test_lookup_count),
+                cmocka_unit_test(test_versions),
+                cmocka_unit_test(test_many),
+                cmocka_unit_test(test_threads),
+                cmocka_unit_test(test_join),
                 cmocka_unit_test(test_hmap),
+                cmocka_unit_test(test_lookup_and_file_dirs),
+                cmocka_unit_test(test_walk_then_forget_all),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

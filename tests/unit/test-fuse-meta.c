@@ -96,12 +96,18 @@ static void test_locations(void **state)
 
 static void test_paths(void **state)
 {
-        char parent[64], api[64];
+        char api[64], *k;
 
-        assert_string_equal(parent_split("/hbase/a.tar.gz", parent, sizeof(parent)), "a.tar.gz");
-        assert_string_equal(parent, "/hbase");
-        assert_string_equal(parent_split("/hbase", parent, sizeof(parent)), "hbase");
-        assert_string_equal(parent, "/");
+        /* page cache keys: distinct for every (directory, after) pair */
+        k = page_key("/hbase", "a.tar.gz");
+        assert_string_equal(k, "/hbase//a.tar.gz");
+        free(k);
+        k = page_key("/", NULL);
+        assert_string_equal(k, "///");
+        free(k);
+        k = page_key("/", "x");
+        assert_string_equal(k, "///x");
+        free(k);
         assert_int_equal(
                 location_api("http://127.0.4.2:19998/v1/datasets/x/ls?path=/", api, sizeof(api)),
                 0);

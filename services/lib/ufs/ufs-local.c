@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "ufs-internal.h"
+#include "fsutil.h"
 
 #define READ_CHUNK (256u << 10)
 
@@ -91,12 +92,6 @@ static int version_from_stat(const struct stat *st, ufs_version *ret)
 static int entry_compare(const void *a, const void *b)
 {
         return strcmp(((const ufs_entry *)a)->name, ((const ufs_entry *)b)->name);
-}
-
-static void closedirp(DIR **d)
-{
-        if (*d)
-                closedir(*d);
 }
 
 static int local_list(ufs *u, const char *path, ufs_entry **ret_entries, size_t *ret_n)

@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""Metadata walks through weir-fuse against the same tree on local disk, in one run.
+
+Makes an ImageNet-shaped tree (FILES sparse 4 KiB files in 1,000 directories, names like
+n00000042/n00000042_1234.JPEG) on local disk, serves it with nginx autoindex (127.0.3.x), syncs
+it into one weir-master and mounts it with weir-fuse, then times, for each command:
+
+  local cold    the command on the local tree after echo 3 > /proc/sys/vm/drop_caches
+  local warm    again, caches kept
+  weir cold     through a freshly started weir-fuse, after drop_caches
+  weir warm     again, caches kept
+
+for `find DIR`, `ls -lR DIR` and `du -s DIR` (output to /dev/null), and weir-fuse's RSS after the
+`ls -lR` pair, per file. With --old-build-dir, the weir rows are measured a second time with that
+build's weir-fuse (the previous design: whole listings, stat cache of every child) against the
+same master and tree, so both ratios come from the same run.
+
+Ratios printed: weir cold / local cold, weir warm / local warm. Run as root, inside a private
+network namespace (the integration tests' rule):
+
+    unshare -n sh -c 'ip link set lo up && bench/scale/walk.py --files 100000 \\
+        --old-build-dir /path/to/old/build'
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+
+from weirtest.fusemount import FuseDaemon, drop_caches, lazy_unmount  # noqa: E402
+from weirtest.stores import Nginx, SyncCluster  # noqa: E402
+
+DIRS = 1000
+COMMANDS = {
+    "find": lambda d: ["find", d],
+    "ls -lR": lambda d: ["ls", "-lR", d],
+    "du -s": lambda d: ["du", "-s", d],
+}
+
+
+def make_tree(root, n_files):
+    """FILES sparse 4 KiB files spread evenly over 1,000 class directories; reused when a
+    previous run left the same tree (a marker file says how many)."""
+    marker = os.path.join(root, ".walk-tree")
+    try:
+        with open(marker) as f:
+            if int(f.read()) == n_files:
+                return
+    except (OSError, ValueError):
+        pass
+    shutil.rmtree(root, ignore_errors=True)
+    os.makedirs(root)
+    t = time.monotonic()
+    for i in range(n_files):
+        d = os.path.join(root, f"n{i % DIRS:08d}")
+        if i < DIRS:
+            os.mkdir(d)
+        fd = os.open(os.path.join(d, f"n{i % DIRS:08d}_{i // DIRS}.JPEG"),
+                     os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        os.ftruncate(fd, 4096)
+        os.close(fd)
+    with open(marker, "w") as f:
+        f.write(str(n_files))
+    print(f"# made {n_files} files in {DIRS} dirs in {time.monotonic() - t:.1f} s", flush=True)
+
+
+def timed(cmd):
+    t = time.monotonic()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return time.monotonic() - t
+
+
+def cpu_seconds(pid):
+    """utime + stime of PID and its threads."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_bytes(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class Mount:
+    """weir-fuse of one build on WORK/mnt-LABEL; restart() gives a cold daemon."""
+
+    def __init__(self, build_dir, config, node, work, label):
+        self.mnt = os.path.join(work, f"mnt-{label}")
+        os.makedirs(self.mnt, exist_ok=True)
+        self.fuse = FuseDaemon(os.path.join(build_dir, "services", "fuse", "weir-fuse"), config,
+                               node, "imagenet", self.mnt, work,
+                               env={"WEIR_FUSE_RETRY": "60s", "WEIR_LOG_LEVEL": "notice"})
+        self.fuse.log_path = os.path.join(work, f"weir-fuse-{label}.log")
+
+    def restart(self):
+        self.stop()
+        self.fuse.start()
+
+    def stop(self):
+        try:
+            self.fuse.stop()
+        finally:
+            self.fuse.kill()
+            lazy_unmount(self.mnt)
+
+    @property
+    def root(self):
+        return os.path.join(self.mnt, "train")
+
+
+def measure_local(tree):
+    out = {}
+    for name, cmd in COMMANDS.items():
+        drop_caches()
+        cold = timed(cmd(tree))
+        warm = timed(cmd(tree))
+        out[name] = (cold, warm)
+    return out
+
+
+def measure_weir(m, master_pid):
+    out = {}
+    rss = None
+    for name, cmd in COMMANDS.items():
+        m.restart()
+        drop_caches()
+        c0 = (cpu_seconds(m.fuse.proc.pid), cpu_seconds(master_pid))
+        cold = timed(cmd(m.root))
+        c1 = (cpu_seconds(m.fuse.proc.pid), cpu_seconds(master_pid))
+        warm = timed(cmd(m.root))
+        out[name] = (cold, warm)
+        print(f"# {m.fuse.binary}: {name} cold {cold:.2f} s, CPU weir-fuse {c1[0] - c0[0]:.2f} s, "
+              f"master {c1[1] - c0[1]:.2f} s; warm {warm:.2f} s", flush=True)
+        if name == "ls -lR":
+            rss = rss_bytes(m.fuse.proc.pid)
+    return out, rss
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--old-build-dir", help="a previous build's directory: its weir-fuse too")
+    ap.add_argument("--files", type=int, default=100000)
+    ap.add_argument("--work", default=None, help="where the tree and logs go (kept for reuse)")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("run as root (FUSE mounts, drop_caches)")
+    work = args.work or os.path.join(tempfile.gettempdir(), "weir-walk-bench")
+    tree_root = os.path.join(work, "tree")
+    make_tree(tree_root, args.files)
+    run = tempfile.mkdtemp(prefix="run-", dir=work)
+    mounts = []
+    with Nginx(tree_root, "127.0.3.4", os.path.join(run, "nginx")) as nginx:
+        sc = SyncCluster(os.path.join(run, "masters"), args.build_dir,
+                         {"imagenet": {"mounts": [("train", nginx.url, {})]}}, n=1)
+        with sc:
+            sc.wait_leader(timeout=30)
+            t = time.monotonic()
+            ds = sc.wait_dataset("imagenet", lambda d: d.get("synced") or d.get("sync_error"),
+                                 timeout=3600)
+            if ds.get("sync_error"):
+                sys.exit(f"sync failed: {ds['sync_error']}")
+            print(f"# master synced {ds.get('total_files')} files in "
+                  f"{time.monotonic() - t:.1f} s (from its start)", flush=True)
+            try:
+                local = measure_local(tree_root)
+                builds = [("new", args.build_dir)]
+                if args.old_build_dir:
+                    builds.append(("old", args.old_build_dir))
+                results = {}
+                for label, b in builds:
+                    m = Mount(b, sc.c.yaml_path, sc.c.masters[0].name, run, label)
+                    mounts.append(m)
+                    results[label] = measure_weir(m, sc.c.masters[0].proc.pid)
+                    m.stop()
+            finally:
+                for m in mounts:
+                    m.stop()
+    n = args.files
+    print(f"\n{n} files in {DIRS} directories (sparse 4 KiB), nginx autoindex, 1 master\n")
+    print(f"| command | local cold | local warm | " +
+          " | ".join(f"weir {lb} cold (÷ local) | weir {lb} warm (÷ local)" for lb in results) +
+          " |")
+    print("|---|---|---|" + "---|---|" * len(results))
+    for name in COMMANDS:
+        lc, lw = local[name]
+        row = f"| `{name}` | {lc:.2f} s | {lw:.2f} s |"
+        for lb in results:
+            wc, ww = results[lb][0][name]
+            row += f" {wc:.2f} s ({wc / lc:.1f}×) | {ww:.2f} s ({ww / lw:.1f}×) |"
+        print(row)
+    for lb in results:
+        rss = results[lb][1]
+        print(f"\nweir-fuse ({lb}) RSS after ls -lR: {rss / 2**20:.1f} MiB, "
+              f"{rss / n:.0f} bytes per file")
+    print(json.dumps({"files": n, "local": local,
+                      "weir": {lb: {"times": r[0], "rss": r[1]} for lb, r in results.items()}}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+/* One page of a directory listing (GET /v1/datasets/NAME/ls and /stat with ?limit=&after=). */
+#pragma once
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "fsm.h"
+
+#define LISTING_LIMIT_MAX 10000u /* entries per page a client may ask for */
+#define LISTING_AFTER_MAX 4096u  /* bytes of the after= name */
+
+/* The entries of directory PATH of DATASET whose names sort (bytewise, strcmp) after AFTER
+ * (NULL or "": from the first), at most LIMIT (1..LISTING_LIMIT_MAX) of them, in that order.
+ * *ret_entries: a new array of ENTRY; *ret_more: whether entries remain after the last one.
+ * -ENOENT (no dataset or path), -ENOTDIR, -ENOMEM, -EINVAL (LIMIT out of range).
+ *
+ * The one read path of paged listings: the store keeps a directory's children in name order,
+ * so a page is a cursor positioned after AFTER reading LIMIT + 1 entries, O(LIMIT) whatever the
+ * directory's size, from one read transaction (no lock). */
+int listing_page(fsm *f, const char *dataset, const char *path, const char *after, size_t limit,
+                 json_t **ret_entries, bool *ret_more);
