@@ -110,9 +110,10 @@ static json_t *api_status_json(manager *m)
         const config_node *leader = manager_master_node(m, v.leader_id);
 
         manager_api_address(m, m->node->raft_id, api, sizeof(api));
-        return json_pack("{s:s,s:i,s:s,s:s,s:I,s:I,s:s?,s:b}", "node", m->node->name, "raft_id",
+        return json_pack("{s:s,s:i,s:s,s:s,s:I,s:I,s:I,s:s?,s:b}", "node", m->node->name, "raft_id",
                          (int)m->node->raft_id, "api", api, "role", manager_role_name(v.role),
-                         "term", (json_int_t)v.term, "applied", (json_int_t)v.applied, "leader",
+                         "term", (json_int_t)v.term, "applied", (json_int_t)v.applied,
+                         "state_index", (json_int_t)fsm_index(m->fsm), "leader",
                          leader ? leader->name : NULL, "serving", v.serving);
 }
 

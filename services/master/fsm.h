@@ -18,6 +18,10 @@
  * of the first application and changes nothing (a retry after a lost leader is safe). The last
  * FSM_DEDUP_MAX ids are remembered (in the database).
  *
+ * TREE_BATCH is encoded in binary (FSM_TREE_BATCH_V1: request id, dataset, sync id, then per
+ * entry a kind byte, the path front-coded against the previous one, and for files size, mtime
+ * and ETag as varints); the others as JSON.
+ *
  * Applying one command is one LMDB write transaction that also records the number of entries
  * applied (fsm_applied): a master restarted on its database replays only what it lacks.
  *
@@ -38,10 +42,11 @@
  * its path exists; its version starts at 1 and grows when size, ETag or mtime change.
  */
 
-#define FSM_DEDUP_MAX   4096
-#define FSM_MAX_BATCH   10000 /* entries per TREE_BATCH */
-#define FSM_SNAPSHOT_V1 1
-#define FSM_MAX_DEPTH   256
+#define FSM_DEDUP_MAX     4096
+#define FSM_MAX_BATCH     10000 /* entries per TREE_BATCH */
+#define FSM_SNAPSHOT_V1   1
+#define FSM_TREE_BATCH_V1 0xb1 /* first byte of a binary TREE_BATCH (JSON starts with "{") */
+#define FSM_MAX_DEPTH     256
 
 typedef struct fsm fsm;
 

@@ -20,12 +20,14 @@
 #include "ufs/ufs.h"
 #include "weir-build.h"
 #include "fsutil.h"
+#include "timeutil.h"
 
 #define TICK_MS          5   /* raft 0.15 has no state callback: poll this often */
 #define TERM_POLL_TICKS  100 /* re-read the term every 0.5 s even without a change */
 #define CONNECT_RETRY_MS 100
 #define PROBE_INTERVAL_S 1
 #define PROBE_TIMEOUT_MS 300
+#define SLOW_LOOP_US     100000 /* an apply or snapshot this long on the loop is logged */
 
 struct manager_call {
         manager_call *next;
@@ -142,7 +144,12 @@ static int raft_fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf, vo
         }
         /* Followers have nobody to give a result to; the leader's caller fetches it by request
          * id from the state machine (apply_done), so nothing is allocated for raft here. */
+        uint64_t t0 = now_us();
         int r = fsm_apply(m->fsm, buf->base, buf->len, NULL);
+        uint64_t took = now_us() - t0;
+        if (took > SLOW_LOOP_US)
+                log_warning("Applying an entry of %zu bytes took %" PRIu64 " ms.", buf->len,
+                            took / 1000);
         if (r < 0) {
                 manager_fatal(m, r, "apply a replicated entry");
                 return RAFT_IOERR;
@@ -158,9 +165,12 @@ static int raft_fsm_snapshot(struct raft_fsm *rf, struct raft_buffer *bufs[], un
         _cleanup_free_ char *s = NULL;
         size_t len;
 
+        uint64_t t0 = now_us();
         int r = fsm_flush(m->fsm);
         if (r >= 0)
                 r = fsm_snapshot_descriptor(m->fsm, &s, &len);
+        if (now_us() - t0 > SLOW_LOOP_US)
+                log_warning("Taking a snapshot took %" PRIu64 " ms.", (now_us() - t0) / 1000);
         if (r < 0) {
                 log_warning_errno(r, "Cannot take a snapshot: %m, retrying later");
                 return r == -ENOMEM ? RAFT_NOMEM : RAFT_IOERR;
@@ -943,7 +953,9 @@ static int manager_start_raft(manager *m)
                 return -EIO;
         }
 
-        unsigned threshold = m->opts.snapshot_threshold ? m->opts.snapshot_threshold : 1024;
+        /* Snapshots are descriptors (raft_fsm_snapshot): cheap, so taken often, which keeps
+         * raft's in-memory log (large sync batches) short. */
+        unsigned threshold = m->opts.snapshot_threshold ? m->opts.snapshot_threshold : 128;
         raft_set_election_timeout(&m->raft, (unsigned)(m->cfg->election_timeout_ms ?: 300));
         raft_set_heartbeat_timeout(&m->raft, (unsigned)(m->cfg->heartbeat_timeout_ms ?: 50));
         raft_set_pre_vote(&m->raft, true);

@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "fsm.h"
 #include "log.h"
@@ -553,11 +555,19 @@ static int list_dir(lister *l, const dir_item *item)
         return job_publish(j, &out, subdirs);
 }
 
+/* The walk yields the CPU to the loop thread, whose raft heartbeats must not wait for it. */
+static void walk_thread_priority(void)
+{
+        if (setpriority(PRIO_PROCESS, (id_t)gettid(), SYNC_THREAD_NICE) < 0)
+                log_debug_errno(errno, "setpriority: %m, ignoring");
+}
+
 static void *lister_thread(void *arg)
 {
         lister *l = arg;
         sync_job *j = l->j;
 
+        walk_thread_priority();
         pthread_mutex_lock(&j->lock);
         for (;;) {
                 while (!j->work_head && j->busy > 0 && !job_stopped(j))
@@ -622,6 +632,7 @@ static void *coordinator_thread(void *arg)
         size_t started = 0;
         int r;
 
+        walk_thread_priority();
         json_t *urls = json_object();
         for (size_t i = 0; urls && i < d->n_mounts; i++)
                 if (mount_url_rule(j, &d->mounts[i], urls) < 0) {
@@ -941,9 +952,9 @@ static void job_pump(sync_job *j)
                                 j->joined = true;
                         }
                         j->committing = true;
-                        r = job_send(j, CMD_COMMIT,
-                                     fsm_cmd_tree_commit(ds->cfg->name, j->sync_id, wall_s(),
-                                                         j->urls));
+                        r = job_send(
+                                j, CMD_COMMIT,
+                                fsm_cmd_tree_commit(ds->cfg->name, j->sync_id, wall_s(), j->urls));
                 }
                 break;
         }
@@ -1113,8 +1124,7 @@ static void on_leader_changed(manager *m, bool leader, void *userdata)
                 if (!dataset_synced(sm, ds->cfg->name, &synced))
                         ds_schedule(ds, 0); /* first bind, or a sync the old leader left */
                 else if (ds->cfg->sync_interval_ms > 0) {
-                        double due =
-                                synced + (double)ds->cfg->sync_interval_ms / 1000 - wall_s();
+                        double due = synced + (double)ds->cfg->sync_interval_ms / 1000 - wall_s();
 
                         ds_schedule(ds, due > 0 ? (uint64_t)(due * 1000) : 0);
                 }

@@ -29,6 +29,7 @@
 #define SYNC_BATCH        4000   /* entries per TREE_BATCH */
 #define SYNC_INFLIGHT     4      /* TREE_BATCH commands in flight at once */
 #define SYNC_QUEUE_MAX    16000  /* changes queued before the listers wait */
+#define SYNC_THREAD_NICE  10     /* the walk's threads run at this niceness (the loop at 0) */
 #define SYNC_RETRY_MIN_MS 2000   /* first retry after a failure, doubling ... */
 #define SYNC_RETRY_MAX_MS 300000 /* ... up to */
 

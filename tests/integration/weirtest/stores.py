@@ -478,7 +478,8 @@ class SyncCluster:
     DATASETS: {name: {"mounts": [(mount name, url, {option: value})], "sync_interval": "2s"}}.
     Reuses weirtest.cluster's process handling; addresses stay in the stores' range."""
 
-    def __init__(self, dir, build_dir, datasets, n=1, first=50, port_base=None):
+    def __init__(self, dir, build_dir, datasets, n=1, first=50, port_base=None,
+                 snapshot_threshold=None):
         from weirtest import cluster as wc
 
         self.wc = wc
@@ -489,7 +490,7 @@ class SyncCluster:
         while raft_port == port_base:
             raft_port = free_port(f"127.0.3.{first}")
         self.c = wc.MasterCluster(self.dir, build_dir, n=n, master_port=port_base,
-                                  raft_port=raft_port)
+                                  raft_port=raft_port, snapshot_threshold=snapshot_threshold)
         for i, m in enumerate(self.c.masters):
             m.address = f"127.0.3.{first + i}"
             m.api = f"{m.address}:{self.c.master_port}"
@@ -511,6 +512,8 @@ class SyncCluster:
                       f"metadata: {{name: {name}}}", "spec:"]
             if spec.get("sync_interval"):
                 lines.append(f"  syncInterval: {spec['sync_interval']}")
+            if spec.get("max_entries"):
+                lines.append(f"  maxEntries: {spec['max_entries']}")
             lines.append("  mounts:")
             for mname, url, options in spec["mounts"]:
                 lines.append(f"    - mountPoint: {json.dumps(url)}")
