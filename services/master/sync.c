@@ -477,6 +477,22 @@ static int list_dir(lister *l, const dir_item *item)
                                 "it",
                                 d->name, d->max_entries);
         }
+        /* Names a FUSE mount cannot show (NAME_MAX) are left out here, not refused by the
+         * state machine at every sync. */
+        size_t kept = 0, dropped = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (strlen(e[i].name) > STORE_MAX_NAME) {
+                        free(e[i].name);
+                        ufs_version_done(&e[i].version);
+                        dropped++;
+                        continue;
+                }
+                e[kept++] = e[i];
+        }
+        n = kept;
+        if (dropped)
+                log_warning("Sync of %s: %zu names longer than %u bytes left out in %s.", d->name,
+                            dropped, STORE_MAX_NAME, store_path);
         qsort(e, n, sizeof *e, entry_compare);
 
         r = stored_children(j, store_path, &stored);
