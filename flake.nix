@@ -1,10 +1,12 @@
-# weir: a caching appliance for remote datasets. The package, the NixOS module, the appliance,
-# the NixOS VM tests (nix flake check), a development shell and the demo.
+# weir: a caching appliance for remote datasets. The package, the NixOS module, the appliance and
+# its images, the NixOS VM tests (nix flake check), a development shell and the demo.
 {
   description = "weir: a caching appliance for remote datasets (Raft metadata, tiered block cache, FUSE)";
 
-  # 25.11: raft-cowsql is the libraft nixpkgs ships (canonical raft is gone), see DESIGN.md.
-  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11";
+  # 26.05: raft-cowsql is the libraft nixpkgs ships (canonical raft is gone), fuse3 3.17 has FUSE
+  # passthrough; see docs/nix.md. No flake.lock is committed: `nix flake lock` is the first step
+  # (docs/nix.md says why).
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";
 
   outputs =
     { self, nixpkgs }:
@@ -36,21 +38,37 @@
           systemd
           nix
           qemu
+          busybox
         ];
+
+      appliance = self.nixosConfigurations.appliance.config.system.build;
     in
     {
       packages =
         lib.recursiveUpdate
-          (forAllSystems (pkgs: {
-            default = self.packages.${pkgs.stdenv.hostPlatform.system}.weir;
-            weir = pkgs.callPackage ./nix/package.nix { src = self; };
-          }))
+          (forAllSystems (
+            pkgs:
+            let
+              weir = pkgs.callPackage ./nix/package.nix { };
+            in
+            {
+              inherit weir;
+              default = weir;
+            }
+          ))
           {
-            # The appliance's disk image (qcow2, BIOS boot): nix build .#appliance-image
-            x86_64-linux.appliance-image = self.nixosConfigurations.appliance.config.system.build.qcow2;
+            # The appliance's disk images (docs/nix.md): a qcow2 for VMs (BIOS boot) and a raw
+            # disk for bare metal (UEFI, systemd-boot) to dd onto the boot disk.
+            x86_64-linux = {
+              appliance-qemu = appliance.images.qemu;
+              appliance-raw-efi = appliance.images.raw-efi;
+            };
           };
 
-      nixosModules.weir = import ./nix/module.nix { inherit self; };
+      # A plain module file: it captures nothing of this flake (its default package is built
+      # with the importing system's pkgs), and the module system records its location for
+      # error messages.
+      nixosModules.weir = ./nix/module.nix;
       nixosModules.default = self.nixosModules.weir;
 
       # The appliance every node boots (see docs/nix.md).
@@ -64,15 +82,15 @@
       checks.x86_64-linux =
         let
           pkgs = nixpkgs.legacyPackages.x86_64-linux;
+          vmTest = file: import file { inherit self pkgs; };
         in
         {
           package = self.packages.x86_64-linux.weir;
-          # Three nodes and a store: election, SIGKILL of the leader, cached reads through FUSE.
-          ha = import ./vm-tests/ha.nix { inherit self pkgs; };
-          # One node: what the generator starts for each YAML, and that a bad one starts nothing.
-          generator = import ./vm-tests/generator.nix { inherit self pkgs; };
+          # vm-tests/scenarios/*.py, read verbatim by each test's testScript.
+          ha = vmTest ./vm-tests/ha.nix;
+          efi = vmTest ./vm-tests/efi.nix;
           # The appliance configuration evaluates and builds.
-          appliance = self.nixosConfigurations.appliance.config.system.build.toplevel;
+          appliance = appliance.toplevel;
         };
 
       devShells = forAllSystems (pkgs: {
@@ -86,13 +104,11 @@
       apps = forAllSystems (pkgs: {
         demo = {
           type = "app";
-          program = lib.getExe (
-            import ./nix/demo.nix { inherit pkgs; }
-          );
+          program = lib.getExe (import ./nix/demo.nix { inherit pkgs; });
           meta.description = "The master-HA walk-through of README's make demo, from a weir checkout";
         };
       });
 
-      formatter = forAllSystems (pkgs: pkgs.nixfmt-rfc-style);
+      formatter = forAllSystems (pkgs: pkgs.nixfmt);
     };
 }

@@ -1,5 +1,7 @@
 # The weir package: the daemons, weirctl, weir-generator, the systemd units, the D-Bus policy and
-# tmpfiles.d, built with meson; the cmocka unit tests run in the build (doCheck).
+# tmpfiles.d, built with meson; the cmocka unit tests run in the build when the build platform
+# can run what it builds. Used by flake.nix (packages.weir) and as nix/module.nix's default
+# package, with the pkgs of whoever imports the module.
 {
   lib,
   stdenv,
@@ -15,22 +17,40 @@
   jansson,
   libyaml,
   systemd,
+  libsodium,
   cmocka,
-  src ? lib.cleanSource ../.,
 }:
+
+let
+  fs = lib.fileset;
+  # Only what meson reads to build and unit-test weir: docs, Nix files, the integration and VM
+  # tests are not part of it, so editing them does not rebuild the package.
+  src = fs.toSource {
+    root = ../.;
+    fileset = fs.difference (fs.unions [
+      ../meson.build
+      ../meson_options.txt
+      ../services
+      ../units
+      ../tests/unit
+      ../config
+    ]) ../tests/unit/check-nix.sh;
+  };
+in
 
 stdenv.mkDerivation (finalAttrs: {
   pname = "weir";
   version = "0.1.0";
   inherit src;
+  # buildInputs stay off PATH: meson must not find the build machine's fusermount3.
+  strictDeps = true;
 
-  # fusermount3 on PATH at configure time: weir-fuse@.service names it (by its store path) to
-  # detach a dead mount after a crash.
+  # Only tools run at build time. fusermount3 is not one: weir-fuse@.service names the host's
+  # (postInstall below), which a cross build could not find on PATH.
   nativeBuildInputs = [
     meson
     ninja
     pkg-config
-    (lib.getBin fuse3)
   ];
 
   # raft-cowsql installs raft.pc, which meson's dependency('raft') finds; systemd brings both
@@ -45,6 +65,7 @@ stdenv.mkDerivation (finalAttrs: {
     jansson
     libyaml
     systemd
+    libsodium
   ];
 
   checkInputs = [ cmocka ];
@@ -52,7 +73,7 @@ stdenv.mkDerivation (finalAttrs: {
   # cmocka is only there when the tests run; without them meson must not look for it.
   mesonFlags = [ (lib.mesonBool "tests" finalAttrs.doCheck) ];
 
-  doCheck = true;
+  doCheck = stdenv.buildPlatform.canExecute stdenv.hostPlatform;
   # The unit suite only: the other suites (systemd-analyze verify, Nix syntax) and the pytest
   # integration tests need a systemd, a Nix or FUSE that the build sandbox does not have.
   mesonCheckFlags = [
@@ -64,6 +85,8 @@ stdenv.mkDerivation (finalAttrs: {
   # The installed units must start this package's binaries (wherever meson put each) and name a
   # fusermount3 that exists.
   postInstall = ''
+    substituteInPlace "$out/lib/systemd/system/weir-fuse@.service" \
+      --replace-fail /usr/bin/fusermount3 ${lib.getExe' fuse3 "fusermount3"}
     for u in $out/lib/systemd/system/weir*.service; do
       for p in $(sed -n 's/^Exec[A-Za-z]*=[-+!@:]*\([^ ]*\).*/\1/p' "$u"); do
         test -x "$p" || { echo "$u runs $p, which does not exist"; exit 1; }

@@ -3,7 +3,7 @@
 #   1. clang-format of every C file, .editorconfig rules on every tracked file
 #   2. unit tests built with ASan + UBSan (leaks fail them)
 #   3. the normal build (warnings are errors under CI=true) and its non-unit meson tests
-#   4. a short libFuzzer run of the YAML parser (when clang's fuzzer runtime is there)
+#   4. a short libFuzzer run of every fuzz target (when clang's fuzzer runtime is there)
 #   5. the pytest integration tests against real daemons, FUSE mounts and HTTP servers
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -93,7 +93,7 @@ else
         count fail "build"
 fi
 
-stage "fuzz the YAML parser for ${FUZZ_SECONDS}s"
+stage "fuzz every parser target for ${FUZZ_SECONDS}s each"
 if [ -x tests/fuzz/run-fuzz.sh ] && command -v clang >/dev/null; then
         if CC=clang setup "$FUZZ_BUILD" -Dfuzz=true -Dtests=false -Db_lundef=false &&
                 ninja -C "$FUZZ_BUILD"; then
@@ -101,7 +101,7 @@ if [ -x tests/fuzz/run-fuzz.sh ] && command -v clang >/dev/null; then
                 case $? in
                 0) count pass fuzz ;;
                 77) count skip fuzz ;;
-                *) count fail "fuzz-config" ;;
+                *) count fail "fuzz" ;;
                 esac
         else
                 count fail "fuzz build"

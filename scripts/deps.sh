@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what weir needs to build (and, with "check"/"demo", to test or run the demo) on Debian 12.
+# Installs what weir needs to build (and, with "check"/"demo", to test or run the demo; "vm", or
+# "check" with WEIR_VM_TESTS=1, for the QEMU harness) on Debian 12.
 # Says what it installs; installs nothing when everything is present; never calls apt under
 # `nix develop` (IN_NIX_SHELL), where the flake's devShell provides the same tools.
 set -euo pipefail
@@ -8,17 +9,26 @@ what=${1:-build}
 
 build_pkgs=(meson ninja-build pkg-config gcc libraft-dev liblmdb-dev libuv1-dev libfuse3-dev fuse3
             libcurl4-openssl-dev libmicrohttpd-dev libjansson-dev libyaml-dev libsystemd-dev
-            libcmocka-dev clang-format)
+            libcmocka-dev clang-format libsodium-dev)
 check_pkgs=(python3-pytest nginx apache2 dbus clang libclang-rt-14-dev curl nix-bin systemd
             iproute2 psmisc procps)
 demo_pkgs=(nginx curl psmisc procps)
+# The QEMU harness (vm-tests/qemu; "check" adds them under WEIR_VM_TESTS=1): QEMU, OVMF (UEFI
+# firmware), mmdebstrap for the Debian image, sfdisk, mkfs.vfat and mtools for its GPT EFI disk,
+# busybox (the scenarios' operator commands), nginx (the remote store).
+vm_pkgs=(qemu-system-x86 qemu-utils mmdebstrap ovmf busybox dosfstools mtools fdisk e2fsprogs
+         nginx)
 
 case "$what" in
 build) pkgs=("${build_pkgs[@]}") ;;
-check) pkgs=("${build_pkgs[@]}" "${check_pkgs[@]}") ;;
+check)
+        pkgs=("${build_pkgs[@]}" "${check_pkgs[@]}")
+        [ "${WEIR_VM_TESTS:-}" != 1 ] || pkgs+=("${vm_pkgs[@]}")
+        ;;
+vm) pkgs=("${vm_pkgs[@]}") ;;
 demo) pkgs=("${build_pkgs[@]}" "${demo_pkgs[@]}") ;;
 *)
-        echo "usage: $0 build|check|demo" >&2
+        echo "usage: $0 build|check|demo|vm" >&2
         exit 2
         ;;
 esac

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "apiauth.h"
 #include "cleanup.h"
 #include "config.h"
 #include "ctl.h"
@@ -44,12 +45,12 @@ static int print_node_text(const config *c, const config_node *n)
         if (n->master) {
                 format_endpoint(ep, sizeof(ep), n->address, n->raft_port);
                 format_endpoint(ep2, sizeof(ep2), n->address, n->master_port);
-                printf("  weir-master          raft id %u, raft %s, API http://%s\n", n->raft_id,
-                       ep, ep2);
+                printf("  weir-master          raft id %u, raft %s, API %s://%s\n", n->raft_id, ep,
+                       apiauth_scheme(c), ep2);
         }
         if (n->worker) {
                 format_endpoint(ep, sizeof(ep), n->address, n->worker_port);
-                printf("  weir-worker          API http://%s\n", ep);
+                printf("  weir-worker          API %s://%s\n", apiauth_scheme(c), ep);
                 for (size_t i = 0; i < c->n_tiers; i++) {
                         const config_tier *t = &c->tiers[i];
                         _cleanup_free_ char *dir = NULL;
@@ -101,10 +102,17 @@ static int print_text(const config *c, const config_node *only)
                c->master_replicas == 1 ? "" : "s", c->master_replicas > 1 ? " (raft)" : "",
                c->worker_replicas, c->worker_replicas == 1 ? "" : "s", c->n_datasets,
                c->n_datasets == 1 ? "" : "s");
-        printf("raft: election timeout %llums, heartbeat %llums; token file %s\n\n",
+        printf("raft: election timeout %llums, heartbeat %llums; token file %s\n",
                (unsigned long long)c->election_timeout_ms,
                (unsigned long long)c->heartbeat_timeout_ms,
-               c->token_file ? c->token_file : "(none: mutating calls unauthenticated)");
+               c->token_file ? c->token_file : "(none: the API is not authenticated)");
+        printf("api: %s%s%s, bound to %s, read token file %s; at most %u connections (%u per "
+               "client), request deadline %llums\n\n",
+               apiauth_scheme(c), c->api.tls_ca_file ? " verified with " : "",
+               c->api.tls_ca_file ? c->api.tls_ca_file : "",
+               c->api.bind_address ? c->api.bind_address : "each node's address",
+               c->api.read_token_file ? c->api.read_token_file : "(none)", c->api.max_connections,
+               c->api.max_connections_per_client, (unsigned long long)c->api.request_timeout_ms);
         for (size_t i = 0; i < c->n_nodes; i++) {
                 if (only && only != &c->nodes[i])
                         continue;
@@ -265,6 +273,16 @@ static int print_json(const char *path, const config *c, const config_node *only
                                               (json_int_t)c->heartbeat_timeout_ms));
                 json_object_set_new(j, "token_file",
                                     c->token_file ? json_string(c->token_file) : json_null());
+                json_object_set_new(
+                        j, "api",
+                        json_pack("{s:s, s:s?, s:s?, s:s?, s:s?, s:I, s:I, s:I}", "scheme",
+                                  apiauth_scheme(c), "bind_address", c->api.bind_address,
+                                  "read_token_file", c->api.read_token_file, "tls_cert_file",
+                                  c->api.tls_cert_file, "tls_ca_file", c->api.tls_ca_file,
+                                  "max_connections", (json_int_t)c->api.max_connections,
+                                  "max_connections_per_client",
+                                  (json_int_t)c->api.max_connections_per_client,
+                                  "request_timeout_ms", (json_int_t)c->api.request_timeout_ms));
                 json_object_set_new(j, "nodes", nodes);
                 json_object_set_new(j, "datasets", datasets_json(c));
         }
@@ -335,12 +353,16 @@ int ctl_config(const ctl_context *ctx, int argc, char **argv)
                 help();
                 return 0;
         }
+        if (argc >= 2 && strcmp(argv[1], "apply") == 0)
+                return ctl_config_apply(ctx, argc - 1, argv + 1);
         if (argc < 2 || strcmp(argv[1], "check") != 0) {
                 if (argc < 2)
-                        fprintf(stderr, "weirctl config: missing subcommand; expected 'check'\n");
+                        fprintf(stderr, "weirctl config: missing subcommand; expected 'check' or "
+                                        "'apply'\n");
                 else
                         fprintf(stderr,
-                                "weirctl config: unknown subcommand '%s'; expected 'check'\n",
+                                "weirctl config: unknown subcommand '%s'; expected 'check' or "
+                                "'apply'\n",
                                 argv[1]);
                 return 2;
         }

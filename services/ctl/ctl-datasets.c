@@ -14,7 +14,6 @@
 #include "httpc.h"
 #include "log.h"
 #include "parse.h"
-#include "fsutil.h"
 
 #define CTL_LS_PAGE     1000u  /* entries per ls request */
 #define CTL_LS_PAGE_MAX 10000u /* the master's LISTING_LIMIT_MAX */
@@ -42,21 +41,9 @@ static int api_open(const ctl_context *ctx, api *a)
                 return log_error_errno(r, "Failed to load %s: %m", ctx->config_path);
         }
         config_diags_done(&diags);
-        a->c = httpc_new();
+        a->c = ctl_httpc(a->cfg, 10000, 1000);
         if (!a->c)
                 return log_oom();
-        httpc_set_timeout(a->c, 10000, 1000);
-
-        if (a->cfg->token_file) {
-                _cleanup_secret_ char *token = NULL;
-
-                /* Without the token reads still work; writes will say 401. */
-                r = read_secret_file(a->cfg->token_file, SECRET_MAX, &token);
-                if (r < 0)
-                        log_debug_errno(r, "Cannot read %s: %m", a->cfg->token_file);
-                else if (httpc_set_token(a->c, token) < 0)
-                        return log_oom();
-        }
         return 0;
 }
 

@@ -44,7 +44,6 @@ typedef struct load_worker {
 
 struct load_ctx {
         config *cfg;
-        char *token;
         const char *dataset;
         uint64_t block_size;
         load_file *files;
@@ -61,14 +60,7 @@ struct load_ctx {
 
 static httpc *client_new(load_ctx *c, long timeout_ms)
 {
-        httpc *h = httpc_new();
-
-        if (!h)
-                return NULL;
-        httpc_set_timeout(h, timeout_ms, 2000);
-        if (c->token && httpc_set_token(h, c->token) < 0)
-                return httpc_free(h);
-        return h;
+        return ctl_httpc(c->cfg, timeout_ms, 2000);
 }
 
 static int master_get(load_ctx *c, httpc *h, const char *path, httpc_response *ret)
@@ -278,7 +270,7 @@ static void *worker_main(void *userdata)
         json_t *req;
         size_t i;
 
-        if (!h || asprintf(&url, "http://%s/v1/load", lw->api) < 0) {
+        if (!h || !(url = ctl_url(c->cfg, lw->api, "/v1/load"))) {
                 httpc_free(h);
                 return NULL;
         }
@@ -349,7 +341,7 @@ static uint64_t workers_bytes_done(load_ctx *c, httpc *h)
                 _cleanup_free_ char *url = NULL;
                 httpc_response res = {};
 
-                if (asprintf(&url, "http://%s/v1/status", c->workers[i].api) < 0)
+                if (!(url = ctl_url(c->cfg, c->workers[i].api, "/v1/status")))
                         continue;
                 if (httpc_get(h, url, &res) < 0)
                         continue;
@@ -391,7 +383,7 @@ static int load_status(load_ctx *c, httpc *h, bool json)
                         httpc_response wr = {};
                         json_t *l;
 
-                        if (asprintf(&wurl, "http://%s/v1/status", c->workers[i].api) < 0 ||
+                        if (!(wurl = ctl_url(c->cfg, c->workers[i].api, "/v1/status")) ||
                             httpc_get(h, wurl, &wr) < 0)
                                 continue;
                         l = json_object_get(wr.json, "load");
@@ -444,7 +436,6 @@ static void ctx_done(load_ctx *c)
                 json_decref(c->workers[i].requests);
         }
         free(c->workers);
-        free(c->token);
         config_free(c->cfg);
         pthread_mutex_destroy(&c->lock);
 }
@@ -578,9 +569,6 @@ int ctl_load(const ctl_context *ctx, int argc, char **argv)
                 log_error("No dataset %s in %s", c.dataset, ctx->config_path);
         else {
                 c.block_size = d->block_size ? d->block_size : CONFIG_DEFAULT_BLOCK_SIZE;
-                if (c.cfg->token_file &&
-                    (r = read_secret_file(c.cfg->token_file, SECRET_MAX, &c.token)) < 0)
-                        log_debug_errno(r, "Cannot read %s: %m", c.cfg->token_file);
                 h = client_new(&c, 10000);
                 if (!h)
                         log_oom();

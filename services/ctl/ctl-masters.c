@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "apiauth.h"
 #include "ctl.h"
 #include "httpc.h"
 #include "log.h"
@@ -62,12 +63,11 @@ int ctl_masters(const ctl_context *ctx, int argc, char **argv)
         }
         config_diags_done(&diags);
 
-        c = httpc_new();
+        c = ctl_httpc(cfg, 2000, 500);
         if (!c) {
                 log_oom();
                 return 1;
         }
-        httpc_set_timeout(c, 2000, 500);
 
         /* Any reachable master answers; /v1/masters is not leader-only, but a redirect would
          * be followed all the same. */
@@ -75,13 +75,11 @@ int ctl_masters(const ctl_context *ctx, int argc, char **argv)
         bool got = false;
         for (size_t i = 0; i < cfg->n_nodes && !got; i++) {
                 const config_node *n = &cfg->nodes[i];
-                char url[512];
-                if (!n->master)
+                char url[512], base[320];
+                if (!n->master ||
+                    apiauth_base_url(cfg, n->address, n->master_port, base, sizeof(base)) < 0)
                         continue;
-                snprintf(url, sizeof(url),
-                         strchr(n->address, ':') ? "http://[%s]:%u/v1/masters"
-                                                 : "http://%s:%u/v1/masters",
-                         n->address, n->master_port);
+                snprintf(url, sizeof(url), "%s/v1/masters", base);
                 r = httpc_get(c, url, &res);
                 if (r == 0 && res.status == 200 && json_is_object(res.json))
                         got = true;

@@ -11,6 +11,7 @@
 
 #include "cleanup.h"
 #include "config.h"
+#include "apiauth.h"
 #include "ctl.h"
 #include "httpc.h"
 #include "log.h"
@@ -26,8 +27,10 @@ static json_t *master_json(const config *cfg, httpc *h, const char *path)
 
                 if (!n->master)
                         continue;
-                if (asprintf(&url, strchr(n->address, ':') ? "http://[%s]:%u%s" : "http://%s:%u%s",
-                             n->address, n->master_port, path) < 0)
+                char base[320];
+
+                if (apiauth_base_url(cfg, n->address, n->master_port, base, sizeof(base)) < 0 ||
+                    asprintf(&url, "%s%s", base, path) < 0)
                         return NULL;
                 if (httpc_get(h, url, &res) < 0)
                         continue;
@@ -90,12 +93,11 @@ int ctl_runtime(const ctl_context *ctx, int argc, char **argv)
                 log_error_errno(r, "Failed to load %s: %m", ctx->config_path);
                 return 1;
         }
-        h = httpc_new();
+        h = ctl_httpc(cfg, 5000, 1000);
         if (!h) {
                 log_oom();
                 return 1;
         }
-        httpc_set_timeout(h, 5000, 1000);
         masters = master_json(cfg, h, "/v1/masters");
         workers = master_json(cfg, h, "/v1/workers");
         fuses = master_json(cfg, h, "/v1/fuses");

@@ -14,6 +14,8 @@ typedef struct ctl_context {
 /* Each verb gets argv starting at its own name (argv[0] == "config", ...) and returns the process
  * exit status: 0 success, 1 failure, 2 usage error. */
 int ctl_config(const ctl_context *ctx, int argc, char **argv);
+/* "config apply" (ctl-apply.c); argv[0] == "apply". */
+int ctl_config_apply(const ctl_context *ctx, int argc, char **argv);
 int ctl_masters(const ctl_context *ctx, int argc, char **argv);
 int ctl_status(const ctl_context *ctx, int argc, char **argv);
 int ctl_ufs(const ctl_context *ctx, int argc, char **argv);
@@ -23,6 +25,12 @@ int ctl_ls(const ctl_context *ctx, int argc, char **argv);
 int ctl_stat(const ctl_context *ctx, int argc, char **argv);
 int ctl_load(const ctl_context *ctx, int argc, char **argv);
 int ctl_runtime(const ctl_context *ctx, int argc, char **argv);
+
+/* A client for this cluster's API: the cluster token (else the read token) when readable, the
+ * CA file, redirects trusted to the cluster's addresses, TIMEOUT_MS per request. NULL on OOM. */
+httpc *ctl_httpc(const config *cfg, long timeout_ms, long connect_ms);
+/* "SCHEME://API" + PATH, API being "HOST:PORT" as the masters report it. NULL on OOM. */
+char *ctl_url(const config *cfg, const char *api, const char *path);
 
 /* METHOD PATH (no body) to the master leader: each master of CFG in turn, three rounds
  * (followers redirect to the leader; a master without a leader says 503, so does an election).

@@ -19,6 +19,8 @@ typedef struct ctl_verb {
 static const ctl_verb verbs[] = {
         {"config", ctl_config, "config check [FILE] [--node NAME] [--json]",
          "validate and show the plan"},
+        {"config", ctl_config, "config apply [FILE] [--dry-run] [--no-systemd] [--wait S]",
+         "apply an edited YAML to the running cluster"},
         {"masters", ctl_masters, "masters [--json]",
          "the leader and every master (role, term, health)"},
         {"status", ctl_status, "status", "the local daemons' status over D-Bus"},

@@ -1034,6 +1034,7 @@ int fs_new(const config *c, const config_node *node, const config_dataset *d, co
                 .stall_ms = 10000,
                 .fd_cache = 64,
                 .store_fallback = true,
+                .token = o->token,
         };
         fs *f = calloc(1, sizeof(*f));
         int r;

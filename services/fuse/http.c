@@ -109,9 +109,11 @@ static size_t fixed_write(char *ptr, size_t size, size_t nmemb, void *userdata)
         return n;
 }
 
-int http_get_range(const char *url, uint64_t offset, uint64_t len, int whole, void *buf,
-                   uint64_t stall_ms, long *ret_status)
+int http_get_range(const char *url, const http_auth *auth, uint64_t offset, uint64_t len, int whole,
+                   void *buf, uint64_t stall_ms, long *ret_status)
 {
+        struct curl_slist *headers = NULL;
+        _cleanup_free_ char *auth_header = NULL;
         fixed_buf b = {.data = buf, .cap = len};
         CURL *h = thread_handle();
         char range[64];
@@ -130,7 +132,22 @@ int http_get_range(const char *url, uint64_t offset, uint64_t len, int whole, vo
         curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long)MAX(stall_ms / 1000, 1));
         curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, fixed_write);
         curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+        if (auth && auth->token) {
+                if (asprintf(&auth_header, "Authorization: Bearer %s", auth->token) < 0) {
+                        auth_header = NULL;
+                        return -ENOMEM;
+                }
+                headers = curl_slist_append(NULL, auth_header);
+                if (!headers)
+                        return -ENOMEM;
+                curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+        }
+        if (auth && auth->ca_file)
+                curl_easy_setopt(h, CURLOPT_CAINFO, auth->ca_file);
         c = curl_easy_perform(h);
+        curl_slist_free_all(headers);
+        if (auth_header)
+                explicit_bzero(auth_header, strlen(auth_header));
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
         if (ret_status)
                 *ret_status = status;
@@ -142,6 +159,8 @@ int http_get_range(const char *url, uint64_t offset, uint64_t len, int whole, vo
                                        curl_easy_strerror(c));
         if (status == 404)
                 return -ENOENT;
+        if (status == 401)
+                return log_debug_errno(EACCES, "GET %s: HTTP 401, the worker wants the token", url);
         if (status == 200 && offset != 0)
                 return log_debug_errno(EIO, "GET %s: server ignored Range", url);
         if (status != 200 && status != 206)

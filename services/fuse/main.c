@@ -9,6 +9,7 @@
 #include <string.h>
 #include <systemd/sd-daemon.h>
 
+#include "apiauth.h"
 #include "cleanup.h"
 #include "config.h"
 #include "dbus.h"
@@ -175,12 +176,14 @@ static int run(int argc, char **argv)
         }
         o.debug = arg_debug;
         if (c->token_file) {
-                /* only the masters' heartbeat needs it: mount without, and say why it fails */
-                r = read_secret_file(c->token_file, SECRET_MAX, &token);
+                /* the cluster token, else the read token: reads work, heartbeats say 401 */
+                r = apiauth_client_token(c, &token);
+                if (r == -ENOMEM)
+                        return log_oom();
                 if (r < 0)
                         log_warning_errno(r,
-                                          "Cannot read the token file %s (%m): heartbeats to "
-                                          "the masters will be refused, ignoring.",
+                                          "Cannot read the token file %s (%m): every call to the "
+                                          "masters and workers will be refused, ignoring.",
                                           c->token_file);
                 o.token = token;
         }

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "apiauth.h"
 #include "cleanup.h"
 #include "hmap.h"
 #include "http.h"
@@ -312,14 +313,17 @@ meta *meta_free(meta *m)
         return NULL;
 }
 
-/* "http://HOST:PORT/..." -> "HOST:PORT" into BUF. */
+/* "http[s]://HOST:PORT/..." -> "HOST:PORT" into BUF. */
 static int location_api(const char *location, char *buf, size_t len)
 {
         const char *p = location, *e;
 
-        if (strncmp(p, "http://", 7) != 0)
+        if (strncmp(p, "http://", 7) == 0)
+                p += 7;
+        else if (strncmp(p, "https://", 8) == 0)
+                p += 8;
+        else
                 return -EINVAL;
-        p += 7;
         e = strchr(p, '/');
         if (!e)
                 e = p + strlen(p);
@@ -390,7 +394,7 @@ static httpc *thread_httpc(meta *m)
         httpc_set_timeout(c, META_CALL_TIMEOUT_MS, 1000);
         httpc_set_max_redirects(c, META_MAX_REDIRECTS);
         /* sent to masters only (and kept across their redirects to the leader) */
-        if (m->token && httpc_set_token(c, m->token) < 0)
+        if (apiauth_httpc_setup(c, m->config, m->token) < 0)
                 return httpc_free(c);
         if (pthread_setspecific(httpc_key, c) != 0)
                 return httpc_free(c);
@@ -413,7 +417,7 @@ int meta_call(meta *m, const char *path_query, json_t **ret)
                 int r;
 
                 pick_target(m, target, sizeof(target));
-                if (asprintf(&url, "http://%s%s", target, path_query) < 0)
+                if (asprintf(&url, "%s://%s%s", apiauth_scheme(m->config), target, path_query) < 0)
                         return -ENOMEM;
                 r = httpc_get(c, url, &rep);
                 if (r == -ENOMEM)
@@ -473,7 +477,7 @@ int meta_post(meta *m, const char *path, const json_t *body)
                 int r;
 
                 pick_target(m, target, sizeof(target));
-                if (asprintf(&url, "http://%s%s", target, path) < 0)
+                if (asprintf(&url, "%s://%s%s", apiauth_scheme(m->config), target, path) < 0)
                         return -ENOMEM;
                 r = httpc_post(c, url, body, &rep);
                 if (r == -ENOMEM)

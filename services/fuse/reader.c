@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "block.h"
+#include "apiauth.h"
 #include "cleanup.h"
 #include "hmap.h"
 #include "http.h"
@@ -501,10 +502,11 @@ static int store_read(reader *r, const reader_file *f, uint64_t offset, uint64_t
 static int worker_get(reader *r, const char *api, const char *id, uint64_t offset, uint64_t len,
                       bool whole, void *buf)
 {
+        http_auth auth = {.token = r->opts.token, .ca_file = r->config->api.tls_ca_file};
         char url[512];
 
-        snprintf(url, sizeof(url), "http://%s/v1/blocks/%s", api, id);
-        return http_get_range(url, offset, len, whole, buf, r->opts.stall_ms, NULL);
+        snprintf(url, sizeof(url), "%s://%s/v1/blocks/%s", apiauth_scheme(r->config), api, id);
+        return http_get_range(url, &auth, offset, len, whole, buf, r->opts.stall_ms, NULL);
 }
 
 typedef enum source_kind {

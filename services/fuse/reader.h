@@ -27,6 +27,7 @@ typedef struct reader_options {
         uint64_t stall_ms;   /* a worker sending nothing for this long has failed */
         size_t fd_cache;     /* local block descriptors kept open */
         bool store_fallback; /* read the store when no worker answers */
+        const char *token;   /* the cluster's token for workers' block GETs (borrowed), or NULL */
 } reader_options;
 
 typedef struct reader_stats {

@@ -496,14 +496,109 @@ static void load_node(loader *l, const ynode *item, size_t idx)
         l->c->n_nodes++;
 }
 
+/* A file named in the YAML: absolute, or relative to the YAML's directory. NULL on error. */
+static char *get_file(loader *l, const ynode *n, const char *what)
+{
+        const char *s = get_str(l, n, what);
+        char *p = NULL;
+
+        if (!s)
+                return NULL;
+        if (s[0] == 0) {
+                error_at(l, n, "%s must not be empty", what);
+                return NULL;
+        }
+        if (s[0] == '/')
+                p = strdup(s);
+        else if (asprintf(&p, "%s/%s", l->dir, s) < 0)
+                p = NULL;
+        if (!p)
+                l->oom = true;
+        return p;
+}
+
+/* spec.api: read token, bind address, TLS, listener limits. */
+static void load_api(loader *l, const ynode *api)
+{
+        const ynode *read_token = NULL, *bind = NULL, *tls = NULL, *max_conn = NULL,
+                    *per_client = NULL, *timeout = NULL, *cert = NULL, *key = NULL, *ca = NULL;
+        const field fields[] = {
+                {"readTokenFile", &read_token},
+                {"bindAddress", &bind},
+                {"tls", &tls},
+                {"maxConnections", &max_conn},
+                {"maxConnectionsPerClient", &per_client},
+                {"requestTimeout", &timeout},
+                {},
+        };
+        const field tls_fields[] = {
+                {"certFile", &cert},
+                {"keyFile", &key},
+                {"caFile", &ca},
+                {},
+        };
+        config_api *a = &l->c->api;
+        const char *s;
+        uint64_t v;
+
+        if (!pick(l, api, "api", fields, NULL))
+                return;
+        if (read_token && !l->c->token_file)
+                error_at(l, read_token,
+                         "api.readTokenFile needs tokenFile: without the cluster token nothing "
+                         "could write");
+        else if (read_token)
+                a->read_token_file = get_file(l, read_token, "api.readTokenFile");
+        if (bind && (s = get_str(l, bind, "api.bindAddress"))) {
+                if (s[0] == 0 || strlen(s) > 255 || strpbrk(s, " /[]"))
+                        error_at(l, bind,
+                                 "api.bindAddress: expected 'node' or an address without port "
+                                 "or brackets, such as 0.0.0.0 or :: (got '%s')",
+                                 s);
+                else if (!streq(s, "node") && !(a->bind_address = strdup(s)))
+                        l->oom = true;
+        }
+        if (tls && pick(l, tls, "api.tls", tls_fields, NULL)) {
+                if (cert)
+                        a->tls_cert_file = get_file(l, cert, "api.tls.certFile");
+                if (key)
+                        a->tls_key_file = get_file(l, key, "api.tls.keyFile");
+                if (ca)
+                        a->tls_ca_file = get_file(l, ca, "api.tls.caFile");
+                if (!cert != !key)
+                        error_at(l, tls, "api.tls: certFile and keyFile go together");
+        }
+        if (max_conn && get_uint(l, max_conn, "api.maxConnections", 65536, &v)) {
+                if (v < 16)
+                        error_at(l, max_conn, "api.maxConnections must be at least 16");
+                else
+                        a->max_connections = (unsigned)v;
+        }
+        if (per_client && get_uint(l, per_client, "api.maxConnectionsPerClient", 65536, &v)) {
+                if (v < 1)
+                        error_at(l, per_client, "api.maxConnectionsPerClient must be at least 1");
+                else
+                        a->max_connections_per_client = (unsigned)v;
+        }
+        if (timeout && get_duration(l, timeout, "api.requestTimeout", &v)) {
+                if (v < 100 || v > 600000)
+                        error_at(l, timeout,
+                                 "api.requestTimeout must be between 100ms and 10m (got %llums)",
+                                 (unsigned long long)v);
+                else
+                        a->request_timeout_ms = v;
+        }
+}
+
 static void load_cluster(loader *l, const ynode *doc, const ynode *kind, const ynode *metadata,
                          const ynode *spec)
 {
         const ynode *nodes = NULL, *token_file = NULL, *raft = NULL, *data_dir = NULL,
                     *runtime_dir = NULL, *mount_root = NULL, *raft_port = NULL, *master_port = NULL,
-                    *worker_port = NULL, *name_node = NULL;
+                    *worker_port = NULL, *name_node = NULL, *api = NULL;
         const field fields[] = {
                 {"nodes", &nodes},
+                {"api", &api},
                 {"tokenFile", &token_file},
                 {"raft", &raft},
                 {"dataDir", &data_dir},
@@ -559,11 +654,15 @@ static void load_cluster(loader *l, const ynode *doc, const ynode *kind, const y
                 }
         }
 
+        if (api)
+                load_api(l, api);
+
         if (raft) {
-                const ynode *election = NULL, *heartbeat = NULL;
+                const ynode *election = NULL, *heartbeat = NULL, *secret = NULL;
                 const field raft_fields[] = {
                         {"electionTimeout", &election},
                         {"heartbeatTimeout", &heartbeat},
+                        {"secretFile", &secret},
                         {},
                 };
 
@@ -587,6 +686,16 @@ static void load_cluster(loader *l, const ynode *doc, const ynode *kind, const y
                                                  (unsigned long long)v);
                                 else
                                         c->heartbeat_timeout_ms = v;
+                        }
+                        if (secret && (s = get_str(l, secret, "raft.secretFile"))) {
+                                if (s[0] == 0)
+                                        error_at(l, secret, "raft.secretFile must not be empty");
+                                else if (s[0] == '/')
+                                        c->raft_secret_file = l_strdup(l, s);
+                                else if (asprintf(&c->raft_secret_file, "%s/%s", l->dir, s) < 0) {
+                                        c->raft_secret_file = NULL;
+                                        l->oom = true;
+                                }
                         }
                         if (c->heartbeat_timeout_ms >= c->election_timeout_ms)
                                 error_at(l, heartbeat ? heartbeat : election,
@@ -1860,6 +1969,9 @@ int config_load_buffer(const char *name, const char *data, size_t len, config **
         l.c->path = strdup(l.name);
         l.c->election_timeout_ms = DEFAULT_ELECTION;
         l.c->heartbeat_timeout_ms = DEFAULT_HEARTBEAT;
+        l.c->api.max_connections = CONFIG_DEFAULT_MAX_CONNECTIONS;
+        l.c->api.max_connections_per_client = CONFIG_DEFAULT_MAX_PER_CLIENT;
+        l.c->api.request_timeout_ms = CONFIG_DEFAULT_REQUEST_TIMEOUT;
         l.c->master_replicas = 1;
         if (!l.c->path)
                 l.oom = true;
@@ -1990,6 +2102,12 @@ config *config_free(config *c)
                 config_runtime_done(&c->runtimes[i]);
         free(c->runtimes);
         free(c->token_file);
+        free(c->raft_secret_file);
+        free(c->api.read_token_file);
+        free(c->api.bind_address);
+        free(c->api.tls_cert_file);
+        free(c->api.tls_key_file);
+        free(c->api.tls_ca_file);
         free(c);
         return NULL;
 }

@@ -108,6 +108,21 @@ typedef struct config_node {
         unsigned raft_id; /* 1-based among masters, 0 when not a master */
 } config_node;
 
+/* spec.api: how the HTTP APIs listen and who may read them (docs/config.md, docs/api.md). */
+typedef struct config_api {
+        char *read_token_file; /* a token that may only read; NULL = reads need the cluster's */
+        char *bind_address;    /* NULL = each node's own address; else this address on every node */
+        char *tls_cert_file, *tls_key_file; /* both set: the APIs speak HTTPS only */
+        char *tls_ca_file; /* what clients verify the APIs' certificates with; NULL = system CAs */
+        unsigned max_connections;            /* per listener; default 512 */
+        unsigned max_connections_per_client; /* per client address (or process); default 64 */
+        uint64_t request_timeout_ms; /* deadline for a request's header and body, default 10 s */
+} config_api;
+
+#define CONFIG_DEFAULT_MAX_CONNECTIONS 512u
+#define CONFIG_DEFAULT_MAX_PER_CLIENT  64u
+#define CONFIG_DEFAULT_REQUEST_TIMEOUT 10000u
+
 typedef struct config {
         char *path; /* the file it was loaded from */
         char *cluster_name;
@@ -126,6 +141,8 @@ typedef struct config {
         char *token_file;              /* spec.tokenFile; NULL = mutating calls unauthenticated */
         uint64_t election_timeout_ms;  /* spec.raft.electionTimeout, default 300 */
         uint64_t heartbeat_timeout_ms; /* spec.raft.heartbeatTimeout, default 50 */
+        char *raft_secret_file;        /* spec.raft.secretFile; NULL = the token is the secret */
+        config_api api;                /* spec.api */
 } config;
 
 /* One diagnostic: "FILE:LINE:COLUMN: error: MESSAGE". Warnings (unknown keys) do not fail. */

@@ -17,6 +17,9 @@
 struct httpc {
         CURL *curl;
         char *token_header;
+        char *ca_file;
+        char **trusted; /* "host:port" origins redirects may lead to with the token */
+        size_t n_trusted;
         long timeout_ms;
         long connect_ms;
         long max_redirects;
@@ -68,6 +71,10 @@ httpc *httpc_free(httpc *c)
         if (!c)
                 return NULL;
         curl_easy_cleanup(c->curl);
+        free(c->ca_file);
+        for (size_t i = 0; i < c->n_trusted; i++)
+                free(c->trusted[i]);
+        free(c->trusted);
         if (c->token_header) {
                 explicit_bzero(c->token_header, strlen(c->token_header));
                 free(c->token_header);
@@ -88,6 +95,94 @@ int httpc_set_token(httpc *c, const char *token)
         }
         c->token_header = h;
         return 0;
+}
+
+int httpc_set_ca_file(httpc *c, const char *path)
+{
+        char *p = NULL;
+
+        if (path && !(p = strdup(path)))
+                return -ENOMEM;
+        free(c->ca_file);
+        c->ca_file = p;
+        return 0;
+}
+
+/* "host:port" with IPv6 brackets removed and the host lower-cased, as both sides compare it. */
+static char *origin_key(const char *host, unsigned port)
+{
+        char *s = NULL;
+        size_t n = strlen(host);
+
+        if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+                host++;
+                n -= 2;
+        }
+        if (asprintf(&s, "%.*s:%u", (int)n, host, port) < 0)
+                return NULL;
+        for (char *p = s; *p; p++)
+                if (*p >= 'A' && *p <= 'Z')
+                        *p = (char)(*p - 'A' + 'a');
+        return s;
+}
+
+int httpc_add_trusted(httpc *c, const char *host, unsigned port)
+{
+        char *k = origin_key(host, port);
+        char **t;
+
+        if (!k)
+                return -ENOMEM;
+        t = realloc(c->trusted, (c->n_trusted + 1) * sizeof(*t));
+        if (!t) {
+                free(k);
+                return -ENOMEM;
+        }
+        c->trusted = t;
+        c->trusted[c->n_trusted++] = k;
+        return 0;
+}
+
+/* The origin of URL as origin_key() writes it; NULL when it is not an http(s) URL. */
+static char *url_origin(const char *url)
+{
+        CURLU *u = curl_url();
+        char *scheme = NULL, *host = NULL, *port = NULL, *k = NULL;
+        unsigned long p;
+        char *end;
+
+        if (!u)
+                return NULL;
+        if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+            curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+            curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+            curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK &&
+            (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0)) {
+                errno = 0;
+                p = strtoul(port, &end, 10);
+                if (errno == 0 && *end == 0 && p > 0 && p < 65536)
+                        k = origin_key(host, (unsigned)p);
+        }
+        curl_free(scheme);
+        curl_free(host);
+        curl_free(port);
+        curl_url_cleanup(u);
+        return k;
+}
+
+/* Whether a redirect from FROM to TO may carry the token: the same origin, or a trusted one. */
+static bool redirect_trusted(const httpc *c, const char *from, const char *to)
+{
+        _cleanup_free_ char *a = url_origin(from), *b = url_origin(to);
+
+        if (!a || !b)
+                return false;
+        if (strcmp(a, b) == 0)
+                return true;
+        for (size_t i = 0; i < c->n_trusted; i++)
+                if (strcmp(c->trusted[i], b) == 0)
+                        return true;
+        return false;
 }
 
 void httpc_set_timeout(httpc *c, long total_ms, long connect_ms)
@@ -171,8 +266,9 @@ void httpc_response_done(httpc_response *r)
         *r = (httpc_response){};
 }
 
-int httpc_request(httpc *c, const char *method, const char *url, const json_t *body,
-                  httpc_response *ret)
+/* One request, no redirect followed. */
+static int request_once(httpc *c, const char *method, const char *url, const json_t *body,
+                        httpc_response *ret, char **ret_location)
 {
         _cleanup_free_ char *payload = NULL;
         struct curl_slist *headers = NULL;
@@ -188,10 +284,11 @@ int httpc_request(httpc *c, const char *method, const char *url, const json_t *b
         curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
         curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, c->timeout_ms);
         curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->connect_ms);
-        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, c->max_redirects > 0 ? 1L : 0L);
-        curl_easy_setopt(e, CURLOPT_MAXREDIRS, c->max_redirects);
-        /* The token goes to every master the redirects lead to: all are cluster members. */
-        curl_easy_setopt(e, CURLOPT_UNRESTRICTED_AUTH, 1L);
+        /* Redirects are followed by httpc_request(), which knows where the token may go. */
+        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+        curl_easy_setopt(e, CURLOPT_UNRESTRICTED_AUTH, 0L);
+        if (c->ca_file)
+                curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
         curl_easy_setopt(e, CURLOPT_WRITEDATA, &buf);
         curl_easy_setopt(e, CURLOPT_USERAGENT, "weir");
@@ -243,8 +340,10 @@ int httpc_request(httpc *c, const char *method, const char *url, const json_t *b
 
         httpc_response res = {};
         curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &res.status);
-        char *eff = NULL;
+        char *eff = NULL, *loc = NULL;
         curl_easy_getinfo(e, CURLINFO_EFFECTIVE_URL, &eff);
+        curl_easy_getinfo(e, CURLINFO_REDIRECT_URL, &loc);
+        *ret_location = loc ? strdup(loc) : NULL;
         res.url = strdup(eff ? eff : url);
         res.body = buf.data ? buf.data : strdup("");
         res.body_len = buf.len;
@@ -256,6 +355,46 @@ int httpc_request(httpc *c, const char *method, const char *url, const json_t *b
                 res.json = json_loadb(res.body, res.body_len, 0, NULL);
         *ret = res;
         return 0;
+}
+
+int httpc_request(httpc *c, const char *method, const char *url, const json_t *body,
+                  httpc_response *ret)
+{
+        _cleanup_free_ char *current = strdup(url);
+        int r;
+
+        if (!current)
+                return -ENOMEM;
+        for (long hops = 0;; hops++) {
+                _cleanup_free_ char *location = NULL;
+                httpc_response res = {};
+
+                r = request_once(c, method, current, body, &res, &location);
+                if (r < 0)
+                        return r;
+                /* The cluster redirects with 307/308 only (method and body kept). */
+                if ((res.status != 307 && res.status != 308) || !location ||
+                    c->max_redirects == 0) {
+                        *ret = res;
+                        return 0;
+                }
+                httpc_response_done(&res);
+                if (hops >= c->max_redirects) {
+                        snprintf(c->errbuf, sizeof(c->errbuf), "more than %ld redirects",
+                                 c->max_redirects);
+                        return -ELOOP;
+                }
+                /* The token (and the body) go only to the cluster's own API addresses. */
+                if (!redirect_trusted(c, current, location)) {
+                        snprintf(c->errbuf, sizeof(c->errbuf),
+                                 "redirect to %s refused: not an API address of this cluster",
+                                 location);
+                        log_debug("httpc: %s %s: %s", method, current, c->errbuf);
+                        return -EPERM;
+                }
+                free(current);
+                current = TAKE_PTR(location);
+        }
 }
 
 int httpc_get(httpc *c, const char *url, httpc_response *ret)

@@ -12,13 +12,14 @@
  * requests). Call httpc_global_init() once from main() before starting threads.
  *
  * Redirects: 307/308 are followed up to max_redirects (default 5) with method, body and token
- * kept: every host of the cluster is trusted with the token (a follower redirects to its
- * leader on another address).
+ * kept, but only to the same origin or to one added with httpc_add_trusted() (the cluster's own
+ * API addresses: a follower redirects to its leader); a redirect elsewhere is not followed and
+ * the request fails with -EPERM, so that neither the token nor the body leaves the cluster.
  *
  * Errors: httpc_request() returns 0 whenever an HTTP response arrived, whatever its status
  * (look at ret->status), and a negative errno when none did: -ECONNREFUSED, -ETIMEDOUT,
  * -EHOSTUNREACH, -E2BIG (response body over the limit), -ELOOP (too many redirects),
- * -EINVAL (bad URL), -EIO (anything else).
+ * -EINVAL (bad URL), -EPERM (a redirect out of the cluster), -EIO (anything else).
  */
 
 typedef struct httpc httpc;
@@ -39,6 +40,10 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(httpc *, httpc_free);
 
 /* Settings kept for the following requests. TOKEN is copied; NULL clears it. */
 int httpc_set_token(httpc *c, const char *token);
+/* The CA bundle that verifies https:// servers (copied; NULL = the system's). */
+int httpc_set_ca_file(httpc *c, const char *path);
+/* An origin (HOST without brackets or with, PORT) that redirects may lead to with the token. */
+int httpc_add_trusted(httpc *c, const char *host, unsigned port);
 /* Total time and connect time per request, in milliseconds (defaults 5000 / 1000). */
 void httpc_set_timeout(httpc *c, long total_ms, long connect_ms);
 void httpc_set_max_redirects(httpc *c, long n);          /* 0 = do not follow */

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "apibody.h"
 #include "cleanup.h"
 #include "httpd.h"
 #include "log.h"
@@ -21,14 +22,43 @@
 #define HTTPD_DEFAULT_MAX_BODY   (1u << 20)
 #define HTTPD_DEFAULT_TIMEOUT_S  10
 #define HTTPD_DEFAULT_THREADS    4
-#define HTTPD_MAX_CONNECTIONS    1024
+#define HTTPD_DEFAULT_MAX_CONN   512
+#define HTTPD_DEFAULT_PER_CLIENT 64
+#define HTTPD_DEFAULT_DEADLINE   10000 /* ms for a request's header and body */
+#define HTTPD_REAP_INTERVAL_MS   250
+#define HTTPD_MAX_PEM            (1u << 20)
 
 static const double latency_buckets[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1,
                                          0.25,  0.5,   1,    2.5,   5,    10};
 
+/* A connection as the guard sees it: how long it may still take to send its request. */
+typedef struct guard_conn {
+        int fd;
+        bool waiting;         /* for a request's header or body: the deadline applies */
+        uint64_t deadline_ms; /* CLOCK_MONOTONIC */
+        uint64_t since_ms;    /* when it started waiting: the oldest is evicted first */
+        struct guard_conn *prev, *next;
+} guard_conn;
+
 struct httpd {
         struct MHD_Daemon *daemon;
         int listen_fd;
+        char *read_token;
+        size_t read_token_len;
+        char *tls_cert, *tls_key; /* PEM contents */
+        size_t max_header;
+
+        /* guard_lock guards the connection table below and reaper_stop; MHD's threads add and
+         * remove connections, the reaper closes those past their deadline. */
+        pthread_mutex_t guard_lock;
+        pthread_cond_t reaper_cond;
+        pthread_t reaper;
+        bool reaper_started, reaper_stop;
+        guard_conn *conns;
+        unsigned n_conns;
+        unsigned max_conns;
+        uint64_t deadline_ms;
+        uint64_t evicted, expired; /* counters for /metrics */
         const httpd_route *routes;
         size_t n_routes;
         void *userdata;
@@ -62,7 +92,8 @@ struct httpd_request {
         char *body;
         size_t body_len, body_cap, max_body;
         json_t *json;
-        bool authorized;
+        bool authorized;      /* the (write) token */
+        bool read_authorized; /* the read token or the token */
         bool handled;
         bool refuse_now; /* answer before reading the body */
         reply_header *headers;
@@ -313,18 +344,48 @@ static bool token_equal(const char *expected, size_t expected_len, const char *g
         return diff == 0;
 }
 
-static bool request_check_token(httpd *h, struct MHD_Connection *c)
+/* Sets req->authorized (the token) and req->read_authorized (the read token or the token). */
+static void request_check_token(httpd_request *req)
 {
-        if (!h->token)
-                return true;
-        const char *auth =
-                MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-        if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
-                return false;
-        auth += 7;
-        while (*auth == ' ')
-                auth++;
-        return token_equal(h->token, h->token_len, auth);
+        httpd *h = req->server;
+        const char *auth = MHD_lookup_connection_value(req->connection, MHD_HEADER_KIND,
+                                                       MHD_HTTP_HEADER_AUTHORIZATION);
+
+        if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
+                auth += 7;
+                while (*auth == ' ')
+                        auth++;
+        } else
+                auth = NULL;
+        /* Both comparisons always run: the time taken says nothing about which token matched. */
+        bool w = h->token ? auth && token_equal(h->token, h->token_len, auth) : !h->read_token;
+        bool r = h->read_token && auth && token_equal(h->read_token, h->read_token_len, auth);
+        req->authorized = w;
+        req->read_authorized = w || r;
+}
+
+/* The request line and header fields as sent, counting ": " and CRLF: the documented limit. */
+typedef struct header_count {
+        size_t bytes;
+} header_count;
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+        header_count *hc = cls;
+
+        hc->bytes += strlen(key) + 4 + (value ? strlen(value) : 0);
+        return MHD_YES;
+}
+
+static size_t request_header_size(struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version)
+{
+        header_count hc = {.bytes = strlen(method) + strlen(url) + strlen(version) + 4};
+
+        MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, count_header, &hc);
+        MHD_get_connection_values(c, MHD_HEADER_KIND, count_header, &hc);
+        return hc.bytes + 2; /* the empty line */
 }
 
 static bool route_path_match(const httpd_route *r, const char *path, const char **ret_suffix)
@@ -407,11 +468,12 @@ static void request_route(httpd_request *req)
         if (req->route->max_body)
                 req->max_body = req->route->max_body;
 
-        req->authorized = request_check_token(h, req->connection);
+        request_check_token(req);
         bool mutating = strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0;
-        bool need = (mutating && !(req->route->flags & HTTPD_ROUTE_PUBLIC)) ||
-                    (req->route->flags & HTTPD_ROUTE_AUTH);
-        if (need && !req->authorized) {
+        bool ok = (req->route->flags & HTTPD_ROUTE_PUBLIC) ||
+                  ((mutating || (req->route->flags & HTTPD_ROUTE_AUTH)) ? req->authorized
+                                                                        : req->read_authorized);
+        if (!ok) {
                 httpd_reply_header(req, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
                 request_fail(req, MHD_HTTP_UNAUTHORIZED, "missing or wrong bearer token");
                 return;
@@ -454,26 +516,13 @@ static void request_append_body(httpd_request *req, const char *data, size_t n)
 
 static void request_parse_json(httpd_request *req)
 {
-        json_error_t err;
+        char err[512];
+        int r = apibody_parse(req->body, req->body_len, &req->json, err, sizeof(err));
 
-        if (req->body_len == 0) {
-                req->json = json_object();
-                if (!req->json)
-                        request_fail(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
-                return;
-        }
-        req->json = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &err);
-        if (!req->json) {
-                httpd_reply_error(req, MHD_HTTP_BAD_REQUEST,
-                                  "invalid JSON at line %d column %d: %s", err.line, err.column,
-                                  err.text);
-                return;
-        }
-        if (!json_is_object(req->json)) {
-                json_decref(req->json);
-                req->json = NULL;
-                request_fail(req, MHD_HTTP_BAD_REQUEST, "invalid JSON: expected an object");
-        }
+        if (r == -ENOMEM)
+                request_fail(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+        else if (r < 0)
+                request_fail(req, MHD_HTTP_BAD_REQUEST, err);
 }
 
 static bool request_has_response(httpd_request *req)
@@ -482,6 +531,135 @@ static bool request_has_response(httpd_request *req)
         bool r = req->response || req->queued;
         pthread_mutex_unlock(&req->lock);
         return r;
+}
+
+static uint64_t now_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static guard_conn *guard_of(struct MHD_Connection *c)
+{
+        const union MHD_ConnectionInfo *ci =
+                MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        return ci ? ci->socket_context : NULL;
+}
+
+/* Starts (WAITING) or stops the request deadline of connection C. */
+static void guard_set_waiting(httpd *h, struct MHD_Connection *c, bool waiting)
+{
+        guard_conn *g = guard_of(c);
+
+        if (!g)
+                return;
+        pthread_mutex_lock(&h->guard_lock);
+        if (waiting && !g->waiting) {
+                g->since_ms = now_ms();
+                g->deadline_ms = g->since_ms + h->deadline_ms;
+        }
+        g->waiting = waiting;
+        pthread_mutex_unlock(&h->guard_lock);
+}
+
+/* Ends a connection from outside its MHD thread: MHD sees the shutdown, closes and forgets it
+ * (the descriptor stays valid until MHD's CLOSED notification, which takes guard_lock first). */
+static void guard_kill(guard_conn *g)
+{
+        (void)shutdown(g->fd, SHUT_RDWR);
+        g->waiting = false;
+        g->deadline_ms = UINT64_MAX;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+        httpd *h = cls;
+
+        if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+                guard_conn *g = *socket_context;
+                if (!g)
+                        return;
+                pthread_mutex_lock(&h->guard_lock);
+                if (g->prev)
+                        g->prev->next = g->next;
+                else
+                        h->conns = g->next;
+                if (g->next)
+                        g->next->prev = g->prev;
+                h->n_conns--;
+                pthread_mutex_unlock(&h->guard_lock);
+                free(g);
+                *socket_context = NULL;
+                return;
+        }
+
+        const union MHD_ConnectionInfo *ci =
+                MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        guard_conn *g = calloc(1, sizeof(*g));
+        if (!g || !ci) {
+                /* Untracked it would escape the deadline: refuse it instead. */
+                if (ci)
+                        (void)shutdown(ci->connect_fd, SHUT_RDWR);
+                free(g);
+                return;
+        }
+        g->fd = ci->connect_fd;
+        g->waiting = true;
+        g->since_ms = now_ms();
+        g->deadline_ms = g->since_ms + h->deadline_ms;
+
+        pthread_mutex_lock(&h->guard_lock);
+        if (h->n_conns >= h->max_conns) {
+                /* Full: the connection that has waited longest for its request makes room. A
+                 * client that sends its request at once (a health probe) is never that one. */
+                guard_conn *oldest = NULL;
+                for (guard_conn *o = h->conns; o; o = o->next)
+                        if (o->waiting && (!oldest || o->since_ms < oldest->since_ms))
+                                oldest = o;
+                if (oldest) {
+                        guard_kill(oldest);
+                        h->evicted++;
+                } else {
+                        /* Every connection is being answered: refuse the new one. */
+                        guard_kill(g);
+                }
+        }
+        g->next = h->conns;
+        if (h->conns)
+                h->conns->prev = g;
+        h->conns = g;
+        h->n_conns++;
+        pthread_mutex_unlock(&h->guard_lock);
+        *socket_context = g;
+}
+
+static void *reaper_thread(void *userdata)
+{
+        httpd *h = userdata;
+
+        pthread_mutex_lock(&h->guard_lock);
+        while (!h->reaper_stop) {
+                struct timespec ts;
+                uint64_t now = now_ms();
+
+                for (guard_conn *g = h->conns; g; g = g->next)
+                        if (g->waiting && g->deadline_ms <= now) {
+                                guard_kill(g);
+                                h->expired++;
+                        }
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                ts.tv_nsec += HTTPD_REAP_INTERVAL_MS * 1000000L;
+                if (ts.tv_nsec >= 1000000000L) {
+                        ts.tv_sec++;
+                        ts.tv_nsec -= 1000000000L;
+                }
+                pthread_cond_timedwait(&h->reaper_cond, &h->guard_lock, &ts);
+        }
+        pthread_mutex_unlock(&h->guard_lock);
+        return NULL;
 }
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char *url,
@@ -496,7 +674,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
                 if (!req)
                         return MHD_NO;
                 *con_cls = req;
-                request_route(req);
+                if (request_header_size(c, url, method, version) > h->max_header)
+                        request_fail(req, 431 /* request header fields too large */,
+                                     "request header too large");
+                else
+                        request_route(req);
                 /* A body announced far beyond the limit is refused before it is read (the
                  * client may then see the connection close rather than the 413). Other early
                  * refusals wait for the body, read and dropped, so that the client reads the
@@ -519,6 +701,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
 
         if (!req->handled) {
                 req->handled = true;
+                guard_set_waiting(h, c, false); /* the request is in: no deadline for replies */
                 if (!request_has_response(req) && (req->route->flags & HTTPD_ROUTE_JSON))
                         request_parse_json(req);
                 if (!request_has_response(req))
@@ -552,6 +735,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         if (!req)
                 return;
         *con_cls = NULL;
+        guard_set_waiting(h, c, true); /* a kept-alive connection waits for its next request */
 
         clock_gettime(CLOCK_MONOTONIC, &now);
         double secs = (double)(now.tv_sec - req->start.tv_sec) +
@@ -610,6 +794,19 @@ int httpd_metrics_write(httpd *h, FILE *f)
         fprintf(f, "%s_request_seconds_sum %.6f\n", p, h->sum);
         fprintf(f, "%s_request_seconds_count %llu\n", p, (unsigned long long)h->count);
         pthread_mutex_unlock(&h->metrics_lock);
+        pthread_mutex_lock(&h->guard_lock);
+        fprintf(f, "# HELP %s_connections Open connections.\n# TYPE %s_connections gauge\n", p, p);
+        fprintf(f, "%s_connections %u\n", p, h->n_conns);
+        fprintf(f,
+                "# HELP %s_connections_closed_total Connections closed by the server's limits: "
+                "evicted when full, or past the request deadline.\n"
+                "# TYPE %s_connections_closed_total counter\n",
+                p, p);
+        fprintf(f, "%s_connections_closed_total{reason=\"evicted\"} %llu\n", p,
+                (unsigned long long)h->evicted);
+        fprintf(f, "%s_connections_closed_total{reason=\"deadline\"} %llu\n", p,
+                (unsigned long long)h->expired);
+        pthread_mutex_unlock(&h->guard_lock);
         return ferror(f) ? -EIO : 0;
 }
 
@@ -648,15 +845,65 @@ static int httpd_listen(const httpd_config *cfg, bool *ret_ipv6)
         return TAKE_FD(fd);
 }
 
+static int read_pem(const char *path, char **ret)
+{
+        _cleanup_fclose_ FILE *f = fopen(path, "re");
+        _cleanup_free_ char *buf = NULL;
+        size_t n;
+
+        if (!f)
+                return log_error_errno(errno, "Cannot open %s: %m", path);
+        buf = malloc(HTTPD_MAX_PEM + 1);
+        if (!buf)
+                return -ENOMEM;
+        n = fread(buf, 1, HTTPD_MAX_PEM + 1, f);
+        if (ferror(f))
+                return log_error_errno(EIO, "Cannot read %s: %m", path);
+        if (n > HTTPD_MAX_PEM)
+                return log_error_errno(EFBIG, "%s: larger than %u bytes, not a PEM file", path,
+                                       HTTPD_MAX_PEM);
+        buf[n] = 0;
+        if (!strstr(buf, "-----BEGIN "))
+                return log_error_errno(EINVAL, "%s: not a PEM file (no -----BEGIN line)", path);
+        *ret = TAKE_PTR(buf);
+        return 0;
+}
+
+static int httpd_load_tls(httpd *h, const httpd_config *cfg)
+{
+        int r;
+
+        if (!cfg->tls_cert_file || !cfg->tls_key_file)
+                return log_error_errno(EINVAL, "%s: TLS needs both a certificate and a key",
+                                       h->name);
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+                return log_error_errno(ENOTSUP, "%s: this libmicrohttpd has no TLS support",
+                                       h->name);
+        r = read_pem(cfg->tls_cert_file, &h->tls_cert);
+        if (r < 0)
+                return r;
+        return read_pem(cfg->tls_key_file, &h->tls_key);
+}
+
 int httpd_new(const httpd_config *cfg, const httpd_route *routes, size_t n_routes, void *userdata,
               httpd **ret)
 {
         bool ipv6 = false;
+        int r;
         httpd *h = calloc(1, sizeof(*h));
         if (!h)
                 return -ENOMEM;
         pthread_mutex_init(&h->metrics_lock, NULL);
+        pthread_mutex_init(&h->guard_lock, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&h->reaper_cond, &ca);
+        pthread_condattr_destroy(&ca);
         h->listen_fd = -1;
+        h->max_conns = cfg->max_connections ? cfg->max_connections : HTTPD_DEFAULT_MAX_CONN;
+        h->deadline_ms = cfg->request_timeout_ms ? cfg->request_timeout_ms : HTTPD_DEFAULT_DEADLINE;
+        h->max_header = cfg->max_header_size ? cfg->max_header_size : HTTPD_DEFAULT_MAX_HEADER;
         h->routes = routes;
         h->n_routes = n_routes;
         h->userdata = userdata;
@@ -667,9 +914,21 @@ int httpd_new(const httpd_config *cfg, const httpd_route *routes, size_t n_route
                 h->token = strdup(cfg->token);
                 h->token_len = strlen(cfg->token);
         }
-        if (!h->name || !h->metrics_prefix || (cfg->token && cfg->token[0] && !h->token)) {
+        if (cfg->read_token && cfg->read_token[0]) {
+                h->read_token = strdup(cfg->read_token);
+                h->read_token_len = strlen(cfg->read_token);
+        }
+        if (!h->name || !h->metrics_prefix || (cfg->token && cfg->token[0] && !h->token) ||
+            (cfg->read_token && cfg->read_token[0] && !h->read_token)) {
                 httpd_free(h);
                 return -ENOMEM;
+        }
+        if (cfg->tls_cert_file || cfg->tls_key_file) {
+                r = httpd_load_tls(h, cfg);
+                if (r < 0) {
+                        httpd_free(h);
+                        return r;
+                }
         }
 
         int fd = httpd_listen(cfg, &ipv6);
@@ -679,25 +938,48 @@ int httpd_new(const httpd_config *cfg, const httpd_route *routes, size_t n_route
         }
         h->listen_fd = fd;
 
-        size_t max_header = cfg->max_header_size ? cfg->max_header_size : HTTPD_DEFAULT_MAX_HEADER;
         unsigned threads = cfg->threads ? cfg->threads : HTTPD_DEFAULT_THREADS;
         unsigned timeout = cfg->timeout_s ? cfg->timeout_s : HTTPD_DEFAULT_TIMEOUT_S;
+        unsigned per_client = cfg->max_per_client ? cfg->max_per_client : HTTPD_DEFAULT_PER_CLIENT;
         unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-                         MHD_USE_ERROR_LOG | (ipv6 ? MHD_USE_IPv6 : 0);
+                         MHD_USE_ERROR_LOG | (ipv6 ? MHD_USE_IPv6 : 0) |
+                         (h->tls_cert ? MHD_USE_TLS : 0);
+        /* MHD's own cap splits over the pool's threads and stops accepting when a thread is
+         * full: leave room above ours, which evicts, so that accepting never stops. */
+        unsigned hard_limit = h->max_conns + h->max_conns / 2 + 16 * threads;
+        struct MHD_OptionItem tls_options[] = {
+                {h->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, h->tls_cert},
+                {MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key},
+                {MHD_OPTION_END, 0, NULL},
+        };
 
+        r = pthread_create(&h->reaper, NULL, reaper_thread, h);
+        if (r != 0) {
+                httpd_free(h);
+                return -r;
+        }
+        h->reaper_started = true;
         h->daemon = MHD_start_daemon(
                 flags, 0, NULL, NULL, on_access, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
                 MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_THREAD_POOL_SIZE, threads,
                 MHD_OPTION_CONNECTION_TIMEOUT, timeout,
-                /* The per-connection pool holds the request line and headers; a little more
-                 * than the header limit so the response headers fit too. */
-                MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(max_header + 8192),
-                MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTPD_MAX_CONNECTIONS,
-                MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
+                /* The per-connection pool holds the request line and headers with their parsed
+                 * form, and the response headers: twice the header limit and some, so that the
+                 * limit that applies is ours (request_header_size), exactly as documented. */
+                MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(2 * h->max_header + 16384),
+                MHD_OPTION_CONNECTION_LIMIT, hard_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                per_client, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
+                MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_ARRAY, tls_options,
+                MHD_OPTION_END);
         if (!h->daemon) {
                 log_debug("%s: MHD_start_daemon failed", h->name);
+                r = h->tls_cert ? -EINVAL : -EIO; /* GnuTLS refused the certificate or key */
+                if (h->tls_cert)
+                        log_error("%s: cannot start with the TLS certificate and key given "
+                                  "(unreadable PEM, or a key that does not match)",
+                                  h->name);
                 httpd_free(h);
-                return -EIO;
+                return r;
         }
         h->listen_fd = -1; /* MHD_stop_daemon() closes it */
         *ret = h;
@@ -710,8 +992,26 @@ httpd *httpd_free(httpd *h)
                 return NULL;
         if (h->daemon)
                 MHD_stop_daemon(h->daemon);
+        if (h->reaper_started) {
+                pthread_mutex_lock(&h->guard_lock);
+                h->reaper_stop = true;
+                pthread_cond_signal(&h->reaper_cond);
+                pthread_mutex_unlock(&h->guard_lock);
+                pthread_join(h->reaper, NULL);
+        }
         safe_close(h->listen_fd);
         pthread_mutex_destroy(&h->metrics_lock);
+        pthread_mutex_destroy(&h->guard_lock);
+        pthread_cond_destroy(&h->reaper_cond);
+        if (h->read_token) {
+                explicit_bzero(h->read_token, h->read_token_len);
+                free(h->read_token);
+        }
+        if (h->tls_key) {
+                explicit_bzero(h->tls_key, strlen(h->tls_key));
+                free(h->tls_key);
+        }
+        free(h->tls_cert);
         free(h->name);
         free(h->metrics_prefix);
         if (h->token) {

@@ -17,14 +17,23 @@
  * Everything the handler reads from the request (path, body, query, headers) stays valid until
  * the reply.
  *
- * Limits (docs/api.md): request headers are bounded (max_header_size, 413/431 from the library
- * beyond it), bodies by max_body_size or a route's own max_body (413), an idle connection is
- * closed after timeout_s (slow clients hold no thread: the pool multiplexes connections).
+ * Limits (docs/api.md): the request line and header fields together are bounded by
+ * max_header_size (431 beyond it), bodies by max_body_size or a route's own max_body (413). A
+ * request's header and body must arrive within request_timeout_ms of the connection's start (or
+ * of the previous response on a kept-alive connection), whatever trickles in meanwhile; an idle
+ * connection is closed after timeout_s. One client address holds at most max_per_client
+ * connections; beyond max_connections a new connection closes the one that has waited longest
+ * for its request (a slow or idle one), so that /healthz still answers under a flood.
  *
- * Authentication: when the server has a token, every route whose method is not GET/HEAD needs
- * "Authorization: Bearer TOKEN" (compared in constant time) unless the route sets
- * HTTPD_ROUTE_PUBLIC; otherwise httpd answers 401 and the handler is not called. GET routes can
- * ask for it with HTTPD_ROUTE_AUTH.
+ * Threads: besides the pool, one reaper thread enforces the request deadline. guard_lock guards
+ * the table of connections that the pool's callbacks and the reaper share.
+ *
+ * Authentication: when the server has a token (or a read token), every route needs
+ * "Authorization: Bearer TOKEN" (compared in constant time) unless it sets HTTPD_ROUTE_PUBLIC;
+ * otherwise httpd answers 401 and the handler is not called. GET and HEAD accept the read token
+ * or the token, other methods (and routes with HTTPD_ROUTE_AUTH) only the token.
+ *
+ * TLS: with tls_cert_file and tls_key_file (PEM) the server speaks HTTPS only (GnuTLS).
  *
  * JSON: a route with HTTPD_ROUTE_JSON gets its body parsed (must be a JSON object; an empty body
  * gives an empty object); malformed JSON is answered 400 {"error":"invalid JSON: ..."} by httpd.
@@ -39,8 +48,8 @@ typedef void (*httpd_handler)(httpd_request *req, void *userdata);
 enum {
         HTTPD_ROUTE_PREFIX = 1 << 0, /* match every path starting with .path, else exact match */
         HTTPD_ROUTE_JSON = 1 << 1,   /* parse the body as a JSON object before the handler */
-        HTTPD_ROUTE_AUTH = 1 << 2,   /* need the bearer token even for GET */
-        HTTPD_ROUTE_PUBLIC = 1 << 3, /* no token even for POST/PUT/DELETE */
+        HTTPD_ROUTE_AUTH = 1 << 2,   /* need the (write) token even for GET */
+        HTTPD_ROUTE_PUBLIC = 1 << 3, /* no token at all, whatever the method */
 };
 
 typedef struct httpd_route {
@@ -55,17 +64,24 @@ typedef struct httpd_config {
         const char *name;    /* for log messages, e.g. "master API" */
         const char *address; /* numeric IPv4/IPv6 address or host name to bind; NULL = any */
         uint16_t port;
-        const char *token;          /* bearer token, copied; NULL or "" = no authentication */
-        size_t max_header_size;     /* 0 = 16 KiB */
-        size_t max_body_size;       /* 0 = 1 MiB */
-        unsigned timeout_s;         /* idle connection timeout, 0 = 10 s */
-        unsigned threads;           /* worker threads, 0 = 4 */
-        const char *metrics_prefix; /* "weir_http" (the default when NULL) */
+        const char *token;           /* bearer token, copied; NULL or "" = no authentication */
+        const char *read_token;      /* a token good for GET/HEAD only, copied; NULL = none */
+        const char *tls_cert_file;   /* PEM certificate chain; with tls_key_file: HTTPS */
+        const char *tls_key_file;    /* PEM private key */
+        size_t max_header_size;      /* 0 = 16 KiB */
+        size_t max_body_size;        /* 0 = 1 MiB */
+        unsigned timeout_s;          /* idle connection timeout, 0 = 10 s */
+        unsigned max_connections;    /* 0 = 512 */
+        unsigned max_per_client;     /* connections per client address, 0 = 64 */
+        uint64_t request_timeout_ms; /* header + body deadline, 0 = 10 s */
+        unsigned threads;            /* worker threads, 0 = 4 */
+        const char *metrics_prefix;  /* "weir_http" (the default when NULL) */
 } httpd_config;
 
 /* Routes are matched in table order: the first whose path matches and whose method matches
  * wins; a path that matches only with other methods gets 405, no path 404. ROUTES must outlive
- * the server. Returns 0 and *ret, or -errno (-EADDRINUSE when the port is taken). */
+ * the server. Returns 0 and *ret, or -errno (-EADDRINUSE when the port is taken, -ENOTSUP when
+ * TLS is asked for and libmicrohttpd lacks it, -EINVAL for unusable TLS files). */
 int httpd_new(const httpd_config *cfg, const httpd_route *routes, size_t n_routes, void *userdata,
               httpd **ret);
 
@@ -81,7 +97,7 @@ const char *httpd_request_query(const httpd_request *req, const char *key); /* N
 const char *httpd_request_header(const httpd_request *req, const char *name);
 const void *httpd_request_body(const httpd_request *req, size_t *ret_len); /* NUL-terminated */
 json_t *httpd_request_json(const httpd_request *req); /* borrowed; NULL without HTTPD_ROUTE_JSON */
-bool httpd_request_authorized(const httpd_request *req); /* a valid token was presented */
+bool httpd_request_authorized(const httpd_request *req); /* the (write) token was presented */
 /* The original target, "/path?query" re-encoded, for redirects. Caller frees. */
 char *httpd_request_target(const httpd_request *req);
 

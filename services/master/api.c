@@ -7,22 +7,24 @@
 #include <string.h>
 #include <time.h>
 
+#include "fsutil.h"
+#include "apiauth.h"
+#include "apibody.h"
 #include "block.h"
 #include "cleanup.h"
 #include "httpc.h"
 #include "log.h"
 #include "listing.h"
 #include "manager-internal.h"
+#include "members.h"
 #include "parse.h"
 #include "timeutil.h"
 
-#define WORKER_BODY_MAX  (8u << 20)
-#define WORKER_DEAD_S    15.0 /* a worker silent this long is not alive */
-#define PEER_TIMEOUT_MS  500
-#define PEER_CONNECT_MS  250
-#define MAX_BLOCK_REPORT (1u << 20)
-#define FUSE_DEAD_S      WORKER_DEAD_S /* a FUSE daemon reports as often as a worker */
-#define MOUNTPOINT_MAX   4096
+#define WORKER_BODY_MAX (8u << 20)
+#define WORKER_DEAD_S   15.0 /* a worker silent this long is not alive */
+#define PEER_TIMEOUT_MS 500
+#define PEER_CONNECT_MS 250
+#define FUSE_DEAD_S     WORKER_DEAD_S /* a FUSE daemon reports as often as a worker */
 
 /* ---- leader gate ---- */
 
@@ -34,7 +36,7 @@ static bool api_reply_not_leader(manager *m, httpd_request *req)
 
         if (v.leader_id && v.leader_id != m->node->raft_id &&
             manager_api_address(m, v.leader_id, api, sizeof(api))) {
-                snprintf(base, sizeof(base), "http://%s", api);
+                snprintf(base, sizeof(base), "%s://%s", apiauth_scheme(m->cfg), api);
                 httpd_reply_redirect(req, base);
                 return true;
         }
@@ -110,11 +112,14 @@ static json_t *api_status_json(manager *m)
         const config_node *leader = manager_master_node(m, v.leader_id);
 
         manager_api_address(m, m->node->raft_id, api, sizeof(api));
-        return json_pack("{s:s,s:i,s:s,s:s,s:I,s:I,s:I,s:s?,s:b}", "node", m->node->name, "raft_id",
-                         (int)m->node->raft_id, "api", api, "role", manager_role_name(v.role),
-                         "term", (json_int_t)v.term, "applied", (json_int_t)v.applied,
-                         "state_index", (json_int_t)fsm_index(m->fsm), "leader",
-                         leader ? leader->name : NULL, "serving", v.serving);
+        json_t *s = json_pack("{s:s,s:i,s:s,s:s,s:I,s:I,s:I,s:s?,s:b}", "node", m->node->name,
+                              "raft_id", (int)m->node->raft_id, "api", api, "role",
+                              manager_role_name(v.role), "term", (json_int_t)v.term, "applied",
+                              (json_int_t)v.applied, "state_index", (json_int_t)fsm_index(m->fsm),
+                              "leader", leader ? leader->name : NULL, "serving", v.serving);
+        if (s)
+                members_status_fields(m, s);
+        return s;
 }
 
 static void h_healthz(httpd_request *req, void *userdata)
@@ -184,6 +189,7 @@ typedef struct peer_probe {
         pthread_t thread;
         bool started;
         char url[400];
+        const config *cfg;
         json_t *status; /* the peer's /v1/status, NULL when it did not answer */
 } peer_probe;
 
@@ -193,8 +199,11 @@ static void *peer_probe_main(void *userdata)
         httpc *c = httpc_new();
         httpc_response res = {};
 
-        if (!c)
+        /* /v1/status is public: no token goes to the peers */
+        if (!c || apiauth_httpc_setup(c, p->cfg, NULL) < 0) {
+                httpc_free(c);
                 return NULL;
+        }
         httpc_set_timeout(c, PEER_TIMEOUT_MS, PEER_CONNECT_MS);
         httpc_set_max_redirects(c, 0);
         if (httpc_get(c, p->url, &res) == 0 && res.status == 200 && json_is_object(res.json))
@@ -224,7 +233,9 @@ static void h_masters(httpd_request *req, void *userdata)
                 if (!n->master || n == m->node)
                         continue;
                 manager_api_address(m, n->raft_id, api, sizeof(api));
-                snprintf(probes[i].url, sizeof(probes[i].url), "http://%s/v1/status", api);
+                snprintf(probes[i].url, sizeof(probes[i].url), "%s://%s/v1/status",
+                         apiauth_scheme(m->cfg), api);
+                probes[i].cfg = m->cfg;
                 probes[i].started =
                         pthread_create(&probes[i].thread, NULL, peer_probe_main, &probes[i]) == 0;
         }
@@ -532,8 +543,9 @@ static void h_dataset(httpd_request *req, void *userdata)
                         return;
                 }
                 json_t *value = json_object_get(httpd_request_json(req), "value");
-                if (!json_is_string(value)) {
-                        httpd_reply_error(req, 400, "body must be {\"value\": STRING}");
+                const char *bad = apibody_label(httpd_request_json(req));
+                if (bad) {
+                        httpd_reply_error(req, 400, "%s", bad);
                         return;
                 }
                 api_submit(m, req, fsm_cmd_label_set(name, key, json_string_value(value)));
@@ -670,18 +682,6 @@ static void on_register_done(manager *m, int status, json_t *result, void *userd
         free(rc);
 }
 
-static bool valid_string_array(const json_t *a, size_t max)
-{
-        size_t i;
-        json_t *v;
-        if (!a)
-                return true;
-        if (!json_is_array(a) || json_array_size(a) > max)
-                return false;
-        json_array_foreach(a, i, v) if (!json_is_string(v)) return false;
-        return true;
-}
-
 static void h_worker_register(httpd_request *req, void *userdata)
 {
         manager *m = userdata;
@@ -692,12 +692,9 @@ static void h_worker_register(httpd_request *req, void *userdata)
 
         if (!api_leader_gate(m, req))
                 return;
-        if (!node || !node[0] || strlen(node) > 255 || !api || !api[0] ||
-            (tiers && !json_is_array(tiers)) ||
-            !valid_string_array(json_object_get(body, "blocks"), MAX_BLOCK_REPORT)) {
-                httpd_reply_error(req, 400,
-                                  "body must be {\"node\",\"api\",\"tiers\":[...],"
-                                  "\"blocks\":[BLOCK_ID...]}");
+        const char *bad = apibody_worker_register(body);
+        if (bad) {
+                httpd_reply_error(req, 400, "%s", bad);
                 return;
         }
         register_call *rc = calloc(1, sizeof(*rc));
@@ -735,9 +732,9 @@ static void h_worker_heartbeat(httpd_request *req, void *userdata)
         }
         memcpy(node, suffix, (size_t)(slash - suffix));
         node[slash - suffix] = 0;
-        if (!valid_string_array(json_object_get(body, "added"), MAX_BLOCK_REPORT) ||
-            !valid_string_array(json_object_get(body, "removed"), MAX_BLOCK_REPORT)) {
-                httpd_reply_error(req, 400, "added and removed must be arrays of block ids");
+        const char *bad = apibody_worker_heartbeat(body);
+        if (bad) {
+                httpd_reply_error(req, 400, "%s", bad);
                 return;
         }
 
@@ -885,10 +882,9 @@ static void h_fuse_heartbeat(httpd_request *req, void *userdata)
                 httpd_reply_error(req, 404, "no such node or dataset in the cluster YAML");
                 return;
         }
-        if (!json_is_string(mountpoint) || json_string_length(mountpoint) == 0 ||
-            json_string_length(mountpoint) > MOUNTPOINT_MAX ||
-            (files && !(json_is_integer(files) && json_integer_value(files) >= 0))) {
-                httpd_reply_error(req, 400, "body must be {\"mountpoint\": PATH, \"files\": N}");
+        const char *bad = apibody_fuse_heartbeat(body);
+        if (bad) {
+                httpd_reply_error(req, 400, "%s", bad);
                 return;
         }
         snprintf(key, sizeof(key), "%s/%s", node, dataset);
@@ -932,9 +928,10 @@ static void h_fuses(httpd_request *req, void *userdata)
 }
 
 static const httpd_route api_routes[] = {
-        {"GET", "/healthz", h_healthz, 0, 0},
+        /* Public: liveness, and this master's role and term for probes and weirctl status. */
+        {"GET", "/healthz", h_healthz, HTTPD_ROUTE_PUBLIC, 0},
         {"GET", "/metrics", h_metrics, 0, 0},
-        {"GET", "/v1/status", h_status, 0, 0},
+        {"GET", "/v1/status", h_status, HTTPD_ROUTE_PUBLIC, 0},
         {"GET", "/v1/masters", h_masters, 0, 0},
         {"GET", "/v1/datasets", h_datasets, 0, 0},
         {NULL, "/v1/datasets/", h_dataset, HTTPD_ROUTE_PREFIX | HTTPD_ROUTE_JSON, 0},
@@ -947,21 +944,31 @@ static const httpd_route api_routes[] = {
         {"GET", "/v1/fuses", h_fuses, 0, 0},
         {"POST", "/v1/internal/state", api_state_copy, 0, 0},
         {"POST", "/v1/fuses/", h_fuse_heartbeat, HTTPD_ROUTE_PREFIX | HTTPD_ROUTE_JSON, 0},
+        {"GET", "/v1/config", members_h_config, 0, 0},
+        {"POST", "/v1/config/reload", members_h_reload, 0, MEMBERS_RELOAD_BODY_MAX},
 };
 
 int api_start(manager *m)
 {
+        _cleanup_secret_ char *read_token = NULL;
         httpd_config cfg = {
                 .name = "master API",
-                .address = m->node->address,
                 .port = m->node->master_port,
-                .token = m->token,
         };
-        int r = httpd_new(&cfg, api_routes, ELEMENTSOF(api_routes), m, &m->httpd);
+        int r;
+
+        if (m->cfg->api.read_token_file) {
+                r = read_secret_file(m->cfg->api.read_token_file, SECRET_MAX, &read_token);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to read the read token from %s: %m",
+                                               m->cfg->api.read_token_file);
+        }
+        apiauth_httpd_config(&cfg, m->cfg, m->node, m->token, read_token);
+        r = httpd_new(&cfg, api_routes, ELEMENTSOF(api_routes), m, &m->httpd);
         if (r < 0)
-                return log_error_errno(r, "Failed to serve the API on %s:%u: %m", m->node->address,
+                return log_error_errno(r, "Failed to serve the API on %s:%u: %m", cfg.address,
                                        m->node->master_port);
-        log_info("API on http://%s:%u/%s", m->node->address, m->node->master_port,
-                 m->token ? " (token required for writes)" : "");
+        log_info("API on %s://%s:%u/%s", apiauth_scheme(m->cfg), cfg.address, m->node->master_port,
+                 m->token ? " (token required for every call but /healthz and /v1/status)" : "");
         return 0;
 }

@@ -13,6 +13,7 @@
 #define _cleanup_json_ _cleanup_(json_decrefp)
 
 #define DATASET_V1 1
+#define MEMBERS_V1 1
 
 struct fsm {
         store_db *db;
@@ -719,6 +720,39 @@ static json_t *apply_label(wctx *w, json_t *cmd, bool set)
         return index_result(w);
 }
 
+/* The leader records the Raft membership after each change it made (see members.c): raft 0.15
+ * has no call that reads the configuration, and followers and weirctl need it. Kept in the meta
+ * table as {"v":1,"members":[...]}. */
+static json_t *apply_members_set(wctx *w, json_t *cmd)
+{
+        json_t *members = json_object_get(cmd, "members");
+        size_t i;
+        json_t *m;
+        if (!json_is_array(members) || json_array_size(members) == 0 ||
+            json_array_size(members) > FSM_MAX_MEMBERS)
+                return error_result(400, "members_set needs 1-" FSM_MAX_MEMBERS_TEXT " members");
+        json_array_foreach(members, i, m)
+        {
+                if (!json_is_integer(json_object_get(m, "id")) || !jstr(m, "node") ||
+                    !jstr(m, "address"))
+                        return error_result(400, "a member needs id, node and address");
+        }
+        _cleanup_json_ json_t *rec = json_pack("{s:i,s:O}", "v", MEMBERS_V1, "members", members);
+        _cleanup_free_ char *s = rec ? json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        if (!s) {
+                wfail(w, -ENOMEM);
+                return NULL;
+        }
+        MDB_val k = {.mv_size = 7, .mv_data = (void *)"members"},
+                v = {.mv_size = strlen(s), .mv_data = s};
+        int r = store_errno(mdb_put(w->txn, w->d->meta, &k, &v, 0));
+        if (r < 0) {
+                wfail(w, r);
+                return NULL;
+        }
+        return index_result(w);
+}
+
 /* ---- dedup ---- */
 
 static void u64be(unsigned char *p, uint64_t v)
@@ -805,6 +839,8 @@ static json_t *dispatch(wctx *w, json_t *cmd, batch_source *src)
                 return apply_label(w, cmd, true);
         if (strcmp(op, "label_delete") == 0)
                 return apply_label(w, cmd, false);
+        if (strcmp(op, "members_set") == 0)
+                return apply_members_set(w, cmd);
         return error_result(400, "unknown command");
 }
 
@@ -1182,6 +1218,23 @@ json_t *fsm_workers(fsm *f)
         return o;
 }
 
+json_t *fsm_members(fsm *f)
+{
+        rctx c;
+        MDB_val k = {.mv_size = 7, .mv_data = (void *)"members"}, v;
+        json_t *members = NULL;
+
+        if (rbegin(f, &c) < 0)
+                return NULL;
+        if (mdb_get(c.txn, c.d->meta, &k, &v) == 0) {
+                _cleanup_json_ json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, NULL);
+                if (json_integer_value(json_object_get(rec, "v")) == MEMBERS_V1)
+                        members = json_deep_copy(json_object_get(rec, "members"));
+        }
+        rend(&c);
+        return members;
+}
+
 /* The entry at PATH of the dataset whose root is ROOT (the root itself for "/"). */
 static int lookup(rctx *c, uint64_t root, const char *path, uint64_t *ret_parent, store_entry *ret)
 {
@@ -1525,6 +1578,11 @@ json_t *fsm_cmd_label_set(const char *dataset, const char *key, const char *valu
 {
         return json_pack("{s:s,s:s,s:s,s:s}", "op", "label_set", "dataset", dataset, "key", key,
                          "value", value);
+}
+
+json_t *fsm_cmd_members_set(const json_t *members)
+{
+        return json_pack("{s:s,s:O}", "op", "members_set", "members", members);
 }
 
 json_t *fsm_cmd_label_delete(const char *dataset, const char *key)

@@ -42,11 +42,13 @@
  * its path exists; its version starts at 1 and grows when size, ETag or mtime change.
  */
 
-#define FSM_DEDUP_MAX     4096
-#define FSM_MAX_BATCH     10000 /* entries per TREE_BATCH */
-#define FSM_SNAPSHOT_V1   1
-#define FSM_TREE_BATCH_V1 0xb1 /* first byte of a binary TREE_BATCH (JSON starts with "{") */
-#define FSM_MAX_DEPTH     256
+#define FSM_DEDUP_MAX        4096
+#define FSM_MAX_BATCH        10000 /* entries per TREE_BATCH */
+#define FSM_SNAPSHOT_V1      1
+#define FSM_TREE_BATCH_V1    0xb1 /* first byte of a binary TREE_BATCH (JSON starts with "{") */
+#define FSM_MAX_DEPTH        256
+#define FSM_MAX_MEMBERS      1024 /* as CONFIG_MAX_NODES */
+#define FSM_MAX_MEMBERS_TEXT "1024"
 
 typedef struct fsm fsm;
 
@@ -94,6 +96,9 @@ json_t *fsm_cmd_worker_register(const char *node, const char *api, const json_t 
                                 double time);
 json_t *fsm_cmd_label_set(const char *dataset, const char *key, const char *value);
 json_t *fsm_cmd_label_delete(const char *dataset, const char *key);
+/* MEMBERS: [{"id","node","address","raft_port","master_port"}] (config-apply.h), the Raft
+ * membership after a change that committed. */
+json_t *fsm_cmd_members_set(const json_t *members);
 
 /* The stored result of the command with REQUEST_ID (new reference), NULL if not remembered. The
  * raft glue uses it to hand a leader's result to the waiting caller. */
@@ -114,6 +119,7 @@ int fsm_stat(fsm *f, const char *dataset, const char *path, json_t **ret);
 int fsm_file(fsm *f, uint64_t file_id, json_t **ret);      /* ENTRY + dataset, path, block_size */
 int fsm_labels(fsm *f, const char *dataset, json_t **ret); /* {"KEY":"VALUE"} */
 json_t *fsm_workers(fsm *f); /* {"NODE": {"api","tiers","registered"}} */
+json_t *fsm_members(fsm *f); /* the recorded membership (copy), NULL if none */
 
 /* For the sync's comparison: calls FN for each stored child of PATH ("/" or "/MOUNT/...") of
  * DATASET, in name order, from one read view. -ENOENT when PATH is not stored, -ENOTDIR. */

@@ -18,12 +18,14 @@ static manager_options arg_options = {};
 
 static void help(void)
 {
-        printf("Usage: weir-master [--config FILE] --node NAME [--data-dir DIR]\n\n"
+        printf("Usage: weir-master [--config FILE] --node NAME [--data-dir DIR] [--rejoin]\n\n"
                "Run the weir master of node NAME as described by the cluster YAML.\n\n"
                "  -c, --config FILE   cluster YAML (default: $WEIR_CONFIG, else %s)\n"
                "  -n, --node NAME     this node's name in the YAML\n"
                "  -d, --data-dir DIR  the master's state directory (default: the node's\n"
                "                      dataDir + /master)\n"
+               "      --rejoin        move a damaged Raft log aside and get the state from the\n"
+               "                      leader (only while another master leads)\n"
                "  -h, --help          show this help\n"
                "      --version       show the version\n",
                CONFIG_DEFAULT_PATH);
@@ -32,13 +34,14 @@ static void help(void)
 static int parse_argv(int argc, char **argv)
 {
         /* --snapshot-threshold/--snapshot-trailing are for tests: they make snapshots frequent. */
-        enum { ARG_VERSION = 0x100, ARG_SNAPSHOT_THRESHOLD, ARG_SNAPSHOT_TRAILING };
+        enum { ARG_VERSION = 0x100, ARG_SNAPSHOT_THRESHOLD, ARG_SNAPSHOT_TRAILING, ARG_REJOIN };
         static const struct option options[] = {
                 {"config", required_argument, NULL, 'c'},
                 {"node", required_argument, NULL, 'n'},
                 {"data-dir", required_argument, NULL, 'd'},
                 {"help", no_argument, NULL, 'h'},
                 {"version", no_argument, NULL, ARG_VERSION},
+                {"rejoin", no_argument, NULL, ARG_REJOIN},
                 {"snapshot-threshold", required_argument, NULL, ARG_SNAPSHOT_THRESHOLD},
                 {"snapshot-trailing", required_argument, NULL, ARG_SNAPSHOT_TRAILING},
                 {},
@@ -63,6 +66,9 @@ static int parse_argv(int argc, char **argv)
                 case ARG_VERSION:
                         printf("weir-master %s\n", WEIR_VERSION);
                         return 0;
+                case ARG_REJOIN:
+                        arg_options.rejoin = true;
+                        break;
                 case ARG_SNAPSHOT_THRESHOLD:
                 case ARG_SNAPSHOT_TRAILING:
                         if (parse_u64(optarg, &u) < 0 || u == 0 || u > 1000000) {

@@ -10,6 +10,7 @@
 #include "manager.h"
 
 typedef struct manager_call manager_call;
+typedef struct members members;
 
 /* What the loop publishes for the API threads (under state_lock). */
 typedef struct manager_view {
@@ -23,8 +24,12 @@ typedef struct manager_view {
 } manager_view;
 
 struct manager {
+        /* Swapped by a reload (members.c) with __atomic stores; every config loaded stays
+         * allocated until manager_free(), so a reader holding the old pointer is safe. */
         const config *cfg;
         const config_node *node;
+        const config *boot_cfg; /* the one given to manager_new() */
+        members *members;
         manager_options opts;
         char *dir;      /* the master's directory */
         char *raft_dir; /* DIR/raft */
@@ -105,6 +110,10 @@ const char *manager_api_address(manager *m, unsigned id, char *buf, size_t len);
 const config_node *manager_master_node(manager *m, unsigned id);
 /* Hands leadership to RAFT_ID (0 = any voter). Loop thread. */
 int manager_transfer_leadership(manager *m, unsigned id);
+/* Loop thread: records the YAML's datasets that the replicated state lacks (leader). */
+void manager_ensure_datasets(manager *m);
+/* Loop thread: the same as SIGTERM. */
+void manager_request_stop(manager *m);
 
 /* api.c */
 int api_start(manager *m);

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <sodium.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,10 +14,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "apiauth.h"
 #include "cleanup.h"
+#include "fsutil.h"
 #include "httpc.h"
 #include "log.h"
 #include "manager-internal.h"
+#include "members.h"
+#include "rejoin.h"
+#include "transport.h"
 #include "ufs/ufs.h"
 #include "weir-build.h"
 #include "fsutil.h"
@@ -449,7 +455,7 @@ static void check_dataset(fsm *f, void *userdata)
 
 /* The leader records the YAML's datasets that the replicated state lacks or has with other
  * mounts. Every master runs this on becoming leader; the commands are idempotent. */
-static void ensure_datasets(manager *m)
+void manager_ensure_datasets(manager *m)
 {
         for (size_t i = 0; i < m->cfg->n_datasets; i++) {
                 const config_dataset *d = &m->cfg->datasets[i];
@@ -491,7 +497,8 @@ static void on_barrier(struct raft_barrier *req, int status)
         pthread_mutex_unlock(&m->state_lock);
         log_info("Serving as leader.");
         manager_update(m);
-        ensure_datasets(m);
+        manager_ensure_datasets(m);
+        members_leader_changed(m, true);
         if (m->sync_hooks.leader_changed)
                 m->sync_hooks.leader_changed(m, true, m->sync_hooks.userdata);
 }
@@ -601,6 +608,8 @@ static void manager_update(manager *m)
 
         if (lost && m->sync_hooks.leader_changed)
                 m->sync_hooks.leader_changed(m, false, m->sync_hooks.userdata);
+        if (lost)
+                members_leader_changed(m, false);
 
         if (!m->ready_sent && (v.serving || (v.leader_id && state == RAFT_FOLLOWER))) {
                 m->ready_sent = true;
@@ -652,8 +661,8 @@ static void *prober_main(void *userdata)
 {
         manager *m = userdata;
         httpc *c = httpc_new();
-        if (!c)
-                return NULL;
+        if (!c || apiauth_httpc_setup(c, m->cfg, m->token) < 0) /* members_probe reads /v1/config */
+                return httpc_free(c);
         httpc_set_timeout(c, PROBE_TIMEOUT_MS, PROBE_TIMEOUT_MS);
         httpc_set_max_redirects(c, 0);
 
@@ -668,11 +677,12 @@ static void *prober_main(void *userdata)
                         if (!n->master || n == m->node)
                                 continue;
                         manager_api_address(m, n->raft_id, api, sizeof(api));
-                        snprintf(url, sizeof(url), "http://%s/healthz", api);
+                        snprintf(url, sizeof(url), "%s://%s/healthz", apiauth_scheme(m->cfg), api);
                         if (httpc_get(c, url, &res) == 0 && res.status == 200)
                                 ok++;
                         httpc_response_done(&res);
                 }
+                members_probe(m, c);
                 struct timespec until;
                 clock_gettime(CLOCK_REALTIME, &until);
                 until.tv_sec += PROBE_INTERVAL_S;
@@ -726,13 +736,17 @@ int manager_new(const config *cfg, const config_node *node, const manager_option
         manager *m = calloc(1, sizeof(*m));
         if (!m)
                 return log_oom();
-        m->cfg = cfg;
+        m->cfg = m->boot_cfg = cfg;
         m->node = node;
         m->opts = *opts;
         m->lock_fd = -1;
         m->last_state = -1;
         pthread_mutex_init(&m->state_lock, NULL);
         pthread_cond_init(&m->prober_cond, NULL);
+        if (members_new(m) < 0) {
+                manager_free(m);
+                return -ENOMEM;
+        }
         m->soft_workers = json_object();
         m->soft_blocks = json_object();
         m->soft_fuses = json_object();
@@ -792,12 +806,6 @@ int manager_new(const config *cfg, const config_node *node, const manager_option
         if (ftruncate(m->lock_fd, 0) == 0)
                 (void)!write(m->lock_fd, pid, (size_t)len);
 
-        r = manager_open_state(m);
-        if (r < 0) {
-                manager_free(m);
-                return r;
-        }
-
         if (cfg->token_file) {
                 r = read_secret_file(cfg->token_file, SECRET_MAX, &m->token);
                 if (r < 0) {
@@ -806,6 +814,21 @@ int manager_new(const config *cfg, const config_node *node, const manager_option
                         manager_free(m);
                         return r;
                 }
+        }
+
+        /* A damaged log is never started on silently (rejoin.c). */
+        r = opts->rejoin ? rejoin_prepare(cfg, node, m->token, m->raft_dir)
+                         : rejoin_check_dir(m->raft_dir);
+        if (r < 0) {
+                manager_free(m);
+                return r;
+        }
+
+        /* After a rejoin moved the log aside: its database goes with it. */
+        r = manager_open_state(m);
+        if (r < 0) {
+                manager_free(m);
+                return r;
         }
 
         struct timespec ts;
@@ -849,7 +872,7 @@ static void on_raft_closed(struct raft *r)
         manager *m = manager_from_raft(r);
 
         raft_uv_close(&m->io);
-        raft_uv_tcp_close(&m->transport);
+        transport_free(&m->transport);
         m->raft_initialised = false;
         /* Every apply callback has fired: no request waits on the loop any more. */
         drain_queue(m, true);
@@ -875,6 +898,7 @@ static void manager_stop(manager *m)
         close_handle(m, (uv_handle_t *)&m->sigint);
         close_handle(m, (uv_handle_t *)&m->tick);
         close_handle(m, (uv_handle_t *)&m->watchdog);
+        members_stop(m);
         /* Queued writes are answered "shutting down"; raft_close then fails pending applies
          * (their callbacks answer the waiting HTTP requests) and calls on_raft_closed. */
         drain_queue(m, true);
@@ -885,6 +909,11 @@ static void manager_stop(manager *m)
                 dbus_stop(m);
                 close_handle(m, (uv_handle_t *)&m->wakeup);
         }
+}
+
+void manager_request_stop(manager *m)
+{
+        manager_stop(m);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -898,19 +927,24 @@ static int manager_start_raft(manager *m)
         struct raft_configuration conf;
         int rv;
 
-#if HAVE_RAFT_VERSION_NUMBER
-        m->transport.version = 1; /* from raft 0.17: must be set before raft_uv_tcp_init */
-#endif
-        rv = raft_uv_tcp_init(&m->transport, &m->loop);
-        if (rv != 0)
-                return log_error_errno(ENOMEM, "raft_uv_tcp_init: %s", raft_strerror(rv));
+        /* Raft connections are authenticated before libraft sees them (transport.c). */
+        uint8_t key[HS_KEY_BYTES];
+        bool keyed;
+        int r = transport_load_key(m->cfg, m->token, key, &keyed);
+        if (r >= 0)
+                r = transport_init(&m->transport, &m->loop, m->cfg, key);
+        sodium_memzero(key, sizeof(key));
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the Raft transport: %m");
         rv = raft_uv_init(&m->io, &m->loop, m->raft_dir, &m->transport);
         if (rv != 0) {
                 log_error("Failed to open the raft log in %s: %s", m->raft_dir, raft_strerror(rv));
-                raft_uv_tcp_close(&m->transport);
+                transport_free(&m->transport);
                 return -EIO;
         }
         raft_uv_set_connect_retry_delay(&m->io, CONNECT_RETRY_MS);
+        /* Its recovery renames a corrupt segment and starts without the entries in it. */
+        raft_uv_set_auto_recovery(&m->io, false);
 
         m->raft_fsm = (struct raft_fsm){
                 .version = 2,
@@ -924,13 +958,17 @@ static int manager_start_raft(manager *m)
         if (rv != 0) {
                 log_error("raft_init: %s", raft_errmsg(&m->raft));
                 raft_uv_close(&m->io);
-                raft_uv_tcp_close(&m->transport);
+                transport_free(&m->transport);
                 return -EIO;
         }
         m->raft_initialised = true;
 
-        /* Static membership: every start bootstraps the same configuration from the YAML;
-         * once the log exists raft answers RAFT_CANTBOOTSTRAP, which is expected. */
+        /* The first start of a cluster bootstraps the same configuration (the YAML's masters) on
+         * every master; once the log exists raft answers RAFT_CANTBOOTSTRAP, which is expected.
+         * A master added to a running cluster starts without one (members.c decides). */
+        int boot = members_decide_bootstrap(m);
+        if (boot < 0)
+                return boot;
         raft_configuration_init(&conf);
         for (size_t i = 0; i < m->cfg->n_nodes; i++) {
                 const config_node *n = &m->cfg->nodes[i];
@@ -946,7 +984,7 @@ static int manager_start_raft(manager *m)
                                                n->name, raft_strerror(rv));
                 }
         }
-        rv = raft_bootstrap(&m->raft, &conf);
+        rv = boot ? raft_bootstrap(&m->raft, &conf) : 0;
         raft_configuration_close(&conf);
         if (rv != 0 && rv != RAFT_CANTBOOTSTRAP) {
                 log_error("raft_bootstrap: %s", raft_errmsg(&m->raft));
@@ -963,6 +1001,8 @@ static int manager_start_raft(manager *m)
         raft_set_snapshot_trailing(&m->raft, m->opts.snapshot_trailing ? m->opts.snapshot_trailing
                                                                        : MAX(threshold / 2, 1u));
         rv = raft_start(&m->raft);
+        if (rv != 0 && !transport_listen_called(&m->transport))
+                return rejoin_explain(m->node, m->raft_dir, raft_errmsg(&m->raft));
         if (rv != 0) {
                 log_error("Failed to start raft on %s: %s%s", m->raft_address,
                           raft_errmsg(&m->raft),
@@ -1006,15 +1046,23 @@ int manager_run(manager *m)
         uv_signal_start(&m->sigterm, on_signal, SIGTERM);
         uv_signal_start(&m->sigint, on_signal, SIGINT);
 
-        r = manager_start_raft(m);
-        if (r < 0)
-                goto fail;
+        /* The API first: a new master asks the others' /v1/status before it decides whether to
+         * bootstrap, and they ask it. */
         r = api_start(m);
         if (r < 0)
                 goto fail;
+        /* D-Bus before raft, too: a new master waiting for the others already says so there. */
         (void)dbus_start(m);
+        r = manager_start_raft(m);
+        if (r == -ECANCELED) { /* SIGTERM while a new master waited for the others */
+                uv_run(&m->loop, UV_RUN_DEFAULT);
+                return 0;
+        }
+        if (r < 0)
+                goto fail;
 
-        if (config_n_masters(m->cfg) > 1) {
+        /* Also with one master: a reload may add others, and a retiring master asks them. */
+        {
                 r = pthread_create(&m->prober, NULL, prober_main, m);
                 if (r != 0) {
                         r = log_error_errno(r, "Failed to start the peer prober: %m");
@@ -1062,6 +1110,7 @@ manager *manager_free(manager *m)
         json_decref(m->soft_blocks);
         json_decref(m->soft_fuses);
         secret_free(m->token);
+        members_free(m);
         safe_close(m->lock_fd);
         free(m->dir);
         free(m->raft_dir);

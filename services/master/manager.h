@@ -16,6 +16,7 @@ typedef struct manager_options {
         const char *data_dir;        /* the master's own directory; NULL = node data_dir/master */
         unsigned snapshot_threshold; /* entries between snapshots; 0 = 1024 */
         unsigned snapshot_trailing;  /* entries kept after a snapshot; 0 = threshold/2 */
+        bool rejoin;                 /* move a damaged raft dir aside, get the state anew */
 } manager_options;
 
 /* Takes nothing: CONFIG and NODE are borrowed and must outlive the manager. */
@@ -65,6 +66,8 @@ const config *manager_config(manager *m);
 typedef struct manager_sync_hooks {
         int (*start)(manager *m, const char *dataset, void *userdata);
         void (*leader_changed)(manager *m, bool leader, void *userdata);
+        /* The YAML was reloaded (manager_config() is the new one): new datasets, new mounts. */
+        void (*config_changed)(manager *m, void *userdata);
         void *userdata;
 } manager_sync_hooks;
 void manager_set_sync_hooks(manager *m, const manager_sync_hooks *hooks);

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "apiauth.h"
 #include "log.h"
 #include "manager-internal.h"
 
@@ -64,10 +65,11 @@ static size_t write_fd(char *data, size_t size, size_t n, void *userdata)
         return len;
 }
 
-/* Downloads PEER's database into PATH. */
-static int fetch_one(manager *m, const char *api, const char *path)
+/* Downloads node N's database into PATH (the API's scheme, CA and token: apiauth.h). */
+static int fetch_one(manager *m, const config_node *n, const char *path)
 {
-        char url[400], auth[4200], err[CURL_ERROR_SIZE] = "";
+        char base[400], url[450], auth[4200], err[CURL_ERROR_SIZE] = "";
+        const char *api = n->name;
         struct curl_slist *headers = NULL;
         long status = 0;
         int r;
@@ -78,7 +80,13 @@ static int fetch_one(manager *m, const char *api, const char *path)
         CURL *c = curl_easy_init();
         if (!c)
                 return -ENOMEM;
-        snprintf(url, sizeof(url), "http://%s/v1/internal/state", api);
+        if (apiauth_base_url(m->cfg, n->address, n->master_port, base, sizeof(base)) < 0) {
+                curl_easy_cleanup(c);
+                return -ENAMETOOLONG;
+        }
+        snprintf(url, sizeof(url), "%s/v1/internal/state", base);
+        if (m->cfg->api.tls_ca_file)
+                curl_easy_setopt(c, CURLOPT_CAINFO, m->cfg->api.tls_ca_file);
         if (m->token) {
                 snprintf(auth, sizeof(auth), "Authorization: Bearer %s", m->token);
                 headers = curl_slist_append(headers, auth);
@@ -129,19 +137,17 @@ int snapshot_fetch(manager *m, uint64_t min_applied)
                 for (size_t pass = 0; pass < 2; pass++)
                         for (size_t i = 0; i < m->cfg->n_nodes; i++) {
                                 const config_node *n = &m->cfg->nodes[i];
-                                char api[300];
                                 store_meta meta;
                                 if (!n->master || n == m->node ||
                                     (pass == 0) != (n->raft_id == (unsigned)leader))
                                         continue;
-                                manager_api_address(m, n->raft_id, api, sizeof(api));
-                                r = fetch_one(m, api, path);
+                                r = fetch_one(m, n, path);
                                 if (r >= 0)
                                         r = store_db_file_meta(path, &meta);
                                 if (r >= 0 && meta.applied < min_applied) {
                                         log_info("%s has applied %" PRIu64 " entries, fewer than "
                                                  "the snapshot's %" PRIu64 ".",
-                                                 api, meta.applied, min_applied);
+                                                 n->name, meta.applied, min_applied);
                                         r = -ESTALE;
                                 }
                                 if (r >= 0)

@@ -1147,6 +1147,42 @@ static void on_leader_changed(manager *m, bool leader, void *userdata)
         }
 }
 
+/* A reload added datasets or changed mounts. The array never moves (allocated for
+ * CONFIG_MAX_DATASETS): its timers are libuv handles. A dataset whose walk runs keeps the old
+ * mounts until that walk ends (the thread reads them); the old config outlives the manager. */
+static void on_config_changed(manager *m, void *userdata)
+{
+        sync_manager *sm = userdata;
+        const config *cfg = manager_config(m);
+
+        for (size_t i = 0; i < cfg->n_datasets; i++) {
+                const config_dataset *d = &cfg->datasets[i];
+                sync_ds *ds = NULL;
+
+                for (size_t k = 0; k < sm->n_ds; k++)
+                        if (strcmp(sm->ds[k].cfg->name, d->name) == 0)
+                                ds = &sm->ds[k];
+                if (ds) {
+                        if (!ds->job)
+                                ds->cfg = d;
+                        continue;
+                }
+                if (sm->n_ds >= CONFIG_MAX_DATASETS)
+                        break;
+                ds = &sm->ds[sm->n_ds++];
+                ds->sm = sm;
+                ds->cfg = d;
+                if (sm->attached) {
+                        uv_timer_init(manager_loop(m), &ds->timer);
+                        ds->timer.data = ds;
+                        uv_unref((uv_handle_t *)&ds->timer);
+                        sm->open_handles++;
+                        if (sm->leader)
+                                ds_schedule(ds, 0);
+                }
+        }
+}
+
 static int on_start(manager *m, const char *dataset, void *userdata)
 {
         sync_manager *sm = userdata;
@@ -1182,7 +1218,7 @@ int sync_manager_new(manager *m, sync_manager **ret)
         if (!sm)
                 return -ENOMEM;
         sm->m = m;
-        sm->ds = calloc(MAX(cfg->n_datasets, (size_t)1), sizeof *sm->ds);
+        sm->ds = calloc(CONFIG_MAX_DATASETS, sizeof *sm->ds);
         if (!sm->ds) {
                 free(sm);
                 return -ENOMEM;
@@ -1195,6 +1231,7 @@ int sync_manager_new(manager *m, sync_manager **ret)
         manager_set_sync_hooks(m, &(manager_sync_hooks){
                                           .start = on_start,
                                           .leader_changed = on_leader_changed,
+                                          .config_changed = on_config_changed,
                                           .userdata = sm,
                                   });
         *ret = sm;

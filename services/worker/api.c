@@ -5,10 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fsutil.h"
+#include "apiauth.h"
+#include "apibody.h"
 #include "cleanup.h"
 #include "fill.h"
 #include "log.h"
 #include "parse.h"
+#include "range.h"
 #include "worker.h"
 
 #define API_READAHEAD      2     /* blocks filled ahead of a sequential reader */
@@ -67,46 +71,6 @@ static int reply_errno(httpd_request *req, int r, const store_key *k)
         }
 }
 
-/* Parses one "bytes=" range against SIZE. 0 and the range; 1 when there is no usable Range
- * header (serve it all); -ERANGE when unsatisfiable. */
-static int parse_range(const char *h, uint64_t size, uint64_t *ret_off, uint64_t *ret_len)
-{
-        const char *dash;
-        uint64_t a, b;
-        char buf[32];
-
-        if (!h || strncmp(h, "bytes=", 6) != 0 || strchr(h, ','))
-                return 1; /* absent, another unit or several ranges: the whole block */
-        h += 6;
-        dash = strchr(h, '-');
-        if (!dash || (size_t)(dash - h) >= sizeof(buf))
-                return 1;
-        if (dash == h) { /* suffix: the last N bytes */
-                if (parse_u64(dash + 1, &b) < 0)
-                        return 1;
-                if (b == 0 || size == 0)
-                        return -ERANGE;
-                b = MIN(b, size);
-                *ret_off = size - b;
-                *ret_len = b;
-                return 0;
-        }
-        memcpy(buf, h, dash - h);
-        buf[dash - h] = 0;
-        if (parse_u64(buf, &a) < 0)
-                return 1;
-        if (a >= size)
-                return -ERANGE;
-        if (dash[1] == 0)
-                b = size - 1;
-        else if (parse_u64(dash + 1, &b) < 0 || b < a)
-                return 1;
-        b = MIN(b, size - 1);
-        *ret_off = a;
-        *ret_len = b - a + 1;
-        return 0;
-}
-
 /* Replies with bytes [OFF, OFF + LEN) of a block of SIZE bytes from FD (taken): 206 with its
  * Content-Range when RANGED, else 200. */
 static void reply_block(worker *w, httpd_request *req, int fd, uint64_t off, uint64_t len,
@@ -139,7 +103,7 @@ static int serve_cached(worker *w, httpd_request *req, const store_key *k, bool 
         /* The descriptor stays valid after the pin: eviction only unlinks. */
         store_release(w->store, b);
         len = size;
-        r = parse_range(httpd_request_header(req, "Range"), size, &off, &len);
+        r = range_parse(httpd_request_header(req, "Range"), size, &off, &len);
         if (r == -ERANGE) {
                 safe_close(fd);
                 snprintf(cr, sizeof(cr), "bytes */%" PRIu64, size);
@@ -197,17 +161,6 @@ static void prefetch_after_hit(worker *w, const store_key *k)
         }
 }
 
-/* The explicit "bytes=A-B" range of a request, which can be answered before the block's length
- * is known; 1 for anything else. */
-static int bounded_range(const char *h, uint64_t *ret_off, uint64_t *ret_len)
-{
-        const char *dash = h ? strchr(h, '-') : NULL;
-
-        if (!dash || strncmp(h, "bytes=", 6) != 0 || dash == h + 6 || dash[1] == 0)
-                return 1;
-        return parse_range(h, UINT64_MAX, ret_off, ret_len) == 0 ? 0 : 1;
-}
-
 typedef struct part_request {
         worker *w;
         httpd_request *req;
@@ -258,7 +211,7 @@ static void handle_block(httpd_request *req, void *userdata)
                 return;
         }
         __atomic_add_fetch(&w->misses, 1, __ATOMIC_RELAXED);
-        if (bounded_range(httpd_request_header(req, "Range"), &off, &len) == 0) {
+        if (range_parse_bounded(httpd_request_header(req, "Range"), &off, &len) == 0) {
                 part_request *pr = calloc(1, sizeof(*pr));
 
                 if (!pr) {
@@ -607,6 +560,11 @@ static void handle_load(httpd_request *req, void *userdata)
         load *l;
         int r;
 
+        const char *bad = apibody_load(body);
+        if (bad) {
+                (void)httpd_reply_error(req, 400, "%s, at most %d of each", bad, API_MAX_PATHS);
+                return;
+        }
         if (!ds || !(d = config_find_dataset(w->cfg, ds))) {
                 (void)httpd_reply_error(req, ds ? 404 : 400,
                                         ds ? "no dataset %s" : "no dataset given", ds);
@@ -739,7 +697,7 @@ static void handle_metrics(httpd_request *req, void *userdata)
 }
 
 static const httpd_route routes[] = {
-        {"GET", "/healthz", handle_healthz, 0, 0},
+        {"GET", "/healthz", handle_healthz, HTTPD_ROUTE_PUBLIC, 0},
         {"GET", "/metrics", handle_metrics, 0, 0},
         {"GET", "/v1/status", handle_status, 0, 0},
         {"GET", "/v1/blocks/", handle_block, HTTPD_ROUTE_PREFIX, 0},
@@ -748,15 +706,22 @@ static const httpd_route routes[] = {
 
 int api_start(worker *w)
 {
+        _cleanup_secret_ char *read_token = NULL;
         httpd_config hc = {
                 .name = "worker API",
-                .address = w->node->address,
                 .port = w->node->worker_port,
-                .token = w->token,
                 .threads = 8,
                 .metrics_prefix = "weir_http",
         };
         int r;
+
+        if (w->cfg->api.read_token_file) {
+                r = read_secret_file(w->cfg->api.read_token_file, SECRET_MAX, &read_token);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to read the read token from %s: %m",
+                                               w->cfg->api.read_token_file);
+        }
+        apiauth_httpd_config(&hc, w->cfg, w->node, w->token, read_token);
 
         r = httpd_new(&hc, routes, ELEMENTSOF(routes), w, &w->httpd);
         if (r < 0)

@@ -6,7 +6,11 @@
  * (the reader must not keep it), or "ERR MESSAGE\n".
  * Runs on the daemon's sd-event loop: an OPEN is a store lookup and one sendmsg(); a WAIT that
  * has to fill is answered from a fill thread, on a duplicate of the connection's descriptor, and
- * ends the connection for the loop (the answer is its last message: replies never interleave). */
+ * ends the connection for the loop (the answer is its last message: replies never interleave).
+ * Limits: a connection must send each whole line within FDSOCK_LINE_TIMEOUT_US of its start or
+ * of the previous answer, however slowly bytes trickle; one process (SO_PEERCRED) holds at most
+ * FDSOCK_MAX_PER_CLIENT connections; a full socket closes the connection that has waited
+ * longest for its line to make room. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -16,15 +20,17 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "fdsock-proto.h"
 #include "log.h"
-#include "parse.h"
 #include "worker.h"
 
-#define FDSOCK_MAX_LINE        128
 #define FDSOCK_MAX_CONNECTIONS 256
+#define FDSOCK_MAX_PER_CLIENT  64
+#define FDSOCK_LINE_TIMEOUT_US (5 * 1000000ull)
 #define FDSOCK_READAHEAD       2   /* blocks filled ahead of a waiting reader, as over HTTP */
 #define FDSOCK_MAX_WAITS       256 /* WAITs answered later, at most (each holds a descriptor) */
 
@@ -32,6 +38,9 @@ typedef struct fdsock_conn {
         fdsock *sock;
         int fd;
         sd_event_source *source;
+        sd_event_source *timer; /* the deadline of the line being read */
+        pid_t pid;              /* the peer process, for the per-client limit */
+        uint64_t since;         /* CLOCK_MONOTONIC us: when it started waiting for its line */
         char buf[FDSOCK_MAX_LINE];
         size_t len;
         struct fdsock_conn *prev, *next;
@@ -59,6 +68,7 @@ static void conn_free(fdsock_conn *c)
                 c->next->prev = c->prev;
         s->n_conns--;
         sd_event_source_disable_unref(c->source);
+        sd_event_source_disable_unref(c->timer);
         safe_close(c->fd);
         free(c);
 }
@@ -138,24 +148,17 @@ static void wait_answer(int r, int bfd, uint64_t block_len, void *userdata)
 }
 
 /* 0 answered, 1 handed to a fill (the connection ends for the loop), -errno. */
-static int handle_wait(fdsock *s, int fd, const char *args)
+static int handle_wait(fdsock *s, int fd, const fdsock_cmd *cmd)
 {
-        char id[BLOCK_ID_MAX], num[2][24];
-        uint64_t off, len;
+        uint64_t off = cmd->offset, len = cmd->length;
         wait_request *wr;
         worker *w = s->w;
-        int n = 0, r;
+        int r;
 
-        if (sscanf(args, "%63s %23s %23s%n", id, num[0], num[1], &n) != 3 || args[n] != 0 ||
-            parse_u64(num[0], &off) < 0 || parse_u64(num[1], &len) < 0 || len == 0)
-                return send_reply(fd, "ERR expected WAIT BLOCK_ID OFFSET LENGTH\n", -1);
         wr = calloc(1, sizeof(*wr));
         if (!wr)
                 return send_reply(fd, "ERR out of memory\n", -1);
-        if (block_id_parse(id, &wr->key) < 0) {
-                free(wr);
-                return send_reply(fd, "ERR invalid block id\n", -1);
-        }
+        wr->key = cmd->key;
         r = reply_cached(w, fd, &wr->key);
         if (r != 1) {
                 free(wr);
@@ -190,22 +193,31 @@ static int handle_wait(fdsock *s, int fd, const char *args)
 
 static int handle_line(fdsock *s, int fd, const char *line)
 {
-        store_key k;
+        const char *error;
+        fdsock_cmd cmd;
         int r;
 
-        if (strncmp(line, "WAIT ", 5) == 0)
-                return handle_wait(s, fd, line + 5);
-        if (strncmp(line, "OPEN ", 5) != 0)
-                return send_reply(fd, "ERR unknown command, expected OPEN or WAIT\n", -1);
-        if (block_id_parse(line + 5, &k) < 0)
-                return send_reply(fd, "ERR invalid block id\n", -1);
-        r = reply_cached(s->w, fd, &k);
+        if (fdsock_parse(line, &cmd, &error) < 0)
+                return send_reply(fd, error, -1);
+        if (cmd.verb == FDSOCK_WAIT)
+                return handle_wait(s, fd, &cmd);
+        r = reply_cached(s->w, fd, &cmd.key);
         if (r == 1) {
                 __atomic_add_fetch(&s->w->misses, 1, __ATOMIC_RELAXED);
                 return send_reply(fd, "MISS\n", -1);
         }
         return r;
 }
+
+static uint64_t now_us(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static int on_deadline(sd_event_source *es, uint64_t usec, void *userdata);
 
 static int on_conn(sd_event_source *es, int fd, uint32_t revents, void *userdata)
 {
@@ -240,7 +252,46 @@ static int on_conn(sd_event_source *es, int fd, uint32_t revents, void *userdata
                 used = (size_t)(nl - c->buf) + 1;
                 memmove(c->buf, c->buf + used, c->len - used);
                 c->len -= used;
+                /* answered: the next line has its own deadline */
+                c->since = now_us();
+                (void)sd_event_source_set_time(c->timer, c->since + FDSOCK_LINE_TIMEOUT_US);
         }
+}
+
+static int on_deadline(sd_event_source *es, uint64_t usec, void *userdata)
+{
+        fdsock_conn *c = userdata;
+
+        log_debug("%s: no whole request line within %llu s, closing the connection", c->sock->path,
+                  FDSOCK_LINE_TIMEOUT_US / 1000000);
+        (void)send_reply(c->fd, "ERR request line timed out\n", -1);
+        conn_free(c);
+        return 0;
+}
+
+/* Room for one more connection from PID: false when that process holds its share already;
+ * on a full socket, the connection waiting longest for its line is closed. */
+static bool make_room(fdsock *s, pid_t pid)
+{
+        fdsock_conn *oldest = NULL;
+        unsigned same = 0;
+
+        for (fdsock_conn *c = s->conns; c; c = c->next) {
+                if (c->pid == pid)
+                        same++;
+                if (!oldest || c->since < oldest->since)
+                        oldest = c;
+        }
+        if (pid > 0 && same >= FDSOCK_MAX_PER_CLIENT) {
+                log_warning("Process %d holds %u connections to %s, refusing one more", (int)pid,
+                            same, s->path);
+                return false;
+        }
+        if (s->n_conns >= FDSOCK_MAX_CONNECTIONS && oldest) {
+                log_warning("Too many connections on %s, closing the longest waiting one", s->path);
+                conn_free(oldest);
+        }
+        return true;
 }
 
 static int on_accept(sd_event_source *es, int fd, uint32_t revents, void *userdata)
@@ -261,8 +312,11 @@ static int on_accept(sd_event_source *es, int fd, uint32_t revents, void *userda
         }
         if (cfd < 0)
                 return 0;
-        if (s->n_conns >= FDSOCK_MAX_CONNECTIONS) {
-                log_warning("Too many connections on %s, refusing one", s->path);
+        struct ucred cred = {};
+        socklen_t cl = sizeof(cred);
+        (void)getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &cl);
+        if (!make_room(s, cred.pid)) {
+                (void)send_reply(cfd, "ERR too many connections from this process\n", -1);
                 safe_close(cfd);
                 return 0;
         }
@@ -273,8 +327,14 @@ static int on_accept(sd_event_source *es, int fd, uint32_t revents, void *userda
         }
         c->sock = s;
         c->fd = cfd;
+        c->pid = cred.pid;
+        c->since = now_us();
         r = sd_event_add_io(sd_event_source_get_event(es), &c->source, cfd, EPOLLIN, on_conn, c);
+        if (r >= 0)
+                r = sd_event_add_time(sd_event_source_get_event(es), &c->timer, CLOCK_MONOTONIC,
+                                      c->since + FDSOCK_LINE_TIMEOUT_US, 100000, on_deadline, c);
         if (r < 0) {
+                sd_event_source_disable_unref(c->source);
                 safe_close(cfd);
                 free(c);
                 return 0;

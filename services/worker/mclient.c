@@ -5,27 +5,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "apiauth.h"
 #include "cleanup.h"
 #include "log.h"
 #include "mclient.h"
 
 struct mclient {
-        char **urls; /* "http://HOST:PORT" per master */
+        char **urls; /* "SCHEME://HOST:PORT" per master */
         size_t n_urls;
+        const config *cfg;
         char *token;
         pthread_mutex_t lock; /* guards `hint` */
         size_t hint;          /* index of the master that answered last */
 };
 
-static char *base_url(const char *address, uint16_t port)
+static char *base_url(const config *cfg, const char *address, uint16_t port)
 {
-        char *s = NULL;
-        bool v6 = strchr(address, ':') != NULL;
+        char buf[320];
 
-        if (asprintf(&s, "http://%s%s%s:%u", v6 ? "[" : "", address, v6 ? "]" : "",
-                     (unsigned)port) < 0)
+        if (apiauth_base_url(cfg, address, port, buf, sizeof(buf)) < 0)
                 return NULL;
-        return s;
+        return strdup(buf);
 }
 
 mclient *mclient_free(mclient *m)
@@ -48,6 +48,7 @@ int mclient_new(const config *cfg, const char *token, mclient **ret)
         if (!m)
                 return -ENOMEM;
         pthread_mutex_init(&m->lock, NULL);
+        m->cfg = cfg;
         m->urls = calloc(cfg->n_nodes + 1, sizeof(*m->urls));
         if (!m->urls || (token && !(m->token = strdup(token)))) {
                 mclient_free(m);
@@ -56,7 +57,8 @@ int mclient_new(const config *cfg, const char *token, mclient **ret)
         for (size_t i = 0; i < cfg->n_nodes; i++) {
                 if (!cfg->nodes[i].master)
                         continue;
-                m->urls[m->n_urls] = base_url(cfg->nodes[i].address, cfg->nodes[i].master_port);
+                m->urls[m->n_urls] =
+                        base_url(cfg, cfg->nodes[i].address, cfg->nodes[i].master_port);
                 if (!m->urls[m->n_urls]) {
                         mclient_free(m);
                         return -ENOMEM;
@@ -77,7 +79,7 @@ httpc *mclient_httpc(mclient *m)
 
         if (!c)
                 return NULL;
-        if (m->token && httpc_set_token(c, m->token) < 0)
+        if (apiauth_httpc_setup(c, m->cfg, m->token) < 0)
                 return httpc_free(c);
         httpc_set_timeout(c, 5000, 500);
         httpc_set_max_body(c, 16u << 20);

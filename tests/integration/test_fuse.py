@@ -606,8 +606,9 @@ def test_demo_worker_holding_the_blocks_killed_during_a_read(demo):
     n = (entry["size"] + bs - 1) // bs
     import urllib.request
     for i in range(n):
-        urllib.request.urlopen(
-            f"http://{api2}/v1/blocks/{entry['file_id']}-{entry['version']}-{i}").read()
+        urllib.request.urlopen(urllib.request.Request(
+            f"http://{api2}/v1/blocks/{entry['file_id']}-{entry['version']}-{i}",
+            headers={"Authorization": f"Bearer {TOKEN}"})).read()
     demo.wait(lambda: all(
         "node2" in demo.request("GET", f"/v1/blocks?file={entry['file_id']}&version="
                                 f"{entry['version']}")[1]["locations"].get(str(i), [])

@@ -68,7 +68,7 @@ def test_healthz_metrics_status(cluster3):
     code, body, _ = http_request("GET", leader.url("/healthz"))
     assert (code, body) == (200, {"status": "ok"})
     cluster3.put_label("m", "1")
-    code, text, _ = http_request("GET", leader.url("/metrics"))
+    code, text, _ = http_request("GET", leader.url("/metrics"), token=cluster3.token)
     assert code == 200
     assert "weir_master_role 3" in text
     for name in ("weir_master_term", "weir_master_leader_changes_total",
@@ -154,11 +154,12 @@ def test_whole_cluster_restart_keeps_state(make_cluster):
 def test_follower_redirects_and_503(cluster3):
     leader = cluster3.wait_leader()
     follower = next(m for m in cluster3.masters if m is not leader)
-    code, body, headers = http_request("GET", follower.url("/v1/datasets?x=1"), max_redirects=0)
+    code, body, headers = http_request("GET", follower.url("/v1/datasets?x=1"), max_redirects=0,
+                                       token=cluster3.token)
     assert code == 307, body
     assert headers["location"] == f"http://{leader.api}/v1/datasets?x=1"
     # Followed, it reaches the leader.
-    code, body, _ = http_request("GET", follower.url("/v1/datasets"))
+    code, body, _ = http_request("GET", follower.url("/v1/datasets"), token=cluster3.token)
     assert code == 200 and body["datasets"][0]["name"] == "demo"
     # /v1/status is answered locally.
     code, body, _ = http_request("GET", follower.url("/v1/status"), max_redirects=0)
@@ -170,7 +171,8 @@ def test_follower_redirects_and_503(cluster3):
         m.kill()
     deadline = time.monotonic() + FAILOVER_BOUND_S
     while time.monotonic() < deadline:
-        code, body, headers = http_request("GET", follower.url("/v1/datasets"), max_redirects=0)
+        code, body, headers = http_request("GET", follower.url("/v1/datasets"), max_redirects=0,
+                                           token=cluster3.token)
         if code == 503:
             break
         time.sleep(0.1)
@@ -187,8 +189,11 @@ def test_token_required_for_writes(cluster3):
     assert code == 401
     code, _, _ = http_request("PUT", url, body={"value": "x"}, token=cluster3.token)
     assert code == 200
-    # Reads need no token.
+    # Reads need it too (docs/api.md): only /healthz and /v1/status are public.
     code, body, _ = http_request("GET", leader.url("/v1/datasets/demo/labels"))
+    assert code == 401
+    code, body, _ = http_request("GET", leader.url("/v1/datasets/demo/labels"),
+                                 token=cluster3.token)
     assert code == 200 and body["labels"]["t"] == "x"
 
 
@@ -482,7 +487,8 @@ def test_masters_with_hung_and_dead_peers(cluster3):
     hung.signal(signal.SIGSTOP)
     try:
         t0 = time.monotonic()
-        code, body, _ = http_request("GET", leader.url("/v1/masters"), timeout=5)
+        code, body, _ = http_request("GET", leader.url("/v1/masters"), timeout=5,
+                                     token=cluster3.token)
         took = time.monotonic() - t0
         assert code == 200
         reach = {e["node"]: e["reachable"] for e in body["masters"]}

@@ -467,7 +467,7 @@ def test_leader_killed_mid_sync(tree, tmp_path, build_dir):
                 for m in sc.c.running():
                     try:
                         code, d, _ = sc.wc.http_request("GET", m.url("/v1/datasets/slow"),
-                                                        timeout=1)
+                                                        token=sc.c.token, timeout=1)
                     except OSError:
                         continue
                     if code == 200:

@@ -13,6 +13,7 @@ import os
 import resource
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -479,6 +480,60 @@ def test_fd_socket_out_of_descriptors_does_not_spin_fake_master(tmp_path):
             msg, fd = recv_fd(s)
             assert msg.startswith(b"OK ") and fd is not None
             os.close(fd)
+
+
+def test_fd_socket_deadline_and_per_process_limit_fake_master(tmp_path):
+    """The local socket is bounded like the HTTP listeners: a line that trickles in a byte at a
+    time is cut at its 5 s deadline, one process holds at most 64 connections, and a whole
+    request from another process is still answered meanwhile."""
+    with Env(tmp_path) as env:
+        env.add(1, "d.bin", 2 * MiB)
+        env.worker.start()
+        assert env.worker.get("/v1/blocks/1-1-0")[0] == 200
+        sock_path = os.path.join(env.tmp, "wrun", "worker.sock")
+        slow = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        slow.connect(sock_path)
+        t0 = time.monotonic()
+        closed_at = None
+        try:
+            for ch in b"OPEN 1-1-0" * 4:
+                try:
+                    slow.sendall(bytes([ch]))
+                    slow.settimeout(0.5)
+                    data = slow.recv(100)
+                except socket.timeout:
+                    continue
+                except OSError:
+                    data = b""
+                if data == b"" or data.startswith(b"ERR"):
+                    closed_at = time.monotonic()
+                    break
+        finally:
+            slow.close()
+        assert closed_at is not None, "a trickled line was never cut"
+        assert 4.0 <= closed_at - t0 < 10.0, closed_at - t0
+
+        held = []
+        try:
+            for _ in range(64):
+                c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                c.connect(sock_path)
+                held.append(c)
+            extra = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            held.append(extra)
+            extra.connect(sock_path)
+            extra.settimeout(5)
+            assert extra.recv(100).startswith(b"ERR too many connections")
+            # another process is not limited by this one's share
+            out = subprocess.run(
+                [sys.executable, "-c",
+                 "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]);"
+                 "s.sendall(b'OPEN 1-1-0\\n'); print(s.recv(100).decode().strip())", sock_path],
+                capture_output=True, text=True, timeout=20)
+            assert out.stdout.startswith("OK "), out
+        finally:
+            for c in held:
+                c.close()
 
 
 def test_registration_failover_and_404_fake_master(tmp_path):

@@ -42,8 +42,10 @@ let
     testers.runNixOSTest = t: t;
     runCommand = name: attrs: script: fake name;
     writeText = name: text: fake name;
+    callPackage = f: args: fake "busybox-command";
     jq = fake "jq";
     curl = fake "curl";
+    lib.concatMapStrings = f: l: builtins.concatStringsSep "" (map f l);
   };
   self = { nixosModules.weir = { }; };
   t = import $PWD/$f { inherit self pkgs; };
@@ -79,7 +81,17 @@ unknown = sorted({n.id for n in ast.walk(tree)
 if unknown:
     print(f"{sys.argv[2]}: undefined names in testScript: {', '.join(unknown)}")
     sys.exit(1)
-print(f"ok {sys.argv[2]}: testScript compiles; machines {', '.join(t['nodes'])}")
+# Scenarios run by both the NixOS driver and vm-tests/qemu/harness.py may call only the
+# driver's machine API on machines (the harness implements exactly that).
+api = {"start", "shutdown", "crash", "succeed", "fail", "wait_until_succeeds", "wait_until_fails",
+       "wait_for_unit", "wait_for_open_port", "wait_for_file", "block", "unblock", "name"}
+bad = sorted({f"{n.value.id}.{n.attr}" for n in ast.walk(tree)
+              if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+              and n.value.id in t["nodes"] and n.attr not in api})
+if bad:
+    print(f"{sys.argv[2]}: machine methods outside the driver API the QEMU harness offers: {', '.join(bad)}")
+    sys.exit(1)
+print(f"ok {sys.argv[2]}: testScript compiles, uses the driver API only; machines {', '.join(t['nodes'])}")
 PY
                 :
         else
@@ -88,59 +100,89 @@ PY
         fi
 done
 
-# The module's YAML: render the VM tests' cluster (a list of documents) through nix/module.nix
-# itself, with stand-ins for the few nixpkgs functions that path needs, and check the result with
-# this build's weirctl: the same "weirctl config check" the module runs when a system is built.
+# The appliance's memory: every `-m` that docs/nix.md boots it with holds the MEM tier of
+# image/cluster.yaml in /dev/shm (half the RAM) and leaves at least 1 GiB besides.
+if /usr/bin/env python3 - "$src/docs/nix.md" "$src/image/cluster.yaml" <<'PY'; then
+import re, sys
+docs, yaml = open(sys.argv[1]).read(), open(sys.argv[2]).read()
+units = {"Mi": 1, "Gi": 1024}
+quotas = [int(n) * units[u] for n, u in re.findall(r"mediumtype: MEM[^}]*quota: (\d+)(Mi|Gi)", yaml)]
+mems = [int(m) for m in re.findall(r"qemu-system-x86_64 -m (\d+)", docs)]
+ok = quotas and mems and all(m // 2 >= q and m - q >= 1024 for m in mems for q in quotas)
+print(("ok" if ok else "FAIL") + f" appliance memory: -m {mems} MiB for MEM quota {quotas} MiB")
+sys.exit(0 if ok else 1)
+PY
+        :
+else
+        failed=1
+fi
+
+# lib.py's wait_agreement against canned /v1/status answers: it accepts one leader and followers
+# in one term, and waits out (fails) a missing master, a term not above the bound, the excluded
+# leader, two leaders.
+if /usr/bin/env python3 - "$src/vm-tests/scenarios/lib.py" <<'PY'; then
+import json, sys
+g = {"env": {"address": {"node1": "a1", "node2": "a2", "node3": "a3"}}}
+exec(open(sys.argv[1]).read(), g)
+names = ["node1", "node2", "node3"]
+class Asker:
+    name = "node1"
+    def __init__(self, st): self.st = st
+    def succeed(self, cmd):
+        for n, a in g["env"]["address"].items():
+            if f"http://{a}:" in cmd:
+                return json.dumps(self.st[n]) if self.st.get(n) else ""
+def st(leader, term, roles):
+    return {n: {"leader": leader, "term": term, "role": r} for n, r in zip(names, roles)}
+good = st("node2", 3, ["follower", "leader", "follower"])
+ok = g["wait_agreement"]([Asker(good)], names, timeout=1) == ("node2", 3)
+for kw, state in [({"above_term": 3}, good), ({"not_leader": "node2"}, good),
+                  ({}, dict(good, node3=None)), ({}, st("node2", 3, ["leader", "leader", "follower"]))]:
+    try:
+        g["wait_agreement"]([Asker(state)], names, timeout=1, **kw)
+        ok = False
+    except AssertionError:
+        pass
+print(("ok" if ok else "FAIL") + " scenarios' wait_agreement")
+sys.exit(0 if ok else 1)
+PY
+        :
+else
+        failed=1
+fi
+
+# The YAMLs the scenarios write (vm-tests/scenarios/lib.py's cluster_yaml) are valid, with the
+# plan each scenario expects.
 weirctl=$build/services/ctl/weirctl
 if [ -n "$build" ] && [ -x "$weirctl" ]; then
-        cat >"$tmp/module.nix" <<NIX
-let
-  lib = {
-    mkIf = cond: value: value;
-    optional = cond: x: if cond then [ x ] else [ ];
-    concatMapStrings = f: l: builtins.concatStringsSep "" (map f l);
-    hasPrefix = p: s: builtins.substring 0 (builtins.stringLength p) s == p;
-    hasInfix = i: s: builtins.length (builtins.split i s) > 1;
-    isStorePath = x: false;
-    genAttrs = names: f: builtins.listToAttrs (map (n: { name = n; value = f n; }) names);
-  };
-  pkgs = {
-    writeText = name: text: text;
-    runCommand = name: attrs: script: throw "checkConfig is off here";
-    fuse3 = "fuse3";
-    stdenv.hostPlatform.system = "x86_64-linux";
-  };
-  common = import $src/vm-tests/common.nix {
-    pkgs = { runCommand = n: a: s: "/nix/store/x-\${n}"; jq = "jq"; curl = "curl"; };
-  };
-  module = import $src/nix/module.nix { self = { }; };
-  evaluated = module {
-    inherit lib pkgs;
-    config.services.weir = {
-      enable = true;
-      clusterConfig = common.cluster;
-      checkConfig = false;
-      node = null;
-      rescanAfterNetwork = true;
-      openFirewall = true;
-      package = "weir";
-    };
-  };
-in evaluated.config.environment.etc."weir/cluster.yaml".source
-NIX
-        if NIX_STATE_DIR=$tmp/state nix-instantiate --eval --strict --json "$tmp/module.nix" \
-                >"$tmp/yaml.json" 2>"$tmp/err" &&
-                /usr/bin/env python3 -c 'import json, sys; open(sys.argv[2], "w").write(json.load(open(sys.argv[1])))' \
-                        "$tmp/yaml.json" "$tmp/cluster.yaml" &&
-                "$weirctl" config check "$tmp/cluster.yaml" >"$tmp/plan" 2>&1 &&
-                grep -q "3 masters (raft), 3 workers, 1 dataset" "$tmp/plan"; then
-                echo "ok nix/module.nix: the VM tests' cluster renders to a YAML weirctl accepts"
+        if /usr/bin/env python3 - "$weirctl" "$src/vm-tests/scenarios/lib.py" <<'PY'; then
+import subprocess, sys, tempfile
+g = {"env": {"address": {f"node{i}": f"10.0.0.{i}" for i in range(1, 5)}, "store": "10.0.0.254",
+             "quota": "256Mi"}}
+exec(open(sys.argv[2]).read(), g)
+four = [("node1", None), ("node2", None), ("node3", None), ("node4", ["worker"])]
+cases = [(g["cluster_yaml"](), 0, "3 masters (raft), 3 workers, 1 dataset"),
+         (g["cluster_yaml"](datasets=("hbase", "conf")), 0, "2 datasets"),
+         (g["cluster_yaml"](nodes=four, master_replicas=1), 0, "1 master, 4 workers"),
+         (g["cluster_yaml"](nodes=four, master_replicas=2), 1, "master.replicas")]
+bad = 0
+for text, want_rc, want in cases:
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
+        f.write(text)
+        f.flush()
+        r = subprocess.run([sys.argv[1], "config", "check", f.name], text=True,
+                           capture_output=True)
+    out = r.stdout + r.stderr
+    ok = r.returncode == want_rc and want in out
+    bad += not ok
+    print(("ok" if ok else "FAIL") + f" scenarios' YAML: exit {r.returncode}, '{want}'")
+    if not ok:
+        print(out)
+sys.exit(1 if bad else 0)
+PY
+                :
         else
-                echo "FAIL nix/module.nix: rendering the VM tests' cluster, or weirctl config check"
-                cat "$tmp/err" "$tmp/plan" 2>/dev/null
                 failed=1
         fi
-else
-        echo "note: weirctl not built; the module's YAML rendering is not checked"
 fi
 exit $failed

@@ -506,6 +506,55 @@ static void test_invalid_watermarks(void **state)
                      24, 61, "low (0.7) must be less than high (0.6)");
 }
 
+#define CLUSTER_API(api)                                                                           \
+        "apiVersion: weir.io/v1\nkind: Cluster\nmetadata: {name: c}\nspec:\n"                      \
+        "  tokenFile: /etc/weir/token\n" api "  nodes:\n    - {name: n1, address: 10.0.0.1}\n"
+
+/* spec.api: defaults, every key, and each error named at its place. */
+static void test_api_section(void **state)
+{
+        config *c = load_ok("/etc/weir/cluster.yaml", CLUSTER_API(""), false);
+        assert_null(c->api.read_token_file);
+        assert_null(c->api.bind_address);
+        assert_null(c->api.tls_cert_file);
+        assert_int_equal(c->api.max_connections, 512);
+        assert_int_equal(c->api.max_connections_per_client, 64);
+        assert_int_equal(c->api.request_timeout_ms, 10000);
+        config_free(c);
+
+        c = load_ok("/etc/weir/cluster.yaml",
+                    CLUSTER_API("  api:\n    readTokenFile: read-token\n    bindAddress: 0.0.0.0\n"
+                                "    tls: {certFile: /tls/c.pem, keyFile: k.pem, caFile: ca.pem}\n"
+                                "    maxConnections: 100\n    maxConnectionsPerClient: 8\n"
+                                "    requestTimeout: 2s\n"),
+                    false);
+        assert_string_equal(c->api.read_token_file, "/etc/weir/read-token");
+        assert_string_equal(c->api.bind_address, "0.0.0.0");
+        assert_string_equal(c->api.tls_cert_file, "/tls/c.pem");
+        assert_string_equal(c->api.tls_key_file, "/etc/weir/k.pem");
+        assert_string_equal(c->api.tls_ca_file, "/etc/weir/ca.pem");
+        assert_int_equal(c->api.max_connections, 100);
+        assert_int_equal(c->api.max_connections_per_client, 8);
+        assert_int_equal(c->api.request_timeout_ms, 2000);
+        config_free(c);
+
+        c = load_ok("/etc/weir/cluster.yaml", CLUSTER_API("  api: {bindAddress: node}\n"), false);
+        assert_null(c->api.bind_address);
+        config_free(c);
+
+        expect_error(CLUSTER_API("  api: {tls: {certFile: c.pem}}\n"), 6, 14,
+                     "certFile and keyFile go together");
+        expect_error(CLUSTER_API("  api: {requestTimeout: 10ms}\n"), 6, 25,
+                     "api.requestTimeout must be between 100ms and 10m");
+        expect_error(CLUSTER_API("  api: {maxConnections: 3}\n"), 6, 25,
+                     "api.maxConnections must be at least 16");
+        expect_error(CLUSTER_API("  api: {bindAddress: '[::]:80'}\n"), 6, 22,
+                     "api.bindAddress: expected 'node' or an address");
+        expect_error("apiVersion: weir.io/v1\nkind: Cluster\nmetadata: {name: c}\nspec:\n"
+                     "  api: {readTokenFile: r}\n  nodes:\n    - {name: n1, address: 10.0.0.1}\n",
+                     5, 24, "api.readTokenFile needs tokenFile");
+}
+
 static void test_invalid_medium(void **state)
 {
         expect_error(CLUSTER3 DATASET_D RUNTIME_D_HEAD
@@ -1548,6 +1597,7 @@ int main(void)
                 cmocka_unit_test(test_invalid_quota),
                 cmocka_unit_test(test_invalid_watermarks),
                 cmocka_unit_test(test_invalid_medium),
+                cmocka_unit_test(test_api_section),
                 cmocka_unit_test(test_invalid_duplicates),
                 cmocka_unit_test(test_invalid_kind),
                 cmocka_unit_test(test_invalid_no_cluster),

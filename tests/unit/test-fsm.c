@@ -479,6 +479,28 @@ static void test_applied_index_survives_restart(void **state)
         free(path);
 }
 
+static void test_members_recorded(void **state)
+{
+        char *path = db_path();
+        fsm *f = fsm_at(path);
+        assert_null(fsm_members(f));
+        json_t *m = json_pack("[{s:i,s:s,s:s}]", "id", 1, "node", "n1", "address", "127.0.0.1");
+        apply_ok(f, fsm_cmd_members_set(m), 1);
+        json_t *bad = json_pack("[{s:s}]", "node", "n2");
+        json_t *r = apply(f, fsm_cmd_members_set(bad), "test", 2);
+        assert_int_equal(json_integer_value(json_object_get(r, "status")), 400);
+        json_decref(r);
+        json_decref(bad);
+        fsm_free(f);
+        f = fsm_at(path);
+        json_t *got = fsm_members(f);
+        assert_true(json_equal(got, m));
+        json_decref(got);
+        json_decref(m);
+        fsm_free(f);
+        free(path);
+}
+
 static void test_undecodable(void **state)
 {
         fsm *f = fsm_new();
@@ -516,6 +538,7 @@ int main(void)
                 cmocka_unit_test(test_snapshot_copy_round_trip),
                 cmocka_unit_test(test_crash_inside_apply),
                 cmocka_unit_test(test_applied_index_survives_restart),
+                cmocka_unit_test(test_members_recorded),
                 cmocka_unit_test(test_undecodable),
         };
         return cmocka_run_group_tests(tests, setup, teardown);

@@ -7,7 +7,11 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include <cmocka.h>
 
@@ -18,7 +22,9 @@
 #define ADDR   "127.0.1.30"
 #define PORT_A 18931
 #define PORT_B 18932
+#define PORT_C 18933
 #define TOKEN  "s3cret"
+#define RTOKEN "r3ad"
 
 static void h_echo(httpd_request *req, void *userdata)
 {
@@ -77,7 +83,11 @@ typedef struct fixture {
 static int setup(void **state)
 {
         fixture *f = calloc(1, sizeof(*f));
-        httpd_config cfg = {.name = "test", .address = ADDR, .port = PORT_A, .token = TOKEN};
+        httpd_config cfg = {.name = "test",
+                            .address = ADDR,
+                            .port = PORT_A,
+                            .token = TOKEN,
+                            .read_token = RTOKEN};
         if (httpd_new(&cfg, routes_a, ELEMENTSOF(routes_a), NULL, &f->a) < 0)
                 return -1;
         cfg.port = PORT_B;
@@ -105,7 +115,24 @@ static void test_routing_and_query(void **state)
         fixture *f = *state;
         httpc_response r;
 
+        /* Every route needs a token, GET too; the read token reads and does not write. */
         httpc_set_token(f->c, NULL);
+        assert_int_equal(httpc_get(f->c, URL("/text"), &r), 0);
+        assert_int_equal(r.status, 401);
+        httpc_response_done(&r);
+        httpc_set_token(f->c, "r3ae");
+        assert_int_equal(httpc_get(f->c, URL("/text"), &r), 0);
+        assert_int_equal(r.status, 401);
+        httpc_response_done(&r);
+        httpc_set_token(f->c, RTOKEN);
+        assert_int_equal(httpc_get(f->c, URL("/text"), &r), 0);
+        assert_int_equal(r.status, 200);
+        httpc_response_done(&r);
+        assert_int_equal(httpc_request(f->c, "PUT", URL("/echo/x"), NULL, &r), 0);
+        assert_int_equal(r.status, 401);
+        httpc_response_done(&r);
+
+        httpc_set_token(f->c, TOKEN);
         assert_int_equal(httpc_get(f->c, URL("/echo/a%20b?q=x%26y"), &r), 0);
         assert_int_equal(r.status, 200);
         assert_string_equal(json_string_value(json_object_get(r.json, "suffix")), "a b");
@@ -182,8 +209,19 @@ static void test_deferred_reply_and_redirect(void **state)
         assert_true(json_is_true(json_object_get(r.json, "late")));
         httpc_response_done(&r);
 
-        /* 307 to the other server: method, body, query and token kept. */
+        /* 307 to another origin that is not trusted: not followed, nothing sent there. */
         json_t *body = json_pack("{s:s}", "v", "w");
+        assert_int_equal(httpc_put(f->c, URL("/moved/k?q=1"), body, &r), -EPERM);
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *m = open_memstream(&buf, &len);
+        assert_int_equal(httpd_metrics_write(f->b, m), 0);
+        fclose(m);
+        assert_null(strstr(buf, "weir_http_requests_total{code="));
+        free(buf);
+
+        /* Trusted (a cluster address): method, body, query and token kept. */
+        assert_int_equal(httpc_add_trusted(f->c, ADDR, PORT_B), 0);
         assert_int_equal(httpc_put(f->c, URL("/moved/k?q=1"), body, &r), 0);
         assert_int_equal(r.status, 200);
         assert_string_equal(json_string_value(json_object_get(r.json, "method")), "PUT");
@@ -223,6 +261,140 @@ static void test_metrics_and_errors(void **state)
         assert_int_equal(httpd_new(&cfg, routes_b, ELEMENTSOF(routes_b), NULL, &dup), -EADDRINUSE);
 }
 
+/* A raw connection to ADDR:PORT; -1 on failure. */
+static int raw_connect(unsigned port)
+{
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+        struct timeval tv = {.tv_sec = 10};
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        inet_pton(AF_INET, ADDR, &sa.sin_addr);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                if (fd >= 0)
+                        close(fd);
+                return -1;
+        }
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        return fd;
+}
+
+/* Sends REQ and returns the status of the answer, 0 when the server closed without one. */
+static int raw_status(unsigned port, const char *req, size_t len)
+{
+        char buf[64] = "";
+        int fd = raw_connect(port);
+        ssize_t n;
+
+        assert_true(fd >= 0);
+        assert_int_equal(send(fd, req, len, MSG_NOSIGNAL), (ssize_t)len);
+        n = recv(fd, buf, sizeof(buf) - 1, 0);
+        close(fd);
+        if (n < 12 || strncmp(buf, "HTTP/1.1 ", 9) != 0)
+                return 0;
+        return atoi(buf + 9);
+}
+
+static double mono_s(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The documented limit is the enforced one: 16 KiB of request line and header lines (CRLF
+ * included) pass, one byte more is 431. */
+static void test_header_limit_is_exact(void **state)
+{
+        static const char head[] = "GET /text HTTP/1.1\r\nHost: x\r\n"
+                                   "Authorization: Bearer " TOKEN "\r\nX-Pad: ";
+        size_t total = 16384, fixed = strlen(head) + 2 /* CRLF */ + 2 /* empty line */;
+        char *req = malloc(total + 2);
+
+        for (int extra = 0; extra <= 1; extra++) {
+                size_t pad = total + extra - fixed;
+                memcpy(req, head, strlen(head));
+                memset(req + strlen(head), 'a', pad);
+                memcpy(req + strlen(head) + pad, "\r\n\r\n", 4);
+                assert_int_equal(strlen(head) + pad + 4, total + extra);
+                assert_int_equal(raw_status(PORT_A, req, total + extra), extra ? 431 : 200);
+        }
+        free(req);
+}
+
+/* A header that trickles in is cut at the deadline however busy it keeps the connection; a full
+ * server makes room by closing the connection that waited longest; one client is limited. */
+static void test_deadline_eviction_per_client(void **state)
+{
+        httpd_config cfg = {.name = "limits",
+                            .address = ADDR,
+                            .port = PORT_C,
+                            .request_timeout_ms = 600,
+                            .max_connections = 4,
+                            .max_per_client = 6};
+        httpd *h;
+        char buf[16];
+
+        assert_int_equal(httpd_new(&cfg, routes_a, ELEMENTSOF(routes_a), NULL, &h), 0);
+
+        /* one header line every 200 ms: closed after ~600 ms, not kept alive by the trickle */
+        int fd = raw_connect(PORT_C);
+        assert_true(fd >= 0);
+        double t0 = mono_s(), closed_at = 0;
+        assert_true(send(fd, "GET /text HTTP/1.1\r\n", 20, MSG_NOSIGNAL) == 20);
+        for (int i = 0; i < 30 && !closed_at; i++) {
+                usleep(200 * 1000);
+                if (send(fd, "X-Slow: 1\r\n", 11, MSG_NOSIGNAL) != 11) {
+                        closed_at = mono_s();
+                        break;
+                }
+                struct timeval tv = {.tv_usec = 1000};
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+                if (recv(fd, buf, sizeof(buf), 0) == 0)
+                        closed_at = mono_s();
+        }
+        close(fd);
+        assert_true(closed_at > 0);
+        assert_true(closed_at - t0 >= 0.5);
+        assert_true(closed_at - t0 < 3.0);
+
+        /* four silent connections fill it; a fifth client with a whole request is answered */
+        int idle[4];
+        for (int i = 0; i < 4; i++) {
+                idle[i] = raw_connect(PORT_C);
+                assert_true(idle[i] >= 0);
+        }
+        usleep(100 * 1000);
+        static const char get[] = "GET /text HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_int_equal(raw_status(PORT_C, get, strlen(get)), 200);
+        int closed = 0;
+        for (int i = 0; i < 4; i++) {
+                struct timeval tv = {.tv_usec = 200000};
+                setsockopt(idle[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+                if (recv(idle[i], buf, sizeof(buf), 0) == 0)
+                        closed++;
+                close(idle[i]);
+        }
+        assert_true(closed >= 1);
+        httpd_free(h);
+
+        /* per client: the third connection from one address is closed at once */
+        cfg.max_per_client = 2;
+        cfg.max_connections = 0;
+        cfg.request_timeout_ms = 0;
+        assert_int_equal(httpd_new(&cfg, routes_a, ELEMENTSOF(routes_a), NULL, &h), 0);
+        int a = raw_connect(PORT_C), b = raw_connect(PORT_C), c = raw_connect(PORT_C);
+        assert_true(a >= 0 && b >= 0 && c >= 0);
+        struct timeval tv = {.tv_sec = 2};
+        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        t0 = mono_s();
+        assert_true(recv(c, buf, sizeof(buf), 0) <= 0);
+        assert_true(mono_s() - t0 < 1.5);
+        close(a);
+        close(b);
+        close(c);
+        httpd_free(h);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -230,6 +402,8 @@ int main(void)
                 cmocka_unit_test(test_token_and_json),
                 cmocka_unit_test(test_deferred_reply_and_redirect),
                 cmocka_unit_test(test_metrics_and_errors),
+                cmocka_unit_test(test_header_limit_is_exact),
+                cmocka_unit_test(test_deadline_eviction_per_client),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

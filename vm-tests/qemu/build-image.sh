@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# Builds the Debian 12 image that vm-tests/qemu/harness.py boots: a minimal bookworm with systemd,
-# the libraries weir links, and weir itself as `meson install` puts it under /usr. The base root
-# file system (the slow part, ~1 min) is cached under CACHE keyed on this script's hash; weir is
-# added on every run from a build of this checkout configured with --prefix=/usr.
+# Builds the Debian 12 images that vm-tests/qemu/harness.py boots: a minimal bookworm with systemd,
+# busybox (the operator's toolbox), the libraries weir links, and weir itself as `meson install`
+# puts it under /usr. The base root file system (the slow part, ~1-2 min) is cached under CACHE
+# keyed on its inputs; weir is added on every run from a build of this checkout configured with
+# --prefix=/usr. Two disks of the same system:
+#   weir.qcow2     one ext4 file system, booted with QEMU's -kernel (the cluster nodes);
+#   weir-efi.raw   GPT: an EFI system partition with systemd-boot, the kernel and initrd, and the
+#                  root file system, booted by UEFI firmware (OVMF) as a single node `efi` with
+#                  a local:// dataset: the bare-metal path, the same layout that `dd` writes to
+#                  a disk.
 # Usage: build-image.sh SOURCE_ROOT CACHE [CLUSTER_YAML]
-#        -> CACHE/run/{weir.qcow2,vmlinuz,initrd.img}; the YAML becomes /etc/weir/cluster.yaml.
+#        -> CACHE/run/{weir.qcow2,weir-efi.raw,vmlinuz,initrd.img}; the YAML becomes
+#        /etc/weir/cluster.yaml of weir.qcow2.
 set -euo pipefail
 
 src=$1 cache=$2 yaml=${3:-}
@@ -12,7 +19,8 @@ mkdir -p "$cache"
 cache=$(cd "$cache" && pwd)
 
 # Only what the daemons link, what the tests run inside the VMs, and a kernel.
-pkgs=systemd-sysv,udev,dbus,kmod,iproute2,procps,psmisc,curl,jq,fuse3,coreutils
+pkgs=systemd-sysv,udev,dbus,kmod,iproute2,procps,psmisc,curl,jq,fuse3,coreutils,busybox
+pkgs+=,systemd-boot-efi
 pkgs+=,linux-image-amd64,initramfs-tools,klibc-utils
 pkgs+=,libraft2,libuv1,libfuse3-3,libcurl4,libmicrohttpd12,libjansson4,libyaml-0-2
 
@@ -104,5 +112,67 @@ cp "$root"/boot/initrd.img-* "$run/initrd.img"
 truncate -s 1200M "$run/weir.raw"
 mkfs.ext4 -q -L weir -d "$root" "$run/weir.raw"
 qemu-img convert -O qcow2 "$run/weir.raw" "$run/weir.qcow2"
-rm -rf "$run/weir.raw" "$run/root"
+rm -f "$run/weir.raw"
 echo "build-image: $run/weir.qcow2"
+
+# The EFI disk: the same root, as the single node `efi` (found by host name) with a local
+# dataset, its root file system on the second partition.
+echo "/dev/vda2 / ext4 rw,relatime 0 1" >"$root/etc/fstab"
+mkdir -p "$root/srv/data"
+echo "hello from the local store" >"$root/srv/data/hello.txt"
+mkdir -p "$root/etc/weir"
+cat >"$root/etc/weir/cluster.yaml" <<YAML
+apiVersion: weir.io/v1
+kind: Cluster
+metadata: {name: efi}
+spec:
+  nodes:
+    - {name: efi, address: 127.0.0.1}
+---
+apiVersion: data.fluid.io/v1alpha1
+kind: Dataset
+metadata: {name: local}
+spec:
+  mounts:
+    - {mountPoint: "local:///srv/data", name: data}
+---
+apiVersion: data.fluid.io/v1alpha1
+kind: Runtime
+metadata: {name: local}
+spec:
+  tieredstore:
+    levels:
+      - {mediumtype: MEM, path: /dev/shm, quota: 64Mi, high: "0.95", low: "0.7"}
+YAML
+esp_mib=64 root_mib=1200
+truncate -s 1200M "$run/efi-root.img"
+mkfs.ext4 -q -L weir -d "$root" "$run/efi-root.img"
+# systemd-boot as the removable-media loader (no NVRAM entry needed), one entry, no menu.
+efi=$root/usr/lib/systemd/boot/efi/systemd-bootx64.efi
+[ -f "$efi" ] || { echo "build-image: no $efi (package systemd-boot-efi)"; exit 1; }
+rm -f "$run/esp.img"
+mkfs.vfat -n ESP -C "$run/esp.img" $((esp_mib * 1024)) >/dev/null
+mmd -i "$run/esp.img" ::/EFI ::/EFI/BOOT ::/loader ::/loader/entries
+mcopy -i "$run/esp.img" "$efi" ::/EFI/BOOT/BOOTX64.EFI
+mcopy -i "$run/esp.img" "$run/vmlinuz" ::/vmlinuz
+mcopy -i "$run/esp.img" "$run/initrd.img" ::/initrd.img
+printf 'timeout 0\ndefault weir.conf\n' | mcopy -i "$run/esp.img" - ::/loader/loader.conf
+printf '%s\n' "title weir appliance" "linux /vmlinuz" "initrd /initrd.img" \
+        "options root=/dev/vda2 rw console=ttyS0 net.ifnames=0 panic=-1 ip=10.0.0.9::10.0.0.254:255.255.255.0:efi:eth0:off systemd.hostname=efi" |
+        mcopy -i "$run/esp.img" - ::/loader/entries/weir.conf
+disk=$run/weir-efi.raw
+rm -f "$disk"
+truncate -s $((1 + esp_mib + root_mib + 1))M "$disk"
+sfdisk -q "$disk" <<PARTS
+label: gpt
+start=1MiB, size=${esp_mib}MiB, type=uefi, name=ESP
+start=$((1 + esp_mib))MiB, size=${root_mib}MiB, type=linux, name=root
+PARTS
+dd if="$run/esp.img" of="$disk" bs=1M seek=1 conv=notrunc,sparse status=none
+dd if="$run/efi-root.img" of="$disk" bs=1M seek=$((1 + esp_mib)) conv=notrunc,sparse status=none
+rm -rf "$run/esp.img" "$run/efi-root.img" "$run/root"
+echo "build-image: $disk"
+for f in weir.qcow2 weir-efi.raw; do
+        echo "build-image: $f $(du -k --apparent-size "$run/$f" | cut -f1) KiB apparent," \
+                "$(du -k "$run/$f" | cut -f1) KiB allocated"
+done

@@ -144,7 +144,7 @@ class MasterCluster:
 
     def __init__(self, dir, build_dir, n=3, first_address=1, token=True, snapshot_threshold=None,
                  datasets=("demo",), master_replicas=None, master_port=MASTER_PORT,
-                 raft_port=RAFT_PORT, env=None, extra_cluster_spec=""):
+                 raft_port=RAFT_PORT, env=None, extra_cluster_spec="", raft_secret_file=None):
         self.dir = str(dir)
         os.makedirs(self.dir, exist_ok=True)
         self.binary = os.path.join(build_dir, "services/master/weir-master")
@@ -158,6 +158,7 @@ class MasterCluster:
                         for i in range(n)]
         self.yaml_path = os.path.join(self.dir, "cluster.yaml")
         self.datasets = list(datasets) or ["demo"]  # a runtime needs a dataset
+        self.raft_secret_file = raft_secret_file
         self.write_yaml(master_replicas if master_replicas is not None else n,
                         extra_cluster_spec)
 
@@ -168,7 +169,8 @@ class MasterCluster:
             with open(token_file, "w") as f:
                 f.write(self.token + "\n")
             lines.append(f"  tokenFile: {token_file}")
-        lines.append("  raft: {electionTimeout: 300ms, heartbeatTimeout: 50ms}")
+        secret = f", secretFile: {self.raft_secret_file}" if self.raft_secret_file else ""
+        lines.append(f"  raft: {{electionTimeout: 300ms, heartbeatTimeout: 50ms{secret}}}")
         if extra_cluster_spec:
             lines.append(extra_cluster_spec)
         lines.append("  nodes:")

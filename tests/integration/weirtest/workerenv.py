@@ -412,6 +412,17 @@ class Worker:
     def url(self):
         return f"http://{self.address}:{self.port}"
 
+    def auth_headers(self):
+        """The bearer token of the YAML's tokenFile, when it names one (every call but /healthz
+        needs it then)."""
+        with open(self.config) as f:
+            for line in f:
+                key, _, value = line.strip().partition(":")
+                if key == "tokenFile" and value.strip():
+                    with open(value.strip()) as t:
+                        return {"Authorization": f"Bearer {t.read().strip()}"}
+        return {}
+
     def start(self, wait=True):
         env = dict(os.environ)
         env.setdefault("WEIR_LOG_LEVEL", "info")
@@ -465,7 +476,8 @@ class Worker:
 
     def get(self, path, headers=None, timeout=60):
         """(status, headers, body) of GET PATH."""
-        req = urllib.request.Request(self.url + path, headers=headers or {})
+        req = urllib.request.Request(self.url + path, headers={**self.auth_headers(),
+                                                               **(headers or {})})
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
                 return r.status, dict(r.headers), r.read()
@@ -475,7 +487,8 @@ class Worker:
     def post(self, path, obj, timeout=300):
         data = json.dumps(obj).encode()
         req = urllib.request.Request(self.url + path, data=data, method="POST",
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json",
+                                              **self.auth_headers()})
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
                 return r.status, json.loads(r.read() or b"{}")

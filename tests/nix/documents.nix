@@ -1,0 +1,99 @@
+# Cluster YAMLs as lists of documents for eval.nix.
+let
+  cluster = nodes: {
+    apiVersion = "weir.io/v1";
+    kind = "Cluster";
+    metadata.name = "test";
+    spec.nodes = nodes;
+  };
+  dataset = {
+    apiVersion = "data.fluid.io/v1alpha1";
+    kind = "Dataset";
+    metadata.name = "hbase";
+    spec.mounts = [
+      {
+        mountPoint = "https://downloads.apache.org/hbase/stable/";
+        name = "hbase";
+      }
+    ];
+  };
+  runtime = masters: {
+    apiVersion = "data.fluid.io/v1alpha1";
+    kind = "AlluxioRuntime";
+    metadata.name = "hbase";
+    spec = {
+      replicas = 3;
+      master.replicas = masters;
+    };
+  };
+  node = name: address: { inherit name address; };
+in
+{
+  inherit dataset;
+  three = [
+    (cluster [
+      (node "node1" "10.0.0.1")
+      (node "node2" "10.0.0.2")
+      (node "node3" "fd00::3")
+    ])
+    dataset
+    (runtime 3)
+  ];
+  # node1 a worker only by its roles; node4 has its own Raft port; the masters are node2
+  # (placement), node3 (placement) and node5 (role); node4 is a worker left over.
+  threeMixed = [
+    (
+      (cluster [
+        ((node "node1" "10.0.1.1") // { roles = [ "worker" ]; })
+        ((node "node2" "10.0.1.2") // { raftPort = 19300; })
+        (node "node3" "10.0.1.3")
+        (node "node4" "10.0.1.4")
+        ((node "node5" "10.0.1.5") // { roles = [ "master" "worker" ]; })
+      ])
+      // {
+        spec = (cluster [ ]).spec // {
+          raftPort = 19250;
+          masterPort = 19999;
+          nodes = [
+            ((node "node1" "10.0.1.1") // { roles = [ "worker" ]; })
+            ((node "node2" "10.0.1.2") // { raftPort = 19300; })
+            (node "node3" "10.0.1.3")
+            (node "node4" "10.0.1.4")
+            ((node "node5" "10.0.1.5") // { roles = [ "master" "worker" ]; })
+          ];
+        };
+      }
+    )
+    dataset
+    (runtime 3)
+  ];
+  duplicateNames = [
+    (cluster [
+      (node "node1" "10.0.0.1")
+      (node "node1" "10.0.0.2")
+    ])
+  ];
+  inlineSecret = [
+    (cluster [ (node "node1" "10.0.0.1") ])
+    (
+      dataset
+      // {
+        spec.mounts = [
+          {
+            mountPoint = "s3://bucket/";
+            name = "b";
+            options."fs.s3a.secret.key" = "hunter2";
+          }
+        ];
+      }
+    )
+  ];
+  hostNames = [
+    (cluster [
+      (node "node1" "a.example")
+      (node "node2" "b.example")
+      (node "node3" "c.example")
+    ])
+    (runtime 3)
+  ];
+}
