@@ -106,11 +106,14 @@ let
 
   thisNode = lib.findFirst (n: (n.name or null) == cfg.node) null nodes;
 
-  # The Raft port, only from the other masters' addresses: libraft's transport does not
-  # authenticate its peers, so a host that reaches it can join the log.
+  # The Raft port, only from the other masters' addresses: without tokenFile or
+  # spec.raft.secretFile the transport's handshake authenticates nobody, and even with one there
+  # is no reason for other hosts to reach it.
   raftPeers = builtins.filter (n: thisNode == null || n.name != thisNode.name) masters;
   raftPorts =
-    if thisNode != null then
+    if cfg.settings == null then
+      [ 19200 ] # DESIGN.md's default: a configFile's own ports are unknown here
+    else if thisNode != null then
       lib.optional (builtins.elem thisNode masters) (raftPort thisNode)
     else
       lib.unique (map raftPort masters);
@@ -175,6 +178,20 @@ let
     ) (d.spec.mounts or [ ])
   ) datasetDocs;
   settingsToken = clusterSpec.tokenFile or null;
+  # Files of secrets that the Cluster document names (docs/config.md): their paths may be in the
+  # store, their contents never.
+  secretPaths = {
+    "spec.tokenFile" = clusterSpec.tokenFile or null;
+    "spec.raft.secretFile" = clusterSpec.raft.secretFile or null;
+    "spec.api.readTokenFile" = clusterSpec.api.readTokenFile or null;
+    "spec.api.tls.keyFile" = clusterSpec.api.tls.keyFile or null;
+  };
+  secretsInStore = builtins.attrNames (
+    lib.filterAttrs (
+      k: v: v != null && lib.hasPrefix builtins.storeDir (toString v)
+    ) secretPaths
+  );
+  raftAuthenticated = cfg.tokenFile != null || settingsToken != null || secretPaths."spec.raft.secretFile" != null;
 
   units = [
     "weir-master"
@@ -313,8 +330,8 @@ in
       description = ''
         Open the master and worker API ports (this node's from settings, else 19998 and 29999)
         to all, and the Raft port only to the other masters' addresses in settings plus
-        raftPeers. libraft's transport does not authenticate peers: the Raft port is never
-        opened to the world.
+        raftPeers: the Raft port is never opened to the world (without tokenFile or
+        spec.raft.secretFile its transport authenticates nobody).
       '';
     };
 
@@ -365,8 +382,8 @@ in
         message = "services.weir: tokenFile and settings' Cluster spec.tokenFile differ; set one.";
       }
       {
-        assertion = settingsToken == null || !(lib.hasPrefix builtins.storeDir (toString settingsToken));
-        message = "services.weir.settings: Cluster spec.tokenFile is in the Nix store (${toString settingsToken}), which is world-readable; use services.weir.tokenFile with a path outside it.";
+        assertion = secretsInStore == [ ];
+        message = "services.weir.settings: ${lib.concatStringsSep ", " secretsInStore} of the Cluster document name a file in the Nix store, which is world-readable; name a file outside it (services.weir.tokenFile for the token).";
       }
       {
         assertion = inlineSecrets == [ ];
@@ -382,7 +399,10 @@ in
       }
     ];
 
-    warnings = lib.optional (
+    warnings =
+      lib.optional (cfg.settings != null && builtins.length masters > 1 && !raftAuthenticated)
+        "services.weir.settings: neither tokenFile nor spec.raft.secretFile is set, so the masters' Raft transport is not authenticated: anyone who reaches the Raft port can join (openFirewall limits it to the other masters' addresses)."
+      ++ lib.optional (
       cfg.openFirewall && peerAddresses == [ ] && cfg.settings == null && cfg.configFile != null
     ) "services.weir.openFirewall: the masters of configFile are unknown to the module; the Raft port stays closed unless services.weir.raftPeers lists them.";
 

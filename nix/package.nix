@@ -19,6 +19,7 @@
   systemd,
   libsodium,
   cmocka,
+  coreutils,
 }:
 
 let
@@ -45,7 +46,7 @@ stdenv.mkDerivation (finalAttrs: {
   # buildInputs stay off PATH: meson must not find the build machine's fusermount3.
   strictDeps = true;
 
-  # Only tools run at build time. fusermount3 is not one: weir-fuse@.service names the host's
+  # Only tools run at build time. fusermount3 and kill are not: the units name the host's
   # (postInstall below), which a cross build could not find on PATH.
   nativeBuildInputs = [
     meson
@@ -87,6 +88,10 @@ stdenv.mkDerivation (finalAttrs: {
   postInstall = ''
     substituteInPlace "$out/lib/systemd/system/weir-fuse@.service" \
       --replace-fail /usr/bin/fusermount3 ${lib.getExe' fuse3 "fusermount3"}
+    # ExecReload's kill(1) is the one meson found on the build machine's PATH: name the host's.
+    sed -i 's|^ExecReload=[^ ]*/kill |ExecReload=${lib.getExe' coreutils "kill"} |' \
+      "$out/lib/systemd/system/weir-master.service"
+    grep -q '^ExecReload=${lib.getExe' coreutils "kill"} -HUP ' "$out/lib/systemd/system/weir-master.service"
     for u in $out/lib/systemd/system/weir*.service; do
       for p in $(sed -n 's/^Exec[A-Za-z]*=[-+!@:]*\([^ ]*\).*/\1/p' "$u"); do
         test -x "$p" || { echo "$u runs $p, which does not exist"; exit 1; }

@@ -11,7 +11,7 @@ build_pkgs=(meson ninja-build pkg-config gcc libraft-dev liblmdb-dev libuv1-dev 
             libcurl4-openssl-dev libmicrohttpd-dev libjansson-dev libyaml-dev libsystemd-dev
             libcmocka-dev clang-format libsodium-dev)
 check_pkgs=(python3-pytest nginx apache2 dbus clang libclang-rt-14-dev curl nix-bin systemd
-            iproute2 psmisc procps)
+            iproute2 psmisc procps gnutls-bin)
 demo_pkgs=(nginx curl psmisc procps)
 # The QEMU harness (vm-tests/qemu; "check" adds them under WEIR_VM_TESTS=1): QEMU, OVMF (UEFI
 # firmware), mmdebstrap for the Debian image, sfdisk, mkfs.vfat and mtools for its GPT EFI disk,

@@ -8,6 +8,7 @@ one is accepted, restart the killed master and wait until it has caught up. Prin
 and min / median / p95 / max.
 
     bench/failover/failover.py [--rounds 20] [--masters 3] [--build-dir build]
+                               [--baseline-build-dir OTHER_BUILD]
 """
 
 import argparse
@@ -55,20 +56,10 @@ def percentile(values, p):
     return s[k]
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=20)
-    ap.add_argument("--masters", type=int, default=3)
-    ap.add_argument("--build-dir", default=os.environ.get("WEIR_BUILD_DIR",
-                                                          os.path.join(ROOT, "build")))
-    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    args = ap.parse_args()
-
-    binary = os.path.join(args.build_dir, "services/master/weir-master")
-    if not os.access(binary, os.X_OK):
-        sys.exit(f"{binary} is not built")
+def run_rounds(build_dir, rounds, masters, keep=False, label=""):
+    """ROUNDS kills of the leader on a fresh cluster of BUILD_DIR's weir-master; seconds each."""
     tmp = tempfile.mkdtemp(prefix="weir-failover-")
-    cluster = MasterCluster(tmp, os.path.abspath(args.build_dir), n=args.masters, first_address=1)
+    cluster = MasterCluster(tmp, os.path.abspath(build_dir), n=masters, first_address=1)
     times = []
     try:
         cluster.start()
@@ -76,7 +67,7 @@ def main():
         for m in cluster.masters:
             if m is not leader:
                 wait_caught_up(cluster, m, leader)
-        for rnd in range(args.rounds):
+        for rnd in range(rounds):
             leader = cluster.wait_leader()
             cluster.put_label(f"warm{rnd}", "1")
             survivors = [m for m in cluster.masters if m is not leader]
@@ -85,22 +76,59 @@ def main():
             dt = first_accepted_write(cluster, survivors, f"after{rnd}", t0)
             times.append(dt)
             new = cluster.wait_leader()
-            print(f"round {rnd + 1:2d}: killed {leader.name}, {new.name} accepted a write after "
-                  f"{dt * 1000:6.0f} ms", flush=True)
+            print(f"{label}round {rnd + 1:2d}: killed {leader.name}, {new.name} accepted a write "
+                  f"after {dt * 1000:6.0f} ms", flush=True)
             leader.start()
             wait_caught_up(cluster, leader, new)
     finally:
         cluster.stop()
-        if not args.keep:
+        if not keep:
             shutil.rmtree(tmp, ignore_errors=True)
+    return times
+
+
+def summary(times):
+    ms = [t * 1000 for t in times]
+    return (f"{len(ms)} rounds: min {min(ms):.0f} ms, median {statistics.median(ms):.0f} ms, "
+            f"p95 {percentile(ms, 95):.0f} ms, max {max(ms):.0f} ms")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--masters", type=int, default=3)
+    ap.add_argument("--build-dir", default=os.environ.get("WEIR_BUILD_DIR",
+                                                          os.path.join(ROOT, "build")))
+    ap.add_argument("--baseline-build-dir",
+                    help="also measure this build (e.g. one before a change), in alternating "
+                         "batches of 5 rounds so that load changes hit both, and print the ratio")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = ap.parse_args()
+
+    for d in [args.build_dir] + ([args.baseline_build_dir] if args.baseline_build_dir else []):
+        binary = os.path.join(d, "services/master/weir-master")
+        if not os.access(binary, os.X_OK):
+            sys.exit(f"{binary} is not built")
+
+    if args.baseline_build_dir:
+        times, base = [], []
+        while len(times) < args.rounds:
+            n = min(5, args.rounds - len(times))
+            base += run_rounds(args.baseline_build_dir, n, args.masters, args.keep, "baseline ")
+            times += run_rounds(args.build_dir, n, args.masters, args.keep, "build    ")
+    else:
+        times = run_rounds(args.build_dir, args.rounds, args.masters, args.keep)
 
     ms = [t * 1000 for t in times]
     load = os.getloadavg()
     print(f"\nload average at the end: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} "
           f"on {os.cpu_count()} CPUs (timings degrade when the machine is oversubscribed)")
-    print(f"{len(ms)} rounds, {args.masters} masters: min {min(ms):.0f} ms, "
-          f"median {statistics.median(ms):.0f} ms, p95 {percentile(ms, 95):.0f} ms, "
-          f"max {max(ms):.0f} ms")
+    print(f"{args.masters} masters, {args.build_dir}: {summary(times)}")
+    if args.baseline_build_dir:
+        bms = [t * 1000 for t in base]
+        print(f"{args.masters} masters, baseline {args.baseline_build_dir}: {summary(base)}")
+        print(f"ratio build/baseline: median {statistics.median(ms) / statistics.median(bms):.2f}, "
+              f"p95 {percentile(ms, 95) / percentile(bms, 95):.2f}")
     print("target: median <= 600 ms, p95 <= 1000 ms:",
           "met" if statistics.median(ms) <= 600 and percentile(ms, 95) <= 1000 else "NOT met")
 

@@ -15,17 +15,26 @@ for `find DIR`, `ls -lR DIR` and `du -s DIR` (output to /dev/null), and weir-fus
 build's weir-fuse (the previous design: whole listings, stat cache of every child) against the
 same master and tree, so both ratios come from the same run.
 
-Ratios printed: weir cold / local cold, weir warm / local warm. Run as root, inside a private
-network namespace (the integration tests' rule):
+Rounds (--runs, default 3) interleave local and each build so that the shared machine's load
+weighs on all alike; medians are printed. Ratios: weir cold / local cold, weir warm / local warm,
+and the CPU seconds a cold walk costs (the command with the kernel's side of it, weir-fuse and
+the master, against the command alone on local disk), which the load does not inflate.
+--xattrs adds `ls -lR` with WEIR_FUSE_XATTRS=1. Run as root, inside a private network
+namespace (the integration tests' rule):
 
     unshare -n sh -c 'ip link set lo up && bench/scale/walk.py --files 100000 \\
-        --old-build-dir /path/to/old/build'
+        --old-build-dir /path/to/old/build --xattrs'
+
+The master refuses datasets over 1,000,000 entries (directories count), so 990,000 files is the
+largest tree this master can sync.
 """
 
 import argparse
 import json
 import os
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -72,10 +81,16 @@ def make_tree(root, n_files):
     print(f"# made {n_files} files in {DIRS} dirs in {time.monotonic() - t:.1f} s", flush=True)
 
 
-def timed(cmd):
+def timed(cmd, cpu=None):
+    """Wall seconds of CMD; CPU seconds (user + system) of CMD itself appended to CPU."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.monotonic()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    return time.monotonic() - t
+    wall = time.monotonic() - t
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if cpu is not None:
+        cpu.append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
+    return wall
 
 
 def cpu_seconds(pid):
@@ -96,12 +111,13 @@ def rss_bytes(pid):
 class Mount:
     """weir-fuse of one build on WORK/mnt-LABEL; restart() gives a cold daemon."""
 
-    def __init__(self, build_dir, config, node, work, label):
+    def __init__(self, build_dir, config, node, work, label, env=None):
         self.mnt = os.path.join(work, f"mnt-{label}")
         os.makedirs(self.mnt, exist_ok=True)
         self.fuse = FuseDaemon(os.path.join(build_dir, "services", "fuse", "weir-fuse"), config,
                                node, "imagenet", self.mnt, work,
-                               env={"WEIR_FUSE_RETRY": "60s", "WEIR_LOG_LEVEL": "notice"})
+                               env=dict({"WEIR_FUSE_RETRY": "60s", "WEIR_LOG_LEVEL": "notice"},
+                                        **(env or {})))
         self.fuse.log_path = os.path.join(work, f"weir-fuse-{label}.log")
 
     def restart(self):
@@ -120,31 +136,36 @@ class Mount:
         return os.path.join(self.mnt, "train")
 
 
-def measure_local(tree):
+def measure_local(tree, commands):
     out = {}
-    for name, cmd in COMMANDS.items():
+    for name, cmd in commands.items():
         drop_caches()
-        cold = timed(cmd(tree))
+        cpu = []
+        cold = timed(cmd(tree), cpu)
         warm = timed(cmd(tree))
-        out[name] = (cold, warm)
+        out[name] = (cold, warm, cpu[0])
     return out
 
 
-def measure_weir(m, master_pid):
+def measure_weir(m, master_pid, commands):
     out = {}
     rss = None
-    for name, cmd in COMMANDS.items():
+    for name, cmd in commands.items():
         m.restart()
+        rss0 = rss_bytes(m.fuse.proc.pid)
         drop_caches()
         c0 = (cpu_seconds(m.fuse.proc.pid), cpu_seconds(master_pid))
-        cold = timed(cmd(m.root))
+        cpu = []
+        cold = timed(cmd(m.root), cpu)
         c1 = (cpu_seconds(m.fuse.proc.pid), cpu_seconds(master_pid))
         warm = timed(cmd(m.root))
-        out[name] = (cold, warm)
+        # CPU of the cold walk: the command itself (with the kernel's FUSE side), weir-fuse and
+        # the master: what the walk costs whatever the machine's load
+        out[name] = (cold, warm, cpu[0] + (c1[0] - c0[0]) + (c1[1] - c0[1]))
         print(f"# {m.fuse.binary}: {name} cold {cold:.2f} s, CPU weir-fuse {c1[0] - c0[0]:.2f} s, "
               f"master {c1[1] - c0[1]:.2f} s; warm {warm:.2f} s", flush=True)
         if name == "ls -lR":
-            rss = rss_bytes(m.fuse.proc.pid)
+            rss = (rss0, rss_bytes(m.fuse.proc.pid))
     return out, rss
 
 
@@ -154,6 +175,9 @@ def main():
     ap.add_argument("--old-build-dir", help="a previous build's directory: its weir-fuse too")
     ap.add_argument("--files", type=int, default=100000)
     ap.add_argument("--work", default=None, help="where the tree and logs go (kept for reuse)")
+    ap.add_argument("--runs", type=int, default=3, help="rounds; medians are reported")
+    ap.add_argument("--xattrs", action="store_true",
+                    help="also ls -lR with WEIR_FUSE_XATTRS=1 (what answering xattrs costs)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root (FUSE mounts, drop_caches)")
@@ -175,37 +199,76 @@ def main():
             print(f"# master synced {ds.get('total_files')} files in "
                   f"{time.monotonic() - t:.1f} s (from its start)", flush=True)
             try:
-                local = measure_local(tree_root)
-                builds = [("new", args.build_dir)]
+                builds = [("new", args.build_dir, {}, COMMANDS)]
                 if args.old_build_dir:
-                    builds.append(("old", args.old_build_dir))
-                results = {}
-                for label, b in builds:
-                    m = Mount(b, sc.c.yaml_path, sc.c.masters[0].name, run, label)
-                    mounts.append(m)
-                    results[label] = measure_weir(m, sc.c.masters[0].proc.pid)
-                    m.stop()
+                    builds.append(("old", args.old_build_dir, {}, COMMANDS))
+                if args.xattrs:
+                    builds.append(("new+xattrs", args.build_dir, {"WEIR_FUSE_XATTRS": "1"},
+                                   {"ls -lR": COMMANDS["ls -lR"]}))
+                # rounds interleave local and each build, so that the machine's load (shared,
+                # 2 cores) weighs on all of them alike; medians are reported
+                rounds = {"local": []}
+                for _ in range(args.runs):
+                    rounds["local"].append(measure_local(tree_root, COMMANDS))
+                    for label, b, env, cmds in builds:
+                        m = Mount(b, sc.c.yaml_path, sc.c.masters[0].name, run, label, env)
+                        mounts.append(m)
+                        rounds.setdefault(label, []).append(
+                            measure_weir(m, sc.c.masters[0].proc.pid, cmds))
+                        m.stop()
             finally:
                 for m in mounts:
                     m.stop()
+    local = {name: tuple(statistics.median(r[name][k] for r in rounds["local"])
+                         for k in (0, 1, 2))
+             for name in COMMANDS}
+    results = {}
+    for label, runs in rounds.items():
+        if label == "local":
+            continue
+        times = {name: tuple(statistics.median(r[0][name][k] for r in runs) for k in (0, 1, 2))
+                 for name in runs[0][0]}
+        rss = tuple(statistics.median(r[1][k] for r in runs if r[1]) for k in (0, 1))
+        results[label] = (times, rss)
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[:3]
     n = args.files
-    print(f"\n{n} files in {DIRS} directories (sparse 4 KiB), nginx autoindex, 1 master\n")
+    print(f"\n{n} files in {DIRS} directories (sparse 4 KiB), nginx autoindex, 1 master; "
+          f"median of {args.runs} rounds; load average at the end {' '.join(load)}\n")
     print(f"| command | local cold | local warm | " +
           " | ".join(f"weir {lb} cold (÷ local) | weir {lb} warm (÷ local)" for lb in results) +
           " |")
     print("|---|---|---|" + "---|---|" * len(results))
     for name in COMMANDS:
-        lc, lw = local[name]
+        lc, lw, _ = local[name]
         row = f"| `{name}` | {lc:.2f} s | {lw:.2f} s |"
         for lb in results:
-            wc, ww = results[lb][0][name]
+            if name not in results[lb][0]:
+                row += " – | – |"
+                continue
+            wc, ww, _ = results[lb][0][name]
             row += f" {wc:.2f} s ({wc / lc:.1f}×) | {ww:.2f} s ({ww / lw:.1f}×) |"
         print(row)
+    print(f"\nCPU seconds of the cold walk (the command, weir-fuse and the master; local: the "
+          f"command):\n")
+    print("| command | local | " + " | ".join(f"weir {lb}" for lb in results) + " |")
+    print("|---|---|" + "---|" * len(results))
+    for name in COMMANDS:
+        lc = local[name][2]
+        row = f"| `{name}` | {lc:.2f} s |"
+        for lb in results:
+            if name in results[lb][0]:
+                wc = results[lb][0][name][2]
+                row += f" {wc:.2f} s ({wc / lc:.1f}×) |"
+            else:
+                row += " – |"
+        print(row)
     for lb in results:
-        rss = results[lb][1]
-        print(f"\nweir-fuse ({lb}) RSS after ls -lR: {rss / 2**20:.1f} MiB, "
-              f"{rss / n:.0f} bytes per file")
-    print(json.dumps({"files": n, "local": local,
+        before, after = results[lb][1]
+        print(f"\nweir-fuse ({lb}) RSS after ls -lR: {after / 2**20:.1f} MiB, "
+              f"{after / n:.0f} bytes per file ({before / 2**20:.1f} MiB before the walk: "
+              f"{(after - before) / n:.0f} bytes per file more)")
+    print(json.dumps({"files": n, "load": load, "local": local,
                       "weir": {lb: {"times": r[0], "rss": r[1]} for lb, r in results.items()}}))
 
 

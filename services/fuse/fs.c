@@ -184,8 +184,22 @@ static double ms_to_s(uint64_t ms)
         return (double)ms / 1000.0;
 }
 
-/* Registers one kernel lookup of PATH with entry E and fills *ret. */
-static int make_entry(fs *f, const char *path, const meta_entry *e, struct fuse_entry_param *ret)
+static void remember_attr(fs *f, uint64_t ino, const meta_entry *e, uint64_t fetched_ms)
+{
+        inode_attr a = {
+                .size = e->size,
+                .file_id = e->file_id,
+                .mtime = e->mtime,
+                .fetched_ms = fetched_ms ? fetched_ms : 1,
+        };
+
+        (void)inode_table_set_attr(f->inodes, ino, &a);
+}
+
+/* Registers one kernel lookup of PATH with entry E (as the master said at FETCHED_MS) and fills
+ * *ret. */
+static int make_entry(fs *f, const char *path, const meta_entry *e, uint64_t fetched_ms,
+                      struct fuse_entry_param *ret)
 {
         bool changed = false;
         uint64_t ino;
@@ -193,6 +207,7 @@ static int make_entry(fs *f, const char *path, const meta_entry *e, struct fuse_
 
         if (r < 0)
                 return r;
+        remember_attr(f, ino, e, fetched_ms);
         if (changed)
                 queue_inval(f, ino);
         *ret = (struct fuse_entry_param){
@@ -276,7 +291,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         r = meta_stat(f->meta, path, false, &e);
         if (r < 0)
                 goto fail;
-        r = make_entry(f, path, &e, &ep);
+        r = make_entry(f, path, &e, now_ms(), &ep);
         meta_entry_done(&e);
         if (r < 0)
                 goto fail;
@@ -303,19 +318,37 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
         fuse_reply_none(req);
 }
 
-/* The current entry of INO: cached up to the attr timeout; a new version invalidates pages. */
-static int inode_entry(fs *f, fuse_ino_t ino, char **ret_path, meta_entry *ret)
+/* The current entry of INO: cached up to the attr timeout; a new version invalidates pages.
+ * Unless FULL (the ETag and store URL too), what the inode recorded from a listing younger than
+ * the attr timeout serves without asking the master. */
+static int inode_entry(fs *f, fuse_ino_t ino, bool full, char **ret_path, meta_entry *ret)
 {
         _cleanup_free_ char *path = NULL;
         bool changed = false;
+        inode_attr a;
+        uint64_t version;
         int r;
 
         r = inode_table_path(f->inodes, ino, &path);
         if (r < 0)
                 return r;
+        if (!full && inode_table_get_attr(f->inodes, ino, &a, &version) == 0 &&
+            now_ms() - a.fetched_ms < f->opts.attr_timeout_ms) {
+                *ret = (meta_entry){
+                        .dir = a.file_id == 0,
+                        .size = a.size,
+                        .mtime = a.mtime,
+                        .file_id = a.file_id,
+                        .version = version,
+                };
+                if (ret_path)
+                        *ret_path = TAKE_PTR(path);
+                return 0;
+        }
         r = meta_stat(f->meta, path, false, ret);
         if (r < 0)
                 return r;
+        remember_attr(f, ino, ret, now_ms());
         if (!ret->dir && inode_table_set_version(f->inodes, ino, ret->version, &changed) == 0 &&
             changed)
                 queue_inval(f, ino);
@@ -329,7 +362,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         fs *f = req_fs(req);
         struct stat st;
         meta_entry e = {};
-        int r = inode_entry(f, ino, NULL, &e);
+        int r = inode_entry(f, ino, false, NULL, &e);
 
         if (r < 0) {
                 fuse_reply_err(req, -r);
@@ -493,7 +526,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                                                          (off_t)o + 1);
                         } else {
                                 path = inode_path_join(dir, e->name);
-                                r = path ? make_entry(f, path, e, &ep) : -ENOMEM;
+                                r = path ? make_entry(f, path, e, cur.page->fetched_ms, &ep)
+                                         : -ENOMEM;
                                 if (r < 0)
                                         break;
                                 need = fuse_add_direntry_plus(req, buf + used, size - used, e->name,
@@ -581,7 +615,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
                 fuse_reply_err(req, EROFS);
                 return;
         }
-        r = inode_entry(f, ino, &path, &e);
+        r = inode_entry(f, ino, false, &path, &e);
         if (r < 0) {
                 log_debug_errno(r, "open of inode %" PRIu64 ": %m", (uint64_t)ino);
                 fuse_reply_err(req, -r);
@@ -819,7 +853,11 @@ static int xattr_value(fs *f, fuse_ino_t ino, const char *name, char **ret)
         meta_entry e = {};
         int r;
 
-        r = inode_entry(f, ino, &path, &e);
+        /* the ACL and SELinux probes of ls and cp: answered here, the master is not asked */
+        if (strcmp(name, XATTR_UFS) != 0 && strcmp(name, XATTR_VERSION) != 0 &&
+            strcmp(name, XATTR_CACHED) != 0)
+                return -ENODATA;
+        r = inode_entry(f, ino, true, &path, &e);
         if (r < 0)
                 return r;
         if (strcmp(name, XATTR_UFS) == 0) {
@@ -901,17 +939,13 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 
         if (xattrs_refused(req, ino, "listxattr", ""))
                 return;
-        r = inode_entry(f, ino, NULL, &e);
+        r = inode_entry(f, ino, false, NULL, &e); /* whether it is a directory */
         if (r < 0) {
                 fuse_reply_err(req, -r);
                 return;
         }
         names = e.dir ? dirs : files;
         len = e.dir ? sizeof(dirs) - 1 : sizeof(files) - 1;
-        if (!e.ufs_url) {
-                names += sizeof(XATTR_UFS);
-                len -= sizeof(XATTR_UFS);
-        }
         meta_entry_done(&e);
         if (size == 0)
                 fuse_reply_xattr(req, len);
@@ -1345,8 +1379,10 @@ static void refresh_page(fs *f, const char *dir, const meta_listing *l)
                 path = inode_path_join(dir, e->name);
                 if (!path || inode_table_lookup(f->inodes, path, &ino, &version) < 0)
                         continue;
-                if (e->version != version &&
-                    inode_table_set_version(f->inodes, ino, e->version, &changed) == 0 && changed)
+                if (e->version == version)
+                        continue;
+                remember_attr(f, ino, e, l->fetched_ms); /* the new version's size and mtime */
+                if (inode_table_set_version(f->inodes, ino, e->version, &changed) == 0 && changed)
                         queue_inval(f, ino);
         }
 }

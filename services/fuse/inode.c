@@ -8,23 +8,111 @@
 #include "hmap.h"
 #include "inode.h"
 
-/* One allocation per inode, path included: after a walk the kernel holds an inode for every
- * file it saw, so this is most of the daemon's memory per file (docs/fuse.md). */
+/* One allocation per inode, path and hash chains included (no map nodes): after a walk the
+ * kernel holds an inode for every file it saw, so this is most of the daemon's memory per file
+ * (docs/fuse.md). */
 typedef struct inode {
+        struct inode *next_ino, *next_path; /* chains of the two bucket arrays */
+        uint64_t path_hash;
         uint64_t ino;
         uint64_t nlookup;
         uint64_t version;       /* as last reported by the master */
         uint64_t cache_version; /* whose pages the kernel may hold; 0 = none yet */
+        inode_attr attr;        /* fetched_ms 0: none recorded */
         char path[];
 } inode;
 
 struct inode_table {
         /* lock guards both maps, the counter and every field of every inode */
         pthread_mutex_t lock;
-        hmap by_ino;
-        hmap by_path;
+        inode **by_ino, **by_path; /* bucket arrays of n_buckets (a power of two) */
+        size_t n_buckets, n;
         uint64_t next_ino;
 };
+
+static uint64_t hash_path(const char *s)
+{
+        uint64_t h = 1469598103934665603ull; /* FNV-1a, then mixed: the low bits pick the bucket */
+
+        for (; *s; s++) {
+                h ^= (unsigned char)*s;
+                h *= 1099511628211ull;
+        }
+        return h ^ (h >> 29);
+}
+
+static size_t bucket_ino(const inode_table *t, uint64_t ino)
+{
+        return (size_t)((ino * 0x9e3779b97f4a7c15ull) >> 20) & (t->n_buckets - 1);
+}
+
+static inode *find_ino(const inode_table *t, uint64_t ino)
+{
+        inode *i = t->by_ino[bucket_ino(t, ino)];
+
+        while (i && i->ino != ino)
+                i = i->next_ino;
+        return i;
+}
+
+static inode *find_path(const inode_table *t, const char *path)
+{
+        uint64_t h = hash_path(path);
+        inode *i = t->by_path[h & (t->n_buckets - 1)];
+
+        while (i && (i->path_hash != h || strcmp(i->path, path) != 0))
+                i = i->next_path;
+        return i;
+}
+
+static void link_inode(inode_table *t, inode *i)
+{
+        size_t b = bucket_ino(t, i->ino), p = i->path_hash & (t->n_buckets - 1);
+
+        i->next_ino = t->by_ino[b];
+        t->by_ino[b] = i;
+        i->next_path = t->by_path[p];
+        t->by_path[p] = i;
+}
+
+/* Doubles the bucket arrays when the table holds as many inodes as buckets. */
+static int grow(inode_table *t)
+{
+        size_t nb = t->n_buckets * 2;
+        inode **bi = calloc(nb, sizeof(*bi)), **bp = calloc(nb, sizeof(*bp));
+        inode **old = t->by_ino;
+        size_t old_n = t->n_buckets;
+
+        if (!bi || !bp) {
+                free(bi);
+                free(bp);
+                return -ENOMEM;
+        }
+        free(t->by_path);
+        t->by_ino = bi;
+        t->by_path = bp;
+        t->n_buckets = nb;
+        for (size_t b = 0; b < old_n; b++)
+                for (inode *i = old[b], *next; i; i = next) {
+                        next = i->next_ino;
+                        link_inode(t, i);
+                }
+        free(old);
+        return 0;
+}
+
+static void unlink_inode(inode_table *t, inode *i)
+{
+        inode **p;
+
+        for (p = &t->by_ino[bucket_ino(t, i->ino)]; *p != i; p = &(*p)->next_ino)
+                ;
+        *p = i->next_ino;
+        for (p = &t->by_path[i->path_hash & (t->n_buckets - 1)]; *p != i; p = &(*p)->next_path)
+                ;
+        *p = i->next_path;
+        t->n--;
+}
 
 static inode *inode_free(inode *i)
 {
@@ -54,22 +142,21 @@ static inode *inode_new(uint64_t ino, const char *path)
 
         if (!i)
                 return NULL;
-        *i = (inode){.ino = ino};
+        *i = (inode){.ino = ino, .path_hash = hash_path(path)};
         memcpy(i->path, path, len + 1);
         return i;
 }
 
 static int table_insert(inode_table *t, inode *i)
 {
-        int r = hmap_put_u64(&t->by_ino, i->ino, i, NULL);
+        if (t->n + 1 > t->n_buckets) {
+                int r = grow(t);
 
-        if (r < 0)
-                return r;
-        r = hmap_put_str(&t->by_path, i->path, i, NULL);
-        if (r < 0) {
-                hmap_remove_u64(&t->by_ino, i->ino);
-                return r;
+                if (r < 0)
+                        return r;
         }
+        link_inode(t, i);
+        t->n++;
         return 0;
 }
 
@@ -81,8 +168,11 @@ inode_table *inode_table_new(void)
         if (!t)
                 return NULL;
         pthread_mutex_init(&t->lock, NULL);
-        hmap_init(&t->by_ino, false);
-        hmap_init(&t->by_path, true);
+        t->n_buckets = 64;
+        t->by_ino = calloc(t->n_buckets, sizeof(*t->by_ino));
+        t->by_path = calloc(t->n_buckets, sizeof(*t->by_path));
+        if (!t->by_ino || !t->by_path)
+                return inode_table_free(t);
         t->next_ino = INODE_ROOT + 1;
         root = inode_new(INODE_ROOT, "/");
         if (!root || table_insert(t, root) < 0) {
@@ -95,14 +185,15 @@ inode_table *inode_table_new(void)
 
 inode_table *inode_table_free(inode_table *t)
 {
-        size_t it;
-
         if (!t)
                 return NULL;
-        for (hmap_node *n = hmap_first(&t->by_ino, &it); n; n = hmap_next(&t->by_ino, n, &it))
-                inode_free(n->value);
-        hmap_done(&t->by_ino);
-        hmap_done(&t->by_path);
+        for (size_t b = 0; t->by_ino && b < t->n_buckets; b++)
+                for (inode *i = t->by_ino[b], *next; i; i = next) {
+                        next = i->next_ino;
+                        inode_free(i);
+                }
+        free(t->by_ino);
+        free(t->by_path);
         pthread_mutex_destroy(&t->lock);
         free(t);
         return NULL;
@@ -116,7 +207,7 @@ int inode_table_ref(inode_table *t, const char *path, uint64_t version, uint64_t
         int r = 0;
 
         pthread_mutex_lock(&t->lock);
-        i = hmap_get_str(&t->by_path, path);
+        i = find_path(t, path);
         if (i) {
                 changed = i->version != version;
                 i->version = version;
@@ -149,7 +240,7 @@ int inode_table_forget(inode_table *t, uint64_t ino, uint64_t nlookup)
         int r;
 
         pthread_mutex_lock(&t->lock);
-        i = hmap_get_u64(&t->by_ino, ino);
+        i = find_ino(t, ino);
         if (!i) {
                 r = -ENOENT;
         } else if (ino == INODE_ROOT) {
@@ -158,8 +249,7 @@ int inode_table_forget(inode_table *t, uint64_t ino, uint64_t nlookup)
                 i->nlookup = nlookup >= i->nlookup ? 0 : i->nlookup - nlookup;
                 r = i->nlookup == 0;
                 if (r) {
-                        hmap_remove_u64(&t->by_ino, ino);
-                        hmap_remove_str(&t->by_path, i->path);
+                        unlink_inode(t, i);
                         inode_free(i);
                 }
         }
@@ -173,7 +263,7 @@ int inode_table_path(inode_table *t, uint64_t ino, char **ret_path)
         int r = 0;
 
         pthread_mutex_lock(&t->lock);
-        i = hmap_get_u64(&t->by_ino, ino);
+        i = find_ino(t, ino);
         if (!i)
                 r = -ENOENT;
         else if (!(*ret_path = strdup(i->path)))
@@ -188,7 +278,7 @@ int inode_table_set_version(inode_table *t, uint64_t ino, uint64_t version, bool
         int r = 0;
 
         pthread_mutex_lock(&t->lock);
-        i = hmap_get_u64(&t->by_ino, ino);
+        i = find_ino(t, ino);
         if (!i) {
                 r = -ENOENT;
         } else {
@@ -206,7 +296,7 @@ int inode_table_open(inode_table *t, uint64_t ino, uint64_t version, bool *ret_k
         int r = 0;
 
         pthread_mutex_lock(&t->lock);
-        i = hmap_get_u64(&t->by_ino, ino);
+        i = find_ino(t, ino);
         if (!i) {
                 r = -ENOENT;
         } else {
@@ -223,7 +313,7 @@ int inode_table_lookup(inode_table *t, const char *path, uint64_t *ret_ino, uint
         int r = 0;
 
         pthread_mutex_lock(&t->lock);
-        i = hmap_get_str(&t->by_path, path);
+        i = find_path(t, path);
         if (!i)
                 r = -ENOENT;
         else {
@@ -238,42 +328,51 @@ int inode_table_file_dirs(inode_table *t, char ***ret, size_t *ret_n)
 {
         hmap seen; /* directory path (borrowed from an inode) -> itself */
         char **dirs = NULL;
-        size_t n = 0, it;
+        size_t n = 0;
         int r = 0;
 
         hmap_init(&seen, true);
         pthread_mutex_lock(&t->lock);
-        for (hmap_node *h = hmap_first(&t->by_ino, &it); h; h = hmap_next(&t->by_ino, h, &it)) {
-                inode *i = h->value;
-                const char *slash = strrchr(i->path, '/');
-                char *dir;
+        for (size_t b = 0; b < t->n_buckets && r >= 0; b++)
+                for (inode *i = t->by_ino[b]; i && r >= 0; i = i->next_ino) {
+                        const char *slash = strrchr(i->path, '/');
+                        char buf[512], *dir;
+                        size_t len;
 
-                if (i->version == 0 || !slash)
-                        continue;
-                dir = strndup(i->path, slash == i->path ? 1 : (size_t)(slash - i->path));
-                if (!dir) {
-                        r = -ENOMEM;
-                        break;
-                }
-                if (hmap_get_str(&seen, dir)) {
-                        free(dir);
-                        continue;
-                }
-                if (n % 64 == 0) {
-                        char **a = realloc(dirs, (n + 64) * sizeof(*a));
-
-                        if (!a) {
-                                free(dir);
+                        if (i->version == 0 || !slash)
+                                continue;
+                        len = slash == i->path ? 1 : (size_t)(slash - i->path);
+                        if (len < sizeof(buf)) {
+                                /* most files share their directory with others: copy it once */
+                                memcpy(buf, i->path, len);
+                                buf[len] = 0;
+                                if (hmap_get_str(&seen, buf))
+                                        continue;
+                        }
+                        dir = strndup(i->path, len);
+                        if (!dir) {
                                 r = -ENOMEM;
                                 break;
                         }
-                        dirs = a;
+                        if (hmap_get_str(&seen, dir)) {
+                                free(dir);
+                                continue;
+                        }
+                        if (n % 64 == 0) {
+                                char **a = realloc(dirs, (n + 64) * sizeof(*a));
+
+                                if (!a) {
+                                        free(dir);
+                                        r = -ENOMEM;
+                                        break;
+                                }
+                                dirs = a;
+                        }
+                        dirs[n++] = dir;
+                        r = hmap_put_str(&seen, dir, dir, NULL);
+                        if (r < 0)
+                                break;
                 }
-                dirs[n++] = dir;
-                r = hmap_put_str(&seen, dir, dir, NULL);
-                if (r < 0)
-                        break;
-        }
         pthread_mutex_unlock(&t->lock);
         hmap_done(&seen);
         if (r < 0) {
@@ -287,12 +386,46 @@ int inode_table_file_dirs(inode_table *t, char ***ret, size_t *ret_n)
         return 0;
 }
 
+int inode_table_set_attr(inode_table *t, uint64_t ino, const inode_attr *a)
+{
+        inode *i;
+        int r = 0;
+
+        pthread_mutex_lock(&t->lock);
+        i = find_ino(t, ino);
+        if (!i)
+                r = -ENOENT;
+        else
+                i->attr = *a;
+        pthread_mutex_unlock(&t->lock);
+        return r;
+}
+
+int inode_table_get_attr(inode_table *t, uint64_t ino, inode_attr *ret, uint64_t *ret_version)
+{
+        inode *i;
+        int r = 0;
+
+        pthread_mutex_lock(&t->lock);
+        i = find_ino(t, ino);
+        if (!i)
+                r = -ENOENT;
+        else if (i->attr.fetched_ms == 0)
+                r = -ENODATA;
+        else {
+                *ret = i->attr;
+                *ret_version = i->version;
+        }
+        pthread_mutex_unlock(&t->lock);
+        return r;
+}
+
 size_t inode_table_size(inode_table *t)
 {
         size_t n;
 
         pthread_mutex_lock(&t->lock);
-        n = t->by_ino.n;
+        n = t->n;
         pthread_mutex_unlock(&t->lock);
         return n;
 }

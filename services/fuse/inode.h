@@ -41,6 +41,21 @@ int inode_table_lookup(inode_table *t, const char *path, uint64_t *ret_ino, uint
  * each and the array. */
 int inode_table_file_dirs(inode_table *t, char ***ret, size_t *ret_n);
 
+/* What getattr and open need of an entry, kept with the inode for the attr timeout: a walk's
+ * readdirplus fills it, so opening the files it listed asks the master nothing. */
+typedef struct inode_attr {
+        uint64_t size;
+        uint64_t file_id; /* 0 for directories */
+        double mtime;
+        uint64_t fetched_ms; /* when the master said so (CLOCK_MONOTONIC ms) */
+} inode_attr;
+
+/* Records A for INO; -ENOENT for an unknown inode. */
+int inode_table_set_attr(inode_table *t, uint64_t ino, const inode_attr *a);
+/* The attributes and version recorded for INO: -ENOENT for an unknown inode, -ENODATA when none
+ * were recorded. */
+int inode_table_get_attr(inode_table *t, uint64_t ino, inode_attr *ret, uint64_t *ret_version);
+
 /* Number of inodes, root included. */
 size_t inode_table_size(inode_table *t);
 

@@ -554,6 +554,7 @@ int meta_stat(meta *m, const char *path, bool fresh, meta_entry *ret)
         pthread_mutex_lock(&m->lock);
         m->counters.stat_calls++;
         pthread_mutex_unlock(&m->lock);
+        log_debug("Asking the master for %s", path);
         r = meta_call(m, query, &j);
         if (r == -ENOENT) {
                 pthread_mutex_lock(&m->lock);
@@ -603,8 +604,9 @@ int meta_list_page(meta *m, const char *path, const char *after, bool fresh, met
         esc = http_escape(path);
         esc_after = after ? http_escape(after) : NULL;
         if (!esc || (after && !esc_after) ||
-            asprintf(&query, "/v1/datasets/%s/ls?path=%s&limit=%u%s%s", m->dataset_escaped, esc,
-                     META_PAGE, after ? "&after=" : "", after ? esc_after : "") < 0)
+            asprintf(&query, "/v1/datasets/%s/ls?path=%s&limit=%u&fields=attr%s%s",
+                     m->dataset_escaped, esc, META_PAGE, after ? "&after=" : "",
+                     after ? esc_after : "") < 0)
                 return -ENOMEM;
         r = meta_call(m, query, &j);
         if (r < 0)
@@ -659,18 +661,20 @@ int meta_list_page(meta *m, const char *path, const char *after, bool fresh, met
                   l->more ? ", more to come" : "");
 
         pthread_mutex_lock(&m->lock);
-        /* newer than what the stat cache holds of these children: replace that (only what is
-         * there already, so a listing never grows the stat cache) */
-        for (size_t i = 0; i < l->n; i++) {
+        /* newer than what the stat cache holds of these children: drop what differs (pages
+         * carry no ETag or store URL to replace it with; the next stat asks the master) */
+        for (size_t i = 0; i < l->n && lru_entries(m->stats) > 0; i++) {
+                const meta_entry *e = &l->entries[i];
                 _cleanup_free_ char *child = NULL;
                 stat_item *st;
 
-                if (asprintf(&child, "%s%s%s", path, strcmp(path, "/") == 0 ? "" : "/",
-                             l->entries[i].name) < 0)
+                if (asprintf(&child, "%s%s%s", path, strcmp(path, "/") == 0 ? "" : "/", e->name) <
+                    0)
                         break;
                 st = lru_get(m->stats, child);
-                if (st)
-                        (void)cache_stat_locked(m, child, &l->entries[i], now);
+                if (st && (st->entry.version != e->version || st->entry.size != e->size ||
+                           st->entry.mtime != e->mtime || st->entry.dir != e->dir))
+                        (void)lru_remove(m->stats, child);
         }
         (void)lru_put(m->pages, key, meta_listing_ref(l), listing_bytes(l));
         pthread_mutex_unlock(&m->lock);

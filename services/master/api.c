@@ -415,13 +415,25 @@ static void sync_on_loop(manager *m, bool stopping, void *userdata)
         free(s);
 }
 
-/* ?limit=N&after=NAME of ls and stat: 0 with *ret_limit 0 when absent (no paging); else 400. */
-static int page_query(httpd_request *req, size_t *ret_limit, const char **ret_after)
+/* ?limit=N&after=NAME&fields=attr|full of ls and stat: 0 with *ret_limit 0 when absent (no
+ * paging); else 400. */
+static int page_query(httpd_request *req, size_t *ret_limit, const char **ret_after,
+                      unsigned *ret_flags)
 {
         const char *limit = httpd_request_query(req, "limit");
         const char *after = httpd_request_query(req, "after");
+        const char *fields = httpd_request_query(req, "fields");
         uint64_t n = 0;
 
+        if (fields && strcmp(fields, "attr") != 0 && strcmp(fields, "full") != 0) {
+                httpd_reply_error(req, 400, "fields must be attr or full, got '%.40s'", fields);
+                return -EINVAL;
+        }
+        if (fields && !limit) {
+                httpd_reply_error(req, 400, "fields= needs limit=");
+                return -EINVAL;
+        }
+        *ret_flags = fields && strcmp(fields, "attr") == 0 ? LISTING_ATTR_ONLY : 0;
         if (limit && (parse_u64(limit, &n) < 0 || n == 0 || n > LISTING_LIMIT_MAX)) {
                 httpd_reply_error(req, 400, "limit must be an integer from 1 to %u, got '%.40s'",
                                   LISTING_LIMIT_MAX, limit);
@@ -450,9 +462,10 @@ static void h_ls_stat(manager *m, httpd_request *req, const char *name, bool ls)
         json_t *out = NULL, *entries = NULL;
         bool more = false, has, dir = ls;
         size_t limit = 0;
+        unsigned flags = 0;
         int r;
 
-        if (page_query(req, &limit, &after) < 0)
+        if (page_query(req, &limit, &after, &flags) < 0)
                 return;
         /* Read transactions (fsm.h): never waiting for an apply or a snapshot. */
         has = fsm_has_dataset(m->fsm, name);
@@ -467,7 +480,7 @@ static void h_ls_stat(manager *m, httpd_request *req, const char *name, bool ls)
         if (r >= 0 && !ls && limit > 0)
                 dir = strcmp(json_string_value(json_object_get(out, "type")) ?: "", "dir") == 0;
         if (r >= 0 && limit > 0 && dir)
-                r = listing_page(m->fsm, name, path, after, limit, &entries, &more);
+                r = listing_page(m->fsm, name, path, after, limit, flags, &entries, &more);
         if (r < 0) {
                 json_decref(out);
                 return reply_fsm_error(req, r, has ? "path" : "dataset");

@@ -9,6 +9,9 @@
 #define LISTING_LIMIT_MAX 10000u /* entries per page a client may ask for */
 #define LISTING_AFTER_MAX 4096u  /* bytes of the after= name */
 
+/* flags of listing_page() */
+#define LISTING_ATTR_ONLY 1u /* entries without etag and ufs_url (fields=attr) */
+
 /* The entries of directory PATH of DATASET whose names sort (bytewise, strcmp) after AFTER
  * (NULL or "": from the first), at most LIMIT (1..LISTING_LIMIT_MAX) of them, in that order.
  * *ret_entries: a new array of ENTRY; *ret_more: whether entries remain after the last one.
@@ -16,6 +19,6 @@
  *
  * The one read path of paged listings: the store keeps a directory's children in name order,
  * so a page is a cursor positioned after AFTER reading LIMIT + 1 entries, O(LIMIT) whatever the
- * directory's size, from one read transaction (no lock). */
+ * directory's size, from one read transaction (no lock). FLAGS: LISTING_ATTR_ONLY or 0. */
 int listing_page(fsm *f, const char *dataset, const char *path, const char *after, size_t limit,
-                 json_t **ret_entries, bool *ret_more);
+                 unsigned flags, json_t **ret_entries, bool *ret_more);

@@ -932,7 +932,7 @@ static int manager_start_raft(manager *m)
         bool keyed;
         int r = transport_load_key(m->cfg, m->token, key, &keyed);
         if (r >= 0)
-                r = transport_init(&m->transport, &m->loop, m->cfg, key);
+                r = transport_init(&m->transport, &m->loop, &m->cfg, key);
         sodium_memzero(key, sizeof(key));
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the Raft transport: %m");

@@ -53,9 +53,11 @@ typedef struct transport {
         struct raft_uv_transport *t;
         uv_loop_t *loop;
         uint8_t key[HS_KEY_BYTES];
+        const config *const *cfgp; /* the manager's current config (a reload swaps it) */
+        const config *cfg_seen;    /* the one PEERS were built from */
         peer *peers;
         size_t n_peers;
-        const peer *self;
+        peer self; /* fixed at init: a master's own address changes only with a restart */
 
         uv_tcp_t listener;
         bool listener_open;
@@ -105,7 +107,8 @@ struct hs {
         size_t in_len, in_want;
 
         char source[INET6_ADDRSTRLEN]; /* inbound: the connection's source address */
-        const peer *peer;              /* inbound: the master it claims to be, once known */
+        unsigned peer_id;              /* inbound: the master it claims to be, once checked */
+        char peer_address[ADDRESS_MAX];
 
         /* outbound */
         unsigned target_id;
@@ -202,6 +205,46 @@ static bool peer_has_ip(const peer *p, const char *ip)
                 if (strcmp(p->ips[i], ip) == 0)
                         return true;
         return false;
+}
+
+/* The masters of the current config, resolved. A reload (members.c) swaps the manager's config;
+ * the peers follow it at the next connection. Masters that left the YAML stay accepted until
+ * this master restarts, so that their removal can still be replicated to them. */
+static int peers_refresh(transport *tr)
+{
+        const config *cfg = *tr->cfgp;
+        if (cfg == tr->cfg_seen)
+                return 0;
+        size_t n = config_n_masters(cfg), k = 0;
+        peer *peers = calloc(n + tr->n_peers + 1, sizeof(*peers));
+        if (!peers)
+                return log_oom();
+        for (size_t i = 0; i < cfg->n_nodes; i++) {
+                const config_node *node = &cfg->nodes[i];
+                if (!node->master)
+                        continue;
+                peer *p = &peers[k++];
+                p->id = node->raft_id;
+                snprintf(p->host, sizeof(p->host), "%s", node->address);
+                format_address(p->address, sizeof(p->address), node->address, node->raft_port);
+                const peer *old = peer_by_id(tr, p->id);
+                if (old && strcmp(old->address, p->address) == 0)
+                        *p = *old; /* resolved already */
+                else
+                        peer_resolve(p, node->address, node->raft_port);
+        }
+        for (size_t i = 0; i < tr->n_peers; i++) {
+                bool still = false;
+                for (size_t j = 0; j < k && !still; j++)
+                        still = peers[j].id == tr->peers[i].id;
+                if (!still)
+                        peers[k++] = tr->peers[i];
+        }
+        free(tr->peers);
+        tr->peers = peers;
+        tr->n_peers = k;
+        tr->cfg_seen = cfg;
+        return 0;
 }
 
 /* Could a master connect from IP? false only when every master's addresses are known. */
@@ -329,10 +372,10 @@ static void hs_hand_over(hs *h)
         uv_timer_stop(&h->timer);
         uv_close((uv_handle_t *)&h->timer, on_hs_handle_closed);
         if (h->inbound) {
-                log_debug("Raft connection from raft id %u (%s) authenticated.", h->peer->id,
+                log_debug("Raft connection from raft id %u (%s) authenticated.", h->peer_id,
                           h->source);
                 /* Counted until the hs is freed; libraft owns the stream from here. */
-                tr->accept_cb(tr->t, h->peer->id, h->peer->address, stream);
+                tr->accept_cb(tr->t, h->peer_id, h->peer_address, stream);
         } else {
                 log_debug("Raft connection to raft id %u at %s authenticated.", h->target_id,
                           h->target_address);
@@ -418,14 +461,14 @@ static void hs_in_hello(hs *h)
                 return hs_fail(h);
         }
         const peer *p = peer_by_id(tr, hello.from_id);
-        if (hello.to_id != tr->self->id) {
+        if (hello.to_id != tr->self.id) {
                 log_refused(tr,
                             "Refused Raft connection from %s: addressed to raft id %" PRIu64
                             ", this master is raft id %u.",
-                            h->source, hello.to_id, tr->self->id);
+                            h->source, hello.to_id, tr->self.id);
                 return hs_fail(h);
         }
-        if (!p || p == tr->self) {
+        if (!p || p->id == tr->self.id) {
                 log_refused(tr,
                             "Refused Raft connection from %s: raft id %" PRIu64
                             " is not another master of the cluster YAML.",
@@ -446,11 +489,12 @@ static void hs_in_hello(hs *h)
                             h->source, p->id, p->host);
                 return hs_fail(h);
         }
-        h->peer = p;
+        h->peer_id = p->id;
+        snprintf(h->peer_address, sizeof(h->peer_address), "%s", p->address);
         memcpy(h->hello, h->in, h->in_len);
         h->hello_len = h->in_len;
 
-        hs_challenge c = {.from_id = tr->self->id};
+        hs_challenge c = {.from_id = tr->self.id};
         randombytes_buf(c.nonce, sizeof(c.nonce));
         hs_challenge_encode(tr->key, h->hello, h->hello_len, &c, h->challenge);
         if (hs_write(h, 0, h->challenge, sizeof(h->challenge)) < 0)
@@ -465,7 +509,7 @@ static void hs_in_proof(hs *h)
         int r = hs_proof_verify(tr->key, h->hello, h->hello_len, h->challenge, h->in, h->in_len);
         if (r < 0) {
                 log_refused(tr, "Refused Raft connection from %s claiming raft id %u: %s.",
-                            h->source, h->peer->id,
+                            h->source, h->peer_id,
                             r == -EACCES ? "wrong cluster secret (its proof does not match)"
                                          : hs_format_error(r));
                 return hs_fail(h);
@@ -533,7 +577,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
                         log_refused(h->tr,
                                     "Raft connection from %s (raft id %u) closed after this "
                                     "master's challenge: probably a different cluster secret.",
-                                    h->source, h->peer->id);
+                                    h->source, h->peer_id);
                 else if (h->state == HS_OUT_ACCEPT)
                         /* It checked our proof and hung up: it does not take us. */
                         log_outbound(h->tr,
@@ -653,6 +697,7 @@ static void on_connection(uv_stream_t *listener, int status)
                 log_warning("Raft listener: %s, ignoring", uv_strerror(status));
                 return;
         }
+        (void)peers_refresh(tr); /* on failure the previous list stays */
         hs *h = hs_new(tr, true);
         if (!h) {
                 /* Take the connection off the backlog all the same. */
@@ -743,10 +788,11 @@ static int tr_connect(struct raft_uv_transport *t, struct raft_uv_connect *req, 
 {
         transport *tr = transport_of(t);
         struct sockaddr_storage sa = {};
-        hs_hello hello = {.from_id = tr->self->id, .to_id = id};
+        hs_hello hello = {.from_id = tr->self.id, .to_id = id};
 
         if (tr->closing)
                 return RAFT_CANCELED;
+        (void)peers_refresh(tr);
         if (parse_target(tr, (unsigned)id, address, &sa) < 0) {
                 log_refused(tr,
                             "Cannot connect to raft id %llu at %s: not an address of the "
@@ -762,10 +808,10 @@ static int tr_connect(struct raft_uv_transport *t, struct raft_uv_connect *req, 
         req->cb = cb;
         h->target_id = (unsigned)id;
         snprintf(h->target_address, sizeof(h->target_address), "%s", address);
-        size_t alen = strlen(tr->self->address);
+        size_t alen = strlen(tr->self.address);
         if (alen > HS_ADDRESS_MAX)
                 return RAFT_INVALID; /* tr_init refused it already */
-        memcpy(hello.address, tr->self->address, alen + 1);
+        memcpy(hello.address, tr->self.address, alen + 1);
         randombytes_buf(hello.nonce, sizeof(hello.nonce));
         int len = hs_hello_encode(&hello, h->hello);
         if (len < 0) {
@@ -775,13 +821,13 @@ static int tr_connect(struct raft_uv_transport *t, struct raft_uv_connect *req, 
         }
         h->hello_len = (size_t)len;
         /* From this master's own address, which the acceptor checks. */
-        if (tr->self->have_sa) {
-                struct sockaddr_storage local = tr->self->sa;
+        if (tr->self.have_sa) {
+                struct sockaddr_storage local = tr->self.sa;
                 sockaddr_set_port(&local, 0);
                 int r = uv_tcp_bind(h->tcp, (struct sockaddr *)&local, 0);
                 if (r < 0)
                         log_debug("Cannot bind the Raft connection to %s: %s, ignoring",
-                                  tr->self->host, uv_strerror(r));
+                                  tr->self.host, uv_strerror(r));
         }
         h->state = HS_OUT_CONNECTING;
         h->connect.data = h;
@@ -801,8 +847,9 @@ static int tr_init(struct raft_uv_transport *t, raft_id id, const char *address)
 {
         transport *tr = transport_of(t);
 
-        tr->self = peer_by_id(tr, id);
-        if (!tr->self || strcmp(tr->self->address, address) != 0) {
+        (void)peers_refresh(tr);
+        const peer *self = peer_by_id(tr, id);
+        if (!self || strcmp(self->address, address) != 0) {
                 snprintf(t->errmsg, sizeof(t->errmsg),
                          "raft id %llu at %s is not a master of the cluster YAML",
                          (unsigned long long)id, address);
@@ -813,11 +860,12 @@ static int tr_init(struct raft_uv_transport *t, raft_id id, const char *address)
                          HS_ADDRESS_MAX);
                 return RAFT_INVALID;
         }
-        if (!tr->self->have_sa) {
+        if (!self->have_sa) {
                 snprintf(t->errmsg, sizeof(t->errmsg),
-                         "cannot resolve this master's address %.200s", tr->self->host);
+                         "cannot resolve this master's address %.200s", self->host);
                 return RAFT_INVALID;
         }
+        tr->self = *self;
         if (uv_tcp_init(tr->loop, &tr->listener) < 0) {
                 snprintf(t->errmsg, sizeof(t->errmsg), "cannot create the listening socket");
                 return RAFT_NOMEM;
@@ -834,13 +882,13 @@ static int tr_listen(struct raft_uv_transport *t, raft_uv_accept_cb cb)
 
         tr->accept_cb = cb;
         tr->listen_called = true;
-        r = uv_tcp_bind(&tr->listener, (const struct sockaddr *)&tr->self->sa, 0);
+        r = uv_tcp_bind(&tr->listener, (const struct sockaddr *)&tr->self.sa, 0);
         if (r == 0)
                 r = uv_listen((uv_stream_t *)&tr->listener, LISTEN_BACKLOG, on_connection);
         if (r < 0) {
-                snprintf(t->errmsg, sizeof(t->errmsg), "listen on %.200s: %s", tr->self->address,
+                snprintf(t->errmsg, sizeof(t->errmsg), "listen on %.200s: %s", tr->self.address,
                          uv_strerror(r));
-                log_error("Cannot listen for Raft on %s: %s", tr->self->address, uv_strerror(r));
+                log_error("Cannot listen for Raft on %s: %s", tr->self.address, uv_strerror(r));
                 return RAFT_IOERR;
         }
         return 0;
@@ -899,32 +947,21 @@ static void tr_close(struct raft_uv_transport *t, raft_uv_transport_close_cb cb)
         }
 }
 
-int transport_init(struct raft_uv_transport *t, uv_loop_t *loop, const config *cfg,
+int transport_init(struct raft_uv_transport *t, uv_loop_t *loop, const config *const *cfgp,
                    const uint8_t key[HS_KEY_BYTES])
 {
         transport *tr = calloc(1, sizeof(*tr));
-        size_t n = config_n_masters(cfg);
-
         if (!tr)
                 return -ENOMEM;
-        tr->peers = calloc(n ? n : 1, sizeof(*tr->peers));
-        if (!tr->peers) {
-                free(tr);
-                return -ENOMEM;
-        }
-        for (size_t i = 0; i < cfg->n_nodes; i++) {
-                const config_node *node = &cfg->nodes[i];
-                if (!node->master || tr->n_peers >= n)
-                        continue;
-                peer *p = &tr->peers[tr->n_peers++];
-                p->id = node->raft_id;
-                snprintf(p->host, sizeof(p->host), "%s", node->address);
-                format_address(p->address, sizeof(p->address), node->address, node->raft_port);
-                peer_resolve(p, node->address, node->raft_port);
-        }
-        memcpy(tr->key, key, HS_KEY_BYTES);
+        tr->cfgp = cfgp;
         tr->loop = loop;
         tr->t = t;
+        memcpy(tr->key, key, HS_KEY_BYTES);
+        int r = peers_refresh(tr);
+        if (r < 0) {
+                free(tr);
+                return r;
+        }
 
         /* Zeroed first: raft-cowsql reads `version`, which 0.15 lacks. */
         memset(t, 0, sizeof(*t));

@@ -19,10 +19,11 @@
 int transport_load_key(const config *cfg, const char *token, uint8_t key[HS_KEY_BYTES],
                        bool *ret_keyed);
 
-/* Sets T up for raft_uv_init(). Only the masters of CFG are accepted (by raft id, claimed address
- * and, where the YAML names an IP address, the connection's source address). Host names are
- * resolved once, here. */
-int transport_init(struct raft_uv_transport *t, uv_loop_t *loop, const config *cfg,
+/* Sets T up for raft_uv_init(). Only the masters of *CFGP are accepted (by raft id, claimed
+ * address and, where the YAML names an IP address, the connection's source address); *CFGP is
+ * read again on the loop thread at each new connection, so a reloaded config takes effect (host
+ * names are resolved when a config is first seen). CFGP must outlive T. */
+int transport_init(struct raft_uv_transport *t, uv_loop_t *loop, const config *const *cfgp,
                    const uint8_t key[HS_KEY_BYTES]);
 /* Whether libraft got as far as asking T to listen (raft_start loads the log before that). */
 bool transport_listen_called(const struct raft_uv_transport *t);

@@ -605,6 +605,7 @@ def test_demo_worker_holding_the_blocks_killed_during_a_read(demo):
     bs = body["block_size"]
     n = (entry["size"] + bs - 1) // bs
     import urllib.request
+    from weirtest.fusecluster import TOKEN
     for i in range(n):
         urllib.request.urlopen(urllib.request.Request(
             f"http://{api2}/v1/blocks/{entry['file_id']}-{entry['version']}-{i}",

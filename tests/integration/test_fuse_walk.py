@@ -130,6 +130,13 @@ def test_api_pages_cover_the_directory_in_byte_order(walk):
     # exactly the rest in one page: no next
     code, body = api_ls(walk, "/m/big", limit=100, after=want[-101])
     assert [e["name"] for e in body["entries"]] == want[-100:] and "next" not in body
+    # fields=attr: what a file system shows, without ETag and store URL
+    code, body = api_ls(walk, "/m/big", limit=3, fields="attr")
+    assert code == 200 and len(body["entries"]) == 3
+    assert all("etag" not in e and "ufs_url" not in e and e["size"] == 4096 and e["file_id"]
+               for e in body["entries"])
+    code, body = api_ls(walk, "/m/big", limit=3, fields="full")
+    assert all(e["etag"] and e["ufs_url"].startswith("http://") for e in body["entries"])
     # without limit: the whole directory, as in the API's first version
     code, body = api_ls(walk, "/m/big")
     assert code == 200 and len(body["entries"]) == BIG
@@ -138,7 +145,9 @@ def test_api_pages_cover_the_directory_in_byte_order(walk):
 def test_api_paging_rejects_bad_queries(walk):
     for query, needle in [({"limit": 0}, "limit must be"), ({"limit": 10001}, "limit must be"),
                           ({"limit": "ten"}, "limit must be"), ({"after": "x"}, "needs limit"),
-                          ({"limit": 5, "after": "a" * 5000}, "after is longer")]:
+                          ({"limit": 5, "after": "a" * 5000}, "after is longer"),
+                          ({"limit": 5, "fields": "all"}, "fields must be attr or full"),
+                          ({"fields": "attr"}, "fields= needs limit=")]:
         code, body = api_ls(walk, "/m/big", **query)
         assert code == 400 and needle in body["error"], (query, code, body)
     code, body = api_ls(walk, "/m/big/img_00000.JPEG", limit=5)
@@ -201,6 +210,19 @@ def test_fuse_lists_a_directory_larger_than_a_page(walk):
         os.close(fd)
     with open(os.path.join(big, "ünïcödé-文件.bin"), "rb") as f:
         assert f.read() == b"\0" * 4096
+
+
+def test_files_listed_open_without_asking_the_master(walk):
+    d = os.path.join(walk.mnt, "m", "d07")
+    os.listdir(d)  # readdirplus: every entry with its attributes
+    before = log_lines(walk, "Listed ")
+    for j in range(SMALL_FILES):
+        with open(os.path.join(d, f"f{j:03d}"), "rb") as f:
+            assert f.read() == b"7 %d\n" % j
+    # the daemon knew size, version and file id from the listing: no page asked again, no
+    # entry asked per file
+    assert log_lines(walk, "Listed ") == before
+    assert log_lines(walk, "Asking the master for /m/d07/") == 0
 
 
 def test_xattrs_are_refused_once_for_the_whole_mount(walk):

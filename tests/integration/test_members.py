@@ -71,7 +71,8 @@ class Members(MasterCluster):
         return self.weirctl("config", "apply", "--no-systemd", *args, timeout=timeout)
 
     def config(self, m):
-        code, body, _ = http_request("GET", m.url("/v1/config"), timeout=2.0, max_redirects=0)
+        code, body, _ = http_request("GET", m.url("/v1/config"), timeout=2.0, max_redirects=0,
+                                     token=self.token)
         assert code == 200, (code, body)
         return body
 
@@ -101,7 +102,8 @@ class Client(threading.Thread):
                 ok = code == 200
                 if ok:
                     code, body, _ = http_request(
-                        "GET", m.url(f"/v1/datasets/{self.dataset}/labels"), timeout=2.0)
+                        "GET", m.url(f"/v1/datasets/{self.dataset}/labels"), timeout=2.0,
+                        token=self.cluster.token)
                     # The write was acknowledged by the leader, so the leader reads it back.
                     ok = code == 200 and body["labels"].get("k") == str(i)
                     if ok:

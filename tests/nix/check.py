@@ -116,6 +116,15 @@ check(d["fileFirewall"]["firewall"]["extraCommands"] == ""
       and any("raftPeers" in w for w in d["fileFirewall"]["warnings"]),
       "configFile: Raft stays closed, with a warning naming raftPeers")
 
+check(any("Raft transport is not authenticated" in w for w in d["noCheck"]["warnings"])
+      and not any("not authenticated" in w for w in d["settings"]["warnings"]),
+      "three masters without tokenFile or raft.secretFile: a warning; with tokenFile none")
+check(d["filePeers"]["firewall"]["extraCommands"].splitlines() == [
+    "iptables -A nixos-fw -p tcp -s 10.0.0.2 --dport 19200 -j nixos-fw-accept",
+    "iptables -A nixos-fw -p tcp -s 10.0.0.3 --dport 19200 -j nixos-fw-accept"]
+    and d["filePeers"]["warnings"] == [],
+    "configFile with raftPeers: Raft (default port) from those addresses only")
+
 # Assertions for bad input, each with a message naming the option.
 expect = {
     "both": "set either settings or configFile",
@@ -125,6 +134,7 @@ expect = {
     "tokenInStore": "services.weir.tokenFile: must be an absolute path outside the Nix store",
     "tokenRelative": "services.weir.tokenFile: must be an absolute path",
     "inlineSecret": "fs.s3a.secret.key",
+    "raftSecretInStore": "spec.raft.secretFile of the Cluster document name a file in the Nix store",
     "hostNameMaster": "a.example b.example c.example",
 }
 for case, text in expect.items():

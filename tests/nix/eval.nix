@@ -104,6 +104,14 @@ in
     node = "node4";
     openFirewall = true;
   };
+  filePeers = eval {
+    configFile = ./fixtures/cluster.yaml;
+    openFirewall = true;
+    raftPeers = [
+      "10.0.0.2"
+      "10.0.0.3"
+    ];
+  };
   fileFirewall = eval {
     configFile = ./fixtures/cluster.yaml;
     openFirewall = true;
@@ -206,6 +214,18 @@ in
       tokenFile = "token";
     };
     inlineSecret = eval { settings = docs.inlineSecret; };
+    raftSecretInStore = eval {
+      settings = map (
+        d:
+        if d.kind == "Cluster" then
+          lib.recursiveUpdate d {
+            spec.raft.secretFile = "${builtins.storeDir}/abc-raft";
+            spec.tokenFile = "/var/lib/weir/token";
+          }
+        else
+          d
+      ) docs.three;
+    };
     hostNameMaster = eval {
       settings = docs.hostNames;
       openFirewall = true;

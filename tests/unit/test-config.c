@@ -1158,6 +1158,36 @@ static void test_tiers_differ(void **state)
         assert_string_equal(token, "/data/mnt/e");
 }
 
+static void test_raft_secret_file(void **state)
+{
+        _cleanup_(config_freep) config *c = NULL;
+        config_diags d = {};
+        static const char y[] = "apiVersion: weir.io/v1\n"
+                                "kind: Cluster\n"
+                                "metadata: {name: c}\n"
+                                "spec:\n"
+                                "  raft: {secretFile: raft.key}\n"
+                                "  nodes:\n"
+                                "    - {name: n1, address: 10.0.0.1}\n"
+                                "---\n" DATASET_D;
+
+        assert_int_equal(config_load_buffer("/etc/weir/cluster.yaml", y, strlen(y), &c, &d), 0);
+        config_diags_done(&d);
+        /* Relative to the YAML's directory, like tokenFile. */
+        assert_string_equal(c->raft_secret_file, "/etc/weir/raft.key");
+        assert_null(c->token_file);
+
+        expect_error("apiVersion: weir.io/v1\n"
+                     "kind: Cluster\n"
+                     "metadata: {name: c}\n"
+                     "spec:\n"
+                     "  raft: {secretFile: \"\"}\n"
+                     "  nodes:\n"
+                     "    - {name: n1, address: 10.0.0.1}\n"
+                     "---\n" DATASET_D,
+                     5, 22, "raft.secretFile must not be empty");
+}
+
 /* ---- limits ----------------------------------------------------------------------------- */
 
 static void test_limit_file_size(void **state)
@@ -1612,6 +1642,7 @@ int main(void)
                 cmocka_unit_test(test_invalid_misc),
                 cmocka_unit_test(test_invalid_more),
                 cmocka_unit_test(test_tiers_differ),
+                cmocka_unit_test(test_raft_secret_file),
                 cmocka_unit_test(test_limit_file_size),
                 cmocka_unit_test(test_limit_file_size_on_disk),
                 cmocka_unit_test(test_limit_depth),

@@ -62,15 +62,18 @@ static fsm *fsm_with_files(const char *const *names, size_t n)
                 char path[600];
 
                 snprintf(path, sizeof(path), "/m/%s", names[i]);
-                json_array_append_new(entries,
-                                      json_pack("{s:s,s:s,s:I,s:f}", "path", path, "type", "file",
-                                                "size", (json_int_t)i, "mtime", 100.0));
+                json_array_append_new(entries, json_pack("{s:s,s:s,s:I,s:f,s:s}", "path", path,
+                                                         "type", "file", "size", (json_int_t)i,
+                                                         "mtime", 100.0, "etag", "\"e\""));
         }
         apply_ok(f, fsm_cmd_tree_begin("ds", "s1"), seq++);
         cmd = fsm_cmd_tree_batch("ds", "s1", entries);
         json_decref(entries);
         apply_ok(f, cmd, seq++);
-        apply_ok(f, fsm_cmd_tree_commit("ds", "s1", 2000.0, NULL), seq++);
+        /* store URLs are composed from the mount's rule recorded at the commit */
+        json_t *urls = json_pack("{s:{s:s,s:b}}", "m", "prefix", "https://x/", "escape", 1);
+        apply_ok(f, fsm_cmd_tree_commit("ds", "s1", 2000.0, urls), seq++);
+        json_decref(urls);
         return f;
 }
 
@@ -103,7 +106,7 @@ static void test_pages_cover_everything_in_order(void **state)
         f = fsm_with_files((const char *const *)names, N);
         qsort(sorted, N, sizeof(*sorted), cmp);
         while (more) {
-                assert_int_equal(listing_page(f, "ds", "/m", after, 1000, &entries, &more), 0);
+                assert_int_equal(listing_page(f, "ds", "/m", after, 1000, 0, &entries, &more), 0);
                 assert_true(json_array_size(entries) <= 1000);
                 for (size_t i = 0; i < json_array_size(entries); i++)
                         assert_string_equal(name_at(entries, i), sorted[got++]);
@@ -116,18 +119,18 @@ static void test_pages_cover_everything_in_order(void **state)
         assert_int_equal(got, N);
         free(after);
         /* exactly one page: no more */
-        assert_int_equal(listing_page(f, "ds", "/m", "f01499", 1000, &entries, &more), 0);
+        assert_int_equal(listing_page(f, "ds", "/m", "f01499", 1000, 0, &entries, &more), 0);
         assert_int_equal(json_array_size(entries), 1000);
         assert_false(more);
         assert_string_equal(name_at(entries, 0), "f01500");
         json_decref(entries);
         /* after the last name: empty, no more */
-        assert_int_equal(listing_page(f, "ds", "/m", "f02499", 10, &entries, &more), 0);
+        assert_int_equal(listing_page(f, "ds", "/m", "f02499", 10, 0, &entries, &more), 0);
         assert_int_equal(json_array_size(entries), 0);
         assert_false(more);
         json_decref(entries);
         /* AFTER need not be a name that exists */
-        assert_int_equal(listing_page(f, "ds", "/m", "f00009x", 2, &entries, &more), 0);
+        assert_int_equal(listing_page(f, "ds", "/m", "f00009x", 2, 0, &entries, &more), 0);
         assert_string_equal(name_at(entries, 0), "f00010");
         assert_string_equal(name_at(entries, 1), "f00011");
         assert_true(more);
@@ -153,9 +156,9 @@ static void test_odd_names_sort_bytewise(void **state)
         qsort(sorted, 10, sizeof(*sorted), cmp);
         for (size_t k = 0; k < 10; k++) {
                 /* one entry a page, each page starting after the previous name */
-                assert_int_equal(
-                        listing_page(f, "ds", "/m", k ? sorted[k - 1] : NULL, 1, &entries, &more),
-                        0);
+                assert_int_equal(listing_page(f, "ds", "/m", k ? sorted[k - 1] : NULL, 1, 0,
+                                              &entries, &more),
+                                 0);
                 assert_int_equal(json_array_size(entries), 1);
                 assert_string_equal(name_at(entries, 0), sorted[k]);
                 /* the entry is that name's own (its size is its index in NAMES) */
@@ -177,16 +180,43 @@ static void test_errors(void **state)
         bool more;
         fsm *f = fsm_with_files(names, 1);
 
-        assert_int_equal(listing_page(f, "nope", "/m", NULL, 10, &entries, &more), -ENOENT);
-        assert_int_equal(listing_page(f, "ds", "/missing", NULL, 10, &entries, &more), -ENOENT);
-        assert_int_equal(listing_page(f, "ds", "/m/a", NULL, 10, &entries, &more), -ENOTDIR);
-        assert_int_equal(listing_page(f, "ds", "/m", NULL, 0, &entries, &more), -EINVAL);
-        assert_int_equal(listing_page(f, "ds", "/m", NULL, LISTING_LIMIT_MAX + 1, &entries, &more),
-                         -EINVAL);
+        assert_int_equal(listing_page(f, "nope", "/m", NULL, 10, 0, &entries, &more), -ENOENT);
+        assert_int_equal(listing_page(f, "ds", "/missing", NULL, 10, 0, &entries, &more), -ENOENT);
+        assert_int_equal(listing_page(f, "ds", "/m/a", NULL, 10, 0, &entries, &more), -ENOTDIR);
+        assert_int_equal(listing_page(f, "ds", "/m", NULL, 0, 0, &entries, &more), -EINVAL);
+        assert_int_equal(
+                listing_page(f, "ds", "/m", NULL, LISTING_LIMIT_MAX + 1, 0, &entries, &more),
+                -EINVAL);
         /* the root lists the mounts */
-        assert_int_equal(listing_page(f, "ds", "/", NULL, 10, &entries, &more), 0);
+        assert_int_equal(listing_page(f, "ds", "/", NULL, 10, 0, &entries, &more), 0);
         assert_int_equal(json_array_size(entries), 1);
         assert_string_equal(name_at(entries, 0), "m");
+        json_decref(entries);
+        fsm_free(f);
+}
+
+static void test_attr_only(void **state)
+{
+        static const char *const names[] = {"a", "b"};
+        json_t *entries = NULL, *e;
+        bool more;
+        fsm *f = fsm_with_files(names, 2);
+
+        assert_int_equal(listing_page(f, "ds", "/m", NULL, 10, 0, &entries, &more), 0);
+        e = json_array_get(entries, 0);
+        assert_string_equal(json_string_value(json_object_get(e, "etag")), "\"e\"");
+        assert_string_equal(json_string_value(json_object_get(e, "ufs_url")), "https://x/a");
+        json_decref(entries);
+        assert_int_equal(listing_page(f, "ds", "/m", NULL, 10, LISTING_ATTR_ONLY, &entries, &more),
+                         0);
+        assert_int_equal(json_array_size(entries), 2);
+        e = json_array_get(entries, 1);
+        assert_null(json_object_get(e, "etag"));
+        assert_null(json_object_get(e, "ufs_url"));
+        assert_string_equal(json_string_value(json_object_get(e, "name")), "b");
+        assert_int_equal(json_integer_value(json_object_get(e, "size")), 1);
+        assert_non_null(json_object_get(e, "file_id"));
+        assert_non_null(json_object_get(e, "version"));
         json_decref(entries);
         fsm_free(f);
 }
@@ -197,6 +227,7 @@ int main(void)
                 cmocka_unit_test(test_pages_cover_everything_in_order),
                 cmocka_unit_test(test_odd_names_sort_bytewise),
                 cmocka_unit_test(test_errors),
+                cmocka_unit_test(test_attr_only),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -401,12 +401,13 @@ def save_diagnostics(vm):
     if not vm.is_up():
         return
     try:
-        out = vm.succeed("systemctl --no-pager --all list-units 'weir*'; "
+        # Everything, whatever fails: set +e undoes the driver's set -e.
+        out = vm.succeed("set +e +o pipefail; systemctl --no-pager --all list-units 'weir*'; "
                          "systemctl --no-pager status 'weir*' 2>&1 || true; "
                          "journalctl -b --no-pager -o short-monotonic -t weir-generator; "
                          "for u in weir-master weir-worker 'weir-fuse@*' weir-rescan; do "
                          "journalctl -b --no-pager -o short-monotonic -u \"$u\" | tail -n 150; "
-                         "done; tail -n 50 /var/log/weir-test-agent.log || true", timeout=60)
+                         "done; tail -n 50 /var/log/weir-test-agent.log; true", timeout=60)
         with open(os.path.join(vm.dir, "journal.txt"), "w") as f:
             f.write(out)
     except Exception as e:  # a VM that no longer answers has its console log

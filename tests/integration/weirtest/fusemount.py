@@ -94,6 +94,10 @@ class FuseDaemon:
                 raise RuntimeError(f"weir-fuse exited with {self.proc.returncode}:\n{self.log()}")
             if is_mounted(self.mountpoint):
                 try:
+                    # statvfs always reaches the daemon: a dead mount left by a killed one
+                    # answers ENOTCONN there, while its listings may still come from the kernel's
+                    # cache (weir-fuse lets the kernel cache directories)
+                    os.statvfs(self.mountpoint)
                     os.listdir(self.mountpoint)
                     return
                 except OSError:
