@@ -183,18 +183,36 @@ def wait_synced(sc, name, after, timeout):
     raise RuntimeError(f"{name} not synced within {timeout}s")
 
 
+def dataset(sc, name, timeout=120):
+    """The dataset, through elections (an old build may lose its leader during a sync)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return sc.dataset(name)
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def resync(sc, name, timeout):
-    before = sc.dataset(name).get("synced") or 0
+    """One unchanged re-sync; asked again when a leader change cancelled it."""
+    before = dataset(sc, name).get("synced") or 0
     t = time.monotonic()
     while True:
-        code, body, _ = sc.c.request("POST", f"/v1/datasets/{name}/sync", timeout=10)
-        if code == 202:
-            break
+        try:
+            code, body, _ = sc.c.request("POST", f"/v1/datasets/{name}/sync", timeout=10)
+        except Exception as e:
+            code, body = None, repr(e)
+        if code in (202, 409):
+            try:
+                wait_synced(sc, name, before, 60 if code == 409 else timeout)
+                return time.monotonic() - t
+            except RuntimeError:
+                pass
         if time.monotonic() - t > timeout:
             raise RuntimeError(f"sync refused: {code} {body}")
         time.sleep(0.5)
-    wait_synced(sc, name, before, timeout)
-    return time.monotonic() - t
 
 
 def failover(sc, kills):
@@ -261,6 +279,7 @@ def run_one(args, build_dir, label, store, n_files, work):
                     assert code == 200, code
                 out["copy_s"] = statistics.median(copies)
             out["stall"] = probe.summary()
+            out["terms_seen_during_syncs"] = sorted(t for t in probe.terms if t is not None)
         rss = {m.name: rss_bytes(m.proc.pid) for m in sc.c.masters}
         disk = {m.name: du_bytes(m.data_dir) for m in sc.c.masters}
         out["rss_per_file"] = max(rss.values()) / n_files

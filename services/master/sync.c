@@ -8,6 +8,7 @@
  * through sm->async and reads the queues under job->lock. */
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -788,6 +789,11 @@ static void job_finish(sync_job *j, bool ok)
                             j->message[0] ? j->message : strerror(-j->error));
         }
         job_free(j);
+#ifdef __GLIBC__
+        /* The walk's threads freed their listings in their own malloc arenas: give the pages
+         * back rather than keep the peak of a sync as the master's resident size. */
+        malloc_trim(0);
+#endif
         if (!sm->leader)
                 return;
         if (ds->again) {
