@@ -254,6 +254,8 @@ def run_one(args, build_dir, label, store, n_files, work):
             t = time.monotonic()
             d = wait_synced(sc, "ds", 0, args.timeout)
             out["first_sync_s"] = time.monotonic() - t
+            print(f"# {label}: first sync {out['first_sync_s']:.1f} s, {counter.counts()}",
+                  flush=True)
             out["phase"] = d["phase"]
             out["total_files"] = d.get("total_files")
             if d["phase"] != "Bound":
@@ -264,7 +266,9 @@ def run_one(args, build_dir, label, store, n_files, work):
             out["first_requests"] = {k: c1[k] - c0[k] for k in c1}
             resyncs = []
             for _ in range(args.resyncs):
-                resyncs.append(resync(sc, "ds", args.timeout))
+                resyncs.append(resync(sc, "ds", args.resync_timeout))
+                print(f"# {label}: re-sync {resyncs[-1]:.1f} s, {counter.counts()}, "
+                      f"terms {sorted(t for t in probe.terms if t)}", flush=True)
             c2 = counter.counts()
             out["resync_s"] = statistics.median(resyncs)
             out["resync_requests"] = {k: (c2[k] - c1[k]) / args.resyncs for k in c2}
@@ -297,7 +301,7 @@ def run_one(args, build_dir, label, store, n_files, work):
             def syncer():
                 while not stop.is_set():
                     try:
-                        resync(sc, "ds", args.timeout)
+                        resync(sc, "ds", args.resync_timeout)
                     except Exception:
                         pass
 
@@ -337,6 +341,7 @@ def main():
     p.add_argument("--churn", type=float, default=60.0)
     p.add_argument("--kills", type=int, default=3)
     p.add_argument("--timeout", type=float, default=1800)
+    p.add_argument("--resync-timeout", type=float, default=600)
     p.add_argument("--work", default="/var/tmp/weir-bench-scale")
     args = p.parse_args()
     build = os.environ.get("WEIR_BUILD_DIR", os.path.join(ROOT, "build"))

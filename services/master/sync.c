@@ -575,7 +575,10 @@ static int list_dir(lister *l, const dir_item *item)
 /* The walk yields the CPU to the loop thread, whose raft heartbeats must not wait for it. */
 static void walk_thread_priority(void)
 {
-        if (setpriority(PRIO_PROCESS, (id_t)gettid(), SYNC_THREAD_NICE) < 0)
+        errno = 0;
+        int nice = getpriority(PRIO_PROCESS, (id_t)gettid());
+        if (errno == 0 &&
+            setpriority(PRIO_PROCESS, (id_t)gettid(), MIN(nice + SYNC_THREAD_NICE, 19)) < 0)
                 log_debug_errno(errno, "setpriority: %m, ignoring");
 }
 

@@ -26,10 +26,10 @@
  */
 
 #define SYNC_LIST_THREADS 8      /* directories listed (and files HEADed) at once per sync */
-#define SYNC_BATCH        4000   /* entries per TREE_BATCH */
-#define SYNC_INFLIGHT     4      /* TREE_BATCH commands in flight at once */
-#define SYNC_QUEUE_MAX    16000  /* changes queued before the listers wait */
-#define SYNC_THREAD_NICE  10     /* the walk's threads run at this niceness (the loop at 0) */
+#define SYNC_BATCH        2000   /* entries per TREE_BATCH */
+#define SYNC_INFLIGHT     2      /* TREE_BATCH commands in flight at once */
+#define SYNC_QUEUE_MAX    8000   /* changes queued before the listers wait */
+#define SYNC_THREAD_NICE  5      /* the walk's threads run this much nicer than the loop */
 #define SYNC_RETRY_MIN_MS 2000   /* first retry after a failure, doubling ... */
 #define SYNC_RETRY_MAX_MS 300000 /* ... up to */
 
