@@ -87,6 +87,8 @@ struct manager {
         json_t *soft_blocks;  /* leader only: "FILE-VERSION" -> {"INDEX": {"NODE": true}} */
         json_t *soft_fuses;   /* leader only: "NODE/DATASET" -> {"node","dataset","seen",...} */
         pthread_cond_t prober_cond;
+        unsigned copies_running; /* snapshot.c: database copies being sent */
+        pthread_cond_t copies_cond;
 
         pthread_t prober;
         bool prober_started;
@@ -125,8 +127,11 @@ void api_soft_state_reset_locked(manager *m);
 /* snapshot.c: replaces the state database with a copy from a peer that has applied at least
  * MIN_APPLIED entries (the leader first). Loop thread. */
 int snapshot_fetch(manager *m, uint64_t min_applied);
-/* POST /v1/internal/state: streams a consistent copy of this master's database. */
+/* POST /v1/internal/state: streams a consistent copy of this master's database, made on a
+ * thread of its own (an HTTP thread stays free for the other calls). */
 void api_state_copy(httpd_request *req, void *userdata);
+/* Waits for the copies being made (before the HTTP server goes away). */
+void snapshot_copies_wait(manager *m);
 
 /* dbus.c: connect to the system bus (logged once and ignored when there is none). */
 int dbus_start(manager *m);

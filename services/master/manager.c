@@ -743,6 +743,7 @@ int manager_new(const config *cfg, const config_node *node, const manager_option
         m->last_state = -1;
         pthread_mutex_init(&m->state_lock, NULL);
         pthread_cond_init(&m->prober_cond, NULL);
+        pthread_cond_init(&m->copies_cond, NULL);
         if (members_new(m) < 0) {
                 manager_free(m);
                 return -ENOMEM;
@@ -876,6 +877,7 @@ static void on_raft_closed(struct raft *r)
         m->raft_initialised = false;
         /* Every apply callback has fired: no request waits on the loop any more. */
         drain_queue(m, true);
+        snapshot_copies_wait(m);
         m->httpd = httpd_free(m->httpd);
         dbus_stop(m);
         close_handle(m, (uv_handle_t *)&m->wakeup);
@@ -905,6 +907,7 @@ static void manager_stop(manager *m)
         if (m->raft_initialised)
                 raft_close(&m->raft, on_raft_closed);
         else {
+                snapshot_copies_wait(m);
                 m->httpd = httpd_free(m->httpd);
                 dbus_stop(m);
                 close_handle(m, (uv_handle_t *)&m->wakeup);
@@ -1098,6 +1101,7 @@ manager *manager_free(manager *m)
                 pthread_mutex_unlock(&m->state_lock);
                 pthread_join(m->prober, NULL);
         }
+        snapshot_copies_wait(m);
         m->httpd = httpd_free(m->httpd);
         if (m->loop_initialised) {
                 int r = uv_loop_close(&m->loop);
@@ -1115,6 +1119,7 @@ manager *manager_free(manager *m)
         free(m->dir);
         free(m->raft_dir);
         pthread_cond_destroy(&m->prober_cond);
+        pthread_cond_destroy(&m->copies_cond);
         pthread_mutex_destroy(&m->state_lock);
         free(m);
         return NULL;

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,33 +20,89 @@
 #define FETCH_LOW_SPEED_S 10 /* give up on a peer that sends less than 64 KiB/s for this long */
 #define FETCH_ROUNDS      3
 
-/* MHD thread: a compacted copy taken from one read transaction (writers go on meanwhile) into an
- * unnamed file, then sent with sendfile. */
-void api_state_copy(httpd_request *req, void *userdata)
+#define COPIES_MAX 2 /* database copies made at once; more are answered 503 */
+
+typedef struct copy_job {
+        manager *m;
+        httpd_request *req;
+} copy_job;
+
+/* A compacted copy taken from one read transaction (writers go on meanwhile) into an unnamed
+ * file, then sent with sendfile. On a thread of its own: a copy of a large database takes
+ * seconds, and an HTTP thread busy with it would stall the calls assigned to that thread. */
+static void *copy_thread(void *arg)
 {
-        manager *m = userdata;
+        copy_job *job = arg;
+        manager *m = job->m;
+        httpd_request *req = job->req;
         struct timespec t0, t1;
         struct stat st;
 
+        free(job);
         clock_gettime(CLOCK_MONOTONIC, &t0);
         int fd = open(m->dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-        if (fd < 0) {
-                httpd_reply_error(req, 500, "cannot create a temporary file: %s", strerror(errno));
-                return;
-        }
-        int r = fsm_copy(m->fsm, fd);
+        int r = fd < 0 ? -errno : fsm_copy(m->fsm, fd);
         if (r >= 0 && fstat(fd, &st) < 0)
                 r = -errno;
         if (r < 0) {
                 safe_close(fd);
                 httpd_reply_error(req, 500, "cannot copy the state database: %s", strerror(-r));
+        } else {
+                clock_gettime(CLOCK_MONOTONIC, &t1);
+                log_info("Copied the state database for a peer: %lld bytes in %.3fs.",
+                         (long long)st.st_size,
+                         (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+                httpd_reply_fd(req, 200, "application/octet-stream", fd, 0, (uint64_t)st.st_size);
+        }
+        pthread_mutex_lock(&m->state_lock);
+        m->copies_running--;
+        pthread_cond_broadcast(&m->copies_cond);
+        pthread_mutex_unlock(&m->state_lock);
+        return NULL;
+}
+
+void api_state_copy(httpd_request *req, void *userdata)
+{
+        manager *m = userdata;
+        pthread_attr_t attr;
+        pthread_t t;
+
+        pthread_mutex_lock(&m->state_lock);
+        bool busy = m->copies_running >= COPIES_MAX || m->stopping;
+        if (!busy)
+                m->copies_running++;
+        pthread_mutex_unlock(&m->state_lock);
+        if (busy) {
+                httpd_reply_header(req, "Retry-After", "1");
+                httpd_reply_error(req, 503, "%d database copies are being made; retry", COPIES_MAX);
                 return;
         }
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        log_info("Copied the state database for a peer: %lld bytes in %.3fs.",
-                 (long long)st.st_size,
-                 (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
-        httpd_reply_fd(req, 200, "application/octet-stream", fd, 0, (uint64_t)st.st_size);
+        copy_job *job = malloc(sizeof(*job));
+        int r = job ? 0 : -ENOMEM;
+        if (job) {
+                *job = (copy_job){.m = m, .req = req};
+                pthread_attr_init(&attr);
+                pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+                r = -pthread_create(&t, &attr, copy_thread, job);
+                pthread_attr_destroy(&attr);
+        }
+        if (r < 0) {
+                free(job);
+                pthread_mutex_lock(&m->state_lock);
+                m->copies_running--;
+                pthread_cond_broadcast(&m->copies_cond);
+                pthread_mutex_unlock(&m->state_lock);
+                httpd_reply_error(req, 500, "cannot start a copy: %s", strerror(-r));
+        }
+        /* Otherwise the thread replies: the request stays suspended until then. */
+}
+
+void snapshot_copies_wait(manager *m)
+{
+        pthread_mutex_lock(&m->state_lock);
+        while (m->copies_running > 0)
+                pthread_cond_wait(&m->copies_cond, &m->state_lock);
+        pthread_mutex_unlock(&m->state_lock);
 }
 
 static size_t write_fd(char *data, size_t size, size_t n, void *userdata)
