@@ -33,6 +33,7 @@
           jq
           fuse3
           iproute2
+          nftables # bench/chaos partitions the leader
           procps
           psmisc
           systemd

@@ -18,6 +18,7 @@
   libyaml,
   systemd,
   libsodium,
+  gnutls,
   cmocka,
   coreutils,
 }:
@@ -67,6 +68,7 @@ stdenv.mkDerivation (finalAttrs: {
     libyaml
     systemd
     libsodium
+    gnutls
   ];
 
   checkInputs = [ cmocka ];

@@ -9,9 +9,10 @@ what=${1:-build}
 
 build_pkgs=(meson ninja-build pkg-config gcc libraft-dev liblmdb-dev libuv1-dev libfuse3-dev fuse3
             libcurl4-openssl-dev libmicrohttpd-dev libjansson-dev libyaml-dev libsystemd-dev
-            libcmocka-dev clang-format libsodium-dev)
+            libcmocka-dev clang-format libsodium-dev libgnutls28-dev)
 check_pkgs=(python3-pytest nginx apache2 dbus clang libclang-rt-14-dev curl nix-bin systemd
-            iproute2 psmisc procps gnutls-bin)
+            iproute2 psmisc procps gnutls-bin
+            nftables) # nftables: bench/chaos partitions the leader
 demo_pkgs=(nginx curl psmisc procps)
 # The QEMU harness (vm-tests/qemu; "check" adds them under WEIR_VM_TESTS=1): QEMU, OVMF (UEFI
 # firmware), mmdebstrap for the Debian image, sfdisk, mkfs.vfat and mtools for its GPT EFI disk,

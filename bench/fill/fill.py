@@ -29,7 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 
-from weirtest.workerenv import (FakeMaster, StoreNginx, Throttle, Worker, free_port,  # noqa: E402
+from weirtest.workerenv import (EPOCH, FakeMaster, StoreNginx, Throttle, Worker, free_port,  # noqa: E402
                                 write_config)
 
 MiB = 1 << 20
@@ -85,7 +85,7 @@ def curl(urls):
 def read_through_worker(worker, file_blocks):
     t0 = time.monotonic()
     for fid, n in file_blocks:
-        curl([f"{worker.url}/v1/blocks/{fid}-1-{i}" for i in range(n)])
+        curl([f"{worker.url}/v1/blocks/{EPOCH}-{fid}-1-{i}" for i in range(n)])
     return time.monotonic() - t0
 
 

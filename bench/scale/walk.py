@@ -93,6 +93,14 @@ def timed(cmd, cpu=None):
     return wall
 
 
+def foreign_drops():
+    """How many drop_caches the kernel logged from other processes (other sessions' tests on
+    this shared machine drop every cache, ours too, at any moment)."""
+    out = subprocess.run(["dmesg"], capture_output=True, text=True).stdout
+    return sum(1 for line in out.splitlines()
+               if "drop_caches" in line and f"({os.getpid()})" not in line)
+
+
 def cpu_seconds(pid):
     """utime + stime of PID and its threads."""
     with open(f"/proc/{pid}/stat") as f:
@@ -142,8 +150,9 @@ def measure_local(tree, commands):
         drop_caches()
         cpu = []
         cold = timed(cmd(tree), cpu)
+        d0 = foreign_drops()
         warm = timed(cmd(tree))
-        out[name] = (cold, warm, cpu[0])
+        out[name] = (cold, warm, cpu[0], foreign_drops() - d0)
     return out
 
 
@@ -158,12 +167,16 @@ def measure_weir(m, master_pid, commands):
         cpu = []
         cold = timed(cmd(m.root), cpu)
         c1 = (cpu_seconds(m.fuse.proc.pid), cpu_seconds(master_pid))
+        d0 = foreign_drops()
         warm = timed(cmd(m.root))
+        dropped = foreign_drops() - d0
         # CPU of the cold walk: the command itself (with the kernel's FUSE side), weir-fuse and
         # the master: what the walk costs whatever the machine's load
-        out[name] = (cold, warm, cpu[0] + (c1[0] - c0[0]) + (c1[1] - c0[1]))
+        out[name] = (cold, warm, cpu[0] + (c1[0] - c0[0]) + (c1[1] - c0[1]), dropped)
         print(f"# {m.fuse.binary}: {name} cold {cold:.2f} s, CPU weir-fuse {c1[0] - c0[0]:.2f} s, "
-              f"master {c1[1] - c0[1]:.2f} s; warm {warm:.2f} s", flush=True)
+              f"master {c1[1] - c0[1]:.2f} s; warm {warm:.2f} s"
+              f"{' (caches dropped by another process meanwhile)' if dropped else ''}",
+              flush=True)
         if name == "ls -lR":
             rss = (rss0, rss_bytes(m.fuse.proc.pid))
     return out, rss
@@ -220,13 +233,14 @@ def main():
                 for m in mounts:
                     m.stop()
     local = {name: tuple(statistics.median(r[name][k] for r in rounds["local"])
-                         for k in (0, 1, 2))
+                         for k in (0, 1, 2)) + (sum(r[name][3] for r in rounds["local"]),)
              for name in COMMANDS}
     results = {}
     for label, runs in rounds.items():
         if label == "local":
             continue
-        times = {name: tuple(statistics.median(r[0][name][k] for r in runs) for k in (0, 1, 2))
+        times = {name: tuple(statistics.median(r[0][name][k] for r in runs) for k in (0, 1, 2)) +
+                 (sum(r[0][name][3] for r in runs),)
                  for name in runs[0][0]}
         rss = tuple(statistics.median(r[1][k] for r in runs if r[1]) for k in (0, 1))
         results[label] = (times, rss)
@@ -240,15 +254,17 @@ def main():
           " |")
     print("|---|---|---|" + "---|---|" * len(results))
     for name in COMMANDS:
-        lc, lw, _ = local[name]
-        row = f"| `{name}` | {lc:.2f} s | {lw:.2f} s |"
+        lc, lw, _, ld = local[name]
+        row = f"| `{name}` | {lc:.2f} s | {lw:.2f} s{'*' if ld else ''} |"
         for lb in results:
             if name not in results[lb][0]:
                 row += " – | – |"
                 continue
-            wc, ww, _ = results[lb][0][name]
-            row += f" {wc:.2f} s ({wc / lc:.1f}×) | {ww:.2f} s ({ww / lw:.1f}×) |"
+            wc, ww, _, wd = results[lb][0][name]
+            row += (f" {wc:.2f} s ({wc / lc:.1f}×) | {ww:.2f} s ({ww / lw:.1f}×)"
+                    f"{'*' if wd else ''} |")
         print(row)
+    print("\n*: in some round another process dropped the kernel's caches during this warm walk")
     print(f"\nCPU seconds of the cold walk (the command, weir-fuse and the master; local: the "
           f"command):\n")
     print("| command | local | " + " | ".join(f"weir {lb}" for lb in results) + " |")

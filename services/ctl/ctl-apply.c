@@ -209,7 +209,7 @@ static int apply_http(const config *next, const json_t *running, httpc *h)
                 httpc_response_done(&res);
         }
         if (reached == 0)
-                fprintf(stderr, "weirctl: no master could be reached\n");
+                printf("No master answered: each reads the file when it starts.\n");
         return failed ? -EIO : 0;
 }
 
@@ -269,7 +269,8 @@ static bool systemd_running(void)
         return access("/run/systemd/system", F_OK) == 0;
 }
 
-static int config_apply(const char *path, bool dry_run, bool no_systemd, unsigned wait_s)
+static int config_apply(const char *path, bool dry_run, bool no_systemd, bool force_systemd,
+                        unsigned wait_s)
 {
         _cleanup_(config_freep) config *next = NULL;
         _cleanup_(config_diags_done) config_diags d = {};
@@ -298,11 +299,22 @@ static int config_apply(const char *path, bool dry_run, bool no_systemd, unsigne
                         path);
                 return 1;
         }
-        if (r == -ENOENT)
-                printf("No master of %s is running: nothing to compare with; starting what the "
-                       "file describes.\n",
-                       path);
-        else {
+        if (r == -ENOENT) {
+                /* Either nothing runs yet, or the file moved every running master: the edited
+                 * file cannot tell which, so nothing is done. */
+                fprintf(stderr, "%s: no master of the file answers (", path);
+                for (size_t i = 0, k = 0; i < next->n_nodes; i++)
+                        if (next->nodes[i].master)
+                                fprintf(stderr, "%s%s at %s:%u", k++ ? ", " : "",
+                                        next->nodes[i].name, next->nodes[i].address,
+                                        next->nodes[i].master_port);
+                fprintf(stderr,
+                        "): nothing to compare with; nothing was applied. A cluster that does "
+                        "not run yet is started with systemctl start weir.target; the address of "
+                        "a running master cannot change (spec.nodes[N].address).\n");
+                return 1;
+        }
+        {
                 const json_t *running = json_object_get(answer, "running");
                 config_plan plan = {};
                 r = config_plan_apply(next, running, &plan);
@@ -332,7 +344,7 @@ static int config_apply(const char *path, bool dry_run, bool no_systemd, unsigne
         if (dry_run)
                 return 0;
 
-        if (!no_systemd && !systemd_running()) {
+        if (!no_systemd && !force_systemd && !systemd_running()) {
                 printf("systemd is not running here: reloading the masters over HTTP only.\n");
                 no_systemd = true;
         }
@@ -365,6 +377,9 @@ int ctl_config_apply(const ctl_context *ctx, int argc, char **argv)
         bool dry_run = false;
         const char *env = getenv("WEIR_NO_SYSTEMD");
         bool no_systemd = env && (strcmp(env, "1") == 0 || strcmp(env, "yes") == 0);
+        /* "0": systemctl even where /run/systemd/system is missing (a container that forwards
+         * systemctl, and the tests, which put their own systemctl first in $PATH). */
+        bool force_systemd = env && strcmp(env, "0") == 0;
         unsigned wait_s = 0;
         uint64_t u;
         int c;
@@ -402,5 +417,6 @@ int ctl_config_apply(const ctl_context *ctx, int argc, char **argv)
                 return 2;
         }
         const char *path = optind < argc ? argv[optind] : ctx->config_path;
-        return config_apply(path ?: config_resolve_path(NULL), dry_run, no_systemd, wait_s);
+        return config_apply(path ?: config_resolve_path(NULL), dry_run, no_systemd, force_systemd,
+                            wait_s);
 }

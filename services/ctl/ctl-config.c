@@ -25,7 +25,9 @@ static void help(void)
                "      --node NAME   show only node NAME\n"
                "      --json        print the plan as JSON\n"
                "  -h, --help        show this help\n\n"
-               "FILE overrides --config. Exit status: 0 valid, 1 invalid, 2 usage error.\n");
+               "FILE overrides --config. Exit status: 0 valid, 1 invalid, 2 usage error.\n\n"
+               "weirctl config apply [FILE] applies an edited file to the running cluster;\n"
+               "see 'weirctl config apply --help'.\n");
 }
 
 /* "HOST:PORT", with brackets around IPv6 literals. */
@@ -102,9 +104,12 @@ static int print_text(const config *c, const config_node *only)
                c->master_replicas == 1 ? "" : "s", c->master_replicas > 1 ? " (raft)" : "",
                c->worker_replicas, c->worker_replicas == 1 ? "" : "s", c->n_datasets,
                c->n_datasets == 1 ? "" : "s");
-        printf("raft: election timeout %llums, heartbeat %llums; token file %s\n",
+        printf("raft: election timeout %llums, heartbeat %llums, secret %s; token file %s\n",
                (unsigned long long)c->election_timeout_ms,
                (unsigned long long)c->heartbeat_timeout_ms,
+               c->raft_secret_file ? c->raft_secret_file
+               : c->token_file     ? "from the token file"
+                                   : "(none: Raft connections are not authenticated)",
                c->token_file ? c->token_file : "(none: the API is not authenticated)");
         printf("api: %s%s%s, bound to %s, read token file %s; at most %u connections (%u per "
                "client), request deadline %llums\n\n",
@@ -267,10 +272,11 @@ static int print_json(const char *path, const config *c, const config_node *only
                 json_object_set_new(j, "master_replicas", json_integer(c->master_replicas));
                 json_object_set_new(j, "worker_replicas", json_integer(c->worker_replicas));
                 json_object_set_new(j, "raft",
-                                    json_pack("{s:I, s:I}", "election_timeout_ms",
+                                    json_pack("{s:I, s:I, s:s?}", "election_timeout_ms",
                                               (json_int_t)c->election_timeout_ms,
                                               "heartbeat_timeout_ms",
-                                              (json_int_t)c->heartbeat_timeout_ms));
+                                              (json_int_t)c->heartbeat_timeout_ms, "secret_file",
+                                              c->raft_secret_file));
                 json_object_set_new(j, "token_file",
                                     c->token_file ? json_string(c->token_file) : json_null());
                 json_object_set_new(

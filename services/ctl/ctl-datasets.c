@@ -34,6 +34,10 @@ static int api_open(const ctl_context *ctx, api *a)
         config_diags diags = {};
         int r;
 
+        /* once per command: ls asks page after page on one kept-alive connection (a client
+         * per page would hold a connection per page, and the API limits each client's) */
+        if (a->c)
+                return 0;
         r = config_load(ctx->config_path, &a->cfg, &diags);
         if (r < 0) {
                 config_diags_print(&diags, ctx->config_path);
@@ -297,7 +301,8 @@ static int get_entry(const ctl_context *ctx, api *a, const char *verb, const cha
                 log_oom();
                 return 1;
         }
-        if (api_open(ctx, a) < 0)
+        /* once: ls calls this for every page, on one keep-alive connection */
+        if (!a->c && api_open(ctx, a) < 0)
                 return 1;
         if (api_request(a, "GET", url, res) < 0) {
                 log_error("No master of %s answered.", ctx->config_path);

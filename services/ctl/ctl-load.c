@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "block.h"
 #include "cleanup.h"
 #include "config.h"
 #include "ctl.h"
@@ -20,13 +21,16 @@
 #include "parse.h"
 #include "fsutil.h"
 #include "timeutil.h"
+#include "ufs/ufs.h"
 
 #define LOAD_MAX_DEPTH  64
 #define LOAD_MAX_FILES  1000000
 #define LOAD_TIMEOUT_MS (24L * 3600 * 1000) /* one file's blocks on one worker */
 
 typedef struct load_file {
-        uint64_t file_id, version, size;
+        uint64_t epoch, file_id, version, size;
+        int64_t mtime; /* as the master knows it: the store's version, for --verify */
+        char *etag;    /* NULL = none */
         char *path;
         unsigned parts_left; /* worker requests not done yet; guarded by load_ctx.lock */
 } load_file;
@@ -118,9 +122,13 @@ static int add_file(load_ctx *c, const char *path, const json_t *e)
         json_int_t id = json_integer_value(json_object_get(e, "file_id"));
         json_int_t ver = json_integer_value(json_object_get(e, "version"));
         json_int_t size = json_integer_value(json_object_get(e, "size"));
+        uint64_t epoch;
 
         if (id <= 0 || ver <= 0 || size < 0)
                 return log_error_errno(EBADMSG, "The master described %s without a file id", path);
+        if (block_epoch_parse(json_string_value(json_object_get(e, "epoch")), &epoch) < 0)
+                return log_error_errno(EBADMSG, "The master described %s without a cluster epoch",
+                                       path);
         if (c->n_files >= LOAD_MAX_FILES)
                 return log_error_errno(E2BIG, "More than %d files to load", LOAD_MAX_FILES);
         if (c->n_files == c->cap_files) {
@@ -133,7 +141,13 @@ static int add_file(load_ctx *c, const char *path, const json_t *e)
                 c->cap_files = cap;
         }
         f = &c->files[c->n_files];
-        *f = (load_file){.file_id = (uint64_t)id,
+        *f = (load_file){.mtime = (int64_t)json_number_value(json_object_get(e, "mtime")),
+                         .etag = json_string_value(json_object_get(e, "etag")) &&
+                                                 *json_string_value(json_object_get(e, "etag"))
+                                         ? strdup(json_string_value(json_object_get(e, "etag")))
+                                         : NULL,
+                         .epoch = epoch,
+                         .file_id = (uint64_t)id,
                          .version = (uint64_t)ver,
                          .size = (uint64_t)size,
                          .path = strdup(path)};
@@ -277,10 +291,12 @@ static void *worker_main(void *userdata)
         json_array_foreach(lw->requests, i, req)
         {
                 load_file *f = &c->files[json_integer_value(json_object_get(req, "file"))];
-                json_auto_t *body = json_pack("{s:s,s:[{s:I,s:I,s:I,s:O}]}", "dataset", c->dataset,
-                                              "files", "file_id", (json_int_t)f->file_id, "version",
-                                              (json_int_t)f->version, "size", (json_int_t)f->size,
-                                              "blocks", json_object_get(req, "blocks"));
+                char epoch[BLOCK_EPOCH_MAX];
+                json_auto_t *body =
+                        json_pack("{s:s,s:[{s:s,s:I,s:I,s:I,s:O}]}", "dataset", c->dataset, "files",
+                                  "epoch", block_epoch_format(epoch, f->epoch), "file_id",
+                                  (json_int_t)f->file_id, "version", (json_int_t)f->version, "size",
+                                  (json_int_t)f->size, "blocks", json_object_get(req, "blocks"));
                 httpc_response res = {};
                 int r = body ? httpc_post(h, url, body, &res) : -ENOMEM;
 
@@ -427,8 +443,10 @@ static int load_status(load_ctx *c, httpc *h, bool json)
 
 static void ctx_done(load_ctx *c)
 {
-        for (size_t i = 0; i < c->n_files; i++)
+        for (size_t i = 0; i < c->n_files; i++) {
                 free(c->files[i].path);
+                free(c->files[i].etag);
+        }
         free(c->files);
         for (size_t i = 0; i < c->n_workers; i++) {
                 free(c->workers[i].node);
@@ -438,6 +456,199 @@ static void ctx_done(load_ctx *c)
         free(c->workers);
         config_free(c->cfg);
         pthread_mutex_destroy(&c->lock);
+}
+
+/* ---- verify: cached blocks against the store's bytes ---- */
+
+typedef struct verify_sink {
+        uint8_t *buf;
+        uint64_t pos, len;
+} verify_sink;
+
+static int verify_write(const void *data, size_t len, void *userdata)
+{
+        verify_sink *v = userdata;
+
+        if (len > v->len - v->pos)
+                return -EIO;
+        memcpy(v->buf + v->pos, data, len);
+        v->pos += len;
+        return 0;
+}
+
+typedef struct verify_stats {
+        uint64_t files, blocks, bytes, mismatched, dropped, not_cached, changed, errors;
+} verify_stats;
+
+/* The store mount of dataset path "/MOUNT/rest", and "rest". */
+static const config_mount *verify_mount(const config_dataset *d, const char *path,
+                                        const char **ret_rel)
+{
+        const char *p = path + 1, *slash = strchr(p, '/');
+
+        if (path[0] != '/' || !slash)
+                return NULL;
+        for (size_t i = 0; i < d->n_mounts; i++)
+                if (strlen(d->mounts[i].name) == (size_t)(slash - p) &&
+                    strncmp(d->mounts[i].name, p, slash - p) == 0) {
+                        *ret_rel = slash + 1;
+                        return &d->mounts[i];
+                }
+        return NULL;
+}
+
+static const char *verify_worker_api(load_ctx *c, const char *node)
+{
+        for (size_t i = 0; i < c->n_workers; i++)
+                if (strcmp(c->workers[i].node, node) == 0)
+                        return c->workers[i].api;
+        return NULL;
+}
+
+/* Compares every cached copy of every block of F (the master's locations) with the store's bytes
+ * of the same version; drops the copies that differ. */
+static void verify_file(load_ctx *c, httpc *h, const config_dataset *d, load_file *f,
+                        verify_stats *st)
+{
+        _cleanup_(ufs_freep) ufs *u = NULL;
+        _cleanup_free_ char *path = NULL;
+        _cleanup_free_ uint8_t *want = NULL;
+        ufs_version ver = {.size = f->size, .mtime = f->mtime, .etag = f->etag};
+        const config_mount *mount;
+        const char *rel = NULL, *index;
+        httpc_response loc = {};
+        json_t *holders;
+        int r;
+
+        st->files++;
+        mount = verify_mount(d, f->path, &rel);
+        if (!mount || ufs_open(mount, &u) < 0) {
+                log_error("%s: cannot open its store", f->path);
+                st->errors++;
+                return;
+        }
+        if (asprintf(&path, "/v1/blocks?file=%" PRIu64 "&version=%" PRIu64, f->file_id,
+                     f->version) < 0 ||
+            !(want = malloc(c->block_size))) {
+                st->errors++;
+                return;
+        }
+        r = master_get(c, h, path, &loc);
+        if (r < 0 || loc.status != 200) {
+                log_error("%s: no block locations from the master (%s)", f->path,
+                          r < 0 ? strerror(-r) : "HTTP error");
+                st->errors++;
+                httpc_response_done(&loc);
+                return;
+        }
+        json_object_foreach(json_object_get(loc.json, "locations"), index, holders)
+        {
+                uint64_t i, off, len;
+                verify_sink sink = {.buf = want};
+                size_t j;
+                json_t *node;
+                char id[BLOCK_ID_MAX];
+
+                if (parse_u64(index, &i) < 0 || i * c->block_size >= MAX(f->size, 1))
+                        continue;
+                off = i * c->block_size;
+                len = MIN(c->block_size, f->size - off);
+                sink.len = len;
+                block_id_format(id, &(block_key){f->epoch, f->file_id, f->version, i});
+                r = ufs_read(u, rel, &ver, off, len, verify_write, &sink);
+                if (r == -ESTALE || r == -ENOENT) {
+                        printf("%s: changed in the store since the last sync (%s): its cached "
+                               "blocks belong to the old version and are never served for the "
+                               "new one; run 'weirctl dataset sync'\n",
+                               f->path, r == -ESTALE ? "another ETag or mtime" : "gone");
+                        st->changed++;
+                        break;
+                }
+                if (r < 0 || sink.pos != len) {
+                        log_error("%s: reading block %" PRIu64 " from the store failed: %s",
+                                  f->path, i, r < 0 ? ufs_last_error(u) : "short read");
+                        st->errors++;
+                        continue;
+                }
+                json_array_foreach(holders, j, node)
+                {
+                        const char *api = verify_worker_api(c, json_string_value(node) ?: "");
+                        _cleanup_free_ char *bpath = NULL, *url = NULL;
+                        httpc_response got = {};
+
+                        if (!api || asprintf(&bpath, "/v1/blocks/%s?cache=only", id) < 0 ||
+                            !(url = ctl_url(c->cfg, api, bpath)))
+                                continue;
+                        r = httpc_get(h, url, &got);
+                        if (r >= 0 && got.status == 504) {
+                                st->not_cached++;
+                        } else if (r < 0 || got.status != 200) {
+                                log_error("%s: block %s from %s: %s", f->path, id,
+                                          json_string_value(node),
+                                          r < 0 ? httpc_last_error(h) : "HTTP error");
+                                st->errors++;
+                        } else if (got.body_len != len || memcmp(got.body, want, len) != 0) {
+                                httpc_response del = {};
+
+                                st->mismatched++;
+                                r = httpc_request(h, "DELETE", url, NULL, &del);
+                                if (r >= 0 && del.status == 200)
+                                        st->dropped++;
+                                printf("%s: block %" PRIu64 " on %s differs from the store "
+                                       "(same size, mtime and ETag): %s\n",
+                                       f->path, i, json_string_value(node),
+                                       r >= 0 && del.status == 200 ? "dropped"
+                                                                   : "could NOT be dropped");
+                                httpc_response_done(&del);
+                        } else {
+                                st->blocks++;
+                                st->bytes += len;
+                        }
+                        httpc_response_done(&got);
+                }
+        }
+        httpc_response_done(&loc);
+}
+
+/* weirctl load --verify: every cached copy of the blocks of the files listed, against a fresh
+ * read of the store. For stores that change a file without changing its size, mtime or ETag. */
+static int verify_run(const ctl_context *ctx, load_ctx *c, httpc *h, const config_dataset *d,
+                      int argc, char **argv)
+{
+        verify_stats st = {};
+        char bb[FORMAT_BYTES_MAX];
+        double start = now_s();
+        int r = 0;
+
+        if (optind == argc)
+                r = walk(c, h, "/", NULL, 0);
+        for (int i = optind; i < argc && r >= 0; i++)
+                r = argv[i][0] == '/'
+                            ? walk(c, h, argv[i], NULL, 0)
+                            : log_error_errno(EINVAL, "%s: paths are /MOUNT/...", argv[i]);
+        if (r < 0 || find_workers(c, h) < 0)
+                return 1;
+        for (size_t i = 0; i < c->n_files; i++)
+                verify_file(c, h, d, &c->files[i], &st);
+        if (ctx->json) {
+                json_auto_t *j = json_pack(
+                        "{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f}", "dataset", c->dataset, "files",
+                        (json_int_t)st.files, "blocks_matching", (json_int_t)st.blocks, "bytes",
+                        (json_int_t)st.bytes, "mismatched", (json_int_t)st.mismatched, "dropped",
+                        (json_int_t)st.dropped, "not_cached", (json_int_t)st.not_cached,
+                        "changed_files", (json_int_t)st.changed, "errors", (json_int_t)st.errors,
+                        "seconds", now_s() - start);
+                char *txt = json_dumps(j, JSON_INDENT(2));
+
+                printf("%s\n", txt ? txt : "{}");
+                free(txt);
+        } else
+                printf("Verified %s: %" PRIu64 " files, %" PRIu64 " cached blocks (%s) match "
+                       "the store, %" PRIu64 " differed (%" PRIu64 " dropped), %" PRIu64
+                       " files changed since the last sync, %" PRIu64 " errors, in %.1fs\n",
+                       c->dataset, st.files, st.blocks, format_bytes(bb, sizeof(bb), st.bytes),
+                       st.mismatched, st.dropped, st.changed, st.errors, now_s() - start);
+        return st.mismatched || st.errors ? 1 : 0;
 }
 
 /* Lists, spreads, loads and reports; the exit status. */
@@ -527,6 +738,7 @@ int ctl_load(const ctl_context *ctx, int argc, char **argv)
         static const struct option options[] = {
                 {"status", no_argument, NULL, 's'},
                 {"quiet", no_argument, NULL, 'q'},
+                {"verify", no_argument, NULL, 'V'},
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
@@ -534,10 +746,10 @@ int ctl_load(const ctl_context *ctx, int argc, char **argv)
         config_diags diags = {};
         const config_dataset *d;
         httpc *h = NULL;
-        bool status = false, quiet = false;
+        bool status = false, quiet = false, verify = false;
         int opt, r, ret = 1;
 
-        while ((opt = getopt_long(argc, argv, "sqh", options, NULL)) >= 0)
+        while ((opt = getopt_long(argc, argv, "sqVh", options, NULL)) >= 0)
                 switch (opt) {
                 case 's':
                         status = true;
@@ -545,11 +757,18 @@ int ctl_load(const ctl_context *ctx, int argc, char **argv)
                 case 'q':
                         quiet = true;
                         break;
+                case 'V':
+                        verify = true;
+                        break;
                 case 'h':
-                        printf("Usage: weirctl load [--status] [-q] DATASET [PATH...]\n\n"
+                        printf("Usage: weirctl load [--status|--verify] [-q] DATASET [PATH...]\n\n"
                                "Load DATASET (or the PATHs in it, /MOUNT/...) into the workers'\n"
                                "cache. Blocks already cached are skipped: run it again to resume\n"
-                               "an interrupted load. --status shows what is cached and loading.\n");
+                               "an interrupted load. --status shows what is cached and loading.\n"
+                               "--verify reads the files again from the store and compares every\n"
+                               "cached copy of their blocks; copies that differ (a store that\n"
+                               "changed a file without changing its size, mtime and ETag) are\n"
+                               "dropped and reported; exit 1 when any differed.\n");
                         return 0;
                 default:
                         return 2;
@@ -574,6 +793,8 @@ int ctl_load(const ctl_context *ctx, int argc, char **argv)
                         log_oom();
                 else if (status)
                         ret = load_status(&c, h, ctx->json);
+                else if (verify)
+                        ret = verify_run(ctx, &c, h, d, argc, argv);
                 else
                         ret = load_run(ctx, &c, h, argc, argv, quiet);
         }

@@ -84,6 +84,8 @@ static int prop_u64(sd_bus *bus, const char *path, const char *interface, const 
                 v = s->reads.retries;
         else if (strcmp(property, "Errors") == 0)
                 v = s->reads.errors;
+        else if (strcmp(property, "StaleAnswers") == 0)
+                v = s->stale_answers;
         return sd_bus_message_append(reply, "t", v);
 }
 
@@ -93,6 +95,14 @@ static int prop_mounted(sd_bus *bus, const char *path, const char *interface, co
         dbus *d = userdata;
 
         return sd_bus_message_append(reply, "b", (int)d->live);
+}
+
+static int prop_stale(sd_bus *bus, const char *path, const char *interface, const char *property,
+                      sd_bus_message *reply, void *userdata, sd_bus_error *error)
+{
+        dbus *d = userdata;
+
+        return sd_bus_message_append(reply, "b", (int)d->status.masters_down);
 }
 
 static const sd_bus_vtable fuse_vtable[] = {
@@ -114,6 +124,8 @@ static const sd_bus_vtable fuse_vtable[] = {
         SD_BUS_PROPERTY("BytesStore", "t", prop_u64, 0, 0),
         SD_BUS_PROPERTY("Retries", "t", prop_u64, 0, 0),
         SD_BUS_PROPERTY("Errors", "t", prop_u64, 0, 0),
+        SD_BUS_PROPERTY("MetadataStale", "b", prop_stale, 0, 0),
+        SD_BUS_PROPERTY("StaleAnswers", "t", prop_u64, 0, 0),
         SD_BUS_VTABLE_END,
 };
 
@@ -146,15 +158,19 @@ static void update_status(dbus *d)
         (void)sd_notifyf(false,
                          "STATUS=mounted %s, %" PRIu64 " files, %u%% cached on this node (%u%%, "
                          "%s, on all workers); read %" PRIu64 " MiB local, %" PRIu64
-                         " MiB from workers, %" PRIu64 " MiB from the store%s",
+                         " MiB from workers, %" PRIu64 " MiB from the store%s%s",
                          d->status.mountpoint, d->status.files, here, all,
                          format_bytes(cached, sizeof(cached), d->status.cached),
                          d->status.reads.bytes_local >> 20, d->status.reads.bytes_remote >> 20,
                          d->status.reads.bytes_store >> 20,
-                         d->status.passthrough ? "; passthrough" : "");
+                         d->status.passthrough ? "; passthrough" : "",
+                         d->status.masters_down
+                                 ? "; no master answers: cached files served with stale metadata"
+                                 : "");
         if (d->bus)
                 (void)sd_bus_emit_properties_changed(d->bus, DBUS_PATH, DBUS_NAME, "Files",
-                                                     "Cached", "CachedHere", "Inodes", NULL);
+                                                     "Cached", "CachedHere", "Inodes",
+                                                     "MetadataStale", "StaleAnswers", NULL);
 }
 
 static void *dbus_thread(void *userdata)

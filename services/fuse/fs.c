@@ -1,4 +1,5 @@
-/* The FUSE file system of one dataset: the low-level operations, the session and its mount. */
+/* The FUSE file system of one dataset: the low-level operations and the session (the mount's
+ * plumbing is in mount.c). */
 #include "fuse-version.h"
 
 #include <errno.h>
@@ -8,26 +9,24 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <sys/sysmacros.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "block.h"
 #include "cleanup.h"
 #include "fs.h"
+#include "fsutil.h"
 #include "http.h"
 #include "inode.h"
 #include "log.h"
 #include "lru.h"
 #include "meta.h"
+#include "mount.h"
 #include "passthrough.h"
 #include "prefetch.h"
 #include "reader.h"
-#include "fsutil.h"
 #include "timeutil.h"
 
 #define FS_MAX_READ      (1u << 20) /* what libfuse 3.14 and the kernel default allow */
@@ -68,7 +67,7 @@ struct fs {
         fs_options opts;
         uint64_t block_size;
         unsigned prefetch_window; /* blocks */
-        unsigned max_read;        /* bytes, see choose_max_read() */
+        unsigned max_read;        /* bytes, see mount_choose_max_read() */
 
         meta *meta;
         reader *reader;
@@ -189,6 +188,7 @@ static void remember_attr(fs *f, uint64_t ino, const meta_entry *e, uint64_t fet
         inode_attr a = {
                 .size = e->size,
                 .file_id = e->file_id,
+                .epoch = e->epoch,
                 .mtime = e->mtime,
                 .fetched_ms = fetched_ms ? fetched_ms : 1,
         };
@@ -339,6 +339,7 @@ static int inode_entry(fs *f, fuse_ino_t ino, bool full, char **ret_path, meta_e
                         .size = a.size,
                         .mtime = a.mtime,
                         .file_id = a.file_id,
+                        .epoch = a.epoch,
                         .version = version,
                 };
                 if (ret_path)
@@ -636,6 +637,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         prefetch_window_init(&h->window, f->prefetch_window);
         h->file = (reader_file){
                 .path = TAKE_PTR(path),
+                .epoch = e.epoch,
                 .file_id = e.file_id,
                 .version = e.version,
                 .size = e.size,
@@ -713,21 +715,16 @@ static char *thread_read_buf(size_t size)
         return b->data;
 }
 
-/* Blocks cached on this node go to the kernel by splice from the tier files: no copy here. With
- * FILL, blocks not cached yet are filled by the local worker, and spliced from the file being
- * filled as soon as the bytes asked for are there. */
-static bool reply_local(fs *f, fuse_req_t req, fs_file *h, size_t size, off_t off, bool fill)
+/* A read whose spans are all this node's goes to the kernel by splice from the tier files: no
+ * copy here. Blocks the local worker fills are spliced from the file being filled as soon as the
+ * bytes asked for are there. */
+static bool reply_local(fs *f, fuse_req_t req, fs_file *h, reader_plan *plan)
 {
         reader_extent ext[FS_MAX_EXTENTS];
         struct fuse_bufvec *bv;
         unsigned n = 0;
-        int r;
 
-        r = fill ? reader_wait_local_extents(f->reader, &h->file, (uint64_t)off, size, ext,
-                                             FS_MAX_EXTENTS, &n)
-                 : reader_local_extents(f->reader, &h->file, (uint64_t)off, size, ext,
-                                        FS_MAX_EXTENTS, &n);
-        if (r < 0)
+        if (reader_plan_extents(f->reader, &h->file, plan, ext, FS_MAX_EXTENTS, &n) < 0)
                 return false;
         bv = calloc(1, sizeof(*bv) + (n ? n - 1 : 0) * sizeof(struct fuse_buf));
         if (!bv) {
@@ -753,11 +750,14 @@ static bool reply_local(fs *f, fuse_req_t req, fs_file *h, size_t size, off_t of
         return true;
 }
 
+/* One plan per read (reader.h): the block locations are asked for once, each span labelled; a
+ * read of this node's blocks is spliced, any other is copied through one buffer. */
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
         fs *f = req_fs(req);
         fs_file *h = (fs_file *)(uintptr_t)fi->fh;
+        reader_plan plan;
         uint64_t first, end;
         char *buf;
         ssize_t n;
@@ -775,17 +775,19 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                 for (uint64_t i = first; i < end; i++)
                         prefetch_queue(f->prefetch, &h->file, i);
         }
-        if (reply_local(f, req, h, size, off, false))
+        reader_plan_init(f->reader, &h->file, (uint64_t)off, size, &plan);
+        if (reply_local(f, req, h, &plan)) {
+                reader_plan_done(&plan);
                 return;
-        /* cold: the local worker fills the blocks; splice the bytes as they arrive */
-        if (reply_local(f, req, h, size, off, true))
-                return;
+        }
         buf = thread_read_buf(size ? size : 1);
         if (!buf) {
+                reader_plan_done(&plan);
                 fuse_reply_err(req, ENOMEM);
                 return;
         }
-        n = reader_read(f->reader, &h->file, (uint64_t)off, size, buf);
+        n = reader_read_plan(f->reader, &h->file, &plan, buf);
+        reader_plan_done(&plan);
         if (n < 0) {
                 fuse_reply_err(req, n == -ESTALE ? EIO : (int)-n);
                 return;
@@ -1127,105 +1129,6 @@ fs *fs_free(fs *f)
         return NULL;
 }
 
-static int run_fusermount_uz(const char *mountpoint)
-{
-        pid_t pid = fork();
-        int status;
-
-        if (pid < 0)
-                return -errno;
-        if (pid == 0) {
-                execlp("fusermount3", "fusermount3", "-uz", mountpoint, (char *)NULL);
-                _exit(127);
-        }
-        while (waitpid(pid, &status, 0) < 0)
-                if (errno != EINTR)
-                        return -errno;
-        return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
-}
-
-/* A daemon killed with SIGKILL leaves its mount behind: every access that reaches it fails with
- * ENOTCONN. statfs() always reaches it (stat() may be answered from the kernel's cache). */
-static int clear_stale_mount(const char *mountpoint)
-{
-        struct statvfs sv;
-        int r;
-
-        if (statvfs(mountpoint, &sv) >= 0 || errno != ENOTCONN)
-                return 0;
-        log_notice("%s is a stale FUSE mount (transport endpoint not connected), unmounting it.",
-                   mountpoint);
-        if (umount2(mountpoint, MNT_DETACH) < 0) {
-                r = -errno;
-                log_debug_errno(r, "umount2(%s, MNT_DETACH): %m, trying fusermount3 -uz",
-                                mountpoint);
-                r = run_fusermount_uz(mountpoint);
-                if (r < 0)
-                        return log_error_errno(r, "Cannot unmount the stale mount at %s: %m",
-                                               mountpoint);
-        }
-        return 0;
-}
-
-/* Raises the kernel read-ahead of the mount's backing device (128 KiB by default) so that a
- * sequential reader keeps several 1 MiB requests in flight. */
-static void set_read_ahead(fs *f)
-{
-        char path[128], val[32];
-        struct stat st;
-        _cleanup_close_ int fd = -1;
-        int n;
-
-        if (f->opts.read_ahead_kb == 0 || stat(f->mountpoint, &st) < 0)
-                return;
-        snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", major(st.st_dev),
-                 minor(st.st_dev));
-        fd = open(path, O_WRONLY | O_CLOEXEC);
-        n = snprintf(val, sizeof(val), "%u", f->opts.read_ahead_kb);
-        if (fd < 0 || write(fd, val, n) != n)
-                log_debug("Cannot set %s: %m, keeping the kernel's read-ahead", path);
-}
-
-/* The largest read to ask the kernel for. libfuse splices a reply from the tier file through a
- * pipe into /dev/fuse (no copy in this process) only when the pipe holds the whole reply plus a
- * page per buffer and two more; otherwise it reads the bytes into a fresh buffer and writes them
- * (two copies and page faults, measured at a third of this process's time). A pipe grows past
- * fs.pipe-max-size (1 MiB by default) only with CAP_SYS_RESOURCE, which containers and hardened
- * units often lack: then reads stay a few pages under the limit so that splicing works. */
-static unsigned choose_max_read(uint64_t block_size)
-{
-        _cleanup_fclose_ FILE *fp = NULL;
-        unsigned long pipe_max = 0;
-        uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), bufs, reserve, max = FS_MAX_READ;
-        int p[2];
-        bool grows = false;
-
-        /* A read must not touch more blocks than one reply takes extents (FS_MAX_EXTENTS). */
-        block_size = MAX(block_size, 1);
-        if ((FS_MAX_EXTENTS - 1) * block_size < max)
-                max = MAX((FS_MAX_EXTENTS - 1) * block_size / page * page, page);
-        if (pipe2(p, O_CLOEXEC) == 0) {
-                grows = fcntl(p[0], F_SETPIPE_SZ, (int)(2 * FS_MAX_READ)) >= 0;
-                safe_close(p[0]);
-                safe_close(p[1]);
-        }
-        if (grows)
-                return (unsigned)max;
-        fp = fopen("/proc/sys/fs/pipe-max-size", "re");
-        if (!fp || fscanf(fp, "%lu", &pipe_max) != 1)
-                return (unsigned)max;
-        /* libfuse 3.14 wants (buffers + 2) pages more than the reply's 16-byte header and data,
-         * one buffer per block the read touches: at most max / block_size + 2 of them,
-         * FS_MAX_EXTENTS at most. One more page for the header once the data is rounded down to
-         * pages. */
-        bufs = MIN((uint64_t)FS_MAX_EXTENTS, max / block_size + 2);
-        reserve = (bufs + 3) * page;
-        if (pipe_max <= reserve + page)
-                return (unsigned)max;
-        pipe_max = (pipe_max - reserve) / page * page;
-        return (unsigned)MIN((uint64_t)pipe_max, max);
-}
-
 int fs_mount(fs *f, const char *mountpoint)
 {
         _cleanup_free_ char *fsname = NULL, *opts = NULL;
@@ -1235,13 +1138,13 @@ int fs_mount(fs *f, const char *mountpoint)
         f->mountpoint = strdup(mountpoint);
         if (!f->mountpoint)
                 return log_oom();
-        r = clear_stale_mount(mountpoint);
+        r = mount_clear_stale(mountpoint);
         if (r < 0)
                 return r;
         r = mkdir_p(mountpoint, 0755);
         if (r < 0)
                 return log_error_errno(r, "Cannot create the mountpoint %s: %m", mountpoint);
-        f->max_read = choose_max_read(f->block_size);
+        f->max_read = mount_choose_max_read(f->block_size, FS_MAX_READ, FS_MAX_EXTENTS);
         if (f->max_read < FS_MAX_READ)
                 log_info("Reads of at most %u KiB: pipes cannot grow past fs.pipe-max-size "
                          "without CAP_SYS_RESOURCE, and larger replies would be copied instead "
@@ -1330,17 +1233,9 @@ void fs_unmount(fs *f)
 
 int fs_wait_live(fs *f, uint64_t timeout_ms)
 {
-        _cleanup_free_ char *parent = NULL;
-        struct timespec deadline;
-        struct stat st, pst;
+        struct timespec deadline = deadline_after_ms(CLOCK_REALTIME, timeout_ms);
+        int r;
 
-        clock_gettime(CLOCK_REALTIME, &deadline);
-        deadline.tv_sec += (time_t)(timeout_ms / 1000);
-        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-        if (deadline.tv_nsec >= 1000000000) {
-                deadline.tv_sec++;
-                deadline.tv_nsec -= 1000000000;
-        }
         pthread_mutex_lock(&f->lock);
         while (!f->initialized && !f->ended)
                 if (pthread_cond_timedwait(&f->cond, &f->lock, &deadline) == ETIMEDOUT)
@@ -1352,16 +1247,11 @@ int fs_wait_live(fs *f, uint64_t timeout_ms)
                 return ended ? -ESHUTDOWN : -ETIMEDOUT;
         }
         pthread_mutex_unlock(&f->lock);
-        /* INIT answered; the mount answers once the kernel processed the reply. A mounted
-         * root has another device than the directory it covers (no master call needed). */
-        parent = inode_path_join(f->mountpoint, "..");
-        if (!parent)
-                return -ENOMEM;
-        if (stat(f->mountpoint, &st) < 0 || stat(parent, &pst) < 0)
-                return -errno;
-        if (st.st_dev == pst.st_dev)
-                return -ENOTCONN;
-        set_read_ahead(f);
+        /* INIT answered; the mount answers once the kernel processed the reply. */
+        r = mount_is_live(f->mountpoint);
+        if (r < 0)
+                return r;
+        mount_set_read_ahead(f->mountpoint, f->opts.read_ahead_kb);
         return 0;
 }
 
@@ -1433,6 +1323,8 @@ void fs_get_status(fs *f, fs_status *ret)
                 .passthrough = passthrough_enabled(f->passthrough),
                 .passthrough_opens = passthrough_opens(f->passthrough),
                 .inodes = inode_table_size(f->inodes),
+                .masters_down = meta_masters_down(f->meta),
+                .stale_answers = meta_stale_answers(f->meta),
                 .xattr_requests = __atomic_load_n(&f->xattr_requests, __ATOMIC_RELAXED),
         };
         meta_get_counters(f->meta, &ret->meta);

@@ -36,6 +36,8 @@ typedef struct fs_status {
         uint64_t passthrough_opens;
         uint64_t inodes;         /* known to the kernel */
         uint64_t xattr_requests; /* getxattr and listxattr the kernel sent */
+        bool masters_down;       /* no master answered the last call: metadata is stale */
+        uint64_t stale_answers;  /* lookups answered from expired metadata, since the start */
         meta_counters meta;
         reader_stats reads;
 } fs_status;

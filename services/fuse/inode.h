@@ -46,6 +46,7 @@ int inode_table_file_dirs(inode_table *t, char ***ret, size_t *ret_n);
 typedef struct inode_attr {
         uint64_t size;
         uint64_t file_id; /* 0 for directories */
+        uint64_t epoch;   /* the cluster's epoch: block ids need it (block.h) */
         double mtime;
         uint64_t fetched_ms; /* when the master said so (CLOCK_MONOTONIC ms) */
 } inode_attr;

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "apiauth.h"
+#include "block.h"
 #include "cleanup.h"
 #include "hmap.h"
 #include "http.h"
@@ -22,6 +23,10 @@
 #define META_API_MAX         300
 #define META_STAT_CACHE      16384      /* entries: what lookups and getattrs revisit */
 #define META_LISTING_CACHE   (8u << 20) /* bytes of listing pages, about 32 full pages */
+/* Every master refusing connections (or timing out) for this long is "no master": calls then fail
+ * at once, and lookups answer from the last metadata we had (stale) instead of waiting retry_ms.
+ * A failover is not this: the surviving masters answer 503 or redirect meanwhile. */
+#define META_DOWN_GRACE_MS 2000
 
 typedef struct stat_item {
         uint64_t fetched_ms;
@@ -51,6 +56,8 @@ struct meta {
         lru *pages;                /* page_key() -> meta_listing, bounded by bytes */
         hmap blocks;               /* file_id -> blocks_item (one version per file) */
         meta_counters counters;
+        bool masters_down;      /* the last call found no master at all */
+        uint64_t stale_answers; /* lookups answered from expired metadata meanwhile */
 };
 
 static void stat_item_free(void *p)
@@ -168,6 +175,9 @@ int meta_entry_from_json(json_t *o, meta_entry *ret)
         if (r < 0)
                 return r;
         if (!e.dir && e.file_id == 0)
+                return -EBADMSG;
+        /* Block ids need the epoch: a file without one is refused rather than read. */
+        if (!e.dir && block_epoch_parse(json_str(o, "epoch"), &e.epoch) < 0)
                 return -EBADMSG;
         e.mtime = json_is_number(mtime) ? json_number_value(mtime) : 0;
         if (strdup_null(name, &e.name) < 0 || strdup_null(json_str(o, "etag"), &e.etag) < 0 ||
@@ -401,12 +411,44 @@ static httpc *thread_httpc(meta *m)
         return c;
 }
 
+static void set_masters_down(meta *m, bool down)
+{
+        pthread_mutex_lock(&m->lock);
+        if (m->masters_down != down)
+                log_full(down ? LOG_WARNING : LOG_INFO, "%s",
+                         down ? "No master answers: serving what is cached with the last "
+                                "metadata (stale), failing what is not"
+                              : "A master answers again: metadata is current");
+        m->masters_down = down;
+        pthread_mutex_unlock(&m->lock);
+}
+
+bool meta_masters_down(meta *m)
+{
+        bool down;
+
+        pthread_mutex_lock(&m->lock);
+        down = m->masters_down;
+        pthread_mutex_unlock(&m->lock);
+        return down;
+}
+
+uint64_t meta_stale_answers(meta *m)
+{
+        uint64_t n;
+
+        pthread_mutex_lock(&m->lock);
+        n = m->stale_answers;
+        pthread_mutex_unlock(&m->lock);
+        return n;
+}
+
 int meta_call(meta *m, const char *path_query, json_t **ret)
 {
-        uint64_t deadline = now_ms() + m->opts.retry_ms, backoff = 50;
+        uint64_t start = now_ms(), deadline = start + m->opts.retry_ms, backoff = 50;
         httpc *c = thread_httpc(m);
         int last = -EHOSTUNREACH;
-        size_t tried = 0;
+        size_t tried = 0, unreachable = 0; /* masters of this round that did not answer at all */
 
         if (!c)
                 return -ENOMEM;
@@ -426,6 +468,7 @@ int meta_call(meta *m, const char *path_query, json_t **ret)
                         /* refused, timed out, reset, too many redirects: try another master */
                         log_debug_errno(r, "GET %s: %m (%s)", url, httpc_last_error(c));
                         last = r;
+                        unreachable++;
                 } else if (rep.status == 200) {
                         if (!rep.json) {
                                 httpc_response_done(&rep);
@@ -436,9 +479,11 @@ int meta_call(meta *m, const char *path_query, json_t **ret)
                                 set_leader(m, api);
                         *ret = json_incref(rep.json);
                         httpc_response_done(&rep);
+                        set_masters_down(m, false);
                         return 0;
                 } else if (rep.status == 404) {
                         httpc_response_done(&rep);
+                        set_masters_down(m, false);
                         return -ENOENT;
                 } else if (rep.status >= 400 && rep.status < 500) {
                         log_warning("GET %s: HTTP %ld: %.200s", url, rep.status,
@@ -457,6 +502,16 @@ int meta_call(meta *m, const char *path_query, json_t **ret)
                                                  "No master answered %s within %" PRIu64 " ms: %m",
                                                  path_query, m->opts.retry_ms);
                 if (++tried % m->n_masters == 0) {
+                        /* A whole round without any answer: after the grace (at once when the
+                         * last call found none either), no master is there to wait for. */
+                        if (unreachable == m->n_masters &&
+                            (meta_masters_down(m) || now_ms() - start >= META_DOWN_GRACE_MS)) {
+                                set_masters_down(m, true);
+                                return -EHOSTDOWN;
+                        }
+                        if (unreachable < m->n_masters)
+                                set_masters_down(m, false);
+                        unreachable = 0;
                         sleep_ms(backoff);
                         backoff = MIN(backoff * 2, 500);
                 }
@@ -523,6 +578,41 @@ static int cache_stat_locked(meta *m, const char *path, const meta_entry *e, uin
         return lru_put(m->stats, path, s, sizeof(*s));
 }
 
+/* No master: PATH's entry from the last metadata we had, however old: the stat cache, else the
+ * cached listing pages of its parent (lookups of listed names are answered from those). Lock
+ * held. -EIO when neither has it. */
+static int stale_entry_locked(meta *m, const char *path, meta_entry *ret)
+{
+        const char *slash = strrchr(path, '/');
+        stat_item *s = lru_get(m->stats, path);
+        _cleanup_free_ char *parent = NULL, *after = NULL;
+
+        if (s)
+                return meta_entry_copy(&s->entry, ret);
+        if (!slash)
+                return -EIO;
+        parent = slash == path ? strdup("/") : strndup(path, slash - path);
+        if (!parent)
+                return -ENOMEM;
+        for (;;) {
+                _cleanup_free_ char *key = page_key(parent, after);
+                meta_listing *l = key ? lru_get(m->pages, key) : NULL;
+                const meta_entry *e;
+
+                if (!l)
+                        return -EIO;
+                e = meta_listing_find(l, slash + 1);
+                if (e)
+                        return meta_entry_copy(e, ret);
+                if (!l->more || l->n == 0)
+                        return -EIO;
+                free(after);
+                after = strdup(l->entries[l->n - 1].name);
+                if (!after)
+                        return -ENOMEM;
+        }
+}
+
 int meta_stat(meta *m, const char *path, bool fresh, meta_entry *ret)
 {
         _cleanup_free_ char *esc = NULL, *query = NULL;
@@ -561,8 +651,18 @@ int meta_stat(meta *m, const char *path, bool fresh, meta_entry *ret)
                 (void)lru_remove(m->stats, path);
                 pthread_mutex_unlock(&m->lock);
         }
-        if (r < 0)
+        if (r == -EHOSTDOWN) {
+                /* No master: the last entry we had, however old, rather than nothing. File
+                 * versions are immutable, so its blocks are still the right ones. */
+                pthread_mutex_lock(&m->lock);
+                r = stale_entry_locked(m, path, ret);
+                if (r >= 0)
+                        m->stale_answers++;
+                pthread_mutex_unlock(&m->lock);
                 return r;
+        }
+        if (r < 0) /* lookups answer to the kernel: no transport codes that stat(2) never gives */
+                return r == -ENOENT || r == -ENOMEM ? r : -EIO;
         r = meta_entry_from_json(j, &e);
         json_decref(j);
         if (r < 0)
@@ -609,8 +709,18 @@ int meta_list_page(meta *m, const char *path, const char *after, bool fresh, met
                      after ? esc_after : "") < 0)
                 return -ENOMEM;
         r = meta_call(m, query, &j);
+        if (r == -EHOSTDOWN) {
+                pthread_mutex_lock(&m->lock);
+                l = lru_get(m->pages, key);
+                if (l) {
+                        *ret = meta_listing_ref(l);
+                        m->stale_answers++;
+                }
+                pthread_mutex_unlock(&m->lock);
+                return l ? 0 : -EIO;
+        }
         if (r < 0)
-                return r;
+                return r == -ENOENT || r == -ENOMEM ? r : -EIO;
         entries = json_object_get(j, "entries");
         next = json_object_get(j, "next");
         if (!json_is_array(entries) || (next && !json_is_string(next))) {
@@ -780,6 +890,18 @@ int meta_blocks(meta *m, uint64_t file_id, uint64_t version, meta_locations **re
         snprintf(query, sizeof(query), "/v1/blocks?file=%" PRIu64 "&version=%" PRIu64, file_id,
                  version);
         r = meta_call(m, query, &j);
+        if (r == -EHOSTDOWN) {
+                /* the last locations we had: workers may still hold those blocks */
+                pthread_mutex_lock(&m->lock);
+                b = hmap_get_u64(&m->blocks, file_id);
+                if (b && b->version == version) {
+                        __atomic_add_fetch(&b->loc->refcount, 1, __ATOMIC_RELAXED);
+                        *ret = b->loc;
+                        r = 0;
+                }
+                pthread_mutex_unlock(&m->lock);
+                return r;
+        }
         if (r < 0)
                 return r;
         r = parse_locations(j, &l);

@@ -14,6 +14,7 @@ typedef struct meta_entry {
         bool dir;
         uint64_t size;
         double mtime;
+        uint64_t epoch;   /* the cluster's epoch (block.h); 0 for directories */
         uint64_t file_id; /* 0 for directories */
         uint64_t version;
         char *etag;    /* NULL when the store gave none */
@@ -89,8 +90,14 @@ meta *meta_free(meta *m);
 
 /* GET PATH_QUERY ("/v1/...") from the leader: follows 307s, tries other masters on connection
  * errors and 503 until retry_ms have passed. 404 -> -ENOENT; other 4xx -> -EIO (logged);
- * persistent unavailability -> -EHOSTUNREACH / the last transport error. */
+ * persistent unavailability -> -EHOSTUNREACH / the last transport error; no master answering at
+ * all for 2 s (at once when the previous call found none) -> -EHOSTDOWN: then meta_stat(),
+ * meta_list() and meta_blocks() answer from what they had, however old, and -EIO without. */
 int meta_call(meta *m, const char *path_query, json_t **ret);
+/* Whether the last call found no master at all (metadata answers are stale meanwhile). */
+bool meta_masters_down(meta *m);
+/* Lookups answered from expired metadata because no master answered, since the start. */
+uint64_t meta_stale_answers(meta *m);
 
 /* POST BODY (borrowed) to PATH on the leader, for periodic reports that the next period repeats:
  * follows 307s, asks each master at most once (connection errors, 503, 5xx move on), never sleeps

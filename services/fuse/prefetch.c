@@ -161,7 +161,8 @@ prefetch *prefetch_free(prefetch *p)
 
 void prefetch_queue(prefetch *p, const reader_file *f, uint64_t index)
 {
-        block_key key = {.file_id = f->file_id, .version = f->version, .index = index};
+        block_key key = {
+                .epoch = f->epoch, .file_id = f->file_id, .version = f->version, .index = index};
         job *j = calloc(1, sizeof(*j));
 
         if (!j)

@@ -1,4 +1,16 @@
-/* Block reads: a local fd from the worker socket, HTTP from a worker, or the store itself. */
+/* Block reads: a local fd from the worker socket, HTTP from a worker, or the store itself.
+ *
+ * A read is planned once (reader_plan()): the block locations are asked for once (meta caches
+ * them for a second), and each span is labelled with the source to try first: a descriptor kept
+ * here, the local worker (one WAIT on its socket: it hands the block when cached, fills it
+ * otherwise), another worker over HTTP, or the store. The copy then runs one loop over each
+ * span's sources in that order (fetch_span()). Answers that say "not here" are remembered for
+ * READER_MISS_TTL_MS, so a block the local worker cannot give costs its socket nothing on the
+ * reads that follow.
+ *
+ * Threads: any libfuse request thread and the prefetch pool; lock guards the descriptor cache,
+ * the miss cache, local_down_until and stats. */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -24,6 +36,17 @@
 #define READER_LOCAL_DOWN_MS     1000 /* after a failed connect, skip the socket this long */
 #define READER_MAX_SPANS         64
 #define READER_MAX_LINE          256
+#define READER_MISS_TTL_MS       1000 /* a "not here" answer is believed this long */
+#define READER_MISSES            64   /* remembered answers (a ring: the oldest goes first) */
+
+/* A block the local worker said it does not hold (OPEN answered MISS) or could not give (a WAIT
+ * that failed): the first kind only spares the hit-only lookups, the second also keeps the plan
+ * from asking the local worker to fill it again. */
+typedef struct miss_item {
+        char id[BLOCK_ID_MAX];
+        uint64_t until_ms;
+        bool fill_failed;
+} miss_item;
 
 typedef struct fd_item {
         char id[BLOCK_ID_MAX]; /* the map's key */
@@ -52,6 +75,8 @@ struct reader {
         hmap fds; /* block id -> fd_item */
         fd_item *lru_head, *lru_tail;
         uint64_t local_down_until;
+        miss_item misses[READER_MISSES];
+        unsigned next_miss;
         reader_stats stats;
 };
 
@@ -239,6 +264,50 @@ static void fd_cache_put(reader *r, const char *id, int fd, uint64_t len)
         pthread_mutex_unlock(&r->lock);
 }
 
+static void miss_remember(reader *r, const char *id, bool fill_failed)
+{
+        miss_item *m = NULL;
+
+        pthread_mutex_lock(&r->lock);
+        for (unsigned i = 0; i < READER_MISSES && !m; i++)
+                if (strcmp(r->misses[i].id, id) == 0)
+                        m = &r->misses[i];
+        if (!m) {
+                m = &r->misses[r->next_miss];
+                r->next_miss = (r->next_miss + 1) % READER_MISSES;
+                m->fill_failed = false;
+        }
+        snprintf(m->id, sizeof(m->id), "%s", id);
+        m->until_ms = now_ms() + READER_MISS_TTL_MS;
+        m->fill_failed = m->fill_failed || fill_failed;
+        pthread_mutex_unlock(&r->lock);
+}
+
+/* Whether block ID was answered "not here" (with FILL: "cannot fill") in the last
+ * READER_MISS_TTL_MS. */
+static bool miss_recent(reader *r, const char *id, bool fill)
+{
+        uint64_t now = now_ms();
+        bool found = false;
+
+        pthread_mutex_lock(&r->lock);
+        for (unsigned i = 0; i < READER_MISSES && !found; i++)
+                found = r->misses[i].until_ms > now && strcmp(r->misses[i].id, id) == 0 &&
+                        (!fill || r->misses[i].fill_failed);
+        pthread_mutex_unlock(&r->lock);
+        return found;
+}
+
+/* Block ID is here now: forget what was said about it. */
+static void miss_forget(reader *r, const char *id)
+{
+        pthread_mutex_lock(&r->lock);
+        for (unsigned i = 0; i < READER_MISSES; i++)
+                if (strcmp(r->misses[i].id, id) == 0)
+                        r->misses[i] = (miss_item){};
+        pthread_mutex_unlock(&r->lock);
+}
+
 static void local_mark_down(reader *r)
 {
         pthread_mutex_lock(&r->lock);
@@ -391,11 +460,13 @@ static int local_block(reader *r, const char *id, uint64_t expected_len, uint64_
                 *ret_len = len;
                 return fd;
         }
-        if (!r->node->worker || local_is_down(r))
+        if (!r->node->worker || local_is_down(r) || miss_recent(r, id, false))
                 return -ENOENT;
         fd = local_open(r, id, &len);
-        if (fd == -ENOENT)
+        if (fd == -ENOENT) {
+                miss_remember(r, id, false);
                 return fd;
+        }
         if (fd < 0) {
                 log_debug_errno(fd, "Local worker socket %s: %m", r->socket_path);
                 if (local_broken(fd))
@@ -509,287 +580,378 @@ static int worker_get(reader *r, const char *api, const char *id, uint64_t offse
         return http_get_range(url, &auth, offset, len, whole, buf, r->opts.stall_ms, NULL);
 }
 
-typedef enum source_kind {
-        SOURCE_HOLDER, /* a worker the master says has the block */
-        SOURCE_LOCAL,  /* this node's worker, which fills from the store */
-        SOURCE_ANY,    /* any worker, which fills */
-        SOURCE_STORE,
-} source_kind;
+/* --- the plan -------------------------------------------------------------------------------- */
 
-/* One attempt at the bytes [offset, offset + len) of block span S through every source in
- * order. Returns 0, or the last error. */
-static int fetch_span(reader *r, const reader_file *f, const block_span *s, void *buf,
-                      bool warm_only)
+static bool has_other_worker(reader *r)
 {
-        char id[BLOCK_ID_MAX];
-        block_key key = {.file_id = f->file_id, .version = f->version, .index = s->index};
-        meta_locations *loc = NULL;
-        char *const *holders = NULL;
-        size_t n_holders = 0;
-        char tried_local = 0;
-        uint64_t blen = block_length(f->size, f->block_size, s->index);
-        int last = -EHOSTUNREACH, k;
-        char one;
-
-        block_id_format(id, &key);
-        /* A warm-up asks for one byte: the worker fills the whole block to serve it. */
-        uint64_t off = warm_only ? 0 : s->offset, len = warm_only ? 1 : s->len;
-        void *dst = warm_only ? (void *)&one : buf;
-
-        k = meta_blocks(r->meta, f->file_id, f->version, &loc);
-        if (k < 0)
-                log_debug_errno(k, "No block locations for %s: %m", f->path);
-        else
-                holders = meta_locations_find(loc, s->index, &n_holders);
-
-        for (size_t i = 0; i < n_holders; i++) {
-                const config_node *n = config_find_node(r->config, holders[i]);
-                _cleanup_free_ char *api = NULL;
-
-                if (!n || !n->worker)
-                        continue;
-                if (n == r->node && warm_only) {
-                        meta_locations_unref(loc);
-                        return 0; /* already here */
-                }
-                api = worker_api(n);
-                if (!api) {
-                        meta_locations_unref(loc);
-                        return -ENOMEM;
-                }
-                k = worker_get(r, api, id, off, len, off == 0 && len == blen, dst);
-                if (k == 0) {
-                        meta_locations_unref(loc);
-                        if (!warm_only)
-                                count(r, &r->stats.bytes_remote, len);
-                        return 0;
-                }
-                log_debug_errno(k, "Block %s from worker %s: %m", id, n->name);
-                last = k;
-                if (n == r->node)
-                        tried_local = 1;
-        }
-        meta_locations_unref(loc);
-        if (n_holders > 0 && last < 0)
-                meta_blocks_forget(r->meta, f->file_id, f->version);
-
-        if (r->local_api && !tried_local) {
-                k = worker_get(r, r->local_api, id, off, len, off == 0 && len == blen, dst);
-                if (k == 0) {
-                        if (!warm_only)
-                                count(r, &r->stats.bytes_remote, len);
-                        return 0;
-                }
-                log_debug_errno(k, "Block %s from the local worker: %m", id);
-                last = k;
-        }
-        for (size_t i = 0; i < r->config->n_nodes; i++) {
-                const config_node *n = &r->config->nodes[i];
-                _cleanup_free_ char *api = NULL;
-
-                if (!n->worker || n == r->node)
-                        continue;
-                api = worker_api(n);
-                if (!api)
-                        return -ENOMEM;
-                k = worker_get(r, api, id, off, len, off == 0 && len == blen, dst);
-                if (k == 0) {
-                        if (!warm_only)
-                                count(r, &r->stats.bytes_remote, len);
-                        return 0;
-                }
-                log_debug_errno(k, "Block %s from worker %s: %m", id, n->name);
-                last = k;
-        }
-        if (warm_only || !r->opts.store_fallback)
-                return last;
-        k = store_read(r, f, s->index * f->block_size + s->offset, s->len, buf);
-        if (k == 0) {
-                count(r, &r->stats.bytes_store, s->len);
-                return 0;
-        }
-        return k == -ESTALE || k == -ENOENT ? k : last;
+        for (size_t i = 0; i < r->config->n_nodes; i++)
+                if (r->config->nodes[i].worker && &r->config->nodes[i] != r->node)
+                        return true;
+        return false;
 }
 
-static int read_span(reader *r, const reader_file *f, const block_span *s, void *buf)
+/* Labels span S (not a descriptor kept here) from the master's locations LOC (NULL when they
+ * could not be had): a block this node holds or that nobody else holds is the local worker's
+ * (it fills it); one another worker holds is read from there, never cached twice. */
+static void plan_label(reader *r, const meta_locations *loc, reader_span *s)
 {
-        char id[BLOCK_ID_MAX];
-        block_key key = {.file_id = f->file_id, .version = f->version, .index = s->index};
-        uint64_t blen = block_length(f->size, f->block_size, s->index), len = 0;
-        uint64_t deadline = now_ms() + r->opts.retry_ms, backoff = 50;
-        int k, fd;
+        bool local_ok = r->node->worker && !local_is_down(r) && !miss_recent(r, s->id, true);
+        const config_node *remote = NULL;
+        bool here = false;
+        char *const *holders;
+        size_t n = 0;
 
-        block_id_format(id, &key);
-        for (unsigned attempt = 0;; attempt++) {
-                fd = local_block(r, id, blen, &len);
+        holders = meta_locations_find(loc, s->span.index, &n);
+        for (size_t i = 0; i < n; i++) {
+                const config_node *node = config_find_node(r->config, holders[i]);
+
+                if (!node || !node->worker)
+                        continue;
+                if (node == r->node)
+                        here = true;
+                else if (!remote)
+                        remote = node;
+        }
+        s->holder = remote;
+        if (local_ok && (here || !remote))
+                s->source = READER_LOCAL;
+        else if (remote || has_other_worker(r))
+                s->source = READER_REMOTE;
+        else if (local_ok || here)
+                s->source = READER_LOCAL;
+        else
+                s->source = READER_STORE;
+}
+
+static meta_locations *plan_locations(reader *r, const reader_file *f)
+{
+        meta_locations *loc = NULL;
+        int k;
+
+        if (!r->meta)
+                return NULL;
+        k = meta_blocks(r->meta, f->file_id, f->version, &loc);
+        if (k < 0) {
+                /* no master answers: the local worker, the others, then the store */
+                log_debug_errno(k, "No block locations for %s: %m", f->path);
+                return NULL;
+        }
+        return loc;
+}
+
+void reader_plan_init(reader *r, const reader_file *f, uint64_t offset, size_t len,
+                      reader_plan *ret)
+{
+        block_span spans[READER_PLAN_MAX];
+        meta_locations *loc = NULL;
+        bool need_locations = false;
+        unsigned n;
+
+        assert(r && f && ret);
+        assert(f->block_size > 0);
+        *ret = (reader_plan){.offset = offset, .want = block_clamp_read(f->size, offset, len)};
+        n = block_split(f->block_size, offset, ret->want, spans, READER_PLAN_MAX);
+        for (unsigned i = 0; i < n; i++) {
+                reader_span *s = &ret->spans[i];
+                block_key key = {.epoch = f->epoch,
+                                 .file_id = f->file_id,
+                                 .version = f->version,
+                                 .index = spans[i].index};
+                uint64_t got = 0;
+                int fd;
+
+                *s = (reader_span){.span = spans[i], .fd = -1};
+                block_id_format(s->id, &key);
+                ret->len += spans[i].len;
+                fd = fd_cache_get(r, s->id, &got);
                 if (fd >= 0) {
-                        k = pread_all(fd, buf, s->len, s->offset);
-                        safe_close(fd);
-                        if (k == 0) {
-                                count(r, &r->stats.bytes_local, s->len);
-                                return 0;
-                        }
-                        log_debug_errno(k, "pread of local block %s: %m", id);
+                        s->fd = fd;
+                        s->source = READER_LOCAL_HIT;
+                } else
+                        need_locations = true;
+        }
+        ret->n = n;
+        if (need_locations)
+                loc = plan_locations(r, f);
+        for (unsigned i = 0; i < n; i++)
+                if (ret->spans[i].fd < 0)
+                        plan_label(r, loc, &ret->spans[i]);
+        meta_locations_unref(loc);
+}
+
+void reader_plan_done(reader_plan *p)
+{
+        for (unsigned i = 0; i < p->n; i++)
+                p->spans[i].fd = safe_close(p->spans[i].fd);
+        p->n = 0;
+}
+
+/* A descriptor of span S's block from the local worker (WAIT: the block when cached, filled
+ * first otherwise), valid for [OFF, OFF + LEN) at least. A failure is remembered, and S is
+ * relabelled so that the plan's next step does not ask again. */
+static int local_wait(reader *r, const reader_file *f, reader_span *s, uint64_t off, uint64_t len)
+{
+        char req[BLOCK_ID_MAX + 48];
+        uint64_t blen = block_length(f->size, f->block_size, s->span.index), got = 0;
+        bool part = false;
+        int fd;
+
+        snprintf(req, sizeof(req), "WAIT %s %" PRIu64 " %" PRIu64 "\n", s->id, off, len);
+        fd = local_request(r, req, (unsigned)MIN(r->opts.stall_ms, 60000u), &got, &part);
+        if (fd >= 0) {
+                miss_forget(r, s->id);
+                /* a block still being filled holds only the bytes asked for: never kept */
+                fd = accept_local_fd(r, s->id, fd, got, blen, !part);
+        } else if (local_broken(fd)) {
+                log_debug_errno(fd, "Local worker socket %s: %m", r->socket_path);
+                local_mark_down(r);
+        } else
+                log_debug_errno(fd, "Block %s from the local worker: %m", s->id);
+        if (fd < 0) {
+                miss_remember(r, s->id, true);
+                if (s->source == READER_LOCAL || s->source == READER_LOCAL_HIT)
+                        s->source = s->holder || has_other_worker(r) ? READER_REMOTE : READER_STORE;
+        }
+        return fd;
+}
+
+int reader_plan_extents(reader *r, const reader_file *f, reader_plan *p, reader_extent *ext,
+                        unsigned max, unsigned *ret_n)
+{
+        assert(r && f && p && ret_n);
+        if (p->len != p->want || p->n > max)
+                return -E2BIG;
+        for (unsigned i = 0; i < p->n; i++)
+                if (p->spans[i].source != READER_LOCAL_HIT && p->spans[i].source != READER_LOCAL)
+                        return -EREMOTE;
+        for (unsigned i = 0; i < p->n; i++) {
+                reader_span *s = &p->spans[i];
+                int fd = s->fd >= 0 ? fcntl(s->fd, F_DUPFD_CLOEXEC, 3)
+                                    : local_wait(r, f, s, s->span.offset, s->span.len);
+
+                if (fd < 0 && s->fd >= 0)
+                        fd = -errno;
+                if (fd < 0) {
+                        for (unsigned j = 0; j < i; j++)
+                                safe_close(ext[j].fd);
+                        return fd;
                 }
+                ext[i] = (reader_extent){.fd = fd, .offset = s->span.offset, .len = s->span.len};
+        }
+        count(r, &r->stats.bytes_local, p->len);
+        *ret_n = p->n;
+        return 0;
+}
+
+/* --- one loop over the sources of a span ----------------------------------------------------- */
+
+typedef struct source {
+        reader_source kind;
+        const config_node *node; /* READER_REMOTE */
+} source;
+
+/* The sources of span S in the order tried: its label first, then the local worker, the other
+ * workers and the store. Returns the count (RET has room for n_nodes + 3). */
+static unsigned span_sources(reader *r, const reader_span *s, bool warm_only, source *ret)
+{
+        bool local_ok = r->node->worker && !local_is_down(r);
+        unsigned n = 0;
+
+        if (s->fd >= 0)
+                ret[n++] = (source){READER_LOCAL_HIT, NULL};
+        if (s->source == READER_LOCAL || s->source == READER_LOCAL_HIT)
+                ret[n++] = (source){READER_LOCAL, NULL};
+        if (s->holder)
+                ret[n++] = (source){READER_REMOTE, s->holder};
+        if (s->source != READER_LOCAL && s->source != READER_LOCAL_HIT && local_ok &&
+            !miss_recent(r, s->id, true))
+                ret[n++] = (source){READER_LOCAL, NULL};
+        for (size_t i = 0; i < r->config->n_nodes; i++) {
+                const config_node *node = &r->config->nodes[i];
+
+                if (node->worker && node != r->node && node != s->holder)
+                        ret[n++] = (source){READER_REMOTE, node};
+        }
+        if (!warm_only && r->opts.store_fallback)
+                ret[n++] = (source){READER_STORE, NULL};
+        return n;
+}
+
+/* One attempt at span S of F into BUF (with WARM_ONLY, only makes the block cached on a worker)
+ * through each of its sources in order: 0, or the last error. */
+static int fetch_span(reader *r, const reader_file *f, reader_span *s, void *buf, bool warm_only)
+{
+        uint64_t blen = block_length(f->size, f->block_size, s->span.index);
+        /* A warm-up asks for one byte: the worker fills the whole block to serve it. */
+        uint64_t off = warm_only ? 0 : s->span.offset, len = warm_only ? 1 : s->span.len;
+        _cleanup_free_ source *src = calloc(r->config->n_nodes + 3, sizeof(*src));
+        int last = -EHOSTUNREACH, k = 0;
+        unsigned n;
+        char one;
+        void *dst = warm_only ? (void *)&one : buf;
+
+        if (!src)
+                return -ENOMEM;
+        n = span_sources(r, s, warm_only, src);
+        for (unsigned i = 0; i < n; i++) {
+                _cleanup_close_ int fd = -1;
+                _cleanup_free_ char *api = NULL;
+
+                switch (src[i].kind) {
+                case READER_LOCAL_HIT:
+                        if (warm_only)
+                                return 0;
+                        k = pread_all(s->fd, dst, len, off);
+                        break;
+                case READER_LOCAL:
+                        fd = local_wait(r, f, s, off, len);
+                        if (fd < 0)
+                                k = fd;
+                        else
+                                k = warm_only ? 0 : pread_all(fd, dst, len, off);
+                        break;
+                case READER_REMOTE:
+                        api = worker_api(src[i].node);
+                        if (!api)
+                                return -ENOMEM;
+                        k = worker_get(r, api, s->id, off, len, off == 0 && len == blen, dst);
+                        if (k < 0 && src[i].node == s->holder && r->meta)
+                                /* the master's word was wrong: ask it again next time */
+                                meta_blocks_forget(r->meta, f->file_id, f->version);
+                        break;
+                case READER_STORE:
+                        k = store_read(r, f, s->span.index * f->block_size + off, len, dst);
+                        if (k == -ESTALE || k == -ENOENT)
+                                return k; /* the file changed upstream */
+                        break;
+                }
+                if (k == 0) {
+                        if (!warm_only)
+                                count(r,
+                                      src[i].kind == READER_STORE    ? &r->stats.bytes_store
+                                      : src[i].kind == READER_REMOTE ? &r->stats.bytes_remote
+                                                                     : &r->stats.bytes_local,
+                                      len);
+                        return 0;
+                }
+                log_debug_errno(k, "Block %s from %s: %m", s->id,
+                                src[i].kind == READER_REMOTE  ? src[i].node->name
+                                : src[i].kind == READER_STORE ? "the store"
+                                                              : "this node");
+                last = k;
+        }
+        return last;
+}
+
+static int read_span(reader *r, const reader_file *f, reader_span *s, void *buf)
+{
+        uint64_t deadline = now_ms() + r->opts.retry_ms, backoff = 50;
+        int k;
+
+        for (unsigned attempt = 0;; attempt++) {
                 k = fetch_span(r, f, s, buf, false);
                 if (k == 0)
                         return 0;
                 if (k == -ESTALE || k == -ENOMEM)
                         break; /* the file changed upstream: retrying cannot help */
+                /* No master at all: the local worker, the workers we knew of and the store were
+                 * all asked; waiting retry_ms for a failover that is not happening helps no
+                 * one, so the read fails now (EIO) and the cached ones go on. */
+                if (meta_masters_down(r->meta))
+                        break;
                 if (now_ms() + backoff >= deadline)
                         break;
                 count(r, &r->stats.retries, 1);
-                log_debug_errno(k, "Block %s: attempt %u failed (%m), retrying", id, attempt + 1);
+                log_debug_errno(k, "Block %s: attempt %u failed (%m), retrying", s->id,
+                                attempt + 1);
                 sleep_ms(backoff);
                 backoff = MIN(backoff * 2, 1000);
+                /* plan the span again: the locations may have changed meanwhile */
+                s->fd = safe_close(s->fd);
+                {
+                        meta_locations *loc = plan_locations(r, f);
+
+                        plan_label(r, loc, s);
+                        meta_locations_unref(loc);
+                }
         }
         count(r, &r->stats.errors, 1);
-        return log_error_errno(k,
-                               "Cannot read block %s of %s (offset %" PRIu64 ", %" PRIu64
-                               " bytes) from any worker or the store: %m",
-                               id, f->path, s->offset, s->len);
+        log_error_errno(k,
+                        "Cannot read block %s of %s (offset %" PRIu64 ", %" PRIu64
+                        " bytes) from any worker or the store%s: %m",
+                        s->id, f->path, s->span.offset, s->span.len,
+                        meta_masters_down(r->meta) ? " (no master answers)" : "");
+        /* Applications get EIO, not a transport error code that read(2) never returns. */
+        return k == -ENOMEM ? k : -EIO;
+}
+
+ssize_t reader_read_plan(reader *r, const reader_file *f, reader_plan *p, void *buf)
+{
+        uint64_t done = 0;
+
+        assert(r && f && p);
+        for (unsigned i = 0; i < p->n; i++) {
+                int k = read_span(r, f, &p->spans[i], (char *)buf + done);
+
+                if (k < 0)
+                        return k;
+                done += p->spans[i].span.len;
+        }
+        while (done < p->want) {
+                reader_plan next;
+                ssize_t k;
+
+                /* a read of more blocks than one plan holds: plan the rest */
+                reader_plan_init(r, f, p->offset + done, p->want - done, &next);
+                if (next.n == 0) {
+                        reader_plan_done(&next);
+                        return -EIO;
+                }
+                k = reader_read_plan(r, f, &next, (char *)buf + done);
+                reader_plan_done(&next);
+                if (k < 0)
+                        return k;
+                done += (uint64_t)k;
+        }
+        return (ssize_t)p->want;
 }
 
 ssize_t reader_read(reader *r, const reader_file *f, uint64_t offset, size_t len, void *buf)
 {
-        uint64_t total = block_clamp_read(f->size, offset, len), done = 0;
+        reader_plan p;
+        ssize_t n;
 
-        while (done < total) {
-                block_span spans[READER_MAX_SPANS];
-                unsigned n = block_split(f->block_size, offset + done, total - done, spans,
-                                         READER_MAX_SPANS);
-
-                for (unsigned i = 0; i < n; i++) {
-                        int k = read_span(r, f, &spans[i], (char *)buf + done);
-
-                        if (k < 0)
-                                return k;
-                        done += spans[i].len;
-                }
-        }
-        return (ssize_t)total;
-}
-
-/* Block ID of span S from the local worker, filling it there when no other worker holds it:
- * a descriptor in which the span's bytes are valid, as soon as they are fetched. */
-static int local_wait(reader *r, const reader_file *f, const block_span *s, const char *id,
-                      meta_locations **loc)
-{
-        char req[BLOCK_ID_MAX + 48];
-        uint64_t blen = block_length(f->size, f->block_size, s->index), len = 0;
-        char *const *holders;
-        size_t n_holders;
-        bool part = false;
-        int fd;
-
-        fd = fd_cache_get(r, id, &len);
-        if (fd >= 0)
-                return fd;
-        /* a block another worker holds is read from it, not cached twice */
-        if (!*loc && meta_blocks(r->meta, f->file_id, f->version, loc) < 0)
-                *loc = NULL;
-        holders = meta_locations_find(*loc, s->index, &n_holders);
-        for (size_t j = 0; j < n_holders; j++)
-                if (strcmp(holders[j], r->node->name) != 0)
-                        return -EREMOTE;
-        snprintf(req, sizeof(req), "WAIT %s %" PRIu64 " %" PRIu64 "\n", id, s->offset, s->len);
-        fd = local_request(r, req, (unsigned)MIN(r->opts.stall_ms, 60000u), &len, &part);
-        if (fd < 0) {
-                if (local_broken(fd)) {
-                        log_debug_errno(fd, "Local worker socket %s: %m", r->socket_path);
-                        local_mark_down(r);
-                }
-                return fd;
-        }
-        /* a block still being filled holds only the bytes asked for: never kept */
-        return accept_local_fd(r, id, fd, len, blen, !part);
-}
-
-/* The extents of [OFFSET, OFFSET + LEN) on this node: cached blocks only, or with FILL the
- * local worker filling the others (see the two callers). */
-static int local_extents(reader *r, const reader_file *f, uint64_t offset, size_t len,
-                         reader_extent *ext, unsigned max, unsigned *ret_n, bool fill)
-{
-        uint64_t total = block_clamp_read(f->size, offset, len);
-        block_span spans[READER_MAX_SPANS];
-        meta_locations *loc = NULL;
-        unsigned n;
-        int k = 0;
-
-        if (fill && (!r->local_api || local_is_down(r)))
-                return -ENOENT;
-        if (max > READER_MAX_SPANS)
-                max = READER_MAX_SPANS;
-        n = block_split(f->block_size, offset, total, spans, max);
-        if (total > 0 && (n == 0 || spans[n - 1].index * f->block_size + spans[n - 1].offset +
-                                                    spans[n - 1].len !=
-                                            offset + total))
-                return -E2BIG;
-        for (unsigned i = 0; i < n; i++) {
-                char id[BLOCK_ID_MAX];
-                block_key key = {
-                        .file_id = f->file_id, .version = f->version, .index = spans[i].index};
-                uint64_t blen = block_length(f->size, f->block_size, spans[i].index), got = 0;
-                int fd;
-
-                block_id_format(id, &key);
-                fd = fill ? local_wait(r, f, &spans[i], id, &loc) : local_block(r, id, blen, &got);
-                if (fd < 0) {
-                        for (unsigned j = 0; j < i; j++)
-                                safe_close(ext[j].fd);
-                        k = fill ? fd : -ENOENT;
-                        break;
-                }
-                ext[i] = (reader_extent){.fd = fd, .offset = spans[i].offset, .len = spans[i].len};
-        }
-        meta_locations_unref(loc);
-        if (k < 0)
-                return k;
-        count(r, &r->stats.bytes_local, total);
-        *ret_n = n;
-        return 0;
-}
-
-int reader_local_extents(reader *r, const reader_file *f, uint64_t offset, size_t len,
-                         reader_extent *ext, unsigned max, unsigned *ret_n)
-{
-        return local_extents(r, f, offset, len, ext, max, ret_n, false);
-}
-
-int reader_wait_local_extents(reader *r, const reader_file *f, uint64_t offset, size_t len,
-                              reader_extent *ext, unsigned max, unsigned *ret_n)
-{
-        return local_extents(r, f, offset, len, ext, max, ret_n, true);
+        reader_plan_init(r, f, offset, len, &p);
+        n = reader_read_plan(r, f, &p, buf);
+        reader_plan_done(&p);
+        return n;
 }
 
 int reader_local_fd(reader *r, const reader_file *f, uint64_t index)
 {
         char id[BLOCK_ID_MAX];
-        block_key key = {.file_id = f->file_id, .version = f->version, .index = index};
+        block_key key = {
+                .epoch = f->epoch, .file_id = f->file_id, .version = f->version, .index = index};
         uint64_t len;
 
         block_id_format(id, &key);
         return local_block(r, id, block_length(f->size, f->block_size, index), &len);
 }
 
-bool reader_is_local(reader *r, const reader_file *f, uint64_t index)
-{
-        int fd = reader_local_fd(r, f, index);
-
-        if (fd < 0)
-                return false;
-        safe_close(fd);
-        return true;
-}
-
 int reader_warm(reader *r, const reader_file *f, uint64_t index)
 {
-        block_span s = {
-                .index = index, .offset = 0, .len = block_length(f->size, f->block_size, index)};
+        uint64_t blen = block_length(f->size, f->block_size, index);
+        reader_plan p;
+        int k;
 
-        if (s.len == 0)
+        if (blen == 0)
                 return 0;
-        if (reader_is_local(r, f, index))
-                return 0;
-        return fetch_span(r, f, &s, NULL, true);
+        reader_plan_init(r, f, index * f->block_size, 1, &p);
+        assert(p.n == 1);
+        if (p.spans[0].source == READER_LOCAL_HIT)
+                k = 0;
+        else
+                k = fetch_span(r, f, &p.spans[0], NULL, true);
+        reader_plan_done(&p);
+        return k;
 }

@@ -12,6 +12,7 @@
 /* What a read needs to know about one open file version. */
 typedef struct reader_file {
         char *path; /* dataset path "/MOUNT/..." */
+        uint64_t epoch;
         uint64_t file_id;
         uint64_t version;
         uint64_t size;
@@ -40,7 +41,7 @@ typedef struct reader_stats {
 
 typedef struct reader reader;
 
-/* All borrowed: they must outlive the reader. */
+/* All borrowed: they must outlive the reader. M may be NULL: no block locations (tests). */
 int reader_new(const config *c, const config_node *node, const config_dataset *d, meta *m,
                const reader_options *o, reader **ret);
 reader *reader_free(reader *r);
@@ -56,26 +57,55 @@ typedef struct reader_extent {
         uint64_t len;
 } reader_extent;
 
-/* When every block of [OFFSET, OFFSET + LEN) (clamped to the file) is cached on this node: the
- * descriptors and ranges to splice from, in order, and their count (0 at EOF). -ENOENT when some
- * block is not local (nothing is returned open), -E2BIG when more than MAX extents are needed. */
-int reader_local_extents(reader *r, const reader_file *f, uint64_t offset, size_t len,
-                         reader_extent *ext, unsigned max, unsigned *ret_n);
+/* Where each span of a read comes from, tried first (the others follow in this order). */
+typedef enum reader_source {
+        READER_LOCAL_HIT, /* a descriptor kept here: no round trip */
+        READER_LOCAL,     /* the local worker holds or fills it: one WAIT on its socket */
+        READER_REMOTE,    /* another worker holds it (or, without a local worker, fills it) */
+        READER_STORE,     /* no worker can: the store itself */
+} reader_source;
 
-/* Like reader_local_extents(), but blocks not cached here are filled by this node's worker,
- * which hands each descriptor as soon as the bytes asked for are fetched (WAIT on its socket), so
- * a cold read waits for its range, not for whole blocks. -EREMOTE when another worker holds a
- * block (read it from there), -ENOENT without a local worker. One attempt, no retries: the
- * caller falls back to reader_read(). */
-int reader_wait_local_extents(reader *r, const reader_file *f, uint64_t offset, size_t len,
-                              reader_extent *ext, unsigned max, unsigned *ret_n);
+#define READER_PLAN_MAX 64 /* spans in one plan; a longer read is planned piece by piece */
+
+typedef struct reader_span {
+        block_span span;
+        reader_source source;
+        char id[BLOCK_ID_MAX];
+        int fd;                    /* READER_LOCAL_HIT: owned by the plan, else -1 */
+        const config_node *holder; /* another worker the master says holds it, or NULL */
+} reader_span;
+
+/* A read planned once: the block locations asked for once, each span labelled. */
+typedef struct reader_plan {
+        uint64_t offset;
+        uint64_t want; /* the bytes asked for, clamped to the file */
+        uint64_t len;  /* the bytes the spans cover (< want past READER_PLAN_MAX blocks) */
+        unsigned n;
+        reader_span spans[READER_PLAN_MAX];
+} reader_plan;
+
+/* Plans a read of LEN bytes at OFFSET of F: never fails (without locations, the local worker
+ * comes first, then the other workers, then the store). Free with reader_plan_done(). */
+void reader_plan_init(reader *r, const reader_file *f, uint64_t offset, size_t len,
+                      reader_plan *ret);
+void reader_plan_done(reader_plan *p);
+
+/* When every span of P is this node's (READER_LOCAL_HIT or READER_LOCAL): the descriptors and
+ * ranges to splice from, in order, and their count (0 at EOF). The local worker hands a block it
+ * fills as soon as the bytes asked for are there (WAIT), so a cold read waits for its range, not
+ * for whole blocks. -EREMOTE when some span is read elsewhere, -E2BIG when P does not cover the
+ * read or needs more than MAX extents; another error when the local worker fails (that span is
+ * relabelled, and reader_read_plan() goes on from there). Nothing is left open on failure. */
+int reader_plan_extents(reader *r, const reader_file *f, reader_plan *p, reader_extent *ext,
+                        unsigned max, unsigned *ret_n);
+
+/* Reads the bytes P plans (all of them: want) into BUF, each span through its sources in order,
+ * with retries as reader_read(). Returns want or a negative errno. */
+ssize_t reader_read_plan(reader *r, const reader_file *f, reader_plan *p, void *buf);
 
 /* Makes block INDEX of F cached on a worker (the local one when there is one), without
  * copying its bytes here: used by prefetch. */
 int reader_warm(reader *r, const reader_file *f, uint64_t index);
-
-/* Whether block INDEX is cached on this node (asks the local worker socket). */
-bool reader_is_local(reader *r, const reader_file *f, uint64_t index);
 
 /* A read-only descriptor of block INDEX's tier file on this node (close it), -ENOENT when the
  * block is not cached here. */

@@ -1,36 +1,80 @@
-/* Block ids: the one parser of "FILEID-VERSION-INDEX" (docs/api.md). */
+/* Block ids: the one parser of "EPOCH-FILEID-VERSION-INDEX" (docs/api.md). */
 #include <errno.h>
 #include <string.h>
 
 #include "block.h"
 #include "parse.h"
 
-int block_id_parse(const char *s, block_key *ret)
+static int epoch_parse_n(const char *s, size_t n, uint64_t *ret)
 {
-        uint64_t v[3];
-        const char *p = s;
+        uint64_t v = 0;
 
+        if (n != BLOCK_EPOCH_ID)
+                return -EINVAL;
+        for (size_t i = 0; i < n; i++) {
+                int d = s[i] >= '0' && s[i] <= '9'   ? s[i] - '0'
+                        : s[i] >= 'a' && s[i] <= 'f' ? s[i] - 'a' + 10
+                                                     : -1;
+
+                if (d < 0)
+                        return -EINVAL;
+                v = v << 4 | (uint64_t)d;
+        }
+        if (v == 0)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+int block_epoch_parse(const char *s, uint64_t *ret)
+{
         if (!s)
                 return -EINVAL;
-        for (unsigned i = 0; i < 3; i++) {
-                char buf[21];
-                size_t n = strspn(p, "0123456789");
+        return epoch_parse_n(s, strlen(s), ret);
+}
 
-                if (n == 0 || n >= sizeof(buf))
+/* N decimal numbers separated by '-' at P; the rest must be empty. */
+static int decimals_parse(const char *p, unsigned n, uint64_t *v)
+{
+        for (unsigned i = 0; i < n; i++) {
+                char buf[21];
+                size_t len = strspn(p, "0123456789");
+
+                if (len == 0 || len >= sizeof(buf))
                         return -EINVAL;
-                memcpy(buf, p, n);
-                buf[n] = 0;
+                memcpy(buf, p, len);
+                buf[len] = 0;
                 if (parse_u64(buf, &v[i]) < 0)
                         return -EINVAL;
-                p += n;
-                if (i < 2) {
+                p += len;
+                if (i + 1 < n) {
                         if (*p != '-')
                                 return -EINVAL;
                         p++;
                 }
         }
-        if (*p != 0)
+        return *p == 0 ? 0 : -EINVAL;
+}
+
+int block_id_parse(const char *s, block_key *ret)
+{
+        uint64_t epoch, v[3];
+        const char *dash;
+
+        if (!s)
                 return -EINVAL;
-        *ret = (block_key){.file_id = v[0], .version = v[1], .index = v[2]};
+        dash = strchr(s, '-');
+        if (!dash || epoch_parse_n(s, (size_t)(dash - s), &epoch) < 0)
+                return -EINVAL;
+        if (decimals_parse(dash + 1, 3, v) < 0 || v[0] == 0)
+                return -EINVAL;
+        *ret = (block_key){.epoch = epoch, .file_id = v[0], .version = v[1], .index = v[2]};
         return 0;
+}
+
+bool block_id_is_v1(const char *s)
+{
+        uint64_t v[3];
+
+        return s && decimals_parse(s, 3, v) == 0;
 }

@@ -7,30 +7,52 @@
 #include <stdint.h>
 #include <stdio.h>
 
-/* "FILEID-VERSION-INDEX" in decimal; 3 * 20 digits + 2 dashes + NUL fits. */
-#define BLOCK_ID_MAX 64
+/* Block ids, format 2: "EPOCH-FILEID-VERSION-INDEX", EPOCH in exactly 16 lowercase hex digits,
+ * the others in decimal. EPOCH is the cluster's epoch, a random non-zero number the first
+ * leader chose and replicated (docs/master.md): a new cluster, a master restored from nothing
+ * or a re-created dataset has another one, so its file ids 1, 2, ... never name another
+ * cluster's cached bytes. Format 1 was "FILEID-VERSION-INDEX" (no epoch); block_id_is_v1()
+ * recognises it only so that caches of that format are removed, never read. */
+#define BLOCK_ID_MAX   96
+#define BLOCK_EPOCH_ID 16 /* hex digits of the epoch in a block id */
 
 typedef struct block_key {
-        uint64_t file_id;
+        uint64_t epoch;   /* never 0 */
+        uint64_t file_id; /* never 0 */
         uint64_t version;
         uint64_t index;
 } block_key;
 
 static inline bool block_key_equal(const block_key *a, const block_key *b)
 {
-        return a->file_id == b->file_id && a->version == b->version && a->index == b->index;
+        return a->epoch == b->epoch && a->file_id == b->file_id && a->version == b->version &&
+               a->index == b->index;
 }
 
-/* Parses a BLOCK_ID: exactly three decimal numbers separated by '-', nothing else (no signs, no
- * spaces, no overflow). -EINVAL otherwise; the input comes from peers. */
+/* Parses a BLOCK_ID of format 2: nothing else (no signs, no spaces, no overflow, no upper-case
+ * hex), and neither the epoch nor the file id 0. -EINVAL otherwise; the input comes from peers. */
 int block_id_parse(const char *s, block_key *ret);
+
+/* True for a format 1 id ("FILEID-VERSION-INDEX", three decimal numbers). */
+bool block_id_is_v1(const char *s);
 
 static inline const char *block_id_format(char buf[static BLOCK_ID_MAX], const block_key *k)
 {
-        snprintf(buf, BLOCK_ID_MAX, "%" PRIu64 "-%" PRIu64 "-%" PRIu64, k->file_id, k->version,
-                 k->index);
+        snprintf(buf, BLOCK_ID_MAX, "%016" PRIx64 "-%" PRIu64 "-%" PRIu64 "-%" PRIu64, k->epoch,
+                 k->file_id, k->version, k->index);
         return buf;
 }
+
+/* The epoch as it appears in JSON ("epoch": "0123456789abcdef") and block ids. */
+#define BLOCK_EPOCH_MAX 17
+static inline const char *block_epoch_format(char buf[static BLOCK_EPOCH_MAX], uint64_t epoch)
+{
+        snprintf(buf, BLOCK_EPOCH_MAX, "%016" PRIx64, epoch);
+        return buf;
+}
+
+/* Exactly 16 lowercase hex digits, not all zero. -EINVAL otherwise. */
+int block_epoch_parse(const char *s, uint64_t *ret);
 
 /* Number of blocks of a file of SIZE bytes; 0 for an empty file. BLOCK_SIZE > 0. */
 static inline uint64_t block_count(uint64_t size, uint64_t block_size)

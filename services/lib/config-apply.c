@@ -140,6 +140,8 @@ static int plan_masters(const config *next, const json_t *running, config_plan *
                 const config_node *nn = config_find_node(next, name);
                 const config_node *holder = config_master_by_raft_id(next, id);
 
+                if (nn && nn->master)
+                        kept++;
                 if (holder && strcmp(holder->name, name) != 0) {
                         snprintf(key, sizeof(key), "spec.nodes[%zu]", node_index(next, holder));
                         r = plan_refuse(p, "Cluster", key,
@@ -162,7 +164,6 @@ static int plan_masters(const config *next, const json_t *running, config_plan *
                                 return r;
                         continue;
                 }
-                kept++;
                 size_t ni = node_index(next, nn);
                 if (strcmp(nn->address, address) != 0) {
                         snprintf(key, sizeof(key), "spec.nodes[%zu].address", ni);
@@ -276,9 +277,10 @@ static int plan_datasets(const config *next, const json_t *running, config_plan 
                                         snprintf(key, sizeof(key), "spec.mounts[%zu].mountPoint",
                                                  j);
                                         r = plan_refuse(p, doc, key,
-                                                        "mount %s is a %s store in the running "
-                                                        "cluster and cannot become a %s store "
-                                                        "(give the new one another name)",
+                                                        "mount %s reads a store of kind %s in "
+                                                        "the running cluster and cannot change "
+                                                        "to kind %s (give the new mount another "
+                                                        "name)",
                                                         nm->name, old_kind, new_kind);
                                 } else {
                                         _cleanup_free_ char *url = ufs_url_redact(nm->mount_point);
@@ -347,8 +349,8 @@ static int plan_nodes(const config *next, const json_t *running, config_plan *p)
                         rn = it;
                 if (!rn) {
                         roles_text(n->master, n->worker, n->fuse, roles, sizeof(roles));
-                        r = plan_add_change(p, "add node %s at %s, running:%s", n->name,
-                                            n->address, roles);
+                        r = plan_add_change(p, "add node %s at %s, running:%s", n->name, n->address,
+                                            roles);
                         if (r < 0)
                                 return r;
                         continue;
@@ -363,10 +365,11 @@ static int plan_nodes(const config *next, const json_t *running, config_plan *p)
                 }
                 bool ow = json_is_true(json_object_get(rn, "worker"));
                 if (ow != n->worker) {
-                        r = plan_add_change(p, n->worker ? "node %s: start weir-worker"
-                                                         : "node %s: weir-worker is no longer "
-                                                           "wanted (systemctl stop weir-worker "
-                                                           "there)",
+                        r = plan_add_change(p,
+                                            n->worker ? "node %s: start weir-worker"
+                                                      : "node %s: weir-worker is no longer "
+                                                        "wanted (systemctl stop weir-worker "
+                                                        "there)",
                                             n->name);
                         if (r < 0)
                                 return r;
@@ -394,8 +397,7 @@ int config_plan_apply(const config *next, const json_t *running, config_plan *re
         config_plan p = {};
         int r;
 
-        if (!json_is_object(running) ||
-            jint(running, "version") != CONFIG_RUNNING_VERSION ||
+        if (!json_is_object(running) || jint(running, "version") != CONFIG_RUNNING_VERSION ||
             !json_is_array(json_object_get(running, "masters")) ||
             !json_is_array(json_object_get(running, "datasets")) ||
             !json_is_array(json_object_get(running, "nodes")))
@@ -431,11 +433,10 @@ json_t *config_masters_json(const config *c)
                 const config_node *n = &c->nodes[i];
                 if (!n->master)
                         continue;
-                if (json_array_append_new(
-                            a, json_pack("{s:i,s:s,s:s,s:i,s:i}", "id", (int)n->raft_id, "node",
-                                         n->name, "address", n->address, "raft_port",
-                                         (int)n->raft_port, "master_port", (int)n->master_port)) <
-                    0) {
+                if (json_array_append_new(a, json_pack("{s:i,s:s,s:s,s:i,s:i}", "id",
+                                                       (int)n->raft_id, "node", n->name, "address",
+                                                       n->address, "raft_port", (int)n->raft_port,
+                                                       "master_port", (int)n->master_port)) < 0) {
                         json_decref(a);
                         return NULL;
                 }
@@ -452,17 +453,17 @@ static json_t *datasets_json(const config *c)
                 for (size_t j = 0; mounts && j < d->n_mounts; j++) {
                         _cleanup_free_ char *url = ufs_url_redact(d->mounts[j].mount_point);
                         if (!url ||
-                            json_array_append_new(mounts, json_pack("{s:s,s:s}", "name",
-                                                                    d->mounts[j].name,
-                                                                    "mount_point", url)) < 0) {
+                            json_array_append_new(mounts,
+                                                  json_pack("{s:s,s:s}", "name", d->mounts[j].name,
+                                                            "mount_point", url)) < 0) {
                                 json_decref(mounts);
                                 mounts = NULL;
                         }
                 }
-                if (!mounts || json_array_append_new(a, json_pack("{s:s,s:I,s:o}", "name", d->name,
-                                                                  "block_size",
-                                                                  (json_int_t)d->block_size,
-                                                                  "mounts", mounts)) < 0) {
+                if (!mounts ||
+                    json_array_append_new(a, json_pack("{s:s,s:I,s:o}", "name", d->name,
+                                                       "block_size", (json_int_t)d->block_size,
+                                                       "mounts", mounts)) < 0) {
                         json_decref(a);
                         return NULL;
                 }
@@ -475,10 +476,10 @@ json_t *config_running_json(const config *c, const json_t *masters, const json_t
         json_t *nodes = json_array();
         for (size_t i = 0; nodes && i < c->n_nodes; i++) {
                 const config_node *n = &c->nodes[i];
-                if (json_array_append_new(nodes, json_pack("{s:s,s:s,s:b,s:b,s:b}", "name",
-                                                           n->name, "address", n->address,
-                                                           "master", n->master, "worker",
-                                                           n->worker, "fuse", n->fuse)) < 0) {
+                if (json_array_append_new(nodes,
+                                          json_pack("{s:s,s:s,s:b,s:b,s:b}", "name", n->name,
+                                                    "address", n->address, "master", n->master,
+                                                    "worker", n->worker, "fuse", n->fuse)) < 0) {
                         json_decref(nodes);
                         nodes = NULL;
                 }

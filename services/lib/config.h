@@ -115,12 +115,12 @@ typedef struct config_api {
         char *tls_cert_file, *tls_key_file; /* both set: the APIs speak HTTPS only */
         char *tls_ca_file; /* what clients verify the APIs' certificates with; NULL = system CAs */
         unsigned max_connections;            /* per listener; default 512 */
-        unsigned max_connections_per_client; /* per client address (or process); default 64 */
+        unsigned max_connections_per_client; /* per client address; default 256 */
         uint64_t request_timeout_ms; /* deadline for a request's header and body, default 10 s */
 } config_api;
 
 #define CONFIG_DEFAULT_MAX_CONNECTIONS 512u
-#define CONFIG_DEFAULT_MAX_PER_CLIENT  64u
+#define CONFIG_DEFAULT_MAX_PER_CLIENT  256u
 #define CONFIG_DEFAULT_REQUEST_TIMEOUT 10000u
 
 typedef struct config {

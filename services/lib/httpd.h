@@ -72,7 +72,7 @@ typedef struct httpd_config {
         size_t max_body_size;        /* 0 = 1 MiB */
         unsigned timeout_s;          /* idle connection timeout, 0 = 10 s */
         unsigned max_connections;    /* 0 = 512 */
-        unsigned max_per_client;     /* connections per client address, 0 = 64 */
+        unsigned max_per_client;     /* connections per client address, 0 = 256 */
         uint64_t request_timeout_ms; /* header + body deadline, 0 = 10 s */
         unsigned threads;            /* worker threads, 0 = 4 */
         const char *metrics_prefix;  /* "weir_http" (the default when NULL) */

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "block.h"
 #include "fsm.h"
 #include "log.h"
 #include "ufs/ufs.h"
@@ -14,6 +15,7 @@
 
 #define DATASET_V1 1
 #define MEMBERS_V1 1
+#define EPOCH_V1   1
 
 struct fsm {
         store_db *db;
@@ -753,6 +755,56 @@ static json_t *apply_members_set(wctx *w, json_t *cmd)
         return index_result(w);
 }
 
+/* The meta table's "epoch" record: format byte EPOCH_V1, then the epoch (8 bytes BE). */
+static int epoch_get(MDB_txn *txn, const store_dbis *d, uint64_t *ret)
+{
+        MDB_val k = {.mv_size = 5, .mv_data = (void *)"epoch"}, v;
+        int rc = mdb_get(txn, d->meta, &k, &v);
+        if (rc == MDB_NOTFOUND) {
+                *ret = 0;
+                return 0;
+        }
+        if (rc != 0)
+                return store_errno(rc);
+        const unsigned char *p = v.mv_data;
+        if (v.mv_size != 9 || p[0] != EPOCH_V1)
+                return -EBADMSG;
+        uint64_t e = 0;
+        for (int i = 1; i < 9; i++)
+                e = e << 8 | p[i];
+        *ret = e;
+        return 0;
+}
+
+/* EPOCH_SET: the first one wins, later ones change nothing (every leader proposes one while it
+ * sees none, so two may be in flight). The value is random, chosen by the proposing leader, never
+ * here: apply must be the same on every replica. */
+static json_t *apply_epoch_set(wctx *w, json_t *cmd)
+{
+        uint64_t epoch, cur;
+
+        if (block_epoch_parse(jstr(cmd, "epoch"), &epoch) < 0)
+                return error_result(400, "epoch must be 16 lowercase hex digits, not all zero");
+        int r = epoch_get(w->txn, w->d, &cur);
+        if (r < 0) {
+                wfail(w, r);
+                return NULL;
+        }
+        if (cur == 0) {
+                unsigned char b[9] = {EPOCH_V1};
+                for (int i = 0; i < 8; i++)
+                        b[1 + i] = (unsigned char)(epoch >> (56 - 8 * i));
+                MDB_val k = {.mv_size = 5, .mv_data = (void *)"epoch"},
+                        v = {.mv_size = sizeof(b), .mv_data = b};
+                r = store_errno(mdb_put(w->txn, w->d->meta, &k, &v, 0));
+                if (r < 0) {
+                        wfail(w, r);
+                        return NULL;
+                }
+        }
+        return index_result(w);
+}
+
 /* ---- dedup ---- */
 
 static void u64be(unsigned char *p, uint64_t v)
@@ -841,6 +893,8 @@ static json_t *dispatch(wctx *w, json_t *cmd, batch_source *src)
                 return apply_label(w, cmd, false);
         if (strcmp(op, "members_set") == 0)
                 return apply_members_set(w, cmd);
+        if (strcmp(op, "epoch_set") == 0)
+                return apply_epoch_set(w, cmd);
         return error_result(400, "unknown command");
 }
 
@@ -1235,6 +1289,19 @@ json_t *fsm_members(fsm *f)
         return members;
 }
 
+uint64_t fsm_epoch(fsm *f)
+{
+        rctx c;
+        uint64_t e = 0;
+
+        if (rbegin(f, &c) < 0)
+                return 0;
+        if (epoch_get(c.txn, c.d, &e) < 0)
+                e = 0;
+        rend(&c);
+        return e;
+}
+
 /* The entry at PATH of the dataset whose root is ROOT (the root itself for "/"). */
 static int lookup(rctx *c, uint64_t root, const char *path, uint64_t *ret_parent, store_entry *ret)
 {
@@ -1583,6 +1650,13 @@ json_t *fsm_cmd_label_set(const char *dataset, const char *key, const char *valu
 json_t *fsm_cmd_members_set(const json_t *members)
 {
         return json_pack("{s:s,s:O}", "op", "members_set", "members", members);
+}
+
+json_t *fsm_cmd_epoch_set(uint64_t epoch)
+{
+        char e[BLOCK_EPOCH_MAX];
+
+        return json_pack("{s:s,s:s}", "op", "epoch_set", "epoch", block_epoch_format(e, epoch));
 }
 
 json_t *fsm_cmd_label_delete(const char *dataset, const char *key)

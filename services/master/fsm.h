@@ -100,6 +100,11 @@ json_t *fsm_cmd_label_delete(const char *dataset, const char *key);
  * membership after a change that committed. */
 json_t *fsm_cmd_members_set(const json_t *members);
 
+/* The cluster's epoch (block.h): EPOCH_SET(epoch) records a random non-zero value chosen by the
+ * leader; only the first one applied counts. fsm_epoch() is 0 until then. */
+json_t *fsm_cmd_epoch_set(uint64_t epoch);
+uint64_t fsm_epoch(fsm *f);
+
 /* The stored result of the command with REQUEST_ID (new reference), NULL if not remembered. The
  * raft glue uses it to hand a leader's result to the waiting caller. */
 json_t *fsm_result(fsm *f, const char *request_id);

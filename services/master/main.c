@@ -1,20 +1,45 @@
 /* weir-master: the Raft-replicated metadata service of one master node. */
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "api.h"
 #include "config.h"
+#include "dbus.h"
+#include "epoch.h"
 #include "httpc.h"
 #include "log.h"
 #include "manager.h"
+#include "members.h"
 #include "parse.h"
+#include "rejoin.h"
 #include "sync.h"
 #include "weir-build.h"
 
 static const char *arg_config = NULL;
 static const char *arg_node = NULL;
-static manager_options arg_options = {};
+static const manager_parts parts = {
+        .api_start = api_start,
+        .dbus_start = dbus_start,
+        .dbus_emit_changed = dbus_emit_changed,
+        .dbus_stop = dbus_stop,
+        .members_new = members_new,
+        .members_free = members_free,
+        .members_stop = members_stop,
+        .members_decide_bootstrap = members_decide_bootstrap,
+        .members_bootstrapped = members_bootstrapped,
+        .members_leader_changed = members_leader_changed,
+        .members_probe = members_probe,
+        .members_reset = members_reset,
+        .epoch_ensure = epoch_ensure,
+        .rejoin_check_dir = rejoin_check_dir,
+        .rejoin_prepare = rejoin_prepare,
+        .rejoin_explain = rejoin_explain,
+};
+static manager_options arg_options = {.parts = &parts};
 
 static void help(void)
 {
@@ -25,7 +50,8 @@ static void help(void)
                "  -d, --data-dir DIR  the master's state directory (default: the node's\n"
                "                      dataDir + /master)\n"
                "      --rejoin        move a damaged Raft log aside and get the state from the\n"
-               "                      leader (only while another master leads)\n"
+               "                      leader (only while another master leads); also after\n"
+               "                      the data directory was lost\n"
                "  -h, --help          show this help\n"
                "      --version       show the version\n",
                CONFIG_DEFAULT_PATH);
@@ -127,6 +153,20 @@ static int run(int argc, char **argv)
                                 snprintf(names + l, sizeof(names) - l, "%s%s", l ? ", " : "",
                                          cfg->nodes[i].name);
                         }
+                /* A master restarted with a file that dropped it, before the leader removed it
+                 * from the Raft membership: say how to get out of that. */
+                char raft_meta[PATH_MAX];
+                if (arg_options.data_dir)
+                        snprintf(raft_meta, sizeof(raft_meta), "%s/raft/metadata1",
+                                 arg_options.data_dir);
+                else
+                        snprintf(raft_meta, sizeof(raft_meta), "%s/master/raft/metadata1",
+                                 node->data_dir);
+                if (access(raft_meta, F_OK) == 0)
+                        log_error("Node '%s' was a master (its raft log is still there): if the "
+                                  "leader has not removed it yet, start it with the previous file "
+                                  "and let weirctl config apply reload the masters instead.",
+                                  arg_node);
                 return log_error_errno(EINVAL,
                                        "Node '%s' runs no master in %s; the masters are: %s.",
                                        arg_node, path, names);

@@ -7,6 +7,7 @@
 #include <systemd/sd-bus.h>
 
 #include "httpd.h"
+#include "locations.h"
 #include "manager.h"
 
 typedef struct manager_call manager_call;
@@ -65,6 +66,7 @@ struct manager {
         struct raft_transfer transfer;
         bool transfer_pending;
         bool serving_local; /* loop thread's copy of view.serving */
+        bool epoch_pending; /* an EPOCH_SET is in flight (epoch.c) */
         unsigned term_poll;
         int last_state;
         unsigned last_leader;
@@ -83,9 +85,10 @@ struct manager {
         manager_view view;
         bool stopping;
         manager_call *queue_head, *queue_tail;
-        json_t *soft_workers; /* leader only: node -> {"seen","tiers","hits","misses","blocks"} */
-        json_t *soft_blocks;  /* leader only: "FILE-VERSION" -> {"INDEX": {"NODE": true}} */
-        json_t *soft_fuses;   /* leader only: "NODE/DATASET" -> {"node","dataset","seen",...} */
+        locations *locations; /* leader only: the soft state (locations.h) */
+        /* The leadership hook: called on the loop thread, under state_lock, when this node stops
+         * serving as leader (api.c sets it: the soft state goes), or NULL. */
+        void (*leadership_lost_locked)(manager *m);
         pthread_cond_t prober_cond;
         unsigned copies_running; /* snapshot.c: database copies being sent */
         pthread_cond_t copies_cond;
@@ -117,23 +120,11 @@ void manager_ensure_datasets(manager *m);
 /* Loop thread: the same as SIGTERM. */
 void manager_request_stop(manager *m);
 
-/* api.c */
-int api_start(manager *m);
-/* The Prometheus text for /metrics (caller frees). */
-char *api_metrics_text(manager *m);
-/* Called by the loop when this node stops serving as leader: drops the soft state. */
-void api_soft_state_reset_locked(manager *m);
-
-/* snapshot.c: replaces the state database with a copy from a peer that has applied at least
+/* snapshot.c (part of the manager, hence the prefix): replaces the state database with a copy from a peer that has applied at least
  * MIN_APPLIED entries (the leader first). Loop thread. */
-int snapshot_fetch(manager *m, uint64_t min_applied);
+int manager_snapshot_fetch(manager *m, uint64_t min_applied);
 /* POST /v1/internal/state: streams a consistent copy of this master's database, made on a
  * thread of its own (an HTTP thread stays free for the other calls). */
-void api_state_copy(httpd_request *req, void *userdata);
+void manager_state_copy(httpd_request *req, void *userdata);
 /* Waits for the copies being made (before the HTTP server goes away). */
-void snapshot_copies_wait(manager *m);
-
-/* dbus.c: connect to the system bus (logged once and ignored when there is none). */
-int dbus_start(manager *m);
-void dbus_emit_changed(manager *m);
-void dbus_stop(manager *m);
+void manager_snapshot_copies_wait(manager *m);

@@ -1,4 +1,5 @@
 /* The master's manager: raft glue on the libuv loop, leadership tracking, notify, shutdown. */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -20,16 +21,13 @@
 #include "httpc.h"
 #include "log.h"
 #include "manager-internal.h"
-#include "members.h"
-#include "rejoin.h"
+#include "raft-compat.h"
 #include "transport.h"
 #include "ufs/ufs.h"
 #include "weir-build.h"
 #include "fsutil.h"
 #include "timeutil.h"
 
-#define TICK_MS          5   /* raft 0.15 has no state callback: poll this often */
-#define TERM_POLL_TICKS  100 /* re-read the term every 0.5 s even without a change */
 #define CONNECT_RETRY_MS 100
 #define PROBE_INTERVAL_S 1
 #define PROBE_TIMEOUT_MS 300
@@ -220,7 +218,7 @@ static int raft_fsm_restore(struct raft_fsm *rf, struct raft_buffer *buf)
                 log_info("The state database has %" PRIu64 " entries, the snapshot %" PRIu64
                          ": copying the database from a peer.",
                          have, want);
-                r = snapshot_fetch(m, want);
+                r = manager_snapshot_fetch(m, want);
                 if (r < 0) {
                         log_error_errno(r, "Cannot install the snapshot: %m");
                         return RAFT_IOERR;
@@ -498,40 +496,10 @@ static void on_barrier(struct raft_barrier *req, int status)
         log_info("Serving as leader.");
         manager_update(m);
         manager_ensure_datasets(m);
-        members_leader_changed(m, true);
+        m->opts.parts->members_leader_changed(m, true);
+        m->opts.parts->epoch_ensure(m);
         if (m->sync_hooks.leader_changed)
                 m->sync_hooks.leader_changed(m, true, m->sync_hooks.userdata);
-}
-
-/* The current term. raft >= 0.19 (cowsql) has raft_current_term(); older versions keep it only in
- * struct raft, which we must not read, so it is taken from raft's metadata files (format 1:
- * four little-endian u64: format, version, term, voted_for; the higher version is current). */
-static uint64_t manager_read_term(manager *m)
-{
-#if HAVE_RAFT_VERSION_NUMBER && defined(RAFT_VERSION_NUMBER) && RAFT_VERSION_NUMBER >= 1900
-        return raft_current_term(&m->raft);
-#else
-        uint64_t best_version = 0, term = m->view.term;
-        for (int i = 1; i <= 2; i++) {
-                char path[PATH_MAX];
-                unsigned char b[32];
-                snprintf(path, sizeof(path), "%s/metadata%d", m->raft_dir, i);
-                _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-                if (fd < 0 || read(fd, b, sizeof(b)) != (ssize_t)sizeof(b))
-                        continue;
-                uint64_t v[4];
-                for (int k = 0; k < 4; k++) {
-                        v[k] = 0;
-                        for (int j = 7; j >= 0; j--)
-                                v[k] = (v[k] << 8) | b[k * 8 + j];
-                }
-                if (v[0] != 1 || v[1] == 0 || v[1] < best_version)
-                        continue;
-                best_version = v[1];
-                term = v[2];
-        }
-        return term;
-#endif
 }
 
 static void notify_status(manager *m, const manager_view *v)
@@ -582,9 +550,11 @@ static void manager_update(manager *m)
         }
 
         bool changed = state != m->last_state || lid != m->last_leader;
-        if (changed || ++m->term_poll >= TERM_POLL_TICKS)
+        if (changed || ++m->term_poll >= RAFT_COMPAT_TERM_POLLS)
                 m->term_poll = 0;
-        uint64_t term = (changed || m->term_poll == 0) ? manager_read_term(m) : m->view.term;
+        uint64_t term = (changed || m->term_poll == 0)
+                                ? raft_compat_term(&m->raft, m->raft_dir, m->view.term)
+                                : m->view.term;
 
         pthread_mutex_lock(&m->state_lock);
         manager_view old = m->view;
@@ -594,7 +564,8 @@ static void manager_update(manager *m)
         m->view.applied = raft_last_applied(&m->raft);
         if (lost) {
                 m->view.serving = false;
-                api_soft_state_reset_locked(m);
+                if (m->leadership_lost_locked)
+                        m->leadership_lost_locked(m);
         }
         if (lid && lid != m->last_leader)
                 m->view.leader_changes++;
@@ -609,7 +580,7 @@ static void manager_update(manager *m)
         if (lost && m->sync_hooks.leader_changed)
                 m->sync_hooks.leader_changed(m, false, m->sync_hooks.userdata);
         if (lost)
-                members_leader_changed(m, false);
+                m->opts.parts->members_leader_changed(m, false);
 
         if (!m->ready_sent && (v.serving || (v.leader_id && state == RAFT_FOLLOWER))) {
                 m->ready_sent = true;
@@ -619,12 +590,15 @@ static void manager_update(manager *m)
         notify_status(m, &v);
         if (old.role != v.role || old.term != v.term || old.leader_id != v.leader_id ||
             old.serving != v.serving)
-                dbus_emit_changed(m);
+                m->opts.parts->dbus_emit_changed(m);
 }
 
 static void on_tick(uv_timer_t *t)
 {
-        manager_update(t->data);
+        manager *m = t->data;
+
+        manager_update(m);
+        m->opts.parts->epoch_ensure(m); /* a failed proposal is retried */
 }
 
 static void on_watchdog(uv_timer_t *t)
@@ -643,7 +617,7 @@ int manager_transfer_leadership(manager *m, unsigned id)
 {
         if (m->transfer_pending)
                 return -EBUSY;
-        if (raft_state(&m->raft) != RAFT_LEADER)
+        if (!m->raft_initialised || raft_state(&m->raft) != RAFT_LEADER)
                 return -EAGAIN;
         m->transfer.data = m;
         int rv = raft_transfer(&m->raft, &m->transfer, id, on_transfer);
@@ -682,7 +656,7 @@ static void *prober_main(void *userdata)
                                 ok++;
                         httpc_response_done(&res);
                 }
-                members_probe(m, c);
+                m->opts.parts->members_probe(m, c);
                 struct timespec until;
                 clock_gettime(CLOCK_REALTIME, &until);
                 until.tv_sec += PROBE_INTERVAL_S;
@@ -733,6 +707,7 @@ int manager_new(const config *cfg, const config_node *node, const manager_option
 {
         int r;
 
+        assert(opts && opts->parts);
         manager *m = calloc(1, sizeof(*m));
         if (!m)
                 return log_oom();
@@ -744,14 +719,12 @@ int manager_new(const config *cfg, const config_node *node, const manager_option
         pthread_mutex_init(&m->state_lock, NULL);
         pthread_cond_init(&m->prober_cond, NULL);
         pthread_cond_init(&m->copies_cond, NULL);
-        if (members_new(m) < 0) {
+        if (m->opts.parts->members_new(m) < 0) {
                 manager_free(m);
                 return -ENOMEM;
         }
-        m->soft_workers = json_object();
-        m->soft_blocks = json_object();
-        m->soft_fuses = json_object();
-        if (!m->soft_workers || !m->soft_blocks || !m->soft_fuses) {
+        m->locations = locations_new();
+        if (!m->locations) {
                 manager_free(m);
                 return log_oom();
         }
@@ -818,8 +791,8 @@ int manager_new(const config *cfg, const config_node *node, const manager_option
         }
 
         /* A damaged log is never started on silently (rejoin.c). */
-        r = opts->rejoin ? rejoin_prepare(cfg, node, m->token, m->raft_dir)
-                         : rejoin_check_dir(m->raft_dir);
+        r = opts->rejoin ? opts->parts->rejoin_prepare(cfg, node, m->token, m->raft_dir)
+                         : opts->parts->rejoin_check_dir(m->raft_dir);
         if (r < 0) {
                 manager_free(m);
                 return r;
@@ -877,9 +850,9 @@ static void on_raft_closed(struct raft *r)
         m->raft_initialised = false;
         /* Every apply callback has fired: no request waits on the loop any more. */
         drain_queue(m, true);
-        snapshot_copies_wait(m);
+        manager_snapshot_copies_wait(m);
         m->httpd = httpd_free(m->httpd);
-        dbus_stop(m);
+        m->opts.parts->dbus_stop(m);
         close_handle(m, (uv_handle_t *)&m->wakeup);
         log_debug("Raft closed.");
 }
@@ -900,16 +873,16 @@ static void manager_stop(manager *m)
         close_handle(m, (uv_handle_t *)&m->sigint);
         close_handle(m, (uv_handle_t *)&m->tick);
         close_handle(m, (uv_handle_t *)&m->watchdog);
-        members_stop(m);
+        m->opts.parts->members_stop(m);
         /* Queued writes are answered "shutting down"; raft_close then fails pending applies
          * (their callbacks answer the waiting HTTP requests) and calls on_raft_closed. */
         drain_queue(m, true);
         if (m->raft_initialised)
                 raft_close(&m->raft, on_raft_closed);
         else {
-                snapshot_copies_wait(m);
+                manager_snapshot_copies_wait(m);
                 m->httpd = httpd_free(m->httpd);
-                dbus_stop(m);
+                m->opts.parts->dbus_stop(m);
                 close_handle(m, (uv_handle_t *)&m->wakeup);
         }
 }
@@ -969,7 +942,7 @@ static int manager_start_raft(manager *m)
         /* The first start of a cluster bootstraps the same configuration (the YAML's masters) on
          * every master; once the log exists raft answers RAFT_CANTBOOTSTRAP, which is expected.
          * A master added to a running cluster starts without one (members.c decides). */
-        int boot = members_decide_bootstrap(m);
+        int boot = m->opts.parts->members_decide_bootstrap(m);
         if (boot < 0)
                 return boot;
         raft_configuration_init(&conf);
@@ -989,6 +962,8 @@ static int manager_start_raft(manager *m)
         }
         rv = boot ? raft_bootstrap(&m->raft, &conf) : 0;
         raft_configuration_close(&conf);
+        if (boot && rv == 0)
+                m->opts.parts->members_bootstrapped(m);
         if (rv != 0 && rv != RAFT_CANTBOOTSTRAP) {
                 log_error("raft_bootstrap: %s", raft_errmsg(&m->raft));
                 return -EIO;
@@ -1005,7 +980,7 @@ static int manager_start_raft(manager *m)
                                                                        : MAX(threshold / 2, 1u));
         rv = raft_start(&m->raft);
         if (rv != 0 && !transport_listen_called(&m->transport))
-                return rejoin_explain(m->node, m->raft_dir, raft_errmsg(&m->raft));
+                return m->opts.parts->rejoin_explain(m->node, m->raft_dir, raft_errmsg(&m->raft));
         if (rv != 0) {
                 log_error("Failed to start raft on %s: %s%s", m->raft_address,
                           raft_errmsg(&m->raft),
@@ -1051,11 +1026,11 @@ int manager_run(manager *m)
 
         /* The API first: a new master asks the others' /v1/status before it decides whether to
          * bootstrap, and they ask it. */
-        r = api_start(m);
+        r = m->opts.parts->api_start(m);
         if (r < 0)
                 goto fail;
         /* D-Bus before raft, too: a new master waiting for the others already says so there. */
-        (void)dbus_start(m);
+        (void)m->opts.parts->dbus_start(m);
         r = manager_start_raft(m);
         if (r == -ECANCELED) { /* SIGTERM while a new master waited for the others */
                 uv_run(&m->loop, UV_RUN_DEFAULT);
@@ -1074,7 +1049,7 @@ int manager_run(manager *m)
                 m->prober_started = true;
         }
 
-        uv_timer_start(&m->tick, on_tick, 0, TICK_MS);
+        uv_timer_start(&m->tick, on_tick, 0, RAFT_COMPAT_POLL_MS);
         if (sd_watchdog_enabled(false, &m->watchdog_usec) > 0 && m->watchdog_usec > 0) {
                 uint64_t ms = MAX(m->watchdog_usec / 2000, 1);
                 uv_timer_start(&m->watchdog, on_watchdog, ms, ms);
@@ -1101,7 +1076,7 @@ manager *manager_free(manager *m)
                 pthread_mutex_unlock(&m->state_lock);
                 pthread_join(m->prober, NULL);
         }
-        snapshot_copies_wait(m);
+        manager_snapshot_copies_wait(m);
         m->httpd = httpd_free(m->httpd);
         if (m->loop_initialised) {
                 int r = uv_loop_close(&m->loop);
@@ -1110,11 +1085,9 @@ manager *manager_free(manager *m)
         }
         fsm_free(m->fsm);
         free(m->db_path);
-        json_decref(m->soft_workers);
-        json_decref(m->soft_blocks);
-        json_decref(m->soft_fuses);
+        m->locations = locations_free(m->locations);
         secret_free(m->token);
-        members_free(m);
+        m->opts.parts->members_free(m);
         safe_close(m->lock_fd);
         free(m->dir);
         free(m->raft_dir);

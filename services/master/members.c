@@ -26,6 +26,7 @@
 #include "log.h"
 #include "manager-internal.h"
 #include "members.h"
+#include "rejoin.h"
 
 #define _cleanup_json_ _cleanup_(json_decrefp)
 
@@ -34,6 +35,7 @@ typedef enum change_kind {
         CHANGE_STANDBY,
         CHANGE_VOTER,
         CHANGE_REMOVE,
+        CHANGE_RESET, /* removed to be added back: see members_reset() */
 } change_kind;
 
 struct members {
@@ -60,8 +62,11 @@ struct members {
         json_t *verified;   /* "ID" -> true: confirmed voter / confirmed absent in this term */
         json_t *record;     /* what the leader knows: [{"id","node","address",...,"role"}] */
         unsigned warned_id; /* last id a failure was logged for, to log it once */
+        unsigned reset_id;  /* a master whose log was emptied, to remove and add back */
+        bool saw_running;   /* at start, with an empty raft directory: a peer had a leader */
 
         /* state_lock */
+        char *boot_conf;   /* DIR/bootstrap: "ID@ADDRESS:PORT,..." of our first entry, or NULL */
         json_t *published; /* copy of record for the HTTP threads; NULL when not leader */
         char *reload_error;
         uint64_t reloads, reloads_refused;
@@ -165,6 +170,7 @@ void members_free(manager *m)
         json_decref(ms->record);
         json_decref(ms->published);
         free(ms->reload_error);
+        free(ms->boot_conf);
         free(ms);
         m->members = NULL;
 }
@@ -216,6 +222,71 @@ static int handles_init(members *ms)
         return 0;
 }
 
+/* "ID@HOST:PORT,..." of the masters of C in raft id order: the first log entry raft_bootstrap()
+ * writes for them, as a comparable string. */
+static char *conf_string(const config *c)
+{
+        size_t cap = 64 * (c->n_nodes + 1), len = 0;
+        char *s = calloc(1, cap);
+        for (size_t id = 1; s && id <= c->n_nodes; id++) {
+                const config_node *n = config_master_by_raft_id(c, (unsigned)id);
+                if (!n)
+                        break;
+                len += (size_t)snprintf(s + len, cap - len,
+                                        strchr(n->address, ':') ? "%s%zu@[%s]:%u" : "%s%zu@%s:%u",
+                                        len ? "," : "", id, n->address, n->raft_port);
+                if (len >= cap) {
+                        free(s);
+                        return NULL;
+                }
+        }
+        return s;
+}
+
+static char *boot_path(manager *m)
+{
+        char *p = NULL;
+        return asprintf(&p, "%s/bootstrap", m->dir) < 0 ? NULL : p;
+}
+
+void members_bootstrapped(manager *m)
+{
+        members *ms = m->members;
+        _cleanup_free_ char *path = boot_path(m), *tmp = NULL;
+        char *s = conf_string(m->cfg);
+
+        if (!path || !s || asprintf(&tmp, "%s.tmp", path) < 0) {
+                free(s);
+                return (void)log_oom();
+        }
+        /* Format 1: one line "weir-bootstrap 1 CONF". */
+        _cleanup_fclose_ FILE *f = fopen(tmp, "we");
+        if (!f || fprintf(f, "weir-bootstrap 1 %s\n", s) < 0 || fflush(f) != 0 ||
+            fsync(fileno(f)) < 0 || rename(tmp, path) < 0)
+                log_warning_errno(errno, "Failed to write %s: %m, ignoring", path);
+        pthread_mutex_lock(&m->state_lock);
+        free(ms->boot_conf);
+        ms->boot_conf = s;
+        pthread_mutex_unlock(&m->state_lock);
+}
+
+static void load_boot_conf(manager *m)
+{
+        members *ms = m->members;
+        _cleanup_free_ char *path = boot_path(m);
+        char line[16384];
+        _cleanup_fclose_ FILE *f = path ? fopen(path, "re") : NULL;
+
+        if (!f || !fgets(line, sizeof(line), f) || strncmp(line, "weir-bootstrap 1 ", 17) != 0)
+                return;
+        line[strcspn(line, "\n")] = 0;
+        char *s = strdup(line + 17);
+        pthread_mutex_lock(&m->state_lock);
+        free(ms->boot_conf);
+        ms->boot_conf = s;
+        pthread_mutex_unlock(&m->state_lock);
+}
+
 typedef enum probe_verdict {
         PROBE_WAIT,
         PROBE_JOIN,
@@ -227,6 +298,7 @@ static probe_verdict probe_round(manager *m, httpc *c, char *why, size_t why_len
 {
         const config *cfg = m->cfg;
         size_t n = config_n_masters(cfg), fresh = 1, answered = 0;
+        _cleanup_free_ char *mine = conf_string(cfg);
 
         for (size_t i = 0; i < cfg->n_nodes; i++) {
                 const config_node *p = &cfg->nodes[i];
@@ -242,6 +314,22 @@ static probe_verdict probe_round(manager *m, httpc *c, char *why, size_t why_len
                         continue;
                 }
                 answered++;
+                /* Then the leader's replication state for us describes a log we no longer have. */
+                if (json_integer_value(json_object_get(res.json, "leader_id")) > 0 ||
+                    json_integer_value(json_object_get(res.json, "term")) >= 2)
+                        m->members->saw_running = true;
+                const char *theirs =
+                        json_string_value(json_object_get(res.json, "bootstrap_config"));
+                if (theirs && mine && strcmp(theirs, mine) == 0) {
+                        /* A founding master that starts late: the cluster's first entry is the one
+                         * we would write, and its membership never changed since. */
+                        snprintf(why, why_len,
+                                 "%s bootstrapped the same masters and their membership is "
+                                 "unchanged",
+                                 p->name);
+                        httpc_response_done(&res);
+                        return PROBE_BOOTSTRAP;
+                }
                 json_int_t term = json_integer_value(json_object_get(res.json, "term"));
                 json_int_t leader = json_integer_value(json_object_get(res.json, "leader_id"));
                 const char *boot = json_string_value(json_object_get(res.json, "bootstrap"));
@@ -280,6 +368,8 @@ int members_decide_bootstrap(manager *m)
         r = handles_init(ms);
         if (r < 0)
                 return log_error_errno(EIO, "libuv: %s", uv_strerror(r));
+        load_boot_conf(m);
+        bool had_log = rejoin_mark_started(m) || m->opts.rejoin;
         if (!raft_dir_empty(m) || config_n_masters(m->cfg) <= 1) {
                 /* A log exists (raft answers RAFT_CANTBOOTSTRAP), or a single master. */
                 atomic_store(&ms->boot, MEMBERS_BOOT_BOOTSTRAPPED);
@@ -328,11 +418,12 @@ int members_decide_bootstrap(manager *m)
         if (v == PROBE_JOIN) {
                 atomic_store(&ms->boot, MEMBERS_BOOT_JOINED);
                 log_info("Not bootstrapping: %s; this master waits until the leader adds it.", why);
-                return 0;
+                return had_log ? rejoin_ask_reset(m) : 0;
         }
         atomic_store(&ms->boot, MEMBERS_BOOT_BOOTSTRAPPED);
         log_info("Bootstrapping the masters of the YAML: %s.", why);
-        return 1;
+        r = had_log && ms->saw_running ? rejoin_ask_reset(m) : 0;
+        return r < 0 ? r : 1;
 }
 
 /* ---- the leader's reconciliation ---- */
@@ -456,6 +547,18 @@ static void on_change(struct raft_change *req, int status)
                 verified_set(ms, id);
                 log_info("Removed raft id %u from the membership.", id);
                 break;
+        case CHANGE_RESET: {
+                /* Not verified (a change that completed meanwhile may have set it):
+                 * reconcile_add() adds it back, with fresh replication state. */
+                char k[16];
+                snprintf(k, sizeof(k), "%u", id);
+                json_object_del(ms->verified, k);
+                record_drop(ms, id);
+                ms->reset_id = 0;
+                log_info("Removed master %s (raft id %u), whose log was emptied; adding it back.",
+                         name, id);
+                break;
+        }
         }
         publish(ms, false);
         reconcile(ms);
@@ -586,6 +689,78 @@ static void compare_record(fsm *f, void *userdata)
         c->equal = stored && json_equal(stored, (json_t *)c->record);
 }
 
+/* Starts recording ms->record when the state machine holds something else. True when a write
+ * is pending or must be retried: reconcile() stops there. */
+static bool record_write(members *ms)
+{
+        manager *m = ms->m;
+        record_cmp c = {.record = ms->record};
+
+        manager_read_fsm(m, compare_record, &c);
+        if (c.equal)
+                return false;
+        json_t *cmd = fsm_cmd_members_set(ms->record);
+        int r = cmd ? manager_apply(m, cmd, on_record_done, ms) : -ENOMEM;
+        json_decref(cmd);
+        if (r == 0) {
+                ms->record_pending = true;
+                return true;
+        }
+        log_warning_errno(r, "Failed to record the membership: %m, retrying");
+        retry_later(ms);
+        return true;
+}
+
+/* raft keeps a follower's match index for as long as it is a member, and raft-cowsql (from
+ * 0.20, its in-flight limit) then never sends entries to a follower that lost its log: out of the
+ * membership and back in, it gets the progress of a new server on every libraft. */
+static bool reconcile_reset(members *ms)
+{
+        manager *m = ms->m;
+        unsigned id = ms->reset_id;
+
+        if (!id)
+                return false;
+        ms->change.data = ms;
+        ms->change_id = id;
+        ms->kind = CHANGE_RESET;
+        int rv = raft_remove(&m->raft, &ms->change, id, on_change);
+        if (rv == 0) {
+                ms->change_pending = true;
+                log_info("Removing raft id %u from the membership to add it back: its log was "
+                         "emptied.",
+                         id);
+                return true;
+        }
+        if (rv == RAFT_BADID || rv == RAFT_NOTFOUND) {
+                ms->reset_id = 0; /* not a member: reconcile_add() adds it */
+                return false;
+        }
+        change_failed(ms, id, "reset", rv);
+        return true;
+}
+
+int members_reset(manager *m, unsigned id)
+{
+        members *ms = m->members;
+
+        if (!ms || !m->serving_local)
+                return -EAGAIN;
+        if (id == 0)
+                return -ENOENT;
+        if (id == ms->self_id)
+                return -EINVAL;
+        if (!desired(m->cfg, id))
+                return -ENOENT; /* added later, if ever, with fresh state */
+        if (ms->reset_id && ms->reset_id != id)
+                return -EBUSY;
+        if (ms->reset_id == id)
+                return 0;
+        ms->reset_id = id;
+        reconcile(ms); /* or the pending change's callback does */
+        return 0;
+}
+
 static void reconcile(members *ms)
 {
         manager *m = ms->m;
@@ -612,23 +787,12 @@ static void reconcile(members *ms)
                 retry_later(ms);
                 return;
         }
-        if (reconcile_add(ms) || reconcile_remove(ms))
+        /* What the last change did is recorded before the next one starts: followers, weirctl
+         * and a master waiting to be removed see each step. And once more at the end: the
+         * probes may have corrected the record without a change. */
+        if (record_write(ms) || reconcile_reset(ms) || reconcile_add(ms) || reconcile_remove(ms) ||
+            record_write(ms))
                 return;
-
-        record_cmp c = {.record = ms->record};
-        manager_read_fsm(m, compare_record, &c);
-        if (!c.equal) {
-                json_t *cmd = fsm_cmd_members_set(ms->record);
-                int r = cmd ? manager_apply(m, cmd, on_record_done, ms) : -ENOMEM;
-                json_decref(cmd);
-                if (r == 0) {
-                        ms->record_pending = true;
-                        return;
-                }
-                log_warning_errno(r, "Failed to record the membership: %m, retrying");
-                retry_later(ms);
-                return;
-        }
         bool was = false;
         pthread_mutex_lock(&m->state_lock);
         was = ms->converged;
@@ -653,6 +817,7 @@ void members_leader_changed(manager *m, bool leader)
         json_object_clear(ms->verified);
         json_decref(ms->record);
         ms->record = NULL;
+        ms->reset_id = 0; /* a new leader starts every follower's replication state afresh */
         if (!leader) {
                 if (ms->handles)
                         uv_timer_stop(&ms->timer);
@@ -765,9 +930,13 @@ int members_reload(manager *m, char **ret_error)
                 *ret_error = TAKE_PTR(error);
                 return -EINVAL;
         }
-        for (size_t i = 0; i < plan.n_changes; i++)
+        /* A follower's replicated state may lag (a new master catching up): the changes it
+         * would list are the leader's to make and to log. */
+        for (size_t i = 0; m->serving_local && i < plan.n_changes; i++)
                 log_info("Reload: %s.", plan.changes[i]);
-        if (plan.n_changes == 0)
+        if (!m->serving_local)
+                log_info("Reload: %s loaded; the leader applies its changes.", path);
+        else if (plan.n_changes == 0)
                 log_info("Reload: %s has no changes for the running cluster.", path);
         config_plan_done(&plan);
 
@@ -783,15 +952,19 @@ int members_reload(manager *m, char **ret_error)
         seen_add(ms, cfg);
 
         const config_node *self = config_find_node(cfg, m->node->name);
-        if (self && self->master && self->raft_id == ms->self_id)
+        if (self && self->master && self->raft_id == ms->self_id) {
                 __atomic_store_n(&m->node, self, __ATOMIC_RELEASE);
-        else if (!atomic_exchange(&ms->retiring, true))
+                /* A master again (the removal was reverted before the leader got to it). */
+                if (atomic_exchange(&ms->retiring, false))
+                        log_info("This node is a master in %s again: no longer retiring.", path);
+        } else if (!atomic_exchange(&ms->retiring, true))
                 log_info("This node is no longer a master in %s: it stays a member until the "
                          "leader removes it, then exits.",
                          path);
         __atomic_store_n(&m->cfg, cfg, __ATOMIC_RELEASE);
         set_reload_result(m, NULL);
 
+        /* The Raft transport follows m->cfg by itself (transport.c, peers_refresh). */
         if (m->sync_hooks.config_changed)
                 m->sync_hooks.config_changed(m, m->sync_hooks.userdata);
         if (m->serving_local) {
@@ -851,6 +1024,31 @@ void members_probe(manager *m, httpc *c)
 
 /* ---- HTTP ---- */
 
+/* The conf_string() of a recorded membership (voters only: a spare or standby means a change is
+ * under way). */
+static char *record_conf_string(const json_t *record)
+{
+        size_t cap = 64 * (json_array_size(record) + 1), len = 0;
+        char *s = calloc(1, cap);
+        for (unsigned id = 1; s && id <= json_array_size(record); id++) {
+                json_t *e = record_find((json_t *)record, id, NULL);
+                const char *role = json_string_value(json_object_get(e, "role"));
+                const char *a = json_string_value(json_object_get(e, "address"));
+                if (!e || !a || (role && strcmp(role, "voter") != 0)) {
+                        free(s);
+                        return NULL;
+                }
+                len += (size_t)snprintf(
+                        s + len, cap - len, strchr(a, ':') ? "%s%u@[%s]:%lld" : "%s%u@%s:%lld",
+                        len ? "," : "", id, a, json_integer_value(json_object_get(e, "raft_port")));
+                if (len >= cap) {
+                        free(s);
+                        return NULL;
+                }
+        }
+        return s;
+}
+
 void members_status_fields(manager *m, json_t *status)
 {
         members *ms = m->members;
@@ -865,6 +1063,18 @@ void members_status_fields(manager *m, json_t *status)
         json_object_set_new(status, "bootstrap", json_string(boot[atomic_load(&ms->boot)]));
         json_object_set_new(status, "leader_id", json_integer(v.leader_id));
         json_object_set_new(status, "retiring", json_boolean(atomic_load(&ms->retiring)));
+        /* Our first log entry, while the membership is still that one: a founding master that
+         * starts late may write the identical entry (probe_round). */
+        pthread_mutex_lock(&m->state_lock);
+        _cleanup_free_ char *boot_conf = ms->boot_conf ? strdup(ms->boot_conf) : NULL;
+        pthread_mutex_unlock(&m->state_lock);
+        if (boot_conf) {
+                _cleanup_json_ json_t *stored = NULL;
+                manager_read_fsm(m, load_record, &stored);
+                _cleanup_free_ char *now = stored ? record_conf_string(stored) : NULL;
+                if (!stored || (now && strcmp(now, boot_conf) == 0))
+                        json_object_set_new(status, "bootstrap_config", json_string(boot_conf));
+        }
 }
 
 void members_h_config(httpd_request *req, void *userdata)

@@ -38,6 +38,15 @@ void members_stop(manager *m);
  */
 int members_decide_bootstrap(manager *m);
 
+/* raft_bootstrap() wrote the YAML's masters as the first entry: remembered in DIR/bootstrap so
+ * that a founding master that starts late bootstraps the identical entry (members.c). */
+void members_bootstrapped(manager *m);
+
+/* Loop thread, leader: removes master ID from the membership and adds it back (its log was
+ * emptied: rejoin.c). 0 scheduled (or already), -EAGAIN not serving, -EBUSY another master's
+ * reset is pending, -EINVAL ID is this leader, -ENOENT ID is not a master of the YAML. */
+int members_reset(manager *m, unsigned id);
+
 /* Loop thread: this node started (true) or stopped (false) serving as leader. */
 void members_leader_changed(manager *m, bool leader);
 

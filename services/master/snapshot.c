@@ -61,7 +61,7 @@ static void *copy_thread(void *arg)
         return NULL;
 }
 
-void api_state_copy(httpd_request *req, void *userdata)
+void manager_state_copy(httpd_request *req, void *userdata)
 {
         manager *m = userdata;
         pthread_attr_t attr;
@@ -97,7 +97,7 @@ void api_state_copy(httpd_request *req, void *userdata)
         /* Otherwise the thread replies: the request stays suspended until then. */
 }
 
-void snapshot_copies_wait(manager *m)
+void manager_snapshot_copies_wait(manager *m)
 {
         pthread_mutex_lock(&m->state_lock);
         while (m->copies_running > 0)
@@ -178,7 +178,7 @@ static int fetch_one(manager *m, const config_node *n, const char *path)
         return r;
 }
 
-int snapshot_fetch(manager *m, uint64_t min_applied)
+int manager_snapshot_fetch(manager *m, uint64_t min_applied)
 {
         _cleanup_free_ char *path = NULL;
         int r = -EHOSTUNREACH;

@@ -23,6 +23,8 @@
  *
  * Records (all versioned, first byte = format):
  *   meta  "state"        -> STORE_META_V1: applied, index, next_id, dedup_first, dedup_next (u64 LE)
+ *   meta  "members"      -> JSON {"v":1,"members":[...]} (fsm.c)
+ *   meta  "epoch"        -> format 1, the cluster epoch (8 bytes BE) (fsm.c)
  *   tree  PARENT(8 BE)+NAME -> entry: format 1, kind, varint id, zigzag mtime [, version, size,
  *                              etag length, etag]
  *   ids   ID(8 BE)       -> format 1, PARENT(8 BE), NAME   (to find a file's path from its id)

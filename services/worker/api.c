@@ -13,7 +13,10 @@
 #include "log.h"
 #include "parse.h"
 #include "range.h"
-#include "worker.h"
+#include "api.h"
+#include "register.h"
+#include "tiers.h"
+#include "worker-state.h"
 
 #define API_READAHEAD      2     /* blocks filled ahead of a sequential reader */
 #define API_MAX_PATHS      10000 /* paths in one load request */
@@ -59,9 +62,9 @@ static int reply_errno(httpd_request *req, int r, const store_key *k)
         switch (r) {
         case -ESTALE:
                 return httpd_reply_error(req, status,
-                                         "block %s: the file changed, version %" PRIu64
-                                         " is not current",
-                                         block_id_format(kb, k), k->version);
+                                         "block %s: the file changed, or version %" PRIu64
+                                         " or epoch %016" PRIx64 " is not current",
+                                         block_id_format(kb, k), k->version, k->epoch);
         case -ERANGE:
                 return httpd_reply_error(req, status, "block %s: no such block in the file",
                                          block_id_format(kb, k));
@@ -126,7 +129,7 @@ static void block_filled(int r, void *userdata)
                 if (r >= 0) {
                         /* Evicted between its fill and this read: fill it again, once. */
                         if (br->attempts++ < 1) {
-                                r = worker_fill(w, &br->key, 0, block_filled, br);
+                                r = fill_guard_block(&w->fill, &br->key, 0, block_filled, br);
                                 if (r == 0)
                                         return; /* called again */
                                 if (r > 0)
@@ -157,7 +160,7 @@ static void prefetch_after_hit(worker *w, const store_key *k)
                 store_key next = *k;
 
                 next.index += i;
-                (void)worker_fill(w, &next, 0, NULL, NULL);
+                (void)fill_guard_block(&w->fill, &next, 0, NULL, NULL);
         }
 }
 
@@ -202,12 +205,22 @@ static void handle_block(httpd_request *req, void *userdata)
         int r;
 
         if (block_id_parse(httpd_request_suffix(req), &k) < 0) {
-                (void)httpd_reply_error(req, 400, "invalid block id, expected FILE-VERSION-INDEX");
+                (void)httpd_reply_error(req, 400,
+                                        "invalid block id, expected EPOCH-FILE-VERSION-INDEX "
+                                        "(EPOCH 16 hex digits, FILE > 0)");
                 return;
         }
         if (serve_cached(w, req, &k, true) >= 0) {
                 __atomic_add_fetch(&w->hits, 1, __ATOMIC_RELAXED);
                 prefetch_after_hit(w, &k);
+                return;
+        }
+        /* RFC 9111's only-if-cached (or ?cache=only): what this worker holds, never a fill
+         * (weirctl load --verify compares cached bytes with the store's). */
+        if (strstr(httpd_request_header(req, "Cache-Control") ?: "", "only-if-cached") ||
+            strcmp(httpd_request_query(req, "cache") ?: "", "only") == 0) {
+                (void)httpd_reply_error(req, 504, "block %s is not cached here",
+                                        httpd_request_suffix(req));
                 return;
         }
         __atomic_add_fetch(&w->misses, 1, __ATOMIC_RELAXED);
@@ -219,7 +232,7 @@ static void handle_block(httpd_request *req, void *userdata)
                         return;
                 }
                 *pr = (part_request){.w = w, .req = req, .key = k, .off = off, .len = len};
-                r = worker_fill_part(w, &k, off, len, API_READAHEAD, part_filled, pr);
+                r = fill_guard_block_part(&w->fill, &k, off, len, API_READAHEAD, part_filled, pr);
                 if (r == 0)
                         return; /* suspended until part_filled() */
                 if (r > 0)
@@ -236,7 +249,7 @@ static void handle_block(httpd_request *req, void *userdata)
                 return;
         }
         *br = (block_request){.w = w, .req = req, .key = k};
-        r = worker_fill(w, &k, API_READAHEAD, block_filled, br);
+        r = fill_guard_block(&w->fill, &k, API_READAHEAD, block_filled, br);
         if (r == 0)
                 return; /* suspended until block_filled() */
         if (r > 0)
@@ -244,6 +257,31 @@ static void handle_block(httpd_request *req, void *userdata)
         else {
                 (void)reply_errno(req, r, &k);
                 free(br);
+        }
+}
+
+/* DELETE /v1/blocks/ID: drops a cached block (weirctl load --verify found it differs from the
+ * store). A block a reader holds pinned at that moment is 409: ask again. */
+static void handle_block_delete(httpd_request *req, void *userdata)
+{
+        worker *w = userdata;
+        store_key k;
+        int r;
+
+        if (block_id_parse(httpd_request_suffix(req), &k) < 0) {
+                (void)httpd_reply_error(req, 400, "invalid block id");
+                return;
+        }
+        r = store_remove(w->store, &k);
+        if (r == -ENOENT)
+                (void)httpd_reply_error(req, 404, "block %s is not cached here",
+                                        httpd_request_suffix(req));
+        else if (r < 0)
+                (void)httpd_reply_error(req, 409, "block %s is being read, retry",
+                                        httpd_request_suffix(req));
+        else {
+                log_info("Dropped block %s on request", httpd_request_suffix(req));
+                (void)httpd_reply_json(req, 200, json_pack("{s:b}", "dropped", 1));
         }
 }
 
@@ -255,7 +293,7 @@ typedef struct load {
         char *dataset;
         char **paths;
         size_t n_paths;
-        json_t *file_list; /* [{"file_id","version","size","blocks":[INDEX]}] or NULL */
+        json_t *file_list; /* [{"epoch","file_id","version","size","blocks":[INDEX]}] or NULL */
         uint64_t block_size;
         httpc *client;
         pthread_mutex_t lock; /* guards the counters below */
@@ -307,7 +345,7 @@ static int load_one_block(load *l, const store_key *k, uint64_t len)
         l->blocks++;
         l->bytes += len;
         pthread_mutex_unlock(&l->lock);
-        r = worker_fill(l->w, k, 0, load_block_done, lb);
+        r = fill_guard_block(&l->w->fill, k, 0, load_block_done, lb);
         if (r != 0) {
                 if (r > 0) {
                         pthread_mutex_lock(&l->lock);
@@ -320,19 +358,20 @@ static int load_one_block(load *l, const store_key *k, uint64_t len)
         return r == -ECANCELED ? r : 0;
 }
 
-/* Loads the blocks of the file ENTRY describes ({"file_id","version","size"}): those listed in
+/* Loads the blocks of the file ENTRY describes ({"epoch","file_id","version","size"}): those in
  * INDICES when given (weirctl spreads a file's blocks over the workers), else all. */
 static int load_file(load *l, json_t *entry, json_t *indices)
 {
         json_int_t fid = json_integer_value(json_object_get(entry, "file_id"));
         json_int_t ver = json_integer_value(json_object_get(entry, "version"));
         json_int_t size = json_integer_value(json_object_get(entry, "size"));
-        uint64_t n, blocks = 0, bytes = 0, off, len;
+        uint64_t n, blocks = 0, bytes = 0, off, len, epoch;
         worker *w = l->w;
         json_t *v;
         size_t j;
 
-        if (fid <= 0 || ver <= 0 || size < 0 || (indices && !json_is_array(indices)))
+        if (fid <= 0 || ver <= 0 || size < 0 || (indices && !json_is_array(indices)) ||
+            block_epoch_parse(json_string_value(json_object_get(entry, "epoch")), &epoch) < 0)
                 return -EBADMSG;
         if (l->files >= API_MAX_LOAD_FILES)
                 return -E2BIG;
@@ -361,7 +400,7 @@ static int load_file(load *l, json_t *entry, json_t *indices)
         for (uint64_t i = 0; i < (indices ? json_array_size(indices) : n); i++) {
                 uint64_t idx =
                         indices ? (uint64_t)json_integer_value(json_array_get(indices, i)) : i;
-                store_key k = {(uint64_t)fid, (uint64_t)ver, idx};
+                store_key k = {epoch, (uint64_t)fid, (uint64_t)ver, idx};
                 int r;
 
                 if (fill_block_range((uint64_t)size, l->block_size, idx, &off, &len) < 0)
@@ -572,11 +611,12 @@ static void handle_load(httpd_request *req, void *userdata)
         }
         r = load_new(w, req, d, body, &l);
         if (r == -EINVAL) {
-                (void)httpd_reply_error(req, 400,
-                                        "expected {\"dataset\", \"paths\": [\"/MOUNT/...\"], "
-                                        "\"files\": [{\"file_id\", \"version\", \"size\", "
-                                        "\"blocks\": [INDEX]}]}, at most %d of each",
-                                        API_MAX_PATHS);
+                (void)httpd_reply_error(
+                        req, 400,
+                        "expected {\"dataset\", \"paths\": [\"/MOUNT/...\"], "
+                        "\"files\": [{\"epoch\", \"file_id\", \"version\", \"size\", "
+                        "\"blocks\": [INDEX]}]}, at most %d of each",
+                        API_MAX_PATHS);
                 return;
         }
         if (r < 0) {
@@ -617,8 +657,7 @@ static void handle_status(httpd_request *req, void *userdata)
         worker_load_stats ls;
 
         store_get_stats(w->store, &st);
-        if (w->fill)
-                fill_get_stats(w->fill, &fs);
+        fill_guard_stats(&w->fill, &fs);
         pthread_mutex_lock(&w->load_lock);
         ls = w->load;
         pthread_mutex_unlock(&w->load_lock);
@@ -626,7 +665,7 @@ static void handle_status(httpd_request *req, void *userdata)
                 req, 200,
                 json_pack("{s:s,s:s,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:{s:I,s:I,s:I,s:I,"
                           "s:I,s:I,s:I}}",
-                          "node", w->node->name, "api", w->api, "tiers", worker_tiers_json(w),
+                          "node", w->node->name, "api", w->api, "tiers", tiers_json(w->store),
                           "blocks", (json_int_t)st.blocks, "used", (json_int_t)st.used, "capacity",
                           (json_int_t)st.quota, "hits",
                           (json_int_t)__atomic_load_n(&w->hits, __ATOMIC_RELAXED), "misses",
@@ -655,8 +694,7 @@ static void handle_metrics(httpd_request *req, void *userdata)
                 return;
         }
         store_get_stats(w->store, &st);
-        if (w->fill)
-                fill_get_stats(w->fill, &fs);
+        fill_guard_stats(&w->fill, &fs);
         fprintf(f,
                 "# TYPE weir_worker_hits_total counter\nweir_worker_hits_total %" PRIu64 "\n"
                 "# TYPE weir_worker_misses_total counter\nweir_worker_misses_total %" PRIu64 "\n"
@@ -675,11 +713,16 @@ static void handle_metrics(httpd_request *req, void *userdata)
                 "weir_worker_fill_failures_total %" PRIu64 "\n"
                 "# TYPE weir_worker_fill_retries_total counter\n"
                 "weir_worker_fill_retries_total %" PRIu64 "\n"
+                "# TYPE weir_worker_content_checks_total counter\n"
+                "weir_worker_content_checks_total %" PRIu64 "\n"
+                "# TYPE weir_worker_content_check_failures_total counter\n"
+                "weir_worker_content_check_failures_total %" PRIu64 "\n"
                 "# TYPE weir_worker_blocks gauge\nweir_worker_blocks %" PRIu64 "\n",
                 __atomic_load_n(&w->hits, __ATOMIC_RELAXED),
                 __atomic_load_n(&w->misses, __ATOMIC_RELAXED), fs.store_bytes,
                 __atomic_load_n(&w->served_bytes, __ATOMIC_RELAXED), st.evictions, st.demotions,
-                st.checksum_failures, fs.fills, fs.failures, fs.retries, st.blocks);
+                st.checksum_failures, fs.fills, fs.failures, fs.retries, fs.content_checks,
+                fs.content_failures, st.blocks);
         fprintf(f, "# TYPE weir_worker_tier_used_bytes gauge\n");
         for (size_t i = 0; i < st.n_levels; i++)
                 fprintf(f, "weir_worker_tier_used_bytes{tier=\"%s\",level=\"%zu\"} %" PRIu64 "\n",
@@ -701,6 +744,7 @@ static const httpd_route routes[] = {
         {"GET", "/metrics", handle_metrics, 0, 0},
         {"GET", "/v1/status", handle_status, 0, 0},
         {"GET", "/v1/blocks/", handle_block, HTTPD_ROUTE_PREFIX, 0},
+        {"DELETE", "/v1/blocks/", handle_block_delete, HTTPD_ROUTE_PREFIX, 0},
         {"POST", "/v1/load", handle_load, HTTPD_ROUTE_JSON, 0},
 };
 

@@ -5,7 +5,8 @@
 #include <string.h>
 
 #include "log.h"
-#include "worker.h"
+#include "dbus.h"
+#include "worker-state.h"
 
 #define DBUS_NAME      "io.weir.Worker1"
 #define DBUS_PATH      "/io/weir/Worker1"
@@ -58,6 +59,17 @@ static int prop_node(sd_bus *bus, const char *path, const char *interface, const
         return sd_bus_message_append(reply, "s", w->node->name);
 }
 
+/* False while no master answers: the cache is served as it is, misses of files whose metadata
+ * the worker never had fail (docs/worker.md). */
+static int prop_registered(sd_bus *bus, const char *path, const char *interface,
+                           const char *property, sd_bus_message *reply, void *userdata,
+                           sd_bus_error *error)
+{
+        worker *w = userdata;
+
+        return sd_bus_message_append(reply, "b", w->reg ? (int)reg_registered(w->reg) : 0);
+}
+
 static int method_free(sd_bus_message *m, void *userdata, sd_bus_error *error)
 {
         worker *w = userdata;
@@ -79,6 +91,7 @@ static const sd_bus_vtable worker_vtable[] = {
         SD_BUS_PROPERTY("Blocks", "t", prop_u64, 0, 0),
         SD_BUS_PROPERTY("Hits", "t", prop_u64, 0, 0),
         SD_BUS_PROPERTY("Misses", "t", prop_u64, 0, 0),
+        SD_BUS_PROPERTY("Registered", "b", prop_registered, 0, 0),
         /* Free(bytes): drop unpinned blocks, least recently used first, until BYTES are freed
          * (0: all); returns the bytes freed. Privileged (sd-bus: same user or CAP_SYS_ADMIN). */
         SD_BUS_METHOD("Free", "t", "t", method_free, 0),

@@ -6,8 +6,9 @@
 
 #include "block.h"
 
-/* A request line is at most this long, newline included; longer is refused. */
-#define FDSOCK_MAX_LINE 128
+/* A request line is at most this long, newline included; longer is refused. The longest valid
+ * one, a WAIT with a format 2 block id of 20-digit numbers, is 127 bytes. */
+#define FDSOCK_MAX_LINE 192
 
 typedef enum fdsock_verb {
         FDSOCK_OPEN,

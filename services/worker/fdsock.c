@@ -11,6 +11,7 @@
  * of the previous answer, however slowly bytes trickle; one process (SO_PEERCRED) holds at most
  * FDSOCK_MAX_PER_CLIENT connections; a full socket closes the connection that has waited
  * longest for its line to make room. */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -26,7 +27,7 @@
 #include "cleanup.h"
 #include "fdsock-proto.h"
 #include "log.h"
-#include "worker.h"
+#include "fdsock.h"
 
 #define FDSOCK_MAX_CONNECTIONS 256
 #define FDSOCK_MAX_PER_CLIENT  64
@@ -47,7 +48,7 @@ typedef struct fdsock_conn {
 } fdsock_conn;
 
 struct fdsock {
-        worker *w;
+        fdsock_context ctx;
         char *path;
         int fd;
         int spare_fd; /* /dev/null, given up to take and refuse a connection when out of fds */
@@ -100,20 +101,20 @@ static int send_reply(int fd, const char *line, int pass_fd)
 }
 
 /* Answers with block K's descriptor when it is cached: 0 sent, 1 not cached, -errno. */
-static int reply_cached(worker *w, int fd, const store_key *k)
+static int reply_cached(const fdsock_context *ctx, int fd, const store_key *k)
 {
         char reply[64];
         store_block *b;
         uint64_t size;
         int bfd, r;
 
-        r = store_open(w->store, k, &b, &bfd, &size);
+        r = store_open(ctx->store, k, &b, &bfd, &size);
         if (r < 0)
                 return 1;
         /* The FUSE daemon keeps the descriptor as long as it likes: the pin ends here, the
          * bytes stay (eviction unlinks, never truncates). */
-        store_release(w->store, b);
-        __atomic_add_fetch(&w->hits, 1, __ATOMIC_RELAXED);
+        store_release(ctx->store, b);
+        __atomic_add_fetch(ctx->hits, 1, __ATOMIC_RELAXED);
         snprintf(reply, sizeof(reply), "OK %" PRIu64 "\n", size);
         r = send_reply(fd, reply, bfd);
         safe_close(bfd);
@@ -121,8 +122,8 @@ static int reply_cached(worker *w, int fd, const store_key *k)
 }
 
 typedef struct wait_request {
-        worker *w; /* not the fdsock: the worker stops it before its fills */
-        int fd;    /* a duplicate of the connection's: the loop may close its own meanwhile */
+        fdsock_context ctx; /* a copy: the worker frees the socket before its fills end */
+        int fd; /* a duplicate of the connection's: the loop may close its own meanwhile */
         store_key key;
 } wait_request;
 
@@ -136,14 +137,14 @@ static void wait_answer(int r, int bfd, uint64_t block_len, void *userdata)
                 (void)send_reply(wr->fd, reply, bfd);
                 safe_close(bfd);
         } else if (r > 0) {
-                if (reply_cached(wr->w, wr->fd, &wr->key) == 1)
+                if (reply_cached(&wr->ctx, wr->fd, &wr->key) == 1)
                         (void)send_reply(wr->fd, "MISS\n", -1); /* evicted at once */
         } else {
                 snprintf(reply, sizeof(reply), "ERR %s\n", strerror(-r));
                 (void)send_reply(wr->fd, reply, -1);
         }
         safe_close(wr->fd);
-        __atomic_sub_fetch(&wr->w->fdsock_waits, 1, __ATOMIC_RELAXED);
+        __atomic_sub_fetch(wr->ctx.waits, 1, __ATOMIC_RELAXED);
         free(wr);
 }
 
@@ -151,33 +152,33 @@ static void wait_answer(int r, int bfd, uint64_t block_len, void *userdata)
 static int handle_wait(fdsock *s, int fd, const fdsock_cmd *cmd)
 {
         uint64_t off = cmd->offset, len = cmd->length;
+        const fdsock_context *ctx = &s->ctx;
         wait_request *wr;
-        worker *w = s->w;
         int r;
 
         wr = calloc(1, sizeof(*wr));
         if (!wr)
                 return send_reply(fd, "ERR out of memory\n", -1);
         wr->key = cmd->key;
-        r = reply_cached(w, fd, &wr->key);
+        r = reply_cached(ctx, fd, &wr->key);
         if (r != 1) {
                 free(wr);
                 return r;
         }
-        __atomic_add_fetch(&w->misses, 1, __ATOMIC_RELAXED);
-        if (__atomic_add_fetch(&w->fdsock_waits, 1, __ATOMIC_RELAXED) > FDSOCK_MAX_WAITS) {
-                __atomic_sub_fetch(&w->fdsock_waits, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(ctx->misses, 1, __ATOMIC_RELAXED);
+        if (__atomic_add_fetch(ctx->waits, 1, __ATOMIC_RELAXED) > FDSOCK_MAX_WAITS) {
+                __atomic_sub_fetch(ctx->waits, 1, __ATOMIC_RELAXED);
                 free(wr);
                 return send_reply(fd, "ERR busy: too many WAITs pending\n", -1);
         }
-        wr->w = w;
+        wr->ctx = *ctx;
         wr->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
         if (wr->fd < 0) {
-                __atomic_sub_fetch(&w->fdsock_waits, 1, __ATOMIC_RELAXED);
+                __atomic_sub_fetch(ctx->waits, 1, __ATOMIC_RELAXED);
                 free(wr);
                 return send_reply(fd, "ERR out of file descriptors\n", -1);
         }
-        r = worker_fill_part(w, &wr->key, off, len, FDSOCK_READAHEAD, wait_answer, wr);
+        r = fill_guard_block_part(ctx->fill, &wr->key, off, len, FDSOCK_READAHEAD, wait_answer, wr);
         if (r == 0)
                 return 1; /* wait_answer() replies */
         if (r > 0) {
@@ -186,7 +187,7 @@ static int handle_wait(fdsock *s, int fd, const fdsock_cmd *cmd)
         }
         r = send_reply(fd, "ERR cannot fill the block\n", -1);
         safe_close(wr->fd);
-        __atomic_sub_fetch(&w->fdsock_waits, 1, __ATOMIC_RELAXED);
+        __atomic_sub_fetch(ctx->waits, 1, __ATOMIC_RELAXED);
         free(wr);
         return r;
 }
@@ -201,9 +202,9 @@ static int handle_line(fdsock *s, int fd, const char *line)
                 return send_reply(fd, error, -1);
         if (cmd.verb == FDSOCK_WAIT)
                 return handle_wait(s, fd, &cmd);
-        r = reply_cached(s->w, fd, &cmd.key);
+        r = reply_cached(&s->ctx, fd, &cmd.key);
         if (r == 1) {
-                __atomic_add_fetch(&s->w->misses, 1, __ATOMIC_RELAXED);
+                __atomic_add_fetch(s->ctx.misses, 1, __ATOMIC_RELAXED);
                 return send_reply(fd, "MISS\n", -1);
         }
         return r;
@@ -364,19 +365,21 @@ fdsock *fdsock_free(fdsock *s)
         return NULL;
 }
 
-int fdsock_new(worker *w, const char *path, fdsock **ret)
+int fdsock_new(const fdsock_context *ctx, const char *path, fdsock **ret)
 {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         fdsock *s;
         mode_t old;
         int r;
 
+        assert(ctx && ctx->store && ctx->fill && ctx->event && ctx->hits && ctx->misses &&
+               ctx->waits);
         if (strlen(path) >= sizeof(sa.sun_path))
                 return log_error_errno(ENAMETOOLONG, "Socket path %s is too long", path);
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
-        s->w = w;
+        s->ctx = *ctx;
         s->fd = -1;
         s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         s->path = strdup(path);
@@ -400,7 +403,7 @@ int fdsock_new(worker *w, const char *path, fdsock **ret)
         if (r >= 0 && listen(s->fd, 64) < 0)
                 r = -errno;
         if (r >= 0)
-                r = sd_event_add_io(w->event, &s->source, s->fd, EPOLLIN, on_accept, s);
+                r = sd_event_add_io(ctx->event, &s->source, s->fd, EPOLLIN, on_accept, s);
         if (r < 0) {
                 fdsock_free(s);
                 return log_error_errno(r, "Failed to listen on %s: %m", path);

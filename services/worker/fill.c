@@ -7,6 +7,7 @@
  *
  * Locking: `lock` ("the fill lock") guards the queue, the job table (single flight), the
  * metadata cache and the counters. Store I/O, network I/O and waiter callbacks run unlocked. */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "checksum.h"
+#include "content.h"
 #include "cleanup.h"
 #include "fill.h"
 #include "log.h"
@@ -93,7 +95,10 @@ typedef struct fill_thread {
 typedef struct meta_slot {
         bool valid;
         fill_file file;
-        uint64_t resolving; /* file id being asked for by some thread, 0 = none */
+        /* A thread asks the master for file RESOLVING_ID. A flag, not a sentinel id: a request for
+         * a file id equal to the sentinel would wait for a lookup that nobody makes. */
+        bool resolving;
+        uint64_t resolving_id;
 } meta_slot;
 
 struct fill {
@@ -470,9 +475,11 @@ static bool meta_retryable(int r)
 }
 
 /* The file's metadata at version VERSION: from the cache, else from the resolver (once more when
- * the cached version is another). -ESTALE when the master's version is not VERSION. One lookup
+ * the cached version is another). -ESTALE when the master's version is not VERSION or its epoch
+ * not EPOCH. One lookup
  * per file at a time: the blocks of a load all start at once and would each ask the master. */
-static int meta_get(fill_thread *th, uint64_t file_id, uint64_t version, fill_file *ret)
+static int meta_get(fill_thread *th, uint64_t epoch, uint64_t file_id, uint64_t version,
+                    fill_file *ret)
 {
         fill *f = th->fill;
         meta_slot *m = &f->meta[file_id % FILL_META_SLOTS];
@@ -482,22 +489,28 @@ static int meta_get(fill_thread *th, uint64_t file_id, uint64_t version, fill_fi
 
         pthread_mutex_lock(&f->lock);
         for (;;) {
-                if (m->valid && m->file.file_id == file_id && m->file.version == version) {
+                if (m->valid && m->file.epoch == epoch && m->file.file_id == file_id &&
+                    m->file.version == version) {
                         r = fill_file_copy(&m->file, ret);
                         pthread_mutex_unlock(&f->lock);
                         return r;
                 }
                 /* Another thread asks for this file: its answer may be the one we need. */
-                if (m->resolving == file_id && !waited && !f->stopping) {
-                        while (m->resolving == file_id && !f->stopping)
+                if (m->resolving && m->resolving_id == file_id && !waited && !f->stopping) {
+                        while (m->resolving && m->resolving_id == file_id && !f->stopping)
                                 pthread_cond_wait(&f->meta_cond, &f->lock);
                         waited = true;
                         continue;
                 }
                 break;
         }
-        if (m->resolving == 0)
-                m->resolving = file_id;
+        /* Only one lookup per slot is waited for; a lookup of another file in the same slot runs
+         * without announcing itself. */
+        bool mine = !m->resolving;
+        if (mine) {
+                m->resolving = true;
+                m->resolving_id = file_id;
+        }
         pthread_mutex_unlock(&f->lock);
 
         for (unsigned attempt = 0;; attempt++) {
@@ -517,13 +530,15 @@ static int meta_get(fill_thread *th, uint64_t file_id, uint64_t version, fill_fi
                         fill_file_done(&m->file);
                 m->valid = fill_file_copy(&got, &m->file) >= 0;
         }
-        if (m->resolving == file_id)
-                m->resolving = 0;
+        if (mine)
+                m->resolving = false;
         pthread_cond_broadcast(&f->meta_cond);
         pthread_mutex_unlock(&f->lock);
         if (r < 0)
                 return r;
-        if (got.version != version) {
+        /* Another epoch: the id names a file of another cluster (or of this one before its master
+         * lost its state); the master's file of that id is not the block's. */
+        if (got.version != version || got.epoch != epoch) {
                 fill_file_done(&got);
                 return -ESTALE;
         }
@@ -593,7 +608,7 @@ static void task_start(fill_thread *th, fill_job *job)
         uint64_t n_blocks, part, n_parts;
         int r;
 
-        r = meta_get(th, job->key.file_id, job->key.version, &job->file);
+        r = meta_get(th, job->key.epoch, job->key.file_id, job->key.version, &job->file);
         if (r >= 0)
                 r = fill_block_range(job->file.size, job->file.block_size, job->key.index,
                                      &job->offset, &job->len);
@@ -743,6 +758,27 @@ static bool retryable(int r)
                  r == -EINVAL || r == -ERANGE);
 }
 
+/* A block of a file whose ETag is its MD5 was committed: if that made the file whole here, its
+ * bytes must hash to the ETag (content.h). Run after the waiters were answered. */
+static void content_check(fill *f, const store_key *key, uint64_t size, uint64_t block_size,
+                          const uint8_t md5[static CONTENT_MD5_LEN])
+{
+        int r = content_check_file(f->store, key, size, block_size, md5);
+
+        if (r == 0)
+                return;
+        if (r < 0 && r != -EBADMSG)
+                log_debug_errno(r, "Content check skipped: %m");
+        pthread_mutex_lock(&f->lock);
+        if (r == 1)
+                f->stats.content_checks++;
+        else if (r == -EBADMSG) {
+                f->stats.content_checks++;
+                f->stats.content_failures++;
+        }
+        pthread_mutex_unlock(&f->lock);
+}
+
 static void task_range(fill_thread *th, fill_task *t)
 {
         fill *f = th->fill;
@@ -779,6 +815,13 @@ static void task_range(fill_thread *th, fill_task *t)
                                 log_debug_errno(r, "Store read of %s failed: %s (%m)", job->rel,
                                                 ufs_last_error(u));
                 }
+                /* The filesystem is fuller than the quota thought: make room and go on where the
+                 * write stopped (the quota check at reservation saw the space of that moment). */
+                if (r == -ENOSPC && attempt < f->opts.retries &&
+                    store_reclaim(f->store, job->write) >= 0) {
+                        log_debug("Tier full while filling %s, evicted and retrying", job->rel);
+                        continue;
+                }
                 if (r >= 0 || !retryable(r) || attempt >= f->opts.retries)
                         break;
                 if (r != -EIO)
@@ -813,7 +856,17 @@ static void task_range(fill_thread *th, fill_task *t)
         else
                 store_abort(f->store, job->write);
         job->write = NULL;
-        job_finish(f, job, r);
+        {
+                /* What the content check needs, copied: JOB is gone after job_finish(). */
+                uint8_t md5[CONTENT_MD5_LEN];
+                bool check = r >= 0 && content_md5_from_etag(job->file.etag, md5);
+                store_key key = job->key;
+                uint64_t size = job->file.size, block_size = job->file.block_size;
+
+                job_finish(f, job, r);
+                if (check)
+                        content_check(f, &key, size, block_size, md5);
+        }
 }
 
 static void *thread_main(void *userdata)
@@ -942,4 +995,62 @@ void fill_get_stats(fill *f, fill_stats *ret)
         *ret = f->stats;
         pthread_mutex_unlock(&f->lock);
         ret->store_bytes = __atomic_load_n(&f->stats.store_bytes, __ATOMIC_RELAXED);
+}
+
+/* --- the guard (fill.h) ---------------------------------------------------------------------- */
+
+void fill_guard_init(fill_guard *g, fill *f_take)
+{
+        assert(g);
+        pthread_rwlock_init(&g->lock, NULL);
+        g->fill = f_take;
+}
+
+fill *fill_guard_take(fill_guard *g)
+{
+        fill *f;
+
+        pthread_rwlock_wrlock(&g->lock);
+        f = g->fill;
+        g->fill = NULL;
+        pthread_rwlock_unlock(&g->lock);
+        return f;
+}
+
+void fill_guard_done(fill_guard *g)
+{
+        assert(!g->fill); /* taken first: a fill left here would leak its threads */
+        pthread_rwlock_destroy(&g->lock);
+}
+
+int fill_guard_block(fill_guard *g, const store_key *k, unsigned readahead, fill_done_fn done,
+                     void *userdata)
+{
+        int r;
+
+        pthread_rwlock_rdlock(&g->lock);
+        r = g->fill ? fill_block(g->fill, k, readahead, done, userdata) : -ECANCELED;
+        pthread_rwlock_unlock(&g->lock);
+        return r;
+}
+
+int fill_guard_block_part(fill_guard *g, const store_key *k, uint64_t off, uint64_t len,
+                          unsigned readahead, fill_part_fn done, void *userdata)
+{
+        int r;
+
+        pthread_rwlock_rdlock(&g->lock);
+        r = g->fill ? fill_block_part(g->fill, k, off, len, readahead, done, userdata) : -ECANCELED;
+        pthread_rwlock_unlock(&g->lock);
+        return r;
+}
+
+void fill_guard_stats(fill_guard *g, fill_stats *ret)
+{
+        pthread_rwlock_rdlock(&g->lock);
+        if (g->fill)
+                fill_get_stats(g->fill, ret);
+        else
+                *ret = (fill_stats){};
+        pthread_rwlock_unlock(&g->lock);
 }

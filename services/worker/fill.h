@@ -2,6 +2,7 @@
  * blocks as parallel ranges over kept-alive connections, version preconditions, retries. */
 #pragma once
 
+#include <pthread.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -9,6 +10,7 @@
 
 /* One version of one file, as the master describes it (GET /v1/files/ID). */
 typedef struct fill_file {
+        uint64_t epoch; /* the cluster's epoch (block.h) */
         uint64_t file_id;
         uint64_t version;
         uint64_t size;
@@ -35,11 +37,13 @@ typedef struct fill_options {
 } fill_options;
 
 typedef struct fill_stats {
-        uint64_t store_bytes; /* bytes received from the store */
-        uint64_t fills;       /* blocks filled */
-        uint64_t failures;    /* fills that failed */
-        uint64_t retries;     /* ranges retried */
-        uint64_t queued;      /* blocks waiting or in progress */
+        uint64_t store_bytes;      /* bytes received from the store */
+        uint64_t fills;            /* blocks filled */
+        uint64_t failures;         /* fills that failed */
+        uint64_t retries;          /* ranges retried */
+        uint64_t queued;           /* blocks waiting or in progress */
+        uint64_t content_checks;   /* whole files hashed against an MD5 ETag (content.h) */
+        uint64_t content_failures; /* ... that did not match: their blocks were dropped */
 } fill_stats;
 
 typedef struct fill fill;
@@ -84,3 +88,22 @@ void fill_get_stats(fill *f, fill_stats *ret);
  * file has no such block (an empty file has one empty block, index 0). */
 int fill_block_range(uint64_t size, uint64_t block_size, uint64_t index, uint64_t *ret_offset,
                      uint64_t *ret_len);
+
+/* A fill that other threads use while the daemon's teardown may take it away: readers call
+ * through the guard, fill_guard_take() waits for them and hands the fill over to be freed. */
+typedef struct fill_guard {
+        pthread_rwlock_t lock; /* readers use `fill`; fill_guard_take() takes it for writing */
+        fill *fill;            /* NULL once taken */
+} fill_guard;
+
+void fill_guard_init(fill_guard *g, fill *f_take);
+/* The fill (the caller frees it), after every call through the guard has returned. */
+fill *fill_guard_take(fill_guard *g);
+void fill_guard_done(fill_guard *g);
+/* fill_block() and fill_block_part() through the guard: -ECANCELED once the fill is taken. */
+int fill_guard_block(fill_guard *g, const store_key *k, unsigned readahead, fill_done_fn done,
+                     void *userdata);
+int fill_guard_block_part(fill_guard *g, const store_key *k, uint64_t off, uint64_t len,
+                          unsigned readahead, fill_part_fn done, void *userdata);
+/* fill_get_stats(), zeros once the fill is taken. */
+void fill_guard_stats(fill_guard *g, fill_stats *ret);

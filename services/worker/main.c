@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "config.h"
+#include "httpc.h"
 #include "log.h"
 #include "worker.h"
 #include "weir-build.h"

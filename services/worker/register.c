@@ -2,6 +2,7 @@
  * deltas with each heartbeat, a new full report whenever the leader does not know us (404 after
  * a failover) or a heartbeat was lost (its deltas with it). Runs on its own thread: a request to
  * an unreachable master may block for a timeout, which the event loop must not. */
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -10,7 +11,8 @@
 
 #include "cleanup.h"
 #include "log.h"
-#include "worker.h"
+#include "register.h"
+#include "tiers.h"
 
 #define REG_INTERVAL_MS 1000
 /* Block ids per request of a full report: ~2 MiB of JSON, under the master's 8 MiB body limit
@@ -20,7 +22,7 @@
 #define REG_CHUNK 100000
 
 struct reg {
-        worker *w;
+        reg_context ctx;
         httpc *client;
         pthread_t tid;
         pthread_mutex_t lock; /* guards stop and registered */
@@ -49,9 +51,29 @@ static json_t *keys_json(const store_key *keys, size_t n)
         return a;
 }
 
+/* Removes the blocks the master named in an answer's "drop": blocks of another cluster epoch,
+ * of files that are gone or of versions that are not current (docs/api.md). */
+static void reg_apply_drops(reg *g, json_t *answer)
+{
+        json_t *drop = json_object_get(answer, "drop");
+        size_t i, n = 0;
+        json_t *v;
+
+        json_array_foreach(drop, i, v)
+        {
+                store_key k;
+
+                if (block_id_parse(json_string_value(v), &k) >= 0 &&
+                    store_remove(g->ctx.store, &k) >= 0)
+                        n++;
+        }
+        if (n > 0)
+                log_info("Dropped %zu cached blocks that the master says name no current file", n);
+}
+
 static int reg_register(reg *g)
 {
-        worker *w = g->w;
+        const reg_context *w = &g->ctx;
         _cleanup_free_ store_key *keys = NULL;
         json_auto_t *body = NULL;
         httpc_response resp = {};
@@ -62,7 +84,7 @@ static int reg_register(reg *g)
         if (r < 0)
                 return r;
         body = json_pack("{s:s,s:s,s:o,s:o}", "node", w->node->name, "api", w->api, "tiers",
-                         worker_tiers_json(w), "blocks", keys_json(keys, MIN(n, REG_CHUNK)));
+                         tiers_json(w->store), "blocks", keys_json(keys, MIN(n, REG_CHUNK)));
         if (!body)
                 return -ENOMEM;
         r = mclient_request(w->mclient, g->client, "POST", "/v1/workers", body, &resp);
@@ -75,6 +97,7 @@ static int reg_register(reg *g)
                 httpc_response_done(&resp);
                 return -EPROTO;
         }
+        reg_apply_drops(g, resp.json);
         httpc_response_done(&resp);
         /* The rest of a large report: any failure makes the next attempt a full registration. */
         for (size_t off = REG_CHUNK; off < n; off += REG_CHUNK) {
@@ -91,6 +114,8 @@ static int reg_register(reg *g)
                 if (r < 0)
                         log_warning("Master refused part %zu of the block report: HTTP %ld %s",
                                     off / REG_CHUNK + 1, resp.status, resp.body ? resp.body : "");
+                else
+                        reg_apply_drops(g, resp.json);
                 httpc_response_done(&resp);
                 if (r < 0)
                         return r;
@@ -101,7 +126,7 @@ static int reg_register(reg *g)
 
 static int reg_heartbeat(reg *g)
 {
-        worker *w = g->w;
+        const reg_context *w = &g->ctx;
         _cleanup_free_ store_key *added = NULL, *removed = NULL;
         _cleanup_free_ char *path = NULL;
         json_auto_t *body = NULL;
@@ -112,10 +137,10 @@ static int reg_heartbeat(reg *g)
         r = store_take_changes(w->store, &added, &n_added, &removed, &n_removed);
         if (r < 0)
                 return r; /* -ENOBUFS: too many changes kept, a full report follows */
-        body = json_pack("{s:o,s:o,s:o,s:I,s:I}", "tiers", worker_tiers_json(w), "added",
+        body = json_pack("{s:o,s:o,s:o,s:I,s:I}", "tiers", tiers_json(w->store), "added",
                          keys_json(added, n_added), "removed", keys_json(removed, n_removed),
-                         "hits", (json_int_t)__atomic_load_n(&w->hits, __ATOMIC_RELAXED), "misses",
-                         (json_int_t)__atomic_load_n(&w->misses, __ATOMIC_RELAXED));
+                         "hits", (json_int_t)__atomic_load_n(w->hits, __ATOMIC_RELAXED), "misses",
+                         (json_int_t)__atomic_load_n(w->misses, __ATOMIC_RELAXED));
         if (!body || asprintf(&path, "/v1/workers/%s/heartbeat", w->node->name) < 0)
                 return -ENOMEM;
         r = mclient_request(w->mclient, g->client, "POST", path, body, &resp);
@@ -128,6 +153,8 @@ static int reg_heartbeat(reg *g)
         else if (r < 0)
                 log_warning("Heartbeat refused: HTTP %ld %s", resp.status,
                             resp.body ? resp.body : "");
+        else
+                reg_apply_drops(g, resp.json);
         httpc_response_done(&resp);
         return r;
 }
@@ -201,16 +228,19 @@ bool reg_registered(reg *g)
         return b;
 }
 
-int reg_start(worker *w, reg **ret)
+int reg_start(const reg_context *ctx, reg **ret)
 {
-        reg *g = calloc(1, sizeof(*g));
+        reg *g;
         pthread_condattr_t ca;
         int r;
 
+        assert(ctx && ctx->node && ctx->api && ctx->store && ctx->mclient && ctx->hits &&
+               ctx->misses);
+        g = calloc(1, sizeof(*g));
         if (!g)
                 return -ENOMEM;
-        g->w = w;
-        g->client = mclient_httpc(w->mclient);
+        g->ctx = *ctx;
+        g->client = mclient_httpc(ctx->mclient);
         if (!g->client) {
                 free(g);
                 return -ENOMEM;

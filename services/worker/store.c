@@ -33,6 +33,7 @@
 #include <string.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "checksum.h"
@@ -80,7 +81,8 @@ typedef struct store_level {
         uint64_t quota, high_bytes, low_bytes;
         bool persistent;
         /* Guarded by the store lock: */
-        uint64_t used; /* ready blocks + reservations */
+        uint64_t used;    /* ready blocks + reservations */
+        uint64_t writing; /* reservations not committed yet: bytes the filesystem must still take */
         uint64_t blocks;
         store_block *lru_head, *lru_tail; /* head: least recently used */
 } store_level;
@@ -114,7 +116,7 @@ struct store {
 
 static uint64_t key_hash(const store_key *k)
 {
-        uint64_t h = k->file_id * 0x9e3779b97f4a7c15ull;
+        uint64_t h = (k->file_id ^ k->epoch) * 0x9e3779b97f4a7c15ull;
 
         h ^= (k->version + 0x632be59bd9b4e019ull) * 0xbf58476d1ce4e5b9ull;
         h ^= h >> 31;
@@ -390,6 +392,7 @@ static int evict_one_locked(store *s, store_block *b)
                         _cleanup_close_ int in = -1, out = -1;
 
                         s->levels[to].used += b->size;
+                        s->levels[to].writing += b->size;
                         r = block_path(s, b, from, src, sizeof(src));
                         if (r >= 0)
                                 r = block_path(s, b, to, dst, sizeof(dst));
@@ -411,6 +414,7 @@ static int evict_one_locked(store *s, store_block *b)
                                 tmp = NULL;
                         }
                         pthread_mutex_lock(&s->lock);
+                        s->levels[to].writing -= b->size;
 
                         if (r >= 0 && b->linked && b->pins == 0) {
                                 if (unlink(src) < 0 && errno != ENOENT)
@@ -461,7 +465,22 @@ static store_block *lru_victim(store_level *l)
         return NULL;
 }
 
-/* Evicts from LEVEL until SIZE more bytes fit under its quota. */
+/* Whether the filesystem under LEVEL lacks room for SIZE more bytes besides what fills in progress
+ * there will still write (counted whole, although some is written: the error is on the safe
+ * side). The quota is what the operator allows; the filesystem may hold less (a small tmpfs,
+ * a disk shared with others), and a fill that runs into ENOSPC would fail with nothing evicted.
+ * statfs is a metadata call, cheap enough under the lock. */
+static bool fs_short_locked(store *s, unsigned level, uint64_t size)
+{
+        store_level *l = &s->levels[level];
+        struct statvfs sv;
+
+        if (statvfs(l->dir, &sv) < 0)
+                return false; /* unknown: the quota decides */
+        return (uint64_t)sv.f_bavail * sv.f_frsize < l->writing + size;
+}
+
+/* Evicts from LEVEL until SIZE more bytes fit under its quota and in its filesystem. */
 static int make_room_locked(store *s, unsigned level, uint64_t size)
 {
         store_level *l = &s->levels[level];
@@ -470,7 +489,7 @@ static int make_room_locked(store *s, unsigned level, uint64_t size)
 
         if (size > l->quota)
                 return -ENOSPC;
-        while (l->used + size > l->quota) {
+        while (l->used + size > l->quota || fs_short_locked(s, level, size)) {
                 store_block *v = lru_victim(l);
 
                 if (!v || tries-- == 0)
@@ -573,6 +592,20 @@ static int parse_block_name(const char *name, store_key *ret_key, uint64_t *ret_
         return 0;
 }
 
+/* "FILE-VERSION-INDEX.SUM", the names of block format 1 (no epoch). */
+static bool is_v1_block_name(const char *name)
+{
+        const char *dot = strrchr(name, '.');
+        char stem[BLOCK_ID_MAX];
+
+        if (!dot || (size_t)(dot - name) >= sizeof(stem) || strlen(dot + 1) != 16 ||
+            strspn(dot + 1, "0123456789abcdef") != 16)
+                return false;
+        memcpy(stem, name, dot - name);
+        stem[dot - name] = 0;
+        return block_id_is_v1(stem);
+}
+
 static int cmp_mtime(const void *a, const void *b)
 {
         const store_block *x = *(store_block *const *)a, *y = *(store_block *const *)b;
@@ -607,6 +640,17 @@ static int level_rebuild(store *s, unsigned level)
                                                   l->dir, de->d_name);
                         else
                                 log_debug("Removed temporary %s/%s", l->dir, de->d_name);
+                        continue;
+                }
+                if (parse_block_name(de->d_name, &k, &sum) < 0 && is_v1_block_name(de->d_name)) {
+                        /* Format 1 named blocks without the cluster's epoch: whose bytes they
+                         * hold cannot be told any more, so they are removed, never served. */
+                        if (unlinkat(dirfd(d), de->d_name, 0) < 0)
+                                log_warning_errno(errno, "Failed to remove %s/%s: %m, ignoring",
+                                                  l->dir, de->d_name);
+                        else
+                                log_info("Removed %s/%s: a block of an older cache format", l->dir,
+                                         de->d_name);
                         continue;
                 }
                 if (parse_block_name(de->d_name, &k, &sum) < 0) {
@@ -856,6 +900,7 @@ int store_begin(store *s, const store_key *k, uint64_t size, store_write **ret)
                 r = make_room_locked(s, i, size);
                 if (r >= 0) {
                         s->levels[i].used += size;
+                        s->levels[i].writing += size;
                         b->level = i;
                         break;
                 }
@@ -900,6 +945,7 @@ void store_abort(store *s, store_write *w)
         free(w);
         pthread_mutex_lock(&s->lock);
         s->levels[b->level].used -= b->size;
+        s->levels[b->level].writing -= b->size;
         index_remove(s, b);
         block_unref_locked(s, b);
         pthread_cond_broadcast(&s->evict_cond);
@@ -940,6 +986,7 @@ static int commit(store *s, store_write *w, const uint64_t *sum)
         free(w);
 
         pthread_mutex_lock(&s->lock);
+        l->writing -= b->size;
         b->state = BLOCK_READY;
         b->verified = true;
         l->blocks++;
@@ -984,6 +1031,50 @@ uint64_t store_drop(store *s, uint64_t bytes)
         }
         pthread_mutex_unlock(&s->lock);
         return freed;
+}
+
+int store_reclaim(store *s, const store_write *w)
+{
+        store_level *l;
+        uint64_t tries;
+        int r = -ENOSPC;
+
+        pthread_mutex_lock(&s->lock);
+        l = &s->levels[w->block->level];
+        tries = l->blocks + 16;
+        /* Down to no reservation at all, not only this one: the filesystem said it is full. */
+        while (fs_short_locked(s, w->block->level, 0) && tries-- > 0) {
+                store_block *v = lru_victim(l);
+
+                if (!v)
+                        break;
+                if (evict_one_locked(s, v) >= 0)
+                        r = 0;
+        }
+        if (!fs_short_locked(s, w->block->level, 0))
+                r = 0;
+        pthread_mutex_unlock(&s->lock);
+        return r;
+}
+
+int store_remove(store *s, const store_key *k)
+{
+        store_block *b;
+        int r = -ENOENT;
+
+        pthread_mutex_lock(&s->lock);
+        b = index_find(s, k);
+        if (b && b->state == BLOCK_READY) {
+                if (b->pins > 0 || b->moving)
+                        r = -EBUSY;
+                else {
+                        block_drop_locked(s, b);
+                        s->evictions++;
+                        r = 0;
+                }
+        }
+        pthread_mutex_unlock(&s->lock);
+        return r;
 }
 
 void store_get_stats(store *s, store_stats *ret)
@@ -1042,6 +1133,8 @@ typedef struct tagged_change {
 static int cmp_tagged(const void *a, const void *b)
 {
         const tagged_change *x = a, *y = b;
+        if (x->e.key.epoch != y->e.key.epoch)
+                return x->e.key.epoch < y->e.key.epoch ? -1 : 1;
         if (x->e.key.file_id != y->e.key.file_id)
                 return x->e.key.file_id < y->e.key.file_id ? -1 : 1;
         if (x->e.key.version != y->e.key.version)

@@ -10,8 +10,9 @@
 #include "cleanup.h"
 #include "config.h"
 
-/* A block: one fixed-size range of one version of one file. Its text form, "FILE-VERSION-INDEX"
- * in decimal (block_id_parse/block_id_format), is the API's BLOCK_ID and the stem of its file name. */
+/* A block: one fixed-size range of one version of one file of one cluster epoch. Its text form,
+ * "EPOCH-FILE-VERSION-INDEX" (block_id_parse/block_id_format), is the API's BLOCK_ID and the stem
+ * of its file name; files named in the older format without an epoch are removed at start. */
 typedef block_key store_key;
 
 typedef struct store_level_spec {
@@ -76,6 +77,11 @@ int store_commit(store *s, store_write *w);
 /* The same with the checksum (checksum.h: chunked) that the writer computed from the bytes it
  * wrote, which saves reading the block back. */
 int store_commit_sum(store *s, store_write *w, uint64_t sum);
+/* A write into W's file failed with ENOSPC although its reservation fit: the filesystem holds
+ * less than the quota says (other files, a small tmpfs). Evicts from W's level, least recently
+ * used first, until the filesystem has room for the fills in progress there. 0 when there is
+ * room now (retry the write), -ENOSPC when nothing could be evicted. */
+int store_reclaim(store *s, const store_write *w);
 /* Drops the temporary file and the reservation; consumes W. NULL is allowed. */
 void store_abort(store *s, store_write *w);
 
@@ -85,6 +91,10 @@ int store_evict(store *s);
 /* Drops unpinned blocks from the cache, least recently used first, until BYTES are freed (0 =
  * all of them). Returns the bytes freed. */
 uint64_t store_drop(store *s, uint64_t bytes);
+
+/* Drops block K (the master said it names no current file). -ENOENT if not cached, -EBUSY
+ * while a reader has it pinned (the next report names it again). */
+int store_remove(store *s, const store_key *k);
 
 void store_get_stats(store *s, store_stats *ret);
 

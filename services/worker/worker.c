@@ -14,13 +14,18 @@
 #include "cleanup.h"
 #include "log.h"
 #include "parse.h"
+#include "api.h"
+#include "dbus.h"
+#include "tiers.h"
+#include "worker-state.h"
 #include "worker.h"
 #include "fsutil.h"
 
 #define WORKER_FILL_THREADS         16
 #define WORKER_STATUS_INTERVAL_USEC (1000000ull)
 
-void worker_status_line(worker *w, char *buf, size_t len)
+/* "3 tiers, 1.2/4.0 GiB used, 1834 blocks" */
+static void worker_status_line(worker *w, char *buf, size_t len)
 {
         store_stats st;
 
@@ -28,22 +33,6 @@ void worker_status_line(worker *w, char *buf, size_t len)
         snprintf(buf, len, "%zu tier%s, %.1f/%.1f GiB used, %" PRIu64 " blocks", st.n_levels,
                  st.n_levels == 1 ? "" : "s", (double)st.used / (1ull << 30),
                  (double)st.quota / (1ull << 30), st.blocks);
-}
-
-json_t *worker_tiers_json(worker *w)
-{
-        store_stats st;
-        json_t *a = json_array();
-
-        store_get_stats(w->store, &st);
-        for (size_t i = 0; a && i < st.n_levels; i++)
-                json_array_append_new(a, json_pack("{s:s,s:s,s:I,s:I,s:I}", "medium",
-                                                   config_medium_to_string(st.levels[i].medium),
-                                                   "path", st.levels[i].dir, "quota",
-                                                   (json_int_t)st.levels[i].quota, "used",
-                                                   (json_int_t)st.levels[i].used, "blocks",
-                                                   (json_int_t)st.levels[i].blocks));
-        return a;
 }
 
 /* fill's resolver: GET /v1/files/ID from the leader, on this fill thread's own client. */
@@ -74,6 +63,12 @@ static int resolve_file(void *userdata, unsigned thread, uint64_t file_id, fill_
                 return -EIO;
         }
         f.file_id = file_id;
+        /* Without a valid epoch the answer cannot be matched to a block: refused. */
+        if (block_epoch_parse(json_string_value(json_object_get(j, "epoch")), &f.epoch) < 0) {
+                log_warning("GET %s: no valid \"epoch\" in the answer", path);
+                httpc_response_done(&resp);
+                return -EBADMSG;
+        }
         v = json_integer_value(json_object_get(j, "version"));
         f.version = v > 0 ? (uint64_t)v : 0;
         v = json_integer_value(json_object_get(j, "size"));
@@ -126,8 +121,6 @@ static int on_status_timer(sd_event_source *s, uint64_t usec, void *userdata)
 
 worker *worker_free(worker *w)
 {
-        fill *f;
-
         if (!w)
                 return NULL;
         w->fdsock = fdsock_free(w->fdsock);
@@ -135,11 +128,7 @@ worker *worker_free(worker *w)
         w->bus = sd_bus_flush_close_unref(w->bus);
 
         /* Fills end first: their waiters (suspended block requests, loads) get replies. */
-        pthread_rwlock_wrlock(&w->fill_guard);
-        f = w->fill;
-        w->fill = NULL;
-        pthread_rwlock_unlock(&w->fill_guard);
-        fill_free(f);
+        fill_free(fill_guard_take(&w->fill));
         pthread_mutex_lock(&w->load_lock);
         while (w->loads_running > 0)
                 pthread_cond_wait(&w->load_cond, &w->load_lock);
@@ -159,7 +148,7 @@ worker *worker_free(worker *w)
         free(w->api);
         free(w->data_dir);
         free(w->runtime_dir);
-        pthread_rwlock_destroy(&w->fill_guard);
+        fill_guard_done(&w->fill);
         pthread_cond_destroy(&w->load_cond);
         pthread_mutex_destroy(&w->load_lock);
         free(w);
@@ -205,34 +194,15 @@ static int worker_open_store(worker *w)
         return 0;
 }
 
-int worker_fill(worker *w, const store_key *k, unsigned readahead, fill_done_fn done,
-                void *userdata)
-{
-        int r;
-
-        pthread_rwlock_rdlock(&w->fill_guard);
-        r = w->fill ? fill_block(w->fill, k, readahead, done, userdata) : -ECANCELED;
-        pthread_rwlock_unlock(&w->fill_guard);
-        return r;
-}
-
-int worker_fill_part(worker *w, const store_key *k, uint64_t off, uint64_t len, unsigned readahead,
-                     fill_part_fn done, void *userdata)
-{
-        int r;
-
-        pthread_rwlock_rdlock(&w->fill_guard);
-        r = w->fill ? fill_block_part(w->fill, k, off, len, readahead, done, userdata) : -ECANCELED;
-        pthread_rwlock_unlock(&w->fill_guard);
-        return r;
-}
-
 int worker_new(const config *cfg, const char *node, const char *data_dir, const char *runtime_dir,
                worker **ret)
 {
         _cleanup_(worker_freep) worker *w = NULL;
         _cleanup_free_ char *lock_path = NULL, *sock_path = NULL;
         fill_options fo = {.threads = WORKER_FILL_THREADS};
+        fdsock_context fc;
+        reg_context rc;
+        fill *f;
         char status[128];
         sigset_t mask;
         int r;
@@ -241,7 +211,7 @@ int worker_new(const config *cfg, const char *node, const char *data_dir, const 
         if (!w)
                 return log_oom();
         w->lock_fd = -1;
-        pthread_rwlock_init(&w->fill_guard, NULL);
+        fill_guard_init(&w->fill, NULL);
         pthread_mutex_init(&w->load_lock, NULL);
         pthread_cond_init(&w->load_cond, NULL);
         w->cfg = cfg;
@@ -291,9 +261,10 @@ int worker_new(const config *cfg, const char *node, const char *data_dir, const 
         for (unsigned i = 0; i < fo.threads; i++)
                 if (!(w->resolvers[i] = mclient_httpc(w->mclient)))
                         return log_oom();
-        r = fill_new(cfg, w->store, &fo, resolve_file, w, &w->fill);
+        r = fill_new(cfg, w->store, &fo, resolve_file, w, &f);
         if (r < 0)
                 return log_error_errno(r, "Failed to start the fill threads: %m");
+        w->fill.fill = f;
 
         r = sd_event_new(&w->event);
         if (r < 0)
@@ -312,13 +283,25 @@ int worker_new(const config *cfg, const char *node, const char *data_dir, const 
                 return r;
         if (asprintf(&sock_path, "%s/worker.sock", w->runtime_dir) < 0)
                 return log_oom();
-        r = fdsock_new(w, sock_path, &w->fdsock);
+        fc = (fdsock_context){.store = w->store,
+                              .fill = &w->fill,
+                              .event = w->event,
+                              .hits = &w->hits,
+                              .misses = &w->misses,
+                              .waits = &w->fdsock_waits};
+        r = fdsock_new(&fc, sock_path, &w->fdsock);
         if (r < 0)
                 return r;
         r = dbus_setup(w);
         if (r < 0)
                 return r;
-        r = reg_start(w, &w->reg);
+        rc = (reg_context){.node = w->node,
+                           .api = w->api,
+                           .store = w->store,
+                           .mclient = w->mclient,
+                           .hits = &w->hits,
+                           .misses = &w->misses};
+        r = reg_start(&rc, &w->reg);
         if (r < 0)
                 return log_error_errno(r, "Failed to start registration: %m");
 

@@ -38,43 +38,58 @@ def build_dir():
     return BUILD_DIR
 
 
-PRIVATE_BUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>custom</type>
-  <listen>unix:path={path}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow receive_sender="*"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-    <allow user="*"/>
-  </policy>
-</busconfig>
-"""
-
-
 @pytest.fixture
 def private_bus(tmp_path):
     """A private dbus-daemon standing in for the system bus; yields its address (give it to the
     daemons as DBUS_SYSTEM_BUS_ADDRESS and to busctl as --address)."""
-    daemon = shutil.which("dbus-daemon")
-    if not daemon or not shutil.which("busctl"):
+    from weirtest.daemon import DbusDaemon
+
+    if not shutil.which("dbus-daemon") or not shutil.which("busctl"):
         pytest.skip("dbus-daemon or busctl is not installed (apt install dbus systemd)")
-    conf = tmp_path / "bus.conf"
-    conf.write_text(PRIVATE_BUS_CONF.format(path=tmp_path / "bus.sock"))
-    proc = subprocess.Popen([daemon, f"--config-file={conf}", "--nofork", "--print-address=1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            start_new_session=True)
+    bus = DbusDaemon(str(tmp_path / "bus"))
     try:
-        address = proc.stdout.readline().strip()
-        if not address:
-            pytest.skip("dbus-daemon did not start")
-        yield address
+        bus.start()
+    except RuntimeError as e:
+        pytest.skip(str(e))
+    try:
+        yield bus.address
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
+        bus.stop()
+
+
+def cluster_factory(cls, tmp_path, build_dir):
+    """The body of a factory fixture of CLS clusters (MasterCluster or a subclass): yields
+    make(**kw); every cluster made is stopped (process groups killed) at teardown."""
+    made = []
+
+    def make(**kw):
+        c = cls(tmp_path / f"c{len(made)}", build_dir, **kw)
+        made.append(c)
+        return c
+
+    try:
+        yield make
+    finally:
+        for c in made:
+            c.stop()
+
+
+@pytest.fixture
+def make_cluster(tmp_path, build_dir):
+    """Factory of MasterClusters (weirtest/cluster.py)."""
+    from weirtest.cluster import MasterCluster
+
+    weir_binary("weir-master")
+    yield from cluster_factory(MasterCluster, tmp_path, build_dir)
+
+
+@pytest.fixture
+def cluster3(make_cluster):
+    """Three masters on 127.0.1.1-3 with a leader elected."""
+    c = make_cluster(n=3, first_address=1)
+    c.start()
+    c.wait_leader()
+    return c
 
 
 def _stray_processes():

@@ -14,6 +14,7 @@ import urllib.request
 import pytest
 
 from weirtest.cluster import Master
+from weirtest.config import Dataset, write_cluster_yaml
 from weirtest.fusecluster import WorkerProc
 from weirtest.fusemount import FuseDaemon, lazy_unmount
 from weirtest.net import free_port, wait_listening
@@ -90,25 +91,16 @@ def tls_node(tmp_path, build_dir):
     env.fuse = None
     try:
         nginx.start()
-        with open(yaml_path, "w") as f:
-            f.write("\n".join([
-                "apiVersion: weir.io/v1", "kind: Cluster", "metadata: {name: tls}", "spec:",
-                "  tokenFile: token",
-                f"  api: {{tls: {{certFile: srv.pem, keyFile: srv.key, caFile: ca.pem}}}}",
-                "  nodes:",
-                f"    - {{name: node1, address: {NODE}, raftPort: {raft}, masterPort: {mport}, "
-                f"workerPort: {wport}, dataDir: {d}/data, runtimeDir: {d}/run, "
-                f"mountRoot: {d}/mnt, roles: [master, worker]}}",
-                f"    - {{name: node2, address: {NODE2}, dataDir: {d}/data2, "
-                f"runtimeDir: {d}/run2, mountRoot: {d}/mnt2, roles: [fuse]}}",
-                "---", "apiVersion: data.fluid.io/v1alpha1", "kind: Dataset",
-                "metadata: {name: ds}", "spec:", "  blockSize: 1Mi",
-                f"  mounts: [{{mountPoint: '{nginx.url}data/', name: data}}]",
-                "---", "apiVersion: data.fluid.io/v1alpha1", "kind: AlluxioRuntime",
-                "metadata: {name: ds}", "spec:", "  replicas: 1", "  master: {replicas: 1}",
-                "  tieredstore:", "    levels:",
-                f"      - {{mediumtype: MEM, path: {d}/shm, quota: 64Mi, high: '0.95', "
-                "low: '0.7'}"]) + "\n")
+        write_cluster_yaml(
+            yaml_path, name="tls", token_file="token",
+            cluster_extra="  api: {tls: {certFile: srv.pem, keyFile: srv.key, caFile: ca.pem}}",
+            nodes=[{"name": "node1", "address": NODE, "raftPort": raft, "masterPort": mport,
+                    "workerPort": wport, "dataDir": f"{d}/data", "runtimeDir": f"{d}/run",
+                    "mountRoot": f"{d}/mnt", "roles": ["master", "worker"]},
+                   {"name": "node2", "address": NODE2, "dataDir": f"{d}/data2",
+                    "runtimeDir": f"{d}/run2", "mountRoot": f"{d}/mnt2", "roles": ["fuse"]}],
+            datasets=[Dataset("ds", mounts=[("data", f"{nginx.url}data/")], block_size="1Mi",
+                              tiers=[("MEM", f"{d}/shm", "64Mi", "0.95", "0.7")])])
         env.yaml_path = yaml_path
         master = Master(env, 0, "node1", NODE)
         master.log_path = os.path.join(d, "master.log")
@@ -185,7 +177,7 @@ def test_api_over_tls(tls_node):
         https(env, "GET", env.mport, "/v1/workers")[1])["workers"]), 30,
         "the worker registered over TLS")
     st = json.loads(https(env, "GET", env.mport, "/v1/datasets/ds/stat?path=/data/a.bin")[1])
-    code, body = https(env, "GET", env.wport, f"/v1/blocks/{st['file_id']}-{st['version']}-0")
+    code, body = https(env, "GET", env.wport, f"/v1/blocks/{st['epoch']}-{st['file_id']}-{st['version']}-0")
     assert code == 200 and len(body) == 1 << 20
     # weir-fuse on a node without a worker: metadata from the master and blocks from node1's
     # worker, both over HTTPS with the token
@@ -218,12 +210,10 @@ def test_bad_tls_files_are_refused_with_a_message(tmp_path, build_dir):
         f.write("not a certificate\n")
     port = free_port(NODE)
     yaml_path = os.path.join(d, "cluster.yaml")
-    with open(yaml_path, "w") as f:
-        f.write("\n".join([
-            "apiVersion: weir.io/v1", "kind: Cluster", "metadata: {name: tls}", "spec:",
-            "  api: {tls: {certFile: bad.pem, keyFile: bad.pem}}", "  nodes:",
-            f"    - {{name: node1, address: {NODE}, raftPort: {free_port(NODE)}, "
-            f"masterPort: {port}, dataDir: {d}/data, roles: [master]}}"]) + "\n")
+    write_cluster_yaml(
+        yaml_path, name="tls", cluster_extra="  api: {tls: {certFile: bad.pem, keyFile: bad.pem}}",
+        nodes=[{"name": "node1", "address": NODE, "raftPort": free_port(NODE), "masterPort": port,
+                "dataDir": f"{d}/data", "roles": ["master"]}], datasets=[])
     out = subprocess.run([os.path.join(build_dir, "services/master/weir-master"), "--config",
                           yaml_path, "--node", "node1"], capture_output=True, text=True,
                          timeout=30, env={**os.environ, "DBUS_SYSTEM_BUS_ADDRESS":

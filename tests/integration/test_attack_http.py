@@ -15,9 +15,10 @@ import time
 import pytest
 
 from weirtest.cluster import Master, http_request
+from weirtest.config import Dataset, write_cluster_yaml
 from weirtest.fusecluster import WorkerProc
 from weirtest.fusemount import nginx_bytes_sent
-from weirtest.net import free_port, wait_listening
+from weirtest.net import free_port, wait_listening, wait_until
 from weirtest.stores import Nginx, make_world_readable
 
 TOKEN = "attack-test-token"
@@ -58,22 +59,15 @@ class OneNode:
         for name, tok in (("token", TOKEN), ("read-token", READ_TOKEN)):
             with open(os.path.join(self.dir, name), "w") as f:
                 f.write(tok + "\n")
-        lines = ["apiVersion: weir.io/v1", "kind: Cluster", "metadata: {name: attack}", "spec:",
-                 "  tokenFile: token", *self.extra_spec, "  nodes:",
-                 f"    - {{name: node1, address: {NODE}, raftPort: {self.raft_port}, "
-                 f"masterPort: {self.master_port}, workerPort: {self.worker_port}, "
-                 f"dataDir: {self.dir}/data, runtimeDir: {self.dir}/run, "
-                 f"mountRoot: {self.dir}/mnt, roles: [master, worker]}}",
-                 "---", "apiVersion: data.fluid.io/v1alpha1", "kind: Dataset",
-                 "metadata: {name: ds}", "spec:", f"  blockSize: {BLOCK}",
-                 f"  mounts: [{{mountPoint: '{self.nginx.url}data/', name: data}}]",
-                 "---", "apiVersion: data.fluid.io/v1alpha1", "kind: AlluxioRuntime",
-                 "metadata: {name: ds}", "spec:", "  replicas: 1", "  master: {replicas: 1}",
-                 "  tieredstore:", "    levels:",
-                 f"      - {{mediumtype: MEM, path: {self.dir}/shm, quota: 256Mi, "
-                 "high: '0.95', low: '0.7'}"]
-        with open(self.yaml_path, "w") as f:
-            f.write("\n".join(lines) + "\n")
+        write_cluster_yaml(
+            self.yaml_path, name="attack", token_file="token",
+            cluster_extra="\n".join(self.extra_spec),
+            nodes=[{"name": "node1", "address": NODE, "raftPort": self.raft_port,
+                    "masterPort": self.master_port, "workerPort": self.worker_port,
+                    "dataDir": f"{self.dir}/data", "runtimeDir": f"{self.dir}/run",
+                    "mountRoot": f"{self.dir}/mnt", "roles": ["master", "worker"]}],
+            datasets=[Dataset("ds", mounts=[("data", f"{self.nginx.url}data/")], block_size=BLOCK,
+                              tiers=[("MEM", f"{self.dir}/shm", "256Mi", "0.95", "0.7")])])
 
     def master_url(self, path):
         return f"http://{NODE}:{self.master_port}{path}"
@@ -113,22 +107,21 @@ class OneNode:
         self.nginx.stop()
 
     def wait(self, cond, timeout, what):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if cond():
-                    return
-            except (OSError, KeyError, TypeError, AttributeError):
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"{what} not reached within {timeout}s\n"
-                             f"{self.master.log()[-3000:] if self.master else ''}")
+        wait_until(cond, timeout, what,
+                   lambda: self.master.log()[-3000:] if self.master else "")
 
     def file_id(self, name):
         code, body, _ = http_request("GET", self.master_url(f"/v1/datasets/ds/stat?path=/data/{name}"),
                                      token=TOKEN)
         assert code == 200, body
         return body["file_id"], body["version"]
+
+    def block_prefix(self, name):
+        """"EPOCH-FILE-VERSION" of NAME: block ids append "-INDEX" (docs/api.md)."""
+        code, body, _ = http_request("GET", self.master_url(f"/v1/datasets/ds/stat?path=/data/{name}"),
+                                     token=TOKEN)
+        assert code == 200, body
+        return f"{body['epoch']}-{body['file_id']}-{body['version']}"
 
     def store_requests(self):
         with open(os.path.join(self.nginx.workdir, "access.log")) as f:
@@ -192,10 +185,10 @@ def test_reads_without_token_are_refused(node):
 
 
 def test_cold_block_without_token_never_reaches_the_store(node):
-    fid, ver = node.file_id("f1.bin")
+    prefix = node.block_prefix("f1.bin")
     before = node.store_requests()
     for idx in range(3):
-        bid = f"{fid}-{ver}-{idx}"
+        bid = f"{prefix}-{idx}"
         assert raw_get(NODE, node.worker_port, f"/v1/blocks/{bid}") == 401
         assert raw_get(NODE, node.worker_port, f"/v1/blocks/{bid}",
                        [("Authorization", "Bearer nope")]) == 401
@@ -204,7 +197,7 @@ def test_cold_block_without_token_never_reaches_the_store(node):
     time.sleep(1)
     assert node.store_requests() == before, "an unauthenticated GET made the worker fetch"
     # with the read token the same block is served, from the store once
-    code, body, hdrs = http_request("GET", node.worker_url(f"/v1/blocks/{fid}-{ver}-0"),
+    code, body, hdrs = http_request("GET", node.worker_url(f"/v1/blocks/{prefix}-0"),
                                     token=READ_TOKEN, timeout=10)
     assert code == 200 and hdrs.get("x-weir-cache") == "miss"
     assert node.store_requests() > before
@@ -318,3 +311,32 @@ def test_slow_headers_do_not_stall_healthz(node):
                      if line.startswith("weir_http_connections_closed_total{"))
         print(f"{url}: connections closed by the limits: {closed:.0f}")
         assert closed > 0, text
+
+
+def _connects(address, port):
+    try:
+        with socket.create_connection((address, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def test_bind_address(tmp_path, build_dir):
+    """api.bindAddress: by default each API listens on its node's address only; `0.0.0.0` makes
+    it answer on every address of the host, while clients still use the node's address."""
+    other = "127.0.6.50"
+    n = OneNode(tmp_path / "node", build_dir)
+    try:
+        n.start()
+        assert raw_get(NODE, n.master_port, "/healthz") == 200
+        assert not _connects(other, n.master_port) and not _connects(other, n.worker_port)
+    finally:
+        n.stop()
+    n = OneNode(tmp_path / "any", build_dir, extra_spec=["  api: {bindAddress: 0.0.0.0}"])
+    try:
+        n.start()  # the worker registers with the master through the node's address
+        for port in (n.master_port, n.worker_port):
+            assert raw_get(other, port, "/healthz") == 200
+            assert raw_get(other, port, "/metrics") == 401  # the token still applies
+    finally:
+        n.stop()

@@ -52,6 +52,13 @@ def walk():
     for name in big_names():
         with open(os.path.join(big, name), "wb") as f:
             f.truncate(4096)
+    # weir-fuse's page is 1,024 names: a directory of exactly one page, one of a page and one
+    # name, and an empty one
+    for n in (1024, 1025):
+        os.makedirs(os.path.join(src, f"k{n}"))
+        for j in range(n):
+            open(os.path.join(src, f"k{n}", f"x{j:04d}"), "wb").close()
+    os.makedirs(os.path.join(src, "empty"))
     for i in range(SMALL_DIRS):
         sd = os.path.join(src, f"d{i:02d}")
         os.makedirs(sd)
@@ -212,6 +219,16 @@ def test_fuse_lists_a_directory_larger_than_a_page(walk):
         assert f.read() == b"\0" * 4096
 
 
+def test_fuse_page_boundaries(walk):
+    for n in (1024, 1025):
+        d = os.path.join(walk.mnt, "m", f"k{n}")
+        calls = log_lines(walk, f"Listed /m/k{n} after")
+        assert os.listdir(d) == [f"x{j:04d}" for j in range(n)]
+        assert log_lines(walk, f"Listed /m/k{n} after") - calls == (1 if n == 1024 else 2)
+        assert os.listdir(d) == [f"x{j:04d}" for j in range(n)]  # again, from the caches
+    assert os.listdir(os.path.join(walk.mnt, "m", "empty")) == []
+
+
 def test_files_listed_open_without_asking_the_master(walk):
     d = os.path.join(walk.mnt, "m", "d07")
     os.listdir(d)  # readdirplus: every entry with its attributes
@@ -244,7 +261,7 @@ def test_xattrs_are_refused_once_for_the_whole_mount(walk):
 
 
 def test_forget_drops_inodes(walk):
-    files = BIG + SMALL_DIRS * SMALL_FILES
+    files = BIG + SMALL_DIRS * SMALL_FILES + 1024 + 1025
     forgot = log_lines(walk, "forgot inode")
     subprocess.run(["find", os.path.join(walk.mnt, "m")], check=True, stdout=subprocess.DEVNULL,
                    timeout=120)
@@ -267,3 +284,47 @@ def rss(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise AssertionError("no VmRSS")
+
+
+def test_dbus_counters(walk, private_bus):
+    """A second mount publishing on a private bus: XattrRequests stays at most 2 through two
+    `ls -lR`, ListingRequests counts the pages asked, Inodes follows the walk and the forgets."""
+    mnt = os.path.join(walk.dir, "mnt-bus")
+    os.makedirs(mnt, exist_ok=True)
+    fuse = FuseDaemon(weir_binary("weir-fuse"), walk.sc.c.yaml_path, walk.sc.c.masters[0].name,
+                      "ds", mnt, walk.dir, env={"DBUS_SYSTEM_BUS_ADDRESS": private_bus})
+    fuse.log_path = os.path.join(walk.dir, "weir-fuse-bus.log")
+
+    def prop(name):
+        out = subprocess.run(["busctl", f"--address={private_bus}", "get-property",
+                              "io.weir.Fuse1", "/io/weir/Fuse1", "io.weir.Fuse1", name],
+                             capture_output=True, text=True, timeout=10)
+        assert out.returncode == 0, out.stderr
+        return int(out.stdout.split()[1])
+
+    def wait_prop(name, pred, timeout=20):
+        deadline = time.monotonic() + timeout
+        while True:
+            v = prop(name)
+            if pred(v) or time.monotonic() > deadline:
+                return v
+            time.sleep(0.5)
+
+    try:
+        fuse.start()
+        wait_prop("Inodes", lambda v: v >= 1)
+        for _ in range(2):
+            subprocess.run(["ls", "-lR", os.path.join(mnt, "m")], check=True,
+                           stdout=subprocess.DEVNULL, timeout=120)
+        files = BIG + SMALL_DIRS * SMALL_FILES + 1024 + 1025
+        # the properties are refreshed with STATUS=, every 5 s
+        assert wait_prop("Inodes", lambda v: v >= files) >= files
+        assert prop("XattrRequests") <= 2
+        # 3 pages of big, 1 + 2 of k1024/k1025, one per small and empty directory, /m and /
+        assert wait_prop("ListingRequests", lambda v: v >= 3 + 3 + SMALL_DIRS + 3) >= 29
+        drop_caches()
+        assert wait_prop("Inodes", lambda v: v < files * 0.1) < files * 0.1
+    finally:
+        fuse.stop()
+        fuse.kill()
+        lazy_unmount(mnt)

@@ -13,34 +13,12 @@ import time
 import pytest
 
 from conftest import weir_binary
-from weirtest.cluster import MasterCluster, http_request
+from weirtest.cluster import http_request
 
 # Generous bounds: the suite runs on loaded CI machines next to other tests.
 FAILOVER_BOUND_S = 10.0
 
 
-@pytest.fixture
-def make_cluster(tmp_path, build_dir):
-    """Factory of MasterClusters; every one is stopped (process groups killed) at teardown."""
-    weir_binary("weir-master")
-    clusters = []
-
-    def make(**kw):
-        c = MasterCluster(tmp_path / f"c{len(clusters)}", build_dir, **kw)
-        clusters.append(c)
-        return c
-
-    yield make
-    for c in clusters:
-        c.stop()
-
-
-@pytest.fixture
-def cluster3(make_cluster):
-    c = make_cluster(n=3, first_address=1)
-    c.start()
-    c.wait_leader()
-    return c
 
 
 def test_three_masters_elect_one_leader(cluster3):

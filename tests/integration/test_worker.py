@@ -20,7 +20,7 @@ import time
 import pytest
 
 from conftest import weir_binary
-from weirtest.workerenv import FakeMaster, StoreNginx, Throttle, Worker, free_port, write_config
+from weirtest.workerenv import EPOCH, FakeMaster, StoreNginx, Throttle, Worker, free_port, write_config
 
 MiB = 1 << 20
 WORKER_ADDR = "127.0.2.3"
@@ -140,21 +140,21 @@ def test_block_read_twice_fetched_once_fake_master(tmp_path):
         env.worker.start()
         for _ in range(2):
             for i in range(env.n_blocks(1)):
-                status, headers, body = env.worker.get(f"/v1/blocks/1-1-{i}")
+                status, headers, body = env.worker.get(f"/v1/blocks/{EPOCH}-1-1-{i}")
                 assert status == 200
                 assert body == env.block(1, i)
         # Ranges are served from the cached block, too.
-        status, headers, body = env.worker.get("/v1/blocks/1-1-1", {"Range": "bytes=100-199"})
+        status, headers, body = env.worker.get(f"/v1/blocks/{EPOCH}-1-1-1", {"Range": "bytes=100-199"})
         assert status == 206 and body == env.block(1, 1)[100:200]
         assert headers["Content-Range"] == f"bytes 100-199/{env.block_size}"
         blk = env.block(1, 2)  # the short last block
         for rng, want in ((f"bytes={len(blk) - 10}-", blk[-10:]), ("bytes=-7", blk[-7:]),
                           ("bytes=5-99999999", blk[5:])):
-            status, headers, body = env.worker.get("/v1/blocks/1-1-2", {"Range": rng})
+            status, headers, body = env.worker.get(f"/v1/blocks/{EPOCH}-1-1-2", {"Range": rng})
             assert status == 206 and body == want, rng
-        status, headers, _ = env.worker.get("/v1/blocks/1-1-2", {"Range": f"bytes={len(blk)}-"})
+        status, headers, _ = env.worker.get(f"/v1/blocks/{EPOCH}-1-1-2", {"Range": f"bytes={len(blk)}-"})
         assert status == 416 and headers["Content-Range"] == f"bytes */{len(blk)}"
-        status, _, body = env.worker.get("/v1/blocks/1-1-2", {"Range": "bytes=0-1,5-6"})
+        status, _, body = env.worker.get(f"/v1/blocks/{EPOCH}-1-1-2", {"Range": "bytes=0-1,5-6"})
         assert status == 200 and body == blk  # several ranges: the whole block
         env.store.wait_quiet()
         assert env.store.bytes_sent("/f1.bin") == len(env.files[1])
@@ -164,9 +164,9 @@ def test_block_read_twice_fetched_once_fake_master(tmp_path):
         assert m["weir_worker_store_bytes_total"] == len(env.files[1])
         assert m["weir_worker_misses_total"] >= 1
         # Unknown blocks and garbage ids are answered, not filled.
-        assert env.worker.get("/v1/blocks/1-1-99")[0] == 416
-        assert env.worker.get("/v1/blocks/9-1-0")[0] == 404
-        assert env.worker.get("/v1/blocks/x-1-0")[0] == 400
+        assert env.worker.get(f"/v1/blocks/{EPOCH}-1-1-99")[0] == 416
+        assert env.worker.get(f"/v1/blocks/{EPOCH}-9-1-0")[0] == 404
+        assert env.worker.get(f"/v1/blocks/{EPOCH}-x-1-0")[0] == 400
         assert env.worker.stop() == 0
 
 
@@ -179,7 +179,7 @@ def test_32_concurrent_readers_one_fetch_fake_master(tmp_path):
 
         def reader(i):
             barrier.wait()
-            results[i] = env.worker.get("/v1/blocks/1-1-0")
+            results[i] = env.worker.get(f"/v1/blocks/{EPOCH}-1-1-0")
 
         threads = [threading.Thread(target=reader, args=(i,)) for i in range(32)]
         for t in threads:
@@ -199,7 +199,7 @@ def test_restart_keeps_cache_fake_master(tmp_path):
         env.worker.start()
         for fid in (1, 2):
             for i in range(env.n_blocks(fid)):
-                assert env.worker.get(f"/v1/blocks/{fid}-1-{i}")[2] == env.block(fid, i)
+                assert env.worker.get(f"/v1/blocks/{EPOCH}-{fid}-1-{i}")[2] == env.block(fid, i)
         env.store.wait_quiet()
         before = env.store.bytes_sent()
         assert env.worker.stop() == 0
@@ -207,7 +207,7 @@ def test_restart_keeps_cache_fake_master(tmp_path):
         assert env.worker.status()["blocks"] == 4
         for fid in (1, 2):
             for i in range(env.n_blocks(fid)):
-                status, headers, body = env.worker.get(f"/v1/blocks/{fid}-1-{i}")
+                status, headers, body = env.worker.get(f"/v1/blocks/{EPOCH}-{fid}-1-{i}")
                 assert body == env.block(fid, i)
                 assert headers["X-Weir-Cache"] == "hit"
         env.store.wait_quiet()
@@ -218,7 +218,7 @@ def test_changed_upstream_never_mixes_fake_master(tmp_path):
     with Env(tmp_path, block_size=1 * MiB, limit_rate="8m") as env:
         old = env.add(1, "c.bin", 12 * MiB, seed=1)
         env.worker.start()
-        assert env.worker.get("/v1/blocks/1-1-0")[2] == old[:MiB]
+        assert env.worker.get(f"/v1/blocks/{EPOCH}-1-1-0")[2] == old[:MiB]
         # The file changes upstream (same size, new bytes, new mtime: a new ETag).
         path = os.path.join(env.data, "c.bin")
         new = make_file(path + ".new", 12 * MiB, 2)
@@ -227,7 +227,7 @@ def test_changed_upstream_never_mixes_fake_master(tmp_path):
         os.utime(path, (st.st_atime, st.st_mtime + 100))
         stale = 0
         for i in range(12):
-            status, _, body = env.worker.get(f"/v1/blocks/1-1-{i}")
+            status, _, body = env.worker.get(f"/v1/blocks/{EPOCH}-1-1-{i}")
             if status == 200:
                 assert body == old[i * MiB:(i + 1) * MiB], f"block {i}: not the old version"
             else:
@@ -238,7 +238,7 @@ def test_changed_upstream_never_mixes_fake_master(tmp_path):
         env.publish(1, "c.bin", version=2)
         env.files[1] = new
         for i in range(12):
-            status, _, body = env.worker.get(f"/v1/blocks/1-2-{i}")
+            status, _, body = env.worker.get(f"/v1/blocks/{EPOCH}-1-2-{i}")
             assert status == 200 and body == new[i * MiB:(i + 1) * MiB]
 
 
@@ -249,7 +249,7 @@ def test_kill9_during_fill_fake_master(tmp_path):
         env.worker.start()
         def doomed_read():
             try:
-                env.worker.get("/v1/blocks/1-1-0", timeout=30)
+                env.worker.get(f"/v1/blocks/{EPOCH}-1-1-0", timeout=30)
             except OSError:
                 pass  # the worker dies under it
 
@@ -268,16 +268,16 @@ def test_kill9_during_fill_fake_master(tmp_path):
         assert not [f for f in env.tier_files() if not f.startswith(".")]
         env.worker.start()
         assert not any(f.startswith(".tmp-") for f in env.tier_files())
-        assert env.worker.get("/v1/blocks/1-1-0", timeout=60)[2] == env.files[1]
+        assert env.worker.get(f"/v1/blocks/{EPOCH}-1-1-0", timeout=60)[2] == env.files[1]
 
 
 def test_corrupt_block_is_refetched_not_served_fake_master(tmp_path):
     with Env(tmp_path) as env:
         env.add(1, "d.bin", 4 * MiB)
         env.worker.start()
-        assert env.worker.get("/v1/blocks/1-1-0")[2] == env.files[1]
+        assert env.worker.get(f"/v1/blocks/{EPOCH}-1-1-0")[2] == env.files[1]
         env.worker.stop()
-        (name,) = [f for f in env.tier_files() if f.startswith("1-1-0.")]
+        (name,) = [f for f in env.tier_files() if f.startswith(f"{EPOCH}-1-1-0.")]
         path = os.path.join(env.tiers[0][1], "weir", "w1", name)
         with open(path, "r+b") as f:
             f.seek(12345)
@@ -285,7 +285,7 @@ def test_corrupt_block_is_refetched_not_served_fake_master(tmp_path):
         env.store.wait_quiet()
         before = env.store.bytes_sent()
         env.worker.start()
-        assert env.worker.get("/v1/blocks/1-1-0")[2] == env.files[1]
+        assert env.worker.get(f"/v1/blocks/{EPOCH}-1-1-0")[2] == env.files[1]
         env.store.wait_quiet()
         assert env.store.bytes_sent() - before == 4 * MiB  # refetched
         assert env.worker.metrics()["weir_worker_checksum_failures_total"] == 1
@@ -298,7 +298,7 @@ def test_eviction_demotes_then_drops_fake_master(tmp_path):
         env.add(1, "e.bin", 16 * MiB)
         env.worker.start()
         for i in range(16):
-            assert env.worker.get(f"/v1/blocks/1-1-{i}")[2] == env.block(1, i)
+            assert env.worker.get(f"/v1/blocks/{EPOCH}-1-1-{i}")[2] == env.block(1, i)
         time.sleep(0.5)  # background eviction
         st = env.worker.status()
         mem, ssd = st["tiers"]
@@ -314,7 +314,7 @@ def test_eviction_demotes_then_drops_fake_master(tmp_path):
         assert len(cached) == mem["blocks"] + ssd["blocks"]
         for bid in cached:
             status, headers, body = env.worker.get(f"/v1/blocks/{bid}")
-            assert body == env.block(1, int(bid.split("-")[2]))
+            assert body == env.block(1, int(bid.split("-")[3]))
             assert headers["X-Weir-Cache"] == "hit"
         env.store.wait_quiet()
         assert env.store.bytes_sent() == before
@@ -333,12 +333,12 @@ def test_fd_socket_passes_read_only_block_fds_fake_master(tmp_path):
     with Env(tmp_path) as env:
         env.add(1, "g.bin", 5 * MiB)
         env.worker.start()
-        assert env.worker.get("/v1/blocks/1-1-0")[0] == 200
+        assert env.worker.get(f"/v1/blocks/{EPOCH}-1-1-0")[0] == 200
         sock_path = os.path.join(env.tmp, "wrun", "worker.sock")
         assert os.stat(sock_path).st_mode & 0o777 == 0o600
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.connect(sock_path)
-            s.sendall(b"OPEN 1-1-0\n")
+            s.sendall(f"OPEN {EPOCH}-1-1-0\n".encode())
             msg, fd = recv_fd(s)
             assert msg == f"OK {4 * MiB}\n".encode() and fd is not None
             try:
@@ -347,7 +347,7 @@ def test_fd_socket_passes_read_only_block_fds_fake_master(tmp_path):
                     os.write(fd, b"x")
             finally:
                 os.close(fd)
-            s.sendall(b"OPEN 1-1-7\n")
+            s.sendall(f"OPEN {EPOCH}-1-1-7\n".encode())
             assert recv_fd(s) == (b"MISS\n", None)
             s.sendall(b"OPEN ../etc\n")
             assert recv_fd(s)[0].startswith(b"ERR ")
@@ -364,12 +364,12 @@ def test_cold_ranges_answered_before_the_whole_block_fake_master(tmp_path):
         env.add(3, "c.bin", 16 * MiB)
         env.worker.start()
         t0 = time.monotonic()
-        status, _, body = env.worker.get("/v1/blocks/1-1-0")
+        status, _, body = env.worker.get(f"/v1/blocks/{EPOCH}-1-1-0")
         whole_s = time.monotonic() - t0
         assert status == 200 and body == env.block(1, 0)
 
         t0 = time.monotonic()
-        status, headers, body = env.worker.get("/v1/blocks/2-1-0",
+        status, headers, body = env.worker.get(f"/v1/blocks/{EPOCH}-2-1-0",
                                                headers={"Range": "bytes=4096-8191"})
         range_s = time.monotonic() - t0
         assert status == 206 and body == env.block(2, 0)[4096:8192]
@@ -382,7 +382,7 @@ def test_cold_ranges_answered_before_the_whole_block_fake_master(tmp_path):
             t0 = time.monotonic()
             # 4 KiB into the second of eight 2 MiB ranges: near the start of a range, as any
             # read is once a sequential reader is going
-            s.sendall(f"WAIT 3-1-0 {2 * MiB + 4096} 4096\n".encode())
+            s.sendall(f"WAIT {EPOCH}-3-1-0 {2 * MiB + 4096} 4096\n".encode())
             msg, fd = recv_fd(s)
             wait_s = time.monotonic() - t0
             s.settimeout(10)
@@ -401,20 +401,20 @@ def test_cold_ranges_answered_before_the_whole_block_fake_master(tmp_path):
 
         # the fills complete (a GET of the whole block waits for that); then they are hits
         for fid in (2, 3):
-            status, headers, body = env.worker.get(f"/v1/blocks/{fid}-1-0")
+            status, headers, body = env.worker.get(f"/v1/blocks/{EPOCH}-{fid}-1-0")
             assert status == 200 and body == env.block(fid, 0)
-            status, headers, _ = env.worker.get(f"/v1/blocks/{fid}-1-0",
+            status, headers, _ = env.worker.get(f"/v1/blocks/{EPOCH}-{fid}-1-0",
                                                 headers={"Range": "bytes=0-9"})
             assert status == 206 and headers["X-Weir-Cache"] == "hit"
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.connect(sock_path)
-            s.sendall(b"WAIT 3-1-0 0 10\n")
+            s.sendall(f"WAIT {EPOCH}-3-1-0 0 10\n".encode())
             msg, fd = recv_fd(s)
             assert msg == f"OK {16 * MiB}\n".encode() and fd is not None
             os.close(fd)
-            for bad in (b"WAIT 3-1-0 0 0\n", b"WAIT 3-1-0 x 1\n", b"WAIT ../x 0 1\n",
-                        b"WAIT 3-1-0 -1 1\n", b"WAIT 3-1-0 +1 1\n", b"WAIT 3-1-0 0 1 2\n",
-                        b"WAIT 3-1-0 99999999999999999999999 1\n"):
+            for bad in (f"WAIT {EPOCH}-3-1-0 0 0\n".encode(), f"WAIT {EPOCH}-3-1-0 x 1\n".encode(), b"WAIT ../x 0 1\n",
+                        f"WAIT {EPOCH}-3-1-0 -1 1\n".encode(), f"WAIT {EPOCH}-3-1-0 +1 1\n".encode(), f"WAIT {EPOCH}-3-1-0 0 1 2\n".encode(),
+                        f"WAIT {EPOCH}-3-1-0 99999999999999999999999 1\n".encode()):
                 s.sendall(bad)
                 assert recv_fd(s)[0].startswith(b"ERR ")
         env.store.wait_quiet()
@@ -429,9 +429,9 @@ def test_huge_block_report_is_sent_in_chunks_fake_master(tmp_path):
         os.makedirs(tier)
         want = set()
         for i in range(250000):
-            # empty blocks named as the store names them: FILE-VERSION-INDEX.CHECKSUM
-            open(os.path.join(tier, f"9-1-{i}.{i:016x}"), "wb").close()
-            want.add(f"9-1-{i}")
+            # empty blocks named as the store names them: EPOCH-FILE-VERSION-INDEX.CHECKSUM
+            open(os.path.join(tier, f"{EPOCH}-9-1-{i}.{i:016x}"), "wb").close()
+            want.add(f"{EPOCH}-9-1-{i}")
         env.worker.start()
         deadline = time.monotonic() + 60
         while env.masters[0].blocks_known() != want:
@@ -451,7 +451,7 @@ def test_fd_socket_out_of_descriptors_does_not_spin_fake_master(tmp_path):
     with Env(tmp_path) as env:
         env.add(1, "o.bin", 2 * MiB)
         env.worker.start()
-        assert env.worker.get("/v1/blocks/1-1-0")[0] == 200
+        assert env.worker.get(f"/v1/blocks/{EPOCH}-1-1-0")[0] == 200
         pid = env.worker.proc.pid
         sock_path = os.path.join(env.tmp, "wrun", "worker.sock")
         in_use = len(os.listdir(f"/proc/{pid}/fd"))
@@ -476,7 +476,7 @@ def test_fd_socket_out_of_descriptors_does_not_spin_fake_master(tmp_path):
         time.sleep(0.5)
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.connect(sock_path)
-            s.sendall(b"OPEN 1-1-0\n")
+            s.sendall(f"OPEN {EPOCH}-1-1-0\n".encode())
             msg, fd = recv_fd(s)
             assert msg.startswith(b"OK ") and fd is not None
             os.close(fd)
@@ -489,14 +489,14 @@ def test_fd_socket_deadline_and_per_process_limit_fake_master(tmp_path):
     with Env(tmp_path) as env:
         env.add(1, "d.bin", 2 * MiB)
         env.worker.start()
-        assert env.worker.get("/v1/blocks/1-1-0")[0] == 200
+        assert env.worker.get(f"/v1/blocks/{EPOCH}-1-1-0")[0] == 200
         sock_path = os.path.join(env.tmp, "wrun", "worker.sock")
         slow = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         slow.connect(sock_path)
         t0 = time.monotonic()
         closed_at = None
         try:
-            for ch in b"OPEN 1-1-0" * 4:
+            for ch in f"OPEN {EPOCH}-1-1-0".encode() * 4:
                 try:
                     slow.sendall(bytes([ch]))
                     slow.settimeout(0.5)
@@ -528,7 +528,8 @@ def test_fd_socket_deadline_and_per_process_limit_fake_master(tmp_path):
             out = subprocess.run(
                 [sys.executable, "-c",
                  "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]);"
-                 "s.sendall(b'OPEN 1-1-0\\n'); print(s.recv(100).decode().strip())", sock_path],
+                 f"s.sendall(b'OPEN {EPOCH}-1-1-0\\n'); print(s.recv(100).decode().strip())",
+                 sock_path],
                 capture_output=True, text=True, timeout=20)
             assert out.stdout.startswith("OK "), out
         finally:
@@ -540,7 +541,7 @@ def test_registration_failover_and_404_fake_master(tmp_path):
     with Env(tmp_path, n_masters=3) as env:
         env.add(1, "h.bin", 2 * MiB)
         env.worker.start()
-        assert env.worker.get("/v1/blocks/1-1-0")[0] == 200
+        assert env.worker.get(f"/v1/blocks/{EPOCH}-1-1-0")[0] == 200
 
         def wait(cond, timeout=15):
             deadline = time.monotonic() + timeout
@@ -552,7 +553,7 @@ def test_registration_failover_and_404_fake_master(tmp_path):
 
         m0 = env.masters[0]
         # Registered with a full report, then deltas in heartbeats.
-        assert wait(lambda: m0.blocks_known() == {"1-1-0"})
+        assert wait(lambda: m0.blocks_known() == {f"{EPOCH}-1-1-0"})
         reg = m0.registrations[0]
         assert reg["node"] == "w1" and reg["api"] == f"{WORKER_ADDR}:{env.port}"
         assert reg["tiers"][0]["medium"] == "MEM"
@@ -560,12 +561,12 @@ def test_registration_failover_and_404_fake_master(tmp_path):
         n = len(m0.registrations)
         m0.forget_workers()
         assert wait(lambda: len(m0.registrations) > n)
-        assert set(m0.registrations[-1]["blocks"]) == {"1-1-0"}
+        assert set(m0.registrations[-1]["blocks"]) == {f"{EPOCH}-1-1-0"}
         # The leader dies: the worker registers with another master, blocks and all.
         m0.stop()
         assert wait(lambda: any(m.registrations for m in env.masters[1:]))
         other = next(m for m in env.masters[1:] if m.registrations)
-        assert set(other.registrations[-1]["blocks"]) == {"1-1-0"}
+        assert set(other.registrations[-1]["blocks"]) == {f"{EPOCH}-1-1-0"}
         # (the master records a registration before the worker has its answer)
         assert wait(lambda: env.worker.status()["registered"])
 
@@ -585,7 +586,7 @@ def test_load_caches_paths_fake_master(tmp_path):
         assert st["load"]["blocks_done"] == 4 and st["load"]["bytes_done"] == 12 * MiB
         for fid in (1, 2):
             for i in range(env.n_blocks(fid)):
-                assert env.worker.get(f"/v1/blocks/{fid}-1-{i}")[1]["X-Weir-Cache"] == "hit"
+                assert env.worker.get(f"/v1/blocks/{EPOCH}-{fid}-1-{i}")[1]["X-Weir-Cache"] == "hit"
         assert env.worker.post("/v1/load", {"dataset": "nope"})[0] == 404
 
 
@@ -607,7 +608,7 @@ def test_limited_store_cold_fill_beats_one_curl_fake_master(tmp_path):
         t0 = time.monotonic()
         digest = hashlib.sha256()
         for i in range(16):
-            status, _, body = env.worker.get(f"/v1/blocks/1-1-{i}")
+            status, _, body = env.worker.get(f"/v1/blocks/{EPOCH}-1-1-{i}")
             assert status == 200
             digest.update(body)
         worker_s = time.monotonic() - t0
@@ -705,7 +706,7 @@ def test_real_master_load_to_100_percent_and_failover(tmp_path):
         entry = env.cluster.stat("/data/a.bin")
         for i in range(3):
             status, headers, body = env.worker.get(
-                f"/v1/blocks/{entry['file_id']}-{entry['version']}-{i}")
+                f"/v1/blocks/{entry['epoch']}-{entry['file_id']}-{entry['version']}-{i}")
             assert body == files["a.bin"][i * 4 * MiB:(i + 1) * 4 * MiB]
             assert headers["X-Weir-Cache"] == "hit"
         # A second load finds everything cached (resuming loads nothing twice).
@@ -731,7 +732,7 @@ def test_dbus_object_and_free_fake_master(tmp_path, private_bus):
         env.worker.env = {"DBUS_SYSTEM_BUS_ADDRESS": address}
         env.worker.start()
         for i in range(2):
-            assert env.worker.get(f"/v1/blocks/1-1-{i}")[0] == 200
+            assert env.worker.get(f"/v1/blocks/{EPOCH}-1-1-{i}")[0] == 200
 
         def busctl(*args):
             p = subprocess.run(["busctl", f"--address={address}", *args],
@@ -748,6 +749,15 @@ def test_dbus_object_and_free_fake_master(tmp_path, private_bus):
         assert busctl("call", *obj, "Free", "t", "0") == f"t {6 * MiB}"
         assert busctl("get-property", *obj, "Blocks") == "t 0"
         assert not [f for f in env.tier_files() if not f.startswith(".")]
+        # Registered follows the master: false once it stops answering.
+        deadline = time.monotonic() + 15
+        while busctl("get-property", *obj, "Registered") != "b true":
+            assert time.monotonic() < deadline, "never registered"
+            time.sleep(0.2)
+        env.masters[0].stop()
+        while busctl("get-property", *obj, "Registered") != "b false":
+            assert time.monotonic() < deadline + 15, "still registered without a master"
+            time.sleep(0.2)
 
 
 def test_sd_notify_ready_status_watchdog_stopping_fake_master(tmp_path):
@@ -776,7 +786,7 @@ def test_sd_notify_ready_status_watchdog_stopping_fake_master(tmp_path):
             drain(lambda: "READY=1" in messages and messages.count("WATCHDOG=1") >= 2)
             assert "READY=1" in messages, messages
             assert messages.count("WATCHDOG=1") >= 2, messages
-            assert env.worker.get("/v1/blocks/1-1-0")[0] == 200
+            assert env.worker.get(f"/v1/blocks/{EPOCH}-1-1-0")[0] == 200
             def status_seen():
                 return any(m.startswith("STATUS=1 tier, 0.0/") and m.endswith(" 1 blocks")
                            for m in messages)
@@ -818,7 +828,7 @@ def test_store_outage_is_retried_with_backoff_fake_master(tmp_path):
         env.worker.start()
         env.store.stop()  # the store goes away; a read comes in
         result = []
-        t = threading.Thread(target=lambda: result.append(env.worker.get("/v1/blocks/1-1-0")))
+        t = threading.Thread(target=lambda: result.append(env.worker.get(f"/v1/blocks/{EPOCH}-1-1-0")))
         t.start()
         time.sleep(0.4)
         env.store.start()  # back on the same port within the retries' backoff
@@ -839,7 +849,7 @@ def test_stop_during_a_huge_load_fake_master(tmp_path):
         def load():
             try:
                 done.append(env.worker.post(
-                    "/v1/load", {"dataset": "ds", "files": [{"file_id": 1, "version": 1,
+                    "/v1/load", {"dataset": "ds", "files": [{"epoch": EPOCH, "file_id": 1, "version": 1,
                                                              "size": 1 << 62}]}, timeout=30))
             except (OSError, http.client.HTTPException) as e:  # closed before the reply
                 done.append(("closed", str(e)))

@@ -519,7 +519,7 @@ static void test_api_section(void **state)
         assert_null(c->api.bind_address);
         assert_null(c->api.tls_cert_file);
         assert_int_equal(c->api.max_connections, 512);
-        assert_int_equal(c->api.max_connections_per_client, 64);
+        assert_int_equal(c->api.max_connections_per_client, 256);
         assert_int_equal(c->api.request_timeout_ms, 10000);
         config_free(c);
 

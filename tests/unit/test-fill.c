@@ -16,7 +16,10 @@
 
 #include "cleanup.h"
 #include "fill.h"
+#include "content.h"
 #include "store.h"
+
+#define TEST_EPOCH 0xe1ull
 #include "ufs/ufs.h"
 
 #define MiB (1u << 20)
@@ -67,7 +70,8 @@ static int resolve(void *userdata, unsigned thread, uint64_t file_id, fill_file 
         ufs_free(u);
         if (r < 0)
                 return r;
-        *ret = (fill_file){.file_id = 1,
+        *ret = (fill_file){.epoch = TEST_EPOCH,
+                           .file_id = 1,
                            .version = f->version,
                            .size = v.size,
                            .block_size = 4 * MiB,
@@ -161,7 +165,8 @@ static bool block_matches(fixture *f, uint64_t index, size_t len)
         sfd = open(p, O_RDONLY | O_CLOEXEC);
         assert_int_equal(pread(sfd, want, len, index * 4 * MiB), (ssize_t)len);
         close(sfd);
-        assert_int_equal(store_open(f->store, &(store_key){1, f->version, index}, &b, &fd, &size),
+        assert_int_equal(store_open(f->store, &(store_key){TEST_EPOCH, 1, f->version, index}, &b,
+                                    &fd, &size),
                          0);
         ok = size == len && pread(fd, got, len, 0) == (ssize_t)len && memcmp(got, want, len) == 0;
         close(fd);
@@ -199,7 +204,7 @@ static void *race(void *userdata)
         racer *x = userdata;
 
         pthread_barrier_wait(x->barrier);
-        x->r = fill_block(x->f->fill, &(store_key){1, 1, 1}, 0, on_done, x->f);
+        x->r = fill_block(x->f->fill, &(store_key){TEST_EPOCH, 1, 1, 1}, 0, on_done, x->f);
         return NULL;
 }
 
@@ -237,13 +242,13 @@ static void test_parallel_ranges_and_tail(void **state)
         fill_stats st;
 
         /* 4 MiB blocks in 1 MiB ranges; the last block is 2 MiB + 777 bytes. */
-        assert_int_equal(fill_block(f->fill, &(store_key){1, 1, 0}, 0, on_done, f), 0);
-        assert_int_equal(fill_block(f->fill, &(store_key){1, 1, 2}, 0, on_done, f), 0);
+        assert_int_equal(fill_block(f->fill, &(store_key){TEST_EPOCH, 1, 1, 0}, 0, on_done, f), 0);
+        assert_int_equal(fill_block(f->fill, &(store_key){TEST_EPOCH, 1, 1, 2}, 0, on_done, f), 0);
         wait_done(f, 2);
         assert_int_equal(f->last_r, 0);
         assert_true(block_matches(f, 0, 4 * MiB));
         assert_true(block_matches(f, 2, 2 * MiB + 777));
-        assert_int_equal(fill_block(f->fill, &(store_key){1, 1, 0}, 0, on_done, f), 1);
+        assert_int_equal(fill_block(f->fill, &(store_key){TEST_EPOCH, 1, 1, 0}, 0, on_done, f), 1);
         fill_get_stats(f->fill, &st);
         assert_int_equal(st.store_bytes, 6 * MiB + 777);
 }
@@ -253,7 +258,7 @@ static void test_readahead(void **state)
         fixture *f = *state;
         fill_stats st;
 
-        assert_int_equal(fill_block(f->fill, &(store_key){1, 1, 0}, 5, on_done, f), 0);
+        assert_int_equal(fill_block(f->fill, &(store_key){TEST_EPOCH, 1, 1, 0}, 5, on_done, f), 0);
         wait_done(f, 1);
         /* The prefetches (blocks 1 and 2; the file has no block 3) end soon after. */
         for (int i = 0; i < 500; i++) {
@@ -262,10 +267,49 @@ static void test_readahead(void **state)
                         break;
                 usleep(10000);
         }
-        assert_true(store_contains(f->store, &(store_key){1, 1, 1}));
-        assert_true(store_contains(f->store, &(store_key){1, 1, 2}));
+        assert_true(store_contains(f->store, &(store_key){TEST_EPOCH, 1, 1, 1}));
+        assert_true(store_contains(f->store, &(store_key){TEST_EPOCH, 1, 1, 2}));
         assert_int_equal(st.fills, 3);
         assert_int_equal(st.failures, 0);
+}
+
+/* A block of another epoch than the master's file of that id is never filled from the file. And
+ * file id 0 is no sentinel: 20 requests for it end (the resolver knows no such file) and leave
+ * every fill thread free for the next block (issue 14: they used to wait forever). */
+static void test_other_epoch_and_file_zero(void **state)
+{
+        fixture *f = *state;
+
+        assert_int_equal(fill_block(f->fill, &(store_key){TEST_EPOCH + 1, 1, 1, 0}, 0, on_done, f),
+                         0);
+        wait_done(f, 1);
+        assert_int_equal(f->last_r, -ESTALE);
+        assert_false(store_contains(f->store, &(store_key){TEST_EPOCH + 1, 1, 1, 0}));
+        for (int i = 0; i < 20; i++)
+                assert_int_equal(fill_block(f->fill, &(store_key){TEST_EPOCH, 0, 1, (uint64_t)i}, 0,
+                                            on_done, f),
+                                 0);
+        wait_done(f, 21);
+        assert_int_equal(f->last_r, -ENOENT);
+        assert_int_equal(fill_block(f->fill, &(store_key){TEST_EPOCH, 1, 1, 0}, 0, on_done, f), 0);
+        wait_done(f, 22);
+        assert_int_equal(f->last_r, 0);
+        assert_true(block_matches(f, 0, 4 * MiB));
+}
+
+/* Which ETags are an MD5 of the content (S3 single-part), and which are not. */
+static void test_content_md5_etag(void **state)
+{
+        uint8_t md5[CONTENT_MD5_LEN];
+
+        assert_true(content_md5_from_etag("\"0123456789abcdef0123456789ABCDEF\"", md5));
+        assert_true(md5[0] == 0x01 && md5[7] == 0xef && md5[15] == 0xef);
+        assert_false(content_md5_from_etag("\"0123456789abcdef0123456789abcdef-2\"", md5));
+        assert_false(content_md5_from_etag("W/\"0123456789abcdef0123456789abcdef\"", md5));
+        assert_false(content_md5_from_etag("0123456789abcdef0123456789abcdef", md5));
+        assert_false(content_md5_from_etag("\"0123456789abcdef0123456789abcdeg\"", md5));
+        assert_false(content_md5_from_etag("\"65a1b2c3-1000\"", md5)); /* nginx's */
+        assert_false(content_md5_from_etag(NULL, md5));
 }
 
 static void test_errors(void **state)
@@ -275,19 +319,19 @@ static void test_errors(void **state)
         struct stat s;
 
         /* No such block, no such file, a version the master does not have. */
-        assert_int_equal(fill_block(f->fill, &(store_key){1, 1, 3}, 0, on_done, f), 0);
+        assert_int_equal(fill_block(f->fill, &(store_key){TEST_EPOCH, 1, 1, 3}, 0, on_done, f), 0);
         wait_done(f, 1);
         assert_int_equal(f->last_r, -ERANGE);
-        assert_int_equal(fill_block(f->fill, &(store_key){2, 1, 0}, 0, on_done, f), 0);
+        assert_int_equal(fill_block(f->fill, &(store_key){TEST_EPOCH, 2, 1, 0}, 0, on_done, f), 0);
         wait_done(f, 2);
         assert_int_equal(f->last_r, -ENOENT);
-        assert_int_equal(fill_block(f->fill, &(store_key){1, 7, 0}, 0, on_done, f), 0);
+        assert_int_equal(fill_block(f->fill, &(store_key){TEST_EPOCH, 1, 7, 0}, 0, on_done, f), 0);
         wait_done(f, 3);
         assert_int_equal(f->last_r, -ESTALE);
 
         /* Metadata cached for version 1, then the file changes in the store: the fill fails
          * whole, nothing is cached for version 1 from the new bytes. */
-        assert_int_equal(fill_block(f->fill, &(store_key){1, 1, 0}, 0, on_done, f), 0);
+        assert_int_equal(fill_block(f->fill, &(store_key){TEST_EPOCH, 1, 1, 0}, 0, on_done, f), 0);
         wait_done(f, 4);
         assert_int_equal(f->last_r, 0);
         snprintf(p, sizeof(p), "%s/f.bin", f->src);
@@ -298,13 +342,13 @@ static void test_errors(void **state)
 
                 assert_int_equal(utimensat(AT_FDCWD, p, ts, 0), 0);
         }
-        assert_int_equal(fill_block(f->fill, &(store_key){1, 1, 1}, 0, on_done, f), 0);
+        assert_int_equal(fill_block(f->fill, &(store_key){TEST_EPOCH, 1, 1, 1}, 0, on_done, f), 0);
         wait_done(f, 5);
         assert_int_equal(f->last_r, -ESTALE);
-        assert_false(store_contains(f->store, &(store_key){1, 1, 1}));
+        assert_false(store_contains(f->store, &(store_key){TEST_EPOCH, 1, 1, 1}));
         /* Version 2 is the new bytes. */
         f->version = 2;
-        assert_int_equal(fill_block(f->fill, &(store_key){1, 2, 1}, 0, on_done, f), 0);
+        assert_int_equal(fill_block(f->fill, &(store_key){TEST_EPOCH, 1, 2, 1}, 0, on_done, f), 0);
         wait_done(f, 6);
         assert_int_equal(f->last_r, 0);
         assert_true(block_matches(f, 1, 4 * MiB));
@@ -359,8 +403,8 @@ static void test_parts(void **state)
         int n = 0;
 
         for (size_t i = 0; i < sizeof(p) / sizeof(p[0]); i++) {
-                int r = fill_block_part(f->fill, &(store_key){1, 1, 1}, p[i].off, p[i].len, 0,
-                                        on_part, &p[i]);
+                int r = fill_block_part(f->fill, &(store_key){TEST_EPOCH, 1, 1, 1}, p[i].off,
+                                        p[i].len, 0, on_part, &p[i]);
 
                 assert_true(r == 0 || r == 1);
                 if (r == 0)
@@ -376,12 +420,15 @@ static void test_parts(void **state)
         assert_int_equal(p[4].r, 1); /* never served from the partial file */
         assert_true(block_matches(f, 1, 4 * MiB));
         /* cached now: answered at once */
-        assert_int_equal(fill_block_part(f->fill, &(store_key){1, 1, 1}, 0, 10, 0, on_part, &p[0]),
+        assert_int_equal(fill_block_part(f->fill, &(store_key){TEST_EPOCH, 1, 1, 1}, 0, 10, 0,
+                                         on_part, &p[0]),
                          1);
-        assert_int_equal(fill_block_part(f->fill, &(store_key){1, 1, 2}, 0, 0, 0, on_part, &p[0]),
+        assert_int_equal(fill_block_part(f->fill, &(store_key){TEST_EPOCH, 1, 1, 2}, 0, 0, 0,
+                                         on_part, &p[0]),
                          -EINVAL);
         /* a file that does not exist fails the waiter */
-        assert_int_equal(fill_block_part(f->fill, &(store_key){7, 1, 0}, 0, 10, 0, on_part, &p[0]),
+        assert_int_equal(fill_block_part(f->fill, &(store_key){TEST_EPOCH, 7, 1, 0}, 0, 10, 0,
+                                         on_part, &p[0]),
                          0);
         wait_done(f, n + 1);
         assert_int_equal(p[0].r, -ENOENT);
@@ -391,9 +438,11 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_block_range),
+                cmocka_unit_test(test_content_md5_etag),
                 cmocka_unit_test_setup_teardown(test_single_flight, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_parallel_ranges_and_tail, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_readahead, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_other_epoch_and_file_zero, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_parts, setup, teardown),
         };

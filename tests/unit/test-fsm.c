@@ -512,6 +512,46 @@ static void test_undecodable(void **state)
         fsm_free(f);
 }
 
+/* The cluster epoch: none at first, the first EPOCH_SET wins (two leaders may each propose one),
+ * invalid values are refused; it survives a restart and travels with a database copy. */
+static void test_epoch(void **state)
+{
+        char *path = db_path();
+        fsm *f = fsm_at(path);
+        json_t *r;
+
+        assert_true(fsm_epoch(f) == 0);
+        apply_ok(f, fsm_cmd_epoch_set(0x0123456789abcdefull), 2);
+        assert_true(fsm_epoch(f) == 0x0123456789abcdefull);
+        apply_ok(f, fsm_cmd_epoch_set(0x42), 3);
+        assert_true(fsm_epoch(f) == 0x0123456789abcdefull);
+        r = apply(f, json_pack("{s:s,s:s}", "op", "epoch_set", "epoch", "0000000000000000"), "t",
+                  4);
+        assert_non_null(json_object_get(r, "error"));
+        json_decref(r);
+        r = apply(f, json_pack("{s:s,s:i}", "op", "epoch_set", "epoch", 5), "t", 5);
+        assert_non_null(json_object_get(r, "error"));
+        json_decref(r);
+        assert_true(fsm_epoch(f) == 0x0123456789abcdefull);
+        fsm_free(f);
+
+        f = fsm_at(path);
+        assert_true(fsm_epoch(f) == 0x0123456789abcdefull);
+        char *copy = db_path();
+        int fd = open(copy, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(fsm_copy(f, fd), 0);
+        close(fd);
+        fsm *g = fsm_new();
+        assert_true(fsm_epoch(g) == 0);
+        assert_int_equal(fsm_replace(g, copy), 0);
+        assert_true(fsm_epoch(g) == 0x0123456789abcdefull);
+        fsm_free(g);
+        fsm_free(f);
+        free(copy);
+        free(path);
+}
+
 static int setup(void **state)
 {
         return mkdtemp(tmpdir) ? 0 : -1;
@@ -539,6 +579,7 @@ int main(void)
                 cmocka_unit_test(test_crash_inside_apply),
                 cmocka_unit_test(test_applied_index_survives_restart),
                 cmocka_unit_test(test_members_recorded),
+                cmocka_unit_test(test_epoch),
                 cmocka_unit_test(test_undecodable),
         };
         return cmocka_run_group_tests(tests, setup, teardown);

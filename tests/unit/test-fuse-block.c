@@ -71,12 +71,16 @@ static void test_split(void **state)
 static void test_id(void **state)
 {
         char buf[BLOCK_ID_MAX];
-        block_key k = {.file_id = 17, .version = 2, .index = 5};
-        block_key big = {.file_id = UINT64_MAX, .version = UINT64_MAX, .index = UINT64_MAX};
+        block_key k = {.epoch = 0xe1, .file_id = 17, .version = 2, .index = 5};
+        block_key big = {.epoch = UINT64_MAX,
+                         .file_id = UINT64_MAX,
+                         .version = UINT64_MAX,
+                         .index = UINT64_MAX};
 
-        assert_string_equal(block_id_format(buf, &k), "17-2-5");
+        assert_string_equal(block_id_format(buf, &k), "00000000000000e1-17-2-5");
         assert_string_equal(block_id_format(buf, &big),
-                            "18446744073709551615-18446744073709551615-18446744073709551615");
+                            "ffffffffffffffff-18446744073709551615-18446744073709551615-"
+                            "18446744073709551615");
         assert_true(block_key_equal(&k, &k));
         assert_false(block_key_equal(&k, &big));
 }

@@ -22,10 +22,12 @@ static void test_entry(void **state)
         json_t *j =
                 parse("{\"name\":\"hbase-2.5.10-bin.tar.gz\",\"type\":\"file\",\"size\":275901234,"
                       "\"mtime\":1700000000.5,\"file_id\":17,\"version\":2,"
+                      "\"epoch\":\"0123456789abcdef\","
                       "\"etag\":\"\\\"abc\\\"\",\"ufs_url\":\"http://x/hbase/a\"}");
         meta_entry e, c;
 
         assert_int_equal(meta_entry_from_json(j, &e), 0);
+        assert_true(e.epoch == 0x0123456789abcdefull);
         assert_string_equal(e.name, "hbase-2.5.10-bin.tar.gz");
         assert_false(e.dir);
         assert_true(e.size == 275901234 && e.file_id == 17 && e.version == 2);
@@ -56,6 +58,11 @@ static void test_bad_entries(void **state)
                 "{\"name\":\"a\",\"type\":\"file\",\"size\":-1,\"file_id\":1}",    /* negative */
                 "{\"name\":\"a\",\"type\":\"file\",\"size\":1}",                   /* no file id */
                 "{\"name\":\"a\",\"type\":\"file\",\"size\":\"1\",\"file_id\":1}", /* a string */
+                /* a file without a valid cluster epoch */
+                "{\"name\":\"a\",\"type\":\"file\",\"size\":1,\"file_id\":1,\"version\":1}",
+                "{\"name\":\"a\",\"type\":\"file\",\"size\":1,\"file_id\":1,"
+                "\"epoch\":\"0000000000000000\"}",
+                "{\"name\":\"a\",\"type\":\"file\",\"size\":1,\"file_id\":1,\"epoch\":225}",
                 "[]",
         };
         meta_entry e;

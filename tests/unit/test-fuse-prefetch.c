@@ -115,6 +115,7 @@ static void test_end_of_file(void **state)
 static void test_pool_dedups(void **state)
 {
         reader_file f = {.path = (char *)"/m/f",
+                         .epoch = 0xe1,
                          .file_id = 7,
                          .version = 1,
                          .size = 20 * BS,

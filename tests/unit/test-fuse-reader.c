@@ -1,5 +1,6 @@
 /* Unit tests for the FUSE daemon's local block descriptors: the worker socket protocol
- * (OPEN / OK LENGTH + SCM_RIGHTS / MISS / ERR), the descriptor cache, and splice extents. */
+ * (OPEN and WAIT / OK LENGTH + SCM_RIGHTS / MISS / ERR), the descriptor cache, the miss cache,
+ * the plan's labels and splice extents. */
 #include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -21,6 +22,7 @@ typedef struct fake_worker {
         int listen_fd;
         pthread_t thread;
         unsigned opens;   /* OPEN requests seen */
+        unsigned waits;   /* WAIT requests seen */
         const char *mode; /* "ok", "miss", "err", "garbage", "short" */
 } fake_worker;
 
@@ -42,12 +44,14 @@ static void *worker_thread(void *p)
                 if (c < 0)
                         return NULL;
                 n = recv(c, line, sizeof(line) - 1, 0);
-                if (n <= 0 || strncmp(line, "OPEN ", 5) != 0) {
+                if (n <= 0 || (strncmp(line, "OPEN ", 5) != 0 && strncmp(line, "WAIT ", 5) != 0)) {
                         close(c);
                         continue;
                 }
-                __atomic_add_fetch(&w->opens, 1, __ATOMIC_SEQ_CST);
+                /* a WAIT is answered as an OPEN of a block already filled */
+                __atomic_add_fetch(line[0] == 'O' ? &w->opens : &w->waits, 1, __ATOMIC_SEQ_CST);
                 *strchr(line, '\n') = 0;
+                *strchrnul(line + 5, ' ') = 0;
                 snprintf(path, sizeof(path), "%s/%s", w->dir, line + 5);
                 if (strcmp(w->mode, "ok") == 0 || strcmp(w->mode, "short") == 0)
                         fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -97,7 +101,7 @@ static void write_block(fake_worker *w, const char *id, unsigned len, unsigned c
 typedef struct fixture {
         fake_worker w;
         config cfg;
-        config_node node;
+        config_node nodes[2]; /* this node, and n2 (a worker only where a test says so) */
         config_mount mount;
         config_dataset ds;
         reader *r;
@@ -119,27 +123,32 @@ static int setup(void **state)
         assert_int_equal(listen(x->w.listen_fd, 16), 0);
         pthread_create(&x->w.thread, NULL, worker_thread, &x->w);
 
-        x->node = (config_node){.name = (char *)"n1",
-                                .address = (char *)"127.0.4.99",
-                                .worker_port = 9,
-                                .runtime_dir = x->w.dir,
-                                .worker = true};
+        x->nodes[0] = (config_node){.name = (char *)"n1",
+                                    .address = (char *)"127.0.4.99",
+                                    .worker_port = 9,
+                                    .runtime_dir = x->w.dir,
+                                    .worker = true};
+        x->nodes[1] = (config_node){.name = (char *)"n2",
+                                    .address = (char *)"127.0.4.98",
+                                    .worker_port = 9,
+                                    .runtime_dir = x->w.dir};
         x->mount =
                 (config_mount){.name = (char *)"m", .mount_point = (char *)"file:///nonexistent"};
         x->ds = (config_dataset){
                 .name = (char *)"ds", .mounts = &x->mount, .n_mounts = 1, .block_size = BS};
-        x->cfg = (config){.nodes = &x->node, .n_nodes = 1, .datasets = &x->ds, .n_datasets = 1};
+        x->cfg = (config){.nodes = x->nodes, .n_nodes = 2, .datasets = &x->ds, .n_datasets = 1};
         reader_options o = {.retry_ms = 100, .stall_ms = 1000, .fd_cache = 2};
-        assert_int_equal(reader_new(&x->cfg, &x->node, &x->ds, NULL, &o, &x->r), 0);
-        /* a file of 2 blocks and 100 bytes: ids 5-1-0, 5-1-1, 5-1-2 */
+        assert_int_equal(reader_new(&x->cfg, &x->nodes[0], &x->ds, NULL, &o, &x->r), 0);
+        /* a file of 2 blocks and 100 bytes: ids E-5-1-0, E-5-1-1, E-5-1-2 */
         x->f = (reader_file){.path = (char *)"/m/f",
+                             .epoch = 0xe1,
                              .file_id = 5,
                              .version = 1,
                              .size = 2 * BS + 100,
                              .block_size = BS};
-        write_block(&x->w, "5-1-0", BS, 1);
-        write_block(&x->w, "5-1-1", BS, 2);
-        write_block(&x->w, "5-1-2", 100, 3);
+        write_block(&x->w, "00000000000000e1-5-1-0", BS, 1);
+        write_block(&x->w, "00000000000000e1-5-1-1", BS, 2);
+        write_block(&x->w, "00000000000000e1-5-1-2", 100, 3);
         *state = x;
         return 0;
 }
@@ -166,7 +175,7 @@ static void test_open_ok_and_cached(void **state)
         unsigned char b[16];
         int fd;
 
-        fd = local_block(x->r, "5-1-2", 100, &len);
+        fd = local_block(x->r, "00000000000000e1-5-1-2", 100, &len);
         assert_true(fd >= 0);
         assert_true(len == 100);
         assert_int_equal(pread_all(fd, b, 16, 10), 0);
@@ -176,7 +185,7 @@ static void test_open_ok_and_cached(void **state)
         assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
         safe_close(fd);
         /* the second time comes from the descriptor cache, without asking the worker */
-        fd = local_block(x->r, "5-1-2", 100, &len);
+        fd = local_block(x->r, "00000000000000e1-5-1-2", 100, &len);
         assert_true(fd >= 0);
         safe_close(fd);
         assert_int_equal(x->w.opens, 1);
@@ -188,14 +197,16 @@ static void test_cache_is_bounded(void **state)
         uint64_t len;
 
         for (int i = 0; i < 3; i++) {
-                static const char *const ids[] = {"5-1-0", "5-1-1", "5-1-2"};
+                static const char *const ids[] = {"00000000000000e1-5-1-0",
+                                                  "00000000000000e1-5-1-1",
+                                                  "00000000000000e1-5-1-2"};
                 int fd = local_block(x->r, ids[i], i == 2 ? 100 : BS, &len);
 
                 assert_true(fd >= 0);
                 safe_close(fd);
         }
         assert_int_equal(x->r->fds.n, 2); /* fd_cache = 2: the oldest was closed */
-        assert_null(hmap_get_str(&x->r->fds, "5-1-0"));
+        assert_null(hmap_get_str(&x->r->fds, "00000000000000e1-5-1-0"));
 }
 
 static void test_miss_err_garbage_short(void **state)
@@ -204,46 +215,150 @@ static void test_miss_err_garbage_short(void **state)
         uint64_t len;
 
         x->w.mode = "miss";
-        assert_int_equal(local_block(x->r, "5-1-0", BS, &len), -ENOENT);
+        assert_int_equal(local_block(x->r, "00000000000000e1-5-1-0", BS, &len), -ENOENT);
+        /* the miss is remembered: the socket is not asked again for a while */
+        assert_int_equal(local_block(x->r, "00000000000000e1-5-1-0", BS, &len), -ENOENT);
+        assert_int_equal(x->w.opens, 1);
+        for (unsigned i = 0; i < READER_MISSES; i++)
+                x->r->misses[i].until_ms = 0;
         x->w.mode = "err";
-        assert_int_equal(local_open(x->r, "5-1-0", &len), -ENODATA);
+        assert_int_equal(local_open(x->r, "00000000000000e1-5-1-0", &len), -ENODATA);
         /* an answer, not a broken socket: the worker is not skipped */
-        assert_int_equal(local_block(x->r, "5-1-0", BS, &len), -ENOENT);
+        assert_int_equal(local_block(x->r, "00000000000000e1-5-1-0", BS, &len), -ENOENT);
         assert_int_equal(x->r->local_down_until, 0);
         x->w.mode = "garbage";
-        assert_int_equal(local_open(x->r, "5-1-0", &len), -EIO);
-        assert_int_equal(local_block(x->r, "5-1-0", BS, &len), -ENOENT);
+        assert_int_equal(local_open(x->r, "00000000000000e1-5-1-0", &len), -EIO);
+        assert_int_equal(local_block(x->r, "00000000000000e1-5-1-0", BS, &len), -ENOENT);
         assert_true(x->r->local_down_until > 0); /* skipped for a while */
         /* a descriptor whose length disagrees with the block's is not used */
         x->w.mode = "short";
         x->r->local_down_until = 0;
-        assert_int_equal(local_block(x->r, "5-1-1", BS, &len), -ENOENT);
+        assert_int_equal(local_block(x->r, "00000000000000e1-5-1-1", BS, &len), -ENOENT);
 }
 
 static void test_extents(void **state)
 {
         fixture *x = *state;
         reader_extent ext[4];
+        reader_plan p;
         unsigned n = 0;
 
-        /* 200 bytes across the first block boundary: two extents */
-        assert_int_equal(reader_local_extents(x->r, &x->f, BS - 50, 200, ext, 4, &n), 0);
+        /* 200 bytes across the first block boundary: two extents, each one WAIT */
+        reader_plan_init(x->r, &x->f, BS - 50, 200, &p);
+        assert_int_equal(reader_plan_extents(x->r, &x->f, &p, ext, 4, &n), 0);
+        reader_plan_done(&p);
         assert_int_equal(n, 2);
+        assert_int_equal(x->w.waits, 2);
         assert_true(ext[0].offset == BS - 50 && ext[0].len == 50);
         assert_true(ext[1].offset == 0 && ext[1].len == 150);
         for (unsigned i = 0; i < n; i++)
                 safe_close(ext[i].fd);
         /* clamped at EOF, and nothing past it */
-        assert_int_equal(reader_local_extents(x->r, &x->f, 2 * BS + 90, 4096, ext, 4, &n), 0);
+        reader_plan_init(x->r, &x->f, 2 * BS + 90, 4096, &p);
+        assert_int_equal(reader_plan_extents(x->r, &x->f, &p, ext, 4, &n), 0);
+        reader_plan_done(&p);
         assert_int_equal(n, 1);
         assert_true(ext[0].len == 10);
         safe_close(ext[0].fd);
-        assert_int_equal(reader_local_extents(x->r, &x->f, 2 * BS + 100, 10, ext, 4, &n), 0);
+        reader_plan_init(x->r, &x->f, 2 * BS + 100, 10, &p);
+        assert_int_equal(reader_plan_extents(x->r, &x->f, &p, ext, 4, &n), 0);
+        reader_plan_done(&p);
         assert_int_equal(n, 0);
-        /* a block the worker does not have: nothing is left open */
-        x->w.mode = "miss";
+        /* more extents than room: nothing is opened */
+        reader_plan_init(x->r, &x->f, 0, 3 * BS, &p);
+        assert_int_equal(reader_plan_extents(x->r, &x->f, &p, ext, 2, &n), -E2BIG);
+        reader_plan_done(&p);
+        /* a block the worker cannot give: nothing is left open, the span is relabelled */
+        x->w.mode = "err";
         x->r->opts.fd_cache = 0;
-        assert_int_equal(reader_local_extents(x->r, &x->f, 0, 3 * BS, ext, 4, &n), -ENOENT);
+        reader_plan_init(x->r, &x->f, 0, 3 * BS, &p);
+        assert_int_equal(reader_plan_extents(x->r, &x->f, &p, ext, 4, &n), -ENODATA);
+        assert_int_equal(p.spans[0].source, READER_STORE);
+        reader_plan_done(&p);
+}
+
+static void test_plan_labels(void **state)
+{
+        fixture *x = *state;
+        char n2[] = "n2", n1[] = "n1";
+        char *only_n2[] = {n2}, *both[] = {n2, n1};
+        struct meta_block_loc blocks[] = {
+                {.index = 0, .n_nodes = 1, .nodes = only_n2},
+                {.index = 1, .n_nodes = 2, .nodes = both},
+        };
+        meta_locations loc = {.refcount = 1, .block_size = BS, .n = 2, .blocks = blocks};
+        reader_extent ext[4];
+        reader_plan p;
+        unsigned n, waits;
+
+        /* without locations and with a local worker: every span is the local worker's */
+        reader_plan_init(x->r, &x->f, 0, 3 * BS, &p);
+        assert_int_equal(p.n, 3);
+        assert_true(p.len == 2 * BS + 100 && p.want == p.len);
+        for (unsigned i = 0; i < p.n; i++)
+                assert_int_equal(p.spans[i].source, READER_LOCAL);
+        assert_int_equal(reader_plan_extents(x->r, &x->f, &p, ext, 4, &n), 0);
+        reader_plan_done(&p);
+        for (unsigned i = 0; i < n; i++)
+                safe_close(ext[i].fd);
+        assert_int_equal(x->w.waits, 3);
+        assert_int_equal(x->w.opens, 0); /* no OPEN before the WAIT */
+        /* the whole blocks were kept (fd_cache = 2: the last two): hits, no round trip */
+        reader_plan_init(x->r, &x->f, 0, 3 * BS, &p);
+        assert_int_equal(p.spans[0].source, READER_LOCAL);
+        assert_int_equal(p.spans[1].source, READER_LOCAL_HIT);
+        assert_int_equal(p.spans[2].source, READER_LOCAL_HIT);
+        assert_true(p.spans[1].fd >= 0 && p.spans[0].fd < 0);
+        reader_plan_done(&p);
+        assert_int_equal(x->w.waits, 3);
+
+        /* with n2 a worker: a block only n2 holds is read from n2; one both hold stays here; one
+         * nobody holds is filled here */
+        x->nodes[1].worker = true;
+        {
+                reader_span s[3] = {
+                        {.span = {.index = 0}}, {.span = {.index = 1}}, {.span = {.index = 2}}};
+
+                for (unsigned i = 0; i < 3; i++) {
+                        /* version 2: none of its blocks is in the descriptor cache yet */
+                        block_key key = {.epoch = 0xe1, .file_id = 5, .version = 2, .index = i};
+
+                        block_id_format(s[i].id, &key);
+                        plan_label(x->r, &loc, &s[i]);
+                }
+                assert_int_equal(s[0].source, READER_REMOTE);
+                assert_ptr_equal(s[0].holder, &x->nodes[1]);
+                assert_int_equal(s[1].source, READER_LOCAL);
+                assert_int_equal(s[2].source, READER_LOCAL);
+                assert_null(s[2].holder);
+
+                /* the local worker failed block 2: the next plans send it to n2, and its socket
+                 * is not asked again while the miss is remembered */
+                x->w.mode = "err";
+                waits = x->w.waits;
+                assert_true(local_wait(x->r, &x->f, &s[2], 0, 10) < 0);
+                assert_int_equal(s[2].source, READER_REMOTE);
+                plan_label(x->r, &loc, &s[2]);
+                assert_int_equal(s[2].source, READER_REMOTE);
+                assert_int_equal(x->w.waits, waits + 1);
+                /* a hit-only lookup of it does not ask either */
+                x->f.version = 2;
+                assert_int_equal(reader_local_fd(x->r, &x->f, 2), -ENOENT);
+                x->f.version = 1;
+                assert_int_equal(x->w.opens, 0);
+                /* until the memory expires */
+                for (unsigned i = 0; i < READER_MISSES; i++)
+                        x->r->misses[i].until_ms = 0;
+                plan_label(x->r, &loc, &s[2]);
+                assert_int_equal(s[2].source, READER_LOCAL);
+        }
+
+        /* no worker anywhere: the store */
+        x->nodes[0].worker = false;
+        x->nodes[1].worker = false;
+        reader_plan_init(x->r, &x->f, 0, 10, &p);
+        assert_int_equal(p.spans[0].source, READER_STORE);
+        reader_plan_done(&p);
 }
 
 static void test_no_socket(void **state)
@@ -252,7 +367,7 @@ static void test_no_socket(void **state)
         uint64_t len;
 
         unlink(x->w.sock);
-        assert_int_equal(local_block(x->r, "5-1-0", BS, &len), -ENOENT);
+        assert_int_equal(local_block(x->r, "00000000000000e1-5-1-0", BS, &len), -ENOENT);
         /* and it is not asked again for a while */
         assert_true(local_is_down(x->r));
 }
@@ -264,6 +379,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_cache_is_bounded, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_miss_err_garbage_short, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_extents, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_plan_labels, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_no_socket, setup, teardown),
         };
 

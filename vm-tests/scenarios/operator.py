@@ -54,7 +54,8 @@ with subtest("operator: add a dataset; no restart of the other daemons, no lost 
         m.wait_until_succeeds("busybox grep -q 'weir VM test sample' "
                               "/mnt/weir/conf/conf/hbase-site.xml", timeout=120)
         # The master was reloaded, not restarted; the rest was not touched.
-        assert daemon_pids(m, steady + ["weir-master.service"]) == pids[m.name], m.name
+        now = daemon_pids(m, steady + ["weir-master.service"])
+        assert now == pids[m.name], f"{m.name}: MainPID, NRestarts before {pids[m.name]}, after {now}"
     assert get(node1, "/v1/datasets/hbase")["cached"] >= cached
     assert node2.succeed(one).split()[0] == want
     assert store_gets(store, "hbase-1.bin") == gets, "a cached block was fetched again"
@@ -70,7 +71,8 @@ with subtest("operator: add a node with a worker"):
         "| jq -e '[.workers[] | select(.node == \"node4\" and .alive)] | length == 1'",
         timeout=180)
     for m in weir_nodes:
-        assert daemon_pids(m, steady) == pids[m.name], m.name
+        now = daemon_pids(m, steady)
+        assert now == pids[m.name], f"{m.name}: MainPID, NRestarts before {pids[m.name]}, after {now}"
 
 with subtest("operator: master.replicas 3 to 1 through Raft membership, serving throughout"):
     serve_in_background(node2)
@@ -102,7 +104,8 @@ with subtest("operator: an edit that cannot be applied is refused, naming the ke
         assert out.strip() == "status=1", out
         said = node1.succeed("cat /tmp/apply.out")
         assert key in said, said
-        assert daemon_pids(node1, steady + ["weir-master.service"]) == pids
+        now = daemon_pids(node1, steady + ["weir-master.service"])
+        assert now == pids, f"node1: MainPID, NRestarts before {pids}, after {now}"
         after = get(node1, "/v1/masters")
         assert sorted(x["node"] for x in after["masters"]) == names, after
         install_yaml(node1, good)

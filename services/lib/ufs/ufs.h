@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cleanup.h"
 #include "config.h"
 
 /* Limits on what a store may hand us. */
@@ -35,6 +36,7 @@ typedef struct ufs ufs;
  * without a backend, -EINVAL for a bad URL or missing credentials. */
 int ufs_open(const config_mount *mount, ufs **ret);
 ufs *ufs_free(ufs *u);
+DEFINE_TRIVIAL_CLEANUP_FUNC(ufs *, ufs_free);
 
 /* PATH is relative to the mount point, "" for its root, components separated by '/', no
  * leading slash, never "..". */

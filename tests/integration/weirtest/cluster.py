@@ -15,10 +15,13 @@ MasterCluster.stop() is idempotent and meant for fixture finalizers. Masters use
 import http.client
 import json
 import os
-import signal
 import subprocess
 import time
 import urllib.parse
+
+from weirtest.config import FAST_RAFT, Dataset, write_cluster_yaml, write_token
+from weirtest.daemon import Daemon, weir_env
+from weirtest.net import wait_until
 
 TOKEN = "weir-test-token"
 MASTER_PORT = 19998
@@ -62,62 +65,33 @@ def http_request(method, url, body=None, token=None, timeout=2.0, max_redirects=
     raise HttpError(f"too many redirects for {method} {url}")
 
 
-class Master:
+class Master(Daemon):
+    """One weir-master of CLUSTER (anything with binary, yaml_path, dir, master_port,
+    snapshot_threshold and env). start() does not wait: a cluster waits for its leader."""
+
+    what = "weir-master"
+
     def __init__(self, cluster, index, name, address):
+        super().__init__(os.path.join(cluster.dir, f"{name}.log"), address, cluster.master_port)
         self.cluster = cluster
         self.index = index
         self.name = name
-        self.address = address
         self.api = f"{address}:{cluster.master_port}"
-        self.proc = None
-        self.log_path = os.path.join(cluster.dir, f"{name}.log")
         self.data_dir = os.path.join(cluster.dir, name)
+        self.extra_args = ()
 
-    def start(self, extra_args=()):
-        assert self.proc is None or self.proc.poll() is not None, f"{self.name} already running"
+    def command(self):
         args = [self.cluster.binary, "--config", self.cluster.yaml_path, "--node", self.name]
         if self.cluster.snapshot_threshold:
             args += ["--snapshot-threshold", str(self.cluster.snapshot_threshold)]
-        args += list(extra_args)
-        log = open(self.log_path, "ab")
-        env = dict(os.environ)
-        env.pop("NOTIFY_SOCKET", None)
-        env.setdefault("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/weir-test-bus")
-        env.update(self.cluster.env)
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True)
-        log.close()
-        return self
+        return args + list(self.extra_args)
 
-    @property
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
+    def environment(self):
+        return weir_env(self.cluster.env)
 
-    def signal(self, sig):
-        if self.running:
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                pass
-
-    def kill(self):
-        """SIGKILL, as a crash would."""
-        self.signal(signal.SIGKILL)
-        if self.proc is not None:
-            self.proc.wait(timeout=10)
-
-    def stop(self, timeout=10):
-        """SIGTERM and wait; SIGKILL if it does not exit. Returns the exit status."""
-        if self.proc is None:
-            return None
-        if self.running:
-            self.signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.signal(signal.SIGKILL)
-                self.proc.wait(timeout=10)
-        return self.proc.returncode
+    def start(self, extra_args=(), wait=False):
+        self.extra_args = tuple(extra_args)
+        return super().start(wait=wait)
 
     def url(self, path):
         return f"http://{self.api}{path}"
@@ -131,63 +105,77 @@ class Master:
             return None
         return body if code == 200 else None
 
-    def log(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
 
 class MasterCluster:
-    """N masters (n may be 1) described by one YAML in DIR."""
+    """N masters (n may be 1) described by one YAML in DIR: the one cluster harness.
+
+    The defaults are the master tests' cluster (node1.. on 127.0.1.FIRST_ADDRESS.., one master
+    port and one Raft port for all, a placeholder dataset per name in DATASETS). The other
+    environments set options: ADDRESSES and NODE_NAMES place the masters elsewhere; NODE_KEYS
+    (a function of the Master) adds YAML keys to a master's node (its own ports, workerPort,
+    runtimeDir, roles); EXTRA_NODES are further YAML nodes (workers); DATASETS may hold
+    weirtest.config.Dataset values instead of names; TOKEN may be a string; NAME is the
+    Cluster's metadata.name."""
 
     def __init__(self, dir, build_dir, n=3, first_address=1, token=True, snapshot_threshold=None,
                  datasets=("demo",), master_replicas=None, master_port=MASTER_PORT,
-                 raft_port=RAFT_PORT, env=None, extra_cluster_spec="", raft_secret_file=None):
+                 raft_port=RAFT_PORT, env=None, extra_cluster_spec="", raft_secret_file=None,
+                 *, name="test", addresses=None, node_names=None, node_keys=None,
+                 extra_nodes=(), log_prefix=""):
         self.dir = str(dir)
         os.makedirs(self.dir, exist_ok=True)
         self.binary = os.path.join(build_dir, "services/master/weir-master")
         self.weirctl_path = os.path.join(build_dir, "services/ctl/weirctl")
         self.master_port = master_port
         self.raft_port = raft_port
-        self.token = TOKEN if token else None
+        self.token = (token if isinstance(token, str) else TOKEN) if token else None
         self.snapshot_threshold = snapshot_threshold
         self.env = dict(env or {})
-        self.masters = [Master(self, i, f"node{i + 1}", f"127.0.1.{first_address + i}")
-                        for i in range(n)]
+        self.name = name
+        addresses = addresses or [f"127.0.1.{first_address + i}" for i in range(n)]
+        node_names = node_names or [f"node{i + 1}" for i in range(n)]
+        self.masters = [Master(self, i, nm, a) for i, (nm, a) in enumerate(zip(node_names,
+                                                                               addresses))]
+        self.node_keys = node_keys
+        for m in self.masters:
+            keys = self.node(m)
+            m.data_dir = keys["dataDir"]
+            m.port = keys["masterPort"]
+            m.api = f"{m.address}:{m.port}"
+            m.log_path = os.path.join(self.dir, f"{log_prefix}{m.name}.log")
+        self.worker_nodes = list(extra_nodes)
         self.yaml_path = os.path.join(self.dir, "cluster.yaml")
-        self.datasets = list(datasets) or ["demo"]  # a runtime needs a dataset
+        # a runtime needs a dataset
+        self.dataset_specs = [d for d in datasets if isinstance(d, Dataset)]
+        self.datasets = [d.name if isinstance(d, Dataset) else d for d in datasets] or ["demo"]
         self.raft_secret_file = raft_secret_file
-        self.write_yaml(master_replicas if master_replicas is not None else n,
+        self.write_yaml(master_replicas if master_replicas is not None else len(self.masters),
                         extra_cluster_spec)
 
+    def node(self, m):
+        """The YAML node of master M."""
+        keys = {"name": m.name, "address": m.address, "raftPort": self.raft_port,
+                "masterPort": self.master_port, "dataDir": os.path.join(self.dir, m.name)}
+        keys.update(self.node_keys(m) if self.node_keys else {})
+        return keys
+
+    def dataset_spec(self, name, master_replicas):
+        for d in self.dataset_specs:
+            if d.name == name:
+                return d
+        return Dataset(name, mounts=[(name, f"file:///nonexistent/{name}")],
+                       master_replicas=master_replicas)
+
     def write_yaml(self, master_replicas, extra_cluster_spec=""):
-        lines = ["apiVersion: weir.io/v1", "kind: Cluster", "metadata: {name: test}", "spec:"]
+        token_file = None
         if self.token:
-            token_file = os.path.join(self.dir, "token")
-            with open(token_file, "w") as f:
-                f.write(self.token + "\n")
-            lines.append(f"  tokenFile: {token_file}")
-        secret = f", secretFile: {self.raft_secret_file}" if self.raft_secret_file else ""
-        lines.append(f"  raft: {{electionTimeout: 300ms, heartbeatTimeout: 50ms{secret}}}")
-        if extra_cluster_spec:
-            lines.append(extra_cluster_spec)
-        lines.append("  nodes:")
-        for m in self.masters:
-            lines.append(f"    - {{name: {m.name}, address: {m.address}, raftPort: {self.raft_port}, "
-                         f"masterPort: {self.master_port}, dataDir: {m.data_dir}}}")
-        for ds in self.datasets:
-            lines += ["---", "apiVersion: data.fluid.io/v1alpha1", "kind: Dataset",
-                      f"metadata: {{name: {ds}}}", "spec:", "  mounts:",
-                      f"    - {{mountPoint: 'file:///nonexistent/{ds}', name: {ds}}}",
-                      "---", "apiVersion: data.fluid.io/v1alpha1", "kind: AlluxioRuntime",
-                      f"metadata: {{name: {ds}}}", "spec:", "  replicas: 1",
-                      f"  master: {{replicas: {master_replicas}}}",
-                      "  tieredstore:", "    levels:",
-                      "      - {mediumtype: MEM, path: /dev/shm, quota: 64Mi, high: '0.9', low: '0.5'}"]
-        with open(self.yaml_path, "w") as f:
-            f.write("\n".join(lines) + "\n")
+            token_file = write_token(os.path.join(self.dir, "token"), self.token)
+        raft = dict(FAST_RAFT, secretFile=self.raft_secret_file)
+        write_cluster_yaml(self.yaml_path, name=self.name, token_file=token_file, raft=raft,
+                           cluster_extra=extra_cluster_spec,
+                           nodes=[self.node(m) for m in self.masters] + self.worker_nodes,
+                           datasets=[self.dataset_spec(ds, master_replicas)
+                                     for ds in self.datasets])
 
     # -- processes --
 
@@ -270,6 +258,57 @@ class MasterCluster:
                                      via=leader)
         assert code == 200, (code, body)
         return body["labels"]
+
+    # -- the helpers of the environments that run workers and datasets --
+
+    def request_any(self, method, path, body=None, timeout=5.0):
+        """(status, JSON) from the first running master that answers other than 503;
+        redirects followed. (None, error) when none does."""
+        last = (None, None)
+        for m in self.running():
+            try:
+                code, payload, _ = http_request(method, m.url(path), body=body, token=self.token,
+                                                timeout=timeout)
+            except (OSError, HttpError) as e:
+                last = (None, str(e))
+                continue
+            if code == 503:
+                last = (code, payload)
+                continue
+            return code, payload
+        return last
+
+    def wait(self, cond, timeout=30, what="condition"):
+        """Polls COND until it is true; raises with the masters' logs after TIMEOUT seconds."""
+        wait_until(cond, timeout, what, lambda: "\n".join(
+            f"== {m.name}\n{m.log()[-3000:]}" for m in self.masters))
+
+    def serving_leader(self):
+        """The first running master that says it serves as leader, or None."""
+        for m in self.running():
+            st = m.status()
+            if st and st.get("serving"):
+                return m
+        return None
+
+    def sync(self, dataset=None, files=None, timeout=60):
+        """Syncs DATASET and waits until it is synced (with FILES files, when given). A new
+        leader answers 503 until it serves: ask until it takes the sync."""
+        dataset = dataset or self.datasets[0]
+        self.wait(lambda: self.request_any("POST", f"/v1/datasets/{dataset}/sync", body={})[0]
+                  in (200, 202, 409), 30, "a sync accepted")
+
+        def synced():
+            body = self.request_any("GET", f"/v1/datasets/{dataset}")[1] or {}
+            return body.get("synced") and (files is None or body.get("total_files") == files)
+        self.wait(synced, timeout, "a synced dataset")
+
+    def stat(self, path, dataset=None):
+        dataset = dataset or self.datasets[0]
+        code, body = self.request_any("GET", f"/v1/datasets/{dataset}/stat?path="
+                                      + urllib.parse.quote(path))
+        assert code == 200, body
+        return body
 
     def weirctl(self, *args, timeout=15):
         return subprocess.run([self.weirctl_path, "--config", self.yaml_path, *args],

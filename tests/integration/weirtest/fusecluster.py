@@ -4,18 +4,17 @@ dataset, and weir-fuse on node1. Everything lives in one private directory; stop
 it and is safe to call after any failure.
 """
 
-import json
 import os
 import random
-import signal
-import subprocess
 import time
 import urllib.parse
 
-from weirtest.cluster import Master, http_request
+from weirtest.cluster import MasterCluster
+from weirtest.config import Dataset
 from weirtest.fusemount import FuseDaemon, lazy_unmount, nginx_bytes_sent
 from weirtest.net import free_port
 from weirtest.stores import Nginx
+from weirtest.workerenv import Worker
 
 MiB = 1 << 20
 # The seeds' hbase directory: six files of these sizes (names shaped like Apache's).
@@ -55,47 +54,18 @@ def make_dataset(root, scale=1.0, seed=5):
     return out
 
 
-class WorkerProc:
+class WorkerProc(Worker):
+    """A weir-worker of a cluster YAML that names its address and port; start() does not wait
+    (the tests wait for the master to see it registered)."""
+
+    log_level = None
+
     def __init__(self, binary, yaml_path, name, workdir):
-        self.binary, self.yaml_path, self.name = binary, yaml_path, name
-        self.log_path = os.path.join(workdir, f"worker-{name}.log")
-        self.proc = None
+        super().__init__(binary, yaml_path, name, None, None, workdir)
+        self.yaml_path, self.name = yaml_path, name
 
-    def start(self):
-        env = dict(os.environ)
-        env.pop("NOTIFY_SOCKET", None)
-        env.setdefault("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/weir-test-bus")
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([self.binary, "--config", self.yaml_path, "--node",
-                                          self.name], stdout=log, stderr=subprocess.STDOUT,
-                                         env=env, start_new_session=True)
-        return self
-
-    @property
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self, sig=signal.SIGKILL):
-        if self.running:
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-
-    def stop(self):
-        self.kill(signal.SIGTERM)
-
-    def log(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+    def start(self, wait=False):
+        return super().start(wait=wait)
 
 
 class DemoCluster:
@@ -107,10 +77,6 @@ class DemoCluster:
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(self.dir, 0o755)
         self.build_dir = build_dir
-        # weirtest.cluster.Master reads these attributes
-        self.binary = os.path.join(build_dir, "services/master/weir-master")
-        self.snapshot_threshold = None
-        self.env = {}
         self.store_root = os.path.join(self.dir, "store")
         self.files = make_dataset(self.store_root, scale)
         self.nginx = Nginx(self.store_root, "127.0.4.4", os.path.join(self.dir, "nginx"))
@@ -123,37 +89,29 @@ class DemoCluster:
         self.tier_quota = tier_quota
         # the MEM level's path: a directory of the test's own by default, a tmpfs for benchmarks
         self.mem_dir = mem_dir or os.path.join(self.dir, "shm")
-        self.masters = []
+        # the masters: the cluster harness with a node per address, the dataset on nginx
+        self.c = MasterCluster(
+            self.dir, build_dir, token=TOKEN, name="hbase", addresses=self.addresses,
+            node_names=self.names, node_keys=self.node_keys, log_prefix="master-",
+            datasets=[Dataset("hbase", mounts=[("hbase", f"{self.nginx.url}hbase/")],
+                              block_size=block_size, replicas=3, master_replicas=3,
+                              tiers=[("MEM", self.mem_dir, tier_quota, "0.95", "0.7")])])
+        self.masters = self.c.masters
         self.workers = []
         self.fuse = None
         self.fuse_env = dict(fuse_env or {})
         self.mnt = os.path.join(self.dir, "mnt")
 
+    def node_keys(self, m):
+        """Each node runs a master and a worker, with ports of its own."""
+        raft, mport, wport = self.ports[m.address]
+        nd = os.path.join(self.dir, m.name)
+        return {"raftPort": raft, "masterPort": mport, "workerPort": wport,
+                "dataDir": f"{nd}/data", "runtimeDir": f"{nd}/run", "mountRoot": f"{nd}/mnt"}
+
     def write_yaml(self):
-        token_file = os.path.join(self.dir, "token")
-        with open(token_file, "w") as f:
-            f.write(TOKEN + "\n")
-        lines = ["apiVersion: weir.io/v1", "kind: Cluster", "metadata: {name: hbase}", "spec:",
-                 f"  tokenFile: {token_file}",
-                 "  raft: {electionTimeout: 300ms, heartbeatTimeout: 50ms}", "  nodes:"]
-        for name, a in zip(self.names, self.addresses):
-            raft, mport, wport = self.ports[a]
-            nd = os.path.join(self.dir, name)
-            lines.append(f"    - {{name: {name}, address: {a}, raftPort: {raft}, "
-                         f"masterPort: {mport}, workerPort: {wport}, dataDir: {nd}/data, "
-                         f"runtimeDir: {nd}/run, mountRoot: {nd}/mnt}}")
-        lines += ["---", "apiVersion: data.fluid.io/v1alpha1", "kind: Dataset",
-                  "metadata: {name: hbase}", "spec:"]
-        if self.block_size:
-            lines.append(f"  blockSize: {self.block_size}")
-        lines += ["  mounts:", f"    - {{mountPoint: '{self.nginx.url}hbase/', name: hbase}}",
-                  "---", "apiVersion: data.fluid.io/v1alpha1", "kind: AlluxioRuntime",
-                  "metadata: {name: hbase}", "spec:", "  replicas: 3",
-                  "  master: {replicas: 3}", "  tieredstore:", "    levels:",
-                  f"      - {{mediumtype: MEM, path: {self.mem_dir}, quota: {self.tier_quota}, "
-                  "high: '0.95', low: '0.7'}"]
-        with open(self.yaml_path, "w") as f:
-            f.write("\n".join(lines) + "\n")
+        """(Re)writes the cluster YAML; start() calls it, so a subclass may add to the file."""
+        self.c.write_yaml(3)
 
     # -- lifecycle --
 
@@ -161,12 +119,7 @@ class DemoCluster:
         try:
             self.nginx.start()
             self.write_yaml()
-            for i, name in enumerate(self.names):
-                m = Master(self, i, name, self.addresses[i])
-                m.api = self.node_api(i)
-                m.data_dir = os.path.join(self.dir, name, "data")
-                m.log_path = os.path.join(self.dir, f"master-{name}.log")
-                self.masters.append(m.start())
+            self.c.start()
             self.wait(lambda: self.leader() is not None, 30, "a leader")
             self.sync()
             wbin = os.path.join(self.build_dir, "services/worker/weir-worker")
@@ -209,48 +162,16 @@ class DemoCluster:
         return f"{self.addresses[i]}:{self.ports[self.addresses[i]][1]}"
 
     def request(self, method, path, body=None, timeout=5.0):
-        last = (None, None)
-        for m in self.masters:
-            if not m.running:
-                continue
-            try:
-                code, payload, _ = http_request(method, f"http://{m.api}{path}", body=body,
-                                                token=TOKEN, timeout=timeout)
-            except OSError as e:
-                last = (None, str(e))
-                continue
-            if code == 503:
-                last = (code, payload)
-                continue
-            return code, payload
-        return last
+        return self.c.request_any(method, path, body=body, timeout=timeout)
 
     def wait(self, cond, timeout, what):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if cond():
-                    return
-            except (OSError, KeyError, TypeError, IndexError):
-                pass
-            time.sleep(0.1)
-        logs = "\n".join(f"== {m.name}\n{m.log()[-2000:]}" for m in self.masters)
-        raise AssertionError(f"{what} not reached within {timeout}s\n{logs}")
+        self.c.wait(cond, timeout, what)
 
     def leader(self):
-        for m in self.masters:
-            st = m.status() if m.running else None
-            if st and st.get("role") == "leader":
-                return m
-        return None
+        return self.c.serving_leader()
 
     def sync(self):
-        # a new leader answers 503 until it serves (raft_barrier): ask until it takes it
-        self.wait(lambda: self.request("POST", "/v1/datasets/hbase/sync", body={})[0]
-                  in (200, 202, 409), 30, "a sync accepted")
-        self.wait(lambda: (self.request("GET", "/v1/datasets/hbase")[1] or {}).get("synced")
-                  and self.request("GET", "/v1/datasets/hbase")[1].get("total_files")
-                  == len(self.files), 60, "a synced dataset")
+        self.c.sync("hbase", files=len(self.files))
 
     def worker_of(self, node):
         return self.workers[self.names.index(node)]
@@ -259,6 +180,4 @@ class DemoCluster:
         return nginx_bytes_sent(os.path.join(self.nginx.workdir, "access.log"))
 
     def stat(self, path):
-        code, body = self.request("GET", "/v1/datasets/hbase/stat?path=" + urllib.parse.quote(path))
-        assert code == 200, body
-        return body
+        return self.c.stat(path, "hbase")

@@ -5,14 +5,16 @@ the store fallback) be tested exactly, apart from the real master and worker. Se
 127.0.4.x only (the FUSE tests' range).
 """
 
-import json
 import os
 import re
 import socket
 import threading
-import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from weirtest.fakeserver import FakeServer, JsonHandler
+
+# The cluster epoch the fake master gives every file (block ids start with it, docs/api.md).
+EPOCH = "00000000000000e1"
 
 
 class Tree:
@@ -59,7 +61,7 @@ class Tree:
                 self.by_id[fid] = path
                 self.versions[fid] = 1
             version = self.versions[fid]
-        e.update(type="file", size=st.st_size, file_id=fid, version=version,
+        e.update(type="file", size=st.st_size, file_id=fid, version=version, epoch=EPOCH,
                  etag=f'"{st.st_size}-{st.st_mtime_ns}"')
         return e
 
@@ -73,31 +75,20 @@ class Tree:
         return [self.entry(path.rstrip("/") + "/" + n) for n in sorted(os.listdir(local))]
 
 
-class Master:
-    """A fake master. LEADER (a callable returning this master's role) decides whether it
+class Master(FakeServer):
+    """A fake master. STATE["leader"] (address:port of the leader, or None) decides whether it
     answers, redirects (307 to the leader's address) or refuses (503)."""
 
     def __init__(self, tree, address, port, state):
-        self.tree, self.address, self.port, self.state = tree, address, port, state
+        super().__init__(address, port)
+        self.tree, self.state = tree, state
         self.requests = 0
+        self.blocks_requests = 0  # GET /v1/blocks: the round trips a read pays for locations
+
+    def handler(self):
         master = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def reply(self, code, obj, headers=()):
-                body = json.dumps(obj).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                for k, v in headers:
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(JsonHandler):
             def do_GET(self):
                 master.requests += 1
                 leader = master.state.get("leader")
@@ -142,6 +133,7 @@ class Master:
                                             "ufs_total_size": total, "total_files": files,
                                             "cached": cached, "cached_by_node": by_node})
                 if u.path == "/v1/blocks":
+                    master.blocks_requests += 1
                     fid, ver = int(q["file"]), int(q["version"])
                     with t.lock:
                         locs = t.locations.get((fid, ver), {})
@@ -149,45 +141,35 @@ class Master:
                     return self.reply(200, {"block_size": t.block_size, "locations": locs})
                 return self.reply(404, {"error": "no route"})
 
-        self.httpd = ThreadingHTTPServer((address, port), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def start(self):
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        return Handler
 
 
-class Worker:
+class Worker(FakeServer):
     """A fake worker: GET /v1/blocks/ID (Range honoured) caches the block into CACHE_DIR and
     reports it to the tree's locations as NODE; worker.sock in RUNTIME_DIR hands out fds of
     cached blocks. Counts what it served."""
 
     def __init__(self, tree, node, address, port, cache_dir, runtime_dir=None):
+        super().__init__(address, port)
         self.tree, self.node = tree, node
-        self.address, self.port = address, port
         self.cache_dir = cache_dir
         self.runtime_dir = runtime_dir
         self.served = 0
         self.fills = 0
         self.waits = 0  # WAIT requests on the socket
         self.fd_opens = 0
+        self.socket_requests = 0  # every OPEN or WAIT on worker.sock (a round trip)
+        self.socket_misses = 0  # answered MISS
         self.fill_lock = threading.Lock()
         os.makedirs(cache_dir, exist_ok=True)
+        self.sock = None
+
+    def handler(self):
         worker = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
+        class Handler(JsonHandler):
             def do_GET(self):
-                m = re.fullmatch(r"/v1/blocks/(\d+)-(\d+)-(\d+)", self.path)
+                m = re.fullmatch(r"/v1/blocks/" + EPOCH + r"-(\d+)-(\d+)-(\d+)", self.path)
                 if not m:
                     self.send_response(404)
                     self.send_header("Content-Length", "0")
@@ -211,10 +193,7 @@ class Worker:
                 self.wfile.write(body)
                 worker.served += len(body)
 
-        self.httpd = ThreadingHTTPServer((address, port), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.sock = None
+        return Handler
 
     def block_path(self, fid, ver, idx):
         return os.path.join(self.cache_dir, f"{fid}-{ver}-{idx}")
@@ -259,11 +238,13 @@ class Worker:
                     if not chunk:
                         break
                     line += chunk
-                m = re.fullmatch(rb"(OPEN|WAIT) (\d+)-(\d+)-(\d+)( \d+ \d+)?\n", line)
+                m = re.fullmatch(rb"(OPEN|WAIT) " + EPOCH.encode() + rb"-(\d+)-(\d+)-(\d+)( \d+ \d+)?\n",
+                                 line)
                 if not m or (m.group(1) == b"WAIT") != bool(m.group(5)):
                     conn.sendall(b"ERR bad request\n")
                     continue
                 fid, ver, idx = (int(m.group(i)) for i in (2, 3, 4))
+                self.socket_requests += 1
                 p = self.block_path(fid, ver, idx)
                 if m.group(1) == b"WAIT":
                     # fills first and answers with the whole block (the real worker answers
@@ -274,6 +255,7 @@ class Worker:
                     except OSError:
                         pass
                 if not os.path.exists(p):
+                    self.socket_misses += 1
                     conn.sendall(b"MISS\n")
                     continue
                 fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC)
@@ -284,7 +266,7 @@ class Worker:
                     os.close(fd)
 
     def start(self):
-        self.thread.start()
+        super().start()
         if self.runtime_dir:
             os.makedirs(self.runtime_dir, exist_ok=True)
             path = os.path.join(self.runtime_dir, "worker.sock")
@@ -298,8 +280,7 @@ class Worker:
         return self
 
     def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().stop()
         if self.sock:
             self.sock.close()
             try:

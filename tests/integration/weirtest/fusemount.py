@@ -11,40 +11,24 @@ import signal
 import subprocess
 import time
 
+from weirtest.config import FAST_RAFT, Dataset, write_cluster_yaml
+from weirtest.daemon import Daemon
+
 
 def yaml_config(path, nodes, dataset, mounts, block_size=None, master_replicas=1, workers=1,
                 tiers=None, attr_timeout=None, extra_dataset=""):
     """Writes a cluster YAML. NODES: [{name, address, roles?, dir}] (dir holds data, runtime and
-    mount root); MOUNTS: [(name, url)]. Returns PATH."""
-    lines = ["apiVersion: weir.io/v1", "kind: Cluster", "metadata: {name: fusetest}", "spec:",
-             "  raft: {electionTimeout: 300ms, heartbeatTimeout: 50ms}", "  nodes:"]
-    for n in nodes:
-        d = n["dir"]
-        roles = f", roles: [{', '.join(n['roles'])}]" if n.get("roles") else ""
-        lines.append(f"    - {{name: {n['name']}, address: {n['address']}{roles}, "
-                     f"dataDir: {d}/data, runtimeDir: {d}/run, mountRoot: {d}/mnt}}")
-    lines += ["---", "apiVersion: data.fluid.io/v1alpha1", "kind: Dataset",
-              f"metadata: {{name: {dataset}}}", "spec:"]
-    if block_size:
-        lines.append(f"  blockSize: {block_size}")
-    if extra_dataset:
-        lines.append(extra_dataset)
-    lines.append("  mounts:")
-    for name, url in mounts:
-        lines.append(f"    - {{mountPoint: '{url}', name: {name}}}")
-    lines += ["---", "apiVersion: data.fluid.io/v1alpha1", "kind: AlluxioRuntime",
-              f"metadata: {{name: {dataset}}}", "spec:", f"  replicas: {workers}",
-              f"  master: {{replicas: {master_replicas}}}"]
-    if attr_timeout:
-        lines.append(f"  fuse: {{attrTimeout: {attr_timeout}, entryTimeout: {attr_timeout}}}")
+    mount root); MOUNTS: [(name, url)]; TIERS: [(medium, path, quota)]. Returns PATH."""
     tiers = tiers or [("MEM", os.path.join(os.path.dirname(path), "tier"), "2Gi")]
-    lines += ["  tieredstore:", "    levels:"]
-    for medium, p, quota in tiers:
-        lines.append(f"      - {{mediumtype: {medium}, path: {p}, quota: {quota}, "
-                     "high: '0.95', low: '0.7'}")
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    return path
+    fuse = {"attrTimeout": attr_timeout, "entryTimeout": attr_timeout} if attr_timeout else None
+    ds = Dataset(dataset, mounts=list(mounts), block_size=block_size, extra=extra_dataset,
+                 replicas=workers, master_replicas=master_replicas, fuse=fuse,
+                 tiers=[(medium, p, quota, "0.95", "0.7") for medium, p, quota in tiers])
+    return write_cluster_yaml(
+        path, name="fusetest", raft=FAST_RAFT, datasets=[ds],
+        nodes=[{"name": n["name"], "address": n["address"], "roles": n.get("roles") or None,
+                "dataDir": f"{n['dir']}/data", "runtimeDir": f"{n['dir']}/run",
+                "mountRoot": f"{n['dir']}/mnt"} for n in nodes])
 
 
 def is_mounted(mountpoint):
@@ -67,25 +51,40 @@ def lazy_unmount(mountpoint):
             subprocess.run(["umount", "-l", mountpoint], capture_output=True)
 
 
-class FuseDaemon:
+class FuseDaemon(Daemon):
+    """weir-fuse mounting DATASET of NODE on MOUNTPOINT; ready once the mount answers. stop()
+    always lazily unmounts, so no mount outlives the test; kill() leaves the dead mount behind,
+    as a crash would (stop() afterwards removes it)."""
+
+    what = "weir-fuse"
+    ready_timeout = 30.0
+    stop_timeout = 15.0
+
     def __init__(self, binary, config, node, dataset, mountpoint, workdir, env=None):
+        super().__init__(os.path.join(workdir, f"weir-fuse-{node}-{dataset}.log"))
         self.binary, self.config, self.node, self.dataset = binary, config, node, dataset
         self.mountpoint = mountpoint
         self.workdir = workdir
         self.env = dict(os.environ, **(env or {}))
-        self.proc = None
-        self.log_path = os.path.join(workdir, f"weir-fuse-{node}-{dataset}.log")
 
-    def start(self, wait=True, timeout=30):
-        with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen(
-                [self.binary, "--config", self.config, "--node", self.node, "--dataset",
-                 self.dataset, "--mountpoint", self.mountpoint],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, env=self.env)
-        if wait:
-            self.wait_mounted(timeout)
-        return self
+    def command(self):
+        return [self.binary, "--config", self.config, "--node", self.node, "--dataset",
+                self.dataset, "--mountpoint", self.mountpoint]
+
+    def environment(self):
+        return self.env
+
+    def start(self, wait=True, timeout=None):
+        if timeout is not None:
+            self.ready_timeout = timeout
+        try:
+            return super().start(wait=wait)
+        except BaseException:
+            lazy_unmount(self.mountpoint)  # a half-made mount of the killed daemon
+            raise
+
+    def ready(self):
+        self.wait_mounted(self.ready_timeout)
 
     def wait_mounted(self, timeout=30):
         deadline = time.monotonic() + timeout
@@ -105,37 +104,22 @@ class FuseDaemon:
             time.sleep(0.05)
         raise RuntimeError(f"weir-fuse did not mount within {timeout}s:\n{self.log()}")
 
-    def log(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()[-6000:]
-        except OSError:
-            return ""
+    def log(self, tail=6000):
+        return super().log(tail)
 
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout=15):
+    def stop(self, timeout=None):
         """SIGTERM: a clean unmount. Returns the exit code (None if it had to be killed)."""
         code = None
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+        if self.running:
+            self.signal(signal.SIGTERM)
             try:
-                code = self.proc.wait(timeout=timeout)
+                code = self.proc.wait(timeout=self.stop_timeout if timeout is None else timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
         elif self.proc:
             code = self.proc.returncode
         lazy_unmount(self.mountpoint)
         return code
-
-    def kill(self):
-        if self.proc and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait(timeout=10)
 
 
 def sha256(path, chunk=1 << 20):

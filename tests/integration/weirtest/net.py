@@ -29,3 +29,18 @@ def wait_listening(address, port, proc=None, timeout=15.0, what="server", log=No
         except OSError:
             time.sleep(0.02)
     raise RuntimeError(f"{what} did not listen on {address}:{port} within {timeout}s")
+
+
+def wait_until(cond, timeout, what, context=lambda: "",
+               errors=(OSError, KeyError, TypeError, IndexError, AttributeError)):
+    """Polls COND every 0.1 s until it is true (ERRORS count as not yet); raises AssertionError
+    naming WHAT, with CONTEXT() (logs), after TIMEOUT seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if cond():
+                return
+        except errors:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not reached within {timeout}s:\n{context()}")

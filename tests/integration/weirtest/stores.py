@@ -7,18 +7,18 @@ so that a failing test still stops it.
 
 import json
 import os
+import re
 import shutil
-import signal
 import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 
 if __name__ == "__main__":  # run as a script by the S3 stand-in's Python: find the package
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from weirtest.daemon import Daemon  # noqa: E402
 from weirtest.net import free_port, wait_listening  # noqa: E402,F401 (re-exported)
 
 # Odd names every served tree contains: spaces, unicode (NFC and combining), characters that
@@ -103,95 +103,71 @@ def make_world_readable(root):
 
 
 
-class Server:
-    """Base: a child process in its own process group, stopped with SIGTERM then SIGKILL."""
+class Server(Daemon):
+    """Base of the stores: serves ROOT on ADDRESS (a free port), config and logs in WORKDIR."""
 
     kind = "?"
 
     def __init__(self, root, address, workdir):
-        self.root = os.path.abspath(root)
-        self.address = address
-        self.workdir = workdir
-        self.port = free_port(address)
-        self.proc = None
         os.makedirs(workdir, exist_ok=True)
+        super().__init__(os.path.join(workdir, "server.log"), address, free_port(address),
+                         cwd=workdir)
+        self.what = self.kind
+        self.root = os.path.abspath(root)
+        self.workdir = workdir
 
     @property
     def url(self):
         return f"http://{self.address}:{self.port}/"
 
-    def command(self):
-        raise NotImplementedError
-
-    def start(self):
-        log = os.path.join(self.workdir, "server.log")
-        self.log_path = log
-        with open(log, "ab") as out:
-            self.proc = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True,
-                                         cwd=self.workdir)
-        try:
-            wait_listening(self.address, self.port, self.proc, log=self.error_log())
-        except Exception:
-            self.stop()
-            raise
-        return self
-
-    def error_log(self):
-        return self.log_path
-
-    def stop(self):
-        if not self.proc:
-            return
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(timeout=10)
-        # Apache and nginx workers are children in the same session: make sure none is left.
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.proc = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
 
 class Nginx(Server):
-    """nginx autoindex; FORMAT "html" (the default) or "json" (autoindex_format json)."""
+    """nginx autoindex; FORMAT "html" (the default) or "json" (autoindex_format json).
+
+    Options for the worker tests' store: PREFIX serves ROOT under that location ("/data/"),
+    LIMIT_RATE caps each connection (bytes/s), LOG_FORMAT "bytes" writes an access log that
+    requests() parses (method, uri, status, body bytes, Range, If-Match)."""
 
     kind = "nginx"
+    BYTES_LOG = ('$request_method "$uri" $status $body_bytes_sent "$http_range" '
+                 '"$http_if_match"')
 
-    def __init__(self, root, address, workdir, format="html"):
+    def __init__(self, root, address, workdir, format="html", *, prefix="/", limit_rate=None,
+                 log_format=None, workers=1, error_level="info"):
         super().__init__(root, address, workdir)
         self.format = format
+        self.prefix = prefix
+        self.limit_rate = limit_rate
+        self.log_format = log_format
+        self.workers = workers
+        self.error_level = error_level
+        self.access_log = os.path.join(workdir, "access.log")
+
+    @property
+    def url(self):
+        return f"http://{self.address}:{self.port}{self.prefix}"
 
     def command(self):
         conf = os.path.join(self.workdir, "nginx.conf")
+        if self.prefix == "/":
+            location = f"root {self.root};\n        location / {{ "
+        else:
+            location = f"location {self.prefix} {{ alias {self.root}/; "
+        location += f"autoindex on; autoindex_format {self.format}; charset utf-8; "
+        if self.limit_rate:
+            location += f"limit_rate {self.limit_rate}; "
+        log = f"log_format bytes '{self.BYTES_LOG}';\n    " if self.log_format == "bytes" else ""
         with open(conf, "w") as f:
             f.write(f"""
 daemon off;
 master_process on;
-worker_processes 1;
+worker_processes {self.workers};
 user root;
 pid {self.workdir}/nginx.pid;
-error_log {self.workdir}/error.log info;
-events {{ worker_connections 256; }}
+error_log {self.workdir}/error.log {self.error_level};
+events {{ worker_connections 512; }}
 http {{
-    access_log {self.workdir}/access.log;
+    {log}access_log {self.access_log}{" bytes" if log else ""};
     client_body_temp_path {self.workdir}/body;
     proxy_temp_path {self.workdir}/proxy;
     fastcgi_temp_path {self.workdir}/fastcgi;
@@ -200,10 +176,10 @@ http {{
     types {{ text/plain txt; application/octet-stream bin dat; }}
     default_type application/octet-stream;
     sendfile on;
+    keepalive_requests 100000;
     server {{
         listen {self.address}:{self.port};
-        root {self.root};
-        location / {{ autoindex on; autoindex_format {self.format}; charset utf-8; }}
+        {location}}}
     }}
 }}
 """)
@@ -211,6 +187,57 @@ http {{
 
     def error_log(self):
         return os.path.join(self.workdir, "error.log")
+
+    # -- the access log (LOG_FORMAT "bytes") --
+
+    def requests(self):
+        """[(method, uri, status, bytes, range, if_match)] from the access log so far. nginx
+        writes a line when a response ends, so wait_quiet() first when fills may be running."""
+        out = []
+        if not os.path.exists(self.access_log):
+            return out
+        pat = re.compile(r'^(\S+) "([^"]*)" (\d+) (\d+) "([^"]*)" "([^"]*)"$')
+        with open(self.access_log) as f:
+            for line in f:
+                m = pat.match(line.strip())
+                if m:
+                    out.append((m.group(1), m.group(2), int(m.group(3)), int(m.group(4)),
+                                m.group(5), m.group(6)))
+        return out
+
+    def bytes_sent(self, uri_suffix=None):
+        return sum(r[3] for r in self.requests() if uri_suffix is None or r[1].endswith(uri_suffix))
+
+    def range_bytes(self):
+        """Bytes sent for ranged GETs: block fills (listings and HEADs of a sync excluded)."""
+        return sum(r[3] for r in self.requests() if r[0] == "GET" and r[4] not in ("", "-"))
+
+    def wait_quiet(self, settle=0.3, timeout=30):
+        """Waits until the access log stops growing for SETTLE seconds."""
+        deadline = time.monotonic() + timeout
+        last = -1
+        stable_since = time.monotonic()
+        while time.monotonic() < deadline:
+            size = os.path.getsize(self.access_log) if os.path.exists(self.access_log) else 0
+            if size != last:
+                last = size
+                stable_since = time.monotonic()
+            elif time.monotonic() - stable_since >= settle:
+                return
+            time.sleep(0.05)
+
+    def version_of(self, rel):
+        """(size, mtime, etag) of REL below the prefix as the store reports them (HEAD)."""
+        import email.utils
+        import urllib.request
+
+        req = urllib.request.Request(self.url + urllib.parse.quote(rel), method="HEAD")
+        with urllib.request.urlopen(req, timeout=5) as r:
+            size = int(r.headers["Content-Length"])
+            etag = r.headers.get("ETag")
+            lm = r.headers.get("Last-Modified")
+        mtime = int(email.utils.parsedate_to_datetime(lm).timestamp()) if lm else 0
+        return size, mtime, etag
 
 
 class Apache(Server):
@@ -374,21 +401,11 @@ class MotoS3(Server):
         return [self.python, os.path.join(os.path.dirname(os.path.abspath(__file__)), "moto_s3.py"),
                 "-H", self.address, "-p", str(self.port)]
 
-    def start(self):
-        env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="3", AWS_DEFAULT_REGION="us-east-1",
-                   MOTO_PORT=str(self.port))
-        log = os.path.join(self.workdir, "server.log")
-        self.log_path = log
-        with open(log, "ab") as out:
-            self.proc = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True,
-                                         cwd=self.workdir, env=env)
-        try:
-            wait_listening(self.address, self.port, self.proc, timeout=30, log=log)
-        except Exception:
-            self.stop()
-            raise
-        return self
+    ready_timeout = 30.0
+
+    def environment(self):
+        return dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="3", AWS_DEFAULT_REGION="us-east-1",
+                    MOTO_PORT=str(self.port))
 
     def populate(self, bucket, objects):
         """Creates the user and BUCKET with OBJECTS {key: bytes-size}; returns (key id, secret)."""
@@ -475,61 +492,31 @@ if __name__ == "__main__":
 class SyncCluster:
     """weir-master(s) on 127.0.3.50+ with datasets whose mounts are the given store URLs.
 
-    DATASETS: {name: {"mounts": [(mount name, url, {option: value})], "sync_interval": "2s"}}.
+    DATASETS: {name: {"mounts": [(mount name, url, {option: value})], "sync_interval": "2s",
+    "max_entries": N}}.
     Reuses weirtest.cluster's process handling; addresses stay in the stores' range."""
 
     def __init__(self, dir, build_dir, datasets, n=1, first=50, port_base=None,
                  snapshot_threshold=None):
         from weirtest import cluster as wc
+        from weirtest.config import Dataset
 
         self.wc = wc
         self.dir = str(dir)
-        os.makedirs(self.dir, exist_ok=True)
         port_base = port_base or free_port(f"127.0.3.{first}")
         raft_port = free_port(f"127.0.3.{first}")
         while raft_port == port_base:
             raft_port = free_port(f"127.0.3.{first}")
-        self.c = wc.MasterCluster(self.dir, build_dir, n=n, master_port=port_base,
-                                  raft_port=raft_port, snapshot_threshold=snapshot_threshold)
-        for i, m in enumerate(self.c.masters):
-            m.address = f"127.0.3.{first + i}"
-            m.api = f"{m.address}:{self.c.master_port}"
         self.datasets = datasets
-        self.write_yaml()
-
-    def write_yaml(self):
-        c = self.c
-        lines = ["apiVersion: weir.io/v1", "kind: Cluster", "metadata: {name: stores}", "spec:",
-                 f"  tokenFile: {os.path.join(self.dir, 'token')}",
-                 "  raft: {electionTimeout: 300ms, heartbeatTimeout: 50ms}", "  nodes:"]
-        with open(os.path.join(self.dir, "token"), "w") as f:
-            f.write(c.token + "\n")
-        for m in c.masters:
-            lines.append(f"    - {{name: {m.name}, address: {m.address}, raftPort: {c.raft_port}, "
-                         f"masterPort: {c.master_port}, dataDir: {m.data_dir}}}")
-        for name, spec in self.datasets.items():
-            lines += ["---", "apiVersion: data.fluid.io/v1alpha1", "kind: Dataset",
-                      f"metadata: {{name: {name}}}", "spec:"]
-            if spec.get("sync_interval"):
-                lines.append(f"  syncInterval: {spec['sync_interval']}")
-            if spec.get("max_entries"):
-                lines.append(f"  maxEntries: {spec['max_entries']}")
-            lines.append("  mounts:")
-            for mname, url, options in spec["mounts"]:
-                lines.append(f"    - mountPoint: {json.dumps(url)}")
-                lines.append(f"      name: {json.dumps(mname)}")
-                if options:
-                    lines.append("      options:")
-                    for k, v in options.items():
-                        lines.append(f"        {k}: {json.dumps(v)}")
-            lines += ["---", "apiVersion: data.fluid.io/v1alpha1", "kind: AlluxioRuntime",
-                      f"metadata: {{name: {name}}}", "spec:", "  replicas: 1",
-                      f"  master: {{replicas: {len(c.masters)}}}",
-                      "  tieredstore:", "    levels:",
-                      "      - {mediumtype: MEM, path: /dev/shm, quota: 64Mi, high: '0.9', "
-                      "low: '0.5'}"]
-        with open(c.yaml_path, "w") as f:
-            f.write("\n".join(lines) + "\n")
+        specs = [Dataset(name, mounts=spec["mounts"], sync_interval=spec.get("sync_interval"),
+                         master_replicas=n,
+                         extra=(f"  maxEntries: {spec['max_entries']}"
+                                if spec.get("max_entries") else ""))
+                 for name, spec in datasets.items()]
+        self.c = wc.MasterCluster(self.dir, build_dir, n=n, master_port=port_base,
+                                  raft_port=raft_port, name="stores", datasets=specs,
+                                  addresses=[f"127.0.3.{first + i}" for i in range(n)],
+                                  snapshot_threshold=snapshot_threshold)
 
     def __enter__(self):
         self.c.start()

@@ -1,0 +1,397 @@
+/* The cluster YAML's Cluster document: nodes, ports, directories, Raft and API settings. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "config-internal.h"
+#include "config.h"
+#include "log.h"
+#include "parse.h"
+
+/* ---- Cluster ---------------------------------------------------------------------------- */
+
+static const char *const k8s_metadata[] = {
+        "namespace",       "labels",     "annotations",       "uid",
+        "resourceVersion", "generation", "creationTimestamp", "generateName",
+        "ownerReferences", "finalizers", "managedFields",     NULL,
+};
+
+const char *cfg_get_metadata_name(loader *l, const ynode *doc, const ynode *metadata,
+                                  const char *kind, const ynode **ret_node)
+{
+        const ynode *name = NULL;
+        const field fields[] = {{"name", &name}, {}};
+        char what[64];
+
+        if (!metadata) {
+                cfg_error_at(l, doc, "%s: missing 'metadata' with the name", kind);
+                return NULL;
+        }
+        snprintf(what, sizeof(what), "%s metadata", kind);
+        if (!cfg_pick(l, metadata, what, fields, k8s_metadata))
+                return NULL;
+        if (!name) {
+                cfg_error_at(l, metadata, "%s: missing 'name'", what);
+                return NULL;
+        }
+        *ret_node = name;
+        snprintf(what, sizeof(what), "%s name", kind);
+        return cfg_get_name(l, name, what);
+}
+
+static void load_node(loader *l, const ynode *item, size_t idx)
+{
+        const ynode *name = NULL, *address = NULL, *roles = NULL, *data_dir = NULL,
+                    *runtime_dir = NULL, *mount_root = NULL, *raft_port = NULL, *master_port = NULL,
+                    *worker_port = NULL;
+        const field fields[] = {
+                {"name", &name},
+                {"address", &address},
+                {"roles", &roles},
+                {"dataDir", &data_dir},
+                {"runtimeDir", &runtime_dir},
+                {"mountRoot", &mount_root},
+                {"raftPort", &raft_port},
+                {"masterPort", &master_port},
+                {"workerPort", &worker_port},
+                {},
+        };
+        config_node *node = &l->c->nodes[l->c->n_nodes];
+        node_info *info = &l->node_info[l->c->n_nodes];
+        const char *s;
+
+        *info = (node_info){.item = item};
+        if (!cfg_pick(l, item, "node", fields, NULL))
+                return;
+        if (!name) {
+                cfg_error_at(l, item, "node %zu: missing 'name'", idx + 1);
+                return;
+        }
+        s = cfg_get_name(l, name, "node name");
+        if (!s)
+                return;
+        for (size_t i = 0; i < l->c->n_nodes; i++)
+                if (cfg_streq(l->c->nodes[i].name, s)) {
+                        cfg_error_at(l, name, "duplicate node name '%s' (first at %u:%u)", s,
+                                     l->node_info[i].name->line, l->node_info[i].name->column);
+                        return;
+                }
+        info->name = name;
+        if (!address) {
+                cfg_error_at(l, item, "node '%s': missing 'address' (an IP address or host name)",
+                             s);
+                return;
+        }
+        {
+                const char *a = cfg_get_str(l, address, "address");
+
+                if (!a)
+                        return;
+                /* One colon is HOST:PORT; IPv6 literals have at least two. */
+                if (a[0] == 0 || strpbrk(a, " \t/[]") ||
+                    (strchr(a, ':') && strchr(a, ':') == strrchr(a, ':'))) {
+                        cfg_error_at(l, address,
+                                     "address: expected an IPv4 or IPv6 address or a host name, "
+                                     "without port or brackets (got '%s')",
+                                     a);
+                        return;
+                }
+                node->address = cfg_l_strdup(l, a);
+        }
+        node->name = cfg_l_strdup(l, s);
+
+        if (roles) {
+                info->has_roles = true;
+                info->roles = roles;
+                if (roles->type != YNODE_SEQ) {
+                        cfg_error_at(l, roles,
+                                     "roles: expected a list of master, worker and fuse, got %s",
+                                     config_yaml_describe(roles));
+                } else
+                        for (size_t i = 0; i < roles->n_items; i++) {
+                                const ynode *r = roles->items[i];
+                                const char *v = cfg_get_str(l, r, "roles");
+                                bool *flag;
+
+                                if (!v)
+                                        continue;
+                                if (cfg_streq(v, "master"))
+                                        flag = &info->role_master;
+                                else if (cfg_streq(v, "worker"))
+                                        flag = &info->role_worker;
+                                else if (cfg_streq(v, "fuse"))
+                                        flag = &info->role_fuse;
+                                else {
+                                        cfg_error_at(l, r,
+                                                     "roles: unknown role '%s'; expected master, "
+                                                     "worker or fuse",
+                                                     v);
+                                        continue;
+                                }
+                                if (*flag)
+                                        cfg_error_at(l, r, "roles: '%s' given twice", v);
+                                *flag = true;
+                        }
+        }
+        if (data_dir && (s = cfg_get_abs_path(l, data_dir, "dataDir"))) {
+                node->data_dir = cfg_l_strdup(l, s);
+                info->has_data_dir = true;
+        }
+        if (runtime_dir && (s = cfg_get_abs_path(l, runtime_dir, "runtimeDir"))) {
+                node->runtime_dir = cfg_l_strdup(l, s);
+                info->has_runtime_dir = true;
+        }
+        if (mount_root && (s = cfg_get_abs_path(l, mount_root, "mountRoot"))) {
+                node->mount_root = cfg_l_strdup(l, s);
+                info->has_mount_root = true;
+        }
+        if (raft_port)
+                info->has_raft_port = cfg_get_port(l, raft_port, "raftPort", &node->raft_port);
+        if (master_port)
+                info->has_master_port =
+                        cfg_get_port(l, master_port, "masterPort", &node->master_port);
+        if (worker_port)
+                info->has_worker_port =
+                        cfg_get_port(l, worker_port, "workerPort", &node->worker_port);
+        l->c->n_nodes++;
+}
+
+/* A file named in the YAML: absolute, or relative to the YAML's directory. NULL on error. */
+static char *get_file(loader *l, const ynode *n, const char *what)
+{
+        const char *s = cfg_get_str(l, n, what);
+        char *p = NULL;
+
+        if (!s)
+                return NULL;
+        if (s[0] == 0) {
+                cfg_error_at(l, n, "%s must not be empty", what);
+                return NULL;
+        }
+        if (s[0] == '/')
+                p = strdup(s);
+        else if (asprintf(&p, "%s/%s", l->dir, s) < 0)
+                p = NULL;
+        if (!p)
+                l->oom = true;
+        return p;
+}
+
+/* spec.api: read token, bind address, TLS, listener limits. */
+static void load_api(loader *l, const ynode *api)
+{
+        const ynode *read_token = NULL, *bind = NULL, *tls = NULL, *max_conn = NULL,
+                    *per_client = NULL, *timeout = NULL, *cert = NULL, *key = NULL, *ca = NULL;
+        const field fields[] = {
+                {"readTokenFile", &read_token},
+                {"bindAddress", &bind},
+                {"tls", &tls},
+                {"maxConnections", &max_conn},
+                {"maxConnectionsPerClient", &per_client},
+                {"requestTimeout", &timeout},
+                {},
+        };
+        const field tls_fields[] = {
+                {"certFile", &cert},
+                {"keyFile", &key},
+                {"caFile", &ca},
+                {},
+        };
+        config_api *a = &l->c->api;
+        const char *s;
+        uint64_t v;
+
+        if (!cfg_pick(l, api, "api", fields, NULL))
+                return;
+        if (read_token && !l->c->token_file)
+                cfg_error_at(l, read_token,
+                             "api.readTokenFile needs tokenFile: without the cluster token nothing "
+                             "could write");
+        else if (read_token)
+                a->read_token_file = get_file(l, read_token, "api.readTokenFile");
+        if (bind && (s = cfg_get_str(l, bind, "api.bindAddress"))) {
+                if (s[0] == 0 || strlen(s) > 255 || strpbrk(s, " /[]"))
+                        cfg_error_at(l, bind,
+                                     "api.bindAddress: expected 'node' or an address without port "
+                                     "or brackets, such as 0.0.0.0 or :: (got '%s')",
+                                     s);
+                else if (!cfg_streq(s, "node") && !(a->bind_address = strdup(s)))
+                        l->oom = true;
+        }
+        if (tls && cfg_pick(l, tls, "api.tls", tls_fields, NULL)) {
+                if (cert)
+                        a->tls_cert_file = get_file(l, cert, "api.tls.certFile");
+                if (key)
+                        a->tls_key_file = get_file(l, key, "api.tls.keyFile");
+                if (ca)
+                        a->tls_ca_file = get_file(l, ca, "api.tls.caFile");
+                if (!cert != !key)
+                        cfg_error_at(l, tls, "api.tls: certFile and keyFile go together");
+        }
+        if (max_conn && cfg_get_uint(l, max_conn, "api.maxConnections", 65536, &v)) {
+                if (v < 16)
+                        cfg_error_at(l, max_conn, "api.maxConnections must be at least 16");
+                else
+                        a->max_connections = (unsigned)v;
+        }
+        if (per_client && cfg_get_uint(l, per_client, "api.maxConnectionsPerClient", 65536, &v)) {
+                if (v < 1)
+                        cfg_error_at(l, per_client,
+                                     "api.maxConnectionsPerClient must be at least 1");
+                else
+                        a->max_connections_per_client = (unsigned)v;
+        }
+        if (timeout && cfg_get_duration(l, timeout, "api.requestTimeout", &v)) {
+                if (v < 100 || v > 600000)
+                        cfg_error_at(
+                                l, timeout,
+                                "api.requestTimeout must be between 100ms and 10m (got %llums)",
+                                (unsigned long long)v);
+                else
+                        a->request_timeout_ms = v;
+        }
+}
+
+void cfg_load_cluster(loader *l, const ynode *doc, const ynode *kind, const ynode *metadata,
+                      const ynode *spec)
+{
+        const ynode *nodes = NULL, *token_file = NULL, *raft = NULL, *data_dir = NULL,
+                    *runtime_dir = NULL, *mount_root = NULL, *raft_port = NULL, *master_port = NULL,
+                    *worker_port = NULL, *name_node = NULL, *api = NULL;
+        const field fields[] = {
+                {"nodes", &nodes},
+                {"api", &api},
+                {"tokenFile", &token_file},
+                {"raft", &raft},
+                {"dataDir", &data_dir},
+                {"runtimeDir", &runtime_dir},
+                {"mountRoot", &mount_root},
+                {"raftPort", &raft_port},
+                {"masterPort", &master_port},
+                {"workerPort", &worker_port},
+                {},
+        };
+        config *c = l->c;
+        const char *name, *s;
+
+        if (l->cluster_doc) {
+                cfg_error_at(l, kind,
+                             "a second Cluster document (the first is at %u:%u); "
+                             "expected exactly one",
+                             l->cluster_doc->line, l->cluster_doc->column);
+                return;
+        }
+        l->cluster_doc = doc;
+        name = cfg_get_metadata_name(l, doc, metadata, "Cluster", &name_node);
+        if (name)
+                c->cluster_name = cfg_l_strdup(l, name);
+        if (!spec) {
+                cfg_error_at(l, doc, "Cluster: missing 'spec' with the nodes");
+                return;
+        }
+        if (!cfg_pick(l, spec, "Cluster spec", fields, NULL))
+                return;
+
+        if (data_dir && (s = cfg_get_abs_path(l, data_dir, "dataDir")))
+                l->data_dir = cfg_l_strdup(l, s);
+        if (runtime_dir && (s = cfg_get_abs_path(l, runtime_dir, "runtimeDir")))
+                l->runtime_dir = cfg_l_strdup(l, s);
+        if (mount_root && (s = cfg_get_abs_path(l, mount_root, "mountRoot")))
+                l->mount_root = cfg_l_strdup(l, s);
+        if (raft_port)
+                cfg_get_port(l, raft_port, "raftPort", &l->raft_port);
+        if (master_port)
+                cfg_get_port(l, master_port, "masterPort", &l->master_port);
+        if (worker_port)
+                cfg_get_port(l, worker_port, "workerPort", &l->worker_port);
+
+        if (token_file && (s = cfg_get_str(l, token_file, "tokenFile"))) {
+                if (s[0] == 0)
+                        cfg_error_at(l, token_file, "tokenFile must not be empty");
+                else if (s[0] == '/')
+                        c->token_file = cfg_l_strdup(l, s);
+                else if (asprintf(&c->token_file, "%s/%s", l->dir, s) < 0) {
+                        c->token_file = NULL;
+                        l->oom = true;
+                }
+        }
+
+        if (api)
+                load_api(l, api);
+
+        if (raft) {
+                const ynode *election = NULL, *heartbeat = NULL, *secret = NULL;
+                const field raft_fields[] = {
+                        {"electionTimeout", &election},
+                        {"heartbeatTimeout", &heartbeat},
+                        {"secretFile", &secret},
+                        {},
+                };
+
+                if (cfg_pick(l, raft, "raft", raft_fields, NULL)) {
+                        uint64_t v;
+
+                        if (election && cfg_get_duration(l, election, "raft.electionTimeout", &v)) {
+                                if (v < 10 || v > 60000)
+                                        cfg_error_at(
+                                                l, election,
+                                                "raft.electionTimeout must be between 10ms and "
+                                                "60s (got %llums)",
+                                                (unsigned long long)v);
+                                else
+                                        c->election_timeout_ms = v;
+                        }
+                        if (heartbeat &&
+                            cfg_get_duration(l, heartbeat, "raft.heartbeatTimeout", &v)) {
+                                if (v < 1 || v > 60000)
+                                        cfg_error_at(
+                                                l, heartbeat,
+                                                "raft.heartbeatTimeout must be between 1ms and "
+                                                "60s (got %llums)",
+                                                (unsigned long long)v);
+                                else
+                                        c->heartbeat_timeout_ms = v;
+                        }
+                        if (secret && (s = cfg_get_str(l, secret, "raft.secretFile"))) {
+                                if (s[0] == 0)
+                                        cfg_error_at(l, secret,
+                                                     "raft.secretFile must not be empty");
+                                else if (s[0] == '/')
+                                        c->raft_secret_file = cfg_l_strdup(l, s);
+                                else if (asprintf(&c->raft_secret_file, "%s/%s", l->dir, s) < 0) {
+                                        c->raft_secret_file = NULL;
+                                        l->oom = true;
+                                }
+                        }
+                        if (c->heartbeat_timeout_ms >= c->election_timeout_ms)
+                                cfg_error_at(l, heartbeat ? heartbeat : election,
+                                             "raft.heartbeatTimeout (%llums) must be shorter than "
+                                             "raft.electionTimeout (%llums)",
+                                             (unsigned long long)c->heartbeat_timeout_ms,
+                                             (unsigned long long)c->election_timeout_ms);
+                }
+        }
+
+        if (!nodes) {
+                cfg_error_at(l, spec, "Cluster spec: missing 'nodes', the list of hosts");
+                return;
+        }
+        l->cluster_nodes = nodes;
+        if (!cfg_check_list(l, nodes, "nodes", "node", "nodes", CONFIG_MAX_NODES, ""))
+                return;
+        c->nodes = calloc(nodes->n_items, sizeof(*c->nodes));
+        l->node_info = calloc(nodes->n_items, sizeof(*l->node_info));
+        if (!c->nodes || !l->node_info) {
+                l->oom = true;
+                return;
+        }
+        for (size_t i = 0; i < nodes->n_items; i++)
+                load_node(l, nodes->items[i], i);
+}
