@@ -19,14 +19,38 @@
 
 struct fsm {
         store_db *db;
+        /* The meta table's epoch record, cached: block ids are checked against it once per
+         * block of a worker's report, under state_lock. Written by the one writer thread after
+         * a commit or a database swap (epoch_reload), read with atomic loads. */
+        uint64_t epoch;
 };
+
+static int epoch_get(MDB_txn *txn, const store_dbis *d, uint64_t *ret);
+
+/* Re-reads the cached epoch from the database (writer thread). */
+static int epoch_reload(fsm *f)
+{
+        MDB_txn *txn;
+        const store_dbis *d;
+        uint64_t e = 0;
+        int r = store_db_begin(f->db, false, &txn, &d);
+        if (r < 0)
+                return r;
+        r = epoch_get(txn, d, &e);
+        store_db_end(f->db, txn);
+        if (r < 0)
+                return r;
+        __atomic_store_n(&f->epoch, e, __ATOMIC_RELEASE);
+        return 0;
+}
 
 /* The state of one apply: its write transaction and what it changes in the meta record. */
 typedef struct wctx {
         MDB_txn *txn;
         const store_dbis *d;
         store_meta meta;
-        int err; /* first database error: the whole apply is aborted */
+        int err;            /* first database error: the whole apply is aborted */
+        uint64_t epoch_set; /* the epoch this apply recorded, for the cache once committed */
         /* The directory of the previous entry of a batch, resolved once for its neighbours. */
         char *cache_dir;
         uint64_t cache_dir_id;
@@ -48,8 +72,10 @@ int fsm_open(const char *path, fsm **ret)
         if (!f)
                 return -ENOMEM;
         r = store_db_open(path, &f->db);
+        if (r >= 0)
+                r = epoch_reload(f);
         if (r < 0) {
-                free(f);
+                fsm_free(f);
                 return r;
         }
         *ret = f;
@@ -801,6 +827,7 @@ static json_t *apply_epoch_set(wctx *w, json_t *cmd)
                         wfail(w, r);
                         return NULL;
                 }
+                w->epoch_set = epoch;
         }
         return index_result(w);
 }
@@ -980,6 +1007,8 @@ int fsm_apply(fsm *f, const void *buf, size_t len, json_t **ret_result)
         r = store_db_commit(f->db, w.txn);
         if (r < 0)
                 return r;
+        if (w.epoch_set)
+                __atomic_store_n(&f->epoch, w.epoch_set, __ATOMIC_RELEASE);
         if (ret_result)
                 *ret_result = TAKE_PTR(result);
         return 0;
@@ -1133,7 +1162,10 @@ int fsm_copy(fsm *f, int fd)
 
 int fsm_replace(fsm *f, const char *path)
 {
-        return store_db_replace(f->db, path);
+        int r = store_db_replace(f->db, path);
+        if (r < 0)
+                return r;
+        return epoch_reload(f);
 }
 
 /* ---- reads ---- */
@@ -1291,15 +1323,7 @@ json_t *fsm_members(fsm *f)
 
 uint64_t fsm_epoch(fsm *f)
 {
-        rctx c;
-        uint64_t e = 0;
-
-        if (rbegin(f, &c) < 0)
-                return 0;
-        if (epoch_get(c.txn, c.d, &e) < 0)
-                e = 0;
-        rend(&c);
-        return e;
+        return __atomic_load_n(&f->epoch, __ATOMIC_ACQUIRE);
 }
 
 /* The entry at PATH of the dataset whose root is ROOT (the root itself for "/"). */
