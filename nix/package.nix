@@ -9,6 +9,7 @@
   ninja,
   pkg-config,
   raft-cowsql,
+  lmdb,
   libuv,
   fuse3,
   curl,
@@ -59,6 +60,7 @@ stdenv.mkDerivation (finalAttrs: {
   # libsystemd.pc and systemd.pc, whose directories units/meson.build moves under $out.
   buildInputs = [
     raft-cowsql
+    lmdb
     libuv
     fuse3
     curl

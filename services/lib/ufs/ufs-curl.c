@@ -542,6 +542,11 @@ static int xfer_perform(ufs *u, const char *url, xfer *x, const char *errbuf)
 
         if (rc == CURLE_WRITE_ERROR && x->done && x->error == 0)
                 return 0; /* we stopped it: we had all we wanted */
+        if (x->error == -EFBIG)
+                return ufs_fail(u, x->error,
+                                "Request to %s failed: the answer is larger than %u MiB (a "
+                                "listing page this big is refused)",
+                                url, UFS_MAX_PAGE_SIZE >> 20);
         if (x->error < 0)
                 return ufs_fail(u, x->error, "Request to %s failed: %s", url,
                                 x->error == -ESTALE ? "the file changed in the store"

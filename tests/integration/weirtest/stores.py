@@ -479,10 +479,12 @@ class S3rverS3(Server):
 class SyncCluster:
     """weir-master(s) on 127.0.3.50+ with datasets whose mounts are the given store URLs.
 
-    DATASETS: {name: {"mounts": [(mount name, url, {option: value})], "sync_interval": "2s"}}.
+    DATASETS: {name: {"mounts": [(mount name, url, {option: value})], "sync_interval": "2s",
+    "max_entries": N}}.
     Reuses weirtest.cluster's process handling; addresses stay in the stores' range."""
 
-    def __init__(self, dir, build_dir, datasets, n=1, first=50, port_base=None):
+    def __init__(self, dir, build_dir, datasets, n=1, first=50, port_base=None,
+                 snapshot_threshold=None):
         from weirtest import cluster as wc
         from weirtest.config import Dataset
 
@@ -494,10 +496,14 @@ class SyncCluster:
             raft_port = free_port(f"127.0.3.{first}")
         self.datasets = datasets
         specs = [Dataset(name, mounts=spec["mounts"], sync_interval=spec.get("sync_interval"),
-                         master_replicas=n) for name, spec in datasets.items()]
+                         master_replicas=n,
+                         extra=(f"  maxEntries: {spec['max_entries']}"
+                                if spec.get("max_entries") else ""))
+                 for name, spec in datasets.items()]
         self.c = wc.MasterCluster(self.dir, build_dir, n=n, master_port=port_base,
                                   raft_port=raft_port, name="stores", datasets=specs,
-                                  addresses=[f"127.0.3.{first + i}" for i in range(n)])
+                                  addresses=[f"127.0.3.{first + i}" for i in range(n)],
+                                  snapshot_threshold=snapshot_threshold)
 
     def __enter__(self):
         self.c.start()
