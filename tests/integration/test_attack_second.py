@@ -20,7 +20,7 @@ import urllib.parse
 
 import pytest
 
-from test_api_tls import make_certs
+from test_api_tls import make_certs, tls_node  # noqa: F401  (tls_node: a fixture used below)
 from test_attack_http import NODE, READ_TOKEN, TOKEN, OneNode
 from weirtest.cluster import http_request
 from weirtest.net import free_port
@@ -615,9 +615,6 @@ def client_hello():
     return outgoing.read()
 
 
-from test_api_tls import tls_node  # noqa: E402,F401  (the fixture: master and worker on TLS)
-
-
 def test_tls_handshake_trickled_is_cut_at_the_deadline(tls_node):
     """A stranger trickles a real ClientHello into the TLS API, one byte a second (never idle
     for the 10 s idle timeout): the request deadline (10 s, from the connection's start) must
@@ -701,3 +698,34 @@ def test_masters_view_with_a_hung_peer_does_not_stall_the_api(cluster3):
         for t in threads:
             t.join()
         hung.signal(signal.SIGCONT)
+
+
+def test_follower_redirect_cannot_be_steered(cluster3):
+    """A follower's 307 copies the request's path and query into Location. With CR LF, `@`,
+    `//HOST`, `%2F..` and a backslash in them, Location must still name the leader's API (host
+    and port), on one header line, with nothing injected. Fails if the target is copied without
+    percent-encoding: CR LF would split the header (or make the reply a 500) and `@`/`//` would
+    move the authority."""
+    from test_attack_raft import follower_of
+    from weirtest.cluster import TOKEN as CTOKEN
+
+    leader = cluster3.wait_leader()
+    follower = follower_of(cluster3, leader)
+    host, port = follower.api.rsplit(":", 1)
+    lhost, lport = leader.api.rsplit(":", 1)
+    targets = ["/v1/datasets/demo%0d%0aX-Evil:%201/labels",
+               "/v1/datasets/@127.0.8.9:80/labels",
+               "/v1/datasets//127.0.8.9/labels",
+               "/v1/datasets/demo/labels?x=%0d%0aX-Evil:%201&y=@127.0.8.9",
+               "/v1/datasets/..%2F..%2F@127.0.8.9/labels",
+               "/v1/datasets/demo\\@127.0.8.9/labels"]
+    for t in targets:
+        code, ans = raw(int(port), req("GET", t, CTOKEN), host=host)
+        head = ans.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+        assert code == 307, (t, head)
+        assert "X-Evil" not in head.split("\r\n", 1)[1].replace("%0D%0AX-Evil", ""), head
+        loc = [line.split(":", 1)[1].strip() for line in head.split("\r\n")
+               if line.lower().startswith("location:")]
+        assert len(loc) == 1, head
+        u = urllib.parse.urlsplit(loc[0])
+        assert (u.hostname, str(u.port), u.username) == (lhost, lport, None), (t, loc)
