@@ -78,16 +78,21 @@ class FakeSetup:
         with open(self.config, "w") as f:
             f.write(text)
         self.state = {"leader": f"{self.addr[0]}:{self.mport[0]}"}
-        self.masters = [fusefake.Master(self.tree, a, p, self.state).start()
-                        for a, p in zip(self.addr, self.mport)]
-        self.worker = fusefake.Worker(self.tree, "n1", self.addr[0], self.wport,
-                                      os.path.join(tmp, "cache"),
-                                      os.path.join(tmp, "n1", "run")).start()
         self.mnt = os.path.join(tmp, "mnt")
+        self.masters, self.worker = [], None
         self.fuse = FuseDaemon(weir_binary("weir-fuse"), self.config, "n1", "ds", self.mnt, tmp,
                                env=dict({"WEIR_FUSE_RETRY": "8s", "WEIR_FUSE_XATTRS": "1"},
                                         **(fuse_env or {})))
-        self.fuse.start()
+        try:  # no fixture owns this object yet: a failure here stops what was started
+            for a, p in zip(self.addr, self.mport):
+                self.masters.append(fusefake.Master(self.tree, a, p, self.state).start())
+            self.worker = fusefake.Worker(self.tree, "n1", self.addr[0], self.wport,
+                                          os.path.join(tmp, "cache"),
+                                          os.path.join(tmp, "n1", "run")).start()
+            self.fuse.start()
+        except BaseException:
+            self.close()
+            raise
 
     def path(self, name):
         return os.path.join(self.mnt, "data", name)
@@ -96,11 +101,14 @@ class FakeSetup:
         return os.path.join(self.src, name)
 
     def close(self):
+        # the fakes stop last and whatever the daemon's stop raised: they run in this process
         try:
-            self.fuse.stop()
+            try:
+                self.fuse.stop()
+            finally:
+                self.fuse.kill()
+                lazy_unmount(self.mnt)
         finally:
-            self.fuse.kill()
-            lazy_unmount(self.mnt)
             for m in self.masters:
                 m.stop()
             if self.worker:
