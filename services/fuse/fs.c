@@ -809,15 +809,16 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         fuse_reply_err(req, 0);
 }
 
-static int refresh_totals(fs *f, meta_dataset_info *ret)
+/* FETCH false: only what is cached, never waiting on a master (the status/watchdog path). */
+static int refresh_totals(fs *f, meta_dataset_info *ret, bool fetch)
 {
         uint64_t now = now_ms();
         meta_dataset_info d;
         int r;
 
         pthread_mutex_lock(&f->lock);
-        if (f->totals_valid && now - f->totals_ms < FS_STATUS_TTL_MS) {
-                *ret = f->totals;
+        if (!fetch || (f->totals_valid && now - f->totals_ms < FS_STATUS_TTL_MS)) {
+                *ret = f->totals_valid ? f->totals : (meta_dataset_info){};
                 pthread_mutex_unlock(&f->lock);
                 return 0;
         }
@@ -848,7 +849,7 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
                 .f_flag = ST_RDONLY,
         };
 
-        (void)refresh_totals(f, &d);
+        (void)refresh_totals(f, &d, true);
         sv.f_blocks = (d.total_size + 4095) / 4096;
         sv.f_files = d.total_files;
         fuse_reply_statfs(req, &sv);
@@ -1323,7 +1324,7 @@ void fs_get_status(fs *f, fs_status *ret)
 {
         meta_dataset_info d;
 
-        (void)refresh_totals(f, &d);
+        (void)refresh_totals(f, &d, false);
         *ret = (fs_status){
                 .mounted = f->se != NULL,
                 .mountpoint = f->mountpoint,
@@ -1349,7 +1350,8 @@ int fs_heartbeat(fs *f)
         _cleanup_(json_decrefp) json_t *body = NULL;
         meta_dataset_info d;
 
-        (void)refresh_totals(f, &d); /* cached: the status update asked a moment ago */
+        /* the totals are fetched here, on the peers thread, for fs_get_status to read */
+        (void)refresh_totals(f, &d, true);
         dataset = http_escape(f->dataset->name);
         if (!node || !dataset || asprintf(&path, "/v1/fuses/%s/%s/heartbeat", node, dataset) < 0)
                 return -ENOMEM;

@@ -70,8 +70,10 @@ int fs_wait_live(fs *f, uint64_t timeout_ms);
 void fs_refresh(fs *f);
 
 /* Tells the master leader this mount is alive (POST /v1/fuses/NODE/DATASET/heartbeat): one try
- * per master, logged at debug only. Called periodically from the status thread. */
+ * per master, logged at debug only; first refreshes the totals fs_get_status reads. May block on
+ * the masters for seconds: called periodically from a thread that sends no watchdog pings. */
 int fs_heartbeat(fs *f);
 
-/* Fills RET (strings borrowed from F); asks the master for totals at most every few seconds. */
+/* Fills RET (strings borrowed from F) with the totals fs_heartbeat fetched last; never waits on
+ * a master, so the status thread's watchdog pings go on while no master answers. */
 void fs_get_status(fs *f, fs_status *ret);
