@@ -143,8 +143,9 @@ int httpc_add_trusted(httpc *c, const char *host, unsigned port)
         return 0;
 }
 
-/* The origin of URL as origin_key() writes it; NULL when it is not an http(s) URL. */
-static char *url_origin(const char *url)
+/* The origin of URL as origin_key() writes it; NULL when it is not an http(s) URL. *HTTPS: its
+ * scheme is https. */
+static char *url_origin(const char *url, bool *https)
 {
         CURLU *u = curl_url();
         char *scheme = NULL, *host = NULL, *port = NULL, *k = NULL;
@@ -162,6 +163,7 @@ static char *url_origin(const char *url)
                 p = strtoul(port, &end, 10);
                 if (errno == 0 && *end == 0 && p > 0 && p < 65536)
                         k = origin_key(host, (unsigned)p);
+                *https = strcmp(scheme, "https") == 0;
         }
         curl_free(scheme);
         curl_free(host);
@@ -170,12 +172,14 @@ static char *url_origin(const char *url)
         return k;
 }
 
-/* Whether a redirect from FROM to TO may carry the token: the same origin, or a trusted one. */
+/* Whether a redirect from FROM to TO may carry the token: the same origin, or a trusted one,
+ * and never from https to http (the token would cross the network in clear). */
 static bool redirect_trusted(const httpc *c, const char *from, const char *to)
 {
-        _cleanup_free_ char *a = url_origin(from), *b = url_origin(to);
+        bool from_https = false, to_https = false;
+        _cleanup_free_ char *a = url_origin(from, &from_https), *b = url_origin(to, &to_https);
 
-        if (!a || !b)
+        if (!a || !b || (from_https && !to_https))
                 return false;
         if (strcmp(a, b) == 0)
                 return true;
@@ -387,7 +391,8 @@ int httpc_request(httpc *c, const char *method, const char *url, const json_t *b
                 /* The token (and the body) go only to the cluster's own API addresses. */
                 if (!redirect_trusted(c, current, location)) {
                         snprintf(c->errbuf, sizeof(c->errbuf),
-                                 "redirect to %s refused: not an API address of this cluster",
+                                 "redirect to %s refused: not an API address of this cluster, or "
+                                 "https to http",
                                  location);
                         log_debug("httpc: %s %s: %s", method, current, c->errbuf);
                         return -EPERM;

@@ -37,6 +37,7 @@ typedef struct guard_conn {
         bool waiting;         /* for a request's header or body: the deadline applies */
         uint64_t deadline_ms; /* CLOCK_MONOTONIC */
         uint64_t since_ms;    /* when it started waiting: the oldest is evicted first */
+        uint64_t answer_ms;   /* when its current answer started (while !waiting) */
         struct guard_conn *prev, *next;
 } guard_conn;
 
@@ -305,7 +306,16 @@ int httpd_reply_error(httpd_request *req, unsigned status, const char *format, .
         va_start(ap, format);
         vsnprintf(msg, sizeof(msg), format, ap);
         va_end(ap);
-        return httpd_reply_json(req, status, json_pack("{s:s}", "error", msg));
+        json_t *j = json_pack("{s:s}", "error", msg);
+        if (!j) {
+                /* A quoted client value that is not UTF-8 (or cut inside a character): the
+                 * client still gets its status and message, with '?' for the bytes. */
+                for (char *p = msg; *p; p++)
+                        if ((unsigned char)*p >= 0x80)
+                                *p = '?';
+                j = json_pack("{s:s}", "error", msg);
+        }
+        return httpd_reply_json(req, status, j);
 }
 
 int httpd_reply_fd(httpd_request *req, unsigned status, const char *content_type, int fd,
@@ -442,6 +452,18 @@ static httpd_request *request_new(httpd *h, struct MHD_Connection *c, const char
         return req;
 }
 
+/* MHD decodes %00 in a query value and hands it over NUL-terminated, so "path=/a%00/b" would
+ * read as "/a": such a parameter is refused instead of silently cut. */
+static enum MHD_Result find_nul_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    size_t key_size, const char *value, size_t value_size)
+{
+        if (strlen(key) != key_size || (value && strlen(value) != value_size)) {
+                *(bool *)cls = true;
+                return MHD_NO;
+        }
+        return MHD_YES;
+}
+
 static void request_route(httpd_request *req)
 {
         httpd *h = req->server;
@@ -476,6 +498,12 @@ static void request_route(httpd_request *req)
         if (!ok) {
                 httpd_reply_header(req, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
                 request_fail(req, MHD_HTTP_UNAUTHORIZED, "missing or wrong bearer token");
+                return;
+        }
+        bool nul = false;
+        MHD_get_connection_values_n(req->connection, MHD_GET_ARGUMENT_KIND, find_nul_arg, &nul);
+        if (nul) {
+                request_fail(req, MHD_HTTP_BAD_REQUEST, "a query parameter contains a NUL byte");
                 return;
         }
 
@@ -560,6 +588,8 @@ static void guard_set_waiting(httpd *h, struct MHD_Connection *c, bool waiting)
                 g->since_ms = now_ms();
                 g->deadline_ms = g->since_ms + h->deadline_ms;
         }
+        if (!waiting && g->waiting)
+                g->answer_ms = now_ms();
         g->waiting = waiting;
         pthread_mutex_unlock(&h->guard_lock);
 }
@@ -623,8 +653,20 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
                         guard_kill(oldest);
                         h->evicted++;
                 } else {
-                        /* Every connection is being answered: refuse the new one. */
-                        guard_kill(g);
+                        /* Every connection is being answered. One answered for longer than
+                         * the request deadline makes room (a slow reader, or pipelined answers
+                         * read at a trickle, would otherwise hold its slot for as long as it
+                         * likes); else the new one is refused. Killed ones have no deadline. */
+                        guard_conn *slow = NULL;
+                        for (guard_conn *o = h->conns; o; o = o->next)
+                                if (o->deadline_ms != UINT64_MAX &&
+                                    (!slow || o->answer_ms < slow->answer_ms))
+                                        slow = o;
+                        if (slow && g->since_ms - slow->answer_ms >= h->deadline_ms) {
+                                guard_kill(slow);
+                                h->evicted++;
+                        } else
+                                guard_kill(g);
                 }
         }
         g->next = h->conns;

@@ -15,6 +15,9 @@
 #include "httpc.h"
 #include "log.h"
 #include "listing.h"
+#include "locations.h"
+#include "api.h"
+#include "gate.h"
 #include "manager-internal.h"
 #include "members.h"
 #include "parse.h"
@@ -29,29 +32,12 @@
 
 /* ---- leader gate ---- */
 
-/* Replies 307 to the leader or 503 when this node cannot serve a leader-only call. */
-bool api_reply_not_leader(manager *m, httpd_request *req)
-{
-        manager_view v = manager_get_view(m);
-        char api[300], base[320];
-
-        if (v.leader_id && v.leader_id != m->node->raft_id &&
-            manager_api_address(m, v.leader_id, api, sizeof(api))) {
-                snprintf(base, sizeof(base), "%s://%s", apiauth_scheme(m->cfg), api);
-                httpd_reply_redirect(req, base);
-                return true;
-        }
-        httpd_reply_header(req, "Retry-After", "1");
-        httpd_reply_error(req, 503, "no leader is serving yet (election in progress); retry");
-        return true;
-}
-
 /* True when this node serves leader-only calls; otherwise the request was answered. */
 static bool api_leader_gate(manager *m, httpd_request *req)
 {
         if (manager_get_view(m).serving)
                 return true;
-        api_reply_not_leader(m, req);
+        gate_reply_not_leader(m, req);
         return false;
 }
 
@@ -70,7 +56,7 @@ static void api_reply_write(manager *m, httpd_request *req, int status, json_t *
                 return;
         }
         case -EAGAIN:
-                api_reply_not_leader(m, req);
+                gate_reply_not_leader(m, req);
                 return;
         case -ECONNABORTED:
                 httpd_reply_header(req, "Retry-After", "1");
@@ -133,7 +119,8 @@ static void h_status(httpd_request *req, void *userdata)
         httpd_reply_json(req, 200, api_status_json(userdata));
 }
 
-char *api_metrics_text(manager *m)
+/* The Prometheus text for /metrics (caller frees). */
+static char *api_metrics_text(manager *m)
 {
         manager_view v = manager_get_view(m);
         char *buf = NULL;
@@ -214,19 +201,47 @@ static void *peer_probe_main(void *userdata)
         return NULL;
 }
 
-/* Asks every other master for its status, all at once from short-lived threads (never from the
- * loop), each with a short timeout: a hung peer costs PEER_TIMEOUT_MS once, not per peer. */
-static void h_masters(httpd_request *req, void *userdata)
-{
-        manager *m = userdata;
-        _cleanup_(json_decrefp) json_t *masters = json_array();
-        _cleanup_free_ peer_probe *probes = calloc(m->cfg->n_nodes, sizeof(peer_probe));
-        const char *leader = NULL;
-        char leader_api[300] = "";
+/* The peers' answers of the last probe round, shared by concurrent GET /v1/masters: while a
+ * peer hangs each round costs an HTTP thread PEER_TIMEOUT_MS, so one round runs at a time and
+ * calls that come while it runs answer from the previous round's result (when younger than
+ * PEER_STALE_MS). Else a burst of these calls held every HTTP thread and stalled /healthz and
+ * writes (test_attack_second.py). A call while no round runs always probes afresh. */
+#define PEER_STALE_MS 3000
+static pthread_mutex_t peer_round_lock = PTHREAD_MUTEX_INITIALIZER; /* held by the running round */
+static pthread_mutex_t peer_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static json_t *peer_cache; /* {"NODE": STATUS} of answering peers */
+static uint64_t peer_cache_ms;
 
-        if (!masters || !probes) {
-                httpd_reply_error(req, 500, "out of memory");
-                return;
+/* A copy of the cached statuses when younger than MAX_AGE_MS, else NULL. */
+static json_t *peer_cache_get(uint64_t max_age_ms)
+{
+        json_t *r = NULL;
+
+        pthread_mutex_lock(&peer_cache_lock);
+        if (peer_cache && now_ms() - peer_cache_ms < max_age_ms)
+                r = json_deep_copy(peer_cache);
+        pthread_mutex_unlock(&peer_cache_lock);
+        return r;
+}
+
+/* Asks every other master for its status, all at once from short-lived threads (never from the
+ * loop), each with a short timeout: a hung peer costs PEER_TIMEOUT_MS once, not per peer.
+ * Returns {"NODE": STATUS} (new reference) or NULL when out of memory. */
+static json_t *peer_round(manager *m)
+{
+        json_t *out;
+
+        if (pthread_mutex_trylock(&peer_round_lock) != 0) {
+                if ((out = peer_cache_get(PEER_STALE_MS)))
+                        return out;
+                pthread_mutex_lock(&peer_round_lock);
+        }
+        _cleanup_free_ peer_probe *probes = calloc(m->cfg->n_nodes, sizeof(peer_probe));
+        out = json_object();
+        if (!probes || !out) {
+                pthread_mutex_unlock(&peer_round_lock);
+                json_decref(out);
+                return NULL;
         }
         for (size_t i = 0; i < m->cfg->n_nodes; i++) {
                 const config_node *n = &m->cfg->nodes[i];
@@ -240,10 +255,33 @@ static void h_masters(httpd_request *req, void *userdata)
                 probes[i].started =
                         pthread_create(&probes[i].thread, NULL, peer_probe_main, &probes[i]) == 0;
         }
-        for (size_t i = 0; i < m->cfg->n_nodes; i++)
+        for (size_t i = 0; i < m->cfg->n_nodes; i++) {
                 if (probes[i].started)
                         pthread_join(probes[i].thread, NULL);
+                if (probes[i].status)
+                        json_object_set_new(out, m->cfg->nodes[i].name, probes[i].status);
+        }
+        pthread_mutex_lock(&peer_cache_lock);
+        json_decref(peer_cache);
+        peer_cache = json_deep_copy(out);
+        peer_cache_ms = now_ms();
+        pthread_mutex_unlock(&peer_cache_lock);
+        pthread_mutex_unlock(&peer_round_lock);
+        return out;
+}
 
+static void h_masters(httpd_request *req, void *userdata)
+{
+        manager *m = userdata;
+        _cleanup_(json_decrefp) json_t *masters = json_array();
+        _cleanup_(json_decrefp) json_t *peers = peer_round(m);
+        const char *leader = NULL;
+        char leader_api[300] = "";
+
+        if (!masters || !peers) {
+                httpd_reply_error(req, 500, "out of memory");
+                return;
+        }
         manager_view v = manager_get_view(m);
         if (v.leader_id) {
                 const config_node *l = manager_master_node(m, v.leader_id);
@@ -258,8 +296,8 @@ static void h_masters(httpd_request *req, void *userdata)
                 if (!n->master)
                         continue;
                 manager_api_address(m, n->raft_id, api, sizeof(api));
-                json_t *st = n == m->node ? api_status_json(m) : probes[i].status;
-                probes[i].status = NULL;
+                json_t *st = n == m->node ? api_status_json(m)
+                                          : json_incref(json_object_get(peers, n->name));
                 json_t *e;
                 if (st) {
                         e = json_pack("{s:s,s:s,s:O?,s:O?,s:O?,s:b}", "node", n->name, "api", api,
@@ -318,77 +356,95 @@ static void reply_no_epoch(httpd_request *req, json_t *out)
 
 /* ---- datasets ---- */
 
+typedef struct cache_fields {
+        manager *m;
+        const char *name; /* the dataset */
+        double now;
+        uint64_t capacity, hits, misses, cached;
+        unsigned live_workers;
+        json_t *by_node; /* node -> bytes of this dataset it caches */
+        uint64_t size, block_size;
+        json_t *seen; /* indexes of the version at hand counted in `cached` already */
+} cache_fields;
+
+static void cache_fields_worker(const locations_worker *w, void *userdata)
+{
+        cache_fields *c = userdata;
+        size_t i;
+        json_t *t;
+
+        c->hits += (uint64_t)json_integer_value(w->hits);
+        c->misses += (uint64_t)json_integer_value(w->misses);
+        if (c->now - w->seen > WORKER_DEAD_S)
+                return;
+        c->live_workers++;
+        json_array_foreach(w->tiers, i, t)
+        {
+                c->capacity += (uint64_t)json_integer_value(json_object_get(t, "quota"));
+        }
+}
+
+static void cache_fields_holder(uint64_t index, const locations_worker *w, void *userdata)
+{
+        cache_fields *c = userdata;
+        uint64_t len = block_length(c->size, c->block_size, index);
+        char key[32];
+        json_t *n = json_object_get(c->by_node, w->node);
+
+        snprintf(key, sizeof(key), "%" PRIu64, index);
+        if (!json_object_get(c->seen, key)) {
+                c->cached += len;
+                json_object_set_new(c->seen, key, json_true());
+        }
+        json_object_set_new(c->by_node, w->node,
+                            json_integer((json_int_t)((uint64_t)json_integer_value(n) + len)));
+}
+
+static void cache_fields_version(uint64_t file_id, uint64_t version, void *userdata)
+{
+        cache_fields *c = userdata;
+        json_t *file = NULL;
+
+        if (fsm_file(c->m->fsm, file_id, &file) < 0)
+                return;
+        if (strcmp(json_string_value(json_object_get(file, "dataset")) ?: "", c->name) == 0 &&
+            (uint64_t)json_integer_value(json_object_get(file, "version")) == version) {
+                c->block_size = (uint64_t)json_integer_value(json_object_get(file, "block_size"));
+                c->size = (uint64_t)json_integer_value(json_object_get(file, "size"));
+                c->seen = json_object();
+                if (c->block_size > 0 && c->seen)
+                        locations_foreach_holder(c->m->locations, file_id, version,
+                                                 cache_fields_holder, c);
+                json_decref(c->seen);
+                c->seen = NULL;
+        }
+        json_decref(file);
+}
+
 /* Soft-state figures of a dataset: cached bytes, capacity and hit ratio. Locked. */
 static void dataset_cache_fields_locked(manager *m, json_t *ds)
 {
-        double now = now_s();
-        uint64_t capacity = 0, hits = 0, misses = 0, cached = 0;
-        unsigned live_workers = 0;
-        json_t *by_node = json_object(); /* node -> bytes of this dataset it caches */
-        const char *node, *key;
-        json_t *w, *b;
-        const char *name = json_string_value(json_object_get(ds, "name"));
+        cache_fields c = {.m = m,
+                          .name = json_string_value(json_object_get(ds, "name")) ?: "",
+                          .now = now_s(),
+                          .by_node = json_object()};
 
-        json_object_foreach(m->soft_workers, node, w)
-        {
-                hits += (uint64_t)json_integer_value(json_object_get(w, "hits"));
-                misses += (uint64_t)json_integer_value(json_object_get(w, "misses"));
-                if (now - json_real_value(json_object_get(w, "seen")) > WORKER_DEAD_S)
-                        continue;
-                live_workers++;
-                size_t i;
-                json_t *t;
-                json_array_foreach(json_object_get(w, "tiers"), i, t) capacity +=
-                        (uint64_t)json_integer_value(json_object_get(t, "quota"));
-        }
-        json_object_foreach(m->soft_blocks, key, b)
-        {
-                uint64_t file_id, version;
-                json_t *file = NULL;
-                if (sscanf(key, "%" SCNu64 "-%" SCNu64, &file_id, &version) != 2 ||
-                    fsm_file(m->fsm, file_id, &file) < 0)
-                        continue;
-                if (strcmp(json_string_value(json_object_get(file, "dataset")) ?: "", name) == 0 &&
-                    (uint64_t)json_integer_value(json_object_get(file, "version")) == version) {
-                        uint64_t bs =
-                                (uint64_t)json_integer_value(json_object_get(file, "block_size"));
-                        uint64_t size = (uint64_t)json_integer_value(json_object_get(file, "size"));
-                        const char *index;
-                        json_t *holders;
-                        json_object_foreach(b, index, holders)
-                        {
-                                uint64_t idx;
-                                const char *holder;
-                                json_t *v;
-                                if (json_object_size(holders) == 0 || bs == 0 ||
-                                    parse_u64(index, &idx) < 0)
-                                        continue;
-                                cached += block_length(size, bs, idx);
-                                json_object_foreach(holders, holder, v)
-                                {
-                                        json_t *n = json_object_get(by_node, holder);
-                                        uint64_t sum = (uint64_t)json_integer_value(n) +
-                                                       block_length(size, bs, idx);
-                                        json_object_set_new(by_node, holder,
-                                                            json_integer((json_int_t)sum));
-                                }
-                        }
-                }
-                json_decref(file);
-        }
+        locations_foreach_worker(m->locations, cache_fields_worker, &c);
+        locations_foreach_version(m->locations, cache_fields_version, &c);
         /* Bound means synced and served: once workers have registered, a synced dataset is
          * Bound only while at least one of them is alive (before any worker, synced is enough). */
-        if (json_object_size(m->soft_workers) > 0 && live_workers == 0 &&
+        if (locations_n_workers(m->locations) > 0 && c.live_workers == 0 &&
             strcmp(json_string_value(json_object_get(ds, "phase")) ?: "", "Bound") == 0) {
                 json_object_set_new(ds, "phase", json_string("NotBound"));
                 json_object_set_new(ds, "reason",
                                     json_string("metadata synced; no worker is alive"));
         }
-        json_object_set_new(ds, "cached", json_integer((json_int_t)cached));
-        json_object_set_new(ds, "cached_by_node", by_node ? by_node : json_object());
-        json_object_set_new(ds, "cache_capacity", json_integer((json_int_t)capacity));
-        json_object_set_new(ds, "hit_ratio",
-                            json_real(hits + misses ? (double)hits / (double)(hits + misses) : 0));
+        json_object_set_new(ds, "cached", json_integer((json_int_t)c.cached));
+        json_object_set_new(ds, "cached_by_node", c.by_node ? c.by_node : json_object());
+        json_object_set_new(ds, "cache_capacity", json_integer((json_int_t)c.capacity));
+        json_object_set_new(
+                ds, "hit_ratio",
+                json_real(c.hits + c.misses ? (double)c.hits / (double)(c.hits + c.misses) : 0));
 }
 
 static void h_datasets(httpd_request *req, void *userdata)
@@ -431,7 +487,7 @@ static void sync_on_loop(manager *m, bool stopping, void *userdata)
                 httpd_reply_header(s->req, "Retry-After", "1");
                 httpd_reply_error(s->req, 503, "master shutting down");
         } else if (!manager_is_leader(m))
-                api_reply_not_leader(m, s->req);
+                gate_reply_not_leader(m, s->req);
         else if (!m->sync_hooks.start)
                 httpd_reply_error(s->req, 501, "metadata sync is not available in this build");
         else {
@@ -648,21 +704,11 @@ static void h_file(httpd_request *req, void *userdata)
 
 /* ---- workers and blocks (soft state on the leader) ---- */
 
-void api_soft_state_reset_locked(manager *m)
+/* The leadership hook (manager.c calls it under state_lock when this node stops serving as
+ * leader): the soft state goes with the leadership. */
+static void api_leadership_lost_locked(manager *m)
 {
-        json_object_clear(m->soft_workers);
-        json_object_clear(m->soft_blocks);
-        json_object_clear(m->soft_fuses);
-}
-
-static int block_id_split(const char *id, char *ret_key, size_t len, char *ret_index, size_t ilen)
-{
-        block_key k;
-        if (block_id_parse(id, &k) < 0)
-                return -EINVAL;
-        snprintf(ret_key, len, "%" PRIu64 "-%" PRIu64, k.file_id, k.version);
-        snprintf(ret_index, ilen, "%" PRIu64, k.index);
-        return 0;
+        locations_reset(m->locations);
 }
 
 /* The last file looked up by block_current_locked(): reports list a file's blocks together. */
@@ -695,60 +741,31 @@ static bool block_current_locked(manager *m, const block_key *k, current_cache *
 /* Blocks a worker is told to drop per answer at most; the rest are named in a later answer. */
 #define MAX_DROP 100000
 
-/* Records (ADD) or forgets that NODE holds block ID. An added block that is not current is not
- * recorded but appended to DROP (when given), the list the worker is told to remove. */
-static void soft_block_set_locked(manager *m, const char *node, const char *id, bool add,
-                                  current_cache *cache, json_t *drop)
+/* Records that NODE holds block ID when it names a current block; otherwise appends ID to DROP
+ * (when given), the list the worker is told to remove. 0, or -ENOMEM (nothing recorded). */
+static int block_add_locked(manager *m, const char *node, const char *id, current_cache *cache,
+                            json_t *drop)
 {
-        char key[64], index[32];
         block_key k;
-        if (block_id_split(id, key, sizeof(key), index, sizeof(index)) < 0)
-                return;
-        /* No epoch recorded yet (the moments after a first election): nothing can be judged. */
-        if (add && fsm_epoch(m->fsm) == 0)
-                return;
-        if (add && block_id_parse(id, &k) >= 0 && cache && !block_current_locked(m, &k, cache)) {
+
+        /* ids were checked by apibody; no epoch recorded yet (the moments after a first
+         * election): nothing can be judged */
+        if (!id || block_id_parse(id, &k) < 0 || fsm_epoch(m->fsm) == 0)
+                return 0;
+        if (!block_current_locked(m, &k, cache)) {
                 if (drop && json_array_size(drop) < MAX_DROP)
                         json_array_append_new(drop, json_string(id));
-                return;
+                return 0;
         }
-        json_t *w = json_object_get(m->soft_workers, node);
-        json_t *fv = json_object_get(m->soft_blocks, key);
-        if (add) {
-                json_object_set_new(json_object_get(w, "blocks"), id, json_true());
-                if (!fv) {
-                        fv = json_object();
-                        json_object_set_new(m->soft_blocks, key, fv);
-                }
-                json_t *holders = json_object_get(fv, index);
-                if (!holders) {
-                        holders = json_object();
-                        json_object_set_new(fv, index, holders);
-                }
-                json_object_set_new(holders, node, json_true());
-        } else {
-                json_object_del(json_object_get(w, "blocks"), id);
-                json_t *holders = json_object_get(fv, index);
-                json_object_del(holders, node);
-                if (holders && json_object_size(holders) == 0)
-                        json_object_del(fv, index);
-                if (fv && json_object_size(fv) == 0)
-                        json_object_del(m->soft_blocks, key);
-        }
+        return locations_block_set(m->locations, node, id, true);
 }
 
-static void soft_worker_forget_locked(manager *m, const char *node)
+/* Forgets that NODE holds block ID. */
+static int block_remove_locked(manager *m, const char *node, const char *id)
 {
-        json_t *w = json_object_get(m->soft_workers, node);
-        if (!w)
-                return;
-        _cleanup_(json_decrefp) json_t *blocks = json_incref(json_object_get(w, "blocks"));
-        const char *id;
-        json_t *v;
-        void *tmp;
-        json_object_foreach_safe(blocks, tmp, id, v)
-                soft_block_set_locked(m, node, id, false, NULL, NULL);
-        json_object_del(m->soft_workers, node);
+        int r = locations_block_set(m->locations, node, id, false);
+
+        return r == -EINVAL ? 0 : r; /* a malformed id names nothing held */
 }
 
 typedef struct register_call {
@@ -762,24 +779,32 @@ static void on_register_done(manager *m, int status, json_t *result, void *userd
         register_call *rc = userdata;
 
         if (status == 0 && !json_object_get(result, "error")) {
+                size_t i;
+                json_t *b;
+                int r;
+
                 pthread_mutex_lock(&m->state_lock);
-                soft_worker_forget_locked(m, rc->node);
-                json_t *w = json_pack("{s:f,s:O?,s:O?,s:O?,s:o}", "seen", now_s(), "tiers",
-                                      json_object_get(rc->body, "tiers"), "hits",
-                                      json_object_get(rc->body, "hits"), "misses",
-                                      json_object_get(rc->body, "misses"), "blocks", json_object());
+                r = locations_worker_register(
+                        m->locations, rc->node, now_s(), json_object_get(rc->body, "tiers"),
+                        json_object_get(rc->body, "hits"), json_object_get(rc->body, "misses"));
                 json_t *drop = json_array();
                 current_cache cache = {};
-                if (w && json_object_set_new(m->soft_workers, rc->node, w) == 0) {
-                        size_t i;
-                        json_t *b;
-                        json_array_foreach(json_object_get(rc->body, "blocks"), i, b)
-                                soft_block_set_locked(m, rc->node, json_string_value(b), true,
-                                                      &cache, drop);
+                json_array_foreach(json_object_get(rc->body, "blocks"), i, b)
+                {
+                        if (r < 0)
+                                break;
+                        r = block_add_locked(m, rc->node, json_string_value(b), &cache, drop);
                 }
                 pthread_mutex_unlock(&m->state_lock);
-                httpd_reply_json(rc->req, 200,
-                                 json_pack("{s:b,s:o}", "registered", 1, "drop", drop));
+                if (r < 0) {
+                        /* the worker registers again after an error: its report is not lost */
+                        json_decref(drop);
+                        httpd_reply_error(rc->req, 500, "cannot record the block report: %s",
+                                          strerror(-r));
+                } else
+                        httpd_reply_json(rc->req, 200,
+                                         json_pack("{s:b,s:o}", "registered", 1, "drop",
+                                                   drop ?: json_array()));
         } else
                 api_reply_write(m, rc->req, status, result);
         free(rc->node);
@@ -844,26 +869,38 @@ static void h_worker_heartbeat(httpd_request *req, void *userdata)
         }
 
         pthread_mutex_lock(&m->state_lock);
-        json_t *w = json_object_get(m->soft_workers, node);
-        if (!w) {
+        int r = locations_worker_heartbeat(
+                m->locations, node, now_s(), json_object_get(body, "tiers"),
+                json_object_get(body, "hits"), json_object_get(body, "misses"));
+        if (r == -ENOENT) {
                 pthread_mutex_unlock(&m->state_lock);
                 httpd_reply_error(req, 404, "unknown worker %s: register again", node);
                 return;
         }
-        json_object_set_new(w, "seen", json_real(now_s()));
-        static const char *const copy[] = {"tiers", "hits", "misses"};
-        for (size_t i = 0; i < ELEMENTSOF(copy); i++)
-                if (json_object_get(body, copy[i]))
-                        json_object_set(w, copy[i], json_object_get(body, copy[i]));
         size_t i;
         json_t *b, *drop = json_array();
         current_cache cache = {};
         json_array_foreach(json_object_get(body, "added"), i, b)
-                soft_block_set_locked(m, node, json_string_value(b), true, &cache, drop);
+        {
+                if (r < 0)
+                        break;
+                r = block_add_locked(m, node, json_string_value(b), &cache, drop);
+        }
         json_array_foreach(json_object_get(body, "removed"), i, b)
-                soft_block_set_locked(m, node, json_string_value(b), false, NULL, NULL);
+        {
+                if (r < 0)
+                        break;
+                r = block_remove_locked(m, node, json_string_value(b));
+        }
         pthread_mutex_unlock(&m->state_lock);
-        httpd_reply_json(req, 200, json_pack("{s:b,s:o}", "ok", 1, "drop", drop));
+        if (r < 0) {
+                /* a lost delta: the worker's next heartbeat fails too and it registers again
+                 * with a full report */
+                json_decref(drop);
+                httpd_reply_error(req, 500, "cannot record the blocks: %s", strerror(-r));
+                return;
+        }
+        httpd_reply_json(req, 200, json_pack("{s:b,s:o}", "ok", 1, "drop", drop ?: json_array()));
 }
 
 static void h_workers(httpd_request *req, void *userdata)
@@ -880,8 +917,8 @@ static void h_workers(httpd_request *req, void *userdata)
         json_t *reg;
         json_object_foreach(registered, node, reg)
         {
-                json_t *w = json_object_get(m->soft_workers, node);
-                json_t *tiers = w ? json_object_get(w, "tiers") : json_object_get(reg, "tiers");
+                const locations_worker *w = locations_worker_get(m->locations, node);
+                json_t *tiers = w ? w->tiers : json_object_get(reg, "tiers");
                 uint64_t capacity = 0, used = 0;
                 size_t i;
                 json_t *t;
@@ -890,20 +927,41 @@ static void h_workers(httpd_request *req, void *userdata)
                         capacity += (uint64_t)json_integer_value(json_object_get(t, "quota"));
                         used += (uint64_t)json_integer_value(json_object_get(t, "used"));
                 }
-                double age = w ? now - json_real_value(json_object_get(w, "seen")) : -1;
+                double age = w ? now - w->seen : -1;
                 json_array_append_new(
-                        out,
-                        json_pack("{s:s,s:O?,s:I,s:I,s:I,s:o,s:b,s:O?}", "node", node, "api",
-                                  json_object_get(reg, "api"), "capacity", (json_int_t)capacity,
-                                  "used", (json_int_t)used, "blocks",
-                                  (json_int_t)(w ? json_object_size(json_object_get(w, "blocks"))
-                                                 : 0),
-                                  "last_heartbeat_age", w ? json_real(age) : json_null(), "alive",
-                                  w && age <= WORKER_DEAD_S, "tiers", tiers));
+                        out, json_pack("{s:s,s:O?,s:I,s:I,s:I,s:o,s:b,s:O?}", "node", node, "api",
+                                       json_object_get(reg, "api"), "capacity",
+                                       (json_int_t)capacity, "used", (json_int_t)used, "blocks",
+                                       (json_int_t)(w ? w->n_blocks : 0), "last_heartbeat_age",
+                                       w ? json_real(age) : json_null(), "alive",
+                                       w && age <= WORKER_DEAD_S, "tiers", tiers));
         }
         pthread_mutex_unlock(&m->state_lock);
         json_decref(registered);
         httpd_reply_json(req, 200, json_pack("{s:o}", "workers", out));
+}
+
+typedef struct blocks_out {
+        json_t *locations; /* "INDEX" -> [live holders] */
+        double now;
+} blocks_out;
+
+static void blocks_holder(uint64_t index, const locations_worker *w, void *userdata)
+{
+        blocks_out *bo = userdata;
+        char key[32];
+        json_t *nodes;
+
+        if (bo->now - w->seen > WORKER_DEAD_S)
+                return;
+        snprintf(key, sizeof(key), "%" PRIu64, index);
+        nodes = json_object_get(bo->locations, key);
+        if (!nodes) {
+                nodes = json_array();
+                if (json_object_set_new(bo->locations, key, nodes) < 0)
+                        return;
+        }
+        json_array_append_new(nodes, json_string(w->node));
 }
 
 static void h_blocks(httpd_request *req, void *userdata)
@@ -920,37 +978,20 @@ static void h_blocks(httpd_request *req, void *userdata)
                 httpd_reply_error(req, 400, "file and version must be decimal numbers");
                 return;
         }
-        char key[64];
-        snprintf(key, sizeof(key), "%" PRIu64 "-%" PRIu64, file_id, version);
-        json_t *locations = json_object();
+        json_t *locs = json_object();
         pthread_mutex_lock(&m->state_lock);
         int r = fsm_file(m->fsm, file_id, &file);
-        const char *index;
-        json_t *holders;
-        json_object_foreach(json_object_get(m->soft_blocks, key), index, holders)
-        {
-                json_t *nodes = json_array();
-                const char *node;
-                json_t *v;
-                json_object_foreach(holders, node, v)
-                {
-                        json_t *w = json_object_get(m->soft_workers, node);
-                        if (w && now - json_real_value(json_object_get(w, "seen")) <= WORKER_DEAD_S)
-                                json_array_append_new(nodes, json_string(node));
-                }
-                if (json_array_size(nodes) > 0)
-                        json_object_set_new(locations, index, nodes);
-                else
-                        json_decref(nodes);
-        }
+        blocks_out bo = {.locations = locs, .now = now};
+        if (locs)
+                locations_foreach_holder(m->locations, file_id, version, blocks_holder, &bo);
         pthread_mutex_unlock(&m->state_lock);
         if (r < 0) {
-                json_decref(locations);
+                json_decref(locs);
                 return reply_fsm_error(req, r, "file");
         }
         json_t *out =
                 json_pack("{s:O?,s:O?,s:o}", "block_size", json_object_get(file, "block_size"),
-                          "version", json_object_get(file, "version"), "locations", locations);
+                          "version", json_object_get(file, "version"), "locations", locs);
         json_decref(file);
         httpd_reply_json(req, 200, out);
 }
@@ -980,7 +1021,7 @@ static void h_fuse_heartbeat(httpd_request *req, void *userdata)
         json_t *body = httpd_request_json(req);
         json_t *mountpoint = json_object_get(body, "mountpoint");
         json_t *files = json_object_get(body, "files");
-        char node[256], dataset[256], key[512];
+        char node[256], dataset[256];
 
         if (!api_leader_gate(m, req))
                 return;
@@ -993,12 +1034,10 @@ static void h_fuse_heartbeat(httpd_request *req, void *userdata)
                 httpd_reply_error(req, 400, "%s", bad);
                 return;
         }
-        snprintf(key, sizeof(key), "%s/%s", node, dataset);
-        json_t *f = json_pack("{s:s,s:s,s:O,s:I,s:f}", "node", node, "dataset", dataset,
-                              "mountpoint", mountpoint, "files",
-                              files ? json_integer_value(files) : (json_int_t)0, "seen", now_s());
+        json_int_t n_files = files ? json_integer_value(files) : 0;
         pthread_mutex_lock(&m->state_lock);
-        int r = f ? json_object_set_new(m->soft_fuses, key, f) : -1;
+        int r = locations_fuse_seen(m->locations, node, dataset, mountpoint,
+                                    n_files > 0 ? (uint64_t)n_files : 0, now_s());
         pthread_mutex_unlock(&m->state_lock);
         if (r < 0) {
                 httpd_reply_error(req, 500, "out of memory");
@@ -1007,29 +1046,36 @@ static void h_fuse_heartbeat(httpd_request *req, void *userdata)
         httpd_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
 }
 
+typedef struct fuses_out {
+        json_t *out;
+        double now;
+} fuses_out;
+
+static void fuses_one(const locations_fuse *f, void *userdata)
+{
+        fuses_out *fo = userdata;
+        double age = fo->now - f->seen;
+
+        json_array_append_new(fo->out,
+                              json_pack("{s:s,s:s,s:O?,s:I,s:f,s:b}", "node", f->node, "dataset",
+                                        f->dataset, "mountpoint", f->mountpoint, "files",
+                                        (json_int_t)f->files, "last_heartbeat_age", age, "alive",
+                                        age <= FUSE_DEAD_S));
+}
+
 static void h_fuses(httpd_request *req, void *userdata)
 {
         manager *m = userdata;
-        double now = now_s();
-        const char *key;
-        json_t *f;
+        fuses_out fo = {.now = now_s()};
 
         if (!api_leader_gate(m, req))
                 return;
-        json_t *out = json_array();
+        fo.out = json_array();
         pthread_mutex_lock(&m->state_lock);
-        json_object_foreach(m->soft_fuses, key, f)
-        {
-                double age = now - json_real_value(json_object_get(f, "seen"));
-                json_array_append_new(out,
-                                      json_pack("{s:O,s:O,s:O,s:O,s:f,s:b}", "node",
-                                                json_object_get(f, "node"), "dataset",
-                                                json_object_get(f, "dataset"), "mountpoint",
-                                                json_object_get(f, "mountpoint"), "files",
-                                                json_object_get(f, "files"), "last_heartbeat_age",
-                                                age, "alive", age <= FUSE_DEAD_S));
-        }
+        if (fo.out)
+                locations_foreach_fuse(m->locations, fuses_one, &fo);
         pthread_mutex_unlock(&m->state_lock);
+        json_t *out = fo.out;
         httpd_reply_json(req, 200, json_pack("{s:o}", "fuses", out));
 }
 
@@ -1070,6 +1116,9 @@ int api_start(manager *m)
                                                m->cfg->api.read_token_file);
         }
         apiauth_httpd_config(&cfg, m->cfg, m->node, m->token, read_token);
+        pthread_mutex_lock(&m->state_lock);
+        m->leadership_lost_locked = api_leadership_lost_locked;
+        pthread_mutex_unlock(&m->state_lock);
         r = httpd_new(&cfg, api_routes, ELEMENTSOF(api_routes), m, &m->httpd);
         if (r < 0)
                 return log_error_errno(r, "Failed to serve the API on %s:%u: %m", cfg.address,

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "dbus.h"
 #include "manager-internal.h"
 
 #define DBUS_NAME      "io.weir.Master1"

@@ -6,17 +6,40 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "config.h"
+#include "dbus.h"
+#include "epoch.h"
 #include "httpc.h"
 #include "log.h"
 #include "manager.h"
+#include "members.h"
 #include "parse.h"
+#include "rejoin.h"
 #include "sync.h"
 #include "weir-build.h"
 
 static const char *arg_config = NULL;
 static const char *arg_node = NULL;
-static manager_options arg_options = {};
+static const manager_parts parts = {
+        .api_start = api_start,
+        .dbus_start = dbus_start,
+        .dbus_emit_changed = dbus_emit_changed,
+        .dbus_stop = dbus_stop,
+        .members_new = members_new,
+        .members_free = members_free,
+        .members_stop = members_stop,
+        .members_decide_bootstrap = members_decide_bootstrap,
+        .members_bootstrapped = members_bootstrapped,
+        .members_leader_changed = members_leader_changed,
+        .members_probe = members_probe,
+        .members_reset = members_reset,
+        .epoch_ensure = epoch_ensure,
+        .rejoin_check_dir = rejoin_check_dir,
+        .rejoin_prepare = rejoin_prepare,
+        .rejoin_explain = rejoin_explain,
+};
+static manager_options arg_options = {.parts = &parts};
 
 static void help(void)
 {
@@ -27,7 +50,8 @@ static void help(void)
                "  -d, --data-dir DIR  the master's state directory (default: the node's\n"
                "                      dataDir + /master)\n"
                "      --rejoin        move a damaged Raft log aside and get the state from the\n"
-               "                      leader (only while another master leads)\n"
+               "                      leader (only while another master leads); also after\n"
+               "                      the data directory was lost\n"
                "  -h, --help          show this help\n"
                "      --version       show the version\n",
                CONFIG_DEFAULT_PATH);

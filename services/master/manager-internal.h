@@ -7,6 +7,7 @@
 #include <systemd/sd-bus.h>
 
 #include "httpd.h"
+#include "locations.h"
 #include "manager.h"
 
 typedef struct manager_call manager_call;
@@ -78,9 +79,10 @@ struct manager {
         manager_view view;
         bool stopping;
         manager_call *queue_head, *queue_tail;
-        json_t *soft_workers; /* leader only: node -> {"seen","tiers","hits","misses","blocks"} */
-        json_t *soft_blocks;  /* leader only: "FILE-VERSION" -> {"INDEX": {"NODE": true}} */
-        json_t *soft_fuses;   /* leader only: "NODE/DATASET" -> {"node","dataset","seen",...} */
+        locations *locations; /* leader only: the soft state (locations.h) */
+        /* The leadership hook: called on the loop thread, under state_lock, when this node stops
+         * serving as leader (api.c sets it: the soft state goes), or NULL. */
+        void (*leadership_lost_locked)(manager *m);
         pthread_cond_t prober_cond;
 
         pthread_t prober;
@@ -97,9 +99,6 @@ struct manager {
 int manager_call_on_loop(manager *m, void (*fn)(manager *m, bool stopping, void *userdata),
                          void *userdata);
 
-/* api.c: replies 307 to the leader, or 503 while none serves. Returns true. */
-bool api_reply_not_leader(manager *m, httpd_request *req);
-
 /* A copy of the published view. */
 manager_view manager_get_view(manager *m);
 const char *manager_role_name(int role);
@@ -112,15 +111,3 @@ int manager_transfer_leadership(manager *m, unsigned id);
 void manager_ensure_datasets(manager *m);
 /* Loop thread: the same as SIGTERM. */
 void manager_request_stop(manager *m);
-
-/* api.c */
-int api_start(manager *m);
-/* The Prometheus text for /metrics (caller frees). */
-char *api_metrics_text(manager *m);
-/* Called by the loop when this node stops serving as leader: drops the soft state. */
-void api_soft_state_reset_locked(manager *m);
-
-/* dbus.c: connect to the system bus (logged once and ignored when there is none). */
-int dbus_start(manager *m);
-void dbus_emit_changed(manager *m);
-void dbus_stop(manager *m);

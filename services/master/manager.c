@@ -1,4 +1,5 @@
 /* The master's manager: raft glue on the libuv loop, leadership tracking, notify, shutdown. */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -16,19 +17,15 @@
 
 #include "apiauth.h"
 #include "cleanup.h"
-#include "epoch.h"
 #include "fsutil.h"
 #include "httpc.h"
 #include "log.h"
 #include "manager-internal.h"
-#include "members.h"
-#include "rejoin.h"
+#include "raft-compat.h"
 #include "transport.h"
 #include "ufs/ufs.h"
 #include "weir-build.h"
 
-#define TICK_MS          5   /* raft 0.15 has no state callback: poll this often */
-#define TERM_POLL_TICKS  100 /* re-read the term every 0.5 s even without a change */
 #define CONNECT_RETRY_MS 100
 #define PROBE_INTERVAL_S 1
 #define PROBE_TIMEOUT_MS 300
@@ -445,41 +442,10 @@ static void on_barrier(struct raft_barrier *req, int status)
         log_info("Serving as leader.");
         manager_update(m);
         manager_ensure_datasets(m);
-        members_leader_changed(m, true);
-        epoch_ensure(m);
+        m->opts.parts->members_leader_changed(m, true);
+        m->opts.parts->epoch_ensure(m);
         if (m->sync_hooks.leader_changed)
                 m->sync_hooks.leader_changed(m, true, m->sync_hooks.userdata);
-}
-
-/* The current term. raft >= 0.19 (cowsql) has raft_current_term(); older versions keep it only in
- * struct raft, which we must not read, so it is taken from raft's metadata files (format 1:
- * four little-endian u64: format, version, term, voted_for; the higher version is current). */
-static uint64_t manager_read_term(manager *m)
-{
-#if HAVE_RAFT_VERSION_NUMBER && defined(RAFT_VERSION_NUMBER) && RAFT_VERSION_NUMBER >= 1900
-        return raft_current_term(&m->raft);
-#else
-        uint64_t best_version = 0, term = m->view.term;
-        for (int i = 1; i <= 2; i++) {
-                char path[PATH_MAX];
-                unsigned char b[32];
-                snprintf(path, sizeof(path), "%s/metadata%d", m->raft_dir, i);
-                _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-                if (fd < 0 || read(fd, b, sizeof(b)) != (ssize_t)sizeof(b))
-                        continue;
-                uint64_t v[4];
-                for (int k = 0; k < 4; k++) {
-                        v[k] = 0;
-                        for (int j = 7; j >= 0; j--)
-                                v[k] = (v[k] << 8) | b[k * 8 + j];
-                }
-                if (v[0] != 1 || v[1] == 0 || v[1] < best_version)
-                        continue;
-                best_version = v[1];
-                term = v[2];
-        }
-        return term;
-#endif
 }
 
 static void notify_status(manager *m, const manager_view *v)
@@ -530,9 +496,11 @@ static void manager_update(manager *m)
         }
 
         bool changed = state != m->last_state || lid != m->last_leader;
-        if (changed || ++m->term_poll >= TERM_POLL_TICKS)
+        if (changed || ++m->term_poll >= RAFT_COMPAT_TERM_POLLS)
                 m->term_poll = 0;
-        uint64_t term = (changed || m->term_poll == 0) ? manager_read_term(m) : m->view.term;
+        uint64_t term = (changed || m->term_poll == 0)
+                                ? raft_compat_term(&m->raft, m->raft_dir, m->view.term)
+                                : m->view.term;
 
         pthread_mutex_lock(&m->state_lock);
         manager_view old = m->view;
@@ -542,7 +510,8 @@ static void manager_update(manager *m)
         m->view.applied = raft_last_applied(&m->raft);
         if (lost) {
                 m->view.serving = false;
-                api_soft_state_reset_locked(m);
+                if (m->leadership_lost_locked)
+                        m->leadership_lost_locked(m);
         }
         if (lid && lid != m->last_leader)
                 m->view.leader_changes++;
@@ -557,7 +526,7 @@ static void manager_update(manager *m)
         if (lost && m->sync_hooks.leader_changed)
                 m->sync_hooks.leader_changed(m, false, m->sync_hooks.userdata);
         if (lost)
-                members_leader_changed(m, false);
+                m->opts.parts->members_leader_changed(m, false);
 
         if (!m->ready_sent && (v.serving || (v.leader_id && state == RAFT_FOLLOWER))) {
                 m->ready_sent = true;
@@ -567,13 +536,15 @@ static void manager_update(manager *m)
         notify_status(m, &v);
         if (old.role != v.role || old.term != v.term || old.leader_id != v.leader_id ||
             old.serving != v.serving)
-                dbus_emit_changed(m);
+                m->opts.parts->dbus_emit_changed(m);
 }
 
 static void on_tick(uv_timer_t *t)
 {
-        manager_update(t->data);
-        epoch_ensure(t->data); /* a failed proposal is retried */
+        manager *m = t->data;
+
+        manager_update(m);
+        m->opts.parts->epoch_ensure(m); /* a failed proposal is retried */
 }
 
 static void on_watchdog(uv_timer_t *t)
@@ -631,7 +602,7 @@ static void *prober_main(void *userdata)
                                 ok++;
                         httpc_response_done(&res);
                 }
-                members_probe(m, c);
+                m->opts.parts->members_probe(m, c);
                 struct timespec until;
                 clock_gettime(CLOCK_REALTIME, &until);
                 until.tv_sec += PROBE_INTERVAL_S;
@@ -652,6 +623,7 @@ int manager_new(const config *cfg, const config_node *node, const manager_option
 {
         int r;
 
+        assert(opts && opts->parts);
         manager *m = calloc(1, sizeof(*m));
         if (!m)
                 return log_oom();
@@ -662,15 +634,13 @@ int manager_new(const config *cfg, const config_node *node, const manager_option
         m->last_state = -1;
         pthread_mutex_init(&m->state_lock, NULL);
         pthread_cond_init(&m->prober_cond, NULL);
-        if (members_new(m) < 0) {
+        if (m->opts.parts->members_new(m) < 0) {
                 manager_free(m);
                 return -ENOMEM;
         }
         m->fsm = fsm_new();
-        m->soft_workers = json_object();
-        m->soft_blocks = json_object();
-        m->soft_fuses = json_object();
-        if (!m->fsm || !m->soft_workers || !m->soft_blocks || !m->soft_fuses) {
+        m->locations = locations_new();
+        if (!m->fsm || !m->locations) {
                 manager_free(m);
                 return log_oom();
         }
@@ -737,8 +707,8 @@ int manager_new(const config *cfg, const config_node *node, const manager_option
         }
 
         /* A damaged log is never started on silently (rejoin.c). */
-        r = opts->rejoin ? rejoin_prepare(cfg, node, m->token, m->raft_dir)
-                         : rejoin_check_dir(m->raft_dir);
+        r = opts->rejoin ? opts->parts->rejoin_prepare(cfg, node, m->token, m->raft_dir)
+                         : opts->parts->rejoin_check_dir(m->raft_dir);
         if (r < 0) {
                 manager_free(m);
                 return r;
@@ -790,7 +760,7 @@ static void on_raft_closed(struct raft *r)
         /* Every apply callback has fired: no request waits on the loop any more. */
         drain_queue(m, true);
         m->httpd = httpd_free(m->httpd);
-        dbus_stop(m);
+        m->opts.parts->dbus_stop(m);
         close_handle(m, (uv_handle_t *)&m->wakeup);
         log_debug("Raft closed.");
 }
@@ -811,7 +781,7 @@ static void manager_stop(manager *m)
         close_handle(m, (uv_handle_t *)&m->sigint);
         close_handle(m, (uv_handle_t *)&m->tick);
         close_handle(m, (uv_handle_t *)&m->watchdog);
-        members_stop(m);
+        m->opts.parts->members_stop(m);
         /* Queued writes are answered "shutting down"; raft_close then fails pending applies
          * (their callbacks answer the waiting HTTP requests) and calls on_raft_closed. */
         drain_queue(m, true);
@@ -819,7 +789,7 @@ static void manager_stop(manager *m)
                 raft_close(&m->raft, on_raft_closed);
         else {
                 m->httpd = httpd_free(m->httpd);
-                dbus_stop(m);
+                m->opts.parts->dbus_stop(m);
                 close_handle(m, (uv_handle_t *)&m->wakeup);
         }
 }
@@ -879,7 +849,7 @@ static int manager_start_raft(manager *m)
         /* The first start of a cluster bootstraps the same configuration (the YAML's masters) on
          * every master; once the log exists raft answers RAFT_CANTBOOTSTRAP, which is expected.
          * A master added to a running cluster starts without one (members.c decides). */
-        int boot = members_decide_bootstrap(m);
+        int boot = m->opts.parts->members_decide_bootstrap(m);
         if (boot < 0)
                 return boot;
         raft_configuration_init(&conf);
@@ -900,7 +870,7 @@ static int manager_start_raft(manager *m)
         rv = boot ? raft_bootstrap(&m->raft, &conf) : 0;
         raft_configuration_close(&conf);
         if (boot && rv == 0)
-                members_bootstrapped(m);
+                m->opts.parts->members_bootstrapped(m);
         if (rv != 0 && rv != RAFT_CANTBOOTSTRAP) {
                 log_error("raft_bootstrap: %s", raft_errmsg(&m->raft));
                 return -EIO;
@@ -915,7 +885,7 @@ static int manager_start_raft(manager *m)
                                                                        : MAX(threshold / 2, 1u));
         rv = raft_start(&m->raft);
         if (rv != 0 && !transport_listen_called(&m->transport))
-                return rejoin_explain(m->node, m->raft_dir, raft_errmsg(&m->raft));
+                return m->opts.parts->rejoin_explain(m->node, m->raft_dir, raft_errmsg(&m->raft));
         if (rv != 0) {
                 log_error("Failed to start raft on %s: %s%s", m->raft_address,
                           raft_errmsg(&m->raft),
@@ -961,11 +931,11 @@ int manager_run(manager *m)
 
         /* The API first: a new master asks the others' /v1/status before it decides whether to
          * bootstrap, and they ask it. */
-        r = api_start(m);
+        r = m->opts.parts->api_start(m);
         if (r < 0)
                 goto fail;
         /* D-Bus before raft, too: a new master waiting for the others already says so there. */
-        (void)dbus_start(m);
+        (void)m->opts.parts->dbus_start(m);
         r = manager_start_raft(m);
         if (r == -ECANCELED) { /* SIGTERM while a new master waited for the others */
                 uv_run(&m->loop, UV_RUN_DEFAULT);
@@ -984,7 +954,7 @@ int manager_run(manager *m)
                 m->prober_started = true;
         }
 
-        uv_timer_start(&m->tick, on_tick, 0, TICK_MS);
+        uv_timer_start(&m->tick, on_tick, 0, RAFT_COMPAT_POLL_MS);
         if (sd_watchdog_enabled(false, &m->watchdog_usec) > 0 && m->watchdog_usec > 0) {
                 uint64_t ms = MAX(m->watchdog_usec / 2000, 1);
                 uv_timer_start(&m->watchdog, on_watchdog, ms, ms);
@@ -1018,11 +988,9 @@ manager *manager_free(manager *m)
                         log_debug("uv_loop_close: %s", uv_strerror(r));
         }
         fsm_free(m->fsm);
-        json_decref(m->soft_workers);
-        json_decref(m->soft_blocks);
-        json_decref(m->soft_fuses);
+        m->locations = locations_free(m->locations);
         secret_free(m->token);
-        members_free(m);
+        m->opts.parts->members_free(m);
         safe_close(m->lock_fd);
         free(m->dir);
         free(m->raft_dir);

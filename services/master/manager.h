@@ -9,14 +9,39 @@
 #include "cleanup.h"
 #include "config.h"
 #include "fsm.h"
+#include "httpc.h"
 
 typedef struct manager manager;
+
+/* The parts the manager starts and calls back: the API (api.h), the bus object (dbus.h), the
+ * membership (members.h), the cluster epoch (epoch.h) and the damaged-log checks (rejoin.h). main.c wires them, so that manager.c includes none of their headers
+ * while they include the manager's (no include cycle, docs/design.md). All are required. */
+typedef struct manager_parts {
+        int (*api_start)(manager *m);
+        int (*dbus_start)(manager *m);
+        void (*dbus_emit_changed)(manager *m);
+        void (*dbus_stop)(manager *m);
+        int (*members_new)(manager *m);
+        void (*members_free)(manager *m);
+        void (*members_stop)(manager *m);
+        int (*members_decide_bootstrap)(manager *m);
+        void (*members_bootstrapped)(manager *m);
+        void (*members_leader_changed)(manager *m, bool leader);
+        void (*members_probe)(manager *m, httpc *c);
+        int (*members_reset)(manager *m, unsigned id); /* called by rejoin.c */
+        void (*epoch_ensure)(manager *m);
+        int (*rejoin_check_dir)(const char *raft_dir);
+        int (*rejoin_prepare)(const config *cfg, const config_node *self, const char *token,
+                              const char *raft_dir);
+        int (*rejoin_explain)(const config_node *self, const char *raft_dir, const char *errmsg);
+} manager_parts;
 
 typedef struct manager_options {
         const char *data_dir;        /* the master's own directory; NULL = node data_dir/master */
         unsigned snapshot_threshold; /* entries between snapshots; 0 = 1024 */
         unsigned snapshot_trailing;  /* entries kept after a snapshot; 0 = threshold/2 */
         bool rejoin;                 /* move a damaged raft dir aside, get the state anew */
+        const manager_parts *parts;  /* required; borrowed, must outlive the manager */
 } manager_options;
 
 /* Takes nothing: CONFIG and NODE are borrowed and must outlive the manager. */

@@ -18,11 +18,11 @@
 
 #include "apiauth.h"
 #include "cleanup.h"
+#include "gate.h"
 #include "fsutil.h"
 #include "httpc.h"
 #include "log.h"
 #include "manager-internal.h"
-#include "members.h"
 #include "rejoin.h"
 
 #define PROBE_TIMEOUT_MS 1000
@@ -159,13 +159,13 @@ static void reset_on_loop(manager *m, bool stopping, void *userdata)
                 httpd_reply_error(c->req, 503, "master shutting down");
                 return;
         }
-        int r = members_reset(m, c->id);
+        int r = m->opts.parts->members_reset(m, c->id);
         switch (r) {
         case 0:
                 httpd_reply_json(c->req, 202, json_pack("{s:s,s:b}", "node", c->name, "reset", 1));
                 return;
         case -EAGAIN:
-                api_reply_not_leader(m, c->req);
+                gate_reply_not_leader(m, c->req);
                 return;
         case -ENOENT:
                 /* Not a member to the leader: when a reload adds it, it starts afresh anyway. */
@@ -205,7 +205,7 @@ void rejoin_h_reset(httpd_request *req, void *userdata)
         }
         memcpy(c->name, suffix, len);
         if (!manager_get_view(m).serving) {
-                api_reply_not_leader(m, req);
+                gate_reply_not_leader(m, req);
                 return;
         }
         /* The leader's YAML decides; a name it does not know is answered on the loop. */
@@ -300,7 +300,7 @@ int rejoin_ask_reset(manager *m)
                 (void)sd_notify(false, "WATCHDOG=1");
                 if (ask_round(m, c, why, sizeof(why)))
                         return 0;
-                wait_on_loop(m, MEMBERS_PROBE_MS);
+                wait_on_loop(m, REJOIN_RESET_WAIT_MS);
         }
         if (m->stopping)
                 return -ECANCELED;

@@ -1,6 +1,7 @@
 /* A damaged Raft log: refusing to start on it, and the operator's --rejoin. */
 #pragma once
 
+#include "config.h"
 #include "httpd.h"
 #include "manager.h"
 
@@ -25,9 +26,10 @@ bool rejoin_mark_started(manager *m);
 /* A master that starts with an empty raft directory in a running cluster (--rejoin, or its
  * directory was deleted) asks the leader, over the API, to remove it from the membership and add
  * it back: the leader's replication state for it would otherwise still describe its lost log.
- * Loop thread, before raft_start(); retries for REJOIN_RESET_TRIES x MEMBERS_PROBE_MS. Returns 0
+ * Loop thread, before raft_start(); retries for REJOIN_RESET_TRIES x REJOIN_RESET_WAIT_MS. Returns 0
  * (asked, or gave up with a warning), -ECANCELED when asked to stop meanwhile. */
-#define REJOIN_RESET_TRIES 40
+#define REJOIN_RESET_TRIES   40
+#define REJOIN_RESET_WAIT_MS 500 /* the pace of members.c's probes (MEMBERS_PROBE_MS) */
 int rejoin_ask_reset(manager *m);
 
 /* POST /v1/masters/NAME/reset (leader; followers redirect): 202 once the reset of NAME is

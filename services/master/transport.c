@@ -23,6 +23,7 @@
 #include "cleanup.h"
 #include "fsutil.h"
 #include "log.h"
+#include "raft-compat.h"
 #include "transport.h"
 #include "weir-build.h"
 
@@ -963,11 +964,7 @@ int transport_init(struct raft_uv_transport *t, uv_loop_t *loop, const config *c
                 return r;
         }
 
-        /* Zeroed first: raft-cowsql reads `version`, which 0.15 lacks. */
-        memset(t, 0, sizeof(*t));
-#if HAVE_RAFT_VERSION_NUMBER
-        t->version = 1;
-#endif
+        raft_compat_transport_init(t);
         t->impl = tr;
         t->init = tr_init;
         t->listen = tr_listen;

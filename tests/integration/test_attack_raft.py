@@ -359,6 +359,18 @@ def damage(path, offset=48):
         f.write(bytes([b[0] ^ 0xFF]))
 
 
+def is_voter(leader, m):
+    """LEADER's recorded membership has M as a voter and matches the YAML."""
+    try:
+        code, body, _ = http_request("GET", leader.url("/v1/config"), token=TOKEN, timeout=2.0)
+    except (OSError, HttpError):
+        return False
+    if code != 200 or not body.get("converged"):
+        return False
+    return any(e.get("node") == m.name and e.get("role") == "voter"
+               for e in body.get("members") or [])
+
+
 def test_damaged_log_refuses_to_start_and_rejoin_recovers(cluster3):
     """Row 2's loss came from libraft setting a damaged segment aside and starting without its
     committed entries. A master must refuse instead, and --rejoin gets the state back."""
@@ -394,6 +406,9 @@ def test_damaged_log_refuses_to_start_and_rejoin_recovers(cluster3):
     aside = [d for d in os.listdir(os.path.dirname(raft_dir)) if d.startswith("raft.damaged-")]
     assert len(aside) == 1 and seg in os.listdir(os.path.join(os.path.dirname(raft_dir), aside[0]))
     assert "Rejoining" in victim.log()
+    # The leader took it out of the membership and adds it back (docs/master.md, "A master
+    # with an emptied log"): it votes once it is a voter again.
+    assert raftwire.wait_until(lambda: is_voter(leader, victim), 15.0), cluster3.logs()
     # The rejoined master carries the whole state: it can lead.
     for m in cluster3.masters:
         if m is not victim:

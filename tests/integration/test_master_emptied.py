@@ -37,10 +37,25 @@ def wait_caught_up(c, m, leader, what):
                          f"{s} vs leader {ls}\n{c.logs()}")
 
 
+def is_voter(c, leader, m):
+    """LEADER's recorded membership has M as a voter and matches the YAML."""
+    try:
+        code, body, _ = http_request("GET", leader.url("/v1/config"), token=c.token)
+    except OSError:
+        return False
+    return code == 200 and bool(body.get("converged")) and any(
+        e.get("node") == m.name and e.get("role") == "voter" for e in body.get("members") or [])
+
+
 def check_can_lead_with_everything(c, rejoined, leader, written):
     """The rejoined master holds the whole state and votes: with the old leader gone, only it
     and the other follower remain, so no leader can be elected without its vote, and the one
-    elected (either of them) serves every label."""
+    elected (either of them) serves every label. It votes once the leader made it a voter again
+    (it catches up as a non-voter first)."""
+    deadline = time.monotonic() + BOUND_S
+    while not is_voter(c, leader, rejoined):
+        assert time.monotonic() < deadline, c.logs()
+        time.sleep(0.1)
     leader.kill()
     new = c.wait_leader(timeout=BOUND_S)
     assert new is not leader

@@ -22,7 +22,7 @@ cache=$(cd "$cache" && pwd)
 pkgs=systemd-sysv,udev,dbus,kmod,iproute2,procps,psmisc,curl,jq,fuse3,coreutils,busybox
 pkgs+=,systemd-boot-efi
 pkgs+=,linux-image-amd64,initramfs-tools,klibc-utils
-pkgs+=,libraft2,libuv1,libfuse3-3,libcurl4,libmicrohttpd12,libjansson4,libyaml-0-2,libsodium23
+pkgs+=,libraft2,libuv1,libfuse3-3,libcurl4,libmicrohttpd12,libjansson4,libyaml-0-2,libsodium23,libgnutls30
 
 # Run in the new root before it is packed: an initramfs that mounts /dev/vda and brings eth0 up
 # from ip=, an fstab, no machine-id (systemd makes one per boot), and less to copy.
@@ -99,6 +99,13 @@ ln -sf ../weir-test-agent.service "$root/etc/systemd/system/sysinit.target.wants
 # applies; wait-online makes network-online.target mean "eth0 has its address".
 chroot "$root" systemctl -q enable systemd-networkd.service systemd-network-generator.service \
         systemd-networkd-wait-online.service
+# TCG on a loaded two-core host starves the VMs for seconds at a time: with the units' 10 s
+# watchdog, systemd killed weir-master during boot and weir-fuse when a peer went away (runs of
+# 6 Dec 2026). A minute here still catches a daemon that hangs; the NixOS tests (KVM) keep 10 s.
+for u in weir-master.service weir-worker.service weir-fuse@.service; do
+        mkdir -p "$root/etc/systemd/system/$u.d"
+        printf '[Service]\nWatchdogSec=60s\n' >"$root/etc/systemd/system/$u.d/50-tcg-watchdog.conf"
+done
 # Faster, quieter boots; no console getty needed.
 ln -sf /dev/null "$root/etc/systemd/system/serial-getty@ttyS0.service"
 ln -sf /dev/null "$root/etc/systemd/system/getty@tty1.service"

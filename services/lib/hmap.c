@@ -1,4 +1,4 @@
-/* A small chained hash map with string or 64-bit keys, for the inode and metadata tables. */
+/* A small chained hash map with string or 64-bit keys (see hmap.h). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

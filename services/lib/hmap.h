@@ -1,4 +1,5 @@
-/* A small chained hash map with string or 64-bit keys, for the inode and metadata tables. */
+/* A small chained hash map with string or 64-bit keys: the FUSE daemon's inode and metadata
+ * tables, the master's block locations. Not thread-safe: its owner's lock guards it. */
 #pragma once
 
 #include <stdbool.h>
