@@ -23,9 +23,9 @@ import time
 import pytest
 
 from conftest import weir_binary
-from test_worker import MiB, Env, make_file
+from test_worker import MiB, Env, RealEnv, make_file
 from weirtest.fakeserver import FakeServer, JsonHandler
-from weirtest.workerenv import EPOCH, StoreNginx, Worker, WORKER_ADDR_REAL, free_port
+from weirtest.workerenv import EPOCH, Worker, free_port
 
 
 def have_tmpfs_namespace():
@@ -65,45 +65,12 @@ def test_file_id_zero_is_refused_and_cold_reads_go_on_fake_master(tmp_path):
 # ---- the master's state lost, the worker's cache kept ----
 
 
-class OneMasterEnv:
+class OneMasterEnv(RealEnv):
     """nginx + one real weir-master + one worker (the worker keeps its cache across the master's
     loss). 127.0.2.x."""
 
     def __init__(self, tmp, block_size=1 * MiB):
-        from weirtest.workerenv import RealMasters
-        import conftest
-
-        self.tmp = str(tmp)
-        os.chmod(self.tmp, 0o755)
-        self.block_size = block_size
-        self.data = os.path.join(self.tmp, "store")
-        os.makedirs(self.data, exist_ok=True)
-        self.store = StoreNginx(self.data, os.path.join(self.tmp, "nginx"), address="127.0.2.11")
-        self.port = free_port(WORKER_ADDR_REAL)
-        weir_binary("weir-master")
-        self.cluster = RealMasters(os.path.join(self.tmp, "masters"), conftest.BUILD_DIR,
-                                   self.store.url, n=1, worker_port=self.port,
-                                   worker_dirs=(os.path.join(self.tmp, "wdata"),
-                                                os.path.join(self.tmp, "wrun")),
-                                   tiers=[("MEM", os.path.join(self.tmp, "shm"), "256Mi", 0.95,
-                                           0.7)],
-                                   block_size=f"{block_size // 1024}Ki")
-        self.worker = Worker(weir_binary("weir-worker"), self.cluster.yaml_path, "w1",
-                             WORKER_ADDR_REAL, self.port, self.tmp)
-
-    def __enter__(self):
-        try:
-            self.store.start()
-            self.cluster.start()
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *exc):
-        self.worker.kill()
-        self.cluster.stop()
-        self.store.stop()
+        super().__init__(tmp, block_size=block_size, n_masters=1)
 
     def read(self, path):
         """The whole file PATH read block by block through the worker."""
@@ -309,31 +276,13 @@ class Md5Store(FakeServer):
                 name = self.path[len("/data/"):] if self.path.startswith("/data/") else None
                 p = os.path.join(store.root, name) if name and "/" not in name else None
                 if not p or not os.path.isfile(p):
-                    self.send_response(404)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
+                    return self.empty(404)
                 with open(p, "rb") as f:
                     data = f.read()
                 etag = store.etag(name, data)
                 if self.headers.get("If-Match") not in (None, etag):
-                    self.send_response(412)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                rng = self.headers.get("Range")
-                code, lo, hi = 200, 0, len(data) - 1
-                if rng:
-                    a, b = rng.split("=", 1)[1].split("-")
-                    lo, hi, code = int(a), min(int(b), len(data) - 1), 206
-                self.send_response(code)
-                self.send_header("ETag", etag)
-                self.send_header("Content-Length", str(hi - lo + 1))
-                if code == 206:
-                    self.send_header("Content-Range", f"bytes {lo}-{hi}/{len(data)}")
-                self.end_headers()
-                if body:
-                    self.wfile.write(data[lo:hi + 1])
+                    return self.empty(412)
+                self.send_range(data, headers=[("ETag", etag)], body=body)
 
         return H
 

@@ -23,6 +23,7 @@ import pytest
 from test_api_tls import make_certs, tls_node  # noqa: F401  (tls_node: a fixture used below)
 from test_attack_http import NODE, READ_TOKEN, TOKEN, OneNode
 from weirtest.cluster import http_request
+from weirtest.config import Dataset, write_cluster_yaml
 from weirtest.net import free_port
 
 BLOCK_BYTES = 1 << 20
@@ -82,21 +83,14 @@ def ok_json(h):
 def write_yaml(d, mport, wport, extra=(), host=FAKE):
     with open(os.path.join(d, "token"), "w") as f:
         f.write(TOKEN + "\n")
-    path = os.path.join(d, "cluster.yaml")
-    with open(path, "w") as f:
-        f.write("\n".join([
-            "apiVersion: weir.io/v1", "kind: Cluster", "metadata: {name: redirect}", "spec:",
-            "  tokenFile: token", *extra, "  nodes:",
-            f"    - {{name: node1, address: {host}, raftPort: {free_port(host)}, "
-            f"masterPort: {mport}, workerPort: {wport}, dataDir: {d}/data, "
-            f"runtimeDir: {d}/run, mountRoot: {d}/mnt, roles: [master, worker]}}",
-            "---", "apiVersion: data.fluid.io/v1alpha1", "kind: Dataset", "metadata: {name: ds}",
-            "spec:", "  mounts: [{mountPoint: 'http://127.0.8.4/data/', name: data}]",
-            "---", "apiVersion: data.fluid.io/v1alpha1", "kind: AlluxioRuntime",
-            "metadata: {name: ds}", "spec:", "  replicas: 1",
-            "  tieredstore:", "    levels:",
-            f"      - {{mediumtype: MEM, path: {d}/shm, quota: 64Mi}}"]) + "\n")
-    return path
+    return write_cluster_yaml(
+        os.path.join(d, "cluster.yaml"), name="redirect", token_file="token",
+        cluster_extra="\n".join(extra),
+        nodes=[{"name": "node1", "address": host, "raftPort": free_port(host),
+                "masterPort": mport, "workerPort": wport, "dataDir": f"{d}/data",
+                "runtimeDir": f"{d}/run", "mountRoot": f"{d}/mnt", "roles": ["master", "worker"]}],
+        datasets=[Dataset("ds", mounts=[("data", "http://127.0.8.4/data/")], master_replicas=None,
+                          tiers=[("MEM", f"{d}/shm", "64Mi")])])
 
 
 def weirctl(build_dir, yaml_path, *args):

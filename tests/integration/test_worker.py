@@ -626,7 +626,7 @@ def test_limited_store_cold_fill_beats_one_curl_fake_master(tmp_path):
 class RealEnv:
     """nginx store + three real weir-masters + one worker, all in TMP (127.0.2.x)."""
 
-    def __init__(self, tmp, *, block_size=4 * MiB, n_workers=1):
+    def __init__(self, tmp, *, block_size=4 * MiB, n_workers=1, n_masters=3):
         from weirtest.workerenv import WORKER_ADDR_REAL, RealMasters
         import conftest
 
@@ -651,7 +651,7 @@ class RealEnv:
                                    worker_dirs=(os.path.join(self.tmp, "wdata"),
                                                 os.path.join(self.tmp, "wrun")),
                                    tiers=tiers, block_size=f"{block_size // 1024}Ki",
-                                   extra_workers=extra)
+                                   extra_workers=extra, n=n_masters)
         self.worker = Worker(weir_binary("weir-worker"), self.cluster.yaml_path, "w1", self.addr,
                              self.port, self.tmp)
         # Workers of one host share the tier paths: each has its own <path>/weir/<node>.

@@ -52,8 +52,9 @@ def flow(mapping):
 @dataclasses.dataclass
 class Dataset:
     """A Dataset and its AlluxioRuntime. MOUNTS: [(name, url)] or [(name, url, {option:
-    value})]; TIERS: [(medium, path, quota, high, low)]; EXTRA: raw lines under the Dataset's
-    spec; FUSE: the runtime's fuse section ({"attrTimeout": ...})."""
+    value})]; TIERS: [(medium, path, quota, high, low)] (high and low may be left out);
+    MASTER_REPLICAS None leaves the runtime's master section out; EXTRA: raw lines under the
+    Dataset's spec; FUSE: the runtime's fuse section ({"attrTimeout": ...})."""
 
     name: str
     mounts: list
@@ -89,13 +90,18 @@ class Dataset:
             return out
         out += ["---", "apiVersion: data.fluid.io/v1alpha1", "kind: AlluxioRuntime",
                 f"metadata: {{name: {scalar(self.name)}}}", "spec:",
-                f"  replicas: {self.replicas}", f"  master: {{replicas: {self.master_replicas}}}"]
+                f"  replicas: {self.replicas}"]
+        if self.master_replicas is not None:
+            out.append(f"  master: {{replicas: {self.master_replicas}}}")
         if self.fuse:
             out.append(f"  fuse: {flow(self.fuse)}")
         out += ["  tieredstore:", "    levels:"]
-        for medium, path, quota, high, low in self.tiers:
+        for tier in self.tiers:
+            medium, path, quota = tier[:3]
+            high, low = tier[3:5] if len(tier) > 3 else (None, None)
             out.append("      - " + flow({"mediumtype": medium, "path": path, "quota": quota,
-                                          "high": str(high), "low": str(low)}))
+                                          "high": None if high is None else str(high),
+                                          "low": None if low is None else str(low)}))
         return out
 
 

@@ -30,6 +30,33 @@ class JsonHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def empty(self, code):
+        """A reply without a body."""
+        self.send_response(code)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def send_range(self, data, headers=(), body=True):
+        """DATA, or the one "bytes=LO-HI" range the request asks for (206 with Content-Range);
+        no body for a HEAD (BODY false). Returns the number of body bytes sent."""
+        code, lo, hi = 200, 0, len(data) - 1
+        rng = self.headers.get("Range")
+        if rng:
+            a, b = rng.split("=", 1)[1].split("-")
+            lo, hi, code = int(a), min(int(b), len(data) - 1), 206
+        part = data[lo:hi + 1]
+        self.send_response(code)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(part)))
+        if code == 206:
+            self.send_header("Content-Range", f"bytes {lo}-{hi}/{len(data)}")
+        self.end_headers()
+        if not body:
+            return 0
+        self.wfile.write(part)
+        return len(part)
+
     def body(self):
         n = int(self.headers.get("Content-Length") or 0)
         return json.loads(self.rfile.read(n) or b"{}")
