@@ -63,6 +63,9 @@ struct manager {
         bool raft_initialised;
         struct raft_barrier barrier;
         bool barrier_pending;
+        /* raft_apply/raft_barrier requests whose callback has not fired (manager_stop waits) */
+        unsigned raft_pending;
+        uint64_t stop_deadline; /* uv_now() until which a stop waits for them */
         struct raft_transfer transfer;
         bool transfer_pending;
         bool serving_local; /* loop thread's copy of view.serving */

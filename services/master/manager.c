@@ -32,6 +32,8 @@
 #define PROBE_INTERVAL_S 1
 #define PROBE_TIMEOUT_MS 300
 #define SLOW_LOOP_US     100000 /* an apply or snapshot this long on the loop is logged */
+/* How long a stop waits for pending raft requests before raft_close() (see manager_stop). */
+#define STOP_DRAIN_MS 1000
 
 struct manager_call {
         manager_call *next;
@@ -262,6 +264,8 @@ static void apply_done(struct raft_apply *req, int status, void *result)
         json_t *res = NULL;
         int r = raft_error_to_errno(status);
 
+        m->raft_pending--;
+
         if (r == 0) {
                 res = fsm_result(m->fsm, a->id);
                 if (!res)
@@ -316,6 +320,7 @@ int manager_apply(manager *m, json_t *cmd, manager_apply_cb cb, void *userdata)
                 free(a);
                 return raft_error_to_errno(rv);
         }
+        m->raft_pending++;
         return 0;
 }
 
@@ -483,6 +488,7 @@ static void on_barrier(struct raft_barrier *req, int status)
         manager *m = req->data;
 
         m->barrier_pending = false;
+        m->raft_pending--;
         if (m->stopping)
                 return;
         if (status != 0 || raft_state(&m->raft) != RAFT_LEADER) {
@@ -538,9 +544,10 @@ static void manager_update(manager *m)
                  * new term settles them before this leader serves anything. */
                 m->barrier.data = m;
                 int rv = raft_barrier(&m->raft, &m->barrier, on_barrier);
-                if (rv == 0)
+                if (rv == 0) {
                         m->barrier_pending = true;
-                else
+                        m->raft_pending++;
+                } else
                         log_debug("raft_barrier: %s", raft_strerror(rv));
         }
         bool lost = state != RAFT_LEADER && m->serving_local;
@@ -857,6 +864,19 @@ static void on_raft_closed(struct raft *r)
         log_debug("Raft closed.");
 }
 
+static void on_stop_drain(uv_timer_t *t)
+{
+        manager *m = t->data;
+
+        if (m->raft_pending > 0 && uv_now(&m->loop) < m->stop_deadline)
+                return;
+        if (m->raft_pending > 0)
+                log_debug("Closing raft with %u request(s) still pending.", m->raft_pending);
+        uv_timer_stop(t);
+        close_handle(m, (uv_handle_t *)t);
+        raft_close(&m->raft, on_raft_closed);
+}
+
 static void manager_stop(manager *m)
 {
         if (m->stopping)
@@ -871,12 +891,26 @@ static void manager_stop(manager *m)
 
         close_handle(m, (uv_handle_t *)&m->sigterm);
         close_handle(m, (uv_handle_t *)&m->sigint);
-        close_handle(m, (uv_handle_t *)&m->tick);
         close_handle(m, (uv_handle_t *)&m->watchdog);
         m->opts.parts->members_stop(m);
         /* Queued writes are answered "shutting down"; raft_close then fails pending applies
          * (their callbacks answer the waiting HTTP requests) and calls on_raft_closed. */
         drain_queue(m, true);
+        if (m->raft_initialised && m->raft_pending > 0 && m->tick.loop &&
+            !uv_is_closing((uv_handle_t *)&m->tick)) {
+                /* libraft 0.15 dereferences NULL in its log's reference counts (refsDecr, from
+                 * the leader's append callback) when raft_close() cancels an append of the
+                 * entries a new leader just proposed: a leader stopped right after its election
+                 * died of SIGSEGV. Their callbacks fire once the entries are written and
+                 * committed; wait for that, bounded (without a quorum they never commit, but
+                 * the local write has long finished by the deadline). */
+                m->stop_deadline = uv_now(&m->loop) + STOP_DRAIN_MS;
+                log_debug("Waiting up to %u ms for %u pending raft request(s).", STOP_DRAIN_MS,
+                          m->raft_pending);
+                uv_timer_start(&m->tick, on_stop_drain, 10, 10);
+                return;
+        }
+        close_handle(m, (uv_handle_t *)&m->tick);
         if (m->raft_initialised)
                 raft_close(&m->raft, on_raft_closed);
         else {
