@@ -155,9 +155,9 @@ static bool member_listed(const json_t *list, const char *node)
 {
         size_t i;
         json_t *e;
-        json_array_foreach(list, i,
-                           e) if (strcmp(json_string_value(json_object_get(e, "node")) ?: "",
-                                         node) == 0) return true;
+        json_array_foreach(list, i, e)
+                if (strcmp(json_string_value(json_object_get(e, "node")) ?: "", node) == 0)
+                        return true;
         return false;
 }
 
@@ -231,10 +231,10 @@ static bool converged(const config *next, const json_t *answer)
                 bool found = false;
                 size_t k;
                 json_t *d;
-                json_array_foreach(
-                        datasets, k,
-                        d) if (strcmp(json_string_value(json_object_get(d, "name")) ?: "",
-                                      next->datasets[i].name) == 0) found = true;
+                json_array_foreach(datasets, k, d)
+                        if (strcmp(json_string_value(json_object_get(d, "name")) ?: "",
+                                   next->datasets[i].name) == 0)
+                                found = true;
                 if (!found)
                         return false;
         }

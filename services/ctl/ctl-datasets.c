@@ -155,8 +155,7 @@ static int print_datasets(const json_t *list, bool wide)
                 return log_oom();
         for (size_t c = 0; c < DATASET_COLUMNS; c++)
                 snprintf(cells[0][c], sizeof cells[0][c], "%s", header[c]);
-        json_array_foreach(list, i, d)
-        {
+        json_array_foreach(list, i, d) {
                 char(*row)[64] = cells[i + 1];
                 uint64_t t = json_u64(json_object_get(d, "ufs_total_size"));
                 uint64_t c = json_u64(json_object_get(d, "cached"));
@@ -238,8 +237,7 @@ int ctl_datasets(const ctl_context *ctx, int argc, char **argv)
                         return 1;
                 }
                 /* Fluid shows why a dataset failed in its conditions; here, below the table. */
-                json_array_foreach(list, i, d)
-                {
+                json_array_foreach(list, i, d) {
                         const char *err = json_string_value(json_object_get(d, "sync_error"));
 
                         if (err && *err)
@@ -414,8 +412,7 @@ int ctl_ls(const ctl_context *ctx, int argc, char **argv)
 
                         printf("{\n  \"path\": %s,\n  \"entries\": [", p ?: "null");
                 }
-                json_array_foreach(entries, i, e)
-                {
+                json_array_foreach(entries, i, e) {
                         if (json) {
                                 _cleanup_free_ char *s = json_dumps(e, JSON_COMPACT);
 

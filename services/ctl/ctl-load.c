@@ -184,8 +184,7 @@ static int walk(load_ctx *c, httpc *h, const char *path, const json_t *entry, un
         r = dataset_get(c, h, "ls", path, &listing);
         if (r < 0)
                 return log_error_errno(r, "Failed to list %s: %m", path);
-        json_array_foreach(json_object_get(listing, "entries"), i, e)
-        {
+        json_array_foreach(json_object_get(listing, "entries"), i, e) {
                 const char *name = json_string_value(json_object_get(e, "name"));
                 _cleanup_free_ char *child = NULL;
 
@@ -223,8 +222,7 @@ static int find_workers(load_ctx *c, httpc *h)
                 httpc_response_done(&res);
                 return log_oom();
         }
-        json_array_foreach(json_object_get(res.json, "workers"), i, w)
-        {
+        json_array_foreach(json_object_get(res.json, "workers"), i, w) {
                 const char *api = json_string_value(json_object_get(w, "api"));
                 const char *node = json_string_value(json_object_get(w, "node"));
 
@@ -288,8 +286,7 @@ static void *worker_main(void *userdata)
                 httpc_free(h);
                 return NULL;
         }
-        json_array_foreach(lw->requests, i, req)
-        {
+        json_array_foreach(lw->requests, i, req) {
                 load_file *f = &c->files[json_integer_value(json_object_get(req, "file"))];
                 char epoch[BLOCK_EPOCH_MAX];
                 json_auto_t *body =
@@ -423,8 +420,7 @@ static int load_status(load_ctx *c, httpc *h, bool json)
                 printf("%s: %s of %s cached (%.1f%%)\n", c->dataset,
                        format_bytes(cb, sizeof(cb), cached), format_bytes(tb, sizeof(tb), total),
                        total ? 100.0 * (double)cached / (double)total : 0.0);
-                json_array_foreach(json_object_get(out, "workers"), i, w)
-                {
+                json_array_foreach(json_object_get(out, "workers"), i, w) {
                         json_t *l = json_object_get(w, "load");
                         uint64_t active =
                                 (uint64_t)json_integer_value(json_object_get(l, "active"));
@@ -541,8 +537,7 @@ static void verify_file(load_ctx *c, httpc *h, const config_dataset *d, load_fil
                 httpc_response_done(&loc);
                 return;
         }
-        json_object_foreach(json_object_get(loc.json, "locations"), index, holders)
-        {
+        json_object_foreach(json_object_get(loc.json, "locations"), index, holders) {
                 uint64_t i, off, len;
                 verify_sink sink = {.buf = want};
                 size_t j;
@@ -570,8 +565,7 @@ static void verify_file(load_ctx *c, httpc *h, const config_dataset *d, load_fil
                         st->errors++;
                         continue;
                 }
-                json_array_foreach(holders, j, node)
-                {
+                json_array_foreach(holders, j, node) {
                         const char *api = verify_worker_api(c, json_string_value(node) ?: "");
                         _cleanup_free_ char *bpath = NULL, *url = NULL;
                         httpc_response got = {};

@@ -113,16 +113,14 @@ int ctl_masters(const ctl_context *ctx, int argc, char **argv)
         } else
                 printf("Current leader master: none (election in progress)\n");
         printf("All masters: [");
-        json_array_foreach(masters, i, m)
-        {
+        json_array_foreach(masters, i, m) {
                 short_name(m, name, sizeof(name));
                 printf("%s%s", i ? ", " : "", name);
         }
         printf("]\n\n");
         printf("%-16s %-24s %-12s %-8s %-10s %s\n", "NODE", "ADDRESS", "ROLE", "TERM", "APPLIED",
                "HEALTH");
-        json_array_foreach(masters, i, m)
-        {
+        json_array_foreach(masters, i, m) {
                 char term[32], applied[32];
                 print_number(json_object_get(m, "term"), term, sizeof(term));
                 print_number(json_object_get(m, "applied"), applied, sizeof(applied));

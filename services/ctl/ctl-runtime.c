@@ -102,16 +102,16 @@ int ctl_runtime(const ctl_context *ctx, int argc, char **argv)
         workers = master_json(cfg, h, "/v1/workers");
         fuses = master_json(cfg, h, "/v1/fuses");
         leader = masters && json_is_string(json_object_get(masters, "leader"));
-        json_array_foreach(json_object_get(masters, "masters"), i, m)
-        {
+        json_array_foreach(json_object_get(masters, "masters"), i, m) {
                 const char *role = json_string_value(json_object_get(m, "role"));
 
                 if (json_is_true(json_object_get(m, "reachable")) && role &&
                     (strcmp(role, "leader") == 0 || strcmp(role, "follower") == 0))
                         ready_masters++;
         }
-        json_array_foreach(json_object_get(workers, "workers"), i,
-                           m) if (json_is_true(json_object_get(m, "alive"))) ready_workers++;
+        json_array_foreach(json_object_get(workers, "workers"), i, m)
+                if (json_is_true(json_object_get(m, "alive")))
+                        ready_workers++;
         for (i = 0; i < cfg->n_nodes; i++)
                 desired_fuses += cfg->nodes[i].fuse;
 
@@ -139,8 +139,7 @@ int ctl_runtime(const ctl_context *ctx, int argc, char **argv)
                 format_age(json_number_value(json_object_get(ds, "created")), age, sizeof(age));
                 json_decref(ds);
                 /* each FUSE daemon mounts one dataset and reports it to the leader */
-                json_array_foreach(json_object_get(fuses, "fuses"), j, fu)
-                {
+                json_array_foreach(json_object_get(fuses, "fuses"), j, fu) {
                         const char *name = json_string_value(json_object_get(fu, "dataset"));
 
                         if (json_is_true(json_object_get(fu, "alive")) && name &&

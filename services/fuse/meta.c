@@ -837,8 +837,7 @@ static int parse_locations(json_t *j, meta_locations **ret)
                 meta_locations_unref(l);
                 return -ENOMEM;
         }
-        json_object_foreach(locs, key, nodes)
-        {
+        json_object_foreach(locs, key, nodes) {
                 struct meta_block_loc *b = &l->blocks[l->n];
                 char *end;
                 unsigned long long idx;

@@ -44,8 +44,9 @@ static bool block_id_array(const json_t *a, size_t max)
                 return true;
         if (!json_is_array(a) || json_array_size(a) > max)
                 return false;
-        json_array_foreach(a, i, v) if (!json_is_string(v) ||
-                                        block_id_parse(json_string_value(v), &k) < 0) return false;
+        json_array_foreach(a, i, v)
+                if (!json_is_string(v) || block_id_parse(json_string_value(v), &k) < 0)
+                        return false;
         return true;
 }
 
@@ -64,8 +65,7 @@ static bool tiers_ok(const json_t *tiers)
                 return true;
         if (!json_is_array(tiers) || json_array_size(tiers) > 16)
                 return false;
-        json_array_foreach(tiers, i, t)
-        {
+        json_array_foreach(tiers, i, t) {
                 const json_t *medium = json_object_get(t, "medium"),
                              *path = json_object_get(t, "path");
                 if (!json_is_object(t) || !count_ok(json_object_get(t, "quota")) ||
@@ -132,11 +132,12 @@ const char *apibody_load(const json_t *body)
                 return msg;
         if (paths && (!json_is_array(paths) || json_array_size(paths) > APIBODY_MAX_PATHS))
                 return msg;
-        json_array_foreach(paths, i, v) if (!short_string(v, 4096)) return msg;
+        json_array_foreach(paths, i, v)
+                if (!short_string(v, 4096))
+                        return msg;
         if (files && (!json_is_array(files) || json_array_size(files) > APIBODY_MAX_PATHS))
                 return msg;
-        json_array_foreach(files, i, v)
-        {
+        json_array_foreach(files, i, v) {
                 const json_t *blocks = json_object_get(v, "blocks");
                 if (!json_is_object(v) || !json_is_integer(json_object_get(v, "file_id")) ||
                     !count_ok(json_object_get(v, "file_id")) ||
@@ -145,7 +146,9 @@ const char *apibody_load(const json_t *body)
                     !count_ok(json_object_get(v, "size")) ||
                     (blocks && (!json_is_array(blocks) || json_array_size(blocks) > 1000000)))
                         return msg;
-                json_array_foreach(blocks, j, b) if (!count_ok(b) || !b) return msg;
+                json_array_foreach(blocks, j, b)
+                        if (!count_ok(b) || !b)
+                                return msg;
         }
         return NULL;
 }

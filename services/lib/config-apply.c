@@ -132,8 +132,7 @@ static int plan_masters(const config *next, const json_t *running, config_plan *
         char key[128];
         int r;
 
-        json_array_foreach(masters, i, rm)
-        {
+        json_array_foreach(masters, i, rm) {
                 const char *name = jstr(rm, "node") ?: "";
                 const char *address = jstr(rm, "address") ?: "";
                 unsigned id = (unsigned)jint(rm, "id");
@@ -209,8 +208,9 @@ static int plan_masters(const config *next, const json_t *running, config_plan *
 
                 if (!n->master)
                         continue;
-                json_array_foreach(masters, i, rm) if (strcmp(jstr(rm, "node") ?: "", n->name) == 0)
-                        running_member = true;
+                json_array_foreach(masters, i, rm)
+                        if (strcmp(jstr(rm, "node") ?: "", n->name) == 0)
+                                running_member = true;
                 if (running_member)
                         continue;
                 p->masters_change = true;
@@ -232,8 +232,7 @@ static int plan_datasets(const config *next, const json_t *running, config_plan 
         char doc[300], key[128];
         int r;
 
-        json_array_foreach(datasets, i, rd)
-        {
+        json_array_foreach(datasets, i, rd) {
                 const char *name = jstr(rd, "name") ?: "";
                 const config_dataset *nd = config_find_dataset(next, name);
 
@@ -266,8 +265,7 @@ static int plan_datasets(const config *next, const json_t *running, config_plan 
                         json_t *rm;
                         bool found = false;
 
-                        json_array_foreach(mounts, k, rm)
-                        {
+                        json_array_foreach(mounts, k, rm) {
                                 if (strcmp(jstr(rm, "name") ?: "", nm->name) != 0)
                                         continue;
                                 found = true;
@@ -311,8 +309,9 @@ static int plan_datasets(const config *next, const json_t *running, config_plan 
                 const config_dataset *d = &next->datasets[k];
                 bool known = false;
 
-                json_array_foreach(datasets, i, rd) if (strcmp(jstr(rd, "name") ?: "", d->name) ==
-                                                        0) known = true;
+                json_array_foreach(datasets, i, rd)
+                        if (strcmp(jstr(rd, "name") ?: "", d->name) == 0)
+                                known = true;
                 if (known)
                         continue;
                 p->datasets_change = true;
@@ -345,8 +344,9 @@ static int plan_nodes(const config *next, const json_t *running, config_plan *p)
                 const json_t *rn = NULL, *it;
                 size_t i;
 
-                json_array_foreach(nodes, i, it) if (strcmp(jstr(it, "name") ?: "", n->name) == 0)
-                        rn = it;
+                json_array_foreach(nodes, i, it)
+                        if (strcmp(jstr(it, "name") ?: "", n->name) == 0)
+                                rn = it;
                 if (!rn) {
                         roles_text(n->master, n->worker, n->fuse, roles, sizeof(roles));
                         r = plan_add_change(p, "add node %s at %s, running:%s", n->name, n->address,
@@ -377,8 +377,7 @@ static int plan_nodes(const config *next, const json_t *running, config_plan *p)
         }
         size_t i;
         json_t *it;
-        json_array_foreach(nodes, i, it)
-        {
+        json_array_foreach(nodes, i, it) {
                 const char *name = jstr(it, "name") ?: "";
                 if (config_find_node(next, name))
                         continue;

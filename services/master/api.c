@@ -343,7 +343,8 @@ static bool stamp_epoch(json_t *out, uint64_t e)
                 return false;
         block_epoch_format(epoch, e);
         stamp_entry(out, epoch);
-        json_array_foreach(json_object_get(out, "entries"), i, v) stamp_entry(v, epoch);
+        json_array_foreach(json_object_get(out, "entries"), i, v)
+                stamp_entry(v, epoch);
         return true;
 }
 
@@ -378,8 +379,7 @@ static void cache_fields_worker(const locations_worker *w, void *userdata)
         if (c->now - w->seen > WORKER_DEAD_S)
                 return;
         c->live_workers++;
-        json_array_foreach(w->tiers, i, t)
-        {
+        json_array_foreach(w->tiers, i, t) {
                 c->capacity += (uint64_t)json_integer_value(json_object_get(t, "quota"));
         }
 }
@@ -456,7 +456,8 @@ static void h_datasets(httpd_request *req, void *userdata)
         size_t i;
         json_t *ds;
         pthread_mutex_lock(&m->state_lock);
-        json_array_foreach(all, i, ds) dataset_cache_fields_locked(m, ds);
+        json_array_foreach(all, i, ds)
+                dataset_cache_fields_locked(m, ds);
         pthread_mutex_unlock(&m->state_lock);
         if (!all) {
                 httpd_reply_error(req, 500, "out of memory");
@@ -785,8 +786,7 @@ static void on_register_done(manager *m, int status, json_t *result, void *userd
                         json_object_get(rc->body, "hits"), json_object_get(rc->body, "misses"));
                 json_t *drop = json_array();
                 current_cache cache = {};
-                json_array_foreach(json_object_get(rc->body, "blocks"), i, b)
-                {
+                json_array_foreach(json_object_get(rc->body, "blocks"), i, b) {
                         if (r < 0)
                                 break;
                         r = block_add_locked(m, rc->node, json_string_value(b), &cache, drop);
@@ -876,14 +876,12 @@ static void h_worker_heartbeat(httpd_request *req, void *userdata)
         size_t i;
         json_t *b, *drop = json_array();
         current_cache cache = {};
-        json_array_foreach(json_object_get(body, "added"), i, b)
-        {
+        json_array_foreach(json_object_get(body, "added"), i, b) {
                 if (r < 0)
                         break;
                 r = block_add_locked(m, node, json_string_value(b), &cache, drop);
         }
-        json_array_foreach(json_object_get(body, "removed"), i, b)
-        {
+        json_array_foreach(json_object_get(body, "removed"), i, b) {
                 if (r < 0)
                         break;
                 r = block_remove_locked(m, node, json_string_value(b));
@@ -911,15 +909,13 @@ static void h_workers(httpd_request *req, void *userdata)
         pthread_mutex_lock(&m->state_lock);
         const char *node;
         json_t *reg;
-        json_object_foreach(registered, node, reg)
-        {
+        json_object_foreach(registered, node, reg) {
                 const locations_worker *w = locations_worker_get(m->locations, node);
                 json_t *tiers = w ? w->tiers : json_object_get(reg, "tiers");
                 uint64_t capacity = 0, used = 0;
                 size_t i;
                 json_t *t;
-                json_array_foreach(tiers, i, t)
-                {
+                json_array_foreach(tiers, i, t) {
                         capacity += (uint64_t)json_integer_value(json_object_get(t, "quota"));
                         used += (uint64_t)json_integer_value(json_object_get(t, "used"));
                 }

@@ -447,8 +447,7 @@ static json_t *apply_dataset_ensure(wctx *w, json_t *cmd)
         }
         /* New mounts appear as empty directories until the next sync; the sync removes the
          * directories of mounts that left the YAML. */
-        json_array_foreach(mounts, i, m)
-        {
+        json_array_foreach(mounts, i, m) {
                 const char *mname = jstr(m, "name");
                 store_entry e;
                 uint64_t id;
@@ -759,8 +758,7 @@ static json_t *apply_members_set(wctx *w, json_t *cmd)
         if (!json_is_array(members) || json_array_size(members) == 0 ||
             json_array_size(members) > FSM_MAX_MEMBERS)
                 return error_result(400, "members_set needs 1-" FSM_MAX_MEMBERS_TEXT " members");
-        json_array_foreach(members, i, m)
-        {
+        json_array_foreach(members, i, m) {
                 if (!json_is_integer(json_object_get(m, "id")) || !jstr(m, "node") ||
                     !jstr(m, "address"))
                         return error_result(400, "a member needs id, node and address");
@@ -1033,8 +1031,8 @@ static int batch_encode(const json_t *cmd, char **ret_buf, size_t *ret_len)
                         return -EINVAL;
                 cap += 10 + strlen(fields[k]);
         }
-        json_array_foreach(entries, i, o) cap +=
-                40 + strlen(jstr(o, "path") ?: "") + strlen(jstr(o, "etag") ?: "");
+        json_array_foreach(entries, i, o)
+                cap += 40 + strlen(jstr(o, "path") ?: "") + strlen(jstr(o, "etag") ?: "");
         _cleanup_free_ unsigned char *b = malloc(cap);
         if (!b)
                 return -ENOMEM;
@@ -1046,8 +1044,7 @@ static int batch_encode(const json_t *cmd, char **ret_buf, size_t *ret_len)
                 n += l;
         }
         n += put_varint(b + n, json_array_size(entries));
-        json_array_foreach(entries, i, o)
-        {
+        json_array_foreach(entries, i, o) {
                 batch_entry e;
                 int r = entry_from_json(o, &e);
                 if (r < 0 || !e.path || strlen(e.path) > 4096 || strlen(e.etag) > STORE_MAX_ETAG)

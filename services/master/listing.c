@@ -21,8 +21,7 @@ int listing_page(fsm *f, const char *dataset, const char *path, const char *afte
                 return r;
         entries = json_object_get(out, "entries");
         if (flags & LISTING_ATTR_ONLY)
-                json_array_foreach(entries, i, e)
-                {
+                json_array_foreach(entries, i, e) {
                         /* what a file system shows: half the bytes to encode and parse */
                         json_object_del(e, "etag");
                         json_object_del(e, "ufs_url");

@@ -432,13 +432,12 @@ static json_t *record_find(json_t *record, unsigned id, size_t *ret_index)
 {
         size_t i;
         json_t *e;
-        json_array_foreach(record, i,
-                           e) if ((unsigned)json_integer_value(json_object_get(e, "id")) == id)
-        {
-                if (ret_index)
-                        *ret_index = i;
-                return e;
-        }
+        json_array_foreach(record, i, e)
+                if ((unsigned)json_integer_value(json_object_get(e, "id")) == id) {
+                        if (ret_index)
+                                *ret_index = i;
+                        return e;
+                }
         return NULL;
 }
 
@@ -648,8 +647,9 @@ static bool reconcile_remove(members *ms)
         size_t n = 0, i;
         json_t *e;
 
-        json_array_foreach(ms->record, i, e) if (n < ELEMENTSOF(ids)) ids[n++] =
-                (unsigned)json_integer_value(json_object_get(e, "id"));
+        json_array_foreach(ms->record, i, e)
+                if (n < ELEMENTSOF(ids))
+                        ids[n++] = (unsigned)json_integer_value(json_object_get(e, "id"));
         for (size_t k = 0; k < ms->n_seen && n < ELEMENTSOF(ids); k++)
                 ids[n++] = ms->seen_ids[k];
 
@@ -1008,9 +1008,10 @@ void members_probe(manager *m, httpc *c)
                         bool listed = !json_is_array(list);
                         size_t k;
                         json_t *e;
-                        json_array_foreach(list, k, e) if ((unsigned)json_integer_value(
-                                                                   json_object_get(e, "id")) ==
-                                                           ms->self_id) listed = true;
+                        json_array_foreach(list, k, e)
+                                if ((unsigned)json_integer_value(json_object_get(e, "id")) ==
+                                    ms->self_id)
+                                        listed = true;
                         if (!listed) {
                                 atomic_store(&ms->removed, true);
                                 httpc_response_done(&res);

@@ -378,8 +378,7 @@ static int load_file(load *l, json_t *entry, json_t *indices)
         n = size == 0 ? 1 : ((uint64_t)size - 1) / l->block_size + 1;
         /* Counted first, so that progress has its total before the fills end. */
         if (indices)
-                json_array_foreach(indices, j, v)
-                {
+                json_array_foreach(indices, j, v) {
                         if (!json_is_integer(v) || json_integer_value(v) < 0 ||
                             fill_block_range((uint64_t)size, l->block_size,
                                              (uint64_t)json_integer_value(v), &off, &len) < 0)
@@ -467,8 +466,7 @@ static int load_walk(load *l, const char *path, json_t *entry, unsigned depth)
         if (r < 0)
                 return r;
         entries = json_object_get(listing, "entries");
-        json_array_foreach(entries, i, e)
-        {
+        json_array_foreach(entries, i, e) {
                 const char *name = json_string_value(json_object_get(e, "name"));
                 _cleanup_free_ char *child = NULL;
 
@@ -510,8 +508,7 @@ static void *load_main(void *userdata)
                 size_t i;
                 json_t *e;
 
-                json_array_foreach(l->file_list, i, e)
-                {
+                json_array_foreach(l->file_list, i, e) {
                         r = load_file(l, e, json_object_get(e, "blocks"));
                         if (r < 0)
                                 break;
@@ -572,8 +569,7 @@ static int load_new(worker *w, httpd_request *req, const config_dataset *d, json
         l->client = mclient_httpc(w->mclient);
         if (!l->dataset || !l->paths || !l->client)
                 return -ENOMEM;
-        json_array_foreach(paths, i, p)
-        {
+        json_array_foreach(paths, i, p) {
                 const char *s = json_string_value(p);
 
                 if (!s || s[0] != '/' || strstr(s, "/../") || strstr(s, "/./"))

@@ -59,8 +59,7 @@ static void reg_apply_drops(reg *g, json_t *answer)
         size_t i, n = 0;
         json_t *v;
 
-        json_array_foreach(drop, i, v)
-        {
+        json_array_foreach(drop, i, v) {
                 store_key k;
 
                 if (block_id_parse(json_string_value(v), &k) >= 0 &&

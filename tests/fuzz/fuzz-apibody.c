@@ -25,8 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 if (!json_is_string(json_object_get(body, "node")) ||
                     !json_is_string(json_object_get(body, "api")))
                         __builtin_trap();
-                json_array_foreach(json_object_get(body, "blocks"), i, v)
-                {
+                json_array_foreach(json_object_get(body, "blocks"), i, v) {
                         block_key k;
                         if (block_id_parse(json_string_value(v), &k) < 0)
                                 __builtin_trap();

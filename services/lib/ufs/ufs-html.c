@@ -436,8 +436,7 @@ int ufs_json_index_parse(const char *page, size_t len, ufs_entry **ret_entries, 
                 json_decref(root);
                 return -E2BIG;
         }
-        json_array_foreach(root, i, item)
-        {
+        json_array_foreach(root, i, item) {
                 const char *name = json_string_value(json_object_get(item, "name"));
                 const char *type = json_string_value(json_object_get(item, "type"));
                 const char *mtime = json_string_value(json_object_get(item, "mtime"));
