@@ -112,7 +112,7 @@ let
   raftPeers = builtins.filter (n: thisNode == null || n.name != thisNode.name) masters;
   raftPorts =
     if cfg.settings == null then
-      [ 19200 ] # DESIGN.md's default: a configFile's own ports are unknown here
+      [ 19200 ] # docs/design.md's default: a configFile's own ports are unknown here
     else if thisNode != null then
       lib.optional (builtins.elem thisNode masters) (raftPort thisNode)
     else
@@ -141,7 +141,7 @@ let
   firewallBackend = config.networking.firewall.backend or "iptables";
 
   # The API ports, open to all (bearer token for mutating calls, see docs/api.md): this node's if
-  # known, else every node's; DESIGN.md's defaults without settings.
+  # known, else every node's; docs/design.md's defaults without settings.
   apiPorts =
     if cfg.settings == null then
       [

@@ -164,7 +164,7 @@ with subtest("the mount is read-only; FUSE stops cleanly and comes back after a 
                               timeout=60)
     assert sums(node3, "/mnt/weir/hbase/hbase") == expected
 
-# Last, so that a failure here leaves the subtests above run: DESIGN.md's promise that losing a
+# Last, so that a failure here leaves the subtests above run: docs/design.md's promise that losing a
 # node shows as latency, not as an error, for reads through FUSE on the other nodes.
 with subtest("reads through FUSE go on while the leader's node is down"):
     old = by_name[leader]
