@@ -12,14 +12,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "array.h"
 #include "block.h"
 #include "cleanup.h"
 #include "config.h"
 #include "ctl.h"
+#include "fsutil.h"
 #include "httpc.h"
 #include "log.h"
 #include "parse.h"
-#include "fsutil.h"
 #include "timeutil.h"
 #include "ufs/ufs.h"
 
@@ -131,15 +132,8 @@ static int add_file(load_ctx *c, const char *path, const json_t *e)
                                        path);
         if (c->n_files >= LOAD_MAX_FILES)
                 return log_error_errno(E2BIG, "More than %d files to load", LOAD_MAX_FILES);
-        if (c->n_files == c->cap_files) {
-                size_t cap = c->cap_files ? c->cap_files * 2 : 64;
-                load_file *n = reallocarray(c->files, cap, sizeof(*n));
-
-                if (!n)
-                        return log_oom();
-                c->files = n;
-                c->cap_files = cap;
-        }
+        if (!ARRAY_GROW(c->files, c->cap_files, c->n_files + 1))
+                return log_oom();
         f = &c->files[c->n_files];
         *f = (load_file){.mtime = (int64_t)json_number_value(json_object_get(e, "mtime")),
                          .etag = json_string_value(json_object_get(e, "etag")) &&

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "array.h"
 #include "cleanup.h"
 #include "config-internal.h"
 #include "config.h"
@@ -50,8 +51,8 @@ static bool option_add(loader *l, option_list *o, const ynode *where, const char
                 cfg_error_at(l, where, "more than %u options for one mount", CONFIG_MAX_OPTIONS);
                 return false;
         }
-        if (!CONFIG_GROW(o->items, o->alloc, o->n + 1) ||
-            !CONFIG_GROW(o->where, o->alloc_where, o->n + 1)) {
+        if (!ARRAY_GROW(o->items, o->alloc, o->n + 1) ||
+            !ARRAY_GROW(o->where, o->alloc_where, o->n + 1)) {
                 l->oom = true;
                 return false;
         }
@@ -489,8 +490,8 @@ void cfg_load_dataset(loader *l, const ynode *doc, const ynode *metadata, const 
         }
         if (!cfg_pick(l, spec, "Dataset spec", fields, fluid_dataset_spec))
                 return;
-        if (!CONFIG_GROW(c->datasets, l->n_datasets_alloc, c->n_datasets + 1) ||
-            !CONFIG_GROW(l->dataset_info, l->n_dataset_info_alloc, c->n_datasets + 1)) {
+        if (!ARRAY_GROW(c->datasets, l->n_datasets_alloc, c->n_datasets + 1) ||
+            !ARRAY_GROW(l->dataset_info, l->n_dataset_info_alloc, c->n_datasets + 1)) {
                 l->oom = true;
                 return;
         }

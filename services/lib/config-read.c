@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "array.h"
 #include "cleanup.h"
 #include "config-internal.h"
 #include "config.h"
@@ -46,7 +47,7 @@ _printf_(5, 0) static void diag_va(loader *l, bool warning, unsigned line, unsig
                 l->n_dropped_errors += !warning;
                 return;
         }
-        if (!CONFIG_GROW(l->diags, l->n_diags_alloc, l->n_diags + 1) ||
+        if (!ARRAY_GROW(l->diags, l->n_diags_alloc, l->n_diags + 1) ||
             vasprintf(&msg, format, ap) < 0) {
                 l->oom = true;
                 return;

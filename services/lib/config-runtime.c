@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "array.h"
 #include "cleanup.h"
 #include "config-internal.h"
 #include "config.h"
@@ -230,8 +231,8 @@ void cfg_load_runtime(loader *l, const ynode *doc, const ynode *kind_node, const
         }
         if (!cfg_pick(l, spec, "runtime spec", fields, fluid_runtime_spec))
                 return;
-        if (!CONFIG_GROW(c->runtimes, l->n_runtimes_alloc, c->n_runtimes + 1) ||
-            !CONFIG_GROW(l->runtime_info, l->n_runtime_info_alloc, c->n_runtimes + 1)) {
+        if (!ARRAY_GROW(c->runtimes, l->n_runtimes_alloc, c->n_runtimes + 1) ||
+            !ARRAY_GROW(l->runtime_info, l->n_runtime_info_alloc, c->n_runtimes + 1)) {
                 l->oom = true;
                 return;
         }

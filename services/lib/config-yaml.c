@@ -7,6 +7,7 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "array.h"
 #include "cleanup.h"
 #include "config-yaml.h"
 
@@ -38,7 +39,7 @@ static ynode *ynode_new(config_yaml *y, ynode_type type, const yaml_mark_t *mark
 {
         ynode *n;
 
-        if (!CONFIG_GROW(y->nodes, y->n_nodes_alloc, y->n_nodes + 1))
+        if (!ARRAY_GROW(y->nodes, y->n_nodes_alloc, y->n_nodes + 1))
                 return NULL;
         n = calloc(1, sizeof(*n));
         if (!n)
@@ -150,7 +151,7 @@ static int tree_attach(tree_stack *s, ynode *n)
                 return 0;
         }
         p = s->node[s->depth - 1];
-        if (!CONFIG_GROW(p->items, p->n_alloc, p->n_items + 1))
+        if (!ARRAY_GROW(p->items, p->n_alloc, p->n_items + 1))
                 return -ENOMEM;
         p->items[p->n_items++] = n;
         return 0;

@@ -63,25 +63,3 @@ bool config_yaml_is_null(const ynode *n);
 
 /* "a mapping", "a list", "a scalar" or "nothing", for "expected X, got Y" messages. */
 const char *config_yaml_describe(const ynode *n);
-
-/* Grows the array *P to hold NEED elements of SIZE bytes, doubling; false when it cannot. */
-static inline bool config_grow(void **p, size_t *alloc, size_t need, size_t size)
-{
-        size_t n;
-        void *q;
-
-        if (need <= *alloc)
-                return true;
-        n = *alloc * 2 > need ? *alloc * 2 : need;
-        n = n < 8 ? 8 : n;
-        if (n > SIZE_MAX / size)
-                return false;
-        q = realloc(*p, n * size);
-        if (!q)
-                return false;
-        *p = q;
-        *alloc = n;
-        return true;
-}
-
-#define CONFIG_GROW(p, alloc, need) config_grow((void **)&(p), &(alloc), (need), sizeof(*(p)))

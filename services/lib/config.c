@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "array.h"
 #include "cleanup.h"
 #include "config-internal.h"
 #include "config.h"
@@ -513,9 +514,9 @@ int config_load(const char *path, config **ret, config_diags *diags)
                 if (n == alloc) {
                         if (alloc > CONFIG_MAX_FILE_SIZE)
                                 break;
-                        if (!CONFIG_GROW(buf, alloc,
-                                         MIN(MAX(alloc * 2, (size_t)65536),
-                                             (size_t)CONFIG_MAX_FILE_SIZE + 1)))
+                        if (!ARRAY_GROW(buf, alloc,
+                                        MIN(MAX(alloc * 2, (size_t)65536),
+                                            (size_t)CONFIG_MAX_FILE_SIZE + 1)))
                                 return -ENOMEM;
                 }
                 k = read(fd, buf + n, alloc - n);

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "array.h"
 #include "fsm.h"
 #include "log.h"
 #include "sync.h"
@@ -126,14 +127,8 @@ static void change_list_done(change_list *l)
 static int change_add(change_list *l, change_kind kind, const char *path, uint64_t size,
                       int64_t mtime, const char *etag)
 {
-        if (l->n == l->allocated) {
-                size_t a = l->allocated ? l->allocated * 2 : 64;
-                change *x = reallocarray(l->items, a, sizeof *x);
-                if (!x)
-                        return -ENOMEM;
-                l->items = x;
-                l->allocated = a;
-        }
+        if (!ARRAY_GROW(l->items, l->allocated, l->n + 1))
+                return -ENOMEM;
         change c = {.kind = kind, .size = size, .mtime = mtime, .path = strdup(path)};
         if (!c.path || (etag && *etag && !(c.etag = strdup(etag)))) {
                 change_done(&c);

@@ -38,12 +38,13 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "array.h"
 #include "checksum.h"
 #include "cleanup.h"
+#include "fsutil.h"
 #include "log.h"
 #include "parse.h"
 #include "store.h"
-#include "fsutil.h"
 
 #define STORE_TMP_PREFIX  ".tmp-"
 #define STORE_IO_CHUNK    (256u << 10)
@@ -212,18 +213,12 @@ static void journal_add(store *s, const store_key *k, bool added)
 {
         if (s->journal_overflow)
                 return;
-        if (s->n_journal >= s->journal_cap) {
-                size_t cap = s->journal_cap ? s->journal_cap * 2 : 256;
-                journal_entry *j;
-
-                if (cap > STORE_JOURNAL_MAX || !(j = reallocarray(s->journal, cap, sizeof(*j)))) {
-                        /* The next take asks for a full report instead. */
-                        s->journal_overflow = true;
-                        s->n_journal = 0;
-                        return;
-                }
-                s->journal = j;
-                s->journal_cap = cap;
+        if (s->n_journal >= STORE_JOURNAL_MAX ||
+            !ARRAY_GROW(s->journal, s->journal_cap, s->n_journal + 1)) {
+                /* The next take asks for a full report instead. */
+                s->journal_overflow = true;
+                s->n_journal = 0;
+                return;
         }
         s->journal[s->n_journal++] = (journal_entry){.key = *k, .added = added};
 }

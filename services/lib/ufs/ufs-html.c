@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "array.h"
 #include "log.h"
 #include "ufs-internal.h"
 
@@ -360,15 +361,8 @@ int ufs_html_parse_exactness(const char *page, size_t len, const char *base_path
                         continue;
                 if (e.n >= UFS_MAX_ENTRIES)
                         return -E2BIG;
-                if (e.n == e.allocated) {
-                        size_t a = e.allocated ? e.allocated * 2 : 64;
-                        ufs_entry *items = reallocarray(e.items, a, sizeof *items);
-
-                        if (!items)
-                                return -ENOMEM;
-                        e.items = items;
-                        e.allocated = a;
-                }
+                if (!ARRAY_GROW(e.items, e.allocated, e.n + 1))
+                        return -ENOMEM;
                 ufs_entry *entry = &e.items[e.n++];
                 *entry = (ufs_entry){.name = TAKE_PTR(name), .dir = dir};
 

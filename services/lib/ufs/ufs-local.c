@@ -10,9 +10,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "array.h"
+#include "fsutil.h"
 #include "log.h"
 #include "ufs-internal.h"
-#include "fsutil.h"
 
 #define READ_CHUNK (256u << 10)
 
@@ -146,16 +147,9 @@ static int local_list(ufs *u, const char *path, ufs_entry **ret_entries, size_t 
                                      (unsigned)UFS_MAX_ENTRIES);
                         goto fail;
                 }
-                if (n == allocated) {
-                        size_t a = allocated ? allocated * 2 : 64;
-                        ufs_entry *x = reallocarray(items, a, sizeof *x);
-
-                        if (!x) {
-                                r = -ENOMEM;
-                                goto fail;
-                        }
-                        items = x;
-                        allocated = a;
+                if (!ARRAY_GROW(items, allocated, n + 1)) {
+                        r = -ENOMEM;
+                        goto fail;
                 }
                 items[n] = (ufs_entry){.name = strdup(de->d_name), .dir = S_ISDIR(st.st_mode)};
                 if (!items[n].name) {

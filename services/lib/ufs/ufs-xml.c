@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "array.h"
 #include "log.h"
 #include "parse.h"
 #include "ufs-internal.h"
@@ -264,15 +265,8 @@ static int list_add(list_state *s, bool dir)
         }
         if (page->n >= UFS_MAX_ENTRIES)
                 return -E2BIG;
-        if (page->n == s->allocated) {
-                size_t a = s->allocated ? s->allocated * 2 : 64;
-                ufs_entry *x = reallocarray(page->entries, a, sizeof *x);
-
-                if (!x)
-                        return -ENOMEM;
-                page->entries = x;
-                s->allocated = a;
-        }
+        if (!ARRAY_GROW(page->entries, s->allocated, page->n + 1))
+                return -ENOMEM;
         page->entries[page->n++] = (ufs_entry){
                 .name = TAKE_PTR(name),
                 .dir = dir,
