@@ -31,6 +31,7 @@
           cmocka
           curl
           jq
+          nodejs # npm installs s3rver, the S3 server of the store tests
           fuse3
           iproute2
           nftables # bench/chaos partitions the leader

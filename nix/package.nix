@@ -9,6 +9,7 @@
   ninja,
   pkg-config,
   raft-cowsql,
+  lmdb,
   libuv,
   fuse3,
   curl,
@@ -16,6 +17,7 @@
   jansson,
   libyaml,
   systemd,
+  xxHash,
   libsodium,
   gnutls,
   cmocka,
@@ -58,6 +60,7 @@ stdenv.mkDerivation (finalAttrs: {
   # libsystemd.pc and systemd.pc, whose directories units/meson.build moves under $out.
   buildInputs = [
     raft-cowsql
+    lmdb
     libuv
     fuse3
     curl
@@ -65,6 +68,7 @@ stdenv.mkDerivation (finalAttrs: {
     jansson
     libyaml
     systemd
+    xxHash
     libsodium
     gnutls
   ];

@@ -7,11 +7,11 @@ set -euo pipefail
 
 what=${1:-build}
 
-build_pkgs=(meson ninja-build pkg-config gcc libraft-dev libuv1-dev libfuse3-dev fuse3
+build_pkgs=(meson ninja-build pkg-config gcc libraft-dev liblmdb-dev libuv1-dev libfuse3-dev fuse3
             libcurl4-openssl-dev libmicrohttpd-dev libjansson-dev libyaml-dev libsystemd-dev
-            libcmocka-dev clang-format libsodium-dev libgnutls28-dev)
+            libxxhash-dev libcmocka-dev clang-format libsodium-dev libgnutls28-dev)
 check_pkgs=(python3-pytest nginx apache2 dbus clang libclang-rt-14-dev curl nix-bin systemd
-            iproute2 psmisc procps gnutls-bin
+            iproute2 psmisc procps gnutls-bin nodejs npm
             nftables) # nftables: bench/chaos partitions the leader
 demo_pkgs=(nginx curl psmisc procps)
 # The QEMU harness (vm-tests/qemu; "check" adds them under WEIR_VM_TESTS=1): QEMU, OVMF (UEFI
@@ -39,7 +39,7 @@ if [ -n "${IN_NIX_SHELL:-}" ]; then
 fi
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
-        for p in raft libuv fuse3 libcurl libmicrohttpd jansson yaml-0.1 libsystemd cmocka; do
+        for p in raft lmdb libuv fuse3 libcurl libmicrohttpd jansson yaml-0.1 libsystemd cmocka; do
                 pkg-config --exists "$p" || {
                         echo "deps: not a Debian system and pkg-config cannot find '$p'." >&2
                         echo "deps: install it, or use 'nix develop'." >&2

@@ -27,6 +27,8 @@
 struct dbus {
         fs *fs;
         pthread_t thread;
+        pthread_t peers_thread; /* heartbeats and refreshes: may block on the masters */
+        bool peers_started;
         int stop_fd; /* eventfd: written once to end the thread */
         sd_bus *bus;
         sd_bus_slot *slot;
@@ -173,10 +175,50 @@ static void update_status(dbus *d)
                                                      "MetadataStale", "StaleAnswers", NULL);
 }
 
+/* Everything that talks to the masters, apart from the thread pinging the watchdog: with the
+ * leader gone a heartbeat or refresh waits META_CALL_TIMEOUT_MS per master, longer than
+ * WatchdogSec allows. */
+static void *peers_thread(void *userdata)
+{
+        dbus *d = userdata;
+        uint64_t next_heartbeat = 0, next_refresh = 0;
+        int r;
+
+        for (;;) {
+                struct pollfd p = {.fd = d->stop_fd, .events = POLLIN};
+                uint64_t now = now_ms(), timeout;
+
+                if (now >= next_heartbeat) {
+                        /* soft state on the leader; a failover only delays the next one */
+                        r = fs_heartbeat(d->fs);
+                        if (r < 0)
+                                log_debug_errno(r, "FUSE heartbeat to the masters failed: %m");
+                        next_heartbeat = now_ms() + DBUS_STATUS_MS;
+                }
+                if (d->refresh_ms && now >= next_refresh) {
+                        if (next_refresh)
+                                fs_refresh(d->fs);
+                        next_refresh = now_ms() + d->refresh_ms;
+                }
+                now = now_ms();
+                timeout = next_heartbeat > now ? next_heartbeat - now : 0;
+                if (d->refresh_ms)
+                        timeout = MIN(timeout, next_refresh > now ? next_refresh - now : 0);
+                r = poll(&p, 1, (int)MIN(timeout, (uint64_t)DBUS_STATUS_MS));
+                if (r < 0 && errno != EINTR) {
+                        log_warning_errno(errno, "poll: %m");
+                        break;
+                }
+                if (p.revents & POLLIN)
+                        break;
+        }
+        return NULL;
+}
+
 static void *dbus_thread(void *userdata)
 {
         dbus *d = userdata;
-        uint64_t watchdog_usec = 0, next_status = 0, next_refresh = 0;
+        uint64_t watchdog_usec = 0, next_status = 0;
         int r;
 
         r = fs_wait_live(d->fs, DBUS_LIVE_TIMEOUT);
@@ -185,6 +227,11 @@ static void *dbus_thread(void *userdata)
                 return NULL;
         }
         d->live = true;
+        r = pthread_create(&d->peers_thread, NULL, peers_thread, d);
+        if (r != 0)
+                log_warning_errno(-r, "No heartbeats to the masters: thread: %m");
+        else
+                d->peers_started = true;
         fs_get_status(d->fs, &d->status);
         log_info("Mounted %s on %s.", d->status.dataset, d->status.mountpoint);
         (void)sd_notify(false, "READY=1");
@@ -198,21 +245,12 @@ static void *dbus_thread(void *userdata)
 
                 if (now >= next_status) {
                         update_status(d);
-                        /* soft state on the leader; a failover only delays the next one */
-                        r = fs_heartbeat(d->fs);
-                        if (r < 0)
-                                log_debug_errno(r, "FUSE heartbeat to the masters failed: %m");
                         if (watchdog_usec)
                                 (void)sd_notify(false, "WATCHDOG=1");
                         next_status = now + MIN(DBUS_STATUS_MS, watchdog_usec ? watchdog_usec / 2000
                                                                               : DBUS_STATUS_MS);
                 }
-                if (d->refresh_ms && now >= next_refresh) {
-                        if (next_refresh)
-                                fs_refresh(d->fs);
-                        next_refresh = now + d->refresh_ms;
-                }
-                timeout = MIN(next_status - now, d->refresh_ms ? next_refresh - now : UINT64_MAX);
+                timeout = next_status - now;
                 if (d->bus) {
                         while ((r = sd_bus_process(d->bus, NULL)) > 0)
                                 ;
@@ -281,6 +319,9 @@ dbus *dbus_free(dbus *d)
         if (write(d->stop_fd, &one, sizeof(one)) < 0)
                 log_debug_errno(errno, "eventfd write: %m");
         pthread_join(d->thread, NULL);
+        /* started by the dbus thread, now joined: no race on peers_started */
+        if (d->peers_started)
+                pthread_join(d->peers_thread, NULL);
         safe_close(d->stop_fd);
         free(d);
         return NULL;

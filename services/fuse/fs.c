@@ -16,6 +16,7 @@
 
 #include "block.h"
 #include "cleanup.h"
+#include "dirahead.h"
 #include "fs.h"
 #include "fsutil.h"
 #include "http.h"
@@ -72,6 +73,7 @@ struct fs {
         meta *meta;
         reader *reader;
         prefetch *prefetch;
+        dirahead *dirahead;
         passthrough *passthrough;
         inode_table *inodes;
 
@@ -662,6 +664,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         }
 #endif
         fi->fh = (uintptr_t)h;
+        /* before the reply: once it is sent, a release may free h (queuing takes microseconds:
+         * the listing is cached) */
+        dirahead_opened(f->dirahead, h->file.path, h->file.block_size);
         if (fuse_reply_open(req, fi) < 0) {
                 passthrough_abort_open(f->passthrough, ino, h->mode); /* req is gone */
                 fs_file_free(h);
@@ -804,15 +809,16 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         fuse_reply_err(req, 0);
 }
 
-static int refresh_totals(fs *f, meta_dataset_info *ret)
+/* FETCH false: only what is cached, never waiting on a master (the status/watchdog path). */
+static int refresh_totals(fs *f, meta_dataset_info *ret, bool fetch)
 {
         uint64_t now = now_ms();
         meta_dataset_info d;
         int r;
 
         pthread_mutex_lock(&f->lock);
-        if (f->totals_valid && now - f->totals_ms < FS_STATUS_TTL_MS) {
-                *ret = f->totals;
+        if (!fetch || (f->totals_valid && now - f->totals_ms < FS_STATUS_TTL_MS)) {
+                *ret = f->totals_valid ? f->totals : (meta_dataset_info){};
                 pthread_mutex_unlock(&f->lock);
                 return 0;
         }
@@ -843,7 +849,7 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
                 .f_flag = ST_RDONLY,
         };
 
-        (void)refresh_totals(f, &d);
+        (void)refresh_totals(f, &d, true);
         sv.f_blocks = (d.total_size + 4095) / 4096;
         sv.f_files = d.total_files;
         fuse_reply_statfs(req, &sv);
@@ -1098,6 +1104,12 @@ int fs_new(const config *c, const config_node *node, const config_dataset *d, co
                 r = reader_new(c, node, d, f->meta, &ro, &f->reader);
         if (r >= 0 && o->prefetch_threads > 0)
                 r = prefetch_new(f->reader, o->prefetch_threads, &f->prefetch);
+        if (r >= 0 && o->prefetch_files > 0)
+                r = dirahead_new(f->reader, f->meta,
+                                 &(dirahead_options){.max_files = o->prefetch_files,
+                                                     .max_bytes = o->prefetch_files_bytes,
+                                                     .threads = o->prefetch_files},
+                                 &f->dirahead);
         if (r >= 0 && !(f->inodes = inode_table_new()))
                 r = -ENOMEM;
         if (r >= 0)
@@ -1115,6 +1127,7 @@ fs *fs_free(fs *f)
         if (!f)
                 return NULL;
         fs_unmount(f);
+        dirahead_free(f->dirahead);
         prefetch_free(f->prefetch);
         reader_free(f->reader);
         meta_free(f->meta);
@@ -1311,7 +1324,7 @@ void fs_get_status(fs *f, fs_status *ret)
 {
         meta_dataset_info d;
 
-        (void)refresh_totals(f, &d);
+        (void)refresh_totals(f, &d, false);
         *ret = (fs_status){
                 .mounted = f->se != NULL,
                 .mountpoint = f->mountpoint,
@@ -1337,7 +1350,8 @@ int fs_heartbeat(fs *f)
         _cleanup_(json_decrefp) json_t *body = NULL;
         meta_dataset_info d;
 
-        (void)refresh_totals(f, &d); /* cached: the status update asked a moment ago */
+        /* the totals are fetched here, on the peers thread, for fs_get_status to read */
+        (void)refresh_totals(f, &d, true);
         dataset = http_escape(f->dataset->name);
         if (!node || !dataset || asprintf(&path, "/v1/fuses/%s/%s/heartbeat", node, dataset) < 0)
                 return -ENOMEM;

@@ -9,6 +9,8 @@
 #include "meta.h"
 #include "reader.h"
 
+#define FS_MAX_PREFETCH_FILES 256u /* one thread each */
+
 typedef struct fs_options {
         uint64_t attr_timeout_ms;
         uint64_t entry_timeout_ms;
@@ -21,6 +23,8 @@ typedef struct fs_options {
         const char *token;          /* the cluster's bearer token, NULL = none (borrowed) */
         size_t listing_cache_bytes; /* listing pages kept, 0 = the default (meta.h) */
         bool xattrs;                /* answer user.weir.* xattrs; false: ENOSYS once */
+        unsigned prefetch_files;    /* files ahead of an in-order reader of a directory, 0 = off */
+        uint64_t prefetch_files_bytes; /* ... and their bytes at most */
         bool debug;
 } fs_options;
 
@@ -66,8 +70,10 @@ int fs_wait_live(fs *f, uint64_t timeout_ms);
 void fs_refresh(fs *f);
 
 /* Tells the master leader this mount is alive (POST /v1/fuses/NODE/DATASET/heartbeat): one try
- * per master, logged at debug only. Called periodically from the status thread. */
+ * per master, logged at debug only; first refreshes the totals fs_get_status reads. May block on
+ * the masters for seconds: called periodically from a thread that sends no watchdog pings. */
 int fs_heartbeat(fs *f);
 
-/* Fills RET (strings borrowed from F); asks the master for totals at most every few seconds. */
+/* Fills RET (strings borrowed from F) with the totals fs_heartbeat fetched last; never waits on
+ * a master, so the status thread's watchdog pings go on while no master answers. */
 void fs_get_status(fs *f, fs_status *ret);

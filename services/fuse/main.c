@@ -53,7 +53,10 @@ static void help(void)
                "WEIR_FUSE_XATTRS=1 (answer the user.weir.* xattrs; by default getxattr and\n"
                "listxattr answer ENOSYS once and the kernel stops asking), "
                "WEIR_FUSE_LISTING_CACHE\n"
-               "(bytes of directory listing pages kept, default 8Mi).\n",
+               "(bytes of directory listing pages kept, default 8Mi),\n"
+               "WEIR_FUSE_PREFETCH_FILES (files of a directory warmed ahead of a reader opening\n"
+               "them in order, default 16, 0 = off, at most 256), WEIR_FUSE_PREFETCH_BYTES (their\n"
+               "bytes at most, default 64Mi).\n",
                CONFIG_DEFAULT_PATH);
 }
 
@@ -123,6 +126,8 @@ static int run(int argc, char **argv)
                 .max_threads = 32,
                 .prefetch_threads = 4,
                 .prefetch_bytes = 64ull << 20,
+                .prefetch_files = 16,
+                .prefetch_files_bytes = 64ull << 20,
                 .read_ahead_kb = 16384,
         };
         dbus *bus = NULL;
@@ -155,6 +160,23 @@ static int run(int argc, char **argv)
         e = getenv("WEIR_FUSE_REFRESH");
         if (e && parse_duration_ms(e, &o.refresh_ms) < 0)
                 return log_error_errno(EINVAL, "Bad WEIR_FUSE_REFRESH=%s.", e);
+        e = getenv("WEIR_FUSE_PREFETCH_FILES");
+        if (e) {
+                uint64_t v;
+
+                if (parse_u64(e, &v) < 0 || v > FS_MAX_PREFETCH_FILES)
+                        return log_error_errno(EINVAL,
+                                               "Bad WEIR_FUSE_PREFETCH_FILES=%s: expected a "
+                                               "number of files from 0 (off) to %u.",
+                                               e, FS_MAX_PREFETCH_FILES);
+                o.prefetch_files = (unsigned)v;
+        }
+        e = getenv("WEIR_FUSE_PREFETCH_BYTES");
+        if (e && (parse_size(e, &o.prefetch_files_bytes) < 0 || o.prefetch_files_bytes == 0))
+                return log_error_errno(EINVAL,
+                                       "Bad WEIR_FUSE_PREFETCH_BYTES=%s: expected a size such "
+                                       "as 64Mi.",
+                                       e);
         e = getenv("WEIR_FUSE_RETRY");
         if (e && parse_duration_ms(e, &o.retry_ms) < 0)
                 return log_error_errno(EINVAL, "Bad WEIR_FUSE_RETRY=%s.", e);

@@ -453,11 +453,12 @@ static void load_mount(loader *l, config_dataset *d, const ynode **names, const 
 void cfg_load_dataset(loader *l, const ynode *doc, const ynode *metadata, const ynode *spec)
 {
         const ynode *mounts = NULL, *block_size = NULL, *sync = NULL, *shared = NULL,
-                    *shared_enc = NULL, *name_node = NULL;
+                    *shared_enc = NULL, *name_node = NULL, *max_entries = NULL;
         const field fields[] = {
                 {"mounts", &mounts},
                 {"blockSize", &block_size},
                 {"syncInterval", &sync},
+                {"maxEntries", &max_entries},
                 {"sharedOptions", &shared},
                 {"sharedEncryptOptions", &shared_enc},
                 {},
@@ -497,6 +498,7 @@ void cfg_load_dataset(loader *l, const ynode *doc, const ynode *metadata, const 
         *d = (config_dataset){
                 .name = cfg_l_strdup(l, name),
                 .block_size = CONFIG_DEFAULT_BLOCK_SIZE,
+                .max_entries = CONFIG_DEFAULT_MAX_ENTRIES,
         };
         l->dataset_info[c->n_datasets] = (dataset_info){.name = name_node};
         c->n_datasets++;
@@ -522,6 +524,14 @@ void cfg_load_dataset(loader *l, const ynode *doc, const ynode *metadata, const 
         }
         if (sync)
                 cfg_get_duration(l, sync, "syncInterval", &d->sync_interval_ms);
+        if (max_entries &&
+            (max_entries->type != YNODE_SCALAR ||
+             parse_u64(max_entries->value, &d->max_entries) < 0 || d->max_entries == 0))
+                cfg_error_at(
+                        l, max_entries,
+                        "maxEntries: expected a positive number of files and directories (got %s)",
+                        max_entries->type == YNODE_SCALAR ? max_entries->value
+                                                          : config_yaml_describe(max_entries));
 
         if (shared)
                 load_options(l, &shared_opts, shared, "sharedOptions");

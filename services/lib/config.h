@@ -15,6 +15,7 @@
 #define CONFIG_DEFAULT_RUNTIME_DIR "/run/weir"
 #define CONFIG_DEFAULT_MOUNT_ROOT  "/mnt/weir"
 #define CONFIG_DEFAULT_BLOCK_SIZE  (16ull << 20)
+#define CONFIG_DEFAULT_MAX_ENTRIES 100000000ull /* spec.maxEntries: files + directories */
 
 /* Input limits: a config larger or deeper than this is refused with an error, never parsed. */
 #define CONFIG_MAX_FILE_SIZE (4u << 20)
@@ -76,6 +77,7 @@ typedef struct config_dataset {
         size_t n_mounts;
         uint64_t block_size;       /* bytes; weir extension spec.blockSize */
         uint64_t sync_interval_ms; /* 0 = no periodic sync; weir extension spec.syncInterval */
+        uint64_t max_entries;      /* files + directories a sync accepts; spec.maxEntries */
         const struct config_runtime *runtime; /* the runtime bound to it, or NULL */
 } config_dataset;
 

@@ -99,11 +99,11 @@ static json_t *api_status_json(manager *m)
         const config_node *leader = manager_master_node(m, v.leader_id);
 
         manager_api_address(m, m->node->raft_id, api, sizeof(api));
-        json_t *s =
-                json_pack("{s:s,s:i,s:s,s:s,s:I,s:I,s:s?,s:b}", "node", m->node->name, "raft_id",
-                          (int)m->node->raft_id, "api", api, "role", manager_role_name(v.role),
-                          "term", (json_int_t)v.term, "applied", (json_int_t)v.applied, "leader",
-                          leader ? leader->name : NULL, "serving", v.serving);
+        json_t *s = json_pack("{s:s,s:i,s:s,s:s,s:I,s:I,s:I,s:s?,s:b}", "node", m->node->name,
+                              "raft_id", (int)m->node->raft_id, "api", api, "role",
+                              manager_role_name(v.role), "term", (json_int_t)v.term, "applied",
+                              (json_int_t)v.applied, "state_index", (json_int_t)fsm_index(m->fsm),
+                              "leader", leader ? leader->name : NULL, "serving", v.serving);
         if (s)
                 members_status_fields(m, s);
         return s;
@@ -329,7 +329,7 @@ static void stamp_entry(json_t *e, const char *epoch)
                 json_object_set_new(e, "epoch", json_string(epoch));
 }
 
-/* Adds "epoch" E (fsm_epoch(), read under state_lock) to the file entries of OUT (an entry, or
+/* Adds "epoch" E (fsm_epoch(), a read transaction) to the file entries of OUT (an entry, or
  * {"entries": [...]}): readers build block ids from it (block.h). False while no epoch is
  * recorded: the caller answers 503, since block ids without one could name another cluster's
  * bytes. */
@@ -452,10 +452,10 @@ static void h_datasets(httpd_request *req, void *userdata)
         manager *m = userdata;
         if (!api_leader_gate(m, req))
                 return;
-        pthread_mutex_lock(&m->state_lock);
-        json_t *all = fsm_datasets(m->fsm);
+        json_t *all = fsm_datasets(m->fsm); /* a read transaction: no lock */
         size_t i;
         json_t *ds;
+        pthread_mutex_lock(&m->state_lock);
         json_array_foreach(all, i, ds) dataset_cache_fields_locked(m, ds);
         pthread_mutex_unlock(&m->state_lock);
         if (!all) {
@@ -558,7 +558,7 @@ static void h_ls_stat(manager *m, httpd_request *req, const char *name, bool ls)
 
         if (page_query(req, &limit, &after, &flags) < 0)
                 return;
-        pthread_mutex_lock(&m->state_lock);
+        /* Read transactions (fsm.h): never waiting for an apply or a snapshot. */
         has = fsm_has_dataset(m->fsm, name);
         if (!has)
                 r = -ENOENT;
@@ -573,7 +573,6 @@ static void h_ls_stat(manager *m, httpd_request *req, const char *name, bool ls)
         if (r >= 0 && limit > 0 && dir)
                 r = listing_page(m->fsm, name, path, after, limit, flags, &entries, &more);
         uint64_t epoch = fsm_epoch(m->fsm);
-        pthread_mutex_unlock(&m->state_lock);
         if (r < 0) {
                 json_decref(out);
                 return reply_fsm_error(req, r, has ? "path" : "dataset");
@@ -620,11 +619,12 @@ static void h_dataset(httpd_request *req, void *userdata)
 
         if (get && rest[0] == 0) {
                 json_t *ds = NULL;
-                pthread_mutex_lock(&m->state_lock);
                 r = fsm_dataset(m->fsm, name, &ds);
-                if (r >= 0)
+                if (r >= 0) {
+                        pthread_mutex_lock(&m->state_lock);
                         dataset_cache_fields_locked(m, ds);
-                pthread_mutex_unlock(&m->state_lock);
+                        pthread_mutex_unlock(&m->state_lock);
+                }
                 if (r < 0)
                         return reply_fsm_error(req, r, "dataset");
                 httpd_reply_json(req, 200, ds);
@@ -636,9 +636,7 @@ static void h_dataset(httpd_request *req, void *userdata)
         }
         if (get && strcmp(rest, "labels") == 0) {
                 json_t *labels = NULL;
-                pthread_mutex_lock(&m->state_lock);
                 r = fsm_labels(m->fsm, name, &labels);
-                pthread_mutex_unlock(&m->state_lock);
                 if (r < 0)
                         return reply_fsm_error(req, r, "dataset");
                 httpd_reply_json(req, 200, json_pack("{s:o}", "labels", labels));
@@ -691,10 +689,8 @@ static void h_file(httpd_request *req, void *userdata)
                 httpd_reply_error(req, 400, "file id must be a decimal number");
                 return;
         }
-        pthread_mutex_lock(&m->state_lock);
         int r = fsm_file(m->fsm, id, &out);
         bool stamped = r >= 0 && stamp_epoch(out, fsm_epoch(m->fsm));
-        pthread_mutex_unlock(&m->state_lock);
         if (r < 0)
                 return reply_fsm_error(req, r, "file");
         if (!stamped)
@@ -911,8 +907,8 @@ static void h_workers(httpd_request *req, void *userdata)
         if (!api_leader_gate(m, req))
                 return;
         json_t *out = json_array();
-        pthread_mutex_lock(&m->state_lock);
         json_t *registered = fsm_workers(m->fsm);
+        pthread_mutex_lock(&m->state_lock);
         const char *node;
         json_t *reg;
         json_object_foreach(registered, node, reg)
@@ -979,8 +975,9 @@ static void h_blocks(httpd_request *req, void *userdata)
                 return;
         }
         json_t *locs = json_object();
-        pthread_mutex_lock(&m->state_lock);
+        /* A read transaction (fsm.h); only the soft locations need state_lock. */
         int r = fsm_file(m->fsm, file_id, &file);
+        pthread_mutex_lock(&m->state_lock);
         blocks_out bo = {.locations = locs, .now = now};
         if (locs)
                 locations_foreach_holder(m->locations, file_id, version, blocks_holder, &bo);
@@ -1094,6 +1091,7 @@ static const httpd_route api_routes[] = {
          WORKER_BODY_MAX},
         {"GET", "/v1/blocks", h_blocks, 0, 0},
         {"GET", "/v1/fuses", h_fuses, 0, 0},
+        {"POST", "/v1/internal/state", manager_state_copy, 0, 0},
         {"POST", "/v1/fuses/", h_fuse_heartbeat, HTTPD_ROUTE_PREFIX | HTTPD_ROUTE_JSON, 0},
         {"GET", "/v1/config", members_h_config, 0, 0},
         {"POST", "/v1/config/reload", members_h_reload, 0, MEMBERS_RELOAD_BODY_MAX},

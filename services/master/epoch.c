@@ -11,7 +11,7 @@
 #include "log.h"
 #include "manager-internal.h"
 
-static void read_epoch(const fsm *f, void *userdata)
+static void read_epoch(fsm *f, void *userdata)
 {
         *(uint64_t *)userdata = fsm_epoch(f);
 }

@@ -17,9 +17,8 @@
  * *ret_entries: a new array of ENTRY; *ret_more: whether entries remain after the last one.
  * -ENOENT (no dataset or path), -ENOTDIR, -ENOMEM, -EINVAL (LIMIT out of range).
  *
- * The one read path of paged listings: a store that keeps children in name order answers it
- * with a cursor from AFTER; the current state machine scans the directory and keeps the LIMIT
- * smallest names in a heap, O(n log LIMIT) per page and O(LIMIT) memory. Call it with the state
- * lock held. FLAGS: LISTING_ATTR_ONLY or 0. */
-int listing_page(const fsm *f, const char *dataset, const char *path, const char *after,
-                 size_t limit, unsigned flags, json_t **ret_entries, bool *ret_more);
+ * The one read path of paged listings: the store keeps a directory's children in name order,
+ * so a page is a cursor positioned after AFTER reading LIMIT + 1 entries, O(LIMIT) whatever the
+ * directory's size, from one read transaction (no lock). FLAGS: LISTING_ATTR_ONLY or 0. */
+int listing_page(fsm *f, const char *dataset, const char *path, const char *after, size_t limit,
+                 unsigned flags, json_t **ret_entries, bool *ret_more);

@@ -49,6 +49,13 @@ struct manager {
         unsigned open_handles; /* ours, closed by the shutdown chain */
         uint64_t watchdog_usec;
 
+        /* The replicated state (fsm.h, LMDB): read from any thread without state_lock; written
+         * only by the loop thread (raft apply and restore). */
+        fsm *fsm;
+        char *db_path;
+        uint64_t apply_skip; /* entries raft replays that the database already holds */
+        bool fatal;          /* the database failed an apply: stopping */
+
         struct raft raft;
         struct raft_io io;
         struct raft_uv_transport transport;
@@ -75,7 +82,6 @@ struct manager {
          * raft applies or restores. Writes (raft_apply must run on the loop) are queued here and
          * the loop is woken with uv_async. Never call raft or block while holding it. */
         pthread_mutex_t state_lock;
-        fsm *fsm;
         manager_view view;
         bool stopping;
         manager_call *queue_head, *queue_tail;
@@ -84,6 +90,8 @@ struct manager {
          * serving as leader (api.c sets it: the soft state goes), or NULL. */
         void (*leadership_lost_locked)(manager *m);
         pthread_cond_t prober_cond;
+        unsigned copies_running; /* snapshot.c: database copies being sent */
+        pthread_cond_t copies_cond;
 
         pthread_t prober;
         bool prober_started;
@@ -111,3 +119,12 @@ int manager_transfer_leadership(manager *m, unsigned id);
 void manager_ensure_datasets(manager *m);
 /* Loop thread: the same as SIGTERM. */
 void manager_request_stop(manager *m);
+
+/* snapshot.c (part of the manager, hence the prefix): replaces the state database with a copy from a peer that has applied at least
+ * MIN_APPLIED entries (the leader first). Loop thread. */
+int manager_snapshot_fetch(manager *m, uint64_t min_applied);
+/* POST /v1/internal/state: streams a consistent copy of this master's database, made on a
+ * thread of its own (an HTTP thread stays free for the other calls). */
+void manager_state_copy(httpd_request *req, void *userdata);
+/* Waits for the copies being made (before the HTTP server goes away). */
+void manager_snapshot_copies_wait(manager *m);

@@ -25,10 +25,13 @@
 #include "transport.h"
 #include "ufs/ufs.h"
 #include "weir-build.h"
+#include "fsutil.h"
+#include "timeutil.h"
 
 #define CONNECT_RETRY_MS 100
 #define PROBE_INTERVAL_S 1
 #define PROBE_TIMEOUT_MS 300
+#define SLOW_LOOP_US     100000 /* an apply or snapshot this long on the loop is logged */
 
 struct manager_call {
         manager_call *next;
@@ -47,6 +50,7 @@ typedef struct apply_req {
 } apply_req;
 
 static void manager_update(manager *m);
+static void manager_stop(manager *m);
 
 const char *manager_role_name(int role)
 {
@@ -90,11 +94,10 @@ bool manager_is_leader(manager *m)
         return manager_get_view(m).serving;
 }
 
-void manager_read_fsm(manager *m, void (*fn)(const fsm *f, void *userdata), void *userdata)
+void manager_read_fsm(manager *m, void (*fn)(fsm *f, void *userdata), void *userdata)
 {
-        pthread_mutex_lock(&m->state_lock);
+        /* No lock: every read is its own LMDB read transaction (fsm.h). */
         fn(m->fsm, userdata);
-        pthread_mutex_unlock(&m->state_lock);
 }
 
 const config_node *manager_master_node(manager *m, unsigned id)
@@ -116,32 +119,66 @@ const char *manager_api_address(manager *m, unsigned id, char *buf, size_t len)
 
 /* ---- state machine glue (called by raft on the loop thread) ---- */
 
+/* The database cannot take an entry that every other replica took: applying anything more would
+ * diverge, so this master stops (and says why) rather than serve a wrong state. */
+static void manager_fatal(manager *m, int r, const char *what)
+{
+        if (m->fatal)
+                return;
+        m->fatal = true;
+        log_full_errno(LOG_CRIT, r,
+                       "Cannot %s in the state database %s: %m. Stopping this master; it "
+                       "catches up from its peers when restarted (delete the database to have it "
+                       "copied from the leader).",
+                       what, m->db_path);
+        manager_stop(m);
+}
+
 static int raft_fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf, void **result)
 {
         manager *m = rf->data;
-        json_t *res = NULL;
 
-        pthread_mutex_lock(&m->state_lock);
-        int r = fsm_apply(m->fsm, buf->base, buf->len, &res);
-        pthread_mutex_unlock(&m->state_lock);
+        *result = NULL;
+        if (m->fatal)
+                return RAFT_IOERR;
+        if (m->apply_skip > 0) {
+                /* Already in the database (restarted on a current database): see restore. */
+                m->apply_skip--;
+                return 0;
+        }
         /* Followers have nobody to give a result to; the leader's caller fetches it by request
          * id from the state machine (apply_done), so nothing is allocated for raft here. */
-        json_decref(res);
-        *result = NULL;
-        return r < 0 ? RAFT_NOMEM : 0;
+        uint64_t t0 = now_us();
+        int r = fsm_apply(m->fsm, buf->base, buf->len, NULL);
+        uint64_t took = now_us() - t0;
+        if (took > SLOW_LOOP_US)
+                log_warning("Applying an entry of %zu bytes took %" PRIu64 " ms.", buf->len,
+                            took / 1000);
+        if (r < 0) {
+                manager_fatal(m, r, "apply a replicated entry");
+                return RAFT_IOERR;
+        }
+        return 0;
 }
 
+/* raft's snapshot is a descriptor of the database (fsm.h): O(1) on the loop, no copy of the
+ * state; the database is flushed first so that it is never older than a snapshot naming it. */
 static int raft_fsm_snapshot(struct raft_fsm *rf, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
         manager *m = rf->data;
         _cleanup_free_ char *s = NULL;
         size_t len;
 
-        pthread_mutex_lock(&m->state_lock);
-        int r = fsm_snapshot(m->fsm, &s, &len);
-        pthread_mutex_unlock(&m->state_lock);
-        if (r < 0)
-                return RAFT_NOMEM;
+        uint64_t t0 = now_us();
+        int r = fsm_flush(m->fsm);
+        if (r >= 0)
+                r = fsm_snapshot_descriptor(m->fsm, &s, &len);
+        if (now_us() - t0 > SLOW_LOOP_US)
+                log_warning("Taking a snapshot took %" PRIu64 " ms.", (now_us() - t0) / 1000);
+        if (r < 0) {
+                log_warning_errno(r, "Cannot take a snapshot: %m, retrying later");
+                return r == -ENOMEM ? RAFT_NOMEM : RAFT_IOERR;
+        }
         /* Version 2 without snapshot_finalize: raft frees both with raft_free(). */
         struct raft_buffer *b = raft_malloc(sizeof(*b));
         if (!b)
@@ -157,22 +194,41 @@ static int raft_fsm_snapshot(struct raft_fsm *rf, struct raft_buffer *bufs[], un
         b->len = padded;
         *bufs = b;
         *n_bufs = 1;
-        log_debug("Snapshot of %zu bytes taken.", len);
+        log_debug("Snapshot taken: %s", s);
         return 0;
 }
 
+/* A snapshot says "the state after N applied entries". A database that has applied at least N
+ * entries already holds it (a restart: raft replays from its snapshot, we skip what we have);
+ * an older one (a lagging or wiped master) is replaced by a peer's copy. */
 static int raft_fsm_restore(struct raft_fsm *rf, struct raft_buffer *buf)
 {
         manager *m = rf->data;
+        uint64_t want, have;
 
-        pthread_mutex_lock(&m->state_lock);
-        int r = fsm_restore(m->fsm, buf->base, buf->len);
-        pthread_mutex_unlock(&m->state_lock);
+        int r = fsm_snapshot_parse(buf->base, buf->len, &want);
         if (r < 0) {
-                log_error_errno(r, "Failed to restore a snapshot of %zu bytes: %m", buf->len);
+                log_error("Refusing a snapshot of %zu bytes that is not a weir state descriptor "
+                          "(written by an older weir?).",
+                          buf->len);
                 return RAFT_MALFORMED;
         }
-        log_info("Restored a snapshot of %zu bytes.", buf->len);
+        have = fsm_applied(m->fsm);
+        if (have < want) {
+                log_info("The state database has %" PRIu64 " entries, the snapshot %" PRIu64
+                         ": copying the database from a peer.",
+                         have, want);
+                r = manager_snapshot_fetch(m, want);
+                if (r < 0) {
+                        log_error_errno(r, "Cannot install the snapshot: %m");
+                        return RAFT_IOERR;
+                }
+                have = fsm_applied(m->fsm);
+        }
+        m->apply_skip = have - want;
+        log_info("Restored a snapshot at %" PRIu64 " entries; the database has %" PRIu64
+                 ", skipping %" PRIu64 " replayed entries.",
+                 want, have, m->apply_skip);
         raft_free(buf->base);
         return 0;
 }
@@ -207,9 +263,7 @@ static void apply_done(struct raft_apply *req, int status, void *result)
         int r = raft_error_to_errno(status);
 
         if (r == 0) {
-                pthread_mutex_lock(&m->state_lock);
                 res = fsm_result(m->fsm, a->id);
-                pthread_mutex_unlock(&m->state_lock);
                 if (!res)
                         r = -ENOMEM;
         } else
@@ -385,7 +439,7 @@ typedef struct ensure_check {
         bool needed;
 } ensure_check;
 
-static void check_dataset(const fsm *f, void *userdata)
+static void check_dataset(fsm *f, void *userdata)
 {
         ensure_check *c = userdata;
         json_t *ds = NULL;
@@ -618,6 +672,36 @@ static void *prober_main(void *userdata)
 
 /* ---- start and stop ---- */
 
+/* Opens DIR/state.mdb. A database without a raft log beside it belongs to no log we have (the
+ * raft directory was wiped, or this is another cluster's): it is dropped, and refilled from the
+ * log or a peer's copy, because replaying a new log over it would skip entries. */
+static int manager_open_state(manager *m)
+{
+        _cleanup_free_ char *meta1 = NULL, *meta2 = NULL, *lock = NULL;
+        int r;
+
+        if (asprintf(&m->db_path, "%s/state.mdb", m->dir) < 0 ||
+            asprintf(&meta1, "%s/metadata1", m->raft_dir) < 0 ||
+            asprintf(&meta2, "%s/metadata2", m->raft_dir) < 0 ||
+            asprintf(&lock, "%s/state.mdb-lock", m->dir) < 0) {
+                m->db_path = NULL;
+                return log_oom();
+        }
+        if (access(meta1, F_OK) < 0 && access(meta2, F_OK) < 0 && access(m->db_path, F_OK) == 0) {
+                log_warning("%s has no raft log beside it: starting with an empty state.",
+                            m->db_path);
+                if (unlink(m->db_path) < 0 || (unlink(lock) < 0 && errno != ENOENT))
+                        return log_error_errno(errno, "Failed to remove %s: %m", m->db_path);
+        }
+        r = fsm_open(m->db_path, &m->fsm);
+        if (r < 0)
+                return log_error_errno(r, "Failed to open the state database %s: %m", m->db_path);
+        /* Until raft restores a snapshot, it replays its log from the first entry. */
+        m->apply_skip = fsm_applied(m->fsm);
+        log_info("State database %s: %" PRIu64 " entries applied.", m->db_path, m->apply_skip);
+        return 0;
+}
+
 int manager_new(const config *cfg, const config_node *node, const manager_options *opts,
                 manager **ret)
 {
@@ -634,13 +718,13 @@ int manager_new(const config *cfg, const config_node *node, const manager_option
         m->last_state = -1;
         pthread_mutex_init(&m->state_lock, NULL);
         pthread_cond_init(&m->prober_cond, NULL);
+        pthread_cond_init(&m->copies_cond, NULL);
         if (m->opts.parts->members_new(m) < 0) {
                 manager_free(m);
                 return -ENOMEM;
         }
-        m->fsm = fsm_new();
         m->locations = locations_new();
-        if (!m->fsm || !m->locations) {
+        if (!m->locations) {
                 manager_free(m);
                 return log_oom();
         }
@@ -714,6 +798,13 @@ int manager_new(const config *cfg, const config_node *node, const manager_option
                 return r;
         }
 
+        /* After a rejoin moved the log aside: its database goes with it. */
+        r = manager_open_state(m);
+        if (r < 0) {
+                manager_free(m);
+                return r;
+        }
+
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         snprintf(m->client_id, sizeof(m->client_id), "%s/%d/%lld.%09ld", node->name, (int)getpid(),
@@ -759,6 +850,7 @@ static void on_raft_closed(struct raft *r)
         m->raft_initialised = false;
         /* Every apply callback has fired: no request waits on the loop any more. */
         drain_queue(m, true);
+        manager_snapshot_copies_wait(m);
         m->httpd = httpd_free(m->httpd);
         m->opts.parts->dbus_stop(m);
         close_handle(m, (uv_handle_t *)&m->wakeup);
@@ -788,6 +880,7 @@ static void manager_stop(manager *m)
         if (m->raft_initialised)
                 raft_close(&m->raft, on_raft_closed);
         else {
+                manager_snapshot_copies_wait(m);
                 m->httpd = httpd_free(m->httpd);
                 m->opts.parts->dbus_stop(m);
                 close_handle(m, (uv_handle_t *)&m->wakeup);
@@ -876,7 +969,9 @@ static int manager_start_raft(manager *m)
                 return -EIO;
         }
 
-        unsigned threshold = m->opts.snapshot_threshold ? m->opts.snapshot_threshold : 1024;
+        /* Snapshots are descriptors (raft_fsm_snapshot): cheap, so taken often, which keeps
+         * raft's in-memory log (large sync batches) short. */
+        unsigned threshold = m->opts.snapshot_threshold ? m->opts.snapshot_threshold : 128;
         raft_set_election_timeout(&m->raft, (unsigned)(m->cfg->election_timeout_ms ?: 300));
         raft_set_heartbeat_timeout(&m->raft, (unsigned)(m->cfg->heartbeat_timeout_ms ?: 50));
         raft_set_pre_vote(&m->raft, true);
@@ -962,7 +1057,7 @@ int manager_run(manager *m)
 
         uv_run(&m->loop, UV_RUN_DEFAULT);
         log_info("Stopped.");
-        return 0;
+        return m->fatal ? -EIO : 0;
 
 fail:
         manager_stop(m);
@@ -981,6 +1076,7 @@ manager *manager_free(manager *m)
                 pthread_mutex_unlock(&m->state_lock);
                 pthread_join(m->prober, NULL);
         }
+        manager_snapshot_copies_wait(m);
         m->httpd = httpd_free(m->httpd);
         if (m->loop_initialised) {
                 int r = uv_loop_close(&m->loop);
@@ -988,6 +1084,7 @@ manager *manager_free(manager *m)
                         log_debug("uv_loop_close: %s", uv_strerror(r));
         }
         fsm_free(m->fsm);
+        free(m->db_path);
         m->locations = locations_free(m->locations);
         secret_free(m->token);
         m->opts.parts->members_free(m);
@@ -995,6 +1092,7 @@ manager *manager_free(manager *m)
         free(m->dir);
         free(m->raft_dir);
         pthread_cond_destroy(&m->prober_cond);
+        pthread_cond_destroy(&m->copies_cond);
         pthread_mutex_destroy(&m->state_lock);
         free(m);
         return NULL;

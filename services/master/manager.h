@@ -97,5 +97,6 @@ typedef struct manager_sync_hooks {
 } manager_sync_hooks;
 void manager_set_sync_hooks(manager *m, const manager_sync_hooks *hooks);
 
-/* Runs FN with the state machine locked (state_lock) for reads from any thread. */
-void manager_read_fsm(manager *m, void (*fn)(const fsm *f, void *userdata), void *userdata);
+/* Runs FN with the state machine for reads from any thread (each read is its own LMDB read
+ * transaction: no lock, never waiting for an apply). */
+void manager_read_fsm(manager *m, void (*fn)(fsm *f, void *userdata), void *userdata);

@@ -682,7 +682,7 @@ typedef struct record_cmp {
         bool equal;
 } record_cmp;
 
-static void compare_record(const fsm *f, void *userdata)
+static void compare_record(fsm *f, void *userdata)
 {
         record_cmp *c = userdata;
         _cleanup_json_ json_t *stored = fsm_members(f);
@@ -803,7 +803,7 @@ static void reconcile(members *ms)
         publish(ms, true);
 }
 
-static void load_record(const fsm *f, void *userdata)
+static void load_record(fsm *f, void *userdata)
 {
         json_t **ret = userdata;
         *ret = fsm_members(f);
@@ -848,7 +848,7 @@ typedef struct running_query {
         json_t *running;
 } running_query;
 
-static void build_running(const fsm *f, void *userdata)
+static void build_running(fsm *f, void *userdata)
 {
         running_query *q = userdata;
         _cleanup_json_ json_t *stored = fsm_members(f);

@@ -1,18 +1,28 @@
-/* Metadata sync: walks each dataset's mounts in a thread, commits the tree from the loop. */
+/* Metadata sync: lists each dataset's mounts in parallel threads, compares every directory with
+ * the stored tree and commits only the differences from the loop (see sync.h).
+ *
+ * Threads: per running sync, one coordinator thread starts SYNC_LIST_THREADS listers and joins
+ * them; listers take directories off the job's work queue and append changes to its change
+ * queue. job->lock guards both queues, the counters and the error; job->cond wakes listers (new
+ * work, space in the change queue, an error). The loop thread alone sends commands; it is woken
+ * through sm->async and reads the queues under job->lock. */
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "fsm.h"
 #include "log.h"
 #include "sync.h"
-#include "ufs/ufs.h"
 #include "timeutil.h"
+#include "ufs/ufs.h"
 
 typedef struct sync_job sync_job;
 typedef struct sync_ds sync_ds;
@@ -24,11 +34,8 @@ struct sync_manager {
         bool leader;
         uint64_t seq;
         bool attached; /* loop handles initialised (on the first hook call, on the loop) */
-        uv_async_t done_async;
+        uv_async_t async;
         unsigned open_handles;
-
-        pthread_mutex_t lock; /* guards done_head: the walk threads' hand-off to the loop */
-        sync_job *done_head;
 };
 
 struct sync_ds {
@@ -40,57 +47,57 @@ struct sync_ds {
         unsigned failures;
 };
 
-typedef enum job_stage {
-        STAGE_WALK,
-        STAGE_BEGIN,
-        STAGE_BATCH,
-        STAGE_COMMIT,
-        STAGE_ABORT,
-} job_stage;
+typedef enum change_kind {
+        CHANGE_FILE,
+        CHANGE_DIR,
+        CHANGE_DELETE,
+} change_kind;
 
-/* One file or directory found by the walk. */
-typedef struct walk_item {
-        char *path; /* relative to the mount */
-        bool dir;
-        bool gone; /* vanished between listing and HEAD */
-        ufs_version version;
-} walk_item;
-
-typedef struct walk_list {
-        walk_item *items;
-        size_t n, allocated;
-} walk_list;
-
-/* One entry of the synced tree, as TREE_BATCH wants it. */
-typedef struct sync_entry {
+/* One difference between the store and the state machine. */
+typedef struct change {
         char *path; /* "/MOUNT/..." */
-        bool dir;
+        change_kind kind;
         uint64_t size;
         int64_t mtime;
-        char *etag;    /* NULL = none */
-        char *ufs_url; /* files only */
-} sync_entry;
+        char *etag; /* NULL = none */
+} change;
+
+typedef struct change_list {
+        change *items;
+        size_t n, allocated;
+} change_list;
+
+typedef struct dir_item {
+        struct dir_item *next;
+        size_t mount;
+        char *path; /* relative to the mount, "" for its root */
+        unsigned depth;
+} dir_item;
 
 struct sync_job {
         sync_ds *ds;
         char sync_id[160];
-        pthread_t thread;
-        bool joined; /* loop thread only */
+        pthread_t thread; /* the coordinator */
+        bool joined;      /* loop thread only */
         atomic_bool cancel;
         struct timespec started;
+        json_t *urls; /* written by the coordinator before walk_done */
 
-        /* Written by the thread, read by the loop once the thread is done. Plain structs, not
-         * JSON: a tree of a million files costs a third of the memory; each batch is turned
-         * into JSON when it is sent. */
-        sync_entry *entries;
-        size_t n_entries, allocated;
+        pthread_mutex_t lock; /* guards what follows, up to the loop's part */
+        pthread_cond_t cond;
+        dir_item *work_head, *work_tail;
+        unsigned busy;   /* listers working on a directory */
+        change_list out; /* changes not yet taken by the loop, from out_first on */
+        size_t out_first;
+        bool walk_done;
         int error;
         char message[512];
+        uint64_t entries, dirs, heads, changes;
 
-        /* The loop's commit chain. */
-        job_stage stage;
-        size_t next;
-        sync_job *done_next;
+        /* The loop's part. */
+        bool begun, committing, aborting, finished;
+        unsigned inflight;
+        int apply_error; /* a refused or failed command */
 };
 
 static double elapsed(const struct timespec *since)
@@ -101,39 +108,44 @@ static double elapsed(const struct timespec *since)
         return (double)(ts.tv_sec - since->tv_sec) + (double)(ts.tv_nsec - since->tv_nsec) / 1e9;
 }
 
-static void walk_list_done(walk_list *l)
+static void change_done(change *c)
 {
-        for (size_t i = 0; i < l->n; i++) {
-                free(l->items[i].path);
-                ufs_version_done(&l->items[i].version);
-        }
-        free(l->items);
-        *l = (walk_list){};
+        free(c->path);
+        free(c->etag);
+        *c = (change){};
 }
 
-static int walk_list_add(walk_list *l, char *path_take, bool dir, ufs_version *version_take)
+static void change_list_done(change_list *l)
+{
+        for (size_t i = 0; i < l->n; i++)
+                change_done(&l->items[i]);
+        free(l->items);
+        *l = (change_list){};
+}
+
+static int change_add(change_list *l, change_kind kind, const char *path, uint64_t size,
+                      int64_t mtime, const char *etag)
 {
         if (l->n == l->allocated) {
-                size_t a = l->allocated ? l->allocated * 2 : 256;
-                walk_item *x = reallocarray(l->items, a, sizeof *x);
-
-                if (!x) {
-                        free(path_take);
+                size_t a = l->allocated ? l->allocated * 2 : 64;
+                change *x = reallocarray(l->items, a, sizeof *x);
+                if (!x)
                         return -ENOMEM;
-                }
                 l->items = x;
                 l->allocated = a;
         }
-        l->items[l->n++] = (walk_item){.path = path_take, .dir = dir};
-        if (version_take) {
-                l->items[l->n - 1].version = *version_take;
-                *version_take = (ufs_version){};
+        change c = {.kind = kind, .size = size, .mtime = mtime, .path = strdup(path)};
+        if (!c.path || (etag && *etag && !(c.etag = strdup(etag)))) {
+                change_done(&c);
+                return -ENOMEM;
         }
+        l->items[l->n++] = c;
         return 0;
 }
 
-static int job_fail(sync_job *j, int err, const char *format, ...) _printf_(3, 4);
-static int job_fail(sync_job *j, int err, const char *format, ...)
+/* Under job->lock. */
+static int job_fail_locked(sync_job *j, int err, const char *format, ...) _printf_(3, 4);
+static int job_fail_locked(sync_job *j, int err, const char *format, ...)
 {
         va_list ap;
 
@@ -143,285 +155,648 @@ static int job_fail(sync_job *j, int err, const char *format, ...)
         va_start(ap, format);
         vsnprintf(j->message, sizeof j->message, format, ap);
         va_end(ap);
+        pthread_cond_broadcast(&j->cond);
         return err;
 }
 
-/* ---- the walk (its own thread) ---- */
+#define job_fail(j, err, ...)                                                                      \
+        ({                                                                                         \
+                pthread_mutex_lock(&(j)->lock);                                                    \
+                int _r = job_fail_locked(j, err, __VA_ARGS__);                                     \
+                pthread_mutex_unlock(&(j)->lock);                                                  \
+                _r;                                                                                \
+        })
 
-/* The HEAD phase: SYNC_HEAD_THREADS threads, each with its own store handle, take files off a
- * shared counter. */
-typedef struct head_pool {
-        sync_job *job;
-        const config_mount *mount;
-        walk_list *list;
-        atomic_size_t next;
-        atomic_bool failed;
-        pthread_mutex_t lock; /* guards the job's error fields */
-} head_pool;
-
-static void *head_thread(void *arg)
+static void job_wake_loop(sync_job *j)
 {
-        head_pool *p = arg;
-        ufs *u = NULL;
-        int r;
-
-        r = ufs_open(p->mount, &u);
-        if (r >= 0)
-                ufs_set_cancel(u, &p->job->cancel);
-        if (r < 0) {
-                pthread_mutex_lock(&p->lock);
-                job_fail(p->job, r, "Cannot open the store of mount %s: %s", p->mount->name,
-                         strerror(-r));
-                pthread_mutex_unlock(&p->lock);
-                atomic_store(&p->failed, true);
-                return NULL;
-        }
-        for (;;) {
-                size_t i = atomic_fetch_add(&p->next, 1);
-                walk_item *it;
-                ufs_version v = {};
-
-                if (i >= p->list->n || atomic_load(&p->failed) || atomic_load(&p->job->cancel))
-                        break;
-                it = &p->list->items[i];
-                if (it->dir)
-                        continue;
-                r = ufs_stat(u, it->path, &v);
-                if (r == -ENOENT || r == -EACCES) {
-                        /* Gone since the listing, or listed but not served (a 403 for one
-                         * file of a mirror): not part of the dataset, not a failed sync. */
-                        log_debug("Skipping %s: %s", it->path, ufs_last_error(u));
-                        it->gone = true;
-                        continue;
-                }
-                if (r < 0) {
-                        pthread_mutex_lock(&p->lock);
-                        job_fail(p->job, r, "%s", ufs_last_error(u));
-                        pthread_mutex_unlock(&p->lock);
-                        atomic_store(&p->failed, true);
-                        break;
-                }
-                ufs_version_done(&it->version);
-                it->version = v;
-        }
-        ufs_free(u);
-        return NULL;
+        uv_async_send(&j->ds->sm->async);
 }
 
-static int head_all(sync_job *j, const config_mount *mount, walk_list *list)
+static bool job_stopped(sync_job *j)
 {
-        head_pool p = {.job = j, .mount = mount, .list = list};
-        pthread_t threads[SYNC_HEAD_THREADS];
-        size_t started = 0;
-
-        pthread_mutex_init(&p.lock, NULL);
-        for (size_t i = 0; i < ELEMENTSOF(threads) && i < list->n; i++) {
-                if (pthread_create(&threads[i], NULL, head_thread, &p) != 0)
-                        break;
-                started++;
-        }
-        if (started == 0)
-                head_thread(&p); /* no thread to be had: do it here */
-        for (size_t i = 0; i < started; i++)
-                pthread_join(threads[i], NULL);
-        pthread_mutex_destroy(&p.lock);
-        if (atomic_load(&p.failed))
-                return j->error < 0 ? j->error : -EIO;
-        return 0;
+        return atomic_load(&j->cancel) || j->error < 0;
 }
 
-static int job_add_entry(sync_job *j, sync_entry *e_take)
-{
-        if (j->n_entries == j->allocated) {
-                size_t a = j->allocated ? j->allocated * 2 : 1024;
-                sync_entry *x = reallocarray(j->entries, a, sizeof *x);
+/* ---- reading the stored tree ---- */
 
+typedef struct stored_child {
+        char *name;
+        bool dir;
+        uint64_t size;
+        int64_t mtime;
+        char *etag;
+} stored_child;
+
+typedef struct stored_list {
+        stored_child *items;
+        size_t n, allocated;
+} stored_list;
+
+static void stored_list_done(stored_list *l)
+{
+        for (size_t i = 0; i < l->n; i++) {
+                free(l->items[i].name);
+                free(l->items[i].etag);
+        }
+        free(l->items);
+        *l = (stored_list){};
+}
+
+static int stored_add(const fsm_child *c, void *userdata)
+{
+        stored_list *l = userdata;
+
+        if (l->n == l->allocated) {
+                size_t a = l->allocated ? l->allocated * 2 : 64;
+                stored_child *x = reallocarray(l->items, a, sizeof *x);
                 if (!x)
                         return -ENOMEM;
-                j->entries = x;
-                j->allocated = a;
+                l->items = x;
+                l->allocated = a;
         }
-        j->entries[j->n_entries++] = *e_take;
-        *e_take = (sync_entry){};
+        stored_child s = {
+                .name = strdup(c->name),
+                .dir = c->dir,
+                .size = c->size,
+                .mtime = c->mtime,
+                .etag = strdup(c->etag),
+        };
+        if (!s.name || !s.etag) {
+                free(s.name);
+                free(s.etag);
+                return -ENOMEM;
+        }
+        l->items[l->n++] = s;
         return 0;
 }
 
-static void sync_entry_done(sync_entry *e)
+typedef struct children_query {
+        const char *dataset, *path;
+        stored_list *list;
+        int r;
+} children_query;
+
+static void read_children(fsm *f, void *userdata)
 {
-        free(e->path);
-        free(e->etag);
-        free(e->ufs_url);
-        *e = (sync_entry){};
+        children_query *q = userdata;
+        q->r = fsm_children(f, q->dataset, q->path, stored_add, q->list);
 }
 
-static int walk_mount(sync_job *j, const config_mount *mount, size_t *total)
+/* The stored children of PATH, in name order; none when PATH is not a stored directory. */
+static int stored_children(sync_job *j, const char *path, stored_list *ret)
 {
-        _cleanup_(walk_list_done) walk_list list = {};
-        ufs *u = NULL;
-        size_t cursor = 0;
-        int r;
+        children_query q = {.dataset = j->ds->cfg->name, .path = path, .list = ret};
 
-        r = ufs_open(mount, &u);
-        if (r < 0)
-                /* Not the URL: it may carry credentials (ufs keeps them out of its messages). */
-                return job_fail(j, r, "Cannot open the store of mount %s: %s", mount->name,
-                                r == -EPROTONOSUPPORT ? "no backend for this scheme"
-                                                      : strerror(-r));
-
-        ufs_set_cancel(u, &j->cancel);
-        /* Breadth first: the list holds every entry; directories are expanded in order. */
-        r = walk_list_add(&list, strdup(""), true, NULL);
-        if (r < 0 || !list.items[0].path)
-                goto oom;
-        while (cursor < list.n) {
-                walk_item *dir = &list.items[cursor++];
-                ufs_entry *e = NULL;
-                size_t n = 0;
-                unsigned depth = 0;
-
-                if (!dir->dir)
-                        continue;
-                if (atomic_load(&j->cancel)) {
-                        r = -ECANCELED;
-                        goto out;
-                }
-                for (const char *c = dir->path; *c; c++)
-                        depth += *c == '/';
-                if (*dir->path && depth + 1 > UFS_MAX_DEPTH) {
-                        r = job_fail(j, -ELOOP, "Mount %s: deeper than %u levels at %s",
-                                     mount->name, UFS_MAX_DEPTH, dir->path);
-                        goto out;
-                }
-                char *dir_path = dir->path; /* the list may move while we add */
-                size_t dir_index = cursor - 1;
-                r = ufs_list(u, dir_path, &e, &n);
-                if ((r == -ENOENT || r == -EACCES) && *dir_path) {
-                        /* A subdirectory that went away or may not be listed: leave it out.
-                         * The mount's root failing is the sync failing (wrong credentials). */
-                        log_debug("Skipping directory %s: %s", dir_path, ufs_last_error(u));
-                        list.items[dir_index].gone = true;
-                        continue;
-                }
-                if (r < 0) {
-                        job_fail(j, r, "%s", ufs_last_error(u));
-                        goto out;
-                }
-                for (size_t i = 0; i < n; i++) {
-                        char *p = *dir_path ? NULL : strdup(e[i].name);
-
-                        if (*dir_path && asprintf(&p, "%s/%s", dir_path, e[i].name) < 0)
-                                p = NULL;
-                        if (!p || ++*total > UFS_MAX_ENTRIES) {
-                                free(p);
-                                ufs_entries_free(e, n);
-                                if (!p)
-                                        goto oom;
-                                r = job_fail(j, -E2BIG, "more than %u entries",
-                                             (unsigned)UFS_MAX_ENTRIES);
-                                goto out;
-                        }
-                        r = walk_list_add(&list, p, e[i].dir, e[i].dir ? NULL : &e[i].version);
-                        if (r < 0) {
-                                ufs_entries_free(e, n);
-                                goto oom;
-                        }
-                }
-                ufs_entries_free(e, n);
+        manager_read_fsm(j->ds->sm->m, read_children, &q);
+        if (q.r == -ENOENT || q.r == -ENOTDIR) {
+                stored_list_done(ret);
+                return 0;
         }
+        return q.r;
+}
 
-        if (!ufs_listing_exact(u)) {
-                r = head_all(j, mount, &list);
-                if (r < 0)
-                        goto out;
+/* Deletes of everything stored under directory PATH, deepest first (the state machine removes a
+ * directory only when empty). */
+static int delete_subtree(sync_job *j, const char *path, change_list *out)
+{
+        _cleanup_(stored_list_done) stored_list l = {};
+        int r = stored_children(j, path, &l);
+
+        for (size_t i = 0; r >= 0 && i < l.n; i++) {
+                _cleanup_free_ char *p = NULL;
+                if (asprintf(&p, "%s/%s", path, l.items[i].name) < 0)
+                        return -ENOMEM;
+                if (l.items[i].dir)
+                        r = delete_subtree(j, p, out);
+                if (r >= 0)
+                        r = change_add(out, CHANGE_DELETE, p, 0, 0, NULL);
         }
-
-        for (size_t i = 1; i < list.n; i++) {
-                walk_item *it = &list.items[i];
-                _cleanup_(sync_entry_done) sync_entry e = {.dir = it->dir};
-
-                if (it->gone)
-                        continue;
-                if (asprintf(&e.path, "/%s/%s", mount->name, it->path) < 0) {
-                        e.path = NULL;
-                        goto oom;
-                }
-                if (!it->dir) {
-                        e.size = it->version.size;
-                        e.mtime = it->version.mtime;
-                        e.etag = TAKE_PTR(it->version.etag);
-                        e.ufs_url = ufs_url(u, it->path);
-                        if (!e.ufs_url)
-                                goto oom;
-                }
-                if (job_add_entry(j, &e) < 0)
-                        goto oom;
-        }
-        r = 0;
-        goto out;
-oom:
-        r = job_fail(j, -ENOMEM, "Out of memory");
-out:
-        ufs_free(u);
         return r;
 }
 
-static void job_hand_to_loop(sync_job *j)
-{
-        sync_manager *sm = j->ds->sm;
+/* ---- listing one directory ---- */
 
-        pthread_mutex_lock(&sm->lock);
-        j->done_next = sm->done_head;
-        sm->done_head = j;
-        pthread_mutex_unlock(&sm->lock);
-        uv_async_send(&sm->done_async);
+typedef struct lister {
+        sync_job *j;
+        ufs **handles; /* per mount, opened on first use */
+} lister;
+
+static ufs *lister_handle(lister *l, size_t mount)
+{
+        const config_mount *mc = &l->j->ds->cfg->mounts[mount];
+
+        if (!l->handles[mount]) {
+                int r = ufs_open(mc, &l->handles[mount]);
+                if (r < 0) {
+                        /* Not the URL: it may carry credentials. */
+                        job_fail(l->j, r, "Cannot open the store of mount %s: %s", mc->name,
+                                 r == -EPROTONOSUPPORT ? "no backend for this scheme"
+                                                       : strerror(-r));
+                        return NULL;
+                }
+                ufs_set_cancel(l->handles[mount], &l->j->cancel);
+        }
+        return l->handles[mount];
 }
 
-static void *walk_thread(void *arg)
+static int entry_compare(const void *a, const void *b)
+{
+        return strcmp(((const ufs_entry *)a)->name, ((const ufs_entry *)b)->name);
+}
+
+/* Whether the listing's values for a file show it unchanged, changed, or cannot tell. */
+typedef enum verdict {
+        SAME,
+        CHANGED, /* and the listing's values are exact: use them */
+        ASK,     /* HEAD it */
+} verdict;
+
+static verdict compare_file(ufs_exactness x, const ufs_entry *e, const stored_child *s)
+{
+        switch (x) {
+        case UFS_EXACT:
+                if (s && s->size == e->version.size && s->mtime == e->version.mtime &&
+                    (!e->version.etag || strcmp(s->etag, e->version.etag) == 0))
+                        return SAME;
+                return CHANGED;
+        case UFS_EXACT_SIZE:
+                /* The stored time comes from a HEAD (seconds); the page shows its minute. */
+                if (s && s->size == e->version.size && s->mtime >= e->version.mtime &&
+                    s->mtime < e->version.mtime + 60)
+                        return SAME;
+                return ASK;
+        default:
+                return ASK;
+        }
+}
+
+/* HEADs REL and adds the file's change unless it equals S. */
+static int head_file(lister *l, ufs *u, const char *rel, const char *path, const stored_child *s,
+                     change_list *out)
+{
+        ufs_version v = {};
+        int r;
+
+        pthread_mutex_lock(&l->j->lock);
+        l->j->heads++;
+        pthread_mutex_unlock(&l->j->lock);
+        r = ufs_stat(u, rel, &v);
+        if (r == -ENOENT || r == -EACCES) {
+                /* Gone since the listing, or listed but not served (a 403 for one file of a
+                 * mirror): not part of the dataset, not a failed sync. */
+                log_debug("Leaving out %s: %s", rel, ufs_last_error(u));
+                return s ? change_add(out, CHANGE_DELETE, path, 0, 0, NULL) : 0;
+        }
+        if (r < 0)
+                return job_fail(l->j, r, "%s", ufs_last_error(u));
+        if (s && s->size == v.size && s->mtime == v.mtime && strcmp(s->etag, v.etag ?: "") == 0)
+                r = 0;
+        else
+                r = change_add(out, CHANGE_FILE, path, v.size, v.mtime, v.etag);
+        ufs_version_done(&v);
+        return r;
+}
+
+static char *join(const char *a, const char *b)
+{
+        char *s;
+
+        if (!*a)
+                return strdup(b);
+        if (asprintf(&s, "%s/%s", a, b) < 0)
+                return NULL;
+        return s;
+}
+
+/* Hands CHANGES and the subdirectories to list (SUBDIRS, taken) to the job; waits while the loop
+ * has SYNC_QUEUE_MAX changes to send. */
+static int job_publish(sync_job *j, change_list *changes, dir_item *subdirs)
+{
+        pthread_mutex_lock(&j->lock);
+        while (j->out.n - j->out_first >= SYNC_QUEUE_MAX && !job_stopped(j))
+                pthread_cond_wait(&j->cond, &j->lock);
+        if (job_stopped(j)) {
+                pthread_mutex_unlock(&j->lock);
+                while (subdirs) {
+                        dir_item *d = subdirs;
+                        subdirs = d->next;
+                        free(d->path);
+                        free(d);
+                }
+                return -ECANCELED;
+        }
+        if (changes->n > 0) {
+                /* Compact what the loop already took before growing. */
+                if (j->out_first > 0) {
+                        memmove(j->out.items, j->out.items + j->out_first,
+                                (j->out.n - j->out_first) * sizeof(change));
+                        j->out.n -= j->out_first;
+                        j->out_first = 0;
+                }
+                if (j->out.n + changes->n > j->out.allocated) {
+                        size_t a = MAX(j->out.allocated * 2, j->out.n + changes->n);
+                        change *x = reallocarray(j->out.items, a, sizeof *x);
+                        if (!x) {
+                                pthread_mutex_unlock(&j->lock);
+                                return job_fail(j, -ENOMEM, "Out of memory");
+                        }
+                        j->out.items = x;
+                        j->out.allocated = a;
+                }
+                memcpy(j->out.items + j->out.n, changes->items, changes->n * sizeof(change));
+                j->out.n += changes->n;
+                j->changes += changes->n;
+                changes->n = 0;
+        }
+        bool wake = j->out.n - j->out_first >= SYNC_BATCH;
+        while (subdirs) {
+                dir_item *d = subdirs;
+                subdirs = d->next;
+                d->next = NULL;
+                if (j->work_tail)
+                        j->work_tail->next = d;
+                else
+                        j->work_head = d;
+                j->work_tail = d;
+        }
+        pthread_cond_broadcast(&j->cond);
+        pthread_mutex_unlock(&j->lock);
+        if (wake)
+                job_wake_loop(j);
+        return 0;
+}
+
+static int list_dir(lister *l, const dir_item *item)
+{
+        sync_job *j = l->j;
+        const config_dataset *d = j->ds->cfg;
+        const config_mount *mount = &d->mounts[item->mount];
+        _cleanup_(change_list_done) change_list out = {};
+        _cleanup_(stored_list_done) stored_list stored = {};
+        _cleanup_free_ char *store_path = NULL;
+        dir_item *subdirs = NULL, **tail = &subdirs;
+        ufs_entry *e = NULL;
+        size_t n = 0;
+        int r;
+
+        ufs *u = lister_handle(l, item->mount);
+        if (!u)
+                return -EIO;
+        if (item->depth > UFS_MAX_DEPTH)
+                return job_fail(j, -ELOOP,
+                                "Mount %s: deeper than %u levels at %s (a listing that loops?)",
+                                mount->name, UFS_MAX_DEPTH, item->path);
+        if (asprintf(&store_path, "/%s%s%s", mount->name, *item->path ? "/" : "", item->path) < 0)
+                return job_fail(j, -ENOMEM, "Out of memory");
+
+        r = ufs_list(u, item->path, &e, &n);
+        if ((r == -ENOENT || r == -EACCES) && *item->path) {
+                /* A subdirectory that went away or may not be listed: leave it out. The mount's
+                 * root failing is the sync failing (wrong credentials, wrong URL). */
+                log_debug("Leaving out directory %s: %s", item->path, ufs_last_error(u));
+                r = delete_subtree(j, store_path, &out);
+                if (r >= 0)
+                        r = change_add(&out, CHANGE_DELETE, store_path, 0, 0, NULL);
+                if (r < 0)
+                        return job_fail(j, r, "Out of memory");
+                return job_publish(j, &out, NULL);
+        }
+        if (r < 0)
+                return job_fail(j, r, "%s", ufs_last_error(u));
+        ufs_exactness x = ufs_list_exactness(u);
+
+        pthread_mutex_lock(&j->lock);
+        j->entries += n;
+        j->dirs++;
+        bool over = j->entries > d->max_entries;
+        pthread_mutex_unlock(&j->lock);
+        if (over) {
+                ufs_entries_free(e, n);
+                return job_fail(j, -E2BIG,
+                                "Dataset %s has more than %" PRIu64
+                                " entries (files and directories); raise spec.maxEntries to sync "
+                                "it",
+                                d->name, d->max_entries);
+        }
+        /* Names a FUSE mount cannot show (NAME_MAX) are left out here, not refused by the
+         * state machine at every sync. */
+        size_t kept = 0, dropped = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (strlen(e[i].name) > STORE_MAX_NAME) {
+                        free(e[i].name);
+                        ufs_version_done(&e[i].version);
+                        dropped++;
+                        continue;
+                }
+                e[kept++] = e[i];
+        }
+        n = kept;
+        if (dropped)
+                log_warning("Sync of %s: %zu names longer than %u bytes left out in %s.", d->name,
+                            dropped, STORE_MAX_NAME, store_path);
+        qsort(e, n, sizeof *e, entry_compare);
+
+        r = stored_children(j, store_path, &stored);
+        if (r < 0) {
+                ufs_entries_free(e, n);
+                return job_fail(j, r, "Cannot read the stored tree at %s: %s", store_path,
+                                strerror(-r));
+        }
+
+        /* Merge the two sorted lists. */
+        size_t a = 0, b = 0;
+        while (r >= 0 && (a < n || b < stored.n) && !job_stopped(j)) {
+                int c = a == n ? 1 : b == stored.n ? -1 : strcmp(e[a].name, stored.items[b].name);
+                const ufs_entry *le = c <= 0 ? &e[a] : NULL;
+                const stored_child *se = c >= 0 ? &stored.items[b] : NULL;
+                _cleanup_free_ char *path = NULL, *rel = NULL;
+
+                a += c <= 0;
+                b += c >= 0;
+                if (asprintf(&path, "%s/%s", store_path, le ? le->name : se->name) < 0) {
+                        r = -ENOMEM;
+                        break;
+                }
+                /* Removed, or replaced by one of the other type: the old one goes first. */
+                if (se && (!le || le->dir != se->dir)) {
+                        if (se->dir)
+                                r = delete_subtree(j, path, &out);
+                        if (r >= 0)
+                                r = change_add(&out, CHANGE_DELETE, path, 0, 0, NULL);
+                        se = NULL;
+                }
+                if (!le || r < 0)
+                        continue;
+                rel = join(item->path, le->name);
+                if (!rel) {
+                        r = -ENOMEM;
+                        break;
+                }
+                if (le->dir) {
+                        if (!se)
+                                r = change_add(&out, CHANGE_DIR, path, 0, 0, NULL);
+                        dir_item *di = calloc(1, sizeof *di);
+                        if (!di) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        *di = (dir_item){.mount = item->mount,
+                                         .path = TAKE_PTR(rel),
+                                         .depth = item->depth + 1};
+                        *tail = di;
+                        tail = &di->next;
+                        continue;
+                }
+                switch (compare_file(x, le, se)) {
+                case SAME:
+                        break;
+                case CHANGED:
+                        r = change_add(&out, CHANGE_FILE, path, le->version.size, le->version.mtime,
+                                       le->version.etag);
+                        break;
+                case ASK:
+                        r = head_file(l, u, rel, path, se, &out);
+                        break;
+                }
+        }
+        ufs_entries_free(e, n);
+        if (r < 0) {
+                while (subdirs) {
+                        dir_item *di = subdirs;
+                        subdirs = di->next;
+                        free(di->path);
+                        free(di);
+                }
+                return j->error < 0 ? j->error : job_fail(j, r, "Out of memory");
+        }
+        return job_publish(j, &out, subdirs);
+}
+
+/* The walk yields the CPU to the loop thread, whose raft heartbeats must not wait for it. */
+static void walk_thread_priority(void)
+{
+        errno = 0;
+        int nice = getpriority(PRIO_PROCESS, (id_t)gettid());
+        if (errno == 0 &&
+            setpriority(PRIO_PROCESS, (id_t)gettid(), MIN(nice + SYNC_THREAD_NICE, 19)) < 0)
+                log_debug_errno(errno, "setpriority: %m, ignoring");
+}
+
+static void *lister_thread(void *arg)
+{
+        lister *l = arg;
+        sync_job *j = l->j;
+
+        walk_thread_priority();
+        pthread_mutex_lock(&j->lock);
+        for (;;) {
+                while (!j->work_head && j->busy > 0 && !job_stopped(j))
+                        pthread_cond_wait(&j->cond, &j->lock);
+                if (job_stopped(j) || !j->work_head)
+                        break; /* stopped, or no work and nobody who could add some */
+                dir_item *item = j->work_head;
+                j->work_head = item->next;
+                if (!j->work_head)
+                        j->work_tail = NULL;
+                j->busy++;
+                pthread_mutex_unlock(&j->lock);
+
+                (void)list_dir(l, item);
+                free(item->path);
+                free(item);
+
+                pthread_mutex_lock(&j->lock);
+                j->busy--;
+                pthread_cond_broadcast(&j->cond);
+        }
+        pthread_cond_broadcast(&j->cond);
+        pthread_mutex_unlock(&j->lock);
+        return NULL;
+}
+
+/* How a mount's store URLs are made from paths, for ufs_url in listings: PREFIX + the path,
+ * percent-encoded when ESCAPE. Learned from the backend itself. */
+static int mount_url_rule(sync_job *j, const config_mount *mc, json_t *urls)
+{
+        ufs *u = NULL;
+        _cleanup_free_ char *a = NULL, *b = NULL;
+        int r = ufs_open(mc, &u);
+
+        if (r < 0)
+                return 0; /* the walk reports it */
+        a = ufs_url(u, "a");
+        b = ufs_url(u, "a b");
+        ufs_free(u);
+        if (!a || !b)
+                return -ENOMEM;
+        size_t la = strlen(a), lb = strlen(b);
+        if (la < 1 || a[la - 1] != 'a')
+                return 0;
+        a[la - 1] = 0;
+        bool escape = lb >= 5 && strcmp(b + lb - 5, "a%20b") == 0;
+        json_t *rule = json_pack("{s:s,s:b}", "prefix", a, "escape", escape);
+        if (!rule || json_object_set_new(urls, mc->name, rule) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+static void *coordinator_thread(void *arg)
 {
         sync_job *j = arg;
         const config_dataset *d = j->ds->cfg;
-        size_t total = 0;
+        _cleanup_(change_list_done) change_list root_changes = {};
+        _cleanup_(stored_list_done) stored_list stored = {};
+        dir_item *roots = NULL, **tail = &roots;
+        lister listers[SYNC_LIST_THREADS] = {};
+        pthread_t threads[SYNC_LIST_THREADS];
+        size_t started = 0;
+        int r;
 
-        for (size_t i = 0; i < d->n_mounts && j->error == 0; i++)
-                if (walk_mount(j, &d->mounts[i], &total) < 0 && j->error == 0)
-                        job_fail(j, -EIO, "Listing mount %s failed", d->mounts[i].name);
-        job_hand_to_loop(j);
+        walk_thread_priority();
+        json_t *urls = json_object();
+        for (size_t i = 0; urls && i < d->n_mounts; i++)
+                if (mount_url_rule(j, &d->mounts[i], urls) < 0) {
+                        json_decref(urls);
+                        urls = NULL;
+                }
+        if (!urls) {
+                job_fail(j, -ENOMEM, "Out of memory");
+                goto done;
+        }
+        j->urls = urls;
+
+        /* The dataset's root holds one directory per mount: mounts gone from the YAML go. */
+        r = stored_children(j, "/", &stored);
+        for (size_t i = 0; r >= 0 && i < stored.n; i++) {
+                bool configured = false;
+                for (size_t k = 0; k < d->n_mounts; k++)
+                        configured |= strcmp(d->mounts[k].name, stored.items[i].name) == 0;
+                if (configured && stored.items[i].dir)
+                        continue;
+                _cleanup_free_ char *p = NULL;
+                if (asprintf(&p, "/%s", stored.items[i].name) < 0)
+                        r = -ENOMEM;
+                if (r >= 0 && stored.items[i].dir)
+                        r = delete_subtree(j, p, &root_changes);
+                if (r >= 0)
+                        r = change_add(&root_changes, CHANGE_DELETE, p, 0, 0, NULL);
+        }
+        for (size_t i = 0; r >= 0 && i < d->n_mounts; i++) {
+                dir_item *di = calloc(1, sizeof *di);
+                if (!di || !(di->path = strdup(""))) {
+                        free(di);
+                        r = -ENOMEM;
+                        break;
+                }
+                di->mount = i;
+                *tail = di;
+                tail = &di->next;
+                bool stored_dir = false;
+                for (size_t k = 0; k < stored.n; k++)
+                        stored_dir |= stored.items[k].dir &&
+                                      strcmp(d->mounts[i].name, stored.items[k].name) == 0;
+                if (!stored_dir) {
+                        _cleanup_free_ char *p = NULL;
+                        if (asprintf(&p, "/%s", d->mounts[i].name) < 0)
+                                r = -ENOMEM;
+                        else
+                                r = change_add(&root_changes, CHANGE_DIR, p, 0, 0, NULL);
+                }
+        }
+        if (r < 0) {
+                job_fail(j, r, "Cannot read the stored tree: %s", strerror(-r));
+                while (roots) {
+                        dir_item *di = roots;
+                        roots = di->next;
+                        free(di->path);
+                        free(di);
+                }
+                goto done;
+        }
+        if (job_publish(j, &root_changes, roots) < 0)
+                goto done;
+
+        for (size_t i = 0; i < ELEMENTSOF(threads); i++) {
+                listers[i].j = j;
+                listers[i].handles = calloc(MAX(d->n_mounts, (size_t)1), sizeof(ufs *));
+                if (!listers[i].handles ||
+                    pthread_create(&threads[i], NULL, lister_thread, &listers[i]) != 0) {
+                        free(listers[i].handles);
+                        listers[i].handles = NULL;
+                        break;
+                }
+                started++;
+        }
+        if (started == 0) {
+                job_fail(j, -EAGAIN, "Cannot start a listing thread");
+                goto done;
+        }
+        for (size_t i = 0; i < started; i++) {
+                pthread_join(threads[i], NULL);
+                for (size_t k = 0; k < d->n_mounts; k++)
+                        ufs_free(listers[i].handles[k]);
+                free(listers[i].handles);
+        }
+done:
+        pthread_mutex_lock(&j->lock);
+        while (j->work_head) { /* left by a failed walk */
+                dir_item *di = j->work_head;
+                j->work_head = di->next;
+                free(di->path);
+                free(di);
+        }
+        j->work_tail = NULL;
+        j->walk_done = true;
+        pthread_mutex_unlock(&j->lock);
+        job_wake_loop(j);
         return NULL;
 }
 
 /* ---- the loop side ---- */
 
 static void ds_schedule(sync_ds *ds, uint64_t ms);
-static void job_apply_next(sync_job *j);
+static void job_pump(sync_job *j);
 
 static void job_free(sync_job *j)
 {
         if (!j)
                 return;
-        for (size_t i = 0; i < j->n_entries; i++)
-                sync_entry_done(&j->entries[i]);
-        free(j->entries);
+        for (size_t i = j->out_first; i < j->out.n; i++)
+                change_done(&j->out.items[i]);
+        free(j->out.items);
+        json_decref(j->urls);
+        pthread_mutex_destroy(&j->lock);
+        pthread_cond_destroy(&j->cond);
         free(j);
 }
-
-static bool dataset_synced(sync_manager *sm, const char *name, double *ret_synced);
 
 static void job_finish(sync_job *j, bool ok)
 {
         sync_ds *ds = j->ds;
         sync_manager *sm = ds->sm;
 
+        if (!j->joined) {
+                pthread_join(j->thread, NULL);
+                j->joined = true;
+        }
         ds->job = NULL;
         if (ok) {
                 ds->failures = 0;
-                log_info("Synced dataset %s: %zu entries in %.1fs.", ds->cfg->name, j->n_entries,
-                         elapsed(&j->started));
+                log_info("Synced dataset %s in %.1fs: %" PRIu64 " entries in %" PRIu64
+                         " directories listed, %" PRIu64 " HEADs, %" PRIu64 " changes.",
+                         ds->cfg->name, elapsed(&j->started), j->entries, j->dirs, j->heads,
+                         j->changes);
         } else if (j->error != -ECANCELED) {
                 ds->failures++;
                 log_warning("Sync of dataset %s failed: %s", ds->cfg->name,
                             j->message[0] ? j->message : strerror(-j->error));
         }
         job_free(j);
+#ifdef __GLIBC__
+        /* The walk's threads freed their listings in their own malloc arenas: give the pages
+         * back rather than keep the peak of a sync as the master's resident size. */
+        malloc_trim(0);
+#endif
         if (!sm->leader)
                 return;
         if (ds->again) {
@@ -437,128 +812,204 @@ static void job_finish(sync_job *j, bool ok)
                 ds_schedule(ds, ds->cfg->sync_interval_ms);
 }
 
+typedef enum cmd_kind {
+        CMD_BEGIN,
+        CMD_BATCH,
+        CMD_COMMIT,
+        CMD_ABORT,
+} cmd_kind;
+
+typedef struct job_cmd {
+        sync_job *j;
+        cmd_kind kind;
+} job_cmd;
+
 static void on_applied(manager *m, int status, json_t *result, void *userdata)
 {
-        sync_job *j = userdata;
+        job_cmd *c = userdata;
+        sync_job *j = c->j;
+        cmd_kind kind = c->kind;
         const char *err = json_string_value(json_object_get(result, "error"));
 
-        if (status < 0) {
-                /* Not the leader any more, or stopping: the next leader syncs again. */
-                job_fail(j, status == -ECANCELED ? -ECANCELED : status,
-                         "Lost leadership while committing (%s)", strerror(-status));
-                job_finish(j, false);
-                return;
-        }
-        if (err) {
-                bool aborting = j->stage == STAGE_ABORT;
-
-                job_fail(j, -EIO, "The state machine refused the sync: %s", err);
-                if (aborting || j->stage == STAGE_BEGIN) {
-                        job_finish(j, false);
-                        return;
-                }
-                j->stage = STAGE_ABORT;
-                job_apply_next(j);
-                return;
-        }
-        switch (j->stage) {
-        case STAGE_BEGIN:
-                j->stage = j->error < 0 ? STAGE_ABORT
-                                        : (j->n_entries > 0 ? STAGE_BATCH : STAGE_COMMIT);
-                break;
-        case STAGE_BATCH:
-                if (j->next >= j->n_entries)
-                        j->stage = STAGE_COMMIT;
-                break;
-        case STAGE_COMMIT:
+        free(c);
+        j->inflight--;
+        if (status < 0 || err) {
+                pthread_mutex_lock(&j->lock);
+                if (status == -ECANCELED)
+                        job_fail_locked(j, -ECANCELED, "Shutting down");
+                else if (status < 0)
+                        /* Not the leader any more, or stopping: the next leader syncs again. */
+                        job_fail_locked(j, status, "Lost leadership while committing (%s)",
+                                        strerror(-status));
+                else
+                        job_fail_locked(j, -EIO, "The state machine refused the sync: %s", err);
+                pthread_mutex_unlock(&j->lock);
+                atomic_store(&j->cancel, true);
+                if (kind == CMD_ABORT || kind == CMD_COMMIT || status < 0)
+                        j->apply_error = status < 0 ? status : -EIO;
+        } else if (kind == CMD_BATCH && json_integer_value(json_object_get(result, "rejected")))
+                log_warning("Sync of %s: %" JSON_INTEGER_FORMAT " entries refused (first: %s), "
+                            "ignoring",
+                            j->ds->cfg->name,
+                            json_integer_value(json_object_get(result, "rejected")),
+                            json_string_value(json_object_get(result, "first_rejected")) ?: "?");
+        if (kind == CMD_COMMIT && status == 0 && !err) {
+                j->finished = true;
                 job_finish(j, true);
                 return;
-        case STAGE_ABORT:
+        }
+        if (kind == CMD_ABORT) {
+                j->finished = true;
                 job_finish(j, false);
                 return;
-        default:
-                break;
         }
-        job_apply_next(j);
+        job_pump(j);
 }
 
-static void job_apply_next(sync_job *j)
+static int job_send(sync_job *j, cmd_kind kind, json_t *cmd_take)
 {
-        sync_manager *sm = j->ds->sm;
-        json_t *cmd = NULL;
+        job_cmd *c = calloc(1, sizeof *c);
         int r;
 
-        switch (j->stage) {
-        case STAGE_BEGIN:
-                cmd = fsm_cmd_tree_begin(j->ds->cfg->name, j->sync_id);
-                break;
-        case STAGE_BATCH: {
-                size_t end = MIN(j->n_entries, j->next + SYNC_BATCH);
-                json_t *batch = json_array();
-
-                for (size_t i = j->next; batch && i < end; i++) {
-                        const sync_entry *e = &j->entries[i];
-                        json_t *o =
-                                e->dir ? json_pack("{s:s,s:s}", "path", e->path, "type", "dir")
-                                       : json_pack("{s:s,s:s,s:I,s:I,s:s*,s:s}", "path", e->path,
-                                                   "type", "file", "size", (json_int_t)e->size,
-                                                   "mtime", (json_int_t)e->mtime, "etag", e->etag,
-                                                   "ufs_url", e->ufs_url);
-
-                        if (!o || json_array_append_new(batch, o) < 0) {
-                                json_decref(batch);
-                                batch = NULL;
-                        }
-                }
-                j->next = end;
-                cmd = batch ? fsm_cmd_tree_batch(j->sync_id, batch) : NULL;
-                json_decref(batch);
-                break;
+        if (!cmd_take || !c) {
+                json_decref(cmd_take);
+                free(c);
+                return -ENOMEM;
         }
-        case STAGE_COMMIT:
-                cmd = fsm_cmd_tree_commit(j->sync_id, wall_s());
-                break;
-        case STAGE_ABORT:
-                cmd = fsm_cmd_tree_abort(j->sync_id,
-                                         j->message[0] ? j->message : strerror(-j->error));
-                break;
-        default:
-                break;
-        }
-        r = cmd ? manager_apply(sm->m, cmd, on_applied, j) : -ENOMEM;
-        json_decref(cmd);
+        *c = (job_cmd){.j = j, .kind = kind};
+        r = manager_apply(j->ds->sm->m, cmd_take, on_applied, c);
+        json_decref(cmd_take);
         if (r < 0) {
-                job_fail(j, r, "Cannot commit the sync: %s", strerror(-r));
-                job_finish(j, false);
+                free(c);
+                return r;
+        }
+        j->inflight++;
+        return 0;
+}
+
+static json_t *change_json(const change *c)
+{
+        switch (c->kind) {
+        case CHANGE_FILE:
+                return json_pack("{s:s,s:s,s:I,s:I,s:s}", "path", c->path, "type", "file", "size",
+                                 (json_int_t)c->size, "mtime", (json_int_t)c->mtime, "etag",
+                                 c->etag ?: "");
+        case CHANGE_DIR:
+                return json_pack("{s:s,s:s}", "path", c->path, "type", "dir");
+        default:
+                return json_pack("{s:s,s:s}", "path", c->path, "type", "delete");
         }
 }
 
-static void on_done(uv_async_t *h)
+/* Loop thread: sends what can be sent now. */
+static void job_pump(sync_job *j)
 {
-        sync_manager *sm = h->data;
-        sync_job *list;
+        sync_ds *ds = j->ds;
+        int r = 0;
 
-        pthread_mutex_lock(&sm->lock);
-        list = sm->done_head;
-        sm->done_head = NULL;
-        pthread_mutex_unlock(&sm->lock);
+        if (j->finished)
+                return;
+        for (;;) {
+                pthread_mutex_lock(&j->lock);
+                size_t pending = j->out.n - j->out_first;
+                bool done = j->walk_done, failed = j->error < 0;
+                pthread_mutex_unlock(&j->lock);
 
-        while (list) {
-                sync_job *j = list;
-
-                list = j->done_next;
-                pthread_join(j->thread, NULL);
-                j->joined = true;
-                if (atomic_load(&j->cancel) || !sm->leader) {
-                        j->error = -ECANCELED;
-                        job_finish(j, false);
+                if (failed || j->apply_error) {
+                        /* Wait for the walk and for what is in flight, then record the error. */
+                        if (!done || j->inflight > 0 || j->aborting)
+                                return;
+                        if (!ds->sm->leader || j->apply_error || j->error == -ECANCELED) {
+                                j->finished = true;
+                                job_finish(j, false);
+                                return;
+                        }
+                        j->aborting = true;
+                        r = job_send(j, CMD_ABORT,
+                                     fsm_cmd_tree_abort(ds->cfg->name, j->sync_id,
+                                                        j->message[0] ? j->message
+                                                                      : strerror(-j->error)));
+                        break;
+                }
+                if (j->committing)
+                        return;
+                if (pending >= SYNC_BATCH || (done && pending > 0)) {
+                        if (j->inflight >= SYNC_INFLIGHT)
+                                return;
+                        if (!j->begun) {
+                                j->begun = true;
+                                r = job_send(j, CMD_BEGIN,
+                                             fsm_cmd_tree_begin(ds->cfg->name, j->sync_id));
+                                if (r < 0)
+                                        break;
+                                continue;
+                        }
+                        json_t *entries = json_array();
+                        size_t end;
+                        pthread_mutex_lock(&j->lock);
+                        end = j->out_first + MIN(pending, (size_t)SYNC_BATCH);
+                        for (size_t i = j->out_first; entries && i < end; i++) {
+                                json_t *o = change_json(&j->out.items[i]);
+                                if (!o || json_array_append_new(entries, o) < 0) {
+                                        json_decref(entries);
+                                        entries = NULL;
+                                }
+                        }
+                        if (entries) {
+                                for (size_t i = j->out_first; i < end; i++)
+                                        change_done(&j->out.items[i]);
+                                j->out_first = end;
+                                pthread_cond_broadcast(&j->cond); /* room for the listers */
+                        }
+                        pthread_mutex_unlock(&j->lock);
+                        r = entries ? job_send(j, CMD_BATCH,
+                                               fsm_cmd_tree_batch(ds->cfg->name, j->sync_id,
+                                                                  entries))
+                                    : -ENOMEM;
+                        json_decref(entries);
+                        if (r < 0)
+                                break;
                         continue;
                 }
-                /* A failed walk still begins a (then aborted) staging tree: the abort records
-                 * the error on the dataset through the state machine, on every master. */
-                j->stage = STAGE_BEGIN;
-                job_apply_next(j);
+                if (done && pending == 0 && j->inflight == 0) {
+                        if (!j->joined) {
+                                pthread_join(j->thread, NULL);
+                                j->joined = true;
+                        }
+                        j->committing = true;
+                        r = job_send(
+                                j, CMD_COMMIT,
+                                fsm_cmd_tree_commit(ds->cfg->name, j->sync_id, wall_s(), j->urls));
+                }
+                break;
         }
+        if (r < 0) {
+                pthread_mutex_lock(&j->lock);
+                job_fail_locked(j, r, "Cannot commit the sync: %s", strerror(-r));
+                pthread_mutex_unlock(&j->lock);
+                atomic_store(&j->cancel, true);
+                j->apply_error = r;
+                j->aborting = false;
+                j->committing = false;
+                if (j->inflight == 0) {
+                        pthread_mutex_lock(&j->lock);
+                        bool done = j->walk_done;
+                        pthread_mutex_unlock(&j->lock);
+                        if (done) {
+                                j->finished = true;
+                                job_finish(j, false);
+                        }
+                }
+        }
+}
+
+static void on_async(uv_async_t *h)
+{
+        sync_manager *sm = h->data;
+
+        for (size_t i = 0; i < sm->n_ds; i++)
+                if (sm->ds[i].job)
+                        job_pump(sm->ds[i].job);
 }
 
 static int ds_start(sync_ds *ds)
@@ -575,13 +1026,15 @@ static int ds_start(sync_ds *ds)
                 return -ENOMEM;
         j->ds = ds;
         atomic_init(&j->cancel, false);
+        pthread_mutex_init(&j->lock, NULL);
+        pthread_cond_init(&j->cond, NULL);
         clock_gettime(CLOCK_MONOTONIC, &j->started);
         snprintf(j->sync_id, sizeof j->sync_id, "%s/%s/%" PRIu64 "/%.0f",
                  manager_config(sm->m)->cluster_name ?: "weir", ds->cfg->name, ++sm->seq,
                  wall_s() * 1000);
-        r = -pthread_create(&j->thread, NULL, walk_thread, j);
+        r = -pthread_create(&j->thread, NULL, coordinator_thread, j);
         if (r < 0) {
-                free(j);
+                job_free(j);
                 return r;
         }
         ds->job = j;
@@ -613,7 +1066,7 @@ typedef struct synced_query {
         double synced;
 } synced_query;
 
-static void read_synced(const fsm *f, void *userdata)
+static void read_synced(fsm *f, void *userdata)
 {
         synced_query *q = userdata;
         json_t *d = NULL;
@@ -647,11 +1100,11 @@ static int sync_attach(sync_manager *sm)
 
         if (sm->attached)
                 return 0;
-        r = uv_async_init(loop, &sm->done_async, on_done);
+        r = uv_async_init(loop, &sm->async, on_async);
         if (r < 0)
                 return r;
-        sm->done_async.data = sm;
-        uv_unref((uv_handle_t *)&sm->done_async); /* the manager's handles decide the loop's life */
+        sm->async.data = sm;
+        uv_unref((uv_handle_t *)&sm->async); /* the manager's handles decide the loop's life */
         sm->open_handles++;
         for (size_t i = 0; i < sm->n_ds; i++) {
                 uv_timer_init(loop, &sm->ds[i].timer);
@@ -682,8 +1135,10 @@ static void on_leader_changed(manager *m, bool leader, void *userdata)
                 if (!leader) {
                         uv_timer_stop(&ds->timer);
                         ds->again = false;
-                        if (ds->job)
+                        if (ds->job) {
                                 atomic_store(&ds->job->cancel, true);
+                                job_fail(ds->job, -ECANCELED, "No longer the leader");
+                        }
                         continue;
                 }
                 if (ds->job) {
@@ -772,10 +1227,8 @@ int sync_manager_new(manager *m, sync_manager **ret)
         if (!sm)
                 return -ENOMEM;
         sm->m = m;
-        pthread_mutex_init(&sm->lock, NULL);
         sm->ds = calloc(CONFIG_MAX_DATASETS, sizeof *sm->ds);
         if (!sm->ds) {
-                pthread_mutex_destroy(&sm->lock);
                 free(sm);
                 return -ENOMEM;
         }
@@ -800,41 +1253,27 @@ sync_manager *sync_manager_free(sync_manager *sm)
                 return NULL;
         manager_set_sync_hooks(sm->m, &(manager_sync_hooks){});
         sm->leader = false;
-        /* Walks stop at their next directory or file; none can call into the manager: their
-         * results only ever reach the loop through done_async, drained below. */
-        for (size_t i = 0; i < sm->n_ds; i++)
-                if (sm->ds[i].job && !sm->ds[i].job->joined) {
-                        atomic_store(&sm->ds[i].job->cancel, true);
-                        pthread_join(sm->ds[i].job->thread, NULL);
-                        sm->ds[i].job->joined = true;
-                }
-        pthread_mutex_lock(&sm->lock);
-        sync_job *list = sm->done_head;
-        sm->done_head = NULL;
-        pthread_mutex_unlock(&sm->lock);
-        while (list) {
-                sync_job *j = list;
-
-                list = j->done_next;
-                if (j->ds->job == j)
-                        j->ds->job = NULL;
-                job_free(j);
-        }
+        /* Walks stop at their next directory or file; none can call into the manager. Their
+         * wake-ups go to the async handle, closed below after the joins. */
         for (size_t i = 0; i < sm->n_ds; i++) {
                 sync_ds *ds = &sm->ds[i];
 
-                if (ds->job) { /* committing when the loop stopped */
-                        job_free(ds->job);
-                        ds->job = NULL;
-                }
-                if (sm->attached)
-                        uv_close((uv_handle_t *)&ds->timer, on_handle_closed);
+                if (!ds->job)
+                        continue;
+                atomic_store(&ds->job->cancel, true);
+                job_fail(ds->job, -ECANCELED, "Shutting down");
+                if (!ds->job->joined)
+                        pthread_join(ds->job->thread, NULL);
+                job_free(ds->job);
+                ds->job = NULL;
         }
+        for (size_t i = 0; i < sm->n_ds; i++)
+                if (sm->attached)
+                        uv_close((uv_handle_t *)&sm->ds[i].timer, on_handle_closed);
         if (sm->attached)
-                uv_close((uv_handle_t *)&sm->done_async, on_handle_closed);
+                uv_close((uv_handle_t *)&sm->async, on_handle_closed);
         while (sm->open_handles > 0)
                 uv_run(manager_loop(sm->m), UV_RUN_NOWAIT);
-        pthread_mutex_destroy(&sm->lock);
         free(sm->ds);
         free(sm);
         return NULL;

@@ -1,7 +1,9 @@
 /* The tiered block store (see store.h): index, quotas, eviction with demotion, crash-safe files.
  *
- * On disk, each level's directory holds one file per block, named "F-V-I.SUM" where SUM is the
- * block's checksum in 16 hex digits. The checksum lives in the name, not in a header or an
+ * On disk, each level's directory holds one file per block, named "E-F-V-I.x3SUM" (E the
+ * cluster's epoch) where SUM is the block's checksum in 16 hex digits and "x3" says which checksum
+ * it is (checksum.h: XXH3; names of older formats, "F-V-I.SUM" and "E-F-V-I.SUM", are removed at
+ * start, never verified with the wrong sum). The checksum lives in the name, not in a header or an
  * xattr, so the file is exactly the block's bytes (sendfile and the FUSE daemon's pread use
  * offsets as they are, with no header to skip), it works on tmpfs without user xattrs, and the
  * index is rebuilt from one readdir per level with no file opened. A block is written as
@@ -235,7 +237,7 @@ static void block_unref_locked(store *s, store_block *b)
 static int block_path(const store *s, const store_block *b, unsigned level, char *buf, size_t len)
 {
         char k[BLOCK_ID_MAX];
-        int n = snprintf(buf, len, "%s/%s.%016" PRIx64, s->levels[level].dir,
+        int n = snprintf(buf, len, "%s/%s." CHECKSUM_NAME_TAG "%016" PRIx64, s->levels[level].dir,
                          block_id_format(k, &b->key), b->sum);
 
         return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
@@ -567,15 +569,21 @@ static void kick_evictor_locked(store *s)
 
 /* ---- lifecycle and rebuild ---- */
 
+/* -EPROTO: a block of an older checksum format (checksum.h), -EINVAL: not a block name. */
 static int parse_block_name(const char *name, store_key *ret_key, uint64_t *ret_sum)
 {
-        const char *dot = strrchr(name, '.');
+        const char *dot = strrchr(name, '.'), *hex;
         char stem[BLOCK_ID_MAX];
         uint64_t sum = 0;
+        bool current;
 
-        if (!dot || (size_t)(dot - name) >= sizeof(stem) || strlen(dot + 1) != 16)
+        if (!dot || (size_t)(dot - name) >= sizeof(stem))
                 return -EINVAL;
-        for (const char *p = dot + 1; *p; p++) {
+        current = strncmp(dot + 1, CHECKSUM_NAME_TAG, strlen(CHECKSUM_NAME_TAG)) == 0;
+        hex = current ? dot + 1 + strlen(CHECKSUM_NAME_TAG) : dot + 1;
+        if (strlen(hex) != 16)
+                return -EINVAL;
+        for (const char *p = hex; *p; p++) {
                 int d = *p >= '0' && *p <= '9'   ? *p - '0'
                         : *p >= 'a' && *p <= 'f' ? *p - 'a' + 10
                                                  : -1;
@@ -588,6 +596,8 @@ static int parse_block_name(const char *name, store_key *ret_key, uint64_t *ret_
         stem[dot - name] = 0;
         if (block_id_parse(stem, ret_key) < 0)
                 return -EINVAL;
+        if (!current)
+                return -EPROTO;
         *ret_sum = sum;
         return 0;
 }
@@ -620,7 +630,7 @@ static int level_rebuild(store *s, unsigned level)
         store_level *l = &s->levels[level];
         _cleanup_(closedirp) DIR *d = opendir(l->dir);
         store_block **found = NULL;
-        size_t n_found = 0, cap = 0;
+        size_t n_found = 0, cap = 0, old_format = 0;
         struct dirent *de;
         int r = 0;
 
@@ -642,20 +652,24 @@ static int level_rebuild(store *s, unsigned level)
                                 log_debug("Removed temporary %s/%s", l->dir, de->d_name);
                         continue;
                 }
-                if (parse_block_name(de->d_name, &k, &sum) < 0 && is_v1_block_name(de->d_name)) {
-                        /* Format 1 named blocks without the cluster's epoch: whose bytes they
-                         * hold cannot be told any more, so they are removed, never served. */
+                r = parse_block_name(de->d_name, &k, &sum);
+                if (r == -EPROTO || (r < 0 && is_v1_block_name(de->d_name))) {
+                        /* An older cache format: format 1 named blocks without the cluster's
+                         * epoch (whose bytes they hold cannot be told any more), format 2 summed
+                         * them with weir's own hash. Removed, never served nor verified with the
+                         * wrong checksum; fetched again when read. */
                         if (unlinkat(dirfd(d), de->d_name, 0) < 0)
                                 log_warning_errno(errno, "Failed to remove %s/%s: %m, ignoring",
                                                   l->dir, de->d_name);
                         else
-                                log_info("Removed %s/%s: a block of an older cache format", l->dir,
-                                         de->d_name);
+                                old_format++;
+                        r = 0;
                         continue;
                 }
-                if (parse_block_name(de->d_name, &k, &sum) < 0) {
+                if (r < 0) {
                         log_warning("Unexpected file %s/%s in the cache, ignoring", l->dir,
                                     de->d_name);
+                        r = 0;
                         continue;
                 }
                 if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
@@ -699,6 +713,11 @@ static int level_rebuild(store *s, unsigned level)
                 }
         }
         free(found);
+        if (old_format > 0)
+                log_notice(
+                        "Removed %zu blocks of an older cache format from %s (checksum format %d "
+                        "now); they are fetched again when read.",
+                        old_format, l->dir, CHECKSUM_FORMAT);
         return r;
 }
 

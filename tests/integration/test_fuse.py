@@ -78,16 +78,25 @@ class FakeSetup:
         with open(self.config, "w") as f:
             f.write(text)
         self.state = {"leader": f"{self.addr[0]}:{self.mport[0]}"}
-        self.masters = [fusefake.Master(self.tree, a, p, self.state).start()
-                        for a, p in zip(self.addr, self.mport)]
-        self.worker = fusefake.Worker(self.tree, "n1", self.addr[0], self.wport,
-                                      os.path.join(tmp, "cache"),
-                                      os.path.join(tmp, "n1", "run")).start()
         self.mnt = os.path.join(tmp, "mnt")
+        self.masters, self.worker = [], None
         self.fuse = FuseDaemon(weir_binary("weir-fuse"), self.config, "n1", "ds", self.mnt, tmp,
-                               env=dict({"WEIR_FUSE_RETRY": "8s", "WEIR_FUSE_XATTRS": "1"},
+                               env=dict({"WEIR_FUSE_RETRY": "8s",
+                                         # these tests count the stand-in worker's fills and
+                                         # requests exactly: no prefetch of neighbouring files
+                                         # (test_prefetch.py tests that)
+                                         "WEIR_FUSE_PREFETCH_FILES": "0", "WEIR_FUSE_XATTRS": "1"},
                                         **(fuse_env or {})))
-        self.fuse.start()
+        try:  # no fixture owns this object yet: a failure here stops what was started
+            for a, p in zip(self.addr, self.mport):
+                self.masters.append(fusefake.Master(self.tree, a, p, self.state).start())
+            self.worker = fusefake.Worker(self.tree, "n1", self.addr[0], self.wport,
+                                          os.path.join(tmp, "cache"),
+                                          os.path.join(tmp, "n1", "run")).start()
+            self.fuse.start()
+        except BaseException:
+            self.close()
+            raise
 
     def path(self, name):
         return os.path.join(self.mnt, "data", name)
@@ -96,11 +105,14 @@ class FakeSetup:
         return os.path.join(self.src, name)
 
     def close(self):
+        # the fakes stop last and whatever the daemon's stop raised: they run in this process
         try:
-            self.fuse.stop()
+            try:
+                self.fuse.stop()
+            finally:
+                self.fuse.kill()
+                lazy_unmount(self.mnt)
         finally:
-            self.fuse.kill()
-            lazy_unmount(self.mnt)
             for m in self.masters:
                 m.stop()
             if self.worker:
@@ -795,6 +807,66 @@ def test_demo_runtime_counts_the_fuse_daemon(demo):
         0, desired, "NotReady"), rt
     assert [f["alive"] for f in demo.request("GET", "/v1/fuses")[1]["fuses"]] == [False]
     demo.start_fuse()  # remounts over the stale mountpoint for whatever runs next
+
+def test_watchdog_pings_while_no_master_answers(tmp):
+    """WATCHDOG=1 keeps coming while every master accepts connections but never answers (as a
+    SIGSTOPped master does): heartbeats, refreshes and FUSE lookups wait on the masters, the
+    watchdog pings never do (systemd killed weir-fuse 10-16 s after a leader's node crashed)."""
+    watchdog_usec = 4_000_000  # pings every 2 s; systemd would kill after 4 s without one
+    notify_path = os.path.join(tmp, "notify.sock")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(notify_path)
+    notify.settimeout(0.2)
+    hung, lookups = [], []
+    try:
+        s = FakeSetup(tmp, fuse_env={"NOTIFY_SOCKET": notify_path,
+                                     "WATCHDOG_USEC": str(watchdog_usec)})
+        try:
+            def pings_for(seconds):
+                times, deadline = [time.monotonic()], time.monotonic() + seconds
+                while time.monotonic() < deadline:
+                    try:
+                        if notify.recv(4096).decode() == "WATCHDOG=1":
+                            times.append(time.monotonic())
+                    except socket.timeout:
+                        pass
+                times.append(time.monotonic())
+                return max(b - a for a, b in zip(times, times[1:]))
+
+            assert pings_for(6) < watchdog_usec / 1e6, "no pings with the masters answering"
+            # the masters hang: connections are accepted by the kernel and never answered
+            for m in s.masters:
+                m.stop()
+            for a, p in zip(s.addr, s.mport):
+                ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                ls.bind((a, p))
+                ls.listen(64)
+                hung.append(ls)
+
+            def lookup(name):
+                try:
+                    os.stat(s.path(name))
+                except OSError:
+                    pass
+
+            for i in range(2):  # FUSE threads waiting on the masters too
+                t = threading.Thread(target=lookup, args=(f"nosuch{i}",), daemon=True)
+                t.start()
+                lookups.append(t)
+            gap = pings_for(25)
+            assert gap < watchdog_usec / 1e6, f"{gap:.1f} s without WATCHDOG=1"
+            print(f"longest gap between WATCHDOG=1 with the masters hung: {gap:.2f} s")
+            assert "No master answered" in s.fuse.log()  # they were asked, and waited on
+        finally:
+            s.close()
+            for t in lookups:
+                t.join(30)
+    finally:
+        for ls in hung:
+            ls.close()
+        notify.close()
+
 
 def test_notify_ready_status_stopping_and_dbus(tmp):
     """READY=1 only once the mount answers, STATUS= with the mount, STOPPING=1 at SIGTERM; the

@@ -429,8 +429,8 @@ def test_huge_block_report_is_sent_in_chunks_fake_master(tmp_path):
         os.makedirs(tier)
         want = set()
         for i in range(250000):
-            # empty blocks named as the store names them: EPOCH-FILE-VERSION-INDEX.CHECKSUM
-            open(os.path.join(tier, f"{EPOCH}-9-1-{i}.{i:016x}"), "wb").close()
+            # empty blocks named as the store names them: EPOCH-FILE-VERSION-INDEX.x3CHECKSUM
+            open(os.path.join(tier, f"{EPOCH}-9-1-{i}.x3{i:016x}"), "wb").close()
             want.add(f"{EPOCH}-9-1-{i}")
         env.worker.start()
         deadline = time.monotonic() + 60

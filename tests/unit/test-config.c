@@ -176,6 +176,7 @@ static void test_example_cluster_yaml(void **state)
         assert_non_null(d);
         assert_int_equal(d->block_size, 16 << 20);
         assert_int_equal(d->sync_interval_ms, 0);
+        assert_true(d->max_entries == CONFIG_DEFAULT_MAX_ENTRIES);
         assert_int_equal(d->n_mounts, 1);
         assert_string_equal(d->mounts[0].name, "hbase");
         assert_int_equal(d->mounts[0].scheme, CONFIG_SCHEME_HTTPS);
@@ -1051,6 +1052,14 @@ static void test_invalid_more(void **state)
                               "  blockSize: big\n"
                               "  mounts: [{mountPoint: \"s3://b/x\"}]\n",
                      14, 14, "blockSize: expected a size such as 4Mi, 16Mi or 64Mi (got big)");
+        expect_error(CLUSTER3 "apiVersion: data.fluid.io/v1alpha1\n"
+                              "kind: Dataset\n"
+                              "metadata: {name: d}\n"
+                              "spec:\n"
+                              "  maxEntries: 0\n"
+                              "  mounts: [{mountPoint: \"s3://b/x\"}]\n",
+                     14, 15,
+                     "maxEntries: expected a positive number of files and directories (got 0)");
         expect_error(CLUSTER3 "apiVersion: data.fluid.io/v1alpha1\n"
                               "kind: Dataset\n"
                               "metadata: {name: d}\n"

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -30,6 +31,22 @@ static void apply_ok(fsm *f, json_t *cmd, uint64_t seq)
         free(buf);
 }
 
+/* A database in a directory removed right away: LMDB keeps working on the open files. */
+static fsm *fsm_new(void)
+{
+        char dir[] = "/tmp/test-listing-XXXXXX", path[64], lock[80];
+        fsm *f = NULL;
+
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof path, "%s/state.mdb", dir);
+        snprintf(lock, sizeof lock, "%s-lock", path);
+        assert_int_equal(fsm_open(path, &f), 0);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(unlink(lock), 0);
+        assert_int_equal(rmdir(dir), 0);
+        return f;
+}
+
 /* Dataset "ds" with mount "m": the files /m/NAME for each of NAMES, in the order given. */
 static fsm *fsm_with_files(const char *const *names, size_t n)
 {
@@ -45,16 +62,18 @@ static fsm *fsm_with_files(const char *const *names, size_t n)
                 char path[600];
 
                 snprintf(path, sizeof(path), "/m/%s", names[i]);
-                json_array_append_new(entries,
-                                      json_pack("{s:s,s:s,s:I,s:f,s:s,s:s}", "path", path, "type",
-                                                "file", "size", (json_int_t)i, "mtime", 100.0,
-                                                "etag", "\"e\"", "ufs_url", "https://x/y"));
+                json_array_append_new(entries, json_pack("{s:s,s:s,s:I,s:f,s:s}", "path", path,
+                                                         "type", "file", "size", (json_int_t)i,
+                                                         "mtime", 100.0, "etag", "\"e\""));
         }
         apply_ok(f, fsm_cmd_tree_begin("ds", "s1"), seq++);
-        cmd = fsm_cmd_tree_batch("s1", entries);
+        cmd = fsm_cmd_tree_batch("ds", "s1", entries);
         json_decref(entries);
         apply_ok(f, cmd, seq++);
-        apply_ok(f, fsm_cmd_tree_commit("s1", 2000.0), seq++);
+        /* store URLs are composed from the mount's rule recorded at the commit */
+        json_t *urls = json_pack("{s:{s:s,s:b}}", "m", "prefix", "https://x/", "escape", 1);
+        apply_ok(f, fsm_cmd_tree_commit("ds", "s1", 2000.0, urls), seq++);
+        json_decref(urls);
         return f;
 }
 
@@ -186,7 +205,7 @@ static void test_attr_only(void **state)
         assert_int_equal(listing_page(f, "ds", "/m", NULL, 10, 0, &entries, &more), 0);
         e = json_array_get(entries, 0);
         assert_string_equal(json_string_value(json_object_get(e, "etag")), "\"e\"");
-        assert_string_equal(json_string_value(json_object_get(e, "ufs_url")), "https://x/y");
+        assert_string_equal(json_string_value(json_object_get(e, "ufs_url")), "https://x/a");
         json_decref(entries);
         assert_int_equal(listing_page(f, "ds", "/m", NULL, 10, LISTING_ATTR_ONLY, &entries, &more),
                          0);

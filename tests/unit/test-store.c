@@ -500,6 +500,50 @@ static void test_checksum_failure(void **state)
         store_free(s);
 }
 
+/* A block named as weir's own checksum named it ("E-F-V-I.SUM", no checksum tag) is removed at
+ * start, not verified or served: even when SUM happens to be the right checksum under XXH3. */
+static void test_old_format_block_dropped(void **state)
+{
+        fixture *f = *state;
+        store *s;
+        store_stats st;
+        char prefix[] = "00000000000000e1-7-1-3." CHECKSUM_NAME_TAG, path[512] = "", old[512] = "";
+        DIR *d;
+        struct dirent *de;
+
+        assert_int_equal(store_new(f->specs, 1, 0, &s), 0);
+        for (uint64_t i = 0; i < 5; i++)
+                put(s, i, 1000);
+        store_free(s);
+
+        d = opendir(f->dirs[0]);
+        while ((de = readdir(d)))
+                if (strncmp(de->d_name, prefix, strlen(prefix)) == 0) {
+                        snprintf(path, sizeof(path), "%s/%s", f->dirs[0], de->d_name);
+                        /* the same sum, without the tag: how format 1 named its blocks */
+                        snprintf(old, sizeof(old), "%s/00000000000000e1-7-1-3.%s", f->dirs[0],
+                                 de->d_name + strlen(prefix));
+                }
+        closedir(d);
+        assert_true(path[0]);
+        assert_int_equal(rename(path, old), 0);
+
+        assert_int_equal(store_new(f->specs, 1, 0, &s), 0);
+        assert_false(store_contains(s, &(store_key){TEST_EPOCH, 7, 1, 3}));
+        assert_false(get_ok(s, 3, 1000));
+        assert_int_equal(access(old, F_OK), -1); /* removed, its space back */
+        store_get_stats(s, &st);
+        assert_int_equal(st.blocks, 4);
+        assert_int_equal(st.used, 4000);
+        assert_int_equal(st.checksum_failures, 0); /* not mistaken for a corrupt block */
+        for (uint64_t i = 0; i < 5; i++)
+                if (i != 3)
+                        assert_true(get_ok(s, i, 1000));
+        put(s, 3, 1000);
+        assert_true(get_ok(s, 3, 1000));
+        store_free(s);
+}
+
 static void test_changes(void **state)
 {
         fixture *f = *state;
@@ -608,6 +652,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_quota_concurrent, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_rebuild, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_checksum_failure, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_old_format_block_dropped, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_changes, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_v1_block_files_removed, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_filesystem_smaller_than_quota, setup,

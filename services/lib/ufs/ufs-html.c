@@ -172,6 +172,10 @@ static int href_to_name(const char *href, const char *base_path, char **ret_name
         r = ufs_unescape(h, n, &name);
         if (r < 0)
                 return r == -ENOMEM ? r : 0;
+        if (strlen(name) > UFS_MAX_NAME) {
+                free(name);
+                return 2;
+        }
         if (!ufs_name_valid(name)) {
                 log_debug("Skipping index entry with unusable name (href \"%s\").", href);
                 free(name);
@@ -192,12 +196,17 @@ static int month_from_abbrev(const char *s)
         return -1;
 }
 
+#define DETAILS_TIME        1 /* a date and time were found */
+#define DETAILS_PLAIN_BYTES 2 /* the size was a plain number of bytes */
+
 /* Size and time from the text after the link, as the listings print them:
  *   nginx:   "22-Nov-2026 16:25    1234" (exact bytes, or "-" for directories)
  *   Apache:  "2026-11-22 16:25  1.2K" or "22-Nov-2026 16:25  1.2K" (rounded)
- * Best effort: anything that does not look like that leaves size and mtime 0. */
-static void parse_details(const char *text, ufs_version *v)
+ * Best effort: anything that does not look like that leaves size and mtime 0. Returns
+ * DETAILS_* flags. */
+static unsigned parse_details(const char *text, ufs_version *v)
 {
+        unsigned flags = 0;
         char buf[256];
         char *tokens[16];
         size_t nt = 0;
@@ -230,6 +239,8 @@ static void parse_details(const char *text, ufs_version *v)
                 v->mtime = timegm(&tm);
                 if (v->mtime < 0)
                         v->mtime = 0;
+                else
+                        flags |= DETAILS_TIME;
                 break;
         }
         if (nt > 0) {
@@ -238,11 +249,15 @@ static void parse_details(const char *text, ufs_version *v)
                 double d;
 
                 if (*s < '0' || *s > '9')
-                        return;
+                        return flags;
                 d = strtod(s, &e);
-                if (*e == 0)
-                        ;
-                else if (strchr("KkMGTP", *e) && e[1] == 0) {
+                if (*e == 0) {
+                        if (strspn(s, "0123456789") == strlen(s) && strlen(s) < 19) {
+                                /* exact: no float rounding of large sizes */
+                                v->size = strtoull(s, NULL, 10);
+                                return flags | DETAILS_PLAIN_BYTES;
+                        }
+                } else if (strchr("KkMGTP", *e) && e[1] == 0) {
                         static const char units[] = "KMGTP";
                         char u = *e == 'k' ? 'K' : *e;
 
@@ -252,10 +267,11 @@ static void parse_details(const char *text, ufs_version *v)
                                         break;
                         }
                 } else
-                        return;
+                        return flags;
                 if (d >= 0 && d < 9.2e18) /* a JSON integer (signed 64 bits) later */
                         v->size = (uint64_t)d;
         }
+        return flags;
 }
 
 /* Text between the end of the link and the next link or row end, tags removed, entities decoded. */
@@ -295,8 +311,17 @@ static int entry_compare(const void *a, const void *b)
 int ufs_html_parse(const char *page, size_t len, const char *base_path, ufs_entry **ret_entries,
                    size_t *ret_n)
 {
+        ufs_exactness x;
+
+        return ufs_html_parse_exactness(page, len, base_path, ret_entries, ret_n, &x);
+}
+
+int ufs_html_parse_exactness(const char *page, size_t len, const char *base_path,
+                             ufs_entry **ret_entries, size_t *ret_n, ufs_exactness *ret_exactness)
+{
         _cleanup_(html_entries_done) html_entries e = {};
         const char *p = page, *end = page + len;
+        bool files_exact = true;
         int r;
 
         while (p < end) {
@@ -329,6 +354,8 @@ int ufs_html_parse(const char *page, size_t len, const char *base_path, ufs_entr
                 r = href_to_name(href, base_path, &name, &dir);
                 if (r < 0)
                         return r;
+                if (r == 2)
+                        return -ENAMETOOLONG;
                 if (r == 0)
                         continue;
                 if (e.n >= UFS_MAX_ENTRIES)
@@ -353,10 +380,19 @@ int ufs_html_parse(const char *page, size_t len, const char *base_path, ufs_entr
                                 details = details_text(ce + 1, end);
                                 if (!details)
                                         return -ENOMEM;
-                                parse_details(details, &entry->version);
-                        }
-                }
+                                unsigned flags = parse_details(details, &entry->version);
+                                if (!dir && flags != (DETAILS_TIME | DETAILS_PLAIN_BYTES))
+                                        files_exact = false;
+                        } else
+                                files_exact = false;
+                } else
+                        files_exact = false;
         }
+        /* nginx's page: <pre> rows, a "../" link, no icons and no sort links (Apache has them,
+         * and prints small sizes in plain bytes too). */
+        bool nginx = find_ci(page, end, "<pre>") && find_ci(page, end, "<a href=\"../\">") &&
+                     !find_ci(page, end, "<img") && !find_ci(page, end, "?C=");
+        *ret_exactness = nginx && files_exact ? UFS_EXACT_SIZE : UFS_INEXACT;
 
         if (e.n > 0)
                 qsort(e.items, e.n, sizeof *e.items, entry_compare);

@@ -149,6 +149,7 @@ static int http_list(ufs *u, const char *path, ufs_entry **ret_entries, size_t *
                 if (r < 0)
                         return ufs_fail(u, r == -EBADMSG ? -ENOTDIR : r,
                                         "%s is no directory index (JSON, but not nginx's)", url);
+                u->exactness = UFS_EXACT; /* bytes, and times to the second */
                 return 0;
         }
         if (type && strncasecmp(type, "text/html", 9) != 0 &&
@@ -158,7 +159,13 @@ static int http_list(ufs *u, const char *path, ufs_entry **ret_entries, size_t *
         if (memchr(body, 0, len))
                 return ufs_fail(u, -EBADMSG, "%s is no directory index (binary)", url);
         base_path = url_path(effective);
-        r = ufs_html_parse(body, len, base_path, ret_entries, ret_n);
+        r = ufs_html_parse_exactness(body, len, base_path, ret_entries, ret_n, &u->exactness);
+        if (r == -ENAMETOOLONG)
+                return ufs_fail(u, r, "The index page %s names an entry longer than %u bytes", url,
+                                UFS_MAX_NAME);
+        if (r == -E2BIG)
+                return ufs_fail(u, r, "The index page %s lists more than %u entries", url,
+                                UFS_MAX_ENTRIES);
         if (r < 0)
                 return ufs_fail(u, r, "Cannot parse the index page %s: %s", url, strerror(-r));
         return 0;

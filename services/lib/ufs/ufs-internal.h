@@ -24,8 +24,10 @@ struct ufs {
         const ufs_backend *backend;
         const config_mount *mount;
         CURL *curl;                /* created lazily by ufs_curl(); kept for keep-alive */
+        curl_socket_t sock;        /* the connection curl opened last (ufs-curl.c: SO_RCVLOWAT) */
         void *data;                /* the backend's */
         const atomic_bool *cancel; /* ufs_set_cancel() */
+        ufs_exactness exactness;   /* of the last listing; the backend may lower or raise it */
         char error[512];
 };
 
@@ -68,6 +70,11 @@ char *ufs_path_join(const char *a, const char *b);
  * the listing where it shows them (rounded: hints only). -E2BIG past UFS_MAX_ENTRIES. */
 int ufs_html_parse(const char *page, size_t len, const char *base_path, ufs_entry **ret_entries,
                    size_t *ret_n);
+/* The same, and how exact the page's sizes and times are: UFS_EXACT_SIZE for nginx's autoindex
+ * page (no icons, no sort links, a "../" link, and every file with a time and a size in plain
+ * bytes), UFS_INEXACT otherwise. */
+int ufs_html_parse_exactness(const char *page, size_t len, const char *base_path,
+                             ufs_entry **ret_entries, size_t *ret_n, ufs_exactness *ret_exactness);
 
 /* Parses nginx's JSON directory index (autoindex_format json): an array of {"name","type":
  * "directory"|"file","mtime","size"}; sorted and checked like ufs_html_parse(). -EBADMSG for

@@ -37,6 +37,11 @@ char *ufs_escape(const char *s, bool keep_slash)
         return out;
 }
 
+char *ufs_escape_path(const char *path)
+{
+        return ufs_escape(path, true);
+}
+
 char *ufs_escape_loose(const char *s)
 {
         static const char hex[] = "0123456789ABCDEF";

@@ -52,6 +52,7 @@ int ufs_open(const config_mount *mount, ufs **ret)
         if (!u)
                 return -ENOMEM;
         u->backend = backend;
+        u->sock = CURL_SOCKET_BAD;
         u->mount = mount;
         r = backend->open(u);
         if (r < 0) {
@@ -83,6 +84,7 @@ int ufs_list(ufs *u, const char *path, ufs_entry **ret_entries, size_t *ret_n)
         if (!ufs_path_valid(path))
                 return ufs_fail(u, -EINVAL, "Invalid store path \"%s\"", path ? path : "(null)");
         u->error[0] = 0;
+        u->exactness = u->backend->exact_listing ? UFS_EXACT : UFS_INEXACT;
         return u->backend->list(u, path, ret_entries, ret_n);
 }
 
@@ -150,6 +152,11 @@ void ufs_set_cancel(ufs *u, const atomic_bool *cancel)
 {
         if (u)
                 u->cancel = cancel;
+}
+
+ufs_exactness ufs_list_exactness(ufs *u)
+{
+        return u ? u->exactness : UFS_INEXACT;
 }
 
 bool ufs_listing_exact(ufs *u)

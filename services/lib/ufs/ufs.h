@@ -65,10 +65,22 @@ char *ufs_url(ufs *u, const char *path);
  * Free with free(); NULL on out of memory. */
 char *ufs_url_redact(const char *url);
 
+/* PATH percent-encoded as store URLs carry it (RFC 3986 unreserved bytes and '/' kept). Free with
+ * free(); NULL on out of memory. */
+char *ufs_escape_path(const char *path);
+
 /* Makes the handle's requests give up within about a second, with -ECANCELED, once *CANCEL is
  * true (another thread sets it: shutdown, lost leadership). CANCEL must outlive the handle; NULL
  * turns it off. */
 void ufs_set_cancel(ufs *u, const atomic_bool *cancel);
+
+/* How exact the sizes and mtimes of the last ufs_list() on a handle were. */
+typedef enum ufs_exactness {
+        UFS_INEXACT,    /* sizes rounded or missing (Apache, python): stat each file */
+        UFS_EXACT_SIZE, /* exact sizes, mtimes to the minute (nginx's HTML autoindex) */
+        UFS_EXACT,      /* exact sizes and mtimes to the second (nginx JSON, S3, local paths) */
+} ufs_exactness;
+ufs_exactness ufs_list_exactness(ufs *u);
 
 /* True when ufs_list() gives exact sizes, mtimes and ETags (local paths, S3), so that a sync need
  * not ufs_stat() every file; false for HTTP index pages, which round sizes. */

@@ -72,14 +72,19 @@ class DemoCluster:
     """Three nodes (master + worker each) on 127.0.4.1-3, nginx on 127.0.4.4, FUSE on node1."""
 
     def __init__(self, dir, build_dir, *, scale=1.0, block_size=None, tier_quota="2Gi",
-                 fuse_env=None, mem_dir=None):
+                 fuse_env=None, mem_dir=None, dataset=None, store=None, mount=None):
+        """DATASET(root) writes the files under ROOT/hbase/ and returns {relative path: size}
+        (default: the six hbase files); STORE(root, workdir) returns the store server, not started
+        (default: nginx on 127.0.4.4); MOUNT(store) returns the dataset's mount as (name, url) or
+        (name, url, {option: value}) (default: ("hbase", the store's URL + hbase/))."""
         self.dir = str(dir)
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(self.dir, 0o755)
         self.build_dir = build_dir
         self.store_root = os.path.join(self.dir, "store")
-        self.files = make_dataset(self.store_root, scale)
-        self.nginx = Nginx(self.store_root, "127.0.4.4", os.path.join(self.dir, "nginx"))
+        self.files = (dataset or (lambda root: make_dataset(root, scale)))(self.store_root)
+        self.nginx = (store or (lambda root, wd: Nginx(root, "127.0.4.4", wd)))(
+            self.store_root, os.path.join(self.dir, "nginx"))
         self.addresses = ["127.0.4.1", "127.0.4.2", "127.0.4.3"]
         self.names = ["node1", "node2", "node3"]
         self.ports = {a: (free_port(a), free_port(a), free_port(a)) for a in self.addresses}
@@ -93,7 +98,8 @@ class DemoCluster:
         self.c = MasterCluster(
             self.dir, build_dir, token=TOKEN, name="hbase", addresses=self.addresses,
             node_names=self.names, node_keys=self.node_keys, log_prefix="master-",
-            datasets=[Dataset("hbase", mounts=[("hbase", f"{self.nginx.url}hbase/")],
+            datasets=[Dataset("hbase", mounts=[mount(self.nginx) if mount else
+                                               ("hbase", f"{self.nginx.url}hbase/")],
                               block_size=block_size, replicas=3, master_replicas=3,
                               tiers=[("MEM", self.mem_dir, tier_quota, "0.95", "0.7")])])
         self.masters = self.c.masters

@@ -163,6 +163,7 @@ class Worker(FakeServer):
         self.fill_lock = threading.Lock()
         os.makedirs(cache_dir, exist_ok=True)
         self.sock = None
+        self.sock_thread = None
 
     def handler(self):
         worker = self
@@ -211,10 +212,11 @@ class Worker(FakeServer):
                 self.tree.locations.setdefault((fid, ver), {}).setdefault(idx, []).append(
                     self.node)
 
-    def serve_socket(self):
+    def serve_socket(self, sock):
+        # SOCK, not self.sock: stop() clears that while a request may still be answered here
         while True:
             try:
-                conn, _ = self.sock.accept()
+                conn, _ = sock.accept()
             except OSError:
                 return
             with conn:
@@ -262,12 +264,20 @@ class Worker(FakeServer):
             self.sock.bind(path)
             os.chmod(path, 0o600)
             self.sock.listen(64)
-            threading.Thread(target=self.serve_socket, daemon=True).start()
+            self.sock_thread = threading.Thread(target=self.serve_socket, args=(self.sock,),
+                                                daemon=True)
+            self.sock_thread.start()
         return self
 
     def stop(self):
         super().stop()
         if self.sock:
+            # close() alone does not wake a thread blocked in accept(); shutdown() does
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.sock_thread.join(timeout=5)
             self.sock.close()
             try:
                 os.unlink(os.path.join(self.runtime_dir, "worker.sock"))

@@ -107,6 +107,20 @@ class FuseDaemon(Daemon):
     def log(self, tail=6000):
         return super().log(tail)
 
+    def kill(self):
+        """SIGKILL; if the process does not die (blocked in the kernel on a request to its own
+        mount), the mount's FUSE connection is aborted (umount -f) so that it does."""
+        if self.proc is None:
+            return
+        self.signal(signal.SIGKILL)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            if is_mounted(self.mountpoint):
+                subprocess.run(["umount", "-f", self.mountpoint], capture_output=True)
+            self.proc.wait(timeout=10)
+        self._reap_group()
+
     def stop(self, timeout=None):
         """SIGTERM: a clean unmount. Returns the exit code (None if it had to be killed)."""
         code = None

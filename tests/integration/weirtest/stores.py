@@ -5,7 +5,6 @@ pid file in a private directory, and is stopped by stop() — callers use it as 
 so that a failing test still stops it.
 """
 
-import json
 import os
 import re
 import shutil
@@ -16,8 +15,6 @@ import sys
 import time
 import urllib.parse
 
-if __name__ == "__main__":  # run as a script by the S3 stand-in's Python: find the package
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from weirtest.daemon import Daemon  # noqa: E402
 from weirtest.net import free_port, wait_listening  # noqa: E402,F401 (re-exported)
 
@@ -364,127 +361,117 @@ def served_tree_from_listing(lines):
     return files, dirs
 
 
-# ---- S3: moto's server, which checks SigV4 signatures with botocore's signer ----
+# ---- S3: s3rver from the npm registry, with SigV4 checked (s3rver_sigv4.js) ----
 
-S3_ACCESS_KEY_FILE = "keys.json"
-
-
-def moto_python():
-    """An interpreter that has moto and boto3 (moto's server verifies SigV4 signatures when
-    INITIAL_NO_AUTH_ACTION_COUNT is set; s3rver 3.x does not check V4 signatures at all)."""
-    import glob
-
-    candidates = [os.environ.get("WEIR_MOTO_PYTHON"), shutil.which("python3"), sys.executable,
-                  "/usr/bin/python3"]
-    # pyenv's interpreters, for runs whose PATH lacks pyenv's shims (CI).
-    candidates += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/*/bin/python3")))
-    for py in candidates:
-        if not py or not os.path.exists(py):
-            continue
-        r = subprocess.run([py, "-c", "import moto.server, boto3"], capture_output=True)
-        if r.returncode == 0:
-            return py
-    return None
+S3RVER_VERSION = "3.7.1"
 
 
-class MotoS3(Server):
-    """moto_server with authentication on: the first 3 requests (create the IAM user, its policy
-    and its access key) pass unsigned, every later one must carry a valid signature."""
+def s3rver_modules():
+    """(node_modules directory holding s3rver, None) or (None, why not). s3rver is installed
+    with npm into $WEIR_S3RVER_DIR (default ~/.cache/weir/s3rver) on first use."""
+    cache = os.environ.get("WEIR_S3RVER_DIR") or os.path.expanduser("~/.cache/weir/s3rver")
+    modules = os.path.join(cache, "node_modules")
+    if not shutil.which("node"):
+        return None, "node is not installed (apt install nodejs npm)"
+    if os.path.exists(os.path.join(modules, "s3rver", "package.json")):
+        return modules, None
+    if not shutil.which("npm"):
+        return None, "npm is not installed (apt install npm): it installs s3rver"
+    # npm retries for minutes without a network (a test run in a namespace of its own): ask
+    # whether the registry answers at all first
+    registry = subprocess.run(["npm", "config", "get", "registry"], capture_output=True,
+                              text=True, timeout=60).stdout.strip() or "https://registry.npmjs.org/"
+    u = urllib.parse.urlsplit(registry)
+    try:
+        socket.create_connection((u.hostname, u.port or (443 if u.scheme == "https" else 80)),
+                                 timeout=5).close()
+    except OSError as e:
+        return None, (f"s3rver is not installed in {cache} and the npm registry {registry} "
+                      f"cannot be reached ({e}); run the tests once with a network")
+    os.makedirs(cache, exist_ok=True)
+    try:
+        r = subprocess.run(["npm", "install", "--prefix", cache, "--no-audit", "--no-fund",
+                            f"s3rver@{S3RVER_VERSION}"], capture_output=True, text=True,
+                           timeout=300)
+    except subprocess.TimeoutExpired:
+        return None, f"npm install s3rver@{S3RVER_VERSION} took more than 300 s"
+    if r.returncode != 0 or not os.path.exists(os.path.join(modules, "s3rver")):
+        return None, f"npm install s3rver@{S3RVER_VERSION} failed: {r.stderr[-500:]}"
+    return modules, None
+
+
+class S3rverS3(Server):
+    """s3rver behind a SigV4 check with a fresh random key pair: unsigned requests and wrong
+    secrets get 403, as from AWS. populate() and put() sign with curl --aws-sigv4."""
 
     kind = "s3"
 
-    def __init__(self, address, workdir, python):
+    def __init__(self, address, workdir, modules):
         super().__init__(workdir, address, workdir)
-        self.python = python
+        self.modules = modules
+        self.key_id = "WEIRTEST" + os.urandom(6).hex().upper()
+        self.secret = os.urandom(20).hex()
 
     def command(self):
-        return [self.python, os.path.join(os.path.dirname(os.path.abspath(__file__)), "moto_s3.py"),
-                "-H", self.address, "-p", str(self.port)]
+        # s3rver's continuation tokens are DES-encrypted, which OpenSSL 3 keeps in its legacy
+        # provider: without it every listing of more than one page fails with 500
+        return ["node", "--openssl-legacy-provider",
+                os.path.join(os.path.dirname(os.path.abspath(__file__)), "s3rver_sigv4.js"),
+                self.modules, os.path.join(self.workdir, "data"), self.address, str(self.port),
+                self.key_id, self.secret]
 
-    ready_timeout = 30.0
+    ready_timeout = 30.0  # node loads s3rver and its dependencies
 
-    def environment(self):
-        return dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="3", AWS_DEFAULT_REGION="us-east-1",
-                    MOTO_PORT=str(self.port))
+    def _curl(self, key_id, secret, args):
+        return subprocess.run(["curl", "-sS", "--fail-with-body", "--aws-sigv4",
+                               "aws:amz:us-east-1:s3", "--user", f"{key_id}:{secret}",
+                               "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD", *args],
+                              capture_output=True, text=True, timeout=300)
+
+    def object_url(self, bucket, key):
+        return f"{self.url}{bucket}/{urllib.parse.quote(key, safe='/~')}"
 
     def populate(self, bucket, objects):
-        """Creates the user and BUCKET with OBJECTS {key: bytes-size}; returns (key id, secret)."""
-        spec = os.path.join(self.workdir, "spec.json")
-        with open(spec, "w") as f:
-            json.dump({"endpoint": self.url.rstrip("/"), "bucket": bucket, "objects": objects}, f)
-        r = subprocess.run([self.python, os.path.abspath(__file__), "s3-populate", spec],
-                           capture_output=True, text=True, timeout=300)
+        """Creates BUCKET with OBJECTS {key: bytes-size} of random bytes; returns (key id,
+        secret)."""
+        import random
+
+        r = self._curl(self.key_id, self.secret, ["-X", "PUT", f"{self.url}{bucket}"])
         if r.returncode != 0:
-            raise RuntimeError(f"S3 setup failed: {r.stderr[-3000:]}")
-        keys = json.loads(r.stdout)
-        return keys["id"], keys["secret"]
+            raise RuntimeError(f"S3 bucket creation failed: {r.stderr}{r.stdout}")
+        rnd = random.Random(3)
+        body_dir = os.path.join(self.workdir, "bodies")
+        os.makedirs(body_dir, exist_ok=True)
+        cfg = os.path.join(self.workdir, "put.curl")
+        markers = []
+        with open(cfg, "w") as f:
+            for i, (key, size) in enumerate(objects.items()):
+                body = os.path.join(body_dir, str(i))
+                with open(body, "wb") as b:
+                    b.write(rnd.randbytes(size))
+                if key.endswith("/"):
+                    markers.append((key, body))  # -T would append the file's name to the URL
+                    continue
+                f.write(f'upload-file = "{body}"\nurl = "{self.object_url(bucket, key)}"\n'
+                        'output = "/dev/null"\n')
+        runs = [["-K", cfg]] + [["-X", "PUT", "--data-binary", f"@{body}", "-o", "/dev/null",
+                                 self.object_url(bucket, key)] for key, body in markers]
+        for args in runs:
+            r = self._curl(self.key_id, self.secret, args)
+            if r.returncode != 0:
+                raise RuntimeError(f"S3 setup failed: {r.stderr[-3000:]}")
+        shutil.rmtree(body_dir, ignore_errors=True)
+        return self.key_id, self.secret
 
     def put(self, bucket, key, body, key_id, secret):
         """Overwrites KEY with BODY (a str), signed with KEY_ID/SECRET."""
-        spec = os.path.join(self.workdir, "put.json")
-        with open(spec, "w") as f:
-            json.dump({"endpoint": self.url.rstrip("/"), "bucket": bucket, "key": key,
-                       "body": body, "id": key_id, "secret": secret}, f)
-        r = subprocess.run([self.python, os.path.abspath(__file__), "s3-put", spec],
-                           capture_output=True, text=True, timeout=120)
+        path = os.path.join(self.workdir, "put.body")
+        with open(path, "w") as f:
+            f.write(body)
+        r = self._curl(key_id, secret, ["-o", "/dev/null", "-T", path,
+                                        self.object_url(bucket, key)])
         if r.returncode != 0:
-            raise RuntimeError(f"S3 put failed: {r.stderr[-3000:]}")
-
-
-def _s3_client(endpoint, key_id, secret):
-    import boto3
-
-    try:
-        from botocore.config import Config
-
-        # Newer botocore streams uploads with checksum trailers, which moto cannot verify.
-        config = Config(request_checksum_calculation="when_required",
-                        response_checksum_validation="when_required")
-    except TypeError:
-        config = None
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                        aws_access_key_id=key_id, aws_secret_access_key=secret, config=config)
-
-
-def _s3_put(spec_path):
-    """Runs under moto's interpreter: overwrites one object, signed with the test's key."""
-    with open(spec_path) as f:
-        spec = json.load(f)
-    s3 = _s3_client(spec["endpoint"], spec["id"], spec["secret"])
-    s3.put_object(Bucket=spec["bucket"], Key=spec["key"], Body=spec["body"].encode())
-
-
-def _s3_populate(spec_path):
-    """Runs under moto's interpreter: IAM user + key (unsigned, allowed by the count), then the
-    bucket and objects with that key (signed: proves the key works)."""
-    import boto3
-
-    with open(spec_path) as f:
-        spec = json.load(f)
-    endpoint = spec["endpoint"]
-    iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
-                       aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
-    iam.create_user(UserName="weir")
-    iam.put_user_policy(UserName="weir", PolicyName="all", PolicyDocument=json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
-    key = iam.create_access_key(UserName="weir")["AccessKey"]
-    s3 = _s3_client(endpoint, key["AccessKeyId"], key["SecretAccessKey"])
-    s3.create_bucket(Bucket=spec["bucket"])
-    import random
-    rnd = random.Random(3)
-    for k, size in spec["objects"].items():
-        s3.put_object(Bucket=spec["bucket"], Key=k, Body=rnd.randbytes(size))
-    print(json.dumps({"id": key["AccessKeyId"], "secret": key["SecretAccessKey"]}))
-
-
-if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "s3-populate":
-        _s3_populate(sys.argv[2])
-    elif len(sys.argv) == 3 and sys.argv[1] == "s3-put":
-        _s3_put(sys.argv[2])
-    else:
-        sys.exit("usage: stores.py s3-populate SPEC.json")
+            raise RuntimeError(f"S3 put failed: {r.stderr}{r.stdout}")
 
 
 # ---- masters that sync datasets from these stores ----
@@ -492,10 +479,12 @@ if __name__ == "__main__":
 class SyncCluster:
     """weir-master(s) on 127.0.3.50+ with datasets whose mounts are the given store URLs.
 
-    DATASETS: {name: {"mounts": [(mount name, url, {option: value})], "sync_interval": "2s"}}.
+    DATASETS: {name: {"mounts": [(mount name, url, {option: value})], "sync_interval": "2s",
+    "max_entries": N}}.
     Reuses weirtest.cluster's process handling; addresses stay in the stores' range."""
 
-    def __init__(self, dir, build_dir, datasets, n=1, first=50, port_base=None):
+    def __init__(self, dir, build_dir, datasets, n=1, first=50, port_base=None,
+                 snapshot_threshold=None):
         from weirtest import cluster as wc
         from weirtest.config import Dataset
 
@@ -507,10 +496,14 @@ class SyncCluster:
             raft_port = free_port(f"127.0.3.{first}")
         self.datasets = datasets
         specs = [Dataset(name, mounts=spec["mounts"], sync_interval=spec.get("sync_interval"),
-                         master_replicas=n) for name, spec in datasets.items()]
+                         master_replicas=n,
+                         extra=(f"  maxEntries: {spec['max_entries']}"
+                                if spec.get("max_entries") else ""))
+                 for name, spec in datasets.items()]
         self.c = wc.MasterCluster(self.dir, build_dir, n=n, master_port=port_base,
                                   raft_port=raft_port, name="stores", datasets=specs,
-                                  addresses=[f"127.0.3.{first + i}" for i in range(n)])
+                                  addresses=[f"127.0.3.{first + i}" for i in range(n)],
+                                  snapshot_threshold=snapshot_threshold)
 
     def __enter__(self):
         self.c.start()

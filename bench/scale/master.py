@@ -1,0 +1,395 @@
+#!/usr/bin/env python3
+"""The master at dataset scale: sync, re-sync, store requests, memory and disk per file,
+snapshot copies, API stalls, leader changes, failover and catch-up; this build against an older
+one (--old-build-dir) in the same run where both can run.
+
+Datasets:
+  nginx-html N   an ImageNet-shaped tree of N sparse files (1,000 directories, names like
+                 n00000042/n00000042_1234.JPEG, 110 KiB each by truncate: metadata is what is
+                 measured) served by nginx autoindex (HTML, the default format)
+  nginx-json N   the same tree served with autoindex_format json
+  synthetic N    weirtest/synthetic.py inventing N files (1,000 per directory) on the fly
+
+Per dataset and build, with --masters masters (3):
+  first sync     master start to the dataset Bound (leader elected, tree committed)
+  re-sync        POST /v1/datasets/NAME/sync of the unchanged store to the new "synced" mark
+  requests       listings and HEADs the store served, per sync
+  RSS            VmRSS of each master after the syncs, bytes per file (max over the masters)
+  disk           bytes under each master's directory (raft log + snapshots + state.mdb), per file
+  copy           POST /v1/internal/state (a snapshot install's download) on the leader
+  stall          /v1/status of the leader probed every 10 ms during the syncs and copies:
+                 longest answer and p99
+  leader changes terms seen during --churn seconds of re-syncs and a label write every 100 ms
+  failover       SIGKILL of the leader to the first accepted label write (median of --kills)
+  catch-up       restart of the killed master to its applied index equal to the leader's
+
+Run as root inside a private network namespace:
+
+    unshare -n sh -c 'ip link set lo up && bench/scale/master.py --dataset nginx-html:100000 \\
+        --old-build-dir /path/to/old/build'
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+
+from weirtest.cluster import http_request  # noqa: E402
+from weirtest.stores import Nginx, SyncCluster  # noqa: E402
+from weirtest.synthetic import SyntheticStore  # noqa: E402
+
+DIRS = 1000
+FILE_SIZE = 110 * 1024
+
+
+def make_tree(root, n_files):
+    marker = os.path.join(root, ".scale-tree")
+    try:
+        with open(marker) as f:
+            if int(f.read()) == n_files:
+                return
+    except (OSError, ValueError):
+        pass
+    shutil.rmtree(root, ignore_errors=True)
+    os.makedirs(root)
+    t = time.monotonic()
+    for i in range(n_files):
+        d = os.path.join(root, f"n{i % DIRS:08d}")
+        if i < DIRS:
+            os.mkdir(d)
+        fd = os.open(os.path.join(d, f"n{i % DIRS:08d}_{i // DIRS}.JPEG"),
+                     os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        os.ftruncate(fd, FILE_SIZE)
+        os.close(fd)
+    with open(marker, "w") as f:
+        f.write(str(n_files))
+    print(f"# made {n_files} files in {DIRS} dirs in {time.monotonic() - t:.1f} s", flush=True)
+
+
+def rss_bytes(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def du_bytes(path):
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
+class Prober:
+    """GET /v1/status of whichever master leads, every 10 ms; latencies kept."""
+
+    def __init__(self, sc):
+        self.sc, self.lat, self.stop_ev = sc, [], threading.Event()
+        self.terms = set()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        target = None
+        while not self.stop_ev.is_set():
+            if target is None:
+                try:
+                    target = self.sc.wait_leader(timeout=30)
+                except Exception:
+                    continue
+            t = time.monotonic()
+            try:
+                code, body, _ = http_request("GET", target.url("/v1/status"), timeout=10)
+                self.lat.append(time.monotonic() - t)
+                if code == 200:
+                    self.terms.add(body.get("term"))
+                    if body.get("role") != "leader":
+                        target = None
+            except OSError:
+                target = None
+            time.sleep(0.01)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_ev.set()
+        self.thread.join()
+
+    def summary(self):
+        if not self.lat:
+            return {}
+        s = sorted(self.lat)
+        return {"probes": len(s), "max_ms": s[-1] * 1000,
+                "p99_ms": s[min(len(s) - 1, int(len(s) * 0.99))] * 1000}
+
+
+class Counter:
+    """Requests the store served: nginx's access log, or the synthetic store's counters."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def counts(self):
+        if isinstance(self.store, SyntheticStore):
+            c = self.store.counts
+            return {"list": c["list"], "head": c["head"]}
+        path = os.path.join(self.store.workdir, "access.log")
+        lists = heads = 0
+        try:
+            with open(path, "rb") as f:
+                for line in f:
+                    m = re.search(rb'"(GET|HEAD) (\S+)', line)
+                    if not m:
+                        continue
+                    if m.group(1) == b"HEAD":
+                        heads += 1
+                    elif m.group(2).endswith(b"/"):
+                        lists += 1
+        except OSError:
+            pass
+        return {"list": lists, "head": heads}
+
+
+def wait_synced(sc, name, after, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            d = sc.dataset(name)
+            if (d.get("synced") or 0) > after and d["phase"] == "Bound":
+                return d
+            if d["phase"] == "Failed":
+                return d
+        except Exception:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{name} not synced within {timeout}s")
+
+
+def dataset(sc, name, timeout=120):
+    """The dataset, through elections (an old build may lose its leader during a sync)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return sc.dataset(name)
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def resync(sc, name, timeout):
+    """One unchanged re-sync; asked again when a leader change cancelled it."""
+    before = dataset(sc, name).get("synced") or 0
+    t = time.monotonic()
+    while True:
+        try:
+            code, body, _ = sc.c.request("POST", f"/v1/datasets/{name}/sync", timeout=10)
+        except Exception as e:
+            code, body = None, repr(e)
+        if code in (202, 409):
+            try:
+                wait_synced(sc, name, before, 60 if code == 409 else timeout)
+                return time.monotonic() - t
+            except RuntimeError:
+                pass
+        if time.monotonic() - t > timeout:
+            raise RuntimeError(f"sync refused: {code} {body}")
+        time.sleep(0.5)
+
+
+def failover(sc, kills):
+    times, catchups = [], []
+    for k in range(kills):
+        leader = sc.wait_leader(timeout=60)
+        leader.signal(signal.SIGKILL)
+        leader.proc.wait()
+        t = time.monotonic()
+        sc.c.put_label("failover", str(k), dataset="ds", deadline_s=60)
+        times.append(time.monotonic() - t)
+        leader.start()
+        t = time.monotonic()
+        while True:
+            try:
+                new = sc.wait_leader(timeout=30)
+                target = new.status()["applied"]
+                st = leader.status()
+                if st and st["applied"] >= target:
+                    break
+            except Exception:
+                pass
+            if time.monotonic() - t > 120:
+                raise RuntimeError("restarted master did not catch up")
+            time.sleep(0.02)
+        catchups.append(time.monotonic() - t)
+        time.sleep(2)
+    return times, catchups
+
+
+def run_one(args, build_dir, label, store, n_files, work):
+    sc = SyncCluster(os.path.join(work, f"masters-{label}"), build_dir,
+                     {"ds": {"mounts": [("train", store.url, {})]}}, n=args.masters)
+    counter = Counter(store)
+    out = {"build": label}
+    c0 = counter.counts()
+    with sc:
+        with Prober(sc) as probe:
+            t = time.monotonic()
+            d = wait_synced(sc, "ds", 0, args.timeout)
+            out["first_sync_s"] = time.monotonic() - t
+            print(f"# {label}: first sync {out['first_sync_s']:.1f} s, {counter.counts()}",
+                  flush=True)
+            out["phase"] = d["phase"]
+            out["total_files"] = d.get("total_files")
+            if d["phase"] != "Bound":
+                out["error"] = d.get("sync_error")
+                print(json.dumps(out), flush=True)
+                return out
+            c1 = counter.counts()
+            out["first_requests"] = {k: c1[k] - c0[k] for k in c1}
+            resyncs = []
+            for _ in range(args.resyncs):
+                resyncs.append(resync(sc, "ds", args.resync_timeout))
+                print(f"# {label}: re-sync {resyncs[-1]:.1f} s, {counter.counts()}, "
+                      f"terms {sorted(t for t in probe.terms if t)}", flush=True)
+            c2 = counter.counts()
+            out["resync_s"] = statistics.median(resyncs)
+            out["resync_requests"] = {k: (c2[k] - c1[k]) / args.resyncs for k in c2}
+            leader = sc.wait_leader()
+            if label == "new":
+                copies = []
+                for _ in range(3):
+                    t = time.monotonic()
+                    code, _, _ = sc.c.request("POST", "/v1/internal/state", timeout=600,
+                                              via=leader)
+                    copies.append(time.monotonic() - t)
+                    assert code == 200, code
+                out["copy_s"] = statistics.median(copies)
+            out["stall"] = probe.summary()
+            out["terms_seen_during_syncs"] = sorted(t for t in probe.terms if t is not None)
+        rss = {m.name: rss_bytes(m.proc.pid) for m in sc.c.masters}
+        disk = {m.name: du_bytes(m.data_dir) for m in sc.c.masters}
+        out["rss_per_file"] = max(rss.values()) / n_files
+        out["disk_per_file"] = max(disk.values()) / n_files
+        dbs = [os.path.join(m.data_dir, "master", "state.mdb") for m in sc.c.masters]
+        if all(os.path.exists(x) for x in dbs):  # this design's database alone, raft log apart
+            out["db_per_file"] = max(os.lstat(x).st_blocks * 512 for x in dbs) / n_files
+        out["rss_mib"] = {k: round(v / 2**20, 1) for k, v in rss.items()}
+        if args.churn > 0:
+            terms0 = {m.name: m.status()["term"] for m in sc.c.masters}
+            end = time.monotonic() + args.churn
+            writes = 0
+            stop = threading.Event()
+
+            def syncer():
+                while not stop.is_set():
+                    try:
+                        resync(sc, "ds", args.resync_timeout)
+                    except Exception:
+                        pass
+
+            th = threading.Thread(target=syncer, daemon=True)
+            with Prober(sc) as probe:
+                th.start()
+                while time.monotonic() < end:
+                    sc.c.put_label("churn", str(writes), dataset="ds", deadline_s=30)
+                    writes += 1
+                    time.sleep(0.1)
+                stop.set()
+                th.join()
+            terms1 = {m.name: m.status()["term"] for m in sc.c.masters}
+            out["churn_s"] = args.churn
+            out["churn_writes"] = writes
+            out["churn_term_changes"] = max(terms1[k] - terms0[k] for k in terms0)
+            out["churn_stall"] = probe.summary()
+        if args.kills > 0 and args.masters > 1:
+            times, catchups = failover(sc, args.kills)
+            out["failover_median_s"] = statistics.median(times)
+            out["catchup_median_s"] = statistics.median(catchups)
+            out["failover_s"] = [round(x, 3) for x in times]
+            out["catchup_s"] = [round(x, 3) for x in catchups]
+    print(json.dumps(out), flush=True)
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--dataset", action="append", required=True,
+                   help="nginx-html:N, nginx-json:N or synthetic:N")
+    p.add_argument("--old-build-dir")
+    p.add_argument("--old-max-files", type=int, default=200_000,
+                   help="run the old build only up to this many files")
+    p.add_argument("--masters", type=int, default=3)
+    p.add_argument("--resyncs", type=int, default=3)
+    p.add_argument("--churn", type=float, default=60.0)
+    p.add_argument("--kills", type=int, default=3)
+    p.add_argument("--timeout", type=float, default=1800)
+    p.add_argument("--resync-timeout", type=float, default=600)
+    p.add_argument("--work", default="/var/tmp/weir-bench-scale")
+    args = p.parse_args()
+    build = os.environ.get("WEIR_BUILD_DIR", os.path.join(ROOT, "build"))
+    os.makedirs(args.work, exist_ok=True)
+    results = []
+    for spec in args.dataset:
+        kind, n = spec.split(":")
+        n = int(n)
+        builds = [("new", build)]
+        if args.old_build_dir and n <= args.old_max_files:
+            builds.append(("old", args.old_build_dir))
+        for label, bdir in builds:
+            work = tempfile.mkdtemp(prefix=f"{kind}-{n}-{label}-", dir=args.work)
+            try:
+                if kind == "synthetic":
+                    with SyntheticStore("127.0.3.40", max(n // 1000, 1), min(n, 1000)) as store:
+                        r = run_one(args, bdir, label, store, n, work)
+                else:
+                    tree = os.path.join(args.work, f"tree-{n}")
+                    make_tree(tree, n)
+                    fmt = kind.split("-")[1]
+                    with Nginx(tree, "127.0.3.40", os.path.join(work, "nginx"),
+                               format=fmt) as store:
+                        r = run_one(args, bdir, label, store, n, work)
+                r["dataset"] = spec
+                results.append(r)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+    print("# dataset build first_sync_s resync_s list/head(first) list/head(resync) "
+          "rss_B/file disk_B/file db_B/file copy_s stall_max_ms stall_p99_ms terms failover_s catchup_s")
+    for r in results:
+        print(r["dataset"], r["build"], f'{r.get("first_sync_s", 0):.1f}',
+              f'{r.get("resync_s", 0):.2f}', r.get("first_requests"), r.get("resync_requests"),
+              f'{r.get("rss_per_file", 0):.0f}', f'{r.get("disk_per_file", 0):.0f}',
+              f'{r.get("db_per_file", 0):.0f}',
+              f'{r.get("copy_s", 0):.2f}', f'{r.get("stall", {}).get("max_ms", 0):.0f}',
+              f'{r.get("stall", {}).get("p99_ms", 0):.0f}', r.get("churn_term_changes"),
+              r.get("failover_median_s"), r.get("catchup_median_s"))
+    by = {}
+    for r in results:
+        by.setdefault(r["dataset"], {})[r["build"]] = r
+    for ds, pair in by.items():
+        if "old" in pair and "new" in pair:
+            o, n_ = pair["old"], pair["new"]
+            for key in ("first_sync_s", "resync_s", "rss_per_file", "disk_per_file"):
+                if o.get(key) and n_.get(key):
+                    print(f"# {ds} {key}: new/old = {n_[key] / o[key]:.3f}")
+
+
+if __name__ == "__main__":
+    main()
