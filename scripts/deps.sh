@@ -39,7 +39,8 @@ if [ -n "${IN_NIX_SHELL:-}" ]; then
 fi
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
-        for p in raft lmdb libuv fuse3 libcurl libmicrohttpd jansson yaml-0.1 libsystemd cmocka; do
+        for p in raft lmdb libuv fuse3 libcurl libmicrohttpd jansson yaml-0.1 libsystemd libsodium \
+                 libxxhash gnutls cmocka; do
                 pkg-config --exists "$p" || {
                         echo "deps: not a Debian system and pkg-config cannot find '$p'." >&2
                         echo "deps: install it, or use 'nix develop'." >&2
@@ -51,6 +52,12 @@ fi
 
 missing=()
 for p in "${pkgs[@]}"; do
+        # A Node.js from elsewhere (NodeSource's nodejs ships npm and conflicts with Debian's npm
+        # package): the commands are what the tests need.
+        case "$p" in
+        nodejs) ! command -v node >/dev/null 2>&1 || continue ;;
+        npm) ! command -v npm >/dev/null 2>&1 || continue ;;
+        esac
         status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
         [ "$status" = installed ] || missing+=("$p")
 done
