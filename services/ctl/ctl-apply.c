@@ -19,8 +19,6 @@
 #include "log.h"
 #include "parse.h"
 
-#define _cleanup_json_ _cleanup_(json_decrefp)
-
 #define APPLY_WAIT_MAX_S 3600
 #define APPLY_POLL_MS    500
 #define APPLY_TIMEOUT_MS 3000
@@ -246,7 +244,7 @@ static int wait_converged(const config *next, httpc *h, unsigned seconds)
         struct timespec start, now;
         clock_gettime(CLOCK_MONOTONIC, &start);
         for (;;) {
-                _cleanup_json_ json_t *answer = NULL;
+                json_auto_t *answer = NULL;
                 if (fetch_running(next, h, &answer) == 0 && converged(next, answer)) {
                         printf("The cluster runs %s: %zu master(s), %zu dataset(s).\n", next->path,
                                config_n_masters(next), next->n_datasets);
@@ -275,7 +273,7 @@ static int config_apply(const char *path, bool dry_run, bool no_systemd, bool fo
         _cleanup_(config_freep) config *next = NULL;
         _cleanup_(config_diags_done) config_diags d = {};
         _cleanup_(httpc_freep) httpc *h = NULL;
-        _cleanup_json_ json_t *answer = NULL;
+        json_auto_t *answer = NULL;
         int r;
 
         r = config_load(path, &next, &d);
@@ -349,7 +347,7 @@ static int config_apply(const char *path, bool dry_run, bool no_systemd, bool fo
                 no_systemd = true;
         }
         if (no_systemd) {
-                _cleanup_json_ json_t *empty = json_pack("{s:[]}", "masters");
+                json_auto_t *empty = json_pack("{s:[]}", "masters");
                 const json_t *running = answer ? json_object_get(answer, "running") : empty;
                 printf("Reloading the masters:\n");
                 r = apply_http(next, running, h);

@@ -10,9 +10,6 @@
 #include "log.h"
 #include "ufs/ufs.h"
 
-/* jansson ships json_decrefp(). */
-#define _cleanup_json_ _cleanup_(json_decrefp)
-
 #define DATASET_V1 1
 #define MEMBERS_V1 1
 #define EPOCH_V1   1
@@ -417,7 +414,7 @@ static json_t *apply_dataset_ensure(wctx *w, json_t *cmd)
 {
         const char *name = jstr(cmd, "name");
         json_t *mounts = json_object_get(cmd, "mounts");
-        _cleanup_json_ json_t *ds = NULL;
+        json_auto_t *ds = NULL;
         size_t i;
         json_t *m;
         int r;
@@ -482,7 +479,7 @@ static json_t *get_dataset(wctx *w, const json_t *cmd, const char *key, json_t *
 
 static json_t *apply_dataset_phase(wctx *w, json_t *cmd)
 {
-        _cleanup_json_ json_t *ds = NULL;
+        json_auto_t *ds = NULL;
         json_t *err = get_dataset(w, cmd, "name", &ds);
         const char *phase = jstr(cmd, "phase");
 
@@ -502,7 +499,7 @@ static json_t *apply_dataset_phase(wctx *w, json_t *cmd)
 
 static json_t *apply_tree_begin(wctx *w, json_t *cmd)
 {
-        _cleanup_json_ json_t *ds = NULL;
+        json_auto_t *ds = NULL;
         json_t *err = get_dataset(w, cmd, "dataset", &ds);
         const char *sync_id = jstr(cmd, "sync_id");
 
@@ -612,7 +609,7 @@ static int batch_next(batch_source *src, batch_entry *ret)
 
 static json_t *apply_tree_batch(wctx *w, json_t *cmd, batch_source *src)
 {
-        _cleanup_json_ json_t *ds = NULL;
+        json_auto_t *ds = NULL;
         json_t *err = get_dataset(w, cmd, "dataset", &ds);
         json_int_t accepted = 0, rejected = 0;
         _cleanup_free_ char *first_rejected = NULL;
@@ -654,7 +651,7 @@ static json_t *apply_tree_batch(wctx *w, json_t *cmd, batch_source *src)
 
 static json_t *apply_tree_commit(wctx *w, json_t *cmd)
 {
-        _cleanup_json_ json_t *ds = NULL;
+        json_auto_t *ds = NULL;
         json_t *err = get_dataset(w, cmd, "dataset", &ds);
         json_t *urls = json_object_get(cmd, "urls");
 
@@ -679,7 +676,7 @@ static json_t *apply_tree_commit(wctx *w, json_t *cmd)
 
 static json_t *apply_tree_abort(wctx *w, json_t *cmd)
 {
-        _cleanup_json_ json_t *ds = NULL;
+        json_auto_t *ds = NULL;
         json_t *err = get_dataset(w, cmd, "dataset", &ds);
         const char *error = jstr(cmd, "error");
 
@@ -707,7 +704,7 @@ static json_t *apply_worker_register(wctx *w, json_t *cmd)
         const char *node = jstr(cmd, "node"), *api = jstr(cmd, "api");
         if (!node || !node[0] || strlen(node) > 255 || !api)
                 return error_result(400, "worker_register needs node and api");
-        _cleanup_json_ json_t *wk =
+        json_auto_t *wk =
                 json_pack("{s:s,s:O?,s:O?}", "api", api, "tiers", json_object_get(cmd, "tiers"),
                           "registered", json_object_get(cmd, "time"));
         _cleanup_free_ char *s = wk ? json_dumps(wk, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
@@ -727,7 +724,7 @@ static json_t *apply_worker_register(wctx *w, json_t *cmd)
 
 static json_t *apply_label(wctx *w, json_t *cmd, bool set)
 {
-        _cleanup_json_ json_t *ds = NULL;
+        json_auto_t *ds = NULL;
         json_t *err = get_dataset(w, cmd, "dataset", &ds);
         const char *key = jstr(cmd, "key"), *value = jstr(cmd, "value");
 
@@ -763,7 +760,7 @@ static json_t *apply_members_set(wctx *w, json_t *cmd)
                     !jstr(m, "address"))
                         return error_result(400, "a member needs id, node and address");
         }
-        _cleanup_json_ json_t *rec = json_pack("{s:i,s:O}", "v", MEMBERS_V1, "members", members);
+        json_auto_t *rec = json_pack("{s:i,s:O}", "v", MEMBERS_V1, "members", members);
         _cleanup_free_ char *s = rec ? json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
         if (!s) {
                 wfail(w, -ENOMEM);
@@ -954,8 +951,8 @@ out:
 
 int fsm_apply(fsm *f, const void *buf, size_t len, json_t **ret_result)
 {
-        _cleanup_json_ json_t *cmd = NULL;
-        _cleanup_json_ json_t *result = NULL;
+        json_auto_t *cmd = NULL;
+        json_auto_t *result = NULL;
         _cleanup_free_ batch_source *src = calloc(1, sizeof(*src));
         wctx w = {};
         int r;
@@ -1136,7 +1133,7 @@ int fsm_snapshot_descriptor(fsm *f, char **ret_buf, size_t *ret_len)
 
 int fsm_snapshot_parse(const void *buf, size_t len, uint64_t *ret_applied)
 {
-        _cleanup_json_ json_t *j = json_loadb(buf, len, JSON_DISABLE_EOF_CHECK, NULL);
+        json_auto_t *j = json_loadb(buf, len, JSON_DISABLE_EOF_CHECK, NULL);
         json_t *a = json_object_get(j, "applied");
 
         if (!json_is_object(j) || strcmp(jstr(j, "format") ?: "", "weir-state") != 0 ||
@@ -1234,7 +1231,7 @@ json_t *fsm_datasets(fsm *f)
         if (mdb_cursor_open(c.txn, c.d->datasets, &cur) == 0) {
                 for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
                      rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-                        _cleanup_json_ json_t *ds = json_loadb(v.mv_data, v.mv_size, 0, NULL);
+                        json_auto_t *ds = json_loadb(v.mv_data, v.mv_size, 0, NULL);
                         if (ds)
                                 json_array_append_new(a, dataset_public(ds));
                 }
@@ -1247,7 +1244,7 @@ json_t *fsm_datasets(fsm *f)
 int fsm_dataset(fsm *f, const char *name, json_t **ret)
 {
         rctx c;
-        _cleanup_json_ json_t *ds = NULL;
+        json_auto_t *ds = NULL;
         int r = rbegin(f, &c);
         if (r < 0)
                 return r;
@@ -1262,7 +1259,7 @@ int fsm_dataset(fsm *f, const char *name, json_t **ret)
 int fsm_labels(fsm *f, const char *dataset, json_t **ret)
 {
         rctx c;
-        _cleanup_json_ json_t *ds = NULL;
+        json_auto_t *ds = NULL;
         int r = rbegin(f, &c);
         if (r < 0)
                 return r;
@@ -1310,7 +1307,7 @@ json_t *fsm_members(fsm *f)
         if (rbegin(f, &c) < 0)
                 return NULL;
         if (mdb_get(c.txn, c.d->meta, &k, &v) == 0) {
-                _cleanup_json_ json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, NULL);
+                json_auto_t *rec = json_loadb(v.mv_data, v.mv_size, 0, NULL);
                 if (json_integer_value(json_object_get(rec, "v")) == MEMBERS_V1)
                         members = json_deep_copy(json_object_get(rec, "members"));
         }
@@ -1431,7 +1428,7 @@ int fsm_ls_page(fsm *f, const char *dataset, const char *path, const char *after
                 json_t **ret)
 {
         rctx c;
-        _cleanup_json_ json_t *ds = NULL;
+        json_auto_t *ds = NULL;
         store_entry e;
         ls_state s = {.dir_path = path, .limit = limit};
         int r = rbegin(f, &c);
@@ -1468,7 +1465,7 @@ int fsm_ls(fsm *f, const char *dataset, const char *path, json_t **ret)
 int fsm_stat(fsm *f, const char *dataset, const char *path, json_t **ret)
 {
         rctx c;
-        _cleanup_json_ json_t *ds = NULL;
+        json_auto_t *ds = NULL;
         store_entry e;
         int r = rbegin(f, &c);
 
@@ -1503,7 +1500,7 @@ int fsm_file(fsm *f, uint64_t file_id, json_t **ret)
         const char *names[FSM_MAX_DEPTH + 2];
         size_t lens[FSM_MAX_DEPTH + 2], n = 0;
         uint64_t id = file_id, parent, first_parent = 0;
-        _cleanup_json_ json_t *ds = NULL;
+        json_auto_t *ds = NULL;
         _cleanup_free_ char *dataset = NULL, *path = NULL;
         store_entry e;
         int r = rbegin(f, &c);
@@ -1597,7 +1594,7 @@ int fsm_children(fsm *f, const char *dataset, const char *path,
                  int (*fn)(const fsm_child *c, void *userdata), void *userdata)
 {
         rctx c;
-        _cleanup_json_ json_t *ds = NULL;
+        json_auto_t *ds = NULL;
         store_entry e;
         children_state s = {.fn = fn, .userdata = userdata};
         int r = rbegin(f, &c);

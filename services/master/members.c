@@ -28,8 +28,6 @@
 #include "members.h"
 #include "rejoin.h"
 
-#define _cleanup_json_ _cleanup_(json_decrefp)
-
 typedef enum change_kind {
         CHANGE_ADD,
         CHANGE_STANDBY,
@@ -685,7 +683,7 @@ typedef struct record_cmp {
 static void compare_record(fsm *f, void *userdata)
 {
         record_cmp *c = userdata;
-        _cleanup_json_ json_t *stored = fsm_members(f);
+        json_auto_t *stored = fsm_members(f);
         c->equal = stored && json_equal(stored, (json_t *)c->record);
 }
 
@@ -851,8 +849,8 @@ typedef struct running_query {
 static void build_running(fsm *f, void *userdata)
 {
         running_query *q = userdata;
-        _cleanup_json_ json_t *stored = fsm_members(f);
-        _cleanup_json_ json_t *datasets = fsm_datasets(f);
+        json_auto_t *stored = fsm_members(f);
+        json_auto_t *datasets = fsm_datasets(f);
         q->running = config_running_json(q->cfg, q->masters ?: stored, datasets);
 }
 
@@ -909,7 +907,7 @@ int members_reload(manager *m, char **ret_error)
         }
         config_diags_done(&diags);
 
-        _cleanup_json_ json_t *running = running_json(m);
+        json_auto_t *running = running_json(m);
         config_plan plan = {};
         r = running ? config_plan_apply(next, running, &plan) : -ENOMEM;
         if (r < 0) {
@@ -1070,7 +1068,7 @@ void members_status_fields(manager *m, json_t *status)
         _cleanup_free_ char *boot_conf = ms->boot_conf ? strdup(ms->boot_conf) : NULL;
         pthread_mutex_unlock(&m->state_lock);
         if (boot_conf) {
-                _cleanup_json_ json_t *stored = NULL;
+                json_auto_t *stored = NULL;
                 manager_read_fsm(m, load_record, &stored);
                 _cleanup_free_ char *now = stored ? record_conf_string(stored) : NULL;
                 if (!stored || (now && strcmp(now, boot_conf) == 0))
@@ -1083,7 +1081,7 @@ void members_h_config(httpd_request *req, void *userdata)
         manager *m = userdata;
         members *ms = m->members;
         json_t *running = running_json(m);
-        _cleanup_json_ json_t *stored = NULL;
+        json_auto_t *stored = NULL;
 
         manager_read_fsm(m, load_record, &stored);
         manager_view v = manager_get_view(m);
