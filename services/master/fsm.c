@@ -178,12 +178,27 @@ static uint64_t ds_root(const json_t *ds)
         return (uint64_t)json_integer_value(json_object_get(ds, "root"));
 }
 
+/* The tree changes batch by batch, but the totals readers see ("total_files",
+ * "ufs_total_size") are those of the last completed sync: batches count into "live_files" and
+ * "live_size", which TREE_COMMIT publishes. A dataset record without them (written before they
+ * existed) starts them from the published totals. */
 static void ds_add_totals(json_t *ds, int64_t files, int64_t bytes)
 {
-        json_int_t tf = json_integer_value(json_object_get(ds, "total_files")) + files;
-        json_int_t tb = json_integer_value(json_object_get(ds, "ufs_total_size")) + bytes;
-        json_object_set_new(ds, "total_files", json_integer(tf < 0 ? 0 : tf));
-        json_object_set_new(ds, "ufs_total_size", json_integer(tb < 0 ? 0 : tb));
+        json_t *lf = json_object_get(ds, "live_files"), *lb = json_object_get(ds, "live_size");
+        json_int_t tf = json_integer_value(lf ? lf : json_object_get(ds, "total_files")) + files;
+        json_int_t tb = json_integer_value(lb ? lb : json_object_get(ds, "ufs_total_size")) + bytes;
+        json_object_set_new(ds, "live_files", json_integer(tf < 0 ? 0 : tf));
+        json_object_set_new(ds, "live_size", json_integer(tb < 0 ? 0 : tb));
+}
+
+static void ds_publish_totals(json_t *ds)
+{
+        json_t *lf = json_object_get(ds, "live_files"), *lb = json_object_get(ds, "live_size");
+
+        if (lf)
+                json_object_set(ds, "total_files", lf);
+        if (lb)
+                json_object_set(ds, "ufs_total_size", lb);
 }
 
 /* ---- tree writes ---- */
@@ -664,6 +679,7 @@ static json_t *apply_tree_commit(wctx *w, json_t *cmd)
         if (json_is_object(urls))
                 json_object_set(ds, "urls", urls);
         json_object_set(ds, "synced", json_object_get(cmd, "time") ?: json_null());
+        ds_publish_totals(ds);
         json_object_set_new(ds, "phase", json_string("Bound"));
         json_object_set_new(ds, "reason", json_string(""));
         json_object_set_new(ds, "sync_error", json_null());

@@ -445,7 +445,8 @@ def test_sync_s3_right_and_wrong_secret(weirctl, s3, tmp_path, build_dir):
 
 def test_leader_killed_mid_sync(tree, tmp_path, build_dir):
     """Three masters; the leader dies while it walks a slow store: the new leader syncs the
-    dataset from scratch, and no reader ever sees a partial tree."""
+    dataset, and no reader ever sees partial totals (entries appear batch by batch, the
+    dataset's totals only with the commit: docs/master.md)."""
     root, files, dirs = tree
     with stores.SlowPythonHttp(root, ADDR["python"], str(tmp_path / "slow"), delay=0.02) as srv:
         sc = stores.SyncCluster(tmp_path / "masters", build_dir,
@@ -477,7 +478,7 @@ def test_leader_killed_mid_sync(tree, tmp_path, build_dir):
                     time.sleep(0.05)
                     continue
                 break
-            assert seen <= {0, len(files)}, f"a partial tree was visible: {sorted(seen)}"
+            assert seen <= {0, len(files)}, f"partial totals were visible: {sorted(seen)}"
             d = sc.wait_dataset("slow", lambda d: d["phase"] == "Bound", timeout=60)
             assert d["total_files"] == len(files)
             api_files, api_dirs = sc.tree("slow")
