@@ -22,7 +22,7 @@ cache=$(cd "$cache" && pwd)
 pkgs=systemd-sysv,udev,dbus,kmod,iproute2,procps,psmisc,curl,jq,fuse3,coreutils,busybox
 pkgs+=,systemd-boot-efi
 pkgs+=,linux-image-amd64,initramfs-tools,klibc-utils
-pkgs+=,libraft2,libuv1,libfuse3-3,libcurl4,libmicrohttpd12,libjansson4,libyaml-0-2,libsodium23,libgnutls30
+pkgs+=,libraft2,libuv1,libfuse3-3,libcurl4,libmicrohttpd12,libjansson4,libyaml-0-2,libsodium23,libgnutls30,liblmdb0,libxxhash0
 
 # Run in the new root before it is packed: an initramfs that mounts /dev/vda and brings eth0 up
 # from ip=, an fstab, no machine-id (systemd makes one per boot), and less to copy.
