@@ -202,6 +202,7 @@ static void handle_block(httpd_request *req, void *userdata)
         block_request *br;
         store_key k;
         uint64_t off, len;
+        bool only_cached;
         int r;
 
         if (block_id_parse(httpd_request_suffix(req), &k) < 0) {
@@ -210,15 +211,17 @@ static void handle_block(httpd_request *req, void *userdata)
                                         "(EPOCH 16 hex digits, FILE > 0)");
                 return;
         }
+        /* RFC 9111's only-if-cached (or ?cache=only): what this worker holds, never a fill,
+         * read-ahead included (weirctl load --verify compares cached bytes with the store's). */
+        only_cached = strstr(httpd_request_header(req, "Cache-Control") ?: "", "only-if-cached") ||
+                      strcmp(httpd_request_query(req, "cache") ?: "", "only") == 0;
         if (serve_cached(w, req, &k, true) >= 0) {
                 __atomic_add_fetch(&w->hits, 1, __ATOMIC_RELAXED);
-                prefetch_after_hit(w, &k);
+                if (!only_cached)
+                        prefetch_after_hit(w, &k);
                 return;
         }
-        /* RFC 9111's only-if-cached (or ?cache=only): what this worker holds, never a fill
-         * (weirctl load --verify compares cached bytes with the store's). */
-        if (strstr(httpd_request_header(req, "Cache-Control") ?: "", "only-if-cached") ||
-            strcmp(httpd_request_query(req, "cache") ?: "", "only") == 0) {
+        if (only_cached) {
                 (void)httpd_reply_error(req, 504, "block %s is not cached here",
                                         httpd_request_suffix(req));
                 return;

@@ -10,6 +10,7 @@ import array
 import hashlib
 import http.client
 import os
+import re
 import resource
 import socket
 import subprocess
@@ -306,9 +307,11 @@ def test_eviction_demotes_then_drops_fake_master(tmp_path):
         assert ssd["blocks"] > 0  # demoted, not dropped
         m = env.worker.metrics()
         assert m["weir_worker_demotions_total"] > 0
-        # Every block still cached, on either level, is served without the store.
+        # Every block still cached, on either level, is served without the store. (A hit on
+        # block i whose block i-1 is cached too starts the read-ahead of i+1 and i+2: a dropped
+        # neighbour is fetched again, so the store may see ranges, but never a cached block's.)
         env.store.wait_quiet()
-        before = env.store.bytes_sent()
+        seen = len(env.store.requests())
         cached = [f.split(".")[0] for lvl in (0, 1) for f in env.tier_files(lvl)
                   if not f.startswith(".")]
         assert len(cached) == mem["blocks"] + ssd["blocks"]
@@ -317,7 +320,23 @@ def test_eviction_demotes_then_drops_fake_master(tmp_path):
             assert body == env.block(1, int(bid.split("-")[3]))
             assert headers["X-Weir-Cache"] == "hit"
         env.store.wait_quiet()
-        assert env.store.bytes_sent() == before
+        cached_idx = {int(b.split("-")[3]) for b in cached}
+        refetched = []
+        for r in env.store.requests()[seen:]:
+            m = re.fullmatch(r"bytes=(\d+)-(\d+)", r[4])
+            assert m, r  # every store request here is a ranged block fill
+            first, last = int(m.group(1)) // MiB, int(m.group(2)) // MiB
+            refetched += [i for i in range(first, last + 1) if i in cached_idx]
+        assert refetched == []
+        # Asking with only-if-cached never fills, read-ahead included.
+        env.store.wait_quiet()
+        seen = len(env.store.requests())
+        for bid in cached:
+            status, headers, body = env.worker.get(f"/v1/blocks/{bid}",
+                                                   headers={"Cache-Control": "only-if-cached"})
+            assert status == 200 and headers["X-Weir-Cache"] == "hit"
+        env.store.wait_quiet()
+        assert env.store.requests()[seen:] == []
 
 
 def recv_fd(sock):
