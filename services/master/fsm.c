@@ -547,33 +547,6 @@ typedef struct batch_source {
         char etag[STORE_MAX_ETAG + 1];
 } batch_source;
 
-static int get_varint(const unsigned char **p, const unsigned char *end, uint64_t *ret)
-{
-        uint64_t v = 0;
-        for (unsigned shift = 0; shift < 64; shift += 7) {
-                if (*p >= end)
-                        return -EBADMSG;
-                unsigned char c = *(*p)++;
-                v |= (uint64_t)(c & 0x7f) << shift;
-                if (!(c & 0x80)) {
-                        *ret = v;
-                        return 0;
-                }
-        }
-        return -EBADMSG;
-}
-
-static size_t put_varint(unsigned char *p, uint64_t v)
-{
-        size_t n = 0;
-        while (v >= 0x80) {
-                p[n++] = (unsigned char)(v | 0x80);
-                v >>= 7;
-        }
-        p[n++] = (unsigned char)v;
-        return n;
-}
-
 /* The next entry: 1, 0 at the end, -EINVAL for a bad JSON entry (skipped, counted as refused),
  * -EBADMSG for a bad binary encoding (the whole command is refused). */
 static int batch_next(batch_source *src, batch_entry *ret)
@@ -592,9 +565,9 @@ static int batch_next(batch_source *src, batch_entry *ret)
                 return -EBADMSG;
         kind = *src->p++;
         if ((kind != BATCH_FILE && kind != BATCH_DIR && kind != BATCH_DELETE) ||
-            get_varint(&src->p, src->end, &shared) < 0 || get_varint(&src->p, src->end, &add) < 0 ||
-            shared > src->path_len || add > sizeof(src->path) - 1 - shared ||
-            add > (uint64_t)(src->end - src->p))
+            store_varint_get(&src->p, src->end, &shared) < 0 ||
+            store_varint_get(&src->p, src->end, &add) < 0 || shared > src->path_len ||
+            add > sizeof(src->path) - 1 - shared || add > (uint64_t)(src->end - src->p))
                 return -EBADMSG;
         memcpy(src->path + shared, src->p, add);
         src->p += add;
@@ -606,12 +579,13 @@ static int batch_next(batch_source *src, batch_entry *ret)
         if (kind != BATCH_FILE)
                 return 1;
         uint64_t zz, el;
-        if (get_varint(&src->p, src->end, &ret->size) < 0 ||
-            get_varint(&src->p, src->end, &zz) < 0 || get_varint(&src->p, src->end, &el) < 0 ||
-            el > STORE_MAX_ETAG || el > (uint64_t)(src->end - src->p) || ret->size > INT64_MAX)
+        if (store_varint_get(&src->p, src->end, &ret->size) < 0 ||
+            store_varint_get(&src->p, src->end, &zz) < 0 ||
+            store_varint_get(&src->p, src->end, &el) < 0 || el > STORE_MAX_ETAG ||
+            el > (uint64_t)(src->end - src->p) || ret->size > INT64_MAX)
                 return -EBADMSG;
         (void)v;
-        ret->mtime = (int64_t)(zz >> 1) ^ -(int64_t)(zz & 1);
+        ret->mtime = store_unzigzag(zz);
         ret->has_mtime = true;
         memcpy(src->etag, src->p, el);
         src->etag[el] = 0;
@@ -947,14 +921,14 @@ static json_t *batch_decode(const unsigned char *p, size_t len, batch_source *sr
 
         p++; /* the format byte */
         for (int i = 0; i < 3; i++) {
-                if (get_varint(&p, end, &l) < 0 || l > 4096 || l > (uint64_t)(end - p))
+                if (store_varint_get(&p, end, &l) < 0 || l > 4096 || l > (uint64_t)(end - p))
                         goto out;
                 fields[i] = strndup((const char *)p, l);
                 if (!fields[i] || strlen(fields[i]) != l)
                         goto out;
                 p += l;
         }
-        if (get_varint(&p, end, &n) < 0)
+        if (store_varint_get(&p, end, &n) < 0)
                 goto out;
         cmd = json_pack("{s:s,s:s,s:s,s:s}", "op", "tree_batch", "id", fields[0], "dataset",
                         fields[1], "sync_id", fields[2]);
@@ -1052,11 +1026,11 @@ static int batch_encode(const json_t *cmd, char **ret_buf, size_t *ret_len)
         b[n++] = FSM_TREE_BATCH_V1;
         for (int k = 0; k < 3; k++) {
                 size_t l = strlen(fields[k]);
-                n += put_varint(b + n, l);
+                n += store_varint_put(b + n, l);
                 memcpy(b + n, fields[k], l);
                 n += l;
         }
-        n += put_varint(b + n, json_array_size(entries));
+        n += store_varint_put(b + n, json_array_size(entries));
         json_array_foreach(entries, i, o) {
                 batch_entry e;
                 int r = entry_from_json(o, &e);
@@ -1066,17 +1040,17 @@ static int batch_encode(const json_t *cmd, char **ret_buf, size_t *ret_len)
                 while (prev[shared] && prev[shared] == e.path[shared])
                         shared++;
                 b[n++] = (unsigned char)e.kind;
-                n += put_varint(b + n, shared);
-                n += put_varint(b + n, pl - shared);
+                n += store_varint_put(b + n, shared);
+                n += store_varint_put(b + n, pl - shared);
                 memcpy(b + n, e.path + shared, pl - shared);
                 n += pl - shared;
                 prev = e.path;
                 if (e.kind != BATCH_FILE)
                         continue;
                 size_t el = strlen(e.etag);
-                n += put_varint(b + n, e.size);
-                n += put_varint(b + n, ((uint64_t)e.mtime << 1) ^ (uint64_t)(e.mtime >> 63));
-                n += put_varint(b + n, el);
+                n += store_varint_put(b + n, e.size);
+                n += store_varint_put(b + n, store_zigzag(e.mtime));
+                n += store_varint_put(b + n, el);
                 memcpy(b + n, e.etag, el);
                 n += el;
         }
@@ -1233,26 +1207,25 @@ bool fsm_has_dataset(fsm *f, const char *name)
         return r == 0;
 }
 
+static int datasets_add(const MDB_val *k, const MDB_val *v, void *userdata)
+{
+        (void)k;
+        json_auto_t *ds = json_loadb(v->mv_data, v->mv_size, 0, NULL);
+        if (ds)
+                json_array_append_new(userdata, dataset_public(ds));
+        return 0;
+}
+
 json_t *fsm_datasets(fsm *f)
 {
         rctx c;
-        MDB_cursor *cur;
-        MDB_val k, v;
         json_t *a = json_array();
 
         if (!a || rbegin(f, &c) < 0) {
                 json_decref(a);
                 return NULL;
         }
-        if (mdb_cursor_open(c.txn, c.d->datasets, &cur) == 0) {
-                for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-                     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-                        json_auto_t *ds = json_loadb(v.mv_data, v.mv_size, 0, NULL);
-                        if (ds)
-                                json_array_append_new(a, dataset_public(ds));
-                }
-                mdb_cursor_close(cur);
-        }
+        (void)store_db_each(c.txn, c.d->datasets, datasets_add, a);
         rend(&c);
         return a;
 }
@@ -1287,29 +1260,27 @@ int fsm_labels(fsm *f, const char *dataset, json_t **ret)
         return *ret ? 0 : -ENOMEM;
 }
 
+static int workers_add(const MDB_val *k, const MDB_val *v, void *userdata)
+{
+        _cleanup_free_ char *node = strndup(k->mv_data, k->mv_size);
+        json_t *wk = json_loadb(v->mv_data, v->mv_size, 0, NULL);
+        if (node && wk)
+                json_object_set_new(userdata, node, wk);
+        else
+                json_decref(wk);
+        return 0;
+}
+
 json_t *fsm_workers(fsm *f)
 {
         rctx c;
-        MDB_cursor *cur;
-        MDB_val k, v;
         json_t *o = json_object();
 
         if (!o || rbegin(f, &c) < 0) {
                 json_decref(o);
                 return NULL;
         }
-        if (mdb_cursor_open(c.txn, c.d->workers, &cur) == 0) {
-                for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-                     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-                        _cleanup_free_ char *node = strndup(k.mv_data, k.mv_size);
-                        json_t *wk = json_loadb(v.mv_data, v.mv_size, 0, NULL);
-                        if (node && wk)
-                                json_object_set_new(o, node, wk);
-                        else
-                                json_decref(wk);
-                }
-                mdb_cursor_close(cur);
-        }
+        (void)store_db_each(c.txn, c.d->workers, workers_add, o);
         rend(&c);
         return o;
 }
