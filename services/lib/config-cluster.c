@@ -52,12 +52,16 @@ typedef struct node_settings {
         const ynode *port[3]; /* raftPort, masterPort, workerPort */
 } node_settings;
 
-#define NODE_SETTINGS_FIELDS(ns)                                                                   \
-        {"dataDir", &(ns).dir[0]}, {"runtimeDir", &(ns).dir[1]}, {"mountRoot", &(ns).dir[2]},      \
-                {"raftPort", &(ns).port[0]}, {"masterPort", &(ns).port[1]},                        \
-        {                                                                                          \
-                "workerPort", &(ns).port[2]                                                        \
-        }
+/* One field a line (clang-format would glue the macro body together). */
+// clang-format off
+#define NODE_SETTINGS_FIELDS(ns)                \
+        {"dataDir", &(ns).dir[0]},              \
+        {"runtimeDir", &(ns).dir[1]},           \
+        {"mountRoot", &(ns).dir[2]},            \
+        {"raftPort", &(ns).port[0]},            \
+        {"masterPort", &(ns).port[1]},          \
+        {"workerPort", &(ns).port[2]}
+// clang-format on
 
 /* Reads what NS names into DIRS and PORTS (same order); HAS (NULL for spec's) says which of the
  * six (dirs, then ports) were given and valid. */
