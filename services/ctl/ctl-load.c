@@ -15,6 +15,7 @@
 #include "array.h"
 #include "block.h"
 #include "cleanup.h"
+#include "config-load.h"
 #include "config.h"
 #include "ctl.h"
 #include "fsutil.h"
@@ -731,7 +732,6 @@ int ctl_load(const ctl_context *ctx, int argc, char **argv)
                 {},
         };
         load_ctx c = {};
-        config_diags diags = {};
         const config_dataset *d;
         httpc *h = NULL;
         bool status = false, quiet = false, verify = false;
@@ -767,14 +767,10 @@ int ctl_load(const ctl_context *ctx, int argc, char **argv)
         }
         pthread_mutex_init(&c.lock, NULL);
         c.dataset = argv[optind++];
-        r = config_load(ctx->config_path, &c.cfg, &diags);
-        config_diags_print(&diags, ctx->config_path);
-        config_diags_done(&diags);
-        if (r < 0)
-                log_error_errno(r, "Failed to load %s: %m", ctx->config_path);
-        else if (!(d = config_find_dataset(c.cfg, c.dataset)))
+        r = config_load_logged(ctx->config_path, true, &c.cfg);
+        if (r >= 0 && !(d = config_find_dataset(c.cfg, c.dataset)))
                 log_error("No dataset %s in %s", c.dataset, ctx->config_path);
-        else {
+        else if (r >= 0) {
                 c.block_size = d->block_size ? d->block_size : CONFIG_DEFAULT_BLOCK_SIZE;
                 h = client_new(&c, 10000);
                 if (!h)
