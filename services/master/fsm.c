@@ -1,6 +1,7 @@
 /* The master's replicated state machine on LMDB: commands applied in write transactions, reads in
  * read transactions (see fsm.h for the command semantics and store-db.h for threads and records). */
 #include <errno.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1195,16 +1196,37 @@ static json_t *dataset_public(const json_t *ds)
                 json_object_get(ds, "sync_error"), "block_size", json_object_get(ds, "block_size"));
 }
 
-bool fsm_has_dataset(fsm *f, const char *name)
+/* The dataset record NAME, read in a transaction of its own. */
+static int ds_read(fsm *f, const char *name, json_t **ret)
 {
         rctx c;
-        json_t *ds = NULL;
-        if (rbegin(f, &c) < 0)
-                return false;
-        int r = ds_get(c.txn, c.d, name, &ds);
+        int r = rbegin(f, &c);
+        if (r < 0)
+                return r;
+        r = ds_get(c.txn, c.d, name, ret);
         rend(&c);
-        json_decref(ds);
-        return r == 0;
+        return r;
+}
+
+/* INTO (freed on failure) filled by FN from every record of the table at DBI_OFFSET in
+ * store_dbis, in one read transaction. */
+static json_t *collect(fsm *f, size_t dbi_offset, store_record_fn fn, json_t *into)
+{
+        rctx c;
+
+        if (!into || rbegin(f, &c) < 0) {
+                json_decref(into);
+                return NULL;
+        }
+        (void)store_db_each(c.txn, *(const MDB_dbi *)((const char *)c.d + dbi_offset), fn, into);
+        rend(&c);
+        return into;
+}
+
+bool fsm_has_dataset(fsm *f, const char *name)
+{
+        json_auto_t *ds = NULL;
+        return ds_read(f, name, &ds) == 0;
 }
 
 static int datasets_add(const MDB_val *k, const MDB_val *v, void *userdata)
@@ -1218,27 +1240,13 @@ static int datasets_add(const MDB_val *k, const MDB_val *v, void *userdata)
 
 json_t *fsm_datasets(fsm *f)
 {
-        rctx c;
-        json_t *a = json_array();
-
-        if (!a || rbegin(f, &c) < 0) {
-                json_decref(a);
-                return NULL;
-        }
-        (void)store_db_each(c.txn, c.d->datasets, datasets_add, a);
-        rend(&c);
-        return a;
+        return collect(f, offsetof(store_dbis, datasets), datasets_add, json_array());
 }
 
 int fsm_dataset(fsm *f, const char *name, json_t **ret)
 {
-        rctx c;
         json_auto_t *ds = NULL;
-        int r = rbegin(f, &c);
-        if (r < 0)
-                return r;
-        r = ds_get(c.txn, c.d, name, &ds);
-        rend(&c);
+        int r = ds_read(f, name, &ds);
         if (r < 0)
                 return r;
         *ret = dataset_public(ds);
@@ -1247,13 +1255,8 @@ int fsm_dataset(fsm *f, const char *name, json_t **ret)
 
 int fsm_labels(fsm *f, const char *dataset, json_t **ret)
 {
-        rctx c;
         json_auto_t *ds = NULL;
-        int r = rbegin(f, &c);
-        if (r < 0)
-                return r;
-        r = ds_get(c.txn, c.d, dataset, &ds);
-        rend(&c);
+        int r = ds_read(f, dataset, &ds);
         if (r < 0)
                 return r;
         *ret = json_deep_copy(json_object_get(ds, "labels"));
@@ -1273,16 +1276,7 @@ static int workers_add(const MDB_val *k, const MDB_val *v, void *userdata)
 
 json_t *fsm_workers(fsm *f)
 {
-        rctx c;
-        json_t *o = json_object();
-
-        if (!o || rbegin(f, &c) < 0) {
-                json_decref(o);
-                return NULL;
-        }
-        (void)store_db_each(c.txn, c.d->workers, workers_add, o);
-        rend(&c);
-        return o;
+        return collect(f, offsetof(store_dbis, workers), workers_add, json_object());
 }
 
 json_t *fsm_members(fsm *f)
