@@ -1405,6 +1405,25 @@ static int ls_one(const char *name, size_t name_len, const store_entry *e, void 
         return s->last ? 0 : -ENOMEM;
 }
 
+/* Begins a read transaction in C and finds PATH of DATASET: its record in *RET_DS, the entry in
+ * *RET (-ENOTDIR for a file when DIR). On success the caller ends the transaction (rend); on
+ * failure it is ended already. */
+static int rbegin_path(fsm *f, rctx *c, const char *dataset, const char *path, bool dir,
+                       json_t **ret_ds, store_entry *ret)
+{
+        int r = rbegin(f, c);
+        if (r < 0)
+                return r;
+        r = ds_get(c->txn, c->d, dataset, ret_ds);
+        if (r >= 0)
+                r = lookup(c, ds_root(*ret_ds), path, NULL, ret);
+        if (r >= 0 && dir && !ret->dir)
+                r = -ENOTDIR;
+        if (r < 0)
+                rend(c);
+        return r;
+}
+
 int fsm_ls_page(fsm *f, const char *dataset, const char *path, const char *after, size_t limit,
                 json_t **ret)
 {
@@ -1412,20 +1431,13 @@ int fsm_ls_page(fsm *f, const char *dataset, const char *path, const char *after
         json_auto_t *ds = NULL;
         store_entry e;
         ls_state s = {.dir_path = path, .limit = limit};
-        int r = rbegin(f, &c);
+        int r = rbegin_path(f, &c, dataset, path, true, &ds, &e);
 
         if (r < 0)
                 return r;
-        r = ds_get(c.txn, c.d, dataset, &ds);
-        if (r >= 0)
-                r = lookup(&c, ds_root(ds), path, NULL, &e);
-        if (r >= 0 && !e.dir)
-                r = -ENOTDIR;
-        if (r >= 0) {
-                s.ds = ds;
-                s.entries = json_array();
-                r = s.entries ? store_tree_children(c.txn, c.d, e.id, after, ls_one, &s) : -ENOMEM;
-        }
+        s.ds = ds;
+        s.entries = json_array();
+        r = s.entries ? store_tree_children(c.txn, c.d, e.id, after, ls_one, &s) : -ENOMEM;
         rend(&c);
         if (r < 0) {
                 json_decref(s.entries);
@@ -1448,31 +1460,25 @@ int fsm_stat(fsm *f, const char *dataset, const char *path, json_t **ret)
         rctx c;
         json_auto_t *ds = NULL;
         store_entry e;
-        int r = rbegin(f, &c);
-
+        int r = rbegin_path(f, &c, dataset, path, false, &ds, &e);
         if (r < 0)
                 return r;
-        r = ds_get(c.txn, c.d, dataset, &ds);
-        if (r >= 0)
-                r = lookup(&c, ds_root(ds), path, NULL, &e);
-        if (r >= 0) {
-                const char *last = strrchr(path, '/');
-                const char *name = strcmp(path, "/") == 0 ? "" : last + 1;
-                /* "/a/b/" names b */
-                _cleanup_free_ char *trimmed = NULL;
-                if (!*name && strcmp(path, "/") != 0) {
-                        trimmed = strdup(path);
-                        if (trimmed) {
-                                while (strlen(trimmed) > 1 && trimmed[strlen(trimmed) - 1] == '/')
-                                        trimmed[strlen(trimmed) - 1] = 0;
-                                name = strrchr(trimmed, '/') + 1;
-                        }
+
+        const char *last = strrchr(path, '/');
+        const char *name = strcmp(path, "/") == 0 ? "" : last + 1;
+        /* "/a/b/" names b */
+        _cleanup_free_ char *trimmed = NULL;
+        if (!*name && strcmp(path, "/") != 0) {
+                trimmed = strdup(path);
+                if (trimmed) {
+                        while (strlen(trimmed) > 1 && trimmed[strlen(trimmed) - 1] == '/')
+                                trimmed[strlen(trimmed) - 1] = 0;
+                        name = strrchr(trimmed, '/') + 1;
                 }
-                *ret = entry_json(ds, trimmed ?: path, name, strlen(name), &e);
-                r = *ret ? 0 : -ENOMEM;
         }
+        *ret = entry_json(ds, trimmed ?: path, name, strlen(name), &e);
         rend(&c);
-        return r;
+        return *ret ? 0 : -ENOMEM;
 }
 
 int fsm_file(fsm *f, uint64_t file_id, json_t **ret)
@@ -1578,17 +1584,11 @@ int fsm_children(fsm *f, const char *dataset, const char *path,
         json_auto_t *ds = NULL;
         store_entry e;
         children_state s = {.fn = fn, .userdata = userdata};
-        int r = rbegin(f, &c);
+        int r = rbegin_path(f, &c, dataset, path, true, &ds, &e);
 
         if (r < 0)
                 return r;
-        r = ds_get(c.txn, c.d, dataset, &ds);
-        if (r >= 0)
-                r = lookup(&c, ds_root(ds), path, NULL, &e);
-        if (r >= 0 && !e.dir)
-                r = -ENOTDIR;
-        if (r >= 0)
-                r = store_tree_children(c.txn, c.d, e.id, NULL, child_one, &s);
+        r = store_tree_children(c.txn, c.d, e.id, NULL, child_one, &s);
         rend(&c);
         return r;
 }
