@@ -599,6 +599,20 @@ static void verify_file(load_ctx *c, httpc *h, const config_dataset *d, load_fil
         httpc_response_done(&loc);
 }
 
+/* Walks the PATH operands after optind (/MOUNT/..., the whole dataset when none). */
+static int walk_operands(load_ctx *c, httpc *h, int argc, char **argv)
+{
+        int r = 0;
+
+        if (optind == argc)
+                return walk(c, h, "/", NULL, 0);
+        for (int i = optind; i < argc && r >= 0; i++)
+                r = argv[i][0] == '/'
+                            ? walk(c, h, argv[i], NULL, 0)
+                            : log_error_errno(EINVAL, "%s: paths are /MOUNT/...", argv[i]);
+        return r;
+}
+
 /* weirctl load --verify: every cached copy of the blocks of the files listed, against a fresh
  * read of the store. For stores that change a file without changing its size, mtime or ETag. */
 static int verify_run(const ctl_context *ctx, load_ctx *c, httpc *h, const config_dataset *d,
@@ -607,14 +621,8 @@ static int verify_run(const ctl_context *ctx, load_ctx *c, httpc *h, const confi
         verify_stats st = {};
         char bb[FORMAT_BYTES_MAX];
         double start = now_s();
-        int r = 0;
+        int r = walk_operands(c, h, argc, argv);
 
-        if (optind == argc)
-                r = walk(c, h, "/", NULL, 0);
-        for (int i = optind; i < argc && r >= 0; i++)
-                r = argv[i][0] == '/'
-                            ? walk(c, h, argv[i], NULL, 0)
-                            : log_error_errno(EINVAL, "%s: paths are /MOUNT/...", argv[i]);
         if (r < 0 || find_workers(c, h) < 0)
                 return 1;
         for (size_t i = 0; i < c->n_files; i++)
@@ -646,14 +654,8 @@ static int load_run(const ctl_context *ctx, load_ctx *c, httpc *h, int argc, cha
 {
         bool tty;
         double start;
-        int r = 0, ret;
+        int r = walk_operands(c, h, argc, argv), ret;
 
-        if (optind == argc)
-                r = walk(c, h, "/", NULL, 0);
-        for (int i = optind; i < argc && r >= 0; i++)
-                r = argv[i][0] == '/'
-                            ? walk(c, h, argv[i], NULL, 0)
-                            : log_error_errno(EINVAL, "%s: paths are /MOUNT/...", argv[i]);
         if (r < 0 || find_workers(c, h) < 0 || spread(c) < 0)
                 return 1;
 
