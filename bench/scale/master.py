@@ -49,18 +49,10 @@ sys.path.insert(0, HERE)
 
 from weirtest.cluster import http_request  # noqa: E402
 from weirtest.stores import Nginx, SyncCluster  # noqa: E402
-from scaletree import make_tree  # noqa: E402
+from scalelib import make_tree, rss_bytes  # noqa: E402
 from weirtest.synthetic import SyntheticStore  # noqa: E402
 
 FILE_SIZE = 110 * 1024
-
-
-def rss_bytes(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def du_bytes(path):

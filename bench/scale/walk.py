@@ -46,7 +46,7 @@ sys.path.insert(0, HERE)
 
 from weirtest.fusemount import FuseDaemon, drop_caches, lazy_unmount  # noqa: E402
 from weirtest.stores import Nginx, SyncCluster  # noqa: E402
-from scaletree import DIRS, make_tree  # noqa: E402
+from scalelib import DIRS, make_tree, rss_bytes  # noqa: E402
 
 COMMANDS = {
     "find": lambda d: ["find", d],
@@ -80,14 +80,6 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_bytes(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 class Mount:

@@ -1,6 +1,7 @@
-"""The ImageNet-shaped tree the scale benchmarks sync (master.py) and walk (walk.py): N sparse
-files of one size spread evenly over 1,000 class directories, names like
-n00000042/n00000042_1234.JPEG. Metadata is what is measured, so the files are made by truncate."""
+"""What the scale benchmarks (master.py, walk.py) share: the ImageNet-shaped tree they sync and
+walk (N sparse files of one size spread evenly over 1,000 class directories, names like
+n00000042/n00000042_1234.JPEG; metadata is what is measured, so the files are made by truncate)
+and a process's resident memory."""
 
 import os
 import shutil
@@ -33,3 +34,12 @@ def make_tree(root, n_files, file_size, marker=".scale-tree"):
     with open(marker, "w") as f:
         f.write(str(n_files))
     print(f"# made {n_files} files in {DIRS} dirs in {time.monotonic() - t:.1f} s", flush=True)
+
+
+def rss_bytes(pid):
+    """VmRSS of process PID, in bytes (0 when /proc does not say)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
