@@ -352,20 +352,7 @@ def test_dead_worker_falls_back_to_the_store(fake):
 
 def test_blocks_held_by_another_worker_are_read_from_it(fake, tmp):
     # a second worker (n1's peer at 127.0.4.11) holds every block of "multi"
-    other = fusefake.Worker(fake.tree, "n2", fake.addr[1], free_port(fake.addr[1]),
-                            os.path.join(tmp, "cache2"))
-    # the YAML must know n2 as a worker at that port: restart weir-fuse with it
-    fake.fuse.stop()
-    with open(fake.config) as f:
-        text = f.read()
-    text = text.replace(f"masterPort: {fake.mport[1]},",
-                        f"masterPort: {fake.mport[1]}, workerPort: {other.port},")
-    n2 = os.path.join(fake.tmp, "n2")
-    text = text.replace(f"roles: [master], dataDir: {n2}", f"roles: [master, worker], dataDir: {n2}")
-    text = text.replace("replicas: 1\n", "replicas: 2\n")
-    with open(fake.config, "w") as f:
-        f.write(text)
-    other.start()
+    other = _add_second_worker(fake, tmp)
     try:
         fid = fake.tree.entry("/data/multi")["file_id"]
         for i in range(8):
