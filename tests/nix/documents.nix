@@ -24,9 +24,17 @@ let
     spec = {
       replicas = 3;
       master.replicas = masters;
+      tieredstore.levels = [
+        {
+          mediumtype = "MEM";
+          path = "/dev/shm";
+          quota = "1Gi";
+        }
+      ];
     };
   };
   node = name: address: { inherit name address; };
+  withSpec = a: b: a // { spec = a.spec // b.spec; };
 in
 {
   inherit dataset;
@@ -87,6 +95,45 @@ in
         ];
       }
     )
+  ];
+  # Secrets by file, as docs/config.md allows them: an absolute valueFile, a secretKeyRef (under
+  # secrets/ next to the YAML) and sharedEncryptOptions. weirctl reads those files.
+  withSecrets = [
+    (cluster [ (node "node1" "10.0.0.1") ])
+    (
+      dataset
+      // {
+        spec = {
+          sharedEncryptOptions = [
+            {
+              name = "fs.s3a.access.key";
+              valueFile = "/var/lib/weir/s3/access-key";
+            }
+          ];
+          mounts = [
+            {
+              mountPoint = "s3://bucket/data/";
+              name = "b";
+              options."fs.s3a.endpoint" = "http://10.0.0.9:9000";
+              encryptOptions = [
+                {
+                  name = "fs.s3a.secret.key";
+                  valueFrom.secretKeyRef = {
+                    name = "s3";
+                    key = "secret-key";
+                  };
+                }
+              ];
+            }
+          ];
+        };
+      }
+    )
+  ];
+  # A YAML that weirctl rejects (blockSize not a multiple of 4Ki): the build-time check fails.
+  badBlockSize = [
+    (cluster [ (node "node1" "10.0.0.1") ])
+    (withSpec dataset { spec.blockSize = "1000"; })
   ];
   hostNames = [
     (cluster [
