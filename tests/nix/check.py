@@ -136,7 +136,9 @@ check(chk_docs[1]["spec"]["sharedEncryptOptions"] == [{"name": "fs.s3a.access.ke
 check(sec["dropins"]["weir-worker"]["restartTriggers"] != [sec["checks"][0]["yaml"]["path"]],
       "secrets: the units' triggers name the real YAML, not the checked copy")
 rc, out = build_check("secrets")
-check(rc == 0, f"secrets: the build-time check passes without the secret files ({out.strip()[-200:]})")
+check(rc == 0 and "api: https" in out and "read token file /var/lib/weir/read-token" in out,
+      "secrets: the build-time check passes without the secret files (encryptOptions, token, Raft"
+      f" secret, read token, TLS key, certificate and CA: HTTPS) ({out.strip()[-300:]})")
 rc, out = build_check("secrets", sec["etc"]["text"])
 check(rc != 0 and "cannot read secret file" in out,
       "secrets: checking the YAML itself at build time would fail (weirctl reads the secrets)")

@@ -98,8 +98,26 @@ in
   ];
   # Secrets by file, as docs/config.md allows them: an absolute valueFile, a secretKeyRef (under
   # secrets/ next to the YAML) and sharedEncryptOptions. weirctl reads those files.
+  # The Cluster document's secret and TLS files (docs/config.md), which only the daemons read.
   withSecrets = [
-    (cluster [ (node "node1" "10.0.0.1") ])
+    (
+      (cluster [ (node "node1" "10.0.0.1") ])
+      // {
+        spec = {
+          nodes = [ (node "node1" "10.0.0.1") ];
+          tokenFile = "/var/lib/weir/token";
+          raft.secretFile = "/var/lib/weir/raft-secret";
+          api = {
+            readTokenFile = "/var/lib/weir/read-token";
+            tls = {
+              certFile = "/var/lib/weir/tls/api.pem";
+              keyFile = "/var/lib/weir/tls/api.key";
+              caFile = "/var/lib/weir/tls/ca.pem";
+            };
+          };
+        };
+      }
+    )
     (
       dataset
       // {
