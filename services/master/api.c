@@ -23,6 +23,7 @@
 #include "parse.h"
 #include "rejoin.h"
 #include "timeutil.h"
+#include "verify.h"
 
 #define WORKER_BODY_MAX (8u << 20)
 #define WORKER_DEAD_S   15.0 /* a worker silent this long is not alive */
@@ -886,6 +887,11 @@ static void h_worker_heartbeat(httpd_request *req, void *userdata)
                         break;
                 r = block_remove_locked(m, node, json_string_value(b));
         }
+        /* files these blocks made whole across the workers: NODE checks their content hash */
+        json_t *verify =
+                r >= 0 ? verify_due_locked(m->fsm, m->locations, node,
+                                           json_object_get(body, "added"), now_s(), WORKER_DEAD_S)
+                       : NULL;
         pthread_mutex_unlock(&m->state_lock);
         if (r < 0) {
                 /* a lost delta: the worker's next heartbeat fails too and it registers again
@@ -894,7 +900,9 @@ static void h_worker_heartbeat(httpd_request *req, void *userdata)
                 httpd_reply_error(req, 500, "cannot record the blocks: %s", strerror(-r));
                 return;
         }
-        httpd_reply_json(req, 200, json_pack("{s:b,s:o}", "ok", 1, "drop", drop ?: json_array()));
+        httpd_reply_json(req, 200,
+                         json_pack("{s:b,s:o,s:o}", "ok", 1, "drop", drop ?: json_array(), "verify",
+                                   verify ?: json_array()));
 }
 
 static void h_workers(httpd_request *req, void *userdata)

@@ -41,6 +41,8 @@ static unsigned errno_to_status(int r)
                 return 404;
         case -ERANGE:
                 return 416;
+        case -EILSEQ:
+                return 410; /* this version's content is refused for good (fill.h) */
         case -ENOSPC:
                 return 507;
         case -ECANCELED:
@@ -70,7 +72,7 @@ static int reply_errno(httpd_request *req, int r, const store_key *k)
                                          block_id_format(kb, k));
         default:
                 return httpd_reply_error(req, status, "block %s: %s", block_id_format(kb, k),
-                                         strerror(-r));
+                                         fill_strerror(r));
         }
 }
 
@@ -286,6 +288,13 @@ static void handle_block_delete(httpd_request *req, void *userdata)
                 log_info("Dropped block %s on request", httpd_request_suffix(req));
                 (void)httpd_reply_json(req, 200, json_pack("{s:b}", "dropped", 1));
         }
+}
+
+static void handle_content_mismatch(httpd_request *req, void *userdata)
+{
+        worker *w = userdata;
+
+        content_peers_handle_mismatch(w->peers, req);
 }
 
 /* ---- load ---- */
@@ -745,6 +754,7 @@ static const httpd_route routes[] = {
         {"GET", "/v1/blocks/", handle_block, HTTPD_ROUTE_PREFIX, 0},
         {"DELETE", "/v1/blocks/", handle_block_delete, HTTPD_ROUTE_PREFIX, 0},
         {"POST", "/v1/load", handle_load, HTTPD_ROUTE_JSON, 0},
+        {"POST", "/v1/content/mismatch", handle_content_mismatch, HTTPD_ROUTE_JSON, 0},
 };
 
 int api_start(worker *w)
