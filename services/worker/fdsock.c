@@ -247,8 +247,11 @@ static int on_conn(sd_event_source *es, int fd, uint32_t revents, void *userdata
                         return 0;
                 }
                 *nl = 0;
-                /* < 0: a broken peer; > 0: a WAIT answered later, on its own descriptor */
-                if (handle_line(c->sock, fd, c->buf) != 0) {
+                /* < 0: a broken peer; > 0: a WAIT answered later, on its own descriptor. A NUL
+                 * byte would cut the line short ("OPEN ID\0junk" is not "OPEN ID"): refused. */
+                if (memchr(c->buf, 0, (size_t)(nl - c->buf))
+                            ? send_reply(fd, "ERR line contains a NUL byte\n", -1) < 0
+                            : handle_line(c->sock, fd, c->buf) != 0) {
                         conn_free(c);
                         return 0;
                 }
