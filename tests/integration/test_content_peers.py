@@ -15,6 +15,8 @@ import threading
 import time
 from email.utils import formatdate
 
+import pytest
+
 from conftest import weir_binary
 from test_worker import MiB, make_file
 from weirtest.fakeserver import FakeServer, JsonHandler
@@ -169,6 +171,15 @@ def wait(cond, what, env):
 
 # Blocks of a 5-block file per worker: no worker holds it whole.
 PLACEMENT = [[0, 3], [1, 4], [2]]
+FOUND = "spread over the workers, do not hash"
+TOLD = "Another worker found that /data/bad.bin"
+
+
+def mismatch_known(logs):
+    """Whether one worker's log says it found bad.bin's mismatch and every other's that it was
+    told (each logs after it marked the version and dropped its blocks)."""
+    finders = [t for t in logs if FOUND in t]
+    return len(finders) == 1 and all(TOLD in t for t in logs if FOUND not in t)
 
 
 def test_a_file_spread_over_workers_is_checked_and_a_mismatch_dropped_everywhere(tmp_path):
@@ -200,18 +211,12 @@ def test_a_file_spread_over_workers_is_checked_and_a_mismatch_dropped_everywhere
         # every worker, and refused from then on (410), without asking the store again.
         for w, blocks in zip(env.workers, PLACEMENT):
             env.load(w, b, blocks)
-        wait(lambda: env.metric("weir_worker_content_check_failures_total") >= 1,
-             "bad.bin's failed check", env)
+        wait(lambda: mismatch_known([w.log() for w in env.workers]),
+             "bad.bin's mismatch found by one worker and told to the others", env)
         bad_ids = {block_id(b, i) for i in range(5)}
-        wait(lambda: all(not (env.cached(w) & bad_ids) for w in env.workers),
-             "bad.bin's blocks dropped on every worker", env)
-        logs = {w.node: w.log() for w in env.workers}
-        finders = [n for n, text in logs.items() if "spread over the workers, do not hash" in text]
-        assert len(finders) == 1, finders
-        assert "/data/bad.bin" in logs[finders[0]]
-        for n, text in logs.items():
-            if n != finders[0]:
-                assert "Another worker found that /data/bad.bin" in text, (n, text[-3000:])
+        assert all(not (env.cached(w) & bad_ids) for w in env.workers)
+        finder = [w for w in env.workers if FOUND in w.log()][0]
+        assert "/data/bad.bin" in finder.log()
         assert env.metric("weir_worker_content_check_failures_total") == 1
         before = env.store.get_count("bad.bin")
         for w in env.workers:
@@ -224,3 +229,90 @@ def test_a_file_spread_over_workers_is_checked_and_a_mismatch_dropped_everywhere
         # good.bin was not touched by bad.bin's drop
         for w, blocks in zip(env.workers, PLACEMENT):
             assert {block_id(g, i) for i in blocks} <= env.cached(w)
+
+
+def test_fuse_reader_gets_eio_for_a_mismatched_file_and_the_store_is_not_asked():
+    """Through weir-fuse on node1 of three nodes: once the check across the workers has found
+    that bad.bin's bytes do not match its ETag, reading it fails with EIO at once (the workers
+    refuse it and weir-fuse does not fall back to the store, which would send the same bytes);
+    good.bin, checked the same way, reads right."""
+    import errno
+    import shutil
+    import tempfile
+
+    import conftest
+    from weirtest.cluster import http_request
+    from weirtest.fusecluster import TOKEN, DemoCluster
+
+    for name in ("weir-master", "weir-worker", "weir-fuse"):
+        weir_binary(name)
+    files = {}
+
+    def dataset(root):
+        os.makedirs(root, exist_ok=True)
+        files["good.bin"] = make_file(os.path.join(root, "good.bin"), 4 * BLOCK + 12345, 1)
+        files["bad.bin"] = make_file(os.path.join(root, "bad.bin"), 4 * BLOCK + 12345, 2)
+        for dirpath, _, names in os.walk(root):
+            os.chmod(dirpath, 0o755)
+            for n in names:
+                os.chmod(os.path.join(dirpath, n), 0o644)
+        return {n: len(v) for n, v in files.items()}
+
+    stores = []
+
+    def store(root, workdir):
+        s = Md5ListingStore(root, address="127.0.4.4")
+        s.etags["bad.bin"] = '"' + hashlib.md5(b"other bytes").hexdigest() + '"'
+        stores.append(s)
+        return s
+
+    d = tempfile.mkdtemp(prefix="weir-content-")
+    c = DemoCluster(d, conftest.BUILD_DIR, block_size="1Mi", tier_quota="64Mi", dataset=dataset,
+                    store=store, mount=lambda s: ("data", s.url),
+                    fuse_env={"WEIR_FUSE_RETRY": "20s"})
+    try:
+        c.start()
+        s = stores[0]
+        entries = {n: c.stat(f"/data/{n}") for n in files}
+
+        def load(i, entry, blocks):
+            addr = c.addresses[i]
+            code, body, _ = http_request(
+                "POST", f"http://{addr}:{c.ports[addr][2]}/v1/load", token=TOKEN, timeout=60,
+                body={"dataset": "hbase", "files": [{
+                    "epoch": entry["epoch"], "file_id": entry["file_id"],
+                    "version": entry["version"], "size": entry["size"], "blocks": blocks}]})
+            assert code == 200 and body["failed"] == 0, (code, body)
+
+        def failures():
+            total = 0
+            for i, addr in enumerate(c.addresses):
+                code, text, _ = http_request("GET", f"http://{addr}:{c.ports[addr][2]}/metrics",
+                                             token=TOKEN)
+                for line in (text if isinstance(text, str) else "").splitlines():
+                    if line.startswith("weir_worker_content_check_failures_total "):
+                        total += float(line.split()[1])
+            return total
+
+        for name in ("good.bin", "bad.bin"):
+            for i, blocks in enumerate(PLACEMENT):
+                load(i, entries[name], blocks)
+        c.wait(lambda: mismatch_known([w.log() for w in c.workers]), WAIT_S,
+               "bad.bin's mismatch found by one worker and told to the others")
+        assert failures() == 1
+        # good.bin reads right through FUSE
+        with open(os.path.join(c.mnt, "data", "good.bin"), "rb") as f:
+            assert f.read() == files["good.bin"]
+        before = s.get_count("bad.bin")
+        t0 = time.monotonic()
+        with pytest.raises(OSError) as e:
+            with open(os.path.join(c.mnt, "data", "bad.bin"), "rb") as f:
+                f.read()
+        took = time.monotonic() - t0
+        assert e.value.errno == errno.EIO, e.value
+        assert took < 15, took  # at once, not after WEIR_FUSE_RETRY (20 s) of retries
+        assert s.get_count("bad.bin") == before
+        assert "content mismatch" in c.fuse.log()
+    finally:
+        c.stop()
+        shutil.rmtree(d, ignore_errors=True)
