@@ -22,12 +22,14 @@
 #include "log.h"
 #include "timeutil.h"
 
-#define PEERS_QUEUE      64
+#define PEERS_QUEUE      4096  /* checks waiting (a load completes many files at once) */
 #define PEERS_MAX_BLOCKS 65536 /* as content.c: larger files are not checked */
 #define PEERS_IO_CHUNK   (1u << 20)
-#define PEERS_TIMEOUT_MS (120 * 1000) /* one block from a peer */
-#define PEERS_TELL_TRIES 3
-#define PEERS_PATH_MAX   4096
+/* One block from a peer: 30 s plus 1 s per MiB (a slow peer fails the check, which is given up;
+ * a stop waits for at most one such transfer). */
+#define PEERS_TIMEOUT_MS(block_size) (30000 + (long)((block_size) >> 20) * 1000)
+#define PEERS_TELL_TRIES             3
+#define PEERS_PATH_MAX               4096
 
 typedef struct peers_item {
         bool tell; /* tell the other workers of a mismatch found here; else check */
@@ -272,6 +274,7 @@ static void check_one(content_peers *p, const store_key *first)
                 return;
         }
         httpc_set_max_body(p->peer, (size_t)MAX(f.block_size + 1, (uint64_t)PEERS_IO_CHUNK));
+        httpc_set_timeout(p->peer, PEERS_TIMEOUT_MS(f.block_size), 2000);
         buf = malloc(PEERS_IO_CHUNK);
         if (!buf || gnutls_hash_init(&h, GNUTLS_DIG_MD5) < 0) {
                 httpc_response_done(&resp);
@@ -366,7 +369,7 @@ int content_peers_start(const content_peers_context *ctx, content_peers **ret)
                 content_peers_stop(p);
                 return r;
         }
-        httpc_set_timeout(p->peer, PEERS_TIMEOUT_MS, 2000);
+        httpc_set_timeout(p->peer, PEERS_TIMEOUT_MS(0), 2000);
         httpc_set_max_redirects(p->peer, 0);
         r = -pthread_create(&p->tid, NULL, peers_main, p);
         if (r < 0) {

@@ -36,7 +36,7 @@ int content_peers_start(const content_peers_context *ctx, content_peers **ret);
 content_peers *content_peers_stop(content_peers *p);
 
 /* The master's "verify" list (block ids of block 0; anything else is ignored): queued, at most
- * 64 waiting (more are dropped with a debug line: the master asks again when a file becomes
+ * 4096 waiting (more are dropped with a debug line: the master asks again when a file becomes
  * whole again). P may be NULL. */
 void content_peers_request(content_peers *p, const json_t *verify);
 
