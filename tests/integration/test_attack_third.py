@@ -10,6 +10,7 @@ asserts the refusal.
 | `OPEN ID\\0junk` on the worker socket | read as `OPEN ID` | `ERR line contains a NUL byte`, the connection goes on |
 | `POST /v1/workers` as `nope` or with another `api` | recorded in the replicated state and listed by `GET /v1/workers` (weirctl load sends the token to that address) | `404` / `400`, nothing recorded |
 | 1,100 distinct label keys on one dataset | all written (each in every snapshot) | `409` from the 1,025th, the others still settable |
+| `POST /v1/load` of a real file declared 2^62 bytes long | the worker went through 2^40 blocks (~150,000 a second, for weeks), the request never answered, progress totals of 2^40 blocks | the file's first failed block stops it: answered in seconds, totals as they were |
 
 Run inside a private network namespace (COMMON.md); the one-node cluster of test_attack_http.py
 runs on 127.0.6.x.
@@ -114,3 +115,21 @@ def test_labels_per_dataset_are_bounded(node):
     assert code == 200
     code, body, _ = http_request("GET", node.master_url("/v1/datasets/ds/labels"), token=TOKEN)
     assert code == 200 and len(body["labels"]) == 1024
+
+
+def test_load_of_a_file_described_too_large_stops_at_its_end(node):
+    epoch, fid, ver = node.block_prefix("f0.bin").split("-")
+    url = f"http://{NODE}:{node.worker_port}"
+    code, before, _ = http_request("GET", url + "/v1/status", token=TOKEN)
+    assert code == 200
+    code, body, _ = http_request("POST", url + "/v1/load", token=TOKEN, timeout=60, body={
+        "dataset": "ds", "files": [{"epoch": epoch, "file_id": int(fid), "version": int(ver),
+                                    "size": 2 ** 62}]})
+    assert code == 200, (code, body)
+    # its real blocks are cached, the first one past its end failed and ended the file: at most
+    # the 64 blocks in flight then were asked
+    assert 1 <= body["failed"] <= 64 and body["blocks"] <= 64 + 8, body
+    code, after, _ = http_request("GET", url + "/v1/status", token=TOKEN)
+    grew = after["load"]["blocks"] - before["load"]["blocks"]
+    assert code == 200 and grew == body["blocks"], (before["load"], after["load"], body)
+    assert after["load"]["active"] == 0
