@@ -23,6 +23,7 @@
 #include "timeutil.h"
 
 #define PEERS_QUEUE      4096  /* checks waiting (a load completes many files at once) */
+#define PEERS_PER_ANSWER 64    /* entries of one "verify" list looked at */
 #define PEERS_MAX_BLOCKS 65536 /* as content.c: larger files are not checked */
 #define PEERS_IO_CHUNK   (1u << 20)
 /* One block from a peer: 30 s plus 1 s per MiB (a slow peer fails the check, which is given up;
@@ -86,6 +87,8 @@ void content_peers_request(content_peers *p, const json_t *verify)
                 peers_item it = {};
                 char id[BLOCK_ID_MAX];
 
+                if (i == PEERS_PER_ANSWER)
+                        break; /* the leader names at most 16: a longer list is not its */
                 if (block_id_parse(json_string_value(v), &it.first) < 0 || it.first.index != 0)
                         continue;
                 if (!queue_push(p, &it))
