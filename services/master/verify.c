@@ -41,6 +41,20 @@ static void cover_holder(uint64_t index, const locations_worker *w, void *userda
         c->bits[index] |= strcmp(w->node, c->node) == 0 ? COVER_NODE : COVER_OTHER;
 }
 
+typedef struct others {
+        const char *node;
+        double now, dead_s;
+        bool any;
+} others;
+
+static void other_holder(uint64_t index, const locations_worker *w, void *userdata)
+{
+        others *o = userdata;
+
+        if (o->now - w->seen <= o->dead_s && strcmp(w->node, o->node) != 0)
+                o->any = true;
+}
+
 /* Whether the version FIRST names (index 0) is whole on the live workers because of NODE's
  * blocks ADDED now, and NODE does not hold it all. */
 static bool completed_by(fsm *f, const locations *l, const block_key *first, const char *node,
@@ -49,8 +63,12 @@ static bool completed_by(fsm *f, const locations *l, const block_key *first, con
         json_t *file = NULL;
         uint8_t md5[ETAG_MD5_LEN];
         bool due = false, node_all = true, by_added = false;
+        others o = {.node = node, .now = now, .dead_s = dead_s};
 
-        if (fsm_file(f, first->file_id, &file) < 0)
+        /* In memory first: with no other live holder, NODE holds it all or it is not whole (a
+         * load of many small files, each whole on one worker, costs no database read). */
+        locations_foreach_holder(l, first->file_id, first->version, other_holder, &o);
+        if (!o.any || fsm_file(f, first->file_id, &file) < 0)
                 return false;
         json_int_t version = json_integer_value(json_object_get(file, "version"));
         json_int_t size = json_integer_value(json_object_get(file, "size"));
