@@ -10,6 +10,7 @@ asserts the refusal.
 | `OPEN ID\\0junk` on the worker socket | read as `OPEN ID` | `ERR line contains a NUL byte`, the connection goes on |
 | `POST /v1/workers` as `nope` or with another `api` | recorded in the replicated state and listed by `GET /v1/workers` (weirctl load sends the token to that address) | `404` / `400`, nothing recorded |
 | 1,100 distinct label keys on one dataset | all written (each in every snapshot) | `409` from the 1,025th, the others still settable |
+| `POST /v1/content/mismatch` (new) with the read token, none, or a wrong one; with odd bodies | — | `401`; `400` naming the field |
 | `POST /v1/load` of a real file declared 2^62 bytes long | the worker went through 2^40 blocks (~150,000 a second, for weeks), the request never answered, progress totals of 2^40 blocks | the file's first failed block stops it: answered in seconds, totals as they were |
 
 Run inside a private network namespace (COMMON.md); the one-node cluster of test_attack_http.py
@@ -20,7 +21,7 @@ import concurrent.futures
 import os
 import socket
 
-from test_attack_http import NODE, TOKEN, node, raw_get  # noqa: F401  (node: a fixture)
+from test_attack_http import NODE, READ_TOKEN, TOKEN, node, raw_get  # noqa: F401  (node: a fixture)
 from weirtest.cluster import http_request
 
 AUTH = [("Authorization", f"Bearer {TOKEN}")]
@@ -133,3 +134,26 @@ def test_load_of_a_file_described_too_large_stops_at_its_end(node):
     grew = after["load"]["blocks"] - before["load"]["blocks"]
     assert code == 200 and grew == body["blocks"], (before["load"], after["load"], body)
     assert after["load"]["active"] == 0
+
+
+def test_only_the_cluster_token_marks_a_version_as_mismatched(node):
+    """POST /v1/content/mismatch (a worker telling the others that a file's bytes did not match
+    its ETag) makes the worker refuse that version: the read token and strangers cannot."""
+    pre = node.block_prefix("f2.bin")
+    url = f"http://{NODE}:{node.worker_port}"
+    assert raw(node.worker_port, f"/v1/blocks/{pre}-0")[0] == 200
+    for token in (None, READ_TOKEN, "wrong"):
+        code, _, _ = http_request("POST", url + "/v1/content/mismatch", token=token,
+                                  body={"file": f"{pre}-0", "blocks": 1})
+        assert code == 401, (token, code)
+    assert raw(node.worker_port, f"/v1/blocks/{pre}-0")[0] == 200
+    for body in ({"file": f"{pre}-1", "blocks": 1}, {"file": f"{pre}-0", "blocks": 0},
+                 {"file": f"{pre}-0", "blocks": 65537}, {"file": "x", "blocks": 1},
+                 {"file": f"{pre}-0", "blocks": 1, "path": 5}):
+        code, ans, _ = http_request("POST", url + "/v1/content/mismatch", token=TOKEN, body=body)
+        assert code == 400 and ans["error"], (body, code, ans)
+    code, ans, _ = http_request("POST", url + "/v1/content/mismatch", token=TOKEN,
+                                body={"file": f"{pre}-0", "blocks": 1, "path": "/data/f2.bin"})
+    assert code == 200 and ans == {"dropped": 1}, (code, ans)
+    status, body = raw(node.worker_port, f"/v1/blocks/{pre}-0")
+    assert status == 410 and b"content mismatch" in body, (status, body[:200])
