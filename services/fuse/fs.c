@@ -23,6 +23,7 @@
 #include "inode.h"
 #include "log.h"
 #include "lru.h"
+#include "lsahead.h"
 #include "meta.h"
 #include "mount.h"
 #include "passthrough.h"
@@ -74,6 +75,7 @@ struct fs {
         reader *reader;
         prefetch *prefetch;
         dirahead *dirahead;
+        lsahead *lsahead; /* listings fetched ahead of walks (NULL when off) */
         passthrough *passthrough;
         inode_table *inodes;
 
@@ -290,6 +292,18 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
                 r = -ENOMEM;
                 goto fail;
         }
+        /* a name of a directory listed lately (its page is cached: a walk, or the kernel dropped
+         * the dentry its readdirplus gave) is answered from that page, as readdirplus did */
+        meta_listing *l = NULL;
+        size_t i;
+        if (meta_cached_page_of(f->meta, dir, name, &l, &i) >= 0) {
+                r = make_entry(f, path, &l->entries[i], l->fetched_ms, &ep);
+                meta_listing_unref(l);
+                if (r < 0)
+                        goto fail;
+                fuse_reply_entry(req, &ep);
+                return;
+        }
         r = meta_stat(f->meta, path, false, &e);
         if (r < 0)
                 goto fail;
@@ -492,8 +506,12 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                 return;
         }
         cursor_take(f, ino, &cur);
-        if (off == 0) /* from the start: the page cache decides whether the first page is fresh */
+        if (off == 0) { /* from the start: the page cache decides whether the first page is fresh */
                 cur.page = meta_listing_unref(cur.page);
+                /* a walk's next directories, listed while the kernel takes this one */
+                if (f->lsahead && dir_seek(f, dir, &cur, 0) >= 0)
+                        lsahead_started(f->lsahead, dir, cur.page);
+        }
         /* offsets: 1 = ".", 2 = "..", 3 + i = entry i */
         for (uint64_t o = (uint64_t)off;; o++) {
                 size_t need;
@@ -1110,6 +1128,8 @@ int fs_new(const config *c, const config_node *node, const config_dataset *d, co
                                                      .max_bytes = o->prefetch_files_bytes,
                                                      .threads = o->prefetch_files},
                                  &f->dirahead);
+        if (r >= 0 && o->list_ahead > 0)
+                r = lsahead_new(f->meta, o->list_ahead, 2, &f->lsahead);
         if (r >= 0 && !(f->inodes = inode_table_new()))
                 r = -ENOMEM;
         if (r >= 0)
@@ -1128,6 +1148,7 @@ fs *fs_free(fs *f)
                 return NULL;
         fs_unmount(f);
         dirahead_free(f->dirahead);
+        lsahead_free(f->lsahead);
         prefetch_free(f->prefetch);
         reader_free(f->reader);
         meta_free(f->meta);
