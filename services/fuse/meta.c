@@ -870,9 +870,6 @@ int meta_list_page(meta *m, const char *path, const char *after, bool fresh, met
                 return log_warning_errno(EIO, "Empty page with a next from the master for %s",
                                          path);
         }
-        log_debug("Listed %s after '%s': %zu entries%s", path, after ? after : "", l->n,
-                  l->more ? ", more to come" : "");
-
         pthread_mutex_lock(&m->lock);
         /* newer than what the stat cache holds of these children: drop what differs (pages
          * carry no ETag or store URL to replace it with; the next stat asks the master) */
@@ -891,6 +888,9 @@ int meta_list_page(meta *m, const char *path, const char *after, bool fresh, met
         }
         (void)lru_put(m->pages, key, meta_listing_ref(l), listing_bytes(l));
         pthread_mutex_unlock(&m->lock);
+        /* logged once cached: a test that saw this line finds the page in the cache */
+        log_debug("Listed %s after '%s': %zu entries%s", path, after ? after : "", l->n,
+                  l->more ? ", more to come" : "");
         *ret = l;
         return 0;
 }
