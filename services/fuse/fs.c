@@ -187,15 +187,20 @@ static double ms_to_s(uint64_t ms)
         return (double)ms / 1000.0;
 }
 
-static void remember_attr(fs *f, uint64_t ino, const meta_entry *e, uint64_t fetched_ms)
+static inode_attr attr_of(const meta_entry *e, uint64_t fetched_ms)
 {
-        inode_attr a = {
+        return (inode_attr){
                 .size = e->size,
                 .file_id = e->file_id,
                 .epoch = e->epoch,
                 .mtime = e->mtime,
                 .fetched_ms = fetched_ms ? fetched_ms : 1,
         };
+}
+
+static void remember_attr(fs *f, uint64_t ino, const meta_entry *e, uint64_t fetched_ms)
+{
+        inode_attr a = attr_of(e, fetched_ms);
 
         (void)inode_table_set_attr(f->inodes, ino, &a);
 }
@@ -207,11 +212,11 @@ static int make_entry(fs *f, const char *path, const meta_entry *e, uint64_t fet
 {
         bool changed = false;
         uint64_t ino;
-        int r = inode_table_ref(f->inodes, path, e->dir ? 0 : e->version, &ino, &changed);
+        inode_attr a = attr_of(e, fetched_ms);
+        int r = inode_table_ref_attr(f->inodes, path, e->dir ? 0 : e->version, &a, &ino, &changed);
 
         if (r < 0)
                 return r;
-        remember_attr(f, ino, e, fetched_ms);
         if (changed)
                 queue_inval(f, ino);
         *ret = (struct fuse_entry_param){

@@ -202,6 +202,12 @@ inode_table *inode_table_free(inode_table *t)
 int inode_table_ref(inode_table *t, const char *path, uint64_t version, uint64_t *ret_ino,
                     bool *ret_changed)
 {
+        return inode_table_ref_attr(t, path, version, NULL, ret_ino, ret_changed);
+}
+
+int inode_table_ref_attr(inode_table *t, const char *path, uint64_t version, const inode_attr *a,
+                         uint64_t *ret_ino, bool *ret_changed)
+{
         bool changed = false;
         inode *i;
         int r = 0;
@@ -226,6 +232,8 @@ int inode_table_ref(inode_table *t, const char *path, uint64_t version, uint64_t
                 i->version = version;
         }
         i->nlookup++;
+        if (a)
+                i->attr = *a;
         *ret_ino = i->ino;
         if (ret_changed)
                 *ret_changed = changed;
