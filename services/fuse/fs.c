@@ -301,7 +301,10 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
          * the dentry its readdirplus gave) is answered from that page, as readdirplus did */
         meta_listing *l = NULL;
         size_t i;
-        if (meta_cached_page_of(f->meta, dir, name, &l, &i) >= 0) {
+        if (meta_cached_page_of(f->meta, dir, name, &l, &i) >= 0 &&
+            now_ms() - l->fetched_ms >= f->opts.attr_timeout_ms)
+                l = meta_listing_unref(l); /* its attributes are too old to hand out */
+        if (l) {
                 r = make_entry(f, path, &l->entries[i], l->fetched_ms, &ep);
                 meta_listing_unref(l);
                 if (r < 0)
