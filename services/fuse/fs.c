@@ -570,6 +570,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                         break;
                 used += need;
         }
+        if (!end && cur.page) /* a large directory: its next page while the kernel takes this */
+                lsahead_next_page(f->lsahead, dir, cur.page);
         if (end) /* read to the end: nothing to continue from, and its page may be freed */
                 cursor_drop(f, ino, &cur);
         else

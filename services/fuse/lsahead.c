@@ -5,7 +5,8 @@
  * directory read therefore tells where the walk is: its first subdirectories come next, then
  * its siblings after it. Both are queued, at most `window` directories past the walk, and
  * `threads` threads fetch their first pages into the page cache (meta_list_page), so the
- * kernel's next READDIRPLUS is answered without waiting for the master.
+ * kernel's next READDIRPLUS is answered without waiting for the master. Within a directory of
+ * several pages, the page after the one being read is fetched the same way.
  *
  * State per directory followed (up to LSAHEAD_DIRS, the least recently used replaced): the page
  * whose entries are being queued and how far, so that each step queues only the one or two
@@ -41,8 +42,13 @@ struct lsahead {
 
         pthread_mutex_t lock;
         pthread_cond_t cond;
-        char *queue[LSAHEAD_QUEUE]; /* a ring of paths */
+        struct lsahead_job {
+                char *path;
+                char *after;    /* NULL: the first page */
+        } queue[LSAHEAD_QUEUE]; /* a ring */
         size_t head, n;
+        char *last_next; /* "DIR//AFTER" of the last next page queued (one per page, not per
+                          * readdir request) */
         bool stop;
         dir_state dirs[LSAHEAD_DIRS];
         uint64_t tick;
@@ -68,20 +74,21 @@ static void *fetch_thread(void *userdata)
 
         pthread_mutex_lock(&a->lock);
         for (;;) {
-                _cleanup_free_ char *path = NULL;
+                _cleanup_free_ char *path = NULL, *after = NULL;
                 meta_listing *l = NULL;
 
                 while (!a->stop && a->n == 0)
                         pthread_cond_wait(&a->cond, &a->lock);
                 if (a->stop)
                         break;
-                path = a->queue[a->head];
+                path = a->queue[a->head].path;
+                after = a->queue[a->head].after;
                 a->head = (a->head + 1) % LSAHEAD_QUEUE;
                 a->n--;
                 pthread_mutex_unlock(&a->lock);
-                /* a directory read since it was queued is cached: nothing to do */
-                bool fetch = !meta_page_cached(a->meta, path, NULL);
-                if (fetch && meta_list_page(a->meta, path, NULL, false, &l) >= 0)
+                /* a page read since it was queued is cached: nothing to do */
+                bool fetch = !meta_page_cached(a->meta, path, after);
+                if (fetch && meta_list_page(a->meta, path, after, false, &l) >= 0)
                         meta_listing_unref(l);
                 else
                         fetch = false;
@@ -133,8 +140,11 @@ lsahead *lsahead_free(lsahead *a)
         for (unsigned i = 0; i < a->n_threads; i++)
                 pthread_join(a->threads[i], NULL);
         free(a->threads);
-        for (; a->n > 0; a->n--, a->head = (a->head + 1) % LSAHEAD_QUEUE)
-                free(a->queue[a->head]);
+        for (; a->n > 0; a->n--, a->head = (a->head + 1) % LSAHEAD_QUEUE) {
+                free(a->queue[a->head].path);
+                free(a->queue[a->head].after);
+        }
+        free(a->last_next);
         for (size_t i = 0; i < LSAHEAD_DIRS; i++) {
                 free(a->dirs[i].path);
                 meta_listing_unref(a->dirs[i].page);
@@ -199,7 +209,7 @@ static void queue_from_locked(lsahead *a, const char *dir, const meta_listing *p
                 path = inode_path_join(dir, page->entries[j].name);
                 if (!path)
                         return;
-                a->queue[(a->head + a->n++) % LSAHEAD_QUEUE] = path;
+                a->queue[(a->head + a->n++) % LSAHEAD_QUEUE] = (struct lsahead_job){.path = path};
                 a->stats.queued++;
                 pthread_cond_signal(&a->cond);
         }
@@ -226,6 +236,36 @@ void lsahead_started(lsahead *a, const char *dir, const meta_listing *first)
                 queue_from_locked(a, parent, page, i + 1);
         pthread_mutex_unlock(&a->lock);
         meta_listing_unref(page);
+}
+
+void lsahead_next_page(lsahead *a, const char *dir, const meta_listing *page)
+{
+        _cleanup_free_ char *key = NULL;
+        const char *last;
+
+        if (!a || a->window == 0 || !page->more || page->n == 0)
+                return;
+        last = page->entries[page->n - 1].name;
+        if (asprintf(&key, "%s//%s", dir, last) < 0)
+                return;
+        pthread_mutex_lock(&a->lock);
+        if (!a->last_next || strcmp(a->last_next, key) != 0) {
+                char *path = strdup(dir), *after = strdup(last);
+
+                if (a->n == LSAHEAD_QUEUE || !path || !after) {
+                        a->stats.dropped += a->n == LSAHEAD_QUEUE;
+                        free(path);
+                        free(after);
+                } else {
+                        a->queue[(a->head + a->n++) % LSAHEAD_QUEUE] =
+                                (struct lsahead_job){.path = path, .after = after};
+                        a->stats.queued++;
+                        free(a->last_next);
+                        a->last_next = TAKE_PTR(key);
+                        pthread_cond_signal(&a->cond);
+                }
+        }
+        pthread_mutex_unlock(&a->lock);
 }
 
 void lsahead_get_stats(lsahead *a, lsahead_stats *ret)

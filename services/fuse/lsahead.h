@@ -38,4 +38,8 @@ lsahead *lsahead_free(lsahead *a);
  * (borrowed): queue its first subdirectories and DIR's next siblings. */
 void lsahead_started(lsahead *a, const char *dir, const meta_listing *first);
 
+/* The kernel is reading PAGE (borrowed) of directory DIR: fetch the page after it, if any (once
+ * per page however many readdir requests it takes). */
+void lsahead_next_page(lsahead *a, const char *dir, const meta_listing *page);
+
 void lsahead_get_stats(lsahead *a, lsahead_stats *ret);
