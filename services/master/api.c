@@ -15,6 +15,7 @@
 #include "httpc.h"
 #include "log.h"
 #include "listing.h"
+#include "lswire.h"
 #include "locations.h"
 #include "api.h"
 #include "gate.h"
@@ -546,6 +547,44 @@ static int page_query(httpd_request *req, size_t *ret_limit, const char **ret_af
         return 0;
 }
 
+/* format= of ls and stat: 0 for JSON (the default, for weirctl and people), 1 for the compact
+ * pages of weir-fuse (lswire.h), -EINVAL when answered with a 400. */
+static int ls_format(httpd_request *req, bool ls, size_t limit)
+{
+        const char *format = httpd_request_query(req, "format");
+
+        if (!format || strcmp(format, "json") == 0)
+                return 0;
+        if (strcmp(format, "binary") != 0)
+                httpd_reply_error(req, 400, "format must be json or binary, got '%.40s'", format);
+        else if (!ls || limit == 0)
+                httpd_reply_error(req, 400, "format=binary needs ls and limit=");
+        else
+                return 1;
+        return -EINVAL;
+}
+
+static void ls_binary(manager *m, httpd_request *req, const char *name, const char *path,
+                      const char *after, size_t limit)
+{
+        uint64_t epoch = fsm_epoch(m->fsm);
+        lswire_buf b = {};
+        int r;
+
+        if (epoch == 0) {
+                httpd_reply_header(req, "Retry-After", "1");
+                httpd_reply_error(req, 503,
+                                  "the cluster epoch is not recorded yet (a new leader), "
+                                  "retry");
+                return;
+        }
+        r = listing_page_binary(m->fsm, name, path, after, limit, epoch, &b);
+        if (r < 0)
+                return reply_fsm_error(req, r, fsm_has_dataset(m->fsm, name) ? "path" : "dataset");
+        httpd_reply_text(req, 200, LSWIRE_CONTENT_TYPE, (const char *)b.data, b.len);
+        lswire_buf_done(&b);
+}
+
 /* GET ls / stat. With limit=, a directory's entries come in name order, LIMIT at a time, and
  * "next" names the after= of the next page (absent on the last): no answer holds more than
  * LISTING_LIMIT_MAX entries. stat of a directory adds that page of "entries" to its ENTRY. */
@@ -559,8 +598,10 @@ static void h_ls_stat(manager *m, httpd_request *req, const char *name, bool ls)
         unsigned flags = 0;
         int r;
 
-        if (page_query(req, &limit, &after, &flags) < 0)
+        if (page_query(req, &limit, &after, &flags) < 0 || (r = ls_format(req, ls, limit)) < 0)
                 return;
+        if (r == 1)
+                return ls_binary(m, req, name, path, after, limit);
         /* Read transactions (fsm.h): never waiting for an apply or a snapshot. */
         has = fsm_has_dataset(m->fsm, name);
         if (!has)
