@@ -393,13 +393,10 @@ static int local_conn_take(reader *r, bool *ret_reused, unsigned *ret_timeout_ms
         return local_connect(r);
 }
 
-/* Gives connection S (taken) back to the pool when it is still usable and there is room. */
+/* Gives connection S (taken) back to the pool when there is room. */
 static void local_conn_give(reader *r, int s, unsigned timeout_ms)
 {
-        if (!local_conn_clean(s)) {
-                safe_close(s);
-                return;
-        }
+        /* whether the worker closed it meanwhile is checked when it is taken */
         pthread_mutex_lock(&r->lock);
         if (r->n_pool < READER_POOL_MAX) {
                 r->pool[r->n_pool++] =
