@@ -379,7 +379,7 @@ static int local_conn_take(reader *r, bool *ret_reused, unsigned *ret_timeout_ms
                 pooled_conn c = r->pool[--r->n_pool];
 
                 pthread_mutex_unlock(&r->lock);
-                if (now - c.used_ms < READER_POOL_IDLE_MS && local_conn_clean(c.fd)) {
+                if (c.used_ms + READER_POOL_IDLE_MS > now && local_conn_clean(c.fd)) {
                         *ret_reused = true;
                         *ret_timeout_ms = c.timeout_ms;
                         return c.fd;
