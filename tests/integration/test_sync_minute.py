@@ -216,3 +216,35 @@ def test_local_time_index_falls_back_to_heads(store_root, tmp_path, build_dir):
             assert "autoindex_localtime" in sc.c.masters[0].log()
     finally:
         nginx.stop()
+
+
+def test_worker_fills_a_minute_version(tmp_path):
+    """A worker fills blocks of a version known to the minute (as a sync takes it from the
+    page): the store's bytes whole while the file's Last-Modified lies in that minute; refused
+    (409, nothing cached) once the file was rewritten, which puts it in a later minute, or when
+    the minute is not the file's."""
+    from test_worker import MiB, Env, make_file
+    from weirtest.workerenv import EPOCH
+
+    with Env(tmp_path, block_size=1 * MiB) as env:
+        old = time.time() - OLD
+        files = {}
+        for fid, name in ((1, "a.bin"), (2, "b.bin"), (3, "c.bin")):
+            path = os.path.join(env.data, name)
+            files[fid] = make_file(path, 3 * MiB, fid)
+            os.utime(path, (old, old))
+        minute = int(old) // 60 * 60
+        for m in env.masters:
+            m.add_file(1, "ds", "/data/a.bin", 3 * MiB, minute, "weir:minute", env.block_size)
+            m.add_file(2, "ds", "/data/b.bin", 3 * MiB, minute, "weir:minute", env.block_size)
+            m.add_file(3, "ds", "/data/c.bin", 3 * MiB, minute - 60, "weir:minute",
+                       env.block_size)
+        # b.bin is rewritten with the same size: now, a later minute than the one published
+        make_file(os.path.join(env.data, "b.bin"), 3 * MiB, 22)
+        env.worker.start()
+        for i in range(3):
+            status, _, body = env.worker.get(f"/v1/blocks/{EPOCH}-1-1-{i}", timeout=30)
+            assert status == 200 and body == files[1][i * MiB:(i + 1) * MiB], (i, status)
+        for fid in (2, 3):
+            status, _, body = env.worker.get(f"/v1/blocks/{EPOCH}-{fid}-1-0", timeout=30)
+            assert status == 409, (fid, status, body[:200])
