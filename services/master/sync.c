@@ -338,7 +338,8 @@ static sync_minute_stored minute_stored(const stored_child *s)
 
 /* For a listing with exact sizes and times to the minute (nginx's HTML index). Until a HEAD of
  * this lister confirmed that the page's minutes are the files' own (not local time), the first
- * file it would trust is HEADed and compared instead. */
+ * file it would take from the page is HEADed and compared instead. A file whose stored version
+ * the page matches needs no check: that version was a confirmed page's or a HEAD's. */
 static verdict minute_verdict(lister *l, size_t mount, const ufs_entry *e, const stored_child *s,
                               int64_t date)
 {
@@ -348,9 +349,9 @@ static verdict minute_verdict(lister *l, size_t mount, const ufs_entry *e, const
 
         if (v == SYNC_MINUTE_ASK || l->minutes_ok[mount] < 0)
                 return ASK;
-        if (l->minutes_ok[mount] == 0)
-                return CHECK;
-        return v == SYNC_MINUTE_SAME ? SAME : MINUTE;
+        if (v == SYNC_MINUTE_SAME)
+                return SAME;
+        return l->minutes_ok[mount] == 0 ? CHECK : MINUTE;
 }
 
 /* HEADs REL and adds the file's change unless it equals S; *RET_MTIME (if not NULL) is the mtime
