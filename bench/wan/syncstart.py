@@ -9,6 +9,7 @@ JSON index (autoindex_format json), each ROUNDS times. Phases, from the masters'
   workers       three workers registered
   mount         weir-fuse mounted and answering
   walk          `find` of the whole mount (every directory listed and every file stat'ed)
+  re-sync       an unchanged re-sync asked for afterwards (POST .../sync until committed)
 plus the leader's own sync time ("Synced dataset ... in X s" of its log), the store requests of
 the sync (listing GETs and HEADs, from nginx's access log) per file, and the load average.
 Baseline in the same run: curl fetching every listing page of the store one after another over
@@ -78,7 +79,7 @@ def curl_listings(url, dirs, work):
     return serial, time.monotonic() - t
 
 
-def start_phases(c, n_files):
+def start_phases(c, n_files, requests):
     """DemoCluster.start() with the time of each phase (seconds since the masters' start)."""
     out = {}
     c.nginx.start()
@@ -100,6 +101,7 @@ def start_phases(c, n_files):
         body = c.request("GET", "/v1/datasets/hbase")[1] or {}
         return body.get("synced") and body.get("total_files") == n_files
     until("first sync", synced)
+    out["first sync requests"] = requests()
     wbin = os.path.join(c.build_dir, "services/worker/weir-worker")
     for name in c.names:
         c.workers.append(WorkerProc(wbin, c.yaml_path, name, c.dir).start())
@@ -114,6 +116,19 @@ def start_phases(c, n_files):
     out["walk"] = time.monotonic() - t
     if n != n_files:
         raise RuntimeError(f"the mount shows {n} files, not {n_files}")
+    before = c.request("GET", "/v1/datasets/hbase")[1]["synced"]
+    t = time.monotonic()
+    code, body = c.request("POST", "/v1/datasets/hbase/sync", body={})
+    if code not in (200, 202):
+        raise RuntimeError(f"re-sync refused: {code} {body}")
+    deadline = time.monotonic() + 120
+    while (c.request("GET", "/v1/datasets/hbase")[1] or {}).get("synced") == before:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the re-sync did not commit")
+        time.sleep(0.01)
+    out["re-sync"] = time.monotonic() - t
+    after = requests()
+    out["re-sync requests"] = tuple(b - a for a, b in zip(out["first sync requests"], after))
     return out
 
 
@@ -165,16 +180,19 @@ def main():
                                  for dp, _, fs in os.walk(c.store_root) for f in fs)
                     while not a.fresh and time.time() < (int(newest) // 60 + 1) * 60 + 1:
                         time.sleep(0.2)
-                    ph = start_phases(c, len(c.files))
+                    log = os.path.join(c.nginx.workdir, "access.log")
+                    ph = start_phases(c, len(c.files), lambda: access(log))
                     sync_s, heads = synced_in(c)
-                    gets, heads_log, other = access(os.path.join(c.nginx.workdir, "access.log"))
+                    gets, heads_log, other = ph.pop("first sync requests")
+                    re_gets, re_heads, _ = ph.pop("re-sync requests")
                     dirs = sorted({os.path.dirname(r) for r in c.files})
                     serial, par = curl_listings(f"{c.nginx.url}hbase/", dirs, d)
                     rows.append((fmt, rnd, ph, sync_s, heads_log, gets, other, serial, par,
-                                 os.getloadavg()[0]))
+                                 os.getloadavg()[0], re_gets, re_heads))
                     print(f"{fmt} round {rnd + 1}: " + ", ".join(f"{k} {v:.2f} s"
                                                                  for k, v in ph.items())
                           + f"; leader's sync {sync_s} s, {gets} listings, {heads_log} HEADs; "
+                          f"re-sync {re_gets} listings, {re_heads} HEADs; "
                           f"curl listings {serial:.2f} s serial, {par:.2f} s x8; load "
                           f"{os.getloadavg()[0]:.1f}", flush=True)
                 finally:
@@ -188,15 +206,16 @@ def main():
     print(f"\nWAN: {a.delay_ms} ms each way, {a.rate}; {a.files} files in {a.dirs} directories\n")
     print("| index | round | leader | first sync (since start) | leader's sync | ÷ curl listings "
           "serial / x8 | workers | mount | find of the mount | listings | HEADs/file | "
-          "load avg |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for fmt, rnd, ph, sync_s, heads, gets, other, serial, par, load in rows:
+          "unchanged re-sync (listings, HEADs) | load avg |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for fmt, rnd, ph, sync_s, heads, gets, other, serial, par, load, re_gets, re_heads in rows:
         sync_txt = f"{sync_s:.2f} s" if sync_s is not None else "?"
         ratio = (f"{sync_s / serial:.2f} / {sync_s / par:.2f} (curl {serial:.2f} / {par:.2f} s)"
                  if sync_s else "")
         print(f"| {fmt} | {rnd + 1} | {ph['leader']:.2f} s | {ph['first sync']:.2f} s | "
               f"{sync_txt} | {ratio} | {ph['workers']:.2f} s | {ph['mount']:.2f} s | "
-              f"{ph['walk']:.2f} s | {gets} | {heads / a.files:.4f} | {load:.1f} |")
+              f"{ph['walk']:.2f} s | {gets} | {heads / a.files:.4f} | "
+              f"{ph['re-sync']:.2f} s ({re_gets}, {re_heads}) | {load:.1f} |")
 
 
 if __name__ == "__main__":
