@@ -8,6 +8,7 @@
 
 #include "httpd.h"
 #include "locations.h"
+#include "loopwatch.h"
 #include "manager.h"
 
 typedef struct manager_call manager_call;
@@ -48,6 +49,7 @@ struct manager {
         uv_async_t wakeup;
         unsigned open_handles; /* ours, closed by the shutdown chain */
         uint64_t watchdog_usec;
+        loopwatch watch; /* the loop thread's lateness, applies, snapshots (loopwatch.h) */
 
         /* The replicated state (fsm.h, LMDB): read from any thread without state_lock; written
          * only by the loop thread (raft apply and restore). */

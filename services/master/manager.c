@@ -153,6 +153,9 @@ static int raft_fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf, vo
         uint64_t t0 = now_us();
         int r = fsm_apply(m->fsm, buf->base, buf->len, NULL);
         uint64_t took = now_us() - t0;
+        loopwatch_note_apply(&m->watch, took, buf->len,
+                             buf->len > 0 &&
+                                     *(const unsigned char *)buf->base == FSM_TREE_BATCH_V1);
         if (took > SLOW_LOOP_US)
                 log_warning("Applying an entry of %zu bytes took %" PRIu64 " ms.", buf->len,
                             took / 1000);
@@ -175,8 +178,10 @@ static int raft_fsm_snapshot(struct raft_fsm *rf, struct raft_buffer *bufs[], un
         int r = fsm_flush(m->fsm);
         if (r >= 0)
                 r = fsm_snapshot_descriptor(m->fsm, &s, &len);
-        if (now_us() - t0 > SLOW_LOOP_US)
-                log_warning("Taking a snapshot took %" PRIu64 " ms.", (now_us() - t0) / 1000);
+        uint64_t took = now_us() - t0;
+        loopwatch_note_snapshot(&m->watch, took);
+        if (took > SLOW_LOOP_US)
+                log_warning("Taking a snapshot took %" PRIu64 " ms.", took / 1000);
         if (r < 0) {
                 log_warning_errno(r, "Cannot take a snapshot: %m, retrying later");
                 return r == -ENOMEM ? RAFT_NOMEM : RAFT_IOERR;
@@ -604,6 +609,7 @@ static void on_tick(uv_timer_t *t)
 {
         manager *m = t->data;
 
+        loopwatch_tick(&m->watch, SLOW_LOOP_US);
         manager_update(m);
         m->opts.parts->epoch_ensure(m); /* a failed proposal is retried */
 }
@@ -1083,6 +1089,20 @@ int manager_run(manager *m)
                 m->prober_started = true;
         }
 
+        loopwatch_init(&m->watch, RAFT_COMPAT_POLL_MS);
+        if (!m->cfg->raft_loop_normal) {
+                /* After the threads started above (HTTP, prober): they keep normal priority. */
+                r = loopwatch_realtime();
+                if (r < 0)
+                        log_full_errno(LOG_NOTICE, r,
+                                       "Cannot give the loop thread real-time scheduling "
+                                       "(%m): on a busy machine raft heartbeats may then wait "
+                                       "for a CPU past the election timeout. Allow it with "
+                                       "LimitRTPRIO=1 (the unit does), or set "
+                                       "spec.raft.loopScheduling: normal to silence this.");
+                else
+                        log_info("The loop thread runs with real-time scheduling (SCHED_RR 1).");
+        }
         uv_timer_start(&m->tick, on_tick, 0, RAFT_COMPAT_POLL_MS);
         if (sd_watchdog_enabled(false, &m->watchdog_usec) > 0 && m->watchdog_usec > 0) {
                 uint64_t ms = MAX(m->watchdog_usec / 2000, 1);
@@ -1090,6 +1110,7 @@ int manager_run(manager *m)
         }
 
         uv_run(&m->loop, UV_RUN_DEFAULT);
+        loopwatch_done(&m->watch);
         log_info("Stopped.");
         return m->fatal ? -EIO : 0;
 
