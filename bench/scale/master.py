@@ -98,10 +98,13 @@ def du_bytes(path):
 
 
 class Prober:
-    """GET /v1/status of whichever master leads, every 10 ms; latencies kept."""
+    """GET /v1/status of whichever master leads, every 10 ms; latencies kept. With BASELINE_URL
+    (the store's nginx, a path it answers 404), the same request to it right after each probe:
+    the floor this machine's scheduling sets for any small HTTP answer at that moment."""
 
-    def __init__(self, sc):
+    def __init__(self, sc, baseline_url=None):
         self.sc, self.lat, self.stop_ev = sc, [], threading.Event()
+        self.baseline_url, self.base = baseline_url, []
         self.terms = set()
         self.thread = threading.Thread(target=self.run, daemon=True)
 
@@ -123,6 +126,13 @@ class Prober:
                         target = None
             except OSError:
                 target = None
+            if self.baseline_url:
+                t = time.monotonic()
+                try:
+                    http_request("GET", self.baseline_url, timeout=10)
+                    self.base.append(time.monotonic() - t)
+                except OSError:
+                    pass
             time.sleep(0.01)
 
     def __enter__(self):
@@ -137,8 +147,13 @@ class Prober:
         if not self.lat:
             return {}
         s = sorted(self.lat)
-        return {"probes": len(s), "max_ms": s[-1] * 1000,
-                "p99_ms": s[min(len(s) - 1, int(len(s) * 0.99))] * 1000}
+        out = {"probes": len(s), "max_ms": s[-1] * 1000,
+               "p99_ms": s[min(len(s) - 1, int(len(s) * 0.99))] * 1000}
+        if self.base:
+            b = sorted(self.base)
+            out["baseline_max_ms"] = b[-1] * 1000
+            out["baseline_p99_ms"] = b[min(len(b) - 1, int(len(b) * 0.99))] * 1000
+        return out
 
 
 class LoopWatch:
@@ -348,10 +363,12 @@ def run_one(args, build_dir, label, store, n_files, work, raft_options=None):
                      {"ds": {"mounts": [("train", store.url, {})]}}, n=args.masters,
                      raft_options=raft_options)
     counter = Counter(store)
+    # nginx answers a missing file in microseconds: its latency is the machine's floor
+    baseline = None if isinstance(store, SyntheticStore) else store.url + "weir-probe-404"
     out = {"build": label}
     c0 = counter.counts()
     with sc:
-        with Prober(sc) as probe, LoopWatch(sc) as watch:
+        with Prober(sc, baseline) as probe, LoopWatch(sc) as watch:
             t = time.monotonic()
             d = wait_synced(sc, "ds", 0, args.timeout)
             out["first_sync_s"] = time.monotonic() - t
@@ -413,7 +430,7 @@ def run_one(args, build_dir, label, store, n_files, work, raft_options=None):
                         pass
 
             th = threading.Thread(target=syncer, daemon=True)
-            with Prober(sc) as probe, LoopWatch(sc) as watch:
+            with Prober(sc, baseline) as probe, LoopWatch(sc) as watch:
                 th.start()
                 while time.monotonic() < end:
                     sc.c.put_label("churn", str(writes), dataset="ds", deadline_s=30)
@@ -499,7 +516,8 @@ def main():
                 shutil.rmtree(work, ignore_errors=True)
     print("# dataset build first_sync_s resync_s list/head(first) list/head(resync) "
           "rss_B/file disk_B/file db_B/file copy_s stall_max_ms stall_p99_ms terms failover_s catchup_s "
-          "loop_late_max_ms(syncs/churn) apply_max_ms(syncs/churn) churn_stall_max/p99_ms load")
+          "loop_late_max_ms(syncs/churn) apply_max_ms(syncs/churn) churn_stall_max/p99_ms "
+          "baseline_max/p99_ms(syncs/churn) load")
     for r in results:
         print(r["dataset"], r["build"], f'{r.get("first_sync_s", 0):.1f}',
               f'{r.get("resync_s", 0):.2f}', r.get("first_requests"), r.get("resync_requests"),
@@ -514,6 +532,10 @@ def main():
               f'{r.get("loop_churn", {}).get("apply_max_ms")}',
               f'{r.get("churn_stall", {}).get("max_ms", 0):.0f}/'
               f'{r.get("churn_stall", {}).get("p99_ms", 0):.1f}',
+              f'{r.get("stall", {}).get("baseline_max_ms", 0):.0f}/'
+              f'{r.get("stall", {}).get("baseline_p99_ms", 0):.1f} '
+              f'{r.get("churn_stall", {}).get("baseline_max_ms", 0):.0f}/'
+              f'{r.get("churn_stall", {}).get("baseline_p99_ms", 0):.1f}',
               f'{r.get("load_syncs")} / {r.get("load_churn")}')
     by = {}
     for r in results:

@@ -77,9 +77,30 @@ int loopwatch_realtime(void)
         /* The loop's own work is bounded per callback (an apply of at most one batch, a
          * snapshot descriptor): at priority 1 it preempts normal threads only for that long, and
          * the kernel's real-time throttling (95 % of each second by default) still holds. */
-        if (sched_setscheduler(0, SCHED_RR | SCHED_RESET_ON_FORK, &p) < 0)
+        if (sched_setscheduler(0, SCHED_RR, &p) < 0)
                 return -errno;
         return 0;
+}
+
+void loopwatch_thread_normal(void)
+{
+        struct sched_param p = {.sched_priority = 0};
+
+        if (sched_getscheduler(0) != SCHED_OTHER && sched_setscheduler(0, SCHED_OTHER, &p) < 0)
+                log_warning_errno(errno, "Cannot return a thread to normal scheduling: %m, "
+                                         "ignoring");
+}
+
+void loopwatch_mutex_init(pthread_mutex_t *m)
+{
+        pthread_mutexattr_t a;
+
+        pthread_mutexattr_init(&a);
+        /* Without it, a real-time loop waiting for a lock whose holder waits for a CPU at normal
+         * priority waits as long as that holder (priority inversion). */
+        (void)pthread_mutexattr_setprotocol(&a, PTHREAD_PRIO_INHERIT);
+        pthread_mutex_init(m, &a);
+        pthread_mutexattr_destroy(&a);
 }
 
 void loopwatch_done(loopwatch *w)

@@ -2,6 +2,7 @@
  * leader lose its followers (an election timeout without heartbeats) on a busy machine. */
 #pragma once
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -66,9 +67,21 @@ void loopwatch_done(loopwatch *w);
 
 /* Gives the calling thread (the loop) real-time round-robin scheduling at the lowest real-time
  * priority, so that busy processes of normal priority cannot keep raft's timers and messages
- * waiting past an election timeout. Threads it creates afterwards start with normal scheduling
- * (SCHED_RESET_ON_FORK). -EPERM without CAP_SYS_NICE or RLIMIT_RTPRIO >= 1. */
+ * waiting past an election timeout. -EPERM without CAP_SYS_NICE or RLIMIT_RTPRIO >= 1.
+ *
+ * Threads it creates afterwards inherit it: libuv's pool, which runs raft's file operations and
+ * wakes the loop through libuv's own uv_async, must, or a preempted pool thread would keep the
+ * loop spinning (see loopwake.h). Every other thread started after it calls
+ * loopwatch_thread_normal() first. The loop must never wait for a thread of normal priority:
+ * the locks it shares with them are made with loopwatch_mutex_init() (priority inheritance),
+ * and they wake it with loopwake, never uv_async. */
 int loopwatch_realtime(void);
+
+/* The calling thread back to normal scheduling (a thread started by the real-time loop). */
+void loopwatch_thread_normal(void);
+
+/* A mutex with priority inheritance: its holder runs at the priority of the highest waiter. */
+void loopwatch_mutex_init(pthread_mutex_t *m);
 
 /* At each periodic tick. WARN_US: lateness from which a warning is logged (0 = never). */
 void loopwatch_tick(loopwatch *w, uint64_t warn_us);
