@@ -47,7 +47,7 @@ struct manager {
         uv_signal_t sigterm, sigint;
         uv_timer_t tick;
         uv_timer_t watchdog;
-        loopwake wakeup; /* not uv_async: see loopwake.h */
+        loopwake wakeup;       /* not uv_async: see loopwake.h */
         unsigned open_handles; /* ours, closed by the shutdown chain */
         uint64_t watchdog_usec;
         loopwatch watch; /* the loop thread's lateness, applies, snapshots (loopwatch.h) */

@@ -1055,7 +1055,8 @@ int manager_run(manager *m)
 
         signal(SIGPIPE, SIG_IGN); /* survivors died of SIGPIPE when a peer was killed */
 
-        m->sigterm.data = m->sigint.data = m->tick.data = m->watchdog.data = m->wakeup.poll.data = m;
+        m->sigterm.data = m->sigint.data = m->tick.data = m->watchdog.data = m->wakeup.poll.data =
+                m;
 
         r = add_handle(m, loopwake_init(&m->loop, &m->wakeup, on_wakeup));
         if (r >= 0)
@@ -1070,7 +1071,8 @@ int manager_run(manager *m)
                 log_error("libuv: %s", uv_strerror(r));
                 goto fail;
         }
-        m->sigterm.data = m->sigint.data = m->tick.data = m->watchdog.data = m->wakeup.poll.data = m;
+        m->sigterm.data = m->sigint.data = m->tick.data = m->watchdog.data = m->wakeup.poll.data =
+                m;
         uv_signal_start(&m->sigterm, on_signal, SIGTERM);
         uv_signal_start(&m->sigint, on_signal, SIGINT);
 

@@ -37,7 +37,7 @@ struct sync_manager {
         size_t n_ds;
         bool leader;
         uint64_t seq;
-        bool attached; /* loop handles initialised (on the first hook call, on the loop) */
+        bool attached;  /* loop handles initialised (on the first hook call, on the loop) */
         loopwake async; /* not uv_async: see loopwake.h */
         unsigned open_handles;
 };
