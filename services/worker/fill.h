@@ -45,6 +45,7 @@ typedef struct fill_stats {
         uint64_t queued;           /* blocks waiting or in progress */
         uint64_t content_checks;   /* whole files hashed against an MD5 ETag (content.h) */
         uint64_t content_failures; /* ... that did not match: their blocks were dropped */
+        uint64_t stale_refusals;   /* requests for a version the store refused moments ago */
 } fill_stats;
 
 typedef struct fill fill;
