@@ -65,6 +65,17 @@ static inode *find_path(const inode_table *t, const char *path)
         return i;
 }
 
+/* Takes the table's lock and finds INO; the caller unlocks. -ENOENT (unlocked) when unknown. */
+static int lock_ino(inode_table *t, uint64_t ino, inode **ret)
+{
+        pthread_mutex_lock(&t->lock);
+        *ret = find_ino(t, ino);
+        if (*ret)
+                return 0;
+        pthread_mutex_unlock(&t->lock);
+        return -ENOENT;
+}
+
 static void link_inode(inode_table *t, inode *i)
 {
         size_t b = bucket_ino(t, i->ino), p = i->path_hash & (t->n_buckets - 1);
@@ -237,15 +248,11 @@ finish:
 int inode_table_forget(inode_table *t, uint64_t ino, uint64_t nlookup)
 {
         inode *i;
-        int r;
+        int r = lock_ino(t, ino, &i);
 
-        pthread_mutex_lock(&t->lock);
-        i = find_ino(t, ino);
-        if (!i) {
-                r = -ENOENT;
-        } else if (ino == INODE_ROOT) {
-                r = 0;
-        } else {
+        if (r < 0)
+                return r;
+        if (ino != INODE_ROOT) {
                 i->nlookup = nlookup >= i->nlookup ? 0 : i->nlookup - nlookup;
                 r = i->nlookup == 0;
                 if (r) {
@@ -260,13 +267,11 @@ int inode_table_forget(inode_table *t, uint64_t ino, uint64_t nlookup)
 int inode_table_path(inode_table *t, uint64_t ino, char **ret_path)
 {
         inode *i;
-        int r = 0;
+        int r = lock_ino(t, ino, &i);
 
-        pthread_mutex_lock(&t->lock);
-        i = find_ino(t, ino);
-        if (!i)
-                r = -ENOENT;
-        else if (!(*ret_path = strdup(i->path)))
+        if (r < 0)
+                return r;
+        if (!(*ret_path = strdup(i->path)))
                 r = -ENOMEM;
         pthread_mutex_unlock(&t->lock);
         return r;
@@ -275,36 +280,28 @@ int inode_table_path(inode_table *t, uint64_t ino, char **ret_path)
 int inode_table_set_version(inode_table *t, uint64_t ino, uint64_t version, bool *ret_changed)
 {
         inode *i;
-        int r = 0;
+        int r = lock_ino(t, ino, &i);
 
-        pthread_mutex_lock(&t->lock);
-        i = find_ino(t, ino);
-        if (!i) {
-                r = -ENOENT;
-        } else {
-                if (ret_changed)
-                        *ret_changed = i->version != version;
-                i->version = version;
-        }
+        if (r < 0)
+                return r;
+        if (ret_changed)
+                *ret_changed = i->version != version;
+        i->version = version;
         pthread_mutex_unlock(&t->lock);
-        return r;
+        return 0;
 }
 
 int inode_table_open(inode_table *t, uint64_t ino, uint64_t version, bool *ret_keep_cache)
 {
         inode *i;
-        int r = 0;
+        int r = lock_ino(t, ino, &i);
 
-        pthread_mutex_lock(&t->lock);
-        i = find_ino(t, ino);
-        if (!i) {
-                r = -ENOENT;
-        } else {
-                *ret_keep_cache = i->cache_version == version;
-                i->cache_version = version;
-        }
+        if (r < 0)
+                return r;
+        *ret_keep_cache = i->cache_version == version;
+        i->cache_version = version;
         pthread_mutex_unlock(&t->lock);
-        return r;
+        return 0;
 }
 
 int inode_table_lookup(inode_table *t, const char *path, uint64_t *ret_ino, uint64_t *ret_version)
@@ -389,28 +386,23 @@ int inode_table_file_dirs(inode_table *t, char ***ret, size_t *ret_n)
 int inode_table_set_attr(inode_table *t, uint64_t ino, const inode_attr *a)
 {
         inode *i;
-        int r = 0;
+        int r = lock_ino(t, ino, &i);
 
-        pthread_mutex_lock(&t->lock);
-        i = find_ino(t, ino);
-        if (!i)
-                r = -ENOENT;
-        else
-                i->attr = *a;
+        if (r < 0)
+                return r;
+        i->attr = *a;
         pthread_mutex_unlock(&t->lock);
-        return r;
+        return 0;
 }
 
 int inode_table_get_attr(inode_table *t, uint64_t ino, inode_attr *ret, uint64_t *ret_version)
 {
         inode *i;
-        int r = 0;
+        int r = lock_ino(t, ino, &i);
 
-        pthread_mutex_lock(&t->lock);
-        i = find_ino(t, ino);
-        if (!i)
-                r = -ENOENT;
-        else if (i->attr.fetched_ms == 0)
+        if (r < 0)
+                return r;
+        if (i->attr.fetched_ms == 0)
                 r = -ENODATA;
         else {
                 *ret = i->attr;

@@ -22,11 +22,11 @@
 #include "content.h"
 #include "cleanup.h"
 #include "fill.h"
+#include "hmap.h"
 #include "log.h"
 #include "ufs/ufs.h"
 #include "timeutil.h"
 
-#define FILL_JOB_BUCKETS    4096
 #define FILL_META_SLOTS     1024 /* direct-mapped cache of file metadata */
 #define FILL_UFS_PER_THREAD 16   /* store handles a thread keeps open (one per mount) */
 #define FILL_MISMATCH_SLOTS 1024 /* direct-mapped marks of file versions that failed a check */
@@ -55,7 +55,6 @@ typedef struct fill_job {
         store_key key;
         unsigned readahead;
         fill_waiter *waiters;
-        struct fill_job *hash_next;
         /* Set by the start task: */
         store_write *write;
         int fd;
@@ -116,7 +115,7 @@ struct fill {
         bool stopping;
         fill_task *head, *tail;       /* demand: starts at the tail, ranges at the head */
         fill_task *pf_head, *pf_tail; /* prefetch starts */
-        fill_job *jobs[FILL_JOB_BUCKETS];
+        hmap jobs;                    /* store_key (the job's own) -> fill_job, until job_finish */
         meta_slot meta[FILL_META_SLOTS];
         fill_stats stats;
         /* File versions whose content did not match the store's hash (key with index 0): never
@@ -166,13 +165,6 @@ int fill_block_range(uint64_t size, uint64_t block_size, uint64_t index, uint64_
         return 0;
 }
 
-static size_t job_bucket(const store_key *k)
-{
-        return (size_t)((k->file_id * 0x9e3779b97f4a7c15ull) ^ (k->version * 31) ^
-                        (k->index * 0xbf58476d1ce4e5b9ull)) %
-               FILL_JOB_BUCKETS;
-}
-
 /* ---- queue (fill lock held) ---- */
 
 static void queue_push(fill *f, fill_task *t, bool front, bool prefetch)
@@ -212,19 +204,13 @@ static fill_task *queue_pop(fill *f)
 
 static fill_job *job_find(fill *f, const store_key *k)
 {
-        for (fill_job *j = f->jobs[job_bucket(k)]; j; j = j->hash_next)
-                if (block_key_equal(&j->key, k))
-                        return j;
-        return NULL;
+        return hmap_get_mem(&f->jobs, k);
 }
 
 static void job_unlink(fill *f, fill_job *job)
 {
-        for (fill_job **p = &f->jobs[job_bucket(&job->key)]; *p; p = &(*p)->hash_next)
-                if (*p == job) {
-                        *p = job->hash_next;
-                        return;
-                }
+        if (hmap_get_mem(&f->jobs, &job->key) == job)
+                (void)hmap_remove_mem(&f->jobs, &job->key);
 }
 
 /* Enqueues a fill of K unless it is cached or queued; WAITER (may be NULL) is attached. The job
@@ -266,8 +252,12 @@ static int job_request_locked(fill *f, const store_key *k, unsigned readahead, f
         job->waiters = waiter;
         if (waiter)
                 waiter->next = NULL;
-        job->hash_next = f->jobs[job_bucket(k)];
-        f->jobs[job_bucket(k)] = job;
+        int r = hmap_put_mem(&f->jobs, &job->key, job, NULL);
+        if (r < 0) {
+                free(job);
+                free(t);
+                return r;
+        }
         f->stats.queued++;
         t->job = job;
         t->start = true;
@@ -980,6 +970,7 @@ int fill_new(const config *cfg, store *s, const fill_options *opts, fill_resolve
                 f->opts.backoff_ms = 100;
         if (f->opts.retries == 0)
                 f->opts.retries = 4;
+        hmap_init_mem(&f->jobs, sizeof(store_key));
         pthread_mutex_init(&f->lock, NULL);
         pthread_cond_init(&f->cond, NULL);
         pthread_cond_init(&f->meta_cond, NULL);
@@ -1041,6 +1032,7 @@ fill *fill_free(fill *f)
                 if (f->meta[i].valid)
                         fill_file_done(&f->meta[i].file);
         free(f->threads);
+        hmap_done(&f->jobs); /* empty: every job ended in job_finish */
         pthread_cond_destroy(&f->cond);
         pthread_cond_destroy(&f->meta_cond);
         pthread_mutex_destroy(&f->lock);
