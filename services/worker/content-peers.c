@@ -255,6 +255,8 @@ static void check_one(content_peers *p, const store_key *first)
         int r;
 
         block_id_format(id, first);
+        if (fill_guard_is_mismatch(p->ctx.fill, first))
+                return; /* found already, by this worker's own check or another's */
         r = p->ctx.resolve(p->ctx.userdata, first->file_id, &f);
         if (r < 0) {
                 log_debug_errno(r, "Content check of %s: no metadata: %m", id);
