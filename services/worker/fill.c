@@ -514,6 +514,14 @@ void fill_mark_mismatch(fill *f, const store_key *k)
         pthread_mutex_unlock(&f->lock);
 }
 
+bool fill_is_mismatch(fill *f, const store_key *k)
+{
+        pthread_mutex_lock(&f->lock);
+        bool r = mismatch_locked(f, k);
+        pthread_mutex_unlock(&f->lock);
+        return r;
+}
+
 void fill_set_mismatch_hook(fill *f, fill_mismatch_fn fn, void *userdata)
 {
         f->mismatch_hook = fn;
@@ -832,8 +840,14 @@ static bool retryable(int r)
 static void content_check(fill *f, const store_key *key, uint64_t size, uint64_t block_size,
                           const uint8_t md5[static CONTENT_MD5_LEN], const char *path)
 {
-        int r = content_check_file(f->store, key, size, block_size, md5);
+        int r;
 
+        pthread_mutex_lock(&f->lock);
+        bool known = mismatch_locked(f, key);
+        pthread_mutex_unlock(&f->lock);
+        if (known)
+                return; /* found already (a check the master asked for, or another worker) */
+        r = content_check_file(f->store, key, size, block_size, md5);
         if (r == 0)
                 return;
         if (r < 0 && r != -EBADMSG) {
@@ -1149,6 +1163,17 @@ void fill_guard_mark_mismatch(fill_guard *g, const store_key *k)
         if (g->fill)
                 fill_mark_mismatch(g->fill, k);
         pthread_rwlock_unlock(&g->lock);
+}
+
+bool fill_guard_is_mismatch(fill_guard *g, const store_key *k)
+{
+        bool r = false;
+
+        pthread_rwlock_rdlock(&g->lock);
+        if (g->fill)
+                r = fill_is_mismatch(g->fill, k);
+        pthread_rwlock_unlock(&g->lock);
+        return r;
 }
 
 void fill_guard_count_content_check(fill_guard *g, bool match)
