@@ -18,6 +18,7 @@
 #include "http.h"
 #include "httpc.h"
 #include "log.h"
+#include "lsahead.h"
 #include "parse.h"
 #include "weir-build.h"
 #include "fsutil.h"
@@ -57,7 +58,8 @@ static void help(void)
                "(bytes of directory listing pages kept, default 8Mi),\n"
                "WEIR_FUSE_PREFETCH_FILES (files of a directory warmed ahead of a reader opening\n"
                "them in order, default 16, 0 = off, at most 256), WEIR_FUSE_PREFETCH_BYTES (their\n"
-               "bytes at most, default 64Mi).\n",
+               "bytes at most, default 64Mi), WEIR_FUSE_LIST_AHEAD (directories whose first\n"
+               "listing page is fetched ahead of a walk, default 8, 0 = off, at most 64).\n",
                CONFIG_DEFAULT_PATH);
 }
 
@@ -128,6 +130,7 @@ static int run(int argc, char **argv)
                 .prefetch_bytes = 64ull << 20,
                 .prefetch_files = 16,
                 .prefetch_files_bytes = 64ull << 20,
+                .list_ahead = LSAHEAD_WINDOW_DEFAULT,
                 .read_ahead_kb = 16384,
         };
         dbus *bus = NULL;
@@ -168,6 +171,15 @@ static int run(int argc, char **argv)
                                                e, FS_MAX_PREFETCH_FILES);
                 o.prefetch_files = (unsigned)v;
         }
+        e = getenv("WEIR_FUSE_LIST_AHEAD");
+        uint64_t v;
+        if (e && (parse_u64(e, &v) < 0 || v > LSAHEAD_WINDOW_MAX))
+                return log_error_errno(EINVAL,
+                                       "Bad WEIR_FUSE_LIST_AHEAD=%s: expected a number of "
+                                       "directories from 0 (off) to %u.",
+                                       e, LSAHEAD_WINDOW_MAX);
+        if (e)
+                o.list_ahead = (unsigned)v;
         e = getenv("WEIR_FUSE_PREFETCH_BYTES");
         if (e && (parse_size(e, &o.prefetch_files_bytes) < 0 || o.prefetch_files_bytes == 0))
                 return log_error_errno(EINVAL,
