@@ -45,45 +45,14 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+sys.path.insert(0, HERE)
 
 from weirtest.cluster import http_request  # noqa: E402
 from weirtest.stores import Nginx, SyncCluster  # noqa: E402
+from scalelib import make_tree, rss_bytes  # noqa: E402
 from weirtest.synthetic import SyntheticStore  # noqa: E402
 
-DIRS = 1000
 FILE_SIZE = 110 * 1024
-
-
-def make_tree(root, n_files):
-    marker = os.path.join(root, ".scale-tree")
-    try:
-        with open(marker) as f:
-            if int(f.read()) == n_files:
-                return
-    except (OSError, ValueError):
-        pass
-    shutil.rmtree(root, ignore_errors=True)
-    os.makedirs(root)
-    t = time.monotonic()
-    for i in range(n_files):
-        d = os.path.join(root, f"n{i % DIRS:08d}")
-        if i < DIRS:
-            os.mkdir(d)
-        fd = os.open(os.path.join(d, f"n{i % DIRS:08d}_{i // DIRS}.JPEG"),
-                     os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        os.ftruncate(fd, FILE_SIZE)
-        os.close(fd)
-    with open(marker, "w") as f:
-        f.write(str(n_files))
-    print(f"# made {n_files} files in {DIRS} dirs in {time.monotonic() - t:.1f} s", flush=True)
-
-
-def rss_bytes(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def du_bytes(path):
@@ -361,7 +330,7 @@ def main():
                         r = run_one(args, bdir, label, store, n, work)
                 else:
                     tree = os.path.join(args.work, f"tree-{n}")
-                    make_tree(tree, n)
+                    make_tree(tree, n, FILE_SIZE)
                     fmt = kind.split("-")[1]
                     with Nginx(tree, "127.0.3.40", os.path.join(work, "nginx"),
                                format=fmt) as store:

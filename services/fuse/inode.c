@@ -70,6 +70,17 @@ static inode *find_path(const inode_table *t, const char *path)
         return find_path_hashed(t, path, hash_path(path));
 }
 
+/* Takes the table's lock and finds INO; the caller unlocks. -ENOENT (unlocked) when unknown. */
+static int lock_ino(inode_table *t, uint64_t ino, inode **ret)
+{
+        pthread_mutex_lock(&t->lock);
+        *ret = find_ino(t, ino);
+        if (*ret)
+                return 0;
+        pthread_mutex_unlock(&t->lock);
+        return -ENOENT;
+}
+
 static void link_inode(inode_table *t, inode *i)
 {
         size_t b = bucket_ino(t, i->ino), p = i->path_hash & (t->n_buckets - 1);
@@ -214,11 +225,11 @@ int inode_table_ref_attr(inode_table *t, const char *path, uint64_t version, con
                          uint64_t *ret_ino, bool *ret_changed)
 {
         bool changed = false;
+        uint64_t h = hash_path(path); /* outside the lock */
         inode *i;
         int r = 0;
 
         pthread_mutex_lock(&t->lock);
-        uint64_t h = hash_path(path);
         i = find_path_hashed(t, path, h);
         if (i) {
                 changed = i->version != version;
@@ -251,15 +262,11 @@ finish:
 int inode_table_forget(inode_table *t, uint64_t ino, uint64_t nlookup)
 {
         inode *i;
-        int r;
+        int r = lock_ino(t, ino, &i);
 
-        pthread_mutex_lock(&t->lock);
-        i = find_ino(t, ino);
-        if (!i) {
-                r = -ENOENT;
-        } else if (ino == INODE_ROOT) {
-                r = 0;
-        } else {
+        if (r < 0)
+                return r;
+        if (ino != INODE_ROOT) {
                 i->nlookup = nlookup >= i->nlookup ? 0 : i->nlookup - nlookup;
                 r = i->nlookup == 0;
                 if (r) {
@@ -274,13 +281,11 @@ int inode_table_forget(inode_table *t, uint64_t ino, uint64_t nlookup)
 int inode_table_path(inode_table *t, uint64_t ino, char **ret_path)
 {
         inode *i;
-        int r = 0;
+        int r = lock_ino(t, ino, &i);
 
-        pthread_mutex_lock(&t->lock);
-        i = find_ino(t, ino);
-        if (!i)
-                r = -ENOENT;
-        else if (!(*ret_path = strdup(i->path)))
+        if (r < 0)
+                return r;
+        if (!(*ret_path = strdup(i->path)))
                 r = -ENOMEM;
         pthread_mutex_unlock(&t->lock);
         return r;
@@ -289,36 +294,28 @@ int inode_table_path(inode_table *t, uint64_t ino, char **ret_path)
 int inode_table_set_version(inode_table *t, uint64_t ino, uint64_t version, bool *ret_changed)
 {
         inode *i;
-        int r = 0;
+        int r = lock_ino(t, ino, &i);
 
-        pthread_mutex_lock(&t->lock);
-        i = find_ino(t, ino);
-        if (!i) {
-                r = -ENOENT;
-        } else {
-                if (ret_changed)
-                        *ret_changed = i->version != version;
-                i->version = version;
-        }
+        if (r < 0)
+                return r;
+        if (ret_changed)
+                *ret_changed = i->version != version;
+        i->version = version;
         pthread_mutex_unlock(&t->lock);
-        return r;
+        return 0;
 }
 
 int inode_table_open(inode_table *t, uint64_t ino, uint64_t version, bool *ret_keep_cache)
 {
         inode *i;
-        int r = 0;
+        int r = lock_ino(t, ino, &i);
 
-        pthread_mutex_lock(&t->lock);
-        i = find_ino(t, ino);
-        if (!i) {
-                r = -ENOENT;
-        } else {
-                *ret_keep_cache = i->cache_version == version;
-                i->cache_version = version;
-        }
+        if (r < 0)
+                return r;
+        *ret_keep_cache = i->cache_version == version;
+        i->cache_version = version;
         pthread_mutex_unlock(&t->lock);
-        return r;
+        return 0;
 }
 
 int inode_table_lookup(inode_table *t, const char *path, uint64_t *ret_ino, uint64_t *ret_version)
@@ -403,28 +400,23 @@ int inode_table_file_dirs(inode_table *t, char ***ret, size_t *ret_n)
 int inode_table_set_attr(inode_table *t, uint64_t ino, const inode_attr *a)
 {
         inode *i;
-        int r = 0;
+        int r = lock_ino(t, ino, &i);
 
-        pthread_mutex_lock(&t->lock);
-        i = find_ino(t, ino);
-        if (!i)
-                r = -ENOENT;
-        else
-                i->attr = *a;
+        if (r < 0)
+                return r;
+        i->attr = *a;
         pthread_mutex_unlock(&t->lock);
-        return r;
+        return 0;
 }
 
 int inode_table_get_attr(inode_table *t, uint64_t ino, inode_attr *ret, uint64_t *ret_version)
 {
         inode *i;
-        int r = 0;
+        int r = lock_ino(t, ino, &i);
 
-        pthread_mutex_lock(&t->lock);
-        i = find_ino(t, ino);
-        if (!i)
-                r = -ENOENT;
-        else if (i->attr.fetched_ms == 0)
+        if (r < 0)
+                return r;
+        if (i->attr.fetched_ms == 0)
                 r = -ENODATA;
         else {
                 *ret = i->attr;

@@ -11,6 +11,7 @@
 
 #include "apiauth.h"
 #include "cleanup.h"
+#include "config-load.h"
 #include "config.h"
 #include "dbus.h"
 #include "fs.h"
@@ -117,7 +118,6 @@ static int run(int argc, char **argv)
         _cleanup_(fs_freep) fs *f = NULL;
         _cleanup_free_ char *mountpoint = NULL;
         _cleanup_secret_ char *token = NULL;
-        config_diags diags = {};
         const config_node *node;
         const config_dataset *d;
         const char *path, *e;
@@ -142,12 +142,9 @@ static int run(int argc, char **argv)
                 return r;
 
         path = config_resolve_path(arg_config);
-        r = config_load(path, &c, &diags);
-        if (diags.n > 0)
-                config_diags_print(&diags, path);
-        config_diags_done(&diags);
+        r = config_load_logged(path, true, &c);
         if (r < 0)
-                return log_error_errno(r, "Cannot load %s: %m", path);
+                return r;
         node = config_find_node(c, arg_node);
         if (!node)
                 return log_error_errno(EINVAL, "%s names no node '%s'.", path, arg_node);

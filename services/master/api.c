@@ -24,9 +24,11 @@
 #include "parse.h"
 #include "rejoin.h"
 #include "timeutil.h"
+#include "verify.h"
 
 #define WORKER_BODY_MAX (8u << 20)
 #define WORKER_DEAD_S   15.0 /* a worker silent this long is not alive */
+#define API_MAX_LABELS  1024 /* labels per dataset */
 #define PEER_TIMEOUT_MS 500
 #define PEER_CONNECT_MS 250
 #define FUSE_DEAD_S     WORKER_DEAD_S /* a FUSE daemon reports as often as a worker */
@@ -697,6 +699,18 @@ static void h_dataset(httpd_request *req, void *userdata)
                         httpd_reply_error(req, 400, "%s", bad);
                         return;
                 }
+                /* Every label is in the replicated state and in each snapshot: bounded. Checked
+                 * here, not in the apply (which must give the same result on replay): two racing
+                 * writes may pass it together, no more than the API threads. */
+                json_auto_t *labels = NULL;
+                if (fsm_labels(m->fsm, name, &labels) >= 0 &&
+                    json_object_size(labels) >= API_MAX_LABELS && !json_object_get(labels, key)) {
+                        httpd_reply_error(req, 409,
+                                          "dataset %s has %d labels, the most it may hold: "
+                                          "delete one first",
+                                          name, API_MAX_LABELS);
+                        return;
+                }
                 api_submit(m, req, fsm_cmd_label_set(name, key, json_string_value(value)));
                 return;
         }
@@ -864,6 +878,24 @@ static void h_worker_register(httpd_request *req, void *userdata)
                 httpd_reply_error(req, 400, "%s", bad);
                 return;
         }
+        /* Only the YAML's workers, at the address the YAML gives them: a registration records
+         * the name and address in the replicated state, and weirctl load sends the token to
+         * that address. */
+        const config_node *n = config_find_node(m->cfg, node);
+        char want[300];
+        if (!n || !n->worker) {
+                httpd_reply_error(req, 404, "no worker node \"%s\" in the cluster YAML", node);
+                return;
+        }
+        snprintf(want, sizeof(want), strchr(n->address, ':') ? "[%s]:%u" : "%s:%u", n->address,
+                 (unsigned)n->worker_port);
+        if (strcmp(api, want) != 0) {
+                httpd_reply_error(req, 400,
+                                  "api \"%s\" is not %s's address and workerPort in the cluster "
+                                  "YAML (%s)",
+                                  api, node, want);
+                return;
+        }
         register_call *rc = calloc(1, sizeof(*rc));
         if (!rc || !(rc->node = strdup(node))) {
                 free(rc);
@@ -927,6 +959,11 @@ static void h_worker_heartbeat(httpd_request *req, void *userdata)
                         break;
                 r = block_remove_locked(m, node, json_string_value(b));
         }
+        /* files these blocks made whole across the workers: NODE checks their content hash */
+        json_t *verify =
+                r >= 0 ? verify_due_locked(m->fsm, m->locations, node,
+                                           json_object_get(body, "added"), now_s(), WORKER_DEAD_S)
+                       : NULL;
         pthread_mutex_unlock(&m->state_lock);
         if (r < 0) {
                 /* a lost delta: the worker's next heartbeat fails too and it registers again
@@ -935,7 +972,9 @@ static void h_worker_heartbeat(httpd_request *req, void *userdata)
                 httpd_reply_error(req, 500, "cannot record the blocks: %s", strerror(-r));
                 return;
         }
-        httpd_reply_json(req, 200, json_pack("{s:b,s:o}", "ok", 1, "drop", drop ?: json_array()));
+        httpd_reply_json(req, 200,
+                         json_pack("{s:b,s:o,s:o}", "ok", 1, "drop", drop ?: json_array(), "verify",
+                                   verify ?: json_array()));
 }
 
 static void h_workers(httpd_request *req, void *userdata)

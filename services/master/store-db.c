@@ -364,7 +364,7 @@ int store_meta_put(MDB_txn *txn, const store_dbis *d, const store_meta *m)
 
 /* ---- tree records ---- */
 
-static size_t put_varint(unsigned char *p, uint64_t v)
+size_t store_varint_put(unsigned char *p, uint64_t v)
 {
         size_t n = 0;
         while (v >= 0x80) {
@@ -375,7 +375,7 @@ static size_t put_varint(unsigned char *p, uint64_t v)
         return n;
 }
 
-static int get_varint(const unsigned char **p, const unsigned char *end, uint64_t *ret)
+int store_varint_get(const unsigned char **p, const unsigned char *end, uint64_t *ret)
 {
         uint64_t v = 0;
         for (unsigned shift = 0; shift < 64; shift += 7) {
@@ -391,24 +391,45 @@ static int get_varint(const unsigned char **p, const unsigned char *end, uint64_
         return -EBADMSG;
 }
 
+int store_db_each(MDB_txn *txn, MDB_dbi dbi, store_record_fn fn, void *userdata)
+{
+        MDB_cursor *c;
+        MDB_val k, v;
+        int r = 0;
+
+        int rc = mdb_cursor_open(txn, dbi, &c);
+        if (rc != 0)
+                return store_errno(rc);
+        for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+                r = fn(&k, &v, userdata);
+                if (r != 0)
+                        break;
+        }
+        mdb_cursor_close(c);
+        if (r < 0)
+                return r;
+        return rc == 0 || rc == MDB_NOTFOUND ? 0 : store_errno(rc);
+}
+
 #define KIND_DIR  1
 #define KIND_FILE 2
 
 size_t store_entry_encode(const store_entry *e, unsigned char *buf)
 {
         size_t n = 0;
-        uint64_t zz = ((uint64_t)e->mtime << 1) ^ (uint64_t)(e->mtime >> 63);
+        uint64_t zz = store_zigzag(e->mtime);
 
         buf[n++] = STORE_ENTRY_V1;
         buf[n++] = e->dir ? KIND_DIR : KIND_FILE;
-        n += put_varint(buf + n, e->id);
-        n += put_varint(buf + n, zz);
+        n += store_varint_put(buf + n, e->id);
+        n += store_varint_put(buf + n, zz);
         if (e->dir)
                 return n;
-        n += put_varint(buf + n, e->version);
-        n += put_varint(buf + n, e->size);
+        n += store_varint_put(buf + n, e->version);
+        n += store_varint_put(buf + n, e->size);
         size_t el = MIN(e->etag_len, (size_t)STORE_MAX_ETAG);
-        n += put_varint(buf + n, el);
+        n += store_varint_put(buf + n, el);
         if (el)
                 memcpy(buf + n, e->etag, el);
         return n + el;
@@ -424,12 +445,13 @@ int store_entry_decode(const MDB_val *v, store_entry *ret)
                 return -EBADMSG;
         e.dir = p[1] == KIND_DIR;
         p += 2;
-        if (get_varint(&p, end, &e.id) < 0 || get_varint(&p, end, &zz) < 0)
+        if (store_varint_get(&p, end, &e.id) < 0 || store_varint_get(&p, end, &zz) < 0)
                 return -EBADMSG;
-        e.mtime = (int64_t)(zz >> 1) ^ -(int64_t)(zz & 1);
+        e.mtime = store_unzigzag(zz);
         if (!e.dir) {
-                if (get_varint(&p, end, &e.version) < 0 || get_varint(&p, end, &e.size) < 0 ||
-                    get_varint(&p, end, &el) < 0 || el > (uint64_t)(end - p))
+                if (store_varint_get(&p, end, &e.version) < 0 ||
+                    store_varint_get(&p, end, &e.size) < 0 || store_varint_get(&p, end, &el) < 0 ||
+                    el > (uint64_t)(end - p))
                         return -EBADMSG;
                 e.etag = (const char *)p;
                 e.etag_len = (size_t)el;

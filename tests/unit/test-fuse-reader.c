@@ -23,7 +23,7 @@ typedef struct fake_worker {
         pthread_t thread;
         unsigned opens;   /* OPEN requests seen */
         unsigned waits;   /* WAIT requests seen */
-        const char *mode; /* "ok", "miss", "err", "garbage", "short" */
+        const char *mode; /* "ok", "miss", "err", "mismatch", "garbage", "short" */
 } fake_worker;
 
 static void *worker_thread(void *p)
@@ -74,6 +74,10 @@ static void *worker_thread(void *p)
                         close(fd);
                 } else if (strcmp(w->mode, "err") == 0) {
                         send(c, "ERR disk on fire\n", 17, 0);
+                } else if (strcmp(w->mode, "mismatch") == 0) {
+                        const char *m = "ERR " ETAG_MISMATCH_PREFIX ": bytes differ\n";
+
+                        send(c, m, strlen(m), 0);
                 } else if (strcmp(w->mode, "garbage") == 0) {
                         send(c, "WHAT\n", 5, 0);
                 } else {
@@ -361,6 +365,31 @@ static void test_plan_labels(void **state)
         reader_plan_done(&p);
 }
 
+/* A worker that refuses a version whose bytes did not match its content hash ends the read: no
+ * retry, no store (which would send the same bytes; here it would say ENOENT), EIO. */
+static void test_content_mismatch_is_final(void **state)
+{
+        fixture *x = *state;
+        reader_plan p;
+        char buf[BS];
+
+        x->w.mode = "mismatch";
+        x->r->opts.store_fallback = true;
+        x->r->opts.retry_ms = 60000; /* a retry would show as a second WAIT */
+        reader_plan_init(x->r, &x->f, 0, 100, &p);
+        assert_int_equal(p.n, 1);
+        assert_int_equal(fetch_span(x->r, &x->f, &p.spans[0], buf, false), -EILSEQ);
+        assert_int_equal(x->w.waits, 1);
+        assert_int_equal(x->r->local_down_until, 0); /* an answer, not a broken socket */
+        reader_plan_done(&p);
+        reader_plan_init(x->r, &x->f, 0, 100, &p);
+        for (unsigned i = 0; i < READER_MISSES; i++)
+                x->r->misses[i].until_ms = 0;
+        assert_int_equal(reader_read_plan(x->r, &x->f, &p, buf), -EIO);
+        assert_int_equal(x->w.waits, 2);
+        reader_plan_done(&p);
+}
+
 static void test_no_socket(void **state)
 {
         fixture *x = *state;
@@ -381,6 +410,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_extents, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_plan_labels, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_no_socket, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_content_mismatch_is_final, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
