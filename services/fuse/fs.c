@@ -98,6 +98,7 @@ struct fs {
 
         uint64_t xattr_requests; /* atomic: getxattr and listxattr the kernel sent */
         bool no_opendir;         /* the kernel caches directories without OPENDIR (set at init) */
+        bool no_open;            /* opts.no_open and the kernel offers it (set at init) */
 
         pthread_mutex_t cursor_lock; /* guards cursors */
         lru *cursors;                /* "INO" -> dir_cursor */
@@ -268,6 +269,10 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
         conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
 #endif
         f->no_opendir = (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
+        f->no_open = f->opts.no_open && (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) != 0;
+        if (f->opts.no_open && !f->no_open)
+                log_warning("WEIR_FUSE_NO_OPEN=1: the kernel does not offer FUSE_NO_OPEN_SUPPORT "
+                            "(Linux >= 3.19), ignoring");
         passthrough_init(f->passthrough, conn);
         conn->max_background = 64;
         conn->congestion_threshold = 48;
@@ -646,6 +651,14 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
                 fuse_reply_err(req, EROFS);
                 return;
         }
+        if (f->no_open) {
+                /* The kernel takes ENOSYS as success, for this open and every later one, and
+                 * sends no OPEN or RELEASE from now on (keeping pages as with keep_cache): reads
+                 * come with no handle and are planned from the inode (fs_read_file()). The
+                 * mount is read-only, so the kernel refuses writers itself. */
+                fuse_reply_err(req, ENOSYS);
+                return;
+        }
         r = inode_entry(f, ino, false, &path, &e);
         if (r < 0) {
                 log_debug_errno(r, "open of inode %" PRIu64 ": %m", (uint64_t)ino);
@@ -785,18 +798,62 @@ static bool reply_local(fs *f, fuse_req_t req, fs_file *h, reader_plan *plan)
 
 /* One plan per read (reader.h): the block locations are asked for once, each span labelled; a
  * read of this node's blocks is spliced, any other is copied through one buffer. */
+static void op_read_file(fs *f, fuse_req_t req, fs_file *h, size_t size, off_t off);
+
+/* Without OPEN (f->no_open), *RET is the inode's current version, built for one read: its path,
+ * ids, size and mtime as the inode keeps them (the master is asked only when they are older than
+ * the attr timeout). The file's first bytes move prefetch across files as an open would. */
+static int fs_read_file(fs *f, fuse_ino_t ino, off_t off, fs_file *ret)
+{
+        meta_entry e = {};
+        char *path = NULL;
+        int r = inode_entry(f, ino, false, &path, &e);
+
+        if (r < 0)
+                return r;
+        if (e.dir) {
+                free(path);
+                meta_entry_done(&e);
+                return -EISDIR;
+        }
+        *ret = (fs_file){.file = {
+                                 .path = path,
+                                 .epoch = e.epoch,
+                                 .file_id = e.file_id,
+                                 .version = e.version,
+                                 .size = e.size,
+                                 .mtime = (int64_t)e.mtime,
+                                 .etag = TAKE_PTR(e.etag),
+                                 .block_size = f->block_size,
+                         }};
+        meta_entry_done(&e);
+        if (off == 0)
+                dirahead_opened(f->dirahead, path, f->block_size);
+        return 0;
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
         fs *f = req_fs(req);
-        fs_file *h = (fs_file *)(uintptr_t)fi->fh;
-        reader_plan plan;
+        fs_file *h = (fs_file *)(uintptr_t)fi->fh, bare;
         uint64_t first, end;
-        char *buf;
-        ssize_t n;
+        int r;
 
         if (off < 0) {
                 fuse_reply_err(req, EINVAL);
+                return;
+        }
+        if (!h) {
+                /* opened without OPEN: no handle, no read-ahead window of its own (the kernel's
+                 * read-ahead and the worker's still run) */
+                r = fs_read_file(f, ino, off, &bare);
+                if (r < 0) {
+                        fuse_reply_err(req, -r);
+                        return;
+                }
+                op_read_file(f, req, &bare, size, off);
+                reader_file_done(&bare.file);
                 return;
         }
         if (f->prefetch) {
@@ -808,6 +865,15 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                 for (uint64_t i = first; i < end; i++)
                         prefetch_queue(f->prefetch, &h->file, i);
         }
+        op_read_file(f, req, h, size, off);
+}
+
+static void op_read_file(fs *f, fuse_req_t req, fs_file *h, size_t size, off_t off)
+{
+        reader_plan plan;
+        char *buf;
+        ssize_t n;
+
         reader_plan_init(f->reader, &h->file, (uint64_t)off, size, &plan);
         if (reply_local(f, req, h, &plan)) {
                 reader_plan_done(&plan);
@@ -832,6 +898,10 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
         fs_file *h = (fs_file *)(uintptr_t)fi->fh;
 
+        if (!h) { /* an open answered ENOSYS (no_open): nothing to free */
+                fuse_reply_err(req, 0);
+                return;
+        }
         passthrough_release(req_fs(req)->passthrough, req, ino, h->mode);
         fs_file_free(h);
         fuse_reply_err(req, 0);

@@ -65,11 +65,6 @@ static inode *find_path_hashed(const inode_table *t, const char *path, uint64_t 
         return i;
 }
 
-static inode *find_path(const inode_table *t, const char *path)
-{
-        return find_path_hashed(t, path, hash_path(path));
-}
-
 /* Takes the table's lock and finds INO; the caller unlocks. -ENOENT (unlocked) when unknown. */
 static int lock_ino(inode_table *t, uint64_t ino, inode **ret)
 {
@@ -79,6 +74,11 @@ static int lock_ino(inode_table *t, uint64_t ino, inode **ret)
                 return 0;
         pthread_mutex_unlock(&t->lock);
         return -ENOENT;
+}
+
+static inode *find_path(const inode_table *t, const char *path)
+{
+        return find_path_hashed(t, path, hash_path(path));
 }
 
 static void link_inode(inode_table *t, inode *i)
@@ -225,11 +225,11 @@ int inode_table_ref_attr(inode_table *t, const char *path, uint64_t version, con
                          uint64_t *ret_ino, bool *ret_changed)
 {
         bool changed = false;
-        uint64_t h = hash_path(path); /* outside the lock */
         inode *i;
         int r = 0;
 
         pthread_mutex_lock(&t->lock);
+        uint64_t h = hash_path(path);
         i = find_path_hashed(t, path, h);
         if (i) {
                 changed = i->version != version;

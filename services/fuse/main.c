@@ -59,7 +59,10 @@ static void help(void)
                "WEIR_FUSE_PREFETCH_FILES (files of a directory warmed ahead of a reader opening\n"
                "them in order, default 16, 0 = off, at most 256), WEIR_FUSE_PREFETCH_BYTES (their\n"
                "bytes at most, default 64Mi), WEIR_FUSE_LIST_AHEAD (directories whose first\n"
-               "listing page is fetched ahead of a walk, default 8, 0 = off, at most 64).\n",
+               "listing page is fetched ahead of a walk, default 8, 0 = off, at most 64),\n"
+               "WEIR_FUSE_NO_OPEN=1 (files are opened by the kernel without asking the daemon:\n"
+               "two requests less per file, but a file whose version changes while it is open is\n"
+               "read as the new version from then on; see docs/fuse.md).\n",
                CONFIG_DEFAULT_PATH);
 }
 
@@ -194,6 +197,11 @@ static int run(int argc, char **argv)
                 o.xattrs = e[0] == '1';
         else if (e && *e)
                 return log_error_errno(EINVAL, "Bad WEIR_FUSE_XATTRS=%s: 0 or 1.", e);
+        e = getenv("WEIR_FUSE_NO_OPEN");
+        if (e && (strcmp(e, "1") == 0 || strcmp(e, "0") == 0))
+                o.no_open = e[0] == '1';
+        else if (e && *e)
+                return log_error_errno(EINVAL, "Bad WEIR_FUSE_NO_OPEN=%s: 0 or 1.", e);
         e = getenv("WEIR_FUSE_LISTING_CACHE");
         if (e) {
                 uint64_t b;

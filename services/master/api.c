@@ -109,6 +109,23 @@ static json_t *api_status_json(manager *m)
                               "leader", leader ? leader->name : NULL, "serving", v.serving);
         if (s)
                 members_status_fields(m, s);
+        loopwatch_stats w;
+        loopwatch_read(&m->watch, &w);
+        /* How late the loop thread ran (raft's timers share it) and what it spent on applies
+         * and snapshots: what decides whether followers keep hearing from a leader. */
+        json_t *loop = json_pack(
+                "{s:f,s:f,s:f,s:f,s:I,s:f,s:I,s:I,s:f,s:I,s:f}", "late_max_ms",
+                (double)w.late_max_us / 1000, "late_max_runq_ms", (double)w.late_runq_us / 1000,
+                "late_recent_ms", (double)w.late_recent_us[0] / 1000, "apply_recent_ms",
+                (double)w.apply_recent_us[0] / 1000, "ticks", (json_int_t)w.ticks, "apply_max_ms",
+                (double)w.apply_max_us / 1000, "apply_max_bytes", (json_int_t)w.apply_max_bytes,
+                "batches", (json_int_t)w.batches, "batch_max_ms", (double)w.batch_max_us / 1000,
+                "snapshots", (json_int_t)w.snapshots, "snapshot_max_ms",
+                (double)w.snapshot_max_us / 1000);
+        if (s && loop)
+                json_object_set_new(s, "loop", loop);
+        else
+                json_decref(loop);
         return s;
 }
 
@@ -157,6 +174,7 @@ static char *api_metrics_text(manager *m)
                 "included.\n# TYPE weir_master_reachable_masters gauge\n"
                 "weir_master_reachable_masters %u\n",
                 v.reachable_masters);
+        loopwatch_metrics_write(&m->watch, f);
         if (m->httpd)
                 httpd_metrics_write(m->httpd, f);
         if (fclose(f) != 0) {
