@@ -5,7 +5,8 @@
  * them; listers take directories off the job's work queue and append changes to its change
  * queue. job->lock guards both queues, the counters and the error; job->cond wakes listers (new
  * work, space in the change queue, an error). The loop thread alone sends commands; it is woken
- * through sm->async and reads the queues under job->lock. */
+ * through sm->async (an eventfd, loopwake.h: the loop may be real-time) and reads the queues under
+ * job->lock (priority inheritance: a lister holding it runs while the loop waits). */
 #include <errno.h>
 #include <inttypes.h>
 #include <malloc.h>
@@ -21,6 +22,8 @@
 #include "array.h"
 #include "fsm.h"
 #include "log.h"
+#include "loopwake.h"
+#include "loopwatch.h"
 #include "sync-minute.h"
 #include "sync.h"
 #include "timeutil.h"
@@ -35,8 +38,8 @@ struct sync_manager {
         size_t n_ds;
         bool leader;
         uint64_t seq;
-        bool attached; /* loop handles initialised (on the first hook call, on the loop) */
-        uv_async_t async;
+        bool attached;  /* loop handles initialised (on the first hook call, on the loop) */
+        loopwake async; /* not uv_async: see loopwake.h */
         unsigned open_handles;
 };
 
@@ -171,7 +174,7 @@ static int job_fail_locked(sync_job *j, int err, const char *format, ...)
 
 static void job_wake_loop(sync_job *j)
 {
-        uv_async_send(&j->ds->sm->async);
+        loopwake_send(&j->ds->sm->async);
 }
 
 static bool job_stopped(sync_job *j)
@@ -643,6 +646,7 @@ static int list_dir(lister *l, const dir_item *item)
 /* The walk yields the CPU to the loop thread, whose raft heartbeats must not wait for it. */
 static void walk_thread_priority(void)
 {
+        loopwatch_thread_normal(); /* started by a real-time loop thread */
         errno = 0;
         int nice = getpriority(PRIO_PROCESS, (id_t)gettid());
         if (errno == 0 &&
@@ -1089,9 +1093,9 @@ static void job_pump(sync_job *j)
         }
 }
 
-static void on_async(uv_async_t *h)
+static void on_async(loopwake *w)
 {
-        sync_manager *sm = h->data;
+        sync_manager *sm = w->poll.data;
 
         for (size_t i = 0; i < sm->n_ds; i++)
                 if (sm->ds[i].job)
@@ -1123,7 +1127,7 @@ static int ds_start(sync_ds *ds)
         if (ds->prev_dates && ds->n_prev_dates == ds->cfg->n_mounts)
                 memcpy(j->prev_dates, ds->prev_dates, ds->n_prev_dates * sizeof *j->prev_dates);
         atomic_init(&j->cancel, false);
-        pthread_mutex_init(&j->lock, NULL);
+        loopwatch_mutex_init(&j->lock);
         pthread_cond_init(&j->cond, NULL);
         clock_gettime(CLOCK_MONOTONIC, &j->started);
         snprintf(j->sync_id, sizeof j->sync_id, "%s/%s/%" PRIu64 "/%.0f",
@@ -1197,11 +1201,11 @@ static int sync_attach(sync_manager *sm)
 
         if (sm->attached)
                 return 0;
-        r = uv_async_init(loop, &sm->async, on_async);
+        r = loopwake_init(loop, &sm->async, on_async);
         if (r < 0)
                 return r;
-        sm->async.data = sm;
-        uv_unref((uv_handle_t *)&sm->async); /* the manager's handles decide the loop's life */
+        sm->async.poll.data = sm;
+        uv_unref((uv_handle_t *)&sm->async.poll); /* the manager's handles decide the loop's life */
         sm->open_handles++;
         for (size_t i = 0; i < sm->n_ds; i++) {
                 uv_timer_init(loop, &sm->ds[i].timer);
@@ -1375,7 +1379,7 @@ sync_manager *sync_manager_free(sync_manager *sm)
                         uv_close((uv_handle_t *)&sm->ds[i].timer, on_handle_closed);
         }
         if (sm->attached)
-                uv_close((uv_handle_t *)&sm->async, on_handle_closed);
+                loopwake_close(&sm->async, on_handle_closed);
         while (sm->open_handles > 0)
                 uv_run(manager_loop(sm->m), UV_RUN_NOWAIT);
         free(sm->ds);

@@ -352,20 +352,7 @@ def test_dead_worker_falls_back_to_the_store(fake):
 
 def test_blocks_held_by_another_worker_are_read_from_it(fake, tmp):
     # a second worker (n1's peer at 127.0.4.11) holds every block of "multi"
-    other = fusefake.Worker(fake.tree, "n2", fake.addr[1], free_port(fake.addr[1]),
-                            os.path.join(tmp, "cache2"))
-    # the YAML must know n2 as a worker at that port: restart weir-fuse with it
-    fake.fuse.stop()
-    with open(fake.config) as f:
-        text = f.read()
-    text = text.replace(f"masterPort: {fake.mport[1]},",
-                        f"masterPort: {fake.mport[1]}, workerPort: {other.port},")
-    n2 = os.path.join(fake.tmp, "n2")
-    text = text.replace(f"roles: [master], dataDir: {n2}", f"roles: [master, worker], dataDir: {n2}")
-    text = text.replace("replicas: 1\n", "replicas: 2\n")
-    with open(fake.config, "w") as f:
-        f.write(text)
-    other.start()
+    other = _add_second_worker(fake, tmp)
     try:
         fid = fake.tree.entry("/data/multi")["file_id"]
         for i in range(8):
@@ -556,8 +543,9 @@ def test_ten_thousand_small_files(tmp):
         assert len(names) == 10000
         for i in range(0, 10000):
             assert os.stat(os.path.join(d, f"f{i:05d}")).st_size == len(b"%d\n" % i) * (i % 7 + 1)
-        # contents: every 10th file (each read is a few round trips to the Python stand-ins)
-        for i in range(0, 10000, 10):
+        # contents: every 37th file, which meets every size (i % 7) and the listing's pages from
+        # first to last (each read is a few round trips to the Python stand-ins)
+        for i in list(range(0, 10000, 37)) + [9999]:
             with open(os.path.join(d, f"f{i:05d}"), "rb") as f:
                 assert f.read() == b"%d\n" % i * (i % 7 + 1)
     finally:
@@ -567,10 +555,11 @@ def test_ten_thousand_small_files(tmp):
 # ---- the seeds' demo on three real nodes (weir-master, weir-worker, weir-fuse, nginx) ----
 #
 # 127.0.4.1-3: node1..node3, each a master (Raft) and a worker; 127.0.4.4: nginx with the
-# generated hbase-like dataset (six files, ~553 MiB; WEIR_FUSE_DEMO_SCALE shrinks it);
-# weir-fuse on node1. The nginx access log counts the bytes the store sent.
+# generated hbase-like dataset (six files, half the seeds' ~553 MiB by default, so that the client
+# tarball still spans two 16 MiB blocks; WEIR_FUSE_DEMO_SCALE=1 for the seeds' sizes); weir-fuse
+# on node1. The nginx access log counts the bytes the store sent.
 
-DEMO_SCALE = float(os.environ.get("WEIR_FUSE_DEMO_SCALE", "1.0"))
+DEMO_SCALE = float(os.environ.get("WEIR_FUSE_DEMO_SCALE", "0.5"))
 
 
 @pytest.fixture(scope="module")

@@ -205,7 +205,12 @@ def test_file_changed_upstream_during_prefetch_is_never_served_mixed():
         d = os.path.join(c.mnt, "hbase", "dir")
         # opening a.bin (the directory's first file) starts b.bin's prefetch
         assert read_whole(os.path.join(d, "a.bin")) == b"a" * 4096
-        time.sleep(0.5)
+        # replace it once the prefetch has fetched a first block (on a loaded machine it may
+        # start later than any fixed delay), while most of its 24 blocks are still to come
+        deadline = time.monotonic() + 60
+        while not any(s == 206 for s, _ in store_gets(c).get("/hbase/dir/b.bin", [])):
+            assert time.monotonic() < deadline, "b.bin's prefetch never started"
+            time.sleep(0.05)
         src = os.path.join(c.store_root, "hbase", "dir", "b.bin")
         tmp = src + ".new"
         with open(tmp, "wb") as f:

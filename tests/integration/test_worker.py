@@ -857,11 +857,12 @@ def test_store_outage_is_retried_with_backoff_fake_master(tmp_path):
 
 
 def test_stop_during_a_huge_load_fake_master(tmp_path):
-    """A load's "files" carry the client's idea of a file's size: 2^62 bytes is 2^40 blocks.
-    SIGTERM in the middle of such a load ends it (its reply: the load was canceled) and the
-    worker exits promptly instead of walking through every remaining block."""
-    with Env(tmp_path) as env:
-        env.add(1, "one.bin", 1 * MiB)
+    """SIGTERM in the middle of a long load (64 MiB from a store that sends 256 KiB/s per
+    connection: ~16 s) ends it (its reply: the load was canceled) and the worker exits promptly
+    instead of walking through every remaining block. (A load of a file described larger than
+    it is no longer is long: test_attack_third.py.)"""
+    with Env(tmp_path, throttle=256 * 1024) as env:
+        env.add(1, "big.bin", 64 * MiB)
         env.worker.start()
         done = []
 
@@ -869,7 +870,7 @@ def test_stop_during_a_huge_load_fake_master(tmp_path):
             try:
                 done.append(env.worker.post(
                     "/v1/load", {"dataset": "ds", "files": [{"epoch": EPOCH, "file_id": 1, "version": 1,
-                                                             "size": 1 << 62}]}, timeout=30))
+                                                             "size": 64 * MiB}]}, timeout=30))
             except (OSError, http.client.HTTPException) as e:  # closed before the reply
                 done.append(("closed", str(e)))
 

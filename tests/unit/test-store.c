@@ -184,6 +184,11 @@ static void test_key(void **state)
         assert_int_equal(block_id_parse("00000000000000e1- 17-2-5", &k), -EINVAL);
         assert_int_equal(block_id_parse("00000000000000e1-17-2-5x", &k), -EINVAL);
         assert_int_equal(block_id_parse("00000000000000e1-17-2-5 ", &k), -EINVAL);
+        /* one spelling per block: no leading zeros (0 itself is fine) */
+        assert_int_equal(block_id_parse("00000000000000e1-017-2-5", &k), -EINVAL);
+        assert_int_equal(block_id_parse("00000000000000e1-17-2-05", &k), -EINVAL);
+        assert_int_equal(block_id_parse("00000000000000e1-17-00-5", &k), -EINVAL);
+        assert_int_equal(block_id_parse("00000000000000e1-17-0-0", &k), 0);
         assert_int_equal(block_epoch_parse("0123456789abcdef", &e), 0);
         assert_true(e == 0x0123456789abcdefull);
         assert_int_equal(block_epoch_parse("0000000000000000", &e), -EINVAL);

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "array.h"
 #include "log.h"
 #include "parse.h"
 #include "ufs-internal.h"
@@ -370,22 +371,12 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *userdata)
                         x->error = -EFBIG;
                         return 0;
                 }
-                if (x->body_len + n + 1 > x->body_allocated) {
-                        size_t a = MAX(x->body_allocated * 2, x->body_len + n + 1);
-                        char *b;
-
-                        a = MAX(a, (size_t)16384);
-                        b = realloc(x->body, a);
-                        if (!b) {
-                                x->error = -ENOMEM;
-                                return 0;
-                        }
-                        x->body = b;
-                        x->body_allocated = a;
+                /* From 16 KiB: a listing page is rarely smaller. */
+                if (!array_grow((void **)&x->body, &x->body_allocated, 16384, 1) ||
+                    !array_append_text(&x->body, &x->body_len, &x->body_allocated, data, n)) {
+                        x->error = -ENOMEM;
+                        return 0;
                 }
-                memcpy(x->body + x->body_len, data, n);
-                x->body_len += n;
-                x->body[x->body_len] = 0;
                 return n;
         }
 

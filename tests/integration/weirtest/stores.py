@@ -492,7 +492,7 @@ class SyncCluster:
     Reuses weirtest.cluster's process handling; addresses stay in the stores' range."""
 
     def __init__(self, dir, build_dir, datasets, n=1, first=50, port_base=None,
-                 snapshot_threshold=None):
+                 snapshot_threshold=None, raft_options=None):
         from weirtest import cluster as wc
         from weirtest.config import Dataset
 
@@ -511,7 +511,8 @@ class SyncCluster:
         self.c = wc.MasterCluster(self.dir, build_dir, n=n, master_port=port_base,
                                   raft_port=raft_port, name="stores", datasets=specs,
                                   addresses=[f"127.0.3.{first + i}" for i in range(n)],
-                                  snapshot_threshold=snapshot_threshold)
+                                  snapshot_threshold=snapshot_threshold,
+                                  raft_options=raft_options)
 
     def __enter__(self):
         self.c.start()
