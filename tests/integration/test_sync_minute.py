@@ -3,10 +3,12 @@ times to the minute"): files whose minute had ended when the store listed them a
 the listing without a HEAD, on the first sync and on re-syncs; a file written in the minute of a
 sync, dated in the future, or listed in local time is HEADed; a rewrite with the same size
 within the minute of a sync is still found by the next sync; a listing without a Date header
-(behind a proxy that drops it) has every file HEADed; a worker fills a minute version.
+(behind a proxy that drops it) has every file HEADed; a worker fills a minute version; a demo
+cluster serves such files through weir-fuse and never mixes a rewritten one.
 
 Requests are counted in nginx's access log (method and path of each)."""
 
+import errno
 import os
 import shutil
 import tempfile
@@ -333,3 +335,72 @@ def test_listing_without_date_is_headed(store_root, tmp_path, build_dir):
                 assert {p: e["version"] for p, e in again.items()} == {p: 1 for p in tree}
     finally:
         nginx.stop()
+
+
+def test_fuse_reads_files_synced_from_the_page(tmp_path):
+    """The whole path: a demo cluster (three masters, three workers, weir-fuse) syncs old files
+    from nginx's HTML page without HEADs, and reading them through the mount gives the store's
+    bytes; a file rewritten afterwards (a later minute) is never served as the old version's
+    blocks mixed with new ones, and after a sync reads give the new bytes."""
+    import conftest
+    from weirtest.fusecluster import DemoCluster
+
+    for name in ("weir-master", "weir-worker", "weir-fuse"):
+        weir_binary(name)
+    old = time.time() - OLD
+    content = {}
+
+    def make(root):
+        files = {}
+        for i in range(12):
+            rel = f"dir{i % 3}/file{i}.bin"
+            path = os.path.join(root, "hbase", rel)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            data = os.urandom(50_000 + 9_000 * i)
+            with open(path, "wb") as f:
+                f.write(data)
+            os.utime(path, (old, old))
+            files[rel], content[rel] = len(data), data
+        stores.make_world_readable(root)
+        return files
+
+    d = tempfile.mkdtemp(prefix="weir-minute-fuse-")
+    c = DemoCluster(d, conftest.BUILD_DIR, dataset=make, block_size="64Ki",
+                    fuse_env={"WEIR_FUSE_REFRESH": "1s"})
+    try:
+        c.start()
+        versions = {rel: c.stat(f"/hbase/{rel}") for rel in content}
+        # all from the page, but for one check HEAD per listing thread (at most one per
+        # directory here)
+        minute = [rel for rel, v in versions.items() if v["etag"] == "weir:minute"]
+        assert len(minute) >= len(content) - 3, versions
+        for rel, data in content.items():
+            with open(os.path.join(c.mnt, "hbase", rel), "rb") as f:
+                assert f.read() == data, rel
+        # rewritten upstream with the same size: not the synced version any more
+        rel = minute[0]
+        new = os.urandom(len(content[rel]))
+        path = os.path.join(c.store_root, "hbase", rel)
+        with open(path + ".new", "wb") as f:
+            f.write(new)
+        os.chmod(path + ".new", 0o644)
+        os.replace(path + ".new", path)
+        c.sync()
+        c.wait(lambda: c.stat(f"/hbase/{rel}")["version"] > versions[rel]["version"], 60,
+               "the new version")
+        deadline = time.monotonic() + 60
+        while True:  # the mount learns the new version at its next refresh
+            try:
+                with open(os.path.join(c.mnt, "hbase", rel), "rb") as f:
+                    got = f.read()
+            except OSError as e:  # the old version's blocks refused by the store
+                assert e.errno == errno.EIO, e
+                got = None
+            if got == new:
+                break
+            assert got in (None, content[rel]), "a mix of the two versions was served"
+            assert time.monotonic() < deadline, "the mount kept the old version"
+            time.sleep(0.5)
+    finally:
+        c.stop()
+        shutil.rmtree(d, ignore_errors=True)
