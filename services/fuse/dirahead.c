@@ -421,9 +421,12 @@ void dirahead_opened(dirahead *d, const char *path, uint64_t block_size)
                         d->tail->next = head;
                 else
                         d->head = head;
-                for (job *j = head; j; j = j->next)
+                /* one thread woken per job: a broadcast would wake every idle thread for each
+                 * open, most of them to find nothing (tens of futex calls per small file) */
+                for (job *j = head; j; j = j->next) {
                         d->tail = j;
-                pthread_cond_broadcast(&d->cond);
+                        pthread_cond_signal(&d->cond);
+                }
         }
         pthread_mutex_unlock(&d->lock);
         meta_listing_unref(l);

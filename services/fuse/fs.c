@@ -23,6 +23,7 @@
 #include "inode.h"
 #include "log.h"
 #include "lru.h"
+#include "lsahead.h"
 #include "meta.h"
 #include "mount.h"
 #include "passthrough.h"
@@ -74,6 +75,7 @@ struct fs {
         reader *reader;
         prefetch *prefetch;
         dirahead *dirahead;
+        lsahead *lsahead; /* listings fetched ahead of walks (NULL when off) */
         passthrough *passthrough;
         inode_table *inodes;
 
@@ -96,6 +98,7 @@ struct fs {
 
         uint64_t xattr_requests; /* atomic: getxattr and listxattr the kernel sent */
         bool no_opendir;         /* the kernel caches directories without OPENDIR (set at init) */
+        bool no_open;            /* opts.no_open and the kernel offers it (set at init) */
 
         pthread_mutex_t cursor_lock; /* guards cursors */
         lru *cursors;                /* "INO" -> dir_cursor */
@@ -185,15 +188,20 @@ static double ms_to_s(uint64_t ms)
         return (double)ms / 1000.0;
 }
 
-static void remember_attr(fs *f, uint64_t ino, const meta_entry *e, uint64_t fetched_ms)
+static inode_attr attr_of(const meta_entry *e, uint64_t fetched_ms)
 {
-        inode_attr a = {
+        return (inode_attr){
                 .size = e->size,
                 .file_id = e->file_id,
                 .epoch = e->epoch,
                 .mtime = e->mtime,
                 .fetched_ms = fetched_ms ? fetched_ms : 1,
         };
+}
+
+static void remember_attr(fs *f, uint64_t ino, const meta_entry *e, uint64_t fetched_ms)
+{
+        inode_attr a = attr_of(e, fetched_ms);
 
         (void)inode_table_set_attr(f->inodes, ino, &a);
 }
@@ -205,11 +213,11 @@ static int make_entry(fs *f, const char *path, const meta_entry *e, uint64_t fet
 {
         bool changed = false;
         uint64_t ino;
-        int r = inode_table_ref(f->inodes, path, e->dir ? 0 : e->version, &ino, &changed);
+        inode_attr a = attr_of(e, fetched_ms);
+        int r = inode_table_ref_attr(f->inodes, path, e->dir ? 0 : e->version, &a, &ino, &changed);
 
         if (r < 0)
                 return r;
-        remember_attr(f, ino, e, fetched_ms);
         if (changed)
                 queue_inval(f, ino);
         *ret = (struct fuse_entry_param){
@@ -261,6 +269,10 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
         conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
 #endif
         f->no_opendir = (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
+        f->no_open = f->opts.no_open && (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) != 0;
+        if (f->opts.no_open && !f->no_open)
+                log_warning("WEIR_FUSE_NO_OPEN=1: the kernel does not offer FUSE_NO_OPEN_SUPPORT "
+                            "(Linux >= 3.19), ignoring");
         passthrough_init(f->passthrough, conn);
         conn->max_background = 64;
         conn->congestion_threshold = 48;
@@ -289,6 +301,21 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         if (!path) {
                 r = -ENOMEM;
                 goto fail;
+        }
+        /* a name of a directory listed lately (its page is cached: a walk, or the kernel dropped
+         * the dentry its readdirplus gave) is answered from that page, as readdirplus did */
+        meta_listing *l = NULL;
+        size_t i;
+        if (meta_cached_page_of(f->meta, dir, name, &l, &i) >= 0 &&
+            now_ms() - l->fetched_ms >= f->opts.attr_timeout_ms)
+                l = meta_listing_unref(l); /* its attributes are too old to hand out */
+        if (l) {
+                r = make_entry(f, path, &l->entries[i], l->fetched_ms, &ep);
+                meta_listing_unref(l);
+                if (r < 0)
+                        goto fail;
+                fuse_reply_entry(req, &ep);
+                return;
         }
         r = meta_stat(f->meta, path, false, &e);
         if (r < 0)
@@ -492,8 +519,12 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                 return;
         }
         cursor_take(f, ino, &cur);
-        if (off == 0) /* from the start: the page cache decides whether the first page is fresh */
+        if (off == 0) { /* from the start: the page cache decides whether the first page is fresh */
                 cur.page = meta_listing_unref(cur.page);
+                /* a walk's next directories, listed while the kernel takes this one */
+                if (f->lsahead && dir_seek(f, dir, &cur, 0) >= 0)
+                        lsahead_started(f->lsahead, dir, cur.page);
+        }
         /* offsets: 1 = ".", 2 = "..", 3 + i = entry i */
         for (uint64_t o = (uint64_t)off;; o++) {
                 size_t need;
@@ -544,6 +575,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                         break;
                 used += need;
         }
+        if (!end && cur.page) /* a large directory: its next page while the kernel takes this */
+                lsahead_next_page(f->lsahead, dir, cur.page);
         if (end) /* read to the end: nothing to continue from, and its page may be freed */
                 cursor_drop(f, ino, &cur);
         else
@@ -616,6 +649,14 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
         if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
                 fuse_reply_err(req, EROFS);
+                return;
+        }
+        if (f->no_open) {
+                /* The kernel takes ENOSYS as success, for this open and every later one, and
+                 * sends no OPEN or RELEASE from now on (keeping pages as with keep_cache): reads
+                 * come with no handle and are planned from the inode (fs_read_file()). The
+                 * mount is read-only, so the kernel refuses writers itself. */
+                fuse_reply_err(req, ENOSYS);
                 return;
         }
         r = inode_entry(f, ino, false, &path, &e);
@@ -757,18 +798,62 @@ static bool reply_local(fs *f, fuse_req_t req, fs_file *h, reader_plan *plan)
 
 /* One plan per read (reader.h): the block locations are asked for once, each span labelled; a
  * read of this node's blocks is spliced, any other is copied through one buffer. */
+static void op_read_file(fs *f, fuse_req_t req, fs_file *h, size_t size, off_t off);
+
+/* Without OPEN (f->no_open), *RET is the inode's current version, built for one read: its path,
+ * ids, size and mtime as the inode keeps them (the master is asked only when they are older than
+ * the attr timeout). The file's first bytes move prefetch across files as an open would. */
+static int fs_read_file(fs *f, fuse_ino_t ino, off_t off, fs_file *ret)
+{
+        meta_entry e = {};
+        char *path = NULL;
+        int r = inode_entry(f, ino, false, &path, &e);
+
+        if (r < 0)
+                return r;
+        if (e.dir) {
+                free(path);
+                meta_entry_done(&e);
+                return -EISDIR;
+        }
+        *ret = (fs_file){.file = {
+                                 .path = path,
+                                 .epoch = e.epoch,
+                                 .file_id = e.file_id,
+                                 .version = e.version,
+                                 .size = e.size,
+                                 .mtime = (int64_t)e.mtime,
+                                 .etag = TAKE_PTR(e.etag),
+                                 .block_size = f->block_size,
+                         }};
+        meta_entry_done(&e);
+        if (off == 0)
+                dirahead_opened(f->dirahead, path, f->block_size);
+        return 0;
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
         fs *f = req_fs(req);
-        fs_file *h = (fs_file *)(uintptr_t)fi->fh;
-        reader_plan plan;
+        fs_file *h = (fs_file *)(uintptr_t)fi->fh, bare;
         uint64_t first, end;
-        char *buf;
-        ssize_t n;
+        int r;
 
         if (off < 0) {
                 fuse_reply_err(req, EINVAL);
+                return;
+        }
+        if (!h) {
+                /* opened without OPEN: no handle, no read-ahead window of its own (the kernel's
+                 * read-ahead and the worker's still run) */
+                r = fs_read_file(f, ino, off, &bare);
+                if (r < 0) {
+                        fuse_reply_err(req, -r);
+                        return;
+                }
+                op_read_file(f, req, &bare, size, off);
+                reader_file_done(&bare.file);
                 return;
         }
         if (f->prefetch) {
@@ -780,6 +865,15 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                 for (uint64_t i = first; i < end; i++)
                         prefetch_queue(f->prefetch, &h->file, i);
         }
+        op_read_file(f, req, h, size, off);
+}
+
+static void op_read_file(fs *f, fuse_req_t req, fs_file *h, size_t size, off_t off)
+{
+        reader_plan plan;
+        char *buf;
+        ssize_t n;
+
         reader_plan_init(f->reader, &h->file, (uint64_t)off, size, &plan);
         if (reply_local(f, req, h, &plan)) {
                 reader_plan_done(&plan);
@@ -804,6 +898,10 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
         fs_file *h = (fs_file *)(uintptr_t)fi->fh;
 
+        if (!h) { /* an open answered ENOSYS (no_open): nothing to free */
+                fuse_reply_err(req, 0);
+                return;
+        }
         passthrough_release(req_fs(req)->passthrough, req, ino, h->mode);
         fs_file_free(h);
         fuse_reply_err(req, 0);
@@ -1110,6 +1208,8 @@ int fs_new(const config *c, const config_node *node, const config_dataset *d, co
                                                      .max_bytes = o->prefetch_files_bytes,
                                                      .threads = o->prefetch_files},
                                  &f->dirahead);
+        if (r >= 0 && o->list_ahead > 0)
+                r = lsahead_new(f->meta, o->list_ahead, 2, &f->lsahead);
         if (r >= 0 && !(f->inodes = inode_table_new()))
                 r = -ENOMEM;
         if (r >= 0)
@@ -1128,6 +1228,7 @@ fs *fs_free(fs *f)
                 return NULL;
         fs_unmount(f);
         dirahead_free(f->dirahead);
+        lsahead_free(f->lsahead);
         prefetch_free(f->prefetch);
         reader_free(f->reader);
         meta_free(f->meta);

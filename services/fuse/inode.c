@@ -55,9 +55,9 @@ static inode *find_ino(const inode_table *t, uint64_t ino)
         return i;
 }
 
-static inode *find_path(const inode_table *t, const char *path)
+/* H: hash_path(PATH), computed once by the caller (a new inode keeps it). */
+static inode *find_path_hashed(const inode_table *t, const char *path, uint64_t h)
 {
-        uint64_t h = hash_path(path);
         inode *i = t->by_path[h & (t->n_buckets - 1)];
 
         while (i && (i->path_hash != h || strcmp(i->path, path) != 0))
@@ -74,6 +74,11 @@ static int lock_ino(inode_table *t, uint64_t ino, inode **ret)
                 return 0;
         pthread_mutex_unlock(&t->lock);
         return -ENOENT;
+}
+
+static inode *find_path(const inode_table *t, const char *path)
+{
+        return find_path_hashed(t, path, hash_path(path));
 }
 
 static void link_inode(inode_table *t, inode *i)
@@ -146,14 +151,14 @@ char *inode_path_join(const char *dir, const char *name)
         return p;
 }
 
-static inode *inode_new(uint64_t ino, const char *path)
+static inode *inode_new(uint64_t ino, const char *path, uint64_t path_hash)
 {
         size_t len = strlen(path);
         inode *i = malloc(sizeof(*i) + len + 1);
 
         if (!i)
                 return NULL;
-        *i = (inode){.ino = ino, .path_hash = hash_path(path)};
+        *i = (inode){.ino = ino, .path_hash = path_hash};
         memcpy(i->path, path, len + 1);
         return i;
 }
@@ -185,7 +190,7 @@ inode_table *inode_table_new(void)
         if (!t->by_ino || !t->by_path)
                 return inode_table_free(t);
         t->next_ino = INODE_ROOT + 1;
-        root = inode_new(INODE_ROOT, "/");
+        root = inode_new(INODE_ROOT, "/", hash_path("/"));
         if (!root || table_insert(t, root) < 0) {
                 inode_free(root);
                 return inode_table_free(t);
@@ -213,17 +218,24 @@ inode_table *inode_table_free(inode_table *t)
 int inode_table_ref(inode_table *t, const char *path, uint64_t version, uint64_t *ret_ino,
                     bool *ret_changed)
 {
+        return inode_table_ref_attr(t, path, version, NULL, ret_ino, ret_changed);
+}
+
+int inode_table_ref_attr(inode_table *t, const char *path, uint64_t version, const inode_attr *a,
+                         uint64_t *ret_ino, bool *ret_changed)
+{
         bool changed = false;
         inode *i;
         int r = 0;
 
         pthread_mutex_lock(&t->lock);
-        i = find_path(t, path);
+        uint64_t h = hash_path(path);
+        i = find_path_hashed(t, path, h);
         if (i) {
                 changed = i->version != version;
                 i->version = version;
         } else {
-                i = inode_new(t->next_ino, path);
+                i = inode_new(t->next_ino, path, h);
                 if (!i) {
                         r = -ENOMEM;
                         goto finish;
@@ -237,6 +249,8 @@ int inode_table_ref(inode_table *t, const char *path, uint64_t version, uint64_t
                 i->version = version;
         }
         i->nlookup++;
+        if (a)
+                i->attr = *a;
         *ret_ino = i->ino;
         if (ret_changed)
                 *ret_changed = changed;

@@ -18,6 +18,7 @@
 #include "http.h"
 #include "httpc.h"
 #include "log.h"
+#include "lsahead.h"
 #include "parse.h"
 #include "weir-build.h"
 #include "fsutil.h"
@@ -57,7 +58,11 @@ static void help(void)
                "(bytes of directory listing pages kept, default 8Mi),\n"
                "WEIR_FUSE_PREFETCH_FILES (files of a directory warmed ahead of a reader opening\n"
                "them in order, default 16, 0 = off, at most 256), WEIR_FUSE_PREFETCH_BYTES (their\n"
-               "bytes at most, default 64Mi).\n",
+               "bytes at most, default 64Mi), WEIR_FUSE_LIST_AHEAD (directories whose first\n"
+               "listing page is fetched ahead of a walk, default 8, 0 = off, at most 64),\n"
+               "WEIR_FUSE_NO_OPEN=1 (files are opened by the kernel without asking the daemon:\n"
+               "two requests less per file, but a file whose version changes while it is open is\n"
+               "read as the new version from then on; see docs/fuse.md).\n",
                CONFIG_DEFAULT_PATH);
 }
 
@@ -128,6 +133,7 @@ static int run(int argc, char **argv)
                 .prefetch_bytes = 64ull << 20,
                 .prefetch_files = 16,
                 .prefetch_files_bytes = 64ull << 20,
+                .list_ahead = LSAHEAD_WINDOW_DEFAULT,
                 .read_ahead_kb = 16384,
         };
         dbus *bus = NULL;
@@ -168,6 +174,15 @@ static int run(int argc, char **argv)
                                                e, FS_MAX_PREFETCH_FILES);
                 o.prefetch_files = (unsigned)v;
         }
+        e = getenv("WEIR_FUSE_LIST_AHEAD");
+        uint64_t v;
+        if (e && (parse_u64(e, &v) < 0 || v > LSAHEAD_WINDOW_MAX))
+                return log_error_errno(EINVAL,
+                                       "Bad WEIR_FUSE_LIST_AHEAD=%s: expected a number of "
+                                       "directories from 0 (off) to %u.",
+                                       e, LSAHEAD_WINDOW_MAX);
+        if (e)
+                o.list_ahead = (unsigned)v;
         e = getenv("WEIR_FUSE_PREFETCH_BYTES");
         if (e && (parse_size(e, &o.prefetch_files_bytes) < 0 || o.prefetch_files_bytes == 0))
                 return log_error_errno(EINVAL,
@@ -182,6 +197,11 @@ static int run(int argc, char **argv)
                 o.xattrs = e[0] == '1';
         else if (e && *e)
                 return log_error_errno(EINVAL, "Bad WEIR_FUSE_XATTRS=%s: 0 or 1.", e);
+        e = getenv("WEIR_FUSE_NO_OPEN");
+        if (e && (strcmp(e, "1") == 0 || strcmp(e, "0") == 0))
+                o.no_open = e[0] == '1';
+        else if (e && *e)
+                return log_error_errno(EINVAL, "Bad WEIR_FUSE_NO_OPEN=%s: 0 or 1.", e);
         e = getenv("WEIR_FUSE_LISTING_CACHE");
         if (e) {
                 uint64_t b;

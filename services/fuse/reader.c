@@ -9,7 +9,7 @@
  * reads that follow.
  *
  * Threads: any libfuse request thread and the prefetch pool; lock guards the descriptor cache,
- * the miss cache, local_down_until and stats. */
+ * the miss cache, local_down_until, the pool of idle worker connections and stats. */
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -39,6 +39,8 @@
 #define READER_MAX_LINE          256
 #define READER_MISS_TTL_MS       1000 /* a "not here" answer is believed this long */
 #define READER_MISSES            64   /* remembered answers (a ring: the oldest goes first) */
+#define READER_POOL_MAX          8    /* idle connections to the local worker kept open */
+#define READER_POOL_IDLE_MS      3000 /* the worker closes a connection silent for 5 s */
 
 /* A block the local worker said it does not hold (OPEN answered MISS) or could not give (a WAIT
  * that failed): the first kind only spares the hit-only lookups, the second also keeps the plan
@@ -56,6 +58,13 @@ typedef struct fd_item {
         struct fd_item *prev, *next; /* LRU, most recent first */
 } fd_item;
 
+/* An idle connection to the local worker's socket. */
+typedef struct pooled_conn {
+        int fd;
+        uint64_t used_ms;    /* when its last answer came */
+        unsigned timeout_ms; /* its SO_RCVTIMEO / SO_SNDTIMEO */
+} pooled_conn;
+
 typedef struct ufs_slot {
         reader *owner;
         ufs **handles; /* one per mount of the dataset, opened on first use */
@@ -71,7 +80,7 @@ struct reader {
         char *local_api; /* "HOST:PORT" of this node's worker, NULL when it has none */
         pthread_key_t ufs_key;
 
-        /* lock guards the descriptor cache, local_down_until and stats */
+        /* lock guards the descriptor cache, local_down_until, misses, pool and stats */
         pthread_mutex_t lock;
         hmap fds; /* block id -> fd_item */
         fd_item *lru_head, *lru_tail;
@@ -79,6 +88,8 @@ struct reader {
         miss_item misses[READER_MISSES];
         unsigned next_miss;
         reader_stats stats;
+        pooled_conn pool[READER_POOL_MAX]; /* idle connections to the local worker */
+        unsigned n_pool;
 };
 
 void reader_file_done(reader_file *f)
@@ -156,6 +167,8 @@ reader *reader_free(reader *r)
                 free(i);
         }
         hmap_done(&r->fds);
+        for (unsigned i = 0; i < r->n_pool; i++)
+                safe_close(r->pool[i].fd);
         pthread_mutex_destroy(&r->lock);
         free(r->socket_path);
         free(r->local_api);
@@ -326,24 +339,14 @@ static bool local_is_down(reader *r)
         return down;
 }
 
-/* Sends REQ ("OPEN ID" or "WAIT ID OFF LEN") to the local worker: a read-only descriptor
- * (>= 0, *ret_len the block's length, *ret_part whether it is a block still being filled),
- * -ENOENT when not cached here, -ENODATA when the worker answered ERR, -EILSEQ when that ERR
- * says the version's content does not match its hash, -EAGAIN on a timeout, another negative
- * errno when the socket fails. */
-static int local_request(reader *r, const char *req, unsigned timeout_ms, uint64_t *ret_len,
-                         bool *ret_part)
+/* --- connections to the local worker ------------------------------------------------------- */
+
+/* A fresh connection to the local worker's socket, or a negative errno (-ECONNREFUSED when there
+ * is no socket file: no worker, not a cache miss). */
+static int local_connect(reader *r)
 {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
-        union {
-                struct cmsghdr h;
-                char buf[CMSG_SPACE(sizeof(int))];
-        } control;
-        char line[READER_MAX_LINE];
-        _cleanup_close_ int s = -1, fd = -1;
-        size_t got = 0;
-        int n;
+        _cleanup_close_ int s = -1;
 
         if (strlen(r->socket_path) >= sizeof(sa.sun_path))
                 return -ENAMETOOLONG;
@@ -351,16 +354,86 @@ static int local_request(reader *r, const char *req, unsigned timeout_ms, uint64
         s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (s < 0)
                 return -errno;
-        (void)setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-        (void)setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
         if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-                /* no socket file is no worker, not a cache miss */
                 return errno == ENOENT ? -ECONNREFUSED : -errno;
-        n = (int)strlen(req);
-        if (send(s, req, n, MSG_NOSIGNAL) != n)
-                return -EIO;
+        return TAKE_FD(s);
+}
 
-        /* The answer line; the descriptor rides on its first bytes. */
+/* Whether pooled connection S can carry another request: nothing is waiting to be read on it
+ * (an answer we did not ask for, the worker's "ERR request line timed out") and it is not
+ * closed. */
+static bool local_conn_clean(int s)
+{
+        char c;
+
+        return recv(s, &c, 1, MSG_PEEK | MSG_DONTWAIT) < 0 &&
+               (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+/* An idle connection from the pool (*RET_REUSED true), or a fresh one. */
+static int local_conn_take(reader *r, bool *ret_reused, unsigned *ret_timeout_ms)
+{
+        uint64_t now = now_ms();
+
+        pthread_mutex_lock(&r->lock);
+        while (r->n_pool > 0) {
+                pooled_conn c = r->pool[--r->n_pool];
+
+                pthread_mutex_unlock(&r->lock);
+                if (c.used_ms + READER_POOL_IDLE_MS > now && local_conn_clean(c.fd)) {
+                        *ret_reused = true;
+                        *ret_timeout_ms = c.timeout_ms;
+                        return c.fd;
+                }
+                safe_close(c.fd);
+                pthread_mutex_lock(&r->lock);
+        }
+        pthread_mutex_unlock(&r->lock);
+        *ret_reused = false;
+        *ret_timeout_ms = 0;
+        return local_connect(r);
+}
+
+/* Gives connection S (taken) back to the pool when there is room. */
+static void local_conn_give(reader *r, int s, unsigned timeout_ms)
+{
+        /* whether the worker closed it meanwhile is checked when it is taken */
+        pthread_mutex_lock(&r->lock);
+        if (r->n_pool < READER_POOL_MAX) {
+                r->pool[r->n_pool++] =
+                        (pooled_conn){.fd = s, .used_ms = now_ms(), .timeout_ms = timeout_ms};
+                s = -1;
+        }
+        pthread_mutex_unlock(&r->lock);
+        safe_close(s);
+}
+
+/* Sends REQ on connection S and reads the answer line: see local_request(). *RET_CLEAN says
+ * whether the exchange ended on a line boundary (the connection may carry another request),
+ * *RET_SENT_NOTHING whether the worker closed the connection before answering anything (a
+ * pooled connection it had closed meanwhile: the request may go again on a fresh one). */
+static int local_exchange(int s, const char *req, uint64_t *ret_len, bool *ret_part,
+                          bool *ret_clean, bool *ret_sent_nothing)
+{
+        union {
+                struct cmsghdr h;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } control;
+        char line[READER_MAX_LINE];
+        _cleanup_close_ int fd = -1;
+        size_t got = 0;
+        int n;
+
+        *ret_clean = false;
+        *ret_sent_nothing = false;
+        n = (int)strlen(req);
+        if (send(s, req, n, MSG_NOSIGNAL) != n) {
+                *ret_sent_nothing = errno == EPIPE || errno == ECONNRESET;
+                return -EIO;
+        }
+
+        /* The answer line; the descriptor rides on its first bytes. One request is in flight at
+         * a time, so nothing past the first newline can arrive. */
         while (got < sizeof(line) - 1) {
                 struct iovec iov = {.iov_base = line + got, .iov_len = sizeof(line) - 1 - got};
                 struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
@@ -373,10 +446,14 @@ static int local_request(reader *r, const char *req, unsigned timeout_ms, uint64
                 k = recvmsg(s, &mh, MSG_CMSG_CLOEXEC);
                 if (k < 0 && errno == EINTR)
                         continue;
-                if (k < 0)
+                if (k < 0) {
+                        *ret_sent_nothing = got == 0 && errno == ECONNRESET;
                         return -errno;
-                if (k == 0)
+                }
+                if (k == 0) {
+                        *ret_sent_nothing = got == 0;
                         return -ECONNRESET;
+                }
                 if (fd < 0)
                         for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
                                 if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
@@ -389,6 +466,7 @@ static int local_request(reader *r, const char *req, unsigned timeout_ms, uint64
         line[got] = 0;
         if (!strchr(line, '\n'))
                 return -EBADMSG;
+        *ret_clean = strchr(line, '\n') == line + got - 1;
         *strchr(line, '\n') = 0;
         if (strcmp(line, "MISS") == 0)
                 return -ENOENT;
@@ -399,8 +477,10 @@ static int local_request(reader *r, const char *req, unsigned timeout_ms, uint64
 
                 errno = 0;
                 len = strtoull(num, &end, 10);
-                if (errno || *end || end == num)
+                if (errno || *end || end == num) {
+                        *ret_clean = false;
                         return -EBADMSG;
+                }
                 *ret_len = len;
                 *ret_part = line[0] == 'P';
                 return TAKE_FD(fd);
@@ -412,7 +492,51 @@ static int local_request(reader *r, const char *req, unsigned timeout_ms, uint64
                         return -EILSEQ;
                 return -ENODATA;
         }
+        *ret_clean = false;
         return -EIO;
+}
+
+/* Sends REQ ("OPEN ID" or "WAIT ID OFF LEN") to the local worker: a read-only descriptor
+ * (>= 0, *ret_len the block's length, *ret_part whether it is a block still being filled),
+ * -ENOENT when not cached here, -ENODATA when the worker answered ERR, -EILSEQ when that ERR
+ * says the version's content does not match its hash, -EAGAIN on a timeout, another negative
+ * errno when the socket fails.
+ *
+ * Connections are kept open between requests (up to READER_POOL_MAX idle ones, each for less
+ * than the worker's 5 s line timeout): a small file costs one request and its answer, not a
+ * socket, a connect and an accept on both sides. The worker ends a connection whose WAIT it
+ * answered from a fill; a request that meets such a closed connection goes again, once, on a
+ * fresh one (OPEN and WAIT are idempotent). */
+static int local_request(reader *r, const char *req, unsigned timeout_ms, uint64_t *ret_len,
+                         bool *ret_part)
+{
+        for (unsigned attempt = 0;; attempt++) {
+                bool reused = false, clean = false, nothing = false;
+                unsigned set_ms = 0;
+                int s = local_conn_take(r, &reused, &set_ms), k;
+
+                if (s < 0)
+                        return s;
+                if (set_ms != timeout_ms) {
+                        struct timeval tv = {.tv_sec = timeout_ms / 1000,
+                                             .tv_usec = (timeout_ms % 1000) * 1000};
+
+                        (void)setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+                        (void)setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+                }
+                k = local_exchange(s, req, ret_len, ret_part, &clean, &nothing);
+                if (k < 0 && nothing && reused && attempt == 0) {
+                        safe_close(s);
+                        continue;
+                }
+                /* a block being filled was answered from a fill: the worker ends that
+                 * connection */
+                if (clean && !(k >= 0 && *ret_part))
+                        local_conn_give(r, s, timeout_ms);
+                else
+                        safe_close(s);
+                return k;
+        }
 }
 
 /* Whether a local_request() error means the worker socket is unusable (worth skipping it for
@@ -672,6 +796,13 @@ void reader_plan_init(reader *r, const reader_file *f, uint64_t offset, size_t l
                 block_id_format(s->id, &key);
                 ret->len += spans[i].len;
                 fd = fd_cache_get(r, s->id, &got);
+                /* A file of one block: asking the local worker whether it holds it costs one
+                 * request on a kept connection; asking the master where it is costs an HTTP
+                 * call and the master's CPU, per file. Warm small files need no master at all.
+                 * (Files of several blocks keep the one lookup per plan: a block another
+                 * worker holds must not cost the local socket a miss each.) */
+                if (fd < 0 && n == 1 && f->size <= f->block_size)
+                        fd = local_block(r, s->id, block_length(f->size, f->block_size, 0), &got);
                 if (fd >= 0) {
                         s->fd = fd;
                         s->source = READER_LOCAL_HIT;

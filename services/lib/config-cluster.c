@@ -327,11 +327,12 @@ void cfg_load_cluster(loader *l, const ynode *doc, const ynode *kind, const ynod
                 load_api(l, api);
 
         if (raft) {
-                const ynode *election = NULL, *heartbeat = NULL, *secret = NULL;
+                const ynode *election = NULL, *heartbeat = NULL, *secret = NULL, *sched = NULL;
                 const field raft_fields[] = {
                         {"electionTimeout", &election},
                         {"heartbeatTimeout", &heartbeat},
                         {"secretFile", &secret},
+                        {"loopScheduling", &sched},
                         {},
                 };
 
@@ -369,6 +370,15 @@ void cfg_load_cluster(loader *l, const ynode *doc, const ynode *kind, const ynod
                                         c->raft_secret_file = NULL;
                                         l->oom = true;
                                 }
+                        }
+                        if (sched && (s = cfg_get_str(l, sched, "raft.loopScheduling"))) {
+                                if (strcmp(s, "normal") == 0)
+                                        c->raft_loop_normal = true;
+                                else if (strcmp(s, "realtime") != 0)
+                                        cfg_error_at(l, sched,
+                                                     "raft.loopScheduling must be realtime or "
+                                                     "normal (got '%s')",
+                                                     s);
                         }
                         if (c->heartbeat_timeout_ms >= c->election_timeout_ms)
                                 cfg_error_at(l, heartbeat ? heartbeat : election,

@@ -1593,6 +1593,29 @@ int fsm_children(fsm *f, const char *dataset, const char *path,
         return r;
 }
 
+/* The paged listing's raw read (listing.c encodes it without JSON): FN sees each child of PATH
+ * whose name sorts after AFTER, in name order, from one read view, until it returns > 0. */
+int fsm_ls_raw(fsm *f, const char *dataset, const char *path, const char *after, store_child_fn fn,
+               void *userdata)
+{
+        rctx c;
+        json_auto_t *ds = NULL;
+        store_entry e;
+        int r = rbegin(f, &c);
+
+        if (r < 0)
+                return r;
+        r = ds_get(c.txn, c.d, dataset, &ds);
+        if (r >= 0)
+                r = lookup(&c, ds_root(ds), path, NULL, &e);
+        if (r >= 0 && !e.dir)
+                r = -ENOTDIR;
+        if (r >= 0)
+                r = store_tree_children(c.txn, c.d, e.id, after, fn, userdata);
+        rend(&c);
+        return r < 0 ? r : 0;
+}
+
 /* ---- command constructors ---- */
 
 json_t *fsm_cmd_dataset_ensure(const char *name, const json_t *mounts, uint64_t block_size,

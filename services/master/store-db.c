@@ -22,6 +22,14 @@ struct store_db {
         MDB_env *env;
         store_dbis dbis;
 
+        /* The thread that opened the database is its one writer (the raft loop). Its reads reuse
+         * one read transaction (reset and renewed: it keeps its reader slot), because beginning a
+         * fresh one takes LMDB's reader-table mutex, which any API or sync thread may hold while
+         * it waits for a CPU: the loop, real-time, must not wait for them (loopwatch.h). */
+        pthread_t owner;
+        MDB_txn *owner_read; /* reset when not in use; NULL until the first read */
+        bool owner_read_busy;
+
         pthread_t flusher;
         bool flusher_started;
         pthread_mutex_t flush_lock; /* guards stopping; with flush_cond */
@@ -150,6 +158,7 @@ int store_db_open(const char *path, store_db **ret)
         db->path = strdup(path);
         if (!db->path)
                 return -ENOMEM;
+        db->owner = pthread_self();
         r = env_open(db);
         if (r < 0)
                 return r;
@@ -172,6 +181,8 @@ store_db *store_db_free(store_db *db)
                 pthread_mutex_unlock(&db->flush_lock);
                 pthread_join(db->flusher, NULL);
         }
+        if (db->owner_read)
+                mdb_txn_abort(db->owner_read);
         if (db->env) {
                 mdb_env_sync(db->env, 1);
                 mdb_env_close(db->env);
@@ -200,6 +211,20 @@ int store_db_begin(store_db *db, bool write, MDB_txn **ret_txn, const store_dbis
                         pthread_rwlock_unlock(&db->env_lock);
                 return -EBADFD; /* a failed swap left us without a database */
         }
+        if (!write && !db->owner_read_busy && pthread_equal(pthread_self(), db->owner)) {
+                rc = db->owner_read ? mdb_txn_renew(db->owner_read)
+                                    : mdb_txn_begin(db->env, NULL, MDB_RDONLY, &db->owner_read);
+                if (rc == 0) {
+                        db->owner_read_busy = true;
+                        *ret_txn = db->owner_read;
+                        *ret_dbis = &db->dbis;
+                        return 0;
+                }
+                if (db->owner_read) { /* renew failed: start afresh next time */
+                        mdb_txn_abort(db->owner_read);
+                        db->owner_read = NULL;
+                }
+        }
         rc = mdb_txn_begin(db->env, NULL, write ? 0 : MDB_RDONLY, ret_txn);
         if (rc != 0) {
                 if (!write)
@@ -225,7 +250,11 @@ void store_db_end(store_db *db, MDB_txn *txn)
 {
         if (!txn)
                 return;
-        mdb_txn_abort(txn);
+        if (txn == db->owner_read) {
+                mdb_txn_reset(txn); /* keeps its reader slot for the next renew */
+                db->owner_read_busy = false;
+        } else
+                mdb_txn_abort(txn);
         pthread_rwlock_unlock(&db->env_lock);
 }
 
@@ -276,6 +305,10 @@ int store_db_replace(store_db *db, const char *path)
         if (r < 0)
                 return r;
         pthread_rwlock_wrlock(&db->env_lock);
+        if (db->owner_read) { /* of the old environment (not in use: we hold env_lock) */
+                mdb_txn_abort(db->owner_read);
+                db->owner_read = NULL;
+        }
         if (db->env) {
                 mdb_env_close(db->env);
                 db->env = NULL;

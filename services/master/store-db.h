@@ -9,9 +9,11 @@
 #include "cleanup.h"
 
 /*
- * Threads: exactly one thread writes (the raft loop applying entries, restoring snapshots);
- * any number of threads read, each in its own read transaction (MDB_NOTLS), never waiting for
- * a writer: LMDB's copy-on-write pages give every read transaction the state as of its start.
+ * Threads: exactly one thread writes, the one that opened the database (the raft loop applying
+ * entries, restoring snapshots); any number of threads read, each in its own read transaction
+ * (MDB_NOTLS), never waiting for a writer: LMDB's copy-on-write pages give every read
+ * transaction the state as of its start. The writer's own reads reuse one read transaction, so
+ * that it never waits for LMDB's reader-table mutex (store-db.c).
  * The one lock, env_lock (a rwlock), only protects the environment pointer against a swap
  * (store_db_replace, when a lagging master installs a peer's copy): readers hold it shared for
  * the length of their transaction; the swap takes it exclusively. Appliers never take it.

@@ -234,7 +234,11 @@ def test_same_size_overwrite_with_restored_mtime_is_found_by_load_verify(tmp_pat
         assert 3 <= n_old < 8, n_old
         new = make_file(path, 8 * MiB, 2)
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-        assert env.store.version_of("c.bin")[2] == e["etag"], "the ETag should not change"
+        # the version weir holds still matches: nginx's ETag, or (when the sync took the file
+        # from the index page after its minute ended) its size and listed minute
+        size, mtime, etag = env.store.version_of("c.bin")
+        assert etag == e["etag"] or (e["etag"] == "weir:minute" and size == e["size"]
+                                     and mtime // 60 * 60 == e["mtime"]), (etag, mtime, e)
         _, mixed = env.read("/data/c.bin")
         assert mixed[:n_old * MiB] == old[:n_old * MiB] and mixed[n_old * MiB:] == new[n_old * MiB:]
 

@@ -80,7 +80,11 @@ def walk():
         assert not ds.get("sync_error"), ds
         os.makedirs(mnt)
         fuse = FuseDaemon(weir_binary("weir-fuse"), sc.c.yaml_path, sc.c.masters[0].name, "ds",
-                          mnt, d, env={"WEIR_LOG_LEVEL": "debug", "WEIR_FUSE_RETRY": "20s"})
+                          mnt, d, env={"WEIR_LOG_LEVEL": "debug", "WEIR_FUSE_RETRY": "20s",
+                                       # these tests count the pages the daemon asks for a
+                                       # directory; listing ahead of walks (test_fuse_tree.py)
+                                       # would ask for some before the kernel does
+                                       "WEIR_FUSE_LIST_AHEAD": "0"})
         fuse.start()
         yield type("Walk", (), {"sc": sc, "fuse": fuse, "mnt": mnt, "src": src, "dir": d})
     finally:

@@ -177,6 +177,7 @@ static void test_example_cluster_yaml(void **state)
         assert_null(c->token_file);
         assert_int_equal(c->election_timeout_ms, 300);
         assert_int_equal(c->heartbeat_timeout_ms, 50);
+        assert_false(c->raft_loop_normal); /* real-time loop thread by default */
         d = config_find_dataset(c, "hbase");
         assert_non_null(d);
         assert_int_equal(d->block_size, 16 << 20);
@@ -1063,6 +1064,26 @@ static void test_invalid_more(void **state)
                      "  nodes:\n"
                      "    - {name: n1, address: 10.0.0.1}\n",
                      5, 27, "raft.electionTimeout must be between 10ms and 60s (got 120000ms)");
+        expect_error("apiVersion: weir.io/v1\n"
+                     "kind: Cluster\n"
+                     "metadata: {name: c}\n"
+                     "spec:\n"
+                     "  raft: {loopScheduling: fast}\n"
+                     "  nodes:\n"
+                     "    - {name: n1, address: 10.0.0.1}\n",
+                     5, 26, "raft.loopScheduling must be realtime or normal (got 'fast')");
+        {
+                _cleanup_(config_freep) config *c = load_ok("t.yaml",
+                                                            "apiVersion: weir.io/v1\n"
+                                                            "kind: Cluster\n"
+                                                            "metadata: {name: c}\n"
+                                                            "spec:\n"
+                                                            "  raft: {loopScheduling: normal}\n"
+                                                            "  nodes:\n"
+                                                            "    - {name: n1, address: 10.0.0.1}\n",
+                                                            false);
+                assert_true(c->raft_loop_normal);
+        }
         expect_error("apiVersion: weir.io/v1\n"
                      "kind: Cluster\n"
                      "metadata: {name: c}\n"

@@ -23,6 +23,8 @@ typedef struct fake_worker {
         pthread_t thread;
         unsigned opens;   /* OPEN requests seen */
         unsigned waits;   /* WAIT requests seen */
+        unsigned accepts; /* connections accepted */
+        bool persistent;  /* answer every line of a connection (the real worker), not one */
         const char *mode; /* "ok", "miss", "err", "mismatch", "garbage", "short" */
 } fake_worker;
 
@@ -38,14 +40,21 @@ static void *worker_thread(void *p)
                         struct cmsghdr h;
                         char buf[CMSG_SPACE(sizeof(int))];
                 } control;
-                int c = accept4(w->listen_fd, NULL, NULL, SOCK_CLOEXEC), fd = -1;
+                static __thread int c = -1;
+                int fd = -1;
                 ssize_t n;
 
-                if (c < 0)
-                        return NULL;
+                if (c < 0) {
+                        c = accept4(w->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+                        if (c < 0)
+                                return NULL;
+                        __atomic_add_fetch(&w->accepts, 1, __ATOMIC_SEQ_CST);
+                }
+                /* one request at a time: a line never shares a recv with the next one */
                 n = recv(c, line, sizeof(line) - 1, 0);
                 if (n <= 0 || (strncmp(line, "OPEN ", 5) != 0 && strncmp(line, "WAIT ", 5) != 0)) {
                         close(c);
+                        c = -1;
                         continue;
                 }
                 /* a WAIT is answered as an OPEN of a block already filled */
@@ -83,7 +92,10 @@ static void *worker_thread(void *p)
                 } else {
                         send(c, "MISS\n", 5, 0);
                 }
-                close(c);
+                if (!w->persistent) {
+                        close(c);
+                        c = -1;
+                }
         }
 }
 
@@ -390,6 +402,83 @@ static void test_content_mismatch_is_final(void **state)
         reader_plan_done(&p);
 }
 
+/* Requests share one connection while the worker keeps it; one it closed (after each answer
+ * here, as after a WAIT answered from a fill) or one idle too long is replaced, and the request
+ * is answered all the same. */
+static void test_connections_are_kept(void **state)
+{
+        fixture *x = *state;
+        static const char *const ids[] = {"00000000000000e1-5-1-0", "00000000000000e1-5-1-1",
+                                          "00000000000000e1-5-1-2"};
+        uint64_t len;
+
+        x->r->opts.fd_cache = 0; /* every lookup asks the worker */
+        x->w.persistent = true;
+        for (int round = 0; round < 3; round++)
+                for (int i = 0; i < 3; i++) {
+                        int fd = local_open(x->r, ids[i], &len);
+
+                        assert_true(fd >= 0);
+                        assert_true(len == (i == 2 ? 100 : BS));
+                        safe_close(fd);
+                }
+        assert_int_equal(x->w.opens, 9);
+        assert_int_equal(x->w.accepts, 1);
+        assert_int_equal(x->r->n_pool, 1);
+
+        /* idle for longer than the worker allows: a fresh connection */
+        x->r->pool[0].used_ms -= READER_POOL_IDLE_MS;
+        safe_close(local_open(x->r, ids[0], &len));
+        assert_int_equal(x->w.accepts, 2);
+
+        /* a worker that closes after each answer: every request still answered */
+        x->w.persistent = false;
+        for (int i = 0; i < 6; i++) {
+                int fd = local_open(x->r, ids[i % 3], &len);
+
+                assert_true(fd >= 0);
+                safe_close(fd);
+        }
+        assert_int_equal(x->w.opens, 16);
+        assert_true(x->r->local_down_until == 0); /* never taken for a broken socket */
+}
+
+/* A file of one block asks the local worker before any master: with no locations at all (no
+ * meta here) the plan is a hit from one OPEN, and a miss falls back to the usual labels. */
+static void test_one_block_file_asks_the_worker_first(void **state)
+{
+        fixture *x = *state;
+        reader_file small = {.path = (char *)"/m/s",
+                             .epoch = 0xe1,
+                             .file_id = 6,
+                             .version = 1,
+                             .size = 100,
+                             .block_size = BS};
+        reader_plan p;
+
+        write_block(&x->w, "00000000000000e1-6-1-0", 100, 9);
+        reader_plan_init(x->r, &small, 0, 4096, &p);
+        assert_int_equal(p.n, 1);
+        assert_int_equal(p.spans[0].source, READER_LOCAL_HIT);
+        assert_true(p.spans[0].fd >= 0);
+        reader_plan_done(&p);
+        assert_int_equal(x->w.opens, 1);
+        assert_int_equal(x->w.waits, 0);
+
+        /* not cached here: one OPEN (a miss), then the plan's own labels */
+        small.version = 2;
+        x->w.mode = "miss";
+        reader_plan_init(x->r, &small, 0, 4096, &p);
+        assert_int_equal(p.spans[0].source, READER_LOCAL);
+        reader_plan_done(&p);
+        assert_int_equal(x->w.opens, 2);
+
+        /* files of several blocks keep asking for locations first: no OPEN */
+        reader_plan_init(x->r, &x->f, 0, 3 * BS, &p);
+        reader_plan_done(&p);
+        assert_int_equal(x->w.opens, 2);
+}
+
 static void test_no_socket(void **state)
 {
         fixture *x = *state;
@@ -409,6 +498,9 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_miss_err_garbage_short, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_extents, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_plan_labels, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_connections_are_kept, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_one_block_file_asks_the_worker_first, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_no_socket, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_content_mismatch_is_final, setup, teardown),
         };

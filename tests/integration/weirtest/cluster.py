@@ -121,8 +121,9 @@ class MasterCluster:
                  datasets=("demo",), master_replicas=None, master_port=MASTER_PORT,
                  raft_port=RAFT_PORT, env=None, extra_cluster_spec="", raft_secret_file=None,
                  *, name="test", addresses=None, node_names=None, node_keys=None,
-                 extra_nodes=(), log_prefix=""):
+                 extra_nodes=(), log_prefix="", raft_options=None):
         self.dir = str(dir)
+        self.raft_options = dict(raft_options or {})  # more keys of spec.raft
         os.makedirs(self.dir, exist_ok=True)
         self.binary = os.path.join(build_dir, "services/master/weir-master")
         self.weirctl_path = os.path.join(build_dir, "services/ctl/weirctl")
@@ -170,7 +171,7 @@ class MasterCluster:
         token_file = None
         if self.token:
             token_file = write_token(os.path.join(self.dir, "token"), self.token)
-        raft = dict(FAST_RAFT, secretFile=self.raft_secret_file)
+        raft = dict(FAST_RAFT, secretFile=self.raft_secret_file, **self.raft_options)
         write_cluster_yaml(self.yaml_path, name=self.name, token_file=token_file, raft=raft,
                            cluster_extra=extra_cluster_spec,
                            nodes=[self.node(m) for m in self.masters] + self.worker_nodes,

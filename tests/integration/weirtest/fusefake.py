@@ -161,6 +161,8 @@ class Worker(FakeServer):
         self.socket_requests = 0  # every OPEN or WAIT on worker.sock (a round trip)
         self.socket_misses = 0  # answered MISS
         self.fill_lock = threading.Lock()
+        self.count_lock = threading.Lock()
+        self.conns = set()  # open socket connections: a stopped worker answers none of them
         os.makedirs(cache_dir, exist_ok=True)
         self.sock = None
         self.sock_thread = None
@@ -213,45 +215,73 @@ class Worker(FakeServer):
                     self.node)
 
     def serve_socket(self, sock):
-        # SOCK, not self.sock: stop() clears that while a request may still be answered here
+        # SOCK, not self.sock: stop() clears that while a request may still be answered here.
+        # A connection may carry many requests (weir-fuse keeps them open), each on a thread.
         while True:
             try:
                 conn, _ = sock.accept()
             except OSError:
                 return
-            with conn:
-                line = b""
-                while not line.endswith(b"\n"):
-                    chunk = conn.recv(256)
-                    if not chunk:
-                        break
-                    line += chunk
-                m = re.fullmatch(rb"(OPEN|WAIT) " + EPOCH.encode() + rb"-(\d+)-(\d+)-(\d+)( \d+ \d+)?\n",
-                                 line)
-                if not m or (m.group(1) == b"WAIT") != bool(m.group(5)):
-                    conn.sendall(b"ERR bad request\n")
-                    continue
-                fid, ver, idx = (int(m.group(i)) for i in (2, 3, 4))
-                self.socket_requests += 1
-                p = self.block_path(fid, ver, idx)
-                if m.group(1) == b"WAIT":
-                    # fills first and answers with the whole block (the real worker answers
-                    # "PART" as soon as the range is there; the reader handles both)
-                    self.waits += 1
-                    try:
-                        self.block(fid, ver, idx)
-                    except OSError:
-                        pass
-                if not os.path.exists(p):
-                    self.socket_misses += 1
-                    conn.sendall(b"MISS\n")
-                    continue
-                fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC)
+            with self.count_lock:
+                self.conns.add(conn)
+            threading.Thread(target=self.serve_conn, args=(conn,), daemon=True).start()
+
+    def serve_conn(self, conn):
+        try:
+            self.serve_lines(conn)
+        finally:
+            with self.count_lock:
+                self.conns.discard(conn)
+            conn.close()
+
+    def serve_lines(self, conn):
+        buf = b""
+        while True:
+            while b"\n" not in buf:
                 try:
-                    socket.send_fds(conn, [f"OK {os.fstat(fd).st_size}\n".encode()], [fd])
-                    self.fd_opens += 1
-                finally:
-                    os.close(fd)
+                    chunk = conn.recv(256)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                buf += chunk
+            line, buf = buf.split(b"\n", 1)
+            try:
+                self.answer(conn, line + b"\n")
+            except OSError:
+                return
+
+    def answer(self, conn, line):
+        m = re.fullmatch(rb"(OPEN|WAIT) " + EPOCH.encode() + rb"-(\d+)-(\d+)-(\d+)( \d+ \d+)?\n",
+                         line)
+        if not m or (m.group(1) == b"WAIT") != bool(m.group(5)):
+            conn.sendall(b"ERR bad request\n")
+            return
+        fid, ver, idx = (int(m.group(i)) for i in (2, 3, 4))
+        with self.count_lock:
+            self.socket_requests += 1
+        p = self.block_path(fid, ver, idx)
+        if m.group(1) == b"WAIT":
+            # fills first and answers with the whole block (the real worker answers
+            # "PART" as soon as the range is there; the reader handles both)
+            with self.count_lock:
+                self.waits += 1
+            try:
+                self.block(fid, ver, idx)
+            except OSError:
+                pass
+        if not os.path.exists(p):
+            with self.count_lock:
+                self.socket_misses += 1
+            conn.sendall(b"MISS\n")
+            return
+        fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            socket.send_fds(conn, [f"OK {os.fstat(fd).st_size}\n".encode()], [fd])
+            with self.count_lock:
+                self.fd_opens += 1
+        finally:
+            os.close(fd)
 
     def start(self):
         super().start()
@@ -278,6 +308,13 @@ class Worker(FakeServer):
             except OSError:
                 pass
             self.sock_thread.join(timeout=5)
+            with self.count_lock:
+                conns = list(self.conns)
+            for conn in conns:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
             self.sock.close()
             try:
                 os.unlink(os.path.join(self.runtime_dir, "worker.sock"))
