@@ -178,8 +178,15 @@ static void fill_stat(const meta_entry *e, uint64_t ino, struct stat *st)
                 st->st_blocks = (blkcnt_t)((e->size + 511) / 512);
         }
         st->st_blksize = FS_BLKSIZE;
+        /* |mtime| <= 2^53 (meta_mtime_clamp): the cast is defined; a negative fraction (before
+         * 1970) borrows a second, as tv_nsec must be in [0, 1e9) */
         st->st_mtim.tv_sec = (time_t)e->mtime;
-        st->st_mtim.tv_nsec = (long)((e->mtime - (double)(time_t)e->mtime) * 1e9);
+        double frac = e->mtime - (double)st->st_mtim.tv_sec;
+        if (frac < 0) {
+                st->st_mtim.tv_sec--;
+                frac += 1;
+        }
+        st->st_mtim.tv_nsec = MIN((long)(frac * 1e9), 999999999L);
         st->st_atim = st->st_ctim = st->st_mtim;
 }
 

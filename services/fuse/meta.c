@@ -155,6 +155,14 @@ static const char *json_str(json_t *o, const char *key)
         return json_string_value(json_object_get(o, key));
 }
 
+double meta_mtime_clamp(double mtime)
+{
+        /* NaN compares false both ways: 0 */
+        if (!(mtime >= -META_MTIME_MAX && mtime <= META_MTIME_MAX))
+                return mtime > 0 ? META_MTIME_MAX : mtime < 0 ? -META_MTIME_MAX : 0;
+        return mtime;
+}
+
 int meta_entry_from_json(json_t *o, meta_entry *ret)
 {
         meta_entry e = {};
@@ -183,7 +191,7 @@ int meta_entry_from_json(json_t *o, meta_entry *ret)
         /* Block ids need the epoch: a file without one is refused rather than read. */
         if (!e.dir && block_epoch_parse(json_str(o, "epoch"), &e.epoch) < 0)
                 return -EBADMSG;
-        e.mtime = json_is_number(mtime) ? json_number_value(mtime) : 0;
+        e.mtime = meta_mtime_clamp(json_is_number(mtime) ? json_number_value(mtime) : 0);
         if (strdup_null(name, &e.name) < 0 || strdup_null(json_str(o, "etag"), &e.etag) < 0 ||
             strdup_null(json_str(o, "ufs_url"), &e.ufs_url) < 0) {
                 meta_entry_done(&e);
@@ -768,7 +776,7 @@ static int wire_fill(const lswire_entry *w, void *userdata)
                 .name = name,
                 .dir = w->dir,
                 .size = w->size,
-                .mtime = (double)w->mtime,
+                .mtime = meta_mtime_clamp((double)w->mtime),
                 .epoch = w->dir ? 0 : s->epoch,
                 .file_id = w->file_id,
                 .version = w->version,

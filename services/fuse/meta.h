@@ -26,6 +26,12 @@ int meta_entry_copy(const meta_entry *src, meta_entry *ret);
 /* Parses an ENTRY object; -EBADMSG when required fields are missing or of the wrong type. */
 int meta_entry_from_json(json_t *o, meta_entry *ret);
 
+/* A master's mtime is any number (JSON) or any int64 (compact pages): kept within +-2^53 s,
+ * where a double holds whole seconds exactly and converting to time_t or int64_t is defined (an
+ * mtime of INT64_MAX showed as INT64_MIN, year -292 billion). NaN is 0. */
+#define META_MTIME_MAX 9007199254740992.0 /* 2^53 */
+double meta_mtime_clamp(double mtime);
+
 /* One page of a directory listing: up to META_PAGE entries sorted by name, shared by refcount
  * (the page cache and a readdir stream hold them). */
 typedef struct meta_listing {

@@ -201,6 +201,33 @@ def test_malformed_compact_listing_is_refused(fake):
     assert os.path.isdir(os.path.join(d, "sub"))
 
 
+def test_compact_listing_extreme_values(fake):
+    """A page whose values are legal but extreme: mtimes at both ends of int64 (before, INT64_MAX
+    showed as year -292 billion: a double past the range of time_t), the largest size and the
+    longest name. Listed and stat'ed with times kept within +-2^53 s; a read far into the huge
+    file fails cleanly, and the daemon goes on."""
+    entries = [("a", 2**63 - 1, 7), ("b", -2**63, 7), ("c" * 255, 1700000000, 2**63 - 1)]
+    body = struct.pack("<4sIQII", b"WLST", 1, 0xABC, len(entries), 0)
+    for i, (name, mtime, size) in enumerate(entries):
+        body += struct.pack("<BBHq", 1, 0, len(name), mtime)
+        body += struct.pack("<QQQ", size, 5000 + i, 1) + name.encode()
+    fake.state["wire_pages"] = {"/data": body}
+    d = os.path.join(fake.mnt, "data")
+    assert sorted(os.listdir(d)) == ["a", "b", "c" * 255]
+    a, b = os.stat(os.path.join(d, "a")), os.stat(os.path.join(d, "b"))
+    assert a.st_mtime_ns == 2**53 * 10**9, a.st_mtime_ns
+    assert b.st_mtime_ns == -2**53 * 10**9, b.st_mtime_ns
+    big = os.stat(os.path.join(d, "c" * 255))
+    assert big.st_size == 2**63 - 1 and big.st_mtime == 1700000000
+    with open(os.path.join(d, "c" * 255), "rb", buffering=0) as f:
+        try:
+            os.pread(f.fileno(), 4096, 2**62)
+        except OSError as e:  # no such blocks anywhere: an error, not a hang or a crash
+            assert e.errno in (errno.EIO, errno.ENODATA, errno.ESTALE), e
+    assert os.listdir(fake.mnt) == ["data"]  # still serving (a crash gives ENOTCONN)
+    assert "runtime error" not in fake.fuse.log()  # UBSan, in a sanitizer build
+
+
 def test_sizes_at_block_edges_are_byte_identical(fake):
     for name in SIZES:
         assert read(fake.path(name)) == read(fake.source(name)), name

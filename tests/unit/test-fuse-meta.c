@@ -145,6 +145,50 @@ static void wire_page(lswire_buf *b, unsigned first, unsigned count, bool more)
         lswire_finish(b, 0xabcull, more);
 }
 
+/* mtimes a master may send (any int64 on the wire, any JSON number) come out within +-2^53 s,
+ * where converting them to time_t is defined (INT64_MAX showed as INT64_MIN before) */
+static void test_extreme_mtimes(void **state)
+{
+        static const int64_t wire[] = {INT64_MAX, INT64_MIN, 253402300799 /* 9999-12-31 */, -1};
+        static const double want[] = {META_MTIME_MAX, -META_MTIME_MAX, 253402300799.0, -1.0};
+        static const char *const json[] = {"1e300", "-1e300", "253402300799", "-1.5"};
+        static const double json_want[] = {META_MTIME_MAX, -META_MTIME_MAX, 253402300799.0, -1.5};
+        lswire_buf b;
+        meta_listing *l = NULL;
+
+        assert_int_equal(lswire_begin(&b), 0);
+        for (unsigned i = 0; i < 4; i++) {
+                char name[2] = {(char)('a' + i), 0};
+                lswire_entry e = {.name = name,
+                                  .name_len = 1,
+                                  .mtime = wire[i],
+                                  .size = 1,
+                                  .file_id = 1 + i,
+                                  .version = 1};
+
+                assert_int_equal(lswire_add(&b, &e), 0);
+        }
+        lswire_finish(&b, 0xabcull, false);
+        assert_int_equal(listing_from_wire((const char *)b.data, b.len, "/m", NULL, 1, &l), 0);
+        for (unsigned i = 0; i < 4; i++)
+                assert_true(l->entries[i].mtime == want[i]);
+        meta_listing_unref(l);
+        lswire_buf_done(&b);
+        for (unsigned i = 0; i < 4; i++) {
+                char text[256];
+                meta_entry e;
+
+                snprintf(text, sizeof(text), "{\"name\":\"a\",\"type\":\"dir\",\"mtime\":%s}",
+                         json[i]);
+                json_t *j = parse(text);
+                assert_int_equal(meta_entry_from_json(j, &e), 0);
+                assert_true(e.mtime == json_want[i]);
+                meta_entry_done(&e);
+                json_decref(j);
+        }
+        assert_true(meta_mtime_clamp(0.0 / 0.0) == 0);
+}
+
 static void test_wire_listing(void **state)
 {
         lswire_buf b;
@@ -238,9 +282,10 @@ static void test_cached_page_of(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_entry),        cmocka_unit_test(test_bad_entries),
-                cmocka_unit_test(test_locations),    cmocka_unit_test(test_paths),
-                cmocka_unit_test(test_wire_listing), cmocka_unit_test(test_cached_page_of),
+                cmocka_unit_test(test_entry),          cmocka_unit_test(test_bad_entries),
+                cmocka_unit_test(test_locations),      cmocka_unit_test(test_paths),
+                cmocka_unit_test(test_wire_listing),   cmocka_unit_test(test_cached_page_of),
+                cmocka_unit_test(test_extreme_mtimes),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
