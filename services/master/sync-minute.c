@@ -3,10 +3,20 @@
 
 #include "sync-minute.h"
 
+int64_t sync_minute_trusted_date(int64_t date, int64_t now)
+{
+        if (date <= 0 || (now > 0 && now <= INT64_MAX - SYNC_MINUTE_DATE_AHEAD &&
+                          date > now + SYNC_MINUTE_DATE_AHEAD))
+                return 0;
+        return date;
+}
+
 int64_t sync_minute_floor(int64_t t)
 {
         int64_t r = t % 60;
 
+        if (t < INT64_MIN + 60)
+                return INT64_MIN; /* no minute of its own: never equal to a listed one */
         return t - (r < 0 ? r + 60 : r);
 }
 

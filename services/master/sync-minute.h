@@ -44,5 +44,13 @@ sync_minute_verdict sync_minute_judge(const ufs_version *listed, int64_t date, i
  * and second: a HEAD never bumps an unchanged file's version. */
 bool sync_minute_head_same(const sync_minute_stored *stored, const ufs_version *v);
 
+/* The store's Date as the rule may use it: DATE, or 0 (no clock) when it is more than
+ * SYNC_MINUTE_DATE_AHEAD seconds ahead of NOW, the master's clock. A Date in the future of every
+ * clock (a proxy's garbage, year 9999) would pass every listed minute as ended, and a same-size
+ * rewrite within the minute of a file written just before the listing would then never be seen.
+ * A Date behind only makes the rule HEAD more. */
+#define SYNC_MINUTE_DATE_AHEAD (24 * 3600)
+int64_t sync_minute_trusted_date(int64_t date, int64_t now);
+
 /* The first second of T's minute. */
 int64_t sync_minute_floor(int64_t t);

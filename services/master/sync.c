@@ -517,7 +517,14 @@ static int list_dir(lister *l, const dir_item *item)
         if (r < 0)
                 return job_fail(j, r, "%s", ufs_last_error(u));
         ufs_exactness x = ufs_list_exactness(u);
-        int64_t date = ufs_list_date(u);
+        int64_t listed_date = ufs_list_date(u);
+        int64_t date = sync_minute_trusted_date(listed_date, (int64_t)time(NULL));
+
+        if (date != listed_date) /* said once per sync: at the mount's root */
+                log_full(*item->path ? LOG_DEBUG : LOG_WARNING,
+                         "The store's Date on the listing of %s is more than a day ahead of this "
+                         "master's clock: its files' listed times are checked with HEADs",
+                         store_path);
 
         pthread_mutex_lock(&j->lock);
         j->entries += n;

@@ -95,11 +95,31 @@ static void test_head_same(void **state)
         assert_false(sync_minute_head_same(NULL, &in_minute));
 }
 
+/* A Date far ahead of the master's clock (year 9999) is no clock: every file is HEADed. */
+static void test_trusted_date(void **state)
+{
+        int64_t y9999 = 253402300799;
+
+        assert_int_equal(sync_minute_trusted_date(LATER, LATER), LATER);
+        assert_int_equal(sync_minute_trusted_date(LATER, MIN0), LATER); /* an hour ahead */
+        assert_int_equal(sync_minute_trusted_date(y9999, LATER), 0);
+        assert_int_equal(sync_minute_trusted_date(LATER + SYNC_MINUTE_DATE_AHEAD + 1, LATER), 0);
+        assert_int_equal(sync_minute_trusted_date(MIN0 - 86400 * 365, LATER), MIN0 - 86400 * 365);
+        assert_int_equal(sync_minute_trusted_date(-5, LATER), 0);
+        assert_int_equal(sync_minute_trusted_date(INT64_MAX, INT64_MAX), INT64_MAX);
+        assert_int_equal(
+                sync_minute_judge(&listed, sync_minute_trusted_date(y9999, MIN0 + 1), 0, NULL),
+                SYNC_MINUTE_ASK);
+}
+
 static void test_floor(void **state)
 {
         assert_int_equal(sync_minute_floor(MIN0 + 59), MIN0);
         assert_int_equal(sync_minute_floor(MIN0), MIN0);
         assert_int_equal(sync_minute_floor(-1), -60);
+        /* no overflow at the bottom of the range (a stored mtime is any int64) */
+        assert_true(sync_minute_floor(INT64_MIN + 5) == INT64_MIN);
+        assert_true(sync_minute_floor(INT64_MAX) == INT64_MAX - INT64_MAX % 60);
 }
 
 int main(void)
@@ -111,6 +131,7 @@ int main(void)
                 cmocka_unit_test(test_stored_from_head),
                 cmocka_unit_test(test_head_same),
                 cmocka_unit_test(test_floor),
+                cmocka_unit_test(test_trusted_date),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
