@@ -257,6 +257,12 @@ static void check_one(content_peers *p, const store_key *first)
         block_id_format(id, first);
         if (fill_guard_is_mismatch(p->ctx.fill, first))
                 return; /* found already, by this worker's own check or another's */
+        if (fill_guard_is_etag_opaque(p->ctx.fill, first)) {
+                log_debug("Content check of %s skipped: the store says its ETag is not an MD5 of "
+                          "its bytes (SSE-KMS or SSE-C)",
+                          id);
+                return;
+        }
         r = p->ctx.resolve(p->ctx.userdata, first->file_id, &f);
         if (r < 0) {
                 log_debug_errno(r, "Content check of %s: no metadata: %m", id);
@@ -444,6 +450,19 @@ void content_peers_handle_mismatch(content_peers *p, httpd_request *req)
                         req, 400,
                         "\"path\" must be a string of at most %d bytes, without control characters",
                         PEERS_PATH_MAX);
+                return;
+        }
+        if (fill_guard_is_etag_opaque(p->ctx.fill, &first)) {
+                /* the teller did not see the store say so (restarted since its fills): its
+                 * verdict compares the bytes with a hash that is not theirs */
+                log_warning("Another worker found that %s (%s...) does not hash to its ETag, but "
+                            "the store said that ETag is no MD5 of its bytes (SSE-KMS or SSE-C): "
+                            "keeping the cached blocks",
+                            path ? json_string_value(path) : "a file",
+                            json_string_value(json_object_get(body, "file")));
+                (void)httpd_reply_error(req, 409,
+                                        "the store says this version's ETag is not an MD5 of its "
+                                        "bytes (SSE-KMS or SSE-C): nothing dropped");
                 return;
         }
         dropped = drop_version(p, &first, (uint64_t)json_integer_value(blocks));

@@ -30,6 +30,7 @@
 #define FILL_META_SLOTS     1024  /* direct-mapped cache of file metadata */
 #define FILL_UFS_PER_THREAD 16    /* store handles a thread keeps open (one per mount) */
 #define FILL_MISMATCH_SLOTS 1024  /* direct-mapped marks of file versions that failed a check */
+#define FILL_OPAQUE_SLOTS   1024  /* ... and of versions whose MD5-like ETag is not their MD5 */
 #define FILL_STALE_SLOTS    1024  /* direct-mapped marks of file versions the store no longer has */
 #define FILL_STALE_MS       10000 /* ... kept this long */
 
@@ -131,6 +132,10 @@ struct fill {
                 store_key key;
                 uint64_t until_ms;
         } stale[FILL_STALE_SLOTS];
+        /* File versions whose store said, when it sent their bytes, that their ETag is not their
+         * MD5 although it looks like one (S3 SSE-KMS, ufs_read_etag_opaque()): never
+         * content-checked, or every such file would be dropped as damaged. */
+        store_key opaque[FILL_OPAQUE_SLOTS];
         fill_mismatch_fn mismatch_hook;
         void *mismatch_userdata;
 };
@@ -514,6 +519,31 @@ void fill_mark_mismatch(fill *f, const store_key *k)
         pthread_mutex_unlock(&f->lock);
 }
 
+static bool opaque_locked(fill *f, const store_key *k)
+{
+        const store_key *m = &f->opaque[k->file_id % FILL_OPAQUE_SLOTS];
+
+        return m->file_id == k->file_id && m->version == k->version && m->epoch == k->epoch;
+}
+
+static void mark_opaque(fill *f, const store_key *k)
+{
+        store_key m = *k;
+
+        m.index = 0;
+        pthread_mutex_lock(&f->lock);
+        f->opaque[k->file_id % FILL_OPAQUE_SLOTS] = m;
+        pthread_mutex_unlock(&f->lock);
+}
+
+bool fill_is_etag_opaque(fill *f, const store_key *k)
+{
+        pthread_mutex_lock(&f->lock);
+        bool r = opaque_locked(f, k);
+        pthread_mutex_unlock(&f->lock);
+        return r;
+}
+
 bool fill_is_mismatch(fill *f, const store_key *k)
 {
         pthread_mutex_lock(&f->lock);
@@ -843,10 +873,16 @@ static void content_check(fill *f, const store_key *key, uint64_t size, uint64_t
         int r;
 
         pthread_mutex_lock(&f->lock);
-        bool known = mismatch_locked(f, key);
+        bool known = mismatch_locked(f, key), opaque = opaque_locked(f, key);
         pthread_mutex_unlock(&f->lock);
         if (known)
                 return; /* found already (a check the master asked for, or another worker) */
+        if (opaque) {
+                log_debug("Content check of %s skipped: the store says its ETag is not an MD5 "
+                          "of its bytes (SSE-KMS or SSE-C)",
+                          path ? path : "a file");
+                return;
+        }
         r = content_check_file(f->store, key, size, block_size, md5);
         if (r == 0)
                 return;
@@ -895,6 +931,8 @@ static void task_range(fill_thread *th, fill_task *t)
                         /* Resumes after what earlier attempts wrote. */
                         r = ufs_read(u, job->rel, &ver, job->offset + sink.pos, sink.end - sink.pos,
                                      range_write, &sink);
+                        if (r >= 0 && ufs_read_etag_opaque(u))
+                                mark_opaque(f, &job->key);
                         if (r < 0)
                                 log_debug_errno(r, "Store read of %s failed: %s (%m)", job->rel,
                                                 ufs_last_error(u));
@@ -1172,6 +1210,17 @@ bool fill_guard_is_mismatch(fill_guard *g, const store_key *k)
         pthread_rwlock_rdlock(&g->lock);
         if (g->fill)
                 r = fill_is_mismatch(g->fill, k);
+        pthread_rwlock_unlock(&g->lock);
+        return r;
+}
+
+bool fill_guard_is_etag_opaque(fill_guard *g, const store_key *k)
+{
+        bool r = false;
+
+        pthread_rwlock_rdlock(&g->lock);
+        if (g->fill)
+                r = fill_is_etag_opaque(g->fill, k);
         pthread_rwlock_unlock(&g->lock);
         return r;
 }

@@ -90,6 +90,9 @@ void fill_forget_file(fill *f, uint64_t file_id);
  * older one of another file in its slot). The caller drops what is cached. */
 void fill_mark_mismatch(fill *f, const store_key *k);
 bool fill_is_mismatch(fill *f, const store_key *k);
+/* The store said, sending bytes of K's version, that its MD5-like ETag is not their MD5
+ * (ufs_read_etag_opaque()): that version is not content-checked here. */
+bool fill_is_etag_opaque(fill *f, const store_key *k);
 /* Called from the fill thread whose own content check (content.h) failed, after the blocks were
  * dropped and the version marked: FIRST names block 0, N_BLOCKS the file's, PATH its path (may
  * be NULL). Set once, before the fill is used. */
@@ -133,3 +136,4 @@ void fill_guard_stats(fill_guard *g, fill_stats *ret);
 void fill_guard_mark_mismatch(fill_guard *g, const store_key *k);
 void fill_guard_count_content_check(fill_guard *g, bool match);
 bool fill_guard_is_mismatch(fill_guard *g, const store_key *k);
+bool fill_guard_is_etag_opaque(fill_guard *g, const store_key *k);

@@ -132,6 +132,7 @@ typedef struct xfer {
         int64_t age;            /* seconds a cache held the answer (Age), 0 = not sent */
         int64_t content_length; /* -1 = not sent */
         bool have_range;
+        bool etag_opaque; /* SSE-KMS / SSE-C: the ETag is no MD5 of the bytes (ufs.h) */
         uint64_t range_first, range_last, range_total; /* total UINT64_MAX = "*" */
 
         /* XFER_COLLECT */
@@ -179,6 +180,7 @@ static void xfer_reset_headers(xfer *x)
         x->age = 0;
         x->content_length = -1;
         x->have_range = false;
+        x->etag_opaque = false;
 }
 
 /* "Name: value" of header line [P, END) when its name is NAME; value trimmed. */
@@ -262,6 +264,14 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *userdata)
         } else if ((v = header_value(data, n, "Content-Range"))) {
                 if (parse_content_range(v, x) < 0)
                         x->have_range = false;
+                free(v);
+        } else if ((v = header_value(data, n, "x-amz-server-side-encryption"))) {
+                /* "AES256" (SSE-S3) keeps the MD5 ETag; KMS keys do not */
+                if (strncasecmp(v, "aws:kms", 7) == 0)
+                        x->etag_opaque = true;
+                free(v);
+        } else if ((v = header_value(data, n, "x-amz-server-side-encryption-customer-algorithm"))) {
+                x->etag_opaque = true;
                 free(v);
         }
         return n;
@@ -732,6 +742,7 @@ int ufs_http_read(ufs *u, const ufs_http_auth *auth, const char *url, const ufs_
         r = xfer_perform(u, url, &x, errbuf);
         if (r < 0)
                 return r;
+        u->etag_opaque = x.etag_opaque;
         if (x.status == 412 || x.status == 416)
                 return ufs_fail(u, -ESTALE, "%s changed in the store (HTTP %ld)", url, x.status);
         if (x.status != 200 && x.status != 206)

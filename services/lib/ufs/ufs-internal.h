@@ -29,6 +29,7 @@ struct ufs {
         const atomic_bool *cancel; /* ufs_set_cancel() */
         ufs_exactness exactness;   /* of the last listing; the backend may lower or raise it */
         int64_t date;              /* Date of the last GET's answer (ufs_http_get), 0 = none */
+        bool etag_opaque;          /* the last ufs_read()'s answer: ufs_read_etag_opaque() */
         char error[512];
 };
 

@@ -118,6 +118,11 @@ void ufs_version_done(ufs_version *v)
         v->etag = NULL;
 }
 
+bool ufs_read_etag_opaque(ufs *u)
+{
+        return u && u->etag_opaque;
+}
+
 int ufs_read(ufs *u, const char *path, const ufs_version *version, uint64_t offset, uint64_t len,
              ufs_sink sink, void *userdata)
 {
@@ -130,6 +135,7 @@ int ufs_read(ufs *u, const char *path, const ufs_version *version, uint64_t offs
                                 (unsigned long long)offset, (unsigned long long)len,
                                 (unsigned long long)version->size, path);
         u->error[0] = 0;
+        u->etag_opaque = false;
         if (len == 0)
                 return 0;
         if (version->etag && !*version->etag) {

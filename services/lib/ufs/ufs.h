@@ -68,6 +68,12 @@ typedef int (*ufs_sink)(const void *data, size_t len, void *userdata);
 int ufs_read(ufs *u, const char *path, const ufs_version *version, uint64_t offset, uint64_t len,
              ufs_sink sink, void *userdata);
 
+/* Whether the answer to the last ufs_read() on U said that the object's ETag is not the MD5 of its
+ * bytes although it looks like one: S3 objects encrypted with SSE-KMS (x-amz-server-side-encryption:
+ * aws:kms or aws:kms:dsse) or SSE-C (x-amz-server-side-encryption-customer-algorithm). Content
+ * checks against such an ETag would fail for every file and drop good blocks. */
+bool ufs_read_etag_opaque(ufs *u);
+
 /* The store URL of PATH (for display: user.weir.ufs, weirctl stat). Free with free(). */
 char *ufs_url(ufs *u, const char *path);
 

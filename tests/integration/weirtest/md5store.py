@@ -2,8 +2,9 @@
 single-part uploads), for the content checks: GET/HEAD of /data/NAME with one bytes= range,
 ETag = the MD5 of the bytes or what ETAGS[NAME] says (a store that describes other bytes than it
 sends), If-Match honoured (412). GET /data/ lists the files as an HTML index (for a master that
-syncs it); with last_modified, files carry a Last-Modified header too. Counts the GETs of each
-file's bytes."""
+syncs it); with last_modified, files carry a Last-Modified header too; SSE[NAME] is sent as
+x-amz-server-side-encryption (S3's "aws:kms": then the ETag is no MD5 of the bytes). Counts the
+GETs of each file's bytes."""
 
 import hashlib
 import os
@@ -18,6 +19,7 @@ class Md5Store(FakeServer):
     def __init__(self, root, address="127.0.2.10", last_modified=False):
         super().__init__(address, free_port(address))
         self.root, self.etags, self.last_modified = root, {}, last_modified
+        self.sse = {}
         self.gets, self.lock = {}, threading.Lock()
 
     def etag(self, name, data):
@@ -56,6 +58,8 @@ class Md5Store(FakeServer):
                     with store.lock:
                         store.gets[name] = store.gets.get(name, 0) + 1
                 headers = [("ETag", etag)]
+                if name in store.sse:
+                    headers.append(("x-amz-server-side-encryption", store.sse[name]))
                 if store.last_modified:
                     headers.append(("Last-Modified", formatdate(os.stat(p).st_mtime,
                                                                 usegmt=True)))
