@@ -169,6 +169,31 @@ def test_a_file_spread_over_workers_is_checked_and_a_mismatch_dropped_everywhere
             assert {block_id(g, i) for i in blocks} <= env.cached(w)
 
 
+def test_a_mismatch_found_on_one_worker_is_dropped_on_the_others_too(tmp_path):
+    """A file cached whole on one worker is checked there; when its bytes do not match, the other
+    workers that hold copies of some of its blocks drop them too and refuse the version. (When
+    w1's heartbeat reports blocks 1-4 before block 0 is in, the file is whole across w1 and w2
+    and the master asks w1 for a check across workers first: either check may find it, the
+    second one sees the version marked and does not run.)"""
+    with Env(tmp_path) as env:
+        make_file(os.path.join(env.data, "bad.bin"), 4 * BLOCK + 12345, 2)
+        env.store.etags["bad.bin"] = '"' + hashlib.md5(b"other bytes").hexdigest() + '"'
+        env.cluster.sync(files=1)
+        b = env.cluster.stat("/data/bad.bin")
+        w1, w2, w3 = env.workers
+        env.load(w2, b, [0])  # a copy of block 0 elsewhere
+        env.load(w1, b, [0, 1, 2, 3, 4])
+        wait(lambda: ("do not hash to the MD5 the store gave" in w1.log() or FOUND in w1.log())
+             and all(TOLD in w.log() for w in (w2, w3)),
+             "w1's check failed and the others were told", env)
+        bad_ids = {block_id(b, i) for i in range(5)}
+        for w in env.workers:
+            assert not (env.cached(w) & bad_ids), (w.node, env.cached(w) & bad_ids)
+            status, _, body = w.get(f"/v1/blocks/{block_id(b, 0)}")
+            assert status == 410 and b"content mismatch" in body, (w.node, status, body[:200])
+        assert env.metric("weir_worker_content_check_failures_total") >= 1
+
+
 def test_fuse_reader_gets_eio_for_a_mismatched_file_and_the_store_is_not_asked():
     """Through weir-fuse on node1 of three nodes: once the check across the workers has found
     that bad.bin's bytes do not match its ETag, reading it fails with EIO at once (the workers
