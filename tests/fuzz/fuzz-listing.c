@@ -21,15 +21,26 @@ static void check_entries(const ufs_entry *e, size_t n)
         }
 }
 
+typedef struct wire_prev {
+        const char *name;
+        size_t len;
+} wire_prev;
+
 static int check_wire_entry(const lswire_entry *e, void *userdata)
 {
-        const char **prev = userdata;
+        wire_prev *prev = userdata;
+        size_t n = e->name_len < prev->len ? e->name_len : prev->len;
+        int c = prev->name ? memcmp(prev->name, e->name, n) : -1;
 
         if (e->name_len == 0 || e->name_len > LSWIRE_NAME_MAX ||
             memchr(e->name, '/', e->name_len) || memchr(e->name, 0, e->name_len) ||
-            (!e->dir && e->file_id == 0))
+            (!e->dir && (e->file_id == 0 || e->size > INT64_MAX)))
                 __builtin_trap();
-        *prev = e->name;
+        /* strictly after the previous name (or the page's "after") */
+        if (c > 0 || (c == 0 && e->name_len <= prev->len))
+                __builtin_trap();
+        prev->name = e->name;
+        prev->len = e->name_len;
         return 0;
 }
 
@@ -67,13 +78,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 check_entries(p.entries, p.n);
                 ufs_s3_page_done(&p);
         }
-        const char *prev = NULL;
+        wire_prev prev = {};
         char err[128];
         lswire_header h;
         if (lswire_parse(data, size, NULL, 10000, check_wire_entry, &prev, &h, err, sizeof(err)) ==
                     0 &&
             h.more && h.count == 0)
                 __builtin_trap();
+        prev = (wire_prev){.name = "n00000042", .len = 9};
         (void)lswire_parse(data, size, "n00000042", 1024, check_wire_entry, &prev, NULL, NULL, 0);
         if (ufs_s3_parse_error(page, size, &code, &message) == 0) {
                 free(code);
