@@ -195,6 +195,67 @@ static void test_other_epoch_and_version_ignored(void **state)
         assert_names(heartbeat(x, "w2", x->md5, (int[]){3}, 1, NOW), &x->md5);
 }
 
+/* One heartbeat that reports blocks of many files spread over two workers (a load dealing
+ * blocks after a master was away), of which only the last 8 become whole: each version is
+ * looked at once with its own blocks. Before, the whole list was parsed again per version that
+ * did not complete: 4,000 x 8,000 block ids here, seconds under the state lock that the
+ * real-time loop waits for. The answer names the 8, each once, in file order. */
+static void test_many_files_in_one_heartbeat(void **state)
+{
+        fixture *x = *state;
+        enum { N = 4000, WHOLE = 8 };
+        json_t *entries = json_array(), *added = json_array();
+        json_t *mounts = json_pack("[{s:s,s:s}]", "name", "m", "mount_point", "s3://b/p/");
+        json_t *urls = json_pack("{s:{s:s,s:b}}", "m", "prefix", "s3://b/p/", "escape", 1);
+        block_key whole[WHOLE];
+
+        for (int i = 0; i < N; i++) {
+                char path[32];
+
+                snprintf(path, sizeof(path), "/m/many/f%05d", i);
+                json_array_append_new(entries, entry(path, 3 << 20, MD5));
+        }
+        apply_ok(x->f, fsm_cmd_tree_begin("ds", "s2"), 100);
+        apply_ok(x->f, fsm_cmd_tree_batch("ds", "s2", entries), 101);
+        apply_ok(x->f, fsm_cmd_tree_commit("ds", "s2", 3.0, urls), 102);
+        json_decref(entries);
+        json_decref(mounts);
+        json_decref(urls);
+        assert_int_equal(locations_worker_heartbeat(x->l, "w1", NOW, NULL, NULL, NULL), 0);
+        assert_int_equal(locations_worker_heartbeat(x->l, "w2", NOW, NULL, NULL, NULL), 0);
+        for (int i = N - 1; i >= 0; i--) { /* reported in reverse order, block 1 twice */
+                char path[32], id[BLOCK_ID_MAX];
+                block_key k;
+
+                snprintf(path, sizeof(path), "/m/many/f%05d", i);
+                k = key_of(x->f, path);
+                if (i >= N - WHOLE)
+                        whole[i - (N - WHOLE)] = k;
+                for (uint64_t b = 0; b < 3; b += 2) { /* w2 holds block 0, and 2 of the last */
+                        k.index = b;
+                        if (b == 0 || i >= N - WHOLE)
+                                assert_int_equal(locations_block_set(x->l, "w2",
+                                                                     block_id_format(id, &k), true),
+                                                 0);
+                }
+                k.index = 1; /* w1 reports block 1 now */
+                assert_int_equal(locations_block_set(x->l, "w1", block_id_format(id, &k), true), 0);
+                json_array_append_new(added, json_string(id));
+                json_array_append_new(added, json_string(id));
+        }
+        json_t *out = verify_due_locked(x->f, x->l, "w1", added, NOW, DEAD);
+        assert_non_null(out);
+        assert_int_equal(json_array_size(out), WHOLE);
+        for (size_t i = 0; i < WHOLE; i++) {
+                char id[BLOCK_ID_MAX];
+
+                assert_string_equal(json_string_value(json_array_get(out, i)),
+                                    block_id_format(id, &whole[i]));
+        }
+        json_decref(out);
+        json_decref(added);
+}
+
 static int group_setup(void **state)
 {
         return mkdtemp(tmpdir) ? 0 : -1;
@@ -215,6 +276,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_no_check_asked, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_other_epoch_and_version_ignored, setup,
                                                 teardown),
+                cmocka_unit_test_setup_teardown(test_many_files_in_one_heartbeat, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
