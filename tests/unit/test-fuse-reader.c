@@ -3,7 +3,9 @@
  * the plan's labels and splice extents. */
 #include <fcntl.h>
 #include <pthread.h>
+#include <dirent.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -443,6 +445,59 @@ static void test_connections_are_kept(void **state)
         assert_true(x->r->local_down_until == 0); /* never taken for a broken socket */
 }
 
+static unsigned open_fds(void)
+{
+        unsigned n = 0;
+        DIR *d = opendir("/proc/self/fd");
+        struct dirent *e;
+
+        assert_non_null(d);
+        while ((e = readdir(d)))
+                n += e->d_name[0] != '.';
+        closedir(d);
+        return n;
+}
+
+/* Kept connections whatever the worker answered (garbage, ERR, MISS, OK with a descriptor, in
+ * turns): each request gets its own answer, and no descriptor stays open beyond the pool's. */
+static void test_pooled_connection_garbage_and_no_fd_leak(void **state)
+{
+        fixture *x = *state;
+        static const char *const ids[] = {"00000000000000e1-5-1-0", "00000000000000e1-5-1-1",
+                                          "00000000000000e1-5-1-2"};
+        static const char *const modes[] = {"ok", "garbage", "ok", "err", "miss", "ok", "garbage"};
+        unsigned before;
+        uint64_t len;
+
+        /* the fake worker may answer on a connection the reader closed after garbage */
+        signal(SIGPIPE, SIG_IGN);
+        x->r->opts.fd_cache = 0; /* every lookup asks the worker */
+        x->w.persistent = true;
+        safe_close(local_open(x->r, ids[0], &len)); /* the pool's connection exists */
+        before = open_fds();
+        for (size_t m = 0; m < sizeof(modes) / sizeof(*modes); m++) {
+                x->w.mode = modes[m];
+                for (int i = 0; i < 9; i++) {
+                        int fd = local_open(x->r, ids[i % 3], &len);
+                        unsigned char c;
+
+                        if (strcmp(modes[m], "ok") == 0) {
+                                /* the answer to this request, not a leftover of the last */
+                                assert_true(fd >= 0);
+                                assert_true(len == (i % 3 == 2 ? 100 : BS));
+                                assert_int_equal(pread(fd, &c, 1, 0), 1);
+                                assert_int_equal(c, (unsigned char)(1 + i % 3));
+                        } else {
+                                assert_true(fd < 0);
+                        }
+                        safe_close(fd);
+                }
+        }
+        /* the worker's thread may still hold the descriptor of its last answer in flight */
+        assert_true(open_fds() <= before + READER_POOL_MAX);
+        assert_true(x->r->n_pool <= READER_POOL_MAX);
+}
+
 /* A file of one block asks the local worker before any master: with no locations at all (no
  * meta here) the plan is a hit from one OPEN, and a miss falls back to the usual labels. */
 static void test_one_block_file_asks_the_worker_first(void **state)
@@ -496,6 +551,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_open_ok_and_cached, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_cache_is_bounded, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_miss_err_garbage_short, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_pooled_connection_garbage_and_no_fd_leak,
+                                                setup, teardown),
                 cmocka_unit_test_setup_teardown(test_extents, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_plan_labels, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_connections_are_kept, setup, teardown),
