@@ -291,7 +291,9 @@ def test_blocks_are_checked_against_an_md5_etag_fake_master(tmp_path):
             for fid in (1, 2):
                 for i in range(3):
                     status, _, body = w.get(f"/v1/blocks/{EPOCH}-{fid}-1-{i}", timeout=30)
-                    assert status == 200
+                    # bad.bin: read-ahead may make it whole before its last blocks are asked
+                    # for; once its check failed, the worker refuses the version (410)
+                    assert status == 200 or (fid == 2 and status == 410), (fid, i, status)
                     if fid == 1:
                         assert body == good[i * MiB:(i + 1) * MiB]
             # Both files are checked once whole (good.bin may be checked twice when two of its
