@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -496,6 +497,29 @@ static int local_exchange(int s, const char *req, uint64_t *ret_len, bool *ret_p
         return -EIO;
 }
 
+/* Whether descriptor FD of a whole block ("OK") is the file of the block that REQ ("OPEN ID" or
+ * "WAIT ID ...") asked for: the worker's block files are named ID or "ID.<checksum>". An answer
+ * line does not say which request it answers: a worker that answered twice (or late) on a kept
+ * connection would have its leftover taken for the next request's answer, another block of the
+ * same length served as this one. True when it cannot be told (no /proc). */
+static bool local_fd_is_block(int fd, const char *req)
+{
+        char link[64], target[PATH_MAX];
+        const char *id = req + 5, *base;
+        size_t id_len = strcspn(id, " \n");
+        ssize_t n;
+
+        snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+        n = readlink(link, target, sizeof(target) - 1);
+        if (n < 0)
+                return true;
+        target[n] = 0;
+        base = strrchr(target, '/');
+        base = base ? base + 1 : target;
+        return strncmp(base, id, id_len) == 0 &&
+               (base[id_len] == '.' || base[id_len] == 0 || base[id_len] == ' ');
+}
+
 /* Sends REQ ("OPEN ID" or "WAIT ID OFF LEN") to the local worker: a read-only descriptor
  * (>= 0, *ret_len the block's length, *ret_part whether it is a block still being filled),
  * -ENOENT when not cached here, -ENODATA when the worker answered ERR, -EILSEQ when that ERR
@@ -528,6 +552,16 @@ static int local_request(reader *r, const char *req, unsigned timeout_ms, uint64
                 if (k < 0 && nothing && reused && attempt == 0) {
                         safe_close(s);
                         continue;
+                }
+                if (k >= 0 && !*ret_part && !local_fd_is_block(k, req)) {
+                        log_warning("Local worker answered '%.*s' with another block's file (an "
+                                    "answer to an earlier request?): closing that connection",
+                                    (int)strcspn(req, "\n"), req);
+                        safe_close(k);
+                        safe_close(s);
+                        if (reused && attempt == 0)
+                                continue; /* once more, on a fresh connection */
+                        return -EIO;
                 }
                 /* a block being filled was answered from a fill: the worker ends that
                  * connection */

@@ -27,7 +27,7 @@ typedef struct fake_worker {
         unsigned waits;   /* WAIT requests seen */
         unsigned accepts; /* connections accepted */
         bool persistent;  /* answer every line of a connection (the real worker), not one */
-        const char *mode; /* "ok", "miss", "err", "mismatch", "garbage", "short" */
+        const char *mode; /* "ok", "miss", "err", "mismatch", "garbage", "short", "double" */
 } fake_worker;
 
 static void *worker_thread(void *p)
@@ -64,7 +64,8 @@ static void *worker_thread(void *p)
                 *strchr(line, '\n') = 0;
                 *strchrnul(line + 5, ' ') = 0;
                 snprintf(path, sizeof(path), "%s/%s", w->dir, line + 5);
-                if (strcmp(w->mode, "ok") == 0 || strcmp(w->mode, "short") == 0)
+                if (strcmp(w->mode, "ok") == 0 || strcmp(w->mode, "short") == 0 ||
+                    strcmp(w->mode, "double") == 0)
                         fd = open(path, O_RDONLY | O_CLOEXEC);
                 if (fd >= 0) {
                         struct stat st;
@@ -83,6 +84,13 @@ static void *worker_thread(void *p)
                         memcpy(CMSG_DATA(CMSG_FIRSTHDR(&mh)), &fd, sizeof(int));
                         sendmsg(c, &mh, 0);
                         close(fd);
+                        /* a second answer nobody asked for (a buggy worker), with a descriptor */
+                        if (strcmp(w->mode, "double") == 0) {
+                                fd = open(path, O_RDONLY | O_CLOEXEC);
+                                memcpy(CMSG_DATA(CMSG_FIRSTHDR(&mh)), &fd, sizeof(int));
+                                sendmsg(c, &mh, MSG_NOSIGNAL);
+                                close(fd);
+                        }
                 } else if (strcmp(w->mode, "err") == 0) {
                         send(c, "ERR disk on fire\n", 17, 0);
                 } else if (strcmp(w->mode, "mismatch") == 0) {
@@ -458,14 +466,17 @@ static unsigned open_fds(void)
         return n;
 }
 
-/* Kept connections whatever the worker answered (garbage, ERR, MISS, OK with a descriptor, in
- * turns): each request gets its own answer, and no descriptor stays open beyond the pool's. */
+/* Kept connections whatever the worker answered (garbage, ERR, MISS, OK with a descriptor, and
+ * two answers to one request, in turns): each request gets its own block, never a leftover
+ * answer of an earlier one (before: blocks 0 and 1 of the same length were served for each
+ * other), and no descriptor stays open beyond the pool's. */
 static void test_pooled_connection_garbage_and_no_fd_leak(void **state)
 {
         fixture *x = *state;
         static const char *const ids[] = {"00000000000000e1-5-1-0", "00000000000000e1-5-1-1",
                                           "00000000000000e1-5-1-2"};
-        static const char *const modes[] = {"ok", "garbage", "ok", "err", "miss", "ok", "garbage"};
+        static const char *const modes[] = {"ok",   "garbage", "double", "err",
+                                            "miss", "double",  "ok",     "garbage"};
         unsigned before;
         uint64_t len;
 
@@ -481,7 +492,7 @@ static void test_pooled_connection_garbage_and_no_fd_leak(void **state)
                         int fd = local_open(x->r, ids[i % 3], &len);
                         unsigned char c;
 
-                        if (strcmp(modes[m], "ok") == 0) {
+                        if (strcmp(modes[m], "ok") == 0 || strcmp(modes[m], "double") == 0) {
                                 /* the answer to this request, not a leftover of the last */
                                 assert_true(fd >= 0);
                                 assert_true(len == (i % 3 == 2 ? 100 : BS));

@@ -193,7 +193,8 @@ class Worker(FakeServer):
         return Handler
 
     def block_path(self, fid, ver, idx):
-        return os.path.join(self.cache_dir, f"{fid}-{ver}-{idx}")
+        # named by the block id, as the worker's files are: weir-fuse checks the name
+        return os.path.join(self.cache_dir, f"{EPOCH}-{fid}-{ver}-{idx}")
 
     def block(self, fid, ver, idx):
         p = self.block_path(fid, ver, idx)
