@@ -615,6 +615,24 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
         fuse_reply_err(req, 0);
 }
 
+/* The file PATH (taken) as the reader reads it, from its metadata E (its ETag taken, E done). */
+static reader_file file_of_entry(fs *f, char *path, meta_entry *e)
+{
+        reader_file file = {
+                .path = path,
+                .epoch = e->epoch,
+                .file_id = e->file_id,
+                .version = e->version,
+                .size = e->size,
+                .mtime = (int64_t)e->mtime,
+                .etag = TAKE_PTR(e->etag),
+                .block_size = f->block_size,
+        };
+
+        meta_entry_done(e);
+        return file;
+}
+
 static fs_file *fs_file_free(fs_file *h)
 {
         if (h) {
@@ -685,17 +703,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         }
         pthread_mutex_init(&h->lock, NULL);
         prefetch_window_init(&h->window, f->prefetch_window);
-        h->file = (reader_file){
-                .path = TAKE_PTR(path),
-                .epoch = e.epoch,
-                .file_id = e.file_id,
-                .version = e.version,
-                .size = e.size,
-                .mtime = (int64_t)e.mtime,
-                .etag = TAKE_PTR(e.etag),
-                .block_size = f->block_size,
-        };
-        meta_entry_done(&e);
+        h->file = file_of_entry(f, TAKE_PTR(path), &e);
         /* Content is immutable per version: the kernel keeps what it cached of this version. */
         (void)inode_table_open(f->inodes, ino, h->file.version, &keep);
         fi->keep_cache = keep;
@@ -823,17 +831,7 @@ static int fs_read_file(fs *f, fuse_ino_t ino, off_t off, fs_file *ret)
                 meta_entry_done(&e);
                 return -EISDIR;
         }
-        *ret = (fs_file){.file = {
-                                 .path = path,
-                                 .epoch = e.epoch,
-                                 .file_id = e.file_id,
-                                 .version = e.version,
-                                 .size = e.size,
-                                 .mtime = (int64_t)e.mtime,
-                                 .etag = TAKE_PTR(e.etag),
-                                 .block_size = f->block_size,
-                         }};
-        meta_entry_done(&e);
+        *ret = (fs_file){.file = file_of_entry(f, path, &e)};
         if (off == 0)
                 dirahead_opened(f->dirahead, path, f->block_size);
         return 0;
