@@ -31,7 +31,8 @@
           cmocka
           curl
           jq
-          nodejs # npm installs s3rver, the S3 server of the store tests
+          nodejs # npm installs s3rver, the S3 server of the store tests (docs/nix.md)
+          (lib.getBin gnutls) # certtool: test_api_tls makes its certificates
           fuse3
           iproute2
           nftables # bench/chaos partitions the leader

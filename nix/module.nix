@@ -54,9 +54,49 @@ let
   # "weirctl config check" when the system is built (system.checks): a YAML with errors fails
   # the build with file:line:column instead of leaving a host without weir at boot. It only
   # validates; /etc/weir/cluster.yaml is the file itself, so evaluation shows its text.
+  settingsFile = pkgs.writeText "weir-cluster.yaml" settingsText;
+  # weirctl reads the files that encryptOptions name (valueFile, valueFrom.secretKeyRef) to
+  # validate them, but at build time they are outside the store and the sandbox. So settings are
+  # checked as a copy in which every such entry reads one placeholder file next to the copy:
+  # everything else as written, the secrets themselves only by the daemons on the host. An entry
+  # with both forms or neither is left as it is, for weirctl to report.
+  checkSecret = "weir-check-secret";
+  mapList = f: l: if builtins.isList l then map f l else l;
+  placeholder =
+    e:
+    if builtins.isAttrs e && (e ? valueFile) != (e ? valueFrom) then
+      removeAttrs e [
+        "valueFile"
+        "valueFrom"
+      ]
+      // {
+        valueFile = checkSecret;
+      }
+    else
+      e;
+  mountForCheck =
+    m:
+    if builtins.isAttrs m && m ? encryptOptions then
+      m // { encryptOptions = mapList placeholder m.encryptOptions; }
+    else
+      m;
+  docForCheck =
+    doc:
+    if builtins.isAttrs doc && (doc.kind or null) == "Dataset" && builtins.isAttrs (doc.spec or null) then
+      doc
+      // {
+        spec =
+          doc.spec
+          // lib.optionalAttrs (doc.spec ? sharedEncryptOptions) {
+            sharedEncryptOptions = mapList placeholder doc.spec.sharedEncryptOptions;
+          }
+          // lib.optionalAttrs (doc.spec ? mounts) { mounts = mapList mountForCheck doc.spec.mounts; };
+      }
+    else
+      doc;
   checkInput =
     if cfg.settings != null then
-      pkgs.writeText "weir-cluster.yaml" settingsText
+      pkgs.writeText "weir-cluster.yaml" (renderDocs (map docForCheck cfg.settings))
     else
       cfg.configFile;
   configCheck =
@@ -64,13 +104,24 @@ let
       {
         nativeBuildInputs = [ cfg.package ];
         preferLocalBuild = true;
+        passthru.yaml = checkInput;
       }
-      ''
-        weirctl config check ${checkInput}
-        touch $out
-      '';
+      (
+        if cfg.settings != null then
+          ''
+            cp ${checkInput} cluster.yaml
+            echo placeholder >${checkSecret}
+            weirctl config check cluster.yaml
+            touch $out
+          ''
+        else
+          ''
+            weirctl config check ${checkInput}
+            touch $out
+          ''
+      );
   # The file the triggers name: a store path, or the path outside it.
-  yamlFile = if cfg.settings != null then checkInput else configPath;
+  yamlFile = if cfg.settings != null then settingsFile else configPath;
   doCheck = cfg.checkConfig && etcEntry != null && !configOutsideStore;
 
   # What evaluation can know of the cluster: only from settings (a file's YAML is not parsed in
@@ -157,26 +208,40 @@ let
   # Values that would put a secret into the store (settings are rendered into it).
   secretName = name: builtins.match ".*(secret|password|passwd|token|credential|privatekey|access[._]?key).*" (lib.toLower name) != null;
   datasetDocs = builtins.filter (d: builtins.isAttrs d && (d.kind or null) == "Dataset") docs;
+  # A Dataset's options and encryptOptions: each mount's, and sharedOptions/sharedEncryptOptions
+  # (docs/config.md), as { where; options; encryptOptions; }.
+  optionSets = lib.concatMap (
+    d:
+    let
+      name = "Dataset ${d.metadata.name or "?"}";
+    in
+    [
+      {
+        where = "${name}, sharedOptions";
+        options = d.spec.sharedOptions or { };
+        encryptOptions = d.spec.sharedEncryptOptions or [ ];
+      }
+    ]
+    ++ map (m: {
+      where = "${name}, mount ${m.name or "?"}";
+      options = m.options or { };
+      encryptOptions = m.encryptOptions or [ ];
+    }) (d.spec.mounts or [ ])
+  ) datasetDocs;
   inlineSecrets = lib.concatMap (
-    d:
-    lib.concatMap (
-      m:
-      map (o: "Dataset ${d.metadata.name or "?"}, mount ${m.name or "?"}: ${o}") (
-        builtins.filter secretName (builtins.attrNames (m.options or { }))
-      )
-    ) (d.spec.mounts or [ ])
-  ) datasetDocs;
+    s:
+    map (o: "${s.where}: ${o}") (
+      builtins.filter secretName (builtins.attrNames (if builtins.isAttrs s.options then s.options else { }))
+    )
+  ) optionSets;
   storeValueFiles = lib.concatMap (
-    d:
-    lib.concatMap (
-      m:
-      map (e: "Dataset ${d.metadata.name or "?"}, mount ${m.name or "?"}: ${e.name or "?"}") (
-        builtins.filter (e: lib.hasPrefix builtins.storeDir (toString (e.valueFile or ""))) (
-          m.encryptOptions or [ ]
-        )
+    s:
+    map (e: "${s.where}: ${e.name or "?"}") (
+      builtins.filter (e: lib.hasPrefix builtins.storeDir (toString (e.valueFile or ""))) (
+        if builtins.isList s.encryptOptions then s.encryptOptions else [ ]
       )
-    ) (d.spec.mounts or [ ])
-  ) datasetDocs;
+    )
+  ) optionSets;
   settingsToken = clusterSpec.tokenFile or null;
   # Files of secrets that the Cluster document names (docs/config.md): their paths may be in the
   # store, their contents never.
@@ -252,7 +317,11 @@ in
             apiVersion = "data.fluid.io/v1alpha1";
             kind = "AlluxioRuntime";
             metadata.name = "hbase";
-            spec = { replicas = 3; master.replicas = 3; };
+            spec = {
+              replicas = 3;
+              master.replicas = 3;
+              tieredstore.levels = [ { mediumtype = "MEM"; path = "/dev/shm"; quota = "1Gi"; } ];
+            };
           }
         ]
       '';
@@ -310,7 +379,9 @@ in
       default = true;
       description = ''
         Check the YAML with "weirctl config check" when the system is built (a file outside the
-        store is never checked at build time).
+        store is never checked at build time). Settings are checked with a placeholder for every
+        secret file that encryptOptions name (the build cannot read them); a configFile in the
+        store that names secret files fails the check: turn it off for such a file.
       '';
     };
 

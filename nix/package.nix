@@ -27,7 +27,9 @@
 let
   fs = lib.fileset;
   # Only what meson reads to build and unit-test weir: docs, Nix files, the integration and VM
-  # tests are not part of it, so editing them does not rebuild the package.
+  # tests are not part of it, so editing them does not rebuild the package. The unit suite runs
+  # scripts/include-cycles.py (with meson's own Python). tests/nix/fileset-test.sh configures a
+  # copy of exactly these paths.
   src = fs.toSource {
     root = ../.;
     fileset = fs.difference (fs.unions [
@@ -37,6 +39,7 @@ let
       ../units
       ../tests/unit
       ../config
+      ../scripts/include-cycles.py
     ]) ../tests/unit/check-nix.sh;
   };
 in

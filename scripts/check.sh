@@ -12,7 +12,7 @@ top=$PWD
 BUILD=${BUILD:-build}
 ASAN_BUILD=${ASAN_BUILD:-build-asan}
 FUZZ_BUILD=${FUZZ_BUILD:-build-fuzz}
-FUZZ_SECONDS=${FUZZ_SECONDS:-10}
+FUZZ_SECONDS=${FUZZ_SECONDS:-5} # a smoke run; bench/fuzz runs 1M executions a target
 werror=false
 [ "${CI:-}" = true ] && werror=true
 

@@ -25,15 +25,15 @@ namespace (the integration tests' rule):
     unshare -n sh -c 'ip link set lo up && bench/scale/walk.py --files 100000 \\
         --old-build-dir /path/to/old/build --xattrs'
 
-The master refuses datasets over 1,000,000 entries (directories count), so 990,000 files is the
-largest tree this master can sync.
+The master's per-dataset entry limit (spec.maxEntries) defaults to 100M, so 1.28M files sync as
+they are. weir-fuse runs with its defaults (compact listing pages, WEIR_FUSE_LIST_AHEAD 8); an
+--old-build-dir from before them reads JSON pages from the same master.
 """
 
 import argparse
 import json
 import os
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -43,42 +43,17 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+sys.path.insert(0, HERE)
 
 from weirtest.fusemount import FuseDaemon, drop_caches, lazy_unmount  # noqa: E402
 from weirtest.stores import Nginx, SyncCluster  # noqa: E402
+from scalelib import DIRS, make_tree, rss_bytes  # noqa: E402
 
-DIRS = 1000
 COMMANDS = {
     "find": lambda d: ["find", d],
     "ls -lR": lambda d: ["ls", "-lR", d],
     "du -s": lambda d: ["du", "-s", d],
 }
-
-
-def make_tree(root, n_files):
-    """FILES sparse 4 KiB files spread evenly over 1,000 class directories; reused when a
-    previous run left the same tree (a marker file says how many)."""
-    marker = os.path.join(root, ".walk-tree")
-    try:
-        with open(marker) as f:
-            if int(f.read()) == n_files:
-                return
-    except (OSError, ValueError):
-        pass
-    shutil.rmtree(root, ignore_errors=True)
-    os.makedirs(root)
-    t = time.monotonic()
-    for i in range(n_files):
-        d = os.path.join(root, f"n{i % DIRS:08d}")
-        if i < DIRS:
-            os.mkdir(d)
-        fd = os.open(os.path.join(d, f"n{i % DIRS:08d}_{i // DIRS}.JPEG"),
-                     os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        os.ftruncate(fd, 4096)
-        os.close(fd)
-    with open(marker, "w") as f:
-        f.write(str(n_files))
-    print(f"# made {n_files} files in {DIRS} dirs in {time.monotonic() - t:.1f} s", flush=True)
 
 
 def timed(cmd, cpu=None):
@@ -106,14 +81,6 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_bytes(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 class Mount:
@@ -196,7 +163,7 @@ def main():
         sys.exit("run as root (FUSE mounts, drop_caches)")
     work = args.work or os.path.join(tempfile.gettempdir(), "weir-walk-bench")
     tree_root = os.path.join(work, "tree")
-    make_tree(tree_root, args.files)
+    make_tree(tree_root, args.files, 4096, marker=".walk-tree")
     run = tempfile.mkdtemp(prefix="run-", dir=work)
     mounts = []
     with Nginx(tree_root, "127.0.3.4", os.path.join(run, "nginx")) as nginx:

@@ -409,12 +409,8 @@ int ctl_config_apply(const ctl_context *ctx, int argc, char **argv)
                         return 2;
                 }
         }
-        if (argc - optind > 1) {
-                fprintf(stderr, "weirctl config apply: unexpected argument '%s'\n",
-                        argv[optind + 1]);
+        const char *path = ctl_config_operand(ctx, "config apply", argc, argv);
+        if (!path)
                 return 2;
-        }
-        const char *path = optind < argc ? argv[optind] : ctx->config_path;
-        return config_apply(path ?: config_resolve_path(NULL), dry_run, no_systemd, force_systemd,
-                            wait_s);
+        return config_apply(path, dry_run, no_systemd, force_systemd, wait_s);
 }

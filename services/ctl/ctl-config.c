@@ -341,6 +341,17 @@ static int config_check(const ctl_context *ctx, const char *path, const char *no
         return ret;
 }
 
+const char *ctl_config_operand(const ctl_context *ctx, const char *verb, int argc, char **argv)
+{
+        if (argc - optind > 1) {
+                fprintf(stderr, "weirctl %s: unexpected argument '%s'\n", verb, argv[optind + 1]);
+                return NULL;
+        }
+        if (optind < argc)
+                return argv[optind];
+        return ctx->config_path ?: config_resolve_path(NULL);
+}
+
 int ctl_config(const ctl_context *ctx, int argc, char **argv)
 {
         enum { ARG_NODE = 0x100, ARG_JSON };
@@ -391,13 +402,8 @@ int ctl_config(const ctl_context *ctx, int argc, char **argv)
                         return 2;
                 }
         }
-        if (argc - optind > 1) {
-                fprintf(stderr, "weirctl config check: unexpected argument '%s'\n",
-                        argv[optind + 1]);
-                return 2;
-        }
-        path = optind < argc ? argv[optind] : ctx->config_path;
+        path = ctl_config_operand(ctx, "config check", argc, argv);
         if (!path)
-                path = config_resolve_path(NULL);
+                return 2;
         return config_check(ctx, path, node, json);
 }

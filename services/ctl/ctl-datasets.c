@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "config-load.h"
 #include "config.h"
 #include "ctl.h"
 #include "httpc.h"
@@ -31,20 +32,15 @@ static void api_done(api *a)
 
 static int api_open(const ctl_context *ctx, api *a)
 {
-        config_diags diags = {};
         int r;
 
         /* once per command: ls asks page after page on one kept-alive connection (a client
          * per page would hold a connection per page, and the API limits each client's) */
         if (a->c)
                 return 0;
-        r = config_load(ctx->config_path, &a->cfg, &diags);
-        if (r < 0) {
-                config_diags_print(&diags, ctx->config_path);
-                config_diags_done(&diags);
-                return log_error_errno(r, "Failed to load %s: %m", ctx->config_path);
-        }
-        config_diags_done(&diags);
+        r = config_load_logged(ctx->config_path, false, &a->cfg);
+        if (r < 0)
+                return r;
         a->c = ctl_httpc(a->cfg, 10000, 1000);
         if (!a->c)
                 return log_oom();

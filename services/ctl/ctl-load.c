@@ -15,6 +15,7 @@
 #include "array.h"
 #include "block.h"
 #include "cleanup.h"
+#include "config-load.h"
 #include "config.h"
 #include "ctl.h"
 #include "fsutil.h"
@@ -598,6 +599,20 @@ static void verify_file(load_ctx *c, httpc *h, const config_dataset *d, load_fil
         httpc_response_done(&loc);
 }
 
+/* Walks the PATH operands after optind (/MOUNT/..., the whole dataset when none). */
+static int walk_operands(load_ctx *c, httpc *h, int argc, char **argv)
+{
+        int r = 0;
+
+        if (optind == argc)
+                return walk(c, h, "/", NULL, 0);
+        for (int i = optind; i < argc && r >= 0; i++)
+                r = argv[i][0] == '/'
+                            ? walk(c, h, argv[i], NULL, 0)
+                            : log_error_errno(EINVAL, "%s: paths are /MOUNT/...", argv[i]);
+        return r;
+}
+
 /* weirctl load --verify: every cached copy of the blocks of the files listed, against a fresh
  * read of the store. For stores that change a file without changing its size, mtime or ETag. */
 static int verify_run(const ctl_context *ctx, load_ctx *c, httpc *h, const config_dataset *d,
@@ -606,14 +621,8 @@ static int verify_run(const ctl_context *ctx, load_ctx *c, httpc *h, const confi
         verify_stats st = {};
         char bb[FORMAT_BYTES_MAX];
         double start = now_s();
-        int r = 0;
+        int r = walk_operands(c, h, argc, argv);
 
-        if (optind == argc)
-                r = walk(c, h, "/", NULL, 0);
-        for (int i = optind; i < argc && r >= 0; i++)
-                r = argv[i][0] == '/'
-                            ? walk(c, h, argv[i], NULL, 0)
-                            : log_error_errno(EINVAL, "%s: paths are /MOUNT/...", argv[i]);
         if (r < 0 || find_workers(c, h) < 0)
                 return 1;
         for (size_t i = 0; i < c->n_files; i++)
@@ -645,14 +654,8 @@ static int load_run(const ctl_context *ctx, load_ctx *c, httpc *h, int argc, cha
 {
         bool tty;
         double start;
-        int r = 0, ret;
+        int r = walk_operands(c, h, argc, argv), ret;
 
-        if (optind == argc)
-                r = walk(c, h, "/", NULL, 0);
-        for (int i = optind; i < argc && r >= 0; i++)
-                r = argv[i][0] == '/'
-                            ? walk(c, h, argv[i], NULL, 0)
-                            : log_error_errno(EINVAL, "%s: paths are /MOUNT/...", argv[i]);
         if (r < 0 || find_workers(c, h) < 0 || spread(c) < 0)
                 return 1;
 
@@ -731,7 +734,6 @@ int ctl_load(const ctl_context *ctx, int argc, char **argv)
                 {},
         };
         load_ctx c = {};
-        config_diags diags = {};
         const config_dataset *d;
         httpc *h = NULL;
         bool status = false, quiet = false, verify = false;
@@ -767,14 +769,10 @@ int ctl_load(const ctl_context *ctx, int argc, char **argv)
         }
         pthread_mutex_init(&c.lock, NULL);
         c.dataset = argv[optind++];
-        r = config_load(ctx->config_path, &c.cfg, &diags);
-        config_diags_print(&diags, ctx->config_path);
-        config_diags_done(&diags);
-        if (r < 0)
-                log_error_errno(r, "Failed to load %s: %m", ctx->config_path);
-        else if (!(d = config_find_dataset(c.cfg, c.dataset)))
+        r = config_load_logged(ctx->config_path, true, &c.cfg);
+        if (r >= 0 && !(d = config_find_dataset(c.cfg, c.dataset)))
                 log_error("No dataset %s in %s", c.dataset, ctx->config_path);
-        else {
+        else if (r >= 0) {
                 c.block_size = d->block_size ? d->block_size : CONFIG_DEFAULT_BLOCK_SIZE;
                 h = client_new(&c, 10000);
                 if (!h)

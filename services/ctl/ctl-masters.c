@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "config-load.h"
 #include "config.h"
 #include "apiauth.h"
 #include "ctl.h"
@@ -53,15 +54,9 @@ int ctl_masters(const ctl_context *ctx, int argc, char **argv)
                         return 2;
                 }
 
-        config_diags diags = {};
-        r = config_load(ctx->config_path, &cfg, &diags);
-        if (r < 0) {
-                config_diags_print(&diags, ctx->config_path);
-                config_diags_done(&diags);
-                log_error_errno(r, "Failed to load %s: %m", ctx->config_path);
+        r = config_load_logged(ctx->config_path, false, &cfg);
+        if (r < 0)
                 return 1;
-        }
-        config_diags_done(&diags);
 
         c = ctl_httpc(cfg, 2000, 500);
         if (!c) {

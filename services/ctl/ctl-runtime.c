@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "config-load.h"
 #include "config.h"
 #include "apiauth.h"
 #include "ctl.h"
@@ -70,7 +71,6 @@ static void format_age(double created, char *buf, size_t len)
 
 int ctl_runtime(const ctl_context *ctx, int argc, char **argv)
 {
-        config_diags diags = {};
         _cleanup_(config_freep) config *cfg = NULL;
         _cleanup_(httpc_freep) httpc *h = NULL;
         _cleanup_(json_decrefp) json_t *masters = NULL, *workers = NULL, *fuses = NULL, *out = NULL;
@@ -86,13 +86,9 @@ int ctl_runtime(const ctl_context *ctx, int argc, char **argv)
                        "ready and desired, and their phases.\n");
                 return 0;
         }
-        r = config_load(ctx->config_path, &cfg, &diags);
-        config_diags_print(&diags, ctx->config_path);
-        config_diags_done(&diags);
-        if (r < 0) {
-                log_error_errno(r, "Failed to load %s: %m", ctx->config_path);
+        r = config_load_logged(ctx->config_path, true, &cfg);
+        if (r < 0)
                 return 1;
-        }
         h = ctl_httpc(cfg, 5000, 1000);
         if (!h) {
                 log_oom();

@@ -16,6 +16,10 @@ typedef struct ctl_context {
 int ctl_config(const ctl_context *ctx, int argc, char **argv);
 /* "config apply" (ctl-apply.c); argv[0] == "apply". */
 int ctl_config_apply(const ctl_context *ctx, int argc, char **argv);
+/* The cluster YAML a "config check|apply" names after its options (at most one operand, else
+ * --config, $WEIR_CONFIG or the default). NULL, after telling stderr (VERB names the command),
+ * when more than one operand is left. */
+const char *ctl_config_operand(const ctl_context *ctx, const char *verb, int argc, char **argv);
 int ctl_masters(const ctl_context *ctx, int argc, char **argv);
 int ctl_status(const ctl_context *ctx, int argc, char **argv);
 int ctl_ufs(const ctl_context *ctx, int argc, char **argv);

@@ -23,6 +23,7 @@
 #include "inode.h"
 #include "log.h"
 #include "lru.h"
+#include "lsahead.h"
 #include "meta.h"
 #include "mount.h"
 #include "passthrough.h"
@@ -74,6 +75,7 @@ struct fs {
         reader *reader;
         prefetch *prefetch;
         dirahead *dirahead;
+        lsahead *lsahead; /* listings fetched ahead of walks (NULL when off) */
         passthrough *passthrough;
         inode_table *inodes;
 
@@ -186,15 +188,20 @@ static double ms_to_s(uint64_t ms)
         return (double)ms / 1000.0;
 }
 
-static void remember_attr(fs *f, uint64_t ino, const meta_entry *e, uint64_t fetched_ms)
+static inode_attr attr_of(const meta_entry *e, uint64_t fetched_ms)
 {
-        inode_attr a = {
+        return (inode_attr){
                 .size = e->size,
                 .file_id = e->file_id,
                 .epoch = e->epoch,
                 .mtime = e->mtime,
                 .fetched_ms = fetched_ms ? fetched_ms : 1,
         };
+}
+
+static void remember_attr(fs *f, uint64_t ino, const meta_entry *e, uint64_t fetched_ms)
+{
+        inode_attr a = attr_of(e, fetched_ms);
 
         (void)inode_table_set_attr(f->inodes, ino, &a);
 }
@@ -206,11 +213,11 @@ static int make_entry(fs *f, const char *path, const meta_entry *e, uint64_t fet
 {
         bool changed = false;
         uint64_t ino;
-        int r = inode_table_ref(f->inodes, path, e->dir ? 0 : e->version, &ino, &changed);
+        inode_attr a = attr_of(e, fetched_ms);
+        int r = inode_table_ref_attr(f->inodes, path, e->dir ? 0 : e->version, &a, &ino, &changed);
 
         if (r < 0)
                 return r;
-        remember_attr(f, ino, e, fetched_ms);
         if (changed)
                 queue_inval(f, ino);
         *ret = (struct fuse_entry_param){
@@ -294,6 +301,21 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         if (!path) {
                 r = -ENOMEM;
                 goto fail;
+        }
+        /* a name of a directory listed lately (its page is cached: a walk, or the kernel dropped
+         * the dentry its readdirplus gave) is answered from that page, as readdirplus did */
+        meta_listing *l = NULL;
+        size_t i;
+        if (meta_cached_page_of(f->meta, dir, name, &l, &i) >= 0 &&
+            now_ms() - l->fetched_ms >= f->opts.attr_timeout_ms)
+                l = meta_listing_unref(l); /* its attributes are too old to hand out */
+        if (l) {
+                r = make_entry(f, path, &l->entries[i], l->fetched_ms, &ep);
+                meta_listing_unref(l);
+                if (r < 0)
+                        goto fail;
+                fuse_reply_entry(req, &ep);
+                return;
         }
         r = meta_stat(f->meta, path, false, &e);
         if (r < 0)
@@ -497,8 +519,12 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                 return;
         }
         cursor_take(f, ino, &cur);
-        if (off == 0) /* from the start: the page cache decides whether the first page is fresh */
+        if (off == 0) { /* from the start: the page cache decides whether the first page is fresh */
                 cur.page = meta_listing_unref(cur.page);
+                /* a walk's next directories, listed while the kernel takes this one */
+                if (f->lsahead && dir_seek(f, dir, &cur, 0) >= 0)
+                        lsahead_started(f->lsahead, dir, cur.page);
+        }
         /* offsets: 1 = ".", 2 = "..", 3 + i = entry i */
         for (uint64_t o = (uint64_t)off;; o++) {
                 size_t need;
@@ -549,6 +575,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                         break;
                 used += need;
         }
+        if (!end && cur.page) /* a large directory: its next page while the kernel takes this */
+                lsahead_next_page(f->lsahead, dir, cur.page);
         if (end) /* read to the end: nothing to continue from, and its page may be freed */
                 cursor_drop(f, ino, &cur);
         else
@@ -1180,6 +1208,8 @@ int fs_new(const config *c, const config_node *node, const config_dataset *d, co
                                                      .max_bytes = o->prefetch_files_bytes,
                                                      .threads = o->prefetch_files},
                                  &f->dirahead);
+        if (r >= 0 && o->list_ahead > 0)
+                r = lsahead_new(f->meta, o->list_ahead, 2, &f->lsahead);
         if (r >= 0 && !(f->inodes = inode_table_new()))
                 r = -ENOMEM;
         if (r >= 0)
@@ -1198,6 +1228,7 @@ fs *fs_free(fs *f)
                 return NULL;
         fs_unmount(f);
         dirahead_free(f->dirahead);
+        lsahead_free(f->lsahead);
         prefetch_free(f->prefetch);
         reader_free(f->reader);
         meta_free(f->meta);

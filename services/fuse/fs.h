@@ -25,6 +25,7 @@ typedef struct fs_options {
         bool xattrs;                /* answer user.weir.* xattrs; false: ENOSYS once */
         unsigned prefetch_files;    /* files ahead of an in-order reader of a directory, 0 = off */
         uint64_t prefetch_files_bytes; /* ... and their bytes at most */
+        unsigned list_ahead;           /* directories listed ahead of a walk (lsahead.h), 0 = off */
         bool no_open; /* files are opened without asking the daemon (FUSE_CAP_NO_OPEN_SUPPORT) */
         bool debug;
 } fs_options;

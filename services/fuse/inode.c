@@ -55,14 +55,30 @@ static inode *find_ino(const inode_table *t, uint64_t ino)
         return i;
 }
 
-static inode *find_path(const inode_table *t, const char *path)
+/* H: hash_path(PATH), computed once by the caller (a new inode keeps it). */
+static inode *find_path_hashed(const inode_table *t, const char *path, uint64_t h)
 {
-        uint64_t h = hash_path(path);
         inode *i = t->by_path[h & (t->n_buckets - 1)];
 
         while (i && (i->path_hash != h || strcmp(i->path, path) != 0))
                 i = i->next_path;
         return i;
+}
+
+/* Takes the table's lock and finds INO; the caller unlocks. -ENOENT (unlocked) when unknown. */
+static int lock_ino(inode_table *t, uint64_t ino, inode **ret)
+{
+        pthread_mutex_lock(&t->lock);
+        *ret = find_ino(t, ino);
+        if (*ret)
+                return 0;
+        pthread_mutex_unlock(&t->lock);
+        return -ENOENT;
+}
+
+static inode *find_path(const inode_table *t, const char *path)
+{
+        return find_path_hashed(t, path, hash_path(path));
 }
 
 static void link_inode(inode_table *t, inode *i)
@@ -135,14 +151,14 @@ char *inode_path_join(const char *dir, const char *name)
         return p;
 }
 
-static inode *inode_new(uint64_t ino, const char *path)
+static inode *inode_new(uint64_t ino, const char *path, uint64_t path_hash)
 {
         size_t len = strlen(path);
         inode *i = malloc(sizeof(*i) + len + 1);
 
         if (!i)
                 return NULL;
-        *i = (inode){.ino = ino, .path_hash = hash_path(path)};
+        *i = (inode){.ino = ino, .path_hash = path_hash};
         memcpy(i->path, path, len + 1);
         return i;
 }
@@ -174,7 +190,7 @@ inode_table *inode_table_new(void)
         if (!t->by_ino || !t->by_path)
                 return inode_table_free(t);
         t->next_ino = INODE_ROOT + 1;
-        root = inode_new(INODE_ROOT, "/");
+        root = inode_new(INODE_ROOT, "/", hash_path("/"));
         if (!root || table_insert(t, root) < 0) {
                 inode_free(root);
                 return inode_table_free(t);
@@ -202,17 +218,24 @@ inode_table *inode_table_free(inode_table *t)
 int inode_table_ref(inode_table *t, const char *path, uint64_t version, uint64_t *ret_ino,
                     bool *ret_changed)
 {
+        return inode_table_ref_attr(t, path, version, NULL, ret_ino, ret_changed);
+}
+
+int inode_table_ref_attr(inode_table *t, const char *path, uint64_t version, const inode_attr *a,
+                         uint64_t *ret_ino, bool *ret_changed)
+{
         bool changed = false;
         inode *i;
         int r = 0;
 
         pthread_mutex_lock(&t->lock);
-        i = find_path(t, path);
+        uint64_t h = hash_path(path);
+        i = find_path_hashed(t, path, h);
         if (i) {
                 changed = i->version != version;
                 i->version = version;
         } else {
-                i = inode_new(t->next_ino, path);
+                i = inode_new(t->next_ino, path, h);
                 if (!i) {
                         r = -ENOMEM;
                         goto finish;
@@ -226,6 +249,8 @@ int inode_table_ref(inode_table *t, const char *path, uint64_t version, uint64_t
                 i->version = version;
         }
         i->nlookup++;
+        if (a)
+                i->attr = *a;
         *ret_ino = i->ino;
         if (ret_changed)
                 *ret_changed = changed;
@@ -237,15 +262,11 @@ finish:
 int inode_table_forget(inode_table *t, uint64_t ino, uint64_t nlookup)
 {
         inode *i;
-        int r;
+        int r = lock_ino(t, ino, &i);
 
-        pthread_mutex_lock(&t->lock);
-        i = find_ino(t, ino);
-        if (!i) {
-                r = -ENOENT;
-        } else if (ino == INODE_ROOT) {
-                r = 0;
-        } else {
+        if (r < 0)
+                return r;
+        if (ino != INODE_ROOT) {
                 i->nlookup = nlookup >= i->nlookup ? 0 : i->nlookup - nlookup;
                 r = i->nlookup == 0;
                 if (r) {
@@ -260,13 +281,11 @@ int inode_table_forget(inode_table *t, uint64_t ino, uint64_t nlookup)
 int inode_table_path(inode_table *t, uint64_t ino, char **ret_path)
 {
         inode *i;
-        int r = 0;
+        int r = lock_ino(t, ino, &i);
 
-        pthread_mutex_lock(&t->lock);
-        i = find_ino(t, ino);
-        if (!i)
-                r = -ENOENT;
-        else if (!(*ret_path = strdup(i->path)))
+        if (r < 0)
+                return r;
+        if (!(*ret_path = strdup(i->path)))
                 r = -ENOMEM;
         pthread_mutex_unlock(&t->lock);
         return r;
@@ -275,36 +294,28 @@ int inode_table_path(inode_table *t, uint64_t ino, char **ret_path)
 int inode_table_set_version(inode_table *t, uint64_t ino, uint64_t version, bool *ret_changed)
 {
         inode *i;
-        int r = 0;
+        int r = lock_ino(t, ino, &i);
 
-        pthread_mutex_lock(&t->lock);
-        i = find_ino(t, ino);
-        if (!i) {
-                r = -ENOENT;
-        } else {
-                if (ret_changed)
-                        *ret_changed = i->version != version;
-                i->version = version;
-        }
+        if (r < 0)
+                return r;
+        if (ret_changed)
+                *ret_changed = i->version != version;
+        i->version = version;
         pthread_mutex_unlock(&t->lock);
-        return r;
+        return 0;
 }
 
 int inode_table_open(inode_table *t, uint64_t ino, uint64_t version, bool *ret_keep_cache)
 {
         inode *i;
-        int r = 0;
+        int r = lock_ino(t, ino, &i);
 
-        pthread_mutex_lock(&t->lock);
-        i = find_ino(t, ino);
-        if (!i) {
-                r = -ENOENT;
-        } else {
-                *ret_keep_cache = i->cache_version == version;
-                i->cache_version = version;
-        }
+        if (r < 0)
+                return r;
+        *ret_keep_cache = i->cache_version == version;
+        i->cache_version = version;
         pthread_mutex_unlock(&t->lock);
-        return r;
+        return 0;
 }
 
 int inode_table_lookup(inode_table *t, const char *path, uint64_t *ret_ino, uint64_t *ret_version)
@@ -389,28 +400,23 @@ int inode_table_file_dirs(inode_table *t, char ***ret, size_t *ret_n)
 int inode_table_set_attr(inode_table *t, uint64_t ino, const inode_attr *a)
 {
         inode *i;
-        int r = 0;
+        int r = lock_ino(t, ino, &i);
 
-        pthread_mutex_lock(&t->lock);
-        i = find_ino(t, ino);
-        if (!i)
-                r = -ENOENT;
-        else
-                i->attr = *a;
+        if (r < 0)
+                return r;
+        i->attr = *a;
         pthread_mutex_unlock(&t->lock);
-        return r;
+        return 0;
 }
 
 int inode_table_get_attr(inode_table *t, uint64_t ino, inode_attr *ret, uint64_t *ret_version)
 {
         inode *i;
-        int r = 0;
+        int r = lock_ino(t, ino, &i);
 
-        pthread_mutex_lock(&t->lock);
-        i = find_ino(t, ino);
-        if (!i)
-                r = -ENOENT;
-        else if (i->attr.fetched_ms == 0)
+        if (r < 0)
+                return r;
+        if (i->attr.fetched_ms == 0)
                 r = -ENODATA;
         else {
                 *ret = i->attr;

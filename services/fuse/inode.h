@@ -51,6 +51,10 @@ typedef struct inode_attr {
         uint64_t fetched_ms; /* when the master said so (CLOCK_MONOTONIC ms) */
 } inode_attr;
 
+/* inode_table_ref() and inode_table_set_attr() under one lock: what readdirplus does per entry.
+ * A may be NULL. */
+int inode_table_ref_attr(inode_table *t, const char *path, uint64_t version, const inode_attr *a,
+                         uint64_t *ret_ino, bool *ret_changed);
 /* Records A for INO; -ENOENT for an unknown inode. */
 int inode_table_set_attr(inode_table *t, uint64_t ino, const inode_attr *a);
 /* The attributes and version recorded for INO: -ENOENT for an unknown inode, -ENODATA when none

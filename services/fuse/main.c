@@ -11,12 +11,14 @@
 
 #include "apiauth.h"
 #include "cleanup.h"
+#include "config-load.h"
 #include "config.h"
 #include "dbus.h"
 #include "fs.h"
 #include "http.h"
 #include "httpc.h"
 #include "log.h"
+#include "lsahead.h"
 #include "parse.h"
 #include "weir-build.h"
 #include "fsutil.h"
@@ -56,10 +58,11 @@ static void help(void)
                "(bytes of directory listing pages kept, default 8Mi),\n"
                "WEIR_FUSE_PREFETCH_FILES (files of a directory warmed ahead of a reader opening\n"
                "them in order, default 16, 0 = off, at most 256), WEIR_FUSE_PREFETCH_BYTES (their\n"
-               "bytes at most, default 64Mi), WEIR_FUSE_NO_OPEN=1 (files are opened by the kernel\n"
-               "without asking the daemon: two requests less per file, but a file whose version\n"
-               "changes while it is open is read as the new version from then on; see\n"
-               "docs/fuse.md).\n",
+               "bytes at most, default 64Mi), WEIR_FUSE_LIST_AHEAD (directories whose first\n"
+               "listing page is fetched ahead of a walk, default 8, 0 = off, at most 64),\n"
+               "WEIR_FUSE_NO_OPEN=1 (files are opened by the kernel without asking the daemon:\n"
+               "two requests less per file, but a file whose version changes while it is open is\n"
+               "read as the new version from then on; see docs/fuse.md).\n",
                CONFIG_DEFAULT_PATH);
 }
 
@@ -118,7 +121,6 @@ static int run(int argc, char **argv)
         _cleanup_(fs_freep) fs *f = NULL;
         _cleanup_free_ char *mountpoint = NULL;
         _cleanup_secret_ char *token = NULL;
-        config_diags diags = {};
         const config_node *node;
         const config_dataset *d;
         const char *path, *e;
@@ -131,6 +133,7 @@ static int run(int argc, char **argv)
                 .prefetch_bytes = 64ull << 20,
                 .prefetch_files = 16,
                 .prefetch_files_bytes = 64ull << 20,
+                .list_ahead = LSAHEAD_WINDOW_DEFAULT,
                 .read_ahead_kb = 16384,
         };
         dbus *bus = NULL;
@@ -142,12 +145,9 @@ static int run(int argc, char **argv)
                 return r;
 
         path = config_resolve_path(arg_config);
-        r = config_load(path, &c, &diags);
-        if (diags.n > 0)
-                config_diags_print(&diags, path);
-        config_diags_done(&diags);
+        r = config_load_logged(path, true, &c);
         if (r < 0)
-                return log_error_errno(r, "Cannot load %s: %m", path);
+                return r;
         node = config_find_node(c, arg_node);
         if (!node)
                 return log_error_errno(EINVAL, "%s names no node '%s'.", path, arg_node);
@@ -174,6 +174,15 @@ static int run(int argc, char **argv)
                                                e, FS_MAX_PREFETCH_FILES);
                 o.prefetch_files = (unsigned)v;
         }
+        e = getenv("WEIR_FUSE_LIST_AHEAD");
+        uint64_t v;
+        if (e && (parse_u64(e, &v) < 0 || v > LSAHEAD_WINDOW_MAX))
+                return log_error_errno(EINVAL,
+                                       "Bad WEIR_FUSE_LIST_AHEAD=%s: expected a number of "
+                                       "directories from 0 (off) to %u.",
+                                       e, LSAHEAD_WINDOW_MAX);
+        if (e)
+                o.list_ahead = (unsigned)v;
         e = getenv("WEIR_FUSE_PREFETCH_BYTES");
         if (e && (parse_size(e, &o.prefetch_files_bytes) < 0 || o.prefetch_files_bytes == 0))
                 return log_error_errno(EINVAL,

@@ -1,4 +1,5 @@
 /* Metadata from the master leader (docs/api.md), cached with the entry/attr timeouts. */
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -14,6 +15,7 @@
 #include "httpc.h"
 #include "log.h"
 #include "lru.h"
+#include "lswire.h"
 #include "meta.h"
 #include "timeutil.h"
 
@@ -88,6 +90,8 @@ static size_t listing_bytes(const meta_listing *l)
 {
         size_t b = sizeof(*l) + l->n * sizeof(meta_entry);
 
+        if (l->names)
+                return b + l->names_len + 2 * 16; /* two allocations */
         for (size_t i = 0; i < l->n; i++) {
                 const meta_entry *e = &l->entries[i];
 
@@ -200,8 +204,10 @@ meta_listing *meta_listing_unref(meta_listing *l)
 {
         if (!l || __atomic_sub_fetch(&l->refcount, 1, __ATOMIC_ACQ_REL) > 0)
                 return NULL;
-        for (size_t i = 0; i < l->n; i++)
+        /* with a names block, entries own nothing (compact pages carry no ETag or URL) */
+        for (size_t i = 0; !l->names && i < l->n; i++)
                 meta_entry_done(&l->entries[i]);
+        free(l->names);
         free(l->entries);
         free(l);
         return NULL;
@@ -443,7 +449,15 @@ uint64_t meta_stale_answers(meta *m)
         return n;
 }
 
+/* meta_call(), with the whole response when RAW (a non-JSON body: compact listing pages). */
+static int call(meta *m, const char *path_query, bool raw, httpc_response *ret_raw, json_t **ret);
+
 int meta_call(meta *m, const char *path_query, json_t **ret)
+{
+        return call(m, path_query, false, NULL, ret);
+}
+
+static int call(meta *m, const char *path_query, bool raw, httpc_response *ret_raw, json_t **ret)
 {
         uint64_t start = now_ms(), deadline = start + m->opts.retry_ms, backoff = 50;
         httpc *c = thread_httpc(m);
@@ -470,16 +484,20 @@ int meta_call(meta *m, const char *path_query, json_t **ret)
                         last = r;
                         unreachable++;
                 } else if (rep.status == 200) {
-                        if (!rep.json) {
+                        if (!raw && !rep.json) {
                                 httpc_response_done(&rep);
                                 return log_warning_errno(EBADMSG, "Bad JSON from %s", url);
                         }
                         /* the effective URL after redirects names the leader */
                         if (rep.url && location_api(rep.url, api, sizeof(api)) == 0)
                                 set_leader(m, api);
+                        set_masters_down(m, false);
+                        if (raw) {
+                                *ret_raw = rep;
+                                return 0;
+                        }
                         *ret = json_incref(rep.json);
                         httpc_response_done(&rep);
-                        set_masters_down(m, false);
                         return 0;
                 } else if (rep.status == 404) {
                         httpc_response_done(&rep);
@@ -679,12 +697,130 @@ static int entry_compare(const void *a, const void *b)
         return strcmp(((const meta_entry *)a)->name, ((const meta_entry *)b)->name);
 }
 
+/* A JSON page (a master older than format=binary answers that): each entry parsed and copied. */
+static int listing_from_json(json_t *j, const char *path, const char *after, uint64_t now,
+                             meta_listing **ret)
+{
+        json_t *entries = json_object_get(j, "entries"), *next = json_object_get(j, "next");
+        meta_listing *l;
+        int r;
+
+        if (!json_is_array(entries) || (next && !json_is_string(next)))
+                return log_warning_errno(EBADMSG, "Bad listing from the master for %s", path);
+        l = calloc(1, sizeof(*l));
+        if (!l || !(l->entries = calloc(json_array_size(entries) + 1, sizeof(meta_entry)))) {
+                free(l);
+                return -ENOMEM;
+        }
+        l->refcount = 1;
+        l->fetched_ms = now;
+        /* a master of the API's first version ignores limit= and sends everything at once */
+        l->more = next != NULL;
+        for (size_t i = 0; i < json_array_size(entries); i++) {
+                meta_entry *e = &l->entries[l->n];
+
+                r = meta_entry_from_json(json_array_get(entries, i), e);
+                if (r == -ENOMEM) {
+                        meta_listing_unref(l);
+                        return r;
+                }
+                if (r < 0) {
+                        log_warning_errno(r, "Bad entry %zu in the listing of %s, ignoring", i,
+                                          path);
+                        continue;
+                }
+                if (after && strcmp(e->name, after) <= 0) {
+                        /* the next page starts after the last name: an earlier one is a bug */
+                        log_warning("Entry '%s' of %s does not sort after '%s', ignoring", e->name,
+                                    path, after);
+                        meta_entry_done(e);
+                        continue;
+                }
+                l->n++;
+        }
+        qsort(l->entries, l->n, sizeof(meta_entry), entry_compare);
+        *ret = l;
+        return 0;
+}
+
+typedef struct wire_state {
+        meta_listing *l;
+        uint64_t epoch;
+        size_t names_len; /* pass 1: bytes the names need; pass 2: bytes used */
+} wire_state;
+
+static int wire_count(const lswire_entry *w, void *userdata)
+{
+        ((wire_state *)userdata)->names_len += w->name_len + 1;
+        return 0;
+}
+
+static int wire_fill(const lswire_entry *w, void *userdata)
+{
+        wire_state *s = userdata;
+        meta_entry *e = &s->l->entries[s->l->n++];
+        char *name = s->l->names + s->names_len;
+
+        memcpy(name, w->name, w->name_len);
+        name[w->name_len] = 0;
+        s->names_len += w->name_len + 1;
+        *e = (meta_entry){
+                .name = name,
+                .dir = w->dir,
+                .size = w->size,
+                .mtime = (double)w->mtime,
+                .epoch = w->dir ? 0 : s->epoch,
+                .file_id = w->file_id,
+                .version = w->version,
+        };
+        return 0;
+}
+
+/* A compact page (lswire.h): checked whole first, then copied into two allocations (entries and
+ * names) instead of one per entry. A malformed page fails the readdir with EIO, logged with what
+ * was wrong; nothing of it is used. */
+static int listing_from_wire(const char *body, size_t len, const char *path, const char *after,
+                             uint64_t now, meta_listing **ret)
+{
+        char err[256];
+        lswire_header h;
+        wire_state s = {};
+        meta_listing *l;
+        int r;
+
+        r = lswire_parse(body, len, after, META_PAGE, wire_count, &s, &h, err, sizeof(err));
+        if (r < 0)
+                return log_warning_errno(EBADMSG, "Bad listing page from the master for %s: %s",
+                                         path, err);
+        if (h.epoch == 0 && h.count > 0)
+                return log_warning_errno(
+                        EBADMSG, "Listing page from the master for %s without an epoch", path);
+        l = calloc(1, sizeof(*l));
+        if (!l)
+                return -ENOMEM;
+        l->refcount = 1;
+        l->fetched_ms = now;
+        l->more = h.more;
+        l->entries = calloc(h.count + 1, sizeof(meta_entry));
+        l->names = malloc(s.names_len + 1);
+        if (!l->entries || !l->names) {
+                meta_listing_unref(l);
+                return -ENOMEM;
+        }
+        l->names_len = s.names_len;
+        s = (wire_state){.l = l, .epoch = h.epoch};
+        r = lswire_parse(body, len, after, META_PAGE, wire_fill, &s, NULL, NULL, 0);
+        assert(r >= 0 && l->n == h.count); /* the same bytes passed the first time */
+        *ret = l;
+        return 0;
+}
+
 int meta_list_page(meta *m, const char *path, const char *after, bool fresh, meta_listing **ret)
 {
         _cleanup_free_ char *esc = NULL, *query = NULL, *key = NULL, *esc_after = NULL;
         uint64_t now = now_ms();
+        httpc_response rep = {};
         meta_listing *l;
-        json_t *j = NULL, *entries, *next;
         int r;
 
         key = page_key(path, after);
@@ -704,11 +840,11 @@ int meta_list_page(meta *m, const char *path, const char *after, bool fresh, met
         esc = http_escape(path);
         esc_after = after ? http_escape(after) : NULL;
         if (!esc || (after && !esc_after) ||
-            asprintf(&query, "/v1/datasets/%s/ls?path=%s&limit=%u&fields=attr%s%s",
+            asprintf(&query, "/v1/datasets/%s/ls?path=%s&limit=%u&fields=attr&format=binary%s%s",
                      m->dataset_escaped, esc, META_PAGE, after ? "&after=" : "",
                      after ? esc_after : "") < 0)
                 return -ENOMEM;
-        r = meta_call(m, query, &j);
+        r = call(m, query, true, &rep, NULL);
         if (r == -EHOSTDOWN) {
                 pthread_mutex_lock(&m->lock);
                 l = lru_get(m->pages, key);
@@ -721,66 +857,30 @@ int meta_list_page(meta *m, const char *path, const char *after, bool fresh, met
         }
         if (r < 0)
                 return r == -ENOENT || r == -ENOMEM ? r : -EIO;
-        entries = json_object_get(j, "entries");
-        next = json_object_get(j, "next");
-        if (!json_is_array(entries) || (next && !json_is_string(next))) {
-                json_decref(j);
-                return log_warning_errno(EBADMSG, "Bad listing from the master for %s", path);
-        }
-        l = calloc(1, sizeof(*l));
-        if (!l || !(l->entries = calloc(json_array_size(entries) + 1, sizeof(meta_entry)))) {
-                free(l);
-                json_decref(j);
-                return -ENOMEM;
-        }
-        l->refcount = 1;
-        l->fetched_ms = now;
-        /* a master of the API's first version ignores limit= and sends everything at once */
-        l->more = next != NULL;
-        for (size_t i = 0; i < json_array_size(entries); i++) {
-                meta_entry *e = &l->entries[l->n];
-
-                r = meta_entry_from_json(json_array_get(entries, i), e);
-                if (r == -ENOMEM) {
-                        json_decref(j);
-                        meta_listing_unref(l);
-                        return r;
-                }
-                if (r < 0) {
-                        log_warning_errno(r, "Bad entry %zu in the listing of %s, ignoring", i,
-                                          path);
-                        continue;
-                }
-                if (after && strcmp(e->name, after) <= 0) {
-                        /* the next page starts after the last name: an earlier one is a bug */
-                        log_warning("Entry '%s' of %s does not sort after '%s', ignoring", e->name,
-                                    path, after);
-                        meta_entry_done(e);
-                        continue;
-                }
-                l->n++;
-        }
-        json_decref(j);
-        qsort(l->entries, l->n, sizeof(meta_entry), entry_compare);
+        if (rep.body_len > 0 && rep.body[0] == '{') /* a master without format=binary */
+                r = rep.json ? listing_from_json(rep.json, path, after, now, &l)
+                             : log_warning_errno(EBADMSG, "Bad JSON listing for %s", path);
+        else
+                r = listing_from_wire(rep.body, rep.body_len, path, after, now, &l);
+        httpc_response_done(&rep);
+        if (r < 0)
+                return r == -ENOMEM ? r : -EIO;
         if (l->more && l->n == 0) {
                 meta_listing_unref(l);
-                return log_warning_errno(EBADMSG, "Empty page with a next from the master for %s",
+                return log_warning_errno(EIO, "Empty page with a next from the master for %s",
                                          path);
         }
-        log_debug("Listed %s after '%s': %zu entries%s", path, after ? after : "", l->n,
-                  l->more ? ", more to come" : "");
-
         pthread_mutex_lock(&m->lock);
         /* newer than what the stat cache holds of these children: drop what differs (pages
          * carry no ETag or store URL to replace it with; the next stat asks the master) */
         for (size_t i = 0; i < l->n && lru_entries(m->stats) > 0; i++) {
                 const meta_entry *e = &l->entries[i];
-                _cleanup_free_ char *child = NULL;
+                char child[8192];
                 stat_item *st;
 
-                if (asprintf(&child, "%s%s%s", path, strcmp(path, "/") == 0 ? "" : "/", e->name) <
-                    0)
-                        break;
+                if ((size_t)snprintf(child, sizeof(child), "%s%s%s", path,
+                                     strcmp(path, "/") == 0 ? "" : "/", e->name) >= sizeof(child))
+                        continue; /* longer than any path the kernel looks up */
                 st = lru_get(m->stats, child);
                 if (st && (st->entry.version != e->version || st->entry.size != e->size ||
                            st->entry.mtime != e->mtime || st->entry.dir != e->dir))
@@ -788,8 +888,67 @@ int meta_list_page(meta *m, const char *path, const char *after, bool fresh, met
         }
         (void)lru_put(m->pages, key, meta_listing_ref(l), listing_bytes(l));
         pthread_mutex_unlock(&m->lock);
+        /* logged once cached: a test that saw this line finds the page in the cache */
+        log_debug("Listed %s after '%s': %zu entries%s", path, after ? after : "", l->n,
+                  l->more ? ", more to come" : "");
         *ret = l;
         return 0;
+}
+
+int meta_cached_page_of(meta *m, const char *dir, const char *name, meta_listing **ret,
+                        size_t *ret_index)
+{
+        _cleanup_free_ char *after = NULL;
+        uint64_t now = now_ms();
+        int r = -ENOENT;
+
+        pthread_mutex_lock(&m->lock);
+        for (;;) {
+                _cleanup_free_ char *key = page_key(dir, after);
+                meta_listing *l = key ? lru_get(m->pages, key) : NULL;
+                const meta_entry *e;
+
+                if (!key) {
+                        r = -ENOMEM;
+                        break;
+                }
+                if (!l || now - l->fetched_ms >= m->opts.entry_timeout_ms)
+                        break;
+                if (l->n > 0 && strcmp(name, l->entries[l->n - 1].name) <= 0) {
+                        e = meta_listing_find(l, name);
+                        if (e) {
+                                *ret = meta_listing_ref(l);
+                                *ret_index = (size_t)(e - l->entries);
+                                r = 0;
+                        }
+                        break; /* sorts within this page: absent is absent */
+                }
+                if (!l->more || l->n == 0)
+                        break;
+                free(after);
+                after = strdup(l->entries[l->n - 1].name);
+                if (!after) {
+                        r = -ENOMEM;
+                        break;
+                }
+        }
+        pthread_mutex_unlock(&m->lock);
+        return r;
+}
+
+bool meta_page_cached(meta *m, const char *dir, const char *after)
+{
+        _cleanup_free_ char *key = page_key(dir, after);
+        meta_listing *l;
+        bool fresh;
+
+        if (!key)
+                return false;
+        pthread_mutex_lock(&m->lock);
+        l = lru_get(m->pages, key);
+        fresh = l && now_ms() - l->fetched_ms < m->opts.entry_timeout_ms;
+        pthread_mutex_unlock(&m->lock);
+        return fresh;
 }
 
 const meta_entry *meta_listing_find(const meta_listing *l, const char *name)

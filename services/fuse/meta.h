@@ -34,6 +34,8 @@ typedef struct meta_listing {
         bool more; /* entries follow the last one: ask for the page after its name */
         size_t n;
         meta_entry *entries;
+        char *names; /* compact pages: every entry's name in one block (entries own nothing) */
+        size_t names_len;
 } meta_listing;
 
 #define META_PAGE 1024u /* entries per listing request (the master allows up to 10000) */
@@ -113,6 +115,13 @@ int meta_stat(meta *m, const char *path, bool fresh, meta_entry *ret);
  * whole directory is never held at once: the next page is asked for with the last name. */
 int meta_list_page(meta *m, const char *path, const char *after, bool fresh, meta_listing **ret);
 void meta_get_counters(meta *m, meta_counters *ret);
+/* From the page cache only (no request; pages younger than the entry timeout): the page of
+ * directory DIR holding NAME and its index there. -ENOENT when no cached page has it (the
+ * pages up to it are not all cached, or NAME is not in the directory). */
+int meta_cached_page_of(meta *m, const char *dir, const char *name, meta_listing **ret,
+                        size_t *ret_index);
+/* Whether the page of DIR after AFTER (NULL: the first) is cached and fresh. */
+bool meta_page_cached(meta *m, const char *dir, const char *after);
 /* The entry NAME of a listing, NULL when absent. */
 const meta_entry *meta_listing_find(const meta_listing *l, const char *name);
 /* Block locations of a file version; cached for a second (blocks arrive as reads fill them). */

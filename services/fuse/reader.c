@@ -25,6 +25,7 @@
 #include "block.h"
 #include "apiauth.h"
 #include "cleanup.h"
+#include "etag.h"
 #include "hmap.h"
 #include "http.h"
 #include "log.h"
@@ -487,6 +488,8 @@ static int local_exchange(int s, const char *req, uint64_t *ret_len, bool *ret_p
         if (strncmp(line, "ERR ", 4) == 0) {
                 /* the worker is alive and said no (a failed fill, a bad request) */
                 log_debug("Local worker: %.*s: %s", (int)strcspn(req, "\n"), req, line + 4);
+                if (strncmp(line + 4, ETAG_MISMATCH_PREFIX, strlen(ETAG_MISMATCH_PREFIX)) == 0)
+                        return -EILSEQ;
                 return -ENODATA;
         }
         *ret_clean = false;
@@ -495,8 +498,9 @@ static int local_exchange(int s, const char *req, uint64_t *ret_len, bool *ret_p
 
 /* Sends REQ ("OPEN ID" or "WAIT ID OFF LEN") to the local worker: a read-only descriptor
  * (>= 0, *ret_len the block's length, *ret_part whether it is a block still being filled),
- * -ENOENT when not cached here, -ENODATA when the worker answered ERR, -EAGAIN on a timeout,
- * another negative errno when the socket fails.
+ * -ENOENT when not cached here, -ENODATA when the worker answered ERR, -EILSEQ when that ERR
+ * says the version's content does not match its hash, -EAGAIN on a timeout, another negative
+ * errno when the socket fails.
  *
  * Connections are kept open between requests (up to READER_POOL_MAX idle ones, each for less
  * than the worker's 5 s line timeout): a small file costs one request and its answer, not a
@@ -539,7 +543,7 @@ static int local_request(reader *r, const char *req, unsigned timeout_ms, uint64
  * a while), not an answer: a miss, a refusal, a slow fill. */
 static bool local_broken(int r)
 {
-        return r != -ENOENT && r != -ENODATA && r != -EAGAIN && r != -EWOULDBLOCK;
+        return r != -ENOENT && r != -ENODATA && r != -EAGAIN && r != -EWOULDBLOCK && r != -EILSEQ;
 }
 
 static int local_open(reader *r, const char *id, uint64_t *ret_len)
@@ -699,9 +703,13 @@ static int worker_get(reader *r, const char *api, const char *id, uint64_t offse
 {
         http_auth auth = {.token = r->opts.token, .ca_file = r->config->api.tls_ca_file};
         char url[512];
+        long status = 0;
+        int k;
 
         snprintf(url, sizeof(url), "%s://%s/v1/blocks/%s", apiauth_scheme(r->config), api, id);
-        return http_get_range(url, &auth, offset, len, whole, buf, r->opts.stall_ms, NULL);
+        k = http_get_range(url, &auth, offset, len, whole, buf, r->opts.stall_ms, &status);
+        /* 410: the workers found this version's bytes differ from the store's content hash */
+        return k < 0 && status == 410 ? -EILSEQ : k;
 }
 
 /* --- the plan -------------------------------------------------------------------------------- */
@@ -956,6 +964,10 @@ static int fetch_span(reader *r, const reader_file *f, reader_span *s, void *buf
                                 return k; /* the file changed upstream */
                         break;
                 }
+                /* A worker found the store's bytes of this version do not match its hash: the
+                 * store (asked last) would send the same bytes again. */
+                if (k == -EILSEQ)
+                        return k;
                 if (k == 0) {
                         if (!warm_only)
                                 count(r,
@@ -983,8 +995,8 @@ static int read_span(reader *r, const reader_file *f, reader_span *s, void *buf)
                 k = fetch_span(r, f, s, buf, false);
                 if (k == 0)
                         return 0;
-                if (k == -ESTALE || k == -ENOMEM)
-                        break; /* the file changed upstream: retrying cannot help */
+                if (k == -ESTALE || k == -ENOMEM || k == -EILSEQ)
+                        break; /* the file changed upstream, or its bytes are refused */
                 /* No master at all: the local worker, the workers we knew of and the store were
                  * all asked; waiting retry_ms for a failover that is not happening helps no
                  * one, so the read fails now (EIO) and the cached ones go on. */
@@ -1007,11 +1019,16 @@ static int read_span(reader *r, const reader_file *f, reader_span *s, void *buf)
                 }
         }
         count(r, &r->stats.errors, 1);
-        log_error_errno(k,
-                        "Cannot read block %s of %s (offset %" PRIu64 ", %" PRIu64
-                        " bytes) from any worker or the store%s: %m",
-                        s->id, f->path, s->span.offset, s->span.len,
-                        meta_masters_down(r->meta) ? " (no master answers)" : "");
+        if (k == -EILSEQ)
+                log_error("Cannot read block %s of %s: the workers refuse it, because the store's "
+                          "bytes of this version do not hash to its ETag (content mismatch)",
+                          s->id, f->path);
+        else
+                log_error_errno(k,
+                                "Cannot read block %s of %s (offset %" PRIu64 ", %" PRIu64
+                                " bytes) from any worker or the store%s: %m",
+                                s->id, f->path, s->span.offset, s->span.len,
+                                meta_masters_down(r->meta) ? " (no master answers)" : "");
         /* Applications get EIO, not a transport error code that read(2) never returns. */
         return k == -ENOMEM ? k : -EIO;
 }

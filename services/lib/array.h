@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Grows the array *P to hold NEED elements of SIZE bytes; false when it cannot (out of memory or
  * an overflowing size), with *P and *ALLOC unchanged. */
@@ -31,3 +32,18 @@ static inline bool array_grow(void **p, size_t *alloc, size_t need, size_t size)
 
 /* ARRAY_GROW(items, allocated, n + 1): room for N + 1 elements of *ITEMS. */
 #define ARRAY_GROW(p, alloc, need) array_grow((void **)&(p), &(alloc), (need), sizeof(*(p)))
+
+/* Appends N bytes of DATA to the text buffer *P (*LEN bytes used, *ALLOC allocated) and keeps a
+ * NUL after them, so that the body of an HTTP reply can be parsed as a string; false when out of
+ * memory, with the buffer unchanged. The caller limits *LEN + N. */
+static inline bool array_append_text(char **p, size_t *len, size_t *alloc, const void *data,
+                                     size_t n)
+{
+        if (n > SIZE_MAX - *len - 1 || !array_grow((void **)p, alloc, *len + n + 1, 1))
+                return false;
+        if (n)
+                memcpy(*p + *len, data, n);
+        *len += n;
+        (*p)[*len] = 0;
+        return true;
+}

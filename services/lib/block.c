@@ -33,14 +33,16 @@ int block_epoch_parse(const char *s, uint64_t *ret)
         return epoch_parse_n(s, strlen(s), ret);
 }
 
-/* N decimal numbers separated by '-' at P; the rest must be empty. */
+/* N decimal numbers separated by '-' at P, without leading zeros; the rest must be empty. */
 static int decimals_parse(const char *p, unsigned n, uint64_t *v)
 {
         for (unsigned i = 0; i < n; i++) {
                 char buf[21];
                 size_t len = strspn(p, "0123456789");
 
-                if (len == 0 || len >= sizeof(buf))
+                /* one spelling per block: "01" is not block 1 (ids are compared as text in
+                 * logs, drop lists and file names) */
+                if (len == 0 || len >= sizeof(buf) || (len > 1 && p[0] == '0'))
                         return -EINVAL;
                 memcpy(buf, p, len);
                 buf[len] = 0;

@@ -173,21 +173,23 @@ static int plan_masters(const config *next, const json_t *running, config_plan *
                         if (r < 0)
                                 return r;
                 }
-                if (nn->raft_port != jint(rm, "raft_port")) {
-                        snprintf(key, sizeof(key), "spec.nodes[%zu].raftPort", ni);
-                        r = plan_refuse(p, "Cluster", key,
-                                        "running master %s uses raft port %lld; a member's Raft "
-                                        "address cannot change",
-                                        name, jint(rm, "raft_port"));
-                        if (r < 0)
-                                return r;
-                }
-                if (nn->master_port != jint(rm, "master_port")) {
-                        snprintf(key, sizeof(key), "spec.nodes[%zu].masterPort", ni);
-                        r = plan_refuse(p, "Cluster", key,
-                                        "running master %s serves its API on port %lld, which "
-                                        "cannot change while it runs",
-                                        name, jint(rm, "master_port"));
+                /* What a running master cannot change under it: its ports. */
+                const struct {
+                        const char *yaml_key, *json_key; /* spec.nodes[].KEY; the master's */
+                        unsigned port;                   /* in NEXT */
+                        const char *what, *why;          /* "running master NAME WHAT PORTWHY" */
+                } fixed[] = {
+                        {"raftPort", "raft_port", nn->raft_port, "uses raft port",
+                         "; a member's Raft address cannot change"},
+                        {"masterPort", "master_port", nn->master_port, "serves its API on port",
+                         ", which cannot change while it runs"},
+                };
+                for (size_t f = 0; f < ELEMENTSOF(fixed); f++) {
+                        if (fixed[f].port == jint(rm, fixed[f].json_key))
+                                continue;
+                        snprintf(key, sizeof(key), "spec.nodes[%zu].%s", ni, fixed[f].yaml_key);
+                        r = plan_refuse(p, "Cluster", key, "running master %s %s %lld%s", name,
+                                        fixed[f].what, jint(rm, fixed[f].json_key), fixed[f].why);
                         if (r < 0)
                                 return r;
                 }

@@ -46,21 +46,55 @@ const char *cfg_get_metadata_name(loader *l, const ynode *doc, const ynode *meta
         return cfg_get_name(l, name, what);
 }
 
+/* The directories and ports a node may set in its own entry and spec sets for every node. */
+typedef struct node_settings {
+        const ynode *dir[3];  /* dataDir, runtimeDir, mountRoot */
+        const ynode *port[3]; /* raftPort, masterPort, workerPort */
+} node_settings;
+
+/* One field a line (clang-format would glue the macro body together). */
+// clang-format off
+#define NODE_SETTINGS_FIELDS(ns)                \
+        {"dataDir", &(ns).dir[0]},              \
+        {"runtimeDir", &(ns).dir[1]},           \
+        {"mountRoot", &(ns).dir[2]},            \
+        {"raftPort", &(ns).port[0]},            \
+        {"masterPort", &(ns).port[1]},          \
+        {"workerPort", &(ns).port[2]}
+// clang-format on
+
+/* Reads what NS names into DIRS and PORTS (same order); HAS (NULL for spec's) says which of the
+ * six (dirs, then ports) were given and valid. */
+static void load_node_settings(loader *l, const node_settings *ns, char **dirs[3],
+                               uint16_t *ports[3], bool *has[6])
+{
+        static const char *const dir_keys[3] = {"dataDir", "runtimeDir", "mountRoot"};
+        static const char *const port_keys[3] = {"raftPort", "masterPort", "workerPort"};
+        const char *s;
+
+        for (size_t i = 0; i < 3; i++)
+                if (ns->dir[i] && (s = cfg_get_abs_path(l, ns->dir[i], dir_keys[i]))) {
+                        *dirs[i] = cfg_l_strdup(l, s);
+                        if (has)
+                                *has[i] = true;
+                }
+        for (size_t i = 0; i < 3; i++)
+                if (ns->port[i]) {
+                        bool ok = cfg_get_port(l, ns->port[i], port_keys[i], ports[i]);
+                        if (has)
+                                *has[3 + i] = ok;
+                }
+}
+
 static void load_node(loader *l, const ynode *item, size_t idx)
 {
-        const ynode *name = NULL, *address = NULL, *roles = NULL, *data_dir = NULL,
-                    *runtime_dir = NULL, *mount_root = NULL, *raft_port = NULL, *master_port = NULL,
-                    *worker_port = NULL;
+        const ynode *name = NULL, *address = NULL, *roles = NULL;
+        node_settings ns = {};
         const field fields[] = {
                 {"name", &name},
                 {"address", &address},
                 {"roles", &roles},
-                {"dataDir", &data_dir},
-                {"runtimeDir", &runtime_dir},
-                {"mountRoot", &mount_root},
-                {"raftPort", &raft_port},
-                {"masterPort", &master_port},
-                {"workerPort", &worker_port},
+                NODE_SETTINGS_FIELDS(ns),
                 {},
         };
         config_node *node = &l->c->nodes[l->c->n_nodes];
@@ -140,26 +174,11 @@ static void load_node(loader *l, const ynode *item, size_t idx)
                                 *flag = true;
                         }
         }
-        if (data_dir && (s = cfg_get_abs_path(l, data_dir, "dataDir"))) {
-                node->data_dir = cfg_l_strdup(l, s);
-                info->has_data_dir = true;
-        }
-        if (runtime_dir && (s = cfg_get_abs_path(l, runtime_dir, "runtimeDir"))) {
-                node->runtime_dir = cfg_l_strdup(l, s);
-                info->has_runtime_dir = true;
-        }
-        if (mount_root && (s = cfg_get_abs_path(l, mount_root, "mountRoot"))) {
-                node->mount_root = cfg_l_strdup(l, s);
-                info->has_mount_root = true;
-        }
-        if (raft_port)
-                info->has_raft_port = cfg_get_port(l, raft_port, "raftPort", &node->raft_port);
-        if (master_port)
-                info->has_master_port =
-                        cfg_get_port(l, master_port, "masterPort", &node->master_port);
-        if (worker_port)
-                info->has_worker_port =
-                        cfg_get_port(l, worker_port, "workerPort", &node->worker_port);
+        load_node_settings(
+                l, &ns, (char **[3]){&node->data_dir, &node->runtime_dir, &node->mount_root},
+                (uint16_t *[3]){&node->raft_port, &node->master_port, &node->worker_port},
+                (bool *[6]){&info->has_data_dir, &info->has_runtime_dir, &info->has_mount_root,
+                            &info->has_raft_port, &info->has_master_port, &info->has_worker_port});
         l->c->n_nodes++;
 }
 
@@ -262,21 +281,12 @@ static void load_api(loader *l, const ynode *api)
 void cfg_load_cluster(loader *l, const ynode *doc, const ynode *kind, const ynode *metadata,
                       const ynode *spec)
 {
-        const ynode *nodes = NULL, *token_file = NULL, *raft = NULL, *data_dir = NULL,
-                    *runtime_dir = NULL, *mount_root = NULL, *raft_port = NULL, *master_port = NULL,
-                    *worker_port = NULL, *name_node = NULL, *api = NULL;
+        const ynode *nodes = NULL, *token_file = NULL, *raft = NULL, *name_node = NULL, *api = NULL;
+        node_settings ns = {};
         const field fields[] = {
-                {"nodes", &nodes},
-                {"api", &api},
-                {"tokenFile", &token_file},
-                {"raft", &raft},
-                {"dataDir", &data_dir},
-                {"runtimeDir", &runtime_dir},
-                {"mountRoot", &mount_root},
-                {"raftPort", &raft_port},
-                {"masterPort", &master_port},
-                {"workerPort", &worker_port},
-                {},
+                {"nodes", &nodes},          {"api", &api},
+                {"tokenFile", &token_file}, {"raft", &raft},
+                NODE_SETTINGS_FIELDS(ns),   {},
         };
         config *c = l->c;
         const char *name, *s;
@@ -299,18 +309,8 @@ void cfg_load_cluster(loader *l, const ynode *doc, const ynode *kind, const ynod
         if (!cfg_pick(l, spec, "Cluster spec", fields, NULL))
                 return;
 
-        if (data_dir && (s = cfg_get_abs_path(l, data_dir, "dataDir")))
-                l->data_dir = cfg_l_strdup(l, s);
-        if (runtime_dir && (s = cfg_get_abs_path(l, runtime_dir, "runtimeDir")))
-                l->runtime_dir = cfg_l_strdup(l, s);
-        if (mount_root && (s = cfg_get_abs_path(l, mount_root, "mountRoot")))
-                l->mount_root = cfg_l_strdup(l, s);
-        if (raft_port)
-                cfg_get_port(l, raft_port, "raftPort", &l->raft_port);
-        if (master_port)
-                cfg_get_port(l, master_port, "masterPort", &l->master_port);
-        if (worker_port)
-                cfg_get_port(l, worker_port, "workerPort", &l->worker_port);
+        load_node_settings(l, &ns, (char **[3]){&l->data_dir, &l->runtime_dir, &l->mount_root},
+                           (uint16_t *[3]){&l->raft_port, &l->master_port, &l->worker_port}, NULL);
 
         if (token_file && (s = cfg_get_str(l, token_file, "tokenFile"))) {
                 if (s[0] == 0)
@@ -327,11 +327,12 @@ void cfg_load_cluster(loader *l, const ynode *doc, const ynode *kind, const ynod
                 load_api(l, api);
 
         if (raft) {
-                const ynode *election = NULL, *heartbeat = NULL, *secret = NULL;
+                const ynode *election = NULL, *heartbeat = NULL, *secret = NULL, *sched = NULL;
                 const field raft_fields[] = {
                         {"electionTimeout", &election},
                         {"heartbeatTimeout", &heartbeat},
                         {"secretFile", &secret},
+                        {"loopScheduling", &sched},
                         {},
                 };
 
@@ -369,6 +370,15 @@ void cfg_load_cluster(loader *l, const ynode *doc, const ynode *kind, const ynod
                                         c->raft_secret_file = NULL;
                                         l->oom = true;
                                 }
+                        }
+                        if (sched && (s = cfg_get_str(l, sched, "raft.loopScheduling"))) {
+                                if (strcmp(s, "normal") == 0)
+                                        c->raft_loop_normal = true;
+                                else if (strcmp(s, "realtime") != 0)
+                                        cfg_error_at(l, sched,
+                                                     "raft.loopScheduling must be realtime or "
+                                                     "normal (got '%s')",
+                                                     s);
                         }
                         if (c->heartbeat_timeout_ms >= c->election_timeout_ms)
                                 cfg_error_at(l, heartbeat ? heartbeat : election,

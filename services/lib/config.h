@@ -142,7 +142,8 @@ typedef struct config {
         uint64_t election_timeout_ms;  /* spec.raft.electionTimeout, default 300 */
         uint64_t heartbeat_timeout_ms; /* spec.raft.heartbeatTimeout, default 50 */
         char *raft_secret_file;        /* spec.raft.secretFile; NULL = the token is the secret */
-        config_api api;                /* spec.api */
+        bool raft_loop_normal; /* spec.raft.loopScheduling: normal; false = realtime (default) */
+        config_api api;        /* spec.api */
 } config;
 
 /* One diagnostic: "FILE:LINE:COLUMN: error: MESSAGE". Warnings (unknown keys) do not fail. */

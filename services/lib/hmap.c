@@ -1,4 +1,4 @@
-/* A small chained hash map with string or 64-bit keys (see hmap.h). */
+/* A small chained hash map with string, 64-bit or binary keys (see hmap.h). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,9 +27,35 @@ static uint64_t hash_u64(uint64_t x)
         return x;
 }
 
+static uint64_t hash_mem(const void *key, size_t size)
+{
+        const unsigned char *p = key;
+        uint64_t h = size, w;
+        size_t off = 0;
+
+        /* Whole words mixed in with a multiply each, one finaliser at the end: the worker's block
+         * keys (four words) differ in one word at a time (the index), and that must spread. */
+        for (; off + 8 <= size; off += 8) {
+                memcpy(&w, p + off, 8);
+                h = (h ^ w) * 0x9e3779b97f4a7c15ull;
+                h ^= h >> 32;
+        }
+        if (off < size) {
+                w = 0;
+                memcpy(&w, p + off, size - off);
+                h = (h ^ w) * 0x9e3779b97f4a7c15ull;
+        }
+        return hash_u64(h);
+}
+
 void hmap_init(hmap *m, bool string_keys)
 {
         *m = (hmap){.string_keys = string_keys};
+}
+
+void hmap_init_mem(hmap *m, size_t key_size)
+{
+        *m = (hmap){.key_size = key_size};
 }
 
 void hmap_done(hmap *m)
@@ -45,18 +71,21 @@ void hmap_done(hmap *m)
                 }
         }
         free(m->buckets);
-        hmap_init(m, m->string_keys);
+        *m = (hmap){.string_keys = m->string_keys, .key_size = m->key_size};
 }
 
-static bool node_matches(const hmap *m, const hmap_node *n, uint64_t hash, const char *skey,
+/* SKEY: the string or binary key; UKEY: the 64-bit one. */
+static bool node_matches(const hmap *m, const hmap_node *n, uint64_t hash, const void *skey,
                          uint64_t ukey)
 {
         if (n->hash != hash)
                 return false;
+        if (m->key_size)
+                return memcmp(n->key.mem, skey, m->key_size) == 0;
         return m->string_keys ? strcmp(n->key.str, skey) == 0 : n->key.u64 == ukey;
 }
 
-static hmap_node **find_slot(const hmap *m, uint64_t hash, const char *skey, uint64_t ukey)
+static hmap_node **find_slot(const hmap *m, uint64_t hash, const void *skey, uint64_t ukey)
 {
         hmap_node **p;
 
@@ -93,7 +122,7 @@ static int grow(hmap *m)
         return 0;
 }
 
-static int put(hmap *m, uint64_t hash, const char *skey, uint64_t ukey, void *value, void **ret_old)
+static int put(hmap *m, uint64_t hash, const void *skey, uint64_t ukey, void *value, void **ret_old)
 {
         hmap_node **slot = find_slot(m, hash, skey, ukey);
         hmap_node *n;
@@ -103,8 +132,8 @@ static int put(hmap *m, uint64_t hash, const char *skey, uint64_t ukey, void *va
                 if (ret_old)
                         *ret_old = (*slot)->value;
                 (*slot)->value = value;
-                if (m->string_keys)
-                        (*slot)->key.str = skey; /* the new value owns the key now */
+                if (m->string_keys || m->key_size)
+                        (*slot)->key.mem = skey; /* the new value owns the key now */
                 return 0;
         }
         if (m->n + 1 > m->n_buckets * 3 / 4) {
@@ -117,8 +146,8 @@ static int put(hmap *m, uint64_t hash, const char *skey, uint64_t ukey, void *va
         if (!n)
                 return -ENOMEM;
         n->hash = hash;
-        if (m->string_keys)
-                n->key.str = skey;
+        if (m->string_keys || m->key_size)
+                n->key.mem = skey;
         else
                 n->key.u64 = ukey;
         n->value = value;
@@ -168,6 +197,23 @@ int hmap_put_str(hmap *m, const char *key, void *value, void **ret_old)
 int hmap_put_u64(hmap *m, uint64_t key, void *value, void **ret_old)
 {
         return put(m, hash_u64(key), NULL, key, value, ret_old);
+}
+
+void *hmap_get_mem(const hmap *m, const void *key)
+{
+        hmap_node **slot = find_slot(m, hash_mem(key, m->key_size), key, 0);
+
+        return slot ? (*slot)->value : NULL;
+}
+
+int hmap_put_mem(hmap *m, const void *key, void *value, void **ret_old)
+{
+        return put(m, hash_mem(key, m->key_size), key, 0, value, ret_old);
+}
+
+void *hmap_remove_mem(hmap *m, const void *key)
+{
+        return take(m, find_slot(m, hash_mem(key, m->key_size), key, 0));
 }
 
 void *hmap_remove_str(hmap *m, const char *key)

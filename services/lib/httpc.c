@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "array.h"
 #include "cleanup.h"
 #include "httpc.h"
 #include "log.h"
@@ -219,18 +220,7 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
                 b->overflow = true;
                 return 0; /* makes curl fail with CURLE_WRITE_ERROR */
         }
-        if (b->len + n + 1 > b->cap) {
-                size_t cap = MAX(b->cap * 2, b->len + n + 1);
-                char *d = realloc(b->data, cap);
-                if (!d)
-                        return 0;
-                b->data = d;
-                b->cap = cap;
-        }
-        memcpy(b->data + b->len, ptr, n);
-        b->len += n;
-        b->data[b->len] = 0;
-        return n;
+        return array_append_text(&b->data, &b->len, &b->cap, ptr, n) ? n : 0;
 }
 
 static int curl_code_to_errno(CURLcode cc)

@@ -27,6 +27,7 @@
 #define HTTPD_DEFAULT_DEADLINE   10000 /* ms for a request's header and body */
 #define HTTPD_REAP_INTERVAL_MS   250
 #define HTTPD_MAX_PEM            (1u << 20)
+#define HTTPD_LISTEN_BACKLOG     4096
 
 static const double latency_buckets[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1,
                                          0.25,  0.5,   1,    2.5,   5,    10};
@@ -97,6 +98,7 @@ struct httpd_request {
         bool read_authorized; /* the read token or the token */
         bool handled;
         bool refuse_now; /* answer before reading the body */
+        bool nul_path;   /* the raw path holds %00 (on_uri) */
         reply_header *headers;
         struct timespec start;
         unsigned final_status;
@@ -464,6 +466,22 @@ static enum MHD_Result find_nul_arg(void *cls, enum MHD_ValueKind kind, const ch
         return MHD_YES;
 }
 
+/* MHD decodes %00 in the path as well and hands over the part before it, so
+ * "/v1/blocks/ID%00junk" would be read as block ID. The URI logger sees the request line's URI
+ * before it is decoded; what it returns is the request's first *con_cls, so a marker tells
+ * on_access(). */
+static char nul_path_marker;
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+        size_t n = strcspn(uri, "?"); /* NULs in query values: find_nul_arg() */
+
+        for (size_t i = 0; i + 3 <= n; i++)
+                if (uri[i] == '%' && uri[i + 1] == '0' && uri[i + 2] == '0')
+                        return &nul_path_marker;
+        return NULL;
+}
+
 static void request_route(httpd_request *req)
 {
         httpd *h = req->server;
@@ -504,6 +522,10 @@ static void request_route(httpd_request *req)
         MHD_get_connection_values_n(req->connection, MHD_GET_ARGUMENT_KIND, find_nul_arg, &nul);
         if (nul) {
                 request_fail(req, MHD_HTTP_BAD_REQUEST, "a query parameter contains a NUL byte");
+                return;
+        }
+        if (req->nul_path) {
+                request_fail(req, MHD_HTTP_BAD_REQUEST, "the path contains a NUL byte (%00)");
                 return;
         }
 
@@ -710,11 +732,15 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
 {
         httpd *h = cls;
         httpd_request *req = *con_cls;
+        bool nul_path = req == (void *)&nul_path_marker;
 
+        if (nul_path)
+                req = NULL;
         if (!req) {
                 req = request_new(h, c, url, method);
                 if (!req)
                         return MHD_NO;
+                req->nul_path = nul_path;
                 *con_cls = req;
                 if (request_header_size(c, url, method, version) > h->max_header)
                         request_fail(req, 431 /* request header fields too large */,
@@ -774,6 +800,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         httpd_request *req = *con_cls;
         struct timespec now;
 
+        if (req == (void *)&nul_path_marker)
+                *con_cls = req = NULL; /* ended before on_access() */
         if (!req)
                 return;
         *con_cls = NULL;
@@ -877,7 +905,10 @@ static int httpd_listen(const httpd_config *cfg, bool *ret_ipv6)
         }
         int one = 1;
         (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 128) < 0) {
+        /* A deep accept queue: a flood of connections (which the guard then evicts) must not
+         * overflow it and drop the handshakes of the clients arriving meanwhile, such as a
+         * health probe. The kernel caps it at net.core.somaxconn. */
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, HTTPD_LISTEN_BACKLOG) < 0) {
                 r = -errno;
                 freeaddrinfo(ai);
                 return r;
@@ -1011,8 +1042,8 @@ int httpd_new(const httpd_config *cfg, const httpd_route *routes, size_t n_route
                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(2 * h->max_header + 16384),
                 MHD_OPTION_CONNECTION_LIMIT, hard_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
                 per_client, MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
-                MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_ARRAY, tls_options,
-                MHD_OPTION_END);
+                MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_URI_LOG_CALLBACK, on_uri,
+                h, MHD_OPTION_ARRAY, tls_options, MHD_OPTION_END);
         if (!h->daemon) {
                 log_debug("%s: MHD_start_daemon failed", h->name);
                 r = h->tls_cert ? -EINVAL : -EIO; /* GnuTLS refused the certificate or key */

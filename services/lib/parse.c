@@ -62,12 +62,41 @@ static int split_number(const char *s, double *ret_value, const char **ret_suffi
         return 0;
 }
 
+typedef struct unit {
+        const char *suffix;
+        double factor;
+} unit;
+
+/* A number with one of the N suffixes of TABLE, scaled and rounded; -ERANGE at or above LIMIT.
+ * WHOLE_BASE: a number with a factor-1 suffix must be whole ("1.5" bytes is not a size; fractions
+ * only make sense with a unit). */
+static int parse_with_unit(const char *s, const unit *table, size_t n, double limit,
+                           bool whole_base, uint64_t *ret)
+{
+        const char *suffix;
+        double v;
+        int r;
+
+        r = split_number(s, &v, &suffix);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                if (strcmp(suffix, table[i].suffix) != 0)
+                        continue;
+                double scaled = v * table[i].factor;
+                if (scaled >= limit)
+                        return -ERANGE;
+                if (whole_base && table[i].factor == 1.0 && floor(v) != v)
+                        return -EINVAL;
+                *ret = (uint64_t)llround(scaled);
+                return 0;
+        }
+        return -EINVAL;
+}
+
 int parse_size(const char *s, uint64_t *ret)
 {
-        static const struct {
-                const char *suffix;
-                double factor;
-        } table[] = {
+        static const unit table[] = {
                 {"", 1.0},
                 {"B", 1.0},
                 {"K", 1e3},
@@ -92,54 +121,17 @@ int parse_size(const char *s, uint64_t *ret)
                 {"Pi", 1125899906842624.0},
                 {"PiB", 1125899906842624.0},
         };
-        const char *suffix;
-        double v;
-        int r;
-
-        r = split_number(s, &v, &suffix);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < ELEMENTSOF(table); i++) {
-                if (strcmp(suffix, table[i].suffix) != 0)
-                        continue;
-                double bytes = v * table[i].factor;
-                if (bytes >= 18446744073709551615.0)
-                        return -ERANGE;
-                /* "1.5" bytes is not a size; fractions only make sense with a unit. */
-                if (table[i].factor == 1.0 && floor(v) != v)
-                        return -EINVAL;
-                *ret = (uint64_t)llround(bytes);
-                return 0;
-        }
-        return -EINVAL;
+        return parse_with_unit(s, table, ELEMENTSOF(table), 18446744073709551615.0, true, ret);
 }
 
 int parse_duration_ms(const char *s, uint64_t *ret)
 {
-        static const struct {
-                const char *suffix;
-                double factor;
-        } table[] = {
+        static const unit table[] = {
                 {"", 1000.0},   {"ms", 1.0},      {"s", 1000.0},
                 {"m", 60000.0}, {"min", 60000.0}, {"h", 3600000.0},
         };
-        const char *suffix;
-        double v;
-        int r;
 
-        r = split_number(s, &v, &suffix);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < ELEMENTSOF(table); i++) {
-                if (strcmp(suffix, table[i].suffix) != 0)
-                        continue;
-                double ms = v * table[i].factor;
-                if (ms >= 9.2e18)
-                        return -ERANGE;
-                *ret = (uint64_t)llround(ms);
-                return 0;
-        }
-        return -EINVAL;
+        return parse_with_unit(s, table, ELEMENTSOF(table), 9.2e18, false, ret);
 }
 
 int parse_ratio(const char *s, double *ret)

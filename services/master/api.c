@@ -15,6 +15,7 @@
 #include "httpc.h"
 #include "log.h"
 #include "listing.h"
+#include "lswire.h"
 #include "locations.h"
 #include "api.h"
 #include "gate.h"
@@ -23,9 +24,11 @@
 #include "parse.h"
 #include "rejoin.h"
 #include "timeutil.h"
+#include "verify.h"
 
 #define WORKER_BODY_MAX (8u << 20)
 #define WORKER_DEAD_S   15.0 /* a worker silent this long is not alive */
+#define API_MAX_LABELS  1024 /* labels per dataset */
 #define PEER_TIMEOUT_MS 500
 #define PEER_CONNECT_MS 250
 #define FUSE_DEAD_S     WORKER_DEAD_S /* a FUSE daemon reports as often as a worker */
@@ -106,6 +109,23 @@ static json_t *api_status_json(manager *m)
                               "leader", leader ? leader->name : NULL, "serving", v.serving);
         if (s)
                 members_status_fields(m, s);
+        loopwatch_stats w;
+        loopwatch_read(&m->watch, &w);
+        /* How late the loop thread ran (raft's timers share it) and what it spent on applies
+         * and snapshots: what decides whether followers keep hearing from a leader. */
+        json_t *loop = json_pack(
+                "{s:f,s:f,s:f,s:f,s:I,s:f,s:I,s:I,s:f,s:I,s:f}", "late_max_ms",
+                (double)w.late_max_us / 1000, "late_max_runq_ms", (double)w.late_runq_us / 1000,
+                "late_recent_ms", (double)w.late_recent_us[0] / 1000, "apply_recent_ms",
+                (double)w.apply_recent_us[0] / 1000, "ticks", (json_int_t)w.ticks, "apply_max_ms",
+                (double)w.apply_max_us / 1000, "apply_max_bytes", (json_int_t)w.apply_max_bytes,
+                "batches", (json_int_t)w.batches, "batch_max_ms", (double)w.batch_max_us / 1000,
+                "snapshots", (json_int_t)w.snapshots, "snapshot_max_ms",
+                (double)w.snapshot_max_us / 1000);
+        if (s && loop)
+                json_object_set_new(s, "loop", loop);
+        else
+                json_decref(loop);
         return s;
 }
 
@@ -154,6 +174,7 @@ static char *api_metrics_text(manager *m)
                 "included.\n# TYPE weir_master_reachable_masters gauge\n"
                 "weir_master_reachable_masters %u\n",
                 v.reachable_masters);
+        loopwatch_metrics_write(&m->watch, f);
         if (m->httpd)
                 httpd_metrics_write(m->httpd, f);
         if (fclose(f) != 0) {
@@ -544,6 +565,44 @@ static int page_query(httpd_request *req, size_t *ret_limit, const char **ret_af
         return 0;
 }
 
+/* format= of ls and stat: 0 for JSON (the default, for weirctl and people), 1 for the compact
+ * pages of weir-fuse (lswire.h), -EINVAL when answered with a 400. */
+static int ls_format(httpd_request *req, bool ls, size_t limit)
+{
+        const char *format = httpd_request_query(req, "format");
+
+        if (!format || strcmp(format, "json") == 0)
+                return 0;
+        if (strcmp(format, "binary") != 0)
+                httpd_reply_error(req, 400, "format must be json or binary, got '%.40s'", format);
+        else if (!ls || limit == 0)
+                httpd_reply_error(req, 400, "format=binary needs ls and limit=");
+        else
+                return 1;
+        return -EINVAL;
+}
+
+static void ls_binary(manager *m, httpd_request *req, const char *name, const char *path,
+                      const char *after, size_t limit)
+{
+        uint64_t epoch = fsm_epoch(m->fsm);
+        lswire_buf b = {};
+        int r;
+
+        if (epoch == 0) {
+                httpd_reply_header(req, "Retry-After", "1");
+                httpd_reply_error(req, 503,
+                                  "the cluster epoch is not recorded yet (a new leader), "
+                                  "retry");
+                return;
+        }
+        r = listing_page_binary(m->fsm, name, path, after, limit, epoch, &b);
+        if (r < 0)
+                return reply_fsm_error(req, r, fsm_has_dataset(m->fsm, name) ? "path" : "dataset");
+        httpd_reply_text(req, 200, LSWIRE_CONTENT_TYPE, (const char *)b.data, b.len);
+        lswire_buf_done(&b);
+}
+
 /* GET ls / stat. With limit=, a directory's entries come in name order, LIMIT at a time, and
  * "next" names the after= of the next page (absent on the last): no answer holds more than
  * LISTING_LIMIT_MAX entries. stat of a directory adds that page of "entries" to its ENTRY. */
@@ -557,8 +616,10 @@ static void h_ls_stat(manager *m, httpd_request *req, const char *name, bool ls)
         unsigned flags = 0;
         int r;
 
-        if (page_query(req, &limit, &after, &flags) < 0)
+        if (page_query(req, &limit, &after, &flags) < 0 || (r = ls_format(req, ls, limit)) < 0)
                 return;
+        if (r == 1)
+                return ls_binary(m, req, name, path, after, limit);
         /* Read transactions (fsm.h): never waiting for an apply or a snapshot. */
         has = fsm_has_dataset(m->fsm, name);
         if (!has)
@@ -654,6 +715,18 @@ static void h_dataset(httpd_request *req, void *userdata)
                 const char *bad = apibody_label(httpd_request_json(req));
                 if (bad) {
                         httpd_reply_error(req, 400, "%s", bad);
+                        return;
+                }
+                /* Every label is in the replicated state and in each snapshot: bounded. Checked
+                 * here, not in the apply (which must give the same result on replay): two racing
+                 * writes may pass it together, no more than the API threads. */
+                json_auto_t *labels = NULL;
+                if (fsm_labels(m->fsm, name, &labels) >= 0 &&
+                    json_object_size(labels) >= API_MAX_LABELS && !json_object_get(labels, key)) {
+                        httpd_reply_error(req, 409,
+                                          "dataset %s has %d labels, the most it may hold: "
+                                          "delete one first",
+                                          name, API_MAX_LABELS);
                         return;
                 }
                 api_submit(m, req, fsm_cmd_label_set(name, key, json_string_value(value)));
@@ -823,6 +896,24 @@ static void h_worker_register(httpd_request *req, void *userdata)
                 httpd_reply_error(req, 400, "%s", bad);
                 return;
         }
+        /* Only the YAML's workers, at the address the YAML gives them: a registration records
+         * the name and address in the replicated state, and weirctl load sends the token to
+         * that address. */
+        const config_node *n = config_find_node(m->cfg, node);
+        char want[300];
+        if (!n || !n->worker) {
+                httpd_reply_error(req, 404, "no worker node \"%s\" in the cluster YAML", node);
+                return;
+        }
+        snprintf(want, sizeof(want), strchr(n->address, ':') ? "[%s]:%u" : "%s:%u", n->address,
+                 (unsigned)n->worker_port);
+        if (strcmp(api, want) != 0) {
+                httpd_reply_error(req, 400,
+                                  "api \"%s\" is not %s's address and workerPort in the cluster "
+                                  "YAML (%s)",
+                                  api, node, want);
+                return;
+        }
         register_call *rc = calloc(1, sizeof(*rc));
         if (!rc || !(rc->node = strdup(node))) {
                 free(rc);
@@ -886,6 +977,11 @@ static void h_worker_heartbeat(httpd_request *req, void *userdata)
                         break;
                 r = block_remove_locked(m, node, json_string_value(b));
         }
+        /* files these blocks made whole across the workers: NODE checks their content hash */
+        json_t *verify =
+                r >= 0 ? verify_due_locked(m->fsm, m->locations, node,
+                                           json_object_get(body, "added"), now_s(), WORKER_DEAD_S)
+                       : NULL;
         pthread_mutex_unlock(&m->state_lock);
         if (r < 0) {
                 /* a lost delta: the worker's next heartbeat fails too and it registers again
@@ -894,7 +990,9 @@ static void h_worker_heartbeat(httpd_request *req, void *userdata)
                 httpd_reply_error(req, 500, "cannot record the blocks: %s", strerror(-r));
                 return;
         }
-        httpd_reply_json(req, 200, json_pack("{s:b,s:o}", "ok", 1, "drop", drop ?: json_array()));
+        httpd_reply_json(req, 200,
+                         json_pack("{s:b,s:o,s:o}", "ok", 1, "drop", drop ?: json_array(), "verify",
+                                   verify ?: json_array()));
 }
 
 static void h_workers(httpd_request *req, void *userdata)

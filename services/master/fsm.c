@@ -1,6 +1,7 @@
 /* The master's replicated state machine on LMDB: commands applied in write transactions, reads in
  * read transactions (see fsm.h for the command semantics and store-db.h for threads and records). */
 #include <errno.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -547,33 +548,6 @@ typedef struct batch_source {
         char etag[STORE_MAX_ETAG + 1];
 } batch_source;
 
-static int get_varint(const unsigned char **p, const unsigned char *end, uint64_t *ret)
-{
-        uint64_t v = 0;
-        for (unsigned shift = 0; shift < 64; shift += 7) {
-                if (*p >= end)
-                        return -EBADMSG;
-                unsigned char c = *(*p)++;
-                v |= (uint64_t)(c & 0x7f) << shift;
-                if (!(c & 0x80)) {
-                        *ret = v;
-                        return 0;
-                }
-        }
-        return -EBADMSG;
-}
-
-static size_t put_varint(unsigned char *p, uint64_t v)
-{
-        size_t n = 0;
-        while (v >= 0x80) {
-                p[n++] = (unsigned char)(v | 0x80);
-                v >>= 7;
-        }
-        p[n++] = (unsigned char)v;
-        return n;
-}
-
 /* The next entry: 1, 0 at the end, -EINVAL for a bad JSON entry (skipped, counted as refused),
  * -EBADMSG for a bad binary encoding (the whole command is refused). */
 static int batch_next(batch_source *src, batch_entry *ret)
@@ -592,9 +566,9 @@ static int batch_next(batch_source *src, batch_entry *ret)
                 return -EBADMSG;
         kind = *src->p++;
         if ((kind != BATCH_FILE && kind != BATCH_DIR && kind != BATCH_DELETE) ||
-            get_varint(&src->p, src->end, &shared) < 0 || get_varint(&src->p, src->end, &add) < 0 ||
-            shared > src->path_len || add > sizeof(src->path) - 1 - shared ||
-            add > (uint64_t)(src->end - src->p))
+            store_varint_get(&src->p, src->end, &shared) < 0 ||
+            store_varint_get(&src->p, src->end, &add) < 0 || shared > src->path_len ||
+            add > sizeof(src->path) - 1 - shared || add > (uint64_t)(src->end - src->p))
                 return -EBADMSG;
         memcpy(src->path + shared, src->p, add);
         src->p += add;
@@ -606,12 +580,13 @@ static int batch_next(batch_source *src, batch_entry *ret)
         if (kind != BATCH_FILE)
                 return 1;
         uint64_t zz, el;
-        if (get_varint(&src->p, src->end, &ret->size) < 0 ||
-            get_varint(&src->p, src->end, &zz) < 0 || get_varint(&src->p, src->end, &el) < 0 ||
-            el > STORE_MAX_ETAG || el > (uint64_t)(src->end - src->p) || ret->size > INT64_MAX)
+        if (store_varint_get(&src->p, src->end, &ret->size) < 0 ||
+            store_varint_get(&src->p, src->end, &zz) < 0 ||
+            store_varint_get(&src->p, src->end, &el) < 0 || el > STORE_MAX_ETAG ||
+            el > (uint64_t)(src->end - src->p) || ret->size > INT64_MAX)
                 return -EBADMSG;
         (void)v;
-        ret->mtime = (int64_t)(zz >> 1) ^ -(int64_t)(zz & 1);
+        ret->mtime = store_unzigzag(zz);
         ret->has_mtime = true;
         memcpy(src->etag, src->p, el);
         src->etag[el] = 0;
@@ -947,14 +922,14 @@ static json_t *batch_decode(const unsigned char *p, size_t len, batch_source *sr
 
         p++; /* the format byte */
         for (int i = 0; i < 3; i++) {
-                if (get_varint(&p, end, &l) < 0 || l > 4096 || l > (uint64_t)(end - p))
+                if (store_varint_get(&p, end, &l) < 0 || l > 4096 || l > (uint64_t)(end - p))
                         goto out;
                 fields[i] = strndup((const char *)p, l);
                 if (!fields[i] || strlen(fields[i]) != l)
                         goto out;
                 p += l;
         }
-        if (get_varint(&p, end, &n) < 0)
+        if (store_varint_get(&p, end, &n) < 0)
                 goto out;
         cmd = json_pack("{s:s,s:s,s:s,s:s}", "op", "tree_batch", "id", fields[0], "dataset",
                         fields[1], "sync_id", fields[2]);
@@ -1052,11 +1027,11 @@ static int batch_encode(const json_t *cmd, char **ret_buf, size_t *ret_len)
         b[n++] = FSM_TREE_BATCH_V1;
         for (int k = 0; k < 3; k++) {
                 size_t l = strlen(fields[k]);
-                n += put_varint(b + n, l);
+                n += store_varint_put(b + n, l);
                 memcpy(b + n, fields[k], l);
                 n += l;
         }
-        n += put_varint(b + n, json_array_size(entries));
+        n += store_varint_put(b + n, json_array_size(entries));
         json_array_foreach(entries, i, o) {
                 batch_entry e;
                 int r = entry_from_json(o, &e);
@@ -1066,17 +1041,17 @@ static int batch_encode(const json_t *cmd, char **ret_buf, size_t *ret_len)
                 while (prev[shared] && prev[shared] == e.path[shared])
                         shared++;
                 b[n++] = (unsigned char)e.kind;
-                n += put_varint(b + n, shared);
-                n += put_varint(b + n, pl - shared);
+                n += store_varint_put(b + n, shared);
+                n += store_varint_put(b + n, pl - shared);
                 memcpy(b + n, e.path + shared, pl - shared);
                 n += pl - shared;
                 prev = e.path;
                 if (e.kind != BATCH_FILE)
                         continue;
                 size_t el = strlen(e.etag);
-                n += put_varint(b + n, e.size);
-                n += put_varint(b + n, ((uint64_t)e.mtime << 1) ^ (uint64_t)(e.mtime >> 63));
-                n += put_varint(b + n, el);
+                n += store_varint_put(b + n, e.size);
+                n += store_varint_put(b + n, store_zigzag(e.mtime));
+                n += store_varint_put(b + n, el);
                 memcpy(b + n, e.etag, el);
                 n += el;
         }
@@ -1221,51 +1196,57 @@ static json_t *dataset_public(const json_t *ds)
                 json_object_get(ds, "sync_error"), "block_size", json_object_get(ds, "block_size"));
 }
 
-bool fsm_has_dataset(fsm *f, const char *name)
+/* The dataset record NAME, read in a transaction of its own. */
+static int ds_read(fsm *f, const char *name, json_t **ret)
 {
         rctx c;
-        json_t *ds = NULL;
-        if (rbegin(f, &c) < 0)
-                return false;
-        int r = ds_get(c.txn, c.d, name, &ds);
+        int r = rbegin(f, &c);
+        if (r < 0)
+                return r;
+        r = ds_get(c.txn, c.d, name, ret);
         rend(&c);
-        json_decref(ds);
-        return r == 0;
+        return r;
+}
+
+/* INTO (freed on failure) filled by FN from every record of the table at DBI_OFFSET in
+ * store_dbis, in one read transaction. */
+static json_t *collect(fsm *f, size_t dbi_offset, store_record_fn fn, json_t *into)
+{
+        rctx c;
+
+        if (!into || rbegin(f, &c) < 0) {
+                json_decref(into);
+                return NULL;
+        }
+        (void)store_db_each(c.txn, *(const MDB_dbi *)((const char *)c.d + dbi_offset), fn, into);
+        rend(&c);
+        return into;
+}
+
+bool fsm_has_dataset(fsm *f, const char *name)
+{
+        json_auto_t *ds = NULL;
+        return ds_read(f, name, &ds) == 0;
+}
+
+static int datasets_add(const MDB_val *k, const MDB_val *v, void *userdata)
+{
+        (void)k;
+        json_auto_t *ds = json_loadb(v->mv_data, v->mv_size, 0, NULL);
+        if (ds)
+                json_array_append_new(userdata, dataset_public(ds));
+        return 0;
 }
 
 json_t *fsm_datasets(fsm *f)
 {
-        rctx c;
-        MDB_cursor *cur;
-        MDB_val k, v;
-        json_t *a = json_array();
-
-        if (!a || rbegin(f, &c) < 0) {
-                json_decref(a);
-                return NULL;
-        }
-        if (mdb_cursor_open(c.txn, c.d->datasets, &cur) == 0) {
-                for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-                     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-                        json_auto_t *ds = json_loadb(v.mv_data, v.mv_size, 0, NULL);
-                        if (ds)
-                                json_array_append_new(a, dataset_public(ds));
-                }
-                mdb_cursor_close(cur);
-        }
-        rend(&c);
-        return a;
+        return collect(f, offsetof(store_dbis, datasets), datasets_add, json_array());
 }
 
 int fsm_dataset(fsm *f, const char *name, json_t **ret)
 {
-        rctx c;
         json_auto_t *ds = NULL;
-        int r = rbegin(f, &c);
-        if (r < 0)
-                return r;
-        r = ds_get(c.txn, c.d, name, &ds);
-        rend(&c);
+        int r = ds_read(f, name, &ds);
         if (r < 0)
                 return r;
         *ret = dataset_public(ds);
@@ -1274,44 +1255,28 @@ int fsm_dataset(fsm *f, const char *name, json_t **ret)
 
 int fsm_labels(fsm *f, const char *dataset, json_t **ret)
 {
-        rctx c;
         json_auto_t *ds = NULL;
-        int r = rbegin(f, &c);
-        if (r < 0)
-                return r;
-        r = ds_get(c.txn, c.d, dataset, &ds);
-        rend(&c);
+        int r = ds_read(f, dataset, &ds);
         if (r < 0)
                 return r;
         *ret = json_deep_copy(json_object_get(ds, "labels"));
         return *ret ? 0 : -ENOMEM;
 }
 
+static int workers_add(const MDB_val *k, const MDB_val *v, void *userdata)
+{
+        _cleanup_free_ char *node = strndup(k->mv_data, k->mv_size);
+        json_t *wk = json_loadb(v->mv_data, v->mv_size, 0, NULL);
+        if (node && wk)
+                json_object_set_new(userdata, node, wk);
+        else
+                json_decref(wk);
+        return 0;
+}
+
 json_t *fsm_workers(fsm *f)
 {
-        rctx c;
-        MDB_cursor *cur;
-        MDB_val k, v;
-        json_t *o = json_object();
-
-        if (!o || rbegin(f, &c) < 0) {
-                json_decref(o);
-                return NULL;
-        }
-        if (mdb_cursor_open(c.txn, c.d->workers, &cur) == 0) {
-                for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-                     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-                        _cleanup_free_ char *node = strndup(k.mv_data, k.mv_size);
-                        json_t *wk = json_loadb(v.mv_data, v.mv_size, 0, NULL);
-                        if (node && wk)
-                                json_object_set_new(o, node, wk);
-                        else
-                                json_decref(wk);
-                }
-                mdb_cursor_close(cur);
-        }
-        rend(&c);
-        return o;
+        return collect(f, offsetof(store_dbis, workers), workers_add, json_object());
 }
 
 json_t *fsm_members(fsm *f)
@@ -1440,6 +1405,25 @@ static int ls_one(const char *name, size_t name_len, const store_entry *e, void 
         return s->last ? 0 : -ENOMEM;
 }
 
+/* Begins a read transaction in C and finds PATH of DATASET: its record in *RET_DS, the entry in
+ * *RET (-ENOTDIR for a file when DIR). On success the caller ends the transaction (rend); on
+ * failure it is ended already. */
+static int rbegin_path(fsm *f, rctx *c, const char *dataset, const char *path, bool dir,
+                       json_t **ret_ds, store_entry *ret)
+{
+        int r = rbegin(f, c);
+        if (r < 0)
+                return r;
+        r = ds_get(c->txn, c->d, dataset, ret_ds);
+        if (r >= 0)
+                r = lookup(c, ds_root(*ret_ds), path, NULL, ret);
+        if (r >= 0 && dir && !ret->dir)
+                r = -ENOTDIR;
+        if (r < 0)
+                rend(c);
+        return r;
+}
+
 int fsm_ls_page(fsm *f, const char *dataset, const char *path, const char *after, size_t limit,
                 json_t **ret)
 {
@@ -1447,20 +1431,13 @@ int fsm_ls_page(fsm *f, const char *dataset, const char *path, const char *after
         json_auto_t *ds = NULL;
         store_entry e;
         ls_state s = {.dir_path = path, .limit = limit};
-        int r = rbegin(f, &c);
+        int r = rbegin_path(f, &c, dataset, path, true, &ds, &e);
 
         if (r < 0)
                 return r;
-        r = ds_get(c.txn, c.d, dataset, &ds);
-        if (r >= 0)
-                r = lookup(&c, ds_root(ds), path, NULL, &e);
-        if (r >= 0 && !e.dir)
-                r = -ENOTDIR;
-        if (r >= 0) {
-                s.ds = ds;
-                s.entries = json_array();
-                r = s.entries ? store_tree_children(c.txn, c.d, e.id, after, ls_one, &s) : -ENOMEM;
-        }
+        s.ds = ds;
+        s.entries = json_array();
+        r = s.entries ? store_tree_children(c.txn, c.d, e.id, after, ls_one, &s) : -ENOMEM;
         rend(&c);
         if (r < 0) {
                 json_decref(s.entries);
@@ -1483,31 +1460,25 @@ int fsm_stat(fsm *f, const char *dataset, const char *path, json_t **ret)
         rctx c;
         json_auto_t *ds = NULL;
         store_entry e;
-        int r = rbegin(f, &c);
-
+        int r = rbegin_path(f, &c, dataset, path, false, &ds, &e);
         if (r < 0)
                 return r;
-        r = ds_get(c.txn, c.d, dataset, &ds);
-        if (r >= 0)
-                r = lookup(&c, ds_root(ds), path, NULL, &e);
-        if (r >= 0) {
-                const char *last = strrchr(path, '/');
-                const char *name = strcmp(path, "/") == 0 ? "" : last + 1;
-                /* "/a/b/" names b */
-                _cleanup_free_ char *trimmed = NULL;
-                if (!*name && strcmp(path, "/") != 0) {
-                        trimmed = strdup(path);
-                        if (trimmed) {
-                                while (strlen(trimmed) > 1 && trimmed[strlen(trimmed) - 1] == '/')
-                                        trimmed[strlen(trimmed) - 1] = 0;
-                                name = strrchr(trimmed, '/') + 1;
-                        }
+
+        const char *last = strrchr(path, '/');
+        const char *name = strcmp(path, "/") == 0 ? "" : last + 1;
+        /* "/a/b/" names b */
+        _cleanup_free_ char *trimmed = NULL;
+        if (!*name && strcmp(path, "/") != 0) {
+                trimmed = strdup(path);
+                if (trimmed) {
+                        while (strlen(trimmed) > 1 && trimmed[strlen(trimmed) - 1] == '/')
+                                trimmed[strlen(trimmed) - 1] = 0;
+                        name = strrchr(trimmed, '/') + 1;
                 }
-                *ret = entry_json(ds, trimmed ?: path, name, strlen(name), &e);
-                r = *ret ? 0 : -ENOMEM;
         }
+        *ret = entry_json(ds, trimmed ?: path, name, strlen(name), &e);
         rend(&c);
-        return r;
+        return *ret ? 0 : -ENOMEM;
 }
 
 int fsm_file(fsm *f, uint64_t file_id, json_t **ret)
@@ -1613,19 +1584,30 @@ int fsm_children(fsm *f, const char *dataset, const char *path,
         json_auto_t *ds = NULL;
         store_entry e;
         children_state s = {.fn = fn, .userdata = userdata};
-        int r = rbegin(f, &c);
+        int r = rbegin_path(f, &c, dataset, path, true, &ds, &e);
 
         if (r < 0)
                 return r;
-        r = ds_get(c.txn, c.d, dataset, &ds);
-        if (r >= 0)
-                r = lookup(&c, ds_root(ds), path, NULL, &e);
-        if (r >= 0 && !e.dir)
-                r = -ENOTDIR;
-        if (r >= 0)
-                r = store_tree_children(c.txn, c.d, e.id, NULL, child_one, &s);
+        r = store_tree_children(c.txn, c.d, e.id, NULL, child_one, &s);
         rend(&c);
         return r;
+}
+
+/* The paged listing's raw read (listing.c encodes it without JSON): FN sees each child of PATH
+ * whose name sorts after AFTER, in name order, from one read view, until it returns > 0. */
+int fsm_ls_raw(fsm *f, const char *dataset, const char *path, const char *after, store_child_fn fn,
+               void *userdata)
+{
+        rctx c;
+        json_auto_t *ds = NULL;
+        store_entry e;
+        int r = rbegin_path(f, &c, dataset, path, true, &ds, &e);
+
+        if (r < 0)
+                return r;
+        r = store_tree_children(c.txn, c.d, e.id, after, fn, userdata);
+        rend(&c);
+        return r < 0 ? r : 0;
 }
 
 /* ---- command constructors ---- */

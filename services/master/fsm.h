@@ -137,3 +137,7 @@ typedef struct fsm_child {
 } fsm_child;
 int fsm_children(fsm *f, const char *dataset, const char *path,
                  int (*fn)(const fsm_child *c, void *userdata), void *userdata);
+/* The children of PATH after AFTER (NULL: from the first) as the store holds them, for encoding a
+ * page without JSON: FN returns > 0 to stop (store_tree_children). -ENOENT, -ENOTDIR. */
+int fsm_ls_raw(fsm *f, const char *dataset, const char *path, const char *after, store_child_fn fn,
+               void *userdata);

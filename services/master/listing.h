@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include "fsm.h"
+#include "lswire.h"
 
 #define LISTING_LIMIT_MAX 10000u /* entries per page a client may ask for */
 #define LISTING_AFTER_MAX 4096u  /* bytes of the after= name */
@@ -22,3 +23,9 @@
  * directory's size, from one read transaction (no lock). FLAGS: LISTING_ATTR_ONLY or 0. */
 int listing_page(fsm *f, const char *dataset, const char *path, const char *after, size_t limit,
                  unsigned flags, json_t **ret_entries, bool *ret_more);
+
+/* The same page in the compact format (services/lib/lswire.h, format=binary), encoded straight
+ * from the store's read view: no JSON object per entry. EPOCH goes into its header. *ret: the
+ * encoded page (lswire_buf_done() it). Errors as listing_page(). */
+int listing_page_binary(fsm *f, const char *dataset, const char *path, const char *after,
+                        size_t limit, uint64_t epoch, lswire_buf *ret);

@@ -231,6 +231,21 @@ int locations_worker_heartbeat(locations *l, const char *node, double seen, json
         return 0;
 }
 
+/* Undoes what a failed block_add created: H and V when they hold nothing. Returns -ENOMEM. */
+static int block_add_undo(locations *l, version_rec *v, holders *h, uint64_t index)
+{
+        if (h && h->n == 0) {
+                hmap_remove_u64(&v->indexes, index);
+                free(h->w);
+                free(h);
+        }
+        if (v->indexes.n == 0) {
+                hmap_remove_str(&l->versions, v->key);
+                version_free(v);
+        }
+        return -ENOMEM;
+}
+
 static int block_add(locations *l, worker_rec *w, const block_key *k, const char *id)
 {
         char key[48];
@@ -261,11 +276,7 @@ static int block_add(locations *l, worker_rec *w, const block_key *k, const char
                 h = calloc(1, sizeof(*h));
                 if (!h || hmap_put_u64(&v->indexes, k->index, h, NULL) < 0) {
                         free(h);
-                        if (v->indexes.n == 0) {
-                                hmap_remove_str(&l->versions, v->key);
-                                version_free(v);
-                        }
-                        return -ENOMEM;
+                        return block_add_undo(l, v, NULL, k->index);
                 }
                 h->index = k->index;
         }
@@ -275,30 +286,12 @@ static int block_add(locations *l, worker_rec *w, const block_key *k, const char
                 h->w = grown;
         if (!b || !grown) {
                 free(b);
-                if (h->n == 0) {
-                        hmap_remove_u64(&v->indexes, k->index);
-                        free(h->w);
-                        free(h);
-                        if (v->indexes.n == 0) {
-                                hmap_remove_str(&l->versions, v->key);
-                                version_free(v);
-                        }
-                }
-                return -ENOMEM;
+                return block_add_undo(l, v, h, k->index);
         }
         memcpy(b->id, id, sizeof(b->id));
         if (hmap_put_str(&w->blocks, b->id, b, NULL) < 0) {
                 free(b);
-                if (h->n == 0) {
-                        hmap_remove_u64(&v->indexes, k->index);
-                        free(h->w);
-                        free(h);
-                        if (v->indexes.n == 0) {
-                                hmap_remove_str(&l->versions, v->key);
-                                version_free(v);
-                        }
-                }
-                return -ENOMEM;
+                return block_add_undo(l, v, h, k->index);
         }
         h->w[h->n++] = w;
         w->pub.n_blocks++;

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "config-load.h"
 #include "config.h"
 #include "dbus.h"
 #include "epoch.h"
@@ -127,7 +128,6 @@ static int run(int argc, char **argv)
         _cleanup_(config_freep) config *cfg = NULL;
         _cleanup_(manager_freep) manager *m = NULL;
         _cleanup_(sync_manager_freep) sync_manager *s = NULL; /* freed before m */
-        config_diags diags = {};
         int r;
 
         log_setup("weir-master");
@@ -136,11 +136,9 @@ static int run(int argc, char **argv)
                 return r;
 
         const char *path = config_resolve_path(arg_config);
-        r = config_load(path, &cfg, &diags);
-        config_diags_print(&diags, path);
-        config_diags_done(&diags);
+        r = config_load_logged(path, true, &cfg);
         if (r < 0)
-                return log_error_errno(r, "Failed to load %s: %m", path);
+                return r;
 
         const config_node *node = config_find_node(cfg, arg_node);
         if (!node)

@@ -8,6 +8,8 @@
 
 #include "httpd.h"
 #include "locations.h"
+#include "loopwake.h"
+#include "loopwatch.h"
 #include "manager.h"
 
 typedef struct manager_call manager_call;
@@ -45,9 +47,11 @@ struct manager {
         uv_signal_t sigterm, sigint;
         uv_timer_t tick;
         uv_timer_t watchdog;
-        uv_async_t wakeup;
+        loopwake wakeup;       /* not uv_async: see loopwake.h */
         unsigned open_handles; /* ours, closed by the shutdown chain */
         uint64_t watchdog_usec;
+        loopwatch watch;    /* the loop thread's lateness, applies, snapshots (loopwatch.h) */
+        bool loop_realtime; /* the loop thread runs SCHED_RR (loopwatch_realtime) */
 
         /* The replicated state (fsm.h, LMDB): read from any thread without state_lock; written
          * only by the loop thread (raft apply and restore). */

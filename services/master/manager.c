@@ -153,6 +153,9 @@ static int raft_fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf, vo
         uint64_t t0 = now_us();
         int r = fsm_apply(m->fsm, buf->base, buf->len, NULL);
         uint64_t took = now_us() - t0;
+        loopwatch_note_apply(&m->watch, took, buf->len,
+                             buf->len > 0 &&
+                                     *(const unsigned char *)buf->base == FSM_TREE_BATCH_V1);
         if (took > SLOW_LOOP_US)
                 log_warning("Applying an entry of %zu bytes took %" PRIu64 " ms.", buf->len,
                             took / 1000);
@@ -175,8 +178,10 @@ static int raft_fsm_snapshot(struct raft_fsm *rf, struct raft_buffer *bufs[], un
         int r = fsm_flush(m->fsm);
         if (r >= 0)
                 r = fsm_snapshot_descriptor(m->fsm, &s, &len);
-        if (now_us() - t0 > SLOW_LOOP_US)
-                log_warning("Taking a snapshot took %" PRIu64 " ms.", (now_us() - t0) / 1000);
+        uint64_t took = now_us() - t0;
+        loopwatch_note_snapshot(&m->watch, took);
+        if (took > SLOW_LOOP_US)
+                log_warning("Taking a snapshot took %" PRIu64 " ms.", took / 1000);
         if (r < 0) {
                 log_warning_errno(r, "Cannot take a snapshot: %m, retrying later");
                 return r == -ENOMEM ? RAFT_NOMEM : RAFT_IOERR;
@@ -220,7 +225,13 @@ static int raft_fsm_restore(struct raft_fsm *rf, struct raft_buffer *buf)
                 log_info("The state database has %" PRIu64 " entries, the snapshot %" PRIu64
                          ": copying the database from a peer.",
                          have, want);
+                /* Seconds of download and file writing: not at real-time priority, where it would
+                 * hold a CPU away from every normal process meanwhile. */
+                if (m->loop_realtime)
+                        loopwatch_thread_normal();
                 r = manager_snapshot_fetch(m, want);
+                if (m->loop_realtime && loopwatch_realtime() < 0)
+                        m->loop_realtime = false;
                 if (r < 0) {
                         log_error_errno(r, "Cannot install the snapshot: %m");
                         return RAFT_IOERR;
@@ -370,7 +381,7 @@ static int enqueue(manager *m, manager_call *c)
         m->queue_tail = c;
         /* Sent under the lock: once stopping is set nobody touches the handle, which the
          * shutdown chain then closes. */
-        uv_async_send(&m->wakeup);
+        loopwake_send(&m->wakeup);
         pthread_mutex_unlock(&m->state_lock);
         return 0;
 }
@@ -405,9 +416,9 @@ int manager_call_on_loop(manager *m, void (*fn)(manager *m, bool stopping, void 
         return r;
 }
 
-static void on_wakeup(uv_async_t *h)
+static void on_wakeup(loopwake *w)
 {
-        drain_queue(h->data, false);
+        drain_queue(w->poll.data, false);
 }
 
 /* ---- leadership ---- */
@@ -604,6 +615,7 @@ static void on_tick(uv_timer_t *t)
 {
         manager *m = t->data;
 
+        loopwatch_tick(&m->watch, SLOW_LOOP_US);
         manager_update(m);
         m->opts.parts->epoch_ensure(m); /* a failed proposal is retried */
 }
@@ -641,6 +653,8 @@ int manager_transfer_leadership(manager *m, unsigned id)
 static void *prober_main(void *userdata)
 {
         manager *m = userdata;
+
+        loopwatch_thread_normal(); /* started by the real-time loop thread */
         httpc *c = httpc_new();
         if (!c || apiauth_httpc_setup(c, m->cfg, m->token) < 0) /* members_probe reads /v1/config */
                 return httpc_free(c);
@@ -723,7 +737,7 @@ int manager_new(const config *cfg, const config_node *node, const manager_option
         m->opts = *opts;
         m->lock_fd = -1;
         m->last_state = -1;
-        pthread_mutex_init(&m->state_lock, NULL);
+        loopwatch_mutex_init(&m->state_lock); /* the loop may be real-time */
         pthread_cond_init(&m->prober_cond, NULL);
         pthread_cond_init(&m->copies_cond, NULL);
         if (m->opts.parts->members_new(m) < 0) {
@@ -841,6 +855,14 @@ static void close_handle(manager *m, uv_handle_t *h)
         }
 }
 
+static void close_wakeup(manager *m)
+{
+        if (m->wakeup.poll.loop && !uv_is_closing((uv_handle_t *)&m->wakeup.poll)) {
+                m->wakeup.poll.data = m;
+                loopwake_close(&m->wakeup, on_handle_closed);
+        }
+}
+
 /* struct raft's fields are off limits (they moved between raft versions): find the manager
  * from the embedded member instead of raft->data. */
 static manager *manager_from_raft(struct raft *r)
@@ -860,7 +882,7 @@ static void on_raft_closed(struct raft *r)
         manager_snapshot_copies_wait(m);
         m->httpd = httpd_free(m->httpd);
         m->opts.parts->dbus_stop(m);
-        close_handle(m, (uv_handle_t *)&m->wakeup);
+        close_wakeup(m);
         log_debug("Raft closed.");
 }
 
@@ -917,7 +939,7 @@ static void manager_stop(manager *m)
                 manager_snapshot_copies_wait(m);
                 m->httpd = httpd_free(m->httpd);
                 m->opts.parts->dbus_stop(m);
-                close_handle(m, (uv_handle_t *)&m->wakeup);
+                close_wakeup(m);
         }
 }
 
@@ -1039,9 +1061,10 @@ int manager_run(manager *m)
 
         signal(SIGPIPE, SIG_IGN); /* survivors died of SIGPIPE when a peer was killed */
 
-        m->sigterm.data = m->sigint.data = m->tick.data = m->watchdog.data = m->wakeup.data = m;
+        m->sigterm.data = m->sigint.data = m->tick.data = m->watchdog.data = m->wakeup.poll.data =
+                m;
 
-        r = add_handle(m, uv_async_init(&m->loop, &m->wakeup, on_wakeup));
+        r = add_handle(m, loopwake_init(&m->loop, &m->wakeup, on_wakeup));
         if (r >= 0)
                 r = add_handle(m, uv_signal_init(&m->loop, &m->sigterm));
         if (r >= 0)
@@ -1054,7 +1077,8 @@ int manager_run(manager *m)
                 log_error("libuv: %s", uv_strerror(r));
                 goto fail;
         }
-        m->sigterm.data = m->sigint.data = m->tick.data = m->watchdog.data = m->wakeup.data = m;
+        m->sigterm.data = m->sigint.data = m->tick.data = m->watchdog.data = m->wakeup.poll.data =
+                m;
         uv_signal_start(&m->sigterm, on_signal, SIGTERM);
         uv_signal_start(&m->sigint, on_signal, SIGINT);
 
@@ -1065,6 +1089,22 @@ int manager_run(manager *m)
                 goto fail;
         /* D-Bus before raft, too: a new master waiting for the others already says so there. */
         (void)m->opts.parts->dbus_start(m);
+        if (!m->cfg->raft_loop_normal) {
+                /* After the HTTP threads started (they keep normal scheduling), before raft
+                 * starts libuv's pool (it must inherit it: loopwatch.h). */
+                int rt = loopwatch_realtime();
+                if (rt < 0)
+                        log_full_errno(LOG_NOTICE, rt,
+                                       "Cannot give the loop thread real-time scheduling "
+                                       "(%m): on a busy machine raft heartbeats may then wait "
+                                       "for a CPU past the election timeout. Allow it with "
+                                       "LimitRTPRIO=1 (the unit does), or set "
+                                       "spec.raft.loopScheduling: normal to silence this.");
+                else {
+                        m->loop_realtime = true;
+                        log_info("The loop thread runs with real-time scheduling (SCHED_RR 1).");
+                }
+        }
         r = manager_start_raft(m);
         if (r == -ECANCELED) { /* SIGTERM while a new master waited for the others */
                 uv_run(&m->loop, UV_RUN_DEFAULT);
@@ -1083,6 +1123,7 @@ int manager_run(manager *m)
                 m->prober_started = true;
         }
 
+        loopwatch_init(&m->watch, RAFT_COMPAT_POLL_MS);
         uv_timer_start(&m->tick, on_tick, 0, RAFT_COMPAT_POLL_MS);
         if (sd_watchdog_enabled(false, &m->watchdog_usec) > 0 && m->watchdog_usec > 0) {
                 uint64_t ms = MAX(m->watchdog_usec / 2000, 1);
@@ -1090,6 +1131,7 @@ int manager_run(manager *m)
         }
 
         uv_run(&m->loop, UV_RUN_DEFAULT);
+        loopwatch_done(&m->watch);
         log_info("Stopped.");
         return m->fatal ? -EIO : 0;
 

@@ -508,6 +508,15 @@ static void on_record_done(manager *m, int status, json_t *result, void *userdat
         reconcile(ms);
 }
 
+/* A raft_add/raft_assign/raft_remove was accepted: its configuration entry is being appended,
+ * so a stop waits for it like for an apply (manager_stop: raft_close() cancelling that append
+ * crashed libraft 0.15). on_change() ends it. */
+static void change_started(members *ms)
+{
+        ms->change_pending = true;
+        ms->m->raft_pending++;
+}
+
 static void on_change(struct raft_change *req, int status)
 {
         members *ms = req->data;
@@ -517,6 +526,7 @@ static void on_change(struct raft_change *req, int status)
         const char *name = n ? n->name : "?";
 
         ms->change_pending = false;
+        m->raft_pending--;
         if (m->stopping)
                 return;
         if (status != 0) {
@@ -624,7 +634,7 @@ static bool reconcile_add(members *ms)
                                 log_info("Adding master %s (raft id %u) at %s.", n->name, id, addr);
                 }
                 if (rv == 0) {
-                        ms->change_pending = true;
+                        change_started(ms);
                         if (ms->kind != CHANGE_ADD)
                                 log_info("Assigning master %s (raft id %u) the role %s.", n->name,
                                          id,
@@ -660,7 +670,7 @@ static bool reconcile_remove(members *ms)
                 ms->kind = CHANGE_REMOVE;
                 int rv = raft_remove(&m->raft, &ms->change, id, on_change);
                 if (rv == 0) {
-                        ms->change_pending = true;
+                        change_started(ms);
                         log_info("Removing raft id %u from the membership.", id);
                         return true;
                 }
@@ -724,7 +734,7 @@ static bool reconcile_reset(members *ms)
         ms->kind = CHANGE_RESET;
         int rv = raft_remove(&m->raft, &ms->change, id, on_change);
         if (rv == 0) {
-                ms->change_pending = true;
+                change_started(ms);
                 log_info("Removing raft id %u from the membership to add it back: its log was "
                          "emptied.",
                          id);

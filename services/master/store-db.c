@@ -22,6 +22,14 @@ struct store_db {
         MDB_env *env;
         store_dbis dbis;
 
+        /* The thread that opened the database is its one writer (the raft loop). Its reads reuse
+         * one read transaction (reset and renewed: it keeps its reader slot), because beginning a
+         * fresh one takes LMDB's reader-table mutex, which any API or sync thread may hold while
+         * it waits for a CPU: the loop, real-time, must not wait for them (loopwatch.h). */
+        pthread_t owner;
+        MDB_txn *owner_read; /* reset when not in use; NULL until the first read */
+        bool owner_read_busy;
+
         pthread_t flusher;
         bool flusher_started;
         pthread_mutex_t flush_lock; /* guards stopping; with flush_cond */
@@ -150,6 +158,7 @@ int store_db_open(const char *path, store_db **ret)
         db->path = strdup(path);
         if (!db->path)
                 return -ENOMEM;
+        db->owner = pthread_self();
         r = env_open(db);
         if (r < 0)
                 return r;
@@ -172,6 +181,8 @@ store_db *store_db_free(store_db *db)
                 pthread_mutex_unlock(&db->flush_lock);
                 pthread_join(db->flusher, NULL);
         }
+        if (db->owner_read)
+                mdb_txn_abort(db->owner_read);
         if (db->env) {
                 mdb_env_sync(db->env, 1);
                 mdb_env_close(db->env);
@@ -200,6 +211,20 @@ int store_db_begin(store_db *db, bool write, MDB_txn **ret_txn, const store_dbis
                         pthread_rwlock_unlock(&db->env_lock);
                 return -EBADFD; /* a failed swap left us without a database */
         }
+        if (!write && !db->owner_read_busy && pthread_equal(pthread_self(), db->owner)) {
+                rc = db->owner_read ? mdb_txn_renew(db->owner_read)
+                                    : mdb_txn_begin(db->env, NULL, MDB_RDONLY, &db->owner_read);
+                if (rc == 0) {
+                        db->owner_read_busy = true;
+                        *ret_txn = db->owner_read;
+                        *ret_dbis = &db->dbis;
+                        return 0;
+                }
+                if (db->owner_read) { /* renew failed: start afresh next time */
+                        mdb_txn_abort(db->owner_read);
+                        db->owner_read = NULL;
+                }
+        }
         rc = mdb_txn_begin(db->env, NULL, write ? 0 : MDB_RDONLY, ret_txn);
         if (rc != 0) {
                 if (!write)
@@ -225,7 +250,11 @@ void store_db_end(store_db *db, MDB_txn *txn)
 {
         if (!txn)
                 return;
-        mdb_txn_abort(txn);
+        if (txn == db->owner_read) {
+                mdb_txn_reset(txn); /* keeps its reader slot for the next renew */
+                db->owner_read_busy = false;
+        } else
+                mdb_txn_abort(txn);
         pthread_rwlock_unlock(&db->env_lock);
 }
 
@@ -276,6 +305,10 @@ int store_db_replace(store_db *db, const char *path)
         if (r < 0)
                 return r;
         pthread_rwlock_wrlock(&db->env_lock);
+        if (db->owner_read) { /* of the old environment (not in use: we hold env_lock) */
+                mdb_txn_abort(db->owner_read);
+                db->owner_read = NULL;
+        }
         if (db->env) {
                 mdb_env_close(db->env);
                 db->env = NULL;
@@ -364,7 +397,7 @@ int store_meta_put(MDB_txn *txn, const store_dbis *d, const store_meta *m)
 
 /* ---- tree records ---- */
 
-static size_t put_varint(unsigned char *p, uint64_t v)
+size_t store_varint_put(unsigned char *p, uint64_t v)
 {
         size_t n = 0;
         while (v >= 0x80) {
@@ -375,7 +408,7 @@ static size_t put_varint(unsigned char *p, uint64_t v)
         return n;
 }
 
-static int get_varint(const unsigned char **p, const unsigned char *end, uint64_t *ret)
+int store_varint_get(const unsigned char **p, const unsigned char *end, uint64_t *ret)
 {
         uint64_t v = 0;
         for (unsigned shift = 0; shift < 64; shift += 7) {
@@ -391,24 +424,45 @@ static int get_varint(const unsigned char **p, const unsigned char *end, uint64_
         return -EBADMSG;
 }
 
+int store_db_each(MDB_txn *txn, MDB_dbi dbi, store_record_fn fn, void *userdata)
+{
+        MDB_cursor *c;
+        MDB_val k, v;
+        int r = 0;
+
+        int rc = mdb_cursor_open(txn, dbi, &c);
+        if (rc != 0)
+                return store_errno(rc);
+        for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+                r = fn(&k, &v, userdata);
+                if (r != 0)
+                        break;
+        }
+        mdb_cursor_close(c);
+        if (r < 0)
+                return r;
+        return rc == 0 || rc == MDB_NOTFOUND ? 0 : store_errno(rc);
+}
+
 #define KIND_DIR  1
 #define KIND_FILE 2
 
 size_t store_entry_encode(const store_entry *e, unsigned char *buf)
 {
         size_t n = 0;
-        uint64_t zz = ((uint64_t)e->mtime << 1) ^ (uint64_t)(e->mtime >> 63);
+        uint64_t zz = store_zigzag(e->mtime);
 
         buf[n++] = STORE_ENTRY_V1;
         buf[n++] = e->dir ? KIND_DIR : KIND_FILE;
-        n += put_varint(buf + n, e->id);
-        n += put_varint(buf + n, zz);
+        n += store_varint_put(buf + n, e->id);
+        n += store_varint_put(buf + n, zz);
         if (e->dir)
                 return n;
-        n += put_varint(buf + n, e->version);
-        n += put_varint(buf + n, e->size);
+        n += store_varint_put(buf + n, e->version);
+        n += store_varint_put(buf + n, e->size);
         size_t el = MIN(e->etag_len, (size_t)STORE_MAX_ETAG);
-        n += put_varint(buf + n, el);
+        n += store_varint_put(buf + n, el);
         if (el)
                 memcpy(buf + n, e->etag, el);
         return n + el;
@@ -424,12 +478,13 @@ int store_entry_decode(const MDB_val *v, store_entry *ret)
                 return -EBADMSG;
         e.dir = p[1] == KIND_DIR;
         p += 2;
-        if (get_varint(&p, end, &e.id) < 0 || get_varint(&p, end, &zz) < 0)
+        if (store_varint_get(&p, end, &e.id) < 0 || store_varint_get(&p, end, &zz) < 0)
                 return -EBADMSG;
-        e.mtime = (int64_t)(zz >> 1) ^ -(int64_t)(zz & 1);
+        e.mtime = store_unzigzag(zz);
         if (!e.dir) {
-                if (get_varint(&p, end, &e.version) < 0 || get_varint(&p, end, &e.size) < 0 ||
-                    get_varint(&p, end, &el) < 0 || el > (uint64_t)(end - p))
+                if (store_varint_get(&p, end, &e.version) < 0 ||
+                    store_varint_get(&p, end, &e.size) < 0 || store_varint_get(&p, end, &el) < 0 ||
+                    el > (uint64_t)(end - p))
                         return -EBADMSG;
                 e.etag = (const char *)p;
                 e.etag_len = (size_t)el;

@@ -9,9 +9,11 @@
 #include "cleanup.h"
 
 /*
- * Threads: exactly one thread writes (the raft loop applying entries, restoring snapshots);
- * any number of threads read, each in its own read transaction (MDB_NOTLS), never waiting for
- * a writer: LMDB's copy-on-write pages give every read transaction the state as of its start.
+ * Threads: exactly one thread writes, the one that opened the database (the raft loop applying
+ * entries, restoring snapshots); any number of threads read, each in its own read transaction
+ * (MDB_NOTLS), never waiting for a writer: LMDB's copy-on-write pages give every read
+ * transaction the state as of its start. The writer's own reads reuse one read transaction, so
+ * that it never waits for LMDB's reader-table mutex (store-db.c).
  * The one lock, env_lock (a rwlock), only protects the environment pointer against a swap
  * (store_db_replace, when a lagging master installs a peer's copy): readers hold it shared for
  * the length of their transaction; the swap takes it exclusively. Appliers never take it.
@@ -92,6 +94,24 @@ int store_errno(int rc);
 
 int store_meta_get(MDB_txn *txn, const store_dbis *d, store_meta *ret);
 int store_meta_put(MDB_txn *txn, const store_dbis *d, const store_meta *m);
+
+/* The integer encodings of the tree records and the binary tree batch (fsm.c): LEB128 varints
+ * (at most 10 bytes each; get: -EBADMSG when truncated or longer) and zigzag for signed values,
+ * so that small negative mtimes stay short. */
+size_t store_varint_put(unsigned char *p, uint64_t v);
+int store_varint_get(const unsigned char **p, const unsigned char *end, uint64_t *ret);
+static inline uint64_t store_zigzag(int64_t v)
+{
+        return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+static inline int64_t store_unzigzag(uint64_t v)
+{
+        return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+}
+
+/* Calls FN for every record of DBI in key order; FN returns > 0 to stop, < 0 to fail (returned). */
+typedef int (*store_record_fn)(const MDB_val *key, const MDB_val *value, void *userdata);
+int store_db_each(MDB_txn *txn, MDB_dbi dbi, store_record_fn fn, void *userdata);
 
 /* Tree records. KEY_BUF must hold 8 + STORE_MAX_NAME bytes. */
 size_t store_tree_key(uint64_t parent, const char *name, size_t name_len, unsigned char *key_buf);

@@ -5,7 +5,8 @@
  * them; listers take directories off the job's work queue and append changes to its change
  * queue. job->lock guards both queues, the counters and the error; job->cond wakes listers (new
  * work, space in the change queue, an error). The loop thread alone sends commands; it is woken
- * through sm->async and reads the queues under job->lock. */
+ * through sm->async (an eventfd, loopwake.h: the loop may be real-time) and reads the queues under
+ * job->lock (priority inheritance: a lister holding it runs while the loop waits). */
 #include <errno.h>
 #include <inttypes.h>
 #include <malloc.h>
@@ -21,6 +22,9 @@
 #include "array.h"
 #include "fsm.h"
 #include "log.h"
+#include "loopwake.h"
+#include "loopwatch.h"
+#include "sync-minute.h"
 #include "sync.h"
 #include "timeutil.h"
 #include "ufs/ufs.h"
@@ -34,8 +38,8 @@ struct sync_manager {
         size_t n_ds;
         bool leader;
         uint64_t seq;
-        bool attached; /* loop handles initialised (on the first hook call, on the loop) */
-        uv_async_t async;
+        bool attached;  /* loop handles initialised (on the first hook call, on the loop) */
+        loopwake async; /* not uv_async: see loopwake.h */
         unsigned open_handles;
 };
 
@@ -46,6 +50,8 @@ struct sync_ds {
         sync_job *job;    /* the running sync, NULL if none */
         bool again;       /* asked for while one ran */
         unsigned failures;
+        int64_t *prev_dates; /* per mount: see sync_job.dates; loop thread only */
+        size_t n_prev_dates;
 };
 
 typedef enum change_kind {
@@ -94,6 +100,10 @@ struct sync_job {
         int error;
         char message[512];
         uint64_t entries, dirs, heads, changes;
+        /* Per mount: the earliest Date of the store's listings (-1: one had none), for the next
+         * sync's minute rule (sync-minute.h); prev_dates: the previous completed sync's. */
+        int64_t *dates, *prev_dates;
+        bool minutes_warned;
 
         /* The loop's part. */
         bool begun, committing, aborting, finished;
@@ -164,7 +174,7 @@ static int job_fail_locked(sync_job *j, int err, const char *format, ...)
 
 static void job_wake_loop(sync_job *j)
 {
-        uv_async_send(&j->ds->sm->async);
+        loopwake_send(&j->ds->sm->async);
 }
 
 static bool job_stopped(sync_job *j)
@@ -274,6 +284,9 @@ static int delete_subtree(sync_job *j, const char *path, change_list *out)
 typedef struct lister {
         sync_job *j;
         ufs **handles; /* per mount, opened on first use */
+        /* Per mount: whether a HEAD confirmed that the listing's minutes are the files' (0: not
+         * yet, 1: yes, -1: no, e.g. nginx's autoindex_localtime: HEAD every file). */
+        signed char *minutes_ok;
 } lister;
 
 static ufs *lister_handle(lister *l, size_t mount)
@@ -303,7 +316,9 @@ static int entry_compare(const void *a, const void *b)
 typedef enum verdict {
         SAME,
         CHANGED, /* and the listing's values are exact: use them */
+        MINUTE,  /* a version from a listing with minutes (sync-minute.h) */
         ASK,     /* HEAD it */
+        CHECK,   /* HEAD it, and compare with the listed minute */
 } verdict;
 
 static verdict compare_file(ufs_exactness x, const ufs_entry *e, const stored_child *s)
@@ -314,21 +329,38 @@ static verdict compare_file(ufs_exactness x, const ufs_entry *e, const stored_ch
                     (!e->version.etag || strcmp(s->etag, e->version.etag) == 0))
                         return SAME;
                 return CHANGED;
-        case UFS_EXACT_SIZE:
-                /* The page shows the minute only: a file rewritten with the same size within
-                 * the minute of the time it was HEADed looks unchanged forever (its fills then
-                 * fail on the old ETag). Every file is asked; a JSON index (nginx's
-                 * autoindex_format json) gives exact times and needs no HEAD. */
-                (void)s;
-                return ASK;
         default:
-                return ASK;
+                return ASK; /* UFS_EXACT_SIZE: see minute_verdict() */
         }
 }
 
-/* HEADs REL and adds the file's change unless it equals S. */
+static sync_minute_stored minute_stored(const stored_child *s)
+{
+        return (sync_minute_stored){.size = s->size, .mtime = s->mtime, .etag = s->etag};
+}
+
+/* For a listing with exact sizes and times to the minute (nginx's HTML index). Until a HEAD of
+ * this lister confirmed that the page's minutes are the files' own (not local time), the first
+ * file it would take from the page is HEADed and compared instead. A file whose stored version
+ * the page matches needs no check: that version was a confirmed page's or a HEAD's. */
+static verdict minute_verdict(lister *l, size_t mount, const ufs_entry *e, const stored_child *s,
+                              int64_t date)
+{
+        sync_minute_stored st = s ? minute_stored(s) : (sync_minute_stored){};
+        sync_minute_verdict v =
+                sync_minute_judge(&e->version, date, l->j->prev_dates[mount], s ? &st : NULL);
+
+        if (v == SYNC_MINUTE_ASK || l->minutes_ok[mount] < 0)
+                return ASK;
+        if (v == SYNC_MINUTE_SAME)
+                return SAME;
+        return l->minutes_ok[mount] == 0 ? CHECK : MINUTE;
+}
+
+/* HEADs REL and adds the file's change unless it equals S; *RET_MTIME (if not NULL) is the mtime
+ * the store gave, 0 when it gave none. */
 static int head_file(lister *l, ufs *u, const char *rel, const char *path, const stored_child *s,
-                     change_list *out)
+                     change_list *out, int64_t *ret_mtime)
 {
         ufs_version v = {};
         int r;
@@ -345,7 +377,10 @@ static int head_file(lister *l, ufs *u, const char *rel, const char *path, const
         }
         if (r < 0)
                 return job_fail(l->j, r, "%s", ufs_last_error(u));
-        if (s && s->size == v.size && s->mtime == v.mtime && strcmp(s->etag, v.etag ?: "") == 0)
+        if (ret_mtime)
+                *ret_mtime = v.mtime;
+        sync_minute_stored st = s ? minute_stored(s) : (sync_minute_stored){};
+        if (s && sync_minute_head_same(&st, &v))
                 r = 0;
         else
                 r = change_add(out, CHANGE_FILE, path, v.size, v.mtime, v.etag);
@@ -422,6 +457,28 @@ static int job_publish(sync_job *j, change_list *changes, dir_item *subdirs)
         return 0;
 }
 
+/* The first HEAD of a file this lister would have trusted: does the page show its minute? */
+static void minutes_checked(lister *l, size_t mount, const ufs_entry *e, int64_t mtime)
+{
+        sync_job *j = l->j;
+        bool ok = sync_minute_floor(mtime) == e->version.mtime, warn;
+
+        if (l->minutes_ok[mount] != 0)
+                return;
+        l->minutes_ok[mount] = ok ? 1 : -1;
+        if (ok)
+                return;
+        pthread_mutex_lock(&j->lock);
+        warn = !j->minutes_warned;
+        j->minutes_warned = true;
+        pthread_mutex_unlock(&j->lock);
+        if (warn)
+                log_warning("Sync of %s: the index of mount %s shows %s in another minute than "
+                            "its Last-Modified (changed since, or a page in local time: nginx's "
+                            "autoindex_localtime): its files are HEADed, ignoring",
+                            j->ds->cfg->name, j->ds->cfg->mounts[mount].name, e->name);
+}
+
 static int list_dir(lister *l, const dir_item *item)
 {
         sync_job *j = l->j;
@@ -460,10 +517,16 @@ static int list_dir(lister *l, const dir_item *item)
         if (r < 0)
                 return job_fail(j, r, "%s", ufs_last_error(u));
         ufs_exactness x = ufs_list_exactness(u);
+        int64_t date = ufs_list_date(u);
 
         pthread_mutex_lock(&j->lock);
         j->entries += n;
         j->dirs++;
+        if (date <= 0)
+                j->dates[item->mount] = -1;
+        else if (j->dates[item->mount] == 0 ||
+                 (j->dates[item->mount] > 0 && date < j->dates[item->mount]))
+                j->dates[item->mount] = date;
         bool over = j->entries > d->max_entries;
         pthread_mutex_unlock(&j->lock);
         if (over) {
@@ -490,7 +553,8 @@ static int list_dir(lister *l, const dir_item *item)
         if (dropped)
                 log_warning("Sync of %s: %zu names longer than %u bytes left out in %s.", d->name,
                             dropped, STORE_MAX_NAME, store_path);
-        qsort(e, n, sizeof *e, entry_compare);
+        if (n > 1) /* qsort() of an empty listing would get NULL (UBSan) */
+                qsort(e, n, sizeof *e, entry_compare);
 
         r = stored_children(j, store_path, &stored);
         if (r < 0) {
@@ -543,15 +607,27 @@ static int list_dir(lister *l, const dir_item *item)
                         tail = &di->next;
                         continue;
                 }
-                switch (compare_file(x, le, se)) {
+                verdict v = x == UFS_EXACT_SIZE ? minute_verdict(l, item->mount, le, se, date)
+                                                : compare_file(x, le, se);
+                int64_t mtime = 0;
+                switch (v) {
                 case SAME:
                         break;
                 case CHANGED:
                         r = change_add(&out, CHANGE_FILE, path, le->version.size, le->version.mtime,
                                        le->version.etag);
                         break;
+                case MINUTE:
+                        r = change_add(&out, CHANGE_FILE, path, le->version.size, le->version.mtime,
+                                       UFS_ETAG_MINUTE);
+                        break;
                 case ASK:
-                        r = head_file(l, u, rel, path, se, &out);
+                        r = head_file(l, u, rel, path, se, &out, NULL);
+                        break;
+                case CHECK:
+                        r = head_file(l, u, rel, path, se, &out, &mtime);
+                        if (r >= 0 && mtime > 0)
+                                minutes_checked(l, item->mount, le, mtime);
                         break;
                 }
         }
@@ -571,6 +647,7 @@ static int list_dir(lister *l, const dir_item *item)
 /* The walk yields the CPU to the loop thread, whose raft heartbeats must not wait for it. */
 static void walk_thread_priority(void)
 {
+        loopwatch_thread_normal(); /* started by a real-time loop thread */
         errno = 0;
         int nice = getpriority(PRIO_PROCESS, (id_t)gettid());
         if (errno == 0 &&
@@ -715,9 +792,11 @@ static void *coordinator_thread(void *arg)
         for (size_t i = 0; i < ELEMENTSOF(threads); i++) {
                 listers[i].j = j;
                 listers[i].handles = calloc(MAX(d->n_mounts, (size_t)1), sizeof(ufs *));
-                if (!listers[i].handles ||
+                listers[i].minutes_ok = calloc(MAX(d->n_mounts, (size_t)1), 1);
+                if (!listers[i].handles || !listers[i].minutes_ok ||
                     pthread_create(&threads[i], NULL, lister_thread, &listers[i]) != 0) {
                         free(listers[i].handles);
+                        free(listers[i].minutes_ok);
                         listers[i].handles = NULL;
                         break;
                 }
@@ -732,6 +811,7 @@ static void *coordinator_thread(void *arg)
                 for (size_t k = 0; k < d->n_mounts; k++)
                         ufs_free(listers[i].handles[k]);
                 free(listers[i].handles);
+                free(listers[i].minutes_ok);
         }
 done:
         pthread_mutex_lock(&j->lock);
@@ -760,10 +840,24 @@ static void job_free(sync_job *j)
         for (size_t i = j->out_first; i < j->out.n; i++)
                 change_done(&j->out.items[i]);
         free(j->out.items);
+        free(j->dates);
+        free(j->prev_dates);
         json_decref(j->urls);
         pthread_mutex_destroy(&j->lock);
         pthread_cond_destroy(&j->cond);
         free(j);
+}
+
+/* Loop thread, after a completed sync: its listings' dates become the next sync's. */
+static void keep_dates(sync_ds *ds, sync_job *j)
+{
+        size_t n = ds->cfg->n_mounts;
+
+        for (size_t i = 0; i < n; i++)
+                j->dates[i] = MAX(j->dates[i], (int64_t)0);
+        free(ds->prev_dates);
+        ds->prev_dates = TAKE_PTR(j->dates);
+        ds->n_prev_dates = n;
 }
 
 static void job_finish(sync_job *j, bool ok)
@@ -778,6 +872,7 @@ static void job_finish(sync_job *j, bool ok)
         ds->job = NULL;
         if (ok) {
                 ds->failures = 0;
+                keep_dates(ds, j);
                 log_info("Synced dataset %s in %.1fs: %" PRIu64 " entries in %" PRIu64
                          " directories listed, %" PRIu64 " HEADs, %" PRIu64 " changes.",
                          ds->cfg->name, elapsed(&j->started), j->entries, j->dirs, j->heads,
@@ -999,9 +1094,9 @@ static void job_pump(sync_job *j)
         }
 }
 
-static void on_async(uv_async_t *h)
+static void on_async(loopwake *w)
 {
-        sync_manager *sm = h->data;
+        sync_manager *sm = w->poll.data;
 
         for (size_t i = 0; i < sm->n_ds; i++)
                 if (sm->ds[i].job)
@@ -1021,8 +1116,19 @@ static int ds_start(sync_ds *ds)
         if (!j)
                 return -ENOMEM;
         j->ds = ds;
+        /* One more than needed: a dataset may have no mounts. */
+        j->dates = calloc(ds->cfg->n_mounts + 1, sizeof *j->dates);
+        j->prev_dates = calloc(ds->cfg->n_mounts + 1, sizeof *j->prev_dates);
+        if (!j->dates || !j->prev_dates) {
+                free(j->dates);
+                free(j->prev_dates);
+                free(j);
+                return -ENOMEM;
+        }
+        if (ds->prev_dates && ds->n_prev_dates == ds->cfg->n_mounts)
+                memcpy(j->prev_dates, ds->prev_dates, ds->n_prev_dates * sizeof *j->prev_dates);
         atomic_init(&j->cancel, false);
-        pthread_mutex_init(&j->lock, NULL);
+        loopwatch_mutex_init(&j->lock);
         pthread_cond_init(&j->cond, NULL);
         clock_gettime(CLOCK_MONOTONIC, &j->started);
         snprintf(j->sync_id, sizeof j->sync_id, "%s/%s/%" PRIu64 "/%.0f",
@@ -1096,11 +1202,11 @@ static int sync_attach(sync_manager *sm)
 
         if (sm->attached)
                 return 0;
-        r = uv_async_init(loop, &sm->async, on_async);
+        r = loopwake_init(loop, &sm->async, on_async);
         if (r < 0)
                 return r;
-        sm->async.data = sm;
-        uv_unref((uv_handle_t *)&sm->async); /* the manager's handles decide the loop's life */
+        sm->async.poll.data = sm;
+        uv_unref((uv_handle_t *)&sm->async.poll); /* the manager's handles decide the loop's life */
         sm->open_handles++;
         for (size_t i = 0; i < sm->n_ds; i++) {
                 uv_timer_init(loop, &sm->ds[i].timer);
@@ -1168,8 +1274,13 @@ static void on_config_changed(manager *m, void *userdata)
                         if (strcmp(sm->ds[k].cfg->name, d->name) == 0)
                                 ds = &sm->ds[k];
                 if (ds) {
-                        if (!ds->job)
+                        if (!ds->job && ds->cfg != d) {
                                 ds->cfg = d;
+                                /* Mounts may have moved: the minute rule starts afresh. */
+                                free(ds->prev_dates);
+                                ds->prev_dates = NULL;
+                                ds->n_prev_dates = 0;
+                        }
                         continue;
                 }
                 if (sm->n_ds >= CONFIG_MAX_DATASETS)
@@ -1263,11 +1374,13 @@ sync_manager *sync_manager_free(sync_manager *sm)
                 job_free(ds->job);
                 ds->job = NULL;
         }
-        for (size_t i = 0; i < sm->n_ds; i++)
+        for (size_t i = 0; i < sm->n_ds; i++) {
+                free(sm->ds[i].prev_dates);
                 if (sm->attached)
                         uv_close((uv_handle_t *)&sm->ds[i].timer, on_handle_closed);
+        }
         if (sm->attached)
-                uv_close((uv_handle_t *)&sm->async, on_handle_closed);
+                loopwake_close(&sm->async, on_handle_closed);
         while (sm->open_handles > 0)
                 uv_run(manager_loop(sm->m), UV_RUN_NOWAIT);
         free(sm->ds);

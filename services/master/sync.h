@@ -16,8 +16,9 @@
  * any size holds at most SYNC_QUEUE_MAX changes (plus one directory's listing per thread) in
  * memory; an unchanged re-sync sends one TREE_COMMIT and nothing else. Files are HEADed only
  * where the listing is not exact: never for local paths, S3 or nginx's JSON index; for nginx's
- * HTML index (exact bytes, minutes) only files whose size or minute differ from the stored
- * ones; for listings without exact sizes (Apache, python) every file.
+ * HTML index (exact bytes, minutes) only those the rule of sync-minute.h cannot vouch for (a
+ * minute not ended on the store's clock, a listing without Date) plus one check per lister;
+ * for listings without exact sizes (Apache, python) every file.
  *
  * A failing store, a listing that loops (deeper than UFS_MAX_DEPTH), a page over
  * UFS_MAX_PAGE_SIZE, a name over UFS_MAX_NAME or more entries than spec.maxEntries stop the

@@ -22,6 +22,9 @@
 #define API_MAX_PATHS      10000 /* paths in one load request */
 #define API_MAX_DEPTH      64
 #define API_MAX_LOAD_FILES 1000000
+/* Blocks of one load in flight: bounds its queued fills, and how far a load goes into a file
+ * whose description is wrong (a "size" past its end) before the first failure stops it. */
+#define API_LOAD_PENDING 64
 
 /* ---- blocks ---- */
 
@@ -41,6 +44,8 @@ static unsigned errno_to_status(int r)
                 return 404;
         case -ERANGE:
                 return 416;
+        case -EILSEQ:
+                return 410; /* this version's content is refused for good (fill.h) */
         case -ENOSPC:
                 return 507;
         case -ECANCELED:
@@ -70,7 +75,7 @@ static int reply_errno(httpd_request *req, int r, const store_key *k)
                                          block_id_format(kb, k));
         default:
                 return httpd_reply_error(req, status, "block %s: %s", block_id_format(kb, k),
-                                         strerror(-r));
+                                         fill_strerror(r));
         }
 }
 
@@ -288,6 +293,13 @@ static void handle_block_delete(httpd_request *req, void *userdata)
         }
 }
 
+static void handle_content_mismatch(httpd_request *req, void *userdata)
+{
+        worker *w = userdata;
+
+        content_peers_handle_mismatch(w->peers, req);
+}
+
 /* ---- load ---- */
 
 typedef struct load {
@@ -302,11 +314,14 @@ typedef struct load {
         pthread_mutex_t lock; /* guards the counters below */
         pthread_cond_t cond;
         uint64_t pending, blocks, files, bytes, cached, failed;
+        uint64_t bad_file; /* a file id whose block failed for good: its other blocks are skipped */
+        bool canceled;     /* a fill was canceled: the worker is stopping */
 } load;
 
 typedef struct load_block {
         load *load;
         uint64_t size;
+        uint64_t file_id;
 } load_block;
 
 static void load_account(load *l, uint64_t blocks_done, uint64_t bytes_done, uint64_t failed)
@@ -329,12 +344,19 @@ static void load_block_done(int r, void *userdata)
         pthread_mutex_lock(&l->lock);
         if (r < 0)
                 l->failed++;
-        if (--l->pending == 0)
-                pthread_cond_signal(&l->cond);
+        /* no such block, file or version: the request described the file wrongly */
+        if (r == -ERANGE || r == -ESTALE || r == -ENOENT)
+                l->bad_file = lb->file_id;
+        if (r == -ECANCELED)
+                l->canceled = true;
+        l->pending--;
+        pthread_cond_signal(&l->cond); /* the load thread waits for room, or for the end */
         pthread_mutex_unlock(&l->lock);
         free(lb);
 }
 
+/* 0, 1 when the block's file failed for good already (skip the rest of it), -ECANCELED when the
+ * worker is stopping. */
 static int load_one_block(load *l, const store_key *k, uint64_t len)
 {
         load_block *lb = calloc(1, sizeof(*lb));
@@ -342,8 +364,15 @@ static int load_one_block(load *l, const store_key *k, uint64_t len)
 
         if (!lb)
                 return -ENOMEM;
-        *lb = (load_block){.load = l, .size = len};
+        *lb = (load_block){.load = l, .size = len, .file_id = k->file_id};
         pthread_mutex_lock(&l->lock);
+        while (l->pending >= API_LOAD_PENDING)
+                pthread_cond_wait(&l->cond, &l->lock);
+        if (l->bad_file == k->file_id) {
+                pthread_mutex_unlock(&l->lock);
+                free(lb);
+                return 1;
+        }
         l->pending++;
         l->blocks++;
         l->bytes += len;
@@ -368,7 +397,7 @@ static int load_file(load *l, json_t *entry, json_t *indices)
         json_int_t fid = json_integer_value(json_object_get(entry, "file_id"));
         json_int_t ver = json_integer_value(json_object_get(entry, "version"));
         json_int_t size = json_integer_value(json_object_get(entry, "size"));
-        uint64_t n, blocks = 0, bytes = 0, off, len, epoch;
+        uint64_t n, blocks = 0, bytes = 0, done = 0, off, len, epoch;
         worker *w = l->w;
         json_t *v;
         size_t j;
@@ -410,6 +439,15 @@ static int load_file(load *l, json_t *entry, json_t *indices)
                 r = load_one_block(l, &k, len);
                 if (r < 0)
                         return r;
+                if (r > 0) {
+                        /* the rest of this file is not asked: out of the progress totals */
+                        pthread_mutex_lock(&w->load_lock);
+                        w->load.blocks -= blocks - i;
+                        w->load.bytes -= bytes - done;
+                        pthread_mutex_unlock(&w->load_lock);
+                        break;
+                }
+                done += len;
         }
         return 0;
 }
@@ -521,6 +559,8 @@ static void *load_main(void *userdata)
         pthread_mutex_lock(&l->lock);
         while (l->pending > 0)
                 pthread_cond_wait(&l->cond, &l->lock);
+        if (l->canceled && r >= 0)
+                r = -ECANCELED; /* said as such, not as blocks that failed */
         pthread_mutex_unlock(&l->lock);
         if (w->reg)
                 reg_flush(w->reg, 3000);
@@ -716,12 +756,14 @@ static void handle_metrics(httpd_request *req, void *userdata)
                 "weir_worker_content_checks_total %" PRIu64 "\n"
                 "# TYPE weir_worker_content_check_failures_total counter\n"
                 "weir_worker_content_check_failures_total %" PRIu64 "\n"
+                "# TYPE weir_worker_stale_refusals_total counter\n"
+                "weir_worker_stale_refusals_total %" PRIu64 "\n"
                 "# TYPE weir_worker_blocks gauge\nweir_worker_blocks %" PRIu64 "\n",
                 __atomic_load_n(&w->hits, __ATOMIC_RELAXED),
                 __atomic_load_n(&w->misses, __ATOMIC_RELAXED), fs.store_bytes,
                 __atomic_load_n(&w->served_bytes, __ATOMIC_RELAXED), st.evictions, st.demotions,
                 st.checksum_failures, fs.fills, fs.failures, fs.retries, fs.content_checks,
-                fs.content_failures, st.blocks);
+                fs.content_failures, fs.stale_refusals, st.blocks);
         fprintf(f, "# TYPE weir_worker_tier_used_bytes gauge\n");
         for (size_t i = 0; i < st.n_levels; i++)
                 fprintf(f, "weir_worker_tier_used_bytes{tier=\"%s\",level=\"%zu\"} %" PRIu64 "\n",
@@ -745,6 +787,7 @@ static const httpd_route routes[] = {
         {"GET", "/v1/blocks/", handle_block, HTTPD_ROUTE_PREFIX, 0},
         {"DELETE", "/v1/blocks/", handle_block_delete, HTTPD_ROUTE_PREFIX, 0},
         {"POST", "/v1/load", handle_load, HTTPD_ROUTE_JSON, 0},
+        {"POST", "/v1/content/mismatch", handle_content_mismatch, HTTPD_ROUTE_JSON, 0},
 };
 
 int api_start(worker *w)

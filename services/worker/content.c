@@ -11,6 +11,7 @@
 #include "block.h"
 #include "cleanup.h"
 #include "content.h"
+#include "etag.h"
 #include "log.h"
 
 #define CONTENT_IO_CHUNK   (1u << 20)
@@ -18,24 +19,7 @@
 
 bool content_md5_from_etag(const char *etag, uint8_t ret[static CONTENT_MD5_LEN])
 {
-        if (!etag || strlen(etag) != 2 + 2 * CONTENT_MD5_LEN || etag[0] != '"' ||
-            etag[2 * CONTENT_MD5_LEN + 1] != '"')
-                return false;
-        for (unsigned i = 0; i < 2 * CONTENT_MD5_LEN; i++) {
-                char c = etag[1 + i];
-                int d = c >= '0' && c <= '9'   ? c - '0'
-                        : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                        : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                               : -1;
-
-                if (d < 0)
-                        return false;
-                if (i % 2 == 0)
-                        ret[i / 2] = (uint8_t)(d << 4);
-                else
-                        ret[i / 2] |= (uint8_t)d;
-        }
-        return true;
+        return etag_content_md5(etag, ret);
 }
 
 static void drop_all(store *s, const store_key *first, uint64_t n)

@@ -140,7 +140,7 @@ static void wait_answer(int r, int bfd, uint64_t block_len, void *userdata)
                 if (reply_cached(&wr->ctx, wr->fd, &wr->key) == 1)
                         (void)send_reply(wr->fd, "MISS\n", -1); /* evicted at once */
         } else {
-                snprintf(reply, sizeof(reply), "ERR %s\n", strerror(-r));
+                snprintf(reply, sizeof(reply), "ERR %s\n", fill_strerror(r));
                 (void)send_reply(wr->fd, reply, -1);
         }
         safe_close(wr->fd);
@@ -185,7 +185,9 @@ static int handle_wait(fdsock *s, int fd, const fdsock_cmd *cmd)
                 wait_answer(1, -1, 0, wr);
                 return 1;
         }
-        r = send_reply(fd, "ERR cannot fill the block\n", -1);
+        r = send_reply(
+                fd, r == -EILSEQ ? "ERR " FILL_MISMATCH_TEXT "\n" : "ERR cannot fill the block\n",
+                -1);
         safe_close(wr->fd);
         __atomic_sub_fetch(ctx->waits, 1, __ATOMIC_RELAXED);
         free(wr);
@@ -245,8 +247,11 @@ static int on_conn(sd_event_source *es, int fd, uint32_t revents, void *userdata
                         return 0;
                 }
                 *nl = 0;
-                /* < 0: a broken peer; > 0: a WAIT answered later, on its own descriptor */
-                if (handle_line(c->sock, fd, c->buf) != 0) {
+                /* < 0: a broken peer; > 0: a WAIT answered later, on its own descriptor. A NUL
+                 * byte would cut the line short ("OPEN ID\0junk" is not "OPEN ID"): refused. */
+                if (memchr(c->buf, 0, (size_t)(nl - c->buf))
+                            ? send_reply(fd, "ERR line contains a NUL byte\n", -1) < 0
+                            : handle_line(c->sock, fd, c->buf) != 0) {
                         conn_free(c);
                         return 0;
                 }

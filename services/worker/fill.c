@@ -22,13 +22,16 @@
 #include "content.h"
 #include "cleanup.h"
 #include "fill.h"
+#include "hmap.h"
 #include "log.h"
 #include "ufs/ufs.h"
 #include "timeutil.h"
 
-#define FILL_JOB_BUCKETS    4096
-#define FILL_META_SLOTS     1024 /* direct-mapped cache of file metadata */
-#define FILL_UFS_PER_THREAD 16   /* store handles a thread keeps open (one per mount) */
+#define FILL_META_SLOTS     1024  /* direct-mapped cache of file metadata */
+#define FILL_UFS_PER_THREAD 16    /* store handles a thread keeps open (one per mount) */
+#define FILL_MISMATCH_SLOTS 1024  /* direct-mapped marks of file versions that failed a check */
+#define FILL_STALE_SLOTS    1024  /* direct-mapped marks of file versions the store no longer has */
+#define FILL_STALE_MS       10000 /* ... kept this long */
 
 typedef struct fill_waiter {
         fill_done_fn done;
@@ -54,7 +57,6 @@ typedef struct fill_job {
         store_key key;
         unsigned readahead;
         fill_waiter *waiters;
-        struct fill_job *hash_next;
         /* Set by the start task: */
         store_write *write;
         int fd;
@@ -115,9 +117,22 @@ struct fill {
         bool stopping;
         fill_task *head, *tail;       /* demand: starts at the tail, ranges at the head */
         fill_task *pf_head, *pf_tail; /* prefetch starts */
-        fill_job *jobs[FILL_JOB_BUCKETS];
+        hmap jobs;                    /* store_key (the job's own) -> fill_job, until job_finish */
         meta_slot meta[FILL_META_SLOTS];
         fill_stats stats;
+        /* File versions whose content did not match the store's hash (key with index 0): never
+         * filled again here (fill_mark_mismatch). */
+        store_key mismatch[FILL_MISMATCH_SLOTS];
+        /* File versions the store refused as changed (412; key with index 0), for
+         * FILL_STALE_MS: a reader retrying such a version is answered -ESTALE at once instead of
+         * sending the store one refused range per try (readers retry until a sync brings the new
+         * version). */
+        struct {
+                store_key key;
+                uint64_t until_ms;
+        } stale[FILL_STALE_SLOTS];
+        fill_mismatch_fn mismatch_hook;
+        void *mismatch_userdata;
 };
 
 void fill_file_done(fill_file *f)
@@ -160,13 +175,6 @@ int fill_block_range(uint64_t size, uint64_t block_size, uint64_t index, uint64_
         return 0;
 }
 
-static size_t job_bucket(const store_key *k)
-{
-        return (size_t)((k->file_id * 0x9e3779b97f4a7c15ull) ^ (k->version * 31) ^
-                        (k->index * 0xbf58476d1ce4e5b9ull)) %
-               FILL_JOB_BUCKETS;
-}
-
 /* ---- queue (fill lock held) ---- */
 
 static void queue_push(fill *f, fill_task *t, bool front, bool prefetch)
@@ -206,29 +214,55 @@ static fill_task *queue_pop(fill *f)
 
 static fill_job *job_find(fill *f, const store_key *k)
 {
-        for (fill_job *j = f->jobs[job_bucket(k)]; j; j = j->hash_next)
-                if (block_key_equal(&j->key, k))
-                        return j;
-        return NULL;
+        return hmap_get_mem(&f->jobs, k);
 }
 
 static void job_unlink(fill *f, fill_job *job)
 {
-        for (fill_job **p = &f->jobs[job_bucket(&job->key)]; *p; p = &(*p)->hash_next)
-                if (*p == job) {
-                        *p = job->hash_next;
-                        return;
-                }
+        if (hmap_get_mem(&f->jobs, &job->key) == job)
+                (void)hmap_remove_mem(&f->jobs, &job->key);
 }
 
 /* Enqueues a fill of K unless it is cached or queued; WAITER (may be NULL) is attached. The job
  * goes to *RET_JOB when that is not NULL. */
+static bool mismatch_locked(fill *f, const store_key *k)
+{
+        const store_key *m = &f->mismatch[k->file_id % FILL_MISMATCH_SLOTS];
+
+        return m->file_id == k->file_id && m->version == k->version && m->epoch == k->epoch;
+}
+
+static bool stale_locked(const fill *f, const store_key *k)
+{
+        const store_key *m = &f->stale[k->file_id % FILL_STALE_SLOTS].key;
+
+        return m->file_id == k->file_id && m->version == k->version && m->epoch == k->epoch &&
+               now_ms() < f->stale[k->file_id % FILL_STALE_SLOTS].until_ms;
+}
+
+static void mark_stale(fill *f, const store_key *k)
+{
+        store_key m = *k;
+
+        m.index = 0;
+        pthread_mutex_lock(&f->lock);
+        f->stale[k->file_id % FILL_STALE_SLOTS].key = m;
+        f->stale[k->file_id % FILL_STALE_SLOTS].until_ms = now_ms() + FILL_STALE_MS;
+        pthread_mutex_unlock(&f->lock);
+}
+
 static int job_request_locked(fill *f, const store_key *k, unsigned readahead, fill_waiter *waiter,
                               bool prefetch, fill_job **ret_job)
 {
         fill_job *job = job_find(f, k);
         fill_task *t;
 
+        if (!job && mismatch_locked(f, k))
+                return -EILSEQ; /* the store's bytes for it do not match its hash */
+        if (!job && stale_locked(f, k)) {
+                f->stats.stale_refusals++;
+                return -ESTALE; /* the store has another version by now */
+        }
         if (job) {
                 if (waiter) {
                         waiter->next = job->waiters;
@@ -251,8 +285,12 @@ static int job_request_locked(fill *f, const store_key *k, unsigned readahead, f
         job->waiters = waiter;
         if (waiter)
                 waiter->next = NULL;
-        job->hash_next = f->jobs[job_bucket(k)];
-        f->jobs[job_bucket(k)] = job;
+        int r = hmap_put_mem(&f->jobs, &job->key, job, NULL);
+        if (r < 0) {
+                free(job);
+                free(t);
+                return r;
+        }
         f->stats.queued++;
         t->job = job;
         t->start = true;
@@ -466,8 +504,47 @@ void fill_forget_file(fill *f, uint64_t file_id)
         pthread_mutex_unlock(&f->lock);
 }
 
-/* The file's metadata at version VERSION: from the cache, else from the resolver (once more when
- * the cached version is another). -ESTALE when the master's version is not VERSION. */
+void fill_mark_mismatch(fill *f, const store_key *k)
+{
+        store_key m = *k;
+
+        m.index = 0;
+        pthread_mutex_lock(&f->lock);
+        f->mismatch[k->file_id % FILL_MISMATCH_SLOTS] = m;
+        pthread_mutex_unlock(&f->lock);
+}
+
+bool fill_is_mismatch(fill *f, const store_key *k)
+{
+        pthread_mutex_lock(&f->lock);
+        bool r = mismatch_locked(f, k);
+        pthread_mutex_unlock(&f->lock);
+        return r;
+}
+
+void fill_set_mismatch_hook(fill *f, fill_mismatch_fn fn, void *userdata)
+{
+        f->mismatch_hook = fn;
+        f->mismatch_userdata = userdata;
+}
+
+void fill_count_content_check(fill *f, bool match)
+{
+        pthread_mutex_lock(&f->lock);
+        f->stats.content_checks++;
+        if (!match)
+                f->stats.content_failures++;
+        pthread_mutex_unlock(&f->lock);
+}
+
+const char *fill_strerror(int r)
+{
+        if (r == -EILSEQ)
+                return FILL_MISMATCH_TEXT;
+        return strerror(r < 0 ? -r : r);
+}
+
+/* Store errors worth asking the master again for. */
 static bool meta_retryable(int r)
 {
         return r == -ECONNREFUSED || r == -ETIMEDOUT || r == -EAGAIN || r == -EHOSTUNREACH ||
@@ -761,22 +838,29 @@ static bool retryable(int r)
 /* A block of a file whose ETag is its MD5 was committed: if that made the file whole here, its
  * bytes must hash to the ETag (content.h). Run after the waiters were answered. */
 static void content_check(fill *f, const store_key *key, uint64_t size, uint64_t block_size,
-                          const uint8_t md5[static CONTENT_MD5_LEN])
+                          const uint8_t md5[static CONTENT_MD5_LEN], const char *path)
 {
-        int r = content_check_file(f->store, key, size, block_size, md5);
+        int r;
 
+        pthread_mutex_lock(&f->lock);
+        bool known = mismatch_locked(f, key);
+        pthread_mutex_unlock(&f->lock);
+        if (known)
+                return; /* found already (a check the master asked for, or another worker) */
+        r = content_check_file(f->store, key, size, block_size, md5);
         if (r == 0)
                 return;
-        if (r < 0 && r != -EBADMSG)
+        if (r < 0 && r != -EBADMSG) {
                 log_debug_errno(r, "Content check skipped: %m");
-        pthread_mutex_lock(&f->lock);
-        if (r == 1)
-                f->stats.content_checks++;
-        else if (r == -EBADMSG) {
-                f->stats.content_checks++;
-                f->stats.content_failures++;
+                return;
         }
-        pthread_mutex_unlock(&f->lock);
+        fill_count_content_check(f, r == 1);
+        if (r == -EBADMSG) {
+                fill_mark_mismatch(f, key);
+                if (f->mismatch_hook)
+                        f->mismatch_hook(f->mismatch_userdata, key, block_count(size, block_size),
+                                         path);
+        }
 }
 
 static void task_range(fill_thread *th, fill_task *t)
@@ -834,8 +918,12 @@ static void task_range(fill_thread *th, fill_task *t)
         }
         if (r >= 0 && sink.pos != sink.end)
                 r = -EIO;
-        if (r == -ESTALE)
+        if (r == -ESTALE) {
+                /* The store refused the version the master gave: it has another by now. (A
+                 * version the master does not list is not marked: a lagging master may say so.) */
                 fill_forget_file(f, job->key.file_id);
+                mark_stale(f, &job->key);
+        }
 
         pthread_mutex_lock(&f->lock);
         if (r < 0 && job->error >= 0)
@@ -856,16 +944,28 @@ static void task_range(fill_thread *th, fill_task *t)
         else
                 store_abort(f->store, job->write);
         job->write = NULL;
+        if (r >= 0) {
+                /* Marked while it was being fetched: the mark's drop may have run before this
+                 * commit, so drop it here (a mark after this check drops it then). */
+                pthread_mutex_lock(&f->lock);
+                bool bad = mismatch_locked(f, &job->key);
+                pthread_mutex_unlock(&f->lock);
+                if (bad) {
+                        (void)store_remove(f->store, &job->key);
+                        r = -EILSEQ;
+                }
+        }
         {
                 /* What the content check needs, copied: JOB is gone after job_finish(). */
                 uint8_t md5[CONTENT_MD5_LEN];
                 bool check = r >= 0 && content_md5_from_etag(job->file.etag, md5);
                 store_key key = job->key;
                 uint64_t size = job->file.size, block_size = job->file.block_size;
+                _cleanup_free_ char *path = check && job->file.path ? strdup(job->file.path) : NULL;
 
                 job_finish(f, job, r);
                 if (check)
-                        content_check(f, &key, size, block_size, md5);
+                        content_check(f, &key, size, block_size, md5, path);
         }
 }
 
@@ -921,6 +1021,7 @@ int fill_new(const config *cfg, store *s, const fill_options *opts, fill_resolve
                 f->opts.backoff_ms = 100;
         if (f->opts.retries == 0)
                 f->opts.retries = 4;
+        hmap_init_mem(&f->jobs, sizeof(store_key));
         pthread_mutex_init(&f->lock, NULL);
         pthread_cond_init(&f->cond, NULL);
         pthread_cond_init(&f->meta_cond, NULL);
@@ -982,6 +1083,7 @@ fill *fill_free(fill *f)
                 if (f->meta[i].valid)
                         fill_file_done(&f->meta[i].file);
         free(f->threads);
+        hmap_done(&f->jobs); /* empty: every job ended in job_finish */
         pthread_cond_destroy(&f->cond);
         pthread_cond_destroy(&f->meta_cond);
         pthread_mutex_destroy(&f->lock);
@@ -1052,5 +1154,32 @@ void fill_guard_stats(fill_guard *g, fill_stats *ret)
                 fill_get_stats(g->fill, ret);
         else
                 *ret = (fill_stats){};
+        pthread_rwlock_unlock(&g->lock);
+}
+
+void fill_guard_mark_mismatch(fill_guard *g, const store_key *k)
+{
+        pthread_rwlock_rdlock(&g->lock);
+        if (g->fill)
+                fill_mark_mismatch(g->fill, k);
+        pthread_rwlock_unlock(&g->lock);
+}
+
+bool fill_guard_is_mismatch(fill_guard *g, const store_key *k)
+{
+        bool r = false;
+
+        pthread_rwlock_rdlock(&g->lock);
+        if (g->fill)
+                r = fill_is_mismatch(g->fill, k);
+        pthread_rwlock_unlock(&g->lock);
+        return r;
+}
+
+void fill_guard_count_content_check(fill_guard *g, bool match)
+{
+        pthread_rwlock_rdlock(&g->lock);
+        if (g->fill)
+                fill_count_content_check(g->fill, match);
         pthread_rwlock_unlock(&g->lock);
 }

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "etag.h"
 #include "store.h"
 
 /* One version of one file, as the master describes it (GET /v1/files/ID). */
@@ -44,6 +45,7 @@ typedef struct fill_stats {
         uint64_t queued;           /* blocks waiting or in progress */
         uint64_t content_checks;   /* whole files hashed against an MD5 ETag (content.h) */
         uint64_t content_failures; /* ... that did not match: their blocks were dropped */
+        uint64_t stale_refusals;   /* requests for a version the store refused moments ago */
 } fill_stats;
 
 typedef struct fill fill;
@@ -82,6 +84,26 @@ int fill_block_part(fill *f, const store_key *k, uint64_t off, uint64_t len, uns
 /* Forgets cached metadata of FILE_ID (the store said it changed). */
 void fill_forget_file(fill *f, uint64_t file_id);
 
+/* The version K names (its index ignored) failed a content check here or on another worker:
+ * it is never filled again by this fill (requests fail with -EILSEQ, a fill in flight drops its
+ * block at commit). Marks are in memory, one per file id modulo 1024 (a newer one replaces an
+ * older one of another file in its slot). The caller drops what is cached. */
+void fill_mark_mismatch(fill *f, const store_key *k);
+bool fill_is_mismatch(fill *f, const store_key *k);
+/* Called from the fill thread whose own content check (content.h) failed, after the blocks were
+ * dropped and the version marked: FIRST names block 0, N_BLOCKS the file's, PATH its path (may
+ * be NULL). Set once, before the fill is used. */
+typedef void (*fill_mismatch_fn)(void *userdata, const store_key *first, uint64_t n_blocks,
+                                 const char *path);
+void fill_set_mismatch_hook(fill *f, fill_mismatch_fn fn, void *userdata);
+/* Counts a whole-file content check (weir_worker_content_checks_total and, when it did not
+ * MATCH, weir_worker_content_check_failures_total). */
+void fill_count_content_check(fill *f, bool match);
+/* A fill error's text: strerror(), and for -EILSEQ what it means here. FUSE recognises the text
+ * (after "ERR " on the socket): short enough for the socket's 64-byte answers. */
+#define FILL_MISMATCH_TEXT ETAG_MISMATCH_PREFIX ": bytes differ from the store's ETag"
+const char *fill_strerror(int r);
+
 void fill_get_stats(fill *f, fill_stats *ret);
 
 /* Block math shared with the API: the byte range of block INDEX in a file. -ERANGE when the
@@ -107,3 +129,7 @@ int fill_guard_block_part(fill_guard *g, const store_key *k, uint64_t off, uint6
                           unsigned readahead, fill_part_fn done, void *userdata);
 /* fill_get_stats(), zeros once the fill is taken. */
 void fill_guard_stats(fill_guard *g, fill_stats *ret);
+/* fill_mark_mismatch() and fill_count_content_check() through the guard (nothing once taken). */
+void fill_guard_mark_mismatch(fill_guard *g, const store_key *k);
+void fill_guard_count_content_check(fill_guard *g, bool match);
+bool fill_guard_is_mismatch(fill_guard *g, const store_key *k);

@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "config.h"
+#include "config-load.h"
 #include "httpc.h"
 #include "log.h"
 #include "worker.h"
@@ -77,7 +77,6 @@ static int parse_argv(int argc, char **argv)
 
 static int run(int argc, char **argv)
 {
-        config_diags diags = {};
         config *cfg = NULL;
         worker *w = NULL;
         const char *path;
@@ -89,11 +88,9 @@ static int run(int argc, char **argv)
         if (r <= 0)
                 return r;
         path = config_resolve_path(arg_config);
-        r = config_load(path, &cfg, &diags);
-        config_diags_print(&diags, path);
-        config_diags_done(&diags);
+        r = config_load_logged(path, true, &cfg);
         if (r < 0)
-                return log_error_errno(r, "Failed to load %s: %m", path);
+                return r;
 
         /* Before any thread exists: SIGTERM/SIGINT arrive through the event loop only. */
         signal(SIGPIPE, SIG_IGN);

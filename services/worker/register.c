@@ -68,6 +68,7 @@ static void reg_apply_drops(reg *g, json_t *answer)
         }
         if (n > 0)
                 log_info("Dropped %zu cached blocks that the master says name no current file", n);
+        content_peers_request(g->ctx.peers, json_object_get(answer, "verify"));
 }
 
 static int reg_register(reg *g)

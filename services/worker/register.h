@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "content-peers.h"
 #include "mclient.h"
 #include "store.h"
 
@@ -16,6 +17,7 @@ typedef struct reg_context {
         mclient *mclient;
         const uint64_t *hits; /* the worker's counters, read with atomics */
         const uint64_t *misses;
+        content_peers *peers; /* gets the answers' "verify" lists; may be NULL */
 } reg_context;
 
 typedef struct reg reg;

@@ -25,6 +25,7 @@
  * counters, every block's fields, the change journal) is guarded by `lock`, "the store lock".
  * No file I/O happens under it except unlink(); copies and checksums run unlocked on blocks
  * held by a reference. */
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -42,6 +43,7 @@
 #include "checksum.h"
 #include "cleanup.h"
 #include "fsutil.h"
+#include "hmap.h"
 #include "log.h"
 #include "parse.h"
 #include "store.h"
@@ -68,7 +70,6 @@ struct store_block {
         bool moving;   /* being demoted */
         bool verified; /* checksum known good for the file on disk */
         int64_t mtime; /* for LRU order at rebuild only */
-        store_block *hash_next;
         store_block *lru_prev, *lru_next;
 };
 
@@ -105,9 +106,8 @@ struct store {
         pthread_mutex_t lock; /* "the store lock"; guards everything below */
         pthread_cond_t evict_cond;
         bool stopping;
-        store_block **buckets;
-        size_t n_buckets; /* power of two */
-        size_t n_blocks;  /* in the index, any state */
+        hmap index;      /* store_key (the block's own) -> store_block, any state */
+        size_t n_blocks; /* in the index */
         uint64_t tmp_counter;
         uint64_t evictions, demotions, checksum_failures;
         journal_entry *journal;
@@ -115,74 +115,33 @@ struct store {
         bool journal_overflow;
 };
 
-/* ---- keys ---- */
-
-static uint64_t key_hash(const store_key *k)
-{
-        uint64_t h = (k->file_id ^ k->epoch) * 0x9e3779b97f4a7c15ull;
-
-        h ^= (k->version + 0x632be59bd9b4e019ull) * 0xbf58476d1ce4e5b9ull;
-        h ^= h >> 31;
-        h ^= (k->index + 0x8cb92ba72f3d8dd7ull) * 0x94d049bb133111ebull;
-        h ^= h >> 29;
-        return h;
-}
-
 /* ---- index (store lock held) ---- */
+
+static_assert(sizeof(store_key) == 4 * sizeof(uint64_t),
+              "store_key is hashed as bytes: no padding");
 
 static store_block *index_find(store *s, const store_key *k)
 {
-        for (store_block *b = s->buckets[key_hash(k) & (s->n_buckets - 1)]; b; b = b->hash_next)
-                if (block_key_equal(&b->key, k))
-                        return b;
-        return NULL;
+        return hmap_get_mem(&s->index, k);
 }
 
-static void index_grow(store *s)
+static int index_add(store *s, store_block *b)
 {
-        size_t n = s->n_buckets * 2;
-        store_block **nb = calloc(n, sizeof(*nb));
-
-        if (!nb)
-                return; /* longer chains, still correct */
-        for (size_t i = 0; i < s->n_buckets; i++)
-                for (store_block *b = s->buckets[i], *next; b; b = next) {
-                        size_t j = key_hash(&b->key) & (n - 1);
-
-                        next = b->hash_next;
-                        b->hash_next = nb[j];
-                        nb[j] = b;
-                }
-        free(s->buckets);
-        s->buckets = nb;
-        s->n_buckets = n;
-}
-
-static void index_add(store *s, store_block *b)
-{
-        size_t i;
-
-        if (s->n_blocks >= s->n_buckets)
-                index_grow(s);
-        i = key_hash(&b->key) & (s->n_buckets - 1);
-        b->hash_next = s->buckets[i];
-        s->buckets[i] = b;
+        int r = hmap_put_mem(&s->index, &b->key, b, NULL);
+        if (r < 0)
+                return r;
         b->linked = true;
         s->n_blocks++;
+        return 0;
 }
 
 static void index_remove(store *s, store_block *b)
 {
-        store_block **p = &s->buckets[key_hash(&b->key) & (s->n_buckets - 1)];
-
-        for (; *p; p = &(*p)->hash_next)
-                if (*p == b) {
-                        *p = b->hash_next;
-                        b->hash_next = NULL;
-                        b->linked = false;
-                        s->n_blocks--;
-                        return;
-                }
+        if (!b->linked)
+                return;
+        (void)hmap_remove_mem(&s->index, &b->key);
+        b->linked = false;
+        s->n_blocks--;
 }
 
 static void lru_unlink(store_level *l, store_block *b)
@@ -696,7 +655,11 @@ static int level_rebuild(store *s, unsigned level)
                                    .level = level,
                                    .state = BLOCK_READY,
                                    .mtime = (int64_t)st.st_mtime};
-                index_add(s, b);
+                r = index_add(s, b);
+                if (r < 0) {
+                        free(b);
+                        break;
+                }
                 found[n_found++] = b;
         }
         if (found) {
@@ -727,16 +690,15 @@ store *store_free(store *s)
                 pthread_mutex_unlock(&s->lock);
                 pthread_join(s->evictor, NULL);
         }
-        if (s->buckets)
-                for (size_t i = 0; i < s->n_buckets; i++)
-                        for (store_block *b = s->buckets[i], *next; b; b = next) {
-                                next = b->hash_next;
-                                /* Blocks still referenced (a caller leaked a pin or a write) are
-                                 * leaked with it rather than freed under the caller. */
-                                if (b->refs == 0)
-                                        free(b);
-                        }
-        free(s->buckets);
+        size_t it;
+        for (hmap_node *n = hmap_first(&s->index, &it); n; n = hmap_next(&s->index, n, &it)) {
+                store_block *b = n->value;
+                /* Blocks still referenced (a caller leaked a pin or a write) are leaked with it
+                 * rather than freed under the caller. */
+                if (b->refs == 0)
+                        free(b);
+        }
+        hmap_done(&s->index);
         for (size_t i = 0; i < s->n_levels; i++)
                 free(s->levels[i].dir);
         free(s->journal);
@@ -759,10 +721,7 @@ int store_new(const store_level_spec *levels, size_t n_levels, unsigned flags, s
         pthread_mutex_init(&s->lock, NULL);
         pthread_cond_init(&s->evict_cond, NULL);
         s->flags = flags;
-        s->n_buckets = 1024;
-        s->buckets = calloc(s->n_buckets, sizeof(*s->buckets));
-        if (!s->buckets)
-                return -ENOMEM;
+        hmap_init_mem(&s->index, sizeof(store_key));
         for (size_t i = 0; i < n_levels; i++) {
                 store_level *l = &s->levels[i];
 
@@ -909,7 +868,13 @@ int store_begin(store *s, const store_key *k, uint64_t size, store_write **ret)
         *b = (store_block){.key = *k, .size = size, .state = BLOCK_WRITING, .refs = 1};
         /* In the index from now on, so that a second writer of the same block gets -EBUSY even
          * while make_room_locked() drops the lock. */
-        index_add(s, b);
+        r = index_add(s, b);
+        if (r < 0) {
+                pthread_mutex_unlock(&s->lock);
+                free(b);
+                return r;
+        }
+        r = -ENOSPC;
         for (unsigned i = 0; i < s->n_levels; i++) {
                 r = make_room_locked(s, i, size);
                 if (r >= 0) {
@@ -1126,10 +1091,12 @@ int store_list(store *s, store_key **ret_keys, size_t *ret_n)
                 pthread_mutex_unlock(&s->lock);
                 return -ENOMEM;
         }
-        for (size_t i = 0; i < s->n_buckets; i++)
-                for (store_block *b = s->buckets[i]; b; b = b->hash_next)
-                        if (b->state == BLOCK_READY)
-                                keys[n++] = b->key;
+        size_t it;
+        for (hmap_node *e = hmap_first(&s->index, &it); e; e = hmap_next(&s->index, e, &it)) {
+                const store_block *b = e->value;
+                if (b->state == BLOCK_READY)
+                        keys[n++] = b->key;
+        }
         /* A full report supersedes the changes journaled so far. */
         s->n_journal = 0;
         s->journal_overflow = false;

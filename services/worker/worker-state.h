@@ -9,6 +9,7 @@
 #include <systemd/sd-event.h>
 
 #include "config.h"
+#include "content-peers.h"
 #include "fdsock.h"
 #include "fill.h"
 #include "httpc.h"
@@ -42,6 +43,7 @@ typedef struct worker {
         httpd *httpd;
         fdsock *fdsock;
         reg *reg;
+        content_peers *peers; /* content checks across workers */
         sd_event *event;
         sd_bus *bus;
         sd_bus_slot *bus_slot;

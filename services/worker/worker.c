@@ -97,6 +97,14 @@ static int resolve_file(void *userdata, unsigned thread, uint64_t file_id, fill_
         return 0;
 }
 
+/* The content checks' resolver: the last client of w->resolvers, theirs alone. */
+static int resolve_for_peers(void *userdata, uint64_t file_id, fill_file *ret)
+{
+        worker *w = userdata;
+
+        return resolve_file(w, w->n_resolvers - 1, file_id, ret);
+}
+
 static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
 {
         worker *w = userdata;
@@ -136,6 +144,8 @@ worker *worker_free(worker *w)
         w->httpd = httpd_free(w->httpd);
         /* Last of the threads: handlers and loads read w->reg. */
         w->reg = reg_stop(w->reg);
+        /* After the fill threads, registration and handlers, which all call into it. */
+        w->peers = content_peers_stop(w->peers);
 
         for (unsigned i = 0; w->resolvers && i < w->n_resolvers; i++)
                 httpc_free(w->resolvers[i]);
@@ -254,17 +264,30 @@ int worker_new(const config *cfg, const char *node, const char *data_dir, const 
         r = mclient_new(cfg, w->token, &w->mclient);
         if (r < 0)
                 return log_error_errno(r, "No masters in %s: %m", cfg->path);
-        w->resolvers = calloc(fo.threads, sizeof(*w->resolvers));
+        /* One per fill thread, and the last for the content checks (content-peers.h). */
+        w->resolvers = calloc(fo.threads + 1, sizeof(*w->resolvers));
         if (!w->resolvers)
                 return log_oom();
-        w->n_resolvers = fo.threads;
-        for (unsigned i = 0; i < fo.threads; i++)
+        w->n_resolvers = fo.threads + 1;
+        for (unsigned i = 0; i < w->n_resolvers; i++)
                 if (!(w->resolvers[i] = mclient_httpc(w->mclient)))
                         return log_oom();
         r = fill_new(cfg, w->store, &fo, resolve_file, w, &f);
         if (r < 0)
                 return log_error_errno(r, "Failed to start the fill threads: %m");
         w->fill.fill = f;
+        r = content_peers_start(&(content_peers_context){.cfg = cfg,
+                                                         .node = w->node,
+                                                         .token = w->token,
+                                                         .store = w->store,
+                                                         .fill = &w->fill,
+                                                         .mclient = w->mclient,
+                                                         .resolve = resolve_for_peers,
+                                                         .userdata = w},
+                                &w->peers);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start the content checks: %m");
+        fill_set_mismatch_hook(f, content_peers_local_mismatch, w->peers);
 
         r = sd_event_new(&w->event);
         if (r < 0)
@@ -300,7 +323,8 @@ int worker_new(const config *cfg, const char *node, const char *data_dir, const 
                            .store = w->store,
                            .mclient = w->mclient,
                            .hits = &w->hits,
-                           .misses = &w->misses};
+                           .misses = &w->misses,
+                           .peers = w->peers};
         r = reg_start(&rc, &w->reg);
         if (r < 0)
                 return log_error_errno(r, "Failed to start registration: %m");

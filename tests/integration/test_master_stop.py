@@ -92,3 +92,56 @@ def test_masters_stopped_one_after_another_after_elections(make_cluster):
             time.sleep(rnd.uniform(0, 0.8))
         assert codes == [0, 0, 0], f"round {i}: exit statuses {codes}\n{c.logs()}"
         assert all("Stopped." in _log(m) for m in order), c.logs()
+
+
+@pytest.fixture
+def make_members(tmp_path, build_dir):
+    from conftest import cluster_factory, weir_binary
+    from test_members import Members
+
+    weir_binary("weir-master")
+    weir_binary("weirctl")
+    yield from cluster_factory(Members, tmp_path, build_dir)
+
+
+def test_leader_sigterm_while_a_membership_change_is_pending(make_members):
+    """One master asked to grow to three (SIGHUP with the new YAML) while the other two are not
+    running: it adds node2 and starts promoting it, which stays pending (libraft waits for node2
+    to catch up). SIGTERM then waits for that change like for a pending apply (bounded: 1 s; a
+    raft_close() that cancels a membership entry being appended crashed libraft 0.15) and exits
+    0. The outcome is clear: node2 is a member that is not a voter yet, the master restarts and
+    serves alone, and starting the others completes the change."""
+    from test_members import members_of, wait_for
+
+    c = make_members(n=3, master_replicas=1)
+    c.env["WEIR_LOG_LEVEL"] = "debug"  # the drain's "Waiting up to ..." line
+    node1, node2, node3 = c.masters
+    node1.start()
+    c.wait_leader(timeout=LEADER_BOUND_S)
+    c.write_yaml(3)
+    node1.signal(signal.SIGHUP)
+    line = "Assigning master node2 (raft id 2) the role voter."
+    deadline = time.monotonic() + 30
+    while line not in _log(node1):
+        assert time.monotonic() < deadline, _log(node1)[-4000:]
+        time.sleep(0.005)
+    node1.signal(signal.SIGTERM)
+    rc = _wait_exit(node1, EXIT_BOUND_S)
+    log = _log(node1)
+    assert rc == 0, f"exit status {rc}\n{c.logs()}"
+    assert "Stopped." in log, log[-4000:]
+    # The pending promotion was waited for (bounded), not cancelled at once.
+    assert "pending raft request(s)." in log.split(line)[-1], log[-4000:]
+    # The outcome: node2 was added, not promoted; node1 alone still is a quorum.
+    node1.start()
+    c.wait_leader(timeout=LEADER_BOUND_S)
+    roles = {m["node"]: m["role"] for m in c.config(node1)["members"] or []}
+    assert roles.get("node1") == "voter" and roles.get("node2") in ("spare", "standby"), roles
+    c.put_label("after-stop", "1")
+    node2.start()
+    node3.start()
+    wait_for(lambda: c.config(node1)["converged"], 60, "the change completed", c)
+    assert members_of(c.config(node1)) == ["node1", "node2", "node3"]
+    assert c.labels()["after-stop"] == "1"
+    codes = [m.stop() for m in c.masters]
+    assert codes == [0, 0, 0], f"exit statuses {codes}\n{c.logs()}"

@@ -175,7 +175,7 @@ class Throttle:
 
 
 def test_file_changed_upstream_during_prefetch_is_never_served_mixed():
-    """b.bin (24 blocks of 1 MiB) is being prefetched through a store that sends 1 MiB/s per
+    """b.bin (24 blocks of 1 MiB) is being prefetched through a store that sends 256 KiB/s per
     connection when it is replaced upstream by other bytes of the same size. Reading it through
     the mount gives the old bytes whole or an I/O error, never a mix; after a sync, the new ones."""
     old = random.Random(1).randbytes(24 * MiB)
@@ -196,13 +196,19 @@ def test_file_changed_upstream_during_prefetch_is_never_served_mixed():
 
     def via_throttle(store):
         nonlocal throttle
-        throttle = Throttle(store, 1 * MiB).start()
+        # slow enough that the first ranges take 4 s: the change lands before the last are asked
+        throttle = Throttle(store, 256 * 1024).start()
         return ("hbase", f"http://{throttle.address}:{throttle.port}/hbase/")
 
     c = cluster(make, block_size="1Mi", mount=via_throttle, fuse_env={"WEIR_FUSE_REFRESH": "1s"})
     try:
         c.start()
         d = os.path.join(c.mnt, "hbase", "dir")
+        src = os.path.join(c.store_root, "hbase", "dir", "b.bin")
+        tmp = src + ".new"
+        with open(tmp, "wb") as f:  # written now: the change itself is one rename
+            f.write(new)
+        os.chmod(tmp, 0o644)
         # opening a.bin (the directory's first file) starts b.bin's prefetch
         assert read_whole(os.path.join(d, "a.bin")) == b"a" * 4096
         # replace it once the prefetch has fetched a first block (on a loaded machine it may
@@ -211,11 +217,6 @@ def test_file_changed_upstream_during_prefetch_is_never_served_mixed():
         while not any(s == 206 for s, _ in store_gets(c).get("/hbase/dir/b.bin", [])):
             assert time.monotonic() < deadline, "b.bin's prefetch never started"
             time.sleep(0.05)
-        src = os.path.join(c.store_root, "hbase", "dir", "b.bin")
-        tmp = src + ".new"
-        with open(tmp, "wb") as f:
-            f.write(new)
-        os.chmod(tmp, 0o644)
         os.utime(tmp, (time.time() + 5, time.time() + 5))  # a new ETag even within a second
         os.replace(tmp, src)
         try:

@@ -6,7 +6,9 @@ Usage: check.py EVAL_JSON PACKAGE_ROOT SOURCE_ROOT. PACKAGE_ROOT is where `meson
 """
 import json
 import os
+import subprocess
 import sys
+import tempfile
 
 d = json.load(open(sys.argv[1]))
 pkg_root, src = sys.argv[2], sys.argv[3]
@@ -44,7 +46,7 @@ check(pkg_root in d["path"]["packages"], "the package is in systemd.packages (un
 fixture = os.path.join(src, "tests/nix/fixtures/cluster.yaml")
 e = d["path"]["etc"]
 check(e["kind"] == "nix-path" and e["path"] == fixture, "a Nix path is the file itself")
-checked = d["path"]["checks"][0]["script"].split()[3] if d["path"]["checks"] else ""
+checked = d["path"]["checks"][0]["yaml"]["path"] if d["path"]["checks"] else ""
 check([x["name"] for x in d["path"]["checks"]] == ["weir-cluster-yaml-check"]
       and checked.startswith("/nix/store/") and checked.endswith("-cluster.yaml"),
       f"a Nix path is copied to the store and checked with weirctl config check ({checked})")
@@ -82,10 +84,69 @@ check(d["noCheck"]["checks"] == [], "checkConfig = false: no build-time check")
 check(len(d["settings"]["checks"]) == 1, "settings are checked at build time")
 check(d["settings"]["node"] == "node2\n", "node goes to /etc/weir/node")
 
+
+
+def build_check(case, text=None):
+    """Runs the system.checks builder of CASE as the Nix build would (bash -e in an empty
+    directory, the package's bin on PATH, $out to create), with the YAML it names written from
+    its text. Returns (exit status, output)."""
+    c = d[case]["checks"][0]
+    y = c["yaml"]
+    with tempfile.TemporaryDirectory() as tmp:
+        given = os.path.join(tmp, "input.yaml")
+        with open(given, "w") as f:
+            f.write(y["text"] if text is None else text)
+        work = os.path.join(tmp, "build")
+        os.mkdir(work)
+        env = dict(os.environ, PATH=os.path.join(pkg_root, "bin") + ":" + os.environ["PATH"],
+                   out=os.path.join(tmp, "out"))
+        p = subprocess.run(["bash", "-eo", "pipefail", "-c", c["script"].replace(y["path"], given)],
+                           cwd=work, env=env, text=True, capture_output=True)
+        made = os.path.exists(os.path.join(tmp, "out"))
+        return (p.returncode if p.returncode or made else -1), p.stdout + p.stderr
+
+
+rc, out = build_check("path", open(fixture).read())
+check(rc == 0, f"path: the build-time check passes on the fixture ({out.strip()[-200:]})")
+rc, out = build_check("settings")
+check(rc == 0, f"settings: the build-time check passes ({out.strip()[-200:]})")
+rc, out = build_check("example")
+check(rc == 0 and d["example"]["failed"] == [],
+      f"the settings option's example passes the build-time check ({out.strip()[-200:]})")
+rc, out = build_check("badCheck")
+check(rc != 0 and "blockSize must be a multiple of 4Ki" in out,
+      f"a YAML weirctl rejects fails the build-time check, with its message ({out.strip()[-200:]})")
+
+# Secrets by file: /etc/weir/cluster.yaml names them as written; weirctl reads them, so the
+# build-time check (where they are neither in the store nor in the sandbox) checks a copy whose
+# encryptOptions read a placeholder. Without that copy the check fails the system build.
+sec = d["secrets"]
+etc_docs = docs(sec["etc"]["text"])
+check(etc_docs[1]["spec"]["sharedEncryptOptions"][0]["valueFile"] == "/var/lib/weir/s3/access-key"
+      and etc_docs[1]["spec"]["mounts"][0]["encryptOptions"][0]["valueFrom"]["secretKeyRef"]
+      == {"name": "s3", "key": "secret-key"},
+      "secrets: /etc/weir/cluster.yaml names the secret files as written")
+chk_docs = docs(sec["checks"][0]["yaml"]["text"])
+check(chk_docs[1]["spec"]["sharedEncryptOptions"] == [{"name": "fs.s3a.access.key",
+                                                        "valueFile": "weir-check-secret"}]
+      and chk_docs[1]["spec"]["mounts"][0]["encryptOptions"] == [
+          {"name": "fs.s3a.secret.key", "valueFile": "weir-check-secret"}]
+      and chk_docs[1]["spec"]["mounts"][0]["options"] == {"fs.s3a.endpoint": "http://10.0.0.9:9000"},
+      "secrets: the checked copy reads a placeholder for each secret file, the rest unchanged")
+check(sec["dropins"]["weir-worker"]["restartTriggers"] != [sec["checks"][0]["yaml"]["path"]],
+      "secrets: the units' triggers name the real YAML, not the checked copy")
+rc, out = build_check("secrets")
+check(rc == 0 and "api: https" in out and "read token file /var/lib/weir/read-token" in out,
+      "secrets: the build-time check passes without the secret files (encryptOptions, token, Raft"
+      f" secret, read token, TLS key, certificate and CA: HTTPS) ({out.strip()[-300:]})")
+rc, out = build_check("secrets", sec["etc"]["text"])
+check(rc != 0 and "cannot read secret file" in out,
+      "secrets: checking the YAML itself at build time would fail (weirctl reads the secrets)")
+
 # Drop-ins: additions to the packaged units, never replacements.
 dr = d["settings"]["dropins"]
 check(all(dr[u]["overrideStrategy"] == "asDropin" for u in dr), "every unit is a drop-in")
-yaml_file = d["settings"]["checks"][0]["script"].split()[3]
+yaml_file = d["settings"]["checks"][0]["yaml"]["path"]
 check(dr["weir-master"]["reloadTriggers"] == [yaml_file] and dr["weir-master"]["restartTriggers"] == [],
       "a changed YAML reloads the masters (SIGHUP), not restarts them")
 check(dr["weir-worker"]["restartTriggers"] == [yaml_file]
@@ -136,12 +197,14 @@ expect = {
     "inlineSecret": "fs.s3a.secret.key",
     "raftSecretInStore": "spec.raft.secretFile of the Cluster document name a file in the Nix store",
     "hostNameMaster": "a.example b.example c.example",
+    "sharedInlineSecret": "Dataset hbase, sharedOptions: fs.s3a.secret.key",
+    "sharedValueFileInStore": "Dataset hbase, sharedOptions: fs.s3a.access.key",
 }
 for case, text in expect.items():
     got = d["bad"][case]["failed"]
     check(len(got) == 1 and text in got[0], f"bad input {case}: {got}")
 for case in ("path", "outside", "derivation", "renamedText", "renamedList", "settings",
-             "settingsNoNode", "noCheck"):
+             "settingsNoNode", "noCheck", "secrets"):
     check(d[case]["failed"] == [], f"{case}: no assertion fails")
 check(d["bad"]["textNotPath"].get("error") is True, "configFile = 42 is a type error")
 

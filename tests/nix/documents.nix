@@ -24,9 +24,17 @@ let
     spec = {
       replicas = 3;
       master.replicas = masters;
+      tieredstore.levels = [
+        {
+          mediumtype = "MEM";
+          path = "/dev/shm";
+          quota = "1Gi";
+        }
+      ];
     };
   };
   node = name: address: { inherit name address; };
+  withSpec = a: b: a // { spec = a.spec // b.spec; };
 in
 {
   inherit dataset;
@@ -87,6 +95,63 @@ in
         ];
       }
     )
+  ];
+  # Secrets by file, as docs/config.md allows them: an absolute valueFile, a secretKeyRef (under
+  # secrets/ next to the YAML) and sharedEncryptOptions. weirctl reads those files.
+  # The Cluster document's secret and TLS files (docs/config.md), which only the daemons read.
+  withSecrets = [
+    (
+      (cluster [ (node "node1" "10.0.0.1") ])
+      // {
+        spec = {
+          nodes = [ (node "node1" "10.0.0.1") ];
+          tokenFile = "/var/lib/weir/token";
+          raft.secretFile = "/var/lib/weir/raft-secret";
+          api = {
+            readTokenFile = "/var/lib/weir/read-token";
+            tls = {
+              certFile = "/var/lib/weir/tls/api.pem";
+              keyFile = "/var/lib/weir/tls/api.key";
+              caFile = "/var/lib/weir/tls/ca.pem";
+            };
+          };
+        };
+      }
+    )
+    (
+      dataset
+      // {
+        spec = {
+          sharedEncryptOptions = [
+            {
+              name = "fs.s3a.access.key";
+              valueFile = "/var/lib/weir/s3/access-key";
+            }
+          ];
+          mounts = [
+            {
+              mountPoint = "s3://bucket/data/";
+              name = "b";
+              options."fs.s3a.endpoint" = "http://10.0.0.9:9000";
+              encryptOptions = [
+                {
+                  name = "fs.s3a.secret.key";
+                  valueFrom.secretKeyRef = {
+                    name = "s3";
+                    key = "secret-key";
+                  };
+                }
+              ];
+            }
+          ];
+        };
+      }
+    )
+  ];
+  # A YAML that weirctl rejects (blockSize not a multiple of 4Ki): the build-time check fails.
+  badBlockSize = [
+    (cluster [ (node "node1" "10.0.0.1") ])
+    (withSpec dataset { spec.blockSize = "1000"; })
   ];
   hostNames = [
     (cluster [

@@ -6,6 +6,7 @@
   libPath,
   pkgRoot,
   moduleFile ? ../../nix/module.nix,
+  exampleFile,
 }:
 let
   lib = import libPath;
@@ -58,6 +59,15 @@ let
       checks = map (d: {
         inherit (d) name;
         script = d.script or "";
+        # The YAML the check reads (a store path as the script names it; text if known).
+        yaml =
+          let
+            y = d.env.passthru.yaml;
+          in
+          {
+            path = "${y}";
+            text = if builtins.isAttrs y then y.text or null else null;
+          };
       }) c.system.checks;
       generators = c.systemd.generators;
       packages = map toString c.systemd.packages;
@@ -147,6 +157,11 @@ in
         };
       }).cluster;
   };
+  # The settings option's documented example, as a user would paste it (module-test.sh writes
+  # its text to exampleFile: see example-text.nix).
+  example = eval { settings = import exampleFile; };
+  secrets = eval { settings = docs.withSecrets; };
+  badCheck = eval { settings = docs.badBlockSize; };
   noCheck = eval {
     settings = docs.three;
     checkConfig = false;
@@ -225,6 +240,30 @@ in
         else
           d
       ) docs.three;
+    };
+    sharedInlineSecret = eval {
+      settings = [
+        (builtins.head docs.three)
+        (docs.dataset // { spec = docs.dataset.spec // { sharedOptions."fs.s3a.secret.key" = "x"; }; })
+      ];
+    };
+    sharedValueFileInStore = eval {
+      settings = [
+        (builtins.head docs.three)
+        (
+          docs.dataset
+          // {
+            spec = docs.dataset.spec // {
+              sharedEncryptOptions = [
+                {
+                  name = "fs.s3a.access.key";
+                  valueFile = "${builtins.storeDir}/abc-key";
+                }
+              ];
+            };
+          }
+        )
+      ];
     };
     hostNameMaster = eval {
       settings = docs.hostNames;

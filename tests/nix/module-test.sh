@@ -26,8 +26,16 @@ gen=$(find "$tmp/dest" -path '*/lib/systemd/system-generators/weir-generator' | 
 root=${gen%/lib/systemd/system-generators/weir-generator}
 echo "package root (meson install): ${root#"$tmp/dest"}"
 
+# The settings option's example as a file eval.nix can import.
+if ! NIX_STATE_DIR=$tmp/state nix-instantiate --eval --json "$src/tests/nix/example-text.nix" \
+        --arg libPath "$lib" --argstr pkgRoot "$root" >"$tmp/example.json" 2>"$tmp/err" ||
+        ! python3 -c 'import json, sys; print(json.load(open(sys.argv[1])))' "$tmp/example.json" \
+        >"$tmp/example.nix"; then
+        echo "FAIL: reading services.weir.settings' example"; grep -v "build-users-group" "$tmp/err"; exit 1
+fi
 if ! NIX_STATE_DIR=$tmp/state nix-instantiate --eval --strict --json "$src/tests/nix/eval.nix" \
-        --arg libPath "$lib" --argstr pkgRoot "$root" >"$tmp/eval.json" 2>"$tmp/err"; then
+        --arg libPath "$lib" --argstr pkgRoot "$root" --arg exampleFile "$tmp/example.nix" \
+        >"$tmp/eval.json" 2>"$tmp/err"; then
         echo "FAIL: evaluating tests/nix/eval.nix (nix/module.nix, flake.nix)"; grep -v "build-users-group" "$tmp/err"; exit 1
 fi
 /usr/bin/env python3 "$src/tests/nix/check.py" "$tmp/eval.json" "$root" "$src" || exit 1

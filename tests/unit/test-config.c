@@ -47,6 +47,11 @@
         "spec:\n"
 
 #define LEVEL_MEM "      - {mediumtype: MEM, path: /dev/shm, quota: 1Gi}\n"
+/* The cluster, dataset d and its runtime with the tier LEVELS (lines 24 on). */
+#define TIERED(levels) CLUSTER3 DATASET_D RUNTIME_D_HEAD "  tieredstore:\n    levels:\n" levels
+/* The same with EXTRA runtime keys (line 22) before one MEM tier. */
+#define RUNTIME_D(extra)                                                                           \
+        CLUSTER3 DATASET_D RUNTIME_D_HEAD extra "  tieredstore:\n    levels:\n" LEVEL_MEM
 
 static char tmpdir[] = "/tmp/test-config-XXXXXX";
 
@@ -172,6 +177,7 @@ static void test_example_cluster_yaml(void **state)
         assert_null(c->token_file);
         assert_int_equal(c->election_timeout_ms, 300);
         assert_int_equal(c->heartbeat_timeout_ms, 50);
+        assert_false(c->raft_loop_normal); /* real-time loop thread by default */
         d = config_find_dataset(c, "hbase");
         assert_non_null(d);
         assert_int_equal(d->block_size, 16 << 20);
@@ -274,37 +280,39 @@ static void test_example_s3_oss(void **state)
 
 /* ---- Fluid's seed manifests, unchanged, with a Cluster document added ------------------- */
 
+/* The hbase Dataset of the Alluxio and GooseFS walkthroughs (the same in both). */
+#define SEED_HBASE_DATASET                                                                         \
+        "apiVersion: data.fluid.io/v1alpha1\n"                                                     \
+        "kind: Dataset\n"                                                                          \
+        "metadata:\n"                                                                              \
+        "  name: hbase\n"                                                                          \
+        "spec:\n"                                                                                  \
+        "  mounts:\n"                                                                              \
+        "    - mountPoint: https://mirrors.tuna.tsinghua.edu.cn/apache/hbase/stable/\n"            \
+        "      name: hbase\n"
+
 static void test_seed_alluxio(void **state)
 {
         /* From the AlluxioRuntime master-HA walkthrough. */
-        _cleanup_(config_freep) config *c = load_ok(
-                "seed.yaml",
-                CLUSTER3
-                "apiVersion: data.fluid.io/v1alpha1\n"
-                "kind: Dataset\n"
-                "metadata:\n"
-                "  name: hbase\n"
-                "spec:\n"
-                "  mounts:\n"
-                "    - mountPoint: https://mirrors.tuna.tsinghua.edu.cn/apache/hbase/stable/\n"
-                "      name: hbase\n"
-                "---\n"
-                "apiVersion: data.fluid.io/v1alpha1\n"
-                "kind: AlluxioRuntime\n"
-                "metadata:\n"
-                "  name: hbase\n"
-                "spec:\n"
-                "  replicas: 2\n"
-                "  tieredstore:\n"
-                "    levels:\n"
-                "      - mediumtype: MEM\n"
-                "        path: /dev/shm\n"
-                "        quota: 2Gi\n"
-                "        high: \"0.95\"\n"
-                "        low: \"0.7\"\n"
-                "  master:\n"
-                "    replicas: 3\n",
-                false);
+        _cleanup_(config_freep) config *c =
+                load_ok("seed.yaml",
+                        CLUSTER3 SEED_HBASE_DATASET "---\n"
+                                                    "apiVersion: data.fluid.io/v1alpha1\n"
+                                                    "kind: AlluxioRuntime\n"
+                                                    "metadata:\n"
+                                                    "  name: hbase\n"
+                                                    "spec:\n"
+                                                    "  replicas: 2\n"
+                                                    "  tieredstore:\n"
+                                                    "    levels:\n"
+                                                    "      - mediumtype: MEM\n"
+                                                    "        path: /dev/shm\n"
+                                                    "        quota: 2Gi\n"
+                                                    "        high: \"0.95\"\n"
+                                                    "        low: \"0.7\"\n"
+                                                    "  master:\n"
+                                                    "    replicas: 3\n",
+                        false);
 
         assert_int_equal(c->master_replicas, 3);
         assert_int_equal(c->worker_replicas, 2);
@@ -315,34 +323,25 @@ static void test_seed_alluxio(void **state)
 static void test_seed_goosefs(void **state)
 {
         /* From the GooseFSRuntime walkthroughs (Chinese, Korean, English). */
-        _cleanup_(config_freep) config *c = load_ok(
-                "seed.yaml",
-                CLUSTER3
-                "apiVersion: data.fluid.io/v1alpha1\n"
-                "kind: Dataset\n"
-                "metadata:\n"
-                "  name: hbase\n"
-                "spec:\n"
-                "  mounts:\n"
-                "    - mountPoint: https://mirrors.tuna.tsinghua.edu.cn/apache/hbase/stable/\n"
-                "      name: hbase\n"
-                "---\n"
-                "apiVersion: data.fluid.io/v1alpha1\n"
-                "kind: GooseFSRuntime\n"
-                "metadata:\n"
-                "  name: hbase\n"
-                "spec:\n"
-                "  replicas: 3\n"
-                "  tieredstore:\n"
-                "    levels:\n"
-                "      - mediumtype: HDD\n"
-                "        path: /mnt/disk1\n"
-                "        quota: 2G\n"
-                "        high: \"0.8\"\n"
-                "        low: \"0.7\"\n"
-                "  master:\n"
-                "    replicas: 3\n",
-                false);
+        _cleanup_(config_freep) config *c =
+                load_ok("seed.yaml",
+                        CLUSTER3 SEED_HBASE_DATASET "---\n"
+                                                    "apiVersion: data.fluid.io/v1alpha1\n"
+                                                    "kind: GooseFSRuntime\n"
+                                                    "metadata:\n"
+                                                    "  name: hbase\n"
+                                                    "spec:\n"
+                                                    "  replicas: 3\n"
+                                                    "  tieredstore:\n"
+                                                    "    levels:\n"
+                                                    "      - mediumtype: HDD\n"
+                                                    "        path: /mnt/disk1\n"
+                                                    "        quota: 2G\n"
+                                                    "        high: \"0.8\"\n"
+                                                    "        low: \"0.7\"\n"
+                                                    "  master:\n"
+                                                    "    replicas: 3\n",
+                        false);
 
         assert_int_equal(c->worker_replicas, 3);
         assert_int_equal(c->tiers[0].medium, CONFIG_MEDIUM_HDD);
@@ -442,68 +441,39 @@ static void test_fluid_fields_warn(void **state)
 
 static void test_invalid_master_replicas(void **state)
 {
-        expect_error(CLUSTER3 DATASET_D RUNTIME_D_HEAD "  master: {replicas: 2}\n"
-                                                       "  tieredstore:\n"
-                                                       "    levels:\n" LEVEL_MEM,
-                     22, 22, "master.replicas must be 1 or an odd number >= 3 (got 2)");
-        expect_error(CLUSTER3 DATASET_D RUNTIME_D_HEAD "  master: {replicas: 0}\n"
-                                                       "  tieredstore:\n"
-                                                       "    levels:\n" LEVEL_MEM,
-                     22, 22, "master.replicas must be 1 or an odd number >= 3 (got 0)");
-        expect_error(CLUSTER3 DATASET_D RUNTIME_D_HEAD "  master: {replicas: -1}\n"
-                                                       "  tieredstore:\n"
-                                                       "    levels:\n" LEVEL_MEM,
-                     22, 22, "master.replicas must be 1 or an odd number >= 3 (got -1)");
-        expect_error(CLUSTER3 DATASET_D RUNTIME_D_HEAD "  master: {replicas: 5}\n"
-                                                       "  tieredstore:\n"
-                                                       "    levels:\n" LEVEL_MEM,
-                     22, 22, "master.replicas (5) must not be larger than the number of nodes (3)");
+        expect_error(RUNTIME_D("  master: {replicas: 2}\n"), 22, 22,
+                     "master.replicas must be 1 or an odd number >= 3 (got 2)");
+        expect_error(RUNTIME_D("  master: {replicas: 0}\n"), 22, 22,
+                     "master.replicas must be 1 or an odd number >= 3 (got 0)");
+        expect_error(RUNTIME_D("  master: {replicas: -1}\n"), 22, 22,
+                     "master.replicas must be 1 or an odd number >= 3 (got -1)");
+        expect_error(RUNTIME_D("  master: {replicas: 5}\n"), 22, 22,
+                     "master.replicas (5) must not be larger than the number of nodes (3)");
 }
 
 static void test_invalid_quota(void **state)
 {
-        expect_error(CLUSTER3 DATASET_D RUNTIME_D_HEAD
-                     "  tieredstore:\n"
-                     "    levels:\n"
-                     "      - {mediumtype: MEM, path: /dev/shm, quota: 2X}\n",
-                     24, 50,
+        expect_error(TIERED("      - {mediumtype: MEM, path: /dev/shm, quota: 2X}\n"), 24, 50,
                      "quota: expected a size such as 2G, 2Gi, 512Mi or a number of bytes "
                      "(got 2X)");
-        expect_error(CLUSTER3 DATASET_D RUNTIME_D_HEAD
-                     "  tieredstore:\n"
-                     "    levels:\n"
-                     "      - {mediumtype: MEM, path: /dev/shm, quota: 0}\n",
-                     24, 50, "quota must be larger than 0");
-        expect_error(CLUSTER3 DATASET_D RUNTIME_D_HEAD
-                     "  tieredstore:\n"
-                     "    levels:\n"
-                     "      - {mediumtype: MEM, path: /dev/shm}\n",
-                     24, 9, "tieredstore level: missing 'quota'");
+        expect_error(TIERED("      - {mediumtype: MEM, path: /dev/shm, quota: 0}\n"), 24, 50,
+                     "quota must be larger than 0");
+        expect_error(TIERED("      - {mediumtype: MEM, path: /dev/shm}\n"), 24, 9,
+                     "tieredstore level: missing 'quota'");
 }
 
 static void test_invalid_watermarks(void **state)
 {
-        expect_error(CLUSTER3 DATASET_D RUNTIME_D_HEAD
-                     "  tieredstore:\n"
-                     "    levels:\n"
-                     "      - {mediumtype: MEM, path: /dev/shm, quota: 1Gi, high: \"1.5\"}\n",
-                     24, 61,
-                     "high: expected a number in (0, 1] such as 0.95 or \"0.95\" (got 1.5)");
-        expect_error(CLUSTER3 DATASET_D RUNTIME_D_HEAD
-                     "  tieredstore:\n"
-                     "    levels:\n"
-                     "      - {mediumtype: MEM, path: /dev/shm, quota: 1Gi, high: 0.5, low: 0.7}\n",
+        expect_error(
+                TIERED("      - {mediumtype: MEM, path: /dev/shm, quota: 1Gi, high: \"1.5\"}\n"),
+                24, 61, "high: expected a number in (0, 1] such as 0.95 or \"0.95\" (got 1.5)");
+        expect_error(TIERED("      - {mediumtype: MEM, path: /dev/shm, quota: 1Gi, high: 0.5, low: "
+                            "0.7}\n"),
                      24, 71, "low (0.7) must be less than high (0.5)");
-        expect_error(CLUSTER3 DATASET_D RUNTIME_D_HEAD
-                     "  tieredstore:\n"
-                     "    levels:\n"
-                     "      - {mediumtype: MEM, path: /dev/shm, quota: 1Gi, low: \"0\"}\n",
+        expect_error(TIERED("      - {mediumtype: MEM, path: /dev/shm, quota: 1Gi, low: \"0\"}\n"),
                      24, 60, "low: expected a number in (0, 1]");
         /* Only high given, below the default low of 0.7. */
-        expect_error(CLUSTER3 DATASET_D RUNTIME_D_HEAD
-                     "  tieredstore:\n"
-                     "    levels:\n"
-                     "      - {mediumtype: MEM, path: /dev/shm, quota: 1Gi, high: 0.6}\n",
+        expect_error(TIERED("      - {mediumtype: MEM, path: /dev/shm, quota: 1Gi, high: 0.6}\n"),
                      24, 61, "low (0.7) must be less than high (0.6)");
 }
 
@@ -558,30 +528,18 @@ static void test_api_section(void **state)
 
 static void test_invalid_medium(void **state)
 {
-        expect_error(CLUSTER3 DATASET_D RUNTIME_D_HEAD
-                     "  tieredstore:\n"
-                     "    levels:\n"
-                     "      - {mediumtype: NVM, path: /dev/shm, quota: 1Gi}\n",
-                     24, 22, "mediumtype must be MEM, SSD or HDD (got 'NVM')");
-        expect_error(CLUSTER3 DATASET_D RUNTIME_D_HEAD
-                     "  tieredstore:\n"
-                     "    levels:\n"
-                     "      - {mediumtype: SSD, path: cache, quota: 1Gi}\n",
-                     24, 33, "path must be an absolute path (got 'cache')");
+        expect_error(TIERED("      - {mediumtype: NVM, path: /dev/shm, quota: 1Gi}\n"), 24, 22,
+                     "mediumtype must be MEM, SSD or HDD (got 'NVM')");
+        expect_error(TIERED("      - {mediumtype: SSD, path: cache, quota: 1Gi}\n"), 24, 33,
+                     "path must be an absolute path (got 'cache')");
         expect_error(CLUSTER3 DATASET_D RUNTIME_D_HEAD "  tieredstore:\n"
                                                        "    levels: []\n",
                      23, 13, "levels: expected at least one level");
-        expect_error(CLUSTER3 DATASET_D RUNTIME_D_HEAD
-                     "  tieredstore:\n"
-                     "    levels:\n"
-                     "      - {mediumtype: SSD, path: /mnt/a, quota: 1Gi}\n"
-                     "      - {mediumtype: HDD, path: /mnt/a/, quota: 1Gi}\n",
+        expect_error(TIERED("      - {mediumtype: SSD, path: /mnt/a, quota: 1Gi}\n"
+                            "      - {mediumtype: HDD, path: /mnt/a/, quota: 1Gi}\n"),
                      25, 33, "path '/mnt/a/' is used by two levels");
-        expect_error(CLUSTER3 DATASET_D RUNTIME_D_HEAD
-                     "  tieredstore:\n"
-                     "    levels:\n"
-                     "      - {mediumtype: SSD, path: \"/a,/b\", quota: 1Gi}\n",
-                     24, 33, "several paths in one level are not supported");
+        expect_error(TIERED("      - {mediumtype: SSD, path: \"/a,/b\", quota: 1Gi}\n"), 24, 33,
+                     "several paths in one level are not supported");
         expect_error(CLUSTER3 DATASET_D RUNTIME_D_HEAD "  replicas: 1\n", 22, 3,
                      "AlluxioRuntime 'd': missing 'tieredstore'");
 }
@@ -1015,18 +973,15 @@ static void test_invalid_more(void **state)
                      "  tieredstore:\n"
                      "    levels:\n" LEVEL_MEM,
                      21, 13, "2 nodes have the role worker but replicas (workers) is 1");
-        expect_error(CLUSTER3 DATASET_D RUNTIME_D_HEAD
-                     "  tieredstore:\n"
-                     "    levels:\n"
-                     "      - {mediumtype: MEM, path: /m1, quota: 1Gi}\n"
-                     "      - {mediumtype: MEM, path: /m2, quota: 1Gi}\n"
-                     "      - {mediumtype: MEM, path: /m3, quota: 1Gi}\n"
-                     "      - {mediumtype: MEM, path: /m4, quota: 1Gi}\n"
-                     "      - {mediumtype: MEM, path: /m5, quota: 1Gi}\n"
-                     "      - {mediumtype: MEM, path: /m6, quota: 1Gi}\n"
-                     "      - {mediumtype: MEM, path: /m7, quota: 1Gi}\n"
-                     "      - {mediumtype: MEM, path: /m8, quota: 1Gi}\n"
-                     "      - {mediumtype: MEM, path: /m9, quota: 1Gi}\n",
+        expect_error(TIERED("      - {mediumtype: MEM, path: /m1, quota: 1Gi}\n"
+                            "      - {mediumtype: MEM, path: /m2, quota: 1Gi}\n"
+                            "      - {mediumtype: MEM, path: /m3, quota: 1Gi}\n"
+                            "      - {mediumtype: MEM, path: /m4, quota: 1Gi}\n"
+                            "      - {mediumtype: MEM, path: /m5, quota: 1Gi}\n"
+                            "      - {mediumtype: MEM, path: /m6, quota: 1Gi}\n"
+                            "      - {mediumtype: MEM, path: /m7, quota: 1Gi}\n"
+                            "      - {mediumtype: MEM, path: /m8, quota: 1Gi}\n"
+                            "      - {mediumtype: MEM, path: /m9, quota: 1Gi}\n"),
                      24, 7, "levels: more than 8 levels");
         expect_error(CLUSTER3 DATASET_D RUNTIME_D_HEAD "  tieredstore: {}\n", 22, 16,
                      "tieredstore: missing 'levels'");
@@ -1109,6 +1064,26 @@ static void test_invalid_more(void **state)
                      "  nodes:\n"
                      "    - {name: n1, address: 10.0.0.1}\n",
                      5, 27, "raft.electionTimeout must be between 10ms and 60s (got 120000ms)");
+        expect_error("apiVersion: weir.io/v1\n"
+                     "kind: Cluster\n"
+                     "metadata: {name: c}\n"
+                     "spec:\n"
+                     "  raft: {loopScheduling: fast}\n"
+                     "  nodes:\n"
+                     "    - {name: n1, address: 10.0.0.1}\n",
+                     5, 26, "raft.loopScheduling must be realtime or normal (got 'fast')");
+        {
+                _cleanup_(config_freep) config *c = load_ok("t.yaml",
+                                                            "apiVersion: weir.io/v1\n"
+                                                            "kind: Cluster\n"
+                                                            "metadata: {name: c}\n"
+                                                            "spec:\n"
+                                                            "  raft: {loopScheduling: normal}\n"
+                                                            "  nodes:\n"
+                                                            "    - {name: n1, address: 10.0.0.1}\n",
+                                                            false);
+                assert_true(c->raft_loop_normal);
+        }
         expect_error("apiVersion: weir.io/v1\n"
                      "kind: Cluster\n"
                      "metadata: {name: c}\n"

@@ -297,6 +297,42 @@ static void test_other_epoch_and_file_zero(void **state)
         assert_true(block_matches(f, 0, 4 * MiB));
 }
 
+/* A version marked as failing its content check (here or on another worker) is never filled
+ * again: requests fail with -EILSEQ at once; its other blocks, other versions and other files
+ * are not affected, and the mark is counted by neither. */
+static void test_mismatch_mark(void **state)
+{
+        fixture *f = *state;
+        fill_stats st;
+
+        assert_int_equal(fill_block(f->fill, &(store_key){TEST_EPOCH, 1, 1, 0}, 0, on_done, f), 0);
+        wait_done(f, 1);
+        assert_int_equal(f->last_r, 0);
+        fill_mark_mismatch(f->fill, &(store_key){TEST_EPOCH, 1, 1, 2}); /* any index: the version */
+        assert_int_equal(fill_block(f->fill, &(store_key){TEST_EPOCH, 1, 1, 1}, 0, on_done, f),
+                         -EILSEQ);
+        assert_int_equal(
+                fill_block_part(f->fill, &(store_key){TEST_EPOCH, 1, 1, 1}, 0, 10, 0, NULL, NULL),
+                -EILSEQ);
+        assert_false(store_contains(f->store, &(store_key){TEST_EPOCH, 1, 1, 1}));
+        /* what was cached before stays until the caller drops it (content-peers.c does) */
+        assert_int_equal(fill_block(f->fill, &(store_key){TEST_EPOCH, 1, 1, 0}, 0, on_done, f), 1);
+        assert_string_equal(fill_strerror(-EILSEQ), FILL_MISMATCH_TEXT);
+        assert_int_equal(
+                strncmp(fill_strerror(-EILSEQ), ETAG_MISMATCH_PREFIX, strlen(ETAG_MISMATCH_PREFIX)),
+                0);
+        /* another version of the same file is filled */
+        f->version = 2;
+        assert_int_equal(fill_block(f->fill, &(store_key){TEST_EPOCH, 1, 2, 1}, 0, on_done, f), 0);
+        wait_done(f, 2);
+        assert_int_equal(f->last_r, 0);
+        fill_get_stats(f->fill, &st);
+        assert_int_equal(st.content_checks, 0);
+        fill_count_content_check(f->fill, false);
+        fill_get_stats(f->fill, &st);
+        assert_true(st.content_checks == 1 && st.content_failures == 1);
+}
+
 /* Which ETags are an MD5 of the content (S3 single-part), and which are not. */
 static void test_content_md5_etag(void **state)
 {
@@ -346,6 +382,20 @@ static void test_errors(void **state)
         wait_done(f, 5);
         assert_int_equal(f->last_r, -ESTALE);
         assert_false(store_contains(f->store, &(store_key){TEST_EPOCH, 1, 1, 1}));
+        /* That version is refused at once for a while, any block of it: no store request for
+         * each retry of a reader waiting for the sync. */
+        {
+                fill_stats st;
+
+                assert_int_equal(
+                        fill_block(f->fill, &(store_key){TEST_EPOCH, 1, 1, 2}, 0, on_done, f),
+                        -ESTALE);
+                assert_int_equal(fill_block_part(f->fill, &(store_key){TEST_EPOCH, 1, 1, 1}, 0, 10,
+                                                 0, NULL, NULL),
+                                 -ESTALE);
+                fill_get_stats(f->fill, &st);
+                assert_int_equal(st.stale_refusals, 2);
+        }
         /* Version 2 is the new bytes. */
         f->version = 2;
         assert_int_equal(fill_block(f->fill, &(store_key){TEST_EPOCH, 1, 2, 1}, 0, on_done, f), 0);
@@ -445,6 +495,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_other_epoch_and_file_zero, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_parts, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_mismatch_mark, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

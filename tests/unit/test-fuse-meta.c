@@ -126,13 +126,121 @@ static void test_paths(void **state)
         assert_int_equal(location_api("http:///b", api, sizeof(api)), -EINVAL);
 }
 
+/* A page of the compact format: COUNT names "dNNN" (directories at even NNN), from FIRST. */
+static void wire_page(lswire_buf *b, unsigned first, unsigned count, bool more)
+{
+        assert_int_equal(lswire_begin(b), 0);
+        for (unsigned i = first; i < first + count; i++) {
+                char name[16];
+                lswire_entry e = {.name = name, .dir = i % 2 == 0, .mtime = 5};
+
+                e.name_len = (size_t)snprintf(name, sizeof(name), "d%03u", i);
+                if (!e.dir) {
+                        e.size = i;
+                        e.file_id = 100 + i;
+                        e.version = 1;
+                }
+                assert_int_equal(lswire_add(b, &e), 0);
+        }
+        lswire_finish(b, 0xabcull, more);
+}
+
+static void test_wire_listing(void **state)
+{
+        lswire_buf b;
+        meta_listing *l = NULL;
+
+        wire_page(&b, 0, 10, true);
+        assert_int_equal(listing_from_wire((const char *)b.data, b.len, "/m", NULL, 77, &l), 0);
+        assert_int_equal(l->n, 10);
+        assert_true(l->more);
+        assert_int_equal(l->fetched_ms, 77);
+        assert_string_equal(l->entries[3].name, "d003");
+        assert_false(l->entries[3].dir);
+        assert_int_equal(l->entries[3].file_id, 103);
+        assert_int_equal(l->entries[3].size, 3);
+        assert_true(l->entries[3].epoch == 0xabc);
+        assert_true(l->entries[4].dir);
+        assert_int_equal(l->entries[4].epoch, 0);
+        assert_ptr_equal(meta_listing_find(l, "d009"), &l->entries[9]);
+        assert_null(meta_listing_find(l, "d010"));
+        /* one block of names: "dNNN\0" ten times */
+        assert_int_equal(l->names_len, 50);
+        meta_listing_unref(l);
+        /* a page that must follow "d005" but starts at d000: refused whole */
+        l = NULL;
+        assert_int_equal(listing_from_wire((const char *)b.data, b.len, "/m", "d005", 77, &l),
+                         -EBADMSG);
+        assert_null(l);
+        /* cut short, garbage, another version */
+        assert_int_equal(listing_from_wire((const char *)b.data, b.len - 1, "/m", NULL, 1, &l),
+                         -EBADMSG);
+        assert_int_equal(listing_from_wire("{\"entries\":[]}", 15, "/m", NULL, 1, &l), -EBADMSG);
+        b.data[4] = 9;
+        assert_int_equal(listing_from_wire((const char *)b.data, b.len, "/m", NULL, 1, &l),
+                         -EBADMSG);
+        lswire_buf_done(&b);
+        /* files without an epoch cannot be read: refused */
+        wire_page(&b, 1, 1, false);
+        memset(b.data + 8, 0, 8);
+        assert_int_equal(listing_from_wire((const char *)b.data, b.len, "/m", NULL, 1, &l),
+                         -EBADMSG);
+        lswire_buf_done(&b);
+}
+
+/* meta_cached_page_of: the cached page holding a name, across pages, never asking a master */
+static void test_cached_page_of(void **state)
+{
+        meta m = {.opts = {.entry_timeout_ms = 3600 * 1000}};
+        meta_listing *p1, *p2, *l;
+        lswire_buf b;
+        size_t i;
+
+        pthread_mutex_init(&m.lock, NULL);
+        m.pages = lru_new(1 << 20, 0, listing_unref_void);
+        assert_non_null(m.pages);
+        wire_page(&b, 0, 10, true);
+        assert_int_equal(listing_from_wire((const char *)b.data, b.len, "/m", NULL, now_ms(), &p1),
+                         0);
+        lswire_buf_done(&b);
+        wire_page(&b, 10, 5, false);
+        assert_int_equal(
+                listing_from_wire((const char *)b.data, b.len, "/m", "d009", now_ms(), &p2), 0);
+        lswire_buf_done(&b);
+        /* only the first page cached: names on it are found, later ones are not */
+        assert_int_equal(lru_put(m.pages, "/m//", meta_listing_ref(p1), 100), 0);
+        assert_int_equal(meta_cached_page_of(&m, "/m", "d004", &l, &i), 0);
+        assert_ptr_equal(l, p1);
+        assert_int_equal(i, 4);
+        meta_listing_unref(l);
+        assert_int_equal(meta_cached_page_of(&m, "/m", "d012", &l, &i), -ENOENT);
+        assert_int_equal(meta_cached_page_of(&m, "/m", "d004x", &l, &i), -ENOENT);
+        assert_int_equal(meta_cached_page_of(&m, "/other", "d004", &l, &i), -ENOENT);
+        assert_true(meta_page_cached(&m, "/m", NULL));
+        assert_false(meta_page_cached(&m, "/m", "d009"));
+        /* with the second page: found there */
+        assert_int_equal(lru_put(m.pages, "/m//d009", meta_listing_ref(p2), 100), 0);
+        assert_int_equal(meta_cached_page_of(&m, "/m", "d012", &l, &i), 0);
+        assert_ptr_equal(l, p2);
+        assert_int_equal(i, 2);
+        meta_listing_unref(l);
+        assert_int_equal(meta_cached_page_of(&m, "/m", "d015", &l, &i), -ENOENT);
+        /* expired pages are not answers */
+        p1->fetched_ms = now_ms() - m.opts.entry_timeout_ms - 1;
+        assert_int_equal(meta_cached_page_of(&m, "/m", "d004", &l, &i), -ENOENT);
+        assert_false(meta_page_cached(&m, "/m", NULL));
+        meta_listing_unref(p1);
+        meta_listing_unref(p2);
+        lru_free(m.pages);
+        pthread_mutex_destroy(&m.lock);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_entry),
-                cmocka_unit_test(test_bad_entries),
-                cmocka_unit_test(test_locations),
-                cmocka_unit_test(test_paths),
+                cmocka_unit_test(test_entry),        cmocka_unit_test(test_bad_entries),
+                cmocka_unit_test(test_locations),    cmocka_unit_test(test_paths),
+                cmocka_unit_test(test_wire_listing), cmocka_unit_test(test_cached_page_of),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -25,7 +25,7 @@ typedef struct fake_worker {
         unsigned waits;   /* WAIT requests seen */
         unsigned accepts; /* connections accepted */
         bool persistent;  /* answer every line of a connection (the real worker), not one */
-        const char *mode; /* "ok", "miss", "err", "garbage", "short" */
+        const char *mode; /* "ok", "miss", "err", "mismatch", "garbage", "short" */
 } fake_worker;
 
 static void *worker_thread(void *p)
@@ -83,6 +83,10 @@ static void *worker_thread(void *p)
                         close(fd);
                 } else if (strcmp(w->mode, "err") == 0) {
                         send(c, "ERR disk on fire\n", 17, 0);
+                } else if (strcmp(w->mode, "mismatch") == 0) {
+                        const char *m = "ERR " ETAG_MISMATCH_PREFIX ": bytes differ\n";
+
+                        send(c, m, strlen(m), 0);
                 } else if (strcmp(w->mode, "garbage") == 0) {
                         send(c, "WHAT\n", 5, 0);
                 } else {
@@ -373,6 +377,31 @@ static void test_plan_labels(void **state)
         reader_plan_done(&p);
 }
 
+/* A worker that refuses a version whose bytes did not match its content hash ends the read: no
+ * retry, no store (which would send the same bytes; here it would say ENOENT), EIO. */
+static void test_content_mismatch_is_final(void **state)
+{
+        fixture *x = *state;
+        reader_plan p;
+        char buf[BS];
+
+        x->w.mode = "mismatch";
+        x->r->opts.store_fallback = true;
+        x->r->opts.retry_ms = 60000; /* a retry would show as a second WAIT */
+        reader_plan_init(x->r, &x->f, 0, 100, &p);
+        assert_int_equal(p.n, 1);
+        assert_int_equal(fetch_span(x->r, &x->f, &p.spans[0], buf, false), -EILSEQ);
+        assert_int_equal(x->w.waits, 1);
+        assert_int_equal(x->r->local_down_until, 0); /* an answer, not a broken socket */
+        reader_plan_done(&p);
+        reader_plan_init(x->r, &x->f, 0, 100, &p);
+        for (unsigned i = 0; i < READER_MISSES; i++)
+                x->r->misses[i].until_ms = 0;
+        assert_int_equal(reader_read_plan(x->r, &x->f, &p, buf), -EIO);
+        assert_int_equal(x->w.waits, 2);
+        reader_plan_done(&p);
+}
+
 /* Requests share one connection while the worker keeps it; one it closed (after each answer
  * here, as after a WAIT answered from a fill) or one idle too long is replaced, and the request
  * is answered all the same. */
@@ -473,6 +502,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_one_block_file_asks_the_worker_first, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_no_socket, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_content_mismatch_is_final, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

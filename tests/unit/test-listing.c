@@ -13,6 +13,7 @@
 
 #include "fsm.h"
 #include "listing.h"
+#include "lswire.h"
 
 static void apply_ok(fsm *f, json_t *cmd, uint64_t seq)
 {
@@ -221,6 +222,85 @@ static void test_attr_only(void **state)
         fsm_free(f);
 }
 
+typedef struct page_copy {
+        size_t n;
+        json_t *json; /* the JSON page to compare with */
+} page_copy;
+
+static int same_as_json(const lswire_entry *w, void *userdata)
+{
+        page_copy *c = userdata;
+        json_t *e = json_array_get(c->json, c->n++);
+        const char *name = json_string_value(json_object_get(e, "name"));
+
+        assert_non_null(e);
+        assert_int_equal(strlen(name), w->name_len);
+        assert_memory_equal(name, w->name, w->name_len);
+        assert_int_equal(w->dir, strcmp(json_string_value(json_object_get(e, "type")), "dir") == 0);
+        assert_int_equal(w->mtime, json_integer_value(json_object_get(e, "mtime")));
+        if (!w->dir) {
+                assert_int_equal(w->size, json_integer_value(json_object_get(e, "size")));
+                assert_int_equal(w->file_id, json_integer_value(json_object_get(e, "file_id")));
+                assert_int_equal(w->version, json_integer_value(json_object_get(e, "version")));
+        }
+        return 0;
+}
+
+/* format=binary pages carry what the JSON pages carry, page for page, with the same "more" */
+static void test_binary_pages_match_json(void **state)
+{
+        enum { N = 2100 };
+        char *names[N];
+        fsm *f;
+        bool more = true;
+        size_t total = 0;
+        char *after = NULL;
+
+        for (int i = 0; i < N; i++)
+                assert_true(asprintf(&names[i], "n%05d_%d.JPEG", (i * 7919) % N, i) > 0);
+        f = fsm_with_files((const char *const *)names, N);
+        while (more) {
+                json_t *entries;
+                lswire_buf b;
+                lswire_header h;
+                page_copy c = {};
+                char err[200] = "";
+
+                assert_int_equal(listing_page(f, "ds", "/m", after, 1000, LISTING_ATTR_ONLY,
+                                              &entries, &more),
+                                 0);
+                assert_int_equal(listing_page_binary(f, "ds", "/m", after, 1000, 42, &b), 0);
+                c.json = entries;
+                assert_int_equal(lswire_parse(b.data, b.len, after, 1000, same_as_json, &c, &h, err,
+                                              sizeof(err)),
+                                 0);
+                assert_int_equal(c.n, json_array_size(entries));
+                assert_int_equal(h.more, more);
+                assert_int_equal(h.epoch, 42);
+                total += c.n;
+                free(after);
+                after = c.n ? strdup(name_at(entries, c.n - 1)) : NULL;
+                json_decref(entries);
+                lswire_buf_done(&b);
+        }
+        assert_int_equal(total, N);
+        free(after);
+        /* the root: directories, no file fields */
+        lswire_buf b;
+        lswire_header h;
+        assert_int_equal(listing_page_binary(f, "ds", "/", NULL, 10, 1, &b), 0);
+        assert_int_equal(lswire_parse(b.data, b.len, NULL, 10, NULL, NULL, &h, NULL, 0), 0);
+        assert_int_equal(h.count, 1);
+        assert_int_equal(b.data[LSWIRE_HEADER_SIZE], 2); /* a directory */
+        lswire_buf_done(&b);
+        assert_int_equal(listing_page_binary(f, "nope", "/m", NULL, 10, 1, &b), -ENOENT);
+        assert_int_equal(listing_page_binary(f, "ds", "/m/x", NULL, 10, 1, &b), -ENOENT);
+        assert_int_equal(listing_page_binary(f, "ds", "/m", NULL, 0, 1, &b), -EINVAL);
+        for (int i = 0; i < N; i++)
+                free(names[i]);
+        fsm_free(f);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -228,6 +308,7 @@ int main(void)
                 cmocka_unit_test(test_odd_names_sort_bytewise),
                 cmocka_unit_test(test_errors),
                 cmocka_unit_test(test_attr_only),
+                cmocka_unit_test(test_binary_pages_match_json),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

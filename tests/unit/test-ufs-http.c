@@ -337,6 +337,99 @@ static void test_list_http(void **state)
         ufs_free(u);
 }
 
+/* A version taken from a listing with minutes (UFS_ETAG_MINUTE): any Last-Modified in that minute
+ * is it, If-Unmodified-Since names the minute's last second, other minutes and sizes are -ESTALE. */
+static void test_read_minute(void **state)
+{
+        /* 1700000040 = Tue, 14 Nov 2023 22:14:00 GMT */
+        static const ufs_version vm = {
+                .size = 26, .mtime = 1700000040, .etag = (char *)UFS_ETAG_MINUTE};
+        static const char *const in_minute[] = {
+                "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-1/26\r\n"
+                "ETag: \"6553f1b7-1a\"\r\nLast-Modified: Tue, 14 Nov 2023 22:14:59 GMT\r\n"
+                "Content-Length: 2\r\n\r\nab",
+        };
+        static const char *const next_minute[] = {
+                "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-1/26\r\n"
+                "Last-Modified: Tue, 14 Nov 2023 22:15:00 GMT\r\nContent-Length: 2\r\n\r\nab",
+        };
+        static const char *const other_size[] = {
+                "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-1/27\r\n"
+                "Last-Modified: Tue, 14 Nov 2023 22:14:10 GMT\r\nContent-Length: 2\r\n\r\nab",
+        };
+        char url[128];
+        config_mount m;
+        ufs *u = open_http(url, sizeof url, &m);
+        sink_buf b = {};
+
+        script(1, in_minute);
+        assert_int_equal(ufs_read(u, "f", &vm, 0, 2, collect, &b), 0);
+        assert_string_equal(b.data, "ab");
+        assert_non_null(
+                strstr(request(0), "\r\nIf-Unmodified-Since: Tue, 14 Nov 2023 22:14:59 GMT\r\n"));
+        assert_null(strstr(request(0), "If-Match"));
+
+        b.len = 0;
+        script(1, next_minute);
+        assert_int_equal(ufs_read(u, "f", &vm, 0, 2, collect, &b), -ESTALE);
+        script(1, other_size);
+        assert_int_equal(ufs_read(u, "f", &vm, 0, 2, collect, &b), -ESTALE);
+        ufs_free(u);
+}
+
+/* The store's Date on a listing is kept for the sync; an ETag that looks like weir's own minute
+ * marker is not taken from a store. */
+static void test_list_date_and_marker(void **state)
+{
+        const char *page[] = {"HTTP/1.1 200 OK\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\n"
+                              "Content-Type: text/html\r\nContent-Length: 37\r\n\r\n"
+                              "<pre><a href=\"z.txt\">z.txt</a>\n</pre>"};
+        const char *no_date[] = {answer("200 OK", "text/html", "<a href=\"z\">z</a>")};
+        const char *cached[] = {"HTTP/1.1 200 OK\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\n"
+                                "Age: 600\r\nContent-Type: text/html\r\nContent-Length: 37\r\n"
+                                "\r\n<pre><a href=\"z.txt\">z.txt</a>\n</pre>"};
+        const char *bad_age[] = {"HTTP/1.1 200 OK\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\n"
+                                 "Age: soon\r\nContent-Type: text/html\r\nContent-Length: 37\r\n"
+                                 "\r\n<pre><a href=\"z.txt\">z.txt</a>\n</pre>"};
+        static const char *const marker[] = {
+                "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nETag: weir:minute\r\n"
+                "Last-Modified: Tue, 14 Nov 2023 22:13:20 GMT\r\n\r\n",
+        };
+        char url[128];
+        config_mount m;
+        ufs *u = open_http(url, sizeof url, &m);
+        ufs_entry *e;
+        ufs_version v;
+        size_t n;
+
+        script(1, page);
+        assert_int_equal(ufs_list(u, "", &e, &n), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(ufs_list_date(u), 1700000000);
+        ufs_entries_free(e, n);
+        script(1, no_date);
+        assert_int_equal(ufs_list(u, "", &e, &n), 0);
+        assert_int_equal(ufs_list_date(u), 0);
+        ufs_entries_free(e, n);
+        /* A cache's copy: its Date less its Age; an unreadable Age: no date. */
+        script(1, cached);
+        assert_int_equal(ufs_list(u, "", &e, &n), 0);
+        assert_int_equal(ufs_list_date(u), 1700000000 - 600);
+        ufs_entries_free(e, n);
+        script(1, bad_age);
+        assert_int_equal(ufs_list(u, "", &e, &n), 0);
+        assert_int_equal(ufs_list_date(u), 0);
+        ufs_entries_free(e, n);
+
+        script(1, marker);
+        assert_int_equal(ufs_stat(u, "z", &v), 0);
+        assert_null(v.etag);
+        assert_false(ufs_version_minute(&v));
+        assert_int_equal(v.mtime, 1700000000);
+        ufs_version_done(&v);
+        ufs_free(u);
+}
+
 static void test_refused(void **state)
 {
         config_mount m = {.name = (char *)"m", .mount_point = (char *)"http://127.0.3.1:1/"};
@@ -485,6 +578,8 @@ int main(void)
                 cmocka_unit_test(test_read_short),
                 cmocka_unit_test(test_stat),
                 cmocka_unit_test(test_list_http),
+                cmocka_unit_test(test_read_minute),
+                cmocka_unit_test(test_list_date_and_marker),
                 cmocka_unit_test(test_cancel),
                 cmocka_unit_test(test_refused),
                 cmocka_unit_test(test_userinfo),

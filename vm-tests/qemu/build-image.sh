@@ -102,10 +102,17 @@ chroot "$root" systemctl -q enable systemd-networkd.service systemd-network-gene
 # TCG on a loaded two-core host starves the VMs for seconds at a time: with the units' 10 s
 # watchdog, systemd killed weir-master during boot and weir-fuse when a peer went away (runs of
 # 6 Dec 2026). A minute here still catches a daemon that hangs; the NixOS tests (KVM) keep 10 s.
-for u in weir-master.service weir-worker.service weir-fuse@.service; do
-        mkdir -p "$root/etc/systemd/system/$u.d"
-        printf '[Service]\nWatchdogSec=60s\n' >"$root/etc/systemd/system/$u.d/50-tcg-watchdog.conf"
-done
+# WEIR_VM_WATCHDOG=unit keeps the units' own value (to see whether the daemons now cope).
+watchdog=${WEIR_VM_WATCHDOG:-60s}
+[[ $watchdog == unit || $watchdog =~ ^[1-9][0-9]*(ms|s|min)?$ ]] ||
+        { echo "build-image: WEIR_VM_WATCHDOG=$watchdog: expected a duration (60s, 2min) or 'unit'" >&2; exit 1; }
+if [ "$watchdog" != unit ]; then
+        for u in weir-master.service weir-worker.service weir-fuse@.service; do
+                mkdir -p "$root/etc/systemd/system/$u.d"
+                printf '[Service]\nWatchdogSec=%s\n' "$watchdog" \
+                        >"$root/etc/systemd/system/$u.d/50-tcg-watchdog.conf"
+        done
+fi
 # Faster, quieter boots; no console getty needed.
 ln -sf /dev/null "$root/etc/systemd/system/serial-getty@ttyS0.service"
 ln -sf /dev/null "$root/etc/systemd/system/getty@tty1.service"

@@ -472,7 +472,8 @@ def main():
     os.makedirs(cache, exist_ok=True)
     # The images' YAMLs come from the scenarios' own lib.py, with this harness's env.
     lib = {"env": ENV}
-    exec(compile(open(os.path.join(SCENARIOS, "lib.py")).read(), "lib.py", "exec"), lib)
+    exec(compile(open(os.path.join(SCENARIOS, "lib.py")).read(), os.path.join(SCENARIOS, "lib.py"),
+                 "exec"), lib)
     yaml_path = os.path.join(cache, "cluster.yaml")
     with open(yaml_path, "w") as f:
         f.write(lib["cluster_yaml"]())
@@ -544,7 +545,10 @@ http {{
             print(f"=== {name}", flush=True)
             fails = sum(r == "fail" for _, r in results.items)
             try:
-                exec(compile(open(os.path.join(SCENARIOS, name)).read(), name, "exec"), g)
+                # The file's full path: a traceback shows its lines (a bare "operator.py" made
+                # linecache show the standard library's operator module).
+                path = os.path.join(SCENARIOS, name)
+                exec(compile(open(path).read(), path, "exec"), g)
             except Exception:
                 traceback.print_exc()
                 # A failure outside any subtest still fails the file.

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "array.h"
 #include "log.h"
 #include "parse.h"
 #include "ufs-internal.h"
@@ -127,6 +128,8 @@ typedef struct xfer {
         char *etag;
         char *content_type;
         int64_t mtime;
+        int64_t date;           /* the store's clock (Date), 0 = not sent */
+        int64_t age;            /* seconds a cache held the answer (Age), 0 = not sent */
         int64_t content_length; /* -1 = not sent */
         bool have_range;
         uint64_t range_first, range_last, range_total; /* total UINT64_MAX = "*" */
@@ -172,6 +175,8 @@ static void xfer_reset_headers(xfer *x)
         free(x->content_type);
         x->content_type = NULL;
         x->mtime = 0;
+        x->date = 0;
+        x->age = 0;
         x->content_length = -1;
         x->have_range = false;
 }
@@ -237,6 +242,18 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *userdata)
 
                 x->mtime = t > 0 ? (int64_t)t : 0;
                 free(v);
+        } else if ((v = header_value(data, n, "Date"))) {
+                time_t t = curl_getdate(v, NULL);
+
+                x->date = t > 0 ? (int64_t)t : 0;
+                free(v);
+        } else if ((v = header_value(data, n, "Age"))) {
+                uint64_t a;
+
+                /* a cache's copy was made this long before its Date (RFC 9111 5.1); an Age that
+                 * cannot be read counts as the whole Date unknown */
+                x->age = parse_u64(v, &a) >= 0 && a < INT64_MAX ? (int64_t)a : -1;
+                free(v);
         } else if ((v = header_value(data, n, "Content-Length"))) {
                 uint64_t l;
 
@@ -267,7 +284,11 @@ static int xfer_check(xfer *x)
 
         if (x->status != 200 && x->status != 206)
                 return 0; /* an error answer: its body is kept for the message */
-        if (v->etag && x->etag && !etag_equal(v->etag, x->etag))
+        if (ufs_version_minute(v)) {
+                /* Known to the minute (a listing's time): any second of it is this version. */
+                if (x->mtime > 0 && (x->mtime < v->mtime || x->mtime >= v->mtime + 60))
+                        return -ESTALE;
+        } else if (v->etag && x->etag && !etag_equal(v->etag, x->etag))
                 return -ESTALE;
         if (!v->etag && v->mtime > 0 && x->mtime > 0 && v->mtime != x->mtime)
                 return -ESTALE;
@@ -359,22 +380,12 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *userdata)
                         x->error = -EFBIG;
                         return 0;
                 }
-                if (x->body_len + n + 1 > x->body_allocated) {
-                        size_t a = MAX(x->body_allocated * 2, x->body_len + n + 1);
-                        char *b;
-
-                        a = MAX(a, (size_t)16384);
-                        b = realloc(x->body, a);
-                        if (!b) {
-                                x->error = -ENOMEM;
-                                return 0;
-                        }
-                        x->body = b;
-                        x->body_allocated = a;
+                /* From 16 KiB: a listing page is rarely smaller. */
+                if (!array_grow((void **)&x->body, &x->body_allocated, 16384, 1) ||
+                    !array_append_text(&x->body, &x->body_len, &x->body_allocated, data, n)) {
+                        x->error = -ENOMEM;
+                        return 0;
                 }
-                memcpy(x->body + x->body_len, data, n);
-                x->body_len += n;
-                x->body[x->body_len] = 0;
                 return n;
         }
 
@@ -572,6 +583,8 @@ int ufs_http_get(ufs *u, const ufs_http_auth *auth, const char *url, long *ret_s
         r = xfer_perform(u, url, &x, errbuf);
         if (r < 0)
                 return r;
+        /* When the store made the answer: a cache in front may have held it (Age). */
+        u->date = x.age < 0 || x.age >= x.date ? 0 : x.date - x.age;
         if (!x.body) {
                 x.body = strdup("");
                 if (!x.body)
@@ -619,6 +632,10 @@ static int head_by_range(ufs *u, const ufs_http_auth *auth, const char *url, ufs
                                 url);
         ret->mtime = x.mtime;
         ret->etag = TAKE_PTR(x.etag);
+        if (ufs_version_minute(ret)) {
+                free(ret->etag);
+                ret->etag = NULL;
+        }
         return 0;
 }
 
@@ -650,6 +667,10 @@ int ufs_http_head(ufs *u, const ufs_http_auth *auth, const char *url, ufs_versio
         v.size = (uint64_t)x.content_length;
         v.mtime = x.mtime;
         v.etag = TAKE_PTR(x.etag);
+        if (ufs_version_minute(&v)) { /* not a store's: it would pass for a minute's version */
+                free(v.etag);
+                v.etag = NULL;
+        }
         *ret = v;
         return 0;
 }
@@ -688,9 +709,15 @@ int ufs_http_read(ufs *u, const ufs_http_auth *auth, const char *url, const ufs_
                 return r;
         snprintf(range, sizeof range, "%" PRIu64 "-%" PRIu64, offset, offset + len - 1);
         curl_easy_setopt(u->curl, CURLOPT_RANGE, range);
-        /* A weak ETag never matches If-Match: fall back to the time precondition for it. */
-        if (version->etag && strncmp(version->etag, "W/", 2) != 0 &&
-            strlen(version->etag) < sizeof line - 16)
+        /* A weak ETag never matches If-Match: fall back to the time precondition for it. A
+         * version known to the minute may have been written in any second of it. */
+        if (ufs_version_minute(version)) {
+                char date[64];
+
+                format_http_date(version->mtime + 59, date, sizeof date);
+                snprintf(line, sizeof line, "If-Unmodified-Since: %s", date);
+        } else if (version->etag && strncmp(version->etag, "W/", 2) != 0 &&
+                   strlen(version->etag) < sizeof line - 16)
                 snprintf(line, sizeof line, "If-Match: %s", version->etag);
         else if (version->mtime > 0) {
                 char date[64];

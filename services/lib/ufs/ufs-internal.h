@@ -28,6 +28,7 @@ struct ufs {
         void *data;                /* the backend's */
         const atomic_bool *cancel; /* ufs_set_cancel() */
         ufs_exactness exactness;   /* of the last listing; the backend may lower or raise it */
+        int64_t date;              /* Date of the last GET's answer (ufs_http_get), 0 = none */
         char error[512];
 };
 

@@ -12,10 +12,10 @@
 #define S3_MAX_PAGES      (UFS_MAX_ENTRIES / 100) /* a store that never stops paging */
 #define S3_DEFAULT_REGION "us-east-1"
 
-/* The option keys of one URL scheme, as Fluid (Alluxio, GooseFS, JindoFS) names them. The first
+/* The option keys of URL schemes, as Fluid (Alluxio, GooseFS, JindoFS) names them. The first
  * key of each list is the documented one; the others are accepted aliases. */
 typedef struct s3_keys {
-        const char *scheme;
+        const char *schemes[2]; /* the URL schemes these keys serve */
         const char *endpoint[3];
         const char *access_key[3];
         const char *secret_key[3];
@@ -27,7 +27,7 @@ typedef struct s3_keys {
 
 static const s3_keys s3_key_table[] = {
         {
-                .scheme = "s3",
+                .schemes = {"s3", "s3a"},
                 .endpoint = {"fs.s3a.endpoint", "s3.endpoint"},
                 .access_key = {"fs.s3a.access.key", "aws.accessKeyId"},
                 .secret_key = {"fs.s3a.secret.key", "aws.secretKey"},
@@ -36,16 +36,7 @@ static const s3_keys s3_key_table[] = {
                 .path_style_default = true,
         },
         {
-                .scheme = "s3a",
-                .endpoint = {"fs.s3a.endpoint", "s3.endpoint"},
-                .access_key = {"fs.s3a.access.key", "aws.accessKeyId"},
-                .secret_key = {"fs.s3a.secret.key", "aws.secretKey"},
-                .region = {"fs.s3a.endpoint.region", "s3.region", "alluxio.underfs.s3.region"},
-                .path_style = {"fs.s3a.path.style.access"},
-                .path_style_default = true,
-        },
-        {
-                .scheme = "oss",
+                .schemes = {"oss"},
                 .endpoint = {"fs.oss.endpoint"},
                 .access_key = {"fs.oss.accessKeyId"},
                 .secret_key = {"fs.oss.accessKeySecret"},
@@ -54,16 +45,7 @@ static const s3_keys s3_key_table[] = {
                 .endpoint_required = true,
         },
         {
-                .scheme = "cos",
-                .endpoint = {"fs.cos.endpoint", "fs.cosn.endpoint"},
-                .access_key = {"fs.cos.access.key", "fs.cosn.userinfo.secretId"},
-                .secret_key = {"fs.cos.secret.key", "fs.cosn.userinfo.secretKey"},
-                .region = {"fs.cos.region", "fs.cosn.bucket.region"},
-                .path_style = {"fs.cos.path.style.access"},
-                .endpoint_required = true,
-        },
-        {
-                .scheme = "cosn",
+                .schemes = {"cos", "cosn"},
                 .endpoint = {"fs.cos.endpoint", "fs.cosn.endpoint"},
                 .access_key = {"fs.cos.access.key", "fs.cosn.userinfo.secretId"},
                 .secret_key = {"fs.cos.secret.key", "fs.cosn.userinfo.secretKey"},
@@ -106,11 +88,11 @@ static const char *region_from_endpoint(const s3_keys *keys, const char *endpoin
                 return NULL;
         h = strstr(endpoint, "://");
         h = h ? h + 3 : endpoint;
-        if (strcmp(keys->scheme, "oss") == 0) {
+        if (strcmp(keys->schemes[0], "oss") == 0) {
                 start = strstr(h, "oss-");
                 if (start)
                         start += 4;
-        } else if (strncmp(keys->scheme, "cos", 3) == 0 && strncmp(h, "cos.", 4) == 0)
+        } else if (strcmp(keys->schemes[0], "cos") == 0 && strncmp(h, "cos.", 4) == 0)
                 start = h + 4;
         if (!start)
                 return NULL;
@@ -137,9 +119,12 @@ static int s3_open(ufs *u)
         if (!sep)
                 return ufs_fail(u, -EINVAL, "Invalid URL \"%s\"", url);
         for (size_t i = 0; i < ELEMENTSOF(s3_key_table); i++)
-                if (strlen(s3_key_table[i].scheme) == (size_t)(sep - url) &&
-                    strncasecmp(url, s3_key_table[i].scheme, (size_t)(sep - url)) == 0)
-                        keys = &s3_key_table[i];
+                for (size_t j = 0; j < ELEMENTSOF(s3_key_table[i].schemes); j++) {
+                        const char *scheme = s3_key_table[i].schemes[j];
+                        if (scheme && strlen(scheme) == (size_t)(sep - url) &&
+                            strncasecmp(url, scheme, (size_t)(sep - url)) == 0)
+                                keys = &s3_key_table[i];
+                }
         if (!keys)
                 return -EPROTONOSUPPORT;
 

@@ -13,7 +13,8 @@ static bool is_unreserved(unsigned char c)
                c == '-' || c == '.' || c == '_' || c == '~';
 }
 
-char *ufs_escape(const char *s, bool keep_slash)
+/* S with every byte KEEP refuses percent-encoded; NULL on OOM. */
+static char *escape_with(const char *s, bool (*keep)(unsigned char c, bool flag), bool flag)
 {
         static const char hex[] = "0123456789ABCDEF";
         size_t n = strlen(s);
@@ -25,7 +26,7 @@ char *ufs_escape(const char *s, bool keep_slash)
         if (!out)
                 return NULL;
         for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-                if (is_unreserved(*p) || (keep_slash && *p == '/'))
+                if (keep(*p, flag))
                         *o++ = (char)*p;
                 else {
                         *o++ = '%';
@@ -37,6 +38,22 @@ char *ufs_escape(const char *s, bool keep_slash)
         return out;
 }
 
+static bool keep_unreserved(unsigned char c, bool keep_slash)
+{
+        return is_unreserved(c) || (keep_slash && c == '/');
+}
+
+/* Printable ASCII but the characters a URL may not hold as they are. */
+static bool keep_loose(unsigned char c, bool unused)
+{
+        return c > 0x20 && c < 0x7f && !strchr("<>\"`{|}^\\", c);
+}
+
+char *ufs_escape(const char *s, bool keep_slash)
+{
+        return escape_with(s, keep_unreserved, keep_slash);
+}
+
 char *ufs_escape_path(const char *path)
 {
         return ufs_escape(path, true);
@@ -44,25 +61,7 @@ char *ufs_escape_path(const char *path)
 
 char *ufs_escape_loose(const char *s)
 {
-        static const char hex[] = "0123456789ABCDEF";
-        size_t n = strlen(s);
-        char *out, *o;
-
-        if (n > SIZE_MAX / 3 - 1)
-                return NULL;
-        out = o = malloc(n * 3 + 1);
-        if (!out)
-                return NULL;
-        for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-                if (*p <= 0x20 || *p >= 0x7f || strchr("<>\"`{|}^\\", *p)) {
-                        *o++ = '%';
-                        *o++ = hex[*p >> 4];
-                        *o++ = hex[*p & 15];
-                } else
-                        *o++ = (char)*p;
-        }
-        *o = 0;
-        return out;
+        return escape_with(s, keep_loose, false);
 }
 
 static int hex_value(char c)

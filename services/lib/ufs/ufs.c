@@ -85,6 +85,7 @@ int ufs_list(ufs *u, const char *path, ufs_entry **ret_entries, size_t *ret_n)
                 return ufs_fail(u, -EINVAL, "Invalid store path \"%s\"", path ? path : "(null)");
         u->error[0] = 0;
         u->exactness = u->backend->exact_listing ? UFS_EXACT : UFS_INEXACT;
+        u->date = 0;
         return u->backend->list(u, path, ret_entries, ret_n);
 }
 
@@ -157,6 +158,16 @@ void ufs_set_cancel(ufs *u, const atomic_bool *cancel)
 ufs_exactness ufs_list_exactness(ufs *u)
 {
         return u ? u->exactness : UFS_INEXACT;
+}
+
+int64_t ufs_list_date(ufs *u)
+{
+        return u ? u->date : 0;
+}
+
+bool ufs_version_minute(const ufs_version *v)
+{
+        return v && v->etag && strcmp(v->etag, UFS_ETAG_MINUTE) == 0;
 }
 
 bool ufs_listing_exact(ufs *u)

@@ -29,6 +29,16 @@ typedef struct ufs_entry {
         ufs_version version; /* for files; listings may round sizes: stat for exact values */
 } ufs_entry;
 
+/* The ETag a sync records for a file whose version it took from a listing that shows times to the
+ * minute only (nginx's HTML autoindex) without asking the store: the version's mtime is the first
+ * second of that minute, and a read accepts any Last-Modified within it (If-Unmodified-Since its
+ * last second). Stores send quoted ETags; an unquoted one equal to this is dropped. See "Listings
+ * with times to the minute" in docs/stores.md for when a sync may do that. */
+#define UFS_ETAG_MINUTE "weir:minute"
+
+/* Whether V carries UFS_ETAG_MINUTE: an mtime known to the minute only. */
+bool ufs_version_minute(const ufs_version *v);
+
 /* One handle per mount and per thread: it owns a curl easy handle with kept-alive connections. */
 typedef struct ufs ufs;
 
@@ -81,6 +91,11 @@ typedef enum ufs_exactness {
         UFS_EXACT,      /* exact sizes and mtimes to the second (nginx JSON, S3, local paths) */
 } ufs_exactness;
 ufs_exactness ufs_list_exactness(ufs *u);
+
+/* The store's own clock when it answered the last ufs_list() (its Date header, Unix seconds), so
+ * that listed times can be compared with the store's now rather than ours; 0 when it sent none
+ * (or the backend has no clock: local paths). */
+int64_t ufs_list_date(ufs *u);
 
 /* True when ufs_list() gives exact sizes, mtimes and ETags (local paths, S3), so that a sync need
  * not ufs_stat() every file; false for HTTP index pages, which round sizes. */

@@ -123,15 +123,17 @@ class Nginx(Server):
 
     Options for the worker tests' store: PREFIX serves ROOT under that location ("/data/"),
     LIMIT_RATE caps each connection (bytes/s), LOG_FORMAT "bytes" writes an access log that
-    requests() parses (method, uri, status, body bytes, Range, If-Match)."""
+    requests() parses (method, uri, status, body bytes, Range, If-Match). LOCALTIME, a TZ value
+    ("EST5"), shows the HTML index's times in that zone (autoindex_localtime on)."""
 
     kind = "nginx"
     BYTES_LOG = ('$request_method "$uri" $status $body_bytes_sent "$http_range" '
                  '"$http_if_match"')
 
     def __init__(self, root, address, workdir, format="html", *, prefix="/", limit_rate=None,
-                 log_format=None, workers=1, error_level="info"):
+                 log_format=None, workers=1, error_level="info", localtime=None):
         super().__init__(root, address, workdir)
+        self.localtime = localtime
         self.format = format
         self.prefix = prefix
         self.limit_rate = limit_rate
@@ -144,6 +146,10 @@ class Nginx(Server):
     def url(self):
         return f"http://{self.address}:{self.port}{self.prefix}"
 
+    def environment(self):
+        # nginx keeps TZ (and only TZ) of its parent's environment
+        return dict(os.environ, TZ=self.localtime) if self.localtime else None
+
     def command(self):
         conf = os.path.join(self.workdir, "nginx.conf")
         if self.prefix == "/":
@@ -151,6 +157,8 @@ class Nginx(Server):
         else:
             location = f"location {self.prefix} {{ alias {self.root}/; "
         location += f"autoindex on; autoindex_format {self.format}; charset utf-8; "
+        if self.localtime:
+            location += "autoindex_localtime on; "
         if self.limit_rate:
             location += f"limit_rate {self.limit_rate}; "
         log = f"log_format bytes '{self.BYTES_LOG}';\n    " if self.log_format == "bytes" else ""
@@ -484,7 +492,7 @@ class SyncCluster:
     Reuses weirtest.cluster's process handling; addresses stay in the stores' range."""
 
     def __init__(self, dir, build_dir, datasets, n=1, first=50, port_base=None,
-                 snapshot_threshold=None):
+                 snapshot_threshold=None, raft_options=None):
         from weirtest import cluster as wc
         from weirtest.config import Dataset
 
@@ -503,7 +511,8 @@ class SyncCluster:
         self.c = wc.MasterCluster(self.dir, build_dir, n=n, master_port=port_base,
                                   raft_port=raft_port, name="stores", datasets=specs,
                                   addresses=[f"127.0.3.{first + i}" for i in range(n)],
-                                  snapshot_threshold=snapshot_threshold)
+                                  snapshot_threshold=snapshot_threshold,
+                                  raft_options=raft_options)
 
     def __enter__(self):
         self.c.start()
