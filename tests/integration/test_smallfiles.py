@@ -11,7 +11,6 @@ import errno
 import io
 import os
 import random
-import re
 import shutil
 import subprocess
 import tarfile
