@@ -18,7 +18,8 @@ import pytest
 from conftest import weir_binary
 from test_worker import MiB, make_file
 from weirtest.md5store import Md5Store
-from weirtest.workerenv import WORKER_ADDR_REAL, RealMasters, Worker, free_port
+from weirtest.stores import make_world_readable
+from weirtest.workerenv import WORKER_ADDR_REAL, RealMasters, Worker, extra_workers, free_port
 
 BLOCK = MiB
 WAIT_S = 60  # generous: a loaded machine; every wait polls its own condition
@@ -37,11 +38,7 @@ class Env:
         weir_binary("weir-master")
         weir_binary("weirctl")
         port = free_port(WORKER_ADDR_REAL)
-        extra = []
-        for i in range(2, n_workers + 1):
-            addr = f"127.0.2.{3 + i}"
-            extra.append((f"w{i}", addr, free_port(addr), os.path.join(self.tmp, f"wdata{i}"),
-                          os.path.join(self.tmp, f"wrun{i}")))
+        extra = extra_workers(self.tmp, n_workers)
         import conftest
         self.cluster = RealMasters(os.path.join(self.tmp, "masters"), conftest.BUILD_DIR,
                                    self.store.url, n=1, worker_port=port,
@@ -215,10 +212,7 @@ def test_fuse_reader_gets_eio_for_a_mismatched_file_and_the_store_is_not_asked()
         os.makedirs(root, exist_ok=True)
         files["good.bin"] = make_file(os.path.join(root, "good.bin"), 4 * BLOCK + 12345, 1)
         files["bad.bin"] = make_file(os.path.join(root, "bad.bin"), 4 * BLOCK + 12345, 2)
-        for dirpath, _, names in os.walk(root):
-            os.chmod(dirpath, 0o755)
-            for n in names:
-                os.chmod(os.path.join(dirpath, n), 0o644)
+        make_world_readable(root)
         return {n: len(v) for n, v in files.items()}
 
     stores = []

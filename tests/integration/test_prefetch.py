@@ -17,6 +17,7 @@ import conftest
 from conftest import weir_binary
 from weirtest.fusecluster import DemoCluster
 from weirtest.net import free_port, wait_listening
+from weirtest.stores import make_world_readable
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -36,10 +37,7 @@ def small_set(dirs, per_dir, lo=16 * KiB, hi=64 * KiB, seed=3):
                 with open(path, "wb") as f:
                     f.write(rnd.randbytes(size))
                 files[rel] = size
-        for dirpath, _, names in os.walk(root):
-            os.chmod(dirpath, 0o755)
-            for n in names:
-                os.chmod(os.path.join(dirpath, n), 0o644)
+        make_world_readable(root)
         return files
     return make
 

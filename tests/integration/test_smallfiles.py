@@ -22,6 +22,7 @@ import pytest
 import conftest
 from conftest import weir_binary
 from weirtest.fusecluster import DemoCluster
+from weirtest.stores import make_world_readable
 
 FD_CACHE = 64  # reader_options.fd_cache in services/fuse/fs.c
 DIRS, PER_DIR = 3, 1000
@@ -40,10 +41,7 @@ def small_files(root):
             with open(path, "wb") as f:
                 f.write(rnd.randbytes(size))
             files[rel] = size
-    for dirpath, _, names in os.walk(root):
-        os.chmod(dirpath, 0o755)
-        for n in names:
-            os.chmod(os.path.join(dirpath, n), 0o644)
+    make_world_readable(root)
     return files
 
 

@@ -619,7 +619,7 @@ class RealEnv:
     """nginx store + three real weir-masters + one worker, all in TMP (127.0.2.x)."""
 
     def __init__(self, tmp, *, block_size=4 * MiB, n_workers=1, n_masters=3):
-        from weirtest.workerenv import WORKER_ADDR_REAL, RealMasters
+        from weirtest.workerenv import WORKER_ADDR_REAL, RealMasters, extra_workers
         import conftest
 
         self.tmp = str(tmp)
@@ -633,11 +633,7 @@ class RealEnv:
                                 address="127.0.2.11")
         weir_binary("weir-master")
         tiers = [("MEM", os.path.join(self.tmp, "shm"), "256Mi", 0.95, 0.7)]
-        extra = []
-        for i in range(2, n_workers + 1):
-            addr = f"127.0.2.{3 + i}"
-            extra.append((f"w{i}", addr, free_port(addr), os.path.join(self.tmp, f"wdata{i}"),
-                          os.path.join(self.tmp, f"wrun{i}")))
+        extra = extra_workers(self.tmp, n_workers)
         self.cluster = RealMasters(os.path.join(self.tmp, "masters"), conftest.BUILD_DIR,
                                    self.store.url, worker_port=self.port,
                                    worker_dirs=(os.path.join(self.tmp, "wdata"),

@@ -13,7 +13,7 @@ from weirtest.cluster import MasterCluster
 from weirtest.config import Dataset
 from weirtest.fusemount import FuseDaemon, lazy_unmount, nginx_bytes_sent
 from weirtest.net import free_port
-from weirtest.stores import Nginx
+from weirtest.stores import Nginx, make_world_readable
 from weirtest.workerenv import Worker
 
 MiB = 1 << 20
@@ -47,10 +47,7 @@ def make_dataset(root, scale=1.0, seed=5):
                 f.write(rnd.randbytes(n))
                 left -= n
         out[name] = size
-    for dirpath, dirnames, filenames in os.walk(root):
-        os.chmod(dirpath, 0o755)
-        for fn in filenames:
-            os.chmod(os.path.join(dirpath, fn), 0o644)
+    make_world_readable(root)
     return out
 
 

@@ -289,6 +289,17 @@ class Worker(Daemon):
 WORKER_ADDR_REAL = WORKER_NET + "4"
 
 
+def extra_workers(tmp, n_workers):
+    """RealMasters' extra_workers for workers 2..N_WORKERS: (name, address, port, data dir,
+    runtime dir), on 127.0.2.5 and up, their directories under TMP."""
+    out = []
+    for i in range(2, n_workers + 1):
+        addr = f"{WORKER_NET}{3 + i}"
+        out.append((f"w{i}", addr, free_port(addr), os.path.join(tmp, f"wdata{i}"),
+                    os.path.join(tmp, f"wrun{i}")))
+    return out
+
+
 class RealMasters(MasterCluster):
     """Real weir-masters m1.. on 127.0.2.FIRST.. with the worker node w1 (and EXTRA_WORKERS) and
     a dataset on STORE_URL, all in one YAML: the cluster harness with the workers' options. For
