@@ -68,14 +68,26 @@ def du_bytes(path):
 
 class Prober:
     """GET /v1/status of whichever master leads, every 10 ms; latencies kept. With BASELINE_URL
-    (the store's nginx, a path it answers 404), the same request to it right after each probe:
-    the floor this machine's scheduling sets for any small HTTP answer at that moment."""
+    (an idle nginx of its own, a path it answers 404), the same cadence of requests to it from a
+    second thread: the floor this machine's scheduling sets for a small HTTP answer from a
+    process of normal priority at that moment."""
 
     def __init__(self, sc, baseline_url=None):
         self.sc, self.lat, self.stop_ev = sc, [], threading.Event()
         self.baseline_url, self.base = baseline_url, []
         self.terms = set()
         self.thread = threading.Thread(target=self.run, daemon=True)
+        self.base_thread = threading.Thread(target=self.run_baseline, daemon=True)
+
+    def run_baseline(self):
+        while self.baseline_url and not self.stop_ev.is_set():
+            t = time.monotonic()
+            try:
+                http_request("GET", self.baseline_url, timeout=10)
+                self.base.append(time.monotonic() - t)
+            except OSError:
+                pass
+            time.sleep(0.01)
 
     def run(self):
         target = None
@@ -95,22 +107,17 @@ class Prober:
                         target = None
             except OSError:
                 target = None
-            if self.baseline_url:
-                t = time.monotonic()
-                try:
-                    http_request("GET", self.baseline_url, timeout=10)
-                    self.base.append(time.monotonic() - t)
-                except OSError:
-                    pass
             time.sleep(0.01)
 
     def __enter__(self):
         self.thread.start()
+        self.base_thread.start()
         return self
 
     def __exit__(self, *exc):
         self.stop_ev.set()
         self.thread.join()
+        self.base_thread.join()
 
     def summary(self):
         if not self.lat:
@@ -327,13 +334,11 @@ def failover(sc, kills):
     return times, catchups
 
 
-def run_one(args, build_dir, label, store, n_files, work, raft_options=None):
+def run_one(args, build_dir, label, store, n_files, work, raft_options=None, baseline=None):
     sc = SyncCluster(os.path.join(work, f"masters-{label}"), build_dir,
                      {"ds": {"mounts": [("train", store.url, {})]}}, n=args.masters,
                      raft_options=raft_options)
     counter = Counter(store)
-    # nginx answers a missing file in microseconds: its latency is the machine's floor
-    baseline = None if isinstance(store, SyntheticStore) else store.url + "weir-probe-404"
     out = {"build": label}
     c0 = counter.counts()
     with sc:
@@ -461,20 +466,27 @@ def main():
             builds.append(("old", args.old_build_dir, None))
         for label, bdir, raft_options in builds:
             work = tempfile.mkdtemp(prefix=f"{kind}-{n}-{label}-", dir=args.work)
+            # An idle nginx answering 404: the machine's floor for a small HTTP answer.
+            idle_root = os.path.join(work, "idle-root")
+            os.makedirs(idle_root)
+            idle = Nginx(idle_root, "127.0.3.41", os.path.join(work, "idle-nginx"))
+            idle.start()
+            baseline = idle.url + "weir-probe-404"
             try:
                 if kind == "synthetic":
                     with SyntheticStore("127.0.3.40", max(n // 1000, 1), min(n, 1000)) as store:
-                        r = run_one(args, bdir, label, store, n, work, raft_options)
+                        r = run_one(args, bdir, label, store, n, work, raft_options, baseline)
                 else:
                     tree = os.path.join(args.work, f"tree-{n}")
                     make_tree(tree, n, FILE_SIZE)
                     fmt = kind.split("-")[1]
                     with Nginx(tree, "127.0.3.40", os.path.join(work, "nginx"),
                                format=fmt) as store:
-                        r = run_one(args, bdir, label, store, n, work, raft_options)
+                        r = run_one(args, bdir, label, store, n, work, raft_options, baseline)
                 r["dataset"] = spec
                 results.append(r)
             finally:
+                idle.stop()
                 if args.keep_logs:
                     dest = os.path.join(args.keep_logs, os.path.basename(work))
                     os.makedirs(dest, exist_ok=True)

@@ -21,6 +21,7 @@ typedef struct pt_inode {
 
 struct passthrough {
         bool enabled;
+        bool tracking;        /* the kernel granted it at init: opens are counted per inode */
         pthread_mutex_t lock; /* guards everything below */
         pthread_cond_t cond;  /* an inode's `opening` ended */
         hmap inodes;          /* ino -> pt_inode, while anything is open */
@@ -66,6 +67,7 @@ void passthrough_init(passthrough *p, struct fuse_conn_info *conn)
         /* Backing files are tier files on tmpfs, ext4, xfs: not on a stacked file system. */
         conn->max_backing_stack_depth = FUSE_BACKING_STACKED_UNDER;
         p->enabled = fuse_set_feature_flag(conn, FUSE_CAP_PASSTHROUGH);
+        p->tracking = p->enabled;
         if (!p->enabled)
                 log_info("FUSE passthrough: the kernel does not offer it (Linux >= 6.9 with "
                          "CONFIG_FUSE_PASSTHROUGH); cached blocks are spliced by the daemon.");
@@ -110,6 +112,10 @@ passthrough_mode passthrough_open(passthrough *p, fuse_req_t req, uint64_t ino, 
         pt_inode *s;
 
         *ret_backing_id = 0;
+        /* Never granted (libfuse < 3.17, an older kernel): no open can meet a passthrough one,
+         * so nothing is counted (a lock, an allocation and a hash insertion less per open). */
+        if (!p->tracking)
+                return PASSTHROUGH_CACHED;
         pthread_mutex_lock(&p->lock);
         close_orphans_locked(p, req);
         /* Looked up again after each wait: the open that made the backing file may have been
@@ -236,6 +242,8 @@ static void drop_open_locked(passthrough *p, fuse_req_t req, uint64_t ino, passt
 
 void passthrough_release(passthrough *p, fuse_req_t req, uint64_t ino, passthrough_mode mode)
 {
+        if (!p->tracking)
+                return;
         pthread_mutex_lock(&p->lock);
         close_orphans_locked(p, req);
         drop_open_locked(p, req, ino, mode);
@@ -244,6 +252,8 @@ void passthrough_release(passthrough *p, fuse_req_t req, uint64_t ino, passthrou
 
 void passthrough_abort_open(passthrough *p, uint64_t ino, passthrough_mode mode)
 {
+        if (!p->tracking)
+                return;
         pthread_mutex_lock(&p->lock);
         drop_open_locked(p, NULL, ino, mode);
         pthread_mutex_unlock(&p->lock);

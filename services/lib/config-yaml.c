@@ -157,6 +157,16 @@ static int tree_attach(tree_stack *s, ynode *n)
         return 0;
 }
 
+/* Counts N (WEIGHT nodes, an alias counts what it expands to) and attaches it where the tree is. */
+static int weigh_attach(config_yaml *y, tree_stack *s, const yaml_mark_t *mark, ynode *n,
+                        uint64_t weight)
+{
+        int r = weigh(y, mark, weight);
+        if (r < 0)
+                return r;
+        return tree_attach(s, n);
+}
+
 static int tree_event(config_yaml *y, tree_stack *s, yaml_event_t *e, bool *done)
 {
         ynode *n;
@@ -191,10 +201,7 @@ static int tree_event(config_yaml *y, tree_stack *s, yaml_event_t *e, bool *done
                              (const char *)e->data.alias.anchor);
                         return -EINVAL;
                 }
-                r = weigh(y, &e->start_mark, n->weight);
-                if (r < 0)
-                        return r;
-                return tree_attach(s, n);
+                return weigh_attach(y, s, &e->start_mark, n, n->weight);
         case YAML_SCALAR_EVENT:
         case YAML_SEQUENCE_START_EVENT:
         case YAML_MAPPING_START_EVENT:
@@ -240,10 +247,7 @@ static int tree_event(config_yaml *y, tree_stack *s, yaml_event_t *e, bool *done
                 n->value[e->data.scalar.length] = 0;
                 n->len = e->data.scalar.length;
                 n->plain = e->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-                r = weigh(y, &e->start_mark, 1);
-                if (r < 0)
-                        return r;
-                r = tree_attach(s, n);
+                r = weigh_attach(y, s, &e->start_mark, n, 1);
                 if (r < 0)
                         return r;
                 return anchor_add(y, (const char *)e->data.scalar.anchor, n);
@@ -258,10 +262,7 @@ static int tree_event(config_yaml *y, tree_stack *s, yaml_event_t *e, bool *done
                       &e->start_mark);
         if (!n)
                 return -ENOMEM;
-        r = weigh(y, &e->start_mark, 1);
-        if (r < 0)
-                return r;
-        r = tree_attach(s, n);
+        r = weigh_attach(y, s, &e->start_mark, n, 1);
         if (r < 0)
                 return r;
         {

@@ -27,6 +27,7 @@
 #define HTTPD_DEFAULT_DEADLINE   10000 /* ms for a request's header and body */
 #define HTTPD_REAP_INTERVAL_MS   250
 #define HTTPD_MAX_PEM            (1u << 20)
+#define HTTPD_LISTEN_BACKLOG     4096
 
 static const double latency_buckets[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1,
                                          0.25,  0.5,   1,    2.5,   5,    10};
@@ -904,7 +905,10 @@ static int httpd_listen(const httpd_config *cfg, bool *ret_ipv6)
         }
         int one = 1;
         (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 128) < 0) {
+        /* A deep accept queue: a flood of connections (which the guard then evicts) must not
+         * overflow it and drop the handshakes of the clients arriving meanwhile, such as a
+         * health probe. The kernel caps it at net.core.somaxconn. */
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, HTTPD_LISTEN_BACKLOG) < 0) {
                 r = -errno;
                 freeaddrinfo(ai);
                 return r;

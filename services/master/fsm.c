@@ -1601,17 +1601,11 @@ int fsm_ls_raw(fsm *f, const char *dataset, const char *path, const char *after,
         rctx c;
         json_auto_t *ds = NULL;
         store_entry e;
-        int r = rbegin(f, &c);
+        int r = rbegin_path(f, &c, dataset, path, true, &ds, &e);
 
         if (r < 0)
                 return r;
-        r = ds_get(c.txn, c.d, dataset, &ds);
-        if (r >= 0)
-                r = lookup(&c, ds_root(ds), path, NULL, &e);
-        if (r >= 0 && !e.dir)
-                r = -ENOTDIR;
-        if (r >= 0)
-                r = store_tree_children(c.txn, c.d, e.id, after, fn, userdata);
+        r = store_tree_children(c.txn, c.d, e.id, after, fn, userdata);
         rend(&c);
         return r < 0 ? r : 0;
 }

@@ -50,7 +50,8 @@ struct manager {
         loopwake wakeup;       /* not uv_async: see loopwake.h */
         unsigned open_handles; /* ours, closed by the shutdown chain */
         uint64_t watchdog_usec;
-        loopwatch watch; /* the loop thread's lateness, applies, snapshots (loopwatch.h) */
+        loopwatch watch;    /* the loop thread's lateness, applies, snapshots (loopwatch.h) */
+        bool loop_realtime; /* the loop thread runs SCHED_RR (loopwatch_realtime) */
 
         /* The replicated state (fsm.h, LMDB): read from any thread without state_lock; written
          * only by the loop thread (raft apply and restore). */

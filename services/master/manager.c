@@ -225,7 +225,13 @@ static int raft_fsm_restore(struct raft_fsm *rf, struct raft_buffer *buf)
                 log_info("The state database has %" PRIu64 " entries, the snapshot %" PRIu64
                          ": copying the database from a peer.",
                          have, want);
+                /* Seconds of download and file writing: not at real-time priority, where it would
+                 * hold a CPU away from every normal process meanwhile. */
+                if (m->loop_realtime)
+                        loopwatch_thread_normal();
                 r = manager_snapshot_fetch(m, want);
+                if (m->loop_realtime && loopwatch_realtime() < 0)
+                        m->loop_realtime = false;
                 if (r < 0) {
                         log_error_errno(r, "Cannot install the snapshot: %m");
                         return RAFT_IOERR;
@@ -1094,8 +1100,10 @@ int manager_run(manager *m)
                                        "for a CPU past the election timeout. Allow it with "
                                        "LimitRTPRIO=1 (the unit does), or set "
                                        "spec.raft.loopScheduling: normal to silence this.");
-                else
+                else {
+                        m->loop_realtime = true;
                         log_info("The loop thread runs with real-time scheduling (SCHED_RR 1).");
+                }
         }
         r = manager_start_raft(m);
         if (r == -ECANCELED) { /* SIGTERM while a new master waited for the others */

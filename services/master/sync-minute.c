@@ -44,5 +44,7 @@ bool sync_minute_head_same(const sync_minute_stored *stored, const ufs_version *
                 return false;
         if (stored_minute(stored))
                 return v->mtime > 0 && sync_minute_floor(v->mtime) == stored->mtime;
-        return stored->mtime == v->mtime && strcmp(stored->etag ?: "", v->etag ?: "") == 0;
+        /* A version stored without an ETag (taken from a JSON index) is its size and time. */
+        return stored->mtime == v->mtime &&
+               (!stored->etag || !*stored->etag || strcmp(stored->etag, v->etag ?: "") == 0);
 }

@@ -40,7 +40,8 @@ sync_minute_verdict sync_minute_judge(const ufs_version *listed, int64_t date, i
 
 /* After a HEAD: whether version V is the stored one. A minute version matches a HEAD of the same
  * size in the same minute (its minute had ended when it was listed, so nothing written since can
- * fall in it): a HEAD never bumps an unchanged file's version. */
+ * fall in it), one stored without an ETag (nginx's JSON index gives none) a HEAD of the same size
+ * and second: a HEAD never bumps an unchanged file's version. */
 bool sync_minute_head_same(const sync_minute_stored *stored, const ufs_version *v);
 
 /* The first second of T's minute. */

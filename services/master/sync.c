@@ -553,7 +553,8 @@ static int list_dir(lister *l, const dir_item *item)
         if (dropped)
                 log_warning("Sync of %s: %zu names longer than %u bytes left out in %s.", d->name,
                             dropped, STORE_MAX_NAME, store_path);
-        qsort(e, n, sizeof *e, entry_compare);
+        if (n > 1) /* qsort() of an empty listing would get NULL (UBSan) */
+                qsort(e, n, sizeof *e, entry_compare);
 
         r = stored_children(j, store_path, &stored);
         if (r < 0) {

@@ -756,12 +756,14 @@ static void handle_metrics(httpd_request *req, void *userdata)
                 "weir_worker_content_checks_total %" PRIu64 "\n"
                 "# TYPE weir_worker_content_check_failures_total counter\n"
                 "weir_worker_content_check_failures_total %" PRIu64 "\n"
+                "# TYPE weir_worker_stale_refusals_total counter\n"
+                "weir_worker_stale_refusals_total %" PRIu64 "\n"
                 "# TYPE weir_worker_blocks gauge\nweir_worker_blocks %" PRIu64 "\n",
                 __atomic_load_n(&w->hits, __ATOMIC_RELAXED),
                 __atomic_load_n(&w->misses, __ATOMIC_RELAXED), fs.store_bytes,
                 __atomic_load_n(&w->served_bytes, __ATOMIC_RELAXED), st.evictions, st.demotions,
                 st.checksum_failures, fs.fills, fs.failures, fs.retries, fs.content_checks,
-                fs.content_failures, st.blocks);
+                fs.content_failures, fs.stale_refusals, st.blocks);
         fprintf(f, "# TYPE weir_worker_tier_used_bytes gauge\n");
         for (size_t i = 0; i < st.n_levels; i++)
                 fprintf(f, "weir_worker_tier_used_bytes{tier=\"%s\",level=\"%zu\"} %" PRIu64 "\n",

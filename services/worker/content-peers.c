@@ -255,6 +255,8 @@ static void check_one(content_peers *p, const store_key *first)
         int r;
 
         block_id_format(id, first);
+        if (fill_guard_is_mismatch(p->ctx.fill, first))
+                return; /* found already, by this worker's own check or another's */
         r = p->ctx.resolve(p->ctx.userdata, first->file_id, &f);
         if (r < 0) {
                 log_debug_errno(r, "Content check of %s: no metadata: %m", id);
@@ -404,6 +406,15 @@ content_peers *content_peers_stop(content_peers *p)
         return NULL;
 }
 
+/* No control characters: the path goes into the log. */
+static bool printable(const char *s)
+{
+        for (; *s; s++)
+                if ((unsigned char)*s < 0x20 || *s == 0x7f)
+                        return false;
+        return true;
+}
+
 void content_peers_handle_mismatch(content_peers *p, httpd_request *req)
 {
         json_t *body = httpd_request_json(req);
@@ -427,9 +438,12 @@ void content_peers_handle_mismatch(content_peers *p, httpd_request *req)
                                         PEERS_MAX_BLOCKS);
                 return;
         }
-        if (path && (!json_is_string(path) || json_string_length(path) > PEERS_PATH_MAX)) {
-                (void)httpd_reply_error(req, 400, "\"path\" must be a string of at most %d bytes",
-                                        PEERS_PATH_MAX);
+        if (path && (!json_is_string(path) || json_string_length(path) > PEERS_PATH_MAX ||
+                     !printable(json_string_value(path)))) {
+                (void)httpd_reply_error(
+                        req, 400,
+                        "\"path\" must be a string of at most %d bytes, without control characters",
+                        PEERS_PATH_MAX);
                 return;
         }
         dropped = drop_version(p, &first, (uint64_t)json_integer_value(blocks));

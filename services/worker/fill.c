@@ -27,9 +27,11 @@
 #include "ufs/ufs.h"
 #include "timeutil.h"
 
-#define FILL_META_SLOTS     1024 /* direct-mapped cache of file metadata */
-#define FILL_UFS_PER_THREAD 16   /* store handles a thread keeps open (one per mount) */
-#define FILL_MISMATCH_SLOTS 1024 /* direct-mapped marks of file versions that failed a check */
+#define FILL_META_SLOTS     1024  /* direct-mapped cache of file metadata */
+#define FILL_UFS_PER_THREAD 16    /* store handles a thread keeps open (one per mount) */
+#define FILL_MISMATCH_SLOTS 1024  /* direct-mapped marks of file versions that failed a check */
+#define FILL_STALE_SLOTS    1024  /* direct-mapped marks of file versions the store no longer has */
+#define FILL_STALE_MS       10000 /* ... kept this long */
 
 typedef struct fill_waiter {
         fill_done_fn done;
@@ -121,6 +123,14 @@ struct fill {
         /* File versions whose content did not match the store's hash (key with index 0): never
          * filled again here (fill_mark_mismatch). */
         store_key mismatch[FILL_MISMATCH_SLOTS];
+        /* File versions the store refused as changed (412; key with index 0), for
+         * FILL_STALE_MS: a reader retrying such a version is answered -ESTALE at once instead of
+         * sending the store one refused range per try (readers retry until a sync brings the new
+         * version). */
+        struct {
+                store_key key;
+                uint64_t until_ms;
+        } stale[FILL_STALE_SLOTS];
         fill_mismatch_fn mismatch_hook;
         void *mismatch_userdata;
 };
@@ -222,6 +232,25 @@ static bool mismatch_locked(fill *f, const store_key *k)
         return m->file_id == k->file_id && m->version == k->version && m->epoch == k->epoch;
 }
 
+static bool stale_locked(const fill *f, const store_key *k)
+{
+        const store_key *m = &f->stale[k->file_id % FILL_STALE_SLOTS].key;
+
+        return m->file_id == k->file_id && m->version == k->version && m->epoch == k->epoch &&
+               now_ms() < f->stale[k->file_id % FILL_STALE_SLOTS].until_ms;
+}
+
+static void mark_stale(fill *f, const store_key *k)
+{
+        store_key m = *k;
+
+        m.index = 0;
+        pthread_mutex_lock(&f->lock);
+        f->stale[k->file_id % FILL_STALE_SLOTS].key = m;
+        f->stale[k->file_id % FILL_STALE_SLOTS].until_ms = now_ms() + FILL_STALE_MS;
+        pthread_mutex_unlock(&f->lock);
+}
+
 static int job_request_locked(fill *f, const store_key *k, unsigned readahead, fill_waiter *waiter,
                               bool prefetch, fill_job **ret_job)
 {
@@ -230,6 +259,10 @@ static int job_request_locked(fill *f, const store_key *k, unsigned readahead, f
 
         if (!job && mismatch_locked(f, k))
                 return -EILSEQ; /* the store's bytes for it do not match its hash */
+        if (!job && stale_locked(f, k)) {
+                f->stats.stale_refusals++;
+                return -ESTALE; /* the store has another version by now */
+        }
         if (job) {
                 if (waiter) {
                         waiter->next = job->waiters;
@@ -479,6 +512,14 @@ void fill_mark_mismatch(fill *f, const store_key *k)
         pthread_mutex_lock(&f->lock);
         f->mismatch[k->file_id % FILL_MISMATCH_SLOTS] = m;
         pthread_mutex_unlock(&f->lock);
+}
+
+bool fill_is_mismatch(fill *f, const store_key *k)
+{
+        pthread_mutex_lock(&f->lock);
+        bool r = mismatch_locked(f, k);
+        pthread_mutex_unlock(&f->lock);
+        return r;
 }
 
 void fill_set_mismatch_hook(fill *f, fill_mismatch_fn fn, void *userdata)
@@ -799,8 +840,14 @@ static bool retryable(int r)
 static void content_check(fill *f, const store_key *key, uint64_t size, uint64_t block_size,
                           const uint8_t md5[static CONTENT_MD5_LEN], const char *path)
 {
-        int r = content_check_file(f->store, key, size, block_size, md5);
+        int r;
 
+        pthread_mutex_lock(&f->lock);
+        bool known = mismatch_locked(f, key);
+        pthread_mutex_unlock(&f->lock);
+        if (known)
+                return; /* found already (a check the master asked for, or another worker) */
+        r = content_check_file(f->store, key, size, block_size, md5);
         if (r == 0)
                 return;
         if (r < 0 && r != -EBADMSG) {
@@ -871,8 +918,12 @@ static void task_range(fill_thread *th, fill_task *t)
         }
         if (r >= 0 && sink.pos != sink.end)
                 r = -EIO;
-        if (r == -ESTALE)
+        if (r == -ESTALE) {
+                /* The store refused the version the master gave: it has another by now. (A
+                 * version the master does not list is not marked: a lagging master may say so.) */
                 fill_forget_file(f, job->key.file_id);
+                mark_stale(f, &job->key);
+        }
 
         pthread_mutex_lock(&f->lock);
         if (r < 0 && job->error >= 0)
@@ -1112,6 +1163,17 @@ void fill_guard_mark_mismatch(fill_guard *g, const store_key *k)
         if (g->fill)
                 fill_mark_mismatch(g->fill, k);
         pthread_rwlock_unlock(&g->lock);
+}
+
+bool fill_guard_is_mismatch(fill_guard *g, const store_key *k)
+{
+        bool r = false;
+
+        pthread_rwlock_rdlock(&g->lock);
+        if (g->fill)
+                r = fill_is_mismatch(g->fill, k);
+        pthread_rwlock_unlock(&g->lock);
+        return r;
 }
 
 void fill_guard_count_content_check(fill_guard *g, bool match)

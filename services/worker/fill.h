@@ -45,6 +45,7 @@ typedef struct fill_stats {
         uint64_t queued;           /* blocks waiting or in progress */
         uint64_t content_checks;   /* whole files hashed against an MD5 ETag (content.h) */
         uint64_t content_failures; /* ... that did not match: their blocks were dropped */
+        uint64_t stale_refusals;   /* requests for a version the store refused moments ago */
 } fill_stats;
 
 typedef struct fill fill;
@@ -88,6 +89,7 @@ void fill_forget_file(fill *f, uint64_t file_id);
  * block at commit). Marks are in memory, one per file id modulo 1024 (a newer one replaces an
  * older one of another file in its slot). The caller drops what is cached. */
 void fill_mark_mismatch(fill *f, const store_key *k);
+bool fill_is_mismatch(fill *f, const store_key *k);
 /* Called from the fill thread whose own content check (content.h) failed, after the blocks were
  * dropped and the version marked: FIRST names block 0, N_BLOCKS the file's, PATH its path (may
  * be NULL). Set once, before the fill is used. */
@@ -130,3 +132,4 @@ void fill_guard_stats(fill_guard *g, fill_stats *ret);
 /* fill_mark_mismatch() and fill_count_content_check() through the guard (nothing once taken). */
 void fill_guard_mark_mismatch(fill_guard *g, const store_key *k);
 void fill_guard_count_content_check(fill_guard *g, bool match);
+bool fill_guard_is_mismatch(fill_guard *g, const store_key *k);

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import uuid
 
 import pytest
 
@@ -19,6 +20,11 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 BUILD_DIR = os.path.abspath(os.environ.get("WEIR_BUILD_DIR", os.path.join(ROOT, "build")))
 
 sys.path.insert(0, HERE)
+
+# Marks every process this session starts (daemons inherit the environment): the sweep at the
+# end kills only those, never the daemons of another session running from the same build.
+SESSION_MARK = f"WEIR_TEST_SESSION={uuid.uuid4().hex}"
+os.environ["WEIR_TEST_SESSION"] = SESSION_MARK.split("=", 1)[1]
 
 
 def weir_binary(name):
@@ -92,8 +98,31 @@ def cluster3(make_cluster):
     return c
 
 
+def _ours(pid):
+    """Whether process PID was started by this session: it carries the session's mark, or
+    descends from this process (a daemon started with an environment of its own)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            if SESSION_MARK.encode() in f.read().split(b"\0"):
+                return True
+    except OSError:
+        pass
+    me, seen = os.getpid(), 0
+    while pid > 1 and seen < 64:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                pid = int(next(line.split()[1] for line in f if line.startswith("PPid:")))
+        except (OSError, StopIteration, ValueError):
+            return False
+        if pid == me:
+            return True
+        seen += 1
+    return False
+
+
 def _stray_processes():
-    """weir processes started from this build directory that are still alive."""
+    """weir processes of this session, started from this build directory, still alive (another
+    session's daemons from the same build are left alone: killing them broke its tests)."""
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -102,7 +131,7 @@ def _stray_processes():
             exe = os.readlink(f"/proc/{pid}/exe")
         except OSError:
             continue
-        if exe.startswith(BUILD_DIR + "/"):
+        if exe.startswith(BUILD_DIR + "/") and _ours(int(pid)):
             found.append((int(pid), exe))
     return found
 

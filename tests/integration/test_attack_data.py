@@ -24,7 +24,7 @@ import pytest
 
 from conftest import weir_binary
 from test_worker import MiB, Env, RealEnv, make_file
-from weirtest.fakeserver import FakeServer, JsonHandler
+from weirtest.md5store import Md5Store
 from weirtest.workerenv import EPOCH, Worker, free_port
 
 
@@ -257,47 +257,7 @@ def test_same_size_overwrite_with_restored_mtime_is_found_by_load_verify(tmp_pat
         assert p.returncode == 0 and "8 cached blocks" in p.stdout, p.stdout + p.stderr
 
 
-# ---- a store whose ETag is the content's MD5 (as S3's for single-part uploads) ----
-
-
-class Md5Store(FakeServer):
-    """A stand-in for an S3-like store over HTTP: GET/HEAD of /data/NAME with one bytes= range,
-    ETag = the MD5 of the content (or what ETAGS says for NAME: a store that describes other
-    bytes than it sends), If-Match honoured (412)."""
-
-    def __init__(self, root, address="127.0.2.10"):
-        super().__init__(address, free_port(address))
-        self.root, self.etags = root, {}
-
-    def handler(self):
-        store = self
-
-        class H(JsonHandler):
-            def do_HEAD(self):
-                self.do_GET(body=False)
-
-            def do_GET(self, body=True):
-                name = self.path[len("/data/"):] if self.path.startswith("/data/") else None
-                p = os.path.join(store.root, name) if name and "/" not in name else None
-                if not p or not os.path.isfile(p):
-                    return self.empty(404)
-                with open(p, "rb") as f:
-                    data = f.read()
-                etag = store.etag(name, data)
-                if self.headers.get("If-Match") not in (None, etag):
-                    return self.empty(412)
-                self.send_range(data, headers=[("ETag", etag)], body=body)
-
-        return H
-
-    def etag(self, name, data):
-        import hashlib
-
-        return self.etags.get(name) or '"' + hashlib.md5(data).hexdigest() + '"'
-
-    @property
-    def url(self):
-        return f"http://{self.address}:{self.port}/data/"
+# ---- a store whose ETag is the content's MD5 (weirtest/md5store.py) ----
 
 
 def test_blocks_are_checked_against_an_md5_etag_fake_master(tmp_path):
@@ -331,7 +291,9 @@ def test_blocks_are_checked_against_an_md5_etag_fake_master(tmp_path):
             for fid in (1, 2):
                 for i in range(3):
                     status, _, body = w.get(f"/v1/blocks/{EPOCH}-{fid}-1-{i}", timeout=30)
-                    assert status == 200
+                    # bad.bin: read-ahead may make it whole before its last blocks are asked
+                    # for; once its check failed, the worker refuses the version (410)
+                    assert status == 200 or (fid == 2 and status == 410), (fid, i, status)
                     if fid == 1:
                         assert body == good[i * MiB:(i + 1) * MiB]
             # Both files are checked once whole (good.bin may be checked twice when two of its

@@ -149,7 +149,8 @@ def test_only_the_cluster_token_marks_a_version_as_mismatched(node):
     assert raw(node.worker_port, f"/v1/blocks/{pre}-0")[0] == 200
     for body in ({"file": f"{pre}-1", "blocks": 1}, {"file": f"{pre}-0", "blocks": 0},
                  {"file": f"{pre}-0", "blocks": 65537}, {"file": "x", "blocks": 1},
-                 {"file": f"{pre}-0", "blocks": 1, "path": 5}):
+                 {"file": f"{pre}-0", "blocks": 1, "path": 5},
+                 {"file": f"{pre}-0", "blocks": 1, "path": "/x\nweir-worker: forged log line"}):
         code, ans, _ = http_request("POST", url + "/v1/content/mismatch", token=TOKEN, body=body)
         assert code == 400 and ans["error"], (body, code, ans)
     code, ans, _ = http_request("POST", url + "/v1/content/mismatch", token=TOKEN,

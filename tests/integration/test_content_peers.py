@@ -11,79 +11,17 @@ workers can see it. Run in a private network namespace (COMMON.md).
 
 import hashlib
 import os
-import threading
 import time
-from email.utils import formatdate
 
 import pytest
 
 from conftest import weir_binary
 from test_worker import MiB, make_file
-from weirtest.fakeserver import FakeServer, JsonHandler
+from weirtest.md5store import Md5Store
 from weirtest.workerenv import WORKER_ADDR_REAL, RealMasters, Worker, free_port
 
 BLOCK = MiB
 WAIT_S = 60  # generous: a loaded machine; every wait polls its own condition
-
-
-class Md5ListingStore(FakeServer):
-    """GET/HEAD of /data/NAME with one bytes= range, ETag = the content's MD5 (or ETAGS[NAME]),
-    If-Match honoured (412), Last-Modified; GET /data/ lists the files as an HTML index. Counts
-    the GETs of each file's bytes."""
-
-    def __init__(self, root, address="127.0.2.12"):
-        super().__init__(address, free_port(address))
-        self.root, self.etags = root, {}
-        self.gets, self.lock = {}, threading.Lock()
-
-    def etag(self, name, data):
-        return self.etags.get(name) or '"' + hashlib.md5(data).hexdigest() + '"'
-
-    def handler(self):
-        store = self
-
-        class H(JsonHandler):
-            def do_HEAD(self):
-                self.do_GET(body=False)
-
-            def do_GET(self, body=True):
-                if self.path in ("/data", "/data/"):
-                    names = sorted(os.listdir(store.root))
-                    page = "<html><body><ul>" + "".join(
-                        f'<li><a href="{n}">{n}</a></li>' for n in names) + "</ul></body></html>"
-                    data = page.encode()
-                    self.send_response(200)
-                    self.send_header("Content-Type", "text/html")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    if body:
-                        self.wfile.write(data)
-                    return
-                name = self.path[len("/data/"):] if self.path.startswith("/data/") else None
-                p = os.path.join(store.root, name) if name and "/" not in name else None
-                if not p or not os.path.isfile(p):
-                    return self.empty(404)
-                with open(p, "rb") as f:
-                    data = f.read()
-                etag = store.etag(name, data)
-                if self.headers.get("If-Match") not in (None, etag):
-                    return self.empty(412)
-                if body:
-                    with store.lock:
-                        store.gets[name] = store.gets.get(name, 0) + 1
-                mtime = formatdate(os.stat(p).st_mtime, usegmt=True)
-                self.send_range(data, headers=[("ETag", etag), ("Last-Modified", mtime)],
-                                body=body)
-
-        return H
-
-    @property
-    def url(self):
-        return f"http://{self.address}:{self.port}/data/"
-
-    def get_count(self, name):
-        with self.lock:
-            return self.gets.get(name, 0)
 
 
 class Env:
@@ -94,7 +32,7 @@ class Env:
         os.chmod(self.tmp, 0o755)
         self.data = os.path.join(self.tmp, "store")
         os.makedirs(self.data)
-        self.store = Md5ListingStore(self.data)
+        self.store = Md5Store(self.data, address="127.0.2.12", last_modified=True)
         self.shm = os.path.join(self.tmp, "shm")
         weir_binary("weir-master")
         weir_binary("weirctl")
@@ -231,6 +169,31 @@ def test_a_file_spread_over_workers_is_checked_and_a_mismatch_dropped_everywhere
             assert {block_id(g, i) for i in blocks} <= env.cached(w)
 
 
+def test_a_mismatch_found_on_one_worker_is_dropped_on_the_others_too(tmp_path):
+    """A file cached whole on one worker is checked there; when its bytes do not match, the other
+    workers that hold copies of some of its blocks drop them too and refuse the version. (When
+    w1's heartbeat reports blocks 1-4 before block 0 is in, the file is whole across w1 and w2
+    and the master asks w1 for a check across workers first: either check may find it, the
+    second one sees the version marked and does not run.)"""
+    with Env(tmp_path) as env:
+        make_file(os.path.join(env.data, "bad.bin"), 4 * BLOCK + 12345, 2)
+        env.store.etags["bad.bin"] = '"' + hashlib.md5(b"other bytes").hexdigest() + '"'
+        env.cluster.sync(files=1)
+        b = env.cluster.stat("/data/bad.bin")
+        w1, w2, w3 = env.workers
+        env.load(w2, b, [0])  # a copy of block 0 elsewhere
+        env.load(w1, b, [0, 1, 2, 3, 4])
+        wait(lambda: ("do not hash to the MD5 the store gave" in w1.log() or FOUND in w1.log())
+             and all(TOLD in w.log() for w in (w2, w3)),
+             "w1's check failed and the others were told", env)
+        bad_ids = {block_id(b, i) for i in range(5)}
+        for w in env.workers:
+            assert not (env.cached(w) & bad_ids), (w.node, env.cached(w) & bad_ids)
+            status, _, body = w.get(f"/v1/blocks/{block_id(b, 0)}")
+            assert status == 410 and b"content mismatch" in body, (w.node, status, body[:200])
+        assert env.metric("weir_worker_content_check_failures_total") >= 1
+
+
 def test_fuse_reader_gets_eio_for_a_mismatched_file_and_the_store_is_not_asked():
     """Through weir-fuse on node1 of three nodes: once the check across the workers has found
     that bad.bin's bytes do not match its ETag, reading it fails with EIO at once (the workers
@@ -261,7 +224,7 @@ def test_fuse_reader_gets_eio_for_a_mismatched_file_and_the_store_is_not_asked()
     stores = []
 
     def store(root, workdir):
-        s = Md5ListingStore(root, address="127.0.4.4")
+        s = Md5Store(root, address="127.0.4.4", last_modified=True)
         s.etags["bad.bin"] = '"' + hashlib.md5(b"other bytes").hexdigest() + '"'
         stores.append(s)
         return s

@@ -16,6 +16,7 @@ import random
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import threading
@@ -84,8 +85,10 @@ class FakeSetup:
                                env=dict({"WEIR_FUSE_RETRY": "8s",
                                          # these tests count the stand-in worker's fills and
                                          # requests exactly: no prefetch of neighbouring files
-                                         # (test_prefetch.py tests that)
-                                         "WEIR_FUSE_PREFETCH_FILES": "0", "WEIR_FUSE_XATTRS": "1"},
+                                         # (test_prefetch.py tests that), no listing ahead of
+                                         # walks (test_fuse_tree.py)
+                                         "WEIR_FUSE_PREFETCH_FILES": "0", "WEIR_FUSE_XATTRS": "1",
+                                         "WEIR_FUSE_LIST_AHEAD": "0"},
                                         **(fuse_env or {})))
         try:  # no fixture owns this object yet: a failure here stops what was started
             for a, p in zip(self.addr, self.mport):
@@ -157,6 +160,45 @@ def test_listing_sizes_and_attributes(fake):
         assert st.st_blocks * 512 >= size  # du counts them
     du = subprocess.run(["du", "-sb", fake.mnt], capture_output=True, text=True, check=True)
     assert int(du.stdout.split()[0]) >= sum(SIZES.values())
+
+
+def wire_page(entries, more=False, epoch=0xABC):
+    """A compact listing page (docs/api.md): ENTRIES [(name, size or None for a directory)]."""
+    body = struct.pack("<4sIQII", b"WLST", 1, epoch, len(entries), 1 if more else 0)
+    for i, (name, size) in enumerate(entries):
+        n = name.encode()
+        body += struct.pack("<BBHq", 2 if size is None else 1, 0, len(n), 1700000000)
+        if size is not None:
+            body += struct.pack("<QQQ", size, 1000 + i, 1)
+        body += n
+    return body
+
+
+def test_malformed_compact_listing_is_refused(fake):
+    """A master answering format=binary with a malformed page: that readdir fails with EIO (no
+    crash, no stall, nothing of the page shown) and the log says what was wrong; a good page
+    afterwards lists."""
+    good = wire_page([("abc", 7), ("sub", None)])
+    cases = [
+        (wire_page([("b", 1), ("a", 2)]), "entry 1 ('a') does not sort after 'b'"),
+        (good[:-1], "the name of entry 1 is cut short"),
+        (good + b"x", "1 bytes after the last entry"),
+        (wire_page([("a/b", 1)]), "entry 0 has an invalid name"),
+        (b"WLST" + good[4:8].replace(b"\1", b"\2") + good[8:], "version 2, this build reads 1"),
+        (wire_page([("abc", 7)], epoch=0), "without an epoch"),
+    ]
+    d = os.path.join(fake.mnt, "data")
+    for body, why in cases:
+        fake.state["wire_pages"] = {"/data": body}
+        with pytest.raises(OSError) as e:
+            os.listdir(d)
+        assert e.value.errno == errno.EIO, why
+        assert f"Bad listing page from the master for /data: {why}" in fake.fuse.log() or \
+            (why == "without an epoch" and "for /data without an epoch" in fake.fuse.log()), why
+    fake.state["wire_pages"] = {"/data": good}
+    assert os.listdir(d) == ["abc", "sub"]
+    assert os.stat(os.path.join(d, "abc")).st_size == 7
+    assert os.path.isdir(os.path.join(d, "sub"))
 
 
 def test_sizes_at_block_edges_are_byte_identical(fake):

@@ -2,10 +2,13 @@
 times to the minute"): files whose minute had ended when the store listed them are taken from
 the listing without a HEAD, on the first sync and on re-syncs; a file written in the minute of a
 sync, dated in the future, or listed in local time is HEADed; a rewrite with the same size
-within the minute of a sync is still found by the next sync.
+within the minute of a sync is still found by the next sync; a listing without a Date header
+(behind a proxy that drops it) has every file HEADed; a worker fills a minute version; a demo
+cluster serves such files through weir-fuse and never mixes a rewritten one.
 
 Requests are counted in nginx's access log (method and path of each)."""
 
+import errno
 import os
 import shutil
 import tempfile
@@ -255,3 +258,149 @@ def test_worker_fills_a_minute_version(tmp_path):
         for fid in (2, 3):
             status, _, body = env.worker.get(f"/v1/blocks/{EPOCH}-{fid}-1-0", timeout=30)
             assert status == 409, (fid, status, body[:200])
+
+
+class NoDateProxy:
+    """Forwards GET and HEAD to a store and passes its answers on without their Date header,
+    as some proxies and small servers answer."""
+
+    def __init__(self, address, upstream_port):
+        import http.client
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def forward(self):
+                c = http.client.HTTPConnection(address, upstream_port, timeout=30)
+                try:
+                    hdrs = {k: v for k, v in self.headers.items()
+                            if k.lower() in ("range", "if-match", "if-unmodified-since")}
+                    c.request(self.command, self.path, headers=hdrs)
+                    r = c.getresponse()
+                    body = r.read()
+                finally:
+                    c.close()
+                # send_response_only: no Date or Server of our own
+                self.send_response_only(r.status, r.reason)
+                for k, v in r.getheaders():
+                    if k.lower() not in ("date", "connection", "transfer-encoding"):
+                        self.send_header(k, v)
+                if self.command == "GET" and r.getheader("Content-Length") is None:
+                    self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command == "GET":
+                    self.wfile.write(body)
+
+            do_GET = do_HEAD = forward
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((address, 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://{address}:{self.server.server_address[1]}/"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_listing_without_date_is_headed(store_root, tmp_path, build_dir):
+    """Without the store's clock (no Date on the listing) no listed minute can be judged: every
+    file is HEADed, at every sync, and unchanged files keep their versions."""
+    data, files = store_root
+    nginx = start_nginx(data, str(tmp_path / "nginx"))
+    try:
+        with NoDateProxy(ADDR, nginx.port) as proxy:
+            with cluster(tmp_path, build_dir, proxy.url) as sc:
+                sc.wait_leader()
+                d = sc.wait_dataset("m", lambda d: d["phase"] == "Bound")
+                assert d["total_files"] == len(files)
+                got, n = heads(nginx)
+                assert sorted(u.lstrip("/") for u in got) == sorted(files)
+                tree, _ = sc.tree("m")
+                assert all(e["etag"].startswith('"') and e["version"] == 1
+                           for e in tree.values()), tree
+                resync(sc)
+                got, n = heads(nginx, n)
+                assert len(got) == len(files)
+                again, _ = sc.tree("m")
+                assert {p: e["version"] for p, e in again.items()} == {p: 1 for p in tree}
+    finally:
+        nginx.stop()
+
+
+def test_fuse_reads_files_synced_from_the_page(tmp_path):
+    """The whole path: a demo cluster (three masters, three workers, weir-fuse) syncs old files
+    from nginx's HTML page without HEADs, and reading them through the mount gives the store's
+    bytes; a file rewritten afterwards (a later minute) is never served as the old version's
+    blocks mixed with new ones, and after a sync reads give the new bytes."""
+    import conftest
+    from weirtest.fusecluster import DemoCluster
+
+    for name in ("weir-master", "weir-worker", "weir-fuse"):
+        weir_binary(name)
+    old = time.time() - OLD
+    content = {}
+
+    def make(root):
+        files = {}
+        for i in range(12):
+            rel = f"dir{i % 3}/file{i}.bin"
+            path = os.path.join(root, "hbase", rel)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            data = os.urandom(50_000 + 9_000 * i)
+            with open(path, "wb") as f:
+                f.write(data)
+            os.utime(path, (old, old))
+            files[rel], content[rel] = len(data), data
+        stores.make_world_readable(root)
+        return files
+
+    d = tempfile.mkdtemp(prefix="weir-minute-fuse-")
+    c = DemoCluster(d, conftest.BUILD_DIR, dataset=make, block_size="64Ki",
+                    fuse_env={"WEIR_FUSE_REFRESH": "1s"})
+    try:
+        c.start()
+        versions = {rel: c.stat(f"/hbase/{rel}") for rel in content}
+        # all from the page, but for one check HEAD per listing thread (at most one per
+        # directory here)
+        minute = [rel for rel, v in versions.items() if v["etag"] == "weir:minute"]
+        assert len(minute) >= len(content) - 3, versions
+        for rel, data in content.items():
+            with open(os.path.join(c.mnt, "hbase", rel), "rb") as f:
+                assert f.read() == data, rel
+        # rewritten upstream with the same size: not the synced version any more
+        rel = minute[0]
+        new = os.urandom(len(content[rel]))
+        path = os.path.join(c.store_root, "hbase", rel)
+        with open(path + ".new", "wb") as f:
+            f.write(new)
+        os.chmod(path + ".new", 0o644)
+        os.replace(path + ".new", path)
+        c.sync()
+        c.wait(lambda: c.stat(f"/hbase/{rel}")["version"] > versions[rel]["version"], 60,
+               "the new version")
+        deadline = time.monotonic() + 60
+        while True:  # the mount learns the new version at its next refresh
+            try:
+                with open(os.path.join(c.mnt, "hbase", rel), "rb") as f:
+                    got = f.read()
+            except OSError as e:  # the old version's blocks refused by the store
+                assert e.errno == errno.EIO, e
+                got = None
+            if got == new:
+                break
+            assert got in (None, content[rel]), "a mix of the two versions was served"
+            assert time.monotonic() < deadline, "the mount kept the old version"
+            time.sleep(0.5)
+    finally:
+        c.stop()
+        shutil.rmtree(d, ignore_errors=True)

@@ -382,6 +382,20 @@ static void test_errors(void **state)
         wait_done(f, 5);
         assert_int_equal(f->last_r, -ESTALE);
         assert_false(store_contains(f->store, &(store_key){TEST_EPOCH, 1, 1, 1}));
+        /* That version is refused at once for a while, any block of it: no store request for
+         * each retry of a reader waiting for the sync. */
+        {
+                fill_stats st;
+
+                assert_int_equal(
+                        fill_block(f->fill, &(store_key){TEST_EPOCH, 1, 1, 2}, 0, on_done, f),
+                        -ESTALE);
+                assert_int_equal(fill_block_part(f->fill, &(store_key){TEST_EPOCH, 1, 1, 1}, 0, 10,
+                                                 0, NULL, NULL),
+                                 -ESTALE);
+                fill_get_stats(f->fill, &st);
+                assert_int_equal(st.stale_refusals, 2);
+        }
         /* Version 2 is the new bytes. */
         f->version = 2;
         assert_int_equal(fill_block(f->fill, &(store_key){TEST_EPOCH, 1, 2, 1}, 0, on_done, f), 0);

@@ -460,6 +460,18 @@ static void test_rebuild(void **state)
         store_free(s);
 }
 
+/* After block 3 of five (1000 bytes each) was dropped at start: the other four are served, and
+ * block 3, refetched, is whole again. Frees S. */
+static void others_served_then_3_refetched(store *s)
+{
+        for (uint64_t i = 0; i < 5; i++)
+                if (i != 3)
+                        assert_true(get_ok(s, i, 1000));
+        put(s, 3, 1000);
+        assert_true(get_ok(s, 3, 1000));
+        store_free(s);
+}
+
 static void test_checksum_failure(void **state)
 {
         fixture *f = *state;
@@ -496,13 +508,7 @@ static void test_checksum_failure(void **state)
         assert_int_equal(st.checksum_failures, 1);
         assert_int_equal(st.blocks, 4);
         assert_int_equal(st.used, 4000);
-        for (uint64_t i = 0; i < 5; i++)
-                if (i != 3)
-                        assert_true(get_ok(s, i, 1000));
-        /* Refetched, it is whole again. */
-        put(s, 3, 1000);
-        assert_true(get_ok(s, 3, 1000));
-        store_free(s);
+        others_served_then_3_refetched(s);
 }
 
 /* A block named as weir's own checksum named it ("E-F-V-I.SUM", no checksum tag) is removed at
@@ -541,12 +547,7 @@ static void test_old_format_block_dropped(void **state)
         assert_int_equal(st.blocks, 4);
         assert_int_equal(st.used, 4000);
         assert_int_equal(st.checksum_failures, 0); /* not mistaken for a corrupt block */
-        for (uint64_t i = 0; i < 5; i++)
-                if (i != 3)
-                        assert_true(get_ok(s, i, 1000));
-        put(s, 3, 1000);
-        assert_true(get_ok(s, 3, 1000));
-        store_free(s);
+        others_served_then_3_refetched(s);
 }
 
 static void test_changes(void **state)

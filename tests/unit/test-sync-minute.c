@@ -89,6 +89,9 @@ static void test_head_same(void **state)
         assert_true(sync_minute_head_same(&exact, &in_minute));
         assert_false(sync_minute_head_same(&exact, &no_etag));
         assert_true(sync_minute_head_same(&none, &no_etag));
+        /* stored from a JSON index (no ETag), HEADed once the index is HTML: the same file */
+        assert_true(sync_minute_head_same(&none, &in_minute));
+        assert_false(sync_minute_head_same(&none, &next));
         assert_false(sync_minute_head_same(NULL, &in_minute));
 }
 

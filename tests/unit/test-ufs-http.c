@@ -385,6 +385,12 @@ static void test_list_date_and_marker(void **state)
                               "Content-Type: text/html\r\nContent-Length: 37\r\n\r\n"
                               "<pre><a href=\"z.txt\">z.txt</a>\n</pre>"};
         const char *no_date[] = {answer("200 OK", "text/html", "<a href=\"z\">z</a>")};
+        const char *cached[] = {"HTTP/1.1 200 OK\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\n"
+                                "Age: 600\r\nContent-Type: text/html\r\nContent-Length: 37\r\n"
+                                "\r\n<pre><a href=\"z.txt\">z.txt</a>\n</pre>"};
+        const char *bad_age[] = {"HTTP/1.1 200 OK\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\n"
+                                 "Age: soon\r\nContent-Type: text/html\r\nContent-Length: 37\r\n"
+                                 "\r\n<pre><a href=\"z.txt\">z.txt</a>\n</pre>"};
         static const char *const marker[] = {
                 "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nETag: weir:minute\r\n"
                 "Last-Modified: Tue, 14 Nov 2023 22:13:20 GMT\r\n\r\n",
@@ -402,6 +408,15 @@ static void test_list_date_and_marker(void **state)
         assert_int_equal(ufs_list_date(u), 1700000000);
         ufs_entries_free(e, n);
         script(1, no_date);
+        assert_int_equal(ufs_list(u, "", &e, &n), 0);
+        assert_int_equal(ufs_list_date(u), 0);
+        ufs_entries_free(e, n);
+        /* A cache's copy: its Date less its Age; an unreadable Age: no date. */
+        script(1, cached);
+        assert_int_equal(ufs_list(u, "", &e, &n), 0);
+        assert_int_equal(ufs_list_date(u), 1700000000 - 600);
+        ufs_entries_free(e, n);
+        script(1, bad_age);
         assert_int_equal(ufs_list(u, "", &e, &n), 0);
         assert_int_equal(ufs_list_date(u), 0);
         ufs_entries_free(e, n);

@@ -129,6 +129,7 @@ typedef struct xfer {
         char *content_type;
         int64_t mtime;
         int64_t date;           /* the store's clock (Date), 0 = not sent */
+        int64_t age;            /* seconds a cache held the answer (Age), 0 = not sent */
         int64_t content_length; /* -1 = not sent */
         bool have_range;
         uint64_t range_first, range_last, range_total; /* total UINT64_MAX = "*" */
@@ -175,6 +176,7 @@ static void xfer_reset_headers(xfer *x)
         x->content_type = NULL;
         x->mtime = 0;
         x->date = 0;
+        x->age = 0;
         x->content_length = -1;
         x->have_range = false;
 }
@@ -244,6 +246,13 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *userdata)
                 time_t t = curl_getdate(v, NULL);
 
                 x->date = t > 0 ? (int64_t)t : 0;
+                free(v);
+        } else if ((v = header_value(data, n, "Age"))) {
+                uint64_t a;
+
+                /* a cache's copy was made this long before its Date (RFC 9111 5.1); an Age that
+                 * cannot be read counts as the whole Date unknown */
+                x->age = parse_u64(v, &a) >= 0 && a < INT64_MAX ? (int64_t)a : -1;
                 free(v);
         } else if ((v = header_value(data, n, "Content-Length"))) {
                 uint64_t l;
@@ -574,7 +583,8 @@ int ufs_http_get(ufs *u, const ufs_http_auth *auth, const char *url, long *ret_s
         r = xfer_perform(u, url, &x, errbuf);
         if (r < 0)
                 return r;
-        u->date = x.date;
+        /* When the store made the answer: a cache in front may have held it (Age). */
+        u->date = x.age < 0 || x.age >= x.date ? 0 : x.date - x.age;
         if (!x.body) {
                 x.body = strdup("");
                 if (!x.body)

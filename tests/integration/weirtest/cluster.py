@@ -293,16 +293,31 @@ class MasterCluster:
         return None
 
     def sync(self, dataset=None, files=None, timeout=60):
-        """Syncs DATASET and waits until it is synced (with FILES files, when given). A new
-        leader answers 503 until it serves: ask until it takes the sync."""
+        """Syncs DATASET with a sync that starts after this call and waits until it committed
+        (with FILES files, when given), so that it sees every change made before the call. A
+        sync already running (409) may have listed the store before those changes: wait for it
+        to end and ask again. A new leader answers 503 until it serves: ask until it takes the
+        sync. "synced" is the leader's wall clock at the commit, this host's clock."""
         dataset = dataset or self.datasets[0]
-        self.wait(lambda: self.request_any("POST", f"/v1/datasets/{dataset}/sync", body={})[0]
-                  in (200, 202, 409), 30, "a sync accepted")
 
-        def synced():
+        def synced_after(t):
             body = self.request_any("GET", f"/v1/datasets/{dataset}")[1] or {}
-            return body.get("synced") and (files is None or body.get("total_files") == files)
-        self.wait(synced, timeout, "a synced dataset")
+            return (body.get("synced") or 0) > t and (files is None or
+                                                      body.get("total_files") == files)
+
+        def started():
+            t = time.time()
+            code = self.request_any("POST", f"/v1/datasets/{dataset}/sync", body={})[0]
+            if code in (200, 202):
+                started.at = t  # no sync ran at T: any commit after T is this one's or later
+                return True
+            if code == 409:
+                wait_until(lambda: synced_after(t) or (self.request_any(
+                    "GET", f"/v1/datasets/{dataset}")[1] or {}).get("sync_error"), timeout,
+                    "the running sync to end")
+            return False
+        self.wait(started, timeout, "a sync started after the call")
+        self.wait(lambda: synced_after(started.at), timeout, "a synced dataset")
 
     def stat(self, path, dataset=None):
         dataset = dataset or self.datasets[0]

@@ -61,6 +61,11 @@ class Throttle(Daemon):
     def url(self):
         return f"http://{self.address}:{self.port}/data/"
 
+    def peak_connections(self):
+        """The most connections that were open through the proxy at once."""
+        peaks = re.findall(r"^peak connections (\d+)$", self.log(), re.M)
+        return int(peaks[-1]) if peaks else 0
+
     def command(self):
         return [sys.executable, "-m", "weirtest.throttle", "--listen",
                 f"{self.address}:{self.port}", "--upstream",
