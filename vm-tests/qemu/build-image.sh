@@ -113,6 +113,13 @@ if [ "$watchdog" != unit ]; then
                         >"$root/etc/systemd/system/$u.d/50-tcg-watchdog.conf"
         done
 fi
+# WEIR_VM_FUSE_DEBUG=1: weir-fuse logs at debug level (each source a read tried and why it
+# failed: a timed-out peer worker or master shows in journal.txt), for a failure to explain.
+if [ "${WEIR_VM_FUSE_DEBUG:-0}" = 1 ]; then
+        mkdir -p "$root/etc/systemd/system/weir-fuse@.service.d"
+        printf '[Service]\nEnvironment=WEIR_LOG_LEVEL=debug\n' \
+                >"$root/etc/systemd/system/weir-fuse@.service.d/60-debug.conf"
+fi
 # Faster, quieter boots; no console getty needed.
 ln -sf /dev/null "$root/etc/systemd/system/serial-getty@ttyS0.service"
 ln -sf /dev/null "$root/etc/systemd/system/getty@tty1.service"
