@@ -27,6 +27,20 @@
 #include "manager-internal.h"
 #include "members.h"
 #include "rejoin.h"
+#include "timeutil.h"
+
+/* A leaving master that answered /healthz this recently counts as up when the leader orders
+ * removals (three probe rounds). */
+#define LEAVING_FRESH_MS 3000
+
+/* A master of some config this process loaded: the prober asks the leaving ones whether they are
+ * up, so that the leader removes the ones that are down first (reconcile_remove). */
+typedef struct seen_peer {
+        unsigned id;
+        char api[300];        /* HOST:PORT of its API */
+        uint64_t answered_ms; /* its last /healthz answer, 0 = none */
+        uint64_t tried_ms;    /* its last probe, answered or not, 0 = not yet */
+} seen_peer;
 
 typedef enum change_kind {
         CHANGE_ADD,
@@ -64,6 +78,8 @@ struct members {
         bool saw_running;   /* at start, with an empty raft directory: a peer had a leader */
 
         /* state_lock */
+        seen_peer *peers; /* one per seen_ids entry */
+        size_t n_peers;
         char *boot_conf;   /* DIR/bootstrap: "ID@ADDRESS:PORT,..." of our first entry, or NULL */
         json_t *published; /* copy of record for the HTTP threads; NULL when not leader */
         char *reload_error;
@@ -103,7 +119,37 @@ static void seen_add(members *ms, const config *c)
                         return (void)log_oom();
                 ms->seen_ids = a;
                 ms->seen_ids[ms->n_seen++] = id;
+
+                const config_node *n = &c->nodes[i];
+                pthread_mutex_lock(&ms->m->state_lock);
+                seen_peer *p = realloc(ms->peers, (ms->n_peers + 1) * sizeof(*p));
+                if (p) {
+                        ms->peers = p;
+                        p = &ms->peers[ms->n_peers++];
+                        *p = (seen_peer){.id = id};
+                        snprintf(p->api, sizeof(p->api),
+                                 strchr(n->address, ':') ? "[%s]:%u" : "%s:%u", n->address,
+                                 n->master_port);
+                }
+                pthread_mutex_unlock(&ms->m->state_lock);
+                if (!p)
+                        return (void)log_oom();
         }
+}
+
+/* Whether leaving master ID answered the prober lately: 1 yes, 0 no, -1 not asked yet. */
+static int heard_lately(members *ms, unsigned id)
+{
+        uint64_t now = now_ms();
+        int up = -1;
+
+        pthread_mutex_lock(&ms->m->state_lock);
+        for (size_t i = 0; i < ms->n_peers; i++)
+                if (ms->peers[i].id == id && ms->peers[i].tried_ms)
+                        up = ms->peers[i].answered_ms &&
+                             now - ms->peers[i].answered_ms < LEAVING_FRESH_MS;
+        pthread_mutex_unlock(&ms->m->state_lock);
+        return up;
 }
 
 int members_new(manager *m)
@@ -164,6 +210,7 @@ void members_free(manager *m)
                 config_free(ms->owned[i]);
         free(ms->owned);
         free(ms->seen_ids);
+        free(ms->peers);
         json_decref(ms->verified);
         json_decref(ms->record);
         json_decref(ms->published);
@@ -661,9 +708,20 @@ static bool reconcile_remove(members *ms)
         for (size_t k = 0; k < ms->n_seen && n < ELEMENTSOF(ids); k++)
                 ids[n++] = ms->seen_ids[k];
 
-        for (size_t k = 0; k < n; k++) {
-                unsigned id = ids[k];
-                if (id == ms->self_id || desired(m->cfg, id) || verified(ms, id))
+        /* Masters that are down go first: removing one that is up proposes a configuration
+         * whose majority may need one that is down (3 -> 1 with node3 down: removing node2 first
+         * proposes {1,3}; the leader loses leadership and no one can be elected again). So
+         * every leaving master is asked first (the prober, within a second). */
+        for (size_t k = 0; k < n; k++)
+                if (ids[k] != ms->self_id && !desired(m->cfg, ids[k]) && !verified(ms, ids[k]) &&
+                    heard_lately(ms, ids[k]) < 0) {
+                        retry_later(ms);
+                        return true;
+                }
+        for (size_t k = 0; k < 2 * n; k++) {
+                unsigned id = ids[k % n];
+                if (id == ms->self_id || desired(m->cfg, id) || verified(ms, id) ||
+                    heard_lately(ms, id) != (k >= n))
                         continue;
                 ms->change.data = ms;
                 ms->change_id = id;
@@ -994,11 +1052,48 @@ static void retire_on_loop(manager *m, bool stopping, void *userdata)
         manager_request_stop(m);
 }
 
+/* Asks every leaving master (one the loaded YAML no longer names) whether it is up. */
+static void probe_leaving(members *ms, const config *cfg, httpc *c)
+{
+        manager *m = ms->m;
+        _cleanup_free_ seen_peer *copy = NULL;
+        size_t n;
+
+        pthread_mutex_lock(&m->state_lock);
+        n = ms->n_peers;
+        copy = n ? malloc(n * sizeof(*copy)) : NULL;
+        if (copy)
+                memcpy(copy, ms->peers, n * sizeof(*copy));
+        pthread_mutex_unlock(&m->state_lock);
+        if (!copy)
+                return;
+        for (size_t i = 0; i < n; i++) {
+                char url[400];
+                httpc_response res = {};
+
+                if (copy[i].id == ms->self_id || desired(cfg, copy[i].id))
+                        continue;
+                snprintf(url, sizeof(url), "%s://%s/healthz", apiauth_scheme(cfg), copy[i].api);
+                bool up = httpc_get(c, url, &res) == 0 && res.status == 200;
+                httpc_response_done(&res);
+                pthread_mutex_lock(&m->state_lock);
+                for (size_t k = 0; k < ms->n_peers; k++)
+                        if (ms->peers[k].id == copy[i].id) {
+                                ms->peers[k].tried_ms = now_ms();
+                                if (up)
+                                        ms->peers[k].answered_ms = ms->peers[k].tried_ms;
+                        }
+                pthread_mutex_unlock(&m->state_lock);
+        }
+}
+
 void members_probe(manager *m, httpc *c)
 {
         members *ms = m->members;
         const config *cfg = __atomic_load_n(&m->cfg, __ATOMIC_ACQUIRE);
 
+        if (ms)
+                probe_leaving(ms, cfg, c);
         if (!ms || !atomic_load(&ms->retiring) || atomic_load(&ms->removed))
                 return;
         for (size_t i = 0; i < cfg->n_nodes; i++) {

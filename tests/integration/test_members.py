@@ -253,6 +253,34 @@ def test_three_to_one_master_while_serving(make_members):
     assert c.labels()["alone"] == "yes"
 
 
+def test_three_to_one_with_a_leaving_master_already_down(make_members):
+    """3 -> 1 while node3, which leaves, is already down: the leader removes the master that
+    cannot answer first ({1,2}: both up), then node2 ({1}). Removing node2 first would propose
+    {1,3}, whose majority needs the dead node3: the leader lost leadership and no master could be
+    elected again (seen in the QEMU operator scenario)."""
+    c = make_members(n=3, master_replicas=3)
+    c.start()
+    node1, node2, node3 = c.masters
+    leader = c.wait_leader()
+    if leader is node3:
+        node3.stop()
+        c.wait_leader(exclude=node3)
+        node3.start()
+        c.wait_leader()
+    wait_for(lambda: members_of(c.config(c.wait_leader())) == ["node1", "node2", "node3"], 30,
+             "three voters", c)
+    node3.kill()
+    c.write_yaml(1)
+    r = c.apply("--wait", str(APPLY_WAIT_S))
+    assert r.returncode == 0, r.stdout + r.stderr + c.logs()
+    node2.proc.wait(timeout=30)
+    assert node2.proc.returncode == 0, node2.log()
+    assert node1.running
+    assert members_of(c.config(node1)) == ["node1"]
+    assert node1.log().index("Removing raft id 3") < node1.log().index("Removing raft id 2")
+    c.put_label("alone", "yes")
+
+
 def test_add_dataset_keeps_daemons(make_members):
     c = make_members(n=3, master_replicas=3)
     c.start()
