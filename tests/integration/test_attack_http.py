@@ -49,7 +49,10 @@ class OneNode:
             self.files[name] = data
         make_world_readable(self.store_root)
         self.nginx = Nginx(self.store_root, STORE, os.path.join(self.dir, "nginx"))
-        self.raft_port, self.master_port, self.worker_port = (free_port(NODE) for _ in range(3))
+        # An API bound to every address needs its port free on every address, not only NODE's.
+        any_address = any("bindAddress: 0.0.0.0" in line for line in extra_spec)
+        self.raft_port, self.master_port, self.worker_port = (
+            free_port("0.0.0.0" if any_address else NODE) for _ in range(3))
         self.yaml_path = os.path.join(self.dir, "cluster.yaml")
         self.extra_spec = list(extra_spec)
         self.master = None
