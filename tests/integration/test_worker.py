@@ -339,6 +339,36 @@ def test_eviction_demotes_then_drops_fake_master(tmp_path):
         assert env.store.requests()[seen:] == []
 
 
+def test_only_if_cached_hit_starts_no_read_ahead_fake_master(tmp_path):
+    """A miss of block 0 fills blocks 0-2 (itself and two of read-ahead), nothing past them. An
+    only-if-cached hit of block 2 (block 1 cached: what a sequential reader looks like) must not
+    fetch blocks 3 and 4, as a plain hit does: such requests never fill."""
+    with Env(tmp_path, block_size=1 * MiB,
+             tiers=[("MEM", str(tmp_path / "shm"), "64Mi", 0.95, 0.7)]) as env:
+        env.add(1, "f.bin", 6 * MiB)
+        env.worker.start()
+        assert env.worker.get(f"/v1/blocks/{EPOCH}-1-1-0")[2] == env.block(1, 0)
+        deadline = time.monotonic() + 60
+        while not all(f"{EPOCH}-1-1-{i}" in {f.split(".")[0] for f in env.tier_files()}
+                      for i in (1, 2)):
+            assert time.monotonic() < deadline, env.tier_files()
+            time.sleep(0.05)
+        env.store.wait_quiet()
+        seen = len(env.store.requests())
+        status, headers, body = env.worker.get(f"/v1/blocks/{EPOCH}-1-1-2",
+                                               headers={"Cache-Control": "only-if-cached"})
+        assert status == 200 and headers["X-Weir-Cache"] == "hit" and body == env.block(1, 2)
+        time.sleep(1.0)  # a read-ahead, if one started, reaches the store well within this
+        env.store.wait_quiet()
+        assert env.store.requests()[seen:] == []
+        # the same hit without the header does read ahead: the check above can fail
+        env.worker.get(f"/v1/blocks/{EPOCH}-1-1-2")
+        deadline = time.monotonic() + 60
+        while len(env.store.requests()) == seen:
+            assert time.monotonic() < deadline, "a plain hit started no read-ahead"
+            time.sleep(0.05)
+
+
 def recv_fd(sock):
     fds = array.array("i")
     msg, anc, flags, addr = sock.recvmsg(64, socket.CMSG_LEN(fds.itemsize))
