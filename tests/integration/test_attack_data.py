@@ -38,6 +38,22 @@ def have_tmpfs_namespace():
     return p.returncode == 0
 
 
+def one_worker_config(tmp, master, store):
+    """(cluster.yaml path, worker port) of one worker w1 with 64 MiB of MEM, 1 MiB blocks, in
+    front of STORE, asking MASTER."""
+    from test_worker import WORKER_ADDR
+    from weirtest.workerenv import write_config
+
+    port = free_port(WORKER_ADDR)
+    cfg = os.path.join(tmp, "cluster.yaml")
+    write_config(cfg, master_nodes=[("m0", master.address, master.port)],
+                 worker_nodes=[("w1", WORKER_ADDR, port, os.path.join(tmp, "wdata"),
+                                os.path.join(tmp, "wrun"))],
+                 store_url=store.url,
+                 tiers=[("MEM", os.path.join(tmp, "shm"), "64Mi", 0.95, 0.7)], block_size="1Mi")
+    return cfg, port
+
+
 # ---- GET /v1/blocks/0-1-0 ----
 
 
@@ -279,14 +295,7 @@ def test_blocks_are_checked_against_an_md5_etag_fake_master(tmp_path):
             with open(os.path.join(root, name), "rb") as f:
                 etag = store.etag(name, f.read())
             master.add_file(fid, "ds", "/data/" + name, 3 * MiB, 0, etag, MiB)
-        port = free_port(WORKER_ADDR)
-        cfg = os.path.join(tmp, "cluster.yaml")
-        shm = os.path.join(tmp, "shm")
-        write_config(cfg, master_nodes=[("m0", master.address, master.port)],
-                     worker_nodes=[("w1", WORKER_ADDR, port, os.path.join(tmp, "wdata"),
-                                    os.path.join(tmp, "wrun"))],
-                     store_url=store.url, tiers=[("MEM", shm, "64Mi", 0.95, 0.7)],
-                     block_size="1Mi")
+        cfg, port = one_worker_config(tmp, master, store)
         with Worker(weir_binary("weir-worker"), cfg, "w1", WORKER_ADDR, port, tmp) as w:
             for fid in (1, 2):
                 for i in range(3):
@@ -308,7 +317,7 @@ def test_blocks_are_checked_against_an_md5_etag_fake_master(tmp_path):
                 time.sleep(0.2)
             # good.bin stays whole; bad.bin is never whole in the cache (each time it became
             # whole it was dropped; a read racing the drop may have cached a block again)
-            tier = os.path.join(shm, "weir", "w1")
+            tier = os.path.join(tmp, "shm", "weir", "w1")
             ids = {f.split(".")[0] for f in os.listdir(tier) if not f.startswith(".")}
             assert {f"{EPOCH}-1-1-{i}" for i in range(3)} <= ids, ids
             assert not {f"{EPOCH}-2-1-{i}" for i in range(3)} <= ids, ids
@@ -337,14 +346,7 @@ def test_an_sse_kms_etag_is_not_taken_for_the_content_md5(tmp_path):
         store.etags["kms.bin"] = '"' + hashlib.md5(b"kms ciphertext").hexdigest() + '"'
         store.sse["kms.bin"] = "aws:kms"
         master.add_file(1, "ds", "/data/kms.bin", 3 * MiB, 0, store.etags["kms.bin"], MiB)
-        port = free_port(WORKER_ADDR)
-        cfg = os.path.join(tmp, "cluster.yaml")
-        shm = os.path.join(tmp, "shm")
-        write_config(cfg, master_nodes=[("m0", master.address, master.port)],
-                     worker_nodes=[("w1", WORKER_ADDR, port, os.path.join(tmp, "wdata"),
-                                    os.path.join(tmp, "wrun"))],
-                     store_url=store.url, tiers=[("MEM", shm, "64Mi", 0.95, 0.7)],
-                     block_size="1Mi")
+        cfg, port = one_worker_config(tmp, master, store)
         with Worker(weir_binary("weir-worker"), cfg, "w1", WORKER_ADDR, port, tmp,
                     env={"WEIR_LOG_LEVEL": "debug"}) as w:
             for i in range(3):
